@@ -1,0 +1,268 @@
+"""The program container: a versioned, self-describing, checksummed file (`.rnna`).
+
+Layout, all little-endian:
+
+    magic "RNNA" | u16 version | u16 section count
+    section table: (4-byte tag, u32 offset, u32 length) per section
+    section payloads
+    u32 CRC-32 of every byte before it
+
+Sections: META (canonical JSON: target, I/O descriptors, memory map, weight-memory regions,
+table names), CODE (instruction words), WGHT and BIAS (weight-memory images placed at the
+addresses META gives), TABL (the vector unit's activation tables, int16) and DBUG (JSON:
+which ONNX node, layer, timestep and tile each instruction belongs to).
+Loading validates every part and names the first problem it finds.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from isa.encoding import Instruction, decode_all, encode_all
+from isa.errors import RnnaccelError
+from isa.fileio import write_atomic
+from isa.numerics import TABLE_FUNCS, TABLE_SEGMENTS
+from isa.target import Target
+
+MAGIC = b"RNNA"
+VERSION = 1
+REGION_SECTIONS = {"weights": b"WGHT", "biases": b"BIAS"}
+SECTION_ORDER = (b"META", b"CODE", b"WGHT", b"BIAS", b"TABL", b"DBUG")
+_HEADER = struct.Struct("<4sHH")
+_ENTRY = struct.Struct("<4sII")
+
+
+@dataclass(frozen=True)
+class TensorDesc:
+    """A graph input or output: where it sits in host memory and how to (de)quantise it."""
+
+    name: str
+    shape: tuple[int, ...]
+    scale: float
+    host: int
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+
+@dataclass(frozen=True)
+class Region:
+    """Bytes of weight memory initialised when the program is loaded."""
+
+    name: str
+    base: int
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Loc:
+    """Where instructions from `pc` on come from; holds until the next Loc."""
+
+    pc: int
+    node: str
+    layer: int
+    step: int
+    tile: int
+    what: str
+
+
+@dataclass(frozen=True)
+class MemoryMap:
+    """How much of each memory the program uses (host memory is per inference)."""
+
+    host: int
+    amem: int
+    acc: int
+    wmem: int
+
+
+@dataclass(frozen=True)
+class Program:
+    target: Target
+    model: str
+    inputs: tuple[TensorDesc, ...]
+    outputs: tuple[TensorDesc, ...]
+    memory: MemoryMap
+    code: tuple[Instruction, ...]
+    regions: tuple[Region, ...]
+    tables: dict[str, np.ndarray] = field(default_factory=dict, compare=False)
+    locs: tuple[Loc, ...] = ()
+
+    def loc_at(self, pc: int) -> Loc | None:
+        found = None
+        for loc in self.locs:
+            if loc.pc > pc:
+                break
+            found = loc
+        return found
+
+
+def to_bytes(prog: Program) -> bytes:
+    sections = {
+        b"META": _canonical_json(_meta(prog)),
+        b"CODE": encode_all(list(prog.code)),
+        **{REGION_SECTIONS[r.name]: r.data for r in prog.regions},
+        b"TABL": b"".join(prog.tables[f].astype("<i2").tobytes() for f in TABLE_FUNCS),
+        b"DBUG": _canonical_json(_debug(prog)),
+    }
+    ordered = [(tag, sections[tag]) for tag in SECTION_ORDER if tag in sections]
+    offset = _HEADER.size + _ENTRY.size * len(ordered)
+    head = [_HEADER.pack(MAGIC, VERSION, len(ordered))]
+    for tag, payload in ordered:
+        head.append(_ENTRY.pack(tag, offset, len(payload)))
+        offset += len(payload)
+    body = b"".join(head) + b"".join(p for _, p in ordered)
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def from_bytes(blob: bytes) -> Program:
+    sections = _sections(blob)
+    meta = _parse_json(sections[b"META"], "META")
+    try:
+        return _program(meta, sections)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RnnaccelError(f"corrupted program: META is malformed ({type(exc).__name__}: {exc})") from None
+
+
+def save(prog: Program, path: str) -> None:
+    write_atomic(path, to_bytes(prog))
+
+
+def load(path: str) -> Program:
+    try:
+        with open(path, "rb") as fh:
+            blob = fh.read()
+    except OSError as exc:
+        raise RnnaccelError(f"cannot read program {path}: {exc.strerror}") from None
+    return from_bytes(blob)
+
+
+def _canonical_json(obj: object) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _meta(prog: Program) -> dict:
+    return {
+        "format": "rnnaccel-program",
+        "model": prog.model,
+        "target": prog.target.to_dict(),
+        "inputs": [_desc_json(d) for d in prog.inputs],
+        "outputs": [_desc_json(d) for d in prog.outputs],
+        "memory": vars(prog.memory),
+        "regions": [{"name": r.name, "base": r.base, "size": len(r.data)} for r in prog.regions],
+        "tables": {"funcs": list(TABLE_FUNCS), "segments": TABLE_SEGMENTS},
+    }
+
+
+def _desc_json(d: TensorDesc) -> dict:
+    return {"name": d.name, "shape": list(d.shape), "scale": d.scale, "host": d.host}
+
+
+def _debug(prog: Program) -> dict:
+    nodes = sorted({loc.node for loc in prog.locs})
+    locs = [[loc.pc, nodes.index(loc.node), loc.layer, loc.step, loc.tile, loc.what] for loc in prog.locs]
+    return {"nodes": nodes, "locs": locs}
+
+
+def _sections(blob: bytes) -> dict[bytes, bytes]:
+    if len(blob) < _HEADER.size + 4 or blob[:4] != MAGIC:
+        raise RnnaccelError("not an rnnaccel program: bad magic (expected 'RNNA')")
+    body, (crc,) = blob[:-4], struct.unpack("<I", blob[-4:])
+    if zlib.crc32(body) != crc:
+        raise RnnaccelError("corrupted program: checksum mismatch (file truncated or modified)")
+    _, version, count = _HEADER.unpack_from(body)
+    if version != VERSION:
+        raise RnnaccelError(f"unsupported program version {version} (this toolchain reads {VERSION})")
+    table_end = _HEADER.size + _ENTRY.size * count
+    if table_end > len(body):
+        raise RnnaccelError("corrupted program: section table runs past the end of the file")
+    entries = [_ENTRY.unpack_from(body, _HEADER.size + i * _ENTRY.size) for i in range(count)]
+    return _check_sections(body, entries, table_end)
+
+
+def _check_sections(body: bytes, entries: list, table_end: int) -> dict[bytes, bytes]:
+    out, spans = {}, []
+    for tag, offset, length in entries:
+        name = tag.decode("latin-1")
+        if tag not in SECTION_ORDER or tag in out:
+            raise RnnaccelError(f"corrupted program: unknown or repeated section '{name}'")
+        if offset < table_end or offset + length > len(body):
+            raise RnnaccelError(f"corrupted program: section {name} at offset {offset} is out of bounds")
+        if any(offset < end and start < offset + length for start, end in spans):
+            raise RnnaccelError(f"corrupted program: section {name} at offset {offset} overlaps another")
+        spans.append((offset, offset + length))
+        out[tag] = body[offset:offset + length]
+    missing = [t.decode() for t in (b"META", b"CODE", b"TABL") if t not in out]
+    if missing:
+        raise RnnaccelError(f"corrupted program: missing section(s) {', '.join(missing)}")
+    return out
+
+
+def _parse_json(raw: bytes, name: str) -> dict:
+    try:
+        obj = json.loads(raw.decode())
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise RnnaccelError(f"corrupted program: {name} section is not valid JSON") from None
+    if not isinstance(obj, dict):
+        raise RnnaccelError(f"corrupted program: {name} section is not a JSON object")
+    return obj
+
+
+def _program(meta: dict, sections: dict[bytes, bytes]) -> Program:
+    if meta["format"] != "rnnaccel-program":
+        raise RnnaccelError("corrupted program: META does not describe an rnnaccel program")
+    target = Target.from_dict(meta["target"])
+    regions = tuple(_region(r, sections, target) for r in meta["regions"])
+    return Program(
+        target=target,
+        model=str(meta["model"]),
+        inputs=tuple(_desc(d) for d in meta["inputs"]),
+        outputs=tuple(_desc(d) for d in meta["outputs"]),
+        memory=MemoryMap(**{k: int(v) for k, v in meta["memory"].items()}),
+        code=tuple(decode_all(sections[b"CODE"])),
+        regions=regions,
+        tables=_tables(sections[b"TABL"]),
+        locs=_locs(sections.get(b"DBUG")),
+    )
+
+
+def _desc(d: dict) -> TensorDesc:
+    shape = tuple(int(s) for s in d["shape"])
+    if any(s <= 0 for s in shape) or not float(d["scale"]) > 0 or int(d["host"]) < 0:
+        raise ValueError(f"bad descriptor for {d['name']}")
+    return TensorDesc(str(d["name"]), shape, float(d["scale"]), int(d["host"]))
+
+
+def _region(r: dict, sections: dict[bytes, bytes], target: Target) -> Region:
+    tag = REGION_SECTIONS[r["name"]]
+    data = sections.get(tag)
+    if data is None or len(data) != r["size"]:
+        raise RnnaccelError(f"corrupted program: region {r['name']} does not match section {tag.decode()}")
+    if r["base"] < 0 or r["base"] + len(data) > target.weight_mem_bytes:
+        raise RnnaccelError(f"corrupted program: region {r['name']} lies outside weight memory")
+    return Region(r["name"], int(r["base"]), data)
+
+
+def _tables(raw: bytes) -> dict[str, np.ndarray]:
+    size = (TABLE_SEGMENTS + 1) * 2
+    if len(raw) != size * len(TABLE_FUNCS):
+        raise RnnaccelError("corrupted program: TABL section has the wrong size")
+    return {f: np.frombuffer(raw[i * size:(i + 1) * size], "<i2").astype(np.int64)
+            for i, f in enumerate(TABLE_FUNCS)}
+
+
+def _locs(raw: bytes | None) -> tuple[Loc, ...]:
+    if raw is None:
+        return ()
+    dbg = _parse_json(raw, "DBUG")
+    try:
+        return tuple(Loc(int(pc), str(dbg["nodes"][n]), int(layer), int(step), int(tile), str(what))
+                     for pc, n, layer, step, tile, what in dbg["locs"])
+    except (KeyError, TypeError, ValueError, IndexError):
+        raise RnnaccelError("corrupted program: DBUG section is malformed") from None

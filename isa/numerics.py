@@ -1,0 +1,113 @@
+"""The chip's fixed-point arithmetic, defined bit-exactly in this one place.
+
+The simulator's instruction semantics and the compiler's layer-level reference both call these
+functions, so the rounding rule, the saturation and the activation tables cannot drift apart.
+docs/numerics.md explains the formats and the error bounds.
+
+All functions take and return int64 numpy arrays (or anything numpy broadcasts), so that a
+leading batch axis costs nothing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+ACT_MIN, ACT_MAX = -(1 << 15), (1 << 15) - 1
+ACC_MIN, ACC_MAX = -(1 << 31), (1 << 31) - 1
+
+GATE_FRAC = 12  # sigmoid/tanh inputs and LSTM cell state: Q3.12, range [-8, 8)
+UNIT_FRAC = 15  # sigmoid/tanh outputs and LSTM hidden state: Q0.15, range [-1, 1)
+
+MULT_BITS = 15  # requantisation multipliers are normalised into [2**14, 2**15)
+MAX_SHIFT = 63
+
+TABLE_SEGMENTS = 256
+TABLE_FUNCS = ("sigmoid", "tanh")
+
+
+def saturate(v: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    return np.clip(v, lo, hi)
+
+
+def sat_act(v: np.ndarray) -> np.ndarray:
+    return saturate(v, ACT_MIN, ACT_MAX)
+
+
+def sat_acc(v: np.ndarray) -> np.ndarray:
+    return saturate(v, ACC_MIN, ACC_MAX)
+
+
+def round_shift(v: np.ndarray, shift: np.ndarray | int) -> np.ndarray:
+    """Arithmetic right shift rounding half up: (v + 2**(shift-1)) >> shift; shift 0 is exact."""
+    v = np.asarray(v, dtype=np.int64)
+    shift = np.asarray(shift, dtype=np.int64)
+    half = np.where(shift > 0, np.left_shift(np.int64(1), np.maximum(shift - 1, 0)), 0)
+    return np.right_shift(v + half, shift)
+
+
+def requantize(acc: np.ndarray, mult: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """Accumulator to activation: saturate to acc_bits, scale by mult * 2**-shift, round, saturate."""
+    return sat_act(round_shift(sat_acc(acc) * np.asarray(mult, dtype=np.int64), shift))
+
+
+def multiply(a: np.ndarray, b: np.ndarray, shift: int) -> np.ndarray:
+    """Element-wise product of two activations, rescaled by 2**-shift."""
+    return sat_act(round_shift(np.asarray(a, np.int64) * np.asarray(b, np.int64), shift))
+
+
+def add(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return sat_act(np.asarray(a, np.int64) + np.asarray(b, np.int64))
+
+
+def relu(a: np.ndarray) -> np.ndarray:
+    return np.maximum(np.asarray(a, np.int64), 0)
+
+
+def quantize_multiplier(real: float) -> tuple[int, int]:
+    """Express a positive real multiplier as mult * 2**-shift with mult in [2**14, 2**15).
+
+    Returns (0, 0) for zero. A multiplier too large for a non-negative shift is clamped to the
+    largest representable value, and one too small for MAX_SHIFT becomes zero: both only happen
+    with degenerate scales, and the compiler reports them.
+    """
+    if real <= 0.0:
+        return 0, 0
+    mantissa, exponent = np.frexp(real)  # real = mantissa * 2**exponent, mantissa in [0.5, 1)
+    shift = MULT_BITS - int(exponent)
+    mult = int(round(float(mantissa) * (1 << MULT_BITS)))
+    if mult == 1 << MULT_BITS:
+        mult, shift = mult // 2, shift - 1
+    if shift < 0:
+        return (1 << MULT_BITS) - 1, 0
+    if shift > MAX_SHIFT:
+        return 0, 0
+    return mult, shift
+
+
+def activation_table(func: str) -> np.ndarray:
+    """The TABLE_SEGMENTS + 1 knots of a sigmoid or tanh table: Q3.12 input, Q0.15 output."""
+    x = (np.arange(TABLE_SEGMENTS + 1, dtype=np.float64) * 65536 / TABLE_SEGMENTS - 32768) / (1 << GATE_FRAC)
+    y = 1.0 / (1.0 + np.exp(-x)) if func == "sigmoid" else np.tanh(x)
+    return np.clip(np.round(y * (1 << UNIT_FRAC)), ACT_MIN, ACT_MAX).astype(np.int64)
+
+
+def table_lookup(table: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Piecewise-linear interpolation between the table's knots, bit-exact.
+
+    The 16-bit input is split into a segment index (top 8 bits) and a fraction (low 8 bits):
+    y = T[i] + round((T[i+1] - T[i]) * frac / 256).
+    """
+    u = np.asarray(x, dtype=np.int64) + 32768
+    step = 65536 // TABLE_SEGMENTS
+    i, frac = u // step, u % step
+    lo, hi = table[i], table[i + 1]
+    return sat_act(lo + round_shift((hi - lo) * frac, step.bit_length() - 1))
+
+
+def quantize(x: np.ndarray, scale: float) -> np.ndarray:
+    """Float to activation: round half up to the nearest multiple of `scale`, then saturate."""
+    return sat_act(np.floor(np.asarray(x, dtype=np.float64) / scale + 0.5)).astype(np.int64)
+
+
+def dequantize(q: np.ndarray, scale: float) -> np.ndarray:
+    return (np.asarray(q, dtype=np.float64) * scale).astype(np.float32)

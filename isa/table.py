@@ -1,0 +1,164 @@
+"""The instruction set, defined once as data.
+
+Each row of OPS is one instruction: mnemonic, opcode, functional unit, operand fields with their
+widths, the memory it reads and writes, its cost, its useful MACs and its meaning. The encoder,
+decoder, assembler, disassembler, simulator dispatch, timing model and docs/isa.md all read
+this table; adding an instruction is one row here plus one semantics function.
+
+Expressions (footprint lengths, cycles, MACs) are products and ceiling divisions of operand
+names, integers and target parameters, read left to right: "rows*cols*weight_bytes",
+"n/vec_lanes". `/` rounds up, because hardware cannot run a fraction of a cycle.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Mapping
+
+WORD_BITS = 128
+WORD_BYTES = WORD_BITS // 8
+OPCODE_BITS = 8
+
+UNITS = ("DMA", "MAC", "VEC")
+MEMORIES = {
+    "host": "host memory, in activation elements (per inference: inputs, then outputs)",
+    "amem": "on-chip activation memory, in activation elements",
+    "acc": "accumulator memory, in accumulator entries",
+    "wmem": "on-chip weight memory, in bytes",
+}
+UNIT_LATENCY = {"DMA": "dma_latency", "MAC": "mac_latency", "VEC": "vec_latency"}
+
+
+@dataclass(frozen=True)
+class Field:
+    """One operand: `width` bits starting at bit `lo` of the instruction word."""
+
+    name: str
+    lo: int
+    width: int
+    choices: tuple[str, ...] = ()
+
+    @property
+    def limit(self) -> int:
+        return 1 << self.width
+
+
+@dataclass(frozen=True)
+class Access:
+    """A memory range an instruction reads or writes: [operand, operand + length)."""
+
+    operand: str
+    memory: str
+    length: str
+
+
+@dataclass(frozen=True)
+class Op:
+    mnemonic: str
+    opcode: int
+    unit: str
+    fields: tuple[Field, ...]
+    reads: tuple[Access, ...]
+    writes: tuple[Access, ...]
+    cycles: str
+    macs: str
+    meaning: str
+
+    def field(self, name: str) -> Field:
+        return next(f for f in self.fields if f.name == name)
+
+
+def _row(mnemonic, opcode, unit, fields, reads, writes, cycles, macs, meaning) -> Op:
+    return Op(mnemonic, opcode, unit, _fields(fields), _accesses(reads), _accesses(writes), cycles, macs, meaning)
+
+
+def _fields(spec: str) -> tuple[Field, ...]:
+    """'dst:20 func:2=sigmoid|tanh|relu' -> fields laid out after the opcode, in order."""
+    out, lo = [], OPCODE_BITS
+    for item in spec.split():
+        name, rest = item.split(":")
+        width, _, choices = rest.partition("=")
+        out.append(Field(name, lo, int(width), tuple(choices.split("|")) if choices else ()))
+        lo += int(width)
+    return tuple(out)
+
+
+def _accesses(spec: str) -> tuple[Access, ...]:
+    """'x@amem[cols] w@wmem[rows*cols*weight_bytes]' -> accesses."""
+    return tuple(Access(*re.fullmatch(r"(\w+)@(\w+)\[([\w*/]+)\]", item).groups()) for item in spec.split())
+
+
+OPS: tuple[Op, ...] = (
+    _row("LOAD", 0x01, "DMA", "dst:20 src:24 n:16", "src@host[n]", "dst@amem[n]",
+         "n*act_bytes/dma_bytes_per_cycle", "0", "copy n activations from host memory into activation memory"),
+    _row("STORE", 0x02, "DMA", "dst:24 src:20 n:16", "src@amem[n]", "dst@host[n]",
+         "n*act_bytes/dma_bytes_per_cycle", "0", "copy n activations from activation memory to host memory"),
+    _row("MV", 0x10, "MAC", "acc:16 w:24 x:20 rows:9 cols:16",
+         "w@wmem[rows*cols*weight_bytes] x@amem[cols]", "acc@acc[rows]", "cols", "rows*cols",
+         "acc[r] = sum_k W[k,r] * x[k] for r < rows: one row per lane, one column per cycle"),
+    _row("MVB", 0x11, "MAC", "acc:16 w:24 x:20 rows:9 cols:16 bias:24",
+         "w@wmem[rows*cols*weight_bytes] x@amem[cols] bias@wmem[rows*acc_bytes]", "acc@acc[rows]",
+         "cols", "rows*cols", "acc[r] = bias[r] + sum_k W[k,r] * x[k]: MV with the accumulators preloaded"),
+    _row("MVA", 0x12, "MAC", "acc:16 w:24 x:20 rows:9 cols:16",
+         "w@wmem[rows*cols*weight_bytes] x@amem[cols] acc@acc[rows]", "acc@acc[rows]",
+         "cols", "rows*cols", "acc[r] += sum_k W[k,r] * x[k]: MV continuing an accumulation"),
+    _row("VRQ", 0x20, "VEC", "dst:20 src:16 n:16 q:24", "src@acc[n] q@wmem[n*4]", "dst@amem[n]",
+         "n/vec_lanes", "0", "dst[i] = requantize(acc[i], mult[i], shift[i]) with per-element (mult, shift) at q"),
+    _row("VRQA", 0x21, "VEC", "dst:20 src:16 n:16 q:24 add:20",
+         "src@acc[n] q@wmem[n*4] add@amem[n]", "dst@amem[n]", "n/vec_lanes", "0",
+         "dst[i] = sat(round(acc[i] * mult[i] >> shift[i]) + add[i]): requantise and add"),
+    _row("VACT", 0x22, "VEC", "dst:20 src:20 n:16 func:2=sigmoid|tanh|relu", "src@amem[n]", "dst@amem[n]",
+         "n/vec_lanes", "0", "dst[i] = func(src[i]): sigmoid/tanh by table (Q3.12 in, Q0.15 out), relu exact"),
+    _row("VMUL", 0x23, "VEC", "dst:20 a:20 b:20 n:16 shift:6", "a@amem[n] b@amem[n]", "dst@amem[n]",
+         "n/vec_lanes", "0", "dst[i] = sat(round(a[i] * b[i] >> shift))"),
+    _row("VADD", 0x24, "VEC", "dst:20 a:20 b:20 n:16", "a@amem[n] b@amem[n]", "dst@amem[n]",
+         "n/vec_lanes", "0", "dst[i] = sat(a[i] + b[i])"),
+    _row("VSCALE", 0x25, "VEC", "dst:20 src:20 n:16 mult:16 shift:6", "src@amem[n]", "dst@amem[n]",
+         "n/vec_lanes", "0", "dst[i] = sat(round(src[i] * mult >> shift)): change an activation's scale"),
+    _row("VMOV", 0x26, "VEC", "dst:20 src:20 n:16", "src@amem[n]", "dst@amem[n]",
+         "n/vec_lanes", "0", "dst[i] = src[i]"),
+)
+
+BY_MNEMONIC: Mapping[str, Op] = {op.mnemonic: op for op in OPS}
+BY_OPCODE: Mapping[int, Op] = {op.opcode: op for op in OPS}
+
+CONSTANTS = {"act_bytes": 2, "acc_bytes": 4}  # fixed by the numerics contract
+
+
+def evaluate(expr: str, env: Mapping[str, int]) -> int:
+    """Evaluate a table expression: left-to-right '*' and ceiling '/' over names and integers."""
+    tokens = re.split(r"([*/])", expr)
+    value = _term(tokens[0], env)
+    for sign, token in zip(tokens[1::2], tokens[2::2]):
+        rhs = _term(token, env)
+        value = value * rhs if sign == "*" else -(-value // rhs)
+    return value
+
+
+def _term(token: str, env: Mapping[str, int]) -> int:
+    return int(token) if token.isdigit() else int(env[token])
+
+
+def _validate() -> None:
+    """Reject a malformed table at import time, not at run time."""
+    assert len(BY_MNEMONIC) == len(OPS), "duplicate mnemonic"
+    assert len(BY_OPCODE) == len(OPS), "duplicate opcode"
+    target_names = {"weight_bytes", "vec_lanes", "dma_bytes_per_cycle", *CONSTANTS}
+    for op in OPS:
+        assert op.unit in UNITS, f"{op.mnemonic}: unknown unit {op.unit}"
+        assert 0 < op.opcode < 1 << OPCODE_BITS, f"{op.mnemonic}: opcode out of range"
+        names = {f.name for f in op.fields}
+        assert len(names) == len(op.fields), f"{op.mnemonic}: duplicate field"
+        end = op.fields[-1].lo + op.fields[-1].width if op.fields else OPCODE_BITS
+        assert end <= WORD_BITS, f"{op.mnemonic}: fields need {end} bits"
+        for f in op.fields:
+            assert len(f.choices) <= f.limit, f"{op.mnemonic}.{f.name}: too many choices"
+        for acc in op.reads + op.writes:
+            assert acc.operand in names and acc.memory in MEMORIES, f"{op.mnemonic}: bad access {acc}"
+        for expr in [op.cycles, op.macs] + [a.length for a in op.reads + op.writes]:
+            for token in re.split(r"[*/]", expr):
+                assert token.isdigit() or token in names | target_names, f"{op.mnemonic}: unknown '{token}'"
+
+
+_validate()

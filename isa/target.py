@@ -1,0 +1,114 @@
+"""The target description: one data object that the compiler targets and the simulator models.
+
+It lives in `isa` because both sides need it and `isa` is the only package both may import.
+A target is selected by name, loaded from a JSON file, and overridden field by field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from isa.errors import RnnaccelError
+
+
+@dataclass(frozen=True)
+class Target:
+    """Parameters of one RNNAccel configuration (SPEC section 2)."""
+
+    macs: int = 32
+    weight_bits: int = 8
+    act_bits: int = 16
+    acc_bits: int = 32
+    vec_lanes: int = 8
+    mac_latency: int = 4
+    vec_latency: int = 4
+    dma_bytes_per_cycle: int = 8
+    dma_latency: int = 20
+    weight_mem_bytes: int = 524288
+    act_mem_bytes: int = 65536
+    acc_entries: int = 4096
+    clock_mhz: int = 200
+
+    def __post_init__(self) -> None:
+        for name, ok, rule in _RULES:
+            if not ok(getattr(self, name)):
+                raise RnnaccelError(f"target: {name}={getattr(self, name)!r} is invalid ({rule})")
+
+    @property
+    def weight_bytes(self) -> int:
+        return self.weight_bits // 8
+
+    @property
+    def act_elems(self) -> int:
+        """Activation memory size in elements (activations are `act_bits` wide)."""
+        return self.act_mem_bytes // (self.act_bits // 8)
+
+    def to_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **overrides: int) -> Target:
+        unknown = set(overrides) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise RnnaccelError(f"target: unknown parameter(s) {', '.join(sorted(unknown))}")
+        return dataclasses.replace(self, **overrides)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Target:
+        if not isinstance(data, dict):
+            raise RnnaccelError("target: description must be a JSON object")
+        bad = [k for k, v in data.items() if not isinstance(v, int) or isinstance(v, bool)]
+        if bad:
+            raise RnnaccelError(f"target: parameter(s) {', '.join(sorted(bad))} must be integers")
+        return cls().replace(**data)
+
+
+def _power_of_two(v: int) -> bool:
+    return v > 0 and v & (v - 1) == 0
+
+
+_RULES = (
+    ("macs", lambda v: _power_of_two(v) and 8 <= v <= 256, "a power of two from 8 to 256"),
+    ("weight_bits", lambda v: v in (8, 16), "8 or 16"),
+    ("act_bits", lambda v: v == 16, "only 16-bit activations are supported"),
+    ("acc_bits", lambda v: v == 32, "only 32-bit accumulators are supported"),
+    ("vec_lanes", lambda v: _power_of_two(v) and v <= 256, "a power of two up to 256"),
+    ("mac_latency", lambda v: 0 <= v <= 64, "0 to 64"),
+    ("vec_latency", lambda v: 0 <= v <= 64, "0 to 64"),
+    ("dma_bytes_per_cycle", lambda v: _power_of_two(v) and v <= 1024, "a power of two up to 1024"),
+    ("dma_latency", lambda v: 0 <= v <= 10000, "0 to 10000"),
+    ("weight_mem_bytes", lambda v: 0 < v <= 1 << 24, "1 byte to 16 MiB"),
+    ("act_mem_bytes", lambda v: 0 < v <= 1 << 21 and v % 2 == 0, "an even size up to 2 MiB"),
+    ("acc_entries", lambda v: 0 < v <= 1 << 16, "1 to 65536"),
+    ("clock_mhz", lambda v: 0 < v <= 10000, "1 to 10000"),
+)
+
+TARGETS: dict[str, Target] = {
+    "rnnaccel": Target(),
+    "rnnaccel-16": Target(macs=16),
+    "rnnaccel-64": Target(macs=64),
+    "rnnaccel-128": Target(macs=128, weight_mem_bytes=1 << 21, act_mem_bytes=1 << 18),
+}
+
+
+def load_target(spec: str | None = None, **overrides: int | None) -> Target:
+    """A target from a name in TARGETS or a JSON file, with command-line overrides applied."""
+    base = TARGETS["rnnaccel"] if spec is None else _named_or_file(spec)
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return base.replace(**given) if given else base
+
+
+def _named_or_file(spec: str) -> Target:
+    if spec in TARGETS:
+        return TARGETS[spec]
+    path = Path(spec)
+    if not path.is_file():
+        names = ", ".join(TARGETS)
+        raise RnnaccelError(f"target: '{spec}' is neither a known target ({names}) nor a file")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RnnaccelError(f"target: cannot read {spec}: {exc}") from None
+    return Target.from_dict(data)
