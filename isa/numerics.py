@@ -111,3 +111,9 @@ def quantize(x: np.ndarray, scale: float) -> np.ndarray:
 
 def dequantize(q: np.ndarray, scale: float) -> np.ndarray:
     return (np.asarray(q, dtype=np.float64) * scale).astype(np.float32)
+
+
+def requantize_add(acc: np.ndarray, mult: np.ndarray, shift: np.ndarray, addend: np.ndarray) -> np.ndarray:
+    """Requantise an accumulator and add an activation, saturating once at the end."""
+    scaled = round_shift(sat_acc(acc) * np.asarray(mult, dtype=np.int64), shift)
+    return sat_act(scaled + np.asarray(addend, dtype=np.int64))
