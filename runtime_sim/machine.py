@@ -1,0 +1,142 @@
+"""The simulated chip's state: its memories, their layouts, and the bounds every access obeys.
+
+Memories (names as in isa.table.MEMORIES):
+
+- `host`: host memory of one inference, in activation elements (int16). The runtime writes the
+  quantised inputs at each input descriptor's `host` address and reads the outputs back.
+- `amem`: on-chip activation memory, `target.act_elems` int16 elements.
+- `acc`: the accumulators, `target.acc_entries` entries held as int64. The accumulator keeps 16
+  guard bits inside; saturation to `acc_bits` happens when it is read out (numerics.requantize).
+- `wmem`: weight memory, `target.weight_mem_bytes` bytes, initialised from Program.regions when
+  the program is loaded and shared by every inference. No instruction writes it (checked below),
+  which is why decoded weights, biases and requantisation parameters can be cached.
+- the vector unit's private activation tables (Program.tables, name -> int64 knots).
+
+Every per-inference array carries a leading batch axis B: independent inferences run together,
+so one instruction costs one numpy operation whatever the batch size.
+
+Layouts in weight memory, all little-endian:
+- MV-family weights at `w`, k-major then row: W[k, r] at w + (k*rows + r) * weight_bytes,
+  signed int8 or int16 per target.weight_bits;
+- MVB biases: int32 at bias + 4r;
+- VRQ/VRQA parameters at q: for element i an int16 multiplier at q+4i and an int16 shift at q+4i+2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+
+from isa.container import Program, TensorDesc
+from isa.encoding import Instruction
+from isa.errors import RnnaccelError
+from isa.numerics import MAX_SHIFT
+from isa.table import OPS
+from isa.target import Target
+
+assert all(a.memory != "wmem" for op in OPS for a in op.writes), "wmem is read-only: decoded data is cached"
+
+MEMORY_TITLES = {
+    "host": ("host memory", "elements"),
+    "amem": ("activation memory", "elements"),
+    "acc": ("accumulator memory", "entries"),
+    "wmem": ("weight memory", "bytes"),
+}
+
+
+def target_env(target: Target) -> dict[str, int]:
+    """The target parameters a table expression may name (weight_bytes is derived)."""
+    return {**target.to_dict(), "weight_bytes": target.weight_bytes}
+
+
+def memory_sizes(program: Program) -> dict[str, int]:
+    t = program.target
+    return {"host": program.memory.host, "amem": t.act_elems, "acc": t.acc_entries, "wmem": t.weight_mem_bytes}
+
+
+def outside(mem: str, lo: int, hi: int, sizes: dict[str, int]) -> str:
+    """The message for a range [lo, hi) that does not fit memory `mem`."""
+    title, unit = MEMORY_TITLES[mem]
+    return f"{mem} range [{lo}, {hi}) outside {title} ({sizes[mem]} {unit})"
+
+
+def check_instruction(pc: int, instr: Instruction, ranges: list, sizes: dict[str, int], target: Target) -> None:
+    """Reject an access outside its memory and a matrix-vector op wider than the MAC array."""
+    where = f"pc {pc} ({instr.mnemonic})"
+    for mem, addr, length in ranges:
+        if addr + length > sizes[mem]:
+            raise RnnaccelError(f"{where}: {outside(mem, addr, addr + length, sizes)}")
+    if instr.op.unit == "MAC" and instr["rows"] > target.macs:
+        raise RnnaccelError(f"{where}: {instr['rows']} rows exceed the {target.macs} MAC lanes")
+
+
+def check_descriptors(program: Program, sizes: dict[str, int]) -> None:
+    """Inputs and outputs must lie inside the program's host memory."""
+    for kind, descs in (("input", program.inputs), ("output", program.outputs)):
+        for d in descs:
+            if d.host + d.size > sizes["host"]:
+                where = outside("host", d.host, d.host + d.size, sizes)
+                raise RnnaccelError(f"corrupted program: {kind} '{d.name}' at {where}")
+
+
+class WeightMemory:
+    """The weight-memory image and cached decodings of what instructions read from it."""
+
+    def __init__(self, program: Program) -> None:
+        image = np.zeros(program.target.weight_mem_bytes, dtype=np.uint8)
+        for region in program.regions:
+            image[region.base:region.base + len(region.data)] = np.frombuffer(region.data, np.uint8)
+        self.image = image
+        self.weight_dtype = np.dtype(f"<i{program.target.weight_bytes}")
+        self.matrix = lru_cache(maxsize=None)(self._matrix)
+        self.biases = lru_cache(maxsize=None)(self._biases)
+        self.requant = lru_cache(maxsize=None)(self._requant)
+
+    def _view(self, addr: int, count: int, dtype: np.dtype | str) -> np.ndarray:
+        dtype = np.dtype(dtype)
+        return self.image[addr:addr + count * dtype.itemsize].view(dtype)
+
+    def _matrix(self, w: int, rows: int, cols: int) -> np.ndarray:
+        """W as a float64 (cols, rows) matrix, so x @ W is one BLAS call."""
+        return self._view(w, rows * cols, self.weight_dtype).reshape(cols, rows).astype(np.float64)
+
+    def _biases(self, addr: int, rows: int) -> np.ndarray:
+        return self._view(addr, rows, "<i4").astype(np.int64)
+
+    def _requant(self, q: int, n: int, pc: int) -> tuple[np.ndarray, np.ndarray]:
+        """(mult, shift) per element; a shift outside 0..MAX_SHIFT is a corrupted program."""
+        pairs = self._view(q, 2 * n, "<i2").astype(np.int64).reshape(n, 2)
+        bad = (pairs[:, 1] < 0) | (pairs[:, 1] > MAX_SHIFT)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise RnnaccelError(f"pc {pc}: requantisation shift {pairs[i, 1]} at wmem {q + 4 * i + 2} "
+                                f"is outside 0..{MAX_SHIFT}")
+        return pairs[:, 0], pairs[:, 1]
+
+
+@dataclass
+class Machine:
+    """One batch of inferences: per-inference memories plus the shared weight memory and tables."""
+
+    host: np.ndarray
+    amem: np.ndarray
+    acc: np.ndarray
+    wmem: WeightMemory
+    tables: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @classmethod
+    def empty(cls, batch: int, extents: dict[str, int], wmem: WeightMemory, tables: dict) -> Machine:
+        """Zeroed memories, each only as long as the program ever touches (`extents`)."""
+        return cls(host=np.zeros((batch, extents["host"]), np.int16),
+                   amem=np.zeros((batch, extents["amem"]), np.int16),
+                   acc=np.zeros((batch, extents["acc"]), np.int64),
+                   wmem=wmem, tables=tables)
+
+    def write_host(self, desc: TensorDesc, values: np.ndarray) -> None:
+        self.host[:, desc.host:desc.host + desc.size] = values.reshape(len(values), desc.size)
+
+    def read_host(self, desc: TensorDesc) -> np.ndarray:
+        flat = self.host[:, desc.host:desc.host + desc.size].astype(np.int64)
+        return flat.reshape((len(flat),) + desc.shape)

@@ -1,0 +1,161 @@
+"""What each instruction does to the machine state: one function per ISA row, bit-exact.
+
+Functions are registered with `@semantics("MNEMONIC")`; the dispatch table is checked against
+isa.table.OPS at import, so an instruction without semantics (or semantics without an
+instruction) fails at once. All arithmetic goes through isa.numerics, the one definition the
+compiler's layer-level reference shares. Timing lives in runtime_sim.timing: these functions
+run in program order, which the scoreboard makes equivalent to the timed execution.
+
+Matrix-vector products use float64 matmul and convert to int64: every partial sum is an
+integer below 2**46 (int16 x int16 products, at most 65535 columns), so it is exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from isa import numerics
+from isa.encoding import Instruction
+from isa.errors import RnnaccelError
+from isa.table import BY_MNEMONIC
+from runtime_sim.machine import Machine
+
+
+@dataclass(frozen=True)
+class Step:
+    """One instruction ready to execute: its pc, record, operands by name and semantics."""
+
+    pc: int
+    instr: Instruction
+    args: dict[str, int]
+    execute: Callable[[Machine, Step], None]
+
+    @classmethod
+    def of(cls, pc: int, instr: Instruction) -> Step:
+        return cls(pc, instr, instr.operands(), SEMANTICS[instr.mnemonic])
+
+    def __call__(self, m: Machine) -> None:
+        self.execute(m, self)
+
+
+SEMANTICS: dict[str, Callable[[Machine, Step], None]] = {}
+
+
+def semantics(mnemonic: str) -> Callable:
+    """Register the decorated function as the meaning of `mnemonic`."""
+    def register(fn: Callable[[Machine, Step], None]) -> Callable[[Machine, Step], None]:
+        assert mnemonic in BY_MNEMONIC, f"semantics for unknown instruction {mnemonic}"
+        assert mnemonic not in SEMANTICS, f"two semantics for {mnemonic}"
+        SEMANTICS[mnemonic] = fn
+        return fn
+    return register
+
+
+def _at(addr: int, n: int) -> slice:
+    return slice(addr, addr + n)
+
+
+def _dot(m: Machine, a: dict[str, int]) -> np.ndarray:
+    """sum_k W[k, r] * x[k] for every sample and row, as int64 (B, rows)."""
+    w = m.wmem.matrix(a["w"], a["rows"], a["cols"])
+    x = m.amem[:, _at(a["x"], a["cols"])].astype(np.float64)
+    return (x @ w).astype(np.int64)
+
+
+@semantics("LOAD")
+def _load(m: Machine, s: Step) -> None:
+    a = s.args
+    m.amem[:, _at(a["dst"], a["n"])] = m.host[:, _at(a["src"], a["n"])]
+
+
+@semantics("STORE")
+def _store(m: Machine, s: Step) -> None:
+    a = s.args
+    m.host[:, _at(a["dst"], a["n"])] = m.amem[:, _at(a["src"], a["n"])]
+
+
+@semantics("MV")
+def _mv(m: Machine, s: Step) -> None:
+    m.acc[:, _at(s.args["acc"], s.args["rows"])] = _dot(m, s.args)
+
+
+@semantics("MVB")
+def _mvb(m: Machine, s: Step) -> None:
+    a = s.args
+    m.acc[:, _at(a["acc"], a["rows"])] = _dot(m, a) + m.wmem.biases(a["bias"], a["rows"])
+
+
+@semantics("MVA")
+def _mva(m: Machine, s: Step) -> None:
+    m.acc[:, _at(s.args["acc"], s.args["rows"])] += _dot(m, s.args)
+
+
+@semantics("VRQ")
+def _vrq(m: Machine, s: Step) -> None:
+    a = s.args
+    mult, shift = m.wmem.requant(a["q"], a["n"], s.pc)
+    m.amem[:, _at(a["dst"], a["n"])] = numerics.requantize(m.acc[:, _at(a["src"], a["n"])], mult, shift)
+
+
+@semantics("VRQA")
+def _vrqa(m: Machine, s: Step) -> None:
+    """Requantise and add with one final saturation (numerics has no fused helper for it)."""
+    a = s.args
+    mult, shift = m.wmem.requant(a["q"], a["n"], s.pc)
+    scaled = numerics.round_shift(numerics.sat_acc(m.acc[:, _at(a["src"], a["n"])]) * mult, shift)
+    m.amem[:, _at(a["dst"], a["n"])] = numerics.add(scaled, m.amem[:, _at(a["add"], a["n"])])
+
+
+def _activation(m: Machine, s: Step, func: str) -> Callable[[np.ndarray], np.ndarray]:
+    if func == "relu":
+        return numerics.relu
+    table = m.tables.get(func)
+    if table is None:
+        raise RnnaccelError(f"pc {s.pc} (VACT): the program has no {func} table")
+    return lambda x: numerics.table_lookup(table, x)
+
+
+@semantics("VACT")
+def _vact(m: Machine, s: Step) -> None:
+    a = s.args
+    func = _activation(m, s, s.instr.op.field("func").choices[a["func"]])
+    m.amem[:, _at(a["dst"], a["n"])] = func(m.amem[:, _at(a["src"], a["n"])])
+
+
+@semantics("VMUL")
+def _vmul(m: Machine, s: Step) -> None:
+    a = s.args
+    src_a, src_b = m.amem[:, _at(a["a"], a["n"])], m.amem[:, _at(a["b"], a["n"])]
+    m.amem[:, _at(a["dst"], a["n"])] = numerics.multiply(src_a, src_b, a["shift"])
+
+
+@semantics("VADD")
+def _vadd(m: Machine, s: Step) -> None:
+    a = s.args
+    m.amem[:, _at(a["dst"], a["n"])] = numerics.add(m.amem[:, _at(a["a"], a["n"])], m.amem[:, _at(a["b"], a["n"])])
+
+
+@semantics("VSCALE")
+def _vscale(m: Machine, s: Step) -> None:
+    """The 16-bit `mult` field is an unsigned magnitude: a scale change never flips the sign."""
+    a = s.args
+    src = m.amem[:, _at(a["src"], a["n"])].astype(np.int64)
+    m.amem[:, _at(a["dst"], a["n"])] = numerics.sat_act(numerics.round_shift(src * a["mult"], a["shift"]))
+
+
+@semantics("VMOV")
+def _vmov(m: Machine, s: Step) -> None:
+    a = s.args
+    m.amem[:, _at(a["dst"], a["n"])] = m.amem[:, _at(a["src"], a["n"])]
+
+
+def _check_complete() -> None:
+    """Every instruction of the table has exactly one semantics (registration rejects doubles)."""
+    missing = set(BY_MNEMONIC) - set(SEMANTICS)
+    assert not missing, f"instructions without semantics: {sorted(missing)}"
+
+
+_check_complete()

@@ -1,0 +1,170 @@
+"""The runtime API: load a program, feed float inputs, run, read outputs, statistics and trace.
+
+    sim = runtime_sim.load("kws.rnna")
+    result = sim.run({"audio": x})                 # one inference
+    result = sim.run({"audio": xs}, batch=True)    # a leading sample axis: many at once
+
+Inputs are quantised with numerics.quantize into host memory at each input descriptor;
+outputs are read back from host memory and dequantised. A batch runs vectorised (all samples
+step through each instruction together) in chunks that keep memory bounded. The program is
+checked (every address inside its memory, no matrix-vector op wider than the MAC array) and
+scheduled once, on the first run; timing is data-independent, so the statistics and trace
+are the same for every sample.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Mapping
+
+import numpy as np
+
+from isa import container, numerics
+from isa.container import Program, TensorDesc
+from isa.errors import RnnaccelError
+from runtime_sim.machine import Machine, WeightMemory, check_descriptors, check_instruction, memory_sizes, target_env
+from runtime_sim.semantics import Step
+from runtime_sim.timing import Timing, extents, schedule
+
+CHUNK = 512  # samples simulated together: large enough for BLAS, small enough for memory
+
+
+@dataclass(frozen=True)
+class Result:
+    """Dequantised float32 outputs, their raw integers, statistics and the per-instruction trace."""
+
+    outputs: dict[str, np.ndarray]
+    raw_outputs: dict[str, np.ndarray]
+    stats: dict
+    trace: list[dict]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    steps: tuple[Step, ...]
+    extents: dict[str, int]
+    timing: Timing
+
+
+class Simulator:
+    """A loaded program, ready to run any number of inferences."""
+
+    def __init__(self, program: Program) -> None:
+        self.program = program
+
+    @cached_property
+    def _plan(self) -> _Plan:
+        """Validate and schedule the program once; raises RnnaccelError naming the first problem."""
+        prog = self.program
+        sizes, tenv = memory_sizes(prog), target_env(prog.target)
+        check_descriptors(prog, sizes)
+        footprints = [instr.footprint(tenv) for instr in prog.code]
+        for pc, (instr, (reads, writes)) in enumerate(zip(prog.code, footprints)):
+            check_instruction(pc, instr, reads + writes, sizes, prog.target)
+        reach = {**extents(footprints), "host": sizes["host"]}
+        steps = tuple(Step.of(pc, instr) for pc, instr in enumerate(prog.code))
+        return _Plan(steps, reach, schedule(prog.code, prog.target))
+
+    @cached_property
+    def _wmem(self) -> WeightMemory:
+        return WeightMemory(self.program)
+
+    @property
+    def timing(self) -> Timing:
+        return self._plan.timing
+
+    @property
+    def stats(self) -> dict:
+        return make_stats(self._plan.timing, self.program)
+
+    def run(self, inputs: Mapping[str, np.ndarray], batch: bool = False) -> Result:
+        """Run one inference (or, with batch=True, one per entry of the leading axis)."""
+        timing = self.timing
+        quantised, count = self._quantise(inputs, batch)
+        raws = [self._run_chunk({k: v[i:i + CHUNK] for k, v in quantised.items()})
+                for i in range(0, max(count, 1), CHUNK)]
+        raw = {d.name: np.concatenate([r[d.name] for r in raws]) for d in self.program.outputs}
+        if not batch:
+            raw = {k: v[0] for k, v in raw.items()}
+        outputs = {d.name: numerics.dequantize(raw[d.name], d.scale) for d in self.program.outputs}
+        return Result(outputs, raw, make_stats(timing, self.program), list(timing.trace))
+
+    def machine(self, batch: int = 1) -> Machine:
+        """Fresh machine state for `batch` inferences (zeroed memories, weights loaded)."""
+        return Machine.empty(batch, self._plan.extents, self._wmem, self.program.tables)
+
+    def execute(self, m: Machine) -> None:
+        """Run the whole program on `m` in program order (the raw-integer level, for debugging)."""
+        for step in self._plan.steps:
+            step(m)
+
+    def _run_chunk(self, quantised: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        m = self.machine(len(next(iter(quantised.values()))) if quantised else 1)
+        for d in self.program.inputs:
+            m.write_host(d, quantised[d.name])
+        self.execute(m)
+        return {d.name: m.read_host(d) for d in self.program.outputs}
+
+    def _quantise(self, inputs: Mapping[str, np.ndarray], batch: bool) -> tuple[dict[str, np.ndarray], int]:
+        """Validated, quantised inputs, each with a leading sample axis, and the sample count."""
+        arrays = check_inputs(self.program.inputs, inputs, batch)
+        counts = {len(a) for a in arrays.values()}
+        if len(counts) > 1:
+            raise RnnaccelError(f"inputs disagree on the number of samples: {sorted(counts)}")
+        count = counts.pop() if counts else 1
+        return {d.name: numerics.quantize(arrays[d.name], d.scale) for d in self.program.inputs}, count
+
+
+def load(path: str) -> Simulator:
+    """A simulator for the program container at `path`."""
+    return Simulator(container.load(path))
+
+
+def check_inputs(descs: tuple[TensorDesc, ...], inputs: Mapping[str, object], batch: bool) -> dict[str, np.ndarray]:
+    """Every expected input present, none extra, each numeric, finite and of its declared shape.
+
+    The arrays come back with a leading sample axis (added when batch is False).
+    """
+    expected = [d.name for d in descs]
+    missing = [n for n in expected if n not in inputs]
+    if missing:
+        raise RnnaccelError(f"missing input(s) {', '.join(missing)}; the program expects {', '.join(expected)}")
+    extra = sorted(set(inputs) - set(expected))
+    if extra:
+        raise RnnaccelError(f"unknown input(s) {', '.join(extra)}; the program expects {', '.join(expected)}")
+    return {d.name: _check_array(d, inputs[d.name], batch) for d in descs}
+
+
+def _check_array(desc: TensorDesc, value: object, batch: bool) -> np.ndarray:
+    try:
+        array = np.asarray(value)
+    except ValueError as exc:
+        raise RnnaccelError(f"input '{desc.name}' is not an array: {exc}") from None
+    if array.dtype.kind not in "iuf":
+        raise RnnaccelError(f"input '{desc.name}' has dtype {array.dtype}, expected a real numeric array")
+    shape = array.shape[1:] if batch else array.shape
+    if shape != desc.shape or (batch and array.ndim == 0):
+        want = ("N, " if batch else "") + ", ".join(map(str, desc.shape))
+        raise RnnaccelError(f"input '{desc.name}' has shape {array.shape}, expected ({want})")
+    if not np.isfinite(array).all():
+        raise RnnaccelError(f"input '{desc.name}' contains non-finite values (NaN or infinity)")
+    return array if batch else array[None]
+
+
+def make_stats(timing: Timing, program: Program) -> dict:
+    """STATS.json (SPEC section 4): per inference, the same for every sample."""
+    t = program.target
+    return {
+        "cycles": timing.cycles,
+        "mac_ops": timing.mac_ops,
+        "macs": t.macs,
+        "mac_utilization": timing.mac_ops / (t.macs * timing.cycles) if timing.cycles else 0.0,
+        "instructions": len(timing.trace),
+        "unit_busy": dict(timing.unit_busy),
+        "stall_cycles": sum(timing.unit_stall.values()),
+        "unit_stall_cycles": dict(timing.unit_stall),
+        "weight_bytes_read": timing.weight_bytes_read,
+        "clock_mhz": t.clock_mhz,
+        "latency_us": timing.cycles / t.clock_mhz,
+    }

@@ -1,0 +1,102 @@
+"""The cycle model: when each instruction runs, kept apart from what it computes.
+
+Three units (isa.table.UNITS: DMA, MAC, VEC) each run their own instructions in program order
+and run concurrently with each other. A hardware scoreboard holds an instruction back until
+
+- its unit is free;
+- every address it reads has been written by the earlier writers (RAW: their `ready` time);
+- no earlier, unfinished instruction still has to read an address it writes (WAR: the
+  readers' `end`), and earlier writes to it have landed (WAW: their `ready`).
+
+An instruction is busy for the table's `cycles` expression, so end = start + busy, and its
+result is readable at ready = end + the unit's latency (isa.table.UNIT_LATENCY). Total cycles
+run from the first start (0) to the last `ready`. Because the schedule depends on operands
+only, never on data, it is computed once per program and shared by all inferences; and
+because the scoreboard enforces RAW/WAR/WAW, executing the semantics in program order gives
+exactly the values the timed machine would compute.
+
+Bookkeeping is per address, as numpy arrays per memory (latest ready time, latest read end),
+so one instruction costs a few slice reductions whatever its length.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from isa.encoding import Instruction
+from isa.table import MEMORIES, UNIT_LATENCY, UNITS, evaluate
+from isa.target import Target
+from runtime_sim.machine import target_env
+
+
+@dataclass
+class Timing:
+    """The schedule of one program: its trace and the totals the statistics report."""
+
+    trace: list[dict] = field(default_factory=list)
+    cycles: int = 0
+    mac_ops: int = 0
+    weight_bytes_read: int = 0
+    unit_busy: dict[str, int] = field(default_factory=lambda: dict.fromkeys(UNITS, 0))
+    unit_stall: dict[str, int] = field(default_factory=lambda: dict.fromkeys(UNITS, 0))
+
+
+class Scoreboard:
+    """Per-address times: when the last write to it is readable, when its last reader ends."""
+
+    def __init__(self, extents: dict[str, int]) -> None:
+        self.ready = {mem: np.zeros(n, np.int64) for mem, n in extents.items()}
+        self.read_end = {mem: np.zeros(n, np.int64) for mem, n in extents.items()}
+
+    @staticmethod
+    def _latest(times: dict[str, np.ndarray], ranges: list) -> int:
+        return max((int(times[m][a:a + n].max()) for m, a, n in ranges if n), default=0)
+
+    def earliest_start(self, reads: list, writes: list) -> int:
+        """The first cycle at which RAW, WAR and WAW all allow the instruction to start."""
+        raw = self._latest(self.ready, reads)
+        war = self._latest(self.read_end, writes)
+        waw = self._latest(self.ready, writes)
+        return max(raw, war, waw)
+
+    def record(self, reads: list, writes: list, end: int, ready: int) -> None:
+        for m, a, n in reads:
+            np.maximum(self.read_end[m][a:a + n], end, out=self.read_end[m][a:a + n])
+        for m, a, n in writes:
+            self.ready[m][a:a + n] = ready
+
+
+def extents(footprints: list[tuple[list, list]]) -> dict[str, int]:
+    """How far into each memory the program reaches: arrays need be no longer."""
+    out = dict.fromkeys(MEMORIES, 0)
+    for reads, writes in footprints:
+        for m, a, n in reads + writes:
+            out[m] = max(out[m], a + n)
+    return out
+
+
+def schedule(code: tuple[Instruction, ...] | list[Instruction], target: Target) -> Timing:
+    """Time every instruction of `code` on `target` (addresses must already be bounds-checked)."""
+    tenv = target_env(target)
+    footprints = [instr.footprint(tenv) for instr in code]
+    board, timing = Scoreboard(extents(footprints)), Timing()
+    free = dict.fromkeys(UNITS, 0)
+    for pc, (instr, (reads, writes)) in enumerate(zip(code, footprints)):
+        env, unit = instr.env(tenv), instr.op.unit
+        start = max(free[unit], board.earliest_start(reads, writes))
+        busy = evaluate(instr.op.cycles, env)
+        end = start + busy
+        ready = end + tenv[UNIT_LATENCY[unit]]
+        board.record(reads, writes, end, ready)
+        macs = evaluate(instr.op.macs, env)
+        timing.unit_stall[unit] += start - free[unit]
+        timing.unit_busy[unit] += busy
+        timing.mac_ops += macs
+        timing.weight_bytes_read += sum(n for m, _, n in reads if m == "wmem")
+        timing.cycles = max(timing.cycles, ready)
+        free[unit] = end
+        timing.trace.append({"pc": pc, "op": instr.mnemonic, "unit": unit, "start": start, "end": end,
+                             "ready": ready, "reads": reads, "writes": writes, "macs": macs})
+    return timing

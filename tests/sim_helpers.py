@@ -1,0 +1,50 @@
+"""Hand-built programs for the simulator tests: no compiler, just Program records and packed bytes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from isa.container import MemoryMap, Program, Region, TensorDesc
+from isa.encoding import Instruction
+from isa.numerics import TABLE_FUNCS, activation_table
+from isa.target import Target
+from runtime_sim import Simulator
+from runtime_sim.machine import Machine
+
+I = Instruction.make  # noqa: E741 - reads like assembly in the tests
+
+
+def weights_bytes(w_kr: np.ndarray, weight_bits: int = 8) -> bytes:
+    """W[k, r] laid out k-major then row, little-endian signed."""
+    return np.ascontiguousarray(w_kr).astype(f"<i{weight_bits // 8}").tobytes()
+
+
+def requant_bytes(mult: np.ndarray, shift: np.ndarray) -> bytes:
+    return np.stack([mult, shift], axis=1).astype("<i2").tobytes()
+
+
+def make_program(code: list[Instruction], *, inputs: dict[str, tuple] | None = None,
+                 outputs: dict[str, tuple] | None = None, weights: bytes = b"", biases: bytes = b"",
+                 bias_base: int = 0, host: int = 4096, target: Target | None = None,
+                 scale: float = 1.0) -> Program:
+    """A program whose inputs and outputs are `{name: (host address, shape)}`, weights at wmem 0."""
+    regions = tuple(r for r in (Region("weights", 0, weights), Region("biases", bias_base, biases)) if r.data)
+    return Program(
+        target=target or Target(),
+        model="hand-built",
+        inputs=tuple(TensorDesc(n, tuple(shape), scale, a) for n, (a, shape) in (inputs or {}).items()),
+        outputs=tuple(TensorDesc(n, tuple(shape), scale, a) for n, (a, shape) in (outputs or {}).items()),
+        memory=MemoryMap(host=host, amem=0, acc=0, wmem=len(weights)),
+        code=tuple(code),
+        regions=regions,
+        tables={f: activation_table(f) for f in TABLE_FUNCS},
+    )
+
+
+def run_state(prog: Program, host_values: np.ndarray) -> Machine:
+    """Execute `prog` on a batch of raw host-memory images and return the final machine state."""
+    sim = Simulator(prog)
+    m = sim.machine(len(host_values))
+    m.host[:, :host_values.shape[1]] = host_values
+    sim.execute(m)
+    return m
