@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from isa.errors import RnnaccelError
 from isa.table import BY_MNEMONIC, BY_OPCODE, CONSTANTS, OPCODE_BITS, WORD_BYTES, Op, evaluate

@@ -74,7 +74,7 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
         return 0, 0
     mantissa, exponent = np.frexp(real)  # real = mantissa * 2**exponent, mantissa in [0.5, 1)
     shift = MULT_BITS - int(exponent)
-    mult = int(round(float(mantissa) * (1 << MULT_BITS)))
+    mult = round(float(mantissa) * (1 << MULT_BITS))
     if mult == 1 << MULT_BITS:
         mult, shift = mult // 2, shift - 1
     if shift < 0:

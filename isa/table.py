@@ -13,8 +13,8 @@ names, integers and target parameters, read left to right: "rows*cols*weight_byt
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 WORD_BITS = 128
 WORD_BYTES = WORD_BITS // 8
@@ -140,12 +140,12 @@ def _term(token: str, env: Mapping[str, int]) -> int:
     return int(token) if token.isdigit() else int(env[token])
 
 
-def _validate() -> None:
-    """Reject a malformed table at import time, not at run time."""
-    assert len(BY_MNEMONIC) == len(OPS), "duplicate mnemonic"
-    assert len(BY_OPCODE) == len(OPS), "duplicate opcode"
+def _validate(ops: tuple[Op, ...]) -> None:
+    """Reject a malformed table at import time, not at run time (rows passed in so tests can)."""
+    assert len({op.mnemonic for op in ops}) == len(ops), "duplicate mnemonic"
+    assert len({op.opcode for op in ops}) == len(ops), "duplicate opcode"
     target_names = {"weight_bytes", "vec_lanes", "dma_bytes_per_cycle", *CONSTANTS}
-    for op in OPS:
+    for op in ops:
         assert op.unit in UNITS, f"{op.mnemonic}: unknown unit {op.unit}"
         assert 0 < op.opcode < 1 << OPCODE_BITS, f"{op.mnemonic}: opcode out of range"
         names = {f.name for f in op.fields}
@@ -161,4 +161,4 @@ def _validate() -> None:
                 assert token.isdigit() or token in names | target_names, f"{op.mnemonic}: unknown '{token}'"
 
 
-_validate()
+_validate(OPS)

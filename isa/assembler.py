@@ -1,0 +1,270 @@
+"""The assembler: an rnnaccel listing (see isa.listing) back into a Program.
+
+asm.lark gives the shape of each line; this module gives it meaning, looking mnemonics and
+operand names up in isa.table. The address and encoding columns in front of an instruction are
+accepted and ignored: the operands alone define it, so a listing may be edited by hand without
+re-encoding anything. Every error is an RnnaccelError reading `source:line:column: problem`.
+
+Activation tables that the listing leaves out default to isa.numerics' standard tables.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+from lark import Lark, Token, Tree
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+
+from isa.container import REGION_SECTIONS, Loc, MemoryMap, Program, Region, TensorDesc
+from isa.encoding import Instruction, _operand_value
+from isa.errors import RnnaccelError
+from isa.numerics import ACT_MAX, ACT_MIN, TABLE_FUNCS, TABLE_SEGMENTS, activation_table
+from isa.table import BY_MNEMONIC
+from isa.target import Target
+
+# lark's strict mode needs the optional `interegular` package to check terminal collisions.
+_PARSER = Lark.open("asm.lark", rel_to=__file__, parser="lalr", propagate_positions=True,
+                    strict=importlib.util.find_spec("interegular") is not None)
+
+_TERMINAL_NAMES = {"_NL": "end of line", "NAME": "a name", "INT": "an integer", "HEXINT": "a hex number",
+                   "FLOAT": "a float", "STRING": "a quoted string", "HEX": "hex bytes", "$END": "end of input"}
+
+_DIRECTIVE_KEYS = {
+    ".program": {"model": str},
+    ".memory": {"host": int, "amem": int, "acc": int, "wmem": int},
+    ".input": {"name": str, "shape": tuple, "scale": float, "host": int},
+    ".output": {"name": str, "shape": tuple, "scale": float, "host": int},
+    ".loc": {"node": str, "layer": int, "step": int, "tile": int, "what": str},
+    ".region": {"base": int, "size": int},
+}
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One `name=value` with the position of its name, for error messages."""
+
+    name: str
+    value: object
+    line: int
+    column: int
+
+
+def assemble(text: str, source: str = "<input>") -> Program:
+    """Parse a listing into a Program; raise RnnaccelError naming source:line:column on any problem."""
+    try:
+        tree = _PARSER.parse(text + "\n")
+    except UnexpectedInput as exc:
+        raise RnnaccelError(f"{source}:{exc.line}:{exc.column}: {_describe(exc)}") from None
+    return _Builder(source).program(tree)
+
+
+def _describe(exc: UnexpectedInput) -> str:
+    if isinstance(exc, UnexpectedCharacters):
+        return f"syntax error: unexpected character {exc.char!r}"
+    if isinstance(exc, UnexpectedToken):
+        found = "end of input" if exc.token.type == "$END" else repr(str(exc.token))
+        expected = sorted(_terminal_name(t) for t in exc.expected)
+        return f"syntax error: unexpected {found}, expected {' or '.join(expected)}"
+    return "syntax error"
+
+
+def _terminal_name(name: str) -> str:
+    if name in _TERMINAL_NAMES:
+        return _TERMINAL_NAMES[name]
+    pattern = _PARSER.get_terminal(name).pattern
+    return repr(pattern.value) if pattern.type == "str" else name.lower()
+
+
+class _Builder:
+    """Walks the parse tree in order, checking each line against the ISA table."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def error(self, where: Tree | Token | Arg | None, message: str) -> RnnaccelError:
+        meta = getattr(where, "meta", where)
+        line, column = (meta.line, meta.column) if meta is not None else (1, 1)
+        return RnnaccelError(f"{self.source}:{line}:{column}: {message}")
+
+    def program(self, tree: Tree) -> Program:
+        meta = self.meta([t for t in tree.children if t.data == "meta"])
+        code_tree = next(t for t in tree.children if t.data == "code")
+        code, locs = self.code(code_tree)
+        regions = self.regions([t for t in tree.children if t.data == "region"], meta["target"])
+        tables = self.tables([t for t in tree.children if t.data == "table"])
+        return Program(**meta, code=tuple(code), regions=tuple(regions), tables=tables, locs=tuple(locs))
+
+    # --- directives ---------------------------------------------------------------------------
+
+    def meta(self, lines: list[Tree]) -> dict:
+        """The META directives: .program, .target and .memory exactly once, any .input/.output."""
+        found: dict[str, list[tuple[Tree, list[Arg]]]] = defaultdict(list)
+        for line in lines:
+            found[str(line.children[0])].append((line, self.args(line.children[1:])))
+        for name in (".program", ".target", ".memory"):
+            if not found[name]:
+                raise self.error(None, f"missing required directive {name}")
+            if len(found[name]) > 1:
+                raise self.error(found[name][1][0], f"{name} given twice")
+        (program, *_), (target, *_), (memory, *_) = (found[n] for n in (".program", ".target", ".memory"))
+        return {
+            "model": self.keys(*program, ".program")["model"],
+            "target": self.target(*target),
+            "memory": MemoryMap(**self.keys(*memory, ".memory")),
+            "inputs": tuple(self.desc(*line, ".input") for line in found[".input"]),
+            "outputs": tuple(self.desc(*line, ".output") for line in found[".output"]),
+        }
+
+    def target(self, line: Tree, args: list[Arg]) -> Target:
+        for arg in args:
+            if not isinstance(arg.value, int):
+                raise self.error(arg, f".target: {arg.name} must be an integer")
+        try:
+            return Target.from_dict({a.name: a.value for a in args})
+        except RnnaccelError as exc:
+            raise self.error(line, str(exc)) from None
+
+    def desc(self, line: Tree, args: list[Arg], name: str) -> TensorDesc:
+        v = self.keys(line, args, name)
+        if any(d <= 0 for d in v["shape"]) or not (0 < v["scale"] < math.inf) or v["host"] < 0:
+            raise self.error(line, f"{name} {json.dumps(v['name'])}: dimensions and scale must be "
+                                   "positive, host address non-negative")
+        return TensorDesc(v["name"], v["shape"], v["scale"], v["host"])
+
+    def args(self, children: list) -> list[Arg]:
+        out = []
+        for arg in children:
+            key, value = arg.children
+            out.append(Arg(str(key), _value(value), key.line, key.column))
+        return out
+
+    def keys(self, where: Tree, args: list[Arg], directive: str) -> dict:
+        """Check a directive's keys against _DIRECTIVE_KEYS: each exactly once, of the right kind."""
+        spec, values = _DIRECTIVE_KEYS[directive], {}
+        for arg in args:
+            kind = spec.get(arg.name)
+            if kind is None:
+                raise self.error(arg, f"{directive} has no key '{arg.name}' (keys: {', '.join(spec)})")
+            if arg.name in values:
+                raise self.error(arg, f"{directive}: {arg.name} given twice")
+            values[arg.name] = self.kind(arg, kind, directive)
+        missing = [k for k in spec if k not in values]
+        if missing:
+            raise self.error(where, f"{directive} is missing {', '.join(missing)}")
+        return values
+
+    def kind(self, arg: Arg, kind: type, directive: str) -> object:
+        value = arg.value
+        if kind is float and isinstance(value, int):
+            return float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise self.error(arg, f"{directive}: {arg.name} must be {_KIND_NAMES[kind]}")
+        return value
+
+    # --- code ---------------------------------------------------------------------------------
+
+    def code(self, tree: Tree) -> tuple[list[Instruction], list[Loc]]:
+        code: list[Instruction] = []
+        locs: list[Loc] = []
+        for line in tree.children:
+            if line.data == "loc":
+                v = self.keys(line, self.args(line.children), ".loc")
+                locs.append(Loc(len(code), v["node"], v["layer"], v["step"], v["tile"], v["what"]))
+            else:
+                code.append(self.instruction(line))
+        return code, locs
+
+    def instruction(self, line: Tree) -> Instruction:
+        children = [c for c in line.children if not (isinstance(c, Token) and c.type == "PREFIX")]
+        mnemonic, args = children[0], self.args(children[1:])
+        op = BY_MNEMONIC.get(str(mnemonic).upper())
+        if op is None:
+            raise self.error(mnemonic, f"unknown mnemonic '{mnemonic}' (known: {', '.join(BY_MNEMONIC)})")
+        names = [f.name for f in op.fields]
+        operands: dict[str, int | str] = {}
+        for arg in args:
+            if arg.name not in names or arg.name in operands:
+                problem = "given twice" if arg.name in operands else "is not an operand"
+                raise self.error(arg, f"{op.mnemonic}: '{arg.name}' {problem} (operands: {' '.join(names)})")
+            operands[arg.name] = self.operand(op, arg)
+        missing = [n for n in names if n not in operands]
+        if missing:
+            raise self.error(mnemonic, f"{op.mnemonic}: missing operand(s) {' '.join(missing)}")
+        return Instruction.make(op.mnemonic, **operands)
+
+    def operand(self, op, arg: Arg) -> int:
+        if not isinstance(arg.value, (int, str)) or isinstance(arg.value, bool):
+            raise self.error(arg, f"{op.mnemonic}: {arg.name} must be an integer or a choice name")
+        try:
+            return _operand_value(op, arg.name, arg.value)
+        except RnnaccelError as exc:
+            raise self.error(arg, str(exc)) from None
+
+    # --- weight memory and tables -------------------------------------------------------------
+
+    def regions(self, trees: list[Tree], target: Target) -> list[Region]:
+        out: list[Region] = []
+        for tree in trees:
+            name = str(tree.children[0])
+            if name not in REGION_SECTIONS or name in {r.name for r in out}:
+                raise self.error(tree, f"region '{name}' is unknown or repeated (regions: "
+                                       f"{', '.join(REGION_SECTIONS)})")
+            rows = [c for c in tree.children[1:] if c.data == "row"]
+            spec = self.keys(tree, self.args([c for c in tree.children[1:] if c.data == "arg"]), ".region")
+            if spec["base"] < 0 or spec["base"] + spec["size"] > target.weight_mem_bytes:
+                raise self.error(tree, f"region {name} [{spec['base']:#x}, +{spec['size']}) lies outside "
+                                       f"the {target.weight_mem_bytes}-byte weight memory")
+            out.append(Region(name, spec["base"], self.region_bytes(tree, name, spec, rows)))
+        return out
+
+    def region_bytes(self, tree: Tree, name: str, spec: dict, rows: list[Tree]) -> bytes:
+        """Concatenate the hex rows; each row's address must be where the previous one ended."""
+        chunks, end = [], spec["base"]
+        for row in rows:
+            address = int(str(row.children[0])[:-1], 16)
+            if address != end:
+                raise self.error(row, f"region {name}: row at {address:#x}, expected {end:#x}")
+            for group in row.children[1:]:
+                if len(group) % 2:
+                    raise self.error(group, f"region {name}: odd number of hex digits in '{group}'")
+                chunks.append(bytes.fromhex(str(group)))
+                end += len(chunks[-1])
+        if end - spec["base"] != spec["size"]:
+            raise self.error(tree, f"region {name}: {end - spec['base']} bytes given, size={spec['size']}")
+        return b"".join(chunks)
+
+    def tables(self, trees: list[Tree]) -> dict[str, np.ndarray]:
+        out = {}
+        for tree in trees:
+            name = str(tree.children[0])
+            if name not in TABLE_FUNCS or name in out:
+                raise self.error(tree, f"table '{name}' is unknown or repeated (tables: {', '.join(TABLE_FUNCS)})")
+            out[name] = self.table_values(tree, name)
+        return {f: out.get(f, activation_table(f)) for f in TABLE_FUNCS}
+
+    def table_values(self, tree: Tree, name: str) -> np.ndarray:
+        tokens = [t for row in tree.children[1:] for t in row.children]
+        for token in tokens:
+            if not ACT_MIN <= int(token) <= ACT_MAX:
+                raise self.error(token, f"table {name}: {token} does not fit 16 bits")
+        if len(tokens) != TABLE_SEGMENTS + 1:
+            raise self.error(tree, f"table {name}: {len(tokens)} values given, expected {TABLE_SEGMENTS + 1}")
+        return np.array([int(t) for t in tokens], dtype=np.int64)
+
+
+_KIND_NAMES = {int: "an integer", float: "a number", str: "a quoted string", tuple: "a shape like [1,49,10]"}
+
+
+def _value(tree: Tree) -> object:
+    """A parsed value: int, float, str (quoted strings and bare names alike) or a shape tuple."""
+    kind, tokens = tree.data, tree.children
+    if kind == "shape":
+        return tuple(int(t) for t in tokens)
+    text = str(tokens[0])
+    convert = {"int": int, "hexint": lambda s: int(s, 16), "float": float, "string": json.loads, "name": str}
+    return convert[kind](text)

@@ -1,0 +1,129 @@
+"""The disassembler: a Program as a listing that people read and `isa.assembler` reads back.
+
+The listing is the exact inverse of the assembler: every byte of the container (META, code,
+weight-memory regions, activation tables and the debug locations) is spelled out, so
+`to_bytes(assemble(disassemble(p))) == to_bytes(p)`. Strings are JSON-quoted and floats are
+printed with repr(), which is what makes that round trip exact.
+
+A valid Program, for this purpose, has its locs sorted by pc, each within [0, len(code)]:
+a `.loc` directive applies from the next instruction on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from isa.container import Loc, Program, Region, TensorDesc
+from isa.encoding import Instruction, encode
+from isa.numerics import TABLE_FUNCS
+from isa.table import WORD_BYTES
+
+REGION_LINE_BYTES = 32
+REGION_GROUP_BYTES = 4
+TABLE_LINE_VALUES = 16
+COMMENT_COLUMN = 104  # instruction lines are padded to this width so the trailing comments line up
+
+
+def disassemble(prog: Program) -> str:
+    """The complete listing of `prog`: header, META directives, code, regions and tables."""
+    parts = [_header(prog), _meta(prog), _code(prog), *map(_region, prog.regions), _tables(prog)]
+    return "\n".join(line for part in parts for line in part) + "\n"
+
+
+def _header(prog: Program) -> list[str]:
+    t, m = prog.target, prog.memory
+    return [
+        f"; rnnaccel program {json.dumps(prog.model)}: listing by rnnaccel-objdump, input to rnnaccel-as",
+        f"; {len(prog.code)} instructions ({len(prog.code) * WORD_BYTES} bytes of code)",
+        (f"; memory: host {m.host} elements, amem {m.amem}/{t.act_elems} elements, "
+         f"acc {m.acc}/{t.acc_entries} entries, wmem {m.wmem}/{t.weight_mem_bytes} bytes"),
+        "",
+    ]
+
+
+def _meta(prog: Program) -> list[str]:
+    return [
+        f".program model={json.dumps(prog.model)}",
+        ".target " + _pairs(prog.target.to_dict()),
+        ".memory " + _pairs(dataclasses.asdict(prog.memory)),
+        *(_desc(".input", d) for d in prog.inputs),
+        *(_desc(".output", d) for d in prog.outputs),
+        "",
+    ]
+
+
+def _pairs(values: dict[str, int]) -> str:
+    return " ".join(f"{k}={v}" for k, v in values.items())
+
+
+def _desc(directive: str, d: TensorDesc) -> str:
+    shape = "[" + ",".join(str(s) for s in d.shape) + "]"
+    return f"{directive} name={json.dumps(d.name)} shape={shape} scale={d.scale!r} host=0x{d.host:x}"
+
+
+def _code(prog: Program) -> list[str]:
+    lines, pending = [".code"], list(prog.locs)
+    for pc, instr in enumerate(prog.code):
+        while pending and pending[0].pc <= pc:
+            lines.append(_loc_directive(pending.pop(0)))
+        lines.append(_instruction_line(pc, instr, prog.loc_at(pc)))
+    lines.extend(_loc_directive(loc) for loc in pending)
+    return lines + [""]
+
+
+def _loc_directive(loc: Loc) -> str:
+    return (f".loc node={json.dumps(loc.node)} layer={loc.layer} step={loc.step} tile={loc.tile} "
+            f"what={json.dumps(loc.what)}")
+
+
+def _instruction_line(pc: int, instr: Instruction, loc: Loc | None) -> str:
+    text = f"{pc:04x}: {encode(instr).hex()}  {instr.mnemonic:<7}{format_operands(instr)}"
+    if loc is None:
+        return text
+    return f"{text:<{COMMENT_COLUMN}} ; {loc_comment(loc)}"
+
+
+def format_operands(instr: Instruction) -> str:
+    """Operands as name=value: addresses in hex at their field's width, enums by name, counts in decimal."""
+    addresses = {a.operand for a in instr.op.reads + instr.op.writes}
+    out = []
+    for field, value in zip(instr.op.fields, instr.args):
+        if field.choices:
+            out.append(f"{field.name}={field.choices[value]}")
+        elif field.name in addresses:
+            out.append(f"{field.name}=0x{value:0{-(-field.width // 4)}x}")
+        else:
+            out.append(f"{field.name}={value}")
+    return " ".join(out)
+
+
+def loc_comment(loc: Loc) -> str:
+    """'<node> L<layer> t=<step> tile <tile> <what>'; step -1 means the code has no timestep."""
+    step = "" if loc.step == -1 else f" t={loc.step}"
+    return f"{_plain(loc.node)} L{loc.layer}{step} tile {loc.tile} {_plain(loc.what)}"
+
+
+def _plain(text: str) -> str:
+    """Text as is when it is safe inside a one-line comment, JSON-quoted otherwise."""
+    return text if text.isascii() and text.isprintable() and text else json.dumps(text)
+
+
+def _region(region: Region) -> list[str]:
+    data = region.data
+    lines = [f".region {region.name} base=0x{region.base:06x} size={len(data)}"]
+    for offset in range(0, len(data), REGION_LINE_BYTES):
+        chunk = data[offset:offset + REGION_LINE_BYTES]
+        groups = (chunk[i:i + REGION_GROUP_BYTES].hex() for i in range(0, len(chunk), REGION_GROUP_BYTES))
+        lines.append(f"{region.base + offset:06x}: {' '.join(groups)}")
+    return lines + [""]
+
+
+def _tables(prog: Program) -> list[str]:
+    lines = []
+    for func in TABLE_FUNCS:
+        values = [int(v) for v in prog.tables[func]]
+        lines.append(f".table {func}")
+        for i in range(0, len(values), TABLE_LINE_VALUES):
+            lines.append(" ".join(f"{v:6d}" for v in values[i:i + TABLE_LINE_VALUES]))
+    return lines
