@@ -1,0 +1,61 @@
+"""rnnaccel-objdump and rnnaccel-as: a program container to its listing and back."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from isa.assembler import assemble
+from isa.cliutil import run_cli
+from isa.container import load, save
+from isa.errors import RnnaccelError
+from isa.fileio import write_atomic
+from isa.listing import disassemble
+
+
+def objdump_main(argv: list[str] | None = None) -> None:
+    run_cli("rnnaccel-objdump", _objdump, argv)
+
+
+def as_main(argv: list[str] | None = None) -> None:
+    run_cli("rnnaccel-as", _as, argv)
+
+
+def _objdump(argv: list[str] | None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="rnnaccel-objdump",
+        description="Print the complete listing of an RNNAccel program: target, I/O, memory map, "
+                    "code with encodings and source locations, weight memory and activation tables. "
+                    "The listing is valid input to rnnaccel-as, which rebuilds identical bytes.")
+    parser.add_argument("program", help="program container (.rnna)")
+    parser.add_argument("-o", "--output", metavar="FILE", help="write the listing to FILE instead of stdout")
+    args = parser.parse_args(argv)
+    text = disassemble(load(args.program))
+    if args.output:
+        write_atomic(args.output, text)
+    else:
+        sys.stdout.write(text)
+
+
+def _as(argv: list[str] | None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="rnnaccel-as",
+        description="Assemble an RNNAccel listing (as printed by rnnaccel-objdump) into a program container. "
+                    "The address and encoding columns before each mnemonic are ignored: operands define "
+                    "the instruction.")
+    parser.add_argument("source", help="assembly listing (.s); '-' reads standard input")
+    parser.add_argument("-o", "--output", metavar="PROG.rnna", required=True, help="program container to write")
+    args = parser.parse_args(argv)
+    name = "<stdin>" if args.source == "-" else args.source
+    save(assemble(_read_text(args.source), source=name), args.output)
+
+
+def _read_text(path: str) -> str:
+    if path == "-":
+        return sys.stdin.read()
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise RnnaccelError(f"cannot read {path}: {reason}") from None

@@ -1,0 +1,48 @@
+"""One way for every rnnaccel command to end: the SPEC's "one line, exit status 2" contract.
+
+Usage, in any package's CLI module:
+
+    def main(argv: list[str] | None = None) -> None:
+        run_cli("rnnaccel-sim", _main, argv)
+
+where `_main(argv)` parses its arguments, does the work and returns None or an exit status.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import NoReturn
+
+from isa.errors import RnnaccelError
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def run_cli(prog_name: str, fn: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> NoReturn:
+    """Run fn(argv) and exit: RnnaccelError -> one-line message and 2, Ctrl-C -> 130, closed pipe -> 1.
+
+    Any other exception is a bug and keeps its traceback.
+    """
+    try:
+        status = fn(argv)
+        sys.stdout.flush()
+    except RnnaccelError as exc:
+        message = " ".join(str(exc).split())
+        print(f"{prog_name}: error: {message}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+    except KeyboardInterrupt:
+        print(f"{prog_name}: interrupted", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
+    except BrokenPipeError:
+        _silence_stdout()
+        sys.exit(1)
+    sys.exit(status or 0)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail again (Python docs, SIGPIPE)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
