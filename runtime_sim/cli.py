@@ -14,7 +14,7 @@ import io
 import json
 import sys
 import zipfile
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 

@@ -12,8 +12,8 @@ integer below 2**46 (int16 x int16 products, at most 65535 columns), so it is ex
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -102,11 +102,10 @@ def _vrq(m: Machine, s: Step) -> None:
 
 @semantics("VRQA")
 def _vrqa(m: Machine, s: Step) -> None:
-    """Requantise and add with one final saturation (numerics has no fused helper for it)."""
     a = s.args
     mult, shift = m.wmem.requant(a["q"], a["n"], s.pc)
-    scaled = numerics.round_shift(numerics.sat_acc(m.acc[:, _at(a["src"], a["n"])]) * mult, shift)
-    m.amem[:, _at(a["dst"], a["n"])] = numerics.add(scaled, m.amem[:, _at(a["add"], a["n"])])
+    addend = m.amem[:, _at(a["add"], a["n"])]
+    m.amem[:, _at(a["dst"], a["n"])] = numerics.requantize_add(m.acc[:, _at(a["src"], a["n"])], mult, shift, addend)
 
 
 def _activation(m: Machine, s: Step, func: str) -> Callable[[np.ndarray], np.ndarray]:

@@ -14,16 +14,23 @@ are the same for every sample.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Mapping
 
 import numpy as np
 
 from isa import container, numerics
 from isa.container import Program, TensorDesc
 from isa.errors import RnnaccelError
-from runtime_sim.machine import Machine, WeightMemory, check_descriptors, check_instruction, memory_sizes, target_env
+from runtime_sim.machine import (
+    Machine,
+    WeightMemory,
+    check_descriptors,
+    check_instruction,
+    memory_sizes,
+    target_env,
+)
 from runtime_sim.semantics import Step
 from runtime_sim.timing import Timing, extents, schedule
 
