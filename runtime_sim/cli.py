@@ -4,7 +4,7 @@
                  [--trace TRACE.jsonl]
 
 Every output file is written whole or not at all, and only after the run succeeded. A user
-error ends with one line `rnnaccel-sim: error: ...` on stderr and exit status 2.
+error ends with one line `rnnaccel-sim: error: ...` on stderr and exit status 2 (isa.cliutil).
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import io
 import json
 import sys
 import zipfile
-from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from isa.cliutil import run_cli
 from isa.errors import RnnaccelError
 from isa.fileio import write_atomic
 from runtime_sim.simulator import Result, load
@@ -79,25 +79,15 @@ def _write_results(args: argparse.Namespace, result: Result) -> None:
         sys.stdout.write(summary(result.stats))
 
 
-def _simulate(args: argparse.Namespace) -> None:
-    sim = load(args.program)
-    _write_results(args, sim.run(read_npz(args.inputs)))
-
-
-def run_tool(prog: str, body: Callable[[argparse.Namespace], None], args: argparse.Namespace) -> int:
-    """Run `body`; a user error becomes one line on stderr and exit status 2, never a traceback."""
-    try:
-        body(args)
-    except RnnaccelError as exc:
-        print(f"{prog}: error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
+def _main(argv: list[str] | None) -> None:
     args = _parser().parse_args(argv)
-    return run_tool(PROG, _simulate, args)
+    _write_results(args, load(args.program).run(read_npz(args.inputs)))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of rnnaccel-sim; exits (status 2 with one line on stderr for a user error)."""
+    run_cli(PROG, _main, argv)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -1,0 +1,91 @@
+"""The runtime API: quantise inputs, run, dequantise outputs; batches; input validation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from isa import container
+from isa.errors import RnnaccelError
+from isa.numerics import quantize_multiplier
+from runtime_sim import Simulator, load
+from tests.sim_helpers import I, make_program, requant_bytes, weights_bytes
+
+STEPS, FEATURES, HIDDEN = 4, 10, 8
+
+
+def tiny_rnn() -> container.Program:
+    """h = tanh(sum_t W_t x_t): four accumulating MVs, requantise to Q3.12, tanh, store."""
+    rng = np.random.default_rng(7)
+    w = rng.integers(-128, 128, (STEPS, FEATURES, HIDDEN))
+    mult, shift = quantize_multiplier(1 / 64)
+    code = [I("LOAD", dst=0, src=0, n=STEPS * FEATURES),
+            I("MV", acc=0, w=0, x=0, rows=HIDDEN, cols=FEATURES)]
+    code += [I("MVA", acc=0, w=t * FEATURES * HIDDEN, x=t * FEATURES, rows=HIDDEN, cols=FEATURES)
+             for t in range(1, STEPS)]
+    code += [I("VRQ", dst=100, src=0, n=HIDDEN, q=1024), I("VACT", dst=100, src=100, n=HIDDEN, func="tanh"),
+             I("STORE", dst=STEPS * FEATURES, src=100, n=HIDDEN)]
+    weights = weights_bytes(w.reshape(-1, HIDDEN))
+    q = requant_bytes(np.full(HIDDEN, mult), np.full(HIDDEN, shift))
+    return make_program(code, inputs={"x": (0, (STEPS, FEATURES))}, outputs={"h": (STEPS * FEATURES, (HIDDEN,))},
+                        weights=weights + bytes(1024 - len(weights)) + q, host=64, scale=1 / 4096)
+
+
+@pytest.fixture(scope="module")
+def sim() -> Simulator:
+    return Simulator(tiny_rnn())
+
+
+def samples(count: int) -> np.ndarray:
+    return np.random.default_rng(3).uniform(-1, 1, (count, STEPS, FEATURES)).astype(np.float32)
+
+
+def test_run_returns_dequantised_outputs_shaped_as_declared(sim):
+    result = sim.run({"x": samples(1)[0]})
+    assert result.outputs["h"].shape == (HIDDEN,) and result.outputs["h"].dtype == np.float32
+    assert result.raw_outputs["h"].dtype == np.int64
+    np.testing.assert_array_equal(result.outputs["h"], (result.raw_outputs["h"] / 4096).astype(np.float32))
+    assert np.abs(result.outputs["h"]).max() <= 8
+    assert result.stats["instructions"] == len(result.trace) == STEPS + 4
+
+
+def test_a_batch_equals_the_per_sample_runs(sim, monkeypatch):
+    monkeypatch.setattr("runtime_sim.simulator.CHUNK", 3)  # several chunks, the last one partial
+    xs = samples(7)
+    batched = sim.run({"x": xs}, batch=True)
+    assert batched.outputs["h"].shape == (7, HIDDEN)
+    for i, x in enumerate(xs):
+        single = sim.run({"x": x})
+        np.testing.assert_array_equal(batched.raw_outputs["h"][i], single.raw_outputs["h"])
+        assert single.stats == batched.stats
+
+
+def test_integer_inputs_are_accepted(sim):
+    result = sim.run({"x": np.zeros((STEPS, FEATURES), np.int32)})
+    np.testing.assert_array_equal(result.raw_outputs["h"], 0)
+
+
+@pytest.mark.parametrize("inputs, batch, message", [
+    ({}, False, r"missing input\(s\) x; the program expects x"),
+    ({"x": np.zeros((4, 10)), "y": np.zeros(1)}, False, r"unknown input\(s\) y; the program expects x"),
+    ({"x": np.zeros((10, 4))}, False, r"input 'x' has shape \(10, 4\), expected \(4, 10\)"),
+    ({"x": np.zeros((4, 10))}, True, r"input 'x' has shape \(4, 10\), expected \(N, 4, 10\)"),
+    ({"x": np.full((4, 10), np.nan)}, False, r"input 'x' contains non-finite values"),
+    ({"x": np.full((4, 10), "a")}, False, r"input 'x' has dtype <U1, expected a real numeric array"),
+    ({"x": np.zeros((4, 10), bool)}, False, r"input 'x' has dtype bool"),
+])
+def test_bad_inputs_are_one_line_errors(sim, inputs, batch, message):
+    with pytest.raises(RnnaccelError, match=message) as info:
+        sim.run(inputs, batch=batch)
+    assert "\n" not in str(info.value)
+
+
+def test_load_reads_a_container(tmp_path, sim):
+    path = tmp_path / "tiny.rnna"
+    container.save(tiny_rnn(), str(path))
+    x = samples(1)[0]
+    np.testing.assert_array_equal(load(str(path)).run({"x": x}).raw_outputs["h"], sim.run({"x": x}).raw_outputs["h"])
+
+
+def test_empty_batch_gives_empty_outputs(sim):
+    assert sim.run({"x": samples(0)}, batch=True).outputs["h"].shape == (0, HIDDEN)
