@@ -42,6 +42,16 @@ class Timing:
     unit_busy: dict[str, int] = field(default_factory=lambda: dict.fromkeys(UNITS, 0))
     unit_stall: dict[str, int] = field(default_factory=lambda: dict.fromkeys(UNITS, 0))
 
+    def add(self, record: dict, unit_free: int) -> None:
+        """Append one trace record; its stall is the wait after its unit became free."""
+        unit = record["unit"]
+        self.trace.append(record)
+        self.unit_stall[unit] += record["start"] - unit_free
+        self.unit_busy[unit] += record["end"] - record["start"]
+        self.mac_ops += record["macs"]
+        self.weight_bytes_read += sum(n for m, _, n in record["reads"] if m == "wmem")
+        self.cycles = max(self.cycles, record["ready"])
+
 
 class Scoreboard:
     """Per-address times: when the last write to it is readable, when its last reader ends."""
@@ -86,17 +96,10 @@ def schedule(code: tuple[Instruction, ...] | list[Instruction], target: Target) 
     for pc, (instr, (reads, writes)) in enumerate(zip(code, footprints)):
         env, unit = instr.env(tenv), instr.op.unit
         start = max(free[unit], board.earliest_start(reads, writes))
-        busy = evaluate(instr.op.cycles, env)
-        end = start + busy
+        end = start + evaluate(instr.op.cycles, env)
         ready = end + tenv[UNIT_LATENCY[unit]]
         board.record(reads, writes, end, ready)
-        macs = evaluate(instr.op.macs, env)
-        timing.unit_stall[unit] += start - free[unit]
-        timing.unit_busy[unit] += busy
-        timing.mac_ops += macs
-        timing.weight_bytes_read += sum(n for m, _, n in reads if m == "wmem")
-        timing.cycles = max(timing.cycles, ready)
+        timing.add({"pc": pc, "op": instr.mnemonic, "unit": unit, "start": start, "end": end, "ready": ready,
+                    "reads": reads, "writes": writes, "macs": evaluate(instr.op.macs, env)}, free[unit])
         free[unit] = end
-        timing.trace.append({"pc": pc, "op": instr.mnemonic, "unit": unit, "start": start, "end": end,
-                             "ready": ready, "reads": reads, "writes": writes, "macs": macs})
     return timing

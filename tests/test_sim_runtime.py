@@ -89,3 +89,11 @@ def test_load_reads_a_container(tmp_path, sim):
 
 def test_empty_batch_gives_empty_outputs(sim):
     assert sim.run({"x": samples(0)}, batch=True).outputs["h"].shape == (0, HIDDEN)
+
+
+def test_batch_inputs_must_agree_on_the_sample_count():
+    prog = make_program([], inputs={"a": (0, (2,)), "b": (2, (3,))}, outputs={"a2": (0, (2,))}, host=8)
+    with pytest.raises(RnnaccelError, match=r"inputs disagree on the number of samples: \[4, 5\]"):
+        Simulator(prog).run({"a": np.zeros((4, 2)), "b": np.zeros((5, 3))}, batch=True)
+    out = Simulator(prog).run({"a": np.array([[0.5, -2.0]]), "b": np.zeros((1, 3))}, batch=True)
+    np.testing.assert_array_equal(out.outputs["a2"], [[1.0, -2.0]])  # scale 1: round half up
