@@ -105,6 +105,9 @@ class WeightMemory:
     def _biases(self, addr: int, rows: int) -> np.ndarray:
         return self._view(addr, rows, "<i4").astype(np.int64)
 
+    def constants(self, addr: int, n: int) -> np.ndarray:
+        return self._view(addr, n, "<i2").astype(np.int64)
+
     def _requant(self, q: int, n: int, pc: int) -> tuple[np.ndarray, np.ndarray]:
         """(mult, shift) per element; a shift outside 0..MAX_SHIFT is a corrupted program."""
         pairs = self._view(q, 2 * n, "<i2").astype(np.int64).reshape(n, 2)

@@ -77,6 +77,12 @@ def _store(m: Machine, s: Step) -> None:
     m.host[:, _at(a["dst"], a["n"])] = m.amem[:, _at(a["src"], a["n"])]
 
 
+@semantics("LDC")
+def _ldc(m: Machine, s: Step) -> None:
+    a = s.args
+    m.amem[:, _at(a["dst"], a["n"])] = m.wmem.constants(a["src"], a["n"])
+
+
 @semantics("MV")
 def _mv(m: Machine, s: Step) -> None:
     m.acc[:, _at(s.args["acc"], s.args["rows"])] = _dot(m, s.args)

@@ -1,0 +1,58 @@
+"""The backend: resolve addresses, encode instructions and build the program container."""
+
+from __future__ import annotations
+
+from compiler.kernel import Kernel, MOp, Ref
+from compiler.passes.allocate import REGIONS, memory_used
+from isa.container import Loc, MemoryMap, Program, Region, TensorDesc
+from isa.encoding import Instruction
+from isa.numerics import TABLE_FUNCS, activation_table
+from isa.target import Target
+
+
+def emit(kernel: Kernel, target: Target, model: str) -> Program:
+    addr = kernel.addresses
+    code = tuple(_instruction(op, addr) for op in kernel.ops)
+    return Program(
+        target=target,
+        model=model,
+        inputs=tuple(_desc(t, addr) for t in kernel.inputs),
+        outputs=tuple(_desc(t, addr) for t in kernel.outputs),
+        memory=MemoryMap(**{m: memory_used(kernel, addr, m) for m in ("host", "amem", "acc", "wmem")}),
+        code=code,
+        regions=tuple(r for r in (_region(kernel, name) for name in REGIONS) if r.data),
+        tables={f: activation_table(f) for f in TABLE_FUNCS},
+        locs=_locs(kernel.ops),
+    )
+
+
+def _instruction(op: MOp, addr: dict[str, int]) -> Instruction:
+    operands = {k: addr[v.buffer] + v.offset if isinstance(v, Ref) else v for k, v in op.operands.items()}
+    return Instruction.make(op.mnemonic, **operands)
+
+
+def _desc(tensor, addr: dict[str, int]) -> TensorDesc:
+    return TensorDesc(tensor.name, tuple(tensor.shape), float(tensor.scale), addr[tensor.host.buffer])
+
+
+def _region(kernel: Kernel, name: str) -> Region:
+    """One weight-memory region's initial image, from its first buffer's base to its last byte."""
+    buffers = [b for b in kernel.buffers.values() if b.memory == "wmem" and b.region == name]
+    if not buffers:
+        return Region(name, 0, b"")
+    base = min(kernel.addresses[b.name] for b in buffers)
+    image = bytearray(max(kernel.addresses[b.name] + b.size for b in buffers) - base)
+    for buf in buffers:
+        start = kernel.addresses[buf.name] - base
+        image[start:start + buf.size] = buf.data
+    return Region(name, base, bytes(image))
+
+
+def _locs(ops: tuple[MOp, ...]) -> tuple[Loc, ...]:
+    locs: list[Loc] = []
+    for pc, op in enumerate(ops):
+        w = op.where
+        if not locs or (locs[-1].node, locs[-1].layer, locs[-1].step, locs[-1].tile, locs[-1].what) != (
+                w.node, w.layer, w.step, w.tile, w.what):
+            locs.append(Loc(pc, w.node, w.layer, w.step, w.tile, w.what))
+    return tuple(locs)

@@ -1,0 +1,166 @@
+"""Layout and shape-arithmetic operators.
+
+Layout operators are plain numpy functions. On constants they fold; on a data tensor they run
+on an array of element indices instead, and the result -- which input element lands where --
+becomes one `gather` node. So Reshape, Transpose, Slice, Gather, Squeeze or Concat on the data
+path need no code of their own, and the backend turns each gather into an alias or copies.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+from onnx.helper import tensor_dtype_to_np_dtype
+
+from compiler.frontend.registry import OPERATORS, fold, fold_handler, operator, unsupported
+from compiler.ir import Node
+
+
+def layout(fn: Callable, data_args: int = 1) -> Callable:
+    """Register numpy layout function `fn` as an operator (see the module docstring)."""
+
+    def handler(b, node, name: str, **attrs) -> None:
+        if all(b.is_const(n) for n in node.input):
+            return fold(b, node, fn, **attrs)
+        args, inputs, base = [], [], 0
+        for pos, tensor in enumerate(node.input):
+            if b.is_const(tensor):
+                args.append(b.const(tensor))
+                continue
+            if pos >= data_args:
+                raise unsupported(f"a computed (non-constant) input {pos} ('{tensor}')")
+            size = int(np.prod(b.shape(tensor)))
+            args.append(np.arange(base, base + size, dtype=np.int64).reshape(b.shape(tensor)))
+            inputs.append(tensor)
+            base += size
+        index = np.asarray(fn(*args, **attrs))
+        b.emit(Node("gather", name, tuple(inputs), (node.output[0],), {"index": index.ravel()}),
+               {node.output[0]: tuple(index.shape)})
+
+    OPERATORS[fn.__name__] = handler
+    return fn
+
+
+@layout
+def Identity(x):
+    return x
+
+
+@layout
+def Dropout(x, ratio=None, training_mode=None, *, seed=None, is_test=None):
+    if training_mode is not None and bool(np.asarray(training_mode)):
+        raise unsupported("Dropout in training mode")
+    return x
+
+
+@layout
+def Reshape(data, shape, *, allowzero=0):
+    dims = [int(d) for d in shape]
+    if not allowzero:
+        dims = [data.shape[i] if d == 0 else d for i, d in enumerate(dims)]
+    return data.reshape(dims)
+
+
+@layout
+def Flatten(x, *, axis=1):
+    axis = axis + x.ndim if axis < 0 else axis
+    return x.reshape(int(np.prod(x.shape[:axis])), -1)
+
+
+@layout
+def Squeeze(data, axes_in=None, *, axes=None):
+    chosen = axes_in if axes_in is not None else axes
+    if chosen is None:
+        return np.squeeze(data)
+    return np.squeeze(data, axis=tuple(int(a) for a in np.asarray(chosen).ravel()))
+
+
+@layout
+def Unsqueeze(data, axes_in=None, *, axes=None):
+    chosen = [int(a) for a in np.asarray(axes_in if axes_in is not None else axes).ravel()]
+    rank = data.ndim + len(chosen)
+    targets = {a % rank for a in chosen}
+    dims = iter(data.shape)
+    return data.reshape([1 if i in targets else next(dims) for i in range(rank)])
+
+
+@layout
+def Transpose(data, *, perm=None):
+    return np.transpose(data, perm)
+
+
+@layout
+def Slice(data, starts_in=None, ends_in=None, axes_in=None, steps_in=None, *, starts=None, ends=None, axes=None):
+    starts = [int(s) for s in (starts_in if starts_in is not None else starts)]
+    ends = [int(e) for e in (ends_in if ends_in is not None else ends)]
+    chosen = axes_in if axes_in is not None else axes
+    axes = [int(a) for a in chosen] if chosen is not None else list(range(len(starts)))
+    steps = [int(s) for s in steps_in] if steps_in is not None else [1] * len(starts)
+    index = [slice(None)] * data.ndim
+    for start, end, axis, step in zip(starts, ends, axes, steps):
+        index[axis] = slice(*_clamped(start, end, step, data.shape[axis]))
+    return data[tuple(index)]
+
+
+def _clamped(start: int, end: int, step: int, dim: int) -> tuple[int, int | None, int]:
+    """ONNX Slice clamps out-of-range starts and ends; Python's slice needs them in range."""
+    start = max(-dim, min(start, dim))
+    if step < 0 and end < -dim:
+        return start, None, step
+    return start, max(-dim - 1, min(end, dim)), step
+
+
+@layout
+def Gather(data, indices, *, axis=0):
+    return np.take(data, np.asarray(indices, dtype=np.int64), axis=axis)
+
+
+def Concat(*inputs, axis):
+    return np.concatenate(inputs, axis=axis)
+
+
+layout(Concat, data_args=1 << 30)
+
+
+@layout
+def Expand(data, shape):
+    return data * np.ones([int(d) for d in shape], dtype=data.dtype)
+
+
+@operator
+def Cast(b, node, name: str, *, to, saturate=1, round_mode=None):
+    dtype = np.dtype(tensor_dtype_to_np_dtype(to))
+    if b.is_const(node.input[0]):
+        return fold(b, node, lambda x: x.astype(dtype))
+    if dtype != np.float32:
+        raise unsupported("Cast of computed data to a type other than float32")
+    OPERATORS["Identity"](b, node, name)
+
+
+@operator
+def Shape(b, node, name: str, *, start=0, end=None):
+    b.consts[node.output[0]] = np.array(b.shape(node.input[0])[start:end], dtype=np.int64)
+
+
+def ConstantOfShape(shape, *, value=None):
+    fill = np.zeros(1, np.float32) if value is None else np.asarray(value).ravel()
+    return np.full([int(d) for d in shape], fill[0], dtype=fill.dtype)
+
+
+def Constant(*, value=None, value_float=None, value_floats=None, value_int=None, value_ints=None):
+    given = [v for v in (value, value_float, value_floats, value_int, value_ints) if v is not None]
+    floats = value_float is not None or value_floats is not None
+    return np.asarray(given[0], dtype=np.float32 if floats else None)
+
+
+def _divide(a, b):
+    return a // b if np.issubdtype(np.asarray(a).dtype, np.integer) else a / b
+
+
+FOLD_ONLY = {
+    "ConstantOfShape": ConstantOfShape, "Constant": Constant, "Sub": np.subtract, "Mul": np.multiply,
+    "Div": _divide, "Neg": np.negative, "Equal": np.equal, "Less": np.less, "Greater": np.greater,
+    "Where": np.where, "Range": lambda s, e, d: np.arange(s, e, d, dtype=np.asarray(s).dtype),
+}
+OPERATORS.update({name: fold_handler(fn) for name, fn in FOLD_ONLY.items()})

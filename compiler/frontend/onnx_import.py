@@ -1,0 +1,175 @@
+"""ONNX model -> graph IR: load, check, fix symbolic dims, walk the nodes in order.
+
+Every node goes through the operator table in `compiler.frontend.ops`. A node whose inputs are
+all known constants is folded right here, which removes the shape arithmetic that exporters
+put around recurrent layers; what remains becomes IR nodes with static shapes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from compiler.frontend import compute_ops, layout_ops  # noqa: F401  (they fill OPERATORS)
+from compiler.frontend.registry import OPERATORS
+from compiler.ir import Graph, Node, verify
+from isa.errors import RnnaccelError
+
+MAX_MODEL_BYTES = 1 << 30
+
+
+@dataclass
+class Builder:
+    """The frontend's working state while it walks an ONNX graph."""
+
+    consts: dict[str, np.ndarray] = field(default_factory=dict)
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    nodes: list[Node] = field(default_factory=list)
+
+    def const(self, name: str) -> np.ndarray | None:
+        return self.consts.get(name) if name else None
+
+    def is_const(self, name: str) -> bool:
+        return not name or name in self.consts
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        if name in self.consts:
+            return tuple(self.consts[name].shape)
+        return self.shapes[name]
+
+    def emit(self, node: Node, shapes: dict[str, tuple[int, ...]]) -> None:
+        self.nodes.append(node)
+        self.shapes.update(shapes)
+
+
+def load_model(path: str | Path) -> onnx.ModelProto:
+    path = Path(path)
+    if not path.is_file():
+        raise RnnaccelError(f"{path}: no such model file")
+    if path.stat().st_size > MAX_MODEL_BYTES:
+        raise RnnaccelError(f"{path}: model is larger than {MAX_MODEL_BYTES >> 20} MiB")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf raises several unrelated types for garbage input
+        raise RnnaccelError(f"{path}: not an ONNX model ({type(exc).__name__})") from None
+    return check_model(model, str(path))
+
+
+def check_model(model: onnx.ModelProto, label: str = "model") -> onnx.ModelProto:
+    if not model.graph.node and not model.graph.output:
+        raise RnnaccelError(f"{label}: not an ONNX model (empty graph)")
+    try:
+        onnx.checker.check_model(model)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RnnaccelError(f"{label}: invalid ONNX model: {first}") from None
+    return model
+
+
+def import_model(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] | None = None) -> Graph:
+    """Convert a checked ONNX model to the IR, with `shapes` fixing symbolic input dims."""
+    graph = model.graph
+    builder = Builder()
+    for init in graph.initializer:
+        builder.consts[init.name] = _tensor_value(init)
+    inputs = [i for i in graph.input if i.name not in builder.consts]
+    _check_shape_names(shapes or {}, [i.name for i in inputs])
+    for value in inputs:
+        builder.shapes[value.name] = _input_shape(value, (shapes or {}).get(value.name))
+    for index, node in enumerate(graph.node):
+        _import_node(builder, node, index)
+    outputs = tuple(o.name for o in graph.output)
+    for name in outputs:
+        if name in builder.consts:
+            raise RnnaccelError(f"graph output '{name}' is a constant; there is nothing to compute")
+    ir = Graph(
+        name=graph.name or "model",
+        inputs=tuple(v.name for v in inputs),
+        outputs=outputs,
+        nodes=tuple(builder.nodes),
+        shapes={k: v for k, v in builder.shapes.items()},
+    )
+    return verify(eliminate_dead_nodes(ir))
+
+
+def eliminate_dead_nodes(graph: Graph) -> Graph:
+    """Drop nodes none of whose outputs reach a graph output."""
+    live, kept = set(graph.outputs), []
+    for node in reversed(graph.nodes):
+        if any(o in live for o in node.outputs):
+            kept.append(node)
+            live.update(i for i in node.inputs if i)
+    return graph.replace(nodes=tuple(reversed(kept)))
+
+
+def _import_node(builder: Builder, node: onnx.NodeProto, index: int) -> None:
+    label = f"node '{node.name or f'{node.op_type}_{index}'}' ({node.op_type})"
+    handler = OPERATORS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
+    if handler is None:
+        raise RnnaccelError(f"{label}: operator {node.domain + '.' if node.domain else ''}{node.op_type} "
+                            "is not supported")
+    for name in node.input:
+        if name and name not in builder.consts and name not in builder.shapes:
+            raise RnnaccelError(f"{label}: input '{name}' is not defined by any earlier node or initialiser")
+    attrs = {a.name: _attribute(a) for a in node.attribute}
+    try:
+        handler(builder, node, node.name or f"{node.op_type}_{index}", **attrs)
+    except TypeError as exc:
+        if "unexpected keyword" not in str(exc):
+            raise
+        bad = str(exc).rsplit("'", 2)[-2]
+        raise RnnaccelError(f"{label}: attribute '{bad}' is not supported") from None
+    except RnnaccelError as exc:
+        raise RnnaccelError(f"{label}: {exc}") from None
+
+
+def _attribute(attr: onnx.AttributeProto) -> object:
+    value = onnx.helper.get_attribute_value(attr)
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, onnx.TensorProto):
+        return _tensor_value(value)
+    if isinstance(value, list) and value and isinstance(value[0], bytes):
+        return [v.decode() for v in value]
+    return value
+
+
+def _tensor_value(tensor: onnx.TensorProto) -> np.ndarray:
+    if tensor.data_location == onnx.TensorProto.EXTERNAL:
+        raise RnnaccelError(f"tensor '{tensor.name}' stores its data in an external file, which is not supported")
+    try:
+        return numpy_helper.to_array(tensor)
+    except Exception as exc:
+        raise RnnaccelError(f"tensor '{tensor.name}' cannot be read ({type(exc).__name__})") from None
+
+
+def _check_shape_names(shapes: dict, names: list[str]) -> None:
+    unknown = sorted(set(shapes) - set(names))
+    if unknown:
+        raise RnnaccelError(f"--shape names unknown input(s) {', '.join(unknown)}; inputs are {', '.join(names)}")
+
+
+def _input_shape(value: onnx.ValueInfoProto, override: tuple[int, ...] | None) -> tuple[int, ...]:
+    ttype = value.type.tensor_type
+    if not value.type.HasField("tensor_type") or ttype.elem_type != onnx.TensorProto.FLOAT:
+        raise RnnaccelError(f"input '{value.name}' must be a float32 tensor")
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in ttype.shape.dim]
+    if override is not None:
+        if len(override) != len(dims) or any(d is not None and d != o for d, o in zip(dims, override)):
+            raise RnnaccelError(f"--shape {value.name}={','.join(map(str, override))} does not match "
+                                f"the model's shape {_show(dims)}")
+        dims = list(override)
+    if any(d is None for d in dims):
+        raise RnnaccelError(f"input '{value.name}' has symbolic dims {_show(dims)}; "
+                            f"fix them with --shape {value.name}=D0,D1,...")
+    if any(d <= 0 for d in dims):
+        raise RnnaccelError(f"input '{value.name}' has an empty dimension {_show(dims)}")
+    return tuple(int(d) for d in dims)
+
+
+def _show(dims: list) -> str:
+    return "[" + ",".join("?" if d is None else str(d) for d in dims) + "]"

@@ -1,0 +1,47 @@
+"""The frontend's operator table: one function per supported ONNX operator.
+
+Each function is named after its operator and takes the operator's attributes as keyword
+arguments with the ONNX spec's defaults; `OPERATORS` maps the ONNX name to it. The frontend
+dispatches on this table and `--supported-ops` prints it, so the two cannot disagree.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from isa.errors import RnnaccelError
+
+OPERATORS: dict[str, Callable] = {}
+
+
+def operator(fn: Callable) -> Callable:
+    OPERATORS[fn.__name__] = fn
+    return fn
+
+
+def unsupported(what: str) -> RnnaccelError:
+    return RnnaccelError(f"{what} is not supported")
+
+
+def padded(names, count: int) -> list[str]:
+    """A node's input or output names, with "" for the optional ones it leaves out."""
+    return list(names) + [""] * (count - len(names))
+
+
+def fold(b, node, fn: Callable, **attrs) -> None:
+    """Evaluate `fn` on the node's constant inputs and record the result as a constant."""
+    values = [b.const(n) for n in node.input]
+    b.consts[node.output[0]] = np.asarray(fn(*values, **attrs))
+
+
+def fold_handler(fn: Callable) -> Callable:
+    """A handler for an operator that only ever computes on constants (shape arithmetic)."""
+
+    def handler(b, node, name: str, **attrs) -> None:
+        if not all(b.is_const(n) for n in node.input):
+            raise unsupported(f"{node.op_type} on computed data")
+        fold(b, node, fn, **attrs)
+
+    return handler

@@ -1,0 +1,102 @@
+"""The graph IR: small immutable records that every pass takes and returns.
+
+A Graph is a topologically ordered list of Nodes over named tensors whose shapes are all
+static. Ops come in named groups so that one rule can cover many ops. Passes add to a node's
+`attrs` (a new Node each time, never mutation), and `verify` checks the invariants between
+passes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from isa.errors import RnnaccelError
+
+MATRIX_OPS = frozenset({"fc", "lstm"})
+ACTIVATION_OPS = frozenset({"relu", "sigmoid", "tanh"})
+TABLE_ACTIVATIONS = frozenset({"sigmoid", "tanh"})
+LAYOUT_OPS = frozenset({"gather"})
+SCALE_OPS = frozenset({"rescale"})
+CONST_OPS = frozenset({"constant"})
+ALL_OPS = MATRIX_OPS | ACTIVATION_OPS | LAYOUT_OPS | SCALE_OPS | CONST_OPS
+
+
+@dataclass(frozen=True)
+class Node:
+    """One operation. `inputs`/`outputs` name tensors; "" marks an absent optional one.
+
+    `source` is the ONNX node it came from, so listings and errors can point back to it.
+    """
+
+    op: str
+    source: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    def with_attrs(self, **attrs: Any) -> Node:
+        return dataclasses.replace(self, attrs={**self.attrs, **attrs})
+
+
+@dataclass(frozen=True)
+class QMatrix:
+    """A quantised weight matrix (rows x cols) with what requantises its accumulators."""
+
+    weights: np.ndarray  # int64 (rows, cols), within weight_bits
+    mult: np.ndarray  # int64 (rows,), requantisation multipliers
+    shift: np.ndarray  # int64 (rows,)
+    bias: np.ndarray | None = None  # int64 (rows,) at accumulator scale, or None
+
+    @property
+    def rows(self) -> int:
+        return self.weights.shape[0]
+
+    @property
+    def cols(self) -> int:
+        return self.weights.shape[1]
+
+
+@dataclass(frozen=True)
+class Graph:
+    name: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    nodes: tuple[Node, ...]
+    shapes: dict[str, tuple[int, ...]]
+    scales: dict[str, float] = field(default_factory=dict)
+
+    def replace(self, **changes: Any) -> Graph:
+        return dataclasses.replace(self, **changes)
+
+    def size(self, tensor: str) -> int:
+        return int(np.prod(self.shapes[tensor], dtype=np.int64))
+
+    def producer(self, tensor: str) -> Node | None:
+        return next((n for n in self.nodes if tensor in n.outputs), None)
+
+    def consumers(self, tensor: str) -> list[Node]:
+        return [n for n in self.nodes if tensor in n.inputs]
+
+    def is_used(self, tensor: str) -> bool:
+        return bool(tensor) and (tensor in self.outputs or bool(self.consumers(tensor)))
+
+
+def verify(graph: Graph) -> Graph:
+    """Check the IR's invariants; a failure here is a compiler bug, so it asserts."""
+    defined = set(graph.inputs)
+    for node in graph.nodes:
+        assert node.op in ALL_OPS, f"unknown op {node.op}"
+        for name in node.inputs:
+            assert not name or name in defined, f"{node.source}: {name} used before it is defined"
+        for name in node.outputs:
+            assert name not in defined, f"{node.source}: {name} defined twice"
+            assert not name or name in graph.shapes, f"{node.source}: {name} has no shape"
+        defined.update(n for n in node.outputs if n)
+    missing = [o for o in graph.outputs if o not in defined]
+    if missing:
+        raise RnnaccelError(f"graph output(s) {', '.join(missing)} are not computed by any node")
+    return graph

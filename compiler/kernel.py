@@ -1,0 +1,82 @@
+"""The machine-level IR: instructions over symbolic buffers, before addresses exist.
+
+Lowering turns graph nodes into MOps whose address operands are Refs (a buffer and an offset);
+allocation gives every buffer a base address in its memory; emission resolves the Refs and
+encodes the instructions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Ref:
+    """An address: `offset` units into buffer `buffer`."""
+
+    buffer: str
+    offset: int = 0
+
+    def __add__(self, delta: int) -> Ref:
+        return Ref(self.buffer, self.offset + delta)
+
+
+@dataclass(frozen=True)
+class Buffer:
+    """A block of one memory. Weight-memory buffers carry their initial bytes and region."""
+
+    name: str
+    memory: str
+    size: int
+    data: bytes | None = None
+    region: str | None = None
+
+
+@dataclass(frozen=True)
+class Where:
+    """What an instruction is for, as the listing's comment and the report tell it."""
+
+    node: str
+    layer: int
+    step: int = -1
+    tile: int = -1
+    what: str = ""
+
+
+@dataclass(frozen=True)
+class MOp:
+    mnemonic: str
+    operands: dict[str, int | str | Ref]
+    where: Where
+
+
+@dataclass(frozen=True)
+class IOTensor:
+    name: str
+    shape: tuple[int, ...]
+    scale: float
+    host: Ref
+    place: Ref
+
+
+@dataclass(frozen=True)
+class Kernel:
+    buffers: dict[str, Buffer]
+    ops: tuple[MOp, ...]
+    inputs: tuple[IOTensor, ...]
+    outputs: tuple[IOTensor, ...]
+    addresses: dict[str, int] = field(default_factory=dict)
+
+    def replace(self, **changes) -> Kernel:
+        return dataclasses.replace(self, **changes)
+
+
+def pack_ints(values: np.ndarray, dtype: str) -> bytes:
+    """Little-endian bytes of an integer array, checked to fit `dtype`."""
+    info = np.iinfo(np.dtype(dtype))
+    values = np.asarray(values, dtype=np.int64)
+    assert values.size == 0 or (values.min() >= info.min and values.max() <= info.max), "value does not fit"
+    return values.astype(np.dtype(dtype).newbyteorder("<")).tobytes()

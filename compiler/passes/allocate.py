@@ -1,0 +1,87 @@
+"""Memory allocation: a base address for every buffer, or a clear error when it cannot fit.
+
+Weight memory is laid out once for the whole program: the `weights` region first, then the
+`biases` region (biases, requantisation parameters, constants), each buffer 4-byte aligned.
+Activation and accumulator buffers live from the first op that touches them to the last, and
+buffers whose lives do not overlap share space (first fit). The chip's scoreboard orders a
+reuse after the last read of the previous occupant, so sharing is always safe.
+"""
+
+from __future__ import annotations
+
+from compiler.kernel import Buffer, Kernel, Ref
+from isa.errors import RnnaccelError
+from isa.target import Target
+
+REGIONS = ("weights", "biases")
+CAPACITY = {
+    "amem": ("act_elems", "activation memory", "elements", "act_mem_bytes"),
+    "acc": ("acc_entries", "accumulator memory", "entries", "acc_entries"),
+    "wmem": ("weight_mem_bytes", "weight memory", "bytes", "weight_mem_bytes"),
+}
+HOST_LIMIT = 1 << 24
+
+
+def allocate(kernel: Kernel, target: Target) -> Kernel:
+    lives = _lifetimes(kernel)
+    addresses: dict[str, int] = {}
+    addresses.update(_place_weights(kernel.buffers.values()))
+    for memory in ("amem", "acc"):
+        addresses.update(_first_fit([b for b in kernel.buffers.values() if b.memory == memory], lives))
+    addresses.update(_sequential([b for b in kernel.buffers.values() if b.memory == "host"], 1))
+    _check_capacity(kernel, addresses, target)
+    return kernel.replace(addresses=addresses)
+
+
+def memory_used(kernel: Kernel, addresses: dict[str, int], memory: str) -> int:
+    return max((addresses[b.name] + b.size for b in kernel.buffers.values() if b.memory == memory), default=0)
+
+
+def _lifetimes(kernel: Kernel) -> dict[str, tuple[int, int]]:
+    lives: dict[str, tuple[int, int]] = {}
+    for index, op in enumerate(kernel.ops):
+        for value in op.operands.values():
+            if isinstance(value, Ref):
+                first, _ = lives.get(value.buffer, (index, index))
+                lives[value.buffer] = (first, index)
+    return lives
+
+
+def _place_weights(buffers) -> dict[str, int]:
+    ordered = [b for region in REGIONS for b in buffers if b.memory == "wmem" and b.region == region]
+    return _sequential(ordered, 4)
+
+
+def _sequential(buffers: list[Buffer], align: int) -> dict[str, int]:
+    out, top = {}, 0
+    for buf in buffers:
+        out[buf.name] = top
+        top += -(-buf.size // align) * align
+    return out
+
+
+def _first_fit(buffers: list[Buffer], lives: dict[str, tuple[int, int]]) -> dict[str, int]:
+    """Place each buffer at the lowest address free for its whole life."""
+    placed: list[tuple[int, int, int, int]] = []  # (start, end, first op, last op)
+    out = {}
+    for buf in sorted(buffers, key=lambda b: (lives.get(b.name, (0, 0))[0], -b.size)):
+        first, last = lives.get(buf.name, (0, 0))
+        busy = sorted((s, e) for s, e, f, l in placed if f <= last and first <= l)
+        address = 0
+        for start, end in busy:
+            if address + buf.size <= start:
+                break
+            address = max(address, end)
+        out[buf.name] = address
+        placed.append((address, address + buf.size, first, last))
+    return out
+
+
+def _check_capacity(kernel: Kernel, addresses: dict[str, int], target: Target) -> None:
+    for memory, (attr, label, unit, param) in CAPACITY.items():
+        need, have = memory_used(kernel, addresses, memory), getattr(target, attr)
+        if need > have:
+            raise RnnaccelError(f"the model needs {need} {unit} of {label} but the target has {have} "
+                                f"({param}={getattr(target, param)})")
+    if memory_used(kernel, addresses, "host") > HOST_LIMIT:
+        raise RnnaccelError(f"the model's inputs and outputs exceed {HOST_LIMIT} elements of host memory")

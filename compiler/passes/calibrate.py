@@ -1,0 +1,47 @@
+"""Calibration: the range of every tensor over sample inputs, from the float model.
+
+Without calibration data the compiler draws DEFAULT_SAMPLES inputs from a standard normal
+distribution and says so: real ranges need real data (`--calibration CALIB.npz`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from compiler.float_eval import run_float
+from compiler.ir import Graph
+from isa.errors import RnnaccelError
+
+DEFAULT_SAMPLES = 16
+DEFAULT_SEED = 0
+
+
+def default_calibration(graph: Graph) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(DEFAULT_SEED)
+    return {name: rng.standard_normal((DEFAULT_SAMPLES, *graph.shapes[name])) for name in graph.inputs}
+
+
+def check_calibration(graph: Graph, data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The calibration arrays for the graph's inputs, each shaped (samples, *input shape)."""
+    missing = [n for n in graph.inputs if n not in data]
+    if missing:
+        raise RnnaccelError(f"calibration data lacks input(s) {', '.join(missing)}")
+    out = {}
+    for name in graph.inputs:
+        value = np.asarray(data[name])
+        want = graph.shapes[name]
+        if value.ndim == len(want):
+            value = value[None]
+        if tuple(value.shape[1:]) != want or value.shape[0] == 0:
+            raise RnnaccelError(f"calibration data for '{name}' has shape {list(value.shape)}; "
+                                f"expected [samples, {', '.join(map(str, want))}]")
+        if not np.issubdtype(value.dtype, np.number) or not np.all(np.isfinite(value)):
+            raise RnnaccelError(f"calibration data for '{name}' must be finite numbers")
+        out[name] = value.astype(np.float64)
+    return out
+
+
+def calibrate(graph: Graph, data: dict[str, np.ndarray]) -> dict[str, float]:
+    """Largest magnitude of every tensor over the samples."""
+    values = run_float(graph, data)
+    return {name: float(np.max(np.abs(v))) if v.size else 0.0 for name, v in values.items()}

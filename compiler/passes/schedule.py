@@ -1,0 +1,115 @@
+"""The first scheduler: lower every node, in graph order, to machine ops over buffers.
+
+It is correct rather than fast. Ops are emitted in dependency order and the chip's scoreboard
+overlaps what it can: the DMA, MAC and vector units run concurrently wherever the data allow.
+An LSTM runs step by step and batch element by batch element, each step as
+
+    MVB  acc_x = b + W x_t          (per row tile)
+    VRQ  gx = requantise(acc_x)     -- Q3.12 gate pre-activations
+    MV   acc_h = R h_{t-1}          (per row tile; skipped at t=0 without initial_h)
+    VRQA gates = requantise(acc_h) + gx
+    VACT sigmoid(i, o, f), tanh(g)
+    VMUL/VADD  c = f*c + i*g;  VACT tanh(c);  VMUL h = o*tanh(c)
+
+docs/architecture.md shows a timeline; overlapping the steps is a later scheduler's work.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from compiler.ir import Graph, Node
+from compiler.kernel import IOTensor, Kernel, Ref, Where, pack_ints
+from compiler.passes.lowering import Lowering
+from compiler.passes.lower_lstm import lower_lstm
+from isa.target import Target
+
+
+def schedule(graph: Graph, target: Target) -> Kernel:
+    ctx = Lowering(graph, target)
+    inputs = tuple(_io(ctx, name, ctx.place(name)) for name in graph.inputs)
+    for tensor in inputs:
+        ctx.emit_elementwise("LOAD", Where("input", -1, what=tensor.name), _size(tensor), dst=tensor.place,
+                             src=tensor.host)
+    matrices = [n for n in graph.nodes if n.op in ("fc", "lstm")]
+    for node in graph.nodes:
+        layer = matrices.index(node) if node in matrices else -1
+        LOWER[node.op](ctx, node, Where(node.source, layer))
+    outputs = tuple(_io(ctx, name, ctx.places[name]) for name in graph.outputs)
+    for tensor in outputs:
+        ctx.emit_elementwise("STORE", Where("output", -1, what=tensor.name), _size(tensor), dst=tensor.host,
+                             src=tensor.place)
+    return Kernel(ctx.buffers, tuple(ctx.ops), inputs, outputs)
+
+
+def _io(ctx: Lowering, name: str, place: Ref) -> IOTensor:
+    host = ctx.buffer(f"host:{name}", "host", ctx.graph.size(name))
+    return IOTensor(name, ctx.graph.shapes[name], ctx.graph.scales[name], host, place)
+
+
+def _size(tensor: IOTensor) -> int:
+    return int(np.prod(tensor.shape, dtype=np.int64))
+
+
+def lower_fc(ctx: Lowering, node: Node, where: Where) -> None:
+    m = ctx.matrix(node, "q")
+    x, y = ctx.places[node.inputs[0]], ctx.place(node.outputs[0])
+    acc = ctx.buffer(f"{node.source}/acc", "acc", m.q.rows)
+    for row in range(ctx.graph.size(node.inputs[0]) // m.q.cols):
+        ctx.matvec(m, x + row * m.q.cols, acc, where)
+        ctx.emit("VRQ", Where(where.node, where.layer, what="requantise"), dst=y + row * m.q.rows, src=acc,
+                 n=m.q.rows, q=m.params)
+
+
+def lower_activation(ctx: Lowering, node: Node, where: Where) -> None:
+    ctx.emit_elementwise("VACT", where, ctx.graph.size(node.outputs[0]), dst=ctx.place(node.outputs[0]),
+                         src=ctx.places[node.inputs[0]], func=node.op)
+
+
+def lower_rescale(ctx: Lowering, node: Node, where: Where) -> None:
+    ctx.emit_elementwise("VSCALE", Where(where.node, where.layer, what="rescale"), ctx.graph.size(node.outputs[0]),
+                         dst=ctx.place(node.outputs[0]), src=ctx.places[node.inputs[0]],
+                         mult=node.attrs["mult"], shift=node.attrs["shift"])
+
+
+def lower_constant(ctx: Lowering, node: Node, where: Where) -> None:
+    data = pack_ints(node.attrs["q"].ravel(), "<i2")
+    src = ctx.buffer(f"{node.source}/value", "wmem", len(data), data, "biases")
+    ctx.emit_elementwise("LDC", where, ctx.graph.size(node.outputs[0]), dst=ctx.place(node.outputs[0]), src=src)
+
+
+def lower_gather(ctx: Lowering, node: Node, where: Where) -> None:
+    """A contiguous selection of one input is an alias; anything else is copied run by run."""
+    index = node.attrs["index"]
+    sizes = [ctx.graph.size(n) for n in node.inputs]
+    if len(sizes) == 1 and np.array_equal(index, np.arange(index[0], index[0] + len(index))):
+        ctx.places[node.outputs[0]] = ctx.places[node.inputs[0]] + int(index[0]) if len(index) else ctx.places[node.inputs[0]]
+        return
+    out = ctx.place(node.outputs[0])
+    bases = np.cumsum([0] + sizes)
+    for start, stop in _runs(index, bases):
+        source = int(np.searchsorted(bases, index[start], side="right") - 1)
+        src = ctx.places[node.inputs[source]] + int(index[start] - bases[source])
+        ctx.emit_elementwise("VMOV", where, stop - start, dst=out + start, src=src)
+
+
+def _runs(index: np.ndarray, bases: np.ndarray) -> list[tuple[int, int]]:
+    """Maximal [start, stop) stretches of the output that copy consecutive elements of one input."""
+    source = np.searchsorted(bases, index, side="right")
+    breaks = np.flatnonzero((np.diff(index) != 1) | (np.diff(source) != 0)) + 1
+    edges = [0, *breaks.tolist(), len(index)]
+    return list(zip(edges[:-1], edges[1:]))
+
+
+LOWER: dict[str, Callable[[Lowering, Node, Where], None]] = {
+    "fc": lower_fc,
+    "lstm": lower_lstm,
+    "relu": lower_activation,
+    "sigmoid": lower_activation,
+    "tanh": lower_activation,
+    "rescale": lower_rescale,
+    "constant": lower_constant,
+    "gather": lower_gather,
+}

@@ -1,0 +1,51 @@
+"""The compiler as one flat list of named steps: ONNX in, program, listing and report out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import onnx
+
+from compiler.backend.emit import emit
+from compiler.backend.report import build_report
+from compiler.frontend.onnx_import import check_model, import_model, load_model
+from compiler.ir import Graph, verify
+from compiler.passes.allocate import allocate
+from compiler.passes.calibrate import calibrate, check_calibration, default_calibration
+from compiler.passes.quantize import quantize_graph
+from compiler.passes.schedule import schedule
+from compiler.passes.tile import tile_graph
+from isa.container import Program
+from isa.target import Target
+
+
+@dataclass(frozen=True)
+class Compiled:
+    graph: Graph  # quantised and tiled: what the golden reference runs
+    program: Program
+    report: dict
+
+
+def compile_model(model: str | Path | onnx.ModelProto, target: Target | None = None,
+                  calibration: dict[str, np.ndarray] | None = None,
+                  shapes: dict[str, tuple[int, ...]] | None = None,
+                  log: Callable[[str], None] = lambda message: None) -> Compiled:
+    target = target or Target()
+    if isinstance(model, onnx.ModelProto):
+        proto, name = check_model(model), model.graph.name or "model"
+    else:
+        proto, name = load_model(model), Path(model).stem
+    graph = verify(import_model(proto, shapes))
+    if calibration is None:
+        log("no --calibration given: calibrating on random N(0,1) inputs; give real samples for real ranges")
+        calibration = default_calibration(graph)
+    ranges = calibrate(graph, check_calibration(graph, calibration))
+    graph = verify(quantize_graph(graph, ranges, target))
+    graph = verify(tile_graph(graph, target))
+    kernel = schedule(graph, target)
+    kernel = allocate(kernel, target)
+    program = emit(kernel, target, name)
+    return Compiled(graph, program, build_report(graph, kernel, program))
