@@ -32,7 +32,8 @@ _PARSER = Lark.open("asm.lark", rel_to=__file__, parser="lalr", propagate_positi
                     strict=importlib.util.find_spec("interegular") is not None)
 
 _TERMINAL_NAMES = {"_NL": "end of line", "NAME": "a name", "INT": "an integer", "HEXINT": "a hex number",
-                   "FLOAT": "a float", "STRING": "a quoted string", "HEX": "hex bytes", "$END": "end of input"}
+                   "FLOAT": "a float", "STRING": "a quoted string", "HEX": "hex bytes", "$END": "end of input",
+                   "PREFIX": "an address", "ADDRESS": "an address", "META_DIRECTIVE": "a directive"}
 
 _DIRECTIVE_KEYS = {
     ".program": {"model": str},
@@ -67,7 +68,7 @@ def _describe(exc: UnexpectedInput) -> str:
     if isinstance(exc, UnexpectedCharacters):
         return f"syntax error: unexpected character {exc.char!r}"
     if isinstance(exc, UnexpectedToken):
-        found = "end of input" if exc.token.type == "$END" else repr(str(exc.token))
+        found = _TERMINAL_NAMES[exc.token.type] if exc.token.type in ("_NL", "$END") else repr(str(exc.token))
         expected = sorted(_terminal_name(t) for t in exc.expected)
         return f"syntax error: unexpected {found}, expected {' or '.join(expected)}"
     return "syntax error"

@@ -1,0 +1,65 @@
+"""Encoding: every op round-trips through its 128-bit word; bad words are errors naming the pc."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from isa_strategies import instructions
+
+from isa.encoding import Instruction, decode, decode_all, encode, encode_all
+from isa.errors import RnnaccelError
+from isa.table import BY_MNEMONIC, OPS, WORD_BYTES
+
+
+@given(instructions)
+def test_encode_decode_round_trip(instr: Instruction) -> None:
+    raw = encode(instr)
+    assert len(raw) == WORD_BYTES
+    assert decode(raw) == instr
+
+
+@given(st.lists(instructions, max_size=10))
+def test_encode_all_round_trip(code: list[Instruction]) -> None:
+    assert decode_all(encode_all(code)) == code
+
+
+def test_make_accepts_enum_names_and_rejects_bad_operands() -> None:
+    assert Instruction.make("VACT", dst=1, src=2, n=3, func="tanh")["func"] == 1
+    with pytest.raises(RnnaccelError, match="does not fit"):
+        Instruction.make("LOAD", dst=1 << 20, src=0, n=1)
+    with pytest.raises(RnnaccelError, match="must be one of"):
+        Instruction.make("VACT", dst=1, src=2, n=3, func="gelu")
+    with pytest.raises(RnnaccelError, match="missing"):
+        Instruction.make("LOAD", dst=1, src=0)
+
+
+def test_illegal_opcode_names_pc() -> None:
+    with pytest.raises(RnnaccelError, match=r"illegal opcode 0xff at pc 3"):
+        decode(b"\xff" + bytes(WORD_BYTES - 1), pc=3)
+
+
+@pytest.mark.parametrize("op", OPS, ids=lambda op: op.mnemonic)
+def test_stray_bits_name_pc(op) -> None:
+    end = op.fields[-1].lo + op.fields[-1].width
+    word = op.opcode | 1 << end
+    with pytest.raises(RnnaccelError, match=f"{op.mnemonic} at pc 7 has bits set outside"):
+        decode(word.to_bytes(WORD_BYTES, "little"), pc=7)
+
+
+def test_bad_enum_value_names_pc() -> None:
+    op = BY_MNEMONIC["VACT"]
+    word = op.opcode | 3 << op.field("func").lo
+    with pytest.raises(RnnaccelError, match="VACT at pc 5: func=3 is not a valid choice"):
+        decode(word.to_bytes(WORD_BYTES, "little"), pc=5)
+
+
+def test_code_length_must_be_whole_words() -> None:
+    with pytest.raises(RnnaccelError, match="not a multiple of 16"):
+        decode_all(bytes(17))
+
+
+def test_decode_all_counts_pcs() -> None:
+    good = encode(Instruction.make("VMOV", dst=0, src=0, n=1))
+    with pytest.raises(RnnaccelError, match="at pc 2"):
+        decode_all(good * 2 + bytes(WORD_BYTES))
