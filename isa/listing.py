@@ -99,9 +99,10 @@ def format_operands(instr: Instruction) -> str:
 
 
 def loc_comment(loc: Loc) -> str:
-    """'<node> L<layer> t=<step> tile <tile> <what>'; step -1 means the code has no timestep."""
-    step = "" if loc.step == -1 else f" t={loc.step}"
-    return f"{_plain(loc.node)} L{loc.layer}{step} tile {loc.tile} {_plain(loc.what)}"
+    """'<node> L<layer> t=<step> tile <tile> <what>'; a -1 means "none", so that part is left out."""
+    parts = [_plain(loc.node), f"L{loc.layer}", f"t={loc.step}", f"tile {loc.tile}", _plain(loc.what)]
+    present = [True, loc.layer != -1, loc.step != -1, loc.tile != -1, True]
+    return " ".join(part for part, keep in zip(parts, present) if keep)
 
 
 def _plain(text: str) -> str:

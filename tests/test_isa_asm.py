@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -104,3 +106,18 @@ def test_syntax_error_at_end_of_line_and_input() -> None:
 
 def test_unexpected_character() -> None:
     assert re.match(r"k\.s:1:1: syntax error: unexpected character '@'", _error("@"))
+
+
+SNAPSHOT = Path(__file__).parent / "snapshots" / "isa_sample.s"
+
+
+def test_listing_snapshot() -> None:
+    """The sample's listing, as text: a format change shows up as a reviewable diff.
+
+    After an intended change: UPDATE_SNAPSHOTS=1 pytest tests/test_isa_asm.py
+    """
+    text = disassemble(sample_program())
+    if os.environ.get("UPDATE_SNAPSHOTS"):
+        SNAPSHOT.parent.mkdir(exist_ok=True)
+        SNAPSHOT.write_text(text)
+    assert text == SNAPSHOT.read_text()
