@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
+import zipfile
 from pathlib import Path
+
+import numpy as np
 
 from isa.errors import RnnaccelError
 
@@ -24,3 +28,33 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_all(files: dict[str, bytes | str]) -> None:
+    """Write several outputs atomically; if one fails, remove the ones already written."""
+    done: list[str] = []
+    try:
+        for path, data in files.items():
+            write_atomic(path, data)
+            done.append(path)
+    except BaseException:
+        for path in done:
+            Path(path).unlink(missing_ok=True)
+        raise
+
+
+def read_npz(path: str, what: str = "inputs") -> dict[str, np.ndarray]:
+    """All arrays of an .npz file; an unreadable or corrupted file is a user error."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {name: npz[name] for name in npz.files}
+    except FileNotFoundError:
+        raise RnnaccelError(f"cannot read {what} {path}: no such file") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise RnnaccelError(f"cannot read {what} {path}: not a valid .npz file ({exc})") from None
+
+
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()

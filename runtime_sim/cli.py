@@ -10,16 +10,11 @@ error ends with one line `rnnaccel-sim: error: ...` on stderr and exit status 2 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import sys
-import zipfile
-
-import numpy as np
 
 from isa.cliutil import run_cli
-from isa.errors import RnnaccelError
-from isa.fileio import write_atomic
+from isa.fileio import npz_bytes, read_npz, write_all
 from runtime_sim.simulator import Result, load
 
 PROG = "rnnaccel-sim"
@@ -33,23 +28,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--stats", metavar="STATS.json", help="write the statistics here (else print a summary)")
     p.add_argument("--trace", metavar="TRACE.jsonl", help="write one JSON object per executed instruction")
     return p
-
-
-def read_npz(path: str) -> dict[str, np.ndarray]:
-    """All arrays of an .npz file; an unreadable or corrupted file is a user error."""
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            return {name: npz[name] for name in npz.files}
-    except FileNotFoundError:
-        raise RnnaccelError(f"cannot read inputs {path}: no such file") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        raise RnnaccelError(f"cannot read inputs {path}: not a valid .npz file ({exc})") from None
-
-
-def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    return buf.getvalue()
 
 
 def trace_lines(trace: list[dict]) -> str:
@@ -69,12 +47,10 @@ def summary(stats: dict) -> str:
 
 
 def _write_results(args: argparse.Namespace, result: Result) -> None:
-    if args.outputs:
-        write_atomic(args.outputs, npz_bytes(result.outputs))
-    if args.stats:
-        write_atomic(args.stats, json.dumps(result.stats, indent=2) + "\n")
-    if args.trace:
-        write_atomic(args.trace, trace_lines(result.trace))
+    files = {args.outputs: npz_bytes(result.outputs) if args.outputs else b"",
+             args.stats: json.dumps(result.stats, indent=2) + "\n" if args.stats else "",
+             args.trace: trace_lines(result.trace) if args.trace else ""}
+    write_all({path: data for path, data in files.items() if path})
     if not args.stats:
         sys.stdout.write(summary(result.stats))
 

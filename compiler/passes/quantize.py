@@ -17,6 +17,8 @@ from isa.numerics import ACC_MAX, ACC_MIN, ACT_MAX, GATE_FRAC, UNIT_FRAC, quanti
 from isa.target import Target
 
 HEADROOM = 2.0
+# a row's products can never exceed this in magnitude, leaving a quarter of the accumulator for the bias
+PRODUCT_LIMIT = 3 << 29
 GATE_SCALE = 2.0 ** -GATE_FRAC
 UNIT_SCALE = 2.0 ** -UNIT_FRAC
 
@@ -100,10 +102,16 @@ def _quantize_node(node: Node, scales: dict[str, float], target: Target) -> Node
 
 def quantize_matrix(weight: np.ndarray, bias: np.ndarray | None, in_scale: float, out_scale: float,
                     target: Target) -> QMatrix:
-    """Per-row symmetric weights; bias at accumulator scale; multipliers to the output scale."""
+    """Per-row symmetric weights; bias at accumulator scale; multipliers to the output scale.
+
+    A row's scale is also large enough that sum_k |w[k]| * ACT_MAX stays within PRODUCT_LIMIT,
+    so no input can saturate the accumulator: this binds 16-bit weights, and 8-bit weights only
+    beyond about 380 columns.
+    """
     qmax = (1 << (target.weight_bits - 1)) - 1
     max_abs = np.max(np.abs(weight), axis=1)
-    row_scale = np.where(max_abs > 0, max_abs, 1.0) / qmax
+    row_scale = np.maximum(np.where(max_abs > 0, max_abs, 1.0) / qmax,
+                           np.sum(np.abs(weight), axis=1) * ACT_MAX / PRODUCT_LIMIT)
     weights = np.clip(np.round(weight / row_scale[:, None]), -qmax, qmax).astype(np.int64)
     acc_scale = row_scale * in_scale
     pairs = [quantize_multiplier(s / out_scale) for s in acc_scale]

@@ -1,0 +1,97 @@
+"""rnnaccel-compile: ONNX model in; program container, listing and report out (SPEC section 4).
+
+    rnnaccel-compile MODEL.onnx -o PROG.rnna [--listing PROG.s] [--report REPORT.json]
+                     [--calibration CALIB.npz] [--target NAME|FILE] [--macs N]
+                     [--weight-bits 8|16] [--compress none|4|3|2] [--shape NAME=D0,D1,...]
+
+Nothing is written unless the whole compile succeeds; then every file is written whole.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from compiler.pipeline import Compiled, compile_model
+from isa.cliutil import run_cli
+from isa.container import to_bytes
+from isa.errors import RnnaccelError
+from isa.fileio import read_npz, write_all
+from isa.listing import disassemble
+from isa.target import TARGETS, load_target
+
+PROG = "rnnaccel-compile"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description="Compile an ONNX model into an RNNAccel program.")
+    p.add_argument("model", metavar="MODEL.onnx", help="the ONNX model to compile")
+    p.add_argument("-o", "--output", required=True, metavar="PROG.rnna", help="program container to write")
+    p.add_argument("--listing", metavar="PROG.s", help="also write the assembly listing")
+    p.add_argument("--report", metavar="REPORT.json", help="also write the per-layer report")
+    p.add_argument("--calibration", metavar="CALIB.npz",
+                   help="sample inputs for quantisation: one array per input with a leading samples axis "
+                        "(default: random N(0,1) samples, with a warning)")
+    p.add_argument("--target", metavar="NAME|FILE",
+                   help=f"target description: one of {', '.join(TARGETS)} or a JSON file (default rnnaccel)")
+    p.add_argument("--macs", type=int, metavar="N", help="override the number of MAC lanes (8..256)")
+    p.add_argument("--weight-bits", type=int, choices=(8, 16), help="override the stored weight width")
+    p.add_argument("--compress", choices=("none", "4", "3", "2"), default="none",
+                   help="codebook weight compression, bits per index (only 'none' is available yet)")
+    p.add_argument("--shape", action="append", default=[], metavar="NAME=D0,D1,...",
+                   help="fix the dims of an input with symbolic dims (repeatable)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    return p
+
+
+def parse_shapes(items: list[str]) -> dict[str, tuple[int, ...]]:
+    shapes = {}
+    for item in items:
+        name, _, dims = item.partition("=")
+        try:
+            shapes[name] = tuple(int(d) for d in dims.split(","))
+        except ValueError:
+            raise RnnaccelError(f"--shape {item}: expected NAME=D0,D1,... with integer dims") from None
+        if not name or any(d <= 0 for d in shapes[name]):
+            raise RnnaccelError(f"--shape {item}: expected a name and positive dims")
+    return shapes
+
+
+def summary(result: Compiled, seconds: float) -> str:
+    total, prog, t = result.report["total"], result.program, result.program.target
+    ratio = total["compression_ratio"]
+    return (f"compiled {prog.model} in {seconds:.2f} s for {t.macs} MACs: {total['instructions']} instructions "
+            f"({total['code_bytes']} bytes), {total['mac_ops']} MACs per inference\n"
+            f"weights: {total['stored_bytes']} bytes stored, {total['fp32_bytes']} as fp32"
+            f"{f' ({ratio:.2f}x)' if ratio else ''}; memory used: weight {prog.memory.wmem}/{t.weight_mem_bytes} B, "
+            f"activation {prog.memory.amem}/{t.act_elems} elements, accumulators {prog.memory.acc}/{t.acc_entries}\n")
+
+
+def _main(argv: list[str] | None) -> None:
+    args = _parser().parse_args(argv)
+    if args.compress != "none":
+        raise RnnaccelError(f"--compress {args.compress}: codebook compression is not available yet; use none")
+    log = (lambda message: None) if args.quiet else (lambda message: print(f"{PROG}: {message}", file=sys.stderr))
+    target = load_target(args.target, macs=args.macs, weight_bits=args.weight_bits)
+    calibration = read_npz(args.calibration, "calibration") if args.calibration else None
+    start = time.perf_counter()
+    result = compile_model(args.model, target, calibration, parse_shapes(args.shape), log)
+    files = {args.output: to_bytes(result.program)}
+    if args.listing:
+        files[args.listing] = disassemble(result.program)
+    if args.report:
+        files[args.report] = json.dumps(result.report, indent=2) + "\n"
+    write_all(files)
+    if not args.quiet:
+        sys.stdout.write(summary(result, time.perf_counter() - start))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of rnnaccel-compile; exits (status 2 with one line on stderr for a user error)."""
+    run_cli(PROG, _main, argv)
+
+
+if __name__ == "__main__":
+    main()
