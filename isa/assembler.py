@@ -24,7 +24,7 @@ from isa.container import REGION_SECTIONS, Loc, MemoryMap, Program, Region, Tens
 from isa.encoding import Instruction, _operand_value
 from isa.errors import RnnaccelError
 from isa.numerics import ACT_MAX, ACT_MIN, TABLE_FUNCS, TABLE_SEGMENTS, activation_table
-from isa.table import BY_MNEMONIC
+from isa.table import BY_MNEMONIC, Op
 from isa.target import Target
 
 # lark's strict mode needs the optional `interegular` package to check terminal collisions.
@@ -163,7 +163,7 @@ class _Builder:
         value = arg.value
         if kind is float and isinstance(value, int):
             return float(value)
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        if not isinstance(value, kind):
             raise self.error(arg, f"{directive}: {arg.name} must be {_KIND_NAMES[kind]}")
         return value
 
@@ -198,9 +198,11 @@ class _Builder:
             raise self.error(mnemonic, f"{op.mnemonic}: missing operand(s) {' '.join(missing)}")
         return Instruction.make(op.mnemonic, **operands)
 
-    def operand(self, op, arg: Arg) -> int:
-        if not isinstance(arg.value, (int, str)) or isinstance(arg.value, bool):
-            raise self.error(arg, f"{op.mnemonic}: {arg.name} must be an integer or a choice name")
+    def operand(self, op: Op, arg: Arg) -> int:
+        choices = op.field(arg.name).choices
+        if not isinstance(arg.value, (int, str) if choices else int):
+            wanted = f"one of {'|'.join(choices)}" if choices else "an integer"
+            raise self.error(arg, f"{op.mnemonic}: {arg.name} must be {wanted}")
         try:
             return _operand_value(op, arg.name, arg.value)
         except RnnaccelError as exc:

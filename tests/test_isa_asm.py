@@ -66,6 +66,8 @@ def _line_of(text: str, needle: str) -> int:
     ("LOAD ", "LAOD ", 41, "unknown mnemonic 'LAOD'"),
     ("n=490", "n=70000", 73, "LOAD: n=70000 does not fit its 16-bit field"),
     ("func=tanh", "func=gelu", 77, "func must be one of sigmoid|tanh|relu"),
+    ("n=490", 'n="490"', 73, "LOAD: n must be an integer"),
+    ("func=tanh", "func=1.5", 77, "VACT: func must be one of sigmoid|tanh|relu"),
     ("n=490", "count=490", 73, "'count' is not an operand"),
     (" n=490", "", 41, "missing operand(s) n"),
     ("scale=0.0123", "scale=-1.0", 1, "dimensions and scale must be positive"),
