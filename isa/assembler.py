@@ -10,6 +10,7 @@ Activation tables that the listing leaves out default to isa.numerics' standard 
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import math
@@ -20,7 +21,7 @@ import numpy as np
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
-from isa.container import REGION_SECTIONS, Loc, MemoryMap, Program, Region, TensorDesc
+from isa.container import NO_LOC, REGION_SECTIONS, Loc, MemoryMap, Program, Region, TensorDesc
 from isa.encoding import Instruction, _operand_value
 from isa.errors import RnnaccelError
 from isa.numerics import ACT_MAX, ACT_MIN, TABLE_FUNCS, TABLE_SEGMENTS, activation_table
@@ -144,8 +145,9 @@ class _Builder:
             out.append(Arg(str(key), _value(value), key.line, key.column))
         return out
 
-    def keys(self, where: Tree, args: list[Arg], directive: str) -> dict:
-        """Check a directive's keys against _DIRECTIVE_KEYS: each exactly once, of the right kind."""
+    def keys(self, where: Tree, args: list[Arg], directive: str, required: bool = True) -> dict:
+        """Check a directive's keys against _DIRECTIVE_KEYS: each at most once (exactly once if
+        `required`), of the right kind."""
         spec, values = _DIRECTIVE_KEYS[directive], {}
         for arg in args:
             kind = spec.get(arg.name)
@@ -155,7 +157,7 @@ class _Builder:
                 raise self.error(arg, f"{directive}: {arg.name} given twice")
             values[arg.name] = self.kind(arg, kind, directive)
         missing = [k for k in spec if k not in values]
-        if missing:
+        if missing and required:
             raise self.error(where, f"{directive} is missing {', '.join(missing)}")
         return values
 
@@ -174,8 +176,8 @@ class _Builder:
         locs: list[Loc] = []
         for line in tree.children:
             if line.data == "loc":
-                v = self.keys(line, self.args(line.children), ".loc")
-                locs.append(Loc(len(code), v["node"], v["layer"], v["step"], v["tile"], v["what"]))
+                changed = self.keys(line, self.args(line.children), ".loc", required=False)
+                locs.append(dataclasses.replace(locs[-1] if locs else NO_LOC, pc=len(code), **changed))
             else:
                 code.append(self.instruction(line))
         return code, locs

@@ -72,6 +72,10 @@ class Loc:
     what: str
 
 
+LOC_KEYS = ("node", "layer", "step", "tile", "what")
+NO_LOC = Loc(0, "", -1, -1, -1, "")  # what a listing's first .loc carries over from
+
+
 @dataclass(frozen=True)
 class MemoryMap:
     """How much of each memory the program uses (host memory is per inference)."""

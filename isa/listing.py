@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from isa.container import Loc, Program, Region, TensorDesc
+from isa.container import LOC_KEYS, NO_LOC, Loc, Program, Region, TensorDesc
 from isa.encoding import Instruction, encode
 from isa.numerics import TABLE_FUNCS
 from isa.table import WORD_BYTES
@@ -63,18 +63,22 @@ def _desc(directive: str, d: TensorDesc) -> str:
 
 
 def _code(prog: Program) -> list[str]:
-    lines, pending = [".code"], list(prog.locs)
+    lines, pending, previous = [".code"], list(prog.locs), NO_LOC
     for pc, instr in enumerate(prog.code):
         while pending and pending[0].pc <= pc:
-            lines.append(_loc_directive(pending.pop(0)))
+            lines.append(_loc_directive(pending[0], previous))
+            previous = pending.pop(0)
         lines.append(_instruction_line(pc, instr, prog.loc_at(pc)))
-    lines.extend(_loc_directive(loc) for loc in pending)
+    for loc in pending:
+        lines.append(_loc_directive(loc, previous))
+        previous = loc
     return lines + [""]
 
 
-def _loc_directive(loc: Loc) -> str:
-    return (f".loc node={json.dumps(loc.node)} layer={loc.layer} step={loc.step} tile={loc.tile} "
-            f"what={json.dumps(loc.what)}")
+def _loc_directive(loc: Loc, previous: Loc) -> str:
+    """Only what changed since the previous .loc: the rest carries over."""
+    changed = [(key, getattr(loc, key)) for key in LOC_KEYS if getattr(loc, key) != getattr(previous, key)]
+    return " ".join([".loc"] + [f"{k}={json.dumps(v)}" for k, v in changed])
 
 
 def _instruction_line(pc: int, instr: Instruction, loc: Loc | None) -> str:

@@ -29,7 +29,7 @@ def test_sample_round_trip_and_listing_shape() -> None:
     assert '.input name="x" shape=[1,49,10] scale=0.0123 host=0x0' in text
     assert re.search(r"^0003: 22[0-9a-f]{30}  VACT   dst=0x001f6 src=0x001ea n=12 func=tanh +; fc L1 tile 0 matvec$",
                      text, re.MULTILINE)
-    assert "\n.loc node=\"output\" layer=2 step=-1 tile=0 what=\"store y\"\n0004: " in text
+    assert "\n.loc node=\"output\" layer=2 what=\"store y\"\n0004: " in text  # only what changed
     assert ".region biases base=0x001800 size=96\n001800: 00000000 " in text
 
 
@@ -123,3 +123,10 @@ def test_listing_snapshot() -> None:
         SNAPSHOT.parent.mkdir(exist_ok=True)
         SNAPSHOT.write_text(text)
     assert text == SNAPSHOT.read_text()
+
+
+def test_loc_keys_carry_over_from_the_previous_loc() -> None:
+    text = disassemble(sample_program())
+    prog = assemble(text.replace('.loc node="fc" layer=1 what="matvec"', '.loc layer=1 what="matvec"'))
+    loc = prog.locs[1]
+    assert (loc.node, loc.layer, loc.tile, loc.what) == ("input", 1, 0, "matvec")

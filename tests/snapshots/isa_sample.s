@@ -9,13 +9,13 @@
 .output name="y" shape=[1,12] scale=3.0517578125e-05 host=0x1ea
 
 .code
-.loc node="input" layer=0 step=-1 tile=0 what="load x"
+.loc node="input" layer=0 tile=0 what="load x"
 0000: 010000000000a01e0000000000000000  LOAD   dst=0x00000 src=0x000000 n=490                            ; input L0 tile 0 load x
-.loc node="fc" layer=1 step=-1 tile=0 what="matvec"
+.loc node="fc" layer=1 what="matvec"
 0001: 1100000000000000c0403d0000030000  MVB    acc=0x0000 w=0x000000 x=0x00000 rows=12 cols=490 bias=0x001800 ; fc L1 tile 0 matvec
 0002: 20ea010000c000008301000000000000  VRQ    dst=0x001ea src=0x0000 n=12 q=0x001830                    ; fc L1 tile 0 matvec
 0003: 22f601a01e000c000100000000000000  VACT   dst=0x001f6 src=0x001ea n=12 func=tanh                    ; fc L1 tile 0 matvec
-.loc node="output" layer=2 step=-1 tile=0 what="store y"
+.loc node="output" layer=2 what="store y"
 0004: 02ea0100f601c0000000000000000000  STORE  dst=0x0001ea src=0x001f6 n=12                             ; output L2 tile 0 store y
 
 .region weights base=0x000000 size=6144
