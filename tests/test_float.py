@@ -18,13 +18,15 @@ from models import fc_model, lstm_model
 from toolchain import random_inputs, run_checked
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-TOLERANCE = {8: 0.02, 16: 0.002}
+TOLERANCE = {8: 0.03, 16: 0.003}  # docs/numerics.md; measured worst: 0.019 and 0.0014
 
 
 def float_outputs(model, inputs: dict) -> dict[str, np.ndarray]:
     names = [o.name for o in model.graph.output]
+    options = ort.SessionOptions()
+    options.log_severity_level = 4
     try:
-        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     except Exception:  # ONNX Runtime refuses some valid variants (LSTM layout=1)
         return dict(zip(names, ReferenceEvaluator(model).run(None, inputs)))
     return dict(zip(names, session.run(None, inputs)))
