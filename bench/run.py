@@ -39,7 +39,7 @@ def main() -> None:
     test = np.load(EXAMPLES / "kws_test.npz")["mfcc"]
     seconds, compiled = best_time(lambda: compile_model(model, Target(), calib))
     total = compiled.report["total"]
-    print(f"KWS LSTM (49x10 -> LSTM 64 -> Linear 12), 8-bit weights, batch 1")
+    print("KWS LSTM (49x10 -> LSTM 64 -> Linear 12), 8-bit weights, batch 1")
     print(f"  compile time            {seconds:.3f} s")
     print(f"  code                    {total['instructions']} instructions, {total['code_bytes']} bytes")
     print(f"  weights                 {total['stored_bytes']} B stored vs {total['fp32_bytes']} B fp32 "

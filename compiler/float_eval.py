@@ -5,10 +5,11 @@ set runs at once.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
+from compiler.interpret import gather, interpret, recurrent_outputs, state_in, time_major
 from compiler.ir import Graph, Node
 
 
@@ -24,10 +25,9 @@ def _fc(node: Node, x: np.ndarray) -> np.ndarray:
 def _lstm(node: Node, x: np.ndarray, h0: np.ndarray | None, c0: np.ndarray | None) -> list[np.ndarray]:
     a = node.attrs
     hidden, layout = a["hidden"], a["layout"]
-    seq = x if layout == 0 else np.swapaxes(x, 1, 2)  # (S, T, N, I)
-    samples, _, batch, _ = seq.shape
-    h = _state(h0, layout, samples, batch, hidden)
-    c = _state(c0, layout, samples, batch, hidden)
+    seq = time_major(x, layout)
+    zeros = np.zeros((seq.shape[0], seq.shape[2], hidden))
+    h, c = (zeros if s is None else s for s in (state_in(h0, layout), state_in(c0, layout)))
     bias = a["B"][: 4 * hidden] + a["B"][4 * hidden:]
     ys = []
     for t in range(seq.shape[1]):
@@ -36,25 +36,7 @@ def _lstm(node: Node, x: np.ndarray, h0: np.ndarray | None, c0: np.ndarray | Non
         c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
         h = sigmoid(o) * np.tanh(c)
         ys.append(h)
-    y = np.stack(ys, axis=1)[:, :, None]  # (S, T, 1, N, H)
-    if layout == 1:
-        y = np.moveaxis(y, 3, 1)  # (S, N, T, 1, H)
-    return [y, _state_out(h, layout), _state_out(c, layout)]
-
-
-def _state(value: np.ndarray | None, layout: int, samples: int, batch: int, hidden: int) -> np.ndarray:
-    if value is None:
-        return np.zeros((samples, batch, hidden))
-    return value[:, 0] if layout == 0 else value[:, :, 0]
-
-
-def _state_out(value: np.ndarray, layout: int) -> np.ndarray:
-    return value[:, None] if layout == 0 else value[:, :, None]
-
-
-def _gather(node: Node, *xs: np.ndarray) -> np.ndarray:
-    flat = np.concatenate([x.reshape(x.shape[0], -1) for x in xs], axis=1)
-    return flat[:, node.attrs["index"]]
+    return recurrent_outputs(ys, h, c, layout)
 
 
 FLOAT_OPS: dict[str, Callable] = {
@@ -63,23 +45,12 @@ FLOAT_OPS: dict[str, Callable] = {
     "relu": lambda node, x: np.maximum(x, 0.0),
     "sigmoid": lambda node, x: sigmoid(x),
     "tanh": lambda node, x: np.tanh(x),
-    "gather": _gather,
+    "gather": gather,
     "rescale": lambda node, x: x,
 }
 
 
 def run_float(graph: Graph, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Every tensor's float value; `inputs` carry a leading sample axis."""
-    samples = next(iter(inputs.values())).shape[0] if inputs else 1
     values = {name: np.asarray(inputs[name], dtype=np.float64) for name in graph.inputs}
-    for node in graph.nodes:
-        if node.op == "constant":
-            results = [np.broadcast_to(node.attrs["value"], (samples, *node.attrs["value"].shape))]
-        else:
-            args = [values[n] if n else None for n in node.inputs]
-            results = FLOAT_OPS[node.op](node, *args)
-            results = results if isinstance(results, list) else [results]
-        for name, value in zip(node.outputs, results):
-            if name:
-                values[name] = value.reshape((samples, *graph.shapes[name]))
-    return values
+    return interpret(graph, values, FLOAT_OPS, lambda node: node.attrs["value"])

@@ -8,10 +8,11 @@ the contract's single definition of rounding, saturation and the activation tabl
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
+from compiler.interpret import gather, interpret, recurrent_outputs, state_in, time_major
 from compiler.ir import Graph, Node, QMatrix
 from compiler.passes.quantize import SHIFT_F_C, SHIFT_I_G, SHIFT_O_TC
 from isa import numerics as nx
@@ -32,9 +33,8 @@ def _fc(node: Node, x: np.ndarray) -> np.ndarray:
 def _lstm(node: Node, x: np.ndarray, h0: np.ndarray | None, c0: np.ndarray | None) -> list[np.ndarray]:
     a = node.attrs
     hidden, layout, qx, qh = a["hidden"], a["layout"], a["qx"], a["qh"]
-    seq = x if layout == 0 else np.swapaxes(x, 1, 2)  # (S, T, N, I)
-    h = None if h0 is None else (h0[:, 0] if layout == 0 else h0[:, :, 0])
-    c = None if c0 is None else (c0[:, 0] if layout == 0 else c0[:, :, 0])
+    seq = time_major(x, layout)
+    h, c = state_in(h0, layout), state_in(c0, layout)
     ys = []
     for t in range(seq.shape[1]):
         gates = nx.requantize(_accumulate(qx, seq[:, t]), qx.mult, qx.shift)
@@ -47,16 +47,7 @@ def _lstm(node: Node, x: np.ndarray, h0: np.ndarray | None, c0: np.ndarray | Non
         c = ig if c is None else nx.add(nx.multiply(f, c, SHIFT_F_C), ig)
         h = nx.multiply(o, nx.table_lookup(TABLES["tanh"], c), SHIFT_O_TC)
         ys.append(h)
-    y = np.stack(ys, axis=1)[:, :, None]
-    if layout == 1:
-        y = np.moveaxis(y, 3, 1)
-    state = (lambda v: v[:, None]) if layout == 0 else (lambda v: v[:, :, None])
-    return [y, state(h), state(c)]
-
-
-def _gather(node: Node, *xs: np.ndarray) -> np.ndarray:
-    flat = np.concatenate([x.reshape(x.shape[0], -1) for x in xs], axis=1)
-    return flat[:, node.attrs["index"]]
+    return recurrent_outputs(ys, h, c, layout)
 
 
 INTEGER_OPS: dict[str, Callable] = {
@@ -65,25 +56,15 @@ INTEGER_OPS: dict[str, Callable] = {
     "relu": lambda node, x: nx.relu(x),
     "sigmoid": lambda node, x: nx.table_lookup(TABLES["sigmoid"], x),
     "tanh": lambda node, x: nx.table_lookup(TABLES["tanh"], x),
-    "gather": _gather,
+    "gather": gather,
     "rescale": lambda node, x: nx.multiply(x, node.attrs["mult"], node.attrs["shift"]),
 }
 
 
 def run_reference(graph: Graph, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Every tensor's integer value; `inputs` are float arrays with a leading sample axis."""
-    samples = next(iter(inputs.values())).shape[0] if inputs else 1
     values = {n: nx.quantize(inputs[n], graph.scales[n]) for n in graph.inputs}
-    for node in graph.nodes:
-        if node.op == "constant":
-            results = [np.broadcast_to(node.attrs["q"], (samples, *node.attrs["q"].shape))]
-        else:
-            results = INTEGER_OPS[node.op](node, *[values[n] if n else None for n in node.inputs])
-            results = results if isinstance(results, list) else [results]
-        for name, value in zip(node.outputs, results):
-            if name:
-                values[name] = value.reshape((samples, *graph.shapes[name]))
-    return values
+    return interpret(graph, values, INTEGER_OPS, lambda node: node.attrs["q"])
 
 
 def reference_outputs(graph: Graph, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

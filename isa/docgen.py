@@ -65,7 +65,8 @@ def _memories() -> str:
 
 
 def _unit(unit: str) -> str:
-    head = "| mnemonic | opcode | fields | reads | writes | cycles | useful MACs | meaning |\n|---|---|---|---|---|---|---|---|"
+    head = ("| mnemonic | opcode | fields | reads | writes | cycles | useful MACs | meaning |\n"
+            "|---|---|---|---|---|---|---|---|")
     rows = "\n".join(_op_row(op) for op in OPS if op.unit == unit)
     return f"## {unit} unit\n\n{head}\n{rows}"
 

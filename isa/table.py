@@ -95,7 +95,7 @@ OPS: tuple[Op, ...] = (
     _row("STORE", 0x02, "DMA", "dst:24 src:20 n:16", "src@amem[n]", "dst@host[n]",
          "n*act_bytes/dma_bytes_per_cycle", "0", "copy n activations from activation memory to host memory"),
     _row("LDC", 0x03, "DMA", "dst:20 src:24 n:16", "src@wmem[n*act_bytes]", "dst@amem[n]",
-         "n*act_bytes/dma_bytes_per_cycle", "0", "copy n constant activations (int16) from weight memory into activation memory"),
+         "n*act_bytes/dma_bytes_per_cycle", "0", "copy n constant activations from weight memory to activation memory"),
     _row("MV", 0x10, "MAC", "acc:16 w:24 x:20 rows:9 cols:16",
          "w@wmem[rows*cols*weight_bytes] x@amem[cols]", "acc@acc[rows]", "cols", "rows*cols",
          "acc[r] = sum_k W[k,r] * x[k] for r < rows: one row per lane, one column per cycle"),

@@ -75,4 +75,5 @@ def sample_program() -> Program:
         outputs=(TensorDesc("y", (1, 12), 3.0517578125e-05, 490),), memory=MemoryMap(502, 514, 12, 0x1860),
         code=code, regions=(Region("weights", 0, bytes(range(256)) * 24), Region("biases", 0x1800, bytes(96))),
         tables={f: activation_table(f) for f in TABLE_FUNCS},
-        locs=(Loc(0, "input", 0, -1, 0, "load x"), Loc(1, "fc", 1, -1, 0, "matvec"), Loc(4, "output", 2, -1, 0, "store y")))
+        locs=(Loc(0, "input", 0, -1, 0, "load x"), Loc(1, "fc", 1, -1, 0, "matvec"),
+              Loc(4, "output", 2, -1, 0, "store y")))

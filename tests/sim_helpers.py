@@ -11,7 +11,7 @@ from isa.target import Target
 from runtime_sim import Simulator
 from runtime_sim.machine import Machine
 
-I = Instruction.make  # reads like assembly in the tests
+I = Instruction.make  # noqa: E741  (reads like assembly in the tests)
 
 
 def weights_bytes(w_kr: np.ndarray, weight_bits: int = 8) -> bytes:

@@ -14,6 +14,7 @@ import pytest
 from onnx.reference import ReferenceEvaluator
 
 from isa.target import Target
+
 from models import fc_model, lstm_model
 from toolchain import random_inputs, run_checked
 
@@ -27,7 +28,7 @@ def float_outputs(model, inputs: dict) -> dict[str, np.ndarray]:
     options.log_severity_level = 4
     try:
         session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    except Exception:  # ONNX Runtime refuses some valid variants (LSTM layout=1)
+    except Exception:  # noqa: BLE001  (ONNX Runtime refuses some valid variants, e.g. LSTM layout=1)
         return dict(zip(names, ReferenceEvaluator(model).run(None, inputs)))
     return dict(zip(names, session.run(None, inputs)))
 

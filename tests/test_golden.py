@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from isa.target import Target
+
 from models import fc_model, lstm_model
 from toolchain import random_inputs, run_checked
 

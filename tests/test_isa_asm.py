@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from isa_strategies import programs, sample_program
 
 from isa.assembler import assemble
 from isa.container import Program, to_bytes
 from isa.errors import RnnaccelError
 from isa.listing import disassemble
+
+from isa_strategies import programs, sample_program
 
 
 @given(programs())

@@ -7,13 +7,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from isa_strategies import sample_program
 
 from isa.cli import as_main, objdump_main
 from isa.cliutil import run_cli
 from isa.container import save
 from isa.errors import RnnaccelError
 from isa.table import BY_MNEMONIC
+
+from isa_strategies import sample_program
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -118,7 +119,7 @@ def test_run_cli_maps_exceptions(capsys, exc, status, stderr) -> None:
 
 def test_run_cli_passes_status_and_argv() -> None:
     with pytest.raises(SystemExit) as exit_info:
-        run_cli("tool", lambda argv: len(argv), ["a", "b", "c"])
+        run_cli("tool", len, ["a", "b", "c"])
     assert exit_info.value.code == 3
 
 

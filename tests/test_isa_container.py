@@ -8,10 +8,11 @@ import zlib
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from isa_strategies import programs, sample_program
 
 from isa.container import MAGIC, Program, from_bytes, load, save, to_bytes
 from isa.errors import RnnaccelError
+
+from isa_strategies import programs, sample_program
 
 _HEADER = struct.Struct("<4sHH")
 _ENTRY = struct.Struct("<4sII")

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from isa_strategies import instructions
 
 from isa.encoding import Instruction, decode, decode_all, encode, encode_all
 from isa.errors import RnnaccelError
 from isa.table import BY_MNEMONIC, OPS, WORD_BYTES
+
+from isa_strategies import instructions
 
 
 @given(instructions)

@@ -34,7 +34,8 @@ def files(tmp_path):
 def test_writes_outputs_stats_and_trace(files, capsys):
     tmp, prog, inputs = files
     out, stats, trace = tmp / "out.npz", tmp / "stats.json", tmp / "trace.jsonl"
-    assert exit_status([prog, "--inputs", inputs, "--outputs", str(out), "--stats", str(stats), "--trace", str(trace)]) == 0
+    args = [prog, "--inputs", inputs, "--outputs", str(out), "--stats", str(stats), "--trace", str(trace)]
+    assert exit_status(args) == 0
     assert capsys.readouterr().out == ""
     with np.load(out) as npz:
         assert npz.files == ["h"] and npz["h"].shape == (HIDDEN,) and npz["h"].dtype == np.float32

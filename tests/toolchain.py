@@ -19,6 +19,7 @@ from isa.container import to_bytes
 from isa.listing import disassemble
 from isa.target import Target
 from runtime_sim import Simulator
+
 from trace_audit import audit_trace
 
 

@@ -6,7 +6,7 @@ form (fc: weight [out, in] plus bias; lstm: W, R, B of one direction) and record
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

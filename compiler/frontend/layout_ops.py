@@ -8,7 +8,7 @@ path need no code of their own, and the backend turns each gather into an alias 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from onnx.helper import tensor_dtype_to_np_dtype

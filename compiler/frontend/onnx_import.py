@@ -54,7 +54,7 @@ def load_model(path: str | Path) -> onnx.ModelProto:
         raise RnnaccelError(f"{path}: model is larger than {MAX_MODEL_BYTES >> 20} MiB")
     try:
         model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf raises several unrelated types for garbage input
+    except Exception as exc:  # noqa: BLE001  (protobuf raises several unrelated types for garbage)
         raise RnnaccelError(f"{path}: not an ONNX model ({type(exc).__name__})") from None
     return check_model(model, str(path))
 
@@ -64,7 +64,7 @@ def check_model(model: onnx.ModelProto, label: str = "model") -> onnx.ModelProto
         raise RnnaccelError(f"{label}: not an ONNX model (empty graph)")
     try:
         onnx.checker.check_model(model)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001  (the checker raises ValidationError and C++ errors alike)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RnnaccelError(f"{label}: invalid ONNX model: {first}") from None
     return model
@@ -91,7 +91,7 @@ def import_model(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] | No
         inputs=tuple(v.name for v in inputs),
         outputs=outputs,
         nodes=tuple(builder.nodes),
-        shapes={k: v for k, v in builder.shapes.items()},
+        shapes=dict(builder.shapes),
     )
     return verify(eliminate_dead_nodes(ir))
 
@@ -143,7 +143,7 @@ def _tensor_value(tensor: onnx.TensorProto) -> np.ndarray:
         raise RnnaccelError(f"tensor '{tensor.name}' stores its data in an external file, which is not supported")
     try:
         return numpy_helper.to_array(tensor)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001  (malformed tensors fail in many ways inside onnx)
         raise RnnaccelError(f"tensor '{tensor.name}' cannot be read ({type(exc).__name__})") from None
 
 

@@ -7,7 +7,7 @@ dispatches on this table and `--supported-ops` prints it, so the two cannot disa
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

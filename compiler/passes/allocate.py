@@ -66,7 +66,7 @@ def _first_fit(buffers: list[Buffer], lives: dict[str, tuple[int, int]]) -> dict
     out = {}
     for buf in sorted(buffers, key=lambda b: (lives.get(b.name, (0, 0))[0], -b.size)):
         first, last = lives.get(buf.name, (0, 0))
-        busy = sorted((s, e) for s, e, f, l in placed if f <= last and first <= l)
+        busy = sorted((lo, hi) for lo, hi, born, dies in placed if born <= last and first <= dies)
         address = 0
         for start, end in busy:
             if address + buf.size <= start:

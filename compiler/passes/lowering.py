@@ -74,8 +74,8 @@ class Lowering:
     def matvec(self, m: MatrixRefs, x: Ref, acc: Ref, where: Where) -> None:
         """acc[0:rows] = (bias +) W x, one instruction per row tile."""
         for index, (r0, r1) in enumerate(m.tiles):
-            operands = dict(acc=acc + r0, w=m.weights + r0 * m.q.cols * self.target.weight_bytes, x=x,
-                            rows=r1 - r0, cols=m.q.cols)
+            operands = {"acc": acc + r0, "w": m.weights + r0 * m.q.cols * self.target.weight_bytes, "x": x,
+                            "rows": r1 - r0, "cols": m.q.cols}
             tile_where = Where(where.node, where.layer, where.step, index, where.what)
             if m.bias is None:
                 self.emit("MV", tile_where, **operands)

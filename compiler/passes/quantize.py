@@ -33,8 +33,8 @@ def quantize_graph(graph: Graph, ranges: dict[str, float], target: Target) -> Gr
     scales = {name: _free_scale(graph, name, ranges) for name in graph.inputs}
     nodes: list[Node] = []
     shapes = dict(graph.shapes)
-    for node in graph.nodes:
-        node = _legalize_inputs(node, scales, shapes, nodes)
+    for original in graph.nodes:
+        node = _legalize_inputs(original, scales, shapes, nodes)
         for name, scale in zip(node.outputs, _output_scales(graph, node, scales, ranges)):
             if name:
                 scales[name] = scale

@@ -16,14 +16,15 @@ docs/architecture.md shows a timeline; overlapping the steps is a later schedule
 
 from __future__ import annotations
 
-from typing import Callable
+import itertools
+from collections.abc import Callable
 
 import numpy as np
 
 from compiler.ir import Graph, Node
 from compiler.kernel import IOTensor, Kernel, Ref, Where, pack_ints
-from compiler.passes.lowering import Lowering
 from compiler.passes.lower_lstm import lower_lstm
+from compiler.passes.lowering import Lowering
 from isa.target import Target
 
 
@@ -84,8 +85,9 @@ def lower_gather(ctx: Lowering, node: Node, where: Where) -> None:
     """A contiguous selection of one input is an alias; anything else is copied run by run."""
     index = node.attrs["index"]
     sizes = [ctx.graph.size(n) for n in node.inputs]
-    if len(sizes) == 1 and np.array_equal(index, np.arange(index[0], index[0] + len(index))):
-        ctx.places[node.outputs[0]] = ctx.places[node.inputs[0]] + int(index[0]) if len(index) else ctx.places[node.inputs[0]]
+    first = int(index[0]) if len(index) else 0
+    if len(sizes) == 1 and np.array_equal(index, np.arange(first, first + len(index))):
+        ctx.places[node.outputs[0]] = ctx.places[node.inputs[0]] + first
         return
     out = ctx.place(node.outputs[0])
     bases = np.cumsum([0] + sizes)
@@ -100,7 +102,7 @@ def _runs(index: np.ndarray, bases: np.ndarray) -> list[tuple[int, int]]:
     source = np.searchsorted(bases, index, side="right")
     breaks = np.flatnonzero((np.diff(index) != 1) | (np.diff(source) != 0)) + 1
     edges = [0, *breaks.tolist(), len(index)]
-    return list(zip(edges[:-1], edges[1:]))
+    return list(itertools.pairwise(edges))
 
 
 LOWER: dict[str, Callable[[Lowering, Node, Where], None]] = {

@@ -8,6 +8,8 @@ than the others.
 
 from __future__ import annotations
 
+import itertools
+
 from compiler.ir import Graph
 from isa.target import Target
 
@@ -17,7 +19,7 @@ MATRICES = {"fc": ("q",), "lstm": ("qx", "qh")}
 def row_tiles(rows: int, macs: int) -> tuple[tuple[int, int], ...]:
     count = -(-rows // macs)
     bounds = [round(i * rows / count) for i in range(count + 1)]
-    return tuple(zip(bounds[:-1], bounds[1:]))
+    return tuple(itertools.pairwise(bounds))
 
 
 def tile_graph(graph: Graph, target: Target) -> Graph:
