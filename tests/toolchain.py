@@ -46,10 +46,10 @@ def random_inputs(model: onnx.ModelProto, seed: int, samples: int | None = None,
 
 
 def run_checked(model: onnx.ModelProto, inputs: dict[str, np.ndarray], target: Target | None = None,
-                calibration: dict | None = None) -> Checked:
+                calibration: dict | None = None, shapes: dict | None = None) -> Checked:
     """Compile, simulate `inputs` (one sample), and check reference, trace and round trip."""
     calibration = calibration or {k: v[None] for k, v in inputs.items()}
-    compiled = compile_model(model, target or Target(), calibration)
+    compiled = compile_model(model, target or Target(), calibration, shapes)
     blob = to_bytes(compiled.program)
     assert to_bytes(assemble(disassemble(compiled.program))) == blob, "objdump -> as changed the program"
     result = Simulator(compiled.program).run(inputs)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 from onnx.helper import tensor_dtype_to_np_dtype
 
-from compiler.frontend.registry import OPERATORS, fold, fold_handler, operator, unsupported
+from compiler.frontend.registry import OPERATORS, apply, fold, fold_handler, operator, unsupported
 from compiler.ir import Node
 
 
@@ -34,7 +34,7 @@ def layout(fn: Callable, data_args: int = 1) -> Callable:
             args.append(np.arange(base, base + size, dtype=np.int64).reshape(b.shape(tensor)))
             inputs.append(tensor)
             base += size
-        index = np.asarray(fn(*args, **attrs))
+        index = apply(fn, args, attrs)
         b.emit(Node("gather", name, tuple(inputs), (node.output[0],), {"index": index.ravel()}),
                {node.output[0]: tuple(index.shape)})
 

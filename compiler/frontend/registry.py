@@ -32,8 +32,15 @@ def padded(names, count: int) -> list[str]:
 
 def fold(b, node, fn: Callable, **attrs) -> None:
     """Evaluate `fn` on the node's constant inputs and record the result as a constant."""
-    values = [b.const(n) for n in node.input]
-    b.consts[node.output[0]] = np.asarray(fn(*values, **attrs))
+    b.consts[node.output[0]] = np.asarray(apply(fn, [b.const(n) for n in node.input], attrs))
+
+
+def apply(fn: Callable, args: list, attrs: dict) -> np.ndarray:
+    """Run an operator's numpy function; numpy's complaints about a malformed model are user errors."""
+    try:
+        return np.asarray(fn(*args, **attrs))
+    except (ValueError, IndexError, np.exceptions.AxisError) as exc:
+        raise RnnaccelError(f"cannot be evaluated: {exc}") from None
 
 
 def fold_handler(fn: Callable) -> Callable:

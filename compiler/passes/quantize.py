@@ -110,8 +110,8 @@ def quantize_matrix(weight: np.ndarray, bias: np.ndarray | None, in_scale: float
     """
     qmax = (1 << (target.weight_bits - 1)) - 1
     max_abs = np.max(np.abs(weight), axis=1)
-    row_scale = np.maximum(np.where(max_abs > 0, max_abs, 1.0) / qmax,
-                           np.sum(np.abs(weight), axis=1) * ACT_MAX / PRODUCT_LIMIT)
+    budget = PRODUCT_LIMIT / ACT_MAX - weight.shape[1] / 2  # rounding adds up to half a step per weight
+    row_scale = np.maximum(np.where(max_abs > 0, max_abs, 1.0) / qmax, np.sum(np.abs(weight), axis=1) / budget)
     weights = np.clip(np.round(weight / row_scale[:, None]), -qmax, qmax).astype(np.int64)
     acc_scale = row_scale * in_scale
     pairs = [quantize_multiplier(s / out_scale) for s in acc_scale]

@@ -1,0 +1,105 @@
+"""Each pass called alone, on small inputs, checked against what it promises."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from compiler.frontend.onnx_import import import_model
+from compiler.ir import Graph, Node, verify
+from compiler.kernel import Buffer, Kernel, MOp, Ref, Where
+from compiler.passes.allocate import allocate
+from compiler.passes.calibrate import calibrate, default_calibration
+from compiler.passes.quantize import GATE_SCALE, UNIT_SCALE, quantize_graph, quantize_matrix
+from compiler.passes.tile import row_tiles, tile_graph
+from isa.errors import RnnaccelError
+from isa.numerics import quantize_multiplier
+from isa.target import Target
+
+from models import fc_model, lstm_model
+
+
+@pytest.mark.parametrize("rows,macs", [(1, 32), (32, 32), (33, 32), (100, 32), (256, 8), (12, 256)])
+def test_row_tiles_cover_the_rows_evenly(rows, macs):
+    tiles = row_tiles(rows, macs)
+    assert tiles[0][0] == 0 and tiles[-1][1] == rows
+    assert all(a[1] == b[0] for a, b in zip(tiles, tiles[1:]))
+    sizes = [r1 - r0 for r0, r1 in tiles]
+    assert max(sizes) <= macs and max(sizes) - min(sizes) <= 1 and len(tiles) == -(-rows // macs)
+
+
+def test_tile_graph_adds_tiles_to_every_matrix():
+    graph = quantized(lstm_model(3, 1, 5, 40))
+    node = tile_graph(graph, Target(macs=16)).nodes[0]
+    assert node.attrs["tiles"]["qx"] == node.attrs["tiles"]["qh"] == row_tiles(160, 16)
+
+
+def quantized(model) -> Graph:
+    graph = import_model(model)
+    return verify(quantize_graph(graph, calibrate(graph, default_calibration(graph)), Target()))
+
+
+def test_quantize_fixes_the_lstm_formats():
+    graph = quantized(lstm_model(3, 2, 5, 8, initial="inputs"))
+    assert graph.scales["Y"] == graph.scales["Y_h"] == graph.scales["h0"] == UNIT_SCALE
+    assert graph.scales["Y_c"] == graph.scales["c0"] == GATE_SCALE
+
+
+def test_quantize_gives_a_sigmoid_input_its_format_directly():
+    graph = quantized(fc_model(2, 6, 4, activation="Sigmoid"))
+    assert graph.scales["y0"] == GATE_SCALE and graph.scales["y"] == UNIT_SCALE
+    assert [n.op for n in graph.nodes] == ["fc", "sigmoid", "gather"]
+
+
+def test_quantize_inserts_a_rescale_where_a_format_is_needed():
+    graph = quantized(fc_model(2, 6, 4, activation="Relu"))
+    relu = Node("tanh", "extra", ("y",), ("z",))
+    graph = graph.replace(nodes=(*graph.nodes, relu), outputs=("z",), shapes={**graph.shapes, "z": (2, 4)})
+    requantized = quantize_graph(graph, calibrate(graph, default_calibration(graph)), Target())
+    assert [n.op for n in requantized.nodes][-2:] == ["rescale", "tanh"]
+
+
+def test_weights_use_the_full_range_per_row():
+    q = quantize_matrix(np.array([[0.5, -1.0], [0.01, 0.02], [0.0, 0.0]]), np.array([1.0, 0.0, 2.0]), 0.01, 0.1,
+                        Target())
+    assert q.weights.tolist() == [[64, -127], [64, 127], [0, 0]]
+    assert q.bias is not None and q.bias[0] == round(1.0 / (1.0 / 127 * 0.01))
+
+
+@pytest.mark.parametrize("cols", [1, 40, 300, 4000])
+def test_sixteen_bit_rows_keep_products_inside_the_accumulator(cols):
+    weight = np.random.default_rng(cols).uniform(0.5, 1.0, (3, cols))
+    q = quantize_matrix(weight, None, 1.0, 1.0, Target(weight_bits=16))
+    assert np.abs(q.weights).sum(axis=1).max() * 32767 <= 3 << 29
+
+
+@pytest.mark.parametrize("real", [1e-9, 0.3, 0.5, 0.999999, 1.0, 7.5])
+def test_quantize_multiplier_is_accurate(real):
+    mult, shift = quantize_multiplier(real)
+    assert 1 << 14 <= mult < 1 << 15
+    assert abs(mult * 2.0 ** -shift - real) <= real * 2.0 ** -14
+
+
+def _kernel(buffers: list[Buffer], uses: list[list[str]]) -> Kernel:
+    ops = tuple(MOp("VMOV", {f"o{i}": Ref(name) for i, name in enumerate(names)}, Where("n", 0)) for names in uses)
+    return Kernel({b.name: b for b in buffers}, ops, (), ())
+
+
+def test_allocate_shares_space_between_buffers_that_do_not_overlap_in_time():
+    buffers = [Buffer("a", "amem", 100), Buffer("b", "amem", 100), Buffer("c", "amem", 50)]
+    kernel = allocate(_kernel(buffers, [["a"], ["a", "b"], ["c"]]), Target())
+    addr = kernel.addresses
+    assert addr["a"] != addr["b"] and addr["c"] == addr["a"]
+
+
+def test_allocate_puts_regions_in_order_and_aligned():
+    buffers = [Buffer("bias", "wmem", 6, bytes(6), "biases"), Buffer("w", "wmem", 10, bytes(10), "weights"),
+               Buffer("w2", "wmem", 3, bytes(3), "weights")]
+    addr = allocate(_kernel(buffers, []), Target()).addresses
+    assert (addr["w"], addr["w2"], addr["bias"]) == (0, 12, 16)
+
+
+def test_allocate_reports_the_sizes_when_memory_runs_out():
+    kernel = _kernel([Buffer("a", "acc", 5000)], [["a"]])
+    with pytest.raises(RnnaccelError, match="needs 5000 entries of accumulator memory but the target has 4096"):
+        allocate(kernel, Target())
