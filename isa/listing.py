@@ -103,9 +103,9 @@ def format_operands(instr: Instruction) -> str:
 
 
 def loc_comment(loc: Loc) -> str:
-    """'<node> L<layer> t=<step> tile <tile> <what>'; a -1 means "none", so that part is left out."""
+    """'<node> L<layer> t=<step> tile <tile> <what>'; -1 and "" mean "none", so those parts are left out."""
     parts = [_plain(loc.node), f"L{loc.layer}", f"t={loc.step}", f"tile {loc.tile}", _plain(loc.what)]
-    present = [True, loc.layer != -1, loc.step != -1, loc.tile != -1, True]
+    present = [True, loc.layer != -1, loc.step != -1, loc.tile != -1, bool(loc.what)]
     return " ".join(part for part, keep in zip(parts, present) if keep)
 
 

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from test_float import assert_close
 
 from compiler.frontend.onnx_import import import_model
+
+from test_float import assert_close
 
 DATA = Path(__file__).resolve().parent / "data"
 

@@ -7,9 +7,10 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
-from test_float import assert_close
 
 from compiler.frontend.onnx_import import import_model
+
+from test_float import assert_close
 
 
 def _model(nodes, x_shape, y_shape, inits, opset=17):

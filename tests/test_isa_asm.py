@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -15,6 +13,7 @@ from isa.errors import RnnaccelError
 from isa.listing import disassemble
 
 from isa_strategies import programs, sample_program
+from snapshot import assert_snapshot
 
 
 @given(programs())
@@ -111,19 +110,9 @@ def test_unexpected_character() -> None:
     assert re.match(r"k\.s:1:1: syntax error: unexpected character '@'", _error("@"))
 
 
-SNAPSHOT = Path(__file__).parent / "snapshots" / "isa_sample.s"
-
-
 def test_listing_snapshot() -> None:
-    """The sample's listing, as text: a format change shows up as a reviewable diff.
-
-    After an intended change: UPDATE_SNAPSHOTS=1 pytest tests/test_isa_asm.py
-    """
-    text = disassemble(sample_program())
-    if os.environ.get("UPDATE_SNAPSHOTS"):
-        SNAPSHOT.parent.mkdir(exist_ok=True)
-        SNAPSHOT.write_text(text)
-    assert text == SNAPSHOT.read_text()
+    """The sample's listing, as text: a format change shows up as a reviewable diff."""
+    assert_snapshot("isa_sample.s", disassemble(sample_program()))
 
 
 def test_loc_keys_carry_over_from_the_previous_loc() -> None:

@@ -59,7 +59,7 @@ def lower_fc(ctx: Lowering, node: Node, where: Where) -> None:
     x, y = ctx.places[node.inputs[0]], ctx.place(node.outputs[0])
     acc = ctx.buffer(f"{node.source}/acc", "acc", m.q.rows)
     for row in range(ctx.graph.size(node.inputs[0]) // m.q.cols):
-        ctx.matvec(m, x + row * m.q.cols, acc, where)
+        ctx.matvec(m, x + row * m.q.cols, acc, Where(where.node, where.layer, what="Wx"))
         ctx.emit("VRQ", Where(where.node, where.layer, what="requantise"), dst=y + row * m.q.rows, src=acc,
                  n=m.q.rows, q=m.params)
 
