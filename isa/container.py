@@ -98,14 +98,6 @@ class Program:
     tables: dict[str, np.ndarray] = field(default_factory=dict, compare=False)
     locs: tuple[Loc, ...] = ()
 
-    def loc_at(self, pc: int) -> Loc | None:
-        found = None
-        for loc in self.locs:
-            if loc.pc > pc:
-                break
-            found = loc
-        return found
-
 
 def to_bytes(prog: Program) -> bytes:
     sections = {

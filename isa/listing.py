@@ -68,7 +68,7 @@ def _code(prog: Program) -> list[str]:
         while pending and pending[0].pc <= pc:
             lines.append(_loc_directive(pending[0], previous))
             previous = pending.pop(0)
-        lines.append(_instruction_line(pc, instr, prog.loc_at(pc)))
+        lines.append(_instruction_line(pc, instr, None if previous is NO_LOC else previous))
     for loc in pending:
         lines.append(_loc_directive(loc, previous))
         previous = loc
