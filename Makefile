@@ -37,6 +37,7 @@ lint: $(STAMP)
 
 docs: $(STAMP)
 	$(BIN)/python -m isa.docgen
+	$(BIN)/python -m compiler.frontend.opdoc
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

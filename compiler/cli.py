@@ -3,6 +3,8 @@
     rnnaccel-compile MODEL.onnx -o PROG.rnna [--listing PROG.s] [--report REPORT.json]
                      [--calibration CALIB.npz] [--target NAME|FILE] [--macs N]
                      [--weight-bits 8|16] [--compress none|4|3|2] [--shape NAME=D0,D1,...]
+    rnnaccel-compile MODEL.onnx --check [--shape NAME=D0,D1,...]
+    rnnaccel-compile --supported-ops
 
 Nothing is written unless the whole compile succeeds; then every file is written whole.
 """
@@ -14,8 +16,11 @@ import json
 import sys
 import time
 
+from compiler.frontend.onnx_import import load_model
+from compiler.frontend.opdoc import supported_ops_text
+from compiler.frontend.support import unsupported_nodes
 from compiler.pipeline import Compiled, compile_model
-from isa.cliutil import run_cli
+from isa.cliutil import EXIT_USER_ERROR, run_cli
 from isa.container import to_bytes
 from isa.errors import RnnaccelError
 from isa.fileio import read_npz, write_all
@@ -27,8 +32,11 @@ PROG = "rnnaccel-compile"
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description="Compile an ONNX model into an RNNAccel program.")
-    p.add_argument("model", metavar="MODEL.onnx", help="the ONNX model to compile")
-    p.add_argument("-o", "--output", required=True, metavar="PROG.rnna", help="program container to write")
+    p.add_argument("model", metavar="MODEL.onnx", nargs="?", help="the ONNX model to compile")
+    p.add_argument("-o", "--output", metavar="PROG.rnna", help="program container to write (required to compile)")
+    p.add_argument("--check", action="store_true",
+                   help="write nothing; list every node that cannot be compiled, and why (status 2 if any)")
+    p.add_argument("--supported-ops", action="store_true", help="print the supported ONNX operators and attributes")
     p.add_argument("--listing", metavar="PROG.s", help="also write the assembly listing")
     p.add_argument("--report", metavar="REPORT.json", help="also write the per-layer report")
     p.add_argument("--calibration", metavar="CALIB.npz",
@@ -69,8 +77,32 @@ def summary(result: Compiled, seconds: float) -> str:
             f"activation {prog.memory.amem}/{t.act_elems} elements, accumulators {prog.memory.acc}/{t.acc_entries}\n")
 
 
-def _main(argv: list[str] | None) -> None:
+def _check(args: argparse.Namespace) -> int:
+    """--check: every node that cannot be compiled, one line each; status 2 if there is one."""
+    model = load_model(args.model)
+    problems = unsupported_nodes(model, parse_shapes(args.shape))
+    for problem in problems:
+        print(problem)
+    total = len(model.graph.node)
+    if problems:
+        print(f"{PROG}: {len(problems)} of {total} nodes cannot be compiled", file=sys.stderr)
+        return EXIT_USER_ERROR
+    if not args.quiet:
+        print(f"all {total} nodes supported")
+    return 0
+
+
+def _main(argv: list[str] | None) -> int | None:
     args = _parser().parse_args(argv)
+    if args.supported_ops:
+        sys.stdout.write(supported_ops_text())
+        return 0
+    if args.model is None:
+        raise RnnaccelError("no model given: rnnaccel-compile MODEL.onnx -o PROG.rnna (or --supported-ops)")
+    if args.check:
+        return _check(args)
+    if args.output is None:
+        raise RnnaccelError("-o PROG.rnna is required to compile (--check compiles nothing and needs no -o)")
     if args.compress != "none":
         raise RnnaccelError(f"--compress {args.compress}: codebook compression is not available yet; use none")
     log = (lambda message: None) if args.quiet else (lambda message: print(f"{PROG}: {message}", file=sys.stderr))

@@ -16,13 +16,14 @@ import numpy as np
 
 from isa.errors import RnnaccelError
 
-MATRIX_OPS = frozenset({"fc", "lstm"})
-ACTIVATION_OPS = frozenset({"relu", "sigmoid", "tanh"})
-TABLE_ACTIVATIONS = frozenset({"sigmoid", "tanh"})
+RECURRENT_OPS = frozenset({"lstm", "gru", "rnn"})
+MATRIX_OPS = frozenset({"fc"}) | RECURRENT_OPS
+ACTIVATION_OPS = frozenset({"relu", "table"})  # "table": attrs["table"] names an isa.numerics table
 LAYOUT_OPS = frozenset({"gather"})
 SCALE_OPS = frozenset({"rescale"})
 CONST_OPS = frozenset({"constant"})
-ALL_OPS = MATRIX_OPS | ACTIVATION_OPS | LAYOUT_OPS | SCALE_OPS | CONST_OPS
+ELEMENTWISE_OPS = frozenset({"add_const", "mul_const"})  # data with a constant of the data's shape
+ALL_OPS = MATRIX_OPS | ACTIVATION_OPS | LAYOUT_OPS | SCALE_OPS | CONST_OPS | ELEMENTWISE_OPS
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class QMatrix:
     weights: np.ndarray  # int64 (rows, cols), within weight_bits
     mult: np.ndarray  # int64 (rows,), requantisation multipliers
     shift: np.ndarray  # int64 (rows,)
-    bias: np.ndarray | None = None  # int64 (rows,) at accumulator scale, or None
+    bias: np.ndarray | None = None  # int64 (rows,) or (..., rows): one per input row; at accumulator scale
 
     @property
     def rows(self) -> int:

@@ -68,6 +68,7 @@ class Kernel:
     ops: tuple[MOp, ...]
     inputs: tuple[IOTensor, ...]
     outputs: tuple[IOTensor, ...]
+    tables: tuple[str, ...] = ()  # activation tables, in the order VACT numbers them
     addresses: dict[str, int] = field(default_factory=dict)
 
     def replace(self, **changes) -> Kernel:

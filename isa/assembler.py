@@ -4,8 +4,6 @@ asm.lark gives the shape of each line; this module gives it meaning, looking mne
 operand names up in isa.table. The address and encoding columns in front of an instruction are
 accepted and ignored: the operands alone define it, so a listing may be edited by hand without
 re-encoding anything. Every error is an RnnaccelError reading `source:line:column: problem`.
-
-Activation tables that the listing leaves out default to isa.numerics' standard tables.
 """
 
 from __future__ import annotations
@@ -24,7 +22,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedTok
 from isa.container import NO_LOC, REGION_SECTIONS, Loc, MemoryMap, Program, Region, TensorDesc
 from isa.encoding import Instruction, _operand_value
 from isa.errors import RnnaccelError
-from isa.numerics import ACT_MAX, ACT_MIN, TABLE_FUNCS, TABLE_SEGMENTS, activation_table
+from isa.numerics import ACT_MAX, ACT_MIN, TABLE_SEGMENTS
 from isa.table import BY_MNEMONIC, Op
 from isa.target import Target
 
@@ -189,7 +187,7 @@ class _Builder:
         if op is None:
             raise self.error(mnemonic, f"unknown mnemonic '{mnemonic}' (known: {', '.join(BY_MNEMONIC)})")
         names = [f.name for f in op.fields]
-        operands: dict[str, int | str] = {}
+        operands: dict[str, int] = {}
         for arg in args:
             if arg.name not in names or arg.name in operands:
                 problem = "given twice" if arg.name in operands else "is not an operand"
@@ -201,10 +199,8 @@ class _Builder:
         return Instruction.make(op.mnemonic, **operands)
 
     def operand(self, op: Op, arg: Arg) -> int:
-        choices = op.field(arg.name).choices
-        if not isinstance(arg.value, (int, str) if choices else int):
-            wanted = f"one of {'|'.join(choices)}" if choices else "an integer"
-            raise self.error(arg, f"{op.mnemonic}: {arg.name} must be {wanted}")
+        if not isinstance(arg.value, int):
+            raise self.error(arg, f"{op.mnemonic}: {arg.name} must be an integer")
         try:
             return _operand_value(op, arg.name, arg.value)
         except RnnaccelError as exc:
@@ -244,13 +240,14 @@ class _Builder:
         return b"".join(chunks)
 
     def tables(self, trees: list[Tree]) -> dict[str, np.ndarray]:
+        """The tables in the order given, which is the order VACT numbers them."""
         out = {}
         for tree in trees:
-            name = str(tree.children[0])
-            if name not in TABLE_FUNCS or name in out:
-                raise self.error(tree, f"table '{name}' is unknown or repeated (tables: {', '.join(TABLE_FUNCS)})")
+            name = json.loads(str(tree.children[0]))
+            if name in out:
+                raise self.error(tree, f"table '{name}' given twice")
             out[name] = self.table_values(tree, name)
-        return {f: out.get(f, activation_table(f)) for f in TABLE_FUNCS}
+        return out
 
     def table_values(self, tree: Tree, name: str) -> np.ndarray:
         tokens = [t for row in tree.children[1:] for t in row.children]

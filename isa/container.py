@@ -26,7 +26,7 @@ import numpy as np
 from isa.encoding import Instruction, decode_all, encode_all
 from isa.errors import RnnaccelError
 from isa.fileio import write_atomic
-from isa.numerics import TABLE_FUNCS, TABLE_SEGMENTS
+from isa.numerics import TABLE_SEGMENTS
 from isa.target import Target
 
 MAGIC = b"RNNA"
@@ -104,7 +104,7 @@ def to_bytes(prog: Program) -> bytes:
         b"META": _canonical_json(_meta(prog)),
         b"CODE": encode_all(list(prog.code)),
         **{REGION_SECTIONS[r.name]: r.data for r in prog.regions},
-        b"TABL": b"".join(prog.tables[f].astype("<i2").tobytes() for f in TABLE_FUNCS),
+        b"TABL": b"".join(table.astype("<i2").tobytes() for table in prog.tables.values()),
         b"DBUG": _canonical_json(_debug(prog)),
     }
     ordered = [(tag, sections[tag]) for tag in SECTION_ORDER if tag in sections]
@@ -152,7 +152,7 @@ def _meta(prog: Program) -> dict:
         "outputs": [_desc_json(d) for d in prog.outputs],
         "memory": vars(prog.memory),
         "regions": [{"name": r.name, "base": r.base, "size": len(r.data)} for r in prog.regions],
-        "tables": {"funcs": list(TABLE_FUNCS), "segments": TABLE_SEGMENTS},
+        "tables": {"names": list(prog.tables), "segments": TABLE_SEGMENTS},
     }
 
 
@@ -223,7 +223,7 @@ def _program(meta: dict, sections: dict[bytes, bytes]) -> Program:
         memory=MemoryMap(**{k: int(v) for k, v in meta["memory"].items()}),
         code=tuple(decode_all(sections[b"CODE"])),
         regions=regions,
-        tables=_tables(sections[b"TABL"]),
+        tables=_tables(sections[b"TABL"], meta["tables"]),
         locs=_locs(sections.get(b"DBUG")),
     )
 
@@ -245,12 +245,14 @@ def _region(r: dict, sections: dict[bytes, bytes], target: Target) -> Region:
     return Region(r["name"], int(r["base"]), data)
 
 
-def _tables(raw: bytes) -> dict[str, np.ndarray]:
-    size = (TABLE_SEGMENTS + 1) * 2
-    if len(raw) != size * len(TABLE_FUNCS):
+def _tables(raw: bytes, spec: dict) -> dict[str, np.ndarray]:
+    """The vector unit's tables, in the order VACT numbers them."""
+    names, size = [str(n) for n in spec["names"]], (TABLE_SEGMENTS + 1) * 2
+    if int(spec["segments"]) != TABLE_SEGMENTS or len(set(names)) != len(names):
+        raise RnnaccelError("corrupted program: META describes the tables wrongly")
+    if len(raw) != size * len(names):
         raise RnnaccelError("corrupted program: TABL section has the wrong size")
-    return {f: np.frombuffer(raw[i * size:(i + 1) * size], "<i2").astype(np.int64)
-            for i, f in enumerate(TABLE_FUNCS)}
+    return {name: np.frombuffer(raw[i * size:(i + 1) * size], "<i2").astype(np.int64) for i, name in enumerate(names)}
 
 
 def _locs(raw: bytes | None) -> tuple[Loc, ...]:

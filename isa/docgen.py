@@ -13,7 +13,7 @@ from pathlib import Path
 from isa.container import REGION_SECTIONS
 from isa.fileio import write_atomic
 from isa.listing import REGION_LINE_BYTES
-from isa.numerics import TABLE_FUNCS, TABLE_SEGMENTS
+from isa.numerics import TABLE_FUNCTIONS, TABLE_SEGMENTS
 from isa.table import (
     MEMORIES,
     OPCODE_BITS,
@@ -51,8 +51,8 @@ def _word_format() -> str:
     return (f"## Instruction word\n\n"
             f"Every instruction is one {WORD_BITS}-bit word, stored as {WORD_BYTES} bytes little-endian. "
             f"Bits [{OPCODE_BITS - 1}:0] hold the opcode; the operand fields follow from bit {OPCODE_BITS} "
-            "upwards in the order listed. Bits above the last field must be zero, and an enumerated field "
-            "must hold one of its choices: the decoder rejects anything else, naming the pc.\n\n"
+            "upwards in the order listed; a signed field holds a two's-complement value. Bits above the last "
+            "field must be zero: the decoder rejects anything else, naming the pc.\n\n"
             "Expressions for lengths, cycles and MACs multiply left to right; `/` rounds up. "
             "`weight_bytes` = weight_bits/8, `act_bytes` = 2, `acc_bytes` = 4; other names are operands "
             "or target parameters. An instruction's result is readable its unit's latency after it ends "
@@ -78,8 +78,7 @@ def _op_row(op: Op) -> str:
 
 
 def _field(f: Field) -> str:
-    choices = _escape(" | ".join(f"{i}:{c}" for i, c in enumerate(f.choices)))
-    return f"`{f.name}` [{f.lo + f.width - 1}:{f.lo}]" + (f" = {choices}" if choices else "")
+    return f"`{f.name}` [{f.lo + f.width - 1}:{f.lo}]" + (" signed" if f.signed else "")
 
 
 def _accesses(accs: tuple[Access, ...]) -> str:
@@ -107,8 +106,8 @@ def _layouts() -> str:
 def _numerics() -> str:
     return ("## Numerics\n\n"
             "Saturation, the rounding rule of requantisation (round half up, then saturate), and the "
-            f"sigmoid/tanh tables ({TABLE_SEGMENTS + 1} knots, Q3.12 in, Q0.15 out, linear interpolation) "
-            "are defined "
+            f"activation tables ({TABLE_SEGMENTS + 1} knots, Q3.12 in, Q0.15 out, linear interpolation; "
+            f"functions: {', '.join(TABLE_FUNCTIONS)}) are defined "
             "bit-exactly in `isa/numerics.py` and explained, with error bounds, in "
             "[numerics.md](numerics.md).")
 
@@ -125,14 +124,15 @@ identical bytes. Comments run from `;` to the end of the line. In order:
   JSON-quoted; scales are printed exactly (Python `repr`).
 - `.code`, then one instruction per line: `0012: <32 hex digits>  MNEMONIC name=value ...`. The address
   and encoding columns are informational and ignored by the assembler: the operands define the
-  instruction, so an edited listing needs no re-encoding. Operands may be decimal or `0x` hex; enumerated
-  operands are written by name (`func=tanh`). A `.loc node="..." layer=N step=N tile=N what="..."` line
+  instruction, so an edited listing needs no re-encoding. Operands may be decimal or `0x` hex; signed
+  operands are written by name. A `.loc node="..." layer=N step=N tile=N what="..."` line
   attributes the instructions after it to an ONNX node (-1: none); the trailing `; ...` comment repeats it.
 - `.region {"|".join(REGION_SECTIONS)} base=0x... size=N`, followed by rows `<address>: <hex bytes>`,
   {REGION_LINE_BYTES} bytes per row,
   each row starting where the previous one ended.
-- `.table NAME` for each of {", ".join(TABLE_FUNCS)}, followed by its {TABLE_SEGMENTS + 1} values; a table
-  left out gets the standard one from `isa/numerics.py`."""
+- `.table "NAME"` for each of the program's activation tables, in the order `VACT table=N` numbers
+  them (a name such as `"tanh"` or `"hardsigmoid(0.2,0.5)"` records the function), followed by its
+  {TABLE_SEGMENTS + 1} values. The values, not the name, define what the vector unit computes."""
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,14 +11,14 @@ from isa.table import BY_MNEMONIC, BY_OPCODE, CONSTANTS, OPCODE_BITS, WORD_BYTES
 
 @dataclass(frozen=True)
 class Instruction:
-    """One decoded instruction: its table row and operand values (enum operands as indices)."""
+    """One decoded instruction: its table row and operand values."""
 
     op: Op
     args: tuple[int, ...]
 
     @classmethod
-    def make(cls, mnemonic: str, **operands: int | str) -> Instruction:
-        """Build from keyword operands; enum operands may be given by name."""
+    def make(cls, mnemonic: str, **operands: int) -> Instruction:
+        """Build from keyword operands."""
         op = BY_MNEMONIC[mnemonic]
         missing = [f.name for f in op.fields if f.name not in operands]
         extra = set(operands) - {f.name for f in op.fields}
@@ -49,13 +49,9 @@ class Instruction:
         return ranges[0], ranges[1]
 
 
-def _operand_value(op: Op, name: str, value: int | str) -> int:
+def _operand_value(op: Op, name: str, value: int) -> int:
     field = op.field(name)
-    if isinstance(value, str):
-        if value not in field.choices:
-            raise RnnaccelError(f"{op.mnemonic}: {name} must be one of {'|'.join(field.choices)}, not {value}")
-        value = field.choices.index(value)
-    if not 0 <= value < field.limit or (field.choices and value >= len(field.choices)):
+    if not field.low <= value <= field.high:
         raise RnnaccelError(f"{op.mnemonic}: {name}={value} does not fit its {field.width}-bit field")
     return int(value)
 
@@ -63,24 +59,25 @@ def _operand_value(op: Op, name: str, value: int | str) -> int:
 def encode(instr: Instruction) -> bytes:
     word = instr.op.opcode
     for field, value in zip(instr.op.fields, instr.args):
-        word |= value << field.lo
+        word |= (value & (field.limit - 1)) << field.lo
     return word.to_bytes(WORD_BYTES, "little")
 
 
 def decode(raw: bytes, pc: int = 0) -> Instruction:
-    """Decode one word; unknown opcodes, stray bits and bad enum values are errors naming the pc."""
+    """Decode one word; unknown opcodes and stray bits are errors naming the pc."""
     word = int.from_bytes(raw, "little")
     op = BY_OPCODE.get(word & ((1 << OPCODE_BITS) - 1))
     if op is None:
         raise RnnaccelError(f"illegal opcode 0x{word & 0xFF:02x} at pc {pc}")
-    args = tuple((word >> f.lo) & (f.limit - 1) for f in op.fields)
+    args = tuple(_field_value(f, (word >> f.lo) & (f.limit - 1)) for f in op.fields)
     instr = Instruction(op, args)
     if encode(instr) != raw:
         raise RnnaccelError(f"{op.mnemonic} at pc {pc} has bits set outside its fields")
-    for field, value in zip(op.fields, args):
-        if field.choices and value >= len(field.choices):
-            raise RnnaccelError(f"{op.mnemonic} at pc {pc}: {field.name}={value} is not a valid choice")
     return instr
+
+
+def _field_value(field, raw: int) -> int:
+    return raw - field.limit if field.signed and raw > field.high else raw
 
 
 def encode_all(code: list[Instruction]) -> bytes:

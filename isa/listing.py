@@ -16,7 +16,6 @@ import json
 
 from isa.container import LOC_KEYS, NO_LOC, Loc, Program, Region, TensorDesc
 from isa.encoding import Instruction, encode
-from isa.numerics import TABLE_FUNCS
 from isa.table import WORD_BYTES
 
 REGION_LINE_BYTES = 32
@@ -89,13 +88,11 @@ def _instruction_line(pc: int, instr: Instruction, loc: Loc | None) -> str:
 
 
 def format_operands(instr: Instruction) -> str:
-    """Operands as name=value: addresses in hex at their field's width, enums by name, counts in decimal."""
+    """Operands as name=value: addresses in hex at their field's width, other values in decimal."""
     addresses = {a.operand for a in instr.op.reads + instr.op.writes}
     out = []
     for field, value in zip(instr.op.fields, instr.args):
-        if field.choices:
-            out.append(f"{field.name}={field.choices[value]}")
-        elif field.name in addresses:
+        if field.name in addresses:
             out.append(f"{field.name}=0x{value:0{-(-field.width // 4)}x}")
         else:
             out.append(f"{field.name}={value}")
@@ -126,9 +123,9 @@ def _region(region: Region) -> list[str]:
 
 def _tables(prog: Program) -> list[str]:
     lines = []
-    for func in TABLE_FUNCS:
-        values = [int(v) for v in prog.tables[func]]
-        lines.append(f".table {func}")
+    for name, table in prog.tables.items():
+        values = [int(v) for v in table]
+        lines.append(f".table {json.dumps(name)}")
         for i in range(0, len(values), TABLE_LINE_VALUES):
             lines.append(" ".join(f"{v:6d}" for v in values[i:i + TABLE_LINE_VALUES]))
     return lines

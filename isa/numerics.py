@@ -22,7 +22,6 @@ MULT_BITS = 15  # requantisation multipliers are normalised into [2**14, 2**15)
 MAX_SHIFT = 63
 
 TABLE_SEGMENTS = 256
-TABLE_FUNCS = ("sigmoid", "tanh")
 
 
 def saturate(v: np.ndarray, lo: int, hi: int) -> np.ndarray:
@@ -59,6 +58,14 @@ def add(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return sat_act(np.asarray(a, np.int64) + np.asarray(b, np.int64))
 
 
+def subtract(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return sat_act(np.asarray(a, np.int64) - np.asarray(b, np.int64))
+
+
+def clamp(a: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    return np.minimum(np.maximum(np.asarray(a, np.int64), lo), hi)
+
+
 def relu(a: np.ndarray) -> np.ndarray:
     return np.maximum(np.asarray(a, np.int64), 0)
 
@@ -84,10 +91,40 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
     return mult, shift
 
 
-def activation_table(func: str) -> np.ndarray:
-    """The TABLE_SEGMENTS + 1 knots of a sigmoid or tanh table: Q3.12 input, Q0.15 output."""
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _hardsigmoid(x: np.ndarray, alpha: float = 0.2, beta: float = 0.5) -> np.ndarray:
+    return np.clip(alpha * x + beta, 0.0, 1.0)
+
+
+# The functions the vector unit computes by table: Q3.12 input, Q0.15 output (all are bounded by 1
+# on the input range; exp is meant for inputs <= 0, as in softmax).
+TABLE_FUNCTIONS = {"sigmoid": _sigmoid, "tanh": np.tanh, "hardsigmoid": _hardsigmoid, "exp": np.exp}
+
+
+def table_name(func: str, *params: float) -> str:
+    """The canonical name of a table: 'tanh', 'hardsigmoid(0.2,0.5)'."""
+    assert func in TABLE_FUNCTIONS, f"no table function {func}"
+    return f"{func}({','.join(repr(float(p)) for p in params)})" if params else func
+
+
+def parse_table_name(name: str) -> tuple[str, tuple[float, ...]]:
+    """Inverse of table_name; ValueError for a name that is not one."""
+    func, _, rest = name.partition("(")
+    if func not in TABLE_FUNCTIONS or (rest and not rest.endswith(")")):
+        raise ValueError(f"unknown table '{name}' (functions: {', '.join(TABLE_FUNCTIONS)})")
+    params = tuple(float(p) for p in rest[:-1].split(",")) if rest else ()
+    return func, params
+
+
+def activation_table(name: str) -> np.ndarray:
+    """The TABLE_SEGMENTS + 1 knots of a named table (see table_name): Q3.12 in, Q0.15 out."""
+    func, params = parse_table_name(name)
     x = (np.arange(TABLE_SEGMENTS + 1, dtype=np.float64) * 65536 / TABLE_SEGMENTS - 32768) / (1 << GATE_FRAC)
-    y = 1.0 / (1.0 + np.exp(-x)) if func == "sigmoid" else np.tanh(x)
+    with np.errstate(over="ignore"):
+        y = TABLE_FUNCTIONS[func](x, *params)
     return np.clip(np.round(y * (1 << UNIT_FRAC)), ACT_MIN, ACT_MAX).astype(np.int64)
 
 

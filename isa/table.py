@@ -32,16 +32,28 @@ UNIT_LATENCY = {"DMA": "dma_latency", "MAC": "mac_latency", "VEC": "vec_latency"
 
 @dataclass(frozen=True)
 class Field:
-    """One operand: `width` bits starting at bit `lo` of the instruction word."""
+    """One operand: `width` bits starting at bit `lo` of the instruction word.
+
+    A signed field holds a two's-complement value.
+    """
 
     name: str
     lo: int
     width: int
-    choices: tuple[str, ...] = ()
+    signed: bool = False
 
     @property
     def limit(self) -> int:
         return 1 << self.width
+
+    @property
+    def low(self) -> int:
+        return -(self.limit >> 1) if self.signed else 0
+
+    @property
+    def high(self) -> int:
+        """The largest value the field holds (inclusive)."""
+        return (self.limit >> 1) - 1 if self.signed else self.limit - 1
 
 
 @dataclass(frozen=True)
@@ -74,13 +86,13 @@ def _row(mnemonic, opcode, unit, fields, reads, writes, cycles, macs, meaning) -
 
 
 def _fields(spec: str) -> tuple[Field, ...]:
-    """'dst:20 func:2=sigmoid|tanh|relu' -> fields laid out after the opcode, in order."""
+    """'dst:20 lo:s16' -> fields laid out after the opcode, in order ('s': signed)."""
     out, lo = [], OPCODE_BITS
     for item in spec.split():
         name, rest = item.split(":")
-        width, _, choices = rest.partition("=")
-        out.append(Field(name, lo, int(width), tuple(choices.split("|")) if choices else ()))
-        lo += int(width)
+        bits = int(rest.removeprefix("s"))
+        out.append(Field(name, lo, bits, rest.startswith("s")))
+        lo += bits
     return tuple(out)
 
 
@@ -110,8 +122,14 @@ OPS: tuple[Op, ...] = (
     _row("VRQA", 0x21, "VEC", "dst:20 src:16 n:16 q:24 add:20",
          "src@acc[n] q@wmem[n*4] add@amem[n]", "dst@amem[n]", "n/vec_lanes", "0",
          "dst[i] = sat(round(acc[i] * mult[i] >> shift[i]) + add[i]): requantise and add"),
-    _row("VACT", 0x22, "VEC", "dst:20 src:20 n:16 func:2=sigmoid|tanh|relu", "src@amem[n]", "dst@amem[n]",
-         "n/vec_lanes", "0", "dst[i] = func(src[i]): sigmoid/tanh by table (Q3.12 in, Q0.15 out), relu exact"),
+    _row("VACT", 0x22, "VEC", "dst:20 src:20 n:16 table:4", "src@amem[n]", "dst@amem[n]", "n/vec_lanes", "0",
+         "dst[i] = T(src[i]) with the program's activation table number `table`: Q3.12 in, Q0.15 out"),
+    _row("VRELU", 0x27, "VEC", "dst:20 src:20 n:16", "src@amem[n]", "dst@amem[n]", "n/vec_lanes", "0",
+         "dst[i] = max(src[i], 0)"),
+    _row("VSUB", 0x28, "VEC", "dst:20 a:20 b:20 n:16", "a@amem[n] b@amem[n]", "dst@amem[n]",
+         "n/vec_lanes", "0", "dst[i] = sat(a[i] - b[i])"),
+    _row("VCLAMP", 0x29, "VEC", "dst:20 src:20 n:16 lo:s16 hi:s16", "src@amem[n]", "dst@amem[n]",
+         "n/vec_lanes", "0", "dst[i] = min(max(src[i], lo), hi)"),
     _row("VMUL", 0x23, "VEC", "dst:20 a:20 b:20 n:16 shift:6", "a@amem[n] b@amem[n]", "dst@amem[n]",
          "n/vec_lanes", "0", "dst[i] = sat(round(a[i] * b[i] >> shift))"),
     _row("VADD", 0x24, "VEC", "dst:20 a:20 b:20 n:16", "a@amem[n] b@amem[n]", "dst@amem[n]",
@@ -154,8 +172,6 @@ def _validate(ops: tuple[Op, ...]) -> None:
         assert len(names) == len(op.fields), f"{op.mnemonic}: duplicate field"
         end = op.fields[-1].lo + op.fields[-1].width if op.fields else OPCODE_BITS
         assert end <= WORD_BITS, f"{op.mnemonic}: fields need {end} bits"
-        for f in op.fields:
-            assert len(f.choices) <= f.limit, f"{op.mnemonic}.{f.name}: too many choices"
         for acc in op.reads + op.writes:
             assert acc.operand in names and acc.memory in MEMORIES, f"{op.mnemonic}: bad access {acc}"
         for expr in [op.cycles, op.macs] + [a.length for a in op.reads + op.writes]:

@@ -10,7 +10,7 @@ Memories (names as in isa.table.MEMORIES):
 - `wmem`: weight memory, `target.weight_mem_bytes` bytes, initialised from Program.regions when
   the program is loaded and shared by every inference. No instruction writes it (checked below),
   which is why decoded weights, biases and requantisation parameters can be cached.
-- the vector unit's private activation tables (Program.tables, name -> int64 knots).
+- the vector unit's private activation tables (Program.tables' values, numbered in order).
 
 Every per-inference array carries a leading batch axis B: independent inferences run together,
 so one instruction costs one numpy operation whatever the batch size.
@@ -127,10 +127,10 @@ class Machine:
     amem: np.ndarray
     acc: np.ndarray
     wmem: WeightMemory
-    tables: dict[str, np.ndarray] = field(default_factory=dict)
+    tables: list[np.ndarray] = field(default_factory=list)
 
     @classmethod
-    def empty(cls, batch: int, extents: dict[str, int], wmem: WeightMemory, tables: dict) -> Machine:
+    def empty(cls, batch: int, extents: dict[str, int], wmem: WeightMemory, tables: list) -> Machine:
         """Zeroed memories, each only as long as the program ever touches (`extents`)."""
         return cls(host=np.zeros((batch, extents["host"]), np.int16),
                    amem=np.zeros((batch, extents["amem"]), np.int16),

@@ -114,20 +114,18 @@ def _vrqa(m: Machine, s: Step) -> None:
     m.amem[:, _at(a["dst"], a["n"])] = numerics.requantize_add(m.acc[:, _at(a["src"], a["n"])], mult, shift, addend)
 
 
-def _activation(m: Machine, s: Step, func: str) -> Callable[[np.ndarray], np.ndarray]:
-    if func == "relu":
-        return numerics.relu
-    table = m.tables.get(func)
-    if table is None:
-        raise RnnaccelError(f"pc {s.pc} (VACT): the program has no {func} table")
-    return lambda x: numerics.table_lookup(table, x)
-
-
 @semantics("VACT")
 def _vact(m: Machine, s: Step) -> None:
     a = s.args
-    func = _activation(m, s, s.instr.op.field("func").choices[a["func"]])
-    m.amem[:, _at(a["dst"], a["n"])] = func(m.amem[:, _at(a["src"], a["n"])])
+    if a["table"] >= len(m.tables):
+        raise RnnaccelError(f"pc {s.pc} (VACT): table {a['table']} does not exist (the program has {len(m.tables)})")
+    m.amem[:, _at(a["dst"], a["n"])] = numerics.table_lookup(m.tables[a["table"]], m.amem[:, _at(a["src"], a["n"])])
+
+
+@semantics("VRELU")
+def _vrelu(m: Machine, s: Step) -> None:
+    a = s.args
+    m.amem[:, _at(a["dst"], a["n"])] = numerics.relu(m.amem[:, _at(a["src"], a["n"])])
 
 
 @semantics("VMUL")
@@ -141,6 +139,18 @@ def _vmul(m: Machine, s: Step) -> None:
 def _vadd(m: Machine, s: Step) -> None:
     a = s.args
     m.amem[:, _at(a["dst"], a["n"])] = numerics.add(m.amem[:, _at(a["a"], a["n"])], m.amem[:, _at(a["b"], a["n"])])
+
+
+@semantics("VSUB")
+def _vsub(m: Machine, s: Step) -> None:
+    a = s.args
+    m.amem[:, _at(a["dst"], a["n"])] = numerics.subtract(m.amem[:, _at(a["a"], a["n"])], m.amem[:, _at(a["b"], a["n"])])
+
+
+@semantics("VCLAMP")
+def _vclamp(m: Machine, s: Step) -> None:
+    a = s.args
+    m.amem[:, _at(a["dst"], a["n"])] = numerics.clamp(m.amem[:, _at(a["src"], a["n"])], a["lo"], a["hi"])
 
 
 @semantics("VSCALE")

@@ -99,7 +99,7 @@ class Simulator:
 
     def machine(self, batch: int = 1) -> Machine:
         """Fresh machine state for `batch` inferences (zeroed memories, weights loaded)."""
-        return Machine.empty(batch, self._plan.extents, self._wmem, self.program.tables)
+        return Machine.empty(batch, self._plan.extents, self._wmem, list(self.program.tables.values()))
 
     def execute(self, m: Machine) -> None:
         """Run the whole program on `m` in program order (the raw-integer level, for debugging)."""

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from isa.container import REGION_SECTIONS, Loc, MemoryMap, Program, Region, TensorDesc
 from isa.encoding import Instruction
-from isa.numerics import ACT_MAX, ACT_MIN, TABLE_FUNCS, TABLE_SEGMENTS
+from isa.numerics import ACT_MAX, ACT_MIN, TABLE_SEGMENTS
 from isa.table import OPS, Op
 from isa.target import TARGETS
 
@@ -16,7 +16,7 @@ small = st.integers(0, 1 << 20)
 
 
 def instructions_of(op: Op) -> st.SearchStrategy[Instruction]:
-    args = [st.integers(0, len(f.choices) - 1) if f.choices else st.integers(0, f.limit - 1) for f in op.fields]
+    args = [st.integers(f.low, f.high) for f in op.fields]
     return st.tuples(*args).map(lambda values: Instruction(op, values))
 
 
@@ -44,9 +44,11 @@ def locs(draw, count: int) -> tuple[Loc, ...]:
     return tuple(Loc(pc, draw(names), draw(ints), draw(ints), draw(ints), draw(names)) for pc in pcs)
 
 
-tables = st.fixed_dictionaries({
-    f: st.lists(st.integers(ACT_MIN, ACT_MAX), min_size=TABLE_SEGMENTS + 1, max_size=TABLE_SEGMENTS + 1)
-    .map(lambda v: np.array(v, dtype=np.int64)) for f in TABLE_FUNCS})
+TABLE_NAMES = ("sigmoid", "tanh", "hardsigmoid(0.2,0.5)", "exp", 'any "name" at all')
+tables = st.lists(st.sampled_from(TABLE_NAMES), unique=True, max_size=4).flatmap(
+    lambda names: st.fixed_dictionaries({name: st.lists(st.integers(ACT_MIN, ACT_MAX), min_size=TABLE_SEGMENTS + 1,
+                                                        max_size=TABLE_SEGMENTS + 1)
+                                         .map(lambda v: np.array(v, dtype=np.int64)) for name in names}))
 
 
 @st.composite
@@ -68,12 +70,12 @@ def sample_program() -> Program:
     code = (Instruction.make("LOAD", dst=0, src=0, n=490),
             Instruction.make("MVB", acc=0, w=0, x=0, rows=12, cols=490, bias=0x1800),
             Instruction.make("VRQ", dst=490, src=0, n=12, q=0x1830),
-            Instruction.make("VACT", dst=502, src=490, n=12, func="tanh"),
+            Instruction.make("VACT", dst=502, src=490, n=12, table=1),
             Instruction.make("STORE", dst=490, src=502, n=12))
     return Program(
         target=Target(), model="kws", inputs=(TensorDesc("x", (1, 49, 10), 0.0123, 0),),
         outputs=(TensorDesc("y", (1, 12), 3.0517578125e-05, 490),), memory=MemoryMap(502, 514, 12, 0x1860),
         code=code, regions=(Region("weights", 0, bytes(range(256)) * 24), Region("biases", 0x1800, bytes(96))),
-        tables={f: activation_table(f) for f in TABLE_FUNCS},
+        tables={f: activation_table(f) for f in ("sigmoid", "tanh")},
         locs=(Loc(0, "input", 0, -1, 0, "load x"), Loc(1, "fc", 1, -1, 0, "matvec"),
               Loc(4, "output", 2, -1, 0, "store y")))

@@ -57,11 +57,11 @@ def test_unsupported_operator_names_node_and_operator(tmp_path, capsys):
     assert "'squash'" in err and "Softsign" in err and "not supported" in err
 
 
-def test_unsupported_lstm_attribute_is_named(tmp_path, capsys):
+def test_unsupported_lstm_activation_is_named(tmp_path, capsys):
     model = lstm_model(3, 1, 4, 8)
-    model.graph.node[0].attribute.append(helper.make_attribute("clip", 3.0))
+    model.graph.node[0].attribute.append(helper.make_attribute("activations", ["Softsign", "Tanh", "Tanh"]))
     err = compile_fails(tmp_path, capsys, save(tmp_path, model))
-    assert "lstm" in err and "clip" in err
+    assert "'lstm' (LSTM)" in err and "activation Softsign" in err
 
 
 def test_computed_weights_are_refused(tmp_path, capsys):

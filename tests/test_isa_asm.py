@@ -27,7 +27,7 @@ def test_sample_round_trip_and_listing_shape() -> None:
     text = disassemble(prog)
     assert to_bytes(assemble(text)) == to_bytes(prog)
     assert '.input name="x" shape=[1,49,10] scale=0.0123 host=0x0' in text
-    assert re.search(r"^0003: 22[0-9a-f]{30}  VACT   dst=0x001f6 src=0x001ea n=12 func=tanh +; fc L1 tile 0 matvec$",
+    assert re.search(r"^0003: 22[0-9a-f]{30}  VACT   dst=0x001f6 src=0x001ea n=12 table=1 +; fc L1 tile 0 matvec$",
                      text, re.MULTILINE)
     assert "\n.loc node=\"output\" layer=2 what=\"store y\"\n0004: " in text  # only what changed
     assert ".region biases base=0x001800 size=96\n001800: 00000000 " in text
@@ -38,9 +38,9 @@ def test_prefix_columns_are_ignored() -> None:
     assert to_bytes(assemble(text)) == to_bytes(sample_program())
 
 
-def test_tables_default_when_left_out() -> None:
+def test_a_listing_without_tables_has_none() -> None:
     text = disassemble(sample_program()).split(".table")[0]
-    assert to_bytes(assemble(text)) == to_bytes(sample_program())
+    assert assemble(text).tables == {}
 
 
 def _error(text: str) -> str:
@@ -65,9 +65,9 @@ def _line_of(text: str, needle: str) -> int:
     ("LOAD   dst", "LOAD   dst==", 52, "syntax error: unexpected '='"),
     ("LOAD ", "LAOD ", 41, "unknown mnemonic 'LAOD'"),
     ("n=490", "n=70000", 73, "LOAD: n=70000 does not fit its 16-bit field"),
-    ("func=tanh", "func=gelu", 77, "func must be one of sigmoid|tanh|relu"),
+    ("table=1", "table=16", 77, "VACT: table=16 does not fit its 4-bit field"),
     ("n=490", 'n="490"', 73, "LOAD: n must be an integer"),
-    ("func=tanh", "func=1.5", 77, "VACT: func must be one of sigmoid|tanh|relu"),
+    ("table=1", "table=1.5", 77, "VACT: table must be an integer"),
     ("n=490", "count=490", 73, "'count' is not an operand"),
     (" n=490", "", 41, "missing operand(s) n"),
     ("scale=0.0123", "scale=-1.0", 1, "dimensions and scale must be positive"),
@@ -77,7 +77,7 @@ def _line_of(text: str, needle: str) -> int:
     ("001800: 00000000 ", "001810: 00000000 ", 1, "row at 0x1810, expected 0x1800"),
     ("size=96", "size=97", 1, "region biases: 96 bytes given, size=97"),
     ("base=0x001800", "base=0x07ffff", 1, "lies outside the 524288-byte weight memory"),
-    (".table tanh", ".table gelu", 1, "table 'gelu' is unknown or repeated"),
+    ('.table "tanh"', '.table  "sigmoid"', 1, "table 'sigmoid' given twice"),
 ])
 def test_errors_name_line_and_column(old: str, new: str, column: int, message: str) -> None:
     text = _edit(old, new)
@@ -88,7 +88,7 @@ def test_errors_name_line_and_column(old: str, new: str, column: int, message: s
 
 
 def test_table_length_is_checked() -> None:
-    got = _error(_edit(" 32757\n.table tanh", " 32757 1\n.table tanh"))
+    got = _error(_edit(' 32757\n.table "tanh"', ' 32757 1\n.table "tanh"'))
     assert re.match(r"k\.s:\d+:1: table sigmoid: 258 values given, expected 257", got), got
 
 

@@ -41,10 +41,9 @@ def test_validate_rejects_unknown_memory() -> None:
         _validate((*OPS, bad))
 
 
-def test_validate_rejects_too_many_choices() -> None:
-    bad = _row("BAD", 0x7F, "VEC", "f:1=a|b|c", "", "", "1", "0", "three choices in one bit")
-    with pytest.raises(AssertionError, match="too many choices"):
-        _validate((*OPS, bad))
+def test_signed_fields_are_declared_with_s() -> None:
+    row = _row("NEW", 0x7F, "VEC", "a:4 b:s8", "", "", "1", "0", "a test row")
+    assert [(f.name, f.lo, f.width, f.signed) for f in row.fields] == [("a", 8, 4, False), ("b", 12, 8, True)]
 
 
 def test_evaluate_rounds_division_up() -> None:

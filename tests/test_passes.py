@@ -10,8 +10,9 @@ from compiler.ir import Graph, Node, verify
 from compiler.kernel import Buffer, Kernel, MOp, Ref, Where
 from compiler.passes.allocate import allocate
 from compiler.passes.calibrate import calibrate, default_calibration
-from compiler.passes.quantize import GATE_SCALE, UNIT_SCALE, quantize_graph, quantize_matrix
+from compiler.passes.quantize import quantize_graph
 from compiler.passes.tile import row_tiles, tile_graph
+from compiler.passes.weights import GATE_SCALE, UNIT_SCALE, quantize_matrix
 from isa.errors import RnnaccelError
 from isa.numerics import quantize_multiplier
 from isa.target import Target
@@ -31,7 +32,7 @@ def test_row_tiles_cover_the_rows_evenly(rows, macs):
 def test_tile_graph_adds_tiles_to_every_matrix():
     graph = quantized(lstm_model(3, 1, 5, 40))
     node = tile_graph(graph, Target(macs=16)).nodes[0]
-    assert node.attrs["tiles"]["qx"] == node.attrs["tiles"]["qh"] == row_tiles(160, 16)
+    assert node.attrs["tiles"]["qx0"] == node.attrs["tiles"]["qh0"] == row_tiles(160, 16)
 
 
 def quantized(model) -> Graph:
@@ -48,15 +49,15 @@ def test_quantize_fixes_the_lstm_formats():
 def test_quantize_gives_a_sigmoid_input_its_format_directly():
     graph = quantized(fc_model(2, 6, 4, activation="Sigmoid"))
     assert graph.scales["y0"] == GATE_SCALE and graph.scales["y"] == UNIT_SCALE
-    assert [n.op for n in graph.nodes] == ["fc", "sigmoid", "gather"]
+    assert [n.op for n in graph.nodes] == ["fc", "table", "gather"]
 
 
 def test_quantize_inserts_a_rescale_where_a_format_is_needed():
     graph = quantized(fc_model(2, 6, 4, activation="Relu"))
-    relu = Node("tanh", "extra", ("y",), ("z",))
-    graph = graph.replace(nodes=(*graph.nodes, relu), outputs=("z",), shapes={**graph.shapes, "z": (2, 4)})
+    tanh = Node("table", "extra", ("y",), ("z",), {"table": "tanh"})
+    graph = graph.replace(nodes=(*graph.nodes, tanh), outputs=("z",), shapes={**graph.shapes, "z": (2, 4)})
     requantized = quantize_graph(graph, calibrate(graph, default_calibration(graph)), Target())
-    assert [n.op for n in requantized.nodes][-2:] == ["rescale", "tanh"]
+    assert [n.op for n in requantized.nodes][-2:] == ["rescale", "table"]
 
 
 def test_weights_use_the_full_range_per_row():

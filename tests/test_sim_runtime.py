@@ -23,7 +23,7 @@ def tiny_rnn() -> container.Program:
             I("MV", acc=0, w=0, x=0, rows=HIDDEN, cols=FEATURES)]
     code += [I("MVA", acc=0, w=t * FEATURES * HIDDEN, x=t * FEATURES, rows=HIDDEN, cols=FEATURES)
              for t in range(1, STEPS)]
-    code += [I("VRQ", dst=100, src=0, n=HIDDEN, q=1024), I("VACT", dst=100, src=100, n=HIDDEN, func="tanh"),
+    code += [I("VRQ", dst=100, src=0, n=HIDDEN, q=1024), I("VACT", dst=100, src=100, n=HIDDEN, table=1),
              I("STORE", dst=STEPS * FEATURES, src=100, n=HIDDEN)]
     weights = weights_bytes(w.reshape(-1, HIDDEN))
     q = requant_bytes(np.full(HIDDEN, mult), np.full(HIDDEN, shift))

@@ -103,25 +103,42 @@ def _lerp_table(func: str, x: np.ndarray) -> np.ndarray:
     return t[i] + (((t[i + 1] - t[i]) * frac + 128) >> 8)
 
 
-@pytest.mark.parametrize("func", ["sigmoid", "tanh", "relu"])
-def test_vact_applies_the_activation(func):
-    n = 64
+def _edges(n: int) -> np.ndarray:
     host = host_images(n)
     host[0, :4] = [-32768, 32767, 0, -1]
-    m = run_state(make_program([I("LOAD", dst=0, src=0, n=n), I("VACT", dst=0, src=0, n=n, func=func)]), host)
+    return host
+
+
+@pytest.mark.parametrize("index,func", [(0, "sigmoid"), (1, "tanh")])
+def test_vact_applies_the_numbered_table(index, func):
+    n, host = 64, _edges(64)
+    m = run_state(make_program([I("LOAD", dst=0, src=0, n=n), I("VACT", dst=0, src=0, n=n, table=index)]), host)
     got = m.amem[:, :n].astype(np.int64)
-    if func == "relu":
-        np.testing.assert_array_equal(got, np.maximum(host, 0))
-        return
     np.testing.assert_array_equal(got, _lerp_table(func, host))
     ref = {"sigmoid": lambda v: 1 / (1 + np.exp(-v)), "tanh": np.tanh}[func](host / 4096.0)
     assert np.abs(got / 32768.0 - ref).max() < 2e-3
 
 
+def test_vrelu_is_exact():
+    n, host = 64, _edges(64)
+    m = run_state(make_program([I("LOAD", dst=0, src=0, n=n), I("VRELU", dst=0, src=0, n=n)]), host)
+    np.testing.assert_array_equal(m.amem[:, :n], np.maximum(host, 0))
+
+
+def test_vsub_and_vclamp_saturate_and_clamp():
+    n, host = 8, host_images(16)
+    host[0, :2], host[0, 8:10] = [-32768, 32767], [32767, -32768]
+    code = [I("LOAD", dst=0, src=0, n=16), I("VSUB", dst=100, a=0, b=8, n=n),
+            I("VCLAMP", dst=200, src=0, n=n, lo=-1000, hi=2000)]
+    m = run_state(make_program(code), host)
+    wide = host.astype(np.int64)
+    np.testing.assert_array_equal(m.amem[:, 100:108], np.clip(wide[:, :8] - wide[:, 8:16], -32768, 32767))
+    np.testing.assert_array_equal(m.amem[:, 200:208], np.clip(host[:, :8], -1000, 2000))
+
+
 def test_vact_without_its_table_is_an_error():
-    prog = make_program([I("VACT", dst=0, src=0, n=4, func="tanh")])
-    prog.tables.clear()
-    with pytest.raises(RnnaccelError, match=r"pc 0 \(VACT\): the program has no tanh table"):
+    prog = make_program([I("VACT", dst=0, src=0, n=4, table=2)])
+    with pytest.raises(RnnaccelError, match=r"pc 0 \(VACT\): table 2 does not exist \(the program has 2\)"):
         Simulator(prog).execute(Simulator(prog).machine(1))
 
 

@@ -105,7 +105,8 @@ def test_trace_records_footprints_from_the_table():
 
 
 ADDRESS_SPAN = {"host": 256, "amem": 256, "acc": 64, "wmem": 2048}
-SIZES = {"rows": (1, 32), "cols": (1, 40), "n": (1, 40), "shift": (0, 20), "mult": (0, 1 << 16)}
+SIZES = {"rows": (1, 32), "cols": (1, 40), "n": (1, 40), "shift": (0, 20), "mult": (0, 1 << 16), "table": (0, 2),
+         "lo": (-100, 0), "hi": (0, 100)}
 
 
 def random_instruction(rng: np.random.Generator) -> Instruction:
@@ -114,9 +115,7 @@ def random_instruction(rng: np.random.Generator) -> Instruction:
     memory_of = {a.operand: a.memory for a in op.reads + op.writes}
     args = {}
     for f in op.fields:
-        if f.choices:
-            args[f.name] = f.choices[rng.integers(len(f.choices))]
-        elif f.name in memory_of:
+        if f.name in memory_of:
             args[f.name] = int(rng.integers(ADDRESS_SPAN[memory_of[f.name]]))
         else:
             args[f.name] = int(rng.integers(*SIZES[f.name]))

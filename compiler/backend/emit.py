@@ -6,7 +6,7 @@ from compiler.kernel import Kernel, MOp, Ref
 from compiler.passes.allocate import REGIONS, memory_used
 from isa.container import Loc, MemoryMap, Program, Region, TensorDesc
 from isa.encoding import Instruction
-from isa.numerics import TABLE_FUNCS, activation_table
+from isa.numerics import activation_table
 from isa.target import Target
 
 
@@ -21,7 +21,7 @@ def emit(kernel: Kernel, target: Target, model: str) -> Program:
         memory=MemoryMap(**{m: memory_used(kernel, addr, m) for m in ("host", "amem", "acc", "wmem")}),
         code=code,
         regions=tuple(r for r in (_region(kernel, name) for name in REGIONS) if r.data),
-        tables={f: activation_table(f) for f in TABLE_FUNCS},
+        tables={name: activation_table(name) for name in kernel.tables},
         locs=_locs(kernel.ops),
     )
 

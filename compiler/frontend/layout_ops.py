@@ -8,6 +8,7 @@ path need no code of their own, and the backend turns each gather into an alias 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -38,6 +39,8 @@ def layout(fn: Callable, data_args: int = 1) -> Callable:
         b.emit(Node("gather", name, tuple(inputs), (node.output[0],), {"index": index.ravel()}),
                {node.output[0]: tuple(index.shape)})
 
+    handler = functools.wraps(fn)(handler)  # so its signature, which lists the attributes, is fn's
+    handler.kind = "layout"  # what --supported-ops and docs/operators.md say about it
     OPERATORS[fn.__name__] = handler
     return fn
 
@@ -143,6 +146,10 @@ def Shape(b, node, name: str, *, start=0, end=None):
     b.consts[node.output[0]] = np.array(b.shape(node.input[0])[start:end], dtype=np.int64)
 
 
+Cast.kind = "layout"  # on data it is an alias (float32 only): see opdoc.KINDS
+Shape.kind = "fold"  # shapes are static, so its result always is a constant
+
+
 def ConstantOfShape(shape, *, value=None):
     fill = np.zeros(1, np.float32) if value is None else np.asarray(value).ravel()
     return np.full([int(d) for d in shape], fill[0], dtype=fill.dtype)
@@ -159,8 +166,8 @@ def _divide(a, b):
 
 
 FOLD_ONLY = {
-    "ConstantOfShape": ConstantOfShape, "Constant": Constant, "Sub": np.subtract, "Mul": np.multiply,
-    "Div": _divide, "Neg": np.negative, "Equal": np.equal, "Less": np.less, "Greater": np.greater,
+    "ConstantOfShape": ConstantOfShape, "Constant": Constant, "Div": _divide, "Neg": np.negative,
+    "Equal": np.equal, "Less": np.less, "Greater": np.greater,
     "Where": np.where, "Range": lambda s, e, d: np.arange(s, e, d, dtype=np.asarray(s).dtype),
 }
 OPERATORS.update({name: fold_handler(fn) for name, fn in FOLD_ONLY.items()})

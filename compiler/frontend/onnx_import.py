@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from compiler.frontend import compute_ops, layout_ops  # noqa: F401  (they fill OPERATORS)
+from compiler.frontend import activation_ops, compute_ops, elementwise_ops, layout_ops, recurrent_ops  # noqa: F401
 from compiler.frontend.registry import OPERATORS
 from compiler.ir import Graph, Node, verify
 from isa.errors import RnnaccelError
@@ -71,24 +71,40 @@ def check_model(model: onnx.ModelProto, label: str = "model") -> onnx.ModelProto
 
 
 def import_model(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] | None = None) -> Graph:
-    """Convert a checked ONNX model to the IR, with `shapes` fixing symbolic input dims."""
-    graph = model.graph
+    """Convert a checked ONNX model to the IR, with `shapes` fixing symbolic input dims.
+
+    It stops at the first node that cannot be compiled; compiler.frontend.support lists them all.
+    """
+    builder = start_import(model, shapes)
+    for index, node in enumerate(model.graph.node):
+        try:
+            convert_node(builder, node, node_name(node, index))
+        except RnnaccelError as exc:
+            raise RnnaccelError(f"node '{node_name(node, index)}' ({node.op_type}): {exc}") from None
+    return finish_import(builder, model)
+
+
+def start_import(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] | None) -> Builder:
+    """A builder that knows the initialisers and the (fixed) shapes of the graph inputs."""
     builder = Builder()
-    for init in graph.initializer:
+    for init in model.graph.initializer:
         builder.consts[init.name] = _tensor_value(init)
-    inputs = [i for i in graph.input if i.name not in builder.consts]
+    inputs = [i for i in model.graph.input if i.name not in builder.consts]
     _check_shape_names(shapes or {}, [i.name for i in inputs])
     for value in inputs:
         builder.shapes[value.name] = _input_shape(value, (shapes or {}).get(value.name))
-    for index, node in enumerate(graph.node):
-        _import_node(builder, node, index)
+    return builder
+
+
+def finish_import(builder: Builder, model: onnx.ModelProto) -> Graph:
+    graph = model.graph
     outputs = tuple(o.name for o in graph.output)
     for name in outputs:
         if name in builder.consts:
             raise RnnaccelError(f"graph output '{name}' is a constant; there is nothing to compute")
     ir = Graph(
         name=graph.name or "model",
-        inputs=tuple(v.name for v in inputs),
+        inputs=tuple(v.name for v in graph.input if v.name not in builder.consts),
         outputs=outputs,
         nodes=tuple(builder.nodes),
         shapes=dict(builder.shapes),
@@ -106,25 +122,26 @@ def eliminate_dead_nodes(graph: Graph) -> Graph:
     return graph.replace(nodes=tuple(reversed(kept)))
 
 
-def _import_node(builder: Builder, node: onnx.NodeProto, index: int) -> None:
-    label = f"node '{node.name or f'{node.op_type}_{index}'}' ({node.op_type})"
+def node_name(node: onnx.NodeProto, index: int) -> str:
+    return node.name or f"{node.op_type}_{index}"
+
+
+def convert_node(builder: Builder, node: onnx.NodeProto, name: str) -> None:
+    """Add one ONNX node to the builder through the operator table; a RnnaccelError says why it cannot."""
     handler = OPERATORS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
     if handler is None:
-        raise RnnaccelError(f"{label}: operator {node.domain + '.' if node.domain else ''}{node.op_type} "
-                            "is not supported")
-    for name in node.input:
-        if name and name not in builder.consts and name not in builder.shapes:
-            raise RnnaccelError(f"{label}: input '{name}' is not defined by any earlier node or initialiser")
+        raise RnnaccelError(f"operator {node.domain + '.' if node.domain else ''}{node.op_type} is not supported")
+    for tensor in node.input:
+        if tensor and tensor not in builder.consts and tensor not in builder.shapes:
+            raise RnnaccelError(f"input '{tensor}' is not defined by any earlier node or initialiser")
     attrs = {a.name: _attribute(a) for a in node.attribute}
     try:
-        handler(builder, node, node.name or f"{node.op_type}_{index}", **attrs)
+        handler(builder, node, name, **attrs)
     except TypeError as exc:
         if "unexpected keyword" not in str(exc):
             raise
         bad = str(exc).rsplit("'", 2)[-2]
-        raise RnnaccelError(f"{label}: attribute '{bad}' is not supported") from None
-    except RnnaccelError as exc:
-        raise RnnaccelError(f"{label}: {exc}") from None
+        raise RnnaccelError(f"attribute '{bad}' is not supported") from None
 
 
 def _attribute(attr: onnx.AttributeProto) -> object:

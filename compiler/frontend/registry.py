@@ -7,6 +7,7 @@ dispatches on this table and `--supported-ops` prints it, so the two cannot disa
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -51,4 +52,6 @@ def fold_handler(fn: Callable) -> Callable:
             raise unsupported(f"{node.op_type} on computed data")
         fold(b, node, fn, **attrs)
 
+    handler = functools.wraps(fn)(handler)  # so its signature, which lists the attributes, is fn's
+    handler.kind = "fold"  # what --supported-ops and docs/operators.md say about it
     return handler

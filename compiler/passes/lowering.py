@@ -32,6 +32,7 @@ class Lowering:
     buffers: dict[str, Buffer] = field(default_factory=dict)
     ops: list[MOp] = field(default_factory=list)
     places: dict[str, Ref] = field(default_factory=dict)
+    tables: list[str] = field(default_factory=list)
 
     def buffer(self, name: str, memory: str, size: int, data: bytes | None = None,
                region: str | None = None) -> Ref:
@@ -55,6 +56,23 @@ class Lowering:
         for start in range(0, n, limit):
             moved = {k: v + start * strides[k] if isinstance(v, Ref) else v for k, v in operands.items()}
             self.emit(mnemonic, where, n=min(limit, n - start), **moved)
+
+    def activation(self, spec: str, where: Where, n: int, dst: Ref, src: Ref) -> None:
+        """dst = f(src): Relu exactly, anything else through the vector unit's table for `spec`."""
+        if spec == "relu":
+            self.emit_elementwise("VRELU", where, n, dst=dst, src=src)
+            return
+        if spec not in self.tables:
+            self.tables.append(spec)
+        self.emit_elementwise("VACT", where, n, dst=dst, src=src, table=self.tables.index(spec))
+
+    def constant(self, name: str, values: np.ndarray, where: Where) -> Ref:
+        """An activation-memory copy of int16 constants kept in weight memory (one LDC)."""
+        data = pack_ints(np.asarray(values).ravel(), "<i2")
+        src = self.buffer(f"{name}/value", "wmem", len(data), data, "biases")
+        dst = self.buffer(name, "amem", len(data) // 2)
+        self.emit_elementwise("LDC", where, len(data) // 2, dst=dst, src=src)
+        return dst
 
     def matrix(self, node: Node, key: str) -> MatrixRefs:
         """Put a quantised matrix into weight memory: tiles, biases, requantisation params."""

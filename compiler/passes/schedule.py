@@ -16,15 +16,18 @@ docs/architecture.md shows a timeline; overlapping the steps is a later schedule
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Callable
 
 import numpy as np
 
-from compiler.ir import Graph, Node
-from compiler.kernel import IOTensor, Kernel, Ref, Where, pack_ints
-from compiler.passes.lower_lstm import lower_lstm
-from compiler.passes.lowering import Lowering
+from compiler.ir import MATRIX_OPS, RECURRENT_OPS, Graph, Node
+from compiler.kernel import IOTensor, Kernel, Ref, Where
+from compiler.passes.lower_elementwise import lower_add_const, lower_mul_const
+from compiler.passes.lower_recurrent import lower_recurrent
+from compiler.passes.lowering import Lowering, MatrixRefs
+from isa.table import CONSTANTS
 from isa.target import Target
 
 
@@ -34,7 +37,7 @@ def schedule(graph: Graph, target: Target) -> Kernel:
     for tensor in inputs:
         ctx.emit_elementwise("LOAD", Where("input", -1, what=tensor.name), _size(tensor), dst=tensor.place,
                              src=tensor.host)
-    matrices = [n for n in graph.nodes if n.op in ("fc", "lstm")]
+    matrices = [n for n in graph.nodes if n.op in MATRIX_OPS]
     for node in graph.nodes:
         layer = matrices.index(node) if node in matrices else -1
         LOWER[node.op](ctx, node, Where(node.source, layer))
@@ -42,7 +45,7 @@ def schedule(graph: Graph, target: Target) -> Kernel:
     for tensor in outputs:
         ctx.emit_elementwise("STORE", Where("output", -1, what=tensor.name), _size(tensor), dst=tensor.host,
                              src=tensor.place)
-    return Kernel(ctx.buffers, tuple(ctx.ops), inputs, outputs)
+    return Kernel(ctx.buffers, tuple(ctx.ops), inputs, outputs, tuple(ctx.tables))
 
 
 def _io(ctx: Lowering, name: str, place: Ref) -> IOTensor:
@@ -59,14 +62,21 @@ def lower_fc(ctx: Lowering, node: Node, where: Where) -> None:
     x, y = ctx.places[node.inputs[0]], ctx.place(node.outputs[0])
     acc = ctx.buffer(f"{node.source}/acc", "acc", m.q.rows)
     for row in range(ctx.graph.size(node.inputs[0]) // m.q.cols):
-        ctx.matvec(m, x + row * m.q.cols, acc, Where(where.node, where.layer, what="Wx"))
+        ctx.matvec(_row_bias(m, row), x + row * m.q.cols, acc, Where(where.node, where.layer, what="Wx"))
         ctx.emit("VRQ", Where(where.node, where.layer, what="requantise"), dst=y + row * m.q.rows, src=acc,
                  n=m.q.rows, q=m.params)
 
 
+def _row_bias(m: MatrixRefs, row: int) -> MatrixRefs:
+    """A bias that differs per input row holds one vector per row: point this row's MVB at its own."""
+    if m.bias is None or m.q.bias.ndim == 1:
+        return m
+    return dataclasses.replace(m, bias=m.bias + row * m.q.rows * CONSTANTS["acc_bytes"])
+
+
 def lower_activation(ctx: Lowering, node: Node, where: Where) -> None:
-    ctx.emit_elementwise("VACT", where, ctx.graph.size(node.outputs[0]), dst=ctx.place(node.outputs[0]),
-                         src=ctx.places[node.inputs[0]], func=node.op)
+    spec = node.attrs.get("table", node.op)
+    ctx.activation(spec, where, ctx.graph.size(node.outputs[0]), ctx.place(node.outputs[0]), ctx.places[node.inputs[0]])
 
 
 def lower_rescale(ctx: Lowering, node: Node, where: Where) -> None:
@@ -76,9 +86,7 @@ def lower_rescale(ctx: Lowering, node: Node, where: Where) -> None:
 
 
 def lower_constant(ctx: Lowering, node: Node, where: Where) -> None:
-    data = pack_ints(node.attrs["q"].ravel(), "<i2")
-    src = ctx.buffer(f"{node.source}/value", "wmem", len(data), data, "biases")
-    ctx.emit_elementwise("LDC", where, ctx.graph.size(node.outputs[0]), dst=ctx.place(node.outputs[0]), src=src)
+    ctx.places[node.outputs[0]] = ctx.constant(f"t:{node.outputs[0]}", node.attrs["q"], where)
 
 
 def lower_gather(ctx: Lowering, node: Node, where: Where) -> None:
@@ -107,11 +115,12 @@ def _runs(index: np.ndarray, bases: np.ndarray) -> list[tuple[int, int]]:
 
 LOWER: dict[str, Callable[[Lowering, Node, Where], None]] = {
     "fc": lower_fc,
-    "lstm": lower_lstm,
+    **dict.fromkeys(RECURRENT_OPS, lower_recurrent),
     "relu": lower_activation,
-    "sigmoid": lower_activation,
-    "tanh": lower_activation,
+    "table": lower_activation,
     "rescale": lower_rescale,
     "constant": lower_constant,
     "gather": lower_gather,
+    "add_const": lower_add_const,
+    "mul_const": lower_mul_const,
 }

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import itertools
 
-from compiler.ir import Graph
+from compiler.ir import Graph, QMatrix
 from isa.target import Target
-
-MATRICES = {"fc": ("q",), "lstm": ("qx", "qh")}
 
 
 def row_tiles(rows: int, macs: int) -> tuple[tuple[int, int], ...]:
@@ -25,8 +23,7 @@ def row_tiles(rows: int, macs: int) -> tuple[tuple[int, int], ...]:
 def tile_graph(graph: Graph, target: Target) -> Graph:
     nodes = []
     for node in graph.nodes:
-        keys = MATRICES.get(node.op, ())
-        tiles = {k: row_tiles(node.attrs[k].rows, target.macs) for k in keys}
-        nodes.append(node.with_attrs(tiles=tiles) if keys else node)
+        tiles = {k: row_tiles(v.rows, target.macs) for k, v in node.attrs.items() if isinstance(v, QMatrix)}
+        nodes.append(node.with_attrs(tiles=tiles) if tiles else node)
     return graph.replace(nodes=tuple(nodes))
 

@@ -1,58 +1,60 @@
 ; rnnaccel program "test": listing by rnnaccel-objdump, input to rnnaccel-as
-; 26 instructions (416 bytes of code)
-; memory: host 8 elements, amem 66/32768 elements, acc 16/4096 entries, wmem 320/524288 bytes
+; 27 instructions (432 bytes of code)
+; memory: host 8 elements, amem 66/32768 elements, acc 16/4096 entries, wmem 328/524288 bytes
 
 .program model="test"
 .target macs=8 weight_bits=8 act_bits=16 acc_bits=32 vec_lanes=8 mac_latency=4 vec_latency=4 dma_bytes_per_cycle=8 dma_latency=20 weight_mem_bytes=524288 act_mem_bytes=65536 acc_entries=4096 clock_mhz=200
-.memory host=8 amem=66 acc=16 wmem=320
+.memory host=8 amem=66 acc=16 wmem=328
 .input name="X" shape=[2,1,3] scale=0.00014191294922821253 host=0x0
-.output name="y" shape=[1,2] scale=2.0226637319037082e-05 host=0x6
+.output name="y" shape=[1,2] scale=2.0226637363486546e-05 host=0x6
 
 .code
 .loc node="input" what="X"
 0000: 01000000000060000000000000000000  LOAD   dst=0x00000 src=0x000000 n=6                              ; input X
-.loc node="lstm" layer=0 step=0 tile=0 what="Wx"
-0001: 11000000000000008060000017000000  MVB    acc=0x0000 w=0x000000 x=0x00000 rows=8 cols=3 bias=0x0000b8 ; lstm L0 t=0 tile 0 Wx
+.loc node="lstm" layer=0 what=""
+0001: 03060080070040000000000000000000  LDC    dst=0x00006 src=0x000078 n=4                              ; lstm L0
+.loc step=0 tile=0 what="Wx"
+0002: 11000000000000008060000018000000  MVB    acc=0x0000 w=0x000000 x=0x00000 rows=8 cols=3 bias=0x0000c0 ; lstm L0 t=0 tile 0 Wx
 .loc tile=1
-0002: 1108001800000000806000001b000000  MVB    acc=0x0008 w=0x000018 x=0x00000 rows=8 cols=3 bias=0x0000d8 ; lstm L0 t=0 tile 1 Wx
+0003: 1108001800000000806000001c000000  MVB    acc=0x0008 w=0x000018 x=0x00000 rows=8 cols=3 bias=0x0000e0 ; lstm L0 t=0 tile 1 Wx
 .loc tile=-1 what="gates"
-0003: 20060000000001800700000000000000  VRQ    dst=0x00006 src=0x0000 n=16 q=0x000078                    ; lstm L0 t=0 gates
+0004: 20060000000001000800000000000000  VRQ    dst=0x00006 src=0x0000 n=16 q=0x000080                    ; lstm L0 t=0 gates
 .loc what="cell"
-0004: 2216006000000c000000000000000000  VACT   dst=0x00016 src=0x00006 n=12 func=sigmoid                 ; lstm L0 t=0 cell
-0005: 22220020010004000100000000000000  VACT   dst=0x00022 src=0x00012 n=4 func=tanh                     ; lstm L0 t=0 cell
-0006: 23260060010022004000200100000000  VMUL   dst=0x00026 a=0x00016 b=0x00022 n=4 shift=18              ; lstm L0 t=0 cell
-0007: 222a0060020004000100000000000000  VACT   dst=0x0002a src=0x00026 n=4 func=tanh                     ; lstm L0 t=0 cell
+0005: 2216006000000c000000000000000000  VACT   dst=0x00016 src=0x00006 n=12 table=0                      ; lstm L0 t=0 cell
+0006: 22220020010004000100000000000000  VACT   dst=0x00022 src=0x00012 n=4 table=1                       ; lstm L0 t=0 cell
+0007: 23260060010022004000200100000000  VMUL   dst=0x00026 a=0x00016 b=0x00022 n=4 shift=18              ; lstm L0 t=0 cell
+0008: 222a0060020004000100000000000000  VACT   dst=0x0002a src=0x00026 n=4 table=1                       ; lstm L0 t=0 cell
 .loc what="hidden"
-0008: 232e00a001002a004000f00000000000  VMUL   dst=0x0002e a=0x0001a b=0x0002a n=4 shift=15              ; lstm L0 t=0 hidden
+0009: 232e00a001002a004000f00000000000  VMUL   dst=0x0002e a=0x0001a b=0x0002a n=4 shift=15              ; lstm L0 t=0 hidden
 .loc step=1 tile=0 what="Wx"
-0009: 11000000000003008060000017000000  MVB    acc=0x0000 w=0x000000 x=0x00003 rows=8 cols=3 bias=0x0000b8 ; lstm L0 t=1 tile 0 Wx
+000a: 11000000000003008060000018000000  MVB    acc=0x0000 w=0x000000 x=0x00003 rows=8 cols=3 bias=0x0000c0 ; lstm L0 t=1 tile 0 Wx
 .loc tile=1
-000a: 1108001800000300806000001b000000  MVB    acc=0x0008 w=0x000018 x=0x00003 rows=8 cols=3 bias=0x0000d8 ; lstm L0 t=1 tile 1 Wx
+000b: 1108001800000300806000001c000000  MVB    acc=0x0008 w=0x000018 x=0x00003 rows=8 cols=3 bias=0x0000e0 ; lstm L0 t=1 tile 1 Wx
 .loc tile=-1
-000b: 20320000000001800700000000000000  VRQ    dst=0x00032 src=0x0000 n=16 q=0x000078                    ; lstm L0 t=1 Wx
+000c: 20320000000001000800000000000000  VRQ    dst=0x00032 src=0x0000 n=16 q=0x000080                    ; lstm L0 t=1 Wx
 .loc tile=0 what="Rh"
-000c: 1000003000002e008080000000000000  MV     acc=0x0000 w=0x000030 x=0x0002e rows=8 cols=4             ; lstm L0 t=1 tile 0 Rh
+000d: 1000003000002e008080000000000000  MV     acc=0x0000 w=0x000030 x=0x0002e rows=8 cols=4             ; lstm L0 t=1 tile 0 Rh
 .loc tile=1
-000d: 1008005000002e008080000000000000  MV     acc=0x0008 w=0x000050 x=0x0002e rows=8 cols=4             ; lstm L0 t=1 tile 1 Rh
+000e: 1008005000002e008080000000000000  MV     acc=0x0008 w=0x000050 x=0x0002e rows=8 cols=4             ; lstm L0 t=1 tile 1 Rh
 .loc tile=-1 what="gates"
-000e: 21060000000001800f00200300000000  VRQA   dst=0x00006 src=0x0000 n=16 q=0x0000f8 add=0x00032        ; lstm L0 t=1 gates
+000f: 21060000000001001000200300000000  VRQA   dst=0x00006 src=0x0000 n=16 q=0x000100 add=0x00032        ; lstm L0 t=1 gates
 .loc what="cell"
-000f: 2216006000000c000000000000000000  VACT   dst=0x00016 src=0x00006 n=12 func=sigmoid                 ; lstm L0 t=1 cell
-0010: 22220020010004000100000000000000  VACT   dst=0x00022 src=0x00012 n=4 func=tanh                     ; lstm L0 t=1 cell
-0011: 230000e0010026004000f00000000000  VMUL   dst=0x00000 a=0x0001e b=0x00026 n=4 shift=15              ; lstm L0 t=1 cell
-0012: 23040060010022004000200100000000  VMUL   dst=0x00004 a=0x00016 b=0x00022 n=4 shift=18              ; lstm L0 t=1 cell
-0013: 24260000000004004000000000000000  VADD   dst=0x00026 a=0x00000 b=0x00004 n=4                       ; lstm L0 t=1 cell
-0014: 222a0060020004000100000000000000  VACT   dst=0x0002a src=0x00026 n=4 func=tanh                     ; lstm L0 t=1 cell
+0010: 2216006000000c000000000000000000  VACT   dst=0x00016 src=0x00006 n=12 table=0                      ; lstm L0 t=1 cell
+0011: 22220020010004000100000000000000  VACT   dst=0x00022 src=0x00012 n=4 table=1                       ; lstm L0 t=1 cell
+0012: 230000e0010026004000f00000000000  VMUL   dst=0x00000 a=0x0001e b=0x00026 n=4 shift=15              ; lstm L0 t=1 cell
+0013: 23040060010022004000200100000000  VMUL   dst=0x00004 a=0x00016 b=0x00022 n=4 shift=18              ; lstm L0 t=1 cell
+0014: 24260000000004004000000000000000  VADD   dst=0x00026 a=0x00000 b=0x00004 n=4                       ; lstm L0 t=1 cell
+0015: 222a0060020004000100000000000000  VACT   dst=0x0002a src=0x00026 n=4 table=1                       ; lstm L0 t=1 cell
 .loc what="hidden"
-0015: 230000a001002a004000f00000000000  VMUL   dst=0x00000 a=0x0001a b=0x0002a n=4 shift=15              ; lstm L0 t=1 hidden
+0016: 230000a001002a004000f00000000000  VMUL   dst=0x00000 a=0x0001a b=0x0002a n=4 shift=15              ; lstm L0 t=1 hidden
 .loc node="head" layer=1 step=-1 tile=0 what="Wx"
-0016: 10000070000000002080000000000000  MV     acc=0x0000 w=0x000070 x=0x00000 rows=2 cols=4             ; head L1 tile 0 Wx
+0017: 10000070000000002080000000000000  MV     acc=0x0000 w=0x000070 x=0x00000 rows=2 cols=4             ; head L1 tile 0 Wx
 .loc tile=-1 what="requantise"
-0017: 20000000002000801300000000000000  VRQ    dst=0x00000 src=0x0000 n=2 q=0x000138                     ; head L1 requantise
+0018: 20000000002000001400000000000000  VRQ    dst=0x00000 src=0x0000 n=2 q=0x000140                     ; head L1 requantise
 .loc node="relu" layer=-1 what=""
-0018: 22020000000002000200000000000000  VACT   dst=0x00002 src=0x00000 n=2 func=relu                     ; relu
+0019: 27020000000002000000000000000000  VRELU  dst=0x00002 src=0x00000 n=2                               ; relu
 .loc node="output" what="y"
-0019: 02060000020020000000000000000000  STORE  dst=0x000006 src=0x00002 n=2                              ; output y
+001a: 02060000020020000000000000000000  STORE  dst=0x000006 src=0x00002 n=2                              ; output y
 
 .region weights base=0x000000 size=120
 000000: 19197f81 8181327f e6815cc1 f4a27fc2 7f56bb04 bcc9f021 7f81817f 967d7fec
@@ -60,16 +62,16 @@
 000040: 1981817f 7f037f03 ab27b9dc 6a27a47f 1683c7cb 0f3b5781 b63e7fa5 cb758116
 000060: d439ea1f 86edb9df 817f767f 81813e06 00492a5b 556d7f7f
 
-.region biases base=0x000078 size=200
-000078: e96e1900 c45c1900 ea701800 936d1800 aa641700 d07e1900 455a1800 52761800
-000098: 3b4e1800 d04f1800 6c571800 aa5d1900 e2431800 8c411700 8a741800 df541700
-0000b8: cb3dfbff e0b0f8ff 0fbcfeff 222bfeff ea9e0300 bc3b0d00 e7c30300 98a30700
-0000d8: 2c770b00 0c3c0a00 a745f5ff 7944feff ff3b0100 72ebfeff e34dfcff 1d8c0100
-0000f8: 36741a00 1b531a00 614c1a00 32701a00 24661a00 11471900 87751a00 95401900
-000118: 62461a00 81531a00 f46c1a00 88421a00 675a1a00 4d451a00 97521a00 92481900
-000138: fe481600 28551500
+.region biases base=0x000078 size=208
+000078: 00000000 00000000 e96e1900 c45c1900 ea701800 936d1800 aa641700 d07e1900
+000098: 455a1800 52761800 3b4e1800 d04f1800 6c571800 aa5d1900 e2431800 8c411700
+0000b8: 8a741800 df541700 cb3dfbff e0b0f8ff 0fbcfeff 222bfeff ea9e0300 bc3b0d00
+0000d8: e7c30300 98a30700 2c770b00 0c3c0a00 a745f5ff 7944feff ff3b0100 72ebfeff
+0000f8: e34dfcff 1d8c0100 36741a00 1b531a00 614c1a00 32701a00 24661a00 11471900
+000118: 87751a00 95401900 62461a00 81531a00 f46c1a00 88421a00 675a1a00 4d451a00
+000138: 97521a00 92481900 fe481600 28551500
 
-.table sigmoid
+.table "sigmoid"
     11     12     12     13     14     15     16     17     18     19     21     22     23     25     26     28
     30     32     34     36     38     41     43     46     49     52     56     59     63     67     72     76
     81     86     92     98    104    111    118    125    133    142    151    161    171    182    194    206
@@ -87,7 +89,7 @@
  32687  32692  32696  32701  32705  32709  32712  32716  32719  32722  32725  32727  32730  32732  32734  32736
  32738  32740  32742  32743  32745  32746  32747  32749  32750  32751  32752  32753  32754  32755  32756  32756
  32757
-.table tanh
+.table "tanh"
 -32768 -32768 -32768 -32768 -32768 -32768 -32768 -32768 -32768 -32768 -32768 -32768 -32768 -32768 -32768 -32768
 -32768 -32768 -32768 -32768 -32768 -32768 -32768 -32768 -32768 -32768 -32768 -32768 -32768 -32768 -32768 -32768
 -32768 -32768 -32767 -32767 -32767 -32767 -32767 -32767 -32767 -32767 -32767 -32766 -32766 -32766 -32766 -32765

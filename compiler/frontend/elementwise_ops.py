@@ -1,0 +1,97 @@
+"""Element-wise Add, Sub and Mul where one operand is a constant and the other computed data.
+
+A constant added right after a MatMul or Gemm that has no bias becomes that layer's bias: it is
+free there, because MVB preloads the accumulators with it. Every other case becomes `add_const`
+(y = ±x + c) or `mul_const` (y = x · c), with the constant broadcast to the output's full shape
+at compile time; the chip copies it from weight memory (LDC) and adds (VADD) or multiplies
+(VMUL) element by element. docs/numerics.md gives the arithmetic. Data broadcast to a larger
+shape first goes through a `gather`, like any layout operator. Two computed operands would need
+both to be aligned at run time, which the chip has no instruction for: that is refused.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from compiler.frontend.compute_ops import constant_weight, fc_bias
+from compiler.frontend.registry import fold, operator, unsupported
+from compiler.ir import Node
+from isa.errors import RnnaccelError
+
+
+@operator
+def Add(b, node, name: str) -> None:
+    """x + c or c + x; a bias right after a bias-less MatMul/Gemm joins that layer."""
+    if all(b.is_const(n) for n in node.input):
+        return fold(b, node, np.add)
+    data, const, _ = _operands(b, node)
+    if not _fuse_bias(b, name, data, const, node.output[0]):
+        _emit(b, name, "add_const", data, const, node.output[0])
+
+
+@operator
+def Sub(b, node, name: str) -> None:
+    """x - c is x + (-c); c - x negates the data on the chip."""
+    if all(b.is_const(n) for n in node.input):
+        return fold(b, node, np.subtract)
+    data, const, data_first = _operands(b, node)
+    _emit(b, name, "add_const", data, -const if data_first else const, node.output[0], negate=not data_first)
+
+
+@operator
+def Mul(b, node, name: str) -> None:
+    """x * c or c * x."""
+    if all(b.is_const(n) for n in node.input):
+        return fold(b, node, np.multiply)
+    data, const, _ = _operands(b, node)
+    _emit(b, name, "mul_const", data, const, node.output[0])
+
+
+def _operands(b, node) -> tuple[str, np.ndarray, bool]:
+    """(data tensor, constant value, whether the data is the first operand)."""
+    first, second = node.input
+    if not b.is_const(first) and not b.is_const(second):
+        raise RnnaccelError(f"{node.op_type} of two computed tensors ('{first}', '{second}') is not supported: "
+                            "one operand must be a constant")
+    data, const = (first, second) if b.is_const(second) else (second, first)
+    return data, constant_weight(b, const, f"{node.op_type} constant"), data == first
+
+
+def _fuse_bias(b, name: str, data: str, value: np.ndarray, out: str) -> bool:
+    """Make `data + value` the bias of the bias-less fc that computes `data`, if there is one."""
+    producer = next((n for n in reversed(b.nodes) if data in n.outputs), None)
+    shape = b.shape(data)
+    if producer is None or producer.op != "fc" or producer.attrs["bias"] is not None:
+        return False
+    if value.ndim > len(shape) or any(c not in (1, d) for c, d in zip(value.shape[::-1], shape[::-1])):
+        return False  # the data would have to grow: the general lowering broadcasts it
+    attrs = {"weight": producer.attrs["weight"], "bias": fc_bias(value, shape, "bias")}
+    b.emit(Node("fc", name, producer.inputs, (out,), attrs), {out: shape})
+    return True
+
+
+def _emit(b, name: str, op: str, data: str, value: np.ndarray, out: str, negate: bool = False) -> None:
+    shape = _broadcast_shape(b.shape(data), value.shape)
+    if shape != b.shape(data):
+        data = _broadcast_data(b, name, data, shape)
+    attrs = {"value": np.array(np.broadcast_to(value, shape), dtype=np.float32)}
+    if op == "add_const":
+        attrs["negate"] = negate
+    b.emit(Node(op, name, (data,), (out,), attrs), {out: shape})
+
+
+def _broadcast_shape(data: tuple[int, ...], const: tuple[int, ...]) -> tuple[int, ...]:
+    try:
+        return tuple(np.broadcast_shapes(data, const))
+    except ValueError:
+        raise unsupported(f"a constant of shape {list(const)} that does not broadcast with data of "
+                          f"shape {list(data)}") from None
+
+
+def _broadcast_data(b, name: str, data: str, shape: tuple[int, ...]) -> str:
+    """The data repeated to the broadcast shape: a gather, copied by the backend."""
+    size = int(np.prod(b.shape(data)))
+    index = np.broadcast_to(np.arange(size).reshape(b.shape(data)), shape)
+    out = f"{name}/broadcast"
+    b.emit(Node("gather", name, (data,), (out,), {"index": index.ravel()}), {out: shape})
+    return out

@@ -1,0 +1,135 @@
+"""The recurrent operators: LSTM, GRU and RNN, every direction, layout and option.
+
+Each handler normalises its operator to one IR node (op "lstm", "gru" or "rnn") whose attrs
+hold, for all directions at once, W [D, G*H, I], R [D, G*H, H], B [D, 2*G*H] and P [D, 3H]
+as float32, the activation specs per direction (see activation_ops), the static sequence
+lengths, and the cell options. Weight-like inputs must be initialisers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from compiler.frontend.activation_ops import ACTIVATIONS, activation_spec
+from compiler.frontend.compute_ops import constant_weight
+from compiler.frontend.registry import operator, padded, unsupported
+from compiler.ir import Node
+
+DIRECTIONS = {"forward": ("forward",), "reverse": ("reverse",), "bidirectional": ("forward", "reverse")}
+# cell -> (gates G, default activations per direction)
+CELLS = {"lstm": (4, ("Sigmoid", "Tanh", "Tanh")), "gru": (3, ("Sigmoid", "Tanh")), "rnn": (1, ("Tanh",))}
+
+
+@operator
+def LSTM(b, node, name: str, *, hidden_size=None, layout=0, direction="forward", activations=None,
+         activation_alpha=None, activation_beta=None, clip=None, input_forget=0):
+    x, w, r, bias, seq_lens, h0, c0, peep = padded(node.input, 8)
+    attrs = _common(b, "lstm", x, w, r, bias, seq_lens, hidden_size, layout, direction, activations,
+                    activation_alpha, activation_beta, clip)
+    dirs, hidden = len(attrs["directions"]), attrs["hidden"]
+    attrs["P"] = _weight(b, peep, "LSTM P", (dirs, 3 * hidden)) if peep else None
+    attrs["input_forget"] = bool(input_forget)
+    _emit(b, node, name, "lstm", attrs, (x, h0, c0), 3)
+
+
+@operator
+def GRU(b, node, name: str, *, hidden_size=None, layout=0, direction="forward", activations=None,
+        activation_alpha=None, activation_beta=None, clip=None, linear_before_reset=0):
+    x, w, r, bias, seq_lens, h0 = padded(node.input, 6)
+    attrs = _common(b, "gru", x, w, r, bias, seq_lens, hidden_size, layout, direction, activations,
+                    activation_alpha, activation_beta, clip)
+    attrs["linear_before_reset"] = bool(linear_before_reset)
+    _emit(b, node, name, "gru", attrs, (x, h0), 2)
+
+
+@operator
+def RNN(b, node, name: str, *, hidden_size=None, layout=0, direction="forward", activations=None,
+        activation_alpha=None, activation_beta=None, clip=None):
+    x, w, r, bias, seq_lens, h0 = padded(node.input, 6)
+    attrs = _common(b, "rnn", x, w, r, bias, seq_lens, hidden_size, layout, direction, activations,
+                    activation_alpha, activation_beta, clip)
+    _emit(b, node, name, "rnn", attrs, (x, h0), 2)
+
+
+def _common(b, cell: str, x: str, w: str, r: str, bias: str, seq_lens: str, hidden_size, layout: int,
+            direction: str, activations, alpha, beta, clip) -> dict:
+    """What every recurrent operator has: shapes, weights, directions, activations, clip."""
+    gates, defaults = CELLS[cell]
+    if direction not in DIRECTIONS:
+        raise unsupported(f"direction={direction}")
+    if layout not in (0, 1):
+        raise unsupported(f"layout={layout}")
+    dirs = DIRECTIONS[direction]
+    shape = b.shape(x)
+    if len(shape) != 3:
+        raise unsupported(f"an input X of rank {len(shape)}")
+    steps, batch, inputs = (shape[0], shape[1], shape[2]) if layout == 0 else (shape[1], shape[0], shape[2])
+    hidden = hidden_size or b.shape(r)[-1]
+    attrs = {
+        "hidden": hidden, "inputs": inputs, "steps": steps, "batch": batch, "layout": layout, "directions": dirs,
+        "W": _weight(b, w, "W", (len(dirs), gates * hidden, inputs)),
+        "R": _weight(b, r, "R", (len(dirs), gates * hidden, hidden)),
+        "B": _weight(b, bias, "B", (len(dirs), 2 * gates * hidden)) if bias else
+        np.zeros((len(dirs), 2 * gates * hidden), np.float32),
+        "activations": _activations(activations or list(defaults) * len(dirs), alpha, beta, len(dirs), len(defaults)),
+        "clip": None if clip is None else float(clip),
+        "seq_lens": _seq_lens(b, seq_lens, steps, batch),
+    }
+    return attrs
+
+
+def _weight(b, name: str, what: str, shape: tuple[int, ...]) -> np.ndarray:
+    value = constant_weight(b, name, what)
+    if tuple(value.shape) != shape:
+        raise unsupported(f"{what} of shape {list(value.shape)} (expected {list(shape)})")
+    return value
+
+
+def _activations(names: list[str], alphas, betas, dirs: int, per_dir: int) -> tuple[tuple[str, ...], ...]:
+    """Activation specs per direction; alpha/beta are consumed in order by the functions that take them."""
+    if len(names) != dirs * per_dir:
+        raise unsupported(f"{len(names)} activations for {dirs} direction(s) of {per_dir}")
+    alphas, betas = list(alphas or []), list(betas or [])
+    specs = []
+    for name in names:
+        takes = bool(ACTIVATIONS.get(name, ("", ()))[1])
+        specs.append(activation_spec(name, alphas.pop(0) if takes and alphas else None,
+                                     betas.pop(0) if takes and betas else None))
+    return tuple(tuple(specs[d * per_dir:(d + 1) * per_dir]) for d in range(dirs))
+
+
+def _seq_lens(b, name: str, steps: int, batch: int) -> tuple[int, ...]:
+    if not name:
+        return (steps,) * batch
+    value = b.const(name)
+    if value is None:
+        raise unsupported("a computed sequence_lens; it must be an initialiser")
+    lens = tuple(int(v) for v in np.asarray(value).ravel())
+    if len(lens) != batch or any(not 0 <= n <= steps for n in lens):
+        raise unsupported(f"sequence_lens {list(lens)} for batch {batch} and {steps} steps")
+    return lens
+
+
+def _emit(b, node, name: str, op: str, attrs: dict, inputs: tuple[str, ...], outputs: int) -> None:
+    dirs, batch, hidden, steps = len(attrs["directions"]), attrs["batch"], attrs["hidden"], attrs["steps"]
+    layout = attrs["layout"]
+    state = (dirs, batch, hidden) if layout == 0 else (batch, dirs, hidden)
+    y_shape = (steps, dirs, batch, hidden) if layout == 0 else (batch, steps, dirs, hidden)
+    names = padded(node.output, outputs)
+    shapes = {n: s for n, s in zip(names, (y_shape, state, state)) if n}
+    states = tuple(_state_input(b, n, name, which, state) for n, which in zip(inputs[1:], ("h", "c")))
+    b.emit(Node(op, name, (inputs[0], *states), tuple(names), attrs), shapes)
+
+
+def _state_input(b, name: str, node_name: str, which: str, shape: tuple[int, ...]) -> str:
+    """An initial state: a graph tensor, or a constant that becomes a `constant` node (zeros: absent)."""
+    if name and tuple(b.shape(name)) != shape:
+        raise unsupported(f"initial_{which} of shape {list(b.shape(name))} (expected {list(shape)})")
+    if not name or not b.is_const(name):
+        return name
+    value = constant_weight(b, name, f"initial_{which}")
+    if not np.any(value):
+        return ""
+    b.emit(Node("constant", f"{node_name}/initial_{which}", (), (name,), {"value": value}), {name: value.shape})
+    del b.consts[name]
+    return name

@@ -1,0 +1,163 @@
+"""Lowering of a recurrent layer (LSTM, GRU, RNN): directions, batch, sequence lengths, states.
+
+Steps are emitted in waves: wave k runs step k of every direction and batch element (a reverse
+direction counts down from its sequence's last step), so independent work sits side by side for
+the scoreboard to overlap. h_t goes straight into its slot of Y when Y is used, so the next step
+reads it there; otherwise two buffers alternate. Steps past a sequence's length write zeros to Y.
+lower_cells emits one step of each kind of cell.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from compiler.ir import Node, QMatrix
+from compiler.kernel import Ref, Where
+from compiler.passes.lower_cells import CELLS, StepRefs, cell_scratch
+from compiler.passes.lowering import Lowering
+from compiler.passes.quantize_recurrent import act_frac
+
+
+@dataclass
+class Plan:
+    """Where every vector of the layer lives."""
+
+    node: Node
+    x: Ref
+    h0: Ref | None
+    c0: Ref | None
+    y: Ref | None
+    y_h: Ref | None
+    y_c: Ref | None
+    spare: dict[int, tuple[Ref, Ref]] = field(default_factory=dict)
+    cells: dict[int, Ref] = field(default_factory=dict)
+
+    @property
+    def a(self) -> dict:
+        return self.node.attrs
+
+    def x_at(self, t: int, b: int) -> Ref:
+        a = self.a
+        return self.x + (t * a["batch"] + b if a["layout"] == 0 else b * a["steps"] + t) * a["inputs"]
+
+    def y_at(self, t: int, d: int, b: int) -> Ref:
+        a, dirs = self.a, len(self.a["directions"])
+        slot = (t * dirs + d) * a["batch"] + b if a["layout"] == 0 else (b * a["steps"] + t) * dirs + d
+        return self.y + slot * a["hidden"]
+
+    def state_offset(self, d: int, b: int) -> int:
+        a, dirs = self.a, len(self.a["directions"])
+        return (d * a["batch"] + b if a["layout"] == 0 else b * dirs + d) * a["hidden"]
+
+    def steps_of(self, d: int, b: int) -> list[int]:
+        length = self.a["seq_lens"][b]
+        return list(range(length)) if self.a["directions"][d] == "forward" else list(reversed(range(length)))
+
+    def h_dst(self, d: int, b: int, index: int) -> Ref:
+        """Where the index-th processed step of (d, b) writes h."""
+        steps = self.steps_of(d, b)
+        if self.y is not None:
+            return self.y_at(steps[index], d, b)
+        if index == len(steps) - 1 and self.y_h is not None:
+            return self.y_h + self.state_offset(d, b)
+        return self.spare[d][index % 2] + b * self.a["hidden"]
+
+    def cell(self, d: int, b: int) -> Ref:
+        if self.y_c is not None:
+            return self.y_c + self.state_offset(d, b)
+        return self.cells[d] + b * self.a["hidden"]
+
+
+def lower_recurrent(ctx: Lowering, node: Node, where: Where) -> None:
+    plan = _plan(ctx, node)
+    a, hidden = node.attrs, node.attrs["hidden"]
+    zeros = ctx.constant(f"{node.source}/zeros", np.zeros(hidden, np.int64), Where(node.source, where.layer))
+    steps = [_direction_steps(ctx, plan, d, where, zeros) for d in range(len(a["directions"]))]
+    for wave in range(a["steps"]):
+        for direction in steps:
+            for emit_step in direction.get(wave, []):
+                emit_step()
+    for d in range(len(a["directions"])):
+        for b in range(a["batch"]):
+            _finish(ctx, plan, d, b, zeros, where)
+
+
+def _plan(ctx: Lowering, node: Node) -> Plan:
+    a, hidden = node.attrs, node.attrs["hidden"]
+    outs = [ctx.place(n) if ctx.graph.is_used(n) else None for n in node.outputs]
+    outs += [None] * (3 - len(outs))
+    states = [ctx.places[n] if n else None for n in node.inputs[1:]] + [None]
+    plan = Plan(node, ctx.places[node.inputs[0]], states[0], states[1], *outs)
+    for d in range(len(a["directions"])):
+        if plan.y is None:
+            plan.spare[d] = tuple(ctx.buffer(f"{node.source}/d{d}/h{i}", "amem", a["batch"] * hidden) for i in (0, 1))
+        if node.op == "lstm" and plan.y_c is None:
+            plan.cells[d] = ctx.buffer(f"{node.source}/d{d}/c", "amem", a["batch"] * hidden)
+    return plan
+
+
+def _direction_steps(ctx: Lowering, plan: Plan, d: int, where: Where, zeros: Ref) -> dict[int, list]:
+    """The step emitters of direction d, by wave."""
+    node, a = plan.node, plan.a
+    prefix = f"{node.source}/d{d}"
+    mats = {key[:-len(str(d))]: ctx.matrix(node, key) for key, value in a.items()
+            if isinstance(value, QMatrix) and key.endswith(str(d)) and key[:-len(str(d))].isalpha()}
+    gates = mats["qx"].q.rows
+    accs = {"x": ctx.buffer(f"{prefix}/acc_x", "acc", gates), "h": ctx.buffer(f"{prefix}/acc_h", "acc", gates)}
+    scratch = cell_scratch(ctx, node.op, prefix, a["hidden"])
+    consts = _constants(ctx, plan, d, Where(node.source, where.layer))
+    waves: dict[int, list] = {}
+    for b in range(a["batch"]):
+        h_prev, c_prev = _initial(plan, d, b, zeros)
+        for index, t in enumerate(plan.steps_of(d, b)):
+            refs = StepRefs(plan.x_at(t, b), h_prev, c_prev, plan.h_dst(d, b, index),
+                            plan.cell(d, b) if node.op == "lstm" else None, mats, accs, scratch, consts)
+            step_where = Where(node.source, where.layer, t, -1, _direction_label(a, d))
+            waves.setdefault(index, []).append(lambda refs=refs, w=step_where: CELLS[node.op](ctx, a, d, refs, w))
+            h_prev, c_prev = refs.h_new, refs.c_new
+    return waves
+
+
+def _initial(plan: Plan, d: int, b: int, zeros: Ref) -> tuple[Ref | None, Ref | None]:
+    """The state a sequence starts from. An LSTM skips work on absent state; GRU and RNN read zeros."""
+    offset = plan.state_offset(d, b)
+    h0 = plan.h0 + offset if plan.h0 is not None else None
+    c0 = plan.c0 + offset if plan.c0 is not None else None
+    if plan.node.op != "lstm" and h0 is None:
+        h0 = zeros
+    return h0, c0
+
+
+def _constants(ctx: Lowering, plan: Plan, d: int, where: Where) -> dict[str, Ref]:
+    """Peepholes and the 1.0 of input_forget, loaded once into activation memory."""
+    a, name = plan.a, f"{plan.node.source}/d{d}"
+    consts = {}
+    if a.get(f"P{d}") is not None:
+        consts["P"] = ctx.constant(f"{name}/P", a[f"P{d}"], where)
+    if a.get("input_forget"):
+        frac = act_frac(a["activations"][d][0])
+        consts["one"] = ctx.constant(f"{name}/one", np.full(a["hidden"], min(1 << frac, 32767)), where)
+    return consts
+
+
+def _direction_label(a: dict, d: int) -> str:
+    return "" if a["directions"] == ("forward",) else ("fwd " if a["directions"][d] == "forward" else "rev ")
+
+
+def _finish(ctx: Lowering, plan: Plan, d: int, b: int, zeros: Ref, where: Where) -> None:
+    """Zeros in Y past the sequence's end; Y_h and Y_c where the last step did not put them."""
+    a, hidden = plan.a, plan.a["hidden"]
+    label = Where(plan.node.source, where.layer, what=_direction_label(a, d) + "finish")
+    steps = plan.steps_of(d, b)
+    if plan.y is not None:
+        for t in range(a["seq_lens"][b], a["steps"]):
+            ctx.emit("VMOV", label, dst=plan.y_at(t, d, b), src=zeros, n=hidden)
+    offset = plan.state_offset(d, b)
+    if plan.y_h is not None and (plan.y is not None or not steps):
+        last = plan.h_dst(d, b, len(steps) - 1) if steps else _initial(plan, d, b, zeros)[0] or zeros
+        ctx.emit("VMOV", label, dst=plan.y_h + offset, src=last, n=hidden)
+    if plan.y_c is not None and not steps:
+        ctx.emit("VMOV", label, dst=plan.y_c + offset, src=plan.c0 + offset if plan.c0 is not None else zeros,
+                 n=hidden)

@@ -1,0 +1,35 @@
+"""Weight quantisation and the fixed formats every pass agrees on."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from compiler.ir import QMatrix
+from isa.numerics import ACC_MAX, ACC_MIN, ACT_MAX, GATE_FRAC, UNIT_FRAC, quantize_multiplier
+from isa.target import Target
+
+GATE_SCALE = 2.0 ** -GATE_FRAC  # Q3.12: activation-table inputs, gate pre-activations, cell state
+UNIT_SCALE = 2.0 ** -UNIT_FRAC  # Q0.15: activation-table outputs
+# a row's products can never exceed this in magnitude, leaving a quarter of the accumulator for the bias
+PRODUCT_LIMIT = 3 << 29
+
+
+def quantize_matrix(weight: np.ndarray, bias: np.ndarray | None, in_scale: float, out_scale: float,
+                    target: Target) -> QMatrix:
+    """Per-row symmetric weights; bias at accumulator scale; multipliers to the output scale.
+
+    A row's scale is also large enough that sum_k |w[k]| * ACT_MAX stays within PRODUCT_LIMIT,
+    so no input can saturate the accumulator: this binds 16-bit weights, and 8-bit weights only
+    beyond about 380 columns.
+    """
+    qmax = (1 << (target.weight_bits - 1)) - 1
+    max_abs = np.max(np.abs(weight), axis=1)
+    budget = PRODUCT_LIMIT / ACT_MAX - weight.shape[1] / 2  # rounding adds up to half a step per weight
+    row_scale = np.maximum(np.where(max_abs > 0, max_abs, 1.0) / qmax, np.sum(np.abs(weight), axis=1) / budget)
+    weights = np.clip(np.round(weight / row_scale[:, None]), -qmax, qmax).astype(np.int64)
+    acc_scale = row_scale * in_scale
+    pairs = [quantize_multiplier(s / out_scale) for s in acc_scale]
+    qbias = None
+    if bias is not None:
+        qbias = np.clip(np.round(bias / acc_scale), ACC_MIN, ACC_MAX).astype(np.int64)
+    return QMatrix(weights, np.array([p[0] for p in pairs], np.int64), np.array([p[1] for p in pairs], np.int64), qbias)

@@ -1,0 +1,93 @@
+"""The golden reference's recurrent cells: LSTM, GRU and RNN in integers, step by step.
+
+This is the cells' integer recipe (docs/numerics.md states it as equations): written from the
+formats, not from the instruction sequence that the compiler emits for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cache
+
+import numpy as np
+
+from compiler.ir import Node, QMatrix
+from compiler.passes.quantize_recurrent import act_frac
+from isa import numerics as nx
+from isa.numerics import GATE_FRAC
+
+
+@cache
+def table(name: str) -> np.ndarray:
+    return nx.activation_table(name)
+
+
+def activation(spec: str, x: np.ndarray) -> np.ndarray:
+    return nx.relu(x) if spec == "relu" else nx.table_lookup(table(spec), x)
+
+
+def accumulate(q: QMatrix, x: np.ndarray) -> np.ndarray:
+    acc = np.einsum("...k,rk->...r", x.astype(np.int64), q.weights)
+    return acc if q.bias is None else acc + q.bias
+
+
+def project(q: QMatrix, x: np.ndarray, addend: np.ndarray | None = None) -> np.ndarray:
+    """requantize(q x), plus an addend before the one saturation when given."""
+    if addend is None:
+        return nx.requantize(accumulate(q, x), q.mult, q.shift)
+    return nx.requantize_add(accumulate(q, x), q.mult, q.shift, addend)
+
+
+def _clamp(a: dict) -> Callable[[np.ndarray], np.ndarray]:
+    limit = a["clip_q"]
+    return (lambda v: v) if limit is None else (lambda v: nx.clamp(v, -limit, limit))
+
+
+def _one(frac: int) -> int:
+    """1.0 in a format with `frac` fraction bits, as close as 16 bits allow."""
+    return min(1 << frac, nx.ACT_MAX)
+
+
+def lstm_cell(a: dict, d: int, x, h, c):
+    f_spec, g_spec, h_spec = a["activations"][d]
+    ff, fg, fh = act_frac(f_spec), act_frac(g_spec), act_frac(h_spec)
+    clamp, peep = _clamp(a), a.get(f"P{d}")
+    pre = project(a[f"qh{d}"], h, project(a[f"qx{d}"], x))
+    i, o, f, g = np.split(pre, 4, axis=-1)
+    p_i, p_o, p_f = np.split(peep, 3) if peep is not None else (None, None, None)
+    if peep is not None:
+        i, f = nx.add(i, nx.multiply(p_i, c, GATE_FRAC)), nx.add(f, nx.multiply(p_f, c, GATE_FRAC))
+    i, g = activation(f_spec, clamp(i)), activation(g_spec, clamp(g))
+    f = nx.subtract(_one(ff), i) if a["input_forget"] else activation(f_spec, clamp(f))
+    c = nx.add(nx.multiply(f, c, ff), nx.multiply(i, g, ff + fg - GATE_FRAC))
+    if peep is not None:
+        o = nx.add(o, nx.multiply(p_o, c, GATE_FRAC))
+    o = activation(f_spec, clamp(o))
+    return nx.multiply(o, activation(h_spec, c), ff + fh - a["hfrac"]), c
+
+
+def gru_cell(a: dict, d: int, x, h, c):
+    f_spec, g_spec = a["activations"][d]
+    ff, hidden, clamp = act_frac(f_spec), a["hidden"], _clamp(a)
+    gx = project(a[f"qx{d}"], x)
+    zr = activation(f_spec, clamp(project(a[f"qzr{d}"], h, gx[..., : 2 * hidden])))
+    z, reset = np.split(zr, 2, axis=-1)
+    if a["linear_before_reset"]:
+        pre = nx.add(nx.multiply(reset, project(a[f"qhh{d}"], h), ff), gx[..., 2 * hidden:])
+    else:
+        pre = project(a[f"qhh{d}"], nx.multiply(reset, h, ff), gx[..., 2 * hidden:])
+    candidate = activation(g_spec, clamp(pre))
+    return nx.add(candidate, nx.multiply(z, nx.subtract(h, candidate), ff)), c
+
+
+def rnn_cell(a: dict, d: int, x, h, c):
+    (f_spec,) = a["activations"][d]
+    return activation(f_spec, _clamp(a)(project(a[f"qh{d}"], h, project(a[f"qx{d}"], x)))), c
+
+
+CELLS = {"lstm": lstm_cell, "gru": gru_cell, "rnn": rnn_cell}
+
+
+def run_cell(node: Node) -> Callable:
+    cell = CELLS[node.op]
+    return lambda d, x_t, h, c: cell(node.attrs, d, x_t, h, c)
