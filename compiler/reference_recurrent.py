@@ -12,7 +12,7 @@ from functools import cache
 import numpy as np
 
 from compiler.ir import Node, QMatrix
-from compiler.passes.quantize_recurrent import act_frac
+from compiler.passes.quantize_recurrent import act_frac, one
 from isa import numerics as nx
 from isa.numerics import GATE_FRAC
 
@@ -43,11 +43,6 @@ def _clamp(a: dict) -> Callable[[np.ndarray], np.ndarray]:
     return (lambda v: v) if limit is None else (lambda v: nx.clamp(v, -limit, limit))
 
 
-def _one(frac: int) -> int:
-    """1.0 in a format with `frac` fraction bits, as close as 16 bits allow."""
-    return min(1 << frac, nx.ACT_MAX)
-
-
 def lstm_cell(a: dict, d: int, x, h, c):
     f_spec, g_spec, h_spec = a["activations"][d]
     ff, fg, fh = act_frac(f_spec), act_frac(g_spec), act_frac(h_spec)
@@ -58,7 +53,7 @@ def lstm_cell(a: dict, d: int, x, h, c):
     if peep is not None:
         i, f = nx.add(i, nx.multiply(p_i, c, GATE_FRAC)), nx.add(f, nx.multiply(p_f, c, GATE_FRAC))
     i, g = activation(f_spec, clamp(i)), activation(g_spec, clamp(g))
-    f = nx.subtract(_one(ff), i) if a["input_forget"] else activation(f_spec, clamp(f))
+    f = nx.subtract(one(ff), i) if a["input_forget"] else activation(f_spec, clamp(f))
     c = nx.add(nx.multiply(f, c, ff), nx.multiply(i, g, ff + fg - GATE_FRAC))
     if peep is not None:
         o = nx.add(o, nx.multiply(p_o, c, GATE_FRAC))
@@ -77,7 +72,8 @@ def gru_cell(a: dict, d: int, x, h, c):
     else:
         pre = project(a[f"qhh{d}"], nx.multiply(reset, h, ff), gx[..., 2 * hidden:])
     candidate = activation(g_spec, clamp(pre))
-    return nx.add(candidate, nx.multiply(z, nx.subtract(h, candidate), ff)), c
+    keep = nx.multiply(nx.subtract(one(ff), z), candidate, ff)  # (1 - z) h~ + z h: no term leaves [-1, 1]
+    return nx.add(keep, nx.multiply(z, h, ff)), c
 
 
 def rnn_cell(a: dict, d: int, x, h, c):

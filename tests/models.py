@@ -67,3 +67,39 @@ def fc_model(rows: int, inputs: int, outputs: int, seed: int = 0, activation: st
         last = "y1"
     nodes.append(helper.make_node("Identity", [last], ["y"], name="out"))
     return _model(nodes, [_info("x", (rows, inputs))], [_info("y", (rows, outputs))], inits)
+
+
+GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
+
+
+def recurrent_model(op: str, steps: int, batch: int, inputs: int, hidden: int, *, direction: str = "forward",
+                    layout: int = 0, seq_lens=None, initial: bool = False, peepholes: bool = False,
+                    outputs=None, seed: int = 0, **attrs) -> onnx.ModelProto:
+    """One LSTM, GRU or RNN node with every option: extra attrs (clip, activations, ...) pass through."""
+    rng = np.random.default_rng(seed)
+    dirs, gates = 2 if direction == "bidirectional" else 1, GATES[op]
+    inits = {"W": (rng.standard_normal((dirs, gates * hidden, inputs)) * 0.5 / np.sqrt(inputs)).astype(np.float32),
+             "R": (rng.standard_normal((dirs, gates * hidden, hidden)) * 0.5 / np.sqrt(hidden)).astype(np.float32),
+             "B": (rng.standard_normal((dirs, 2 * gates * hidden)) * 0.1).astype(np.float32)}
+    x_shape = (steps, batch, inputs) if layout == 0 else (batch, steps, inputs)
+    state = (dirs, batch, hidden) if layout == 0 else (batch, dirs, hidden)
+    names, graph_inputs = ["X", "W", "R", "B", ""], [_info("X", x_shape)]
+    if seq_lens is not None:
+        inits["lens"] = np.array(seq_lens, dtype=np.int32)
+        names[4] = "lens"
+    state_names = ["h0", "c0"] if op == "LSTM" else ["h0"]
+    if initial:
+        graph_inputs += [_info(n, state) for n in state_names]
+    names += state_names if initial else [""] * len(state_names)
+    if peepholes:
+        inits["P"] = (rng.standard_normal((dirs, 3 * hidden)) * 0.5).astype(np.float32)
+        names.append("P")
+    y_shape = (steps, dirs, batch, hidden) if layout == 0 else (batch, steps, dirs, hidden)
+    all_outs = ["Y", "Y_h", "Y_c"][: 3 if op == "LSTM" else 2]
+    outputs = outputs or all_outs
+    shapes = {"Y": y_shape, "Y_h": state, "Y_c": state}
+    while names and names[-1] == "":
+        names.pop()
+    node = helper.make_node(op, names, [o if o in outputs else "" for o in all_outs], hidden_size=hidden,
+                            direction=direction, layout=layout, name=op.lower(), **attrs)
+    return _model([node], graph_inputs, [_info(o, shapes[o]) for o in outputs], inits)

@@ -136,9 +136,10 @@ def gru_step(ctx: Lowering, a: dict, d: int, r: StepRefs, where: Where) -> None:
                  add=s["gx"] + 2 * hidden)
     _clamp(ctx, a, w, hidden, cand_pre)
     ctx.activation(g_spec, w, hidden, s["hh"], cand_pre)
-    ctx.emit_elementwise("VSUB", w, hidden, dst=s["d"], a=r.h_prev, b=s["hh"])
-    ctx.emit_elementwise("VMUL", w, hidden, dst=s["d"], a=z, b=s["d"], shift=ff)
-    ctx.emit_elementwise("VADD", _at(where, "hidden"), hidden, dst=r.h_new, a=s["hh"], b=s["d"])
+    ctx.emit_elementwise("VSUB", w, hidden, dst=s["d"], a=r.consts["one"], b=z)
+    ctx.emit_elementwise("VMUL", w, hidden, dst=s["d"], a=s["d"], b=s["hh"], shift=ff)
+    ctx.emit_elementwise("VMUL", w, hidden, dst=s["t"], a=z, b=r.h_prev, shift=ff)
+    ctx.emit_elementwise("VADD", _at(where, "hidden"), hidden, dst=r.h_new, a=s["d"], b=s["t"])
 
 
 def rnn_step(ctx: Lowering, a: dict, d: int, r: StepRefs, where: Where) -> None:

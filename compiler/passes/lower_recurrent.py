@@ -17,7 +17,7 @@ from compiler.ir import Node, QMatrix
 from compiler.kernel import Ref, Where
 from compiler.passes.lower_cells import CELLS, StepRefs, cell_scratch
 from compiler.passes.lowering import Lowering
-from compiler.passes.quantize_recurrent import act_frac
+from compiler.passes.quantize_recurrent import act_frac, one
 
 
 @dataclass
@@ -136,9 +136,9 @@ def _constants(ctx: Lowering, plan: Plan, d: int, where: Where) -> dict[str, Ref
     consts = {}
     if a.get(f"P{d}") is not None:
         consts["P"] = ctx.constant(f"{name}/P", a[f"P{d}"], where)
-    if a.get("input_forget"):
+    if a.get("input_forget") or plan.node.op == "gru":  # f = 1 - i;  h = (1 - z) h~ + z h
         frac = act_frac(a["activations"][d][0])
-        consts["one"] = ctx.constant(f"{name}/one", np.full(a["hidden"], min(1 << frac, 32767)), where)
+        consts["one"] = ctx.constant(f"{name}/one", np.full(a["hidden"], one(frac)), where)
     return consts
 
 

@@ -22,6 +22,11 @@ def act_frac(spec: str) -> int:
     return GATE_FRAC if spec == "relu" else UNIT_FRAC
 
 
+def one(frac: int) -> int:
+    """1.0 in a format with `frac` fraction bits, as close as 16 bits allow."""
+    return min(1 << frac, ACT_MAX)
+
+
 def hidden_frac(node: Node) -> int:
     """The hidden state's fraction bits, one format for all directions of the layer."""
     fracs = {_direction_hidden_frac(node.op, specs) for specs in node.attrs["activations"]}
