@@ -12,20 +12,26 @@ GATE_SCALE = 2.0 ** -GATE_FRAC  # Q3.12: activation-table inputs, gate pre-activ
 UNIT_SCALE = 2.0 ** -UNIT_FRAC  # Q0.15: activation-table outputs
 # a row's products can never exceed this in magnitude, leaving a quarter of the accumulator for the bias
 PRODUCT_LIMIT = 3 << 29
+BIAS_LIMIT = (1 << 31) - 1 - PRODUCT_LIMIT
 
 
 def quantize_matrix(weight: np.ndarray, bias: np.ndarray | None, in_scale: float, out_scale: float,
                     target: Target) -> QMatrix:
     """Per-row symmetric weights; bias at accumulator scale; multipliers to the output scale.
 
-    A row's scale is also large enough that sum_k |w[k]| * ACT_MAX stays within PRODUCT_LIMIT,
-    so no input can saturate the accumulator: this binds 16-bit weights, and 8-bit weights only
-    beyond about 380 columns.
+    A row's scale is also large enough that sum_k |w[k]| * ACT_MAX stays within PRODUCT_LIMIT and
+    the bias within BIAS_LIMIT, so no input can saturate the accumulator: this binds 16-bit
+    weights, 8-bit weights only beyond about 380 columns, and biases far larger than the weights.
     """
+    weight = np.asarray(weight, dtype=np.float64)
     qmax = (1 << (target.weight_bits - 1)) - 1
     max_abs = np.max(np.abs(weight), axis=1)
     budget = PRODUCT_LIMIT / ACT_MAX - weight.shape[1] / 2  # rounding adds up to half a step per weight
     row_scale = np.maximum(np.where(max_abs > 0, max_abs, 1.0) / qmax, np.sum(np.abs(weight), axis=1) / budget)
+    if bias is not None:
+        bias = np.asarray(bias, dtype=np.float64)
+        largest = np.max(np.abs(bias).reshape(-1, weight.shape[0]), axis=0)
+        row_scale = np.maximum(row_scale, largest / (BIAS_LIMIT * in_scale))
     weights = np.clip(np.round(weight / row_scale[:, None]), -qmax, qmax).astype(np.int64)
     acc_scale = row_scale * in_scale
     pairs = [quantize_multiplier(s / out_scale) for s in acc_scale]

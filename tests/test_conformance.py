@@ -1,0 +1,60 @@
+"""ONNX's own operator test cases for LSTM, GRU, RNN and Gemm (onnx.backend.test), compiled with
+16-bit weights and run on the simulator: bit-exact against the golden reference and within the
+documented tolerance of the expected outputs ONNX ships. Weight-like inputs become initialisers."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+from test_float import TOLERANCE
+from toolchain import run_checked
+
+from isa.target import Target
+
+OPS = ("LSTM", "GRU", "RNN", "Gemm")
+# per operator, the input positions that hold weights rather than data
+WEIGHT_INPUTS = {"LSTM": (1, 2, 3, 4, 7), "GRU": (1, 2, 3, 4), "RNN": (1, 2, 3, 4), "Gemm": (1, 2)}
+
+
+def _cases() -> list:
+    from onnx.backend.test.case.node import collect_testcases
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cases = collect_testcases(None)
+    return [c for c in cases if c.model.graph.node and c.model.graph.node[0].op_type in OPS]
+
+
+CASES = _cases()
+
+
+def _with_initialisers(case) -> tuple[onnx.ModelProto, dict[str, np.ndarray], list[np.ndarray]]:
+    """The case's model with its weight-like inputs turned into initialisers, and the data feed."""
+    model = onnx.ModelProto()
+    model.CopyFrom(case.model)
+    node, (values, expected) = model.graph.node[0], case.data_sets[0]
+    feed = dict(zip([i.name for i in model.graph.input], values))
+    weights = {node.input[i] for i in WEIGHT_INPUTS[node.op_type] if i < len(node.input) and node.input[i]}
+    kept = [i for i in model.graph.input if i.name not in weights]
+    del model.graph.input[:]
+    model.graph.input.extend(kept)
+    model.graph.initializer.extend(numpy_helper.from_array(np.asarray(feed[n]), n) for n in sorted(weights))
+    return model, {k: v for k, v in feed.items() if k not in weights}, list(expected)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_onnx_conformance_case(case):
+    model, feed, expected = _with_initialisers(case)
+    checked = run_checked(model, {k: np.asarray(v, np.float32) for k, v in feed.items()}, Target(weight_bits=16))
+    for output, want in zip(model.graph.output, expected):
+        got = checked.outputs[output.name]
+        bound = TOLERANCE[16] * max(1.0, float(np.max(np.abs(want))))
+        assert np.max(np.abs(got - want)) <= bound, f"{output.name}: {np.max(np.abs(got - want))} > {bound}"
+
+
+def test_every_operator_has_cases():
+    assert {c.model.graph.node[0].op_type for c in CASES} == set(OPS)
