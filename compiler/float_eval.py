@@ -78,6 +78,9 @@ FLOAT_OPS: dict[str, Callable] = {
     "rescale": lambda node, x: x,
     "add_const": lambda node, x: (-x if node.attrs["negate"] else x) + node.attrs["value"],
     "mul_const": lambda node, x: x * node.attrs["value"],
+    "add": lambda node, x, y: x + y,
+    "sub": lambda node, x, y: x - y,
+    "mul": lambda node, x, y: x * y,
 }
 
 

@@ -35,6 +35,9 @@ INTEGER_OPS: dict[str, Callable] = {
     "rescale": lambda node, x: nx.multiply(x, node.attrs["mult"], node.attrs["shift"]),
     "add_const": lambda node, x: nx.add(nx.multiply(x, node.attrs["mult"], node.attrs["shift"]), node.attrs["q"]),
     "mul_const": lambda node, x: nx.multiply(x, node.attrs["q"], node.attrs["shift"]),
+    "add": lambda node, x, y: nx.add(x, y),
+    "sub": lambda node, x, y: nx.subtract(x, y),
+    "mul": lambda node, x, y: nx.multiply(x, y, node.attrs["shift"]),
 }
 
 

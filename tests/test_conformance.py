@@ -10,10 +10,11 @@ import numpy as np
 import onnx
 import pytest
 from onnx import numpy_helper
-from test_float import TOLERANCE
-from toolchain import run_checked
 
 from isa.target import Target
+
+from test_float import TOLERANCE
+from toolchain import run_checked
 
 OPS = ("LSTM", "GRU", "RNN", "Gemm")
 # per operator, the input positions that hold weights rather than data

@@ -22,10 +22,16 @@ CONSTANTS = {"scalar": (), "vector": (8,), "row": (1, 8), "column": (3, 1), "ful
 def _model(nodes, x_shape, y_shape, inits) -> onnx.ModelProto:
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, y_shape)],
-                              [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in inits.items()])
+                              [numpy_helper.from_array(_tensor(v), k) for k, v in inits.items()])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     onnx.checker.check_model(model)
     return model
+
+
+def _tensor(value) -> np.ndarray:
+    """Integers (Slice bounds) as int64, everything else as float32."""
+    value = np.asarray(value)
+    return value.astype(np.int64) if value.dtype.kind in "iu" else value.astype(np.float32)
 
 
 def binary_model(op: str, const_shape, data_first: bool, x_shape=SHAPE, seed: int = 0) -> onnx.ModelProto:
@@ -86,7 +92,7 @@ def test_add_after_a_bias_less_layer_is_its_bias():
 
 def test_add_after_a_layer_with_a_bias_is_element_wise():
     nodes = [helper.make_node("Gemm", ["x", "W", "b"], ["g"]), helper.make_node("Add", ["g", "b"], ["y"])]
-    model = _model(nodes, SHAPE, (3, 4), {"W": np.ones((8, 4)) / 8, "b": np.arange(4)})
+    model = _model(nodes, SHAPE, (3, 4), {"W": np.ones((8, 4)) / 8, "b": np.arange(4.0)})
     assert [n.op for n in import_model(model).nodes] == ["fc", "add_const"]
     inputs, calibration = _inputs()
     assert_close(model, inputs, calibration=calibration)
@@ -101,10 +107,18 @@ def test_constants_only_fold():
 
 
 @pytest.mark.parametrize("op", ["Add", "Sub", "Mul"])
-def test_two_computed_operands_are_refused_naming_the_node(op):
-    nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node(op, ["x", "r"], ["y"], name="both")]
-    with pytest.raises(RnnaccelError, match=rf"node 'both' \({op}\): {op} of two computed tensors .*not supported"):
-        compile_model(_model(nodes, SHAPE, SHAPE, {}))
+@pytest.mark.parametrize("second", ["same", "row"])
+def test_two_computed_operands(op, second):
+    """x op f(x): the second operand computed too, of the same shape or a row broadcast down."""
+    nodes = [helper.make_node("Gemm", ["x", "w"], ["g"], name="proj"), helper.make_node("Tanh", ["g"], ["t"])]
+    if second == "row":
+        nodes.append(helper.make_node("Slice", ["t", "zero", "one", "zero"], ["s"], name="first_row"))
+    nodes.append(helper.make_node(op, ["x", "s" if second == "row" else "t"], ["y"], name="both"))
+    inits = {"w": np.random.default_rng(3).uniform(-1, 1, (8, 8)), "zero": np.array([0]), "one": np.array([1])}
+    model = _model(nodes, SHAPE, SHAPE, inits)
+    inputs, calibration = _inputs()
+    checked = assert_close(model, inputs, calibration=calibration)
+    assert op.lower() in [n.op for n in checked.compiled.graph.nodes]
 
 
 def test_a_nan_constant_names_the_tensor():
@@ -116,5 +130,5 @@ def test_a_nan_constant_names_the_tensor():
 
 def test_a_constant_that_does_not_broadcast_is_refused():
     model = _model([helper.make_node("Add", ["x", "c"], ["y"], name="ew")], SHAPE, SHAPE, {"c": np.ones(5)})
-    with pytest.raises(RnnaccelError, match=r"node 'ew' \(Add\): a constant of shape \[5\] .*not supported"):
+    with pytest.raises(RnnaccelError, match=r"node 'ew' \(Add\): operands of shapes \[3, 8\] and \[5\].*not supported"):
         compile_model(model)

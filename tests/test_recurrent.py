@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from models import recurrent_model
 from test_float import assert_close
 from toolchain import random_inputs

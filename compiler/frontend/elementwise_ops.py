@@ -1,12 +1,12 @@
-"""Element-wise Add, Sub and Mul where one operand is a constant and the other computed data.
+"""Element-wise Add, Sub and Mul: of computed data with a constant, or of two computed tensors.
 
 A constant added right after a MatMul or Gemm that has no bias becomes that layer's bias: it is
 free there, because MVB preloads the accumulators with it. Every other case becomes `add_const`
 (y = ±x + c) or `mul_const` (y = x · c), with the constant broadcast to the output's full shape
 at compile time; the chip copies it from weight memory (LDC) and adds (VADD) or multiplies
-(VMUL) element by element. docs/numerics.md gives the arithmetic. Data broadcast to a larger
-shape first goes through a `gather`, like any layout operator. Two computed operands would need
-both to be aligned at run time, which the chip has no instruction for: that is refused.
+(VMUL) element by element. Two computed operands become `add`, `sub` or `mul` (VADD, VSUB,
+VMUL): exporters write unrolled recurrences that way. docs/numerics.md gives the arithmetic.
+Data broadcast to a larger shape first goes through a `gather`, like any layout operator.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import numpy as np
 from compiler.frontend.compute_ops import constant_weight, fc_bias
 from compiler.frontend.registry import fold, operator, unsupported
 from compiler.ir import Node
-from isa.errors import RnnaccelError
 
 
 @operator
@@ -24,6 +23,8 @@ def Add(b, node, name: str) -> None:
     """x + c or c + x; a bias right after a bias-less MatMul/Gemm joins that layer."""
     if all(b.is_const(n) for n in node.input):
         return fold(b, node, np.add)
+    if _both_computed(b, node):
+        return _emit_pair(b, name, "add", node)
     data, const, _ = _operands(b, node)
     if not _fuse_bias(b, name, data, const, node.output[0]):
         _emit(b, name, "add_const", data, const, node.output[0])
@@ -34,6 +35,8 @@ def Sub(b, node, name: str) -> None:
     """x - c is x + (-c); c - x negates the data on the chip."""
     if all(b.is_const(n) for n in node.input):
         return fold(b, node, np.subtract)
+    if _both_computed(b, node):
+        return _emit_pair(b, name, "sub", node)
     data, const, data_first = _operands(b, node)
     _emit(b, name, "add_const", data, -const if data_first else const, node.output[0], negate=not data_first)
 
@@ -43,16 +46,28 @@ def Mul(b, node, name: str) -> None:
     """x * c or c * x."""
     if all(b.is_const(n) for n in node.input):
         return fold(b, node, np.multiply)
+    if _both_computed(b, node):
+        return _emit_pair(b, name, "mul", node)
     data, const, _ = _operands(b, node)
     _emit(b, name, "mul_const", data, const, node.output[0])
+
+
+def _both_computed(b, node) -> bool:
+    return not any(b.is_const(n) for n in node.input)
+
+
+def _emit_pair(b, name: str, op: str, node) -> None:
+    """Two computed operands, each broadcast to the common shape first if it must grow."""
+    first, second = node.input
+    shape = _broadcast_shape(b.shape(first), b.shape(second))
+    operands = tuple(n if b.shape(n) == shape else _broadcast_data(b, f"{name}/{i}", n, shape)
+                     for i, n in enumerate((first, second)))
+    b.emit(Node(op, name, operands, (node.output[0],)), {node.output[0]: shape})
 
 
 def _operands(b, node) -> tuple[str, np.ndarray, bool]:
     """(data tensor, constant value, whether the data is the first operand)."""
     first, second = node.input
-    if not b.is_const(first) and not b.is_const(second):
-        raise RnnaccelError(f"{node.op_type} of two computed tensors ('{first}', '{second}') is not supported: "
-                            "one operand must be a constant")
     data, const = (first, second) if b.is_const(second) else (second, first)
     return data, constant_weight(b, const, f"{node.op_type} constant"), data == first
 
@@ -84,8 +99,7 @@ def _broadcast_shape(data: tuple[int, ...], const: tuple[int, ...]) -> tuple[int
     try:
         return tuple(np.broadcast_shapes(data, const))
     except ValueError:
-        raise unsupported(f"a constant of shape {list(const)} that does not broadcast with data of "
-                          f"shape {list(data)}") from None
+        raise unsupported(f"operands of shapes {list(data)} and {list(const)}, which do not broadcast") from None
 
 
 def _broadcast_data(b, name: str, data: str, shape: tuple[int, ...]) -> str:

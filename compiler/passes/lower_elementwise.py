@@ -3,6 +3,8 @@
     add_const  y = ±x + c:  [VSCALE x to y's scale | VMUL by a vector of -mult, for c - x]
                             LDC c;  VADD y = x' + c
     mul_const  y = x · c:   LDC c;  VMUL y = x · c >> shift
+    add, sub   y = x ± z:   VADD / VSUB (quantize gave both operands the output's scale)
+    mul        y = x · z:   VMUL y = x · z >> shift
 
 The constant was broadcast to the data's full shape by the frontend, so it costs 2 bytes of
 weight memory and one activation element per output element (docs/numerics.md).
@@ -13,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from compiler.ir import Node
-from compiler.kernel import Ref, Where, pack_ints
+from compiler.kernel import Ref, Where
 from compiler.passes.lowering import Lowering
 from isa.numerics import quantize_multiplier
 
@@ -34,6 +36,17 @@ def lower_mul_const(ctx: Lowering, node: Node, where: Where) -> None:
                          b=c, shift=node.attrs["shift"])
 
 
+def lower_pair(ctx: Lowering, node: Node, where: Where) -> None:
+    """Two computed operands of the output's shape."""
+    out = node.outputs[0]
+    x, z = (ctx.places[n] for n in node.inputs)
+    mnemonic, extra = PAIR_OPS[node.op], {"shift": node.attrs["shift"]} if node.op == "mul" else {}
+    ctx.emit_elementwise(mnemonic, where, ctx.graph.size(out), dst=ctx.place(out), a=x, b=z, **extra)
+
+
+PAIR_OPS = {"add": "VADD", "sub": "VSUB", "mul": "VMUL"}
+
+
 def _scaled_input(ctx: Lowering, node: Node, where: Where) -> Ref:
     """The data at the output's scale (and negated for c - x): itself, or VSCALE/VMUL into a temporary."""
     mult, shift = node.attrs["mult"], node.attrs["shift"]
@@ -52,8 +65,4 @@ def _scaled_input(ctx: Lowering, node: Node, where: Where) -> Ref:
 
 def _load(ctx: Lowering, node: Node, what: str, values: np.ndarray, where: Where) -> Ref:
     """A constant vector in weight memory, copied to activation memory by LDC."""
-    data = pack_ints(values.ravel(), "<i2")
-    src = ctx.buffer(f"{node.source}/{what}", "wmem", len(data), data, "biases")
-    dst = ctx.buffer(f"{node.source}/{what}:amem", "amem", values.size)
-    ctx.emit_elementwise("LDC", Where(where.node, where.layer, what=what), values.size, dst=dst, src=src)
-    return dst
+    return ctx.constant(f"{node.source}/{what}", values, Where(where.node, where.layer, what=what))

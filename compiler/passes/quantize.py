@@ -10,7 +10,7 @@ gives the rules and their error bounds.
 
 from __future__ import annotations
 
-from compiler.ir import ELEMENTWISE_OPS, RECURRENT_OPS, Graph, Node
+from compiler.ir import COMMON_SCALE_OPS, ELEMENTWISE_OPS, RECURRENT_OPS, Graph, Node
 from compiler.passes import quantize_elementwise as elementwise
 from compiler.passes import quantize_recurrent as recurrent
 from compiler.passes.weights import GATE_SCALE, UNIT_SCALE, quantize_matrix
@@ -31,7 +31,7 @@ def quantize_graph(graph: Graph, ranges: dict[str, float], target: Target) -> Gr
     nodes: list[Node] = []
     shapes = dict(graph.shapes)
     for original in graph.nodes:
-        node = _legalize_inputs(original, scales, shapes, nodes)
+        node = _legalize_inputs(original, _common_scale(graph, original, scales, ranges), scales, shapes, nodes)
         for name, scale in zip(node.outputs, _output_scales(graph, node, scales, ranges)):
             if name:
                 scales[name] = scale
@@ -66,12 +66,21 @@ def _output_scales(graph: Graph, node: Node, scales: dict[str, float], ranges: d
         return [elementwise.output_scale(node, scales, _free_scale(graph, node.outputs[0], ranges))]
     if node.op == "rescale":
         return [node.attrs["scale"]]
-    return [max(scales[n] for n in node.inputs)]  # relu, gather: the inputs' (common) scale
+    return [max(scales[n] for n in node.inputs)]  # relu, gather, add, sub: the inputs' (common) scale
 
 
-def _legalize_inputs(node: Node, scales: dict, shapes: dict, nodes: list[Node]) -> Node:
+def _common_scale(graph: Graph, node: Node, scales: dict, ranges: dict[str, float]) -> float | None:
+    """For ops whose operands must share a scale: the coarsest of theirs (and of a sum's range)."""
+    if node.op not in COMMON_SCALE_OPS:
+        return None
+    needs = [scales[n] for n in node.inputs if n]
+    if node.op != "gather":
+        needs.append(_free_scale(graph, node.outputs[0], ranges))
+    return max(needs)
+
+
+def _legalize_inputs(node: Node, common: float | None, scales: dict, shapes: dict, nodes: list[Node]) -> Node:
     """Insert a rescale before every input whose scale is not the one the node needs."""
-    common = max((scales[n] for n in node.inputs if n), default=None) if node.op == "gather" else None
     inputs = []
     for position, name in enumerate(node.inputs):
         need = common or (_required(node, position) if name else None)

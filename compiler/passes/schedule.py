@@ -24,7 +24,7 @@ import numpy as np
 
 from compiler.ir import MATRIX_OPS, RECURRENT_OPS, Graph, Node
 from compiler.kernel import IOTensor, Kernel, Ref, Where
-from compiler.passes.lower_elementwise import lower_add_const, lower_mul_const
+from compiler.passes.lower_elementwise import PAIR_OPS, lower_add_const, lower_mul_const, lower_pair
 from compiler.passes.lower_recurrent import lower_recurrent
 from compiler.passes.lowering import Lowering, MatrixRefs
 from isa.table import CONSTANTS
@@ -123,4 +123,5 @@ LOWER: dict[str, Callable[[Lowering, Node, Where], None]] = {
     "gather": lower_gather,
     "add_const": lower_add_const,
     "mul_const": lower_mul_const,
+    **dict.fromkeys(PAIR_OPS, lower_pair),
 }
