@@ -17,6 +17,7 @@ ACC_MIN, ACC_MAX = -(1 << 31), (1 << 31) - 1
 
 GATE_FRAC = 12  # sigmoid/tanh inputs and LSTM cell state: Q3.12, range [-8, 8)
 UNIT_FRAC = 15  # sigmoid/tanh outputs and LSTM hidden state: Q0.15, range [-1, 1)
+LOG_FRAC = 11  # logarithms (VLOG) and LogSoftmax outputs: Q4.11, range [-16, 16)
 
 MULT_BITS = 15  # requantisation multipliers are normalised into [2**14, 2**15)
 MAX_SHIFT = 63
@@ -99,9 +100,18 @@ def _hardsigmoid(x: np.ndarray, alpha: float = 0.2, beta: float = 0.5) -> np.nda
     return np.clip(alpha * x + beta, 0.0, 1.0)
 
 
+def _log_mantissa(x: np.ndarray) -> np.ndarray:
+    """ln(1 + f) for the fraction f = (x + 8) / 16 in [0, 1) that spans the whole 16-bit input grid."""
+    return np.log1p((x + 8.0) / 16.0)
+
+
 # The functions the vector unit computes by table: Q3.12 input, Q0.15 output (all are bounded by 1
-# on the input range; exp is meant for inputs <= 0, as in softmax).
-TABLE_FUNCTIONS = {"sigmoid": _sigmoid, "tanh": np.tanh, "hardsigmoid": _hardsigmoid, "exp": np.exp}
+# on the input range; exp is meant for inputs <= 0, as in softmax). "lnmant" is VLOG's: it reads the
+# 16-bit input code as the fraction of a normalised mantissa, so all 256 segments cover ln on [1, 2).
+TABLE_FUNCTIONS = {"sigmoid": _sigmoid, "tanh": np.tanh, "hardsigmoid": _hardsigmoid, "exp": np.exp,
+                   "lnmant": _log_mantissa}
+LOG_TABLE = "lnmant"
+LN2_Q15 = round(float(np.log(2.0)) * (1 << UNIT_FRAC))  # 22713
 
 
 def table_name(func: str, *params: float) -> str:
@@ -154,3 +164,38 @@ def requantize_add(acc: np.ndarray, mult: np.ndarray, shift: np.ndarray, addend:
     """Requantise an accumulator and add an activation, saturating once at the end."""
     scaled = round_shift(sat_acc(acc) * np.asarray(mult, dtype=np.int64), shift)
     return sat_act(scaled + np.asarray(addend, dtype=np.int64))
+
+
+def reduce_max(a: np.ndarray) -> np.ndarray:
+    """The largest element along the last axis (kept as a length-1 axis)."""
+    return np.max(np.asarray(a, np.int64), axis=-1, keepdims=True)
+
+
+def reduce_sum(a: np.ndarray) -> np.ndarray:
+    """The exact sum along the last axis (kept): at most 65535 int16 terms, so it fits acc_bits."""
+    return np.sum(np.asarray(a, np.int64), axis=-1, keepdims=True)
+
+
+def divide(a: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """a / total in Q0.15, rounded half up and saturated: sat16(floor(a * 2**15 / total + 1/2)).
+
+    `total` is an accumulator (saturated to acc_bits on read); below 1 it counts as 1, so the
+    division is always defined. Exact integer arithmetic: floor((a * 2**16 + total) / (2 total)).
+    """
+    d = np.maximum(sat_acc(np.asarray(total, np.int64)), 1)
+    return sat_act(np.floor_divide(np.left_shift(np.asarray(a, np.int64), UNIT_FRAC + 1) + d, 2 * d))
+
+
+def log_sum(table: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """ln(total / 2**15) in Q4.11: the log of a sum of Q0.15 values, by normalising and one table.
+
+    total = 2**k * (1 + f) with f in [0, 1); the top 16 bits of f (truncated) index the "lnmant"
+    table as the code f * 65536 - 32768, and ln(total / 2**15) = (k - 15) ln 2 + ln(1 + f),
+    summed at 2**-15 with ln 2 = LN2_Q15 / 2**15, then rounded half up to Q4.11. A total below 1
+    counts as 1 (the result is then -15 ln 2).
+    """
+    t = np.maximum(sat_acc(np.asarray(total, np.int64)), 1)
+    k = np.frexp(t.astype(np.float64))[1].astype(np.int64) - 1  # exact: t < 2**53
+    mantissa = np.where(k <= 16, np.left_shift(t, np.maximum(16 - k, 0)), np.right_shift(t, np.maximum(k - 16, 0)))
+    ln_q15 = (k - UNIT_FRAC) * LN2_Q15 + table_lookup(table, mantissa - (1 << 16) - (1 << 15))
+    return sat_act(round_shift(ln_q15, UNIT_FRAC - LOG_FRAC))

@@ -138,6 +138,17 @@ OPS: tuple[Op, ...] = (
          "n/vec_lanes", "0", "dst[i] = sat(round(src[i] * mult >> shift)): change an activation's scale"),
     _row("VMOV", 0x26, "VEC", "dst:20 src:20 n:16", "src@amem[n]", "dst@amem[n]",
          "n/vec_lanes", "0", "dst[i] = src[i]"),
+    # reductions and their companions (softmax); a reduction's lane tree sits inside vec_latency
+    _row("VRMAX", 0x38, "VEC", "dst:20 src:20 n:16", "src@amem[n]", "dst@amem[1]", "n/vec_lanes", "0",
+         "dst[0] = max(src[0:n])"),
+    _row("VSUBS", 0x39, "VEC", "dst:20 a:20 s:20 n:16", "a@amem[n] s@amem[1]", "dst@amem[n]",
+         "n/vec_lanes", "0", "dst[i] = sat(a[i] - s[0]): subtract a broadcast scalar"),
+    _row("VRSUM", 0x3A, "VEC", "dst:16 src:20 n:16", "src@amem[n]", "dst@acc[1]", "n/vec_lanes", "0",
+         "acc[dst] = sum(src[0:n]), exact: the vector unit writes one accumulator entry"),
+    _row("VNORM", 0x3B, "VEC", "dst:20 src:20 n:16 s:16", "src@amem[n] s@acc[1]", "dst@amem[n]",
+         "n/vec_lanes", "0", "dst[i] = sat(round(src[i] * 2^15 / acc[s])): divide by a sum, rounding half up"),
+    _row("VLOG", 0x3C, "VEC", "dst:20 src:16 table:4", "src@acc[1]", "dst@amem[1]", "1", "0",
+         "dst[0] = ln(acc[src] / 2^15) in Q4.11: normalise, then the program's mantissa table number `table`"),
 )
 
 BY_MNEMONIC: Mapping[str, Op] = {op.mnemonic: op for op in OPS}

@@ -114,12 +114,19 @@ def _vrqa(m: Machine, s: Step) -> None:
     m.amem[:, _at(a["dst"], a["n"])] = numerics.requantize_add(m.acc[:, _at(a["src"], a["n"])], mult, shift, addend)
 
 
+def _table(m: Machine, s: Step) -> np.ndarray:
+    """The program's table that the instruction's `table` field numbers (VACT, VLOG)."""
+    number = s.args["table"]
+    if number >= len(m.tables):
+        raise RnnaccelError(f"pc {s.pc} ({s.instr.mnemonic}): table {number} does not exist "
+                            f"(the program has {len(m.tables)})")
+    return m.tables[number]
+
+
 @semantics("VACT")
 def _vact(m: Machine, s: Step) -> None:
     a = s.args
-    if a["table"] >= len(m.tables):
-        raise RnnaccelError(f"pc {s.pc} (VACT): table {a['table']} does not exist (the program has {len(m.tables)})")
-    m.amem[:, _at(a["dst"], a["n"])] = numerics.table_lookup(m.tables[a["table"]], m.amem[:, _at(a["src"], a["n"])])
+    m.amem[:, _at(a["dst"], a["n"])] = numerics.table_lookup(_table(m, s), m.amem[:, _at(a["src"], a["n"])])
 
 
 @semantics("VRELU")
@@ -165,6 +172,36 @@ def _vscale(m: Machine, s: Step) -> None:
 def _vmov(m: Machine, s: Step) -> None:
     a = s.args
     m.amem[:, _at(a["dst"], a["n"])] = m.amem[:, _at(a["src"], a["n"])]
+
+
+@semantics("VRMAX")
+def _vrmax(m: Machine, s: Step) -> None:
+    a = s.args
+    m.amem[:, _at(a["dst"], 1)] = numerics.reduce_max(m.amem[:, _at(a["src"], a["n"])])
+
+
+@semantics("VSUBS")
+def _vsubs(m: Machine, s: Step) -> None:
+    a = s.args
+    m.amem[:, _at(a["dst"], a["n"])] = numerics.subtract(m.amem[:, _at(a["a"], a["n"])], m.amem[:, _at(a["s"], 1)])
+
+
+@semantics("VRSUM")
+def _vrsum(m: Machine, s: Step) -> None:
+    a = s.args
+    m.acc[:, _at(a["dst"], 1)] = numerics.reduce_sum(m.amem[:, _at(a["src"], a["n"])])
+
+
+@semantics("VNORM")
+def _vnorm(m: Machine, s: Step) -> None:
+    a = s.args
+    m.amem[:, _at(a["dst"], a["n"])] = numerics.divide(m.amem[:, _at(a["src"], a["n"])], m.acc[:, _at(a["s"], 1)])
+
+
+@semantics("VLOG")
+def _vlog(m: Machine, s: Step) -> None:
+    a = s.args
+    m.amem[:, _at(a["dst"], 1)] = numerics.log_sum(_table(m, s), m.acc[:, _at(a["src"], 1)])
 
 
 def _check_complete() -> None:

@@ -64,12 +64,13 @@ def _audit_dependencies(trace: list[dict]) -> None:
 
 
 def _audit_busy(r: dict, target: dict[str, int]) -> None:
-    """Rules 3 and 4: MAC busy covers its useful MACs; VEC busy is ceil(n / vec_lanes)."""
+    """Rules 3 and 4: MAC busy covers its useful MACs; VEC busy is ceil(n / vec_lanes), n being the
+    longest run of elements it streams (a reduction reads n and writes one)."""
     busy = r["end"] - r["start"]
     if r["unit"] == "MAC":
         assert busy >= math.ceil(r["macs"] / target["macs"]), f"{_where(r)}: {busy} cycles for {r['macs']} MACs"
     if r["unit"] == "VEC" and len(r["writes"]) == 1:
-        n = r["writes"][0][2]
+        n = max(length for mem, _, length in r["reads"] + r["writes"] if mem in ("amem", "acc"))
         want = math.ceil(n / target["vec_lanes"])
         assert busy == want, f"{_where(r)}: VEC busy {busy} cycles for {n} elements, expected {want}"
 
