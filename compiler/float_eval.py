@@ -10,6 +10,7 @@ from collections.abc import Callable
 import numpy as np
 
 from compiler.frontend.activation_ops import float_activation
+from compiler.frontend.softmax_ops import float_softmax
 from compiler.interpret import gather, interpret, scan
 from compiler.ir import RECURRENT_OPS, Graph, Node
 
@@ -81,6 +82,8 @@ FLOAT_OPS: dict[str, Callable] = {
     "add": lambda node, x, y: x + y,
     "sub": lambda node, x, y: x - y,
     "mul": lambda node, x, y: x * y,
+    "softmax": lambda node, x: float_softmax(x, node.attrs["row"]),
+    "logsoftmax": lambda node, x: float_softmax(x, node.attrs["row"], log=True),
 }
 
 

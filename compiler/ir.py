@@ -24,7 +24,9 @@ SCALE_OPS = frozenset({"rescale"})
 CONST_OPS = frozenset({"constant"})
 ELEMENTWISE_OPS = frozenset({"add_const", "mul_const", "mul"})  # with a constant of the data's shape, or data
 COMMON_SCALE_OPS = frozenset({"gather", "add", "sub"})  # all inputs and the output at one scale
-ALL_OPS = MATRIX_OPS | ACTIVATION_OPS | LAYOUT_OPS | SCALE_OPS | CONST_OPS | ELEMENTWISE_OPS | COMMON_SCALE_OPS
+SOFTMAX_OPS = frozenset({"softmax", "logsoftmax"})  # attrs["row"]: the length of each normalised run
+ALL_OPS = (MATRIX_OPS | ACTIVATION_OPS | LAYOUT_OPS | SCALE_OPS | CONST_OPS | ELEMENTWISE_OPS | COMMON_SCALE_OPS
+           | SOFTMAX_OPS)
 
 
 @dataclass(frozen=True)

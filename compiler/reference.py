@@ -15,6 +15,7 @@ import numpy as np
 from compiler.interpret import gather, interpret, scan
 from compiler.ir import RECURRENT_OPS, Graph, Node
 from compiler.reference_recurrent import activation, project, run_cell
+from compiler.reference_softmax import SOFTMAX_INTEGER_OPS
 from isa import numerics as nx
 
 
@@ -38,6 +39,7 @@ INTEGER_OPS: dict[str, Callable] = {
     "add": lambda node, x, y: nx.add(x, y),
     "sub": lambda node, x, y: nx.subtract(x, y),
     "mul": lambda node, x, y: nx.multiply(x, y, node.attrs["shift"]),
+    **SOFTMAX_INTEGER_OPS,
 }
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from compiler.frontend import activation_ops, compute_ops, elementwise_ops, layout_ops, recurrent_ops  # noqa: F401
+from compiler.frontend import activation_ops, compute_ops, elementwise_ops, layout_ops, recurrent_ops, softmax_ops  # noqa: F401
 from compiler.frontend.registry import OPERATORS
 from compiler.ir import Graph, Node, verify
 from isa.errors import RnnaccelError
@@ -29,6 +29,7 @@ class Builder:
     consts: dict[str, np.ndarray] = field(default_factory=dict)
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     nodes: list[Node] = field(default_factory=list)
+    opset: int = 1  # the default domain's version: some attributes change meaning with it (Softmax's axis)
 
     def const(self, name: str) -> np.ndarray | None:
         return self.consts.get(name) if name else None
@@ -86,7 +87,7 @@ def import_model(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] | No
 
 def start_import(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] | None) -> Builder:
     """A builder that knows the initialisers and the (fixed) shapes of the graph inputs."""
-    builder = Builder()
+    builder = Builder(opset=next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1))
     for init in model.graph.initializer:
         builder.consts[init.name] = _tensor_value(init)
     inputs = [i for i in model.graph.input if i.name not in builder.consts]

@@ -13,6 +13,7 @@ from __future__ import annotations
 from compiler.ir import COMMON_SCALE_OPS, ELEMENTWISE_OPS, RECURRENT_OPS, Graph, Node
 from compiler.passes import quantize_elementwise as elementwise
 from compiler.passes import quantize_recurrent as recurrent
+from compiler.passes import quantize_softmax as softmax
 from compiler.passes.weights import GATE_SCALE, UNIT_SCALE, quantize_matrix
 from isa.numerics import ACT_MAX, quantize, quantize_multiplier
 from isa.target import Target
@@ -20,7 +21,7 @@ from isa.target import Target
 HEADROOM = 2.0
 
 # the scale each op's outputs must have, by output position (recurrent layers: quantize_recurrent)
-FIXED_OUTPUTS = {"table": (UNIT_SCALE,)}
+FIXED_OUTPUTS = {"table": (UNIT_SCALE,), **{op: (scale,) for op, scale in softmax.OUTPUT_SCALES.items()}}
 # the scale each op needs on its inputs, by input position (None: any)
 REQUIRED_INPUTS = {"table": (GATE_SCALE,)}
 FREE_OUTPUT_OPS = {"fc", "constant"}
@@ -106,4 +107,6 @@ def _quantize_node(node: Node, scales: dict[str, float], target: Target) -> Node
         return node.with_attrs(q=quantize(node.attrs["value"], scales[node.outputs[0]]))
     if node.op in ELEMENTWISE_OPS:
         return elementwise.quantize_elementwise(node, scales)
+    if node.op in softmax.OUTPUT_SCALES:
+        return softmax.quantize_softmax(node, scales)
     return node

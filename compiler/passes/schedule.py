@@ -22,10 +22,11 @@ from collections.abc import Callable
 
 import numpy as np
 
-from compiler.ir import MATRIX_OPS, RECURRENT_OPS, Graph, Node
+from compiler.ir import MATRIX_OPS, RECURRENT_OPS, SOFTMAX_OPS, Graph, Node
 from compiler.kernel import IOTensor, Kernel, Ref, Where
 from compiler.passes.lower_elementwise import PAIR_OPS, lower_add_const, lower_mul_const, lower_pair
 from compiler.passes.lower_recurrent import lower_recurrent
+from compiler.passes.lower_softmax import lower_softmax
 from compiler.passes.lowering import Lowering, MatrixRefs
 from isa.table import CONSTANTS
 from isa.target import Target
@@ -124,4 +125,5 @@ LOWER: dict[str, Callable[[Lowering, Node, Where], None]] = {
     "add_const": lower_add_const,
     "mul_const": lower_mul_const,
     **dict.fromkeys(PAIR_OPS, lower_pair),
+    **dict.fromkeys(SOFTMAX_OPS, lower_softmax),
 }
