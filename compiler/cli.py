@@ -19,6 +19,7 @@ import time
 from compiler.frontend.onnx_import import load_model
 from compiler.frontend.opdoc import supported_ops_text
 from compiler.frontend.support import unsupported_nodes
+from compiler.passes.compress import Compression
 from compiler.pipeline import Compiled, compile_model
 from isa.cliutil import EXIT_USER_ERROR, run_cli
 from isa.container import to_bytes
@@ -47,7 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--macs", type=int, metavar="N", help="override the number of MAC lanes (8..256)")
     p.add_argument("--weight-bits", type=int, choices=(8, 16), help="override the stored weight width")
     p.add_argument("--compress", choices=("none", "4", "3", "2"), default="none",
-                   help="codebook weight compression, bits per index (only 'none' is available yet)")
+                   help="codebook weight compression: bits per weight index (default none: plain weights)")
+    p.add_argument("--codebook", choices=("tile", "matrix"), default="tile",
+                   help="with --compress: one codebook per MAC row tile (default) or per matrix")
     p.add_argument("--shape", action="append", default=[], metavar="NAME=D0,D1,...",
                    help="fix the dims of an input with symbolic dims (repeatable)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
@@ -69,12 +72,16 @@ def parse_shapes(items: list[str]) -> dict[str, tuple[int, ...]]:
 
 def summary(result: Compiled, seconds: float) -> str:
     total, prog, t = result.report["total"], result.program, result.program.target
-    ratio = total["compression_ratio"]
-    return (f"compiled {prog.model} in {seconds:.2f} s for {t.macs} MACs: {total['instructions']} instructions "
-            f"({total['code_bytes']} bytes), {total['mac_ops']} MACs per inference\n"
-            f"weights: {total['stored_bytes']} bytes stored, {total['fp32_bytes']} as fp32"
-            f"{f' ({ratio:.2f}x)' if ratio else ''}; memory used: weight {prog.memory.wmem}/{t.weight_mem_bytes} B, "
-            f"activation {prog.memory.amem}/{t.act_elems} elements, accumulators {prog.memory.acc}/{t.acc_entries}\n")
+    lines = [f"compiled {prog.model} in {seconds:.2f} s for {t.macs} MACs: {total['instructions']} instructions "
+             f"({total['code_bytes']} bytes), {total['mac_ops']} MACs per inference",
+             f"memory used: weight {prog.memory.wmem}/{t.weight_mem_bytes} B, activation "
+             f"{prog.memory.amem}/{t.act_elems} elements, accumulators {prog.memory.acc}/{t.acc_entries}",
+             f"{'layer':<28} {'op':<9} {'fp32 B':>9} {'stored B':>9} {'ratio':>7} {'read B/inference':>17}"]
+    for row in [*[layer for layer in result.report["layers"] if layer["fp32_bytes"]], total]:
+        ratio = f"{row['compression_ratio']:.2f}x" if row["compression_ratio"] else "-"
+        lines.append(f"{row.get('name', 'total')[-28:]:<28} {row['op']:<9} {row['fp32_bytes']:>9} "
+                     f"{row['stored_bytes']:>9} {ratio:>7} {row['weight_bytes_read']:>17}")
+    return "\n".join(lines) + "\n"
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -103,13 +110,12 @@ def _main(argv: list[str] | None) -> int | None:
         return _check(args)
     if args.output is None:
         raise RnnaccelError("-o PROG.rnna is required to compile (--check compiles nothing and needs no -o)")
-    if args.compress != "none":
-        raise RnnaccelError(f"--compress {args.compress}: codebook compression is not available yet; use none")
     log = (lambda message: None) if args.quiet else (lambda message: print(f"{PROG}: {message}", file=sys.stderr))
     target = load_target(args.target, macs=args.macs, weight_bits=args.weight_bits)
     calibration = read_npz(args.calibration, "calibration") if args.calibration else None
     start = time.perf_counter()
-    result = compile_model(args.model, target, calibration, parse_shapes(args.shape), log)
+    compression = None if args.compress == "none" else Compression(int(args.compress), args.codebook)
+    result = compile_model(args.model, target, calibration, parse_shapes(args.shape), log, compression)
     files = {args.output: to_bytes(result.program)}
     if args.listing:
         files[args.listing] = disassemble(result.program)

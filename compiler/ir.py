@@ -47,13 +47,30 @@ class Node:
 
 
 @dataclass(frozen=True)
-class QMatrix:
-    """A quantised weight matrix (rows x cols) with what requantises its accumulators."""
+class Codebook:
+    """How a compressed matrix is stored: `bits`-bit indices into a codebook per row group."""
 
-    weights: np.ndarray  # int64 (rows, cols), within weight_bits
+    bits: int
+    groups: tuple[tuple[int, int], ...]  # row ranges sharing a codebook
+    entries: np.ndarray  # int64 (len(groups), 2**bits), within weight_bits
+    indices: np.ndarray  # int64 (rows, cols)
+
+
+@dataclass(frozen=True)
+class QMatrix:
+    """A quantised weight matrix (rows x cols) with what requantises its accumulators.
+
+    A compressed matrix (codebook set) has one multiplier and shift for all rows, and its bias
+    in the output's format (out_bias << bias_shift, at weight_bits), added when requantising.
+    """
+
+    weights: np.ndarray  # int64 (rows, cols), within weight_bits (a compressed matrix: expanded)
     mult: np.ndarray  # int64 (rows,), requantisation multipliers
     shift: np.ndarray  # int64 (rows,)
     bias: np.ndarray | None = None  # int64 (rows,) or (..., rows): one per input row; at accumulator scale
+    codebook: Codebook | None = None
+    out_bias: np.ndarray | None = None  # int64 (rows,), compressed matrices only
+    bias_shift: int = 0
 
     @property
     def rows(self) -> int:

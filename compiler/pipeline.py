@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from compiler.frontend.onnx_import import check_model, import_model, load_model
 from compiler.ir import Graph, verify
 from compiler.passes.allocate import allocate
 from compiler.passes.calibrate import calibrate, check_calibration, default_calibration
+from compiler.passes.compress import Compression
 from compiler.passes.quantize import quantize_graph
 from compiler.passes.schedule import schedule
 from compiler.passes.tile import tile_graph
@@ -32,18 +34,23 @@ class Compiled:
 def compile_model(model: str | Path | onnx.ModelProto, target: Target | None = None,
                   calibration: dict[str, np.ndarray] | None = None,
                   shapes: dict[str, tuple[int, ...]] | None = None,
-                  log: Callable[[str], None] = lambda message: None) -> Compiled:
+                  log: Callable[[str], None] = lambda message: None,
+                  compression: Compression | None = None) -> Compiled:
+    """Compile a model. Codebook `compression` is activation-aware only with real calibration data."""
     target = target or Target()
     if isinstance(model, onnx.ModelProto):
         proto, name = check_model(model), model.graph.name or "model"
     else:
         proto, name = load_model(model), Path(model).stem
     graph = verify(import_model(proto, shapes))
-    if calibration is None:
+    given = calibration is not None
+    if not given:
         log("no --calibration given: calibrating on random N(0,1) inputs; give real samples for real ranges")
         calibration = default_calibration(graph)
-    ranges = calibrate(graph, check_calibration(graph, calibration))
-    graph = verify(quantize_graph(graph, ranges, target))
+    calib = calibrate(graph, check_calibration(graph, calibration))
+    if compression is not None and not given:
+        compression = dataclasses.replace(compression, activation_aware=False)
+    graph = verify(quantize_graph(graph, calib, target, compression))
     graph = verify(tile_graph(graph, target))
     kernel = schedule(graph, target)
     kernel = allocate(kernel, target)

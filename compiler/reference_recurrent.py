@@ -32,7 +32,10 @@ def accumulate(q: QMatrix, x: np.ndarray) -> np.ndarray:
 
 
 def project(q: QMatrix, x: np.ndarray, addend: np.ndarray | None = None) -> np.ndarray:
-    """requantize(q x), plus an addend before the one saturation when given."""
+    """requantize(q x), plus an addend -- or a compressed matrix's bias -- before the one saturation."""
+    if q.out_bias is not None:
+        assert addend is None, "a compressed matrix adds its bias or an activation, not both"
+        addend = np.left_shift(q.out_bias, q.bias_shift)
     if addend is None:
         return nx.requantize(accumulate(q, x), q.mult, q.shift)
     return nx.requantize_add(accumulate(q, x), q.mult, q.shift, addend)

@@ -36,7 +36,7 @@ _TERMINAL_NAMES = {"_NL": "end of line", "NAME": "a name", "INT": "an integer", 
 
 _DIRECTIVE_KEYS = {
     ".program": {"model": str},
-    ".memory": {"host": int, "amem": int, "acc": int, "wmem": int},
+    ".memory": {"host": int, "amem": int, "acc": int, "wmem": int, "cbm": int},
     ".input": {"name": str, "shape": tuple, "scale": float, "host": int},
     ".output": {"name": str, "shape": tuple, "scale": float, "host": int},
     ".loc": {"node": str, "layer": int, "step": int, "tile": int, "what": str},

@@ -84,6 +84,7 @@ class MemoryMap:
     amem: int
     acc: int
     wmem: int
+    cbm: int
 
 
 @dataclass(frozen=True)

@@ -20,14 +20,15 @@ WORD_BITS = 128
 WORD_BYTES = WORD_BITS // 8
 OPCODE_BITS = 8
 
-UNITS = ("DMA", "MAC", "VEC")
+UNITS = ("DMA", "MAC", "VEC", "DEC")
 MEMORIES = {
     "host": "host memory, in activation elements (per inference: inputs, then outputs)",
     "amem": "on-chip activation memory, in activation elements",
     "acc": "accumulator memory, in accumulator entries",
     "wmem": "on-chip weight memory, in bytes",
+    "cbm": "the decompression engine's codebook memory, in entries of weight_bits",
 }
-UNIT_LATENCY = {"DMA": "dma_latency", "MAC": "mac_latency", "VEC": "vec_latency"}
+UNIT_LATENCY = {"DMA": "dma_latency", "MAC": "mac_latency", "VEC": "vec_latency", "DEC": "mac_latency"}
 
 
 @dataclass(frozen=True)
@@ -117,11 +118,19 @@ OPS: tuple[Op, ...] = (
     _row("MVA", 0x12, "MAC", "acc:16 w:24 x:20 rows:9 cols:16",
          "w@wmem[rows*cols*weight_bytes] x@amem[cols] acc@acc[rows]", "acc@acc[rows]",
          "cols", "rows*cols", "acc[r] += sum_k W[k,r] * x[k]: MV continuing an accumulation"),
+    _row("MVC", 0x13, "MAC", "acc:16 w:24 x:20 rows:9 cols:16 cb:12 bits:3",
+         "w@wmem[rows*cols*bits/8] x@amem[cols] cb@cbm[16]", "acc@acc[rows]", "cols", "rows*cols",
+         "MV through the decompression engine: W[k,r] = codebook[cb + index], `bits`-bit indices streamed from w"),
     _row("VRQ", 0x20, "VEC", "dst:20 src:16 n:16 q:24", "src@acc[n] q@wmem[n*4]", "dst@amem[n]",
          "n/vec_lanes", "0", "dst[i] = requantize(acc[i], mult[i], shift[i]) with per-element (mult, shift) at q"),
     _row("VRQA", 0x21, "VEC", "dst:20 src:16 n:16 q:24 add:20",
          "src@acc[n] q@wmem[n*4] add@amem[n]", "dst@amem[n]", "n/vec_lanes", "0",
          "dst[i] = sat(round(acc[i] * mult[i] >> shift[i]) + add[i]): requantise and add"),
+    _row("VRQC", 0x2A, "VEC", "dst:20 src:16 n:16 q:24 bias:24 bshift:4",
+         "src@acc[n] q@wmem[4] bias@wmem[n*weight_bytes]", "dst@amem[n]", "n/vec_lanes", "0",
+         "dst[i] = sat(round(acc[i] * mult >> shift) + (bias[i] << bshift)): one (mult, shift), weight_bits biases"),
+    _row("VRQAC", 0x2B, "VEC", "dst:20 src:16 n:16 q:24 add:20", "src@acc[n] q@wmem[4] add@amem[n]", "dst@amem[n]",
+         "n/vec_lanes", "0", "dst[i] = sat(round(acc[i] * mult >> shift) + add[i]): VRQA with one (mult, shift)"),
     _row("VACT", 0x22, "VEC", "dst:20 src:20 n:16 table:4", "src@amem[n]", "dst@amem[n]", "n/vec_lanes", "0",
          "dst[i] = T(src[i]) with the program's activation table number `table`: Q3.12 in, Q0.15 out"),
     _row("VRELU", 0x27, "VEC", "dst:20 src:20 n:16", "src@amem[n]", "dst@amem[n]", "n/vec_lanes", "0",
@@ -149,6 +158,8 @@ OPS: tuple[Op, ...] = (
          "n/vec_lanes", "0", "dst[i] = sat(round(src[i] * 2^15 / acc[s])): divide by a sum, rounding half up"),
     _row("VLOG", 0x3C, "VEC", "dst:20 src:16 table:4", "src@acc[1]", "dst@amem[1]", "1", "0",
          "dst[0] = ln(acc[src] / 2^15) in Q4.11: normalise, then the program's mantissa table number `table`"),
+    _row("CBLOAD", 0x30, "DEC", "dst:12 src:24 n:8", "src@wmem[n*weight_bytes]", "dst@cbm[n]",
+         "n*weight_bytes/dma_bytes_per_cycle", "0", "load n codebook entries from weight memory into codebook memory"),
 )
 
 BY_MNEMONIC: Mapping[str, Op] = {op.mnemonic: op for op in OPS}

@@ -30,6 +30,7 @@ class Target:
     weight_mem_bytes: int = 524288
     act_mem_bytes: int = 65536
     acc_entries: int = 4096
+    codebook_entries: int = 4096
     clock_mhz: int = 200
 
     def __post_init__(self) -> None:
@@ -48,6 +49,10 @@ class Target:
 
     def to_dict(self) -> dict[str, int]:
         return dataclasses.asdict(self)
+
+    def env(self) -> dict[str, int]:
+        """The names an expression of the instruction table may use (weight_bytes is derived)."""
+        return {**self.to_dict(), "weight_bytes": self.weight_bytes}
 
     def replace(self, **overrides: int) -> Target:
         unknown = set(overrides) - {f.name for f in dataclasses.fields(self)}
@@ -82,6 +87,7 @@ _RULES = (
     ("weight_mem_bytes", lambda v: 0 < v <= 1 << 24, "1 byte to 16 MiB"),
     ("act_mem_bytes", lambda v: 0 < v <= 1 << 21 and v % 2 == 0, "an even size up to 2 MiB"),
     ("acc_entries", lambda v: 0 < v <= 1 << 16, "1 to 65536"),
+    ("codebook_entries", lambda v: 0 < v <= 1 << 12, "1 to 4096"),
     ("clock_mhz", lambda v: 0 < v <= 10000, "1 to 10000"),
 )
 

@@ -10,6 +10,8 @@ Memories (names as in isa.table.MEMORIES):
 - `wmem`: weight memory, `target.weight_mem_bytes` bytes, initialised from Program.regions when
   the program is loaded and shared by every inference. No instruction writes it (checked below),
   which is why decoded weights, biases and requantisation parameters can be cached.
+- `cbm`: the decompression engine's codebook memory, `target.codebook_entries` weight values,
+  written by CBLOAD from weight memory: the same for every inference, so it has no batch axis.
 - the vector unit's private activation tables (Program.tables' values, numbered in order).
 
 Every per-inference array carries a leading batch axis B: independent inferences run together,
@@ -19,7 +21,10 @@ Layouts in weight memory, all little-endian:
 - MV-family weights at `w`, k-major then row: W[k, r] at w + (k*rows + r) * weight_bytes,
   signed int8 or int16 per target.weight_bits;
 - MVB biases: int32 at bias + 4r;
-- VRQ/VRQA parameters at q: for element i an int16 multiplier at q+4i and an int16 shift at q+4i+2.
+- VRQ/VRQA parameters at q: for element i an int16 multiplier at q+4i and an int16 shift at q+4i+2;
+  VRQC/VRQAC read one such pair for all elements;
+- MVC index streams: `bits`-bit codebook indices in the order MV's weights would be, packed as
+  isa.bitstream says; VRQC biases and CBLOAD codebook entries are weight_bits values.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from isa.bitstream import packed_bytes, unpack_indices
 from isa.container import Program, TensorDesc
 from isa.encoding import Instruction
 from isa.errors import RnnaccelError
@@ -43,17 +49,14 @@ MEMORY_TITLES = {
     "amem": ("activation memory", "elements"),
     "acc": ("accumulator memory", "entries"),
     "wmem": ("weight memory", "bytes"),
+    "cbm": ("codebook memory", "entries"),
 }
-
-
-def target_env(target: Target) -> dict[str, int]:
-    """The target parameters a table expression may name (weight_bytes is derived)."""
-    return {**target.to_dict(), "weight_bytes": target.weight_bytes}
 
 
 def memory_sizes(program: Program) -> dict[str, int]:
     t = program.target
-    return {"host": program.memory.host, "amem": t.act_elems, "acc": t.acc_entries, "wmem": t.weight_mem_bytes}
+    return {"host": program.memory.host, "amem": t.act_elems, "acc": t.acc_entries, "wmem": t.weight_mem_bytes,
+            "cbm": t.codebook_entries}
 
 
 def outside(mem: str, lo: int, hi: int, sizes: dict[str, int]) -> str:
@@ -91,6 +94,7 @@ class WeightMemory:
         self.image = image
         self.weight_dtype = np.dtype(f"<i{program.target.weight_bytes}")
         self.matrix = lru_cache(maxsize=None)(self._matrix)
+        self.indices = lru_cache(maxsize=None)(self._indices)
         self.biases = lru_cache(maxsize=None)(self._biases)
         self.requant = lru_cache(maxsize=None)(self._requant)
 
@@ -101,6 +105,13 @@ class WeightMemory:
     def _matrix(self, w: int, rows: int, cols: int) -> np.ndarray:
         """W as a float64 (cols, rows) matrix, so x @ W is one BLAS call."""
         return self._view(w, rows * cols, self.weight_dtype).reshape(cols, rows).astype(np.float64)
+
+    def _indices(self, w: int, count: int, bits: int) -> np.ndarray:
+        return unpack_indices(self.image[w:w + packed_bytes(count, bits)], count, bits)
+
+    def values(self, addr: int, n: int) -> np.ndarray:
+        """n weight_bits values: codebook entries and compressed layers' biases."""
+        return self._view(addr, n, self.weight_dtype).astype(np.int64)
 
     def _biases(self, addr: int, rows: int) -> np.ndarray:
         return self._view(addr, rows, "<i4").astype(np.int64)
@@ -126,6 +137,7 @@ class Machine:
     host: np.ndarray
     amem: np.ndarray
     acc: np.ndarray
+    cbm: np.ndarray
     wmem: WeightMemory
     tables: list[np.ndarray] = field(default_factory=list)
 
@@ -134,7 +146,7 @@ class Machine:
         """Zeroed memories, each only as long as the program ever touches (`extents`)."""
         return cls(host=np.zeros((batch, extents["host"]), np.int16),
                    amem=np.zeros((batch, extents["amem"]), np.int16),
-                   acc=np.zeros((batch, extents["acc"]), np.int64),
+                   acc=np.zeros((batch, extents["acc"]), np.int64), cbm=np.zeros(extents["cbm"], np.int64),
                    wmem=wmem, tables=tables)
 
     def write_host(self, desc: TensorDesc, values: np.ndarray) -> None:

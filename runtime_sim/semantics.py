@@ -99,6 +99,22 @@ def _mva(m: Machine, s: Step) -> None:
     m.acc[:, _at(s.args["acc"], s.args["rows"])] += _dot(m, s.args)
 
 
+@semantics("MVC")
+def _mvc(m: Machine, s: Step) -> None:
+    """The decompression engine expands the index stream through the codebook, one weight per lane per cycle."""
+    a = s.args
+    index = m.wmem.indices(a["w"], a["rows"] * a["cols"], a["bits"])
+    weights = m.cbm[a["cb"] + index].reshape(a["cols"], a["rows"]).astype(np.float64)
+    x = m.amem[:, _at(a["x"], a["cols"])].astype(np.float64)
+    m.acc[:, _at(a["acc"], a["rows"])] = (x @ weights).astype(np.int64)
+
+
+@semantics("CBLOAD")
+def _cbload(m: Machine, s: Step) -> None:
+    a = s.args
+    m.cbm[_at(a["dst"], a["n"])] = m.wmem.values(a["src"], a["n"])
+
+
 @semantics("VRQ")
 def _vrq(m: Machine, s: Step) -> None:
     a = s.args
@@ -110,6 +126,22 @@ def _vrq(m: Machine, s: Step) -> None:
 def _vrqa(m: Machine, s: Step) -> None:
     a = s.args
     mult, shift = m.wmem.requant(a["q"], a["n"], s.pc)
+    addend = m.amem[:, _at(a["add"], a["n"])]
+    m.amem[:, _at(a["dst"], a["n"])] = numerics.requantize_add(m.acc[:, _at(a["src"], a["n"])], mult, shift, addend)
+
+
+@semantics("VRQC")
+def _vrqc(m: Machine, s: Step) -> None:
+    a = s.args
+    mult, shift = m.wmem.requant(a["q"], 1, s.pc)
+    bias = np.left_shift(m.wmem.values(a["bias"], a["n"]), a["bshift"])
+    m.amem[:, _at(a["dst"], a["n"])] = numerics.requantize_add(m.acc[:, _at(a["src"], a["n"])], mult, shift, bias)
+
+
+@semantics("VRQAC")
+def _vrqac(m: Machine, s: Step) -> None:
+    a = s.args
+    mult, shift = m.wmem.requant(a["q"], 1, s.pc)
     addend = m.amem[:, _at(a["add"], a["n"])]
     m.amem[:, _at(a["dst"], a["n"])] = numerics.requantize_add(m.acc[:, _at(a["src"], a["n"])], mult, shift, addend)
 

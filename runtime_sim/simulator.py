@@ -29,7 +29,6 @@ from runtime_sim.machine import (
     check_descriptors,
     check_instruction,
     memory_sizes,
-    target_env,
 )
 from runtime_sim.semantics import Step
 from runtime_sim.timing import Timing, extents, schedule
@@ -64,7 +63,7 @@ class Simulator:
     def _plan(self) -> _Plan:
         """Validate and schedule the program once; raises RnnaccelError naming the first problem."""
         prog = self.program
-        sizes, tenv = memory_sizes(prog), target_env(prog.target)
+        sizes, tenv = memory_sizes(prog), prog.target.env()
         check_descriptors(prog, sizes)
         footprints = [instr.footprint(tenv) for instr in prog.code]
         for pc, (instr, (reads, writes)) in enumerate(zip(prog.code, footprints)):

@@ -1,6 +1,6 @@
 """The cycle model: when each instruction runs, kept apart from what it computes.
 
-Three units (isa.table.UNITS: DMA, MAC, VEC) each run their own instructions in program order
+The units (isa.table.UNITS: DMA, MAC, VEC, DEC) each run their own instructions in program order
 and run concurrently with each other. A hardware scoreboard holds an instruction back until
 
 - its unit is free;
@@ -28,7 +28,6 @@ import numpy as np
 from isa.encoding import Instruction
 from isa.table import MEMORIES, UNIT_LATENCY, UNITS, evaluate
 from isa.target import Target
-from runtime_sim.machine import target_env
 
 
 @dataclass
@@ -89,7 +88,7 @@ def extents(footprints: list[tuple[list, list]]) -> dict[str, int]:
 
 def schedule(code: tuple[Instruction, ...] | list[Instruction], target: Target) -> Timing:
     """Time every instruction of `code` on `target` (addresses must already be bounds-checked)."""
-    tenv = target_env(target)
+    tenv = target.env()
     footprints = [instr.footprint(tenv) for instr in code]
     board, timing = Scoreboard(extents(footprints)), Timing()
     free = dict.fromkeys(UNITS, 0)

@@ -58,7 +58,7 @@ def programs(draw) -> Program:
     return Program(
         target=target, model=draw(names),
         inputs=tuple(draw(st.lists(descs, max_size=3))), outputs=tuple(draw(st.lists(descs, max_size=3))),
-        memory=MemoryMap(*(draw(small) for _ in range(4))), code=code,
+        memory=MemoryMap(*(draw(small) for _ in range(5))), code=code,
         regions=draw(regions(target.weight_mem_bytes)), tables=draw(tables), locs=draw(locs(len(code))))
 
 
@@ -74,7 +74,7 @@ def sample_program() -> Program:
             Instruction.make("STORE", dst=490, src=502, n=12))
     return Program(
         target=Target(), model="kws", inputs=(TensorDesc("x", (1, 49, 10), 0.0123, 0),),
-        outputs=(TensorDesc("y", (1, 12), 3.0517578125e-05, 490),), memory=MemoryMap(502, 514, 12, 0x1860),
+        outputs=(TensorDesc("y", (1, 12), 3.0517578125e-05, 490),), memory=MemoryMap(502, 514, 12, 0x1860, 0),
         code=code, regions=(Region("weights", 0, bytes(range(256)) * 24), Region("biases", 0x1800, bytes(96))),
         tables={f: activation_table(f) for f in ("sigmoid", "tanh")},
         locs=(Loc(0, "input", 0, -1, 0, "load x"), Loc(1, "fc", 1, -1, 0, "matvec"),

@@ -12,6 +12,8 @@ from runtime_sim import Simulator
 from runtime_sim.machine import Machine
 
 I = Instruction.make  # noqa: E741  (reads like assembly in the tests)
+RNG = np.random.default_rng(1234)
+B = 3  # every test runs a batch: rows of the state must stay independent
 
 
 def weights_bytes(w_kr: np.ndarray, weight_bits: int = 8) -> bytes:
@@ -34,7 +36,7 @@ def make_program(code: list[Instruction], *, inputs: dict[str, tuple] | None = N
         model="hand-built",
         inputs=tuple(TensorDesc(n, tuple(shape), scale, a) for n, (a, shape) in (inputs or {}).items()),
         outputs=tuple(TensorDesc(n, tuple(shape), scale, a) for n, (a, shape) in (outputs or {}).items()),
-        memory=MemoryMap(host=host, amem=0, acc=0, wmem=len(weights)),
+        memory=MemoryMap(host=host, amem=0, acc=0, wmem=len(weights), cbm=0),
         code=tuple(code),
         regions=regions,
         tables={f: activation_table(f) for f in ("sigmoid", "tanh")},
@@ -48,3 +50,16 @@ def run_state(prog: Program, host_values: np.ndarray) -> Machine:
     m.host[:, :host_values.shape[1]] = host_values
     sim.execute(m)
     return m
+
+
+def host_images(n: int, lo: int = -32768, hi: int = 32768) -> np.ndarray:
+    return RNG.integers(lo, hi, (B, n)).astype(np.int16)
+
+
+def round_shift(v: np.ndarray, shift: np.ndarray | int) -> np.ndarray:
+    v, shift = np.asarray(v, np.int64), np.asarray(shift, np.int64)
+    return (v + np.where(shift > 0, 1 << np.maximum(shift - 1, 0), 0)) >> shift
+
+
+def sat16(v: np.ndarray) -> np.ndarray:
+    return np.clip(v, -32768, 32767)

@@ -133,8 +133,10 @@ def test_invalid_target_parameter(tmp_path, capsys):
     assert "macs=48 is invalid" in compile_fails(tmp_path, capsys, save(tmp_path, fc_model(1, 4, 3)), "--macs", "48")
 
 
-def test_compression_not_available_yet(tmp_path, capsys):
-    assert "--compress 4" in compile_fails(tmp_path, capsys, save(tmp_path, fc_model(1, 4, 3)), "--compress", "4")
+def test_compression_needs_a_known_width(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([str(save(tmp_path, fc_model(1, 4, 3))), "-o", str(tmp_path / "p.rnna"), "--compress", "5"])
+    assert exc.value.code == 2 and "invalid choice: '5'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("arrays,message", [({"y": np.zeros((4, 1, 4))}, "lacks input(s) x"),

@@ -53,7 +53,7 @@ def test_objdump_to_file(tmp_path, program, capsys) -> None:
 
 
 def test_as_error_is_one_line_exit_2_and_leaves_no_file(tmp_path) -> None:
-    (tmp_path / "bad.s").write_text('.program model="m"\n.target\n.memory host=1 amem=1 acc=1 wmem=1\n'
+    (tmp_path / "bad.s").write_text('.program model="m"\n.target\n.memory host=1 amem=1 acc=1 wmem=1 cbm=0\n'
                                     ".code\nFROB x=1\n")
     result = _run("as_main", str(tmp_path / "bad.s"), "-o", str(tmp_path / "out.rnna"))
     assert result.returncode == 2

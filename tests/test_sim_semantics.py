@@ -9,23 +9,17 @@ from isa.errors import RnnaccelError
 from isa.numerics import activation_table
 from isa.target import Target
 from runtime_sim import Simulator
-from tests.sim_helpers import I, make_program, requant_bytes, run_state, weights_bytes
-
-RNG = np.random.default_rng(1234)
-B = 3  # every test runs a batch: rows of the state must stay independent
-
-
-def host_images(n: int, lo: int = -32768, hi: int = 32768) -> np.ndarray:
-    return RNG.integers(lo, hi, (B, n)).astype(np.int16)
-
-
-def round_shift(v: np.ndarray, shift: np.ndarray | int) -> np.ndarray:
-    v, shift = np.asarray(v, np.int64), np.asarray(shift, np.int64)
-    return (v + np.where(shift > 0, 1 << np.maximum(shift - 1, 0), 0)) >> shift
-
-
-def sat16(v: np.ndarray) -> np.ndarray:
-    return np.clip(v, -32768, 32767)
+from tests.sim_helpers import (
+    RNG,
+    I,
+    host_images,
+    make_program,
+    requant_bytes,
+    round_shift,
+    run_state,
+    sat16,
+    weights_bytes,
+)
 
 
 def test_load_and_store_copy_ranges():

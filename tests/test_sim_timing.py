@@ -52,7 +52,7 @@ def test_latencies_come_from_the_target():
 def test_raw_waits_for_the_producer_ready_and_counts_as_stall():
     trace, stats = schedule([I("LOAD", dst=0, src=0, n=8), I("VMOV", dst=100, src=4, n=8)])
     assert span(trace[1]) == (22, 23, 27)
-    assert stats["unit_stall_cycles"] == {"DMA": 0, "MAC": 0, "VEC": 22}
+    assert stats["unit_stall_cycles"] == {"DMA": 0, "MAC": 0, "VEC": 22, "DEC": 0}
     assert stats["stall_cycles"] == 22
 
 
@@ -80,7 +80,7 @@ def test_independent_units_run_concurrently():
     assert [r["start"] for r in trace] == [0, 0, 0]
     assert stats["cycles"] == max(r["ready"] for r in trace) == 40 + 4
     assert stats["stall_cycles"] == 0
-    assert stats["unit_busy"] == {"DMA": 16, "MAC": 40, "VEC": 8}
+    assert stats["unit_busy"] == {"DMA": 16, "MAC": 40, "VEC": 8, "DEC": 0}
 
 
 def test_stats_formulas():
@@ -104,9 +104,9 @@ def test_trace_records_footprints_from_the_table():
     assert set(trace[0]) == {"pc", "op", "unit", "start", "end", "ready", "reads", "writes", "macs"}
 
 
-ADDRESS_SPAN = {"host": 256, "amem": 256, "acc": 64, "wmem": 2048}
-SIZES = {"rows": (1, 32), "cols": (1, 40), "n": (1, 40), "shift": (0, 20), "mult": (0, 1 << 16), "table": (0, 2),
-         "lo": (-100, 0), "hi": (0, 100)}
+ADDRESS_SPAN = {"host": 256, "amem": 256, "acc": 64, "wmem": 2048, "cbm": 64}
+SIZES = {"bits": (1, 5), "bshift": (0, 8), "rows": (1, 32), "cols": (1, 40), "n": (1, 40), "shift": (0, 20),
+         "mult": (0, 1 << 16), "table": (0, 2), "lo": (-100, 0), "hi": (0, 100)}
 
 
 def random_instruction(rng: np.random.Generator) -> Instruction:

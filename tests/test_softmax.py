@@ -114,6 +114,14 @@ def test_logits_far_beyond_the_exp_tables_range(op):
     assert "VSCALE" in _mnemonics(checked)  # the difference goes to Q3.12 for the exp table
 
 
+def test_terms_far_below_the_max_carry_no_weight_in_a_long_row():
+    """exp of a difference saturated at -8 is 0, not exp(-8): 999 such terms would otherwise cost 25 %."""
+    x = np.full((1, 1000), -20.0, np.float32)
+    x[0, 3] = 0.0
+    checked = run_checked(softmax_model("Softmax", x.shape), {"x": x})
+    assert checked.raw["y"][0, 3] == 32767 and checked.raw["y"].sum() == 32767
+
+
 def test_small_logits_are_brought_to_the_working_scale_first():
     inputs, calibration = _data((3, 9), scale=0.05)
     checked = assert_close(softmax_model("Softmax", (3, 9)), inputs, calibration=calibration)

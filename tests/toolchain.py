@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
+from compiler.passes.compress import Compression
 from compiler.pipeline import Compiled, compile_model
 from compiler.reference import reference_outputs
 from isa.assembler import assemble
@@ -46,10 +47,11 @@ def random_inputs(model: onnx.ModelProto, seed: int, samples: int | None = None,
 
 
 def run_checked(model: onnx.ModelProto, inputs: dict[str, np.ndarray], target: Target | None = None,
-                calibration: dict | None = None, shapes: dict | None = None) -> Checked:
+                calibration: dict | None = None, shapes: dict | None = None,
+                compression: Compression | None = None) -> Checked:
     """Compile, simulate `inputs` (one sample), and check reference, trace and round trip."""
     calibration = calibration or {k: v[None] for k, v in inputs.items()}
-    compiled = compile_model(model, target or Target(), calibration, shapes)
+    compiled = compile_model(model, target or Target(), calibration, shapes, compression=compression)
     blob = to_bytes(compiled.program)
     assert to_bytes(assemble(disassemble(compiled.program))) == blob, "objdump -> as changed the program"
     result = Simulator(compiled.program).run(inputs)

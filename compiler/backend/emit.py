@@ -18,7 +18,7 @@ def emit(kernel: Kernel, target: Target, model: str) -> Program:
         model=model,
         inputs=tuple(_desc(t, addr) for t in kernel.inputs),
         outputs=tuple(_desc(t, addr) for t in kernel.outputs),
-        memory=MemoryMap(**{m: memory_used(kernel, addr, m) for m in ("host", "amem", "acc", "wmem")}),
+        memory=MemoryMap(**{m: memory_used(kernel, addr, m) for m in ("host", "amem", "acc", "wmem", "cbm")}),
         code=code,
         regions=tuple(r for r in (_region(kernel, name) for name in REGIONS) if r.data),
         tables={name: activation_table(name) for name in kernel.tables},

@@ -16,11 +16,12 @@ BIAS_ATTRS = {"fc": ("bias",), "lstm": ("B",)}
 
 
 def build_report(graph: Graph, kernel: Kernel, program: Program) -> dict:
-    target_env = program.target.to_dict() | {"weight_bytes": program.target.weight_bytes}
+    target_env = program.target.env()
     per_pc = [(loc_node, instr) for loc_node, instr in zip(_loc_nodes(program), program.code)]
     layers = [_layer(node, kernel, per_pc, target_env) for node in graph.nodes if node.op != "gather"]
     total = {key: sum(layer[key] for layer in layers) for key in ("mac_ops", "weight_count", "fp32_bytes",
                                                                    "stored_bytes", "est_cycles")}
+    total["weight_bytes_read"] = sum(_wmem_read(i, target_env) for i in program.code)
     total["est_cycles"] = sum(_busy(i, target_env) for i in program.code)
     total |= {"op": "model", "compression_ratio": _ratio(total["fp32_bytes"], total["stored_bytes"]),
               "code_bytes": len(program.code) * WORD_BYTES, "instructions": len(program.code)}
@@ -50,7 +51,13 @@ def _layer(node: Node, kernel: Kernel, per_pc: list, target_env: dict) -> dict:
         "stored_bytes": int(stored),
         "compression_ratio": _ratio(4 * (weights + biases), stored),
         "est_cycles": sum(_busy(i, target_env) for i in mine),
+        "weight_bytes_read": sum(_wmem_read(i, target_env) for i in mine),
     }
+
+
+def _wmem_read(instr, target_env: dict) -> int:
+    """Bytes of weight memory the instruction reads: what the simulator counts, known statically."""
+    return sum(n for memory, _, n in instr.footprint(target_env)[0] if memory == "wmem")
 
 
 def _busy(instr, target_env: dict) -> int:

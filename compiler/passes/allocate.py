@@ -18,6 +18,7 @@ CAPACITY = {
     "amem": ("act_elems", "activation memory", "elements", "act_mem_bytes"),
     "acc": ("acc_entries", "accumulator memory", "entries", "acc_entries"),
     "wmem": ("weight_mem_bytes", "weight memory", "bytes", "weight_mem_bytes"),
+    "cbm": ("codebook_entries", "codebook memory", "entries", "codebook_entries"),
 }
 HOST_LIMIT = 1 << 24
 
@@ -26,7 +27,7 @@ def allocate(kernel: Kernel, target: Target) -> Kernel:
     lives = _lifetimes(kernel)
     addresses: dict[str, int] = {}
     addresses.update(_place_weights(kernel.buffers.values()))
-    for memory in ("amem", "acc"):
+    for memory in ("amem", "acc", "cbm"):
         addresses.update(_first_fit([b for b in kernel.buffers.values() if b.memory == memory], lives))
     addresses.update(_sequential([b for b in kernel.buffers.values() if b.memory == "host"], 1))
     _check_capacity(kernel, addresses, target)

@@ -6,6 +6,8 @@ distribution and says so: real ranges need real data (`--calibration CALIB.npz`)
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from compiler.float_eval import run_float
@@ -41,7 +43,20 @@ def check_calibration(graph: Graph, data: dict[str, np.ndarray]) -> dict[str, np
     return out
 
 
-def calibrate(graph: Graph, data: dict[str, np.ndarray]) -> dict[str, float]:
-    """Largest magnitude of every tensor over the samples."""
+@dataclass(frozen=True)
+class Calibration:
+    """What the samples tell: each tensor's largest magnitude (for its scale) and the mean
+    square of each of its last-axis features (how much each column of a consuming matrix
+    matters, for activation-aware compression)."""
+
+    max_abs: dict[str, float]
+    energy: dict[str, np.ndarray]
+
+
+def calibrate(graph: Graph, data: dict[str, np.ndarray]) -> Calibration:
     values = run_float(graph, data)
-    return {name: float(np.max(np.abs(v))) if v.size else 0.0 for name, v in values.items()}
+    return Calibration(
+        max_abs={name: float(np.max(np.abs(v))) if v.size else 0.0 for name, v in values.items()},
+        energy={name: np.mean(np.square(v).reshape(-1, v.shape[-1]), axis=0) for name, v in values.items()
+                if v.ndim > 1 and v.size},
+    )

@@ -49,24 +49,24 @@ def _clamp(ctx: Lowering, a: dict, where: Where, n: int, ref: Ref) -> None:
         ctx.emit_elementwise("VCLAMP", where, n, dst=ref, src=ref, lo=-a["clip_q"], hi=a["clip_q"])
 
 
-def _gates(ctx: Lowering, r: StepRefs, qh: str, rows: int, dst: Ref, where: Where) -> None:
-    """dst = requantise(b + W x) [+ requantise(R h)] over the first `rows` gate rows, Q3.12."""
+def _gates(ctx: Lowering, r: StepRefs, qh: str, dst: Ref, where: Where) -> None:
+    """dst = requantise(b + W x) [+ requantise(R h)], Q3.12."""
     mx = r.mats["qx"]
     ctx.matvec(mx, r.x, r.accs["x"], _at(where, "Wx"))
     if r.h_prev is None:
-        ctx.emit("VRQ", _at(where, "gates"), dst=dst, src=r.accs["x"], n=rows, q=mx.params)
+        ctx.requantize(mx, _at(where, "gates"), dst, r.accs["x"])
         return
-    ctx.emit("VRQ", _at(where, "Wx"), dst=r.s["gx"], src=r.accs["x"], n=mx.q.rows, q=mx.params)
+    ctx.requantize(mx, _at(where, "Wx"), r.s["gx"], r.accs["x"])
     mh = r.mats[qh]
     ctx.matvec(mh, r.h_prev, r.accs["h"], _at(where, "Rh"))
-    ctx.emit("VRQA", _at(where, "gates"), dst=dst, src=r.accs["h"], n=rows, q=mh.params, add=r.s["gx"])
+    ctx.requantize(mh, _at(where, "gates"), dst, r.accs["h"], add=r.s["gx"])
 
 
 def lstm_step(ctx: Lowering, a: dict, d: int, r: StepRefs, where: Where) -> None:
     f_spec, g_spec, h_spec = a["activations"][d]
     ff, fg, fh, hidden = act_frac(f_spec), act_frac(g_spec), act_frac(h_spec), a["hidden"]
     pre, act, s, peep = r.s["pre"], r.s["act"], r.s, r.consts.get("P")
-    _gates(ctx, r, "qh", 4 * hidden, pre, where)
+    _gates(ctx, r, "qh", pre, where)
     w = _at(where, "cell")
     i_pre, o_pre, f_pre, g_pre = (pre + k * hidden for k in range(4))
     i, o, f, g = (act + k * hidden for k in range(4))
@@ -116,24 +116,23 @@ def gru_step(ctx: Lowering, a: dict, d: int, r: StepRefs, where: Where) -> None:
     ff, hidden, s = act_frac(f_spec), a["hidden"], r.s
     mx, mzr, mhh = r.mats["qx"], r.mats["qzr"], r.mats["qhh"]
     ctx.matvec(mx, r.x, r.accs["x"], _at(where, "Wx"))
-    ctx.emit("VRQ", _at(where, "Wx"), dst=s["gx"], src=r.accs["x"], n=3 * hidden, q=mx.params)
+    ctx.requantize(mx, _at(where, "Wx"), s["gx"], r.accs["x"])
     ctx.matvec(mzr, r.h_prev, r.accs["h"], _at(where, "Rh"))
     if a["linear_before_reset"]:
         ctx.matvec(mhh, r.h_prev, r.accs["h"] + 2 * hidden, _at(where, "Rh"))
     w = _at(where, "cell")
-    ctx.emit("VRQA", _at(where, "gates"), dst=s["pre"], src=r.accs["h"], n=2 * hidden, q=mzr.params, add=s["gx"])
+    ctx.requantize(mzr, _at(where, "gates"), s["pre"], r.accs["h"], add=s["gx"])
     _clamp(ctx, a, w, 2 * hidden, s["pre"])
     ctx.activation(f_spec, w, 2 * hidden, s["act"], s["pre"])
     z, reset, cand_pre = s["act"], s["act"] + hidden, s["pre"] + 2 * hidden
     if a["linear_before_reset"]:
-        ctx.emit("VRQ", w, dst=s["t"], src=r.accs["h"] + 2 * hidden, n=hidden, q=mhh.params)
+        ctx.requantize(mhh, w, s["t"], r.accs["h"] + 2 * hidden)
         ctx.emit_elementwise("VMUL", w, hidden, dst=s["t"], a=reset, b=s["t"], shift=ff)
         ctx.emit_elementwise("VADD", w, hidden, dst=cand_pre, a=s["t"], b=s["gx"] + 2 * hidden)
     else:
         ctx.emit_elementwise("VMUL", w, hidden, dst=s["rh"], a=reset, b=r.h_prev, shift=ff)
         ctx.matvec(mhh, s["rh"], r.accs["h"] + 2 * hidden, _at(where, "Rh"))
-        ctx.emit("VRQA", w, dst=cand_pre, src=r.accs["h"] + 2 * hidden, n=hidden, q=mhh.params,
-                 add=s["gx"] + 2 * hidden)
+        ctx.requantize(mhh, w, cand_pre, r.accs["h"] + 2 * hidden, add=s["gx"] + 2 * hidden)
     _clamp(ctx, a, w, hidden, cand_pre)
     ctx.activation(g_spec, w, hidden, s["hh"], cand_pre)
     ctx.emit_elementwise("VSUB", w, hidden, dst=s["d"], a=r.consts["one"], b=z)
@@ -144,7 +143,7 @@ def gru_step(ctx: Lowering, a: dict, d: int, r: StepRefs, where: Where) -> None:
 
 def rnn_step(ctx: Lowering, a: dict, d: int, r: StepRefs, where: Where) -> None:
     (f_spec,) = a["activations"][d]
-    _gates(ctx, r, "qh", a["hidden"], r.s["pre"], where)
+    _gates(ctx, r, "qh", r.s["pre"], where)
     _clamp(ctx, a, _at(where, "cell"), a["hidden"], r.s["pre"])
     ctx.activation(f_spec, _at(where, "hidden"), a["hidden"], r.h_new, r.s["pre"])
 

@@ -9,6 +9,7 @@ lower_cells emits one step of each kind of cell.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -73,7 +74,9 @@ class Plan:
 def lower_recurrent(ctx: Lowering, node: Node, where: Where) -> None:
     plan = _plan(ctx, node)
     a, hidden = node.attrs, node.attrs["hidden"]
-    zeros = ctx.constant(f"{node.source}/zeros", np.zeros(hidden, np.int64), Where(node.source, where.layer))
+    def zeros() -> Ref:  # made on first use: most layers never need it
+        return ctx.constant(f"{node.source}/zeros", np.zeros(hidden, np.int64), Where(node.source, where.layer))
+
     steps = [_direction_steps(ctx, plan, d, where, zeros) for d in range(len(a["directions"]))]
     for wave in range(a["steps"]):
         for direction in steps:
@@ -98,7 +101,7 @@ def _plan(ctx: Lowering, node: Node) -> Plan:
     return plan
 
 
-def _direction_steps(ctx: Lowering, plan: Plan, d: int, where: Where, zeros: Ref) -> dict[int, list]:
+def _direction_steps(ctx: Lowering, plan: Plan, d: int, where: Where, zeros: Callable[[], Ref]) -> dict[int, list]:
     """The step emitters of direction d, by wave."""
     node, a = plan.node, plan.a
     prefix = f"{node.source}/d{d}"
@@ -120,13 +123,13 @@ def _direction_steps(ctx: Lowering, plan: Plan, d: int, where: Where, zeros: Ref
     return waves
 
 
-def _initial(plan: Plan, d: int, b: int, zeros: Ref) -> tuple[Ref | None, Ref | None]:
+def _initial(plan: Plan, d: int, b: int, zeros: Callable[[], Ref]) -> tuple[Ref | None, Ref | None]:
     """The state a sequence starts from. An LSTM skips work on absent state; GRU and RNN read zeros."""
     offset = plan.state_offset(d, b)
     h0 = plan.h0 + offset if plan.h0 is not None else None
     c0 = plan.c0 + offset if plan.c0 is not None else None
     if plan.node.op != "lstm" and h0 is None:
-        h0 = zeros
+        h0 = zeros()
     return h0, c0
 
 
@@ -146,18 +149,18 @@ def _direction_label(a: dict, d: int) -> str:
     return "" if a["directions"] == ("forward",) else ("fwd " if a["directions"][d] == "forward" else "rev ")
 
 
-def _finish(ctx: Lowering, plan: Plan, d: int, b: int, zeros: Ref, where: Where) -> None:
+def _finish(ctx: Lowering, plan: Plan, d: int, b: int, zeros: Callable[[], Ref], where: Where) -> None:
     """Zeros in Y past the sequence's end; Y_h and Y_c where the last step did not put them."""
     a, hidden = plan.a, plan.a["hidden"]
     label = Where(plan.node.source, where.layer, what=_direction_label(a, d) + "finish")
     steps = plan.steps_of(d, b)
     if plan.y is not None:
         for t in range(a["seq_lens"][b], a["steps"]):
-            ctx.emit("VMOV", label, dst=plan.y_at(t, d, b), src=zeros, n=hidden)
+            ctx.emit("VMOV", label, dst=plan.y_at(t, d, b), src=zeros(), n=hidden)
     offset = plan.state_offset(d, b)
     if plan.y_h is not None and (plan.y is not None or not steps):
-        last = plan.h_dst(d, b, len(steps) - 1) if steps else _initial(plan, d, b, zeros)[0] or zeros
+        last = plan.h_dst(d, b, len(steps) - 1) if steps else _initial(plan, d, b, zeros)[0] or zeros()
         ctx.emit("VMOV", label, dst=plan.y_h + offset, src=last, n=hidden)
     if plan.y_c is not None and not steps:
-        ctx.emit("VMOV", label, dst=plan.y_c + offset, src=plan.c0 + offset if plan.c0 is not None else zeros,
+        ctx.emit("VMOV", label, dst=plan.y_c + offset, src=plan.c0 + offset if plan.c0 is not None else zeros(),
                  n=hidden)

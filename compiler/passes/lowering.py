@@ -6,21 +6,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from compiler.ir import Graph, Node, QMatrix
+from compiler.ir import Graph, Node
 from compiler.kernel import Buffer, MOp, Ref, Where, pack_ints
+from compiler.passes.placement import WEIGHT_DTYPES, MatrixRefs, place_compressed
 from isa.table import BY_MNEMONIC, CONSTANTS, evaluate
 from isa.target import Target
-
-
-@dataclass(frozen=True)
-class MatrixRefs:
-    """Where one quantised matrix lives in weight memory."""
-
-    q: QMatrix
-    tiles: tuple[tuple[int, int], ...]
-    weights: Ref
-    params: Ref
-    bias: Ref | None
 
 
 @dataclass
@@ -67,7 +57,9 @@ class Lowering:
         self.emit_elementwise("VACT", where, n, dst=dst, src=src, table=self.tables.index(spec))
 
     def constant(self, name: str, values: np.ndarray, where: Where) -> Ref:
-        """An activation-memory copy of int16 constants kept in weight memory (one LDC)."""
+        """An activation-memory copy of int16 constants kept in weight memory (one LDC, the first time)."""
+        if name in self.buffers:
+            return Ref(name)
         data = pack_ints(np.asarray(values).ravel(), "<i2")
         src = self.buffer(f"{name}/value", "wmem", len(data), data, "biases")
         dst = self.buffer(name, "amem", len(data) // 2)
@@ -76,26 +68,59 @@ class Lowering:
 
     def matrix(self, node: Node, key: str) -> MatrixRefs:
         """Put a quantised matrix into weight memory: tiles, biases, requantisation params."""
-        q, tiles = node.attrs[key], node.attrs["tiles"][key]
-        dtype = {8: "i1", 16: "<i2"}[self.target.weight_bits]
-        packed = b"".join(pack_ints(q.weights[r0:r1].T.ravel(), dtype) for r0, r1 in tiles)
+        q, tiles, base = node.attrs[key], node.attrs["tiles"][key], f"{node.source}/{key}"
+        if q.codebook is not None:
+            return place_compressed(self, q, tiles, base, Where(node.source, -1, what=f"{key} codebook"))
+        dtype = WEIGHT_DTYPES[self.target.weight_bits]
+        streams = [pack_ints(q.weights[r0:r1].T.ravel(), dtype) for r0, r1 in tiles]
         params = pack_ints(np.stack([q.mult, q.shift], axis=1).ravel(), "<i2")
-        base = f"{node.source}/{key}"
-        weights = self.buffer(f"{base}/weights", "wmem", len(packed), packed, "weights")
-        param_ref = self.buffer(f"{base}/requant", "wmem", len(params), params, "biases")
         bias = None
         if q.bias is not None:
-            data = pack_ints(q.bias, "<i4")
-            bias = self.buffer(f"{base}/bias", "wmem", len(data), data, "biases")
-        return MatrixRefs(q, tiles, weights, param_ref, bias)
+            bias = self.data(f"{base}/bias", pack_ints(q.bias, "<i4"), "biases")
+        return MatrixRefs(q, tiles, self.streams(f"{base}/weights", streams), self.data(f"{base}/requant", params,
+                                                                                          "biases"), bias)
+
+    def data(self, name: str, payload: bytes, region: str) -> Ref:
+        """A weight-memory buffer holding `payload`."""
+        return self.buffer(name, "wmem", len(payload), payload, region)
+
+    def streams(self, name: str, parts: list[bytes]) -> tuple[Ref, ...]:
+        """Consecutive byte strings in one weights buffer; a Ref to the start of each."""
+        whole = self.data(name, b"".join(parts), "weights")
+        starts = np.cumsum([0] + [len(p) for p in parts[:-1]])
+        return tuple(whole + int(start) for start in starts)
 
     def matvec(self, m: MatrixRefs, x: Ref, acc: Ref, where: Where) -> None:
         """acc[0:rows] = (bias +) W x, one instruction per row tile."""
         for index, (r0, r1) in enumerate(m.tiles):
-            operands = {"acc": acc + r0, "w": m.weights + r0 * m.q.cols * self.target.weight_bytes, "x": x,
-                            "rows": r1 - r0, "cols": m.q.cols}
+            operands = {"acc": acc + r0, "w": m.weights[index], "x": x, "rows": r1 - r0, "cols": m.q.cols}
             tile_where = Where(where.node, where.layer, where.step, index, where.what)
-            if m.bias is None:
+            if m.slots:
+                self.emit("MVC", tile_where, cb=m.slots[index], bits=m.q.codebook.bits, **operands)
+            elif m.bias is None:
                 self.emit("MV", tile_where, **operands)
             else:
                 self.emit("MVB", tile_where, bias=m.bias + 4 * r0, **operands)
+
+    def requantize(self, m: MatrixRefs, where: Where, dst: Ref, src: Ref, add: Ref | None = None,
+                   row: int = 0) -> None:
+        """dst = requantise(acc) of all the matrix's rows, plus `add` or (compressed) the bias."""
+        n = m.q.rows
+        if not m.slots:
+            if add is None:
+                self.emit("VRQ", where, dst=dst, src=src, n=n, q=m.params)
+            else:
+                self.emit("VRQA", where, dst=dst, src=src, n=n, q=m.params, add=add)
+        elif add is not None:
+            self.emit("VRQAC", where, dst=dst, src=src, n=n, q=m.params, add=add)
+        else:
+            bias = self.zeros(n) if m.out_bias is None else m.out_bias + row * n * self.target.weight_bytes * (
+                m.q.out_bias.ndim > 1)  # a bias that differs per input row holds one vector per row
+            self.emit("VRQC", where, dst=dst, src=src, n=n, q=m.params, bias=bias, bshift=m.q.bias_shift)
+
+    def zeros(self, n: int) -> Ref:
+        """A shared run of zero biases for compressed matrices that have none."""
+        name = f"zero biases/{n}"
+        if name not in self.buffers:
+            self.data(name, bytes(n * self.target.weight_bytes), "biases")
+        return Ref(name)

@@ -14,7 +14,9 @@ from compiler.ir import COMMON_SCALE_OPS, ELEMENTWISE_OPS, RECURRENT_OPS, Graph,
 from compiler.passes import quantize_elementwise as elementwise
 from compiler.passes import quantize_recurrent as recurrent
 from compiler.passes import quantize_softmax as softmax
-from compiler.passes.weights import GATE_SCALE, UNIT_SCALE, quantize_matrix
+from compiler.passes.calibrate import Calibration
+from compiler.passes.compress import Compression
+from compiler.passes.weights import GATE_SCALE, UNIT_SCALE, WeightPolicy
 from isa.numerics import ACT_MAX, quantize, quantize_multiplier
 from isa.target import Target
 
@@ -27,7 +29,11 @@ REQUIRED_INPUTS = {"table": (GATE_SCALE,)}
 FREE_OUTPUT_OPS = {"fc", "constant"}
 
 
-def quantize_graph(graph: Graph, ranges: dict[str, float], target: Target) -> Graph:
+def quantize_graph(graph: Graph, calib: Calibration, target: Target, compression: Compression | None = None) -> Graph:
+    """Scales for every tensor and integer weights for every matrix (codebooks with `compression`)."""
+    ranges = calib.max_abs
+    aware = compression is not None and compression.activation_aware
+    policy = WeightPolicy(target, compression, calib.energy if aware else {})
     scales = {name: _free_scale(graph, name, ranges) for name in graph.inputs}
     nodes: list[Node] = []
     shapes = dict(graph.shapes)
@@ -36,7 +42,7 @@ def quantize_graph(graph: Graph, ranges: dict[str, float], target: Target) -> Gr
         for name, scale in zip(node.outputs, _output_scales(graph, node, scales, ranges)):
             if name:
                 scales[name] = scale
-        nodes.append(_quantize_node(node, scales, target))
+        nodes.append(_quantize_node(node, scales, policy))
     return graph.replace(nodes=tuple(nodes), shapes=shapes, scales=scales)
 
 
@@ -97,12 +103,12 @@ def _legalize_inputs(node: Node, common: float | None, scales: dict, shapes: dic
     return Node(node.op, node.source, tuple(inputs), node.outputs, node.attrs)
 
 
-def _quantize_node(node: Node, scales: dict[str, float], target: Target) -> Node:
+def _quantize_node(node: Node, scales: dict[str, float], policy: WeightPolicy) -> Node:
     if node.op == "fc":
         x, y = scales[node.inputs[0]], scales[node.outputs[0]]
-        return node.with_attrs(q=quantize_matrix(node.attrs["weight"], node.attrs["bias"], x, y, target))
+        return node.with_attrs(q=policy.matrix(node.attrs["weight"], node.attrs["bias"], x, y, node.inputs[:1]))
     if node.op in RECURRENT_OPS:
-        return recurrent.quantize_recurrent(node, scales[node.inputs[0]], target)
+        return recurrent.quantize_recurrent(node, scales[node.inputs[0]], policy)
     if node.op == "constant":
         return node.with_attrs(q=quantize(node.attrs["value"], scales[node.outputs[0]]))
     if node.op in ELEMENTWISE_OPS:

@@ -8,13 +8,14 @@ docs/numerics.md gives the integer recipe of each cell.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from compiler.ir import Node
-from compiler.passes.weights import GATE_SCALE, quantize_matrix
+from compiler.ir import Node, QMatrix
+from compiler.passes.weights import GATE_SCALE, WeightPolicy
 from isa.errors import RnnaccelError
 from isa.numerics import ACT_MAX, GATE_FRAC, UNIT_FRAC, quantize
-from isa.target import Target
 
 
 def act_frac(spec: str) -> int:
@@ -59,32 +60,48 @@ def clip_value(node: Node) -> int | None:
     return int(round(clip * (1 << GATE_FRAC)))
 
 
-def quantize_recurrent(node: Node, x_scale: float, target: Target) -> Node:
-    a, hidden = node.attrs, node.attrs["hidden"]
-    h_scale, size = 2.0 ** -hidden_frac(node), len(a["directions"])
+def quantize_recurrent(node: Node, x_scale: float, policy: WeightPolicy) -> Node:
+    a, gates = node.attrs, node.attrs["W"].shape[1]
+    matrices = Matrices(node, policy, x_scale, 2.0 ** -hidden_frac(node))
     quantized = {"hfrac": hidden_frac(node), "clip_q": clip_value(node)}
-    for d in range(size):
-        gates = a["W"].shape[1]
+    for d in range(len(a["directions"])):
         wb, rb = a["B"][d][:gates], a["B"][d][gates:]
-        quantized.update(MATRICES[node.op](a, d, wb, rb, x_scale, h_scale, hidden, target))
+        quantized.update(MATRICES[node.op](matrices, d, wb, rb))
         if node.op == "lstm" and a["P"] is not None:
             quantized[f"P{d}"] = quantize(a["P"][d], GATE_SCALE)
     return node.with_attrs(**quantized)
 
 
-def _plain(a: dict, d: int, wb, rb, x_scale: float, h_scale: float, hidden: int, target: Target) -> dict:
+@dataclass(frozen=True)
+class Matrices:
+    """What quantising one layer's matrices needs: W multiplies X, R multiplies the hidden state."""
+
+    node: Node
+    policy: WeightPolicy
+    x_scale: float
+    h_scale: float
+
+    def w(self, weight: np.ndarray, bias: np.ndarray | None) -> QMatrix:
+        return self.policy.matrix(weight, bias, self.x_scale, GATE_SCALE, self.node.inputs[:1])
+
+    def r(self, weight: np.ndarray, bias: np.ndarray | None = None) -> QMatrix:
+        return self.policy.matrix(weight, bias, self.h_scale, GATE_SCALE, self.node.outputs[:2])
+
+
+def _plain(m: Matrices, d: int, wb, rb) -> dict:
     """LSTM and RNN: W with both biases, R on its own."""
-    return {f"qx{d}": quantize_matrix(a["W"][d], wb + rb, x_scale, GATE_SCALE, target),
-            f"qh{d}": quantize_matrix(a["R"][d], None, h_scale, GATE_SCALE, target)}
+    a = m.node.attrs
+    return {f"qx{d}": m.w(a["W"][d], wb + rb), f"qh{d}": m.r(a["R"][d])}
 
 
-def _gru(a: dict, d: int, wb, rb, x_scale: float, h_scale: float, hidden: int, target: Target) -> dict:
+def _gru(m: Matrices, d: int, wb, rb) -> dict:
     """R splits into z/r rows (with h) and candidate rows (with h, or r*h before reset)."""
-    lbr, cut = a["linear_before_reset"], 2 * hidden
+    a = m.node.attrs
+    lbr, hidden = a["linear_before_reset"], a["hidden"]
+    cut = 2 * hidden
     x_bias = wb + np.concatenate([rb[:cut], np.zeros(hidden) if lbr else rb[cut:]])
-    return {f"qx{d}": quantize_matrix(a["W"][d], x_bias, x_scale, GATE_SCALE, target),
-            f"qzr{d}": quantize_matrix(a["R"][d][:cut], None, h_scale, GATE_SCALE, target),
-            f"qhh{d}": quantize_matrix(a["R"][d][cut:], rb[cut:] if lbr else None, h_scale, GATE_SCALE, target)}
+    return {f"qx{d}": m.w(a["W"][d], x_bias), f"qzr{d}": m.r(a["R"][d][:cut]),
+            f"qhh{d}": m.r(a["R"][d][cut:], rb[cut:] if lbr else None)}
 
 
 MATRICES = {"lstm": _plain, "gru": _gru, "rnn": _plain}

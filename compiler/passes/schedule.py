@@ -64,8 +64,7 @@ def lower_fc(ctx: Lowering, node: Node, where: Where) -> None:
     acc = ctx.buffer(f"{node.source}/acc", "acc", m.q.rows)
     for row in range(ctx.graph.size(node.inputs[0]) // m.q.cols):
         ctx.matvec(_row_bias(m, row), x + row * m.q.cols, acc, Where(where.node, where.layer, what="Wx"))
-        ctx.emit("VRQ", Where(where.node, where.layer, what="requantise"), dst=y + row * m.q.rows, src=acc,
-                 n=m.q.rows, q=m.params)
+        ctx.requantize(m, Where(where.node, where.layer, what="requantise"), y + row * m.q.rows, acc, row=row)
 
 
 def _row_bias(m: MatrixRefs, row: int) -> MatrixRefs:

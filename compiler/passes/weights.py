@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 
 from compiler.ir import QMatrix
+from compiler.passes.compress import Compression, compress_matrix
+from compiler.passes.tile import row_tiles
 from isa.numerics import ACC_MAX, ACC_MIN, ACT_MAX, GATE_FRAC, UNIT_FRAC, quantize_multiplier
 from isa.target import Target
 
@@ -16,17 +20,23 @@ BIAS_LIMIT = (1 << 31) - 1 - PRODUCT_LIMIT
 
 
 def quantize_matrix(weight: np.ndarray, bias: np.ndarray | None, in_scale: float, out_scale: float,
-                    target: Target) -> QMatrix:
+                    target: Target, compression: Compression | None = None,
+                    energy: np.ndarray | None = None) -> QMatrix:
     """Per-row symmetric weights; bias at accumulator scale; multipliers to the output scale.
 
     A row's scale is also large enough that sum_k |w[k]| * ACT_MAX stays within PRODUCT_LIMIT and
     the bias within BIAS_LIMIT, so no input can saturate the accumulator: this binds 16-bit
     weights, 8-bit weights only beyond about 380 columns, and biases far larger than the weights.
+    With `compression`, the matrix becomes codebook indices instead (compress.py); `energy`, the
+    mean square of each input column, makes the codebook activation-aware.
     """
     weight = np.asarray(weight, dtype=np.float64)
+    budget = PRODUCT_LIMIT / ACT_MAX - weight.shape[1] / 2  # rounding adds up to half a step per weight
+    if compression is not None:
+        groups = row_tiles(weight.shape[0], target.macs) if compression.groups == "tile" else ((0, weight.shape[0]),)
+        return compress_matrix(weight, bias, in_scale, out_scale, target, compression, groups, energy, budget)
     qmax = (1 << (target.weight_bits - 1)) - 1
     max_abs = np.max(np.abs(weight), axis=1)
-    budget = PRODUCT_LIMIT / ACT_MAX - weight.shape[1] / 2  # rounding adds up to half a step per weight
     row_scale = np.maximum(np.where(max_abs > 0, max_abs, 1.0) / qmax, np.sum(np.abs(weight), axis=1) / budget)
     if bias is not None:
         bias = np.asarray(bias, dtype=np.float64)
@@ -39,3 +49,18 @@ def quantize_matrix(weight: np.ndarray, bias: np.ndarray | None, in_scale: float
     if bias is not None:
         qbias = np.clip(np.round(bias / acc_scale), ACC_MIN, ACC_MAX).astype(np.int64)
     return QMatrix(weights, np.array([p[0] for p in pairs], np.int64), np.array([p[1] for p in pairs], np.int64), qbias)
+
+
+@dataclass(frozen=True)
+class WeightPolicy:
+    """How every matrix of a graph is quantised: the target, the compression, the input energies."""
+
+    target: Target
+    compression: Compression | None = None
+    energy: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def matrix(self, weight: np.ndarray, bias: np.ndarray | None, in_scale: float, out_scale: float,
+               inputs: tuple[str, ...] = ()) -> QMatrix:
+        """Quantise one matrix; `inputs` name the tensors whose features it multiplies (first known wins)."""
+        energy = next((self.energy[n] for n in inputs if n in self.energy), None)
+        return quantize_matrix(weight, bias, in_scale, out_scale, self.target, self.compression, energy)

@@ -3,8 +3,8 @@
 ; memory: host 502 elements, amem 514/32768 elements, acc 12/4096 entries, wmem 6240/524288 bytes
 
 .program model="kws"
-.target macs=32 weight_bits=8 act_bits=16 acc_bits=32 vec_lanes=8 mac_latency=4 vec_latency=4 dma_bytes_per_cycle=8 dma_latency=20 weight_mem_bytes=524288 act_mem_bytes=65536 acc_entries=4096 clock_mhz=200
-.memory host=502 amem=514 acc=12 wmem=6240
+.target macs=32 weight_bits=8 act_bits=16 acc_bits=32 vec_lanes=8 mac_latency=4 vec_latency=4 dma_bytes_per_cycle=8 dma_latency=20 weight_mem_bytes=524288 act_mem_bytes=65536 acc_entries=4096 codebook_entries=4096 clock_mhz=200
+.memory host=502 amem=514 acc=12 wmem=6240 cbm=0
 .input name="x" shape=[1,49,10] scale=0.0123 host=0x0
 .output name="y" shape=[1,12] scale=3.0517578125e-05 host=0x1ea
 

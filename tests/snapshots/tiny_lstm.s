@@ -1,60 +1,58 @@
 ; rnnaccel program "test": listing by rnnaccel-objdump, input to rnnaccel-as
-; 27 instructions (432 bytes of code)
-; memory: host 8 elements, amem 66/32768 elements, acc 16/4096 entries, wmem 328/524288 bytes
+; 26 instructions (416 bytes of code)
+; memory: host 8 elements, amem 66/32768 elements, acc 16/4096 entries, wmem 320/524288 bytes
 
 .program model="test"
-.target macs=8 weight_bits=8 act_bits=16 acc_bits=32 vec_lanes=8 mac_latency=4 vec_latency=4 dma_bytes_per_cycle=8 dma_latency=20 weight_mem_bytes=524288 act_mem_bytes=65536 acc_entries=4096 clock_mhz=200
-.memory host=8 amem=66 acc=16 wmem=328
+.target macs=8 weight_bits=8 act_bits=16 acc_bits=32 vec_lanes=8 mac_latency=4 vec_latency=4 dma_bytes_per_cycle=8 dma_latency=20 weight_mem_bytes=524288 act_mem_bytes=65536 acc_entries=4096 codebook_entries=4096 clock_mhz=200
+.memory host=8 amem=66 acc=16 wmem=320 cbm=0
 .input name="X" shape=[2,1,3] scale=0.00014191294922821253 host=0x0
 .output name="y" shape=[1,2] scale=2.0226637363486546e-05 host=0x6
 
 .code
 .loc node="input" what="X"
 0000: 01000000000060000000000000000000  LOAD   dst=0x00000 src=0x000000 n=6                              ; input X
-.loc node="lstm" layer=0 what=""
-0001: 03060080070040000000000000000000  LDC    dst=0x00006 src=0x000078 n=4                              ; lstm L0
-.loc step=0 tile=0 what="Wx"
-0002: 11000000000000008060000018000000  MVB    acc=0x0000 w=0x000000 x=0x00000 rows=8 cols=3 bias=0x0000c0 ; lstm L0 t=0 tile 0 Wx
+.loc node="lstm" layer=0 step=0 tile=0 what="Wx"
+0001: 1100000000000000806000000f000000  MVB    acc=0x0000 w=0x000000 x=0x00000 rows=8 cols=3 bias=0x000078 ; lstm L0 t=0 tile 0 Wx
 .loc tile=1
-0003: 1108001800000000806000001c000000  MVB    acc=0x0008 w=0x000018 x=0x00000 rows=8 cols=3 bias=0x0000e0 ; lstm L0 t=0 tile 1 Wx
+0002: 11080018000000008060000013000000  MVB    acc=0x0008 w=0x000018 x=0x00000 rows=8 cols=3 bias=0x000098 ; lstm L0 t=0 tile 1 Wx
 .loc tile=-1 what="gates"
-0004: 20060000000001000800000000000000  VRQ    dst=0x00006 src=0x0000 n=16 q=0x000080                    ; lstm L0 t=0 gates
+0003: 20060000000001800b00000000000000  VRQ    dst=0x00006 src=0x0000 n=16 q=0x0000b8                    ; lstm L0 t=0 gates
 .loc what="cell"
-0005: 2216006000000c000000000000000000  VACT   dst=0x00016 src=0x00006 n=12 table=0                      ; lstm L0 t=0 cell
-0006: 22220020010004000100000000000000  VACT   dst=0x00022 src=0x00012 n=4 table=1                       ; lstm L0 t=0 cell
-0007: 23260060010022004000200100000000  VMUL   dst=0x00026 a=0x00016 b=0x00022 n=4 shift=18              ; lstm L0 t=0 cell
-0008: 222a0060020004000100000000000000  VACT   dst=0x0002a src=0x00026 n=4 table=1                       ; lstm L0 t=0 cell
+0004: 2216006000000c000000000000000000  VACT   dst=0x00016 src=0x00006 n=12 table=0                      ; lstm L0 t=0 cell
+0005: 22220020010004000100000000000000  VACT   dst=0x00022 src=0x00012 n=4 table=1                       ; lstm L0 t=0 cell
+0006: 23260060010022004000200100000000  VMUL   dst=0x00026 a=0x00016 b=0x00022 n=4 shift=18              ; lstm L0 t=0 cell
+0007: 222a0060020004000100000000000000  VACT   dst=0x0002a src=0x00026 n=4 table=1                       ; lstm L0 t=0 cell
 .loc what="hidden"
-0009: 232e00a001002a004000f00000000000  VMUL   dst=0x0002e a=0x0001a b=0x0002a n=4 shift=15              ; lstm L0 t=0 hidden
+0008: 232e00a001002a004000f00000000000  VMUL   dst=0x0002e a=0x0001a b=0x0002a n=4 shift=15              ; lstm L0 t=0 hidden
 .loc step=1 tile=0 what="Wx"
-000a: 11000000000003008060000018000000  MVB    acc=0x0000 w=0x000000 x=0x00003 rows=8 cols=3 bias=0x0000c0 ; lstm L0 t=1 tile 0 Wx
+0009: 1100000000000300806000000f000000  MVB    acc=0x0000 w=0x000000 x=0x00003 rows=8 cols=3 bias=0x000078 ; lstm L0 t=1 tile 0 Wx
 .loc tile=1
-000b: 1108001800000300806000001c000000  MVB    acc=0x0008 w=0x000018 x=0x00003 rows=8 cols=3 bias=0x0000e0 ; lstm L0 t=1 tile 1 Wx
+000a: 11080018000003008060000013000000  MVB    acc=0x0008 w=0x000018 x=0x00003 rows=8 cols=3 bias=0x000098 ; lstm L0 t=1 tile 1 Wx
 .loc tile=-1
-000c: 20320000000001000800000000000000  VRQ    dst=0x00032 src=0x0000 n=16 q=0x000080                    ; lstm L0 t=1 Wx
+000b: 20320000000001800b00000000000000  VRQ    dst=0x00032 src=0x0000 n=16 q=0x0000b8                    ; lstm L0 t=1 Wx
 .loc tile=0 what="Rh"
-000d: 1000003000002e008080000000000000  MV     acc=0x0000 w=0x000030 x=0x0002e rows=8 cols=4             ; lstm L0 t=1 tile 0 Rh
+000c: 1000003000002e008080000000000000  MV     acc=0x0000 w=0x000030 x=0x0002e rows=8 cols=4             ; lstm L0 t=1 tile 0 Rh
 .loc tile=1
-000e: 1008005000002e008080000000000000  MV     acc=0x0008 w=0x000050 x=0x0002e rows=8 cols=4             ; lstm L0 t=1 tile 1 Rh
+000d: 1008005000002e008080000000000000  MV     acc=0x0008 w=0x000050 x=0x0002e rows=8 cols=4             ; lstm L0 t=1 tile 1 Rh
 .loc tile=-1 what="gates"
-000f: 21060000000001001000200300000000  VRQA   dst=0x00006 src=0x0000 n=16 q=0x000100 add=0x00032        ; lstm L0 t=1 gates
+000e: 21060000000001800f00200300000000  VRQA   dst=0x00006 src=0x0000 n=16 q=0x0000f8 add=0x00032        ; lstm L0 t=1 gates
 .loc what="cell"
-0010: 2216006000000c000000000000000000  VACT   dst=0x00016 src=0x00006 n=12 table=0                      ; lstm L0 t=1 cell
-0011: 22220020010004000100000000000000  VACT   dst=0x00022 src=0x00012 n=4 table=1                       ; lstm L0 t=1 cell
-0012: 230000e0010026004000f00000000000  VMUL   dst=0x00000 a=0x0001e b=0x00026 n=4 shift=15              ; lstm L0 t=1 cell
-0013: 23040060010022004000200100000000  VMUL   dst=0x00004 a=0x00016 b=0x00022 n=4 shift=18              ; lstm L0 t=1 cell
-0014: 24260000000004004000000000000000  VADD   dst=0x00026 a=0x00000 b=0x00004 n=4                       ; lstm L0 t=1 cell
-0015: 222a0060020004000100000000000000  VACT   dst=0x0002a src=0x00026 n=4 table=1                       ; lstm L0 t=1 cell
+000f: 2216006000000c000000000000000000  VACT   dst=0x00016 src=0x00006 n=12 table=0                      ; lstm L0 t=1 cell
+0010: 22220020010004000100000000000000  VACT   dst=0x00022 src=0x00012 n=4 table=1                       ; lstm L0 t=1 cell
+0011: 230000e0010026004000f00000000000  VMUL   dst=0x00000 a=0x0001e b=0x00026 n=4 shift=15              ; lstm L0 t=1 cell
+0012: 23040060010022004000200100000000  VMUL   dst=0x00004 a=0x00016 b=0x00022 n=4 shift=18              ; lstm L0 t=1 cell
+0013: 24260000000004004000000000000000  VADD   dst=0x00026 a=0x00000 b=0x00004 n=4                       ; lstm L0 t=1 cell
+0014: 222a0060020004000100000000000000  VACT   dst=0x0002a src=0x00026 n=4 table=1                       ; lstm L0 t=1 cell
 .loc what="hidden"
-0016: 230000a001002a004000f00000000000  VMUL   dst=0x00000 a=0x0001a b=0x0002a n=4 shift=15              ; lstm L0 t=1 hidden
+0015: 230000a001002a004000f00000000000  VMUL   dst=0x00000 a=0x0001a b=0x0002a n=4 shift=15              ; lstm L0 t=1 hidden
 .loc node="head" layer=1 step=-1 tile=0 what="Wx"
-0017: 10000070000000002080000000000000  MV     acc=0x0000 w=0x000070 x=0x00000 rows=2 cols=4             ; head L1 tile 0 Wx
+0016: 10000070000000002080000000000000  MV     acc=0x0000 w=0x000070 x=0x00000 rows=2 cols=4             ; head L1 tile 0 Wx
 .loc tile=-1 what="requantise"
-0018: 20000000002000001400000000000000  VRQ    dst=0x00000 src=0x0000 n=2 q=0x000140                     ; head L1 requantise
+0017: 20000000002000801300000000000000  VRQ    dst=0x00000 src=0x0000 n=2 q=0x000138                     ; head L1 requantise
 .loc node="relu" layer=-1 what=""
-0019: 27020000000002000000000000000000  VRELU  dst=0x00002 src=0x00000 n=2                               ; relu
+0018: 27020000000002000000000000000000  VRELU  dst=0x00002 src=0x00000 n=2                               ; relu
 .loc node="output" what="y"
-001a: 02060000020020000000000000000000  STORE  dst=0x000006 src=0x00002 n=2                              ; output y
+0019: 02060000020020000000000000000000  STORE  dst=0x000006 src=0x00002 n=2                              ; output y
 
 .region weights base=0x000000 size=120
 000000: 19197f81 8181327f e6815cc1 f4a27fc2 7f56bb04 bcc9f021 7f81817f 967d7fec
@@ -62,14 +60,14 @@
 000040: 1981817f 7f037f03 ab27b9dc 6a27a47f 1683c7cb 0f3b5781 b63e7fa5 cb758116
 000060: d439ea1f 86edb9df 817f767f 81813e06 00492a5b 556d7f7f
 
-.region biases base=0x000078 size=208
-000078: 00000000 00000000 e96e1900 c45c1900 ea701800 936d1800 aa641700 d07e1900
-000098: 455a1800 52761800 3b4e1800 d04f1800 6c571800 aa5d1900 e2431800 8c411700
-0000b8: 8a741800 df541700 cb3dfbff dfb0f8ff 0fbcfeff 222bfeff ea9e0300 bc3b0d00
-0000d8: e7c30300 98a30700 2c770b00 0c3c0a00 a745f5ff 7944feff ff3b0100 72ebfeff
-0000f8: e34dfcff 1d8c0100 36741a00 1b531a00 614c1a00 32701a00 24661a00 11471900
-000118: 87751a00 95401900 62461a00 81531a00 f46c1a00 88421a00 675a1a00 4d451a00
-000138: 97521a00 92481900 fe481600 28551500
+.region biases base=0x000078 size=200
+000078: cb3dfbff dfb0f8ff 0fbcfeff 222bfeff ea9e0300 bc3b0d00 e7c30300 98a30700
+000098: 2c770b00 0c3c0a00 a745f5ff 7944feff ff3b0100 72ebfeff e34dfcff 1d8c0100
+0000b8: e96e1900 c45c1900 ea701800 936d1800 aa641700 d07e1900 455a1800 52761800
+0000d8: 3b4e1800 d04f1800 6c571800 aa5d1900 e2431800 8c411700 8a741800 df541700
+0000f8: 36741a00 1b531a00 614c1a00 32701a00 24661a00 11471900 87751a00 95401900
+000118: 62461a00 81531a00 f46c1a00 88421a00 675a1a00 4d451a00 97521a00 92481900
+000138: fe481600 28551500
 
 .table "sigmoid"
     11     12     12     13     14     15     16     17     18     19     21     22     23     25     26     28

@@ -1,0 +1,94 @@
+"""Codebook compression (NeuCompression): each matrix's weights become `bits`-bit indices into a
+small codebook of weight_bits values, which the chip's decompression engine expands on the fly.
+
+The codebook of a row group (a MAC tile, or the whole matrix) is fitted by weighted k-means on
+the weights in units of one shared scale. With calibration data it is activation-aware: each
+weight's squared error counts in proportion to the mean square of the input it multiplies,
+so the codebook minimises the error of the outputs, not of the weights. One multiplier serves
+every row, and the bias moves to the output's format at weight_bits (VRQC adds it), so that the
+stored bytes are almost only indices. docs/numerics.md states the arithmetic; bench/ measures it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from compiler.ir import Codebook, QMatrix
+from isa.numerics import quantize_multiplier
+from isa.target import Target
+
+ITERATIONS = 30
+
+
+@dataclass(frozen=True)
+class Compression:
+    bits: int
+    groups: str = "tile"  # "tile": a codebook per MAC row tile; "matrix": one per matrix
+    activation_aware: bool = True
+
+
+def compress_matrix(weight: np.ndarray, bias: np.ndarray | None, in_scale: float, out_scale: float,
+                    target: Target, comp: Compression, groups: tuple[tuple[int, int], ...],
+                    energy: np.ndarray | None, product_budget: float) -> QMatrix:
+    qmax = (1 << (target.weight_bits - 1)) - 1
+    scale = max(float(np.max(np.abs(weight))) / qmax, float(np.max(np.sum(np.abs(weight), axis=1))) / product_budget,
+                1e-30)
+    units = weight / scale
+    column_weight = energy + 1e-12 if energy is not None and comp.activation_aware else np.ones(weight.shape[1])
+    entries, indices = [], np.zeros(weight.shape, np.int64)
+    for r0, r1 in groups:
+        book = codebook(units[r0:r1], np.broadcast_to(column_weight, (r1 - r0, weight.shape[1])), comp.bits, qmax)
+        indices[r0:r1] = nearest(units[r0:r1], book)
+        entries.append(book)
+    table = np.array(entries, dtype=np.int64)
+    expanded = np.concatenate([table[g][indices[r0:r1]] for g, (r0, r1) in enumerate(groups)])
+    mult, shift = quantize_multiplier(scale * in_scale / out_scale)
+    out_bias, bias_shift = _output_bias(bias, out_scale, qmax)
+    return QMatrix(expanded, np.full(weight.shape[0], mult, np.int64), np.full(weight.shape[0], shift, np.int64),
+                   None, Codebook(comp.bits, groups, table, indices), out_bias, bias_shift)
+
+
+def codebook(values: np.ndarray, importance: np.ndarray, bits: int, qmax: int) -> np.ndarray:
+    """2**bits integer centroids in [-qmax, qmax] by weighted 1-D k-means (Lloyd), sorted."""
+    v, w = values.ravel(), importance.ravel()
+    centroids = _weighted_quantiles(v, w, 1 << bits)
+    for _ in range(ITERATIONS):
+        cluster = _assign(v, centroids)
+        totals = np.bincount(cluster, w, minlength=len(centroids))
+        sums = np.bincount(cluster, w * v, minlength=len(centroids))
+        centroids = np.where(totals > 0, sums / np.where(totals > 0, totals, 1), centroids)
+    return np.sort(np.clip(np.round(centroids), -qmax, qmax)).astype(np.int64)
+
+
+def nearest(values: np.ndarray, book: np.ndarray) -> np.ndarray:
+    """Index of the nearest codebook entry (the upper one on a tie)."""
+    return _assign(values.ravel(), book.astype(np.float64)).reshape(values.shape)
+
+
+def _assign(values: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    order = np.argsort(centroids, kind="stable")
+    sorted_c = centroids[order]
+    cut = np.searchsorted((sorted_c[1:] + sorted_c[:-1]) / 2, values, side="right")
+    return order[cut]
+
+
+def _weighted_quantiles(values: np.ndarray, weights: np.ndarray, k: int) -> np.ndarray:
+    order = np.argsort(values, kind="stable")
+    cumulative = np.cumsum(weights[order])
+    targets = (np.arange(k) + 0.5) / k * cumulative[-1]
+    return values[order][np.minimum(np.searchsorted(cumulative, targets), len(values) - 1)].astype(np.float64)
+
+
+def _output_bias(bias: np.ndarray | None, out_scale: float, qmax: int) -> tuple[np.ndarray | None, int]:
+    """The bias in output units at weight_bits: out_bias << shift, shift as small as fits."""
+    if bias is None:
+        return None, 0
+    units = np.asarray(bias, dtype=np.float64) / out_scale
+    largest = float(np.max(np.abs(units))) if units.size else 0.0
+    shift = 0
+    while largest / (1 << shift) > qmax and shift < 15:
+        shift += 1
+    return np.clip(np.round(units / (1 << shift)), -qmax, qmax).astype(np.int64), shift
+

@@ -1,0 +1,61 @@
+"""Where a quantised matrix lives: the references lowering hands around, and the placement of a
+compressed matrix -- index streams per tile, codebooks loaded into the decompression engine's
+codebook memory (CBLOAD, on its own unit, so it overlaps the rest), one requantisation pair, and
+the bias in the output's format."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from compiler.ir import QMatrix
+from compiler.kernel import Ref, Where, pack_ints
+from isa.bitstream import pack_indices
+
+if TYPE_CHECKING:
+    from compiler.passes.lowering import Lowering
+
+CODEBOOK_SLOT = 16  # entries MVC reads at `cb`: room for a 4-bit codebook
+
+
+WEIGHT_DTYPES = {8: "i1", 16: "<i2"}
+
+
+@dataclass(frozen=True)
+class MatrixRefs:
+    """Where one quantised matrix lives: its tiles' weights (or index streams), biases,
+    requantisation parameters and, compressed, the codebook slot of each tile."""
+
+    q: QMatrix
+    tiles: tuple[tuple[int, int], ...]
+    weights: tuple[Ref, ...]  # per tile
+    params: Ref
+    bias: Ref | None  # at accumulator scale (plain matrices)
+    slots: tuple[Ref, ...] = ()  # per tile, compressed matrices
+    out_bias: Ref | None = None  # in the output's format (compressed matrices)
+
+
+def place_compressed(ctx: Lowering, q: QMatrix, tiles: tuple[tuple[int, int], ...], base: str,
+                     where: Where) -> MatrixRefs:
+    book = q.codebook
+    streams = [pack_indices(book.indices[r0:r1].T, book.bits) for r0, r1 in tiles]
+    weights = ctx.streams(f"{base}/indices", streams)
+    dtype = WEIGHT_DTYPES[ctx.target.weight_bits]
+    entries = ctx.data(f"{base}/codebooks", pack_ints(book.entries.ravel(), dtype), "weights")
+    slots = ctx.buffer(f"{base}/codebooks:cbm", "cbm", CODEBOOK_SLOT * len(book.groups))
+    size = 1 << book.bits
+    for g in range(len(book.groups)):
+        ctx.emit("CBLOAD", where, dst=slots + g * CODEBOOK_SLOT,
+                 src=entries + g * size * ctx.target.weight_bytes, n=size)
+    params = ctx.data(f"{base}/requant", pack_ints(np.array([q.mult[0], q.shift[0]]), "<i2"), "biases")
+    out_bias = None
+    if q.out_bias is not None:
+        out_bias = ctx.data(f"{base}/bias", pack_ints(q.out_bias.ravel(), dtype), "biases")
+    tile_slots = tuple(slots + _group_of(book.groups, r0) * CODEBOOK_SLOT for r0, _ in tiles)
+    return MatrixRefs(q, tiles, weights, params, None, tile_slots, out_bias)
+
+
+def _group_of(groups: tuple[tuple[int, int], ...], row: int) -> int:
+    return next(g for g, (r0, r1) in enumerate(groups) if r0 <= row < r1)

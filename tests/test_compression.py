@@ -1,0 +1,92 @@
+"""Codebook compression: bit-exact through the decompression engine, cycles unchanged, the
+storage and the weight-memory traffic it promises, and the edge cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from compiler.passes.compress import Compression, codebook, nearest
+from compiler.pipeline import compile_model
+from isa.container import from_bytes, to_bytes
+from isa.errors import RnnaccelError
+from isa.target import Target
+from runtime_sim import Simulator
+
+from models import fc_model, lstm_model, recurrent_model
+from toolchain import random_inputs, run_checked
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4])
+@pytest.mark.parametrize("groups", ["tile", "matrix"])
+def test_lstm_is_bit_exact_through_the_decompression_engine(bits, groups):
+    model = lstm_model(6, 2, 10, 40, initial="inputs")
+    checked = run_checked(model, random_inputs(model, seed=bits), compression=Compression(bits, groups))
+    assert any(i.mnemonic == "MVC" for i in checked.compiled.program.code)
+    assert not any(i.mnemonic in ("MV", "MVB") for i in checked.compiled.program.code)
+
+
+@pytest.mark.parametrize("op,options", [("GRU", {"linear_before_reset": 1}), ("GRU", {}), ("RNN", {}),
+                                        ("LSTM", {"direction": "bidirectional", "peepholes": True})])
+def test_every_cell_compresses(op, options):
+    model = recurrent_model(op, 5, 2, 6, 12, initial=True, **options)
+    inputs = {k: np.clip(v, -0.9, 0.9) if k != "X" else v for k, v in random_inputs(model, seed=2).items()}
+    run_checked(model, inputs, compression=Compression(3))
+
+
+@pytest.mark.parametrize("weight_bits", [8, 16])
+def test_fc_with_and_without_bias(weight_bits):
+    for gemm in (True, False):
+        model = fc_model(3, 50, 20, activation="Relu", gemm=gemm)
+        run_checked(model, random_inputs(model, seed=3), Target(weight_bits=weight_bits), compression=Compression(4))
+
+
+def test_cycles_do_not_change_and_traffic_shrinks():
+    model = lstm_model(10, 1, 10, 64)
+    calibration = random_inputs(model, seed=4, samples=8)
+    plain = compile_model(model, calibration=calibration)
+    packed = compile_model(model, calibration=calibration, compression=Compression(4))
+    plain_stats, packed_stats = Simulator(plain.program).stats, Simulator(packed.program).stats
+    assert packed_stats["cycles"] == plain_stats["cycles"]
+    assert packed_stats["weight_bytes_read"] < 0.6 * plain_stats["weight_bytes_read"]
+    assert packed.report["total"]["weight_bytes_read"] == packed_stats["weight_bytes_read"]
+
+
+@pytest.mark.parametrize("bits,ratio", [(4, 7.5), (3, 9.5), (2, 15.0)])
+def test_compression_ratio_counts_everything_stored(bits, ratio):
+    model = lstm_model(49, 1, 10, 64)
+    report = compile_model(model, compression=Compression(bits, "matrix")).report
+    total = report["total"]
+    assert total["compression_ratio"] >= ratio
+    assert total["compression_ratio"] == pytest.approx(total["fp32_bytes"] / total["stored_bytes"], rel=1e-3)
+
+
+def test_fewer_distinct_weights_than_codebook_entries():
+    model = fc_model(2, 16, 8)
+    weights = onnx.numpy_helper.to_array(model.graph.initializer[0])
+    three = np.sign(np.round(weights)).astype(np.float32)  # only -1, 0, 1
+    model.graph.initializer[0].CopyFrom(numpy_helper.from_array(three, "Wt"))
+    checked = run_checked(model, random_inputs(model, seed=5), compression=Compression(4))
+    q = next(n for n in checked.compiled.graph.nodes if n.op == "fc").attrs["q"]
+    assert len(np.unique(q.weights)) <= 3
+
+
+def test_activation_aware_codebook_favours_the_busy_column():
+    rng = np.random.default_rng(6)
+    values = rng.uniform(-100, 100, (8, 2))
+    busy = np.array([1000.0, 1e-6])
+    book = codebook(values, np.broadcast_to(busy, values.shape), 2, 127)
+    error = np.abs(book[nearest(values, book)] - values)
+    plain = codebook(values, np.ones(values.shape), 2, 127)
+    assert error[:, 0].mean() <= np.abs(plain[nearest(values, plain)] - values)[:, 0].mean()
+
+
+def test_a_corrupted_index_stream_is_refused_on_load():
+    program = compile_model(fc_model(1, 40, 20), compression=Compression(2)).program
+    blob = bytearray(to_bytes(program))
+    index = bytes(blob).find(program.regions[0].data[:16])
+    blob[index + 3] ^= 0x10
+    with pytest.raises(RnnaccelError, match="checksum"):
+        from_bytes(bytes(blob))
