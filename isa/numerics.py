@@ -104,7 +104,7 @@ def _exp(x: np.ndarray) -> np.ndarray:
     """exp(x), but 0 at the saturation point -8: there a softmax's x - max stands for anything below -8,
     and counting each such term as exp(-8) = 3.4e-4 of the largest would bias a long row's sum by
     that much per term; as 0 it errs by at most 3.4e-4 per term, and only for terms near -8."""
-    return np.where(x > -(1 << (15 - GATE_FRAC)), np.exp(x), 0.0)
+    return np.where(x > ACT_MIN / (1 << GATE_FRAC), np.exp(x), 0.0)
 
 
 def _log_mantissa(x: np.ndarray) -> np.ndarray:
