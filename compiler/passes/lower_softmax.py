@@ -30,7 +30,7 @@ IDENTITY = quantize_multiplier(1.0)
 
 def lower_softmax(ctx: Lowering, node: Node, where: Where) -> None:
     n, row = ctx.graph.size(node.inputs[0]), node.attrs["row"]
-    rows = ctx.graph.size(node.inputs[0]) // row
+    rows = n // row
     x = _rescaled(ctx, node, "pre", ctx.places[node.inputs[0]], n, where)
     peak, diff = _buffer(ctx, node, "max", rows), _buffer(ctx, node, "diff", n)
     _per_row(ctx, "VRMAX", where, rows, n=row, dst=(peak, 1), src=(x, row))
