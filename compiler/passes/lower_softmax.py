@@ -45,7 +45,7 @@ def lower_softmax(ctx: Lowering, node: Node, where: Where) -> None:
         _per_row(ctx, "VNORM", where, rows, n=row, dst=(y, row), src=(e, row), s=(sums, 1))
         return
     logs = _buffer(ctx, node, "log", rows)
-    _per_row(ctx, "VLOG", where, rows, dst=(logs, 1), src=(sums, 1), table=_table_number(ctx, LOG_TABLE))
+    _per_row(ctx, "VLOG", where, rows, dst=(logs, 1), src=(sums, 1), table=ctx.table(LOG_TABLE))
     out = _rescaled(ctx, node, "to_out", diff, n, where)
     _per_row(ctx, "VSUBS", where, rows, n=row, dst=(y, row), a=(out, row), s=(logs, 1))
 
@@ -70,10 +70,3 @@ def _per_row(ctx: Lowering, mnemonic: str, where: Where, rows: int, **operands: 
     step = Where(where.node, where.layer, what=mnemonic.lower())
     for r in range(rows):
         ctx.emit(mnemonic, step, **{k: v[0] + r * v[1] if isinstance(v, tuple) else v for k, v in operands.items()})
-
-
-def _table_number(ctx: Lowering, name: str) -> int:
-    """The number a table instruction names `name` by, adding the table to the program if new."""
-    if name not in ctx.tables:
-        ctx.tables.append(name)
-    return ctx.tables.index(name)

@@ -52,9 +52,13 @@ class Lowering:
         if spec == "relu":
             self.emit_elementwise("VRELU", where, n, dst=dst, src=src)
             return
-        if spec not in self.tables:
-            self.tables.append(spec)
-        self.emit_elementwise("VACT", where, n, dst=dst, src=src, table=self.tables.index(spec))
+        self.emit_elementwise("VACT", where, n, dst=dst, src=src, table=self.table(spec))
+
+    def table(self, name: str) -> int:
+        """The number an instruction names table `name` by, adding the table to the program if new."""
+        if name not in self.tables:
+            self.tables.append(name)
+        return self.tables.index(name)
 
     def constant(self, name: str, values: np.ndarray, where: Where) -> Ref:
         """An activation-memory copy of int16 constants kept in weight memory (one LDC, the first time)."""
