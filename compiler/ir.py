@@ -51,8 +51,8 @@ class Codebook:
     """How a compressed matrix is stored: `bits`-bit indices into a codebook per row group."""
 
     bits: int
-    groups: tuple[tuple[int, int], ...]  # row ranges sharing a codebook
-    entries: np.ndarray  # int64 (len(groups), 2**bits), within weight_bits
+    group_of_row: np.ndarray  # int64 (rows,): which codebook each row uses
+    entries: np.ndarray  # int64 (groups, 2**bits), within weight_bits
     indices: np.ndarray  # int64 (rows, cols)
 
 
@@ -71,6 +71,14 @@ class QMatrix:
     codebook: Codebook | None = None
     out_bias: np.ndarray | None = None  # int64 (rows,), compressed matrices only
     bias_shift: int = 0
+
+    def reordered(self, order: np.ndarray) -> QMatrix:
+        """The same matrix with its rows in `order` (original row indices)."""
+        book = self.codebook
+        if book is not None:
+            book = dataclasses.replace(book, group_of_row=book.group_of_row[order], indices=book.indices[order])
+        return QMatrix(self.weights[order], self.mult[order], self.shift[order], _rows(self.bias, order), book,
+                       _rows(self.out_bias, order), self.bias_shift)
 
     @property
     def rows(self) -> int:
@@ -104,6 +112,11 @@ class Graph:
 
     def is_used(self, tensor: str) -> bool:
         return bool(tensor) and (tensor in self.outputs or bool(self.consumers(tensor)))
+
+
+def _rows(values: np.ndarray | None, order: np.ndarray) -> np.ndarray | None:
+    """Per-row values (last axis) in `order`; None stays None."""
+    return None if values is None else values[..., order]
 
 
 def verify(graph: Graph) -> Graph:

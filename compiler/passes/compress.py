@@ -30,24 +30,26 @@ class Compression:
 
 
 def compress_matrix(weight: np.ndarray, bias: np.ndarray | None, in_scale: float, out_scale: float,
-                    target: Target, comp: Compression, groups: tuple[tuple[int, int], ...],
+                    target: Target, comp: Compression, groups: list[np.ndarray],
                     energy: np.ndarray | None, product_budget: float) -> QMatrix:
+    """`groups` are the row-index sets that share a codebook."""
     qmax = (1 << (target.weight_bits - 1)) - 1
     scale = max(float(np.max(np.abs(weight))) / qmax, float(np.max(np.sum(np.abs(weight), axis=1))) / product_budget,
                 1e-30)
     units = weight / scale
     column_weight = energy + 1e-12 if energy is not None and comp.activation_aware else np.ones(weight.shape[1])
     entries, indices = [], np.zeros(weight.shape, np.int64)
-    for r0, r1 in groups:
-        book = codebook(units[r0:r1], np.broadcast_to(column_weight, (r1 - r0, weight.shape[1])), comp.bits, qmax)
-        indices[r0:r1] = nearest(units[r0:r1], book)
+    group_of_row = np.zeros(weight.shape[0], np.int64)
+    for g, rows in enumerate(groups):
+        book = codebook(units[rows], np.broadcast_to(column_weight, (len(rows), weight.shape[1])), comp.bits, qmax)
+        indices[rows], group_of_row[rows] = nearest(units[rows], book), g
         entries.append(book)
     table = np.array(entries, dtype=np.int64)
-    expanded = np.concatenate([table[g][indices[r0:r1]] for g, (r0, r1) in enumerate(groups)])
+    expanded = table[group_of_row[:, None], indices]
     mult, shift = quantize_multiplier(scale * in_scale / out_scale)
     out_bias, bias_shift = _output_bias(bias, out_scale, qmax)
     return QMatrix(expanded, np.full(weight.shape[0], mult, np.int64), np.full(weight.shape[0], shift, np.int64),
-                   None, Codebook(comp.bits, groups, table, indices), out_bias, bias_shift)
+                   None, Codebook(comp.bits, group_of_row, table, indices), out_bias, bias_shift)
 
 
 def codebook(values: np.ndarray, importance: np.ndarray, bits: int, qmax: int) -> np.ndarray:

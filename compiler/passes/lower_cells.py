@@ -2,6 +2,11 @@
 
 Gate pre-activations are Q3.12; see docs/numerics.md for each cell's integer recipe, which
 these instruction sequences compute exactly (tests compare them bit for bit).
+
+The vector work runs per unit group (tile.unit_groups): the gate rows of a group are stored
+together, group by group ([i o f c] of units u0..u1 for an LSTM), so the vector unit finishes a
+group's new state as soon as the MAC tile holding its rows is done, while the array goes on with
+the next tile. Vectors indexed by hidden unit (c, h, peepholes) are sliced at [u0, u1).
 """
 
 from __future__ import annotations
@@ -11,12 +16,13 @@ from dataclasses import dataclass
 from compiler.kernel import Ref, Where
 from compiler.passes.lowering import Lowering, MatrixRefs
 from compiler.passes.quantize_recurrent import act_frac
+from compiler.passes.tile import unit_groups
 from isa.numerics import GATE_FRAC
 
 # scratch vectors per cell kind, in units of hidden
 SCRATCH = {
     "lstm": {"gx": 4, "pre": 4, "act": 4, "t": 1, "fc": 1, "ig": 1, "tc": 1},
-    "gru": {"gx": 3, "pre": 3, "act": 2, "t": 1, "hh": 1, "d": 1, "rh": 1},
+    "gru": {"gx": 3, "pre": 2, "act": 2, "cand": 1, "t": 1, "hh": 1, "d": 1, "rh": 1},
     "rnn": {"gx": 1, "pre": 1},
 }
 
@@ -49,103 +55,146 @@ def _clamp(ctx: Lowering, a: dict, where: Where, n: int, ref: Ref) -> None:
         ctx.emit_elementwise("VCLAMP", where, n, dst=ref, src=ref, lo=-a["clip_q"], hi=a["clip_q"])
 
 
-def _gates(ctx: Lowering, r: StepRefs, qh: str, dst: Ref, where: Where) -> None:
-    """dst = requantise(b + W x) [+ requantise(R h)], Q3.12."""
+def _groups(ctx: Lowering, op: str, a: dict) -> tuple[tuple[int, int], ...]:
+    return unit_groups(op, a["hidden"], ctx.target.macs)
+
+
+def _products(ctx: Lowering, r: StepRefs, qh: str, where: Where) -> None:
+    """acc_x = b + W x, gx = requantise(acc_x), acc_h = R h (skipped without h): the MAC part."""
     mx = r.mats["qx"]
     ctx.matvec(mx, r.x, r.accs["x"], _at(where, "Wx"))
+    if r.h_prev is not None:
+        ctx.requantize(mx, _at(where, "Wx"), r.s["gx"], r.accs["x"])
+        ctx.matvec(r.mats[qh], r.h_prev, r.accs["h"], _at(where, "Rh"))
+
+
+def _group_gates(ctx: Lowering, r: StepRefs, qh: str, rows: tuple[int, int], where: Where) -> None:
+    """pre[rows] = requantise(acc_h[rows]) + gx[rows], or requantise(acc_x[rows]) without h."""
+    r0 = rows[0]
     if r.h_prev is None:
-        ctx.requantize(mx, _at(where, "gates"), dst, r.accs["x"])
-        return
-    ctx.requantize(mx, _at(where, "Wx"), r.s["gx"], r.accs["x"])
-    mh = r.mats[qh]
-    ctx.matvec(mh, r.h_prev, r.accs["h"], _at(where, "Rh"))
-    ctx.requantize(mh, _at(where, "gates"), dst, r.accs["h"], add=r.s["gx"])
+        ctx.requantize(r.mats["qx"], where, r.s["pre"] + r0, r.accs["x"] + r0, rows=rows)
+    else:
+        ctx.requantize(r.mats[qh], where, r.s["pre"] + r0, r.accs["h"] + r0, add=r.s["gx"] + r0, rows=rows)
 
 
 def lstm_step(ctx: Lowering, a: dict, d: int, r: StepRefs, where: Where) -> None:
+    _products(ctx, r, "qh", where)
+    for u0, u1 in _groups(ctx, "lstm", a):
+        _lstm_group(ctx, a, d, r, u0, u1, where)
+
+
+def _lstm_group(ctx: Lowering, a: dict, d: int, r: StepRefs, u0: int, u1: int, where: Where) -> None:
     f_spec, g_spec, h_spec = a["activations"][d]
-    ff, fg, fh, hidden = act_frac(f_spec), act_frac(g_spec), act_frac(h_spec), a["hidden"]
-    pre, act, s, peep = r.s["pre"], r.s["act"], r.s, r.consts.get("P")
-    _gates(ctx, r, "qh", pre, where)
+    ff, fg, fh, hidden, g = act_frac(f_spec), act_frac(g_spec), act_frac(h_spec), a["hidden"], u1 - u0
     w = _at(where, "cell")
-    i_pre, o_pre, f_pre, g_pre = (pre + k * hidden for k in range(4))
-    i, o, f, g = (act + k * hidden for k in range(4))
-    if peep is not None and r.c_prev is not None:
-        for gate, p in ((i_pre, peep), (f_pre, peep + 2 * hidden)):
-            ctx.emit_elementwise("VMUL", w, hidden, dst=s["t"], a=p, b=r.c_prev, shift=GATE_FRAC)
-            ctx.emit_elementwise("VADD", w, hidden, dst=gate, a=gate, b=s["t"])
+    _group_gates(ctx, r, "qh", (4 * u0, 4 * u1), _at(where, "gates"))
+    i_pre, o_pre, f_pre, c_pre = (r.s["pre"] + 4 * u0 + k * g for k in range(4))
+    i, o, f, c = (r.s["act"] + 4 * u0 + k * g for k in range(4))
+    c_prev, c_new, peep = _slice(r.c_prev, u0), r.c_new + u0, r.consts.get("P")
+    if peep is not None and c_prev is not None:
+        for gate, p in ((i_pre, peep + u0), (f_pre, peep + 2 * hidden + u0)):
+            ctx.emit_elementwise("VMUL", w, g, dst=r.s["t"] + u0, a=p, b=c_prev, shift=GATE_FRAC)
+            ctx.emit_elementwise("VADD", w, g, dst=gate, a=gate, b=r.s["t"] + u0)
     late_o = peep is not None  # o's pre-activation needs the new cell state first
     if late_o:
-        _clamp(ctx, a, w, hidden, i_pre)
-        _clamp(ctx, a, w, 2 * hidden, f_pre)
+        _clamp(ctx, a, w, g, i_pre)
+        _clamp(ctx, a, w, 2 * g, f_pre)
     else:
-        _clamp(ctx, a, w, 4 * hidden, pre)
+        _clamp(ctx, a, w, 4 * g, i_pre)
     together = 1 if a["input_forget"] or late_o else 3  # i alone, or i, o, f in one instruction
-    ctx.activation(f_spec, w, together * hidden, i, i_pre)
+    ctx.activation(f_spec, w, together * g, i, i_pre)
     if late_o and not a["input_forget"]:
-        ctx.activation(f_spec, w, hidden, f, f_pre)
+        ctx.activation(f_spec, w, g, f, f_pre)
     if a["input_forget"]:
-        ctx.emit_elementwise("VSUB", w, hidden, dst=f, a=r.consts["one"], b=i)
+        ctx.emit_elementwise("VSUB", w, g, dst=f, a=r.consts["one"] + u0, b=i)
         if not late_o:
-            ctx.activation(f_spec, w, hidden, o, o_pre)
-    ctx.activation(g_spec, w, hidden, g, g_pre)
-    _cell_update(ctx, r, w, hidden, (f, i, g), (ff, ff + fg - GATE_FRAC))
+            ctx.activation(f_spec, w, g, o, o_pre)
+    ctx.activation(g_spec, w, g, c, c_pre)
+    _cell_update(ctx, r, w, g, (f, i, c, c_prev, c_new, u0), (ff, ff + fg - GATE_FRAC))
     if late_o:
-        ctx.emit_elementwise("VMUL", w, hidden, dst=s["t"], a=peep + hidden, b=r.c_new, shift=GATE_FRAC)
-        ctx.emit_elementwise("VADD", w, hidden, dst=o_pre, a=o_pre, b=s["t"])
-        _clamp(ctx, a, w, hidden, o_pre)
-        ctx.activation(f_spec, w, hidden, o, o_pre)
-    ctx.activation(h_spec, w, hidden, s["tc"], r.c_new)
-    ctx.emit_elementwise("VMUL", _at(where, "hidden"), hidden, dst=r.h_new, a=o, b=s["tc"],
+        ctx.emit_elementwise("VMUL", w, g, dst=r.s["t"] + u0, a=peep + hidden + u0, b=c_new, shift=GATE_FRAC)
+        ctx.emit_elementwise("VADD", w, g, dst=o_pre, a=o_pre, b=r.s["t"] + u0)
+        _clamp(ctx, a, w, g, o_pre)
+        ctx.activation(f_spec, w, g, o, o_pre)
+    ctx.activation(h_spec, w, g, r.s["tc"] + u0, c_new)
+    ctx.emit_elementwise("VMUL", _at(where, "hidden"), g, dst=r.h_new + u0, a=o, b=r.s["tc"] + u0,
                          shift=ff + fh - a["hfrac"])
 
 
-def _cell_update(ctx: Lowering, r: StepRefs, w: Where, hidden: int, gates: tuple, shifts: tuple) -> None:
+def _slice(ref: Ref | None, offset: int) -> Ref | None:
+    return None if ref is None else ref + offset
+
+
+def _cell_update(ctx: Lowering, r: StepRefs, w: Where, g: int, refs: tuple, shifts: tuple) -> None:
     """c = f*c + i*g (just i*g when there is no previous cell state)."""
-    (f, i, g), (shift_fc, shift_ig) = gates, shifts
-    if r.c_prev is None:
-        ctx.emit_elementwise("VMUL", w, hidden, dst=r.c_new, a=i, b=g, shift=shift_ig)
+    (f, i, cand, c_prev, c_new, u0), (shift_fc, shift_ig) = refs, shifts
+    if c_prev is None:
+        ctx.emit_elementwise("VMUL", w, g, dst=c_new, a=i, b=cand, shift=shift_ig)
         return
-    ctx.emit_elementwise("VMUL", w, hidden, dst=r.s["fc"], a=f, b=r.c_prev, shift=shift_fc)
-    ctx.emit_elementwise("VMUL", w, hidden, dst=r.s["ig"], a=i, b=g, shift=shift_ig)
-    ctx.emit_elementwise("VADD", w, hidden, dst=r.c_new, a=r.s["fc"], b=r.s["ig"])
+    ctx.emit_elementwise("VMUL", w, g, dst=r.s["fc"] + u0, a=f, b=c_prev, shift=shift_fc)
+    ctx.emit_elementwise("VMUL", w, g, dst=r.s["ig"] + u0, a=i, b=cand, shift=shift_ig)
+    ctx.emit_elementwise("VADD", w, g, dst=c_new, a=r.s["fc"] + u0, b=r.s["ig"] + u0)
 
 
 def gru_step(ctx: Lowering, a: dict, d: int, r: StepRefs, where: Where) -> None:
-    f_spec, g_spec = a["activations"][d]
-    ff, hidden, s = act_frac(f_spec), a["hidden"], r.s
+    """z, r per group; the candidate's product needs all of r*h first unless linear_before_reset."""
+    hidden, s = a["hidden"], r.s
     mx, mzr, mhh = r.mats["qx"], r.mats["qzr"], r.mats["qhh"]
     ctx.matvec(mx, r.x, r.accs["x"], _at(where, "Wx"))
     ctx.requantize(mx, _at(where, "Wx"), s["gx"], r.accs["x"])
     ctx.matvec(mzr, r.h_prev, r.accs["h"], _at(where, "Rh"))
     if a["linear_before_reset"]:
         ctx.matvec(mhh, r.h_prev, r.accs["h"] + 2 * hidden, _at(where, "Rh"))
-    w = _at(where, "cell")
-    ctx.requantize(mzr, _at(where, "gates"), s["pre"], r.accs["h"], add=s["gx"])
-    _clamp(ctx, a, w, 2 * hidden, s["pre"])
-    ctx.activation(f_spec, w, 2 * hidden, s["act"], s["pre"])
-    z, reset, cand_pre = s["act"], s["act"] + hidden, s["pre"] + 2 * hidden
-    if a["linear_before_reset"]:
-        ctx.requantize(mhh, w, s["t"], r.accs["h"] + 2 * hidden)
-        ctx.emit_elementwise("VMUL", w, hidden, dst=s["t"], a=reset, b=s["t"], shift=ff)
-        ctx.emit_elementwise("VADD", w, hidden, dst=cand_pre, a=s["t"], b=s["gx"] + 2 * hidden)
-    else:
-        ctx.emit_elementwise("VMUL", w, hidden, dst=s["rh"], a=reset, b=r.h_prev, shift=ff)
+    groups = _groups(ctx, "gru", a)
+    for u0, u1 in groups:
+        _gru_gates(ctx, a, d, r, u0, u1, where)
+    if not a["linear_before_reset"]:
         ctx.matvec(mhh, s["rh"], r.accs["h"] + 2 * hidden, _at(where, "Rh"))
-        ctx.requantize(mhh, w, cand_pre, r.accs["h"] + 2 * hidden, add=s["gx"] + 2 * hidden)
-    _clamp(ctx, a, w, hidden, cand_pre)
-    ctx.activation(g_spec, w, hidden, s["hh"], cand_pre)
-    ctx.emit_elementwise("VSUB", w, hidden, dst=s["d"], a=r.consts["one"], b=z)
-    ctx.emit_elementwise("VMUL", w, hidden, dst=s["d"], a=s["d"], b=s["hh"], shift=ff)
-    ctx.emit_elementwise("VMUL", w, hidden, dst=s["t"], a=z, b=r.h_prev, shift=ff)
-    ctx.emit_elementwise("VADD", _at(where, "hidden"), hidden, dst=r.h_new, a=s["d"], b=s["t"])
+    for u0, u1 in groups:
+        _gru_candidate(ctx, a, d, r, u0, u1, where)
+
+
+def _gru_gates(ctx: Lowering, a: dict, d: int, r: StepRefs, u0: int, u1: int, where: Where) -> None:
+    """z and r of units u0..u1 (stored together, [z r] per group), and r*h when it feeds R_h."""
+    f_spec, s, g, w = a["activations"][d][0], r.s, u1 - u0, _at(where, "cell")
+    pre = s["pre"] + 2 * u0
+    ctx.requantize(r.mats["qzr"], _at(where, "gates"), pre, r.accs["h"] + 2 * u0, add=s["gx"] + 3 * u0,
+                   rows=(2 * u0, 2 * u1))
+    _clamp(ctx, a, w, 2 * g, pre)
+    ctx.activation(f_spec, w, 2 * g, s["act"] + 2 * u0, pre)
+    if not a["linear_before_reset"]:
+        ctx.emit_elementwise("VMUL", w, g, dst=s["rh"] + u0, a=s["act"] + 2 * u0 + g, b=r.h_prev + u0,
+                             shift=act_frac(f_spec))
+
+
+def _gru_candidate(ctx: Lowering, a: dict, d: int, r: StepRefs, u0: int, u1: int, where: Where) -> None:
+    """h~ = g(candidate pre-activation); h = (1 - z) h~ + z h, for units u0..u1."""
+    f_spec, g_spec = a["activations"][d]
+    ff, hidden, s, g, w = act_frac(f_spec), a["hidden"], r.s, u1 - u0, _at(where, "cell")
+    z, reset = s["act"] + 2 * u0, s["act"] + 2 * u0 + g
+    acc, gx_h = r.accs["h"] + 2 * hidden + u0, s["gx"] + 3 * u0 + 2 * g
+    mhh, cand = r.mats["qhh"], s["cand"] + u0
+    if a["linear_before_reset"]:
+        ctx.requantize(mhh, w, s["t"] + u0, acc, rows=(u0, u1))
+        ctx.emit_elementwise("VMUL", w, g, dst=s["t"] + u0, a=reset, b=s["t"] + u0, shift=ff)
+        ctx.emit_elementwise("VADD", w, g, dst=cand, a=s["t"] + u0, b=gx_h)
+    else:
+        ctx.requantize(mhh, w, cand, acc, add=gx_h, rows=(u0, u1))
+    _clamp(ctx, a, w, g, cand)
+    ctx.activation(g_spec, w, g, s["hh"] + u0, cand)
+    ctx.emit_elementwise("VSUB", w, g, dst=s["d"] + u0, a=r.consts["one"] + u0, b=z)
+    ctx.emit_elementwise("VMUL", w, g, dst=s["d"] + u0, a=s["d"] + u0, b=s["hh"] + u0, shift=ff)
+    ctx.emit_elementwise("VMUL", w, g, dst=s["t"] + u0, a=z, b=r.h_prev + u0, shift=ff)
+    ctx.emit_elementwise("VADD", _at(where, "hidden"), g, dst=r.h_new + u0, a=s["d"] + u0, b=s["t"] + u0)
 
 
 def rnn_step(ctx: Lowering, a: dict, d: int, r: StepRefs, where: Where) -> None:
     (f_spec,) = a["activations"][d]
-    _gates(ctx, r, "qh", r.s["pre"], where)
-    _clamp(ctx, a, _at(where, "cell"), a["hidden"], r.s["pre"])
-    ctx.activation(f_spec, _at(where, "hidden"), a["hidden"], r.h_new, r.s["pre"])
+    _products(ctx, r, "qh", where)
+    for u0, u1 in _groups(ctx, "rnn", a):
+        _group_gates(ctx, r, "qh", (u0, u1), _at(where, "gates"))
+        _clamp(ctx, a, _at(where, "cell"), u1 - u0, r.s["pre"] + u0)
+        ctx.activation(f_spec, _at(where, "hidden"), u1 - u0, r.h_new + u0, r.s["pre"] + u0)
 
 
 CELLS = {"lstm": lstm_step, "gru": gru_step, "rnn": rnn_step}

@@ -72,7 +72,8 @@ class Lowering:
 
     def matrix(self, node: Node, key: str) -> MatrixRefs:
         """Put a quantised matrix into weight memory: tiles, biases, requantisation params."""
-        q, tiles, base = node.attrs[key], node.attrs["tiles"][key], f"{node.source}/{key}"
+        q, tiles, base = node.attrs[key].reordered(node.attrs["row_order"][key]), node.attrs["tiles"][key], \
+            f"{node.source}/{key}"
         if q.codebook is not None:
             return place_compressed(self, q, tiles, base, Where(node.source, -1, what=f"{key} codebook"))
         dtype = WEIGHT_DTYPES[self.target.weight_bits]
@@ -107,19 +108,22 @@ class Lowering:
                 self.emit("MVB", tile_where, bias=m.bias + 4 * r0, **operands)
 
     def requantize(self, m: MatrixRefs, where: Where, dst: Ref, src: Ref, add: Ref | None = None,
-                   row: int = 0) -> None:
-        """dst = requantise(acc) of all the matrix's rows, plus `add` or (compressed) the bias."""
-        n = m.q.rows
+                   row: int = 0, rows: tuple[int, int] | None = None) -> None:
+        """dst = requantise(acc), plus `add` or (compressed) the bias, for the matrix's stored rows
+        `rows` (default all; dst, src and add point at the first of them) of input row `row`."""
+        r0, r1 = rows or (0, m.q.rows)
+        n = r1 - r0
         if not m.slots:
             if add is None:
-                self.emit("VRQ", where, dst=dst, src=src, n=n, q=m.params)
+                self.emit("VRQ", where, dst=dst, src=src, n=n, q=m.params + 4 * r0)
             else:
-                self.emit("VRQA", where, dst=dst, src=src, n=n, q=m.params, add=add)
+                self.emit("VRQA", where, dst=dst, src=src, n=n, q=m.params + 4 * r0, add=add)
         elif add is not None:
             self.emit("VRQAC", where, dst=dst, src=src, n=n, q=m.params, add=add)
         else:
-            bias = self.zeros(n) if m.out_bias is None else m.out_bias + row * n * self.target.weight_bytes * (
-                m.q.out_bias.ndim > 1)  # a bias that differs per input row holds one vector per row
+            per_row = m.q.out_bias is not None and m.q.out_bias.ndim > 1  # one bias vector per input row
+            bias = self.zeros(n) if m.out_bias is None else \
+                m.out_bias + (row * m.q.rows * per_row + r0) * self.target.weight_bytes
             self.emit("VRQC", where, dst=dst, src=src, n=n, q=m.params, bias=bias, bshift=m.q.bias_shift)
 
     def zeros(self, n: int) -> Ref:

@@ -44,18 +44,15 @@ def place_compressed(ctx: Lowering, q: QMatrix, tiles: tuple[tuple[int, int], ..
     weights = ctx.streams(f"{base}/indices", streams)
     dtype = WEIGHT_DTYPES[ctx.target.weight_bits]
     entries = ctx.data(f"{base}/codebooks", pack_ints(book.entries.ravel(), dtype), "weights")
-    slots = ctx.buffer(f"{base}/codebooks:cbm", "cbm", CODEBOOK_SLOT * len(book.groups))
+    slots = ctx.buffer(f"{base}/codebooks:cbm", "cbm", CODEBOOK_SLOT * len(book.entries))
     size = 1 << book.bits
-    for g in range(len(book.groups)):
+    for g in range(len(book.entries)):
         ctx.emit("CBLOAD", where, dst=slots + g * CODEBOOK_SLOT,
                  src=entries + g * size * ctx.target.weight_bytes, n=size)
     params = ctx.data(f"{base}/requant", pack_ints(np.array([q.mult[0], q.shift[0]]), "<i2"), "biases")
     out_bias = None
     if q.out_bias is not None:
         out_bias = ctx.data(f"{base}/bias", pack_ints(q.out_bias.ravel(), dtype), "biases")
-    tile_slots = tuple(slots + _group_of(book.groups, r0) * CODEBOOK_SLOT for r0, _ in tiles)
+    assert all(len(set(book.group_of_row[r0:r1])) == 1 for r0, r1 in tiles), "a tile uses one codebook"
+    tile_slots = tuple(slots + int(book.group_of_row[r0]) * CODEBOOK_SLOT for r0, _ in tiles)
     return MatrixRefs(q, tiles, weights, params, None, tile_slots, out_bias)
-
-
-def _group_of(groups: tuple[tuple[int, int], ...], row: int) -> int:
-    return next(g for g, (r0, r1) in enumerate(groups) if r0 <= row < r1)

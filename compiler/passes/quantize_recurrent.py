@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from compiler.ir import Node, QMatrix
+from compiler.passes.tile import row_order
 from compiler.passes.weights import GATE_SCALE, WeightPolicy
 from isa.errors import RnnaccelError
 from isa.numerics import ACT_MAX, GATE_FRAC, UNIT_FRAC, quantize
@@ -81,17 +82,22 @@ class Matrices:
     x_scale: float
     h_scale: float
 
-    def w(self, weight: np.ndarray, bias: np.ndarray | None) -> QMatrix:
-        return self.policy.matrix(weight, bias, self.x_scale, GATE_SCALE, self.node.inputs[:1])
+    def w(self, key: str, weight: np.ndarray, bias: np.ndarray | None) -> QMatrix:
+        return self.policy.matrix(weight, bias, self.x_scale, GATE_SCALE, self.node.inputs[:1],
+                                  self._order(key, weight))
 
-    def r(self, weight: np.ndarray, bias: np.ndarray | None = None) -> QMatrix:
-        return self.policy.matrix(weight, bias, self.h_scale, GATE_SCALE, self.node.outputs[:2])
+    def r(self, key: str, weight: np.ndarray, bias: np.ndarray | None = None) -> QMatrix:
+        return self.policy.matrix(weight, bias, self.h_scale, GATE_SCALE, self.node.outputs[:2],
+                                  self._order(key, weight))
+
+    def _order(self, key: str, weight: np.ndarray) -> np.ndarray:
+        return row_order(self.node, key, weight.shape[0], self.policy.target.macs)
 
 
 def _plain(m: Matrices, d: int, wb, rb) -> dict:
     """LSTM and RNN: W with both biases, R on its own."""
     a = m.node.attrs
-    return {f"qx{d}": m.w(a["W"][d], wb + rb), f"qh{d}": m.r(a["R"][d])}
+    return {f"qx{d}": m.w(f"qx{d}", a["W"][d], wb + rb), f"qh{d}": m.r(f"qh{d}", a["R"][d])}
 
 
 def _gru(m: Matrices, d: int, wb, rb) -> dict:
@@ -100,8 +106,8 @@ def _gru(m: Matrices, d: int, wb, rb) -> dict:
     lbr, hidden = a["linear_before_reset"], a["hidden"]
     cut = 2 * hidden
     x_bias = wb + np.concatenate([rb[:cut], np.zeros(hidden) if lbr else rb[cut:]])
-    return {f"qx{d}": m.w(a["W"][d], x_bias), f"qzr{d}": m.r(a["R"][d][:cut]),
-            f"qhh{d}": m.r(a["R"][d][cut:], rb[cut:] if lbr else None)}
+    return {f"qx{d}": m.w(f"qx{d}", a["W"][d], x_bias), f"qzr{d}": m.r(f"qzr{d}", a["R"][d][:cut]),
+            f"qhh{d}": m.r(f"qhh{d}", a["R"][d][cut:], rb[cut:] if lbr else None)}
 
 
 MATRICES = {"lstm": _plain, "gru": _gru, "rnn": _plain}

@@ -1,17 +1,26 @@
-"""Tiling: split every matrix's output rows into tiles of at most `macs` rows.
+"""Tiling: the order of every matrix's output rows, and their split into tiles of at most `macs`.
 
 One tile is one matrix-vector instruction: each of its rows runs on one MAC lane, one input
 column per cycle, so a tile of R rows and K columns keeps R lanes busy for K cycles (SPEC
 section 2, rule 3). Rows are split as evenly as possible, so that no tile is much smaller
 than the others.
+
+A recurrent layer's rows are regrouped by *unit groups*: the gate rows of a few hidden units sit
+together (an LSTM at 32 MACs: i, o, f and c of 8 units per 32-row tile), so the vector unit can
+finish those units' new state as soon as their tile is done, while the MAC array goes on.
 """
 
 from __future__ import annotations
 
 import itertools
 
-from compiler.ir import Graph, QMatrix
+import numpy as np
+
+from compiler.ir import RECURRENT_OPS, Graph, Node, QMatrix
 from isa.target import Target
+
+CELL_GATES = {"lstm": 4, "gru": 3, "rnn": 1}  # gate rows per hidden unit, which sets the group size
+MATRIX_GATES = {"qx": None, "qh": None, "qzr": 2, "qhh": 1}  # None: the cell's own count
 
 
 def row_tiles(rows: int, macs: int) -> tuple[tuple[int, int], ...]:
@@ -20,10 +29,35 @@ def row_tiles(rows: int, macs: int) -> tuple[tuple[int, int], ...]:
     return tuple(itertools.pairwise(bounds))
 
 
+def unit_groups(op: str, hidden: int, macs: int) -> tuple[tuple[int, int], ...]:
+    """Hidden units in groups whose gate rows fill about one tile."""
+    size = max(1, macs // CELL_GATES[op])
+    return tuple((u, min(u + size, hidden)) for u in range(0, hidden, size))
+
+
+def row_order(node: Node, key: str, rows: int, macs: int) -> np.ndarray:
+    """The order in which matrix `key` of `node` stores and computes its rows (original indices)."""
+    if node.op not in RECURRENT_OPS:
+        return np.arange(rows)
+    gates = MATRIX_GATES[key.rstrip("0123456789")] or CELL_GATES[node.op]
+    hidden = node.attrs["hidden"]
+    return np.concatenate([np.arange(u0, u1) + gate * hidden for u0, u1 in unit_groups(node.op, hidden, macs)
+                           for gate in range(gates)])
+
+
+def tile_rows(order: np.ndarray, macs: int) -> list[np.ndarray]:
+    """The original rows of each tile: what shares a codebook when compressing by tile."""
+    return [order[r0:r1] for r0, r1 in row_tiles(len(order), macs)]
+
+
 def tile_graph(graph: Graph, target: Target) -> Graph:
     nodes = []
     for node in graph.nodes:
-        tiles = {k: row_tiles(v.rows, target.macs) for k, v in node.attrs.items() if isinstance(v, QMatrix)}
-        nodes.append(node.with_attrs(tiles=tiles) if tiles else node)
+        keys = [k for k, v in node.attrs.items() if isinstance(v, QMatrix)]
+        if not keys:
+            nodes.append(node)
+            continue
+        orders = {k: row_order(node, k, node.attrs[k].rows, target.macs) for k in keys}
+        tiles = {k: row_tiles(len(order), target.macs) for k, order in orders.items()}
+        nodes.append(node.with_attrs(tiles=tiles, row_order=orders))
     return graph.replace(nodes=tuple(nodes))
-

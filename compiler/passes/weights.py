@@ -8,7 +8,7 @@ import numpy as np
 
 from compiler.ir import QMatrix
 from compiler.passes.compress import Compression, compress_matrix
-from compiler.passes.tile import row_tiles
+from compiler.passes.tile import tile_rows
 from isa.numerics import ACC_MAX, ACC_MIN, ACT_MAX, GATE_FRAC, UNIT_FRAC, quantize_multiplier
 from isa.target import Target
 
@@ -21,19 +21,21 @@ BIAS_LIMIT = (1 << 31) - 1 - PRODUCT_LIMIT
 
 def quantize_matrix(weight: np.ndarray, bias: np.ndarray | None, in_scale: float, out_scale: float,
                     target: Target, compression: Compression | None = None,
-                    energy: np.ndarray | None = None) -> QMatrix:
+                    energy: np.ndarray | None = None, tiles: list[np.ndarray] | None = None) -> QMatrix:
     """Per-row symmetric weights; bias at accumulator scale; multipliers to the output scale.
 
     A row's scale is also large enough that sum_k |w[k]| * ACT_MAX stays within PRODUCT_LIMIT and
     the bias within BIAS_LIMIT, so no input can saturate the accumulator: this binds 16-bit
     weights, 8-bit weights only beyond about 380 columns, and biases far larger than the weights.
     With `compression`, the matrix becomes codebook indices instead (compress.py); `energy`, the
-    mean square of each input column, makes the codebook activation-aware.
+    mean square of each input column, makes the codebook activation-aware; `tiles`, the rows of
+    each MAC tile (default: consecutive), are the groups that share a codebook by tile.
     """
     weight = np.asarray(weight, dtype=np.float64)
     budget = PRODUCT_LIMIT / ACT_MAX - weight.shape[1] / 2  # rounding adds up to half a step per weight
     if compression is not None:
-        groups = row_tiles(weight.shape[0], target.macs) if compression.groups == "tile" else ((0, weight.shape[0]),)
+        tiles = tiles if tiles is not None else tile_rows(np.arange(weight.shape[0]), target.macs)
+        groups = tiles if compression.groups == "tile" else [np.arange(weight.shape[0])]
         return compress_matrix(weight, bias, in_scale, out_scale, target, compression, groups, energy, budget)
     qmax = (1 << (target.weight_bits - 1)) - 1
     max_abs = np.max(np.abs(weight), axis=1)
@@ -60,7 +62,9 @@ class WeightPolicy:
     energy: dict[str, np.ndarray] = field(default_factory=dict)
 
     def matrix(self, weight: np.ndarray, bias: np.ndarray | None, in_scale: float, out_scale: float,
-               inputs: tuple[str, ...] = ()) -> QMatrix:
-        """Quantise one matrix; `inputs` name the tensors whose features it multiplies (first known wins)."""
+               inputs: tuple[str, ...] = (), order: np.ndarray | None = None) -> QMatrix:
+        """Quantise one matrix; `inputs` name the tensors whose features it multiplies (first known
+        wins); `order` is the order its rows will be tiled in (tile.row_order)."""
         energy = next((self.energy[n] for n in inputs if n in self.energy), None)
-        return quantize_matrix(weight, bias, in_scale, out_scale, self.target, self.compression, energy)
+        tiles = tile_rows(order, self.target.macs) if order is not None else None
+        return quantize_matrix(weight, bias, in_scale, out_scale, self.target, self.compression, energy, tiles)
