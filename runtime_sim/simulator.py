@@ -23,6 +23,7 @@ import numpy as np
 from isa import container, numerics
 from isa.container import Program, TensorDesc
 from isa.errors import RnnaccelError
+from runtime_sim.breakdown import breakdown
 from runtime_sim.machine import (
     Machine,
     WeightMemory,
@@ -161,6 +162,7 @@ def _check_array(desc: TensorDesc, value: object, batch: bool) -> np.ndarray:
 def make_stats(timing: Timing, program: Program) -> dict:
     """STATS.json (SPEC section 4): per inference, the same for every sample."""
     t = program.target
+    bound_cycles, layers = breakdown(timing.trace, program)
     return {
         "cycles": timing.cycles,
         "mac_ops": timing.mac_ops,
@@ -173,4 +175,6 @@ def make_stats(timing: Timing, program: Program) -> dict:
         "weight_bytes_read": timing.weight_bytes_read,
         "clock_mhz": t.clock_mhz,
         "latency_us": timing.cycles / t.clock_mhz,
+        "bound_cycles": bound_cycles,
+        "layers": layers,
     }
