@@ -31,14 +31,15 @@ def accumulate(q: QMatrix, x: np.ndarray) -> np.ndarray:
     return acc if q.bias is None else acc + q.bias
 
 
-def project(q: QMatrix, x: np.ndarray, addend: np.ndarray | None = None) -> np.ndarray:
-    """requantize(q x), plus an addend -- or a compressed matrix's bias -- before the one saturation."""
-    if q.out_bias is not None:
-        assert addend is None, "a compressed matrix adds its bias or an activation, not both"
-        addend = np.left_shift(q.out_bias, q.bias_shift)
+def project(q: QMatrix, x: np.ndarray, addend: np.ndarray | None = None, rows: slice = slice(None)) -> np.ndarray:
+    """requantize(q x) of `rows`, plus an addend -- or else a compressed matrix's bias -- before
+    the one saturation."""
+    if addend is None and q.out_bias is not None:
+        addend = np.left_shift(q.out_bias[..., rows], q.bias_shift)
+    acc, mult, shift = accumulate(q, x)[..., rows], q.mult[rows], q.shift[rows]
     if addend is None:
-        return nx.requantize(accumulate(q, x), q.mult, q.shift)
-    return nx.requantize_add(accumulate(q, x), q.mult, q.shift, addend)
+        return nx.requantize(acc, mult, shift)
+    return nx.requantize_add(acc, mult, shift, addend)
 
 
 def _clamp(a: dict) -> Callable[[np.ndarray], np.ndarray]:
@@ -68,10 +69,12 @@ def gru_cell(a: dict, d: int, x, h, c):
     f_spec, g_spec = a["activations"][d]
     ff, hidden, clamp = act_frac(f_spec), a["hidden"], _clamp(a)
     gx = project(a[f"qx{d}"], x)
-    zr = activation(f_spec, clamp(project(a[f"qzr{d}"], h, gx[..., : 2 * hidden])))
+    zr_matrix = a[f"qh{d}"] if a["linear_before_reset"] else a[f"qzr{d}"]
+    zr = activation(f_spec, clamp(project(zr_matrix, h, gx[..., : 2 * hidden], slice(0, 2 * hidden))))
     z, reset = np.split(zr, 2, axis=-1)
     if a["linear_before_reset"]:
-        pre = nx.add(nx.multiply(reset, project(a[f"qhh{d}"], h), ff), gx[..., 2 * hidden:])
+        candidate = project(a[f"qh{d}"], h, rows=slice(2 * hidden, None))
+        pre = nx.add(nx.multiply(reset, candidate, ff), gx[..., 2 * hidden:])
     else:
         pre = project(a[f"qhh{d}"], nx.multiply(reset, h, ff), gx[..., 2 * hidden:])
     candidate = activation(g_spec, clamp(pre))

@@ -56,7 +56,7 @@ def _clamp(ctx: Lowering, a: dict, where: Where, n: int, ref: Ref) -> None:
 
 
 def _groups(ctx: Lowering, op: str, a: dict) -> tuple[tuple[int, int], ...]:
-    return unit_groups(op, a["hidden"], ctx.target.macs)
+    return unit_groups(op, a["hidden"], ctx.target.macs, ctx.target.vec_lanes)
 
 
 def _products(ctx: Lowering, r: StepRefs, qh: str, where: Where) -> None:
@@ -137,32 +137,34 @@ def _cell_update(ctx: Lowering, r: StepRefs, w: Where, g: int, refs: tuple, shif
 
 
 def gru_step(ctx: Lowering, a: dict, d: int, r: StepRefs, where: Where) -> None:
-    """z, r per group; the candidate's product needs all of r*h first unless linear_before_reset."""
-    hidden, s = a["hidden"], r.s
-    mx, mzr, mhh = r.mats["qx"], r.mats["qzr"], r.mats["qhh"]
+    """With linear_before_reset, R is one matrix stored [z r h] per group and each group finishes
+    on its own; without, the candidate's product needs all of r*h, so it waits for every group."""
+    hidden, s, lbr = a["hidden"], r.s, a["linear_before_reset"]
+    mx = r.mats["qx"]
     ctx.matvec(mx, r.x, r.accs["x"], _at(where, "Wx"))
     ctx.requantize(mx, _at(where, "Wx"), s["gx"], r.accs["x"])
-    ctx.matvec(mzr, r.h_prev, r.accs["h"], _at(where, "Rh"))
-    if a["linear_before_reset"]:
-        ctx.matvec(mhh, r.h_prev, r.accs["h"] + 2 * hidden, _at(where, "Rh"))
+    ctx.matvec(r.mats["qh" if lbr else "qzr"], r.h_prev, r.accs["h"], _at(where, "Rh"))
     groups = _groups(ctx, "gru", a)
     for u0, u1 in groups:
         _gru_gates(ctx, a, d, r, u0, u1, where)
-    if not a["linear_before_reset"]:
-        ctx.matvec(mhh, s["rh"], r.accs["h"] + 2 * hidden, _at(where, "Rh"))
-    for u0, u1 in groups:
-        _gru_candidate(ctx, a, d, r, u0, u1, where)
+        if lbr:
+            _gru_candidate(ctx, a, d, r, u0, u1, where)
+    if not lbr:
+        ctx.matvec(r.mats["qhh"], s["rh"], r.accs["h"] + 2 * hidden, _at(where, "Rh"))
+        for u0, u1 in groups:
+            _gru_candidate(ctx, a, d, r, u0, u1, where)
 
 
 def _gru_gates(ctx: Lowering, a: dict, d: int, r: StepRefs, u0: int, u1: int, where: Where) -> None:
-    """z and r of units u0..u1 (stored together, [z r] per group), and r*h when it feeds R_h."""
+    """z and r of units u0..u1, and r*h when it feeds R_h."""
     f_spec, s, g, w = a["activations"][d][0], r.s, u1 - u0, _at(where, "cell")
-    pre = s["pre"] + 2 * u0
-    ctx.requantize(r.mats["qzr"], _at(where, "gates"), pre, r.accs["h"] + 2 * u0, add=s["gx"] + 3 * u0,
-                   rows=(2 * u0, 2 * u1))
+    pre, lbr = s["pre"] + 2 * u0, a["linear_before_reset"]
+    first = 3 * u0 if lbr else 2 * u0  # the group's z rows: [z r h] or [z r] per group
+    ctx.requantize(r.mats["qh" if lbr else "qzr"], _at(where, "gates"), pre, r.accs["h"] + first,
+                   add=s["gx"] + 3 * u0, rows=(first, first + 2 * g))
     _clamp(ctx, a, w, 2 * g, pre)
     ctx.activation(f_spec, w, 2 * g, s["act"] + 2 * u0, pre)
-    if not a["linear_before_reset"]:
+    if not lbr:
         ctx.emit_elementwise("VMUL", w, g, dst=s["rh"] + u0, a=s["act"] + 2 * u0 + g, b=r.h_prev + u0,
                              shift=act_frac(f_spec))
 
@@ -171,15 +173,14 @@ def _gru_candidate(ctx: Lowering, a: dict, d: int, r: StepRefs, u0: int, u1: int
     """h~ = g(candidate pre-activation); h = (1 - z) h~ + z h, for units u0..u1."""
     f_spec, g_spec = a["activations"][d]
     ff, hidden, s, g, w = act_frac(f_spec), a["hidden"], r.s, u1 - u0, _at(where, "cell")
-    z, reset = s["act"] + 2 * u0, s["act"] + 2 * u0 + g
-    acc, gx_h = r.accs["h"] + 2 * hidden + u0, s["gx"] + 3 * u0 + 2 * g
-    mhh, cand = r.mats["qhh"], s["cand"] + u0
+    z, reset, gx_h, cand = s["act"] + 2 * u0, s["act"] + 2 * u0 + g, s["gx"] + 3 * u0 + 2 * g, s["cand"] + u0
     if a["linear_before_reset"]:
-        ctx.requantize(mhh, w, s["t"] + u0, acc, rows=(u0, u1))
+        rows = (3 * u0 + 2 * g, 3 * u1)
+        ctx.requantize(r.mats["qh"], w, s["t"] + u0, r.accs["h"] + rows[0], rows=rows)
         ctx.emit_elementwise("VMUL", w, g, dst=s["t"] + u0, a=reset, b=s["t"] + u0, shift=ff)
         ctx.emit_elementwise("VADD", w, g, dst=cand, a=s["t"] + u0, b=gx_h)
     else:
-        ctx.requantize(mhh, w, cand, acc, add=gx_h, rows=(u0, u1))
+        ctx.requantize(r.mats["qhh"], w, cand, r.accs["h"] + 2 * hidden + u0, add=gx_h, rows=(u0, u1))
     _clamp(ctx, a, w, g, cand)
     ctx.activation(g_spec, w, g, s["hh"] + u0, cand)
     ctx.emit_elementwise("VSUB", w, g, dst=s["d"] + u0, a=r.consts["one"] + u0, b=z)

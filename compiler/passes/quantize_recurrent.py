@@ -91,7 +91,7 @@ class Matrices:
                                   self._order(key, weight))
 
     def _order(self, key: str, weight: np.ndarray) -> np.ndarray:
-        return row_order(self.node, key, weight.shape[0], self.policy.target.macs)
+        return row_order(self.node, key, weight.shape[0], self.policy.target)
 
 
 def _plain(m: Matrices, d: int, wb, rb) -> dict:
@@ -101,13 +101,18 @@ def _plain(m: Matrices, d: int, wb, rb) -> dict:
 
 
 def _gru(m: Matrices, d: int, wb, rb) -> dict:
-    """R splits into z/r rows (with h) and candidate rows (with h, or r*h before reset)."""
+    """With linear_before_reset R stays whole (its candidate rows carry Rb_h); without, the
+    candidate rows multiply r*h, not h, so R splits into z/r rows and candidate rows."""
     a = m.node.attrs
     lbr, hidden = a["linear_before_reset"], a["hidden"]
     cut = 2 * hidden
     x_bias = wb + np.concatenate([rb[:cut], np.zeros(hidden) if lbr else rb[cut:]])
-    return {f"qx{d}": m.w(f"qx{d}", a["W"][d], x_bias), f"qzr{d}": m.r(f"qzr{d}", a["R"][d][:cut]),
-            f"qhh{d}": m.r(f"qhh{d}", a["R"][d][cut:], rb[cut:] if lbr else None)}
+    matrices = {f"qx{d}": m.w(f"qx{d}", a["W"][d], x_bias)}
+    if lbr:
+        matrices[f"qh{d}"] = m.r(f"qh{d}", a["R"][d], np.concatenate([np.zeros(cut), rb[cut:]]))
+    else:
+        matrices.update({f"qzr{d}": m.r(f"qzr{d}", a["R"][d][:cut]), f"qhh{d}": m.r(f"qhh{d}", a["R"][d][cut:])})
+    return matrices
 
 
 MATRICES = {"lstm": _plain, "gru": _gru, "rnn": _plain}

@@ -29,20 +29,23 @@ def row_tiles(rows: int, macs: int) -> tuple[tuple[int, int], ...]:
     return tuple(itertools.pairwise(bounds))
 
 
-def unit_groups(op: str, hidden: int, macs: int) -> tuple[tuple[int, int], ...]:
-    """Hidden units in groups whose gate rows fill about one tile."""
+def unit_groups(op: str, hidden: int, macs: int, vec_lanes: int) -> tuple[tuple[int, int], ...]:
+    """Hidden units in groups whose gate rows fill about one tile; a whole number of vector-unit
+    passes where the tile allows, so no vector instruction leaves lanes idle."""
     size = max(1, macs // CELL_GATES[op])
+    if size >= vec_lanes:
+        size -= size % vec_lanes
     return tuple((u, min(u + size, hidden)) for u in range(0, hidden, size))
 
 
-def row_order(node: Node, key: str, rows: int, macs: int) -> np.ndarray:
+def row_order(node: Node, key: str, rows: int, target: Target) -> np.ndarray:
     """The order in which matrix `key` of `node` stores and computes its rows (original indices)."""
     if node.op not in RECURRENT_OPS:
         return np.arange(rows)
     gates = MATRIX_GATES[key.rstrip("0123456789")] or CELL_GATES[node.op]
     hidden = node.attrs["hidden"]
-    return np.concatenate([np.arange(u0, u1) + gate * hidden for u0, u1 in unit_groups(node.op, hidden, macs)
-                           for gate in range(gates)])
+    groups = unit_groups(node.op, hidden, target.macs, target.vec_lanes)
+    return np.concatenate([np.arange(u0, u1) + gate * hidden for u0, u1 in groups for gate in range(gates)])
 
 
 def tile_rows(order: np.ndarray, macs: int) -> list[np.ndarray]:
@@ -57,7 +60,7 @@ def tile_graph(graph: Graph, target: Target) -> Graph:
         if not keys:
             nodes.append(node)
             continue
-        orders = {k: row_order(node, k, node.attrs[k].rows, target.macs) for k in keys}
+        orders = {k: row_order(node, k, node.attrs[k].rows, target) for k in keys}
         tiles = {k: row_tiles(len(order), target.macs) for k, order in orders.items()}
         nodes.append(node.with_attrs(tiles=tiles, row_order=orders))
     return graph.replace(nodes=tuple(nodes))
