@@ -11,6 +11,8 @@ the next tile. Vectors indexed by hidden unit (c, h, peepholes) are sliced at [u
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from compiler.kernel import Ref, Where
@@ -77,10 +79,28 @@ def _group_gates(ctx: Lowering, r: StepRefs, qh: str, rows: tuple[int, int], whe
         ctx.requantize(r.mats[qh], where, r.s["pre"] + r0, r.accs["h"] + r0, add=r.s["gx"] + r0, rows=rows)
 
 
+def _per_group(ctx: Lowering, groups, tiles, rows_per_unit: int, emit: Callable[[int, int], None]) -> None:
+    """Emit each unit group's vector work; groups whose rows complete in the same MAC tile have
+    their instructions interleaved one by one, so that the in-order vector unit always has an
+    independent instruction to issue while another waits for its operand."""
+    def last_tile(group: tuple[int, int]) -> int:
+        last = rows_per_unit * group[1] - 1
+        return next(i for i, (r0, r1) in enumerate(tiles) if r0 <= last < r1)
+
+    for _, batch in itertools.groupby(groups, key=last_tile):
+        streams = []
+        for u0, u1 in batch:
+            start = len(ctx.ops)
+            emit(u0, u1)
+            streams.append(ctx.ops[start:])
+            del ctx.ops[start:]
+        ctx.ops.extend(op for ops in itertools.zip_longest(*streams) for op in ops if op is not None)
+
+
 def lstm_step(ctx: Lowering, a: dict, d: int, r: StepRefs, where: Where) -> None:
     _products(ctx, r, "qh", where)
-    for u0, u1 in _groups(ctx, "lstm", a):
-        _lstm_group(ctx, a, d, r, u0, u1, where)
+    tiles = (r.mats["qh"] if r.h_prev is not None else r.mats["qx"]).tiles
+    _per_group(ctx, _groups(ctx, "lstm", a), tiles, 4, lambda u0, u1: _lstm_group(ctx, a, d, r, u0, u1, where))
 
 
 def _lstm_group(ctx: Lowering, a: dict, d: int, r: StepRefs, u0: int, u1: int, where: Where) -> None:
@@ -145,14 +165,17 @@ def gru_step(ctx: Lowering, a: dict, d: int, r: StepRefs, where: Where) -> None:
     ctx.requantize(mx, _at(where, "Wx"), s["gx"], r.accs["x"])
     ctx.matvec(r.mats["qh" if lbr else "qzr"], r.h_prev, r.accs["h"], _at(where, "Rh"))
     groups = _groups(ctx, "gru", a)
-    for u0, u1 in groups:
-        _gru_gates(ctx, a, d, r, u0, u1, where)
-        if lbr:
-            _gru_candidate(ctx, a, d, r, u0, u1, where)
-    if not lbr:
-        ctx.matvec(r.mats["qhh"], s["rh"], r.accs["h"] + 2 * hidden, _at(where, "Rh"))
-        for u0, u1 in groups:
-            _gru_candidate(ctx, a, d, r, u0, u1, where)
+    if lbr:
+        _per_group(ctx, groups, r.mats["qh"].tiles, 3, lambda u0, u1: _gru_group(ctx, a, d, r, u0, u1, where))
+        return
+    _per_group(ctx, groups, r.mats["qzr"].tiles, 2, lambda u0, u1: _gru_gates(ctx, a, d, r, u0, u1, where))
+    ctx.matvec(r.mats["qhh"], s["rh"], r.accs["h"] + 2 * hidden, _at(where, "Rh"))
+    _per_group(ctx, groups, r.mats["qhh"].tiles, 1, lambda u0, u1: _gru_candidate(ctx, a, d, r, u0, u1, where))
+
+
+def _gru_group(ctx: Lowering, a: dict, d: int, r: StepRefs, u0: int, u1: int, where: Where) -> None:
+    _gru_gates(ctx, a, d, r, u0, u1, where)
+    _gru_candidate(ctx, a, d, r, u0, u1, where)
 
 
 def _gru_gates(ctx: Lowering, a: dict, d: int, r: StepRefs, u0: int, u1: int, where: Where) -> None:
@@ -192,10 +215,14 @@ def _gru_candidate(ctx: Lowering, a: dict, d: int, r: StepRefs, u0: int, u1: int
 def rnn_step(ctx: Lowering, a: dict, d: int, r: StepRefs, where: Where) -> None:
     (f_spec,) = a["activations"][d]
     _products(ctx, r, "qh", where)
-    for u0, u1 in _groups(ctx, "rnn", a):
+
+    def group(u0: int, u1: int) -> None:
         _group_gates(ctx, r, "qh", (u0, u1), _at(where, "gates"))
         _clamp(ctx, a, _at(where, "cell"), u1 - u0, r.s["pre"] + u0)
         ctx.activation(f_spec, _at(where, "hidden"), u1 - u0, r.h_new + u0, r.s["pre"] + u0)
+
+    tiles = (r.mats["qh"] if r.h_prev is not None else r.mats["qx"]).tiles
+    _per_group(ctx, _groups(ctx, "rnn", a), tiles, 1, group)
 
 
 CELLS = {"lstm": lstm_step, "gru": gru_step, "rnn": rnn_step}
