@@ -20,7 +20,7 @@ WORD_BITS = 128
 WORD_BYTES = WORD_BITS // 8
 OPCODE_BITS = 8
 
-UNITS = ("DMA", "MAC", "VEC", "DEC")
+UNITS = ("DMA", "MAC", "VEC", "DEC", "SEQ")
 MEMORIES = {
     "host": "host memory, in activation elements (per inference: inputs, then outputs)",
     "amem": "on-chip activation memory, in activation elements",
@@ -28,7 +28,7 @@ MEMORIES = {
     "wmem": "on-chip weight memory, in bytes",
     "cbm": "the decompression engine's codebook memory, in entries of weight_bits",
 }
-UNIT_LATENCY = {"DMA": "dma_latency", "MAC": "mac_latency", "VEC": "vec_latency", "DEC": "mac_latency"}
+UNIT_LATENCY = {"DMA": "dma_latency", "MAC": "mac_latency", "VEC": "vec_latency", "DEC": "mac_latency", "SEQ": "0"}
 
 
 @dataclass(frozen=True)
@@ -160,6 +160,8 @@ OPS: tuple[Op, ...] = (
          "dst[0] = ln(acc[src] / 2^15) in Q4.11: normalise, then the program's mantissa table number `table`"),
     _row("CBLOAD", 0x30, "DEC", "dst:12 src:24 n:8", "src@wmem[n*weight_bytes]", "dst@cbm[n]",
          "n*weight_bytes/dma_bytes_per_cycle", "0", "load n codebook entries from weight memory into codebook memory"),
+    _row("LOOP", 0x3F, "SEQ", "count:16 body:12 strides:24", "strides@wmem[body*16]", "", "0", "0",
+         "repeat the next `body` instructions `count` times, advancing their fields by the strides at `strides`"),
 )
 
 BY_MNEMONIC: Mapping[str, Op] = {op.mnemonic: op for op in OPS}

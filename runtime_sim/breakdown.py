@@ -9,20 +9,9 @@ MAC utilisation over that span and its own bound, so a user sees how far each la
 from __future__ import annotations
 
 import bisect
-import math
 
+from isa.bounds import bound_cycles, vector_elements
 from isa.container import Program
-
-
-def vector_elements(program: Program, pc: int) -> int:
-    """Elements a vector-unit instruction streams (1 for a scalar one such as VLOG)."""
-    instr = program.code[pc]
-    return instr["n"] if any(f.name == "n" for f in instr.op.fields) else 1
-
-
-def bound(mac_ops: int, elements: int, program: Program) -> int:
-    t = program.target
-    return max(math.ceil(mac_ops / t.macs), math.ceil(elements / t.vec_lanes))
 
 
 def breakdown(trace: list[dict], program: Program) -> tuple[int, list[dict]]:
@@ -38,11 +27,12 @@ def breakdown(trace: list[dict], program: Program) -> tuple[int, list[dict]]:
         layer["mac_ops"] += record["macs"]
         layer["first"], layer["last"] = min(layer["first"], record["start"]), max(layer["last"], record["ready"])
         if record["unit"] == "VEC":
-            elements = vector_elements(program, record["pc"])
+            elements = vector_elements(program.code[record["pc"]])
             layer["elements"] += elements
             total_elements += elements
     total_macs = sum(layer["mac_ops"] for layer in layers.values())
-    return bound(total_macs, total_elements, program), [_summary(layer, program) for layer in layers.values()]
+    summaries = [_summary(layer, program) for layer in layers.values()]
+    return bound_cycles(total_macs, total_elements, program.target), summaries
 
 
 def _summary(layer: dict, program: Program) -> dict:
@@ -52,5 +42,5 @@ def _summary(layer: dict, program: Program) -> dict:
         "mac_ops": layer["mac_ops"],
         "cycles": span,
         "mac_utilization": layer["mac_ops"] / (program.target.macs * span) if span else 0.0,
-        "bound_cycles": bound(layer["mac_ops"], layer["elements"], program),
+        "bound_cycles": bound_cycles(layer["mac_ops"], layer["elements"], program.target),
     }

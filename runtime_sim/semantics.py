@@ -236,6 +236,11 @@ def _vlog(m: Machine, s: Step) -> None:
     m.amem[:, _at(a["dst"], 1)] = numerics.log_sum(_table(m, s), m.acc[:, _at(a["src"], 1)])
 
 
+@semantics("LOOP")
+def _loop(m: Machine, s: Step) -> None:
+    """Nothing to compute: the sequencer expanded the loop before execution (isa.loops)."""
+
+
 def _check_complete() -> None:
     """Every instruction of the table has exactly one semantics (registration rejects doubles)."""
     missing = set(BY_MNEMONIC) - set(SEMANTICS)

@@ -23,6 +23,7 @@ import numpy as np
 from isa import container, numerics
 from isa.container import Program, TensorDesc
 from isa.errors import RnnaccelError
+from isa.loops import expand_program
 from runtime_sim.breakdown import breakdown
 from runtime_sim.machine import (
     Machine,
@@ -66,12 +67,13 @@ class Simulator:
         prog = self.program
         sizes, tenv = memory_sizes(prog), prog.target.env()
         check_descriptors(prog, sizes)
-        footprints = [instr.footprint(tenv) for instr in prog.code]
-        for pc, (instr, (reads, writes)) in enumerate(zip(prog.code, footprints)):
+        stream = expand_program(prog)
+        footprints = [instr.footprint(tenv) for _, instr in stream]
+        for (pc, instr), (reads, writes) in zip(stream, footprints):
             check_instruction(pc, instr, reads + writes, sizes, prog.target)
         reach = {**extents(footprints), "host": sizes["host"]}
-        steps = tuple(Step.of(pc, instr) for pc, instr in enumerate(prog.code))
-        return _Plan(steps, reach, schedule(prog.code, prog.target))
+        steps = tuple(Step.of(pc, instr) for pc, instr in stream)
+        return _Plan(steps, reach, schedule(stream, prog.target))
 
     @cached_property
     def _wmem(self) -> WeightMemory:

@@ -86,17 +86,18 @@ def extents(footprints: list[tuple[list, list]]) -> dict[str, int]:
     return out
 
 
-def schedule(code: tuple[Instruction, ...] | list[Instruction], target: Target) -> Timing:
-    """Time every instruction of `code` on `target` (addresses must already be bounds-checked)."""
+def schedule(stream: list[tuple[int, Instruction]], target: Target) -> Timing:
+    """Time every executed instruction, (pc, instruction) in the order the sequencer issues them
+    (isa.loops.expand), on `target` (addresses must already be bounds-checked)."""
     tenv = target.env()
-    footprints = [instr.footprint(tenv) for instr in code]
+    footprints = [instr.footprint(tenv) for _, instr in stream]
     board, timing = Scoreboard(extents(footprints)), Timing()
     free = dict.fromkeys(UNITS, 0)
-    for pc, (instr, (reads, writes)) in enumerate(zip(code, footprints)):
+    for (pc, instr), (reads, writes) in zip(stream, footprints):
         env, unit = instr.env(tenv), instr.op.unit
         start = max(free[unit], board.earliest_start(reads, writes))
         end = start + evaluate(instr.op.cycles, env)
-        ready = end + tenv[UNIT_LATENCY[unit]]
+        ready = end + evaluate(UNIT_LATENCY[unit], tenv)
         board.record(reads, writes, end, ready)
         timing.add({"pc": pc, "op": instr.mnemonic, "unit": unit, "start": start, "end": end, "ready": ready,
                     "reads": reads, "writes": writes, "macs": evaluate(instr.op.macs, env)}, free[unit])

@@ -1,45 +1,63 @@
 """The compile report (`--report`): per layer and in total, work, storage and an estimate.
 
 `est_cycles` is the sum of the busy cycles of the layer's instructions on all units: the
-latency if nothing overlapped. The simulator's `cycles` is the real figure.
+latency if nothing overlapped; `bound_cycles` is the least any schedule could take
+(isa.bounds). The simulator's `cycles` is the real figure.
 """
 
 from __future__ import annotations
 
-from compiler.ir import Graph, Node
+import bisect
+
+from compiler.ir import RECURRENT_OPS, Graph, Node
 from compiler.kernel import Kernel
+from compiler.passes.reroll import LOOP_TABLES
+from isa.bounds import bound_cycles, vector_elements
 from isa.container import Program
+from isa.loops import expand_program
 from isa.table import WORD_BYTES, evaluate
 
-WEIGHT_ATTRS = {"fc": ("weight",), "lstm": ("W", "R")}
-BIAS_ATTRS = {"fc": ("bias",), "lstm": ("B",)}
+WEIGHT_ATTRS = {"fc": ("weight",), **dict.fromkeys(RECURRENT_OPS, ("W", "R", "P"))}
+BIAS_ATTRS = {"fc": ("bias",), **dict.fromkeys(RECURRENT_OPS, ("B",))}
 
 
 def build_report(graph: Graph, kernel: Kernel, program: Program) -> dict:
+    """Work is counted over the instructions as executed: loops expanded (isa.loops)."""
     target_env = program.target.env()
-    per_pc = [(loc_node, instr) for loc_node, instr in zip(_loc_nodes(program), program.code)]
-    layers = [_layer(node, kernel, per_pc, target_env) for node in graph.nodes if node.op != "gather"]
+    executed = expand_program(program)
+    starts = [loc.pc for loc in program.locs]
+    per_pc = [(_node_at(program, starts, pc), instr) for pc, instr in executed]
+    layers = [_layer(node, kernel, per_pc, target_env, program) for node in graph.nodes if node.op != "gather"]
     total = {key: sum(layer[key] for layer in layers) for key in ("mac_ops", "weight_count", "fp32_bytes",
-                                                                   "stored_bytes", "est_cycles")}
-    total["weight_bytes_read"] = sum(_wmem_read(i, target_env) for i in program.code)
-    total["est_cycles"] = sum(_busy(i, target_env) for i in program.code)
+                                                                   "stored_bytes")}
+    instrs = [instr for _, instr in executed]
     total |= {"op": "model", "compression_ratio": _ratio(total["fp32_bytes"], total["stored_bytes"]),
-              "code_bytes": len(program.code) * WORD_BYTES, "instructions": len(program.code)}
+              "weight_bytes_read": sum(_wmem_read(i, target_env) for i in instrs),
+              "est_cycles": sum(_busy(i, target_env) for i in instrs),
+              "bound_cycles": _bound(instrs, target_env, program),
+              "code_bytes": len(program.code) * WORD_BYTES + _stride_bytes(kernel),
+              "instructions": len(program.code)}
     return {"model": program.model, "target": program.target.to_dict(), "layers": layers, "total": total}
 
 
-def _loc_nodes(program: Program) -> list[str]:
-    nodes, locs = [], list(program.locs)
-    for pc in range(len(program.code)):
-        while len(locs) > 1 and locs[1].pc <= pc:
-            locs.pop(0)
-        nodes.append(locs[0].node if locs else "")
-    return nodes
+def _stride_bytes(kernel: Kernel) -> int:
+    """Loop stride tables live in weight memory but are part of the code."""
+    return sum(b.size for b in kernel.buffers.values() if b.name.startswith(LOOP_TABLES))
 
 
-def _layer(node: Node, kernel: Kernel, per_pc: list, target_env: dict) -> dict:
+def _node_at(program: Program, starts: list[int], pc: int) -> str:
+    index = bisect.bisect_right(starts, pc) - 1
+    return program.locs[index].node if index >= 0 else ""
+
+
+def _bound(instrs: list, target_env: dict, program: Program) -> int:
+    macs = sum(evaluate(i.op.macs, i.env(target_env)) for i in instrs)
+    return bound_cycles(macs, sum(vector_elements(i) for i in instrs if i.op.unit == "VEC"), program.target)
+
+
+def _layer(node: Node, kernel: Kernel, per_pc: list, target_env: dict, program: Program) -> dict:
     mine = [instr for name, instr in per_pc if name == node.source]
-    weights = sum(node.attrs[a].size for a in WEIGHT_ATTRS.get(node.op, ()))
+    weights = sum(node.attrs[a].size for a in WEIGHT_ATTRS.get(node.op, ()) if node.attrs.get(a) is not None)
     biases = sum(node.attrs[a].size for a in BIAS_ATTRS.get(node.op, ()) if node.attrs[a] is not None)
     stored = sum(b.size for b in kernel.buffers.values() if b.memory == "wmem" and b.name.startswith(node.source + "/"))
     return {
@@ -51,6 +69,7 @@ def _layer(node: Node, kernel: Kernel, per_pc: list, target_env: dict) -> dict:
         "stored_bytes": int(stored),
         "compression_ratio": _ratio(4 * (weights + biases), stored),
         "est_cycles": sum(_busy(i, target_env) for i in mine),
+        "bound_cycles": _bound(mine, target_env, program),
         "weight_bytes_read": sum(_wmem_read(i, target_env) for i in mine),
     }
 

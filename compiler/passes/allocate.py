@@ -39,12 +39,20 @@ def memory_used(kernel: Kernel, addresses: dict[str, int], memory: str) -> int:
 
 
 def _lifetimes(kernel: Kernel) -> dict[str, tuple[int, int]]:
+    """First and last op touching each buffer; a buffer used in a LOOP body lives through all of
+    it, because every iteration comes back to it."""
     lives: dict[str, tuple[int, int]] = {}
     for index, op in enumerate(kernel.ops):
         for value in op.operands.values():
             if isinstance(value, Ref):
                 first, _ = lives.get(value.buffer, (index, index))
                 lives[value.buffer] = (first, index)
+    for index, op in enumerate(kernel.ops):
+        if op.mnemonic == "LOOP":
+            end = index + op.operands["body"]
+            for name, (first, last) in lives.items():
+                if first <= end and last > index:
+                    lives[name] = (min(first, index), max(last, end))
     return lives
 
 

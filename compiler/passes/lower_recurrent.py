@@ -19,6 +19,7 @@ from compiler.kernel import Ref, Where
 from compiler.passes.lower_cells import CELLS, StepRefs, cell_scratch
 from compiler.passes.lowering import Lowering
 from compiler.passes.quantize_recurrent import act_frac, one
+from compiler.passes.reroll import reroll
 
 
 @dataclass
@@ -78,10 +79,14 @@ def lower_recurrent(ctx: Lowering, node: Node, where: Where) -> None:
         return ctx.constant(f"{node.source}/zeros", np.zeros(hidden, np.int64), Where(node.source, where.layer))
 
     steps = [_direction_steps(ctx, plan, d, where, zeros) for d in range(len(a["directions"]))]
+    segments = []
     for wave in range(a["steps"]):
+        start = len(ctx.ops)
         for direction in steps:
             for emit_step in direction.get(wave, []):
                 emit_step()
+        segments.append((start, len(ctx.ops)))
+    reroll(ctx, segments, node.source, where)
     for d in range(len(a["directions"])):
         for b in range(a["batch"]):
             _finish(ctx, plan, d, b, zeros, where)

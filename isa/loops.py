@@ -1,0 +1,71 @@
+"""Hardware loops: the sequencer's expansion of LOOP into the instructions the units execute.
+
+`LOOP count=N body=B strides=S` repeats the B instructions after it N times. In iteration i
+(from 0) every field of body instruction j is advanced by i times its stride; the strides sit in
+weight memory at S, STRIDE_SLOTS signed 16-bit values per body instruction, one per field in the
+table's order (slots past an instruction's last field are zero). So a loop over timesteps costs
+the same code whatever the number of steps. Loops do not nest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from isa.container import Program
+from isa.encoding import Instruction
+from isa.errors import RnnaccelError
+
+STRIDE_SLOTS = 8
+
+
+def expand(code: tuple[Instruction, ...], read: Callable[[int, int], bytes]) -> list[tuple[int, Instruction]]:
+    """The executed instruction stream as (pc, instruction) pairs; `read(address, n)` reads wmem."""
+    stream, pc = [], 0
+    while pc < len(code):
+        instr = code[pc]
+        stream.append((pc, instr))
+        if instr.mnemonic != "LOOP":
+            pc += 1
+            continue
+        body = _body(code, pc)
+        strides = np.frombuffer(read(instr["strides"], len(body) * STRIDE_SLOTS * 2), "<i2").reshape(len(body), -1)
+        for i in range(instr["count"]):
+            stream.extend((pc + 1 + j, _advanced(op, strides[j], i, pc + 1 + j)) for j, op in enumerate(body))
+        pc += 1 + len(body)
+    return stream
+
+
+def expand_program(program: Program) -> list[tuple[int, Instruction]]:
+    image = bytearray(program.target.weight_mem_bytes)
+    for region in program.regions:
+        image[region.base:region.base + len(region.data)] = region.data
+    return expand(program.code, lambda address, n: _read(image, address, n))
+
+
+def _read(image: bytearray, address: int, n: int) -> bytes:
+    if address + n > len(image):
+        raise RnnaccelError(f"LOOP strides at wmem {address} run past weight memory")
+    return bytes(image[address:address + n])
+
+
+def _body(code: tuple[Instruction, ...], pc: int) -> tuple[Instruction, ...]:
+    loop = code[pc]
+    body = code[pc + 1:pc + 1 + loop["body"]]
+    if len(body) != loop["body"] or not body:
+        raise RnnaccelError(f"pc {pc} (LOOP): a body of {loop['body']} instructions does not fit the program")
+    if any(op.mnemonic == "LOOP" for op in body):
+        raise RnnaccelError(f"pc {pc} (LOOP): loops do not nest")
+    if any(len(op.op.fields) > STRIDE_SLOTS for op in body):
+        raise RnnaccelError(f"pc {pc} (LOOP): an instruction with more than {STRIDE_SLOTS} fields cannot loop")
+    return body
+
+
+def _advanced(op: Instruction, strides: np.ndarray, i: int, pc: int) -> Instruction:
+    args = tuple(v + i * int(s) for v, s in zip(op.args, strides))
+    for field, value in zip(op.op.fields, args):
+        if not field.low <= value <= field.high:
+            raise RnnaccelError(f"pc {pc} ({op.mnemonic}): loop iteration {i} takes {field.name} to {value}, "
+                                f"outside its {field.width}-bit field")
+    return Instruction(op.op, args)
