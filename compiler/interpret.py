@@ -53,6 +53,8 @@ def scan(node: Node, x: np.ndarray, h0: np.ndarray | None, c0: np.ndarray | None
                 h, c = step(d, seq[:, t, b], h, c)
                 y[:, t, d, b] = h
             h_all[:, d, b], c_all[:, d, b] = h, c
+    if "y_steps" in a:  # only these steps of Y are read (passes/trim.py)
+        y = y[:, list(a["y_steps"])]
     if a["layout"] == 1:
         return [np.moveaxis(y, 3, 1), np.swapaxes(h_all, 1, 2), np.swapaxes(c_all, 1, 2)]
     return [y, h_all, c_all]

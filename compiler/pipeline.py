@@ -20,6 +20,7 @@ from compiler.passes.compress import Compression
 from compiler.passes.quantize import quantize_graph
 from compiler.passes.schedule import schedule
 from compiler.passes.tile import tile_graph
+from compiler.passes.trim import trim_sequence_outputs
 from isa.container import Program
 from isa.target import Target
 
@@ -43,6 +44,7 @@ def compile_model(model: str | Path | onnx.ModelProto, target: Target | None = N
     else:
         proto, name = load_model(model), Path(model).stem
     graph = verify(import_model(proto, shapes))
+    graph = verify(trim_sequence_outputs(graph))
     given = calibration is not None
     if not given:
         log("no --calibration given: calibrating on random N(0,1) inputs; give real samples for real ranges")

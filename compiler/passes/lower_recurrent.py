@@ -44,9 +44,17 @@ class Plan:
         a = self.a
         return self.x + (t * a["batch"] + b if a["layout"] == 0 else b * a["steps"] + t) * a["inputs"]
 
+    def kept(self, t: int) -> int | None:
+        """Step t's position in Y, or None when Y does not keep it (passes/trim.py)."""
+        steps = self.a.get("y_steps")
+        if steps is None:
+            return t
+        return steps.index(t) if t in steps else None
+
     def y_at(self, t: int, d: int, b: int) -> Ref:
-        a, dirs = self.a, len(self.a["directions"])
-        slot = (t * dirs + d) * a["batch"] + b if a["layout"] == 0 else (b * a["steps"] + t) * dirs + d
+        a, dirs, k = self.a, len(self.a["directions"]), self.kept(t)
+        length = len(a.get("y_steps", range(a["steps"])))
+        slot = (k * dirs + d) * a["batch"] + b if a["layout"] == 0 else (b * length + k) * dirs + d
         return self.y + slot * a["hidden"]
 
     def state_offset(self, d: int, b: int) -> int:
@@ -60,7 +68,7 @@ class Plan:
     def h_dst(self, d: int, b: int, index: int) -> Ref:
         """Where the index-th processed step of (d, b) writes h."""
         steps = self.steps_of(d, b)
-        if self.y is not None:
+        if self.y is not None and self.kept(steps[index]) is not None:
             return self.y_at(steps[index], d, b)
         if index == len(steps) - 1 and self.y_h is not None:
             return self.y_h + self.state_offset(d, b)
@@ -99,7 +107,7 @@ def _plan(ctx: Lowering, node: Node) -> Plan:
     states = [ctx.places[n] if n else None for n in node.inputs[1:]] + [None]
     plan = Plan(node, ctx.places[node.inputs[0]], states[0], states[1], *outs)
     for d in range(len(a["directions"])):
-        if plan.y is None:
+        if plan.y is None or "y_steps" in a:
             plan.spare[d] = tuple(ctx.buffer(f"{node.source}/d{d}/h{i}", "amem", a["batch"] * hidden) for i in (0, 1))
         if node.op == "lstm" and plan.y_c is None:
             plan.cells[d] = ctx.buffer(f"{node.source}/d{d}/c", "amem", a["batch"] * hidden)
@@ -161,11 +169,13 @@ def _finish(ctx: Lowering, plan: Plan, d: int, b: int, zeros: Callable[[], Ref],
     steps = plan.steps_of(d, b)
     if plan.y is not None:
         for t in range(a["seq_lens"][b], a["steps"]):
-            ctx.emit("VMOV", label, dst=plan.y_at(t, d, b), src=zeros(), n=hidden)
+            if plan.kept(t) is not None:
+                ctx.emit("VMOV", label, dst=plan.y_at(t, d, b), src=zeros(), n=hidden)
     offset = plan.state_offset(d, b)
-    if plan.y_h is not None and (plan.y is not None or not steps):
+    if plan.y_h is not None:
         last = plan.h_dst(d, b, len(steps) - 1) if steps else _initial(plan, d, b, zeros)[0] or zeros()
-        ctx.emit("VMOV", label, dst=plan.y_h + offset, src=last, n=hidden)
+        if last != plan.y_h + offset:
+            ctx.emit("VMOV", label, dst=plan.y_h + offset, src=last, n=hidden)
     if plan.y_c is not None and not steps:
         ctx.emit("VMOV", label, dst=plan.y_c + offset, src=plan.c0 + offset if plan.c0 is not None else zeros(),
                  n=hidden)

@@ -1,0 +1,80 @@
+"""Trim recurrent outputs to what is read: a layer whose Y only feeds layout operators that pick
+a few timesteps (PyTorch's `y[:, -1]`) keeps just those steps' hidden states. The rest alternate
+between two buffers, so activation memory no longer grows with the sequence and the steps in
+between fold into one loop.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from compiler.ir import RECURRENT_OPS, Graph, Node
+
+
+def trim_sequence_outputs(graph: Graph) -> Graph:
+    for node in graph.nodes:
+        if node.op in RECURRENT_OPS and node.outputs[0]:
+            graph = _trim(graph, node)
+    return graph
+
+
+def _trim(graph: Graph, node: Node) -> Graph:
+    y = node.outputs[0]
+    readers = graph.consumers(y)
+    if y in graph.outputs or not readers or any(r.op != "gather" for r in readers):
+        return graph
+    steps = sorted({int(t) for r in readers for t in _steps_read(graph, node, r)})
+    if len(steps) >= node.attrs["steps"]:
+        return graph
+    kept = f"{y}@steps"
+    shape = list(graph.shapes[y])
+    shape[node.attrs["layout"]] = len(steps)
+    shapes = {**graph.shapes, kept: tuple(shape)}
+    attrs = {**node.attrs, "y_steps": tuple(steps)}
+    renamed = Node(node.op, node.source, node.inputs, (kept, *node.outputs[1:]), attrs)
+    nodes = tuple(renamed if n is node else _reindexed(graph, n, y, kept, node, steps) if n in readers else n
+                  for n in graph.nodes)
+    return graph.replace(nodes=nodes, shapes=shapes)
+
+
+def _segments(graph: Graph, reader: Node) -> list[tuple[str, int, int]]:
+    """(input, first global index, size) of each input of a gather's concatenated index space."""
+    out, base = [], 0
+    for name in reader.inputs:
+        out.append((name, base, graph.size(name)))
+        base += graph.size(name)
+    return out
+
+
+def _steps_read(graph: Graph, node: Node, reader: Node) -> np.ndarray:
+    index = reader.attrs["index"]
+    for name, base, size in _segments(graph, reader):
+        if name == node.outputs[0]:
+            mine = index[(index >= base) & (index < base + size)] - base
+            return _step_of(graph, node, mine)
+    return np.zeros(0, np.int64)
+
+
+def _step_of(graph: Graph, node: Node, flat: np.ndarray) -> np.ndarray:
+    shape = graph.shapes[node.outputs[0]]
+    return np.unravel_index(flat, shape)[node.attrs["layout"]] if flat.size else flat
+
+
+def _reindexed(graph: Graph, reader: Node, y: str, kept: str, node: Node, steps: list[int]) -> Node:
+    """The reader with Y replaced by the kept steps and its index map rewritten to match."""
+    layout, position = node.attrs["layout"], {t: i for i, t in enumerate(steps)}
+    compact = list(graph.shapes[y])
+    compact[layout] = len(steps)
+    new_index = reader.attrs["index"].copy()
+    new_base = 0
+    for name, base, size in _segments(graph, reader):
+        inside = (reader.attrs["index"] >= base) & (reader.attrs["index"] < base + size)
+        local = reader.attrs["index"][inside] - base
+        if name == y:
+            coords = list(np.unravel_index(local, graph.shapes[y]))
+            coords[layout] = np.array([position[int(t)] for t in coords[layout]], np.int64)
+            local = np.ravel_multi_index(coords, compact)
+        new_index[inside] = local + new_base
+        new_base += int(np.prod(compact)) if name == y else size
+    inputs = tuple(kept if n == y else n for n in reader.inputs)
+    return Node(reader.op, reader.source, inputs, reader.outputs, {**reader.attrs, "index": new_index})
