@@ -11,7 +11,30 @@ import numpy as np
 from compiler.ir import RECURRENT_OPS, Graph, Node
 
 
+def fuse_gathers(graph: Graph) -> Graph:
+    """A gather reading only another gather's output, which nothing else reads, becomes one gather:
+    exporters chain Transpose, Reshape and Gather around a recurrent layer's output."""
+    nodes = list(graph.nodes)
+    while pair := _fusable(nodes, graph.outputs):
+        inner, outer = pair
+        nodes[nodes.index(outer)] = Node("gather", outer.source, inner.inputs, outer.outputs,
+                                         {"index": inner.attrs["index"][outer.attrs["index"]]})
+        nodes.remove(inner)
+    return graph.replace(nodes=tuple(nodes))
+
+
+def _fusable(nodes: list[Node], outputs: tuple[str, ...]) -> tuple[Node, Node] | None:
+    for outer in nodes:
+        if outer.op != "gather" or len(outer.inputs) != 1 or outer.inputs[0] in outputs:
+            continue
+        inner = next((n for n in nodes if n.op == "gather" and outer.inputs[0] in n.outputs), None)
+        if inner is not None and sum(outer.inputs[0] in n.inputs for n in nodes) == 1:
+            return inner, outer
+    return None
+
+
 def trim_sequence_outputs(graph: Graph) -> Graph:
+    graph = fuse_gathers(graph)
     for node in graph.nodes:
         if node.op in RECURRENT_OPS and node.outputs[0]:
             graph = _trim(graph, node)
