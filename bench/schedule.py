@@ -15,7 +15,7 @@ from compiler.pipeline import compile_model  # noqa: E402
 from isa.target import Target  # noqa: E402
 from runtime_sim import Simulator  # noqa: E402
 
-from models import MODELS  # noqa: E402
+from bench_models import MODELS  # noqa: E402
 
 WIDTHS = (8, 16, 32, 64, 128)
 

@@ -193,7 +193,7 @@ class _Builder:
                 problem = "given twice" if arg.name in operands else "is not an operand"
                 raise self.error(arg, f"{op.mnemonic}: '{arg.name}' {problem} (operands: {' '.join(names)})")
             operands[arg.name] = self.operand(op, arg)
-        missing = [n for n in names if n not in operands]
+        missing = [f.name for f in op.fields if f.name not in operands and f.default is None]
         if missing:
             raise self.error(mnemonic, f"{op.mnemonic}: missing operand(s) {' '.join(missing)}")
         return Instruction.make(op.mnemonic, **operands)

@@ -18,8 +18,9 @@ class Instruction:
 
     @classmethod
     def make(cls, mnemonic: str, **operands: int) -> Instruction:
-        """Build from keyword operands."""
+        """Build from keyword operands; a field with a default may be left out."""
         op = BY_MNEMONIC[mnemonic]
+        operands = {f.name: f.default for f in op.fields if f.default is not None} | operands
         missing = [f.name for f in op.fields if f.name not in operands]
         extra = set(operands) - {f.name for f in op.fields}
         if missing or extra:

@@ -35,13 +35,15 @@ UNIT_LATENCY = {"DMA": "dma_latency", "MAC": "mac_latency", "VEC": "vec_latency"
 class Field:
     """One operand: `width` bits starting at bit `lo` of the instruction word.
 
-    A signed field holds a two's-complement value.
+    A signed field holds a two's-complement value; a field with a default may be left out when
+    an instruction is written (Instruction.make, the assembler).
     """
 
     name: str
     lo: int
     width: int
     signed: bool = False
+    default: int | None = None
 
     @property
     def limit(self) -> int:
@@ -87,12 +89,13 @@ def _row(mnemonic, opcode, unit, fields, reads, writes, cycles, macs, meaning) -
 
 
 def _fields(spec: str) -> tuple[Field, ...]:
-    """'dst:20 lo:s16' -> fields laid out after the opcode, in order ('s': signed)."""
+    """'dst:20 lo:s16 split:4=1' -> fields after the opcode, in order ('s': signed, '=': default)."""
     out, lo = [], OPCODE_BITS
     for item in spec.split():
         name, rest = item.split(":")
-        bits = int(rest.removeprefix("s"))
-        out.append(Field(name, lo, bits, rest.startswith("s")))
+        width, _, default = rest.partition("=")
+        bits = int(width.removeprefix("s"))
+        out.append(Field(name, lo, bits, width.startswith("s"), int(default) if default else None))
         lo += bits
     return tuple(out)
 
@@ -102,6 +105,10 @@ def _accesses(spec: str) -> tuple[Access, ...]:
     return tuple(Access(*re.fullmatch(r"(\w+)@(\w+)\[([\w*/]+)\]", item).groups()) for item in spec.split())
 
 
+# K split over `split` lane groups: ceil(cols/split) cycles, then the groups' partial sums meet
+# in split - 1 more adder cycles
+SPLIT_CYCLES = "cols/split+split-1"
+
 OPS: tuple[Op, ...] = (
     _row("LOAD", 0x01, "DMA", "dst:20 src:24 n:16", "src@host[n]", "dst@amem[n]",
          "n*act_bytes/dma_bytes_per_cycle", "0", "copy n activations from host memory into activation memory"),
@@ -109,17 +116,17 @@ OPS: tuple[Op, ...] = (
          "n*act_bytes/dma_bytes_per_cycle", "0", "copy n activations from activation memory to host memory"),
     _row("LDC", 0x03, "DMA", "dst:20 src:24 n:16", "src@wmem[n*act_bytes]", "dst@amem[n]",
          "n*act_bytes/dma_bytes_per_cycle", "0", "copy n constant activations from weight memory to activation memory"),
-    _row("MV", 0x10, "MAC", "acc:16 w:24 x:20 rows:9 cols:16",
-         "w@wmem[rows*cols*weight_bytes] x@amem[cols]", "acc@acc[rows]", "cols", "rows*cols",
-         "acc[r] = sum_k W[k,r] * x[k] for r < rows: one row per lane, one column per cycle"),
-    _row("MVB", 0x11, "MAC", "acc:16 w:24 x:20 rows:9 cols:16 bias:24",
+    _row("MV", 0x10, "MAC", "acc:16 w:24 x:20 rows:9 cols:16 split:4=1",
+         "w@wmem[rows*cols*weight_bytes] x@amem[cols]", "acc@acc[rows]", SPLIT_CYCLES, "rows*cols",
+         "acc[r] = sum_k W[k,r] * x[k] for r < rows: rows x split lanes, each column range on its own lanes"),
+    _row("MVB", 0x11, "MAC", "acc:16 w:24 x:20 rows:9 cols:16 split:4=1 bias:24",
          "w@wmem[rows*cols*weight_bytes] x@amem[cols] bias@wmem[rows*acc_bytes]", "acc@acc[rows]",
-         "cols", "rows*cols", "acc[r] = bias[r] + sum_k W[k,r] * x[k]: MV with the accumulators preloaded"),
-    _row("MVA", 0x12, "MAC", "acc:16 w:24 x:20 rows:9 cols:16",
+         SPLIT_CYCLES, "rows*cols", "acc[r] = bias[r] + sum_k W[k,r] * x[k]: MV with the accumulators preloaded"),
+    _row("MVA", 0x12, "MAC", "acc:16 w:24 x:20 rows:9 cols:16 split:4=1",
          "w@wmem[rows*cols*weight_bytes] x@amem[cols] acc@acc[rows]", "acc@acc[rows]",
-         "cols", "rows*cols", "acc[r] += sum_k W[k,r] * x[k]: MV continuing an accumulation"),
-    _row("MVC", 0x13, "MAC", "acc:16 w:24 x:20 rows:9 cols:16 cb:12 bits:3",
-         "w@wmem[rows*cols*bits/8] x@amem[cols] cb@cbm[16]", "acc@acc[rows]", "cols", "rows*cols",
+         SPLIT_CYCLES, "rows*cols", "acc[r] += sum_k W[k,r] * x[k]: MV continuing an accumulation"),
+    _row("MVC", 0x13, "MAC", "acc:16 w:24 x:20 rows:9 cols:16 split:4=1 cb:12 bits:3",
+         "w@wmem[rows*cols*bits/8] x@amem[cols] cb@cbm[16]", "acc@acc[rows]", SPLIT_CYCLES, "rows*cols",
          "MV through the decompression engine: W[k,r] = codebook[cb + index], `bits`-bit indices streamed from w"),
     _row("VRQ", 0x20, "VEC", "dst:20 src:16 n:16 q:24", "src@acc[n] q@wmem[n*4]", "dst@amem[n]",
          "n/vec_lanes", "0", "dst[i] = requantize(acc[i], mult[i], shift[i]) with per-element (mult, shift) at q"),
@@ -170,13 +177,17 @@ BY_OPCODE: Mapping[int, Op] = {op.opcode: op for op in OPS}
 CONSTANTS = {"act_bytes": 2, "acc_bytes": 4}  # fixed by the numerics contract
 
 
+OPERATORS = {"*": lambda a, b: a * b, "/": lambda a, b: -(-a // b), "+": lambda a, b: a + b,
+             "-": lambda a, b: a - b}
+
+
 def evaluate(expr: str, env: Mapping[str, int]) -> int:
-    """Evaluate a table expression: left-to-right '*' and ceiling '/' over names and integers."""
-    tokens = re.split(r"([*/])", expr)
+    """Evaluate a table expression strictly left to right: '*', ceiling '/', '+' and '-' over
+    names and integers ("cols/split+split-1" is ((cols/split)+split)-1)."""
+    tokens = re.split(r"([*/+-])", expr)
     value = _term(tokens[0], env)
     for sign, token in zip(tokens[1::2], tokens[2::2]):
-        rhs = _term(token, env)
-        value = value * rhs if sign == "*" else -(-value // rhs)
+        value = OPERATORS[sign](value, _term(token, env))
     return value
 
 
@@ -199,7 +210,7 @@ def _validate(ops: tuple[Op, ...]) -> None:
         for acc in op.reads + op.writes:
             assert acc.operand in names and acc.memory in MEMORIES, f"{op.mnemonic}: bad access {acc}"
         for expr in [op.cycles, op.macs] + [a.length for a in op.reads + op.writes]:
-            for token in re.split(r"[*/]", expr):
+            for token in re.split(r"[*/+-]", expr):
                 assert token.isdigit() or token in names | target_names, f"{op.mnemonic}: unknown '{token}'"
 
 

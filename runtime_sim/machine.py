@@ -71,8 +71,10 @@ def check_instruction(pc: int, instr: Instruction, ranges: list, sizes: dict[str
     for mem, addr, length in ranges:
         if addr + length > sizes[mem]:
             raise RnnaccelError(f"{where}: {outside(mem, addr, addr + length, sizes)}")
-    if instr.op.unit == "MAC" and instr["rows"] > target.macs:
-        raise RnnaccelError(f"{where}: {instr['rows']} rows exceed the {target.macs} MAC lanes")
+    if instr.op.unit == "MAC":
+        rows, split = instr["rows"], instr["split"]
+        if split < 1 or rows * split > target.macs:
+            raise RnnaccelError(f"{where}: {rows} rows x split {split} do not fit the {target.macs} MAC lanes")
 
 
 def check_descriptors(program: Program, sizes: dict[str, int]) -> None:

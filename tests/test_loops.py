@@ -18,7 +18,7 @@ from sim_helpers import I, host_images, make_program, run_state
 from toolchain import random_inputs, run_checked
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-from models import recurrent_classifier  # noqa: E402
+from bench_models import recurrent_classifier  # noqa: E402
 
 
 def _strides(*rows: list[int]) -> bytes:

@@ -161,7 +161,7 @@ def test_vmul_vadd_vscale_vmov():
     (I("MV", acc=4090, w=0, x=0, rows=8, cols=1), r"pc 1 \(MV\): acc range \[4090, 4098\) outside accumulator memory"),
     (I("MV", acc=0, w=524280, x=0, rows=8, cols=2), r"pc 1 \(MV\): wmem range \[524280, 524296\) outside weight mem"),
     (I("VRQ", dst=0, src=0, n=4, q=524280), r"pc 1 \(VRQ\): wmem range \[524280, 524296\)"),
-    (I("MV", acc=0, w=0, x=0, rows=33, cols=1), r"pc 1 \(MV\): 33 rows exceed the 32 MAC lanes"),
+    (I("MV", acc=0, w=0, x=0, rows=33, cols=1), r"pc 1 \(MV\): 33 rows x split 1 do not fit the 32 MAC lanes"),
 ])
 def test_bad_instructions_are_errors_naming_the_pc(instr, message):
     sim = Simulator(make_program([I("VMOV", dst=0, src=1, n=1), instr], host=128))

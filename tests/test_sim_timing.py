@@ -105,7 +105,7 @@ def test_trace_records_footprints_from_the_table():
 
 
 ADDRESS_SPAN = {"host": 256, "amem": 256, "acc": 64, "wmem": 2048, "cbm": 64}
-SIZES = {"bits": (1, 5), "bshift": (0, 8), "rows": (1, 32), "cols": (1, 40), "n": (1, 40), "shift": (0, 20),
+SIZES = {"split": (1, 2), "bits": (1, 5), "bshift": (0, 8), "rows": (1, 32), "cols": (1, 40), "n": (1, 40), "shift": (0, 20),
          "mult": (0, 1 << 16), "table": (0, 2), "lo": (-100, 0), "hi": (0, 100)}
 
 
@@ -155,3 +155,10 @@ def test_the_audit_checks_vec_busy_and_cycles():
     with pytest.raises(AssertionError, match="cycles"):
         audit_trace(trace, {**stats, "cycles": stats["cycles"] + 1}, Target().to_dict())
     assert math.ceil(17 / 8) == trace[0]["end"] - trace[0]["start"]
+
+
+def test_split_k_runs_column_ranges_on_their_own_lanes():
+    trace, stats = schedule([I("MV", acc=0, w=0, x=0, rows=12, cols=64, split=2),
+                             I("MV", acc=0, w=0, x=0, rows=8, cols=64, split=4)])
+    assert [r["end"] - r["start"] for r in trace] == [32 + 1, 16 + 3]
+    assert stats["mac_ops"] == 12 * 64 + 8 * 64

@@ -12,6 +12,15 @@ from compiler.passes.placement import WEIGHT_DTYPES, MatrixRefs, place_compresse
 from isa.table import BY_MNEMONIC, CONSTANTS, evaluate
 from isa.target import Target
 
+MAX_SPLIT = (1 << BY_MNEMONIC["MV"].field("split").width) - 1
+
+
+def best_split(rows: int, cols: int, macs: int) -> int:
+    """How many lane groups share a tile's columns: a tile of few rows fills the idle lanes with
+    other column ranges (SPEC rule 3: ceil(cols/split) + split - 1 cycles on rows x split lanes)."""
+    choices = range(1, min(macs // rows, cols, MAX_SPLIT) + 1)
+    return min(choices, key=lambda s: (-(-cols // s) + s - 1, s))
+
 
 @dataclass
 class Lowering:
@@ -98,7 +107,8 @@ class Lowering:
     def matvec(self, m: MatrixRefs, x: Ref, acc: Ref, where: Where) -> None:
         """acc[0:rows] = (bias +) W x, one instruction per row tile."""
         for index, (r0, r1) in enumerate(m.tiles):
-            operands = {"acc": acc + r0, "w": m.weights[index], "x": x, "rows": r1 - r0, "cols": m.q.cols}
+            operands = {"acc": acc + r0, "w": m.weights[index], "x": x, "rows": r1 - r0, "cols": m.q.cols,
+                        "split": best_split(r1 - r0, m.q.cols, self.target.macs)}
             tile_where = Where(where.node, where.layer, where.step, index, where.what)
             if m.slots:
                 self.emit("MVC", tile_where, cb=m.slots[index], bits=m.q.codebook.bits, **operands)

@@ -61,6 +61,7 @@ def main(argv=None) -> None:
             r["chip_acc"] = round(float((chip.argmax(1) == y).mean()), 4)
             r["agreement"] = round(float((chip.argmax(1) == ref.argmax(1)).mean()), 4)
             r["max_abs_logit_err"] = round(float(np.abs(chip - ref).max()), 4)
+            r["mean_abs_logit_err"] = round(float(np.abs(chip - ref).mean()), 4)
             r["logit_range"] = round(float(np.abs(ref).max()), 3)
             stats = res.stats
             r["stats"] = {k: stats[k] for k in ("cycles", "mac_utilization", "latency_us") if k in stats}

@@ -12,9 +12,9 @@
 .loc node="input" what="X"
 0000: 01000000000060000000000000000000  LOAD   dst=0x00000 src=0x000000 n=6                              ; input X
 .loc node="lstm" layer=0 step=0 tile=0 what="Wx"
-0001: 1100000000000000806000000f000000  MVB    acc=0x0000 w=0x000000 x=0x00000 rows=8 cols=3 bias=0x000078 ; lstm L0 t=0 tile 0 Wx
+0001: 110000000000000080600020f0000000  MVB    acc=0x0000 w=0x000000 x=0x00000 rows=8 cols=3 split=1 bias=0x000078 ; lstm L0 t=0 tile 0 Wx
 .loc tile=1
-0002: 11080018000000008060000013000000  MVB    acc=0x0008 w=0x000018 x=0x00000 rows=8 cols=3 bias=0x000098 ; lstm L0 t=0 tile 1 Wx
+0002: 11080018000000008060002030010000  MVB    acc=0x0008 w=0x000018 x=0x00000 rows=8 cols=3 split=1 bias=0x000098 ; lstm L0 t=0 tile 1 Wx
 .loc tile=-1 what="gates"
 0003: 20060000008000800b00000000000000  VRQ    dst=0x00006 src=0x0000 n=8 q=0x0000b8                     ; lstm L0 t=0 gates
 .loc what="cell"
@@ -34,15 +34,15 @@
 .loc what="hidden"
 000e: 2330000002002c002000f00000000000  VMUL   dst=0x00030 a=0x00020 b=0x0002c n=2 shift=15              ; lstm L0 t=0 hidden
 .loc step=1 tile=0 what="Wx"
-000f: 1100000000000300806000000f000000  MVB    acc=0x0000 w=0x000000 x=0x00003 rows=8 cols=3 bias=0x000078 ; lstm L0 t=1 tile 0 Wx
+000f: 110000000000030080600020f0000000  MVB    acc=0x0000 w=0x000000 x=0x00003 rows=8 cols=3 split=1 bias=0x000078 ; lstm L0 t=1 tile 0 Wx
 .loc tile=1
-0010: 11080018000003008060000013000000  MVB    acc=0x0008 w=0x000018 x=0x00003 rows=8 cols=3 bias=0x000098 ; lstm L0 t=1 tile 1 Wx
+0010: 11080018000003008060002030010000  MVB    acc=0x0008 w=0x000018 x=0x00003 rows=8 cols=3 split=1 bias=0x000098 ; lstm L0 t=1 tile 1 Wx
 .loc tile=-1
 0011: 20320000000001800b00000000000000  VRQ    dst=0x00032 src=0x0000 n=16 q=0x0000b8                    ; lstm L0 t=1 Wx
 .loc tile=0 what="Rh"
-0012: 1000003000002e008080000000000000  MV     acc=0x0000 w=0x000030 x=0x0002e rows=8 cols=4             ; lstm L0 t=1 tile 0 Rh
+0012: 1000003000002e008080002000000000  MV     acc=0x0000 w=0x000030 x=0x0002e rows=8 cols=4 split=1     ; lstm L0 t=1 tile 0 Rh
 .loc tile=1
-0013: 1008005000002e008080000000000000  MV     acc=0x0008 w=0x000050 x=0x0002e rows=8 cols=4             ; lstm L0 t=1 tile 1 Rh
+0013: 1008005000002e008080002000000000  MV     acc=0x0008 w=0x000050 x=0x0002e rows=8 cols=4 split=1     ; lstm L0 t=1 tile 1 Rh
 .loc tile=-1 what="gates"
 0014: 21060000008000800f00200300000000  VRQA   dst=0x00006 src=0x0000 n=8 q=0x0000f8 add=0x00032         ; lstm L0 t=1 gates
 .loc what="cell"
@@ -66,7 +66,7 @@
 .loc what="hidden"
 0023: 2344000002002c002000f00000000000  VMUL   dst=0x00044 a=0x00020 b=0x0002c n=2 shift=15              ; lstm L0 t=1 hidden
 .loc node="head" layer=1 step=-1 tile=0 what="Wx"
-0024: 10000070000042002080000000000000  MV     acc=0x0000 w=0x000070 x=0x00042 rows=2 cols=4             ; head L1 tile 0 Wx
+0024: 10000070000042002080004000000000  MV     acc=0x0000 w=0x000070 x=0x00042 rows=2 cols=4 split=2     ; head L1 tile 0 Wx
 .loc tile=-1 what="requantise"
 0025: 20000000002000801300000000000000  VRQ    dst=0x00000 src=0x0000 n=2 q=0x000138                     ; head L1 requantise
 .loc node="relu" layer=-1 what=""
