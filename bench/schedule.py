@@ -11,11 +11,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_models import MODELS  # noqa: E402
+
 from compiler.pipeline import compile_model  # noqa: E402
 from isa.target import Target  # noqa: E402
 from runtime_sim import Simulator  # noqa: E402
-
-from bench_models import MODELS  # noqa: E402
 
 WIDTHS = (8, 16, 32, 64, 128)
 

@@ -43,7 +43,8 @@ def test_loop_repeats_its_body_with_strided_fields():
     ([I("LOOP", count=2, body=3, strides=0), I("VMOV", dst=0, src=0, n=1)], "does not fit the program"),
     ([I("LOOP", count=2, body=2, strides=0), I("VMOV", dst=0, src=0, n=1), I("LOOP", count=1, body=1, strides=0)],
      "loops do not nest"),
-    ([I("LOOP", count=3, body=1, strides=0), I("VMOV", dst=0, src=0, n=1)], r"pc 1 \(VMOV\): loop iteration 1 takes dst to -1"),
+    ([I("LOOP", count=3, body=1, strides=0), I("VMOV", dst=0, src=0, n=1)],
+     r"pc 1 \(VMOV\): loop iteration 1 takes dst to -1"),
 ])
 def test_bad_loops_are_refused_naming_the_pc(code, message):
     program = make_program(code, weights=_strides([-1, 0, 0], [0, 0, 0]))
