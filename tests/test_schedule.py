@@ -1,0 +1,82 @@
+"""The schedule: utilisation of the keyword-spotting models, the bound and per-layer breakdown,
+the timeline export, and K-split tiles."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from compiler.passes.lowering import best_split
+from compiler.pipeline import compile_model
+from isa.target import Target
+from runtime_sim import Simulator
+from runtime_sim.cli import main as sim_main
+
+from models import fc_model
+from toolchain import random_inputs, run_checked
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+from bench_models import recurrent_classifier  # noqa: E402
+
+
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+def test_kws_models_keep_the_array_busy_at_32_macs(cell):
+    stats = Simulator(compile_model(recurrent_classifier(cell, 64)).program).stats
+    assert stats["mac_utilization"] >= 0.97
+    assert stats["bound_cycles"] <= stats["cycles"]
+    layers = {layer["name"]: layer for layer in stats["layers"]}
+    gates = 4 if cell == "LSTM" else 3
+    skipped = gates * 64 * 64 if cell == "LSTM" else 0  # an LSTM skips R h at t=0 without initial_h
+    assert layers[f"{cell.lower()}0"]["mac_ops"] == 49 * gates * (64 * 10 + 64 * 64) - skipped
+    assert sum(layer["mac_ops"] for layer in stats["layers"]) == stats["mac_ops"]
+
+
+def test_report_gives_each_layer_its_bound():
+    report = compile_model(recurrent_classifier("LSTM", 32)).report
+    assert all(layer["bound_cycles"] <= layer["est_cycles"] for layer in report["layers"])
+    assert report["total"]["bound_cycles"] >= max(layer["bound_cycles"] for layer in report["layers"])
+
+
+@pytest.mark.parametrize("rows,cols,macs,split", [(32, 64, 32, 1), (12, 64, 32, 2), (12, 64, 128, 8),
+                                                  (4, 3, 32, 1), (4, 30, 32, 5), (1, 300, 256, 15)])
+def test_best_split_fills_idle_lanes(rows, cols, macs, split):
+    assert best_split(rows, cols, macs) == split
+
+
+def test_small_heads_split_k_and_stay_bit_exact():
+    model = fc_model(1, 64, 12, activation="Relu")
+    checked = run_checked(model, random_inputs(model, seed=1), Target(macs=128))
+    mv = next(i for i in checked.compiled.program.code if i.mnemonic in ("MV", "MVB"))
+    record = next(r for r in Simulator(checked.compiled.program).timing.trace if r["op"] == mv.mnemonic)
+    assert mv["split"] == 8 and record["end"] - record["start"] == 64 // 8 + 7
+
+
+def test_timeline_is_chrome_trace_events(tmp_path):
+    model = recurrent_classifier("GRU", 16, steps=6)
+    program = tmp_path / "p.rnna"
+    from compiler.cli import main as compile_main
+
+    with pytest.raises(SystemExit):
+        compile_main([_save(tmp_path, model), "-o", str(program), "-q"])
+    np.savez(tmp_path / "in.npz", mfcc=np.zeros((1, 6, 10), np.float32))
+    with pytest.raises(SystemExit) as exc:
+        sim_main([str(program), "--inputs", str(tmp_path / "in.npz"), "--timeline", str(tmp_path / "t.json"),
+                  "--trace", str(tmp_path / "t.jsonl")])
+    assert exc.value.code == 0
+    events = json.loads((tmp_path / "t.json").read_text())["traceEvents"]
+    slices = [e for e in events if e["ph"] == "X"]
+    assert len(slices) == len((tmp_path / "t.jsonl").read_text().splitlines())
+    assert {e["cat"] for e in slices} >= {"DMA", "MAC", "VEC"}
+    assert {e["args"]["name"] for e in events if e["name"] == "thread_name"} >= {"DMA", "MAC", "VEC"}
+
+
+def _save(tmp_path, model) -> str:
+    import onnx
+
+    path = tmp_path / "m.onnx"
+    onnx.save(model, str(path))
+    return str(path)
