@@ -17,6 +17,7 @@ Loading validates every part and names the first problem it finds.
 from __future__ import annotations
 
 import json
+import math
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -35,6 +36,10 @@ REGION_SECTIONS = {"weights": b"WGHT", "biases": b"BIAS"}
 SECTION_ORDER = (b"META", b"CODE", b"WGHT", b"BIAS", b"TABL", b"DBUG")
 _HEADER = struct.Struct("<4sHH")
 _ENTRY = struct.Struct("<4sII")
+# The simulator allocates host memory per sample of a batch from META's numbers; bound them so a
+# hostile container is refused instead of exhausting memory (weight memory is bounded by Target).
+MAX_HOST_ELEMENTS = 1 << 22
+MAX_MEMORY_UNITS = 1 << 24
 
 
 @dataclass(frozen=True)
@@ -46,9 +51,14 @@ class TensorDesc:
     scale: float
     host: int
 
+    def __post_init__(self) -> None:
+        if math.prod(self.shape) > MAX_HOST_ELEMENTS:
+            raise RnnaccelError(f"tensor '{self.name}' has {math.prod(self.shape)} elements, more than the "
+                                f"{MAX_HOST_ELEMENTS} host memory holds")
+
     @property
     def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
+        return math.prod(self.shape)
 
 
 @dataclass(frozen=True)
@@ -85,6 +95,12 @@ class MemoryMap:
     acc: int
     wmem: int
     cbm: int
+
+    def __post_init__(self) -> None:
+        for name, value in vars(self).items():
+            limit = MAX_HOST_ELEMENTS if name == "host" else MAX_MEMORY_UNITS
+            if not isinstance(value, int) or not 0 <= value <= limit:
+                raise RnnaccelError(f"memory map: {name}={value!r} is outside 0..{limit}")
 
 
 @dataclass(frozen=True)
@@ -123,7 +139,7 @@ def from_bytes(blob: bytes) -> Program:
     meta = _parse_json(sections[b"META"], "META")
     try:
         return _program(meta, sections)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
         raise RnnaccelError(f"corrupted program: META is malformed ({type(exc).__name__}: {exc})") from None
 
 
@@ -204,7 +220,7 @@ def _check_sections(body: bytes, entries: list, table_end: int) -> dict[bytes, b
 def _parse_json(raw: bytes, name: str) -> dict:
     try:
         obj = json.loads(raw.decode())
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise RnnaccelError(f"corrupted program: {name} section is not valid JSON") from None
     if not isinstance(obj, dict):
         raise RnnaccelError(f"corrupted program: {name} section is not a JSON object")
@@ -263,5 +279,5 @@ def _locs(raw: bytes | None) -> tuple[Loc, ...]:
     try:
         return tuple(Loc(int(pc), str(dbg["nodes"][n]), int(layer), int(step), int(tile), str(what))
                      for pc, n, layer, step, tile, what in dbg["locs"])
-    except (KeyError, TypeError, ValueError, IndexError):
+    except (KeyError, TypeError, ValueError, IndexError, OverflowError):
         raise RnnaccelError("corrupted program: DBUG section is malformed") from None

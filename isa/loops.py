@@ -5,6 +5,10 @@
 weight memory at S, STRIDE_SLOTS signed 16-bit values per body instruction, one per field in the
 table's order (slots past an instruction's last field are zero). So a loop over timesteps costs
 the same code whatever the number of steps. Loops do not nest.
+
+A LOOP of count 65535 over a 255-instruction body is 16.7 million executed instructions, which no
+real program needs and which would take the simulator hours and gigabytes; so the expansion is
+bounded by MAX_EXECUTED (callers may pass their own `limit`) and checked before it is built.
 """
 
 from __future__ import annotations
@@ -18,10 +22,15 @@ from isa.encoding import Instruction
 from isa.errors import RnnaccelError
 
 STRIDE_SLOTS = 8
+MAX_EXECUTED = 1 << 21  # executed instructions per inference: 100x the largest benchmark model's
 
 
-def expand(code: tuple[Instruction, ...], read: Callable[[int, int], bytes]) -> list[tuple[int, Instruction]]:
-    """The executed instruction stream as (pc, instruction) pairs; `read(address, n)` reads wmem."""
+def expand(code: tuple[Instruction, ...], read: Callable[[int, int], bytes],
+           limit: int = MAX_EXECUTED) -> list[tuple[int, Instruction]]:
+    """The executed instruction stream as (pc, instruction) pairs; `read(address, n)` reads wmem.
+
+    A stream longer than `limit` is refused, naming the LOOP that crosses it, before it is built.
+    """
     stream, pc = [], 0
     while pc < len(code):
         instr = code[pc]
@@ -30,6 +39,7 @@ def expand(code: tuple[Instruction, ...], read: Callable[[int, int], bytes]) -> 
             pc += 1
             continue
         body = _body(code, pc)
+        _check_limit(pc, len(stream) + instr["count"] * len(body) + len(code) - pc - 1 - len(body), limit)
         strides = np.frombuffer(read(instr["strides"], len(body) * STRIDE_SLOTS * 2), "<i2").reshape(len(body), -1)
         for i in range(instr["count"]):
             stream.extend((pc + 1 + j, _advanced(op, strides[j], i, pc + 1 + j)) for j, op in enumerate(body))
@@ -37,11 +47,19 @@ def expand(code: tuple[Instruction, ...], read: Callable[[int, int], bytes]) -> 
     return stream
 
 
-def expand_program(program: Program) -> list[tuple[int, Instruction]]:
+def expand_program(program: Program, limit: int = MAX_EXECUTED) -> list[tuple[int, Instruction]]:
     image = bytearray(program.target.weight_mem_bytes)
     for region in program.regions:
         image[region.base:region.base + len(region.data)] = region.data
-    return expand(program.code, lambda address, n: _read(image, address, n))
+    return expand(program.code, lambda address, n: _read(image, address, n), limit)
+
+
+def _check_limit(pc: int, total: int, limit: int) -> None:
+    """`total`: the stream's length so far, this loop's iterations and the straight code after it."""
+    if total > limit:
+        raise RnnaccelError(f"pc {pc} (LOOP): the program would execute at least {total} instructions, more than "
+                            f"the limit of {limit} (a loop that runs too long; Simulator(max_instructions=N) "
+                            "raises the limit)")
 
 
 def _read(image: bytearray, address: int, n: int) -> bytes:

@@ -23,7 +23,7 @@ import numpy as np
 from isa import container, numerics
 from isa.container import Program, TensorDesc
 from isa.errors import RnnaccelError
-from isa.loops import expand_program
+from isa.loops import MAX_EXECUTED, expand_program
 from runtime_sim.breakdown import breakdown
 from runtime_sim.machine import (
     Machine,
@@ -56,10 +56,15 @@ class _Plan:
 
 
 class Simulator:
-    """A loaded program, ready to run any number of inferences."""
+    """A loaded program, ready to run any number of inferences.
 
-    def __init__(self, program: Program) -> None:
+    `max_instructions` bounds the executed (loop-expanded) instructions per inference, so a
+    hostile or broken LOOP fails fast with RnnaccelError instead of running for hours.
+    """
+
+    def __init__(self, program: Program, max_instructions: int = MAX_EXECUTED) -> None:
         self.program = program
+        self.max_instructions = max_instructions
 
     @cached_property
     def _plan(self) -> _Plan:
@@ -67,7 +72,7 @@ class Simulator:
         prog = self.program
         sizes, tenv = memory_sizes(prog), prog.target.env()
         check_descriptors(prog, sizes)
-        stream = expand_program(prog)
+        stream = expand_program(prog, self.max_instructions)
         footprints = [instr.footprint(tenv) for _, instr in stream]
         for (pc, instr), (reads, writes) in zip(stream, footprints):
             check_instruction(pc, instr, reads + writes, sizes, prog.target)
