@@ -13,7 +13,9 @@ import importlib.util
 import json
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 from lark import Lark, Token, Tree
@@ -33,6 +35,8 @@ _PARSER = Lark.open("asm.lark", rel_to=__file__, parser="lalr", propagate_positi
 _TERMINAL_NAMES = {"_NL": "end of line", "NAME": "a name", "INT": "an integer", "HEXINT": "a hex number",
                    "FLOAT": "a float", "STRING": "a quoted string", "HEX": "hex bytes", "$END": "end of input",
                    "PREFIX": "an address", "ADDRESS": "an address", "META_DIRECTIVE": "a directive"}
+
+T = TypeVar("T")
 
 _DIRECTIVE_KEYS = {
     ".program": {"model": str},
@@ -115,7 +119,7 @@ class _Builder:
         return {
             "model": self.keys(*program, ".program")["model"],
             "target": self.target(*target),
-            "memory": MemoryMap(**self.keys(*memory, ".memory")),
+            "memory": self.located(memory[0], MemoryMap, **self.keys(*memory, ".memory")),
             "inputs": tuple(self.desc(*line, ".input") for line in found[".input"]),
             "outputs": tuple(self.desc(*line, ".output") for line in found[".output"]),
         }
@@ -134,7 +138,14 @@ class _Builder:
         if any(d <= 0 for d in v["shape"]) or not (0 < v["scale"] < math.inf) or v["host"] < 0:
             raise self.error(line, f"{name} {json.dumps(v['name'])}: dimensions and scale must be "
                                    "positive, host address non-negative")
-        return TensorDesc(v["name"], v["shape"], v["scale"], v["host"])
+        return self.located(line, TensorDesc, v["name"], v["shape"], v["scale"], v["host"])
+
+    def located(self, where: Tree, make: Callable[..., T], *args: object, **kwargs: object) -> T:
+        """Build a record; the record's own validation errors get this line's position."""
+        try:
+            return make(*args, **kwargs)
+        except RnnaccelError as exc:
+            raise self.error(where, str(exc)) from None
 
     def args(self, children: list) -> list[Arg]:
         out = []

@@ -99,7 +99,7 @@ class MemoryMap:
     def __post_init__(self) -> None:
         for name, value in vars(self).items():
             limit = MAX_HOST_ELEMENTS if name == "host" else MAX_MEMORY_UNITS
-            if not isinstance(value, int) or not 0 <= value <= limit:
+            if not isinstance(value, (int, np.integer)) or not 0 <= value <= limit:
                 raise RnnaccelError(f"memory map: {name}={value!r} is outside 0..{limit}")
 
 
