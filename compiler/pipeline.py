@@ -12,6 +12,7 @@ import onnx
 
 from compiler.backend.emit import emit
 from compiler.backend.report import build_report
+from compiler.frontend.limits import check_fits_target
 from compiler.frontend.onnx_import import check_model, import_model, load_model
 from compiler.ir import Graph, verify
 from compiler.passes.allocate import allocate
@@ -44,6 +45,7 @@ def compile_model(model: str | Path | onnx.ModelProto, target: Target | None = N
     else:
         proto, name = load_model(model), Path(model).stem
     graph = verify(import_model(proto, shapes))
+    check_fits_target(graph, target)
     graph = verify(trim_sequence_outputs(graph))
     given = calibration is not None
     if not given:

@@ -9,13 +9,16 @@ path need no code of their own, and the backend turns each gather into an alias 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 
 import numpy as np
 from onnx.helper import tensor_dtype_to_np_dtype
 
+from compiler.frontend.limits import check_elements, check_shape_value
 from compiler.frontend.registry import OPERATORS, apply, fold, fold_handler, operator, unsupported
 from compiler.ir import Node
+from isa.errors import RnnaccelError
 
 
 def layout(fn: Callable, data_args: int = 1) -> Callable:
@@ -128,7 +131,7 @@ layout(Concat, data_args=1 << 30)
 
 @layout
 def Expand(data, shape):
-    return data * np.ones([int(d) for d in shape], dtype=data.dtype)
+    return data * np.ones(check_shape_value(shape), dtype=data.dtype)
 
 
 @operator
@@ -152,13 +155,21 @@ Shape.kind = "fold"  # shapes are static, so its result always is a constant
 
 def ConstantOfShape(shape, *, value=None):
     fill = np.zeros(1, np.float32) if value is None else np.asarray(value).ravel()
-    return np.full([int(d) for d in shape], fill[0], dtype=fill.dtype)
+    return np.full(check_shape_value(shape), fill[0], dtype=fill.dtype)
 
 
 def Constant(*, value=None, value_float=None, value_floats=None, value_int=None, value_ints=None):
     given = [v for v in (value, value_float, value_floats, value_int, value_ints) if v is not None]
     floats = value_float is not None or value_floats is not None
     return np.asarray(given[0], dtype=np.float32 if floats else None)
+
+
+def _range(start, limit, delta):
+    """np.arange, its length checked first: a model may ask for any."""
+    if not np.all(np.isfinite([start, limit, delta])) or delta == 0:
+        raise RnnaccelError(f"Range({start}, {limit}, {delta}) is not a finite sequence")
+    check_elements("Range's result", [max(0, math.ceil((limit - start) / delta))])
+    return np.arange(start, limit, delta, dtype=np.asarray(start).dtype)
 
 
 def _divide(a, b):
@@ -168,6 +179,6 @@ def _divide(a, b):
 FOLD_ONLY = {
     "ConstantOfShape": ConstantOfShape, "Constant": Constant, "Div": _divide, "Neg": np.negative,
     "Equal": np.equal, "Less": np.less, "Greater": np.greater,
-    "Where": np.where, "Range": lambda s, e, d: np.arange(s, e, d, dtype=np.asarray(s).dtype),
+    "Where": np.where, "Range": _range,
 }
 OPERATORS.update({name: fold_handler(fn) for name, fn in FOLD_ONLY.items()})

@@ -15,11 +15,14 @@ import onnx
 from onnx import numpy_helper
 
 from compiler.frontend import activation_ops, compute_ops, elementwise_ops, layout_ops, recurrent_ops, softmax_ops  # noqa: F401
+from compiler.frontend.external_data import inline_external_data
+from compiler.frontend.limits import check_elements, check_tensor_header
 from compiler.frontend.registry import OPERATORS
 from compiler.ir import Graph, Node, verify
 from isa.errors import RnnaccelError
 
-MAX_MODEL_BYTES = 1 << 30
+MAX_MODEL_BYTES = 1 << 30  # the model file and its external data together
+MAX_MESSAGE = 240  # characters of onnx.checker's message quoted in ours
 
 
 @dataclass
@@ -43,6 +46,8 @@ class Builder:
         return self.shapes[name]
 
     def emit(self, node: Node, shapes: dict[str, tuple[int, ...]]) -> None:
+        for tensor, shape in shapes.items():
+            check_elements(f"tensor '{tensor}'", shape)
         self.nodes.append(node)
         self.shapes.update(shapes)
 
@@ -51,12 +56,17 @@ def load_model(path: str | Path) -> onnx.ModelProto:
     path = Path(path)
     if not path.is_file():
         raise RnnaccelError(f"{path}: no such model file")
-    if path.stat().st_size > MAX_MODEL_BYTES:
-        raise RnnaccelError(f"{path}: model is larger than {MAX_MODEL_BYTES >> 20} MiB")
+    size = path.stat().st_size
+    if size > MAX_MODEL_BYTES:
+        raise RnnaccelError(f"{path}: model is {size} bytes, larger than the limit of {MAX_MODEL_BYTES >> 20} MiB")
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # noqa: BLE001  (protobuf raises several unrelated types for garbage)
         raise RnnaccelError(f"{path}: not an ONNX model ({type(exc).__name__})") from None
+    try:
+        inline_external_data(model, path.parent, MAX_MODEL_BYTES - size)
+    except RnnaccelError as exc:
+        raise RnnaccelError(f"{path}: {exc}") from None
     return check_model(model, str(path))
 
 
@@ -66,8 +76,9 @@ def check_model(model: onnx.ModelProto, label: str = "model") -> onnx.ModelProto
     try:
         onnx.checker.check_model(model)
     except Exception as exc:  # noqa: BLE001  (the checker raises ValidationError and C++ errors alike)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise RnnaccelError(f"{label}: invalid ONNX model: {first}") from None
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        text = text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE - 3] + "..."
+        raise RnnaccelError(f"{label}: invalid ONNX model: {text}") from None
     return model
 
 
@@ -89,7 +100,7 @@ def start_import(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] | No
     """A builder that knows the initialisers and the (fixed) shapes of the graph inputs."""
     builder = Builder(opset=next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1))
     for init in model.graph.initializer:
-        builder.consts[init.name] = _tensor_value(init)
+        builder.consts[init.name] = _tensor_value(init, "initialiser")
     inputs = [i for i in model.graph.input if i.name not in builder.consts]
     _check_shape_names(shapes or {}, [i.name for i in inputs])
     for value in inputs:
@@ -156,9 +167,12 @@ def _attribute(attr: onnx.AttributeProto) -> object:
     return value
 
 
-def _tensor_value(tensor: onnx.TensorProto) -> np.ndarray:
+def _tensor_value(tensor: onnx.TensorProto, what: str = "tensor") -> np.ndarray:
+    """The tensor as an array, its type and size checked before numpy allocates anything."""
     if tensor.data_location == onnx.TensorProto.EXTERNAL:
-        raise RnnaccelError(f"tensor '{tensor.name}' stores its data in an external file, which is not supported")
+        raise RnnaccelError(f"{what} '{tensor.name}' stores its data in an external file: compile the model "
+                            "from its path, with the file in the model's folder")
+    check_tensor_header(tensor, what)
     try:
         return numpy_helper.to_array(tensor)
     except Exception as exc:  # noqa: BLE001  (malformed tensors fail in many ways inside onnx)
@@ -186,6 +200,7 @@ def _input_shape(value: onnx.ValueInfoProto, override: tuple[int, ...] | None) -
                             f"fix them with --shape {value.name}=D0,D1,...")
     if any(d <= 0 for d in dims):
         raise RnnaccelError(f"input '{value.name}' has an empty dimension {_show(dims)}")
+    check_elements(f"input '{value.name}'", dims)
     return tuple(int(d) for d in dims)
 
 

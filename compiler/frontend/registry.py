@@ -40,8 +40,10 @@ def apply(fn: Callable, args: list, attrs: dict) -> np.ndarray:
     """Run an operator's numpy function; numpy's complaints about a malformed model are user errors."""
     try:
         return np.asarray(fn(*args, **attrs))
-    except (ValueError, IndexError, np.exceptions.AxisError) as exc:
+    except (ValueError, IndexError, np.exceptions.AxisError, OverflowError) as exc:
         raise RnnaccelError(f"cannot be evaluated: {exc}") from None
+    except MemoryError:  # a backstop: the operators that size arrays from data check them first (limits)
+        raise RnnaccelError("cannot be evaluated: its result does not fit in memory") from None
 
 
 def fold_handler(fn: Callable) -> Callable:

@@ -1,0 +1,85 @@
+"""Size and type limits on what a model may ask the compiler to allocate, checked before it does.
+
+A hostile or broken model can claim an initialiser of 2^40 elements, an input of shape
+[2^40, 4] or a ConstantOfShape of any size; numpy would try to allocate it (or the process would
+be killed) long before any memory check of the target could say what is wrong. So every size a
+model states is checked here first, against two bounds:
+
+- MAX_TENSOR_ELEMENTS, independent of the target: more elements than the largest memory of any
+  target holds (16 MiB of int8 weights), so no tensor above it could ever be compiled;
+- the target's memories (`check_fits_target`, once the graph is imported): a weight matrix whose
+  stored copy exceeds weight memory, an input or output that cannot fit activation memory.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import onnx
+
+from compiler.ir import MATRIX_OPS, Graph
+from isa.errors import RnnaccelError
+from isa.target import Target
+
+MAX_TENSOR_ELEMENTS = 1 << 24
+
+_T = onnx.TensorProto
+SUPPORTED_DTYPES = {_T.FLOAT: "float32", _T.DOUBLE: "float64", _T.FLOAT16: "float16", _T.INT8: "int8",
+                    _T.INT16: "int16", _T.INT32: "int32", _T.INT64: "int64", _T.UINT8: "uint8",
+                    _T.UINT16: "uint16", _T.UINT32: "uint32", _T.UINT64: "uint64", _T.BOOL: "bool"}
+WEIGHT_ATTRS = ("weight", "W", "R", "P")  # the matrices of fc and recurrent nodes
+
+
+def check_elements(label: str, dims: Iterable[int]) -> int:
+    """The element count of a tensor of shape `dims`, if it is within MAX_TENSOR_ELEMENTS."""
+    dims = [int(d) for d in dims]
+    if any(d < 0 for d in dims):
+        raise RnnaccelError(f"{label} has a negative dimension {dims}")
+    count = math.prod(dims)
+    if count > MAX_TENSOR_ELEMENTS:
+        raise RnnaccelError(f"{label} has {count} elements {dims}, more than the limit of {MAX_TENSOR_ELEMENTS} "
+                            "(no target's memory could hold it)")
+    return count
+
+
+def check_tensor_header(tensor: onnx.TensorProto, what: str) -> int:
+    """A TensorProto's element count from its header alone: a supported type and a bounded size."""
+    if tensor.data_type not in SUPPORTED_DTYPES:
+        kind = _T.DataType.Name(tensor.data_type) if tensor.data_type in _T.DataType.values() else tensor.data_type
+        raise RnnaccelError(f"{what} '{tensor.name}' has data type {kind}, which is not supported "
+                            f"(supported: {', '.join(SUPPORTED_DTYPES.values())})")
+    return check_elements(f"{what} '{tensor.name}'", tensor.dims)
+
+
+def check_shape_value(shape: object) -> list[int]:
+    """A shape given as data (ConstantOfShape, Expand) as ints, if a tensor of it is within the limit."""
+    dims = [int(d) for d in list(shape)]  # type: ignore[call-overload]
+    check_elements("the requested shape", dims)
+    return dims
+
+
+def check_fits_target(graph: Graph, target: Target) -> None:
+    """Refuse, before quantising anything, tensors that alone exceed one of the target's memories."""
+    for name in (*graph.inputs, *graph.outputs):
+        if graph.size(name) > target.act_elems:
+            raise RnnaccelError(f"{_io(graph, name)} '{name}' {list(graph.shapes[name])} alone needs "
+                                f"{graph.size(name)} elements of activation memory but the target has "
+                                f"{target.act_elems} (act_mem_bytes={target.act_mem_bytes})")
+    for node in graph.nodes:
+        if node.op in MATRIX_OPS:
+            _check_weights(node.source, {k: node.attrs[k] for k in WEIGHT_ATTRS if node.attrs.get(k) is not None},
+                           target)
+
+
+def _check_weights(source: str, matrices: dict, target: Target) -> None:
+    stored = sum(m.size for m in matrices.values()) * target.weight_bytes
+    if stored > target.weight_mem_bytes:
+        shapes = ", ".join(f"{k} {list(m.shape)}" for k, m in matrices.items())
+        raise RnnaccelError(f"node '{source}': its weights ({shapes}) alone need {stored} bytes of weight memory "
+                            f"at {target.weight_bits} bits but the target has {target.weight_mem_bytes} "
+                            f"(weight_mem_bytes={target.weight_mem_bytes})")
+
+
+def _io(graph: Graph, name: str) -> str:
+    return "input" if name in graph.inputs else "output"
