@@ -57,8 +57,8 @@ def _clamp(ctx: Lowering, a: dict, where: Where, n: int, ref: Ref) -> None:
         ctx.emit_elementwise("VCLAMP", where, n, dst=ref, src=ref, lo=-a["clip_q"], hi=a["clip_q"])
 
 
-def _groups(ctx: Lowering, op: str, a: dict) -> tuple[tuple[int, int], ...]:
-    return unit_groups(op, a["hidden"], ctx.target.macs, ctx.target.vec_lanes)
+def _groups(ctx: Lowering, a: dict) -> tuple[tuple[int, int], ...]:
+    return unit_groups(a["hidden"], ctx.target.vec_lanes)
 
 
 def _products(ctx: Lowering, r: StepRefs, qh: str, where: Where) -> None:
@@ -100,7 +100,7 @@ def _per_group(ctx: Lowering, groups, tiles, rows_per_unit: int, emit: Callable[
 def lstm_step(ctx: Lowering, a: dict, d: int, r: StepRefs, where: Where) -> None:
     _products(ctx, r, "qh", where)
     tiles = (r.mats["qh"] if r.h_prev is not None else r.mats["qx"]).tiles
-    _per_group(ctx, _groups(ctx, "lstm", a), tiles, 4, lambda u0, u1: _lstm_group(ctx, a, d, r, u0, u1, where))
+    _per_group(ctx, _groups(ctx, a), tiles, 4, lambda u0, u1: _lstm_group(ctx, a, d, r, u0, u1, where))
 
 
 def _lstm_group(ctx: Lowering, a: dict, d: int, r: StepRefs, u0: int, u1: int, where: Where) -> None:
@@ -164,7 +164,7 @@ def gru_step(ctx: Lowering, a: dict, d: int, r: StepRefs, where: Where) -> None:
     ctx.matvec(mx, r.x, r.accs["x"], _at(where, "Wx"))
     ctx.requantize(mx, _at(where, "Wx"), s["gx"], r.accs["x"])
     ctx.matvec(r.mats["qh" if lbr else "qzr"], r.h_prev, r.accs["h"], _at(where, "Rh"))
-    groups = _groups(ctx, "gru", a)
+    groups = _groups(ctx, a)
     if lbr:
         _per_group(ctx, groups, r.mats["qh"].tiles, 3, lambda u0, u1: _gru_group(ctx, a, d, r, u0, u1, where))
         return
@@ -222,7 +222,7 @@ def rnn_step(ctx: Lowering, a: dict, d: int, r: StepRefs, where: Where) -> None:
         ctx.activation(f_spec, _at(where, "hidden"), u1 - u0, r.h_new + u0, r.s["pre"] + u0)
 
     tiles = (r.mats["qh"] if r.h_prev is not None else r.mats["qx"]).tiles
-    _per_group(ctx, _groups(ctx, "rnn", a), tiles, 1, group)
+    _per_group(ctx, _groups(ctx, a), tiles, 1, group)
 
 
 CELLS = {"lstm": lstm_step, "gru": gru_step, "rnn": rnn_step}

@@ -6,7 +6,7 @@ section 2, rule 3). Rows are split as evenly as possible, so that no tile is muc
 than the others.
 
 A recurrent layer's rows are regrouped by *unit groups*: the gate rows of a few hidden units sit
-together (an LSTM at 32 MACs: i, o, f and c of 8 units per 32-row tile), so the vector unit can
+together (an LSTM: i, o, f and c of 8 units, one 32-row tile at 32 MACs), so the vector unit can
 finish those units' new state as soon as their tile is done, while the MAC array goes on.
 """
 
@@ -19,7 +19,7 @@ import numpy as np
 from compiler.ir import RECURRENT_OPS, Graph, Node, QMatrix
 from isa.target import Target
 
-CELL_GATES = {"lstm": 4, "gru": 3, "rnn": 1}  # gate rows per hidden unit, which sets the group size
+CELL_GATES = {"lstm": 4, "gru": 3, "rnn": 1}  # gate rows per hidden unit
 MATRIX_GATES = {"qx": None, "qh": None, "qzr": 2, "qhh": 1}  # None: the cell's own count
 
 
@@ -29,13 +29,11 @@ def row_tiles(rows: int, macs: int) -> tuple[tuple[int, int], ...]:
     return tuple(itertools.pairwise(bounds))
 
 
-def unit_groups(op: str, hidden: int, macs: int, vec_lanes: int) -> tuple[tuple[int, int], ...]:
-    """Hidden units in groups whose gate rows fill about one tile; a whole number of vector-unit
-    passes where the tile allows, so no vector instruction leaves lanes idle."""
-    size = max(1, macs // CELL_GATES[op])
-    if size >= vec_lanes:
-        size -= size % vec_lanes
-    return tuple((u, min(u + size, hidden)) for u in range(0, hidden, size))
+def unit_groups(hidden: int, vec_lanes: int) -> tuple[tuple[int, int], ...]:
+    """Hidden units in groups of one vector pass: the vector unit finishes a group with no idle
+    lanes, and on a wide array a group's few rows split their columns over the spare lanes, so
+    groups stay small and the recurrence's tail short (measured: bench/schedule.py)."""
+    return tuple((u, min(u + vec_lanes, hidden)) for u in range(0, hidden, vec_lanes))
 
 
 def row_order(node: Node, key: str, rows: int, target: Target) -> np.ndarray:
@@ -44,7 +42,7 @@ def row_order(node: Node, key: str, rows: int, target: Target) -> np.ndarray:
         return np.arange(rows)
     gates = MATRIX_GATES[key.rstrip("0123456789")] or CELL_GATES[node.op]
     hidden = node.attrs["hidden"]
-    groups = unit_groups(node.op, hidden, target.macs, target.vec_lanes)
+    groups = unit_groups(hidden, target.vec_lanes)
     return np.concatenate([np.arange(u0, u1) + gate * hidden for u0, u1 in groups for gate in range(gates)])
 
 

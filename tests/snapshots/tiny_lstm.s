@@ -1,10 +1,10 @@
 ; rnnaccel program "test": listing by rnnaccel-objdump, input to rnnaccel-as
-; 40 instructions (640 bytes of code)
-; memory: host 8 elements, amem 70/32768 elements, acc 16/4096 entries, wmem 320/524288 bytes
+; 26 instructions (416 bytes of code)
+; memory: host 8 elements, amem 66/32768 elements, acc 16/4096 entries, wmem 320/524288 bytes
 
 .program model="test"
 .target macs=8 weight_bits=8 act_bits=16 acc_bits=32 vec_lanes=8 mac_latency=4 vec_latency=4 dma_bytes_per_cycle=8 dma_latency=20 weight_mem_bytes=524288 act_mem_bytes=65536 acc_entries=4096 codebook_entries=4096 clock_mhz=200
-.memory host=8 amem=70 acc=16 wmem=320 cbm=0
+.memory host=8 amem=66 acc=16 wmem=320 cbm=0
 .input name="X" shape=[2,1,3] scale=0.00014191294922821253 host=0x0
 .output name="y" shape=[1,2] scale=2.0226637363486546e-05 host=0x6
 
@@ -16,77 +16,57 @@
 .loc tile=1
 0002: 11080018000000008060002030010000  MVB    acc=0x0008 w=0x000018 x=0x00000 rows=8 cols=3 split=1 bias=0x000098 ; lstm L0 t=0 tile 1 Wx
 .loc tile=-1 what="gates"
-0003: 20060000008000800b00000000000000  VRQ    dst=0x00006 src=0x0000 n=8 q=0x0000b8                     ; lstm L0 t=0 gates
+0003: 20060000000001800b00000000000000  VRQ    dst=0x00006 src=0x0000 n=16 q=0x0000b8                    ; lstm L0 t=0 gates
 .loc what="cell"
-0004: 22160060000006000000000000000000  VACT   dst=0x00016 src=0x00006 n=6 table=0                       ; lstm L0 t=0 cell
-0005: 221c00c0000002000100000000000000  VACT   dst=0x0001c src=0x0000c n=2 table=1                       ; lstm L0 t=0 cell
-0006: 2326006001001c002000200100000000  VMUL   dst=0x00026 a=0x00016 b=0x0001c n=2 shift=18              ; lstm L0 t=0 cell
-0007: 222a0060020002000100000000000000  VACT   dst=0x0002a src=0x00026 n=2 table=1                       ; lstm L0 t=0 cell
+0004: 2216006000000c000000000000000000  VACT   dst=0x00016 src=0x00006 n=12 table=0                      ; lstm L0 t=0 cell
+0005: 22220020010004000100000000000000  VACT   dst=0x00022 src=0x00012 n=4 table=1                       ; lstm L0 t=0 cell
+0006: 23260060010022004000200100000000  VMUL   dst=0x00026 a=0x00016 b=0x00022 n=4 shift=18              ; lstm L0 t=0 cell
+0007: 222a0060020004000100000000000000  VACT   dst=0x0002a src=0x00026 n=4 table=1                       ; lstm L0 t=0 cell
 .loc what="hidden"
-0008: 232e008001002a002000f00000000000  VMUL   dst=0x0002e a=0x00018 b=0x0002a n=2 shift=15              ; lstm L0 t=0 hidden
-.loc what="gates"
-0009: 200e0080008000800d00000000000000  VRQ    dst=0x0000e src=0x0008 n=8 q=0x0000d8                     ; lstm L0 t=0 gates
-.loc what="cell"
-000a: 221e00e0000006000000000000000000  VACT   dst=0x0001e src=0x0000e n=6 table=0                       ; lstm L0 t=0 cell
-000b: 22240040010002000100000000000000  VACT   dst=0x00024 src=0x00014 n=2 table=1                       ; lstm L0 t=0 cell
-000c: 232800e0010024002000200100000000  VMUL   dst=0x00028 a=0x0001e b=0x00024 n=2 shift=18              ; lstm L0 t=0 cell
-000d: 222c0080020002000100000000000000  VACT   dst=0x0002c src=0x00028 n=2 table=1                       ; lstm L0 t=0 cell
-.loc what="hidden"
-000e: 2330000002002c002000f00000000000  VMUL   dst=0x00030 a=0x00020 b=0x0002c n=2 shift=15              ; lstm L0 t=0 hidden
+0008: 232e00a001002a004000f00000000000  VMUL   dst=0x0002e a=0x0001a b=0x0002a n=4 shift=15              ; lstm L0 t=0 hidden
 .loc step=1 tile=0 what="Wx"
-000f: 110000000000030080600020f0000000  MVB    acc=0x0000 w=0x000000 x=0x00003 rows=8 cols=3 split=1 bias=0x000078 ; lstm L0 t=1 tile 0 Wx
+0009: 110000000000030080600020f0000000  MVB    acc=0x0000 w=0x000000 x=0x00003 rows=8 cols=3 split=1 bias=0x000078 ; lstm L0 t=1 tile 0 Wx
 .loc tile=1
-0010: 11080018000003008060002030010000  MVB    acc=0x0008 w=0x000018 x=0x00003 rows=8 cols=3 split=1 bias=0x000098 ; lstm L0 t=1 tile 1 Wx
+000a: 11080018000003008060002030010000  MVB    acc=0x0008 w=0x000018 x=0x00003 rows=8 cols=3 split=1 bias=0x000098 ; lstm L0 t=1 tile 1 Wx
 .loc tile=-1
-0011: 20320000000001800b00000000000000  VRQ    dst=0x00032 src=0x0000 n=16 q=0x0000b8                    ; lstm L0 t=1 Wx
+000b: 20320000000001800b00000000000000  VRQ    dst=0x00032 src=0x0000 n=16 q=0x0000b8                    ; lstm L0 t=1 Wx
 .loc tile=0 what="Rh"
-0012: 1000003000002e008080002000000000  MV     acc=0x0000 w=0x000030 x=0x0002e rows=8 cols=4 split=1     ; lstm L0 t=1 tile 0 Rh
+000c: 1000003000002e008080002000000000  MV     acc=0x0000 w=0x000030 x=0x0002e rows=8 cols=4 split=1     ; lstm L0 t=1 tile 0 Rh
 .loc tile=1
-0013: 1008005000002e008080002000000000  MV     acc=0x0008 w=0x000050 x=0x0002e rows=8 cols=4 split=1     ; lstm L0 t=1 tile 1 Rh
+000d: 1008005000002e008080002000000000  MV     acc=0x0008 w=0x000050 x=0x0002e rows=8 cols=4 split=1     ; lstm L0 t=1 tile 1 Rh
 .loc tile=-1 what="gates"
-0014: 21060000008000800f00200300000000  VRQA   dst=0x00006 src=0x0000 n=8 q=0x0000f8 add=0x00032         ; lstm L0 t=1 gates
+000e: 21060000000001800f00200300000000  VRQA   dst=0x00006 src=0x0000 n=16 q=0x0000f8 add=0x00032        ; lstm L0 t=1 gates
 .loc what="cell"
-0015: 22160060000006000000000000000000  VACT   dst=0x00016 src=0x00006 n=6 table=0                       ; lstm L0 t=1 cell
-0016: 221c00c0000002000100000000000000  VACT   dst=0x0001c src=0x0000c n=2 table=1                       ; lstm L0 t=1 cell
-0017: 230000a0010026002000f00000000000  VMUL   dst=0x00000 a=0x0001a b=0x00026 n=2 shift=15              ; lstm L0 t=1 cell
-0018: 232e006001001c002000200100000000  VMUL   dst=0x0002e a=0x00016 b=0x0001c n=2 shift=18              ; lstm L0 t=1 cell
-0019: 2426000000002e002000000000000000  VADD   dst=0x00026 a=0x00000 b=0x0002e n=2                       ; lstm L0 t=1 cell
-001a: 222a0060020002000100000000000000  VACT   dst=0x0002a src=0x00026 n=2 table=1                       ; lstm L0 t=1 cell
+000f: 2216006000000c000000000000000000  VACT   dst=0x00016 src=0x00006 n=12 table=0                      ; lstm L0 t=1 cell
+0010: 22220020010004000100000000000000  VACT   dst=0x00022 src=0x00012 n=4 table=1                       ; lstm L0 t=1 cell
+0011: 230000e0010026004000f00000000000  VMUL   dst=0x00000 a=0x0001e b=0x00026 n=4 shift=15              ; lstm L0 t=1 cell
+0012: 23040060010022004000200100000000  VMUL   dst=0x00004 a=0x00016 b=0x00022 n=4 shift=18              ; lstm L0 t=1 cell
+0013: 24260000000004004000000000000000  VADD   dst=0x00026 a=0x00000 b=0x00004 n=4                       ; lstm L0 t=1 cell
+0014: 222a0060020004000100000000000000  VACT   dst=0x0002a src=0x00026 n=4 table=1                       ; lstm L0 t=1 cell
 .loc what="hidden"
-001b: 2342008001002a002000f00000000000  VMUL   dst=0x00042 a=0x00018 b=0x0002a n=2 shift=15              ; lstm L0 t=1 hidden
-.loc what="gates"
-001c: 210e0080008000801100a00300000000  VRQA   dst=0x0000e src=0x0008 n=8 q=0x000118 add=0x0003a         ; lstm L0 t=1 gates
-.loc what="cell"
-001d: 221e00e0000006000000000000000000  VACT   dst=0x0001e src=0x0000e n=6 table=0                       ; lstm L0 t=1 cell
-001e: 22240040010002000100000000000000  VACT   dst=0x00024 src=0x00014 n=2 table=1                       ; lstm L0 t=1 cell
-001f: 23020020020028002000f00000000000  VMUL   dst=0x00002 a=0x00022 b=0x00028 n=2 shift=15              ; lstm L0 t=1 cell
-0020: 233000e0010024002000200100000000  VMUL   dst=0x00030 a=0x0001e b=0x00024 n=2 shift=18              ; lstm L0 t=1 cell
-0021: 24280020000030002000000000000000  VADD   dst=0x00028 a=0x00002 b=0x00030 n=2                       ; lstm L0 t=1 cell
-0022: 222c0080020002000100000000000000  VACT   dst=0x0002c src=0x00028 n=2 table=1                       ; lstm L0 t=1 cell
-.loc what="hidden"
-0023: 2344000002002c002000f00000000000  VMUL   dst=0x00044 a=0x00020 b=0x0002c n=2 shift=15              ; lstm L0 t=1 hidden
+0015: 230000a001002a004000f00000000000  VMUL   dst=0x00000 a=0x0001a b=0x0002a n=4 shift=15              ; lstm L0 t=1 hidden
 .loc node="head" layer=1 step=-1 tile=0 what="Wx"
-0024: 10000070000042002080004000000000  MV     acc=0x0000 w=0x000070 x=0x00042 rows=2 cols=4 split=2     ; head L1 tile 0 Wx
+0016: 10000070000000002080004000000000  MV     acc=0x0000 w=0x000070 x=0x00000 rows=2 cols=4 split=2     ; head L1 tile 0 Wx
 .loc tile=-1 what="requantise"
-0025: 20000000002000801300000000000000  VRQ    dst=0x00000 src=0x0000 n=2 q=0x000138                     ; head L1 requantise
+0017: 20000000002000801300000000000000  VRQ    dst=0x00000 src=0x0000 n=2 q=0x000138                     ; head L1 requantise
 .loc node="relu" layer=-1 what=""
-0026: 27020000000002000000000000000000  VRELU  dst=0x00002 src=0x00000 n=2                               ; relu
+0018: 27020000000002000000000000000000  VRELU  dst=0x00002 src=0x00000 n=2                               ; relu
 .loc node="output" what="y"
-0027: 02060000020020000000000000000000  STORE  dst=0x000006 src=0x00002 n=2                              ; output y
+0019: 02060000020020000000000000000000  STORE  dst=0x000006 src=0x00002 n=2                              ; output y
 
 .region weights base=0x000000 size=120
-000000: 19198181 7f81967d e681f4a2 0dc1eb96 7f56bcc9 971e7f7f 7f81327f 817f7fec
-000020: 5cc17fc2 e6324a5e bb04f021 ec53197f 7f001a25 16830f3b 5d41eb81 b63ecb75
-000040: 19817f03 d43986ed ab276a27 817f8181 2ee046d6 c7cb5781 4babd53b 7fa58116
-000060: 817f7f03 ea1fb9df b9dca47f 767f3e06 00492a5b 556d7f7f
+000000: 19197f81 8181327f e6815cc1 f4a27fc2 7f56bb04 bcc9f021 7f81817f 967d7fec
+000020: 0dc1e632 eb964a5e 971eec53 7f7f197f 7f002ee0 1a2546d6 5d414bab eb81d53b
+000040: 1981817f 7f037f03 ab27b9dc 6a27a47f 1683c7cb 0f3b5781 b63e7fa5 cb758116
+000060: d439ea1f 86edb9df 817f767f 81813e06 00492a5b 556d7f7f
 
 .region biases base=0x000078 size=200
-000078: cb3dfbff dfb0f8ff ea9e0300 bc3b0d00 2c770b00 0c3c0a00 ff3b0100 72ebfeff
-000098: 0fbcfeff 222bfeff e7c30300 98a30700 a745f5ff 7944feff e34dfcff 1d8c0100
-0000b8: e96e1900 c45c1900 aa641700 d07e1900 3b4e1800 d04f1800 e2431800 8c411700
-0000d8: ea701800 936d1800 455a1800 52761800 6c571800 aa5d1900 8a741800 df541700
-0000f8: 36741a00 1b531a00 24661a00 11471900 62461a00 81531a00 675a1a00 4d451a00
-000118: 614c1a00 32701a00 87751a00 95401900 f46c1a00 88421a00 97521a00 92481900
+000078: cb3dfbff dfb0f8ff 0fbcfeff 222bfeff ea9e0300 bc3b0d00 e7c30300 98a30700
+000098: 2c770b00 0c3c0a00 a745f5ff 7944feff ff3b0100 72ebfeff e34dfcff 1d8c0100
+0000b8: e96e1900 c45c1900 ea701800 936d1800 aa641700 d07e1900 455a1800 52761800
+0000d8: 3b4e1800 d04f1800 6c571800 aa5d1900 e2431800 8c411700 8a741800 df541700
+0000f8: 36741a00 1b531a00 614c1a00 32701a00 24661a00 11471900 87751a00 95401900
+000118: 62461a00 81531a00 f46c1a00 88421a00 675a1a00 4d451a00 97521a00 92481900
 000138: fe481600 28551500
 
 .table "sigmoid"
