@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import bisect
 
+import numpy as np
+
 from compiler.ir import RECURRENT_OPS, Graph, Node
 from compiler.kernel import Kernel
+from compiler.passes.lowering import period
 from compiler.passes.reroll import LOOP_TABLES
 from isa.bounds import bound_cycles, vector_elements
 from isa.container import Program
 from isa.loops import expand_program
 from isa.table import WORD_BYTES, evaluate
 
-WEIGHT_ATTRS = {"fc": ("weight",), **dict.fromkeys(RECURRENT_OPS, ("W", "R", "P"))}
+WEIGHT_ATTRS = {"fc": ("weight",), **dict.fromkeys(RECURRENT_OPS, ("W", "R", "P")),
+                **dict.fromkeys(("add_const", "mul_const"), ("value",))}
 BIAS_ATTRS = {"fc": ("bias",), **dict.fromkeys(RECURRENT_OPS, ("B",))}
 
 
@@ -40,6 +44,11 @@ def build_report(graph: Graph, kernel: Kernel, program: Program) -> dict:
     return {"model": program.model, "target": program.target.to_dict(), "layers": layers, "total": total}
 
 
+def _parameters(value) -> int:
+    """How many numbers a parameter holds: a broadcast constant counts its repeating run once."""
+    return period(np.asarray(value).ravel())
+
+
 def _stride_bytes(kernel: Kernel) -> int:
     """Loop stride tables live in weight memory but are part of the code."""
     return sum(b.size for b in kernel.buffers.values() if b.name.startswith(LOOP_TABLES))
@@ -57,7 +66,7 @@ def _bound(instrs: list, target_env: dict, program: Program) -> int:
 
 def _layer(node: Node, kernel: Kernel, per_pc: list, target_env: dict, program: Program) -> dict:
     mine = [instr for name, instr in per_pc if name == node.source]
-    weights = sum(node.attrs[a].size for a in WEIGHT_ATTRS.get(node.op, ()) if node.attrs.get(a) is not None)
+    weights = sum(_parameters(node.attrs[a]) for a in WEIGHT_ATTRS.get(node.op, ()) if node.attrs.get(a) is not None)
     biases = sum(node.attrs[a].size for a in BIAS_ATTRS.get(node.op, ()) if node.attrs[a] is not None)
     stored = sum(b.size for b in kernel.buffers.values() if b.memory == "wmem" and b.name.startswith(node.source + "/"))
     return {

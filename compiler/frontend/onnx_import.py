@@ -73,6 +73,7 @@ def load_model(path: str | Path) -> onnx.ModelProto:
 def check_model(model: onnx.ModelProto, label: str = "model") -> onnx.ModelProto:
     if not model.graph.node and not model.graph.output:
         raise RnnaccelError(f"{label}: not an ONNX model (empty graph)")
+    _check_names(model.graph, label)
     try:
         onnx.checker.check_model(model)
     except Exception as exc:  # noqa: BLE001  (the checker raises ValidationError and C++ errors alike)
@@ -80,6 +81,16 @@ def check_model(model: onnx.ModelProto, label: str = "model") -> onnx.ModelProto
         text = text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE - 3] + "..."
         raise RnnaccelError(f"{label}: invalid ONNX model: {text}") from None
     return model
+
+
+def _check_names(graph: onnx.GraphProto, label: str) -> None:
+    """protobuf hands out a string field that is not valid UTF-8 as bytes; every name must be text."""
+    names = [graph.name, *(n for node in graph.node for n in (node.name, node.op_type, node.domain, *node.input,
+                                                                   *node.output)),
+             *(v.name for v in (*graph.input, *graph.output, *graph.initializer))]
+    bad = next((n for n in names if not isinstance(n, str)), None)
+    if bad is not None:
+        raise RnnaccelError(f"{label}: invalid ONNX model: the name {bad!r} is not valid UTF-8")
 
 
 def import_model(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] | None = None) -> Graph:

@@ -13,6 +13,16 @@ from isa.table import BY_MNEMONIC, CONSTANTS, evaluate
 from isa.target import Target
 
 MAX_SPLIT = (1 << BY_MNEMONIC["MV"].field("split").width) - 1
+MIN_RUN = 8  # shorter repeating runs are not worth an LDC each
+
+
+def period(values: np.ndarray) -> int:
+    """The length of the shortest run that `values` repeats (its whole length if none)."""
+    n = len(values)
+    for run in range(MIN_RUN, n // 2 + 1):
+        if n % run == 0 and np.array_equal(values, np.tile(values[:run], n // run)):
+            return run
+    return n
 
 
 def best_split(rows: int, cols: int, macs: int) -> int:
@@ -70,13 +80,17 @@ class Lowering:
         return self.tables.index(name)
 
     def constant(self, name: str, values: np.ndarray, where: Where) -> Ref:
-        """An activation-memory copy of int16 constants kept in weight memory (one LDC, the first time)."""
+        """An activation-memory copy of int16 constants kept in weight memory, made the first time
+        it is asked for. A constant that repeats a shorter run (a broadcast bias) stores the run
+        once and copies it as often as it repeats."""
         if name in self.buffers:
             return Ref(name)
-        data = pack_ints(np.asarray(values).ravel(), "<i2")
-        src = self.buffer(f"{name}/value", "wmem", len(data), data, "biases")
-        dst = self.buffer(name, "amem", len(data) // 2)
-        self.emit_elementwise("LDC", where, len(data) // 2, dst=dst, src=src)
+        flat = np.asarray(values).ravel()
+        run = period(flat)
+        src = self.data(f"{name}/value", pack_ints(flat[:run], "<i2"), "biases")
+        dst = self.buffer(name, "amem", len(flat))
+        for start in range(0, len(flat), run):
+            self.emit_elementwise("LDC", where, run, dst=dst + start, src=src)
         return dst
 
     def matrix(self, node: Node, key: str) -> MatrixRefs:

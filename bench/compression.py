@@ -1,0 +1,51 @@
+"""Compression benchmark: the trained keyword-spotting models at none/4/3/2 bits per weight,
+codebooks per tile and per matrix; accuracy on the test split next to the float model's, the
+compression ratio, weight-memory traffic and cycles per inference.
+
+    .venv/bin/python bench/compression.py [MODEL ...]     (default: kws_lstm64 kws_gru64)
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from compiler.passes.compress import Compression
+from compiler.pipeline import compile_model
+from runtime_sim import Simulator
+
+KWS = Path(__file__).resolve().parent.parent / "examples" / "kws"
+SETTINGS = [("none", None), ("4-bit tile", Compression(4)), ("4-bit matrix", Compression(4, "matrix")),
+            ("3-bit tile", Compression(3)), ("3-bit matrix", Compression(3, "matrix")),
+            ("2-bit tile", Compression(2)), ("2-bit matrix", Compression(2, "matrix")),
+            ("4-bit tile, not activation-aware", Compression(4, activation_aware=False))]
+
+
+def float_accuracy(model: Path, x: np.ndarray, y: np.ndarray) -> float:
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    logits = np.stack([session.run(None, {"mfcc": sample})[0] for sample in x])
+    return float(np.mean(logits.reshape(len(x), -1).argmax(-1) == y))
+
+
+def main(names: list[str]) -> None:
+    test, calib = np.load(KWS / "test.npz"), dict(np.load(KWS / "calib.npz"))
+    x, y = test["x"], test["y"]
+    for name in names:
+        model = KWS / f"{name}.onnx"
+        print(f"{name}: float top-1 {float_accuracy(model, x, y):.2%} on {len(x)} test utterances")
+        print(f"  {'weights':<34} {'ratio':>7} {'stored B':>9} {'top-1':>7} {'read B/inf':>11} {'cycles':>7}")
+        for label, compression in SETTINGS:
+            compiled = compile_model(model, calibration=calib, compression=compression)
+            sim = Simulator(compiled.program)
+            logits = sim.run({"mfcc": x}, batch=True).outputs["logits"]
+            accuracy = float(np.mean(logits.reshape(len(x), -1).argmax(-1) == y))
+            total = compiled.report["total"]
+            print(f"  {label:<34} {total['compression_ratio']:>6.2f}x {total['stored_bytes']:>9} {accuracy:>7.2%} "
+                  f"{sim.stats['weight_bytes_read']:>11} {sim.stats['cycles']:>7}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:] or ["kws_lstm64", "kws_gru64"])
