@@ -1,5 +1,6 @@
 # make demo  -- set up, compile the KWS example, show its listing, simulate it, compare with ONNX Runtime
 # make test  -- set up and run the whole test suite
+# make fuzz  -- run the fuzz targets (container, assembler, ONNX frontend) for FUZZ_SECONDS in all
 # Everything runs inside .venv, which the first target that needs it creates.
 
 PYTHON ?= python3
@@ -7,8 +8,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 OUT    := out
+FUZZ_SECONDS ?= 600
 
-.PHONY: demo test lint docs bench clean
+.PHONY: demo test fuzz lint docs bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +32,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+fuzz: $(STAMP)
+	$(BIN)/python -m tests.fuzz --seconds $(FUZZ_SECONDS)
 
 lint: $(STAMP)
 	$(BIN)/python -m pip install --quiet ruff

@@ -93,7 +93,8 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+    with np.errstate(over="ignore"):  # exp overflows to inf for x < -709, and 1 / inf = 0 is right
+        return 1.0 / (1.0 + np.exp(-x))
 
 
 def _hardsigmoid(x: np.ndarray, alpha: float = 0.2, beta: float = 0.5) -> np.ndarray:
