@@ -247,7 +247,7 @@ def _program(meta: dict, sections: dict[bytes, bytes]) -> Program:
 
 def _desc(d: dict) -> TensorDesc:
     shape = tuple(int(s) for s in d["shape"])
-    if any(s <= 0 for s in shape) or not float(d["scale"]) > 0 or int(d["host"]) < 0:
+    if any(s <= 0 for s in shape) or not 0 < float(d["scale"]) < math.inf or int(d["host"]) < 0:
         raise ValueError(f"bad descriptor for {d['name']}")
     return TensorDesc(str(d["name"]), shape, float(d["scale"]), int(d["host"]))
 
