@@ -89,7 +89,6 @@ def test_meta_that_would_make_the_simulator_allocate_too_much(edit, message):
 def test_listing_with_a_huge_memory_map_names_line_and_column():
     text = disassemble(sample_program()).replace(".memory host=502", ".memory host=99999999999")
     with pytest.raises(RnnaccelError, match=r"^k\.s:\d+:1: memory map: host=99999999999 is outside"):
-
         assemble(text, source="k.s")
 
 
