@@ -46,12 +46,13 @@ def compile_model(model: str | Path | onnx.ModelProto, target: Target | None = N
         proto, name = load_model(model), Path(model).stem
     graph = verify(import_model(proto, shapes))
     check_fits_target(graph, target)
-    graph = verify(trim_sequence_outputs(graph))
     given = calibration is not None
     if not given:
         log("no --calibration given: calibrating on random N(0,1) inputs; give real samples for real ranges")
         calibration = default_calibration(graph)
-    calib = calibrate(graph, check_calibration(graph, calibration))
+    calib = calibrate(graph, check_calibration(graph, calibration))  # on whole sequences, before trimming
+    graph = verify(trim_sequence_outputs(graph))
+    calib = calib.derived(graph)
     if compression is not None and not given:
         compression = dataclasses.replace(compression, activation_aware=False)
     graph = verify(quantize_graph(graph, calib, target, compression))

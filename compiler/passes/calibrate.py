@@ -15,6 +15,7 @@ from compiler.ir import Graph
 from isa.errors import RnnaccelError
 
 DEFAULT_SAMPLES = 16
+MAX_FEATURES = 4096  # second moments are kept for tensors up to this many features
 DEFAULT_SEED = 0
 
 
@@ -45,18 +46,30 @@ def check_calibration(graph: Graph, data: dict[str, np.ndarray]) -> dict[str, np
 
 @dataclass(frozen=True)
 class Calibration:
-    """What the samples tell: each tensor's largest magnitude (for its scale) and the mean
-    square of each of its last-axis features (how much each column of a consuming matrix
-    matters, for activation-aware compression)."""
+    """What the samples tell: each tensor's largest magnitude (for its scale) and the second
+    moments of its last-axis features, E[x xᵀ] (how much each column of a consuming matrix
+    matters, and how columns go together, for activation-aware compression)."""
 
     max_abs: dict[str, float]
-    energy: dict[str, np.ndarray]
+    moments: dict[str, np.ndarray]
+
+    def derived(self, graph: Graph) -> Calibration:
+        """Stats for tensors a later pass derived from calibrated ones ('Y@steps' from 'Y')."""
+        new = [n for n in graph.shapes if n not in self.max_abs and n.partition("@")[0] in self.max_abs]
+        base = {n: n.partition("@")[0] for n in new}
+        return Calibration({**self.max_abs, **{n: self.max_abs[b] for n, b in base.items()}},
+                           {**self.moments, **{n: self.moments[b] for n, b in base.items() if b in self.moments}})
+
+
+def _moments(values: np.ndarray) -> np.ndarray:
+    rows = values.reshape(-1, values.shape[-1])
+    return rows.T @ rows / len(rows)
 
 
 def calibrate(graph: Graph, data: dict[str, np.ndarray]) -> Calibration:
     values = run_float(graph, data)
     return Calibration(
         max_abs={name: float(np.max(np.abs(v))) if v.size else 0.0 for name, v in values.items()},
-        energy={name: np.mean(np.square(v).reshape(-1, v.shape[-1]), axis=0) for name, v in values.items()
-                if v.ndim > 1 and v.size},
+        moments={name: _moments(v) for name, v in values.items() if v.ndim > 1 and v.size
+                 and v.shape[-1] <= MAX_FEATURES},
     )

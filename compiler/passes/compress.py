@@ -3,8 +3,10 @@ small codebook of weight_bits values, which the chip's decompression engine expa
 
 The codebook of a row group (a MAC tile, or the whole matrix) is fitted by weighted k-means on
 the weights in units of one shared scale. With calibration data it is activation-aware: each
-weight's squared error counts in proportion to the mean square of the input it multiplies,
-so the codebook minimises the error of the outputs, not of the weights. One multiplier serves
+weight's squared error counts in proportion to the mean square of the input it multiplies, and
+the weights then take their codebook entries column by column, each column's rounding error
+carried into the columns not yet rounded through the inputs' second moments (the
+optimal-brain-surgeon update GPTQ uses), so the outputs, not the weights, stay close. One multiplier serves
 every row, and the bias moves to the output's format at weight_bits (VRQC adds it), so that the
 stored bytes are almost only indices. docs/numerics.md states the arithmetic; bench/ measures it.
 """
@@ -20,6 +22,7 @@ from isa.numerics import quantize_multiplier
 from isa.target import Target
 
 ITERATIONS = 30
+DAMPING = 0.01  # of the mean input power, added to the moments' diagonal: keeps the inverse tame
 
 
 @dataclass(frozen=True)
@@ -31,20 +34,22 @@ class Compression:
 
 def compress_matrix(weight: np.ndarray, bias: np.ndarray | None, in_scale: float, out_scale: float,
                     target: Target, comp: Compression, groups: list[np.ndarray],
-                    energy: np.ndarray | None, product_budget: float) -> QMatrix:
-    """`groups` are the row-index sets that share a codebook."""
+                    moments: np.ndarray | None, product_budget: float) -> QMatrix:
+    """`groups` are the row-index sets that share a codebook; `moments` is E[x xᵀ] of the input."""
     qmax = (1 << (target.weight_bits - 1)) - 1
     scale = max(float(np.max(np.abs(weight))) / qmax, float(np.max(np.sum(np.abs(weight), axis=1))) / product_budget,
                 1e-30)
     units = weight / scale
-    column_weight = energy + 1e-12 if energy is not None and comp.activation_aware else np.ones(weight.shape[1])
-    entries, indices = [], np.zeros(weight.shape, np.int64)
-    group_of_row = np.zeros(weight.shape[0], np.int64)
+    aware = moments is not None and comp.activation_aware
+    column_weight = np.diag(moments) + 1e-12 if aware else np.ones(weight.shape[1])
+    entries, group_of_row = [], np.zeros(weight.shape[0], np.int64)
     for g, rows in enumerate(groups):
-        book = codebook(units[rows], np.broadcast_to(column_weight, (len(rows), weight.shape[1])), comp.bits, qmax)
-        indices[rows], group_of_row[rows] = nearest(units[rows], book), g
-        entries.append(book)
+        entries.append(codebook(units[rows], np.broadcast_to(column_weight, (len(rows), weight.shape[1])),
+                                comp.bits, qmax))
+        group_of_row[rows] = g
     table = np.array(entries, dtype=np.int64)
+    books = table[group_of_row].astype(np.float64)
+    indices = _assign_compensated(units, books, moments) if aware else _nearest_rows(units, books)
     expanded = table[group_of_row[:, None], indices]
     mult, shift = quantize_multiplier(scale * in_scale / out_scale)
     out_bias, bias_shift = _output_bias(bias, out_scale, qmax)
@@ -64,9 +69,24 @@ def codebook(values: np.ndarray, importance: np.ndarray, bits: int, qmax: int) -
     return np.sort(np.clip(np.round(centroids), -qmax, qmax)).astype(np.int64)
 
 
-def nearest(values: np.ndarray, book: np.ndarray) -> np.ndarray:
-    """Index of the nearest codebook entry (the upper one on a tie)."""
-    return _assign(values.ravel(), book.astype(np.float64)).reshape(values.shape)
+def _nearest_rows(units: np.ndarray, books: np.ndarray) -> np.ndarray:
+    """Each weight's nearest entry in its own row's codebook (books: rows x entries, sorted)."""
+    return np.argmin(np.abs(units[:, :, None] - books[:, None, :]), axis=2)
+
+
+def _assign_compensated(units: np.ndarray, books: np.ndarray, moments: np.ndarray) -> np.ndarray:
+    """Round column by column; push each column's error onto the later ones through the inverse
+    of the input moments, so that W x, not W, changes least (GPTQ's update, with codebooks)."""
+    columns = units.shape[1]
+    damped = moments + DAMPING * np.mean(np.diag(moments)) * np.eye(columns) + 1e-12 * np.eye(columns)
+    upper = np.linalg.cholesky(np.linalg.inv(damped)).T
+    work, indices = units.copy(), np.zeros(units.shape, np.int64)
+    rows = np.arange(units.shape[0])
+    for j in range(columns):
+        indices[:, j] = np.argmin(np.abs(work[:, j, None] - books), axis=1)
+        error = (work[:, j] - books[rows, indices[:, j]]) / upper[j, j]
+        work[:, j + 1:] -= np.outer(error, upper[j, j + 1:])
+    return indices
 
 
 def _assign(values: np.ndarray, centroids: np.ndarray) -> np.ndarray:

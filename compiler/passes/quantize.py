@@ -33,7 +33,7 @@ def quantize_graph(graph: Graph, calib: Calibration, target: Target, compression
     """Scales for every tensor and integer weights for every matrix (codebooks with `compression`)."""
     ranges = calib.max_abs
     aware = compression is not None and compression.activation_aware
-    policy = WeightPolicy(target, compression, calib.energy if aware else {})
+    policy = WeightPolicy(target, compression, calib.moments if aware else {})
     scales = {name: _free_scale(graph, name, ranges) for name in graph.inputs}
     nodes: list[Node] = []
     shapes = dict(graph.shapes)

@@ -21,14 +21,14 @@ BIAS_LIMIT = (1 << 31) - 1 - PRODUCT_LIMIT
 
 def quantize_matrix(weight: np.ndarray, bias: np.ndarray | None, in_scale: float, out_scale: float,
                     target: Target, compression: Compression | None = None,
-                    energy: np.ndarray | None = None, tiles: list[np.ndarray] | None = None) -> QMatrix:
+                    moments: np.ndarray | None = None, tiles: list[np.ndarray] | None = None) -> QMatrix:
     """Per-row symmetric weights; bias at accumulator scale; multipliers to the output scale.
 
     A row's scale is also large enough that sum_k |w[k]| * ACT_MAX stays within PRODUCT_LIMIT and
     the bias within BIAS_LIMIT, so no input can saturate the accumulator: this binds 16-bit
     weights, 8-bit weights only beyond about 380 columns, and biases far larger than the weights.
-    With `compression`, the matrix becomes codebook indices instead (compress.py); `energy`, the
-    mean square of each input column, makes the codebook activation-aware; `tiles`, the rows of
+    With `compression`, the matrix becomes codebook indices instead (compress.py); `moments`, the
+    second moments of the input columns, make it activation-aware; `tiles`, the rows of
     each MAC tile (default: consecutive), are the groups that share a codebook by tile.
     """
     weight = np.asarray(weight, dtype=np.float64)
@@ -36,7 +36,7 @@ def quantize_matrix(weight: np.ndarray, bias: np.ndarray | None, in_scale: float
     if compression is not None:
         tiles = tiles if tiles is not None else tile_rows(np.arange(weight.shape[0]), target.macs)
         groups = tiles if compression.groups == "tile" else [np.arange(weight.shape[0])]
-        return compress_matrix(weight, bias, in_scale, out_scale, target, compression, groups, energy, budget)
+        return compress_matrix(weight, bias, in_scale, out_scale, target, compression, groups, moments, budget)
     qmax = (1 << (target.weight_bits - 1)) - 1
     max_abs = np.max(np.abs(weight), axis=1)
     row_scale = np.maximum(np.where(max_abs > 0, max_abs, 1.0) / qmax, np.sum(np.abs(weight), axis=1) / budget)
@@ -55,16 +55,16 @@ def quantize_matrix(weight: np.ndarray, bias: np.ndarray | None, in_scale: float
 
 @dataclass(frozen=True)
 class WeightPolicy:
-    """How every matrix of a graph is quantised: the target, the compression, the input energies."""
+    """How every matrix of a graph is quantised: the target, the compression, the input moments."""
 
     target: Target
     compression: Compression | None = None
-    energy: dict[str, np.ndarray] = field(default_factory=dict)
+    moments: dict[str, np.ndarray] = field(default_factory=dict)
 
     def matrix(self, weight: np.ndarray, bias: np.ndarray | None, in_scale: float, out_scale: float,
                inputs: tuple[str, ...] = (), order: np.ndarray | None = None) -> QMatrix:
         """Quantise one matrix; `inputs` name the tensors whose features it multiplies (first known
         wins); `order` is the order its rows will be tiled in (tile.row_order)."""
-        energy = next((self.energy[n] for n in inputs if n in self.energy), None)
+        moments = next((self.moments[n] for n in inputs if n in self.moments), None)
         tiles = tile_rows(order, self.target.macs) if order is not None else None
-        return quantize_matrix(weight, bias, in_scale, out_scale, self.target, self.compression, energy, tiles)
+        return quantize_matrix(weight, bias, in_scale, out_scale, self.target, self.compression, moments, tiles)
