@@ -14,7 +14,7 @@ are the same for every sample.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -92,12 +92,20 @@ class Simulator:
     def stats(self) -> dict:
         return make_stats(self._plan.timing, self.program)
 
-    def run(self, inputs: Mapping[str, np.ndarray], batch: bool = False) -> Result:
-        """Run one inference (or, with batch=True, one per entry of the leading axis)."""
+    def run(self, inputs: Mapping[str, np.ndarray], batch: bool = False,
+            progress: Callable[[int, int], None] | None = None) -> Result:
+        """Run one inference (or, with batch=True, one per entry of the leading axis).
+
+        `progress(done, total)` is called after each chunk of samples, so a long batch can show
+        a progress bar without the simulator knowing about terminals.
+        """
         timing = self.timing
         quantised, count = self._quantise(inputs, batch)
-        raws = [self._run_chunk({k: v[i:i + CHUNK] for k, v in quantised.items()})
-                for i in range(0, max(count, 1), CHUNK)]
+        raws = []
+        for i in range(0, max(count, 1), CHUNK):
+            raws.append(self._run_chunk({k: v[i:i + CHUNK] for k, v in quantised.items()}))
+            if progress is not None:
+                progress(min(i + CHUNK, count), count)
         raw = {d.name: np.concatenate([r[d.name] for r in raws]) for d in self.program.outputs}
         if not batch:
             raw = {k: v[0] for k, v in raw.items()}
