@@ -202,7 +202,7 @@ def _sections(blob: bytes) -> dict[bytes, bytes]:
 def _check_sections(body: bytes, entries: list, table_end: int) -> dict[bytes, bytes]:
     out, spans = {}, []
     for tag, offset, length in entries:
-        name = tag.decode("latin-1")
+        name = ascii(tag)[2:-1]  # printable even when the tag is garbage
         if tag not in SECTION_ORDER or tag in out:
             raise RnnaccelError(f"corrupted program: unknown or repeated section '{name}'")
         if offset < table_end or offset + length > len(body):

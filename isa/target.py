@@ -57,7 +57,7 @@ class Target:
     def replace(self, **overrides: int) -> Target:
         unknown = set(overrides) - {f.name for f in dataclasses.fields(self)}
         if unknown:
-            raise RnnaccelError(f"target: unknown parameter(s) {', '.join(sorted(unknown))}")
+            raise RnnaccelError(f"target: unknown parameter(s) {_names(unknown)}")
         return dataclasses.replace(self, **overrides)
 
     @classmethod
@@ -66,8 +66,13 @@ class Target:
             raise RnnaccelError("target: description must be a JSON object")
         bad = [k for k, v in data.items() if not isinstance(v, int) or isinstance(v, bool)]
         if bad:
-            raise RnnaccelError(f"target: parameter(s) {', '.join(sorted(bad))} must be integers")
+            raise RnnaccelError(f"target: parameter(s) {_names(bad)} must be integers")
         return cls().replace(**data)
+
+
+def _names(keys) -> str:
+    """Keys for a one-line message: a key from a hostile file may hold newlines or be no name at all."""
+    return ", ".join(k if str(k).isidentifier() else repr(k) for k in sorted(keys, key=str))
 
 
 def _power_of_two(v: int) -> bool:

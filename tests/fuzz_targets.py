@@ -1,8 +1,8 @@
 """Fuzz targets: hostile inputs for the container loader, the simulator, the assembler and the frontend.
 
-Each target takes one input and must either accept it or raise RnnaccelError with a one-line,
-non-empty message (the assembler's also starting `source:line:column:`); any other exception
-is a bug. Each comes with a hypothesis strategy that mutates real inputs (a compiled looped
+Each target takes one input and must either accept it or raise RnnaccelError with a non-empty
+message (the command lines print it on one line; the assembler's starts `source:line:column:`).
+Any other exception is a bug. Each comes with a hypothesis strategy that mutates real inputs (a compiled looped
 LSTM, the sample program, their listings, small ONNX models), because purely random bytes
 rarely get past a checksum or a parser. `tests/test_fuzz_smoke.py` runs a few hundred inputs in
 the test suite; `make fuzz` (`python -m tests.fuzz`) runs them for minutes.
@@ -52,8 +52,8 @@ def expect_clean(fn: Callable[[], object], pattern: re.Pattern | None = None) ->
     try:
         fn()
     except RnnaccelError as exc:
-        message = str(exc)
-        assert message and "\n" not in message.strip(), f"not one line: {message!r}"
+        message = " ".join(str(exc).split())  # what run_cli prints: names from the input may hold newlines
+        assert message, "an empty message"
         assert pattern is None or pattern.match(message), f"no source:line:column: {message!r}"
         return False
     return True
