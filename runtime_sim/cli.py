@@ -1,7 +1,7 @@
 """rnnaccel-sim: run a program on the simulator (SPEC section 4).
 
-    rnnaccel-sim PROG.rnna --inputs IN.npz [--outputs OUT.npz] [--stats STATS.json]
-                 [--trace TRACE.jsonl] [--timeline TIMELINE.json]
+    rnnaccel-sim PROG.rnna --inputs IN.npz [--batch] [--outputs OUT.npz] [--stats STATS.json]
+                 [--trace TRACE.jsonl] [--timeline TIMELINE.json] [--dump-vectors DIR]
 
 Every output file is written whole or not at all, and only after the run succeeded. A user
 error ends with one line `rnnaccel-sim: error: ...` on stderr and exit status 2 (isa.cliutil).
@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
+from dataclasses import replace
 
 from isa.cliutil import run_cli
 from isa.container import Program
+from isa.errors import RnnaccelError
 from isa.fileio import npz_bytes, read_npz, write_all
+from runtime_sim.batch import batch_summary, progress_bar, run_batch
 from runtime_sim.simulator import Result, load
 from runtime_sim.timeline import timeline
+from runtime_sim.vectors import Image, vectors, write_vectors
 
 PROG = "rnnaccel-sim"
 
@@ -31,6 +36,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--trace", metavar="TRACE.jsonl", help="write one JSON object per executed instruction")
     p.add_argument("--timeline", metavar="TIMELINE.json",
                    help="write the schedule as Chrome trace events, one track per unit (Perfetto, chrome://tracing)")
+    p.add_argument("--batch", action="store_true",
+                   help="every input has a leading samples axis: run each sample as its own inference")
+    p.add_argument("--dump-vectors", metavar="DIR",
+                   help="write one inference's memory images as $readmemh files plus manifest.json into DIR")
     return p
 
 
@@ -49,23 +58,39 @@ def summary(stats: dict) -> str:
             f"of the cycles taken)\n"
             f"unit busy:       {busy}\n"
             f"stall cycles:    {stats['stall_cycles']}\n"
-            f"weight bytes:    {stats['weight_bytes_read']}\n")
+            f"weight bytes:    {stats['weight_bytes_read']}\n"
+            + (batch_summary(stats["batch"]) if "batch" in stats else ""))
 
 
-def _write_results(args: argparse.Namespace, result: Result, program: Program) -> None:
+def _write_results(args: argparse.Namespace, result: Result, program: Program, images: list[Image] | None) -> None:
     files = {args.outputs: npz_bytes(result.outputs) if args.outputs else b"",
              args.stats: json.dumps(result.stats, indent=2) + "\n" if args.stats else "",
              args.trace: trace_lines(result.trace) if args.trace else "",
              args.timeline: timeline(result.trace, program) if args.timeline else ""}
-    write_all({path: data for path, data in files.items() if path})
+    if images is not None:
+        write_vectors(args.dump_vectors, program, images)
+    try:
+        write_all({path: data for path, data in files.items() if path})
+    except BaseException:
+        if images is not None:
+            shutil.rmtree(args.dump_vectors, ignore_errors=True)
+        raise
     if not args.stats:
         sys.stdout.write(summary(result.stats))
 
 
 def _main(argv: list[str] | None) -> None:
     args = _parser().parse_args(argv)
+    if args.batch and args.dump_vectors:
+        raise RnnaccelError("--dump-vectors writes the vectors of one inference and does not combine with --batch")
     sim = load(args.program)
-    _write_results(args, sim.run(read_npz(args.inputs)), sim.program)
+    inputs = read_npz(args.inputs)
+    if args.batch:
+        result, totals = run_batch(sim, inputs, progress_bar())
+        result = replace(result, stats={**result.stats, "batch": totals})
+    else:
+        result = sim.run(inputs)
+    _write_results(args, result, sim.program, vectors(sim, inputs) if args.dump_vectors else None)
 
 
 def main(argv: list[str] | None = None) -> None:
