@@ -1,0 +1,65 @@
+"""The float model's predictions, from ONNX Runtime, for rnnaccel-eval --reference.
+
+onnxruntime is an optional dependency (the test extra), imported only when asked for, so the
+simulator itself never needs it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+
+from isa.container import Program
+from isa.errors import RnnaccelError
+
+
+def onnxruntime() -> ModuleType:
+    """The onnxruntime module, or a user error saying how to install it."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise RnnaccelError("--reference needs onnxruntime, which is not installed: pip install onnxruntime "
+                            "(or pip install 'rnnaccel[test]')") from None
+    return ort
+
+
+def float_scores(model: str, program: Program, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    """The model's first output for every sample (one ONNX Runtime call per sample, as compiled)."""
+    ort = onnxruntime()
+    session = _session(ort, model)
+    names = [i.name for i in session.get_inputs()]
+    if sorted(names) != sorted(inputs):
+        raise RnnaccelError(f"--reference {model}: its inputs {', '.join(names)} differ from the program's "
+                            f"{', '.join(inputs)}")
+    output = session.get_outputs()[0].name
+    count = len(next(iter(inputs.values())))
+    try:
+        rows = [session.run([output], {k: v[i].astype(np.float32) for k, v in inputs.items()})[0]
+                for i in range(count)]
+    except _errors(ort) as exc:
+        raise RnnaccelError(f"--reference {model}: ONNX Runtime failed: {_first_line(exc)}") from None
+    return np.stack(rows).reshape(count, -1) if rows else np.zeros((0, 0))
+
+
+def _session(ort: ModuleType, model: str):
+    if not Path(model).is_file():
+        raise RnnaccelError(f"--reference {model}: no such file")
+    try:
+        return ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    except _errors(ort) as exc:
+        raise RnnaccelError(f"--reference {model}: ONNX Runtime cannot load it: {_first_line(exc)}") from None
+
+
+def _errors(ort: ModuleType) -> tuple[type[BaseException], ...]:
+    """ONNX Runtime's exception types for a bad model or bad inputs (it has no common base)."""
+    state = ort.capi.onnxruntime_pybind11_state
+    names = ("Fail", "InvalidArgument", "InvalidGraph", "InvalidProtobuf", "NoSuchFile", "NotImplemented",
+             "RuntimeException")
+    return tuple(getattr(state, n) for n in names if hasattr(state, n)) + (ValueError,)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
