@@ -51,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="codebook weight compression: bits per weight index (default none: plain weights)")
     p.add_argument("--codebook", choices=("tile", "matrix"), default="tile",
                    help="with --compress: one codebook per MAC row tile (default) or per matrix")
+    p.add_argument("--streaming", action="store_true",
+                   help="one frame per run, the recurrent state kept on chip between runs (forward layers only)")
     p.add_argument("--shape", action="append", default=[], metavar="NAME=D0,D1,...",
                    help="fix the dims of an input with symbolic dims (repeatable)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
@@ -76,6 +78,8 @@ def summary(result: Compiled, seconds: float) -> str:
              f"({total['code_bytes']} bytes), {total['mac_ops']} MACs per inference",
              f"memory used: weight {prog.memory.wmem}/{t.weight_mem_bytes} B, activation "
              f"{prog.memory.amem}/{t.act_elems} elements, accumulators {prog.memory.acc}/{t.acc_entries}",
+             *([f"streaming: one frame per run; {sum(s.size for s in prog.state)} elements of recurrent state "
+                "persist in activation memory"] if prog.streaming else []),
              f"{'layer':<28} {'op':<9} {'fp32 B':>9} {'stored B':>9} {'ratio':>7} {'read B/inference':>17}"]
     for row in [*[layer for layer in result.report["layers"] if layer["fp32_bytes"]], total]:
         ratio = f"{row['compression_ratio']:.2f}x" if row["compression_ratio"] else "-"
@@ -115,7 +119,8 @@ def _main(argv: list[str] | None) -> int | None:
     calibration = read_npz(args.calibration, "calibration") if args.calibration else None
     start = time.perf_counter()
     compression = None if args.compress == "none" else Compression(int(args.compress), args.codebook)
-    result = compile_model(args.model, target, calibration, parse_shapes(args.shape), log, compression)
+    result = compile_model(args.model, target, calibration, parse_shapes(args.shape), log, compression,
+                           args.streaming)
     files = {args.output: to_bytes(result.program)}
     if args.listing:
         files[args.listing] = disassemble(result.program)

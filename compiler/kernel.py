@@ -26,13 +26,15 @@ class Ref:
 
 @dataclass(frozen=True)
 class Buffer:
-    """A block of one memory. Weight-memory buffers carry their initial bytes and region."""
+    """A block of one memory. Weight-memory buffers carry their initial bytes and region; a
+    persistent buffer (a streaming program's recurrent state) keeps its value between runs."""
 
     name: str
     memory: str
     size: int
     data: bytes | None = None
     region: str | None = None
+    persistent: bool = False
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,14 @@ import onnx
 from compiler.backend.emit import emit
 from compiler.backend.report import build_report
 from compiler.frontend.limits import check_fits_target
-from compiler.frontend.onnx_import import check_model, import_model, load_model
+from compiler.frontend.onnx_import import check_model, import_model, load_model, with_input_shapes
 from compiler.ir import Graph, verify
 from compiler.passes.allocate import allocate
 from compiler.passes.calibrate import calibrate, check_calibration, default_calibration
 from compiler.passes.compress import Compression
 from compiler.passes.quantize import quantize_graph
 from compiler.passes.schedule import schedule
+from compiler.passes.streaming import frame_shapes, mark_streaming
 from compiler.passes.tile import tile_graph
 from compiler.passes.trim import trim_sequence_outputs
 from isa.container import Program
@@ -37,8 +38,12 @@ def compile_model(model: str | Path | onnx.ModelProto, target: Target | None = N
                   calibration: dict[str, np.ndarray] | None = None,
                   shapes: dict[str, tuple[int, ...]] | None = None,
                   log: Callable[[str], None] = lambda message: None,
-                  compression: Compression | None = None) -> Compiled:
-    """Compile a model. Codebook `compression` is activation-aware only with real calibration data."""
+                  compression: Compression | None = None, streaming: bool = False) -> Compiled:
+    """Compile a model. Codebook `compression` is activation-aware only with real calibration data.
+
+    `streaming` makes a program that takes one frame per run and keeps the recurrent state
+    between runs (passes/streaming.py); `shapes` and `calibration` are still whole sequences.
+    """
     target = target or Target()
     if isinstance(model, onnx.ModelProto):
         proto, name = check_model(model), model.graph.name or "model"
@@ -51,6 +56,8 @@ def compile_model(model: str | Path | onnx.ModelProto, target: Target | None = N
         log("no --calibration given: calibrating on random N(0,1) inputs; give real samples for real ranges")
         calibration = default_calibration(graph)
     calib = calibrate(graph, check_calibration(graph, calibration))  # on whole sequences, before trimming
+    if streaming:
+        graph = verify(mark_streaming(import_model(with_input_shapes(proto, frame_shapes(graph)))))
     graph = verify(trim_sequence_outputs(graph))
     calib = calib.derived(graph)
     if compression is not None and not given:

@@ -21,7 +21,7 @@ import numpy as np
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
-from isa.container import NO_LOC, REGION_SECTIONS, Loc, MemoryMap, Program, Region, TensorDesc
+from isa.container import NO_LOC, REGION_SECTIONS, Loc, MemoryMap, Program, Region, StateDesc, TensorDesc
 from isa.encoding import Instruction, _operand_value
 from isa.errors import RnnaccelError
 from isa.numerics import ACT_MAX, ACT_MIN, TABLE_SEGMENTS
@@ -43,6 +43,7 @@ _DIRECTIVE_KEYS = {
     ".memory": {"host": int, "amem": int, "acc": int, "wmem": int, "cbm": int},
     ".input": {"name": str, "shape": tuple, "scale": float, "host": int},
     ".output": {"name": str, "shape": tuple, "scale": float, "host": int},
+    ".state": {"name": str, "address": int, "size": int},
     ".loc": {"node": str, "layer": int, "step": int, "tile": int, "what": str},
     ".region": {"base": int, "size": int},
 }
@@ -106,7 +107,7 @@ class _Builder:
     # --- directives ---------------------------------------------------------------------------
 
     def meta(self, lines: list[Tree]) -> dict:
-        """The META directives: .program, .target and .memory exactly once, any .input/.output."""
+        """The META directives: .program, .target and .memory exactly once, any .input/.output/.state."""
         found: dict[str, list[tuple[Tree, list[Arg]]]] = defaultdict(list)
         for line in lines:
             found[str(line.children[0])].append((line, self.args(line.children[1:])))
@@ -122,6 +123,7 @@ class _Builder:
             "memory": self.located(memory[0], MemoryMap, **self.keys(*memory, ".memory")),
             "inputs": tuple(self.desc(*line, ".input") for line in found[".input"]),
             "outputs": tuple(self.desc(*line, ".output") for line in found[".output"]),
+            "state": tuple(self.state(*line) for line in found[".state"]),
         }
 
     def target(self, line: Tree, args: list[Arg]) -> Target:
@@ -139,6 +141,12 @@ class _Builder:
             raise self.error(line, f"{name} {json.dumps(v['name'])}: dimensions and scale must be "
                                    "positive, host address non-negative")
         return self.located(line, TensorDesc, v["name"], v["shape"], v["scale"], v["host"])
+
+    def state(self, line: Tree, args: list[Arg]) -> StateDesc:
+        v = self.keys(line, args, ".state")
+        if v["address"] < 0 or v["size"] <= 0:
+            raise self.error(line, f".state {json.dumps(v['name'])}: address non-negative and size positive")
+        return StateDesc(v["name"], v["address"], v["size"])
 
     def located(self, where: Tree, make: Callable[..., T], *args: object, **kwargs: object) -> T:
         """Build a record; the record's own validation errors get this line's position."""

@@ -62,6 +62,16 @@ class TensorDesc:
 
 
 @dataclass(frozen=True)
+class StateDesc:
+    """Activation memory a streaming program keeps between invocations (a recurrent layer's h or
+    c). Zeroing it starts a new stream; everything else in activation memory is scratch."""
+
+    name: str
+    address: int
+    size: int
+
+
+@dataclass(frozen=True)
 class Region:
     """Bytes of weight memory initialised when the program is loaded."""
 
@@ -114,6 +124,11 @@ class Program:
     regions: tuple[Region, ...]
     tables: dict[str, np.ndarray] = field(default_factory=dict, compare=False)
     locs: tuple[Loc, ...] = ()
+    state: tuple[StateDesc, ...] = ()
+
+    @property
+    def streaming(self) -> bool:
+        return bool(self.state)
 
 
 def to_bytes(prog: Program) -> bytes:
@@ -170,6 +185,7 @@ def _meta(prog: Program) -> dict:
         "memory": vars(prog.memory),
         "regions": [{"name": r.name, "base": r.base, "size": len(r.data)} for r in prog.regions],
         "tables": {"names": list(prog.tables), "segments": TABLE_SEGMENTS},
+        **({"state": [vars(s) for s in prog.state]} if prog.state else {}),
     }
 
 
@@ -242,6 +258,7 @@ def _program(meta: dict, sections: dict[bytes, bytes]) -> Program:
         regions=regions,
         tables=_tables(sections[b"TABL"], meta["tables"]),
         locs=_locs(sections.get(b"DBUG")),
+        state=tuple(_state(s) for s in meta.get("state", [])),
     )
 
 
@@ -250,6 +267,13 @@ def _desc(d: dict) -> TensorDesc:
     if any(s <= 0 for s in shape) or not 0 < float(d["scale"]) < math.inf or int(d["host"]) < 0:
         raise ValueError(f"bad descriptor for {d['name']}")
     return TensorDesc(str(d["name"]), shape, float(d["scale"]), int(d["host"]))
+
+
+def _state(s: dict) -> StateDesc:
+    address, size = int(s["address"]), int(s["size"])
+    if address < 0 or not 0 < size <= MAX_MEMORY_UNITS:
+        raise ValueError(f"bad state {s['name']}")
+    return StateDesc(str(s["name"]), address, size)
 
 
 def _region(r: dict, sections: dict[bytes, bytes], target: Target) -> Region:

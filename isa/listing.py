@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from isa.container import LOC_KEYS, NO_LOC, Loc, Program, Region, TensorDesc
+from isa.container import LOC_KEYS, NO_LOC, Loc, Program, Region, StateDesc, TensorDesc
 from isa.encoding import Instruction, encode
 from isa.table import WORD_BYTES
 
@@ -48,6 +48,7 @@ def _meta(prog: Program) -> list[str]:
         ".memory " + _pairs(dataclasses.asdict(prog.memory)),
         *(_desc(".input", d) for d in prog.inputs),
         *(_desc(".output", d) for d in prog.outputs),
+        *map(_state, prog.state),
         "",
     ]
 
@@ -59,6 +60,10 @@ def _pairs(values: dict[str, int]) -> str:
 def _desc(directive: str, d: TensorDesc) -> str:
     shape = "[" + ",".join(str(s) for s in d.shape) + "]"
     return f"{directive} name={json.dumps(d.name)} shape={shape} scale={d.scale!r} host=0x{d.host:x}"
+
+
+def _state(s: StateDesc) -> str:
+    return f".state name={json.dumps(s.name)} address=0x{s.address:x} size={s.size}"
 
 
 def _code(prog: Program) -> list[str]:

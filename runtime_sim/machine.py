@@ -78,12 +78,14 @@ def check_instruction(pc: int, instr: Instruction, ranges: list, sizes: dict[str
 
 
 def check_descriptors(program: Program, sizes: dict[str, int]) -> None:
-    """Inputs and outputs must lie inside the program's host memory."""
-    for kind, descs in (("input", program.inputs), ("output", program.outputs)):
-        for d in descs:
-            if d.host + d.size > sizes["host"]:
-                where = outside("host", d.host, d.host + d.size, sizes)
-                raise RnnaccelError(f"corrupted program: {kind} '{d.name}' at {where}")
+    """Inputs and outputs must lie inside the program's host memory, streaming state inside
+    activation memory."""
+    places = [(f"input '{d.name}'", "host", d.host, d.size) for d in program.inputs]
+    places += [(f"output '{d.name}'", "host", d.host, d.size) for d in program.outputs]
+    places += [(f"state '{s.name}'", "amem", s.address, s.size) for s in program.state]
+    for what, mem, address, size in places:
+        if address + size > sizes[mem]:
+            raise RnnaccelError(f"corrupted program: {what} at {outside(mem, address, address + size, sizes)}")
 
 
 class WeightMemory:

@@ -3,6 +3,9 @@
     sim = runtime_sim.load("kws.rnna")
     result = sim.run({"audio": x})                 # one inference
     result = sim.run({"audio": xs}, batch=True)    # a leading sample axis: many at once
+    stream = sim.stream()                          # a streaming program, one frame per step
+    result = stream.step({"audio": frame})         # the recurrent state carries over
+
 
 Inputs are quantised with numerics.quantize into host memory at each input descriptor;
 outputs are read back from host memory and dequantised. A batch runs vectorised (all samples
@@ -99,14 +102,23 @@ class Simulator:
         `progress(done, total)` is called after each chunk of samples, so a long batch can show
         a progress bar without the simulator knowing about terminals.
         """
-        timing = self.timing
         quantised, count = self._quantise(inputs, batch)
         raws = []
         for i in range(0, max(count, 1), CHUNK):
             raws.append(self._run_chunk({k: v[i:i + CHUNK] for k, v in quantised.items()}))
             if progress is not None:
                 progress(min(i + CHUNK, count), count)
-        raw = {d.name: np.concatenate([r[d.name] for r in raws]) for d in self.program.outputs}
+        return self._result({d.name: np.concatenate([r[d.name] for r in raws]) for d in self.program.outputs}, batch)
+
+    def stream(self, samples: int | None = None) -> Stream:
+        """Frame-by-frame runs of a streaming program (rnnaccel-compile --streaming), from zero
+        state; with `samples`, that many independent streams step together."""
+        if not self.program.streaming:
+            raise RnnaccelError("this program keeps no state between runs; compile it with --streaming to stream it")
+        return Stream(self, samples)
+
+    def _result(self, raw: dict[str, np.ndarray], batch: bool) -> Result:
+        timing = self.timing
         if not batch:
             raw = {k: v[0] for k, v in raw.items()}
         outputs = {d.name: numerics.dequantize(raw[d.name], d.scale) for d in self.program.outputs}
@@ -122,7 +134,10 @@ class Simulator:
             step(m)
 
     def _run_chunk(self, quantised: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        m = self.machine(len(next(iter(quantised.values()))) if quantised else 1)
+        return self._invoke(self.machine(len(next(iter(quantised.values()))) if quantised else 1), quantised)
+
+    def _invoke(self, m: Machine, quantised: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One run of the program on machine `m`: inputs in, code, outputs out."""
         for d in self.program.inputs:
             m.write_host(d, quantised[d.name])
         self.execute(m)
@@ -136,6 +151,26 @@ class Simulator:
             raise RnnaccelError(f"inputs disagree on the number of samples: {sorted(counts)}")
         count = counts.pop() if counts else 1
         return {d.name: numerics.quantize(arrays[d.name], d.scale) for d in self.program.inputs}, count
+
+
+class Stream:
+    """A streaming program's chip between runs: the machine, and with it the recurrent state,
+    persists from one `step` to the next; `reset` zeroes it, as the host does for a new stream."""
+
+    def __init__(self, sim: Simulator, samples: int | None) -> None:
+        self.sim, self.samples = sim, samples
+        self.reset()
+
+    def reset(self) -> None:
+        self.machine = self.sim.machine(self.samples or 1)
+
+    def step(self, inputs: Mapping[str, np.ndarray]) -> Result:
+        """Run the program once on the next frame (with a leading sample axis if `samples`)."""
+        batch = self.samples is not None
+        quantised, count = self.sim._quantise(inputs, batch)
+        if batch and count != self.samples:
+            raise RnnaccelError(f"the stream has {self.samples} samples but the inputs have {count}")
+        return self.sim._result(self.sim._invoke(self.machine, quantised), batch)
 
 
 def load(path: str) -> Simulator:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from compiler.kernel import Kernel, MOp, Ref
 from compiler.passes.allocate import REGIONS, memory_used
-from isa.container import Loc, MemoryMap, Program, Region, TensorDesc
+from isa.container import Loc, MemoryMap, Program, Region, StateDesc, TensorDesc
 from isa.encoding import Instruction
 from isa.numerics import activation_table
 from isa.target import Target
@@ -23,6 +23,7 @@ def emit(kernel: Kernel, target: Target, model: str) -> Program:
         regions=tuple(r for r in (_region(kernel, name) for name in REGIONS) if r.data),
         tables={name: activation_table(name) for name in kernel.tables},
         locs=_locs(kernel.ops),
+        state=tuple(StateDesc(b.name, addr[b.name], b.size) for b in kernel.buffers.values() if b.persistent),
     )
 
 

@@ -107,6 +107,20 @@ def import_model(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] | No
     return finish_import(builder, model)
 
 
+def with_input_shapes(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> onnx.ModelProto:
+    """A copy of the model whose graph inputs have these fixed shapes: a streaming compile's
+    one frame. The import infers every other shape from these."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    for value in copy.graph.input:
+        if value.name in shapes:
+            dims = value.type.tensor_type.shape.dim
+            del dims[:]
+            for size in shapes[value.name]:
+                dims.add().dim_value = size
+    return copy
+
+
 def start_import(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] | None) -> Builder:
     """A builder that knows the initialisers and the (fixed) shapes of the graph inputs."""
     builder = Builder(opset=next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1))

@@ -4,7 +4,8 @@ Weight memory is laid out once for the whole program: the `weights` region first
 `biases` region (biases, requantisation parameters, constants), each buffer 4-byte aligned.
 Activation and accumulator buffers live from the first op that touches them to the last, and
 buffers whose lives do not overlap share space (first fit). The chip's scoreboard orders a
-reuse after the last read of the previous occupant, so sharing is always safe.
+reuse after the last read of the previous occupant, so sharing is always safe. A persistent
+buffer (streaming state) lives through the whole program: it shares with nothing.
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ def _lifetimes(kernel: Kernel) -> dict[str, tuple[int, int]]:
             for name, (first, last) in lives.items():
                 if first <= end and last > index:
                     lives[name] = (min(first, index), max(last, end))
+    for buf in kernel.buffers.values():
+        if buf.persistent:
+            lives[buf.name] = (0, len(kernel.ops))
     return lives
 
 

@@ -5,6 +5,10 @@ direction counts down from its sequence's last step), so independent work sits s
 the scoreboard to overlap. h_t goes straight into its slot of Y when Y is used, so the next step
 reads it there; otherwise two buffers alternate. Steps past a sequence's length write zeros to Y.
 lower_cells emits one step of each kind of cell.
+
+A streaming layer (passes/streaming.py) runs one step per invocation from state buffers that
+persist between invocations: it reads h and c there, updates c in place and copies the new h
+back at the end (in place would let one unit group overwrite h while another still reads it).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ class Plan:
     y_c: Ref | None
     spare: dict[int, tuple[Ref, Ref]] = field(default_factory=dict)
     cells: dict[int, Ref] = field(default_factory=dict)
+    state: dict[int, tuple[Ref, Ref | None]] = field(default_factory=dict)  # streaming: (h, c) per direction
 
     @property
     def a(self) -> dict:
@@ -75,6 +80,8 @@ class Plan:
         return self.spare[d][index % 2] + b * self.a["hidden"]
 
     def cell(self, d: int, b: int) -> Ref:
+        if self.state:
+            return self.state[d][1] + b * self.a["hidden"]
         if self.y_c is not None:
             return self.y_c + self.state_offset(d, b)
         return self.cells[d] + b * self.a["hidden"]
@@ -109,7 +116,11 @@ def _plan(ctx: Lowering, node: Node) -> Plan:
     for d in range(len(a["directions"])):
         if plan.y is None or "y_steps" in a:
             plan.spare[d] = tuple(ctx.buffer(f"{node.source}/d{d}/h{i}", "amem", a["batch"] * hidden) for i in (0, 1))
-        if node.op == "lstm" and plan.y_c is None:
+        if a.get("stream"):
+            def state(which: str, d: int = d) -> Ref:
+                return ctx.buffer(f"state:{node.source}/d{d}/{which}", "amem", a["batch"] * hidden, persistent=True)
+            plan.state[d] = (state("h"), state("c") if node.op == "lstm" else None)
+        elif node.op == "lstm" and plan.y_c is None:
             plan.cells[d] = ctx.buffer(f"{node.source}/d{d}/c", "amem", a["batch"] * hidden)
     return plan
 
@@ -138,6 +149,9 @@ def _direction_steps(ctx: Lowering, plan: Plan, d: int, where: Where, zeros: Cal
 
 def _initial(plan: Plan, d: int, b: int, zeros: Callable[[], Ref]) -> tuple[Ref | None, Ref | None]:
     """The state a sequence starts from. An LSTM skips work on absent state; GRU and RNN read zeros."""
+    if plan.state:
+        h, c = plan.state[d]
+        return h + b * plan.a["hidden"], c + b * plan.a["hidden"] if c is not None else None
     offset = plan.state_offset(d, b)
     h0 = plan.h0 + offset if plan.h0 is not None else None
     c0 = plan.c0 + offset if plan.c0 is not None else None
@@ -176,6 +190,10 @@ def _finish(ctx: Lowering, plan: Plan, d: int, b: int, zeros: Callable[[], Ref],
         last = plan.h_dst(d, b, len(steps) - 1) if steps else _initial(plan, d, b, zeros)[0] or zeros()
         if last != plan.y_h + offset:
             ctx.emit("VMOV", label, dst=plan.y_h + offset, src=last, n=hidden)
-    if plan.y_c is not None and not steps:
+    if plan.state:
+        ctx.emit("VMOV", label, dst=plan.state[d][0] + b * hidden, src=plan.h_dst(d, b, len(steps) - 1), n=hidden)
+        if plan.y_c is not None:
+            ctx.emit("VMOV", label, dst=plan.y_c + offset, src=plan.cell(d, b), n=hidden)
+    elif plan.y_c is not None and not steps:
         ctx.emit("VMOV", label, dst=plan.y_c + offset, src=plan.c0 + offset if plan.c0 is not None else zeros(),
                  n=hidden)

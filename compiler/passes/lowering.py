@@ -44,9 +44,9 @@ class Lowering:
     tables: list[str] = field(default_factory=list)
 
     def buffer(self, name: str, memory: str, size: int, data: bytes | None = None,
-               region: str | None = None) -> Ref:
+               region: str | None = None, persistent: bool = False) -> Ref:
         assert name not in self.buffers, f"buffer {name} made twice"
-        self.buffers[name] = Buffer(name, memory, size, data, region)
+        self.buffers[name] = Buffer(name, memory, size, data, region, persistent)
         return Ref(name)
 
     def place(self, tensor: str) -> Ref:
