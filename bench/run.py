@@ -1,10 +1,12 @@
-"""Benchmarks: print the figures SPEC section 5 holds us to, for the keyword-spotting example.
+"""Benchmarks: the figures SPEC section 5 holds us to, on the trained keyword spotters.
 
     make bench        (or: .venv/bin/python bench/run.py)
 
-Figures: compile time, cycles, latency and MAC utilisation at 8..128 MACs, weight storage and
-compression ratio, top-1 agreement and worst error against ONNX Runtime on the example's test
-set, and the time to simulate 2000 utterances bit-accurately. Nothing here is a test.
+For examples/kws/kws_lstm64.onnx and kws_gru64.onnx at the default target (32 MACs, 8-bit
+weights, no compression, calibrated on calib.npz): compile time, cycles, latency and MAC
+utilisation, chip and float (ONNX Runtime) top-1 and their agreement on the 1200-utterance test
+split, and the time to simulate 2000 utterances bit-accurately (the test split repeated).
+Utilisation across MAC widths is bench/schedule.py's; compression is bench/compression.py's.
 """
 
 from __future__ import annotations
@@ -13,14 +15,15 @@ import time
 from pathlib import Path
 
 import numpy as np
-import onnx
-import onnxruntime as ort
 
 from compiler.pipeline import compile_model
-from isa.target import Target
 from runtime_sim import Simulator
+from runtime_sim.batch import run_batch
+from runtime_sim.evaluate import evaluate, top1
+from runtime_sim.float_ref import float_scores
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+KWS = Path(__file__).resolve().parent.parent / "examples" / "kws"
+MODELS = ("kws_lstm64", "kws_gru64")
 UTTERANCES = 2000
 
 
@@ -33,33 +36,31 @@ def best_time(fn, repeat: int = 3) -> tuple[float, object]:
     return best, value
 
 
-def main() -> None:
-    model = onnx.load(str(EXAMPLES / "kws_lstm.onnx"))
-    calib = dict(np.load(EXAMPLES / "kws_calib.npz"))
-    test = np.load(EXAMPLES / "kws_test.npz")["mfcc"]
-    seconds, compiled = best_time(lambda: compile_model(model, Target(), calib))
-    total = compiled.report["total"]
-    print("KWS LSTM (49x10 -> LSTM 64 -> Linear 12), 8-bit weights, batch 1")
-    print(f"  compile time            {seconds:.3f} s")
-    print(f"  code                    {total['instructions']} instructions, {total['code_bytes']} bytes")
-    print(f"  weights                 {total['stored_bytes']} B stored vs {total['fp32_bytes']} B fp32 "
-          f"({total['compression_ratio']:.2f}x)")
-    print("\n  MACs  cycles  latency_us  MAC_utilisation")
-    for macs in (8, 16, 32, 64, 128):
-        stats = Simulator(compile_model(model, Target(macs=macs), calib).program).stats
-        print(f"  {macs:4d}  {stats['cycles']:6d}  {stats['latency_us']:10.2f}  {stats['mac_utilization']:15.1%}")
+def bench(name: str, x: np.ndarray, y: np.ndarray, calib: dict) -> None:
+    model = str(KWS / f"{name}.onnx")
+    seconds, compiled = best_time(lambda: compile_model(model, calibration=calib))
     sim = Simulator(compiled.program)
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    want = np.stack([session.run(None, {"mfcc": x})[0] for x in test])
-    got = sim.run({"mfcc": test}, batch=True).outputs["logits"]
-    print(f"\n  top-1 agreement with ONNX Runtime  {np.mean(got.argmax(-1) == want.argmax(-1)):.1%} "
-          f"over {len(test)} test inputs; worst |error| {np.max(np.abs(got - want)):.5f} "
-          f"(logit range {np.max(np.abs(want)):.3f})")
-    many = np.concatenate([test] * (UTTERANCES // len(test) + 1))[:UTTERANCES]
-    seconds, _ = best_time(lambda: sim.run({"mfcc": many}, batch=True), repeat=1)
-    macs_per_second = sim.stats["mac_ops"] * UTTERANCES / seconds
-    print(f"  bit-accurate simulation of {UTTERANCES} utterances  {seconds:.2f} s "
-          f"({macs_per_second / 1e9:.2f} G simulated MACs/s)")
+    ev = evaluate(sim, {"mfcc": x}, y, top1(float_scores(model, compiled.program, {"mfcc": x})))
+    st = ev.stats
+    many = np.resize(x, (UTTERANCES,) + x.shape[1:])
+    _, totals = run_batch(sim, {"mfcc": many})
+    print(f"{name} (default target: {st['macs']} MACs, 8-bit weights, batch 1)")
+    print(f"  compile time            {seconds:.3f} s (best of 3)")
+    print(f"  cycles                  {st['cycles']} ({st['latency_us']:.2f} us at {st['clock_mhz']} MHz), "
+          f"MAC utilisation {st['mac_utilization']:.1%} (bound {st['bound_cycles']} cycles)")
+    print(f"  test split ({len(y)})       chip top-1 {ev.chip_accuracy:.2%}, float top-1 {ev.float_accuracy:.2%}, "
+          f"agreement {ev.agreement:.2%} ({int(np.sum(ev.chip != ev.reference))} differ)")
+    print(f"  {UTTERANCES} utterances         {totals['wall_seconds']:.2f} s bit-accurate "
+          f"({totals['simulated_macs_per_second'] / 1e6:.0f} M simulated MACs/s; "
+          f"{totals['chip_seconds'] * 1e3:.1f} ms on the chip)")
+
+
+def main() -> None:
+    with np.load(KWS / "test.npz") as d:
+        x, y = d["x"], d["y"]
+    calib = dict(np.load(KWS / "calib.npz"))
+    for name in MODELS:
+        bench(name, x, y, calib)
 
 
 if __name__ == "__main__":
