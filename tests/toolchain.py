@@ -48,10 +48,13 @@ def random_inputs(model: onnx.ModelProto, seed: int, samples: int | None = None,
 
 def run_checked(model: onnx.ModelProto, inputs: dict[str, np.ndarray], target: Target | None = None,
                 calibration: dict | None = None, shapes: dict | None = None,
-                compression: Compression | None = None) -> Checked:
-    """Compile, simulate `inputs` (one sample), and check reference, trace and round trip."""
+                compression: Compression | None = None, streaming: bool = False) -> Checked:
+    """Compile, simulate `inputs` (one sample), and check reference, trace and round trip.
+
+    A streaming program takes one frame of `inputs` (its first run: zero state)."""
     calibration = calibration or {k: v[None] for k, v in inputs.items()}
-    compiled = compile_model(model, target or Target(), calibration, shapes, compression=compression)
+    compiled = compile_model(model, target or Target(), calibration, shapes, compression=compression,
+                             streaming=streaming)
     blob = to_bytes(compiled.program)
     assert to_bytes(assemble(disassemble(compiled.program))) == blob, "objdump -> as changed the program"
     result = Simulator(compiled.program).run(inputs)
