@@ -36,12 +36,12 @@ def _stream(program, x: np.ndarray, axis: int, name: str = "X") -> list[dict[str
 
 
 CASES = {
-    "lstm": dict(op="LSTM"),
-    "lstm-peepholes-clip": dict(op="LSTM", peepholes=True, clip=2.0),
-    "lstm-input-forget-layout1": dict(op="LSTM", input_forget=1, layout=1),
-    "gru": dict(op="GRU"),
-    "gru-linear-before-reset": dict(op="GRU", linear_before_reset=1),
-    "rnn-relu": dict(op="RNN", activations=["Relu"]),
+    "lstm": {"op": "LSTM"},
+    "lstm-peepholes-clip": {"op": "LSTM", "peepholes": True, "clip": 2.0},
+    "lstm-input-forget-layout1": {"op": "LSTM", "input_forget": 1, "layout": 1},
+    "gru": {"op": "GRU"},
+    "gru-linear-before-reset": {"op": "GRU", "linear_before_reset": 1},
+    "rnn-relu": {"op": "RNN", "activations": ["Relu"]},
 }
 
 

@@ -33,15 +33,11 @@ def frame_shapes(graph: Graph) -> dict[str, tuple[int, ...]]:
 
 def mark_streaming(graph: Graph) -> Graph:
     """Mark each recurrent layer of the one-frame graph to keep its state between invocations."""
-    nodes = []
     for node in graph.nodes:
-        if node.op in RECURRENT_OPS:
-            if node.attrs["steps"] != 1:
-                raise RnnaccelError(f"--streaming: layer '{node.source}' still runs {node.attrs['steps']} steps "
-                                    "with one frame per input: its time axis does not come from an input's")
-            node = node.with_attrs(stream=True)
-        nodes.append(node)
-    return graph.replace(nodes=tuple(nodes))
+        if node.op in RECURRENT_OPS and node.attrs["steps"] != 1:
+            raise RnnaccelError(f"--streaming: layer '{node.source}' still runs {node.attrs['steps']} steps "
+                                "with one frame per input: its time axis does not come from an input's")
+    return graph.replace(nodes=tuple(n.with_attrs(stream=True) if n.op in RECURRENT_OPS else n for n in graph.nodes))
 
 
 def _recurrent(graph: Graph) -> list[Node]:
