@@ -46,6 +46,9 @@ docs: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/schedule.py
+	$(BIN)/python bench/streaming.py
+	$(BIN)/python bench/compression.py
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .hypothesis
