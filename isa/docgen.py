@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from isa.container import REGION_SECTIONS
@@ -119,9 +120,10 @@ def _assembly() -> str:
 identical bytes. Comments run from `;` to the end of the line. In order:
 
 - `.program model="..."`, `.target key=value ...` (every target parameter; missing ones take their
-  defaults), `.memory host=N amem=N acc=N wmem=N`, then any number of
-  `.input name="..." shape=[1,49,10] scale=<float> host=0x...` and `.output ...` lines. Strings are
-  JSON-quoted; scales are printed exactly (Python `repr`).
+  defaults), `.memory host=N amem=N acc=N wmem=N cbm=N`, then any number of
+  `.input name="..." shape=[1,49,10] scale=<float> host=0x...` and `.output ...` lines, and for a
+  streaming program `.state name="..." address=0x... size=N` lines: the activation memory its
+  recurrent state keeps between runs. Strings are JSON-quoted; scales are printed exactly (Python `repr`).
 - `.code`, then one instruction per line: `0012: <32 hex digits>  MNEMONIC name=value ...`. The address
   and encoding columns are informational and ignored by the assembler: the operands define the
   instruction, so an edited listing needs no re-encoding. Operands may be decimal or `0x` hex; signed
@@ -135,19 +137,24 @@ identical bytes. Comments run from `;` to the end of the line. In order:
   {TABLE_SEGMENTS + 1} values. The values, not the name, define what the vector unit computes."""
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m isa.docgen", description="Generate docs/isa.md from isa.table.")
-    parser.add_argument("--check", action="store_true", help="exit 1 if docs/isa.md is out of date")
+def generate(module: str, path: Path, render_text: Callable[[], str], argv: list[str] | None) -> int:
+    """The command line of a generated document: write it, or with --check say whether it is stale."""
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=f"Generate {path.name}.")
+    parser.add_argument("--check", action="store_true", help=f"exit 1 if {path.name} is out of date")
     args = parser.parse_args(argv)
-    text = render()
+    text = render_text()
     if args.check:
-        current = DOC_PATH.read_text(encoding="utf-8") if DOC_PATH.exists() else ""
+        current = path.read_text(encoding="utf-8") if path.exists() else ""
         if current != text:
-            print(f"{DOC_PATH} is stale: run `python -m isa.docgen`", file=sys.stderr)
+            print(f"{path} is stale: run `python -m {module}`", file=sys.stderr)
             return 1
         return 0
-    write_atomic(DOC_PATH, text)
+    write_atomic(path, text)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return generate("isa.docgen", DOC_PATH, render, argv)
 
 
 if __name__ == "__main__":
