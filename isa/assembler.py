@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
-import math
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +20,18 @@ import numpy as np
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
-from isa.container import NO_LOC, REGION_SECTIONS, Loc, MemoryMap, Program, Region, StateDesc, TensorDesc
+from isa.container import (
+    MAX_SCALE,
+    MIN_SCALE,
+    NO_LOC,
+    REGION_SECTIONS,
+    Loc,
+    MemoryMap,
+    Program,
+    Region,
+    StateDesc,
+    TensorDesc,
+)
 from isa.encoding import Instruction, _operand_value
 from isa.errors import RnnaccelError
 from isa.numerics import ACT_MAX, ACT_MIN, TABLE_SEGMENTS
@@ -137,9 +147,9 @@ class _Builder:
 
     def desc(self, line: Tree, args: list[Arg], name: str) -> TensorDesc:
         v = self.keys(line, args, name)
-        if any(d <= 0 for d in v["shape"]) or not (0 < v["scale"] < math.inf) or v["host"] < 0:
-            raise self.error(line, f"{name} {json.dumps(v['name'])}: dimensions and scale must be "
-                                   "positive, host address non-negative")
+        if any(d <= 0 for d in v["shape"]) or not (MIN_SCALE <= v["scale"] <= MAX_SCALE) or v["host"] < 0:
+            raise self.error(line, f"{name} {json.dumps(v['name'])}: dimensions must be positive, "
+                                   "the scale within [2^-64, 2^64] and the host address non-negative")
         return self.located(line, TensorDesc, v["name"], v["shape"], v["scale"], v["host"])
 
     def state(self, line: Tree, args: list[Arg]) -> StateDesc:

@@ -39,6 +39,10 @@ _ENTRY = struct.Struct("<4sII")
 # The simulator allocates host memory per sample of a batch from META's numbers; bound them so a
 # hostile container is refused instead of exhausting memory (weight memory is bounded by Target).
 MAX_HOST_ELEMENTS = 1 << 22
+# A tensor's scale lies in [MIN_SCALE, MAX_SCALE]: far wider than any model's (the compiler's
+# smallest is 3e-11), and narrow enough that quantising any float32 and dequantising any int16
+# stay finite.
+MIN_SCALE, MAX_SCALE = 2.0 ** -64, 2.0 ** 64
 MAX_MEMORY_UNITS = 1 << 24
 
 
@@ -264,7 +268,7 @@ def _program(meta: dict, sections: dict[bytes, bytes]) -> Program:
 
 def _desc(d: dict) -> TensorDesc:
     shape = tuple(int(s) for s in d["shape"])
-    if any(s <= 0 for s in shape) or not 0 < float(d["scale"]) < math.inf or int(d["host"]) < 0:
+    if any(s <= 0 for s in shape) or not MIN_SCALE <= float(d["scale"]) <= MAX_SCALE or int(d["host"]) < 0:
         raise ValueError(f"bad descriptor for {d['name']}")
     return TensorDesc(str(d["name"]), shape, float(d["scale"]), int(d["host"]))
 

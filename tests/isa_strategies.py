@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from isa.container import REGION_SECTIONS, Loc, MemoryMap, Program, Region, TensorDesc
+from isa.container import MAX_SCALE, MIN_SCALE, REGION_SECTIONS, Loc, MemoryMap, Program, Region, TensorDesc
 from isa.encoding import Instruction
 from isa.numerics import ACT_MAX, ACT_MIN, TABLE_SEGMENTS
 from isa.table import OPS, Op
@@ -24,7 +24,7 @@ instructions = st.sampled_from(OPS).flatmap(instructions_of)
 
 descs = st.builds(
     TensorDesc, names, st.lists(st.integers(1, 40), max_size=4).map(tuple),  # within MAX_HOST_ELEMENTS
-    st.floats(min_value=1e-300, max_value=1e300, allow_nan=False, allow_infinity=False), small)
+    st.floats(min_value=MIN_SCALE, max_value=MAX_SCALE, allow_nan=False, allow_infinity=False), small)
 
 
 @st.composite

@@ -76,6 +76,8 @@ def test_access_outside_a_memory_names_the_pc():
     (lambda m: m["inputs"][0].update(shape=[1 << 20, 1 << 20]), "tensor 'x' has 1099511627776 elements"),
     (lambda m: m.update(memory=[1, 2]), "META is malformed"),
     (lambda m: m["inputs"][0].update(scale=float("inf")), "META is malformed"),
+    (lambda m: m["inputs"][0].update(scale=1e300), "META is malformed"),  # int16 x scale overflows float32
+    (lambda m: m["inputs"][0].update(scale=1e-300), "META is malformed"),  # x / scale overflows float64
     (lambda m: m["target"].update(weight_mem_bytes=1 << 40), "weight_mem_bytes=1099511627776 is invalid"),
 ])
 def test_meta_that_would_make_the_simulator_allocate_too_much(edit, message):
