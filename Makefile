@@ -1,4 +1,5 @@
-# make demo  -- set up, compile the KWS example, show its listing, simulate it, compare with ONNX Runtime
+# make demo  -- set up, compile the trained keyword spotter, show its listing, simulate an utterance and
+#               the test split, compare with ONNX Runtime
 # make test  -- set up and run the whole test suite
 # make fuzz  -- run the fuzz targets (container, assembler, ONNX frontend) for FUZZ_SECONDS in all
 # Everything runs inside .venv, which the first target that needs it creates.
@@ -20,15 +21,16 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	@mkdir -p $(OUT)
-	$(BIN)/rnnaccel-compile examples/kws_lstm.onnx -o $(OUT)/kws.rnna --listing $(OUT)/kws.s \
-		--report $(OUT)/kws_report.json --calibration examples/kws_calib.npz
+	$(BIN)/rnnaccel-compile examples/kws/kws_lstm64.onnx -o $(OUT)/kws.rnna --listing $(OUT)/kws.s \
+		--report $(OUT)/kws_report.json --calibration examples/kws/calib.npz
 	@echo "--- head of the listing ($(OUT)/kws.s) ---"
 	@sed -n '1,30p' $(OUT)/kws.s | cut -c1-160
-	@echo "--- simulation ---"
-	$(BIN)/rnnaccel-sim $(OUT)/kws.rnna --inputs examples/kws_input.npz --outputs $(OUT)/kws_out.npz \
+	@echo "--- one utterance (the word 'on') ---"
+	$(BIN)/rnnaccel-sim $(OUT)/kws.rnna --inputs examples/kws/utterance.npz --outputs $(OUT)/kws_out.npz \
 		--trace $(OUT)/kws_trace.jsonl
-	@echo "--- against ONNX Runtime ---"
-	$(BIN)/python examples/compare.py examples/kws_lstm.onnx examples/kws_input.npz $(OUT)/kws_out.npz
+	$(BIN)/python examples/compare.py examples/kws/kws_lstm64.onnx examples/kws/utterance.npz $(OUT)/kws_out.npz
+	@echo "--- the 1200-utterance test split, chip against float ---"
+	$(BIN)/rnnaccel-eval $(OUT)/kws.rnna --data examples/kws/test.npz --reference examples/kws/kws_lstm64.onnx
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
