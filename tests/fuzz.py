@@ -5,7 +5,8 @@
 The time is shared equally between the targets. Inputs come from hypothesis in rounds of
 ROUND examples with fresh seeds until a target's time is up; any exception other than a
 well-formed RnnaccelError is shrunk by hypothesis to a small input, printed, and fails the run.
-Prints the number of inputs tried per target.
+So does a RuntimeWarning (numpy's overflow and invalid-value warnings): it would print a second
+line on a command's standard error. Prints the number of inputs tried per target.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import argparse
 import random
 import sys
 import time
+import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -47,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     names = args.target or list(TARGETS)
     rng = random.Random(args.seed)
+    warnings.simplefilter("error", RuntimeWarning)
     failed = False
     for name in names:
         start = time.monotonic()
