@@ -9,6 +9,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from compiler.frontend.onnx_import import import_model
+from isa.errors import RnnaccelError
 
 from test_float import assert_close
 
@@ -77,3 +78,15 @@ def test_matmul_over_batch_and_time_dims(bias):
     model = _model(nodes, [("a", (2, 7, K))], (2, 7, N), inits)
     checked = assert_close(model, {"a": _random((2, 7, K), 11)})
     assert [n.op for n in checked.compiled.graph.nodes] == ["fc"]
+
+
+@pytest.mark.parametrize("op, weight, message", [
+    ("Gemm", (K,), "Gemm with a 1-D weight B"),
+    ("Gemm", (2, K, N), "Gemm with a 3-D weight B"),
+    ("MatMul", (2, K, N), "MatMul with a 3-D constant operand"),
+])
+def test_a_weight_that_is_not_a_matrix_is_refused(op, weight, message):
+    model = _model([helper.make_node(op, ["a", "B"], ["y"], name="layer")], [("a", (M, K))], (M, N),
+                   {"B": _random(weight, 3)})
+    with pytest.raises(RnnaccelError, match=f"node 'layer' \\({op}\\): .*{message}"):
+        import_model(model)

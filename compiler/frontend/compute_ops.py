@@ -62,6 +62,8 @@ def Gemm(b, node, name: str, *, alpha=1.0, beta=1.0, transA=0, transB=0):
     if all(b.is_const(n) for n in node.input):
         return fold(b, node, lambda x, y, z=0.0: alpha * (x.T if transA else x) @ (y.T if transB else y) + beta * z)
     weight = constant_weight(b, bmat, "Gemm weight")
+    if weight.ndim != 2:
+        raise unsupported(f"Gemm with a {weight.ndim}-D weight B; Gemm takes a matrix")
     weight = (alpha * (weight if transB else weight.T)).astype(np.float32)
     x = transposed(b, name, a) if transA else a
     bias = None
