@@ -11,11 +11,13 @@ import pytest
 from onnx import helper
 
 from compiler.cli import main as compile_main
+from compiler.passes.compress import Compression
 from compiler.pipeline import compile_model
 from isa.assembler import assemble
 from isa.container import StateDesc, from_bytes, to_bytes
 from isa.errors import RnnaccelError
 from isa.listing import disassemble
+from isa.target import Target
 from runtime_sim import Simulator
 
 from models import _info, _model, recurrent_model
@@ -201,3 +203,14 @@ def test_corrupted_state_is_refused():
     empty = program.__class__(**{**vars(program), "state": (StateDesc("h", 0, 0),)})
     with pytest.raises(RnnaccelError, match="corrupted program: META is malformed"):
         from_bytes(to_bytes(empty))
+
+
+def test_compressed_and_wide_streaming_programs_match_too():
+    """The stream reuses the whole-sequence quantisation, codebooks included, on any target."""
+    model = recurrent_model("GRU", 6, 1, 5, 24, seed=9, linear_before_reset=1, outputs=["Y_h"])
+    calib = random_inputs(model, seed=1, samples=4)
+    x = random_inputs(model, seed=2, samples=3)["X"]
+    settings = {"target": Target(macs=128, weight_bits=16), "compression": Compression(3)}
+    whole = Simulator(compile_model(model, calibration=calib, **settings).program).run({"X": x}, batch=True)
+    frames = _stream(compile_model(model, calibration=calib, streaming=True, **settings).program, x, axis=0)
+    np.testing.assert_array_equal(frames[-1]["Y_h"], whole.raw_outputs["Y_h"])
