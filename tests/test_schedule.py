@@ -16,7 +16,7 @@ from isa.target import Target
 from runtime_sim import Simulator
 from runtime_sim.cli import main as sim_main
 
-from models import fc_model
+from models import fc_model, recurrent_model
 from toolchain import random_inputs, run_checked
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
@@ -33,6 +33,31 @@ def test_kws_models_keep_the_array_busy_at_32_macs(cell):
     skipped = gates * 64 * 64 if cell == "LSTM" else 0  # an LSTM skips R h at t=0 without initial_h
     assert layers[f"{cell.lower()}0"]["mac_ops"] == 49 * gates * (64 * 10 + 64 * 64) - skipped
     assert sum(layer["mac_ops"] for layer in stats["layers"]) == stats["mac_ops"]
+
+
+CHUNK_CASES = {
+    "lstm": ("LSTM", {}), "gru": ("GRU", {"linear_before_reset": 1}), "gru-reset-first": ("GRU", {}),
+    "rnn": ("RNN", {}), "lstm-batch2-y": ("LSTM", {"batch": 2}),
+}
+
+
+@pytest.mark.parametrize("case", CHUNK_CASES)
+def test_wide_arrays_run_r_h_per_unit_group_bit_exactly(case):
+    """At 128 MACs R h runs in column chunks that accumulate (MVA), one per unit group of h, into
+    accumulators that alternate between steps; results stay bit-exact and the trace valid."""
+    op, extra = CHUNK_CASES[case]
+    batch = extra.pop("batch", 1)
+    model = recurrent_model(op, 9, batch, 6, 32, seed=4, **extra)
+    checked = run_checked(model, random_inputs(model, seed=5), target=Target(macs=128))
+    mnemonics = [i.mnemonic for i in checked.compiled.program.code]
+    assert "MVA" in mnemonics and "LOOP" in mnemonics
+
+
+@pytest.mark.parametrize("macs, direction", [(32, "forward"), (128, "bidirectional")])
+def test_r_h_stays_whole_where_chunks_do_not_pay(macs, direction):
+    model = recurrent_model("LSTM", 9, 1, 6, 64, seed=4, direction=direction)
+    program = compile_model(model, Target(macs=macs), random_inputs(model, 1, samples=2)).program
+    assert "MVA" not in [i.mnemonic for i in program.code]
 
 
 def test_report_gives_each_layer_its_bound():

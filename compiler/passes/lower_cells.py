@@ -61,13 +61,28 @@ def _groups(ctx: Lowering, a: dict) -> tuple[tuple[int, int], ...]:
     return unit_groups(a["hidden"], ctx.target.vec_lanes)
 
 
-def _products(ctx: Lowering, r: StepRefs, qh: str, where: Where) -> None:
+def chunked(ctx: Lowering, a: dict, m: MatrixRefs) -> bool:
+    """Whether R h runs per unit group of h: on an array so wide that R has at most half as many
+    row tiles as h has groups, the next step's product then starts on each group of h as soon as
+    it is done, instead of waiting for the last one (its accumulators alternate between steps, so
+    it never waits for this step's reads either). On narrower arrays the tiles already overlap the
+    vector work and the extra instructions cost more than they gain, and so they do where the
+    two directions of a bidirectional layer already fill each other's waits (measured:
+    bench/schedule.py). Compressed matrices have no accumulating form."""
+    return not m.slots and len(a["directions"]) == 1 and 2 * len(m.tiles) <= len(_groups(ctx, a))
+
+
+def _recurrent_product(ctx: Lowering, a: dict, m: MatrixRefs, r: StepRefs, where: Where) -> None:
+    ctx.matvec(m, r.h_prev, r.accs["h"], _at(where, "Rh"), _groups(ctx, a) if chunked(ctx, a, m) else None)
+
+
+def _products(ctx: Lowering, a: dict, r: StepRefs, qh: str, where: Where) -> None:
     """acc_x = b + W x, gx = requantise(acc_x), acc_h = R h (skipped without h): the MAC part."""
     mx = r.mats["qx"]
     ctx.matvec(mx, r.x, r.accs["x"], _at(where, "Wx"))
     if r.h_prev is not None:
         ctx.requantize(mx, _at(where, "Wx"), r.s["gx"], r.accs["x"])
-        ctx.matvec(r.mats[qh], r.h_prev, r.accs["h"], _at(where, "Rh"))
+        _recurrent_product(ctx, a, r.mats[qh], r, where)
 
 
 def _group_gates(ctx: Lowering, r: StepRefs, qh: str, rows: tuple[int, int], where: Where) -> None:
@@ -98,7 +113,7 @@ def _per_group(ctx: Lowering, groups, tiles, rows_per_unit: int, emit: Callable[
 
 
 def lstm_step(ctx: Lowering, a: dict, d: int, r: StepRefs, where: Where) -> None:
-    _products(ctx, r, "qh", where)
+    _products(ctx, a, r, "qh", where)
     tiles = (r.mats["qh"] if r.h_prev is not None else r.mats["qx"]).tiles
     _per_group(ctx, _groups(ctx, a), tiles, 4, lambda u0, u1: _lstm_group(ctx, a, d, r, u0, u1, where))
 
@@ -163,7 +178,7 @@ def gru_step(ctx: Lowering, a: dict, d: int, r: StepRefs, where: Where) -> None:
     mx = r.mats["qx"]
     ctx.matvec(mx, r.x, r.accs["x"], _at(where, "Wx"))
     ctx.requantize(mx, _at(where, "Wx"), s["gx"], r.accs["x"])
-    ctx.matvec(r.mats["qh" if lbr else "qzr"], r.h_prev, r.accs["h"], _at(where, "Rh"))
+    _recurrent_product(ctx, a, r.mats["qh" if lbr else "qzr"], r, where)
     groups = _groups(ctx, a)
     if lbr:
         _per_group(ctx, groups, r.mats["qh"].tiles, 3, lambda u0, u1: _gru_group(ctx, a, d, r, u0, u1, where))
@@ -214,7 +229,7 @@ def _gru_candidate(ctx: Lowering, a: dict, d: int, r: StepRefs, u0: int, u1: int
 
 def rnn_step(ctx: Lowering, a: dict, d: int, r: StepRefs, where: Where) -> None:
     (f_spec,) = a["activations"][d]
-    _products(ctx, r, "qh", where)
+    _products(ctx, a, r, "qh", where)
 
     def group(u0: int, u1: int) -> None:
         _group_gates(ctx, r, "qh", (u0, u1), _at(where, "gates"))

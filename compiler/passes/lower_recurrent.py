@@ -20,8 +20,8 @@ import numpy as np
 
 from compiler.ir import Node, QMatrix
 from compiler.kernel import Ref, Where
-from compiler.passes.lower_cells import CELLS, StepRefs, cell_scratch
-from compiler.passes.lowering import Lowering
+from compiler.passes.lower_cells import CELLS, StepRefs, cell_scratch, chunked
+from compiler.passes.lowering import Lowering, MatrixRefs
 from compiler.passes.quantize_recurrent import act_frac, one
 from compiler.passes.reroll import reroll
 
@@ -132,19 +132,26 @@ def _direction_steps(ctx: Lowering, plan: Plan, d: int, where: Where, zeros: Cal
     mats = {key[:-len(str(d))]: ctx.matrix(node, key) for key, value in a.items()
             if isinstance(value, QMatrix) and key.endswith(str(d)) and key[:-len(str(d))].isalpha()}
     gates = mats["qx"].q.rows
-    accs = {"x": ctx.buffer(f"{prefix}/acc_x", "acc", gates), "h": ctx.buffer(f"{prefix}/acc_h", "acc", gates)}
+    acc_x = ctx.buffer(f"{prefix}/acc_x", "acc", gates)
+    acc_h = [ctx.buffer(f"{prefix}/acc_h{i}", "acc", gates) for i in range(2 if chunked(ctx, a, _r(mats)) else 1)]
     scratch = cell_scratch(ctx, node.op, prefix, a["hidden"])
     consts = _constants(ctx, plan, d, Where(node.source, where.layer))
     waves: dict[int, list] = {}
     for b in range(a["batch"]):
         h_prev, c_prev = _initial(plan, d, b, zeros)
         for index, t in enumerate(plan.steps_of(d, b)):
+            accs = {"x": acc_x, "h": acc_h[index % len(acc_h)]}
             refs = StepRefs(plan.x_at(t, b), h_prev, c_prev, plan.h_dst(d, b, index),
                             plan.cell(d, b) if node.op == "lstm" else None, mats, accs, scratch, consts)
             step_where = Where(node.source, where.layer, t, -1, _direction_label(a, d))
             waves.setdefault(index, []).append(lambda refs=refs, w=step_where: CELLS[node.op](ctx, a, d, refs, w))
             h_prev, c_prev = refs.h_new, refs.c_new
     return waves
+
+
+def _r(mats: dict) -> MatrixRefs:
+    """The matrix that multiplies h (a GRU without linear_before_reset: its z and r rows)."""
+    return mats["qh"] if "qh" in mats else mats["qzr"]
 
 
 def _initial(plan: Plan, d: int, b: int, zeros: Callable[[], Ref]) -> tuple[Ref | None, Ref | None]:

@@ -118,18 +118,25 @@ class Lowering:
         starts = np.cumsum([0] + [len(p) for p in parts[:-1]])
         return tuple(whole + int(start) for start in starts)
 
-    def matvec(self, m: MatrixRefs, x: Ref, acc: Ref, where: Where) -> None:
-        """acc[0:rows] = (bias +) W x, one instruction per row tile."""
-        for index, (r0, r1) in enumerate(m.tiles):
-            operands = {"acc": acc + r0, "w": m.weights[index], "x": x, "rows": r1 - r0, "cols": m.q.cols,
-                        "split": best_split(r1 - r0, m.q.cols, self.target.macs)}
-            tile_where = Where(where.node, where.layer, where.step, index, where.what)
-            if m.slots:
-                self.emit("MVC", tile_where, cb=m.slots[index], bits=m.q.codebook.bits, **operands)
-            elif m.bias is None:
-                self.emit("MV", tile_where, **operands)
-            else:
-                self.emit("MVB", tile_where, bias=m.bias + 4 * r0, **operands)
+    def matvec(self, m: MatrixRefs, x: Ref, acc: Ref, where: Where,
+               columns: tuple[tuple[int, int], ...] | None = None) -> None:
+        """acc[0:rows] = (bias +) W x, one instruction per row tile; with `columns` (plain matrices
+        only), per column range and row tile, the later ranges accumulating (MVA), so each range
+        can start as soon as its part of x exists."""
+        for part, (k0, k1) in enumerate(columns or ((0, m.q.cols),)):
+            for index, (r0, r1) in enumerate(m.tiles):
+                operands = {"acc": acc + r0, "w": m.weights[index] + k0 * (r1 - r0) * self.target.weight_bytes,
+                            "x": x + k0, "rows": r1 - r0, "cols": k1 - k0,
+                            "split": best_split(r1 - r0, k1 - k0, self.target.macs)}
+                tile_where = Where(where.node, where.layer, where.step, index, where.what)
+                if m.slots:
+                    self.emit("MVC", tile_where, cb=m.slots[index], bits=m.q.codebook.bits, **operands)
+                elif part:
+                    self.emit("MVA", tile_where, **operands)
+                elif m.bias is None:
+                    self.emit("MV", tile_where, **operands)
+                else:
+                    self.emit("MVB", tile_where, bias=m.bias + 4 * r0, **operands)
 
     def requantize(self, m: MatrixRefs, where: Where, dst: Ref, src: Ref, add: Ref | None = None,
                    row: int = 0, rows: tuple[int, int] | None = None) -> None:
