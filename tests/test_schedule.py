@@ -43,8 +43,8 @@ CHUNK_CASES = {
 
 @pytest.mark.parametrize("case", CHUNK_CASES)
 def test_wide_arrays_run_r_h_per_unit_group_bit_exactly(case):
-    """At 128 MACs R h runs in column chunks that accumulate (MVA), one per unit group of h, into
-    accumulators that alternate between steps; results stay bit-exact and the trace valid."""
+    """At 128 MACs R h runs in two column chunks, the second accumulating (MVA), into accumulators
+    that alternate between steps; results stay bit-exact and the trace valid."""
     op, extra = CHUNK_CASES[case]
     batch = extra.pop("batch", 1)
     model = recurrent_model(op, 9, batch, 6, 32, seed=4, **extra)

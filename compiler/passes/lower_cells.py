@@ -62,18 +62,27 @@ def _groups(ctx: Lowering, a: dict) -> tuple[tuple[int, int], ...]:
 
 
 def chunked(ctx: Lowering, a: dict, m: MatrixRefs) -> bool:
-    """Whether R h runs per unit group of h: on an array so wide that R has at most half as many
-    row tiles as h has groups, the next step's product then starts on each group of h as soon as
-    it is done, instead of waiting for the last one (its accumulators alternate between steps, so
-    it never waits for this step's reads either). On narrower arrays the tiles already overlap the
-    vector work and the extra instructions cost more than they gain, and so they do where the
-    two directions of a bidirectional layer already fill each other's waits (measured:
-    bench/schedule.py). Compressed matrices have no accumulating form."""
+    """Whether R h runs in two column chunks (`_halves`). On an array so wide that R has at most
+    half as many row tiles as h has unit groups, the next step's product then starts on the first
+    half of h while the vector unit still works on the second, instead of waiting for all of it;
+    its accumulators alternate between steps, so it never waits for this step's reads either.
+    On narrower arrays, and where the two directions of a bidirectional layer already fill each
+    other's waits, whole tiles measured faster (bench/schedule.py). Compressed matrices have no
+    accumulating form."""
     return not m.slots and len(a["directions"]) == 1 and 2 * len(m.tiles) <= len(_groups(ctx, a))
 
 
 def _recurrent_product(ctx: Lowering, a: dict, m: MatrixRefs, r: StepRefs, where: Where) -> None:
-    ctx.matvec(m, r.h_prev, r.accs["h"], _at(where, "Rh"), _groups(ctx, a) if chunked(ctx, a, m) else None)
+    ctx.matvec(m, r.h_prev, r.accs["h"], _at(where, "Rh"), _halves(ctx, a) if chunked(ctx, a, m) else None)
+
+
+def _halves(ctx: Lowering, a: dict) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The columns of h in two runs of whole unit groups (at least two groups: see `chunked`).
+    One chunk per group measured slower: a chunk then waits on groups the vector unit finishes
+    together, interleaved, and the array runs the chunks back to back behind them."""
+    groups = _groups(ctx, a)
+    middle = groups[(len(groups) + 1) // 2][0]
+    return (0, middle), (middle, a["hidden"])
 
 
 def _products(ctx: Lowering, a: dict, r: StepRefs, qh: str, where: Where) -> None:
