@@ -21,39 +21,38 @@ from compiler.ir import Node
 @operator
 def Add(b, node, name: str) -> None:
     """x + c or c + x; a bias right after a bias-less MatMul/Gemm joins that layer."""
-    if all(b.is_const(n) for n in node.input):
-        return fold(b, node, np.add)
-    if _both_computed(b, node):
-        return _emit_pair(b, name, "add", node)
-    data, const, _ = _operands(b, node)
-    if not _fuse_bias(b, name, data, const, node.output[0]):
-        _emit(b, name, "add_const", data, const, node.output[0])
+    if operands := _data_and_constant(b, node, name, np.add, "add"):
+        data, const, _ = operands
+        if not _fuse_bias(b, name, data, const, node.output[0]):
+            _emit(b, name, "add_const", data, const, node.output[0])
 
 
 @operator
 def Sub(b, node, name: str) -> None:
     """x - c is x + (-c); c - x negates the data on the chip."""
-    if all(b.is_const(n) for n in node.input):
-        return fold(b, node, np.subtract)
-    if _both_computed(b, node):
-        return _emit_pair(b, name, "sub", node)
-    data, const, data_first = _operands(b, node)
-    _emit(b, name, "add_const", data, -const if data_first else const, node.output[0], negate=not data_first)
+    if operands := _data_and_constant(b, node, name, np.subtract, "sub"):
+        data, const, data_first = operands
+        _emit(b, name, "add_const", data, -const if data_first else const, node.output[0], negate=not data_first)
 
 
 @operator
 def Mul(b, node, name: str) -> None:
     """x * c or c * x."""
+    if operands := _data_and_constant(b, node, name, np.multiply, "mul"):
+        data, const, _ = operands
+        _emit(b, name, "mul_const", data, const, node.output[0])
+
+
+def _data_and_constant(b, node, name: str, fold_with, pair_op: str) -> tuple[str, np.ndarray, bool] | None:
+    """What every binary operator does first: fold two constants, emit `pair_op` for two computed
+    operands; otherwise (data, constant, whether the data comes first) for the caller's lowering."""
     if all(b.is_const(n) for n in node.input):
-        return fold(b, node, np.multiply)
-    if _both_computed(b, node):
-        return _emit_pair(b, name, "mul", node)
-    data, const, _ = _operands(b, node)
-    _emit(b, name, "mul_const", data, const, node.output[0])
-
-
-def _both_computed(b, node) -> bool:
-    return not any(b.is_const(n) for n in node.input)
+        fold(b, node, fold_with)
+        return None
+    if not any(b.is_const(n) for n in node.input):
+        _emit_pair(b, name, pair_op, node)
+        return None
+    return _operands(b, node)
 
 
 def _emit_pair(b, name: str, op: str, node) -> None:

@@ -72,6 +72,12 @@ def chunked(ctx: Lowering, a: dict, m: MatrixRefs) -> bool:
     return not m.slots and len(a["directions"]) == 1 and 2 * len(m.tiles) <= len(_groups(ctx, a))
 
 
+def recurrent_matrix(mats: dict[str, MatrixRefs]) -> MatrixRefs:
+    """The matrix that multiplies h_prev: R, or a GRU's z and r rows without linear_before_reset
+    (its candidate's rows multiply r*h, which exists only later in the step)."""
+    return mats["qh"] if "qh" in mats else mats["qzr"]
+
+
 def _recurrent_product(ctx: Lowering, a: dict, m: MatrixRefs, r: StepRefs, where: Where) -> None:
     ctx.matvec(m, r.h_prev, r.accs["h"], _at(where, "Rh"), _halves(ctx, a) if chunked(ctx, a, m) else None)
 
@@ -187,7 +193,7 @@ def gru_step(ctx: Lowering, a: dict, d: int, r: StepRefs, where: Where) -> None:
     mx = r.mats["qx"]
     ctx.matvec(mx, r.x, r.accs["x"], _at(where, "Wx"))
     ctx.requantize(mx, _at(where, "Wx"), s["gx"], r.accs["x"])
-    _recurrent_product(ctx, a, r.mats["qh" if lbr else "qzr"], r, where)
+    _recurrent_product(ctx, a, recurrent_matrix(r.mats), r, where)
     groups = _groups(ctx, a)
     if lbr:
         _per_group(ctx, groups, r.mats["qh"].tiles, 3, lambda u0, u1: _gru_group(ctx, a, d, r, u0, u1, where))
@@ -207,7 +213,7 @@ def _gru_gates(ctx: Lowering, a: dict, d: int, r: StepRefs, u0: int, u1: int, wh
     f_spec, s, g, w = a["activations"][d][0], r.s, u1 - u0, _at(where, "cell")
     pre, lbr = s["pre"] + 2 * u0, a["linear_before_reset"]
     first = 3 * u0 if lbr else 2 * u0  # the group's z rows: [z r h] or [z r] per group
-    ctx.requantize(r.mats["qh" if lbr else "qzr"], _at(where, "gates"), pre, r.accs["h"] + first,
+    ctx.requantize(recurrent_matrix(r.mats), _at(where, "gates"), pre, r.accs["h"] + first,
                    add=s["gx"] + 3 * u0, rows=(first, first + 2 * g))
     _clamp(ctx, a, w, 2 * g, pre)
     ctx.activation(f_spec, w, 2 * g, s["act"] + 2 * u0, pre)

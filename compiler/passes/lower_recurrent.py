@@ -20,8 +20,8 @@ import numpy as np
 
 from compiler.ir import Node, QMatrix
 from compiler.kernel import Ref, Where
-from compiler.passes.lower_cells import CELLS, StepRefs, cell_scratch, chunked
-from compiler.passes.lowering import Lowering, MatrixRefs
+from compiler.passes.lower_cells import CELLS, StepRefs, cell_scratch, chunked, recurrent_matrix
+from compiler.passes.lowering import Lowering
 from compiler.passes.quantize_recurrent import act_frac, one
 from compiler.passes.reroll import reroll
 
@@ -117,12 +117,17 @@ def _plan(ctx: Lowering, node: Node) -> Plan:
         if plan.y is None or "y_steps" in a:
             plan.spare[d] = tuple(ctx.buffer(f"{node.source}/d{d}/h{i}", "amem", a["batch"] * hidden) for i in (0, 1))
         if a.get("stream"):
-            def state(which: str, d: int = d) -> Ref:
-                return ctx.buffer(f"state:{node.source}/d{d}/{which}", "amem", a["batch"] * hidden, persistent=True)
-            plan.state[d] = (state("h"), state("c") if node.op == "lstm" else None)
+            plan.state[d] = (_state_buffer(ctx, node, d, "h"),
+                             _state_buffer(ctx, node, d, "c") if node.op == "lstm" else None)
         elif node.op == "lstm" and plan.y_c is None:
             plan.cells[d] = ctx.buffer(f"{node.source}/d{d}/c", "amem", a["batch"] * hidden)
     return plan
+
+
+def _state_buffer(ctx: Lowering, node: Node, d: int, which: str) -> Ref:
+    """A streaming layer's h or c for every batch element: kept between runs."""
+    return ctx.buffer(f"state:{node.source}/d{d}/{which}", "amem", node.attrs["batch"] * node.attrs["hidden"],
+                      persistent=True)
 
 
 def _direction_steps(ctx: Lowering, plan: Plan, d: int, where: Where, zeros: Callable[[], Ref]) -> dict[int, list]:
@@ -133,7 +138,8 @@ def _direction_steps(ctx: Lowering, plan: Plan, d: int, where: Where, zeros: Cal
             if isinstance(value, QMatrix) and key.endswith(str(d)) and key[:-len(str(d))].isalpha()}
     gates = mats["qx"].q.rows
     acc_x = ctx.buffer(f"{prefix}/acc_x", "acc", gates)
-    acc_h = [ctx.buffer(f"{prefix}/acc_h{i}", "acc", gates) for i in range(2 if chunked(ctx, a, _r(mats)) else 1)]
+    alternate = chunked(ctx, a, recurrent_matrix(mats))
+    acc_h = [ctx.buffer(f"{prefix}/acc_h{i}", "acc", gates) for i in range(2 if alternate else 1)]
     scratch = cell_scratch(ctx, node.op, prefix, a["hidden"])
     consts = _constants(ctx, plan, d, Where(node.source, where.layer))
     waves: dict[int, list] = {}
@@ -147,11 +153,6 @@ def _direction_steps(ctx: Lowering, plan: Plan, d: int, where: Where, zeros: Cal
             waves.setdefault(index, []).append(lambda refs=refs, w=step_where: CELLS[node.op](ctx, a, d, refs, w))
             h_prev, c_prev = refs.h_new, refs.c_new
     return waves
-
-
-def _r(mats: dict) -> MatrixRefs:
-    """The matrix that multiplies h (a GRU without linear_before_reset: its z and r rows)."""
-    return mats["qh"] if "qh" in mats else mats["qzr"]
 
 
 def _initial(plan: Plan, d: int, b: int, zeros: Callable[[], Ref]) -> tuple[Ref | None, Ref | None]:

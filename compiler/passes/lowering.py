@@ -123,6 +123,7 @@ class Lowering:
         """acc[0:rows] = (bias +) W x, one instruction per row tile; with `columns` (plain matrices
         only), per column range and row tile, the later ranges accumulating (MVA), so each range
         can start as soon as its part of x exists."""
+        assert columns is None or not m.slots, "compressed matrices have no accumulating form"
         for part, (k0, k1) in enumerate(columns or ((0, m.q.cols),)):
             for index, (r0, r1) in enumerate(m.tiles):
                 operands = {"acc": acc + r0, "w": m.weights[index] + k0 * (r1 - r0) * self.target.weight_bytes,

@@ -21,9 +21,10 @@ from isa.errors import RnnaccelError
 
 def frame_shapes(graph: Graph) -> dict[str, tuple[int, ...]]:
     """The whole-sequence graph's input shapes with the time axis made one frame."""
-    steps = {n.attrs["steps"] for n in _recurrent(graph)}
-    for node in _recurrent(graph):
+    layers = _recurrent(graph)
+    for node in layers:
         _check_streamable(graph, node)
+    steps = {n.attrs["steps"] for n in layers}
     if len(steps) > 1:
         raise RnnaccelError(f"--streaming: the recurrent layers run different numbers of steps ({sorted(steps)}), "
                             "so no one input axis is time")
