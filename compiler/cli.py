@@ -51,12 +51,26 @@ def _parser() -> argparse.ArgumentParser:
                    help="codebook weight compression: bits per weight index (default none: plain weights)")
     p.add_argument("--codebook", choices=("tile", "matrix"), default="tile",
                    help="with --compress: one codebook per MAC row tile (default) or per matrix")
+    p.add_argument("--prune", type=float, default=0.0, metavar="FRACTION",
+                   help="with --compress: zero at least this fraction (0..1) of each matrix's weights, the least "
+                        "important first, and store a bitmap instead of their indices (default 0: no pruning)")
     p.add_argument("--streaming", action="store_true",
                    help="one frame per run, the recurrent state kept on chip between runs (forward layers only)")
     p.add_argument("--shape", action="append", default=[], metavar="NAME=D0,D1,...",
                    help="fix the dims of an input with symbolic dims (repeatable)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     return p
+
+
+def _compression(args: argparse.Namespace) -> Compression | None:
+    if not 0.0 <= args.prune < 1.0:
+        raise RnnaccelError(f"--prune {args.prune}: expected a fraction in [0, 1)")
+    if args.compress == "none":
+        if args.prune:
+            raise RnnaccelError("--prune needs --compress 4|3|2: pruned weights are stored as a bitmap "
+                                "beside the codebook indices")
+        return None
+    return Compression(int(args.compress), args.codebook, prune=args.prune)
 
 
 def parse_shapes(items: list[str]) -> dict[str, tuple[int, ...]]:
@@ -118,7 +132,7 @@ def _main(argv: list[str] | None) -> int | None:
     target = load_target(args.target, macs=args.macs, weight_bits=args.weight_bits)
     calibration = read_npz(args.calibration, "calibration") if args.calibration else None
     start = time.perf_counter()
-    compression = None if args.compress == "none" else Compression(int(args.compress), args.codebook)
+    compression = _compression(args)
     result = compile_model(args.model, target, calibration, parse_shapes(args.shape), log, compression,
                            args.streaming)
     files = {args.output: to_bytes(result.program)}

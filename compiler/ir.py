@@ -48,12 +48,18 @@ class Node:
 
 @dataclass(frozen=True)
 class Codebook:
-    """How a compressed matrix is stored: `bits`-bit indices into a codebook per row group."""
+    """How a compressed matrix is stored: `bits`-bit indices into a codebook per row group; a
+    pruned matrix also has a bitmap of the weights it keeps (the others are zero, no index)."""
 
     bits: int
     group_of_row: np.ndarray  # int64 (rows,): which codebook each row uses
     entries: np.ndarray  # int64 (groups, 2**bits), within weight_bits
-    indices: np.ndarray  # int64 (rows, cols)
+    indices: np.ndarray  # int64 (rows, cols); a pruned weight's index is 0 and not stored
+    kept: np.ndarray | None = None  # bool (rows, cols) of a pruned matrix
+
+    def reordered(self, order: np.ndarray) -> Codebook:
+        kept = None if self.kept is None else self.kept[order]
+        return dataclasses.replace(self, group_of_row=self.group_of_row[order], indices=self.indices[order], kept=kept)
 
 
 @dataclass(frozen=True)
@@ -74,9 +80,7 @@ class QMatrix:
 
     def reordered(self, order: np.ndarray) -> QMatrix:
         """The same matrix with its rows in `order` (original row indices)."""
-        book = self.codebook
-        if book is not None:
-            book = dataclasses.replace(book, group_of_row=book.group_of_row[order], indices=book.indices[order])
+        book = None if self.codebook is None else self.codebook.reordered(order)
         return QMatrix(self.weights[order], self.mult[order], self.shift[order], _rows(self.bias, order), book,
                        _rows(self.out_bias, order), self.bias_shift)
 

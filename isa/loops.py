@@ -3,8 +3,9 @@
 `LOOP count=N body=B strides=S` repeats the B instructions after it N times. In iteration i
 (from 0) every field of body instruction j is advanced by i times its stride; the strides sit in
 weight memory at S, STRIDE_SLOTS signed 16-bit values per body instruction, one per field in the
-table's order (slots past an instruction's last field are zero). So a loop over timesteps costs
-the same code whatever the number of steps. Loops do not nest.
+table's order (slots past an instruction's last field are zero; fields past the last slot, such as
+MVCS's `nnz`, a property of the weights, never advance). So a loop over timesteps costs the same
+code whatever the number of steps. Loops do not nest.
 
 A LOOP of count 65535 over a 255-instruction body is 16.7 million executed instructions, which no
 real program needs and which would take the simulator hours and gigabytes; so the expansion is
@@ -75,13 +76,11 @@ def _body(code: tuple[Instruction, ...], pc: int) -> tuple[Instruction, ...]:
         raise RnnaccelError(f"pc {pc} (LOOP): a body of {loop['body']} instructions does not fit the program")
     if any(op.mnemonic == "LOOP" for op in body):
         raise RnnaccelError(f"pc {pc} (LOOP): loops do not nest")
-    if any(len(op.op.fields) > STRIDE_SLOTS for op in body):
-        raise RnnaccelError(f"pc {pc} (LOOP): an instruction with more than {STRIDE_SLOTS} fields cannot loop")
     return body
 
 
 def _advanced(op: Instruction, strides: np.ndarray, i: int, pc: int) -> Instruction:
-    args = tuple(v + i * int(s) for v, s in zip(op.args, strides))
+    args = tuple(v + i * int(s) for v, s in zip(op.args, strides)) + op.args[len(strides):]
     for field, value in zip(op.op.fields, args):
         if not field.low <= value <= field.high:
             raise RnnaccelError(f"pc {pc} ({op.mnemonic}): loop iteration {i} takes {field.name} to {value}, "

@@ -5,9 +5,10 @@ widths, the memory it reads and writes, its cost, its useful MACs and its meanin
 decoder, assembler, disassembler, simulator dispatch, timing model and docs/isa.md all read
 this table; adding an instruction is one row here plus one semantics function.
 
-Expressions (footprint lengths, cycles, MACs) are products and ceiling divisions of operand
-names, integers and target parameters, read left to right: "rows*cols*weight_bytes",
-"n/vec_lanes". `/` rounds up, because hardware cannot run a fraction of a cycle.
+Expressions (footprint lengths, cycles, MACs) are sums of products and ceiling divisions of
+operand names, integers and target parameters, each product read left to right:
+"rows*cols*weight_bytes", "n/vec_lanes", "rows*cols/8+nnz*bits/8". `/` rounds up, because
+hardware cannot run a fraction of a cycle.
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ def _fields(spec: str) -> tuple[Field, ...]:
 
 def _accesses(spec: str) -> tuple[Access, ...]:
     """'x@amem[cols] w@wmem[rows*cols*weight_bytes]' -> accesses."""
-    return tuple(Access(*re.fullmatch(r"(\w+)@(\w+)\[([\w*/]+)\]", item).groups()) for item in spec.split())
+    return tuple(Access(*re.fullmatch(r"(\w+)@(\w+)\[([\w*/+-]+)\]", item).groups()) for item in spec.split())
 
 
 # K split over `split` lane groups: ceil(cols/split) cycles, then the groups' partial sums meet
@@ -128,6 +129,10 @@ OPS: tuple[Op, ...] = (
     _row("MVC", 0x13, "MAC", "acc:16 w:24 x:20 rows:9 cols:16 split:4=1 cb:12 bits:3",
          "w@wmem[rows*cols*bits/8] x@amem[cols] cb@cbm[16]", "acc@acc[rows]", SPLIT_CYCLES, "rows*cols",
          "MV through the decompression engine: W[k,r] = codebook[cb + index], `bits`-bit indices streamed from w"),
+    _row("MVCS", 0x14, "MAC", "acc:16 w:24 x:20 rows:9 cols:16 split:4=1 cb:12 bits:3 nnz:16",
+         "w@wmem[rows*cols/8+nnz*bits/8] x@amem[cols] cb@cbm[16]", "acc@acc[rows]", SPLIT_CYCLES, "rows*cols",
+         "MVC of a pruned matrix: at w a bitmap (bit i set: weight i kept), then the `nnz` kept weights' "
+         "indices; W[k,r] = codebook[cb + index] where kept, else 0"),
     _row("VRQ", 0x20, "VEC", "dst:20 src:16 n:16 q:24", "src@acc[n] q@wmem[n*4]", "dst@amem[n]",
          "n/vec_lanes", "0", "dst[i] = requantize(acc[i], mult[i], shift[i]) with per-element (mult, shift) at q"),
     _row("VRQA", 0x21, "VEC", "dst:20 src:16 n:16 q:24 add:20",
@@ -182,9 +187,18 @@ OPERATORS = {"*": lambda a, b: a * b, "/": lambda a, b: -(-a // b), "+": lambda 
 
 
 def evaluate(expr: str, env: Mapping[str, int]) -> int:
-    """Evaluate a table expression strictly left to right: '*', ceiling '/', '+' and '-' over
-    names and integers ("cols/split+split-1" is ((cols/split)+split)-1)."""
-    tokens = re.split(r"([*/+-])", expr)
+    """Evaluate a table expression: a sum of products, each product read left to right with '*'
+    and ceiling '/' over names and integers ("rows*cols/8+nnz*bits/8" is
+    ceil(rows*cols/8) + ceil(nnz*bits/8); "cols/split+split-1" is ((cols/split)+split)-1)."""
+    tokens = re.split(r"([+-])", expr)
+    value = _product(tokens[0], env)
+    for sign, token in zip(tokens[1::2], tokens[2::2]):
+        value = OPERATORS[sign](value, _product(token, env))
+    return value
+
+
+def _product(expr: str, env: Mapping[str, int]) -> int:
+    tokens = re.split(r"([*/])", expr)
     value = _term(tokens[0], env)
     for sign, token in zip(tokens[1::2], tokens[2::2]):
         value = OPERATORS[sign](value, _term(token, env))

@@ -24,7 +24,9 @@ Layouts in weight memory, all little-endian:
 - VRQ/VRQA parameters at q: for element i an int16 multiplier at q+4i and an int16 shift at q+4i+2;
   VRQC/VRQAC read one such pair for all elements;
 - MVC index streams: `bits`-bit codebook indices in the order MV's weights would be, packed as
-  isa.bitstream says; VRQC biases and CBLOAD codebook entries are weight_bits values.
+  isa.bitstream says; VRQC biases and CBLOAD codebook entries are weight_bits values;
+- MVCS streams: a bitmap of the rows*cols weights in the same order (a 1-bit stream, bit set:
+  kept), then, from the next byte, the kept weights' indices as an MVC stream of `nnz` indices.
 """
 
 from __future__ import annotations
@@ -99,6 +101,7 @@ class WeightMemory:
         self.weight_dtype = np.dtype(f"<i{program.target.weight_bytes}")
         self.matrix = lru_cache(maxsize=None)(self._matrix)
         self.indices = lru_cache(maxsize=None)(self._indices)
+        self.sparse = lru_cache(maxsize=None)(self._sparse)
         self.biases = lru_cache(maxsize=None)(self._biases)
         self.requant = lru_cache(maxsize=None)(self._requant)
 
@@ -112,6 +115,15 @@ class WeightMemory:
 
     def _indices(self, w: int, count: int, bits: int) -> np.ndarray:
         return unpack_indices(self.image[w:w + packed_bytes(count, bits)], count, bits)
+
+    def _sparse(self, w: int, count: int, bits: int, nnz: int, pc: int) -> tuple[np.ndarray, np.ndarray]:
+        """(kept, indices) of a pruned stream: the bitmap of `count` weights, then the kept ones'
+        indices; a bitmap that keeps other than `nnz` weights is a corrupted program."""
+        kept = self._indices(w, count, 1).astype(bool)
+        if int(kept.sum()) != nnz:
+            raise RnnaccelError(f"pc {pc}: the bitmap at wmem {w} keeps {int(kept.sum())} weights, "
+                                f"the instruction says {nnz}")
+        return kept, self._indices(w + packed_bytes(count, 1), nnz, bits)
 
     def values(self, addr: int, n: int) -> np.ndarray:
         """n weight_bits values: codebook entries and compressed layers' biases."""

@@ -104,9 +104,25 @@ def _mvc(m: Machine, s: Step) -> None:
     """The decompression engine expands the index stream through the codebook, one weight per lane per cycle."""
     a = s.args
     index = m.wmem.indices(a["w"], a["rows"] * a["cols"], a["bits"])
-    weights = m.cbm[a["cb"] + index].reshape(a["cols"], a["rows"]).astype(np.float64)
+    _expanded_dot(m, a, m.cbm[a["cb"] + index])
+
+
+@semantics("MVCS")
+def _mvcs(m: Machine, s: Step) -> None:
+    """As MVC, the engine also reading a bitmap: a lane whose bit is clear gets a zero weight and
+    takes no index, so the stream holds only the kept weights' indices."""
+    a = s.args
+    kept, index = m.wmem.sparse(a["w"], a["rows"] * a["cols"], a["bits"], a["nnz"], s.pc)
+    weights = np.zeros(kept.size, np.int64)
+    weights[kept] = m.cbm[a["cb"] + index]
+    _expanded_dot(m, a, weights)
+
+
+def _expanded_dot(m: Machine, a: dict[str, int], weights: np.ndarray) -> None:
+    """acc = W x with the weights the decompression engine expanded, k-major as MV reads them."""
+    w = weights.reshape(a["cols"], a["rows"]).astype(np.float64)
     x = m.amem[:, _at(a["x"], a["cols"])].astype(np.float64)
-    m.acc[:, _at(a["acc"], a["rows"])] = (x @ weights).astype(np.int64)
+    m.acc[:, _at(a["acc"], a["rows"])] = (x @ w).astype(np.int64)
 
 
 @semantics("CBLOAD")

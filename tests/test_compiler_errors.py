@@ -171,3 +171,11 @@ def test_default_calibration_is_announced(tmp_path, capsys):
     captured = capsys.readouterr()
     assert exc.value.code == 0 and "no --calibration given" in captured.err
     assert "compiled model" in captured.out and "1 instructions" not in captured.out
+
+
+@pytest.mark.parametrize("extra,message", [(("--prune", "0.5"), "--prune needs --compress"),
+                                           (("--compress", "2", "--prune", "1"), "expected a fraction in [0, 1)"),
+                                           (("--compress", "2", "--prune", "nan"), "--prune nan"),
+                                           (("--compress", "2", "--prune", "-0.1"), "--prune -0.1")])
+def test_bad_pruning(tmp_path, capsys, extra, message):
+    assert message in compile_fails(tmp_path, capsys, save(tmp_path, fc_model(1, 4, 3)), *extra)

@@ -8,6 +8,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
+from compiler.ir import QMatrix
 from compiler.passes.compress import Compression, codebook
 from compiler.pipeline import compile_model
 from isa.container import from_bytes, to_bytes
@@ -108,3 +109,77 @@ def test_compensated_rounding_keeps_outputs_closer_than_nearest_rounding():
         return np.linalg.norm((weight - q.weights * scale) @ x.T)
 
     assert output_error(moments) < 0.8 * output_error(None)
+
+
+@pytest.mark.parametrize("bits,groups,prune", [(2, "tile", 0.6), (4, "matrix", 0.3), (3, "tile", 0.9)])
+def test_pruned_lstm_is_bit_exact_through_the_bitmap(bits, groups, prune):
+    model = lstm_model(6, 2, 10, 40, initial="inputs")
+    checked = run_checked(model, random_inputs(model, seed=bits), compression=Compression(bits, groups, prune=prune))
+    code = checked.compiled.program.code
+    assert any(i.mnemonic == "MVCS" for i in code) and not any(i.mnemonic == "MVC" for i in code)
+    for node in checked.compiled.graph.nodes:
+        for q in (v for v in node.attrs.values() if isinstance(v, QMatrix)):
+            assert np.mean(q.weights == 0) >= prune and np.array_equal(q.codebook.kept, q.weights != 0)
+
+
+@pytest.mark.parametrize("op,options", [("GRU", {"linear_before_reset": 1}), ("RNN", {})])
+def test_pruned_cells_and_fc_are_bit_exact(op, options):
+    model = recurrent_model(op, 5, 2, 6, 12, initial=True, **options)
+    inputs = {k: np.clip(v, -0.9, 0.9) if k != "X" else v for k, v in random_inputs(model, seed=2).items()}
+    run_checked(model, inputs, compression=Compression(2, prune=0.5))
+    fc = fc_model(3, 50, 20, activation="Relu")
+    run_checked(fc, random_inputs(fc, seed=3), compression=Compression(4, prune=0.7))
+
+
+def test_pruning_keeps_cycles_and_shrinks_storage_past_the_dense_indices():
+    model = lstm_model(10, 1, 10, 64)
+    calibration = random_inputs(model, seed=4, samples=8)
+    dense = compile_model(model, calibration=calibration, compression=Compression(2))
+    pruned = compile_model(model, calibration=calibration, compression=Compression(2, prune=0.75))
+    stats = Simulator(pruned.program).stats
+    assert stats["cycles"] == Simulator(dense.program).stats["cycles"]
+    assert pruned.report["total"]["weight_bytes_read"] == stats["weight_bytes_read"]
+    # a bitmap bit per weight plus 2 bits per kept quarter: 1.5 bits a weight instead of 2
+    assert pruned.report["total"]["stored_bytes"] < 0.85 * dense.report["total"]["stored_bytes"]
+
+
+def test_a_model_trained_with_shared_weights_keeps_its_levels_and_zeros():
+    model = fc_model(2, 64, 32)
+    rng = np.random.default_rng(8)
+    levels = np.array([-0.4, -0.1, 0.15, 0.5], np.float32)
+    tied = np.where(rng.random((32, 64)) < 0.6, 0.0, levels[rng.integers(0, 4, (32, 64))]).astype(np.float32)
+    model.graph.initializer[0].CopyFrom(numpy_helper.from_array(tied, "Wt"))
+    checked = run_checked(model, random_inputs(model, seed=9), compression=Compression(2, prune=0.6))
+    q = next(n for n in checked.compiled.graph.nodes if n.op == "fc").attrs["q"]
+    assert np.array_equal(q.weights == 0, tied == 0)
+    scale = 0.5 / 127  # the largest level is the largest weight
+    np.testing.assert_allclose(q.weights * scale, tied, atol=scale / 2)
+
+
+def test_a_pruned_weight_moves_onto_a_correlated_input():
+    from compiler.passes.compress import _assign_compensated
+
+    units, books = np.array([[3.0, 1.0]]), np.array([[-4.0, 0.0, 4.0, 8.0]])
+    together = np.ones((2, 2))  # the two inputs always equal: w0 x + w1 x = (w0 + w1) x
+    pruned_first = np.array([[False, True]])
+    assert _assign_compensated(units, books, together, pruned_first)[0, 1] == 2  # 1 + 3 -> 4
+    assert _assign_compensated(units, books, np.eye(2), pruned_first)[0, 1] == 1  # independent: 1 -> 0
+
+
+def test_a_tile_that_keeps_too_many_weights_for_one_mvcs_is_refused():
+    model = fc_model(1, 2100, 32)  # one tile of 32 x 2100 = 67 200 weights; nnz holds 65 535
+    with pytest.raises(RnnaccelError, match="keeps 66528 weights after pruning, more than one MVCS"):
+        compile_model(model, compression=Compression(2, prune=0.01))
+
+
+def test_cli_prunes_and_lists_mvcs(tmp_path, capsys):
+    from compiler.cli import main
+
+    path = tmp_path / "m.onnx"
+    onnx.save(lstm_model(4, 1, 10, 32), str(path))
+    with pytest.raises(SystemExit) as exc:
+        main([str(path), "-o", str(tmp_path / "p.rnna"), "--listing", str(tmp_path / "p.s"), "--compress", "2",
+              "--prune", "0.7", "--report", str(tmp_path / "r.json")])
+    assert exc.value.code == 0
+    assert " MVCS " in (tmp_path / "p.s").read_text() and "nnz=" in (tmp_path / "p.s").read_text()
+    assert "total" in capsys.readouterr().out

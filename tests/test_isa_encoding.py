@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from isa.encoding import Instruction, decode, decode_all, encode, encode_all
 from isa.errors import RnnaccelError
-from isa.table import BY_MNEMONIC, OPS, WORD_BYTES
+from isa.table import BY_MNEMONIC, OPS, WORD_BITS, WORD_BYTES
 
 from isa_strategies import instructions
 
@@ -40,10 +40,13 @@ def test_illegal_opcode_names_pc() -> None:
         decode(b"\xff" + bytes(WORD_BYTES - 1), pc=3)
 
 
-@pytest.mark.parametrize("op", OPS, ids=lambda op: op.mnemonic)
+def _end(op) -> int:
+    return op.fields[-1].lo + op.fields[-1].width
+
+
+@pytest.mark.parametrize("op", [op for op in OPS if _end(op) < WORD_BITS], ids=lambda op: op.mnemonic)
 def test_stray_bits_name_pc(op) -> None:
-    end = op.fields[-1].lo + op.fields[-1].width
-    word = op.opcode | 1 << end
+    word = op.opcode | 1 << _end(op)
     with pytest.raises(RnnaccelError, match=f"{op.mnemonic} at pc 7 has bits set outside"):
         decode(word.to_bytes(WORD_BYTES, "little"), pc=7)
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from isa.bitstream import pack_indices, unpack_indices
+from isa.errors import RnnaccelError
 from runtime_sim import Simulator
 
 from sim_helpers import I, host_images, make_program, requant_bytes, round_shift, run_state, sat16
@@ -44,6 +45,46 @@ def test_mvc_reads_only_the_packed_bytes_and_takes_cols_cycles():
     assert mvc["reads"][0] == ["wmem", 16, 120] and mvc["reads"][2] == ["cbm", 0, 16]
     assert mvc["end"] - mvc["start"] == 10 and mvc["start"] >= cbload["ready"]
     assert cbload["unit"] == "DEC" and sim.stats["weight_bytes_read"] == 16 + 120
+
+
+def _pruned_stream(rows: int, cols: int, bits: int, keep: float):
+    """A random bitmap and the kept weights' indices, as MVCS reads them (k-major, then row)."""
+    kept = RNG.random((cols, rows)) < keep
+    index = RNG.integers(0, 1 << bits, (cols, rows))
+    return kept, index, pack_indices(kept, 1) + pack_indices(index[kept], bits)
+
+
+@pytest.mark.parametrize("bits,keep", [(2, 0.3), (4, 0.7), (3, 0.0), (2, 1.0)])
+def test_mvcs_expands_kept_weights_and_zeros_the_rest(bits, keep):
+    rows, cols, entries = 12, 9, 1 << bits
+    book = RNG.integers(-128, 128, entries)
+    kept, index, stream = _pruned_stream(rows, cols, bits, keep)
+    code = [I("CBLOAD", dst=32, src=0, n=entries), I("LOAD", dst=0, src=0, n=cols),
+            I("MVCS", acc=5, w=16, x=0, rows=rows, cols=cols, cb=32, bits=bits, nnz=int(kept.sum()))]
+    host = host_images(cols)
+    m = run_state(make_program(code, weights=book.astype("<i1").tobytes() + bytes(16 - entries) + stream), host)
+    np.testing.assert_array_equal(m.acc[:, 5:5 + rows], host.astype(np.int64) @ np.where(kept, book[index], 0))
+
+
+def test_mvcs_reads_the_bitmap_and_kept_indices_and_takes_mvc_cycles():
+    rows, cols, bits = 32, 10, 2
+    kept, _, stream = _pruned_stream(rows, cols, bits, 0.25)
+    nnz = int(kept.sum())
+    code = [I("CBLOAD", dst=0, src=0, n=4),
+            I("MVCS", acc=0, w=16, x=0, rows=rows, cols=cols, cb=0, bits=bits, nnz=nnz)]
+    sim = Simulator(make_program(code, weights=bytes(16) + stream))
+    mvcs = sim.timing.trace[1]
+    assert mvcs["reads"][0] == ["wmem", 16, 40 + -(-nnz * bits // 8)] == ["wmem", 16, len(stream)]
+    assert mvcs["end"] - mvcs["start"] == cols and mvcs["macs"] == rows * cols
+
+
+def test_a_bitmap_that_disagrees_with_nnz_names_the_pc():
+    kept, _, stream = _pruned_stream(8, 4, 2, 0.5)
+    code = [I("CBLOAD", dst=0, src=0, n=4), I("LOAD", dst=0, src=0, n=4),
+            I("MVCS", acc=0, w=16, x=0, rows=8, cols=4, cb=0, bits=2, nnz=int(kept.sum()) + 1)]
+    with pytest.raises(RnnaccelError, match=f"pc 2: the bitmap at wmem 16 keeps {int(kept.sum())} weights, "
+                                            f"the instruction says {int(kept.sum()) + 1}"):
+        run_state(make_program(code, weights=bytes(16) + stream + bytes(1)), host_images(4))
 
 
 def _compressed_requant(extra, n, tail: bytes):

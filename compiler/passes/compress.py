@@ -8,7 +8,11 @@ the weights then take their codebook entries column by column, each column's rou
 carried into the columns not yet rounded through the inputs' second moments (the
 optimal-brain-surgeon update GPTQ uses), so the outputs, not the weights, stay close. One multiplier serves
 every row, and the bias moves to the output's format at weight_bits (VRQC adds it), so that the
-stored bytes are almost only indices. docs/numerics.md states the arithmetic; bench/ measures it.
+stored bytes are almost only indices. With pruning, the weights of least (activation-weighted)
+magnitude, and every weight that is exactly zero, become zeros that cost one bitmap bit and no
+index (MVCS); the codebook is fitted to the kept weights, and the pruned ones' error is carried
+like any rounding error (as SparseGPT does). docs/numerics.md states the arithmetic; bench/
+measures it.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ class Compression:
     bits: int
     groups: str = "tile"  # "tile": a codebook per MAC row tile; "matrix": one per matrix
     activation_aware: bool = True
+    prune: float = 0.0  # at least this fraction of each matrix's weights becomes zero (bitmap-encoded)
 
 
 def compress_matrix(weight: np.ndarray, bias: np.ndarray | None, in_scale: float, out_scale: float,
@@ -42,25 +47,34 @@ def compress_matrix(weight: np.ndarray, bias: np.ndarray | None, in_scale: float
     units = weight / scale
     aware = moments is not None and comp.activation_aware
     column_weight = np.diag(moments) + 1e-12 if aware else np.ones(weight.shape[1])
+    importance = np.broadcast_to(column_weight, weight.shape)
+    kept = _kept(units, column_weight, comp.prune) if comp.prune else None
+    live = np.ones(weight.shape, bool) if kept is None else kept
     entries, group_of_row = [], np.zeros(weight.shape[0], np.int64)
     for g, rows in enumerate(groups):
-        entries.append(codebook(units[rows], np.broadcast_to(column_weight, (len(rows), weight.shape[1])),
-                                comp.bits, qmax))
+        entries.append(codebook(units[rows][live[rows]], importance[rows][live[rows]], comp.bits, qmax))
         group_of_row[rows] = g
     table = np.array(entries, dtype=np.int64)
     books = table[group_of_row].astype(np.float64)
-    indices = _assign_compensated(units, books, moments) if aware else _nearest_rows(units, books)
-    expanded = table[group_of_row[:, None], indices]
+    indices = _assign_compensated(units, books, moments, live) if aware else _nearest_rows(units, books)
+    indices = np.where(live, indices, 0)
+    expanded = table[group_of_row[:, None], indices] * live
     mult, shift = quantize_multiplier(scale * in_scale / out_scale)
     out_bias, bias_shift = _output_bias(bias, out_scale, qmax)
     return QMatrix(expanded, np.full(weight.shape[0], mult, np.int64), np.full(weight.shape[0], shift, np.int64),
-                   None, Codebook(comp.bits, group_of_row, table, indices), out_bias, bias_shift)
+                   None, Codebook(comp.bits, group_of_row, table, indices, kept), out_bias, bias_shift)
 
 
 def codebook(values: np.ndarray, importance: np.ndarray, bits: int, qmax: int) -> np.ndarray:
-    """2**bits integer centroids in [-qmax, qmax] by weighted 1-D k-means (Lloyd), sorted."""
-    v, w = values.ravel(), importance.ravel()
-    centroids = _weighted_quantiles(v, w, 1 << bits)
+    """2**bits integer centroids in [-qmax, qmax] by weighted 1-D k-means (Lloyd), sorted. Values
+    that take no more than 2**bits distinct levels (a model trained with shared weights) keep
+    exactly those levels; no values at all (a fully pruned group) give zeros."""
+    v, w, k = values.ravel(), importance.ravel(), 1 << bits
+    levels = np.unique(v)
+    if len(levels) <= k:
+        padded = np.concatenate([levels, np.full(k - len(levels), levels[-1] if len(levels) else 0.0)])
+        return np.sort(np.clip(np.round(padded), -qmax, qmax)).astype(np.int64)
+    centroids = _weighted_quantiles(v, w, k)
     for _ in range(ITERATIONS):
         cluster = _assign(v, centroids)
         totals = np.bincount(cluster, w, minlength=len(centroids))
@@ -74,9 +88,19 @@ def _nearest_rows(units: np.ndarray, books: np.ndarray) -> np.ndarray:
     return np.argmin(np.abs(units[:, :, None] - books[:, None, :]), axis=2)
 
 
-def _assign_compensated(units: np.ndarray, books: np.ndarray, moments: np.ndarray) -> np.ndarray:
-    """Round column by column; push each column's error onto the later ones through the inverse
-    of the input moments, so that W x, not W, changes least (GPTQ's update, with codebooks)."""
+def _kept(units: np.ndarray, column_weight: np.ndarray, fraction: float) -> np.ndarray:
+    """Which weights survive pruning `fraction` of them: the least |w| * rms(x) go first, and a
+    weight that is already zero never needs an index."""
+    score = np.abs(units) * np.sqrt(column_weight)
+    pruned = units == 0
+    pruned.ravel()[np.argsort(score, axis=None, kind="stable")[:int(fraction * units.size)]] = True
+    return ~pruned
+
+
+def _assign_compensated(units: np.ndarray, books: np.ndarray, moments: np.ndarray, live: np.ndarray) -> np.ndarray:
+    """Round column by column (a pruned weight to zero); push each column's error onto the later
+    ones through the inverse of the input moments, so that W x, not W, changes least (GPTQ's
+    update, with codebooks)."""
     columns = units.shape[1]
     damped = moments + DAMPING * np.mean(np.diag(moments)) * np.eye(columns) + 1e-12 * np.eye(columns)
     upper = np.linalg.cholesky(np.linalg.inv(damped)).T
@@ -84,7 +108,7 @@ def _assign_compensated(units: np.ndarray, books: np.ndarray, moments: np.ndarra
     rows = np.arange(units.shape[0])
     for j in range(columns):
         indices[:, j] = np.argmin(np.abs(work[:, j, None] - books), axis=1)
-        error = (work[:, j] - books[rows, indices[:, j]]) / upper[j, j]
+        error = (work[:, j] - books[rows, indices[:, j]] * live[:, j]) / upper[j, j]
         work[:, j + 1:] -= np.outer(error, upper[j, j + 1:])
     return indices
 

@@ -86,6 +86,8 @@ def _deltas(a: list[MOp], b: list[MOp]) -> dict | None:
 def _stride_table(body: list[MOp], strides: dict) -> bytes:
     table = np.zeros((len(body), STRIDE_SLOTS), np.int64)
     for index, op in enumerate(body):
-        for slot, field in enumerate(BY_MNEMONIC[op.mnemonic].fields):
+        fields = BY_MNEMONIC[op.mnemonic].fields
+        assert not any((index, f.name) in strides for f in fields[STRIDE_SLOTS:]), "a field past the slots strides"
+        for slot, field in enumerate(fields[:STRIDE_SLOTS]):
             table[index, slot] = strides.get((index, field.name), 0)
     return pack_ints(table.ravel(), "<i2")
