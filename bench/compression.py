@@ -1,6 +1,7 @@
 """Compression benchmark: the trained keyword-spotting models at none/4/3/2 bits per weight,
-codebooks per tile and per matrix; accuracy on the test split next to the float model's, the
-compression ratio, weight-memory traffic and cycles per inference.
+codebooks per tile and per matrix, with and without pruning; then the models fine-tuned with
+shared (and pruned) weights by examples/kws/finetune.py. Accuracy on the test split next to the
+float model's, the compression ratio, weight-memory traffic and cycles per inference.
 
     .venv/bin/python bench/compression.py [MODEL ...]     (default: kws_lstm64 kws_gru64)
 """
@@ -21,7 +22,15 @@ KWS = Path(__file__).resolve().parent.parent / "examples" / "kws"
 SETTINGS = [("none", None), ("4-bit tile", Compression(4)), ("4-bit matrix", Compression(4, "matrix")),
             ("3-bit tile", Compression(3)), ("3-bit matrix", Compression(3, "matrix")),
             ("2-bit tile", Compression(2)), ("2-bit matrix", Compression(2, "matrix")),
-            ("4-bit tile, not activation-aware", Compression(4, activation_aware=False))]
+            ("4-bit tile, not activation-aware", Compression(4, activation_aware=False)),
+            ("2-bit tile, pruned 60%", Compression(2, prune=0.6))]
+# fine-tuned variants of each float model: (file, how it is compiled); the codebook per matrix
+# and the pruned fraction are the ones the fine-tuning trained for
+FINE_TUNED = {"kws_lstm64": [("kws_lstm64_c2", "2-bit matrix", Compression(2, "matrix")),
+                             ("kws_lstm64_c2s60", "2-bit matrix, pruned 60%", Compression(2, "matrix", prune=0.6))],
+              "kws_gru64": [("kws_gru64_c2", "2-bit matrix", Compression(2, "matrix")),
+                            ("kws_gru64_c2s60", "2-bit matrix, pruned 60%", Compression(2, "matrix", prune=0.6))]}
+HEADER = f"  {'weights':<34} {'ratio':>7} {'stored B':>9} {'top-1':>7} {'read B/inf':>11} {'cycles':>7}"
 
 
 def float_accuracy(model: Path, x: np.ndarray, y: np.ndarray) -> float:
@@ -30,21 +39,31 @@ def float_accuracy(model: Path, x: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(logits.reshape(len(x), -1).argmax(-1) == y))
 
 
+def chip_row(label: str, model: Path, compression: Compression | None, calib: dict, x: np.ndarray,
+             y: np.ndarray) -> str:
+    compiled = compile_model(model, calibration=calib, compression=compression)
+    sim = Simulator(compiled.program)
+    logits = sim.run({"mfcc": x}, batch=True).outputs["logits"]
+    accuracy = float(np.mean(logits.reshape(len(x), -1).argmax(-1) == y))
+    total = compiled.report["total"]
+    return (f"  {label:<34} {total['compression_ratio']:>6.2f}x {total['stored_bytes']:>9} {accuracy:>7.2%} "
+            f"{sim.stats['weight_bytes_read']:>11} {sim.stats['cycles']:>7}")
+
+
 def main(names: list[str]) -> None:
     test, calib = np.load(KWS / "test.npz"), dict(np.load(KWS / "calib.npz"))
     x, y = test["x"], test["y"]
     for name in names:
         model = KWS / f"{name}.onnx"
         print(f"{name}: float top-1 {float_accuracy(model, x, y):.2%} on {len(x)} test utterances")
-        print(f"  {'weights':<34} {'ratio':>7} {'stored B':>9} {'top-1':>7} {'read B/inf':>11} {'cycles':>7}")
+        print(HEADER)
         for label, compression in SETTINGS:
-            compiled = compile_model(model, calibration=calib, compression=compression)
-            sim = Simulator(compiled.program)
-            logits = sim.run({"mfcc": x}, batch=True).outputs["logits"]
-            accuracy = float(np.mean(logits.reshape(len(x), -1).argmax(-1) == y))
-            total = compiled.report["total"]
-            print(f"  {label:<34} {total['compression_ratio']:>6.2f}x {total['stored_bytes']:>9} {accuracy:>7.2%} "
-                  f"{sim.stats['weight_bytes_read']:>11} {sim.stats['cycles']:>7}")
+            print(chip_row(label, model, compression, calib, x, y), flush=True)
+        for tuned, label, compression in FINE_TUNED.get(name, []):
+            path = KWS / f"{tuned}.onnx"
+            print(f"{tuned} (fine-tuned from {name}): its own float top-1 {float_accuracy(path, x, y):.2%}")
+            print(HEADER)
+            print(chip_row(label, path, compression, calib, x, y), flush=True)
 
 
 if __name__ == "__main__":
