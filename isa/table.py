@@ -190,18 +190,15 @@ def evaluate(expr: str, env: Mapping[str, int]) -> int:
     """Evaluate a table expression: a sum of products, each product read left to right with '*'
     and ceiling '/' over names and integers ("rows*cols/8+nnz*bits/8" is
     ceil(rows*cols/8) + ceil(nnz*bits/8); "cols/split+split-1" is ((cols/split)+split)-1)."""
-    tokens = re.split(r"([+-])", expr)
-    value = _product(tokens[0], env)
-    for sign, token in zip(tokens[1::2], tokens[2::2]):
-        value = OPERATORS[sign](value, _product(token, env))
-    return value
+    return _fold(expr, r"([+-])", lambda product: _fold(product, r"([*/])", lambda token: _term(token, env)))
 
 
-def _product(expr: str, env: Mapping[str, int]) -> int:
-    tokens = re.split(r"([*/])", expr)
-    value = _term(tokens[0], env)
+def _fold(expr: str, signs: str, value_of) -> int:
+    """Split `expr` at the operators matching `signs` and combine the parts left to right."""
+    tokens = re.split(signs, expr)
+    value = value_of(tokens[0])
     for sign, token in zip(tokens[1::2], tokens[2::2]):
-        value = OPERATORS[sign](value, _term(token, env))
+        value = OPERATORS[sign](value, value_of(token))
     return value
 
 

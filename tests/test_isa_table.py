@@ -49,3 +49,9 @@ def test_signed_fields_are_declared_with_s() -> None:
 def test_evaluate_rounds_division_up() -> None:
     assert evaluate("n*act_bytes/dma_bytes_per_cycle", {"n": 5, "act_bytes": 2, "dma_bytes_per_cycle": 8}) == 2
     assert evaluate("rows*cols", {"rows": 3, "cols": 4}) == 12
+
+
+def test_evaluate_sums_products_each_rounded_up() -> None:
+    env = {"rows": 3, "cols": 5, "nnz": 7, "bits": 3, "split": 2}
+    assert evaluate("rows*cols/8+nnz*bits/8", env) == 2 + 3  # ceil(15/8) + ceil(21/8)
+    assert evaluate("cols/split+split-1", env) == 3 + 2 - 1
