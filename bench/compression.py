@@ -24,10 +24,9 @@ SETTINGS = [("none", None), ("4-bit tile", Compression(4)), ("4-bit matrix", Com
             ("2-bit tile", Compression(2)), ("2-bit matrix", Compression(2, "matrix")),
             ("4-bit tile, not activation-aware", Compression(4, activation_aware=False)),
             ("2-bit tile, pruned 60%", Compression(2, prune=0.6))]
-# fine-tuned variants of each float model: (file, how it is compiled); the codebook per matrix
+# fine-tuned variants of each float model: (file, label, compression); the codebook per matrix
 # and the pruned fraction are the ones the fine-tuning trained for
-FINE_TUNED = {"kws_lstm64": [("kws_lstm64_c2", "2-bit matrix", Compression(2, "matrix")),
-                             ("kws_lstm64_c2s60", "2-bit matrix, pruned 60%", Compression(2, "matrix", prune=0.6))],
+FINE_TUNED = {"kws_lstm64": [("kws_lstm64_c2", "2-bit matrix", Compression(2, "matrix"))],
               "kws_gru64": [("kws_gru64_c2", "2-bit matrix", Compression(2, "matrix")),
                             ("kws_gru64_c2s60", "2-bit matrix, pruned 60%", Compression(2, "matrix", prune=0.6))]}
 HEADER = f"  {'weights':<34} {'ratio':>7} {'stored B':>9} {'top-1':>7} {'read B/inf':>11} {'cycles':>7}"

@@ -3,6 +3,8 @@ storage and the weight-memory traffic it promises, and the edge cases."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
@@ -183,3 +185,27 @@ def test_cli_prunes_and_lists_mvcs(tmp_path, capsys):
     assert exc.value.code == 0
     assert " MVCS " in (tmp_path / "p.s").read_text() and "nnz=" in (tmp_path / "p.s").read_text()
     assert "total" in capsys.readouterr().out
+
+
+KWS = Path(__file__).resolve().parents[1] / "examples" / "kws"
+
+
+@pytest.mark.parametrize("name,compression", [("kws_lstm64_c2", Compression(2, "matrix")),
+                                              ("kws_gru64_c2s60", Compression(2, "matrix", prune=0.6))])
+def test_fine_tuned_models_keep_their_levels_and_match_onnx_runtime(name, compression):
+    """The fine-tuned models' matrices hold 4 levels (and zeros): the codebooks take them exactly, so
+    the chip's top-1 follows the float model's (ONNX Runtime) on test utterances."""
+    import onnxruntime as ort
+
+    model = onnx.load(str(KWS / f"{name}.onnx"))
+    x = np.load(KWS / "test.npz")["x"][::40]
+    checked = run_checked(model, {"mfcc": x[0]}, calibration=dict(np.load(KWS / "calib.npz")),
+                          compression=compression)
+    for node in checked.compiled.graph.nodes:
+        for q in (v for v in node.attrs.values() if isinstance(v, QMatrix)):
+            assert len(np.unique(q.weights[q.weights != 0])) <= 4
+            assert np.mean(q.weights == 0) >= compression.prune
+    chip = Simulator(checked.compiled.program).run({"mfcc": x}, batch=True).outputs["logits"].reshape(len(x), -1)
+    session = ort.InferenceSession(str(KWS / f"{name}.onnx"), providers=["CPUExecutionProvider"])
+    float_top1 = np.array([session.run(None, {"mfcc": sample})[0].argmax() for sample in x])
+    assert np.mean(chip.argmax(-1) == float_top1) >= 0.96  # 30 utterances: at most one differs
