@@ -28,7 +28,7 @@ SETTINGS = [("none", None), ("4-bit tile", Compression(4)), ("4-bit matrix", Com
 # and the pruned fraction are the ones the fine-tuning trained for
 FINE_TUNED = {"kws_lstm64": [("kws_lstm64_c2", "2-bit matrix", Compression(2, "matrix"))],
               "kws_gru64": [("kws_gru64_c2", "2-bit matrix", Compression(2, "matrix")),
-                            ("kws_gru64_c2s60", "2-bit matrix, pruned 60%", Compression(2, "matrix", prune=0.6))]}
+                            ("kws_gru64_c2s70", "2-bit matrix, pruned 70%", Compression(2, "matrix", prune=0.7))]}
 HEADER = f"  {'weights':<34} {'ratio':>7} {'stored B':>9} {'top-1':>7} {'read B/inf':>11} {'cycles':>7}"
 
 
