@@ -14,6 +14,7 @@ from pathlib import Path
 from isa.container import REGION_SECTIONS
 from isa.fileio import write_atomic
 from isa.listing import REGION_LINE_BYTES
+from isa.loops import STRIDE_SLOTS
 from isa.numerics import TABLE_FUNCTIONS, TABLE_SEGMENTS
 from isa.table import (
     MEMORIES,
@@ -54,7 +55,10 @@ def _word_format() -> str:
             f"Bits [{OPCODE_BITS - 1}:0] hold the opcode; the operand fields follow from bit {OPCODE_BITS} "
             "upwards in the order listed; a signed field holds a two's-complement value. Bits above the last "
             "field must be zero: the decoder rejects anything else, naming the pc.\n\n"
-            "Expressions for lengths, cycles and MACs multiply left to right; `/` rounds up. "
+            "Expressions for lengths, cycles and MACs are sums of products, each product read left to right; "
+            "`/` rounds up, so `rows*cols/8+nnz*bits/8` is ceil(rows·cols/8) + ceil(nnz·bits/8). "
+            f"LOOP strides cover an instruction's first {STRIDE_SLOTS} fields; later fields (MVCS's `nnz`) never "
+            "advance. "
             "`weight_bytes` = weight_bits/8, `act_bytes` = 2, `acc_bytes` = 4; other names are operands "
             "or target parameters. An instruction's result is readable its unit's latency after it ends "
             f"({', '.join(f'{u}: `{p}`' for u, p in UNIT_LATENCY.items())}).")
