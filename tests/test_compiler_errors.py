@@ -14,6 +14,7 @@ from onnx import TensorProto, helper
 from compiler.cli import main
 
 from models import fc_model, lstm_model
+from toolchain import run_checked
 
 
 def compile_fails(tmp_path, capsys, model_path, *extra) -> str:
@@ -179,3 +180,19 @@ def test_default_calibration_is_announced(tmp_path, capsys):
                                            (("--compress", "2", "--prune", "-0.1"), "--prune -0.1")])
 def test_bad_pruning(tmp_path, capsys, extra, message):
     assert message in compile_fails(tmp_path, capsys, save(tmp_path, fc_model(1, 4, 3)), *extra)
+
+
+def test_an_input_given_back_as_an_output_is_copied():
+    model = fc_model(1, 4, 3)
+    model.graph.output.append(onnx.helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4]))
+    x = np.linspace(-1, 1, 4, dtype=np.float32).reshape(1, 4)
+    checked = run_checked(model, {"x": x})
+    np.testing.assert_allclose(checked.outputs["x"], x, atol=1e-3)
+
+
+@pytest.mark.parametrize("output,shape,message", [("y", [1, 3], "graph output 'y' is listed twice"),
+                                                  ("b", [3], "graph output 'b' is a constant")])
+def test_outputs_that_name_nothing_new(tmp_path, capsys, output, shape, message):
+    model = fc_model(1, 4, 3)
+    model.graph.output.append(onnx.helper.make_tensor_value_info(output, TensorProto.FLOAT, shape))
+    assert message in compile_fails(tmp_path, capsys, save(tmp_path, model))

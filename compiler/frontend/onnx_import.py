@@ -136,9 +136,11 @@ def start_import(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] | No
 def finish_import(builder: Builder, model: onnx.ModelProto) -> Graph:
     graph = model.graph
     outputs = tuple(o.name for o in graph.output)
-    for name in outputs:
+    for index, name in enumerate(outputs):
         if name in builder.consts:
             raise RnnaccelError(f"graph output '{name}' is a constant; there is nothing to compute")
+        if name in outputs[:index]:
+            raise RnnaccelError(f"graph output '{name}' is listed twice; a program's outputs have distinct names")
     ir = Graph(
         name=graph.name or "model",
         inputs=tuple(v.name for v in graph.input if v.name not in builder.consts),

@@ -34,7 +34,7 @@ from isa.target import Target
 
 def schedule(graph: Graph, target: Target) -> Kernel:
     ctx = Lowering(graph, target)
-    inputs = tuple(_io(ctx, name, ctx.place(name)) for name in graph.inputs)
+    inputs = tuple(_io(ctx, name, ctx.place(name), "input") for name in graph.inputs)
     for tensor in inputs:
         ctx.emit_elementwise("LOAD", Where("input", -1, what=tensor.name), _size(tensor), dst=tensor.place,
                              src=tensor.host)
@@ -42,15 +42,17 @@ def schedule(graph: Graph, target: Target) -> Kernel:
     for node in graph.nodes:
         layer = matrices.index(node) if node in matrices else -1
         LOWER[node.op](ctx, node, Where(node.source, layer))
-    outputs = tuple(_io(ctx, name, ctx.places[name]) for name in graph.outputs)
+    outputs = tuple(_io(ctx, name, ctx.places[name], "output") for name in graph.outputs)
     for tensor in outputs:
         ctx.emit_elementwise("STORE", Where("output", -1, what=tensor.name), _size(tensor), dst=tensor.host,
                              src=tensor.place)
     return Kernel(ctx.buffers, tuple(ctx.ops), inputs, outputs, tuple(ctx.tables))
 
 
-def _io(ctx: Lowering, name: str, place: Ref) -> IOTensor:
-    host = ctx.buffer(f"host:{name}", "host", ctx.graph.size(name))
+def _io(ctx: Lowering, name: str, place: Ref, role: str) -> IOTensor:
+    """A graph input or output in host memory; a model may output one of its inputs as it is, so
+    the two roles have buffers of their own."""
+    host = ctx.buffer(f"host:{role}:{name}", "host", ctx.graph.size(name))
     return IOTensor(name, ctx.graph.shapes[name], ctx.graph.scales[name], host, place)
 
 
