@@ -130,8 +130,8 @@ class Lowering:
                             "x": x + k0, "rows": r1 - r0, "cols": k1 - k0,
                             "split": best_split(r1 - r0, k1 - k0, self.target.macs)}
                 tile_where = Where(where.node, where.layer, where.step, index, where.what)
-                if m.kept:
-                    self.emit("MVCS", tile_where, cb=m.slots[index], bits=m.q.codebook.bits, nnz=m.kept[index],
+                if m.nnz:
+                    self.emit("MVCS", tile_where, cb=m.slots[index], bits=m.q.codebook.bits, nnz=m.nnz[index],
                               **operands)
                 elif m.slots:
                     self.emit("MVC", tile_where, cb=m.slots[index], bits=m.q.codebook.bits, **operands)

@@ -38,7 +38,7 @@ class MatrixRefs:
     bias: Ref | None  # at accumulator scale (plain matrices)
     slots: tuple[Ref, ...] = ()  # per tile, compressed matrices
     out_bias: Ref | None = None  # in the output's format (compressed matrices)
-    kept: tuple[int, ...] = ()  # per tile, pruned matrices: the weights each tile keeps (MVCS nnz)
+    nnz: tuple[int, ...] = ()  # per tile, pruned matrices: the weights each tile keeps (MVCS nnz)
 
 
 def place_compressed(ctx: Lowering, q: QMatrix, tiles: tuple[tuple[int, int], ...], base: str,

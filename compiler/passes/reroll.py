@@ -74,7 +74,7 @@ def _deltas(a: list[MOp], b: list[MOp]) -> dict | None:
             other = y.operands[key]
             if isinstance(value, Ref) and isinstance(other, Ref) and value.buffer == other.buffer:
                 step = other.offset - value.offset
-                if abs(step) > MAX_STRIDE:
+                if abs(step) > MAX_STRIDE or step and key not in _advancing(x.mnemonic):
                     return None
                 if step:
                     out[(index, key)] = step
@@ -83,11 +83,14 @@ def _deltas(a: list[MOp], b: list[MOp]) -> dict | None:
     return out
 
 
+def _advancing(mnemonic: str) -> set[str]:
+    """The fields a LOOP can advance: those with a stride slot (isa.loops)."""
+    return {f.name for f in BY_MNEMONIC[mnemonic].fields[:STRIDE_SLOTS]}
+
+
 def _stride_table(body: list[MOp], strides: dict) -> bytes:
     table = np.zeros((len(body), STRIDE_SLOTS), np.int64)
     for index, op in enumerate(body):
-        fields = BY_MNEMONIC[op.mnemonic].fields
-        assert not any((index, f.name) in strides for f in fields[STRIDE_SLOTS:]), "a field past the slots strides"
-        for slot, field in enumerate(fields[:STRIDE_SLOTS]):
+        for slot, field in enumerate(BY_MNEMONIC[op.mnemonic].fields[:STRIDE_SLOTS]):
             table[index, slot] = strides.get((index, field.name), 0)
     return pack_ints(table.ravel(), "<i2")
