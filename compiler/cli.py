@@ -21,11 +21,12 @@ from compiler.frontend.opdoc import supported_ops_text
 from compiler.frontend.support import unsupported_nodes
 from compiler.passes.compress import Compression
 from compiler.pipeline import Compiled, compile_model
-from isa.cliutil import EXIT_USER_ERROR, run_cli
+from isa.cliutil import EXIT_USER_ERROR, add_version, run_cli, write_stdout
 from isa.container import to_bytes
 from isa.errors import RnnaccelError
-from isa.fileio import read_npz, write_all
+from isa.fileio import read_npz
 from isa.listing import disassemble
+from isa.outputs import check_paths, write_all
 from isa.target import TARGETS, load_target
 
 PROG = "rnnaccel-compile"
@@ -59,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--shape", action="append", default=[], metavar="NAME=D0,D1,...",
                    help="fix the dims of an input with symbolic dims (repeatable)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    add_version(p)
     return p
 
 
@@ -120,7 +122,7 @@ def _check(args: argparse.Namespace) -> int:
 def _main(argv: list[str] | None) -> int | None:
     args = _parser().parse_args(argv)
     if args.supported_ops:
-        sys.stdout.write(supported_ops_text())
+        write_stdout(supported_ops_text())
         return 0
     if args.model is None:
         raise RnnaccelError("no model given: rnnaccel-compile MODEL.onnx -o PROG.rnna (or --supported-ops)")
@@ -128,6 +130,9 @@ def _main(argv: list[str] | None) -> int | None:
         return _check(args)
     if args.output is None:
         raise RnnaccelError("-o PROG.rnna is required to compile (--check compiles nothing and needs no -o)")
+    check_paths({"model": args.model, "calibration data": args.calibration,
+                 "target file": None if args.target in TARGETS else args.target},
+                {"-o": args.output, "--listing": args.listing, "--report": args.report})
     log = (lambda message: None) if args.quiet else (lambda message: print(f"{PROG}: {message}", file=sys.stderr))
     target = load_target(args.target, macs=args.macs, weight_bits=args.weight_bits)
     calibration = read_npz(args.calibration, "calibration") if args.calibration else None
@@ -142,7 +147,7 @@ def _main(argv: list[str] | None) -> int | None:
         files[args.report] = json.dumps(result.report, indent=2) + "\n"
     write_all(files)
     if not args.quiet:
-        sys.stdout.write(summary(result, time.perf_counter() - start))
+        write_stdout(summary(result, time.perf_counter() - start))
 
 
 def main(argv: list[str] | None = None) -> None:

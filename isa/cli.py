@@ -6,11 +6,11 @@ import argparse
 import sys
 
 from isa.assembler import assemble
-from isa.cliutil import run_cli
+from isa.cliutil import add_version, run_cli, write_stdout
 from isa.container import load, save
 from isa.errors import RnnaccelError
-from isa.fileio import write_atomic
 from isa.listing import disassemble
+from isa.outputs import check_paths, write_atomic
 
 
 def objdump_main(argv: list[str] | None = None) -> None:
@@ -29,12 +29,14 @@ def _objdump(argv: list[str] | None) -> None:
                     "The listing is valid input to rnnaccel-as, which rebuilds identical bytes.")
     parser.add_argument("program", help="program container (.rnna)")
     parser.add_argument("-o", "--output", metavar="FILE", help="write the listing to FILE instead of stdout")
+    add_version(parser)
     args = parser.parse_args(argv)
+    check_paths({"program": args.program}, {"-o": args.output})
     text = disassemble(load(args.program))
     if args.output:
         write_atomic(args.output, text)
     else:
-        sys.stdout.write(text)
+        write_stdout(text)
 
 
 def _as(argv: list[str] | None) -> None:
@@ -45,7 +47,9 @@ def _as(argv: list[str] | None) -> None:
                     "the instruction.")
     parser.add_argument("source", help="assembly listing (.s); '-' reads standard input")
     parser.add_argument("-o", "--output", metavar="PROG.rnna", required=True, help="program container to write")
+    add_version(parser)
     args = parser.parse_args(argv)
+    check_paths({"source": args.source}, {"-o": args.output})
     name = "<stdin>" if args.source == "-" else args.source
     save(assemble(_read_text(args.source), source=name), args.output)
 

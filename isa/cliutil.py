@@ -10,9 +10,11 @@ where `_main(argv)` parses its arguments, does the work and returns None or an e
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from collections.abc import Callable
+from importlib import metadata
 from typing import NoReturn
 
 from isa.errors import RnnaccelError
@@ -28,10 +30,11 @@ def run_cli(prog_name: str, fn: Callable[[list[str] | None], int | None], argv: 
     """
     try:
         status = fn(argv)
-        sys.stdout.flush()
+        write_stdout()
     except RnnaccelError as exc:
         message = " ".join(str(exc).split())
         print(f"{prog_name}: error: {message}", file=sys.stderr)
+        _flush_quietly()
         sys.exit(EXIT_USER_ERROR)
     except KeyboardInterrupt:
         print(f"{prog_name}: interrupted", file=sys.stderr)
@@ -40,6 +43,39 @@ def run_cli(prog_name: str, fn: Callable[[list[str] | None], int | None], argv: 
         _silence_stdout()
         sys.exit(1)
     sys.exit(status or 0)
+
+
+def write_stdout(text: str = "") -> None:
+    """Print (and flush) a command's result: a full disk or a failing device under standard output
+    is a one-line error, not a traceback and a second error from the interpreter's final flush."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        _silence_stdout()
+        raise RnnaccelError(f"cannot write standard output: {exc.strerror or exc}") from None
+
+
+def _flush_quietly() -> None:
+    """Flush what a failed command printed before its error; standard output may be what failed."""
+    try:
+        sys.stdout.flush()
+    except OSError:
+        _silence_stdout()
+
+
+def add_version(parser: argparse.ArgumentParser) -> None:
+    """--version on every command: the installed package's version (the source tree's when not installed)."""
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+
+
+def package_version() -> str:
+    try:
+        return metadata.version("rnnaccel")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def _silence_stdout() -> None:

@@ -26,8 +26,8 @@ import numpy as np
 
 from isa.encoding import Instruction, decode_all, encode_all
 from isa.errors import RnnaccelError
-from isa.fileio import write_atomic
 from isa.numerics import TABLE_SEGMENTS
+from isa.outputs import write_atomic
 from isa.target import Target
 
 MAGIC = b"RNNA"

@@ -12,10 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from isa.container import REGION_SECTIONS
-from isa.fileio import write_atomic
 from isa.listing import REGION_LINE_BYTES
 from isa.loops import STRIDE_SLOTS
 from isa.numerics import TABLE_FUNCTIONS, TABLE_SEGMENTS
+from isa.outputs import write_atomic
 from isa.table import (
     MEMORIES,
     OPCODE_BITS,

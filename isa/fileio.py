@@ -1,50 +1,27 @@
-"""Files in and out. Output files are written whole or not at all: a failed run never leaves a
-partial file. Input files are read only when they are regular files of a bounded size: a FIFO or
-a device would block or never end, and a huge file would exhaust memory before any check ran."""
+"""Input files: read only regular files of a bounded size, and size every array before making it.
+
+A FIFO or a device would block or never end, and a huge file would exhaust memory before any
+check ran, so `read_input` checks the open descriptor before reading a byte. An .npz archive is
+a zip of .npy files whose headers state each array's dtype and shape: `read_npz` reads those
+headers first, so an archive that claims 2^40 elements, or that would inflate to gigabytes (a zip
+bomb), is refused before anything is allocated or decompressed. Output files: `isa.outputs`.
+"""
 
 from __future__ import annotations
 
 import io
+import math
 import os
 import stat
-import tempfile
 import zipfile
-from pathlib import Path
 
 import numpy as np
 
 from isa.errors import RnnaccelError
 
-
-def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
-    """Write to a temporary file beside `path`, then rename it into place."""
-    target = Path(path)
-    payload = data.encode() if isinstance(data, str) else data
-    try:
-        fd, tmp = tempfile.mkstemp(dir=target.parent or ".", prefix=f".{target.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise RnnaccelError(f"cannot write {path}: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_all(files: dict[str, bytes | str]) -> None:
-    """Write several outputs atomically; if one fails, remove the ones already written."""
-    done: list[str] = []
-    try:
-        for path, data in files.items():
-            write_atomic(path, data)
-            done.append(path)
-    except BaseException:
-        for path in done:
-            Path(path).unlink(missing_ok=True)
-        raise
-
+MAX_NPZ_BYTES = 1 << 30  # an .npz file, and the arrays it holds once inflated
+REAL_KINDS = "biuf"  # bool, integers and floats: every input of a program is a real number
+_NPY_MAGIC = b"\x93NUMPY"
 
 _NOT_REGULAR = (
     (stat.S_ISDIR, "a directory"),
@@ -85,15 +62,64 @@ def _check_input(info: os.stat_result, path: str | os.PathLike, what: str, limit
                             f"larger than the limit of {limit} bytes")
 
 
-def read_npz(path: str, what: str = "inputs") -> dict[str, np.ndarray]:
-    """All arrays of an .npz file; an unreadable or corrupted file is a user error."""
+def read_npz(path: str | os.PathLike, what: str = "inputs") -> dict[str, np.ndarray]:
+    """All arrays of an .npz file, each of a real dtype; anything else is a user error naming the file."""
+    blob = read_input(path, what, MAX_NPZ_BYTES)
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            return {name: npz[name] for name in npz.files}
-    except FileNotFoundError:
-        raise RnnaccelError(f"cannot read {what} {path}: no such file") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        raise RnnaccelError(f"cannot read {what} {path}: not a valid .npz file ({exc})") from None
+        return _arrays(blob)
+    except RnnaccelError as exc:
+        raise RnnaccelError(f"cannot read {what} {path}: {exc}") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, NotImplementedError) as exc:
+        raise RnnaccelError(f"cannot read {what} {path}: not a valid .npz file ({_short(exc)})") from None
+
+
+def _arrays(blob: bytes) -> dict[str, np.ndarray]:
+    if blob.startswith(_NPY_MAGIC):
+        raise RnnaccelError("it is a .npy file (one unnamed array); expected an .npz archive with one named array "
+                            "per input: numpy.savez(FILE, NAME=array, ...)")
+    with zipfile.ZipFile(io.BytesIO(blob)) as archive:
+        members = archive.infolist()
+        sizes = [_checked_member(archive, info) for info in members]
+        if sum(sizes) > MAX_NPZ_BYTES:
+            raise RnnaccelError(f"its arrays hold {sum(sizes)} bytes, more than the limit of {MAX_NPZ_BYTES}")
+        return {_key(info.filename): _load_member(archive, info) for info in members}
+
+
+def _key(member: str) -> str:
+    return member[:-4] if member.endswith(".npy") else member
+
+
+def _checked_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> int:
+    """The bytes member `info` inflates to, from its .npy header, if its dtype is real and its size bounded."""
+    with archive.open(info) as fh:
+        version = np.lib.format.read_magic(fh)
+        shape, _, dtype = _read_header(fh, version)
+    name = _key(info.filename)
+    if dtype.kind not in REAL_KINDS:
+        raise RnnaccelError(f"array '{name}' has dtype {dtype}; expected real numbers (bool, integer or float)")
+    size = math.prod(shape) * dtype.itemsize
+    if size > min(MAX_NPZ_BYTES, info.file_size):
+        room = f"the limit of {MAX_NPZ_BYTES}" if size > MAX_NPZ_BYTES else f"its {info.file_size} bytes in the archive"
+        raise RnnaccelError(f"array '{name}' claims shape {list(shape)} of {dtype}, {size} bytes, more than {room}")
+    return size
+
+
+def _read_header(fh: object, version: tuple[int, int]) -> tuple[tuple[int, ...], bool, np.dtype]:
+    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    if version not in readers:
+        raise ValueError(f"unsupported .npy version {version}")
+    return readers[version](fh)
+
+
+def _load_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
+    with archive.open(info) as fh:
+        return np.lib.format.read_array(fh, allow_pickle=False)
+
+
+def _short(exc: BaseException, limit: int = 120) -> str:
+    """An exception's text for a one-line message: a hostile header can make it arbitrarily long."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:

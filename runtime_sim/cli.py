@@ -11,18 +11,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import sys
 from dataclasses import replace
 
-from isa.cliutil import run_cli
+from isa.cliutil import add_version, run_cli, write_stdout
 from isa.container import Program
 from isa.errors import RnnaccelError
-from isa.fileio import npz_bytes, read_npz, write_all
+from isa.fileio import npz_bytes, read_npz
+from isa.outputs import check_paths, write_all
 from runtime_sim.batch import batch_summary, progress_bar, run_batch
 from runtime_sim.simulator import Result, load
 from runtime_sim.timeline import timeline
-from runtime_sim.vectors import Image, vectors, write_vectors
+from runtime_sim.vectors import Image, vector_files, vectors
 
 PROG = "rnnaccel-sim"
 
@@ -40,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="every input has a leading samples axis: run each sample as its own inference")
     p.add_argument("--dump-vectors", metavar="DIR",
                    help="write one inference's memory images as $readmemh files plus manifest.json into DIR")
+    add_version(p)
     return p
 
 
@@ -66,23 +66,20 @@ def _write_results(args: argparse.Namespace, result: Result, program: Program, i
     files = {args.outputs: npz_bytes(result.outputs) if args.outputs else b"",
              args.stats: json.dumps(result.stats, indent=2) + "\n" if args.stats else "",
              args.trace: trace_lines(result.trace) if args.trace else "",
-             args.timeline: timeline(result.trace, program) if args.timeline else ""}
-    if images is not None:
-        write_vectors(args.dump_vectors, program, images)
-    try:
-        write_all({path: data for path, data in files.items() if path})
-    except BaseException:
-        if images is not None:
-            shutil.rmtree(args.dump_vectors, ignore_errors=True)
-        raise
+             args.timeline: timeline(result.trace, program) if args.timeline else "",
+             args.dump_vectors: vector_files(program, images) if images is not None else ""}
+    write_all({path: data for path, data in files.items() if path})
     if not args.stats:
-        sys.stdout.write(summary(result.stats))
+        write_stdout(summary(result.stats))
 
 
 def _main(argv: list[str] | None) -> None:
     args = _parser().parse_args(argv)
     if args.batch and args.dump_vectors:
         raise RnnaccelError("--dump-vectors writes the vectors of one inference and does not combine with --batch")
+    check_paths({"program": args.program, "inputs": args.inputs},
+                {"--outputs": args.outputs, "--stats": args.stats, "--trace": args.trace, "--timeline": args.timeline,
+                 "--dump-vectors": args.dump_vectors})
     sim = load(args.program)
     inputs = read_npz(args.inputs)
     if args.batch:

@@ -14,10 +14,21 @@ import argparse
 import sys
 from pathlib import Path
 
-from isa.cliutil import run_cli
-from isa.fileio import read_npz, write_atomic
+from isa.cliutil import add_version, run_cli, write_stdout
+from isa.errors import RnnaccelError
+from isa.fileio import read_npz
+from isa.outputs import check_paths, write_atomic
 from runtime_sim.batch import progress_bar
-from runtime_sim.evaluate import Evaluation, class_count, class_names, evaluate, select_inputs, select_labels, top1
+from runtime_sim.evaluate import (
+    Evaluation,
+    class_count,
+    class_names,
+    evaluate,
+    labels_path,
+    select_inputs,
+    select_labels,
+    top1,
+)
 from runtime_sim.float_ref import float_scores, onnxruntime
 from runtime_sim.plot import confusion_png, require_matplotlib
 from runtime_sim.simulator import check_inputs, load
@@ -36,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
                         "array besides the labels)")
     p.add_argument("--reference", metavar="MODEL.onnx", help="also run the float model with ONNX Runtime")
     p.add_argument("--plot", metavar="FILE.png", help="write the confusion matrix as a heatmap (needs matplotlib)")
+    add_version(p)
     return p
 
 
@@ -77,19 +89,23 @@ def _main(argv: list[str] | None) -> None:
         onnxruntime()
     if args.plot:
         require_matplotlib()
+    check_paths({"program": args.program, "data": args.data, "reference model": args.reference,
+                 "class names": labels_path(args.data)}, {"--plot": args.plot})
     sim = load(args.program)
     data = read_npz(args.data, "data")
     inputs = select_inputs(sim.program, data, args.labels, args.input_key)
     check_inputs(sim.program.inputs, inputs, batch=True)
     classes, samples = class_count(sim.program), len(next(iter(inputs.values())))
+    if samples == 0:
+        raise RnnaccelError(f"the data {args.data} has no samples: its arrays' leading axis is 0")
     labels = select_labels(data, args.labels, samples, classes)
     ref = top1(float_scores(args.reference, sim.program, inputs)) if args.reference else None
     ev = evaluate(sim, inputs, labels, ref, progress_bar())
-    names = class_names(args.data, classes)
+    names = class_names(args.data, classes, lambda message: print(f"{PROG}: warning: {message}", file=sys.stderr))
     if args.plot:
         write_atomic(args.plot, confusion_png(ev.confusion, names, f"{sim.program.model}: chip top-1 "
                                               f"{ev.chip_accuracy:.2%}"))
-    sys.stdout.write(report(ev, names, args.reference))
+    write_stdout(report(ev, names, args.reference))
 
 
 def main(argv: list[str] | None = None) -> None:

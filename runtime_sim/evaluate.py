@@ -16,8 +16,11 @@ import numpy as np
 
 from isa.container import Program
 from isa.errors import RnnaccelError
+from isa.fileio import read_input
 from runtime_sim.batch import run_batch
 from runtime_sim.simulator import Simulator
+
+MAX_LABELS_BYTES = 1 << 20  # class names, one per line: a larger file is not what it claims to be
 
 
 @dataclass(frozen=True)
@@ -111,11 +114,26 @@ def evaluate(sim: Simulator, inputs: dict[str, np.ndarray], labels: np.ndarray, 
     return Evaluation(labels, chip, reference, class_count(sim.program), result.stats, totals)
 
 
-def class_names(data_path: str, classes: int) -> list[str]:
-    """Names from `labels.txt` beside the data file (one per line, in class order), else the indices."""
-    path = Path(data_path).with_name("labels.txt")
-    if path.is_file():
-        names = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
-        if len(names) == classes:
-            return names
-    return [str(i) for i in range(classes)]
+def labels_path(data_path: str) -> Path:
+    """Where the class names of a data file are: `labels.txt` beside it."""
+    return Path(data_path).with_name("labels.txt")
+
+
+def class_names(data_path: str, classes: int, warn: Callable[[str], None] = lambda message: None) -> list[str]:
+    """Names from `labels.txt` beside the data file (one per line, in class order), else the indices.
+
+    The file is optional, so one that cannot serve (too large, not a file, the wrong number of
+    names) is passed over with a warning rather than failing the evaluation."""
+    path, indices = labels_path(data_path), [str(i) for i in range(classes)]
+    if not path.exists():
+        return indices
+    try:
+        text = read_input(path, "class names", MAX_LABELS_BYTES).decode("utf-8", errors="replace")
+    except RnnaccelError as exc:
+        warn(f"{exc}; classes are named by index")
+        return indices
+    names = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(names) != classes:
+        warn(f"{path} names {len(names)} classes but the program has {classes}; classes are named by index")
+        return indices
+    return names

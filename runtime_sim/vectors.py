@@ -24,19 +24,14 @@ from __future__ import annotations
 
 import bisect
 import json
-import os
 import re
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from isa import numerics
 from isa.container import Program
-from isa.errors import RnnaccelError
 from isa.loops import expand_program
 from runtime_sim.machine import Machine
 from runtime_sim.semantics import Step
@@ -182,23 +177,6 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9.-]+", "_", name).strip("_") or "unnamed"
 
 
-def write_vectors(directory: str, program: Program, images: list[Image]) -> None:
-    """Write every file and the manifest into a temporary directory, then rename it to `directory`.
-
-    An existing non-empty `directory` is refused rather than merged, so a set never mixes runs.
-    """
-    target = Path(directory)
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise RnnaccelError(f"--dump-vectors {directory}: already exists and is not an empty directory")
-    try:
-        tmp = tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise RnnaccelError(f"cannot write {directory}: {exc.strerror}") from None
-    try:
-        for image in images:
-            Path(tmp, image.file).write_text(readmemh(image))
-        Path(tmp, "manifest.json").write_text(manifest(program, images))
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+def vector_files(program: Program, images: list[Image]) -> dict[str, str]:
+    """The folder --dump-vectors writes: one $readmemh file per image, and the manifest."""
+    return {**{image.file: readmemh(image) for image in images}, "manifest.json": manifest(program, images)}

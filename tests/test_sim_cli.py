@@ -79,7 +79,7 @@ def test_corrupted_or_missing_files_exit_2(files, capsys):
     tmp, prog, inputs = files
     (tmp / "junk.npz").write_bytes(b"PK\x03\x04 not really a zip")
     _fails([prog, "--inputs", str(tmp / "junk.npz")], capsys, "not a valid .npz file")
-    _fails([prog, "--inputs", str(tmp / "none.npz")], capsys, "no such file")
+    _fails([prog, "--inputs", str(tmp / "none.npz")], capsys, "No such file or directory")
     blob = bytearray((tmp / "tiny.rnna").read_bytes())
     blob[40] ^= 0xFF
     (tmp / "bad.rnna").write_bytes(bytes(blob))
