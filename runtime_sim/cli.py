@@ -50,6 +50,7 @@ def trace_lines(trace: list[dict]) -> str:
 def summary(stats: dict) -> str:
     """A few lines for people; --stats gives the full JSON."""
     busy = ", ".join(f"{unit} {cycles}" for unit, cycles in stats["unit_busy"].items())
+    stalls = ", ".join(f"{unit} {cycles}" for unit, cycles in stats["unit_stall_cycles"].items())
     return (f"cycles:          {stats['cycles']} ({stats['latency_us']:.2f} us at {stats['clock_mhz']} MHz)\n"
             f"instructions:    {stats['instructions']}\n"
             f"MAC utilisation: {stats['mac_utilization']:.1%} ({stats['mac_ops']} useful MACs on "
@@ -57,8 +58,8 @@ def summary(stats: dict) -> str:
             f"lower bound:     {stats['bound_cycles']} cycles ({stats['bound_cycles'] / stats['cycles']:.1%} "
             f"of the cycles taken)\n"
             f"unit busy:       {busy}\n"
-            f"stall cycles:    {stats['stall_cycles']}\n"
-            f"weight bytes:    {stats['weight_bytes_read']}\n"
+            f"stall cycles:    {stats['stall_cycles']} (summed over the units: {stalls})\n"
+            f"weight bytes read: {stats['weight_bytes_read']} per inference\n"
             + (batch_summary(stats["batch"]) if "batch" in stats else ""))
 
 

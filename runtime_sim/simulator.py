@@ -186,7 +186,8 @@ def check_inputs(descs: tuple[TensorDesc, ...], inputs: Mapping[str, object], ba
     expected = [d.name for d in descs]
     missing = [n for n in expected if n not in inputs]
     if missing:
-        raise RnnaccelError(f"missing input(s) {', '.join(missing)}; the program expects {', '.join(expected)}")
+        raise RnnaccelError(f"missing input(s) {', '.join(missing)}; the program expects {', '.join(expected)} "
+                            f"and was given {', '.join(map(str, inputs)) or 'no arrays'}")
     extra = sorted(set(inputs) - set(expected))
     if extra:
         raise RnnaccelError(f"unknown input(s) {', '.join(extra)}; the program expects {', '.join(expected)}")

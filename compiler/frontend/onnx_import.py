@@ -62,12 +62,25 @@ def load_model(path: str | Path) -> onnx.ModelProto:
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # noqa: BLE001  (protobuf raises several unrelated types for garbage)
-        raise RnnaccelError(f"{path}: not an ONNX model ({type(exc).__name__})") from None
+        raise RnnaccelError(f"{path}: not an ONNX model ({type(exc).__name__}){_hint(path)}") from None
     try:
         inline_external_data(model, path.parent, MAX_MODEL_BYTES - size)
     except RnnaccelError as exc:
         raise RnnaccelError(f"{path}: {exc}") from None
     return check_model(model, str(path))
+
+
+PYTORCH_MAGIC = (b"PK\x03\x04", b"\x80\x02", b"\x80\x04", b"\x80\x05")  # torch.save: a zip, or a bare pickle
+
+
+def _hint(path: Path) -> str:
+    """What a file that is not ONNX probably is, when a user could have exported it instead."""
+    with path.open("rb") as fh:
+        head = fh.read(4)
+    if head.startswith(PYTORCH_MAGIC) or path.suffix in (".pt", ".pth", ".ckpt"):
+        return ("; it looks like a PyTorch checkpoint (torch.save): export the model with torch.onnx.export "
+                "and compile the .onnx file")
+    return ""
 
 
 def check_model(model: onnx.ModelProto, label: str = "model") -> onnx.ModelProto:

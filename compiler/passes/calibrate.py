@@ -25,23 +25,26 @@ def default_calibration(graph: Graph) -> dict[str, np.ndarray]:
 
 
 def check_calibration(graph: Graph, data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The calibration arrays for the graph's inputs, each shaped (samples, *input shape)."""
+    """The calibration arrays for the graph's inputs, each shaped (samples, *input shape).
+
+    An array of exactly the input's shape is one sample."""
     missing = [n for n in graph.inputs if n not in data]
     if missing:
-        raise RnnaccelError(f"calibration data lacks input(s) {', '.join(missing)}")
-    out = {}
-    for name in graph.inputs:
-        value = np.asarray(data[name])
-        want = graph.shapes[name]
-        if value.ndim == len(want):
-            value = value[None]
-        if tuple(value.shape[1:]) != want or value.shape[0] == 0:
-            raise RnnaccelError(f"calibration data for '{name}' has shape {list(value.shape)}; "
-                                f"expected [samples, {', '.join(map(str, want))}]")
-        if not np.issubdtype(value.dtype, np.number) or not np.all(np.isfinite(value)):
-            raise RnnaccelError(f"calibration data for '{name}' must be finite numbers")
-        out[name] = value.astype(np.float64)
-    return out
+        raise RnnaccelError(f"calibration data lacks input(s) {', '.join(missing)} (it has "
+                            f"{', '.join(map(str, data)) or 'no arrays'})")
+    return {name: _calibration_array(name, np.asarray(data[name]), graph.shapes[name]) for name in graph.inputs}
+
+
+def _calibration_array(name: str, value: np.ndarray, want: tuple[int, ...]) -> np.ndarray:
+    samples = value[None] if value.ndim == len(want) else value
+    if tuple(samples.shape[1:]) != want or samples.shape[0] == 0:
+        raise RnnaccelError(f"calibration data for '{name}' has shape {list(value.shape)}; expected "
+                            f"[samples, {', '.join(map(str, want))}] (or [{', '.join(map(str, want))}] for one sample)")
+    if value.dtype.kind not in "biuf":
+        raise RnnaccelError(f"calibration data for '{name}' has dtype {value.dtype}; expected real numbers")
+    if not np.all(np.isfinite(value)):
+        raise RnnaccelError(f"calibration data for '{name}' must be finite numbers")
+    return samples.astype(np.float64)
 
 
 @dataclass(frozen=True)
