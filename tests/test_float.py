@@ -18,7 +18,7 @@ from isa.target import Target
 from models import fc_model, lstm_model
 from toolchain import random_inputs, run_checked
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+DATA = Path(__file__).resolve().parent / "data"  # an untrained KWS-shaped LSTM (data/make_kws_model.py)
 TOLERANCE = {8: 0.03, 16: 0.003}  # docs/numerics.md; measured worst: 0.019 and 0.0014
 
 
@@ -65,9 +65,9 @@ def test_fc_matches_float_model(activation, bits):
 def test_kws_example_from_pytorch_matches_onnx_runtime():
     import onnx
 
-    model = onnx.load(str(EXAMPLES / "kws_lstm.onnx"))
-    calibration = dict(np.load(EXAMPLES / "kws_calib.npz"))
-    inputs = dict(np.load(EXAMPLES / "kws_input.npz"))
+    model = onnx.load(str(DATA / "kws_lstm.onnx"))
+    calibration = dict(np.load(DATA / "kws_calib.npz"))
+    inputs = dict(np.load(DATA / "kws_input.npz"))
     assert_close(model, inputs, 8, calibration)
 
 
@@ -77,9 +77,9 @@ def test_kws_example_agrees_with_float_top1_on_the_test_set():
     from compiler.pipeline import compile_model
     from runtime_sim import Simulator
 
-    model = onnx.load(str(EXAMPLES / "kws_lstm.onnx"))
-    compiled = compile_model(model, calibration=dict(np.load(EXAMPLES / "kws_calib.npz")))
-    test = np.load(EXAMPLES / "kws_test.npz")["mfcc"]
+    model = onnx.load(str(DATA / "kws_lstm.onnx"))
+    compiled = compile_model(model, calibration=dict(np.load(DATA / "kws_calib.npz")))
+    test = np.load(DATA / "kws_test.npz")["mfcc"]
     chip = Simulator(compiled.program).run({"mfcc": test}, batch=True).outputs["logits"]
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     want = np.stack([session.run(None, {"mfcc": x})[0] for x in test])

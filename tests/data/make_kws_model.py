@@ -1,11 +1,11 @@
-"""Regenerate the keyword-spotting-shaped example: examples/kws_lstm.onnx and its data.
+"""Regenerate the keyword-spotting-shaped test model: tests/data/kws_lstm.onnx and its data.
 
 The model is what a KWS engineer exports from PyTorch: 49 frames of 10 MFCCs, batch first,
 an LSTM of hidden size 64, its last step into a 12-class Linear head. The weights are
 PyTorch's seeded initialisation (a trained model comes with the keyword-spotting example);
 the features are synthetic MFCC-like frames. Needs PyTorch (not a dependency of rnnaccel):
 
-    pip install torch==2.13.0 onnx && python examples/make_kws_model.py
+    pip install torch==2.13.0 onnx && python tests/data/make_kws_model.py
 """
 
 from __future__ import annotations
