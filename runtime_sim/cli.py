@@ -59,7 +59,7 @@ def summary(stats: dict) -> str:
             f"of the cycles taken)\n"
             f"unit busy:       {busy}\n"
             f"stall cycles:    {stats['stall_cycles']} (summed over the units: {stalls})\n"
-            f"weight bytes read: {stats['weight_bytes_read']} per inference\n"
+            f"weight read:     {stats['weight_bytes_read']} bytes per inference\n"
             + (batch_summary(stats["batch"]) if "batch" in stats else ""))
 
 
