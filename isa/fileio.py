@@ -13,7 +13,9 @@ import io
 import math
 import os
 import stat
+import tokenize
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -22,6 +24,7 @@ from isa.errors import RnnaccelError
 MAX_NPZ_BYTES = 1 << 30  # an .npz file, and the arrays it holds once inflated
 REAL_KINDS = "biuf"  # bool, integers and floats: every input of a program is a real number
 _NPY_MAGIC = b"\x93NUMPY"
+_ENCRYPTED = 0x1  # a zip member's general-purpose flag bit 0
 
 _NOT_REGULAR = (
     (stat.S_ISDIR, "a directory"),
@@ -69,7 +72,8 @@ def read_npz(path: str | os.PathLike, what: str = "inputs") -> dict[str, np.ndar
         return _arrays(blob)
     except RnnaccelError as exc:
         raise RnnaccelError(f"cannot read {what} {path}: {exc}") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, NotImplementedError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, NotImplementedError, SyntaxError,
+            tokenize.TokenError, zlib.error) as exc:  # what zipfile and numpy's header parser raise for a damaged file
         raise RnnaccelError(f"cannot read {what} {path}: not a valid .npz file ({_short(exc)})") from None
 
 
@@ -79,6 +83,10 @@ def _arrays(blob: bytes) -> dict[str, np.ndarray]:
                             "per input: numpy.savez(FILE, NAME=array, ...)")
     with zipfile.ZipFile(io.BytesIO(blob)) as archive:
         members = archive.infolist()
+        names = [_key(info.filename) for info in members]
+        twice = next((name for i, name in enumerate(names) if name in names[:i]), None)
+        if twice is not None:
+            raise RnnaccelError(f"array '{twice}' appears twice in the archive")
         sizes = [_checked_member(archive, info) for info in members]
         if sum(sizes) > MAX_NPZ_BYTES:
             raise RnnaccelError(f"its arrays hold {sum(sizes)} bytes, more than the limit of {MAX_NPZ_BYTES}")
@@ -91,6 +99,8 @@ def _key(member: str) -> str:
 
 def _checked_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> int:
     """The bytes member `info` inflates to, from its .npy header, if its dtype is real and its size bounded."""
+    if info.flag_bits & _ENCRYPTED:
+        raise RnnaccelError(f"array '{_key(info.filename)}' is encrypted")
     with archive.open(info) as fh:
         version = np.lib.format.read_magic(fh)
         shape, _, dtype = _read_header(fh, version)

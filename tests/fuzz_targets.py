@@ -10,10 +10,13 @@ the test suite; `make fuzz` (`python -m tests.fuzz`) runs them for minutes.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import struct
 import tempfile
+import warnings
+import zipfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +31,7 @@ from compiler.pipeline import compile_model
 from isa.assembler import assemble
 from isa.container import from_bytes, to_bytes
 from isa.errors import RnnaccelError
+from isa.fileio import read_npz
 from isa.listing import disassemble
 from isa.target import Target
 from runtime_sim import Simulator
@@ -242,7 +246,63 @@ def _calibration(blob: bytes) -> dict[str, np.ndarray] | None:
     return {name: np.zeros((2, *dims), np.float32) for name, dims in shapes.items()}
 
 
+# --- .npz data files -----------------------------------------------------------------------------
+
+_DESCRS = ["'<f4'", "'<f8'", "'<i8'", "'|b1'", "'<c8'", "'|O'", "'|S5'", "'<U3'", "'>f4'", "'<f16'", "'V8'",
+           "[('a', '<f4')]", "'<M8[s]'", "'bogus'", "7", "None"]
+_SHAPES = ["(6, 1, 4)", "(1, 6, 1, 4)", "(24,)", "()", "(0, 6, 1, 4)", "(1099511627776,)", "(-1,)",
+           "(" + "9" * 5000 + ",)", "((1,),)", "(6, 1, 4", "[6, 1, 4]", "(2.5,)", "(1 << 40,)", "'x'"]
+
+
+@st.composite
+def npy_payload(draw) -> bytes:
+    """An .npy member with a drawn header (dtype, order, shape) and data of about the right length."""
+    descr, order = draw(st.sampled_from(_DESCRS)), draw(st.sampled_from(["False", "True", "1"]))
+    header = f"{{'descr': {descr}, 'fortran_order': {order}, 'shape': {draw(st.sampled_from(_SHAPES))}, }}"
+    if draw(st.booleans()):
+        header = header.replace(draw(st.sampled_from(["'descr'", "'shape'", "'fortran_order'", ", }"])), "")
+    padded = header.ljust(((len(header) + 11) // 64 + 1) * 64 - 11) + "\n"
+    version = draw(st.sampled_from([(1, 0), (2, 0), (3, 0), (9, 9)]))
+    width = "<H" if version == (1, 0) else "<I"
+    length = struct.pack(width, len(padded))
+    return np.lib.format.magic(*version) + length + padded.encode("latin1") + bytes(draw(st.integers(0, 200)))
+
+
+@st.composite
+def npz_file(draw) -> bytes:
+    """A zip of drawn .npy members (well-formed or not), sometimes with bytes overwritten or cut."""
+    buf = io.BytesIO()
+    good = np.zeros((6, 1, 4), np.float32)
+    with zipfile.ZipFile(buf, "w", draw(st.sampled_from([zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED]))) as archive, \
+            warnings.catch_warnings(action="ignore", category=UserWarning):  # a repeated name is one of the cases
+        for name in draw(st.lists(st.sampled_from(["X.npy", "X", "y.npy", "a/b.npy", "X.npy"]), max_size=3)):
+            payload = draw(npy_payload()) if draw(st.integers(0, 3)) else _npy_bytes(good)
+            archive.writestr(name, payload)
+    out = bytearray(buf.getvalue())
+    for _ in range(draw(st.integers(0, 3))):
+        out[draw(st.integers(0, len(out) - 1))] = draw(st.integers(0, 255))
+    return bytes(out[:draw(st.integers(0, len(out)))] if draw(st.integers(0, 5)) == 0 else out)
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
+
+
+def run_npz(blob: bytes) -> None:
+    """Read the bytes as an inputs file; if that succeeds, run the compiled LSTM on it."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "inputs.npz"
+        path.write_bytes(blob)
+        arrays: dict[str, np.ndarray] = {}
+        if expect_clean(lambda: arrays.update(read_npz(path))):
+            sim = Simulator(from_bytes(seed_blobs()[1]), max_instructions=FUZZ_MAX_INSTRUCTIONS)
+            expect_clean(lambda: sim.run(arrays))
+
+
 # deferred: the seeds are compiled on first use, not at import
 TARGETS = {t.name: t for t in (FuzzTarget("container", st.deferred(container_inputs), run_container),
                                FuzzTarget("assembler", st.deferred(assembler_inputs), run_assembler),
-                               FuzzTarget("onnx", st.deferred(model_inputs), run_model))}
+                               FuzzTarget("onnx", st.deferred(model_inputs), run_model),
+                               FuzzTarget("npz", st.deferred(npz_file), run_npz))}

@@ -11,6 +11,7 @@ import io
 import resource
 import shutil
 import struct
+import warnings
 import zipfile
 import zlib
 from pathlib import Path
@@ -46,6 +47,12 @@ def fails(command: str, argv: list[str], capsys, *messages: str) -> str:
 def npy_header(shape: tuple[int, ...], descr: str = "<f4") -> bytes:
     buf = io.BytesIO()
     np.lib.format.write_array_header_1_0(buf, {"descr": descr, "fortran_order": False, "shape": shape})
+    return buf.getvalue()
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array)
     return buf.getvalue()
 
 
@@ -204,3 +211,19 @@ def test_reading_an_npz_file_round_trips_every_real_dtype(tmp_path):
     for name, value in arrays.items():
         np.testing.assert_array_equal(got[name], value)
         assert got[name].dtype == value.dtype
+
+
+def test_an_array_named_twice_or_encrypted_is_refused(work, capsys):
+    payload = npy_bytes(samples(1)[0])
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as archive, warnings.catch_warnings(action="ignore", category=UserWarning):
+        archive.writestr("x.npy", payload)
+        archive.writestr("x.npy", payload)
+    (work / "twice.npz").write_bytes(buf.getvalue())
+    fails("sim", [str(work / "p.rnna"), "--inputs", str(work / "twice.npz")], capsys, "array 'x' appears twice")
+    blob = bytearray(one_member_zip(payload))
+    blob[6] |= 1  # the local header's encryption flag
+    central = blob.rindex(b"PK\x01\x02")
+    blob[central + 8] |= 1  # and the central directory's
+    (work / "locked.npz").write_bytes(bytes(blob))
+    fails("sim", [str(work / "p.rnna"), "--inputs", str(work / "locked.npz")], capsys, "array 'x' is encrypted")
