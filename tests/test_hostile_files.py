@@ -74,6 +74,7 @@ SAME_FILE_CASES = {
     "-o is the model by another path": ("compile", lambda t: compile_args(t, "-o", f"{t}/./m.onnx"), "the model"),
     "--listing is the model": ("compile", lambda t: compile_args(t, "-o", str(t / "x.rnna"), "--listing",
                                                                  str(t / "m.onnx")), "the model"),
+    "-o is the calibration": ("compile", lambda t: compile_args(t, "-o", str(t / "calib.npz")), "calibration data"),
     "--report is the calibration": ("compile", lambda t: compile_args(t, "-o", str(t / "x.rnna"), "--report",
                                                                       str(t / "calib.npz")), "calibration data"),
     "--listing is -o": ("compile", lambda t: compile_args(t, "-o", str(t / "x.rnna"), "--listing",
