@@ -1,9 +1,12 @@
-"""Output files are written whole or not at all: a failed run never leaves a partial file."""
+"""Files in and out. Output files are written whole or not at all: a failed run never leaves a
+partial file. Input files are read only when they are regular files of a bounded size: a FIFO or
+a device would block or never end, and a huge file would exhaust memory before any check ran."""
 
 from __future__ import annotations
 
 import io
 import os
+import stat
 import tempfile
 import zipfile
 from pathlib import Path
@@ -41,6 +44,45 @@ def write_all(files: dict[str, bytes | str]) -> None:
         for path in done:
             Path(path).unlink(missing_ok=True)
         raise
+
+
+_NOT_REGULAR = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def read_input(path: str | os.PathLike, what: str, limit: int) -> bytes:
+    """All bytes of an input file, refused unless it is a regular file (after resolving symlinks)
+    of at most `limit` bytes. The checks run on the open descriptor, before any byte is read, and
+    the open never blocks (O_NONBLOCK), so a FIFO, a device or a huge file costs nothing."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise RnnaccelError(f"cannot read {what} {path}: {exc.strerror}") from None
+    try:
+        _check_input(os.fstat(fd), path, what, limit)
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            data = fh.read(limit + 1)
+    except OSError as exc:
+        raise RnnaccelError(f"cannot read {what} {path}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    if len(data) > limit:  # the file grew after the check
+        raise RnnaccelError(f"cannot read {what} {path}: larger than the limit of {limit} bytes")
+    return data
+
+
+def _check_input(info: os.stat_result, path: str | os.PathLike, what: str, limit: int) -> None:
+    if not stat.S_ISREG(info.st_mode):
+        kind = next((name for is_kind, name in _NOT_REGULAR if is_kind(info.st_mode)), "a special file")
+        raise RnnaccelError(f"cannot read {what} {path}: it is {kind}, not a regular file")
+    if info.st_size > limit:
+        raise RnnaccelError(f"cannot read {what} {path}: it is {info.st_size} bytes, "
+                            f"larger than the limit of {limit} bytes")
 
 
 def read_npz(path: str, what: str = "inputs") -> dict[str, np.ndarray]:
