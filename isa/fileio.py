@@ -5,6 +5,7 @@ a device would block or never end, and a huge file would exhaust memory before a
 from __future__ import annotations
 
 import io
+import json
 import os
 import stat
 import tempfile
@@ -83,6 +84,26 @@ def _check_input(info: os.stat_result, path: str | os.PathLike, what: str, limit
     if info.st_size > limit:
         raise RnnaccelError(f"cannot read {what} {path}: it is {info.st_size} bytes, "
                             f"larger than the limit of {limit} bytes")
+
+
+# No number in a program's metadata or a target description needs more digits (2^64 has 20).
+MAX_JSON_INT_DIGITS = 24
+
+
+def loads_json(raw: bytes | str) -> object:
+    """json.loads for a user's file. Anything that is not JSON raises ValueError with a short
+    reason, including what json.loads would let escape: an integer longer than any field (int()
+    refuses over 4 300 digits) and nesting deeper than the recursion limit."""
+    try:
+        return json.loads(raw, parse_int=_json_int)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
+def _json_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_JSON_INT_DIGITS:
+        raise ValueError(f"an integer of {len(text.lstrip('-'))} digits, more than {MAX_JSON_INT_DIGITS}")
+    return int(text)
 
 
 def read_npz(path: str, what: str = "inputs") -> dict[str, np.ndarray]:

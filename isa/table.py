@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 WORD_BITS = 128
 WORD_BYTES = WORD_BITS // 8
+CODE_WORDS = 1 << 16  # instruction memory, in words (1 MiB); see docs/isa.md, Limits
 OPCODE_BITS = 8
 
 UNITS = ("DMA", "MAC", "VEC", "DEC", "SEQ")
