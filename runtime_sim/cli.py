@@ -83,7 +83,7 @@ def _main(argv: list[str] | None) -> None:
     args = _parser().parse_args(argv)
     if args.batch and args.dump_vectors:
         raise RnnaccelError("--dump-vectors writes the vectors of one inference and does not combine with --batch")
-    sim = load(args.program)
+    sim = load(args.program, trace=bool(args.trace or args.timeline or args.dump_vectors))
     inputs = read_npz(args.inputs)
     if args.batch:
         result, totals = run_batch(sim, inputs, progress_bar())

@@ -77,7 +77,7 @@ def _main(argv: list[str] | None) -> None:
         onnxruntime()
     if args.plot:
         require_matplotlib()
-    sim = load(args.program)
+    sim = load(args.program, trace=False)
     data = read_npz(args.data, "data")
     inputs = select_inputs(sim.program, data, args.labels, args.input_key)
     check_inputs(sim.program.inputs, inputs, batch=True)

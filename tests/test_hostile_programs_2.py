@@ -11,9 +11,11 @@ import io
 import json
 import os
 import re
+import subprocess
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -28,13 +30,17 @@ from isa.encoding import Instruction, encode_all
 from isa.errors import RnnaccelError
 from isa.fileio import MAX_JSON_INT_DIGITS, read_input
 from isa.listing import disassemble
+from isa.loops import STRIDE_SLOTS
 from isa.table import CODE_WORDS
 from isa.target import MAX_TARGET_BYTES
+from runtime_sim import Simulator
 from runtime_sim.cli import main as sim_main
 
 from isa_strategies import sample_program
 from models import fc_model
+from sim_helpers import I, make_program
 
+ROOT = Path(__file__).resolve().parent.parent
 HUGE = 10 * 2**30  # a sparse file of this size costs no disk space
 
 
@@ -245,3 +251,28 @@ def test_as_still_reads_standard_input(tmp_path, monkeypatch, capsys):
         as_main(["-", "-o", str(tmp_path / "p.rnna")])
     assert info.value.code == 0, capsys.readouterr().err
     assert (tmp_path / "p.rnna").read_bytes() == to_bytes(sample_program())
+
+
+def test_the_trace_is_kept_only_when_asked():
+    program = make_program([I("LOOP", count=50, body=2, strides=0), I("VMOV", dst=0, src=8, n=4),
+                            I("VMOV", dst=8, src=0, n=4)], weights=bytes(2 * STRIDE_SLOTS * 2),
+                           inputs={"x": (0, (4,))}, outputs={"y": (0, (4,))})
+    kept, unkept = (Simulator(program, trace=t).run({"x": np.ones(4, np.float32)}) for t in (True, False))
+    assert unkept.trace is None and len(kept.trace) == 101
+    assert unkept.stats == kept.stats and unkept.stats["instructions"] == 101
+
+
+def test_the_largest_accepted_program_runs_in_bounded_time_and_memory(tmp_path):
+    """A full instruction memory of straight-line code, through rnnaccel-sim in a fresh process."""
+    small = make_program([I("VMOV", dst=0, src=64, n=1)], inputs={"x": (0, (4,))}, outputs={"y": (0, (4,))})
+    path = _program_file(tmp_path, with_section(to_bytes(small), b"CODE", _code_of(CODE_WORDS)))
+    np.savez(tmp_path / "in.npz", x=np.zeros(4, np.float32))
+    code = ("import resource, sys\nfrom runtime_sim.cli import main\ntry:\n    main()\nfinally:\n"
+            "    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)")
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", code, path, "--inputs", str(tmp_path / "in.npz"), "--stats",
+                           str(tmp_path / "s.json")], capture_output=True, text=True, check=False, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert time.perf_counter() - start < 60
+    assert int(done.stderr.split()[-1]) < 100_000  # KiB of peak RSS: 54 MB; 155 MB when the trace was always kept
+    assert json.loads((tmp_path / "s.json").read_text())["instructions"] == CODE_WORDS
