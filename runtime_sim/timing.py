@@ -99,12 +99,13 @@ def schedule(stream: list[tuple[int, Instruction]], target: Target, keep_trace: 
     tenv = target.env()
     board = Scoreboard(reach or extents(instr.footprint(tenv) for _, instr in stream))
     timing, free = Timing([] if keep_trace else None), dict.fromkeys(UNITS, 0)
+    latency = {unit: evaluate(expr, tenv) for unit, expr in UNIT_LATENCY.items()}
     for pc, instr in stream:
         reads, writes = instr.footprint(tenv)
         env, unit = instr.env(tenv), instr.op.unit
         start = max(free[unit], board.earliest_start(reads, writes))
         end = start + evaluate(instr.op.cycles, env)
-        ready = end + evaluate(UNIT_LATENCY[unit], tenv)
+        ready = end + latency[unit]
         board.record(reads, writes, end, ready)
         record = {"pc": pc, "op": instr.mnemonic, "unit": unit, "start": start, "end": end, "ready": ready,
                   "reads": reads, "writes": writes, "macs": evaluate(instr.op.macs, env)}
