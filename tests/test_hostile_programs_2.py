@@ -267,8 +267,11 @@ def test_the_largest_accepted_program_runs_in_bounded_time_and_memory(tmp_path):
     small = make_program([I("VMOV", dst=0, src=64, n=1)], inputs={"x": (0, (4,))}, outputs={"y": (0, (4,))})
     path = _program_file(tmp_path, with_section(to_bytes(small), b"CODE", _code_of(CODE_WORDS)))
     np.savez(tmp_path / "in.npz", x=np.zeros(4, np.float32))
-    code = ("import resource, sys\nfrom runtime_sim.cli import main\ntry:\n    main()\nfinally:\n"
-            "    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)")
+    # A small process starts the simulator and reports its children's peak RSS: a child's own
+    # ru_maxrss would count the memory of the test process it was forked from.
+    code = ("import resource, subprocess, sys\n"
+            "subprocess.run([sys.executable, '-c', 'from runtime_sim.cli import main; main()', *sys.argv[1:]], "
+            "check=True)\nprint(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)")
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", code, path, "--inputs", str(tmp_path / "in.npz"), "--stats",
                            str(tmp_path / "s.json")], capture_output=True, text=True, check=False, cwd=ROOT)
