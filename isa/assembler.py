@@ -24,23 +24,50 @@ from isa.container import (
     MAX_SCALE,
     MIN_SCALE,
     NO_LOC,
-    REGION_SECTIONS,
     Loc,
     MemoryMap,
     Program,
     Region,
     StateDesc,
     TensorDesc,
+    check_code_size,
+    check_region_name,
 )
 from isa.encoding import Instruction, _operand_value
-from isa.errors import RnnaccelError
+from isa.errors import RnnaccelError, quoted
 from isa.numerics import ACT_MAX, ACT_MIN, TABLE_SEGMENTS
 from isa.table import BY_MNEMONIC, Op
 from isa.target import Target
 
+# The listing of the largest program the chip holds: two 16 MiB weight-memory regions at 2.5
+# characters a byte (isa.listing), a full instruction memory with its locations; a larger file is
+# refused before it is read.
+MAX_LISTING_BYTES = 128 << 20
+# No field, size or address needs a longer number (2^64 has 20 digits, 0x plus 16 in hex); a longer
+# one is refused as the lexer meets it, before int() (which refuses over 4 300 digits) or a
+# message (which would quote all of it) sees it.
+MAX_NUMBER_CHARS = 24
+_NUMBER_TERMINALS = ("INT", "HEXINT", "FLOAT", "ADDRESS")
+
+
+class _LongNumber(Exception):
+    """Raised by the lexer on a numeric token of more than MAX_NUMBER_CHARS characters."""
+
+    def __init__(self, token: Token) -> None:
+        super().__init__(token)
+        self.token = token
+
+
+def _bounded_number(token: Token) -> Token:
+    if len(token) > MAX_NUMBER_CHARS:
+        raise _LongNumber(token)
+    return token
+
+
 # lark's strict mode needs the optional `interegular` package to check terminal collisions.
 _PARSER = Lark.open("asm.lark", rel_to=__file__, parser="lalr", propagate_positions=True,
-                    strict=importlib.util.find_spec("interegular") is not None)
+                    strict=importlib.util.find_spec("interegular") is not None,
+                    lexer_callbacks=dict.fromkeys(_NUMBER_TERMINALS, _bounded_number))
 
 _TERMINAL_NAMES = {"_NL": "end of line", "NAME": "a name", "INT": "an integer", "HEXINT": "a hex number",
                    "FLOAT": "a float", "STRING": "a quoted string", "HEX": "hex bytes", "$END": "end of input",
@@ -75,6 +102,11 @@ def assemble(text: str, source: str = "<input>") -> Program:
         tree = _PARSER.parse(text + "\n")
     except UnexpectedInput as exc:
         raise RnnaccelError(f"{source}:{exc.line}:{exc.column}: {_describe(exc)}") from None
+    except _LongNumber as exc:
+        token = exc.token
+        raise RnnaccelError(f"{source}:{token.line}:{token.column}: number {quoted(token, 20)} is {len(token)} "
+                            f"characters long, more than the {MAX_NUMBER_CHARS} any field, size or address needs"
+                            ) from None
     return _Builder(source).program(tree)
 
 
@@ -82,7 +114,7 @@ def _describe(exc: UnexpectedInput) -> str:
     if isinstance(exc, UnexpectedCharacters):
         return f"syntax error: unexpected character {exc.char!r}"
     if isinstance(exc, UnexpectedToken):
-        found = _TERMINAL_NAMES[exc.token.type] if exc.token.type in ("_NL", "$END") else repr(str(exc.token))
+        found = _TERMINAL_NAMES[exc.token.type] if exc.token.type in ("_NL", "$END") else quoted(exc.token)
         expected = sorted(_terminal_name(t) for t in exc.expected)
         return f"syntax error: unexpected {found}, expected {' or '.join(expected)}"
     return "syntax error"
@@ -148,14 +180,14 @@ class _Builder:
     def desc(self, line: Tree, args: list[Arg], name: str) -> TensorDesc:
         v = self.keys(line, args, name)
         if any(d <= 0 for d in v["shape"]) or not (MIN_SCALE <= v["scale"] <= MAX_SCALE) or v["host"] < 0:
-            raise self.error(line, f"{name} {json.dumps(v['name'])}: dimensions must be positive, "
+            raise self.error(line, f"{name} {quoted(v['name'])}: dimensions must be positive, "
                                    "the scale within [2^-64, 2^64] and the host address non-negative")
         return self.located(line, TensorDesc, v["name"], v["shape"], v["scale"], v["host"])
 
     def state(self, line: Tree, args: list[Arg]) -> StateDesc:
         v = self.keys(line, args, ".state")
         if v["address"] < 0 or v["size"] <= 0:
-            raise self.error(line, f".state {json.dumps(v['name'])}: address non-negative and size positive")
+            raise self.error(line, f".state {quoted(v['name'])}: address non-negative and size positive")
         return StateDesc(v["name"], v["address"], v["size"])
 
     def located(self, where: Tree, make: Callable[..., T], *args: object, **kwargs: object) -> T:
@@ -179,7 +211,7 @@ class _Builder:
         for arg in args:
             kind = spec.get(arg.name)
             if kind is None:
-                raise self.error(arg, f"{directive} has no key '{arg.name}' (keys: {', '.join(spec)})")
+                raise self.error(arg, f"{directive} has no key {quoted(arg.name)} (keys: {', '.join(spec)})")
             if arg.name in values:
                 raise self.error(arg, f"{directive}: {arg.name} given twice")
             values[arg.name] = self.kind(arg, kind, directive)
@@ -207,6 +239,7 @@ class _Builder:
                 locs.append(dataclasses.replace(locs[-1] if locs else NO_LOC, pc=len(code), **changed))
             else:
                 code.append(self.instruction(line))
+                self.located(line, check_code_size, len(code))
         return code, locs
 
     def instruction(self, line: Tree) -> Instruction:
@@ -214,13 +247,13 @@ class _Builder:
         mnemonic, args = children[0], self.args(children[1:])
         op = BY_MNEMONIC.get(str(mnemonic).upper())
         if op is None:
-            raise self.error(mnemonic, f"unknown mnemonic '{mnemonic}' (known: {', '.join(BY_MNEMONIC)})")
+            raise self.error(mnemonic, f"unknown mnemonic {quoted(mnemonic)} (known: {', '.join(BY_MNEMONIC)})")
         names = [f.name for f in op.fields]
         operands: dict[str, int] = {}
         for arg in args:
             if arg.name not in names or arg.name in operands:
                 problem = "given twice" if arg.name in operands else "is not an operand"
-                raise self.error(arg, f"{op.mnemonic}: '{arg.name}' {problem} (operands: {' '.join(names)})")
+                raise self.error(arg, f"{op.mnemonic}: {quoted(arg.name)} {problem} (operands: {' '.join(names)})")
             operands[arg.name] = self.operand(op, arg)
         missing = [f.name for f in op.fields if f.name not in operands and f.default is None]
         if missing:
@@ -241,9 +274,7 @@ class _Builder:
         out: list[Region] = []
         for tree in trees:
             name = str(tree.children[0])
-            if name not in REGION_SECTIONS or name in {r.name for r in out}:
-                raise self.error(tree, f"region '{name}' is unknown or repeated (regions: "
-                                       f"{', '.join(REGION_SECTIONS)})")
+            self.located(tree, check_region_name, name, [r.name for r in out])
             rows = [c for c in tree.children[1:] if c.data == "row"]
             spec = self.keys(tree, self.args([c for c in tree.children[1:] if c.data == "arg"]), ".region")
             if spec["base"] < 0 or spec["base"] + spec["size"] > target.weight_mem_bytes:
@@ -261,7 +292,7 @@ class _Builder:
                 raise self.error(row, f"region {name}: row at {address:#x}, expected {end:#x}")
             for group in row.children[1:]:
                 if len(group) % 2:
-                    raise self.error(group, f"region {name}: odd number of hex digits in '{group}'")
+                    raise self.error(group, f"region {name}: odd number of hex digits in {quoted(group)}")
                 chunks.append(bytes.fromhex(str(group)))
                 end += len(chunks[-1])
         if end - spec["base"] != spec["size"]:
@@ -274,7 +305,7 @@ class _Builder:
         for tree in trees:
             name = json.loads(str(tree.children[0]))
             if name in out:
-                raise self.error(tree, f"table '{name}' given twice")
+                raise self.error(tree, f"table {quoted(name)} given twice")
             out[name] = self.table_values(tree, name)
         return out
 
@@ -282,9 +313,9 @@ class _Builder:
         tokens = [t for row in tree.children[1:] for t in row.children]
         for token in tokens:
             if not ACT_MIN <= int(token) <= ACT_MAX:
-                raise self.error(token, f"table {name}: {token} does not fit 16 bits")
+                raise self.error(token, f"table {quoted(name)}: {token} does not fit 16 bits")
         if len(tokens) != TABLE_SEGMENTS + 1:
-            raise self.error(tree, f"table {name}: {len(tokens)} values given, expected {TABLE_SEGMENTS + 1}")
+            raise self.error(tree, f"table {quoted(name)}: {len(tokens)} values given, expected {TABLE_SEGMENTS + 1}")
         return np.array([int(t) for t in tokens], dtype=np.int64)
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from isa.assembler import assemble
+from isa.assembler import MAX_LISTING_BYTES, assemble
 from isa.cliutil import add_version, run_cli, write_stdout
 from isa.container import load, save
 from isa.errors import RnnaccelError
+from isa.fileio import read_input
 from isa.listing import disassemble
 from isa.outputs import check_paths, write_atomic
 
@@ -49,17 +50,20 @@ def _as(argv: list[str] | None) -> None:
     parser.add_argument("-o", "--output", metavar="PROG.rnna", required=True, help="program container to write")
     add_version(parser)
     args = parser.parse_args(argv)
-    check_paths({"source": args.source}, {"-o": args.output})
+    check_paths({"listing": args.source}, {"-o": args.output})
     name = "<stdin>" if args.source == "-" else args.source
     save(assemble(_read_text(args.source), source=name), args.output)
 
 
 def _read_text(path: str) -> str:
+    """The listing's text: a regular file or standard input, at most MAX_LISTING_BYTES either way."""
     if path == "-":
-        return sys.stdin.read()
+        name, raw = "<stdin>", sys.stdin.buffer.read(MAX_LISTING_BYTES + 1)
+    else:
+        name, raw = path, read_input(path, "listing", MAX_LISTING_BYTES)
+    if len(raw) > MAX_LISTING_BYTES:
+        raise RnnaccelError(f"cannot read listing {name}: larger than the limit of {MAX_LISTING_BYTES} bytes")
     try:
-        with open(path, encoding="utf-8") as fh:
-            return fh.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc)
-        raise RnnaccelError(f"cannot read {path}: {reason}") from None
+        return raw.decode()
+    except UnicodeDecodeError as exc:
+        raise RnnaccelError(f"cannot read listing {name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None

@@ -25,9 +25,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from isa.encoding import Instruction, decode_all, encode_all
-from isa.errors import RnnaccelError
+from isa.errors import RnnaccelError, quoted, shortened
+from isa.fileio import loads_json, read_input
 from isa.numerics import TABLE_SEGMENTS
 from isa.outputs import write_atomic
+from isa.table import CODE_WORDS, WORD_BYTES
 from isa.target import Target
 
 MAGIC = b"RNNA"
@@ -44,6 +46,10 @@ MAX_HOST_ELEMENTS = 1 << 22
 # stay finite.
 MIN_SCALE, MAX_SCALE = 2.0 ** -64, 2.0 ** 64
 MAX_MEMORY_UNITS = 1 << 24
+# A container holds at most both weight-memory images (16 MiB each at most, Target), a full
+# instruction memory and its debug locations: 64 MiB is more than any of them; a larger file is
+# refused before it is read.
+MAX_PROGRAM_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -130,6 +136,9 @@ class Program:
     locs: tuple[Loc, ...] = ()
     state: tuple[StateDesc, ...] = ()
 
+    def __post_init__(self) -> None:
+        check_code_size(len(self.code))
+
     @property
     def streaming(self) -> bool:
         return bool(self.state)
@@ -159,7 +168,8 @@ def from_bytes(blob: bytes) -> Program:
     try:
         return _program(meta, sections)
     except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
-        raise RnnaccelError(f"corrupted program: META is malformed ({type(exc).__name__}: {exc})") from None
+        raise RnnaccelError(f"corrupted program: META is malformed ({type(exc).__name__}: {shortened(exc, 80)})"
+                            ) from None
 
 
 def save(prog: Program, path: str) -> None:
@@ -167,12 +177,20 @@ def save(prog: Program, path: str) -> None:
 
 
 def load(path: str) -> Program:
-    try:
-        with open(path, "rb") as fh:
-            blob = fh.read()
-    except OSError as exc:
-        raise RnnaccelError(f"cannot read program {path}: {exc.strerror}") from None
-    return from_bytes(blob)
+    return from_bytes(read_input(path, "program", MAX_PROGRAM_BYTES))
+
+
+def check_code_size(words: int) -> None:
+    """Refuse code that would not fit the chip's instruction memory (isa.table.CODE_WORDS)."""
+    if words > CODE_WORDS:
+        raise RnnaccelError(f"the program has {words} instructions, more than the {CODE_WORDS} "
+                            f"instruction memory holds")
+
+
+def check_region_name(name: str, seen: list[str]) -> None:
+    """A region is one of REGION_SECTIONS, at most once: the loader and the assembler agree."""
+    if name not in REGION_SECTIONS or name in seen:
+        raise RnnaccelError(f"region {quoted(name)} is unknown or repeated (regions: {', '.join(REGION_SECTIONS)})")
 
 
 def _canonical_json(obj: object) -> bytes:
@@ -239,9 +257,9 @@ def _check_sections(body: bytes, entries: list, table_end: int) -> dict[bytes, b
 
 def _parse_json(raw: bytes, name: str) -> dict:
     try:
-        obj = json.loads(raw.decode())
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        raise RnnaccelError(f"corrupted program: {name} section is not valid JSON") from None
+        obj = loads_json(raw)
+    except ValueError as exc:
+        raise RnnaccelError(f"corrupted program: {name} section is not valid JSON ({shortened(exc, 80)})") from None
     if not isinstance(obj, dict):
         raise RnnaccelError(f"corrupted program: {name} section is not a JSON object")
     return obj
@@ -251,7 +269,11 @@ def _program(meta: dict, sections: dict[bytes, bytes]) -> Program:
     if meta["format"] != "rnnaccel-program":
         raise RnnaccelError("corrupted program: META does not describe an rnnaccel program")
     target = Target.from_dict(meta["target"])
-    regions = tuple(_region(r, sections, target) for r in meta["regions"])
+    check_code_size(len(sections[b"CODE"]) // WORD_BYTES)
+    regions: list[Region] = []
+    for r in meta["regions"]:
+        check_region_name(r["name"], [seen.name for seen in regions])
+        regions.append(_region(r, sections, target))
     return Program(
         target=target,
         model=str(meta["model"]),
@@ -259,7 +281,7 @@ def _program(meta: dict, sections: dict[bytes, bytes]) -> Program:
         outputs=tuple(_desc(d) for d in meta["outputs"]),
         memory=MemoryMap(**{k: int(v) for k, v in meta["memory"].items()}),
         code=tuple(decode_all(sections[b"CODE"])),
-        regions=regions,
+        regions=tuple(regions),
         tables=_tables(sections[b"TABL"], meta["tables"]),
         locs=_locs(sections.get(b"DBUG")),
         state=tuple(_state(s) for s in meta.get("state", [])),

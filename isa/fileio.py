@@ -10,6 +10,7 @@ bomb), is refused before anything is allocated or decompressed. Output files: `i
 from __future__ import annotations
 
 import io
+import json
 import math
 import os
 import stat
@@ -19,7 +20,7 @@ import zlib
 
 import numpy as np
 
-from isa.errors import RnnaccelError
+from isa.errors import RnnaccelError, shortened
 
 MAX_NPZ_BYTES = 1 << 30  # an .npz file, and the arrays it holds once inflated
 REAL_KINDS = "biuf"  # bool, integers and floats: every input of a program is a real number
@@ -74,7 +75,8 @@ def read_npz(path: str | os.PathLike, what: str = "inputs") -> dict[str, np.ndar
         raise RnnaccelError(f"cannot read {what} {path}: {exc}") from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, NotImplementedError, SyntaxError,
             tokenize.TokenError, zlib.error) as exc:  # what zipfile and numpy's header parser raise for a damaged file
-        raise RnnaccelError(f"cannot read {what} {path}: not a valid .npz file ({_short(exc)})") from None
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise RnnaccelError(f"cannot read {what} {path}: not a valid .npz file ({shortened(reason, 120)})") from None
 
 
 def _arrays(blob: bytes) -> dict[str, np.ndarray]:
@@ -126,10 +128,24 @@ def _load_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
         return np.lib.format.read_array(fh, allow_pickle=False)
 
 
-def _short(exc: BaseException, limit: int = 120) -> str:
-    """An exception's text for a one-line message: a hostile header can make it arbitrarily long."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+# No number in a program's metadata or a target description needs more digits (2^64 has 20).
+MAX_JSON_INT_DIGITS = 24
+
+
+def loads_json(raw: bytes | str) -> object:
+    """json.loads for a user's file. Anything that is not JSON raises ValueError with a short
+    reason, including what json.loads would let escape: an integer longer than any field (int()
+    refuses over 4 300 digits) and nesting deeper than the recursion limit."""
+    try:
+        return json.loads(raw, parse_int=_json_int)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
+def _json_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_JSON_INT_DIGITS:
+        raise ValueError(f"an integer of {len(text.lstrip('-'))} digits, more than {MAX_JSON_INT_DIGITS}")
+    return int(text)
 
 
 def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:

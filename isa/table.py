@@ -13,12 +13,14 @@ hardware cannot run a fraction of a cycle.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 WORD_BITS = 128
 WORD_BYTES = WORD_BITS // 8
+CODE_WORDS = 1 << 16  # instruction memory, in words (1 MiB); see docs/isa.md, Limits
 OPCODE_BITS = 8
 
 UNITS = ("DMA", "MAC", "VEC", "DEC", "SEQ")
@@ -190,16 +192,26 @@ def evaluate(expr: str, env: Mapping[str, int]) -> int:
     """Evaluate a table expression: a sum of products, each product read left to right with '*'
     and ceiling '/' over names and integers ("rows*cols/8+nnz*bits/8" is
     ceil(rows*cols/8) + ceil(nnz*bits/8); "cols/split+split-1" is ((cols/split)+split)-1)."""
-    return _fold(expr, r"([+-])", lambda product: _fold(product, r"([*/])", lambda token: _term(token, env)))
+    total = 0
+    for sign, factors in _parsed(expr):
+        value = 1
+        for operator, token in factors:
+            value = OPERATORS[operator](value, _term(token, env))
+        total = OPERATORS[sign](total, value)
+    return total
 
 
-def _fold(expr: str, signs: str, value_of) -> int:
-    """Split `expr` at the operators matching `signs` and combine the parts left to right."""
-    tokens = re.split(signs, expr)
-    value = value_of(tokens[0])
-    for sign, token in zip(tokens[1::2], tokens[2::2]):
-        value = OPERATORS[sign](value, value_of(token))
-    return value
+@functools.cache
+def _parsed(expr: str) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
+    """`expr` as (sign, ((operator, operand), ...)) per product, '+' and '*' in front of the first:
+    parsed once per distinct expression, because the simulator evaluates millions of them."""
+    return tuple((sign, _operations(product, r"([*/])", "*")) for sign, product in _operations(expr, r"([+-])", "+"))
+
+
+def _operations(expr: str, operators: str, first: str) -> tuple[tuple[str, str], ...]:
+    """Split `expr` at `operators`: ((first, part0), (op1, part1), ...)."""
+    parts = re.split(operators, expr)
+    return tuple(zip([first, *parts[1::2]], parts[0::2]))
 
 
 def _term(token: str, env: Mapping[str, int]) -> int:

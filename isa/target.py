@@ -7,11 +7,13 @@ A target is selected by name, loaded from a JSON file, and overridden field by f
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from isa.errors import RnnaccelError
+from isa.errors import RnnaccelError, shortened
+from isa.fileio import loads_json, read_input
+
+MAX_TARGET_BYTES = 64 << 10  # a description is a few hundred bytes; a larger file is refused unread
 
 
 @dataclass(frozen=True)
@@ -114,12 +116,12 @@ def load_target(spec: str | None = None, **overrides: int | None) -> Target:
 def _named_or_file(spec: str) -> Target:
     if spec in TARGETS:
         return TARGETS[spec]
-    path = Path(spec)
-    if not path.is_file():
+    if not Path(spec).exists():
         names = ", ".join(TARGETS)
         raise RnnaccelError(f"target: '{spec}' is neither a known target ({names}) nor a file")
+    raw = read_input(spec, "target description", MAX_TARGET_BYTES)
     try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RnnaccelError(f"target: cannot read {spec}: {exc}") from None
+        data = loads_json(raw)
+    except ValueError as exc:
+        raise RnnaccelError(f"target: {spec} is not valid JSON ({shortened(exc, 80)})") from None
     return Target.from_dict(data)

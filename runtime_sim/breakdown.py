@@ -14,25 +14,33 @@ from isa.bounds import bound_cycles, vector_elements
 from isa.container import Program
 
 
-def breakdown(trace: list[dict], program: Program) -> tuple[int, list[dict]]:
-    """(the program's bound, one record per layer in order of first appearance)."""
-    starts = [loc.pc for loc in program.locs]
-    layers: dict[str, dict] = {}
-    total_elements = 0
-    for record in trace:
-        index = bisect.bisect_right(starts, record["pc"]) - 1
-        name = program.locs[index].node if index >= 0 else ""
-        layer = layers.setdefault(name, {"name": name, "mac_ops": 0, "elements": 0, "first": record["start"],
-                                         "last": record["ready"]})
+class Breakdown:
+    """Per-layer totals, fed one trace record at a time as the schedule is built, so that the
+    statistics need no trace kept in memory."""
+
+    def __init__(self, program: Program) -> None:
+        self.program = program
+        self.starts = [loc.pc for loc in program.locs]
+        self.layers: dict[str, dict] = {}
+        self.total_elements = 0
+
+    def add(self, record: dict) -> None:
+        index = bisect.bisect_right(self.starts, record["pc"]) - 1
+        name = self.program.locs[index].node if index >= 0 else ""
+        layer = self.layers.setdefault(name, {"name": name, "mac_ops": 0, "elements": 0, "first": record["start"],
+                                              "last": record["ready"]})
         layer["mac_ops"] += record["macs"]
         layer["first"], layer["last"] = min(layer["first"], record["start"]), max(layer["last"], record["ready"])
         if record["unit"] == "VEC":
-            elements = vector_elements(program.code[record["pc"]])
+            elements = vector_elements(self.program.code[record["pc"]])
             layer["elements"] += elements
-            total_elements += elements
-    total_macs = sum(layer["mac_ops"] for layer in layers.values())
-    summaries = [_summary(layer, program) for layer in layers.values()]
-    return bound_cycles(total_macs, total_elements, program.target), summaries
+            self.total_elements += elements
+
+    def result(self) -> tuple[int, list[dict]]:
+        """(the program's bound, one record per layer in order of first appearance)."""
+        total_macs = sum(layer["mac_ops"] for layer in self.layers.values())
+        summaries = [_summary(layer, self.program) for layer in self.layers.values()]
+        return bound_cycles(total_macs, self.total_elements, self.program.target), summaries
 
 
 def _summary(layer: dict, program: Program) -> dict:

@@ -81,7 +81,7 @@ def _main(argv: list[str] | None) -> None:
     check_paths({"program": args.program, "inputs": args.inputs},
                 {"--outputs": args.outputs, "--stats": args.stats, "--trace": args.trace, "--timeline": args.timeline,
                  "--dump-vectors": args.dump_vectors})
-    sim = load(args.program)
+    sim = load(args.program, trace=bool(args.trace or args.timeline or args.dump_vectors))
     inputs = read_npz(args.inputs)
     if args.batch:
         result, totals = run_batch(sim, inputs, progress_bar())

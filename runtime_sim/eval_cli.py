@@ -91,7 +91,7 @@ def _main(argv: list[str] | None) -> None:
         require_matplotlib()
     check_paths({"program": args.program, "data": args.data, "reference model": args.reference,
                  "class names": labels_path(args.data)}, {"--plot": args.plot})
-    sim = load(args.program)
+    sim = load(args.program, trace=False)
     data = read_npz(args.data, "data")
     inputs = select_inputs(sim.program, data, args.labels, args.input_key)
     check_inputs(sim.program.inputs, inputs, batch=True)

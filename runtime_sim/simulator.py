@@ -12,7 +12,9 @@ outputs are read back from host memory and dequantised. A batch runs vectorised 
 step through each instruction together) in chunks that keep memory bounded. The program is
 checked (every address inside its memory, no matrix-vector op wider than the MAC array) and
 scheduled once, on the first run; timing is data-independent, so the statistics and trace
-are the same for every sample.
+are the same for every sample. The trace (a record per executed instruction) is kept only when
+asked for: the statistics are accumulated as the schedule is built, and each instruction's
+semantics are looked up as it runs, so memory per executed instruction is one (pc, Instruction).
 """
 
 from __future__ import annotations
@@ -25,9 +27,11 @@ import numpy as np
 
 from isa import container, numerics
 from isa.container import Program, TensorDesc
+from isa.encoding import Instruction
 from isa.errors import RnnaccelError
 from isa.loops import MAX_EXECUTED, expand_program
-from runtime_sim.breakdown import breakdown
+from isa.target import Target
+from runtime_sim.breakdown import Breakdown
 from runtime_sim.machine import (
     Machine,
     WeightMemory,
@@ -43,45 +47,48 @@ CHUNK = 512  # samples simulated together: large enough for BLAS, small enough f
 
 @dataclass(frozen=True)
 class Result:
-    """Dequantised float32 outputs, their raw integers, statistics and the per-instruction trace."""
+    """Dequantised float32 outputs, their raw integers, statistics and the per-instruction trace
+    (None unless the Simulator keeps it)."""
 
     outputs: dict[str, np.ndarray]
     raw_outputs: dict[str, np.ndarray]
     stats: dict
-    trace: list[dict]
+    trace: list[dict] | None
 
 
 @dataclass(frozen=True)
 class _Plan:
-    steps: tuple[Step, ...]
+    stream: list[tuple[int, Instruction]]
     extents: dict[str, int]
     timing: Timing
+    layers: tuple[int, list[dict]]
 
 
 class Simulator:
     """A loaded program, ready to run any number of inferences.
 
     `max_instructions` bounds the executed (loop-expanded) instructions per inference, so a
-    hostile or broken LOOP fails fast with RnnaccelError instead of running for hours.
+    hostile or broken LOOP fails fast with RnnaccelError instead of running for hours. `trace`
+    keeps a record per executed instruction (`timing.trace`, `Result.trace`; about a kilobyte
+    each); without it they are None.
     """
 
-    def __init__(self, program: Program, max_instructions: int = MAX_EXECUTED) -> None:
+    def __init__(self, program: Program, max_instructions: int = MAX_EXECUTED, trace: bool = True) -> None:
         self.program = program
         self.max_instructions = max_instructions
+        self.keep_trace = trace
 
     @cached_property
     def _plan(self) -> _Plan:
         """Validate and schedule the program once; raises RnnaccelError naming the first problem."""
         prog = self.program
-        sizes, tenv = memory_sizes(prog), prog.target.env()
+        sizes = memory_sizes(prog)
         check_descriptors(prog, sizes)
         stream = expand_program(prog, self.max_instructions)
-        footprints = [instr.footprint(tenv) for _, instr in stream]
-        for (pc, instr), (reads, writes) in zip(stream, footprints):
-            check_instruction(pc, instr, reads + writes, sizes, prog.target)
-        reach = {**extents(footprints), "host": sizes["host"]}
-        steps = tuple(Step.of(pc, instr) for pc, instr in stream)
-        return _Plan(steps, reach, schedule(stream, prog.target))
+        reach = {**extents(_checked_footprints(stream, sizes, prog.target)), "host": sizes["host"]}
+        layers = Breakdown(prog)
+        timing = schedule(stream, prog.target, self.keep_trace, layers.add, reach)
+        return _Plan(stream, reach, timing, layers.result())
 
     @cached_property
     def _wmem(self) -> WeightMemory:
@@ -93,7 +100,7 @@ class Simulator:
 
     @property
     def stats(self) -> dict:
-        return make_stats(self._plan.timing, self.program)
+        return make_stats(self._plan.timing, self.program, self._plan.layers)
 
     def run(self, inputs: Mapping[str, np.ndarray], batch: bool = False,
             progress: Callable[[int, int], None] | None = None) -> Result:
@@ -118,11 +125,11 @@ class Simulator:
         return Stream(self, samples)
 
     def _result(self, raw: dict[str, np.ndarray], batch: bool) -> Result:
-        timing = self.timing
+        trace = self.timing.trace
         if not batch:
             raw = {k: v[0] for k, v in raw.items()}
         outputs = {d.name: numerics.dequantize(raw[d.name], d.scale) for d in self.program.outputs}
-        return Result(outputs, raw, make_stats(timing, self.program), list(timing.trace))
+        return Result(outputs, raw, self.stats, None if trace is None else list(trace))
 
     def machine(self, batch: int = 1) -> Machine:
         """Fresh machine state for `batch` inferences (zeroed memories, weights loaded)."""
@@ -130,8 +137,8 @@ class Simulator:
 
     def execute(self, m: Machine) -> None:
         """Run the whole program on `m` in program order (the raw-integer level, for debugging)."""
-        for step in self._plan.steps:
-            step(m)
+        for pc, instr in self._plan.stream:
+            Step.of(pc, instr)(m)
 
     def _run_chunk(self, quantised: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self._invoke(self.machine(len(next(iter(quantised.values()))) if quantised else 1), quantised)
@@ -173,9 +180,18 @@ class Stream:
         return self.sim._result(self.sim._invoke(self.machine, quantised), batch)
 
 
-def load(path: str) -> Simulator:
+def load(path: str, trace: bool = True) -> Simulator:
     """A simulator for the program container at `path`."""
-    return Simulator(container.load(path))
+    return Simulator(container.load(path), trace=trace)
+
+
+def _checked_footprints(stream: list[tuple[int, Instruction]], sizes: dict[str, int], target: Target):
+    """Each instruction's (reads, writes), once its accesses are checked against the memories."""
+    tenv = target.env()
+    for pc, instr in stream:
+        reads, writes = instr.footprint(tenv)
+        check_instruction(pc, instr, reads + writes, sizes, target)
+        yield reads, writes
 
 
 def check_inputs(descs: tuple[TensorDesc, ...], inputs: Mapping[str, object], batch: bool) -> dict[str, np.ndarray]:
@@ -210,16 +226,17 @@ def _check_array(desc: TensorDesc, value: object, batch: bool) -> np.ndarray:
     return array if batch else array[None]
 
 
-def make_stats(timing: Timing, program: Program) -> dict:
-    """STATS.json (SPEC section 4): per inference, the same for every sample."""
+def make_stats(timing: Timing, program: Program, breakdown: tuple[int, list[dict]]) -> dict:
+    """STATS.json (SPEC section 4): per inference, the same for every sample; `breakdown` is
+    (bound cycles, per-layer records) from runtime_sim.breakdown.Breakdown."""
     t = program.target
-    bound_cycles, layers = breakdown(timing.trace, program)
+    bound_cycles, layers = breakdown
     return {
         "cycles": timing.cycles,
         "mac_ops": timing.mac_ops,
         "macs": t.macs,
         "mac_utilization": timing.mac_ops / (t.macs * timing.cycles) if timing.cycles else 0.0,
-        "instructions": len(timing.trace),
+        "instructions": timing.instructions,
         "unit_busy": dict(timing.unit_busy),
         "stall_cycles": sum(timing.unit_stall.values()),
         "unit_stall_cycles": dict(timing.unit_stall),

@@ -21,6 +21,7 @@ so one instruction costs a few slice reductions whatever its length.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,9 +33,11 @@ from isa.target import Target
 
 @dataclass
 class Timing:
-    """The schedule of one program: its trace and the totals the statistics report."""
+    """The schedule of one program: the totals the statistics report and, when asked for, the
+    trace (one record per executed instruction: about a kilobyte each, so never kept unasked)."""
 
-    trace: list[dict] = field(default_factory=list)
+    trace: list[dict] | None = None
+    instructions: int = 0
     cycles: int = 0
     mac_ops: int = 0
     weight_bytes_read: int = 0
@@ -44,7 +47,9 @@ class Timing:
     def add(self, record: dict, unit_free: int) -> None:
         """Append one trace record; its stall is the wait after its unit became free."""
         unit = record["unit"]
-        self.trace.append(record)
+        self.instructions += 1
+        if self.trace is not None:
+            self.trace.append(record)
         self.unit_stall[unit] += record["start"] - unit_free
         self.unit_busy[unit] += record["end"] - record["start"]
         self.mac_ops += record["macs"]
@@ -77,7 +82,7 @@ class Scoreboard:
             self.ready[m][a:a + n] = ready
 
 
-def extents(footprints: list[tuple[list, list]]) -> dict[str, int]:
+def extents(footprints: Iterable[tuple[list, list]]) -> dict[str, int]:
     """How far into each memory the program reaches: arrays need be no longer."""
     out = dict.fromkeys(MEMORIES, 0)
     for reads, writes in footprints:
@@ -86,20 +91,26 @@ def extents(footprints: list[tuple[list, list]]) -> dict[str, int]:
     return out
 
 
-def schedule(stream: list[tuple[int, Instruction]], target: Target) -> Timing:
+def schedule(stream: list[tuple[int, Instruction]], target: Target, keep_trace: bool = True,
+             observe: Callable[[dict], None] | None = None, reach: dict[str, int] | None = None) -> Timing:
     """Time every executed instruction, (pc, instruction) in the order the sequencer issues them
-    (isa.loops.expand), on `target` (addresses must already be bounds-checked)."""
+    (isa.loops.expand), on `target` (addresses must already be bounds-checked). Each record goes
+    to `observe`, and to the trace if `keep_trace`; `reach` (from `extents`) saves a pass."""
     tenv = target.env()
-    footprints = [instr.footprint(tenv) for _, instr in stream]
-    board, timing = Scoreboard(extents(footprints)), Timing()
-    free = dict.fromkeys(UNITS, 0)
-    for (pc, instr), (reads, writes) in zip(stream, footprints):
+    board = Scoreboard(reach or extents(instr.footprint(tenv) for _, instr in stream))
+    timing, free = Timing([] if keep_trace else None), dict.fromkeys(UNITS, 0)
+    latency = {unit: evaluate(expr, tenv) for unit, expr in UNIT_LATENCY.items()}
+    for pc, instr in stream:
+        reads, writes = instr.footprint(tenv)
         env, unit = instr.env(tenv), instr.op.unit
         start = max(free[unit], board.earliest_start(reads, writes))
         end = start + evaluate(instr.op.cycles, env)
-        ready = end + evaluate(UNIT_LATENCY[unit], tenv)
+        ready = end + latency[unit]
         board.record(reads, writes, end, ready)
-        timing.add({"pc": pc, "op": instr.mnemonic, "unit": unit, "start": start, "end": end, "ready": ready,
-                    "reads": reads, "writes": writes, "macs": evaluate(instr.op.macs, env)}, free[unit])
+        record = {"pc": pc, "op": instr.mnemonic, "unit": unit, "start": start, "end": end, "ready": ready,
+                  "reads": reads, "writes": writes, "macs": evaluate(instr.op.macs, env)}
+        timing.add(record, free[unit])
+        if observe is not None:
+            observe(record)
         free[unit] = end
     return timing

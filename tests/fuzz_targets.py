@@ -98,14 +98,20 @@ def sections(blob: bytes) -> dict[bytes, tuple[int, int]]:
 
 
 def with_meta(blob: bytes, meta: object) -> bytes:
-    """The container with its META section replaced (META is the last-but-N section: rebuild the table)."""
-    table, payload = sections(blob), json.dumps(meta).encode()
-    offset, length = table[b"META"]
+    """The container with its META section replaced by `meta` as JSON."""
+    return with_section(blob, b"META", json.dumps(meta).encode())
+
+
+def with_section(blob: bytes, tag: bytes, payload: bytes) -> bytes:
+    """The container with one section's payload replaced: later sections move, the table and
+    the CRC are rebuilt."""
+    table = sections(blob)
+    offset, length = table[tag]
     body = blob[:offset] + payload + blob[offset + length:-4]
     delta, out = len(payload) - length, bytearray(body)
-    for i, (tag, (off, size)) in enumerate(table.items()):
+    for i, (name, (off, size)) in enumerate(table.items()):
         new_off = off + delta if off > offset else off
-        _ENTRY.pack_into(out, 8 + i * _ENTRY.size, tag, new_off, len(payload) if tag == b"META" else size)
+        _ENTRY.pack_into(out, 8 + i * _ENTRY.size, name, new_off, len(payload) if name == tag else size)
     return reseal(bytes(out) + b"\0\0\0\0")
 
 

@@ -87,7 +87,7 @@ SAME_FILE_CASES = {
                                                 str(t / "in.npz")], "the inputs"),
     "--trace is --stats": ("sim", lambda t: [str(t / "p.rnna"), "--inputs", str(t / "in.npz"), "--stats",
                                              str(t / "s.json"), "--trace", str(t / "s.json")], "as --stats"),
-    "as -o is the source": ("as", lambda t: [str(t / "p.s"), "-o", str(t / "p.s")], "the source"),
+    "as -o is the listing": ("as", lambda t: [str(t / "p.s"), "-o", str(t / "p.s")], "the listing"),
     "objdump -o is the program": ("objdump", lambda t: [str(t / "p.rnna"), "-o", str(t / "p.rnna")], "the program"),
 }
 
@@ -201,7 +201,7 @@ FIFO_INPUTS = {
     "sim program": ("sim", lambda t, f: [f, "--inputs", str(t / "in.npz")], "program"),
     "sim inputs": ("sim", lambda t, f: [str(t / "p.rnna"), "--inputs", f], "inputs"),
     "objdump program": ("objdump", lambda t, f: [f], "program"),
-    "as source": ("as", lambda t, f: [f, "-o", str(t / "x.rnna")], "source"),
+    "as listing": ("as", lambda t, f: [f, "-o", str(t / "x.rnna")], "listing"),
     "compile calibration": ("compile", lambda t, f: [str(t / "m.onnx"), "-o", str(t / "x.rnna"), "--calibration",
                                                      f], "calibration"),
 }

@@ -91,7 +91,7 @@ def test_errors_name_line_and_column(old: str, new: str, column: int, message: s
 
 def test_table_length_is_checked() -> None:
     got = _error(_edit(' 32757\n.table "tanh"', ' 32757 1\n.table "tanh"'))
-    assert re.match(r"k\.s:\d+:1: table sigmoid: 258 values given, expected 257", got), got
+    assert re.match(r"k\.s:\d+:1: table 'sigmoid': 258 values given, expected 257", got), got
 
 
 def test_missing_directive() -> None:
