@@ -71,6 +71,20 @@ def add_version(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
 
 
+def add_max_instructions(parser: argparse.ArgumentParser, default: int) -> None:
+    """--max-instructions on the commands that simulate: the bound on executed instructions."""
+    parser.add_argument("--max-instructions", type=_positive, default=default, metavar="N",
+                        help=f"refuse a program that would execute more than N instructions per inference, loops "
+                             f"expanded (default {default}: about 15 s of simulation)")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise ValueError(text)
+    return value
+
+
 def package_version() -> str:
     try:
         return metadata.version("rnnaccel")

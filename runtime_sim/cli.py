@@ -13,10 +13,11 @@ import argparse
 import json
 from dataclasses import replace
 
-from isa.cliutil import add_version, run_cli, write_stdout
+from isa.cliutil import add_max_instructions, add_version, run_cli, write_stdout
 from isa.container import Program
 from isa.errors import RnnaccelError
 from isa.fileio import npz_bytes, read_npz
+from isa.loops import MAX_EXECUTED
 from isa.outputs import check_paths, write_all
 from runtime_sim.batch import batch_summary, progress_bar, run_batch
 from runtime_sim.simulator import Result, load
@@ -39,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="every input has a leading samples axis: run each sample as its own inference")
     p.add_argument("--dump-vectors", metavar="DIR",
                    help="write one inference's memory images as $readmemh files plus manifest.json into DIR")
+    add_max_instructions(p, MAX_EXECUTED)
     add_version(p)
     return p
 
@@ -81,7 +83,7 @@ def _main(argv: list[str] | None) -> None:
     check_paths({"program": args.program, "inputs": args.inputs},
                 {"--outputs": args.outputs, "--stats": args.stats, "--trace": args.trace, "--timeline": args.timeline,
                  "--dump-vectors": args.dump_vectors})
-    sim = load(args.program, trace=bool(args.trace or args.timeline or args.dump_vectors))
+    sim = load(args.program, bool(args.trace or args.timeline or args.dump_vectors), args.max_instructions)
     inputs = read_npz(args.inputs)
     if args.batch:
         result, totals = run_batch(sim, inputs, progress_bar())

@@ -14,9 +14,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from isa.cliutil import add_version, run_cli, write_stdout
+from isa.cliutil import add_max_instructions, add_version, run_cli, write_stdout
 from isa.errors import RnnaccelError
 from isa.fileio import read_npz
+from isa.loops import MAX_EXECUTED
 from isa.outputs import check_paths, write_atomic
 from runtime_sim.batch import progress_bar
 from runtime_sim.evaluate import (
@@ -47,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
                         "array besides the labels)")
     p.add_argument("--reference", metavar="MODEL.onnx", help="also run the float model with ONNX Runtime")
     p.add_argument("--plot", metavar="FILE.png", help="write the confusion matrix as a heatmap (needs matplotlib)")
+    add_max_instructions(p, MAX_EXECUTED)
     add_version(p)
     return p
 
@@ -91,7 +93,7 @@ def _main(argv: list[str] | None) -> None:
         require_matplotlib()
     check_paths({"program": args.program, "data": args.data, "reference model": args.reference,
                  "class names": labels_path(args.data)}, {"--plot": args.plot})
-    sim = load(args.program, trace=False)
+    sim = load(args.program, False, args.max_instructions)
     data = read_npz(args.data, "data")
     inputs = select_inputs(sim.program, data, args.labels, args.input_key)
     check_inputs(sim.program.inputs, inputs, batch=True)

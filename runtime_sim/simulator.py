@@ -180,9 +180,9 @@ class Stream:
         return self.sim._result(self.sim._invoke(self.machine, quantised), batch)
 
 
-def load(path: str, trace: bool = True) -> Simulator:
+def load(path: str, trace: bool = True, max_instructions: int = MAX_EXECUTED) -> Simulator:
     """A simulator for the program container at `path`."""
-    return Simulator(container.load(path), trace=trace)
+    return Simulator(container.load(path), max_instructions, trace)
 
 
 def _checked_footprints(stream: list[tuple[int, Instruction]], sizes: dict[str, int], target: Target):

@@ -23,6 +23,7 @@ import pytest
 from fuzz_targets import sections, with_meta, with_section
 
 from compiler.cli import main as compile_main
+from isa import container
 from isa.assembler import MAX_LISTING_BYTES, MAX_NUMBER_CHARS, assemble
 from isa.cli import as_main, objdump_main
 from isa.container import MAX_PROGRAM_BYTES, to_bytes
@@ -30,11 +31,12 @@ from isa.encoding import Instruction, encode_all
 from isa.errors import RnnaccelError
 from isa.fileio import MAX_JSON_INT_DIGITS, read_input
 from isa.listing import disassemble
-from isa.loops import STRIDE_SLOTS
+from isa.loops import MAX_EXECUTED, STRIDE_SLOTS
 from isa.table import CODE_WORDS
 from isa.target import MAX_TARGET_BYTES
 from runtime_sim import Simulator
 from runtime_sim.cli import main as sim_main
+from tests.test_hostile_programs import _endless
 
 from isa_strategies import sample_program
 from models import fc_model
@@ -279,3 +281,33 @@ def test_the_largest_accepted_program_runs_in_bounded_time_and_memory(tmp_path):
     assert time.perf_counter() - start < 60
     assert int(done.stderr.split()[-1]) < 100_000  # KiB of peak RSS: 54 MB; 155 MB when the trace was always kept
     assert json.loads((tmp_path / "s.json").read_text())["instructions"] == CODE_WORDS
+
+
+def test_the_longest_accepted_loop_runs_in_bounded_time_and_memory(tmp_path):
+    """A LOOP that executes just under the default limit, through rnnaccel-sim in a fresh process:
+    about 8 s and 100 MB (the limit was 2^21 before: 163 s and 3.7 GB)."""
+    container_path = tmp_path / "loop.rnna"
+    container.save(_endless(count=MAX_EXECUTED // 255 - 1), str(container_path))
+    np.savez(tmp_path / "in.npz", x=np.zeros(4, np.float32))
+    code = ("import resource, subprocess, sys\n"
+            "subprocess.run([sys.executable, '-c', 'from runtime_sim.cli import main; main()', *sys.argv[1:]], "
+            "check=True)\nprint(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)")
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", code, str(container_path), "--inputs", str(tmp_path / "in.npz"),
+                           "--stats", str(tmp_path / "s.json")], capture_output=True, text=True, check=False, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert time.perf_counter() - start < 120
+    assert int(done.stderr.split()[-1]) < 200_000  # KiB of peak RSS
+    assert json.loads((tmp_path / "s.json").read_text())["instructions"] > MAX_EXECUTED - 2 * 255
+
+
+def test_max_instructions_sets_the_simulators_limit(tmp_path, capsys):
+    container_path = tmp_path / "loop.rnna"
+    container.save(_endless(count=3), str(container_path))
+    np.savez(tmp_path / "in.npz", x=np.zeros(4, np.float32))
+    argv = [str(container_path), "--inputs", str(tmp_path / "in.npz"), "--stats", str(tmp_path / "s.json")]
+    err = _refused(sim_main, [*argv, "--max-instructions", "100"], capsys, tmp_path)
+    assert "more than the limit of 100" in err and "--max-instructions" in err
+    with pytest.raises(SystemExit) as info:
+        sim_main([*argv, "--max-instructions", "766"])
+    assert info.value.code == 0
