@@ -16,7 +16,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+import numpy as np
 import onnx
+from onnx import numpy_helper
 
 from compiler.ir import MATRIX_OPS, Graph
 from isa.errors import RnnaccelError
@@ -50,6 +52,18 @@ def check_tensor_header(tensor: onnx.TensorProto, what: str) -> int:
         raise RnnaccelError(f"{what} '{tensor.name}' has data type {kind}, which is not supported "
                             f"(supported: {', '.join(SUPPORTED_DTYPES.values())})")
     return check_elements(f"{what} '{tensor.name}'", tensor.dims)
+
+
+def tensor_value(tensor: onnx.TensorProto, what: str = "tensor") -> np.ndarray:
+    """The tensor as an array, its type and size checked before numpy allocates anything."""
+    if tensor.data_location == onnx.TensorProto.EXTERNAL:
+        raise RnnaccelError(f"{what} '{tensor.name}' stores its data in an external file: compile the model "
+                            "from its path, with the file in the model's folder")
+    check_tensor_header(tensor, what)
+    try:
+        return numpy_helper.to_array(tensor)
+    except Exception as exc:  # noqa: BLE001  (malformed tensors fail in many ways inside onnx)
+        raise RnnaccelError(f"tensor '{tensor.name}' cannot be read ({type(exc).__name__})") from None
 
 
 def check_shape_value(shape: object) -> list[int]:
