@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from compiler.frontend.limits import check_elements
 from compiler.frontend.registry import fold, operator, padded, unsupported
 from compiler.ir import Node
 from isa.errors import RnnaccelError
@@ -22,6 +23,14 @@ def constant_weight(b, name: str, what: str) -> np.ndarray:
     if not np.all(np.isfinite(value)):
         raise RnnaccelError(f"{what} '{name}' contains NaN or Inf")
     return value
+
+
+def matmul(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """np.matmul of constants, the size of its result checked first: [N,K] by [K,M] makes N*M."""
+    if np.ndim(x) >= 2 and np.ndim(y) >= 2:  # rows of x by columns of y, over the broadcast batch dims
+        rows, columns = (*np.shape(x)[:-1], 1), (*np.shape(y)[:-2], 1, np.shape(y)[-1])
+        check_elements("the product", np.broadcast_shapes(rows, columns))
+    return np.matmul(x, y)
 
 
 def _emit_fc(b, name: str, x: str, out: str, weight: np.ndarray, bias: np.ndarray | None) -> None:
@@ -60,7 +69,7 @@ def Gemm(b, node, name: str, *, alpha=1.0, beta=1.0, transA=0, transB=0):
     """alpha·A'·B' + beta·C with B constant; A' of computed data is a copy; C a scalar, row or matrix."""
     a, bmat, c = padded(node.input, 3)
     if all(b.is_const(n) for n in node.input):
-        return fold(b, node, lambda x, y, z=0.0: alpha * (x.T if transA else x) @ (y.T if transB else y) + beta * z)
+        return fold(b, node, lambda x, y, z=0.0: alpha * matmul(x.T if transA else x, y.T if transB else y) + beta * z)
     weight = constant_weight(b, bmat, "Gemm weight")
     if weight.ndim != 2:
         raise unsupported(f"Gemm with a {weight.ndim}-D weight B; Gemm takes a matrix")
@@ -78,7 +87,7 @@ def MatMul(b, node, name: str):
     """A [..., K] times a constant B [K, N], as for each row of A (batch and time dims included)."""
     a, w = node.input
     if b.is_const(a) and b.is_const(w):
-        return fold(b, node, np.matmul)
+        return fold(b, node, matmul)
     weight = constant_weight(b, w, "MatMul weight")
     if weight.ndim != 2:
         raise unsupported(f"MatMul with a {weight.ndim}-D constant operand")

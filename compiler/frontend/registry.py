@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from compiler.frontend.limits import check_elements
 from isa.errors import RnnaccelError
 
 OPERATORS: dict[str, Callable] = {}
@@ -32,8 +33,22 @@ def padded(names, count: int) -> list[str]:
 
 
 def fold(b, node, fn: Callable, **attrs) -> None:
-    """Evaluate `fn` on the node's constant inputs and record the result as a constant."""
-    b.consts[node.output[0]] = np.asarray(apply(fn, [b.const(n) for n in node.input], attrs))
+    """Evaluate `fn` on the node's constant inputs and record the result as a constant.
+
+    Inputs that broadcast (element-wise operators, Where, a MatMul of [N,1] by [1,M]) make a
+    result of their broadcast shape, however small they are: that size is checked first, so two
+    constants of 2^16 and 2^15 elements cannot ask for 2^31."""
+    args = [b.const(n) for n in node.input]
+    check_elements(f"the result of {node.op_type}", _broadcast_shape(args))
+    b.consts[node.output[0]] = np.asarray(apply(fn, args, attrs))
+
+
+def _broadcast_shape(args: list) -> tuple[int, ...]:
+    """The shape the inputs broadcast to; () if they do not (the operator is not element-wise)."""
+    try:
+        return np.broadcast_shapes(*(np.shape(a) for a in args if a is not None))
+    except ValueError:
+        return ()
 
 
 def apply(fn: Callable, args: list, attrs: dict) -> np.ndarray:
