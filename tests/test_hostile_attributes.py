@@ -1,0 +1,165 @@
+"""Hostile attribute values, types, opsets and sizes: each is refused with one line naming the
+problem (status 2, no file left), or compiles as ONNX Runtime runs it.
+
+Cases go through rnnaccel-compile (test_compiler_errors.compile_fails); `--check` must report
+the same node instead of crashing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper, numpy_helper
+
+from compiler.cli import main
+from tests.test_compiler_errors import compile_fails, save
+
+from models import fc_model, lstm_model, recurrent_model
+from test_float import assert_close
+from toolchain import random_inputs
+
+
+def with_attribute(model: onnx.ModelProto, name: str, value, node: int = 0, kind=None) -> onnx.ModelProto:
+    """The model with attribute `name` of node `node` set to `value` (replacing any it had)."""
+    attributes = model.graph.node[node].attribute
+    for attribute in [a for a in attributes if a.name == name]:
+        attributes.remove(attribute)
+    attributes.append(helper.make_attribute(name, value, attr_type=kind))
+    return model
+
+
+def with_initialiser(model: onnx.ModelProto, name: str, dtype) -> onnx.ModelProto:
+    """The model with initialiser `name` converted to `dtype`."""
+    tensor = next(t for t in model.graph.initializer if t.name == name)
+    tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor).astype(dtype), name))
+    return model
+
+
+def check_output(tmp_path, capsys, model) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exc:
+        main([str(save(tmp_path, model)), "--check"])
+    out, err = capsys.readouterr()
+    return exc.value.code, out, err
+
+
+LSTM = "node 'lstm' (LSTM): "
+GEMM = "node 'fc' (Gemm): "
+CASES = {
+    "direction not UTF-8": (lambda: with_attribute(lstm_model(3, 1, 2, 4), "direction", b"\xff\xfe"),
+                            LSTM + "attribute 'direction' is not valid UTF-8 text (b'\\xff\\xfe')"),
+    "activations not UTF-8": (lambda: with_attribute(lstm_model(3, 1, 2, 4), "activations",
+                                                     [b"Sigmoid", b"\xc3(", b"Tanh"]),
+                              LSTM + "attribute 'activations' is not valid UTF-8 text (b'\\xc3(')"),
+    "clip NaN": (lambda: with_attribute(lstm_model(3, 1, 2, 4), "clip", float("nan")),
+                 LSTM + "attribute 'clip' = nan is not valid: it must be a finite number above 0"),
+    "clip Inf": (lambda: with_attribute(recurrent_model("GRU", 3, 1, 2, 4), "clip", float("inf")),
+                 "node 'gru' (GRU): attribute 'clip' = inf is not valid"),
+    "clip negative": (lambda: with_attribute(recurrent_model("RNN", 3, 1, 2, 4), "clip", -1.0),
+                      "node 'rnn' (RNN): attribute 'clip' = -1.0 is not valid: it must be a finite number above 0"),
+    "clip zero": (lambda: with_attribute(lstm_model(3, 1, 2, 4), "clip", 0.0), LSTM + "attribute 'clip' = 0.0"),
+    "activation_alpha NaN": (lambda: with_attribute(recurrent_model(
+        "RNN", 3, 1, 2, 4, activations=["HardSigmoid"]), "activation_alpha", [float("nan")]),
+        "attribute 'activation_alpha' = nan is not valid: it must be a finite number"),
+    "Gemm alpha NaN": (lambda: with_attribute(fc_model(1, 4, 3), "alpha", float("nan")),
+                       GEMM + "attribute 'alpha' = nan is not valid: it must be a finite number"),
+    "Gemm beta -Inf": (lambda: with_attribute(fc_model(1, 4, 3), "beta", float("-inf")),
+                       GEMM + "attribute 'beta' = -inf is not valid"),
+    "HardSigmoid alpha Inf": (lambda: with_attribute(fc_model(1, 4, 3, activation="HardSigmoid"), "alpha",
+                                                     float("inf"), node=1),
+                              "node 'act' (HardSigmoid): attribute 'alpha' = inf is not valid"),
+    "hidden_size 0": (lambda: with_attribute(lstm_model(3, 1, 2, 4), "hidden_size", 0),
+                      LSTM + "attribute 'hidden_size' = 0 is not valid: it must be a positive integer"),
+    "hidden_size negative": (lambda: with_attribute(recurrent_model("GRU", 3, 1, 2, 4), "hidden_size", -4),
+                             "node 'gru' (GRU): attribute 'hidden_size' = -4 is not valid"),
+    "W float64": (lambda: with_initialiser(lstm_model(3, 1, 2, 4), "W", np.float64),
+                  LSTM + "W 'W' is float64; the layer's tensors must be float32, like X"),
+    "R int64": (lambda: with_initialiser(recurrent_model("GRU", 3, 1, 2, 4), "R", np.int64),
+                "node 'gru' (GRU): R 'R' is int64; the layer's tensors must be float32, like X"),
+    "B float16": (lambda: with_initialiser(recurrent_model("RNN", 3, 1, 2, 4), "B", np.float16),
+                  "node 'rnn' (RNN): B 'B' is float16"),
+    "sequence_lens int64": (lambda: with_initialiser(recurrent_model("RNN", 3, 1, 2, 4, seq_lens=[2]), "lens",
+                                                     np.int64),
+                            "node 'rnn' (RNN): sequence_lens 'lens' is int64; ONNX defines it as int32"),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_hostile_attribute_is_one_line(tmp_path, capsys, case):
+    build, message = CASES[case]
+    err = compile_fails(tmp_path, capsys, save(tmp_path, build()))
+    assert message in err, err
+
+
+@pytest.mark.parametrize("case", ["direction not UTF-8", "activations not UTF-8", "clip NaN", "hidden_size 0"])
+def test_check_reports_the_node(tmp_path, capsys, case):
+    build, message = CASES[case]
+    status, out, err = check_output(tmp_path, capsys, build())
+    assert status == 2 and out.count("\n") == 1 and message in out, out
+    assert err == "rnnaccel-compile: 1 of 1 nodes cannot be compiled\n"
+
+
+def cast_model(to: int, on_constant: bool) -> onnx.ModelProto:
+    """x + Cast(c or x, to): the Cast folds on a constant and is an alias on data."""
+    x, y = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4]), \
+        helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4])
+    nodes = [helper.make_node("Cast", ["c" if on_constant else "x"], ["k"], to=to, name="cast"),
+             helper.make_node("Add", ["x", "k"], ["y"], name="add")]
+    constant = numpy_helper.from_array(np.ones((1, 4), np.float32), "c")
+    graph = helper.make_graph(nodes, "g", [x], [y], [constant] if on_constant else [])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("to", [999, onnx.TensorProto.STRING, onnx.TensorProto.BFLOAT16])
+@pytest.mark.parametrize("on_constant", [True, False])
+def test_cast_to_an_unknown_or_unsupported_type(tmp_path, capsys, to, on_constant):
+    err = compile_fails(tmp_path, capsys, save(tmp_path, cast_model(to, on_constant)))
+    assert f"node 'cast' (Cast): attribute 'to' = {to} is not valid: it must be a supported tensor type: " \
+           "1 (float32), 11 (float64)" in err
+
+
+@pytest.mark.parametrize("opset", [99, 23, 6, 1])
+def test_an_opset_outside_7_to_22_is_refused(tmp_path, capsys, opset):
+    model = fc_model(1, 4, 3)
+    model.opset_import[0].version = opset
+    err = compile_fails(tmp_path, capsys, save(tmp_path, model))
+    assert f"opset {opset} of the default ONNX domain is not supported (supported: 7 to 22)" in err
+
+
+@pytest.mark.parametrize("op", ["LSTM", "GRU", "RNN"])
+@pytest.mark.parametrize("lens", [[0], [0, 0], [0, 3]])
+def test_empty_sequences_compile_like_onnx_runtime(tmp_path, capsys, op, lens):
+    """ONNX Runtime accepts sequence_lens 0 and gives zeros; so does the chip (no loop over no steps)."""
+    model = recurrent_model(op, 5, len(lens), 3, 4, direction="bidirectional", seq_lens=lens)
+    assert_close(model, random_inputs(model, seed=1))
+    status, out, _ = check_output(tmp_path, capsys, model)
+    assert status == 0 and out == "all 1 nodes supported\n"
+
+
+def two_constants(op: str, first: tuple[int, ...], second: tuple[int, ...]) -> onnx.ModelProto:
+    """y = Relu(x), beside a node `op` of two constants of these shapes (it folds, or is refused)."""
+    x, y = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4]), \
+        helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4])
+    constants = [numpy_helper.from_array(np.ones(shape, np.float32), name) for name, shape in
+                 (("a", first), ("b", second))]
+    nodes = [helper.make_node(op, ["a", "b"], ["folded"], name="big"), helper.make_node("Relu", ["x"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [x], [y], constants)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("op, first, second, count", [
+    ("Equal", (1 << 16, 1), (1, 1 << 15), 1 << 31),
+    ("Add", (1 << 16, 1), (1, 1 << 15), 1 << 31),
+    ("Div", (1, 1 << 12, 1), (1 << 13, 1, 1), 1 << 25),
+    ("MatMul", (1 << 13, 2), (2, 1 << 13), 1 << 26),
+])
+def test_a_fold_that_would_grow_huge_is_refused_before_it_is_computed(tmp_path, capsys, op, first, second, count):
+    err = compile_fails(tmp_path, capsys, save(tmp_path, two_constants(op, first, second)))
+    assert f"node 'big' ({op}): the " in err and f"has {count} elements" in err and "more than the limit" in err
+
+
+def test_expand_is_checked_both_ways(tmp_path, capsys):
+    model = two_constants("Expand", (1 << 16, 1), (2,))
+    model.graph.initializer[1].CopyFrom(numpy_helper.from_array(np.array([1, 1 << 15], np.int64), "b"))
+    err = compile_fails(tmp_path, capsys, save(tmp_path, model))
+    assert "node 'big' (Expand): Expand's result has 2147483648 elements [65536, 32768]" in err
