@@ -33,6 +33,7 @@ class Builder:
     consts: dict[str, np.ndarray] = field(default_factory=dict)
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     nodes: list[Node] = field(default_factory=list)
+    producers: dict[str, Node] = field(default_factory=dict)  # each computed tensor's node, found without a scan
     opset: int = 1  # the default domain's version: some attributes change meaning with it (Softmax's axis)
 
     def const(self, name: str) -> np.ndarray | None:
@@ -50,6 +51,7 @@ class Builder:
         for tensor, shape in shapes.items():
             check_elements(f"tensor '{tensor}'", shape)
         self.nodes.append(node)
+        self.producers.update((name, node) for name in node.outputs if name)
         self.shapes.update(shapes)
 
 
