@@ -7,12 +7,17 @@ the same node instead of crashing.
 
 from __future__ import annotations
 
+import json
+import sys
+
 import numpy as np
 import onnx
 import pytest
 from onnx import helper, numpy_helper
 
 from compiler.cli import main
+from compiler.pipeline import compile_model
+from isa.target import Target
 from tests.test_compiler_errors import compile_fails, save
 
 from models import fc_model, lstm_model, recurrent_model
@@ -163,3 +168,81 @@ def test_expand_is_checked_both_ways(tmp_path, capsys):
     model.graph.initializer[1].CopyFrom(numpy_helper.from_array(np.array([1, 1 << 15], np.int64), "b"))
     err = compile_fails(tmp_path, capsys, save(tmp_path, model))
     assert "node 'big' (Expand): Expand's result has 2147483648 elements [65536, 32768]" in err
+
+
+def chain_model(length: int, ops: tuple[str, ...]) -> onnx.ModelProto:
+    """x -> ops[0] -> ops[1] -> ... (cycling) -> y, `length` nodes; "Add" adds a shared constant."""
+    nodes, previous = [], "x"
+    for index in range(length):
+        out, op = ("y" if index == length - 1 else f"t{index}"), ops[index % len(ops)]
+        nodes.append(helper.make_node(op, [previous, "c"] if op == "Add" else [previous], [out]))
+        previous = out
+    graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4])],
+                              [numpy_helper.from_array(np.full((1, 4), 0.01, np.float32), "c")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def lines_run(fn) -> int:
+    """How many lines of Python `fn` executes (a loop's lines count once per iteration): a measure of
+    work that does not depend on the machine, unlike a timing."""
+    count = 0
+
+    def local(frame, event, arg):
+        nonlocal count
+        count += 1
+        return local
+
+    sys.settrace(lambda frame, event, arg: local)
+    try:
+        fn()
+    finally:
+        sys.settrace(None)
+    return count
+
+
+@pytest.mark.parametrize("ops", [("Identity", "Identity", "Relu"), ("Add", "Relu"), ("Transpose",)])
+def test_compile_work_grows_linearly_with_a_chain_of_nodes(ops):
+    """A chain of 50 000 Identity nodes took minutes when passes scanned every node per node (the gather
+    fusion, allocation, the report): doubling the chain must at most double the work again."""
+    calibration = {"x": np.zeros((1, 1, 4), np.float32)}
+    work = [lines_run(lambda n=n: compile_model(chain_model(n, ops), calibration=calibration))
+            for n in (120, 240, 480)]
+    assert work[2] - work[1] <= 2.5 * (work[1] - work[0]), work
+
+
+def _target_file(tmp_path, **params) -> str:
+    path = tmp_path / "target.json"
+    path.write_text(json.dumps(params))
+    return str(path)
+
+
+@pytest.mark.parametrize("model, params, message", [
+    (lambda: lstm_model(500, 1, 4, 64, outputs=("Y_h",)), {"acc_entries": 300},
+     "node 'lstm': its accumulators (W x and R h, 256 rows each) need at least 512 entries of accumulator memory "
+     "but the target has 300 (acc_entries=300)"),
+    (lambda: recurrent_model("GRU", 500, 1, 8, 16), {"act_mem_bytes": 20000},
+     "node 'gru': its sequences (X [500, 1, 8] and Y [500, 1, 1, 16]) need at least 12000 elements of activation "
+     "memory but the target has 10000 (act_mem_bytes=20000)"),
+])
+def test_a_layer_that_cannot_fit_is_refused_before_calibration(tmp_path, capsys, monkeypatch, model, params,
+                                                                  message):
+    def no_calibration(*args, **kwargs):
+        raise AssertionError("calibration started: the memory check came too late")
+
+    monkeypatch.setattr("compiler.pipeline.calibrate", no_calibration)
+    err = compile_fails(tmp_path, capsys, save(tmp_path, model()), "--target", _target_file(tmp_path, **params))
+    assert message in err, err
+
+
+@pytest.mark.parametrize("model, streaming", [
+    (lambda: lstm_model(2, 1, 3, 8, outputs=("Y_h",)), False),  # W x and R h may share their place
+    (lambda: lstm_model(6, 2, 3, 8, outputs=("Y",)), False),
+    (lambda: recurrent_model("GRU", 6, 2, 3, 8, direction="bidirectional", seq_lens=[6, 2]), False),
+    (lambda: recurrent_model("RNN", 6, 1, 3, 8, outputs=("Y_h",)), True),
+])
+def test_the_early_memory_check_never_refuses_a_model_that_fits(model, streaming):
+    """Compiled for a target with exactly the memory it used, a model still compiles."""
+    used = compile_model(model(), streaming=streaming).program.memory
+    exact = Target(acc_entries=used.acc, act_mem_bytes=2 * used.amem)
+    assert compile_model(model(), exact, streaming=streaming).program.memory == used
