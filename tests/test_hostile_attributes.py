@@ -246,3 +246,24 @@ def test_the_early_memory_check_never_refuses_a_model_that_fits(model, streaming
     used = compile_model(model(), streaming=streaming).program.memory
     exact = Target(acc_entries=used.acc, act_mem_bytes=2 * used.amem)
     assert compile_model(model(), exact, streaming=streaming).program.memory == used
+
+
+def test_a_finite_alpha_that_overflows_the_weights_is_refused(tmp_path, capsys):
+    """Found by `make fuzz` (attributes): alpha = 3.4e38 times a weight of 4 is Inf in float32."""
+    model = with_attribute(fc_model(1, 4, 3), "alpha", 3.4e38)
+    weights = numpy_helper.to_array(model.graph.initializer[0]).copy()
+    weights[0, 0] = 4.0
+    model.graph.initializer[0].CopyFrom(numpy_helper.from_array(weights, "Wt"))
+    err = compile_fails(tmp_path, capsys, save(tmp_path, model))
+    assert "node 'fc' (Gemm): Gemm weight times 3.4e+38 overflows float32" in err
+
+
+def test_a_fold_that_overflows_is_refused_where_it_is_used(tmp_path, capsys):
+    """Two constants of 1e38 multiply to Inf without numpy's warning (a second line on stderr); the
+    Add that uses the product names it."""
+    model = two_constants("Mul", (1, 4), (1, 4))
+    for tensor in model.graph.initializer:
+        tensor.CopyFrom(numpy_helper.from_array(np.full((1, 4), 1e38, np.float32), tensor.name))
+    model.graph.node[1].CopyFrom(helper.make_node("Add", ["x", "folded"], ["y"], name="add"))
+    err = compile_fails(tmp_path, capsys, save(tmp_path, model))
+    assert "node 'add' (Add): Add constant 'folded' contains NaN or Inf" in err

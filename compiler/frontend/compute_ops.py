@@ -13,6 +13,8 @@ from compiler.frontend.registry import fold, operator, padded, unsupported
 from compiler.ir import Node
 from isa.errors import RnnaccelError
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
 
 def constant_weight(b, name: str, what: str) -> np.ndarray:
     """A weight-like input as float32; it must be a finite constant."""
@@ -23,6 +25,14 @@ def constant_weight(b, name: str, what: str) -> np.ndarray:
     if not np.all(np.isfinite(value)):
         raise RnnaccelError(f"{what} '{name}' contains NaN or Inf")
     return value
+
+
+def scaled(value: np.ndarray, factor: float, what: str) -> np.ndarray:
+    """factor * value as float32: a finite factor (Gemm's alpha of 1e38) can still overflow it."""
+    out = np.asarray(value, np.float64) * factor
+    if not np.all(np.abs(out) <= FLOAT32_MAX):
+        raise RnnaccelError(f"{what} times {factor:g} overflows float32")
+    return out.astype(np.float32)
 
 
 def matmul(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -73,12 +83,12 @@ def Gemm(b, node, name: str, *, alpha=1.0, beta=1.0, transA=0, transB=0):
     weight = constant_weight(b, bmat, "Gemm weight")
     if weight.ndim != 2:
         raise unsupported(f"Gemm with a {weight.ndim}-D weight B; Gemm takes a matrix")
-    weight = (alpha * (weight if transB else weight.T)).astype(np.float32)
+    weight = scaled(weight if transB else weight.T, alpha, "Gemm weight")
     x = transposed(b, name, a) if transA else a
     bias = None
     if c:
         out_shape = (*b.shape(x)[:-1], weight.shape[0])
-        bias = fc_bias(beta * constant_weight(b, c, "Gemm bias"), out_shape, "Gemm bias")
+        bias = fc_bias(scaled(constant_weight(b, c, "Gemm bias"), beta, "Gemm bias"), out_shape, "Gemm bias")
     _emit_fc(b, name, x, node.output[0], weight, bias)
 
 

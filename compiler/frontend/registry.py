@@ -52,9 +52,12 @@ def _broadcast_shape(args: list) -> tuple[int, ...]:
 
 
 def apply(fn: Callable, args: list, attrs: dict) -> np.ndarray:
-    """Run an operator's numpy function; numpy's complaints about a malformed model are user errors."""
+    """Run an operator's numpy function; numpy's complaints about a malformed model are user errors.
+    Constants may overflow to Inf quietly here: a weight made of one is refused where it is used
+    (compute_ops.constant_weight), and shape arithmetic cannot turn Inf into a size."""
     try:
-        return np.asarray(fn(*args, **attrs))
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return np.asarray(fn(*args, **attrs))
     except (ValueError, IndexError, np.exceptions.AxisError, OverflowError) as exc:
         raise RnnaccelError(f"cannot be evaluated: {exc}") from None
     except MemoryError:  # a backstop: the operators that size arrays from data check them first (limits)
