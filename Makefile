@@ -1,7 +1,7 @@
 # make demo  -- set up, compile the trained keyword spotter, show its listing, simulate an utterance and
 #               the test split, compare with ONNX Runtime
 # make test  -- set up and run the whole test suite
-# make fuzz  -- run the fuzz targets (container, assembler, ONNX frontend) for FUZZ_SECONDS in all
+# make fuzz  -- run the fuzz targets (container, assembler, ONNX frontend, ONNX attributes) for FUZZ_SECONDS in all
 # Everything runs inside .venv, which the first target that needs it creates.
 
 PYTHON ?= python3

@@ -38,7 +38,8 @@ def scan(node: Node, x: np.ndarray, h0: np.ndarray | None, c0: np.ndarray | None
 
     `step(d, x_t, h, c) -> (h, c)` computes one cell on (samples, ...) arrays. Steps past a
     sequence's length leave the state alone and Y zero; a reverse direction runs from the last
-    valid step down. Absent initial states are zeros.
+    valid step down. Absent initial states are zeros; so are the final states of an empty
+    sequence (length 0), as ONNX Runtime gives them, whatever the initial state.
     """
     a = node.attrs
     seq = x if a["layout"] == 0 else np.swapaxes(x, 1, 2)  # (S, T, N, I)
@@ -52,7 +53,7 @@ def scan(node: Node, x: np.ndarray, h0: np.ndarray | None, c0: np.ndarray | None
             for t in range(length) if direction == "forward" else reversed(range(length)):
                 h, c = step(d, seq[:, t, b], h, c)
                 y[:, t, d, b] = h
-            h_all[:, d, b], c_all[:, d, b] = h, c
+            h_all[:, d, b], c_all[:, d, b] = (h, c) if length else (0, 0)
     if "y_steps" in a:  # only these steps of Y are read (passes/trim.py)
         y = y[:, list(a["y_steps"])]
     if a["layout"] == 1:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -109,10 +110,23 @@ class Graph:
         return int(np.prod(self.shapes[tensor], dtype=np.int64))
 
     def producer(self, tensor: str) -> Node | None:
-        return next((n for n in self.nodes if tensor in n.outputs), None)
+        return self._producers.get(tensor)
 
     def consumers(self, tensor: str) -> list[Node]:
-        return [n for n in self.nodes if tensor in n.inputs]
+        return list(self._consumers.get(tensor, ()))
+
+    @cached_property
+    def _producers(self) -> dict[str, Node]:
+        """Built once per graph (graphs are immutable), so passes asking per tensor stay linear."""
+        return {name: node for node in reversed(self.nodes) for name in node.outputs}
+
+    @cached_property
+    def _consumers(self) -> dict[str, list[Node]]:
+        readers: dict[str, list[Node]] = {}
+        for node in self.nodes:
+            for name in dict.fromkeys(node.inputs):
+                readers.setdefault(name, []).append(node)
+        return readers
 
     def is_used(self, tensor: str) -> bool:
         return bool(tensor) and (tensor in self.outputs or bool(self.consumers(tensor)))

@@ -50,7 +50,7 @@ def compile_model(model: str | Path | onnx.ModelProto, target: Target | None = N
     else:
         proto, name = load_model(model), Path(model).stem
     graph = verify(import_model(proto, shapes))
-    check_fits_target(graph, target)
+    check_fits_target(graph, target, streaming)
     given = calibration is not None
     if not given:
         log("no --calibration given: calibrating on random N(0,1) inputs; give real samples for real ranges")

@@ -217,7 +217,8 @@ def _desc_json(d: TensorDesc) -> dict:
 
 def _debug(prog: Program) -> dict:
     nodes = sorted({loc.node for loc in prog.locs})
-    locs = [[loc.pc, nodes.index(loc.node), loc.layer, loc.step, loc.tile, loc.what] for loc in prog.locs]
+    number = {node: i for i, node in enumerate(nodes)}  # not nodes.index: quadratic in a long chain
+    locs = [[loc.pc, number[loc.node], loc.layer, loc.step, loc.tile, loc.what] for loc in prog.locs]
     return {"nodes": nodes, "locs": locs}
 
 

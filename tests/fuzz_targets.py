@@ -1,4 +1,5 @@
-"""Fuzz targets: hostile inputs for the container loader, the simulator, the assembler and the frontend.
+"""Fuzz targets: hostile inputs for the container loader, the simulator, the assembler and the frontend
+(whole model files, and attribute values).
 
 Each target takes one input and must either accept it or raise RnnaccelError with a non-empty
 message (the command lines print it on one line; the assembler's starts `source:line:column:`).
@@ -37,7 +38,8 @@ from isa.target import Target
 from runtime_sim import Simulator
 
 from isa_strategies import sample_program
-from models import fc_model, lstm_model
+from models import fc_model, lstm_model, recurrent_model
+from test_opsets import opset_model
 
 FUZZ_MAX_INSTRUCTIONS = 20_000  # executed instructions per fuzzed program: keeps each input fast
 _ENTRY = struct.Struct("<4sII")
@@ -252,6 +254,52 @@ def _calibration(blob: bytes) -> dict[str, np.ndarray] | None:
     return {name: np.zeros((2, *dims), np.float32) for name, dims in shapes.items()}
 
 
+# --- ONNX attributes ------------------------------------------------------------------------------
+
+_A = onnx.AttributeProto
+_INT64 = (-(1 << 63), (1 << 63) - 1)  # protobuf refuses any larger int: int64's extremes are the most a file holds
+hostile_floats = st.sampled_from([float("nan"), float("inf"), float("-inf"), 0.0, -1.0, 3.4e38, 1e-45]) | st.floats()
+hostile_ints = st.sampled_from([0, -1, 2, *_INT64, 1 << 31, 1 << 62]) | st.integers(*_INT64)
+hostile_texts = st.sampled_from([b"\xff\xfe", b"\xc3(", b"", b"forward\x00", b"Tanh" * 1000]) | st.binary(max_size=12)
+ATTRIBUTE_VALUES = {_A.FLOAT: hostile_floats, _A.INT: hostile_ints, _A.STRING: hostile_texts,
+                    _A.FLOATS: st.lists(hostile_floats, max_size=4), _A.INTS: st.lists(hostile_ints, max_size=4),
+                    _A.STRINGS: st.lists(hostile_texts, max_size=4)}
+
+
+@cache
+def seed_attribute_models() -> tuple[bytes, ...]:
+    """Small real models whose nodes have attributes: Gemm, HardSigmoid, the recurrent layers, and
+    the layout operators of opset 9 (Squeeze axes, Slice starts and ends as attributes)."""
+    models = (fc_model(1, 4, 3, activation="HardSigmoid"), lstm_model(3, 1, 2, 4),
+              recurrent_model("GRU", 3, 2, 2, 4, direction="bidirectional", seq_lens=[3, 1], clip=2.0),
+              recurrent_model("RNN", 3, 1, 2, 4, activations=["Relu"]), opset_model("LSTM", 9))
+    return tuple(m.SerializeToString() for m in models)
+
+
+@st.composite
+def attribute_mutation(draw, blob: bytes) -> bytes:
+    """One to three attributes set to hostile values, mostly of the type the operator's schema gives
+    them (so that they pass onnx.checker and reach the frontend), sometimes of another type."""
+    model = onnx.load_from_string(blob)
+    opset = model.opset_import[0].version
+    schemas = {n.op_type: onnx.defs.get_schema(n.op_type, opset).attributes for n in model.graph.node}
+    nodes = [n for n in model.graph.node if schemas[n.op_type]]
+    for _ in range(draw(st.integers(1, 3))):
+        node = draw(st.sampled_from(nodes))
+        name = draw(st.sampled_from(sorted(schemas[node.op_type])))
+        kind = schemas[node.op_type][name].type if draw(st.integers(0, 3)) else draw(st.sampled_from(
+            sorted(ATTRIBUTE_VALUES)))
+        for old in [a for a in node.attribute if a.name == name]:
+            node.attribute.remove(old)
+        node.attribute.append(onnx.helper.make_attribute(name, draw(ATTRIBUTE_VALUES[kind]), attr_type=kind))
+    return model.SerializeToString()
+
+
+def attribute_inputs() -> st.SearchStrategy[bytes]:
+    seeds = st.sampled_from(range(len(seed_attribute_models()))).map(lambda i: seed_attribute_models()[i])
+    return seeds.flatmap(attribute_mutation)
+
+
 # --- .npz data files -----------------------------------------------------------------------------
 
 _DESCRS = ["'<f4'", "'<f8'", "'<i8'", "'|b1'", "'<c8'", "'|O'", "'|S5'", "'<U3'", "'>f4'", "'<f16'", "'V8'",
@@ -311,4 +359,5 @@ def run_npz(blob: bytes) -> None:
 TARGETS = {t.name: t for t in (FuzzTarget("container", st.deferred(container_inputs), run_container),
                                FuzzTarget("assembler", st.deferred(assembler_inputs), run_assembler),
                                FuzzTarget("onnx", st.deferred(model_inputs), run_model),
+                               FuzzTarget("attributes", st.deferred(attribute_inputs), run_model),
                                FuzzTarget("npz", st.deferred(npz_file), run_npz))}

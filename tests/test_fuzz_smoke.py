@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from tests.fuzz import TARGETS
 from tests.fuzz import main as fuzz_main
 
-EXAMPLES = {"container": 300, "assembler": 200, "onnx": 150, "npz": 200}
+EXAMPLES = {"container": 300, "assembler": 200, "onnx": 150, "attributes": 150, "npz": 200}
 
 
 @pytest.mark.parametrize("name", sorted(TARGETS))

@@ -30,8 +30,12 @@ def build_report(graph: Graph, kernel: Kernel, program: Program) -> dict:
     target_env = program.target.env()
     executed = expand_program(program)
     starts = [loc.pc for loc in program.locs]
-    per_pc = [(_node_at(program, starts, pc), instr) for pc, instr in executed]
-    layers = [_layer(node, kernel, per_pc, target_env, program) for node in graph.nodes if node.op != "gather"]
+    by_node: dict[str, list] = {}
+    for pc, instr in executed:
+        by_node.setdefault(_node_at(program, starts, pc), []).append(instr)
+    stored = _stored_bytes(graph, kernel)
+    layers = [_layer(node, by_node.get(node.source, []), stored.get(node.source, 0), target_env, program)
+              for node in graph.nodes if node.op != "gather"]
     total = {key: sum(layer[key] for layer in layers) for key in ("mac_ops", "weight_count", "fp32_bytes",
                                                                    "stored_bytes")}
     instrs = [instr for _, instr in executed]
@@ -64,11 +68,20 @@ def _bound(instrs: list, target_env: dict, program: Program) -> int:
     return bound_cycles(macs, sum(vector_elements(i) for i in instrs if i.op.unit == "VEC"), program.target)
 
 
-def _layer(node: Node, kernel: Kernel, per_pc: list, target_env: dict, program: Program) -> dict:
-    mine = [instr for name, instr in per_pc if name == node.source]
+def _stored_bytes(graph: Graph, kernel: Kernel) -> dict[str, int]:
+    """Weight-memory bytes per node: its buffers are named `source/...` (a source may hold '/')."""
+    sources, out = {node.source for node in graph.nodes}, {}
+    for buf in kernel.buffers.values():
+        if buf.memory != "wmem":
+            continue
+        for prefix in {buf.name[:i] for i, char in enumerate(buf.name) if char == "/"} & sources:
+            out[prefix] = out.get(prefix, 0) + buf.size
+    return out
+
+
+def _layer(node: Node, mine: list, stored: int, target_env: dict, program: Program) -> dict:
     weights = sum(_parameters(node.attrs[a]) for a in WEIGHT_ATTRS.get(node.op, ()) if node.attrs.get(a) is not None)
     biases = sum(node.attrs[a].size for a in BIAS_ATTRS.get(node.op, ()) if node.attrs[a] is not None)
-    stored = sum(b.size for b in kernel.buffers.values() if b.memory == "wmem" and b.name.startswith(node.source + "/"))
     return {
         "name": node.source,
         "op": node.op,

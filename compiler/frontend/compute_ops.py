@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from compiler.frontend.limits import check_elements
 from compiler.frontend.registry import fold, operator, padded, unsupported
 from compiler.ir import Node
 from isa.errors import RnnaccelError
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def constant_weight(b, name: str, what: str) -> np.ndarray:
@@ -22,6 +25,22 @@ def constant_weight(b, name: str, what: str) -> np.ndarray:
     if not np.all(np.isfinite(value)):
         raise RnnaccelError(f"{what} '{name}' contains NaN or Inf")
     return value
+
+
+def scaled(value: np.ndarray, factor: float, what: str) -> np.ndarray:
+    """factor * value as float32: a finite factor (Gemm's alpha of 1e38) can still overflow it."""
+    out = np.asarray(value, np.float64) * factor
+    if not np.all(np.abs(out) <= FLOAT32_MAX):
+        raise RnnaccelError(f"{what} times {factor:g} overflows float32")
+    return out.astype(np.float32)
+
+
+def matmul(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """np.matmul of constants, the size of its result checked first: [N,K] by [K,M] makes N*M."""
+    if np.ndim(x) >= 2 and np.ndim(y) >= 2:  # rows of x by columns of y, over the broadcast batch dims
+        rows, columns = (*np.shape(x)[:-1], 1), (*np.shape(y)[:-2], 1, np.shape(y)[-1])
+        check_elements("the product", np.broadcast_shapes(rows, columns))
+    return np.matmul(x, y)
 
 
 def _emit_fc(b, name: str, x: str, out: str, weight: np.ndarray, bias: np.ndarray | None) -> None:
@@ -60,16 +79,16 @@ def Gemm(b, node, name: str, *, alpha=1.0, beta=1.0, transA=0, transB=0):
     """alpha·A'·B' + beta·C with B constant; A' of computed data is a copy; C a scalar, row or matrix."""
     a, bmat, c = padded(node.input, 3)
     if all(b.is_const(n) for n in node.input):
-        return fold(b, node, lambda x, y, z=0.0: alpha * (x.T if transA else x) @ (y.T if transB else y) + beta * z)
+        return fold(b, node, lambda x, y, z=0.0: alpha * matmul(x.T if transA else x, y.T if transB else y) + beta * z)
     weight = constant_weight(b, bmat, "Gemm weight")
     if weight.ndim != 2:
         raise unsupported(f"Gemm with a {weight.ndim}-D weight B; Gemm takes a matrix")
-    weight = (alpha * (weight if transB else weight.T)).astype(np.float32)
+    weight = scaled(weight if transB else weight.T, alpha, "Gemm weight")
     x = transposed(b, name, a) if transA else a
     bias = None
     if c:
         out_shape = (*b.shape(x)[:-1], weight.shape[0])
-        bias = fc_bias(beta * constant_weight(b, c, "Gemm bias"), out_shape, "Gemm bias")
+        bias = fc_bias(scaled(constant_weight(b, c, "Gemm bias"), beta, "Gemm bias"), out_shape, "Gemm bias")
     _emit_fc(b, name, x, node.output[0], weight, bias)
 
 
@@ -78,7 +97,7 @@ def MatMul(b, node, name: str):
     """A [..., K] times a constant B [K, N], as for each row of A (batch and time dims included)."""
     a, w = node.input
     if b.is_const(a) and b.is_const(w):
-        return fold(b, node, np.matmul)
+        return fold(b, node, matmul)
     weight = constant_weight(b, w, "MatMul weight")
     if weight.ndim != 2:
         raise unsupported(f"MatMul with a {weight.ndim}-D constant operand")

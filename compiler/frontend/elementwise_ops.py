@@ -73,7 +73,7 @@ def _operands(b, node) -> tuple[str, np.ndarray, bool]:
 
 def _fuse_bias(b, name: str, data: str, value: np.ndarray, out: str) -> bool:
     """Make `data + value` the bias of the bias-less fc that computes `data`, if there is one."""
-    producer = next((n for n in reversed(b.nodes) if data in n.outputs), None)
+    producer = b.producers.get(data)
     shape = b.shape(data)
     if producer is None or producer.op != "fc" or producer.attrs["bias"] is not None:
         return False

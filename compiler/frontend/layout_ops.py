@@ -131,7 +131,10 @@ layout(Concat, data_args=1 << 30)
 
 @layout
 def Expand(data, shape):
-    return data * np.ones(check_shape_value(shape), dtype=data.dtype)
+    """Broadcast both ways: data [N, 1] expanded by [1, M] is [N, M], checked before it is made."""
+    result = np.broadcast_shapes(np.shape(data), tuple(check_shape_value(shape)))
+    check_elements("Expand's result", result)
+    return np.array(np.broadcast_to(data, result))
 
 
 @operator

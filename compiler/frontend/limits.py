@@ -8,7 +8,9 @@ model states is checked here first, against two bounds:
 - MAX_TENSOR_ELEMENTS, independent of the target: more elements than the largest memory of any
   target holds (16 MiB of int8 weights), so no tensor above it could ever be compiled;
 - the target's memories (`check_fits_target`, once the graph is imported): a weight matrix whose
-  stored copy exceeds weight memory, an input or output that cannot fit activation memory.
+  stored copy exceeds weight memory, an input or output that cannot fit activation memory, a
+  recurrent layer whose sequences or accumulators certainly cannot fit (lower bounds: the exact
+  check comes with allocation, after the expensive passes).
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+import numpy as np
 import onnx
+from onnx import numpy_helper
 
-from compiler.ir import MATRIX_OPS, Graph
+from compiler.ir import LAYOUT_OPS, MATRIX_OPS, RECURRENT_OPS, Graph, Node
 from isa.errors import RnnaccelError
 from isa.target import Target
 
@@ -52,6 +56,18 @@ def check_tensor_header(tensor: onnx.TensorProto, what: str) -> int:
     return check_elements(f"{what} '{tensor.name}'", tensor.dims)
 
 
+def tensor_value(tensor: onnx.TensorProto, what: str = "tensor") -> np.ndarray:
+    """The tensor as an array, its type and size checked before numpy allocates anything."""
+    if tensor.data_location == onnx.TensorProto.EXTERNAL:
+        raise RnnaccelError(f"{what} '{tensor.name}' stores its data in an external file: compile the model "
+                            "from its path, with the file in the model's folder")
+    check_tensor_header(tensor, what)
+    try:
+        return numpy_helper.to_array(tensor)
+    except Exception as exc:  # noqa: BLE001  (malformed tensors fail in many ways inside onnx)
+        raise RnnaccelError(f"tensor '{tensor.name}' cannot be read ({type(exc).__name__})") from None
+
+
 def check_shape_value(shape: object) -> list[int]:
     """A shape given as data (ConstantOfShape, Expand) as ints, if a tensor of it is within the limit."""
     dims = [int(d) for d in list(shape)]  # type: ignore[call-overload]
@@ -59,8 +75,10 @@ def check_shape_value(shape: object) -> list[int]:
     return dims
 
 
-def check_fits_target(graph: Graph, target: Target) -> None:
-    """Refuse, before quantising anything, tensors that alone exceed one of the target's memories."""
+def check_fits_target(graph: Graph, target: Target, streaming: bool = False) -> None:
+    """Refuse, before calibrating and quantising anything, what certainly cannot fit: tensors that
+    alone exceed a memory, and what a recurrent layer needs at the least while it runs. Every
+    figure is a lower bound of what allocation will find, so no model that fits is refused."""
     for name in (*graph.inputs, *graph.outputs):
         if graph.size(name) > target.act_elems:
             raise RnnaccelError(f"{_io(graph, name)} '{name}' {list(graph.shapes[name])} alone needs "
@@ -70,6 +88,37 @@ def check_fits_target(graph: Graph, target: Target) -> None:
         if node.op in MATRIX_OPS:
             _check_weights(node.source, {k: node.attrs[k] for k in WEIGHT_ATTRS if node.attrs.get(k) is not None},
                            target)
+        if node.op in RECURRENT_OPS:  # a stream runs one frame of each sequence at a time
+            _check_accumulators(node, target, 1 if streaming else max(node.attrs["seq_lens"], default=0))
+            if not streaming:
+                _check_sequences(graph, node, target)
+
+
+def _check_accumulators(node: Node, target: Target, steps: int) -> None:
+    """A direction accumulates W x into one buffer of G*H entries, and R h into another. Allocation
+    may give them one place while a step's W x is read before its R h is made; but from the third
+    step of a sequence on, R h of an earlier step comes before a later W x, so both are live."""
+    rows = node.attrs["W"].shape[1]
+    need = rows * (2 if steps >= 3 else min(steps, 1))
+    if need > target.acc_entries:
+        raise RnnaccelError(f"node '{node.source}': its accumulators (W x and R h, {rows} rows each) need at least "
+                            f"{need} entries of accumulator memory but the target has {target.acc_entries} "
+                            f"(acc_entries={target.acc_entries})")
+
+
+def _check_sequences(graph: Graph, node: Node, target: Target) -> None:
+    """The input sequence is read at every step, so it is whole in activation memory while the layer
+    runs; so is the output sequence Y, unless only layout operators read it (they may pick a few
+    steps, and trim_sequence_outputs then keeps only those)."""
+    y = node.outputs[0]
+    whole_y = y and (y in graph.outputs or any(r.op not in LAYOUT_OPS for r in graph.consumers(y)))
+    sequences = [name for name in (node.inputs[0], y if whole_y else "") if name in graph.shapes]
+    need = sum(graph.size(name) for name in sequences)
+    if need > target.act_elems:
+        shown = " and ".join(f"{name} {list(graph.shapes[name])}" for name in sequences)
+        raise RnnaccelError(f"node '{node.source}': its sequences ({shown}) need at least {need} elements of "
+                            f"activation memory but the target has {target.act_elems} "
+                            f"(act_mem_bytes={target.act_mem_bytes})")
 
 
 def _check_weights(source: str, matrices: dict, target: Target) -> None:

@@ -12,17 +12,18 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 
 from compiler.frontend import activation_ops, compute_ops, elementwise_ops, layout_ops, recurrent_ops, softmax_ops  # noqa: F401
+from compiler.frontend.attributes import decode_attributes
 from compiler.frontend.external_data import inline_external_data
-from compiler.frontend.limits import check_elements, check_tensor_header
+from compiler.frontend.limits import check_elements, tensor_value
 from compiler.frontend.registry import OPERATORS
 from compiler.ir import Graph, Node, verify
 from isa.errors import RnnaccelError
 
 MAX_MODEL_BYTES = 1 << 30  # the model file and its external data together
 MAX_MESSAGE = 240  # characters of onnx.checker's message quoted in ours
+SUPPORTED_OPSETS = range(7, 23)  # of the default domain: the versions whose operator forms the handlers know
 
 
 @dataclass
@@ -32,6 +33,7 @@ class Builder:
     consts: dict[str, np.ndarray] = field(default_factory=dict)
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     nodes: list[Node] = field(default_factory=list)
+    producers: dict[str, Node] = field(default_factory=dict)  # each computed tensor's node, found without a scan
     opset: int = 1  # the default domain's version: some attributes change meaning with it (Softmax's axis)
 
     def const(self, name: str) -> np.ndarray | None:
@@ -49,6 +51,7 @@ class Builder:
         for tensor, shape in shapes.items():
             check_elements(f"tensor '{tensor}'", shape)
         self.nodes.append(node)
+        self.producers.update((name, node) for name in node.outputs if name)
         self.shapes.update(shapes)
 
 
@@ -87,6 +90,7 @@ def check_model(model: onnx.ModelProto, label: str = "model") -> onnx.ModelProto
     if not model.graph.node and not model.graph.output:
         raise RnnaccelError(f"{label}: not an ONNX model (empty graph)")
     _check_names(model.graph, label)
+    _check_opset(model, label)
     try:
         onnx.checker.check_model(model)
     except Exception as exc:  # noqa: BLE001  (the checker raises ValidationError and C++ errors alike)
@@ -104,6 +108,19 @@ def _check_names(graph: onnx.GraphProto, label: str) -> None:
     bad = next((n for n in names if not isinstance(n, str)), None)
     if bad is not None:
         raise RnnaccelError(f"{label}: invalid ONNX model: the name {bad!r} is not valid UTF-8")
+
+
+def default_opset(model: onnx.ModelProto) -> int | None:
+    """The version of the default (ai.onnx) domain the model imports; None if it imports none."""
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+
+
+def _check_opset(model: onnx.ModelProto, label: str) -> None:
+    """Operators change their attributes and inputs between opsets; the handlers know 7 to 22."""
+    version = default_opset(model)
+    if version is not None and version not in SUPPORTED_OPSETS:
+        raise RnnaccelError(f"{label}: opset {version} of the default ONNX domain is not supported "
+                            f"(supported: {SUPPORTED_OPSETS[0]} to {SUPPORTED_OPSETS[-1]})")
 
 
 def import_model(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] | None = None) -> Graph:
@@ -136,9 +153,9 @@ def with_input_shapes(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]
 
 def start_import(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] | None) -> Builder:
     """A builder that knows the initialisers and the (fixed) shapes of the graph inputs."""
-    builder = Builder(opset=next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1))
+    builder = Builder(opset=default_opset(model) or 1)
     for init in model.graph.initializer:
-        builder.consts[init.name] = _tensor_value(init, "initialiser")
+        builder.consts[init.name] = tensor_value(init, "initialiser")
     inputs = [i for i in model.graph.input if i.name not in builder.consts]
     _check_shape_names(shapes or {}, [i.name for i in inputs])
     for value in inputs:
@@ -186,7 +203,7 @@ def convert_node(builder: Builder, node: onnx.NodeProto, name: str) -> None:
     for tensor in node.input:
         if tensor and tensor not in builder.consts and tensor not in builder.shapes:
             raise RnnaccelError(f"input '{tensor}' is not defined by any earlier node or initialiser")
-    attrs = {a.name: _attribute(a) for a in node.attribute}
+    attrs = decode_attributes(node)
     try:
         handler(builder, node, name, **attrs)
     except TypeError as exc:
@@ -194,29 +211,6 @@ def convert_node(builder: Builder, node: onnx.NodeProto, name: str) -> None:
             raise
         bad = str(exc).rsplit("'", 2)[-2]
         raise RnnaccelError(f"attribute '{bad}' is not supported") from None
-
-
-def _attribute(attr: onnx.AttributeProto) -> object:
-    value = onnx.helper.get_attribute_value(attr)
-    if isinstance(value, bytes):
-        return value.decode()
-    if isinstance(value, onnx.TensorProto):
-        return _tensor_value(value)
-    if isinstance(value, list) and value and isinstance(value[0], bytes):
-        return [v.decode() for v in value]
-    return value
-
-
-def _tensor_value(tensor: onnx.TensorProto, what: str = "tensor") -> np.ndarray:
-    """The tensor as an array, its type and size checked before numpy allocates anything."""
-    if tensor.data_location == onnx.TensorProto.EXTERNAL:
-        raise RnnaccelError(f"{what} '{tensor.name}' stores its data in an external file: compile the model "
-                            "from its path, with the file in the model's folder")
-    check_tensor_header(tensor, what)
-    try:
-        return numpy_helper.to_array(tensor)
-    except Exception as exc:  # noqa: BLE001  (malformed tensors fail in many ways inside onnx)
-        raise RnnaccelError(f"tensor '{tensor.name}' cannot be read ({type(exc).__name__})") from None
 
 
 def _check_shape_names(shapes: dict, names: list[str]) -> None:

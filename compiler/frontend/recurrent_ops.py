@@ -14,6 +14,7 @@ from compiler.frontend.activation_ops import ACTIVATIONS, activation_spec
 from compiler.frontend.compute_ops import constant_weight
 from compiler.frontend.registry import operator, padded, unsupported
 from compiler.ir import Node
+from isa.errors import RnnaccelError
 
 DIRECTIONS = {"forward": ("forward",), "reverse": ("reverse",), "bidirectional": ("forward", "reverse")}
 # cell -> (gates G, default activations per direction)
@@ -78,8 +79,17 @@ def _common(b, cell: str, x: str, w: str, r: str, bias: str, seq_lens: str, hidd
     return attrs
 
 
+def _float32(b, name: str, what: str) -> np.ndarray:
+    """A float tensor of the layer as a constant: ONNX binds W, R, B, P and the initial states to
+    X's type T, float32 here, so any other type is refused (ONNX Runtime refuses it too)."""
+    value = b.const(name)
+    if value is not None and value.dtype != np.float32:
+        raise RnnaccelError(f"{what} '{name}' is {value.dtype}; the layer's tensors must be float32, like X")
+    return constant_weight(b, name, what)
+
+
 def _weight(b, name: str, what: str, shape: tuple[int, ...]) -> np.ndarray:
-    value = constant_weight(b, name, what)
+    value = _float32(b, name, what)
     if tuple(value.shape) != shape:
         raise unsupported(f"{what} of shape {list(value.shape)} (expected {list(shape)})")
     return value
@@ -104,6 +114,8 @@ def _seq_lens(b, name: str, steps: int, batch: int) -> tuple[int, ...]:
     value = b.const(name)
     if value is None:
         raise unsupported("a computed sequence_lens; it must be an initialiser")
+    if value.dtype != np.int32:
+        raise RnnaccelError(f"sequence_lens '{name}' is {value.dtype}; ONNX defines it as int32")
     lens = tuple(int(v) for v in np.asarray(value).ravel())
     if len(lens) != batch or any(not 0 <= n <= steps for n in lens):
         raise unsupported(f"sequence_lens {list(lens)} for batch {batch} and {steps} steps")
@@ -127,7 +139,7 @@ def _state_input(b, name: str, node_name: str, which: str, shape: tuple[int, ...
         raise unsupported(f"initial_{which} of shape {list(b.shape(name))} (expected {list(shape)})")
     if not name or not b.is_const(name):
         return name
-    value = constant_weight(b, name, f"initial_{which}")
+    value = _float32(b, name, f"initial_{which}")
     if not np.any(value):
         return ""
     b.emit(Node("constant", f"{node_name}/initial_{which}", (), (name,), {"value": value}), {name: value.shape})

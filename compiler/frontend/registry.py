@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from compiler.frontend.limits import check_elements
 from isa.errors import RnnaccelError
 
 OPERATORS: dict[str, Callable] = {}
@@ -32,14 +33,31 @@ def padded(names, count: int) -> list[str]:
 
 
 def fold(b, node, fn: Callable, **attrs) -> None:
-    """Evaluate `fn` on the node's constant inputs and record the result as a constant."""
-    b.consts[node.output[0]] = np.asarray(apply(fn, [b.const(n) for n in node.input], attrs))
+    """Evaluate `fn` on the node's constant inputs and record the result as a constant.
+
+    Inputs that broadcast (element-wise operators, Where, a MatMul of [N,1] by [1,M]) make a
+    result of their broadcast shape, however small they are: that size is checked first, so two
+    constants of 2^16 and 2^15 elements cannot ask for 2^31."""
+    args = [b.const(n) for n in node.input]
+    check_elements(f"the result of {node.op_type}", _broadcast_shape(args))
+    b.consts[node.output[0]] = np.asarray(apply(fn, args, attrs))
+
+
+def _broadcast_shape(args: list) -> tuple[int, ...]:
+    """The shape the inputs broadcast to; () if they do not (the operator is not element-wise)."""
+    try:
+        return np.broadcast_shapes(*(np.shape(a) for a in args if a is not None))
+    except ValueError:
+        return ()
 
 
 def apply(fn: Callable, args: list, attrs: dict) -> np.ndarray:
-    """Run an operator's numpy function; numpy's complaints about a malformed model are user errors."""
+    """Run an operator's numpy function; numpy's complaints about a malformed model are user errors.
+    Constants may overflow to Inf quietly here: a weight made of one is refused where it is used
+    (compute_ops.constant_weight), and shape arithmetic cannot turn Inf into a size."""
     try:
-        return np.asarray(fn(*args, **attrs))
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return np.asarray(fn(*args, **attrs))
     except (ValueError, IndexError, np.exceptions.AxisError, OverflowError) as exc:
         raise RnnaccelError(f"cannot be evaluated: {exc}") from None
     except MemoryError:  # a backstop: the operators that size arrays from data check them first (limits)

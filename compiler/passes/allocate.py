@@ -10,6 +10,8 @@ buffer (streaming state) lives through the whole program: it shares with nothing
 
 from __future__ import annotations
 
+import heapq
+
 from compiler.kernel import Buffer, Kernel, Ref
 from isa.errors import RnnaccelError
 from isa.target import Target
@@ -74,19 +76,24 @@ def _sequential(buffers: list[Buffer], align: int) -> dict[str, int]:
 
 
 def _first_fit(buffers: list[Buffer], lives: dict[str, tuple[int, int]]) -> dict[str, int]:
-    """Place each buffer at the lowest address free for its whole life."""
-    placed: list[tuple[int, int, int, int]] = []  # (start, end, first op, last op)
+    """Place each buffer at the lowest address free for its whole life.
+
+    Buffers come in order of birth, so a placed buffer overlaps the next one's life exactly when
+    it has not died before that birth: the dead leave a heap ordered by death, and each buffer
+    is compared only with the live ones (a few, in a chain), not with everything placed."""
+    live: list[tuple[int, int, int, int]] = []  # heap of (last op, order, start, end)
     out = {}
-    for buf in sorted(buffers, key=lambda b: (lives.get(b.name, (0, 0))[0], -b.size)):
+    for order, buf in enumerate(sorted(buffers, key=lambda b: (lives.get(b.name, (0, 0))[0], -b.size))):
         first, last = lives.get(buf.name, (0, 0))
-        busy = sorted((lo, hi) for lo, hi, born, dies in placed if born <= last and first <= dies)
+        while live and live[0][0] < first:
+            heapq.heappop(live)
         address = 0
-        for start, end in busy:
+        for start, end in sorted((start, end) for _, _, start, end in live):
             if address + buf.size <= start:
                 break
             address = max(address, end)
         out[buf.name] = address
-        placed.append((address, address + buf.size, first, last))
+        heapq.heappush(live, (last, order, address, address + buf.size))
     return out
 
 

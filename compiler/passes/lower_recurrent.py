@@ -185,7 +185,8 @@ def _direction_label(a: dict, d: int) -> str:
 
 
 def _finish(ctx: Lowering, plan: Plan, d: int, b: int, zeros: Callable[[], Ref], where: Where) -> None:
-    """Zeros in Y past the sequence's end; Y_h and Y_c where the last step did not put them."""
+    """Zeros in Y past the sequence's end; Y_h and Y_c where the last step did not put them (zeros
+    for an empty sequence, as ONNX Runtime gives them)."""
     a, hidden = plan.a, plan.a["hidden"]
     label = Where(plan.node.source, where.layer, what=_direction_label(a, d) + "finish")
     steps = plan.steps_of(d, b)
@@ -195,7 +196,7 @@ def _finish(ctx: Lowering, plan: Plan, d: int, b: int, zeros: Callable[[], Ref],
                 ctx.emit("VMOV", label, dst=plan.y_at(t, d, b), src=zeros(), n=hidden)
     offset = plan.state_offset(d, b)
     if plan.y_h is not None:
-        last = plan.h_dst(d, b, len(steps) - 1) if steps else _initial(plan, d, b, zeros)[0] or zeros()
+        last = plan.h_dst(d, b, len(steps) - 1) if steps else zeros()
         if last != plan.y_h + offset:
             ctx.emit("VMOV", label, dst=plan.y_h + offset, src=last, n=hidden)
     if plan.state:
@@ -203,5 +204,4 @@ def _finish(ctx: Lowering, plan: Plan, d: int, b: int, zeros: Callable[[], Ref],
         if plan.y_c is not None:
             ctx.emit("VMOV", label, dst=plan.y_c + offset, src=plan.cell(d, b), n=hidden)
     elif plan.y_c is not None and not steps:
-        ctx.emit("VMOV", label, dst=plan.y_c + offset, src=plan.c0 + offset if plan.c0 is not None else zeros(),
-                 n=hidden)
+        ctx.emit("VMOV", label, dst=plan.y_c + offset, src=zeros(), n=hidden)

@@ -44,7 +44,7 @@ def _run(ops: list[MOp], segments: list[tuple[int, int]], period: int) -> tuple[
                   for i in range(offset, len(segments) - period + 1, period)]
         for begin in range(len(chunks)):
             trips, strides = _trips(chunks, begin)
-            if trips > best[1] and len(chunks[begin]) <= MAX_BODY:
+            if trips > best[1] and 0 < len(chunks[begin]) <= MAX_BODY:
                 best = (offset + begin * period, trips, period, strides)
             if trips > 1:
                 break  # a later start only shortens this run

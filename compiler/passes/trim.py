@@ -6,6 +6,8 @@ between fold into one loop.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 
 from compiler.ir import RECURRENT_OPS, Graph, Node
@@ -13,24 +15,30 @@ from compiler.ir import RECURRENT_OPS, Graph, Node
 
 def fuse_gathers(graph: Graph) -> Graph:
     """A gather reading only another gather's output, which nothing else reads, becomes one gather:
-    exporters chain Transpose, Reshape and Gather around a recurrent layer's output."""
-    nodes = list(graph.nodes)
-    while pair := _fusable(nodes, graph.outputs):
-        inner, outer = pair
-        nodes[nodes.index(outer)] = Node("gather", outer.source, inner.inputs, outer.outputs,
-                                         {"index": inner.attrs["index"][outer.attrs["index"]]})
-        nodes.remove(inner)
-    return graph.replace(nodes=tuple(nodes))
+    exporters chain Transpose, Reshape and Gather around a recurrent layer's output.
+
+    One walk in graph order: a gather's input gather has already absorbed its own chain, so a
+    chain of any length folds into one node in time linear in the nodes."""
+    readers = Counter(name for node in graph.nodes for name in node.inputs)
+    kept: list[Node | None] = []
+    gather_at: dict[str, int] = {}  # a gather's output -> its position in `kept`
+    for node in graph.nodes:
+        position = gather_at.get(node.inputs[0]) if _fusable(node, readers, graph.outputs) else None
+        fused = node
+        if position is not None:
+            inner, kept[position] = kept[position], None
+            fused = Node("gather", node.source, inner.inputs, node.outputs,
+                         {"index": inner.attrs["index"][node.attrs["index"]]})
+        if fused.op == "gather":
+            gather_at[fused.outputs[0]] = len(kept)
+        kept.append(fused)
+    return graph.replace(nodes=tuple(n for n in kept if n is not None))
 
 
-def _fusable(nodes: list[Node], outputs: tuple[str, ...]) -> tuple[Node, Node] | None:
-    for outer in nodes:
-        if outer.op != "gather" or len(outer.inputs) != 1 or outer.inputs[0] in outputs:
-            continue
-        inner = next((n for n in nodes if n.op == "gather" and outer.inputs[0] in n.outputs), None)
-        if inner is not None and sum(outer.inputs[0] in n.inputs for n in nodes) == 1:
-            return inner, outer
-    return None
+def _fusable(outer: Node, readers: Counter, outputs: tuple[str, ...]) -> bool:
+    """A one-input gather that is the only reader of its input, which is not a graph output."""
+    return outer.op == "gather" and len(outer.inputs) == 1 and outer.inputs[0] not in outputs \
+        and readers[outer.inputs[0]] == 1
 
 
 def trim_sequence_outputs(graph: Graph) -> Graph:
