@@ -130,9 +130,10 @@ def _main(argv: list[str] | None) -> int | None:
         return _check(args)
     if args.output is None:
         raise RnnaccelError("-o PROG.rnna is required to compile (--check compiles nothing and needs no -o)")
-    check_paths({"model": args.model, "calibration data": args.calibration,
-                 "target file": None if args.target in TARGETS else args.target},
-                {"-o": args.output, "--listing": args.listing, "--report": args.report})
+    inputs = {"model": args.model, "calibration data": args.calibration,
+              "target file": None if args.target in TARGETS else args.target}
+    outputs = {"-o": args.output, "--listing": args.listing, "--report": args.report}
+    check_paths(inputs, outputs)
     log = (lambda message: None) if args.quiet else (lambda message: print(f"{PROG}: {message}", file=sys.stderr))
     target = load_target(args.target, macs=args.macs, weight_bits=args.weight_bits)
     calibration = read_npz(args.calibration, "calibration") if args.calibration else None
@@ -140,6 +141,7 @@ def _main(argv: list[str] | None) -> int | None:
     compression = _compression(args)
     result = compile_model(args.model, target, calibration, parse_shapes(args.shape), log, compression,
                            args.streaming)
+    check_paths({**inputs, **{f"external data {p.name}": p for p in result.sources[1:]}}, outputs)
     files = {args.output: to_bytes(result.program)}
     if args.listing:
         files[args.listing] = disassemble(result.program)

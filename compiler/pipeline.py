@@ -13,7 +13,7 @@ import onnx
 from compiler.backend.emit import emit
 from compiler.backend.report import build_report
 from compiler.frontend.limits import check_fits_target
-from compiler.frontend.onnx_import import check_model, import_model, load_model, with_input_shapes
+from compiler.frontend.onnx_import import check_model, import_model, read_model, with_input_shapes
 from compiler.ir import Graph, verify
 from compiler.passes.allocate import allocate
 from compiler.passes.calibrate import calibrate, check_calibration, default_calibration
@@ -32,6 +32,7 @@ class Compiled:
     graph: Graph  # quantised and tiled: what the golden reference runs
     program: Program
     report: dict
+    sources: tuple[Path, ...] = ()  # the files the model was read from: the model, then its external data
 
 
 def compile_model(model: str | Path | onnx.ModelProto, target: Target | None = None,
@@ -46,9 +47,9 @@ def compile_model(model: str | Path | onnx.ModelProto, target: Target | None = N
     """
     target = target or Target()
     if isinstance(model, onnx.ModelProto):
-        proto, name = check_model(model), model.graph.name or "model"
+        proto, name, sources = check_model(model), model.graph.name or "model", ()
     else:
-        proto, name = load_model(model), Path(model).stem
+        (proto, sources), name = read_model(model), Path(model).stem
     graph = verify(import_model(proto, shapes))
     check_fits_target(graph, target, streaming)
     given = calibration is not None
@@ -67,4 +68,4 @@ def compile_model(model: str | Path | onnx.ModelProto, target: Target | None = N
     kernel = schedule(graph, target)
     kernel = allocate(kernel, target)
     program = emit(kernel, target, name)
-    return Compiled(graph, program, build_report(graph, kernel, program))
+    return Compiled(graph, program, build_report(graph, kernel, program), sources)

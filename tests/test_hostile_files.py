@@ -202,6 +202,7 @@ FIFO_INPUTS = {
     "sim inputs": ("sim", lambda t, f: [str(t / "p.rnna"), "--inputs", f], "inputs"),
     "objdump program": ("objdump", lambda t, f: [f], "program"),
     "as listing": ("as", lambda t, f: [f, "-o", str(t / "x.rnna")], "listing"),
+    "compile model": ("compile", lambda t, f: [f, "-o", str(t / "x.rnna")], "model"),
     "compile calibration": ("compile", lambda t, f: [str(t / "m.onnx"), "-o", str(t / "x.rnna"), "--calibration",
                                                      f], "calibration"),
 }
@@ -229,3 +230,12 @@ def test_version_on_every_command(capsys):
         assert info.value.code == 0
         out = capsys.readouterr().out
         assert out.startswith(f"rnnaccel-{name} ") and out.split()[1][0].isdigit(), out
+
+
+def test_an_output_that_is_the_models_external_data_is_refused(tmp_path, capsys):
+    from tests.test_hostile_models import external_model
+    path, data = external_model(tmp_path)
+    before = snapshot(tmp_path)
+    fails("compile", [str(path), "-q", "-o", str(tmp_path / "p.rnna"), "--listing", str(tmp_path / "weights.bin")],
+          capsys, "--listing " + str(tmp_path / "weights.bin") + " is the same file as the external data weights.bin")
+    assert snapshot(tmp_path) == before and (tmp_path / "weights.bin").read_bytes() == data

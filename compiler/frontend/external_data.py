@@ -20,15 +20,19 @@ from compiler.frontend.limits import check_tensor_header
 from isa.errors import RnnaccelError
 
 
-def inline_external_data(model: onnx.ModelProto, folder: Path, budget: int) -> None:
-    """Replace every external tensor's reference by its bytes; at most `budget` bytes in all."""
+def inline_external_data(model: onnx.ModelProto, folder: Path, budget: int) -> tuple[Path, ...]:
+    """Replace every external tensor's reference by its bytes; at most `budget` bytes in all.
+    The files read, each once."""
+    files: dict[Path, None] = {}
     for tensor in _tensors(model.graph):
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
-            data = _read(tensor, folder, budget)
+            path, data = _read(tensor, folder, budget)
+            files[path] = None
             budget -= len(data)
             del tensor.external_data[:]
             tensor.data_location = onnx.TensorProto.DEFAULT
             tensor.raw_data = data
+    return tuple(files)
 
 
 def _tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
@@ -41,7 +45,7 @@ def _tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
             yield from attr.tensors
 
 
-def _read(tensor: onnx.TensorProto, folder: Path, budget: int) -> bytes:
+def _read(tensor: onnx.TensorProto, folder: Path, budget: int) -> tuple[Path, bytes]:
     info = {entry.key: entry.value for entry in tensor.external_data}
     where = f"tensor '{tensor.name}'"
     path = _inside(folder, info.get("location", ""), where)
@@ -57,7 +61,7 @@ def _read(tensor: onnx.TensorProto, folder: Path, budget: int) -> bytes:
                             f"{path.name} ({available} bytes)")
     with path.open("rb") as fh:
         fh.seek(offset)
-        return fh.read(size)
+        return path, fh.read(size)
 
 
 def _inside(folder: Path, location: str, where: str) -> Path:

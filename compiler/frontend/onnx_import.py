@@ -20,6 +20,7 @@ from compiler.frontend.limits import check_elements, tensor_value
 from compiler.frontend.registry import OPERATORS
 from compiler.ir import Graph, Node, verify
 from isa.errors import RnnaccelError
+from isa.fileio import read_input
 
 MAX_MODEL_BYTES = 1 << 30  # the model file and its external data together
 MAX_MESSAGE = 240  # characters of onnx.checker's message quoted in ours
@@ -56,31 +57,33 @@ class Builder:
 
 
 def load_model(path: str | Path) -> onnx.ModelProto:
+    return read_model(path)[0]
+
+
+def read_model(path: str | Path) -> tuple[onnx.ModelProto, tuple[Path, ...]]:
+    """The checked model at `path`, and every file it was read from (the model, then its external
+    data): a command must never write over one of them."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise RnnaccelError(f"{path}: no such model file")
-    size = path.stat().st_size
-    if size > MAX_MODEL_BYTES:
-        raise RnnaccelError(f"{path}: model is {size} bytes, larger than the limit of {MAX_MODEL_BYTES >> 20} MiB")
+    blob = read_input(path, "model", MAX_MODEL_BYTES)
     try:
-        model = onnx.load(str(path), load_external_data=False)
+        model = onnx.load_model_from_string(blob)
     except Exception as exc:  # noqa: BLE001  (protobuf raises several unrelated types for garbage)
-        raise RnnaccelError(f"{path}: not an ONNX model ({type(exc).__name__}){_hint(path)}") from None
+        raise RnnaccelError(f"{path}: not an ONNX model ({type(exc).__name__}){_hint(blob, path)}") from None
     try:
-        inline_external_data(model, path.parent, MAX_MODEL_BYTES - size)
+        data_files = inline_external_data(model, path.parent, MAX_MODEL_BYTES - len(blob))
     except RnnaccelError as exc:
         raise RnnaccelError(f"{path}: {exc}") from None
-    return check_model(model, str(path))
+    return check_model(model, str(path)), (path, *data_files)
 
 
 PYTORCH_MAGIC = (b"PK\x03\x04", b"\x80\x02", b"\x80\x04", b"\x80\x05")  # torch.save: a zip, or a bare pickle
 
 
-def _hint(path: Path) -> str:
+def _hint(blob: bytes, path: Path) -> str:
     """What a file that is not ONNX probably is, when a user could have exported it instead."""
-    with path.open("rb") as fh:
-        head = fh.read(4)
-    if head.startswith(PYTORCH_MAGIC) or path.suffix in (".pt", ".pth", ".ckpt"):
+    if blob.startswith(PYTORCH_MAGIC) or path.suffix in (".pt", ".pth", ".ckpt"):
         return ("; it looks like a PyTorch checkpoint (torch.save): export the model with torch.onnx.export "
                 "and compile the .onnx file")
     return ""
