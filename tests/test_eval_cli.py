@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import sys
 from importlib.util import find_spec
 from pathlib import Path
@@ -12,32 +11,16 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from compiler.pipeline import compile_model
-from isa import container
 from runtime_sim import Simulator
 from runtime_sim.eval_cli import main
 
 KWS = Path(__file__).resolve().parents[1] / "examples" / "kws"
-SLICE = slice(0, 1200, 30)  # 40 utterances, every class present
 
 
 def exit_status(argv: list[str]) -> int:
     with pytest.raises(SystemExit) as info:
         main(argv)
     return info.value.code
-
-
-@pytest.fixture(scope="module")
-def kws(tmp_path_factory):
-    """The trained GRU compiled, a 40-utterance slice of the test split (x, y) and labels.txt beside it."""
-    tmp = tmp_path_factory.mktemp("eval")
-    compiled = compile_model(str(KWS / "kws_gru64.onnx"), calibration=dict(np.load(KWS / "calib.npz")))
-    container.save(compiled.program, str(tmp / "gru.rnna"))
-    with np.load(KWS / "test.npz") as d:
-        x, y = d["x"][SLICE], d["y"][SLICE]
-    np.savez(tmp / "test.npz", x=x, y=y)
-    shutil.copy(KWS / "labels.txt", tmp / "labels.txt")
-    return tmp, compiled.program, x, y
 
 
 def _field(out: str, name: str) -> tuple[float, int]:

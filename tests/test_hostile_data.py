@@ -29,7 +29,6 @@ from tests.test_sim_runtime import samples, tiny_rnn
 
 from models import fc_model
 
-KWS = Path(__file__).resolve().parents[1] / "examples" / "kws"
 COMMANDS = {"compile": compile_main, "sim": sim_main, "eval": eval_main}
 BOMB_BYTES = 3 << 30  # what the zip bomb inflates to (more needs zip64; the check reads only the header)
 
@@ -172,25 +171,14 @@ def test_a_pytorch_checkpoint_gets_a_hint_to_export_it(work, capsys):
               "PyTorch checkpoint (torch.save): export the model with torch.onnx.export")
 
 
-@pytest.fixture(scope="module")
-def kws_program(tmp_path_factory):
-    from compiler.pipeline import compile_model
-    tmp = tmp_path_factory.mktemp("kws")
-    compiled = compile_model(str(KWS / "kws_gru64.onnx"), calibration=dict(np.load(KWS / "calib.npz")))
-    container.save(compiled.program, str(tmp / "gru.rnna"))
-    with np.load(KWS / "test.npz") as d:
-        x, y = d["x"][:4], d["y"][:4]
-    return tmp, x, y
-
-
-def test_eval_on_no_samples_is_one_line(kws_program, capsys):
-    tmp, x, y = kws_program
+def test_eval_on_no_samples_is_one_line(kws, capsys):
+    tmp, _, x, y = kws
     np.savez(tmp / "empty.npz", x=x[:0], y=y[:0])
     fails("eval", [str(tmp / "gru.rnna"), "--data", str(tmp / "empty.npz")], capsys, "has no samples")
 
 
-def test_a_huge_labels_file_is_passed_over_with_a_warning(kws_program, tmp_path, capsys):
-    prog, x, y = kws_program
+def test_a_huge_labels_file_is_passed_over_with_a_warning(kws, tmp_path, capsys):
+    prog, _, x, y = kws
     np.savez(tmp_path / "test.npz", x=x, y=y)
     with open(tmp_path / "labels.txt", "wb") as fh:
         fh.truncate(10 << 30)  # sparse
