@@ -12,9 +12,7 @@ from functools import cache
 import numpy as np
 
 from compiler.ir import Node, QMatrix
-from compiler.passes.quantize_recurrent import act_frac, one
 from isa import numerics as nx
-from isa.numerics import GATE_FRAC
 
 
 @cache
@@ -49,37 +47,36 @@ def _clamp(a: dict) -> Callable[[np.ndarray], np.ndarray]:
 
 def lstm_cell(a: dict, d: int, x, h, c):
     f_spec, g_spec, h_spec = a["activations"][d]
-    ff, fg, fh = act_frac(f_spec), act_frac(g_spec), act_frac(h_spec)
-    clamp, peep = _clamp(a), a.get(f"P{d}")
+    fmt, clamp, peep = a["formats"][d], _clamp(a), a.get(f"P{d}")
     pre = project(a[f"qh{d}"], h, project(a[f"qx{d}"], x))
     i, o, f, g = np.split(pre, 4, axis=-1)
     p_i, p_o, p_f = np.split(peep, 3) if peep is not None else (None, None, None)
     if peep is not None:
-        i, f = nx.add(i, nx.multiply(p_i, c, GATE_FRAC)), nx.add(f, nx.multiply(p_f, c, GATE_FRAC))
+        i, f = nx.add(i, nx.multiply(p_i, c, fmt.peephole_shift)), nx.add(f, nx.multiply(p_f, c, fmt.peephole_shift))
     i, g = activation(f_spec, clamp(i)), activation(g_spec, clamp(g))
-    f = nx.subtract(one(ff), i) if a["input_forget"] else activation(f_spec, clamp(f))
-    c = nx.add(nx.multiply(f, c, ff), nx.multiply(i, g, ff + fg - GATE_FRAC))
+    f = nx.subtract(fmt.one, i) if a["input_forget"] else activation(f_spec, clamp(f))
+    c = nx.add(nx.multiply(f, c, fmt.gate_shift), nx.multiply(i, g, fmt.input_shift))
     if peep is not None:
-        o = nx.add(o, nx.multiply(p_o, c, GATE_FRAC))
+        o = nx.add(o, nx.multiply(p_o, c, fmt.peephole_shift))
     o = activation(f_spec, clamp(o))
-    return nx.multiply(o, activation(h_spec, c), ff + fh - a["hfrac"]), c
+    return nx.multiply(o, activation(h_spec, c), fmt.hidden_shift), c
 
 
 def gru_cell(a: dict, d: int, x, h, c):
     f_spec, g_spec = a["activations"][d]
-    ff, hidden, clamp = act_frac(f_spec), a["hidden"], _clamp(a)
+    fmt, hidden, clamp = a["formats"][d], a["hidden"], _clamp(a)
     gx = project(a[f"qx{d}"], x)
     zr_matrix = a[f"qh{d}"] if a["linear_before_reset"] else a[f"qzr{d}"]
     zr = activation(f_spec, clamp(project(zr_matrix, h, gx[..., : 2 * hidden], slice(0, 2 * hidden))))
     z, reset = np.split(zr, 2, axis=-1)
     if a["linear_before_reset"]:
         candidate = project(a[f"qh{d}"], h, rows=slice(2 * hidden, None))
-        pre = nx.add(nx.multiply(reset, candidate, ff), gx[..., 2 * hidden:])
+        pre = nx.add(nx.multiply(reset, candidate, fmt.gate_shift), gx[..., 2 * hidden:])
     else:
-        pre = project(a[f"qhh{d}"], nx.multiply(reset, h, ff), gx[..., 2 * hidden:])
+        pre = project(a[f"qhh{d}"], nx.multiply(reset, h, fmt.gate_shift), gx[..., 2 * hidden:])
     candidate = activation(g_spec, clamp(pre))
-    keep = nx.multiply(nx.subtract(one(ff), z), candidate, ff)  # (1 - z) h~ + z h: no term leaves [-1, 1]
-    return nx.add(keep, nx.multiply(z, h, ff)), c
+    keep = nx.multiply(nx.subtract(fmt.one, z), candidate, fmt.gate_shift)  # (1 - z) h~ + z h: within [-1, 1]
+    return nx.add(keep, nx.multiply(z, h, fmt.gate_shift)), c
 
 
 def rnn_cell(a: dict, d: int, x, h, c):

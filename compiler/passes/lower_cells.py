@@ -17,9 +17,7 @@ from dataclasses import dataclass
 
 from compiler.kernel import Ref, Where
 from compiler.passes.lowering import Lowering, MatrixRefs
-from compiler.passes.quantize_recurrent import act_frac
 from compiler.passes.tile import unit_groups
-from isa.numerics import GATE_FRAC
 
 # scratch vectors per cell kind, in units of hidden
 SCRATCH = {
@@ -135,15 +133,14 @@ def lstm_step(ctx: Lowering, a: dict, d: int, r: StepRefs, where: Where) -> None
 
 def _lstm_group(ctx: Lowering, a: dict, d: int, r: StepRefs, u0: int, u1: int, where: Where) -> None:
     f_spec, g_spec, h_spec = a["activations"][d]
-    ff, fg, fh, hidden, g = act_frac(f_spec), act_frac(g_spec), act_frac(h_spec), a["hidden"], u1 - u0
-    w = _at(where, "cell")
+    fmt, hidden, g, w = a["formats"][d], a["hidden"], u1 - u0, _at(where, "cell")
     _group_gates(ctx, r, "qh", (4 * u0, 4 * u1), _at(where, "gates"))
     i_pre, o_pre, f_pre, c_pre = (r.s["pre"] + 4 * u0 + k * g for k in range(4))
     i, o, f, c = (r.s["act"] + 4 * u0 + k * g for k in range(4))
     c_prev, c_new, peep = _slice(r.c_prev, u0), r.c_new + u0, r.consts.get("P")
     if peep is not None and c_prev is not None:
         for gate, p in ((i_pre, peep + u0), (f_pre, peep + 2 * hidden + u0)):
-            ctx.emit_elementwise("VMUL", w, g, dst=r.s["t"] + u0, a=p, b=c_prev, shift=GATE_FRAC)
+            ctx.emit_elementwise("VMUL", w, g, dst=r.s["t"] + u0, a=p, b=c_prev, shift=fmt.peephole_shift)
             ctx.emit_elementwise("VADD", w, g, dst=gate, a=gate, b=r.s["t"] + u0)
     late_o = peep is not None  # o's pre-activation needs the new cell state first
     if late_o:
@@ -160,15 +157,16 @@ def _lstm_group(ctx: Lowering, a: dict, d: int, r: StepRefs, u0: int, u1: int, w
         if not late_o:
             ctx.activation(f_spec, w, g, o, o_pre)
     ctx.activation(g_spec, w, g, c, c_pre)
-    _cell_update(ctx, r, w, g, (f, i, c, c_prev, c_new, u0), (ff, ff + fg - GATE_FRAC))
+    _cell_update(ctx, r, w, g, (f, i, c, c_prev, c_new, u0), (fmt.gate_shift, fmt.input_shift))
     if late_o:
-        ctx.emit_elementwise("VMUL", w, g, dst=r.s["t"] + u0, a=peep + hidden + u0, b=c_new, shift=GATE_FRAC)
+        ctx.emit_elementwise("VMUL", w, g, dst=r.s["t"] + u0, a=peep + hidden + u0, b=c_new,
+                             shift=fmt.peephole_shift)
         ctx.emit_elementwise("VADD", w, g, dst=o_pre, a=o_pre, b=r.s["t"] + u0)
         _clamp(ctx, a, w, g, o_pre)
         ctx.activation(f_spec, w, g, o, o_pre)
     ctx.activation(h_spec, w, g, r.s["tc"] + u0, c_new)
     ctx.emit_elementwise("VMUL", _at(where, "hidden"), g, dst=r.h_new + u0, a=o, b=r.s["tc"] + u0,
-                         shift=ff + fh - a["hfrac"])
+                         shift=fmt.hidden_shift)
 
 
 def _slice(ref: Ref | None, offset: int) -> Ref | None:
@@ -219,26 +217,26 @@ def _gru_gates(ctx: Lowering, a: dict, d: int, r: StepRefs, u0: int, u1: int, wh
     ctx.activation(f_spec, w, 2 * g, s["act"] + 2 * u0, pre)
     if not lbr:
         ctx.emit_elementwise("VMUL", w, g, dst=s["rh"] + u0, a=s["act"] + 2 * u0 + g, b=r.h_prev + u0,
-                             shift=act_frac(f_spec))
+                             shift=a["formats"][d].gate_shift)
 
 
 def _gru_candidate(ctx: Lowering, a: dict, d: int, r: StepRefs, u0: int, u1: int, where: Where) -> None:
     """h~ = g(candidate pre-activation); h = (1 - z) h~ + z h, for units u0..u1."""
-    f_spec, g_spec = a["activations"][d]
-    ff, hidden, s, g, w = act_frac(f_spec), a["hidden"], r.s, u1 - u0, _at(where, "cell")
+    g_spec, shift = a["activations"][d][1], a["formats"][d].gate_shift
+    hidden, s, g, w = a["hidden"], r.s, u1 - u0, _at(where, "cell")
     z, reset, gx_h, cand = s["act"] + 2 * u0, s["act"] + 2 * u0 + g, s["gx"] + 3 * u0 + 2 * g, s["cand"] + u0
     if a["linear_before_reset"]:
         rows = (3 * u0 + 2 * g, 3 * u1)
         ctx.requantize(r.mats["qh"], w, s["t"] + u0, r.accs["h"] + rows[0], rows=rows)
-        ctx.emit_elementwise("VMUL", w, g, dst=s["t"] + u0, a=reset, b=s["t"] + u0, shift=ff)
+        ctx.emit_elementwise("VMUL", w, g, dst=s["t"] + u0, a=reset, b=s["t"] + u0, shift=shift)
         ctx.emit_elementwise("VADD", w, g, dst=cand, a=s["t"] + u0, b=gx_h)
     else:
         ctx.requantize(r.mats["qhh"], w, cand, r.accs["h"] + 2 * hidden + u0, add=gx_h, rows=(u0, u1))
     _clamp(ctx, a, w, g, cand)
     ctx.activation(g_spec, w, g, s["hh"] + u0, cand)
     ctx.emit_elementwise("VSUB", w, g, dst=s["d"] + u0, a=r.consts["one"] + u0, b=z)
-    ctx.emit_elementwise("VMUL", w, g, dst=s["d"] + u0, a=s["d"] + u0, b=s["hh"] + u0, shift=ff)
-    ctx.emit_elementwise("VMUL", w, g, dst=s["t"] + u0, a=z, b=r.h_prev + u0, shift=ff)
+    ctx.emit_elementwise("VMUL", w, g, dst=s["d"] + u0, a=s["d"] + u0, b=s["hh"] + u0, shift=shift)
+    ctx.emit_elementwise("VMUL", w, g, dst=s["t"] + u0, a=z, b=r.h_prev + u0, shift=shift)
     ctx.emit_elementwise("VADD", _at(where, "hidden"), g, dst=r.h_new + u0, a=s["d"] + u0, b=s["t"] + u0)
 
 

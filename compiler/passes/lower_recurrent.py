@@ -22,7 +22,6 @@ from compiler.ir import Node, QMatrix
 from compiler.kernel import Ref, Where
 from compiler.passes.lower_cells import CELLS, StepRefs, cell_scratch, chunked, recurrent_matrix
 from compiler.passes.lowering import Lowering
-from compiler.passes.quantize_recurrent import act_frac, one
 from compiler.passes.reroll import reroll
 
 
@@ -175,8 +174,7 @@ def _constants(ctx: Lowering, plan: Plan, d: int, where: Where) -> dict[str, Ref
     if a.get(f"P{d}") is not None:
         consts["P"] = ctx.constant(f"{name}/P", a[f"P{d}"], where)
     if a.get("input_forget") or plan.node.op == "gru":  # f = 1 - i;  h = (1 - z) h~ + z h
-        frac = act_frac(a["activations"][d][0])
-        consts["one"] = ctx.constant(f"{name}/one", np.full(a["hidden"], one(frac)), where)
+        consts["one"] = ctx.constant(f"{name}/one", np.full(a["hidden"], a["formats"][d].one), where)
     return consts
 
 

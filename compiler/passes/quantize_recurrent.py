@@ -1,9 +1,5 @@
-"""Quantisation of the recurrent layers: their fixed formats and integer weights.
-
-Gate pre-activations are Q3.12. A table activation writes Q0.15, Relu keeps Q3.12, so the
-hidden state's format follows the activations (`hidden_frac`): Q0.15 when it is a product or
-output of table functions only, Q3.12 otherwise. The cell state is always Q3.12.
-docs/numerics.md gives the integer recipe of each cell.
+"""Quantisation of the recurrent layers: their fixed formats (compiler/formats.py) and integer
+weights. docs/numerics.md gives the integer recipe of each cell.
 """
 
 from __future__ import annotations
@@ -12,35 +8,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from compiler.formats import cell_formats, hidden_frac
 from compiler.ir import Node, QMatrix
 from compiler.passes.tile import row_order
 from compiler.passes.weights import GATE_SCALE, WeightPolicy
-from isa.errors import RnnaccelError
-from isa.numerics import ACT_MAX, GATE_FRAC, UNIT_FRAC, quantize
-
-
-def act_frac(spec: str) -> int:
-    """Fraction bits of an activation's output: tables write Q0.15, Relu keeps Q3.12."""
-    return GATE_FRAC if spec == "relu" else UNIT_FRAC
-
-
-def one(frac: int) -> int:
-    """1.0 in a format with `frac` fraction bits, as close as 16 bits allow."""
-    return min(1 << frac, ACT_MAX)
-
-
-def hidden_frac(node: Node) -> int:
-    """The hidden state's fraction bits, one format for all directions of the layer."""
-    fracs = {_direction_hidden_frac(node.op, specs) for specs in node.attrs["activations"]}
-    if node.op == "gru" and len(fracs) > 1:
-        raise RnnaccelError(f"{node.source}: GRU directions whose candidate activations differ in range")
-    return min(fracs)
-
-
-def _direction_hidden_frac(op: str, specs: tuple[str, ...]) -> int:
-    if op == "lstm":  # h = o * h(c)
-        return min(act_frac(specs[0]), act_frac(specs[2]))
-    return act_frac(specs[-1])  # gru: h mixes h~ = g(...); rnn: h = f(...)
+from isa.numerics import ACT_MAX, GATE_FRAC, quantize
 
 
 def output_scales(node: Node) -> tuple[float, ...]:
@@ -64,7 +36,7 @@ def clip_value(node: Node) -> int | None:
 def quantize_recurrent(node: Node, x_scale: float, policy: WeightPolicy) -> Node:
     a, gates = node.attrs, node.attrs["W"].shape[1]
     matrices = Matrices(node, policy, x_scale, 2.0 ** -hidden_frac(node))
-    quantized = {"hfrac": hidden_frac(node), "clip_q": clip_value(node)}
+    quantized = {"formats": cell_formats(node), "clip_q": clip_value(node)}
     for d in range(len(a["directions"])):
         wb, rb = a["B"][d][:gates], a["B"][d][gates:]
         quantized.update(MATRICES[node.op](matrices, d, wb, rb))
