@@ -109,19 +109,12 @@ class Graph:
     def size(self, tensor: str) -> int:
         return int(np.prod(self.shapes[tensor], dtype=np.int64))
 
-    def producer(self, tensor: str) -> Node | None:
-        return self._producers.get(tensor)
-
     def consumers(self, tensor: str) -> list[Node]:
         return list(self._consumers.get(tensor, ()))
 
     @cached_property
-    def _producers(self) -> dict[str, Node]:
-        """Built once per graph (graphs are immutable), so passes asking per tensor stay linear."""
-        return {name: node for node in reversed(self.nodes) for name in node.outputs}
-
-    @cached_property
     def _consumers(self) -> dict[str, list[Node]]:
+        """Built once per graph (graphs are immutable), so passes asking per tensor stay linear."""
         readers: dict[str, list[Node]] = {}
         for node in self.nodes:
             for name in dict.fromkeys(node.inputs):

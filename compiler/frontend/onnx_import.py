@@ -1,8 +1,9 @@
 """ONNX model -> graph IR: load, check, fix symbolic dims, walk the nodes in order.
 
-Every node goes through the operator table in `compiler.frontend.ops`. A node whose inputs are
-all known constants is folded right here, which removes the shape arithmetic that exporters
-put around recurrent layers; what remains becomes IR nodes with static shapes.
+Every node goes through the operator table `OPERATORS` (compiler/frontend/registry.py), which
+the *_ops modules fill. A node whose inputs are all known constants is folded right here, which
+removes the shape arithmetic that exporters put around recurrent layers; what remains becomes IR
+nodes with static shapes.
 """
 
 from __future__ import annotations

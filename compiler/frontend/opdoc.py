@@ -85,9 +85,9 @@ INTRO = """# Supported ONNX operators
 
 Regenerate with `python -m compiler.frontend.opdoc`; `rnnaccel-compile --supported-ops` prints the
 same table. Every operator is in the default domain (`ai.onnx`). An attribute not listed is
-refused by name; a listed one may still be refused for some values (an LSTM `direction` other
-than `forward`, say), with a message naming the node. `rnnaccel-compile MODEL.onnx --check`
-lists every node of a model that cannot be compiled, and why.
+refused by name; a listed one may still be refused for some values (an LSTM `activations` entry
+other than Relu, Sigmoid, Tanh or HardSigmoid, say), with a message naming the node.
+`rnnaccel-compile MODEL.onnx --check` lists every node of a model that cannot be compiled, and why.
 
 Operators of kind *fold* are the shape arithmetic exporters put around recurrent layers: they
 vanish at compile time. *Layout* operators on computed data become an alias (a contiguous

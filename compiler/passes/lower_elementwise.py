@@ -6,8 +6,9 @@
     add, sub   y = x ± z:   VADD / VSUB (quantize gave both operands the output's scale)
     mul        y = x · z:   VMUL y = x · z >> shift
 
-The constant was broadcast to the data's full shape by the frontend, so it costs 2 bytes of
-weight memory and one activation element per output element (docs/numerics.md).
+The constant was broadcast to the data's full shape by the frontend, so it costs one activation
+element per output element; weight memory keeps only the run it repeats, 2 bytes an element,
+which LDC copies as often as it repeats (Lowering.constant, docs/numerics.md).
 """
 
 from __future__ import annotations

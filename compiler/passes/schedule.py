@@ -1,17 +1,18 @@
-"""The first scheduler: lower every node, in graph order, to machine ops over buffers.
+"""The schedule: lower every node, in graph order, to machine ops over buffers.
 
-It is correct rather than fast. Ops are emitted in dependency order and the chip's scoreboard
-overlaps what it can: the DMA, MAC and vector units run concurrently wherever the data allow.
-An LSTM runs step by step and batch element by batch element, each step as
+Inputs are LOADed, each node is lowered by its kind (LOWER), outputs are STOREd. Ops are emitted
+in dependency order and the chip's scoreboard overlaps what it can: the DMA, MAC and vector
+units run concurrently wherever the data allow, so the order of emission decides what overlaps.
 
-    MVB  acc_x = b + W x_t          (per row tile)
-    VRQ  gx = requantise(acc_x)     -- Q3.12 gate pre-activations
-    MV   acc_h = R h_{t-1}          (per row tile; skipped at t=0 without initial_h)
-    VRQA gates = requantise(acc_h) + gx
-    VACT sigmoid(i, o, f), tanh(g)
-    VMUL/VADD  c = f*c + i*g;  VACT tanh(c);  VMUL h = o*tanh(c)
-
-docs/architecture.md shows a timeline; overlapping the steps is a later scheduler's work.
+A recurrent layer (lower_recurrent) emits its steps in waves: wave k holds step k of every
+direction and batch element. A step (lower_cells) is its MAC part first, W x_t (+ b), its
+requantisation and R h_{t-1} per row tile (in two accumulating column chunks on wide arrays),
+then the vector work per unit group: each group's gates, activations and state update, which can
+start as soon as the tile holding the group's rows is done, groups finished by the same tile
+interleaved (a GRU without linear_before_reset waits for all of r*h before its candidate's
+product). The next step's W x does not wait for h, so the array runs it while the vector unit
+finishes. Waves that differ only by address strides fold into one hardware LOOP (reroll).
+docs/scheduling.md says why, with a timeline.
 """
 
 from __future__ import annotations
