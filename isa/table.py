@@ -17,6 +17,10 @@ import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from isa.target import Target
 
 WORD_BITS = 128
 WORD_BYTES = WORD_BITS // 8
@@ -39,6 +43,12 @@ class Memory:
     meaning: str
     size: str | None = None
     parameter: str | None = None
+
+    def shortfall(self, need: int, target: Target, detail: str = "") -> str:
+        """How a refusal for want of this memory ends, alike wherever the compiler finds it:
+        '8192 entries of accumulator memory but the target has 4096 (acc_entries=4096)'."""
+        return (f"{need} {self.unit} of {self.title}{detail} but the target has {getattr(target, self.size)} "
+                f"({self.parameter}={getattr(target, self.parameter)})")
 
 
 MEMORIES: Mapping[str, Memory] = {

@@ -50,3 +50,10 @@ def test_memories_match_the_memory_map_and_the_target() -> None:
         assert (memory.size is None) == (memory.parameter is None)
         if memory.size is not None:
             assert getattr(target, memory.size) > 0 and memory.parameter in target.to_dict()
+
+
+def test_shortfall_names_the_memory_its_unit_and_the_parameter_that_sizes_it() -> None:
+    target = Target(act_mem_bytes=1024)
+    assert MEMORIES["amem"].shortfall(600, target) == \
+        "600 elements of activation memory but the target has 512 (act_mem_bytes=1024)"
+    assert MEMORIES["wmem"].shortfall(9, target, " at 8 bits").startswith("9 bytes of weight memory at 8 bits but")

@@ -96,10 +96,9 @@ def _check_capacity(kernel: Kernel, addresses: dict[str, int], target: Target) -
     for name, memory in MEMORIES.items():
         if memory.size is None:
             continue
-        need, have = memory_used(kernel, addresses, name), getattr(target, memory.size)
-        if need > have:
-            raise RnnaccelError(f"the model needs {need} {memory.unit} of {memory.title} but the target has {have} "
-                                f"({memory.parameter}={getattr(target, memory.parameter)})")
+        need = memory_used(kernel, addresses, name)
+        if need > getattr(target, memory.size):
+            raise RnnaccelError(f"the model needs {memory.shortfall(need, target)}")
     if memory_used(kernel, addresses, "host") > HOST_LIMIT:
         host = MEMORIES["host"]
         raise RnnaccelError(f"the model's inputs and outputs exceed {HOST_LIMIT} {host.unit} of {host.title}")
