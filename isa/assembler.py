@@ -36,7 +36,7 @@ from isa.container import (
 from isa.encoding import Instruction, _operand_value
 from isa.errors import RnnaccelError, quoted
 from isa.numerics import ACT_MAX, ACT_MIN, TABLE_SEGMENTS
-from isa.table import BY_MNEMONIC, Op
+from isa.table import BY_MNEMONIC, MEMORIES, Op
 from isa.target import Target
 
 # The listing of the largest program the chip holds: two 16 MiB weight-memory regions at 2.5
@@ -77,7 +77,7 @@ T = TypeVar("T")
 
 _DIRECTIVE_KEYS = {
     ".program": {"model": str},
-    ".memory": {"host": int, "amem": int, "acc": int, "wmem": int, "cbm": int},
+    ".memory": dict.fromkeys(MEMORIES, int),
     ".input": {"name": str, "shape": tuple, "scale": float, "host": int},
     ".output": {"name": str, "shape": tuple, "scale": float, "host": int},
     ".state": {"name": str, "address": int, "size": int},

@@ -70,7 +70,7 @@ def _word_format() -> str:
 
 
 def _memories() -> str:
-    rows = "\n".join(f"| `{name}` | {meaning} |" for name, meaning in MEMORIES.items())
+    rows = "\n".join(f"| `{name}` | {memory.meaning} |" for name, memory in MEMORIES.items())
     return f"## Memories\n\n| memory | contents and unit of addressing |\n|---|---|\n{rows}"
 
 

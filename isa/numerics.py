@@ -92,6 +92,9 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
     return mult, shift
 
 
+IDENTITY = quantize_multiplier(1.0)  # the (mult, shift) that leaves a value unchanged
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore"):  # exp overflows to inf for x < -709, and 1 / inf = 0 is right
         return 1.0 / (1.0 + np.exp(-x))

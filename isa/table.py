@@ -17,6 +17,10 @@ import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from isa.target import Target
 
 WORD_BITS = 128
 WORD_BYTES = WORD_BITS // 8
@@ -24,14 +28,40 @@ CODE_WORDS = 1 << 16  # instruction memory, in words (1 MiB); see docs/isa.md, L
 OPCODE_BITS = 8
 
 UNITS = ("DMA", "MAC", "VEC", "DEC", "SEQ")
-MEMORIES = {
-    "host": "host memory, in activation elements (per inference: inputs, then outputs)",
-    "amem": "on-chip activation memory, in activation elements",
-    "acc": "accumulator memory, in accumulator entries",
-    "wmem": "on-chip weight memory, in bytes",
-    "cbm": "the decompression engine's codebook memory, in entries of weight_bits",
-}
 UNIT_LATENCY = {"DMA": "dma_latency", "MAC": "mac_latency", "VEC": "vec_latency", "DEC": "mac_latency", "SEQ": "0"}
+CODEBOOK_SLOT = 16  # codebook entries MVC and MVCS read at `cb`: room for a 4-bit codebook
+
+
+@dataclass(frozen=True)
+class Memory:
+    """One memory of the chip: how messages name it, what its addresses count, what docs/isa.md
+    says it holds, the Target attribute giving its size and the Target parameter that sets it
+    (both None for host memory, which each program sizes)."""
+
+    title: str
+    unit: str
+    meaning: str
+    size: str | None = None
+    parameter: str | None = None
+
+    def shortfall(self, need: int, target: Target, detail: str = "") -> str:
+        """How a refusal for want of this memory ends, alike wherever the compiler finds it:
+        '8192 entries of accumulator memory but the target has 4096 (acc_entries=4096)'."""
+        return (f"{need} {self.unit} of {self.title}{detail} but the target has {getattr(target, self.size)} "
+                f"({self.parameter}={getattr(target, self.parameter)})")
+
+
+MEMORIES: Mapping[str, Memory] = {
+    "host": Memory("host memory", "elements",
+                   "host memory, in activation elements (per inference: inputs, then outputs)"),
+    "amem": Memory("activation memory", "elements", "on-chip activation memory, in activation elements",
+                   "act_elems", "act_mem_bytes"),
+    "acc": Memory("accumulator memory", "entries", "accumulator memory, in accumulator entries",
+                  "acc_entries", "acc_entries"),
+    "wmem": Memory("weight memory", "bytes", "on-chip weight memory, in bytes", "weight_mem_bytes", "weight_mem_bytes"),
+    "cbm": Memory("codebook memory", "entries", "the decompression engine's codebook memory, in entries of weight_bits",
+                  "codebook_entries", "codebook_entries"),
+}
 
 
 @dataclass(frozen=True)
@@ -129,10 +159,12 @@ OPS: tuple[Op, ...] = (
          "w@wmem[rows*cols*weight_bytes] x@amem[cols] acc@acc[rows]", "acc@acc[rows]",
          SPLIT_CYCLES, "rows*cols", "acc[r] += sum_k W[k,r] * x[k]: MV continuing an accumulation"),
     _row("MVC", 0x13, "MAC", "acc:16 w:24 x:20 rows:9 cols:16 split:4=1 cb:12 bits:3",
-         "w@wmem[rows*cols*bits/8] x@amem[cols] cb@cbm[16]", "acc@acc[rows]", SPLIT_CYCLES, "rows*cols",
+         f"w@wmem[rows*cols*bits/8] x@amem[cols] cb@cbm[{CODEBOOK_SLOT}]", "acc@acc[rows]", SPLIT_CYCLES,
+         "rows*cols",
          "MV through the decompression engine: W[k,r] = codebook[cb + index], `bits`-bit indices streamed from w"),
     _row("MVCS", 0x14, "MAC", "acc:16 w:24 x:20 rows:9 cols:16 split:4=1 cb:12 bits:3 nnz:16",
-         "w@wmem[rows*cols/8+nnz*bits/8] x@amem[cols] cb@cbm[16]", "acc@acc[rows]", SPLIT_CYCLES, "rows*cols",
+         f"w@wmem[rows*cols/8+nnz*bits/8] x@amem[cols] cb@cbm[{CODEBOOK_SLOT}]", "acc@acc[rows]", SPLIT_CYCLES,
+         "rows*cols",
          "MVC of a pruned matrix: at w a bitmap (bit i set: weight i kept), then the `nnz` kept weights' "
          "indices; W[k,r] = codebook[cb + index] where kept, else 0"),
     _row("VRQ", 0x20, "VEC", "dst:20 src:16 n:16 q:24", "src@acc[n] q@wmem[n*4]", "dst@amem[n]",
@@ -199,6 +231,15 @@ def evaluate(expr: str, env: Mapping[str, int]) -> int:
             value = OPERATORS[operator](value, _term(token, env))
         total = OPERATORS[sign](total, value)
     return total
+
+
+def stride(mnemonic: str, operand: str) -> int:
+    """How far `operand`'s range moves per element of the instruction's count (`n`, or `rows`):
+    its length expression at a count of one, so code addressing part of a vector reads an
+    element's size from the table instead of spelling it out."""
+    op = BY_MNEMONIC[mnemonic]
+    length = next(a.length for a in op.reads + op.writes if a.operand == operand)
+    return evaluate(length, {**CONSTANTS, "n": 1, "rows": 1})
 
 
 @functools.cache

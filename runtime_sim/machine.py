@@ -41,30 +41,21 @@ from isa.container import Program, TensorDesc
 from isa.encoding import Instruction
 from isa.errors import RnnaccelError
 from isa.numerics import MAX_SHIFT
-from isa.table import OPS
+from isa.table import MEMORIES, OPS
 from isa.target import Target
 
 assert all(a.memory != "wmem" for op in OPS for a in op.writes), "wmem is read-only: decoded data is cached"
 
-MEMORY_TITLES = {
-    "host": ("host memory", "elements"),
-    "amem": ("activation memory", "elements"),
-    "acc": ("accumulator memory", "entries"),
-    "wmem": ("weight memory", "bytes"),
-    "cbm": ("codebook memory", "entries"),
-}
-
 
 def memory_sizes(program: Program) -> dict[str, int]:
-    t = program.target
-    return {"host": program.memory.host, "amem": t.act_elems, "acc": t.acc_entries, "wmem": t.weight_mem_bytes,
-            "cbm": t.codebook_entries}
+    """Each memory's size: the target's, or for host memory the program's own."""
+    return {name: getattr(program.target, m.size) if m.size else getattr(program.memory, name)
+            for name, m in MEMORIES.items()}
 
 
 def outside(mem: str, lo: int, hi: int, sizes: dict[str, int]) -> str:
     """The message for a range [lo, hi) that does not fit memory `mem`."""
-    title, unit = MEMORY_TITLES[mem]
-    return f"{mem} range [{lo}, {hi}) outside {title} ({sizes[mem]} {unit})"
+    return f"{mem} range [{lo}, {hi}) outside {MEMORIES[mem].title} ({sizes[mem]} {MEMORIES[mem].unit})"
 
 
 def check_instruction(pc: int, instr: Instruction, ranges: list, sizes: dict[str, int], target: Target) -> None:

@@ -7,6 +7,7 @@ from compiler.passes.allocate import REGIONS, memory_used
 from isa.container import Loc, MemoryMap, Program, Region, StateDesc, TensorDesc
 from isa.encoding import Instruction
 from isa.numerics import activation_table
+from isa.table import MEMORIES
 from isa.target import Target
 
 
@@ -18,7 +19,7 @@ def emit(kernel: Kernel, target: Target, model: str) -> Program:
         model=model,
         inputs=tuple(_desc(t, addr) for t in kernel.inputs),
         outputs=tuple(_desc(t, addr) for t in kernel.outputs),
-        memory=MemoryMap(**{m: memory_used(kernel, addr, m) for m in ("host", "amem", "acc", "wmem", "cbm")}),
+        memory=MemoryMap(**{m: memory_used(kernel, addr, m) for m in MEMORIES}),
         code=code,
         regions=tuple(r for r in (_region(kernel, name) for name in REGIONS) if r.data),
         tables={name: activation_table(name) for name in kernel.tables},

@@ -24,6 +24,7 @@ from onnx import numpy_helper
 
 from compiler.ir import LAYOUT_OPS, MATRIX_OPS, RECURRENT_OPS, Graph, Node
 from isa.errors import RnnaccelError
+from isa.table import MEMORIES
 from isa.target import Target
 
 MAX_TENSOR_ELEMENTS = 1 << 24
@@ -82,8 +83,7 @@ def check_fits_target(graph: Graph, target: Target, streaming: bool = False) -> 
     for name in (*graph.inputs, *graph.outputs):
         if graph.size(name) > target.act_elems:
             raise RnnaccelError(f"{_io(graph, name)} '{name}' {list(graph.shapes[name])} alone needs "
-                                f"{graph.size(name)} elements of activation memory but the target has "
-                                f"{target.act_elems} (act_mem_bytes={target.act_mem_bytes})")
+                                f"{MEMORIES['amem'].shortfall(graph.size(name), target)}")
     for node in graph.nodes:
         if node.op in MATRIX_OPS:
             _check_weights(node.source, {k: node.attrs[k] for k in WEIGHT_ATTRS if node.attrs.get(k) is not None},
@@ -102,8 +102,7 @@ def _check_accumulators(node: Node, target: Target, steps: int) -> None:
     need = rows * (2 if steps >= 3 else min(steps, 1))
     if need > target.acc_entries:
         raise RnnaccelError(f"node '{node.source}': its accumulators (W x and R h, {rows} rows each) need at least "
-                            f"{need} entries of accumulator memory but the target has {target.acc_entries} "
-                            f"(acc_entries={target.acc_entries})")
+                            f"{MEMORIES['acc'].shortfall(need, target)}")
 
 
 def _check_sequences(graph: Graph, node: Node, target: Target) -> None:
@@ -116,18 +115,16 @@ def _check_sequences(graph: Graph, node: Node, target: Target) -> None:
     need = sum(graph.size(name) for name in sequences)
     if need > target.act_elems:
         shown = " and ".join(f"{name} {list(graph.shapes[name])}" for name in sequences)
-        raise RnnaccelError(f"node '{node.source}': its sequences ({shown}) need at least {need} elements of "
-                            f"activation memory but the target has {target.act_elems} "
-                            f"(act_mem_bytes={target.act_mem_bytes})")
+        raise RnnaccelError(f"node '{node.source}': its sequences ({shown}) need at least "
+                            f"{MEMORIES['amem'].shortfall(need, target)}")
 
 
 def _check_weights(source: str, matrices: dict, target: Target) -> None:
     stored = sum(m.size for m in matrices.values()) * target.weight_bytes
     if stored > target.weight_mem_bytes:
         shapes = ", ".join(f"{k} {list(m.shape)}" for k, m in matrices.items())
-        raise RnnaccelError(f"node '{source}': its weights ({shapes}) alone need {stored} bytes of weight memory "
-                            f"at {target.weight_bits} bits but the target has {target.weight_mem_bytes} "
-                            f"(weight_mem_bytes={target.weight_mem_bytes})")
+        raise RnnaccelError(f"node '{source}': its weights ({shapes}) alone need "
+                            f"{MEMORIES['wmem'].shortfall(stored, target, f' at {target.weight_bits} bits')}")
 
 
 def _io(graph: Graph, name: str) -> str:

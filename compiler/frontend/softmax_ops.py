@@ -14,8 +14,10 @@ import numpy as np
 from compiler.frontend.registry import fold, operator, unsupported
 from compiler.ir import Node
 from isa.errors import RnnaccelError
+from isa.table import BY_MNEMONIC
 
-ROW_LIMIT = (1 << 16) - 1  # the `n` field of VRMAX, VSUBS, VRSUM and VNORM
+# a row is one VRMAX, VSUBS, VRSUM and VNORM each: their `n` fields bound it
+ROW_LIMIT = min(BY_MNEMONIC[m].field("n").high for m in ("VRMAX", "VSUBS", "VRSUM", "VNORM"))
 FLATTENING_BEFORE = 13  # the opset from which `axis` names one axis instead of a flattening point
 
 

@@ -14,15 +14,10 @@ import heapq
 
 from compiler.kernel import Buffer, Kernel, Ref
 from isa.errors import RnnaccelError
+from isa.table import MEMORIES
 from isa.target import Target
 
 REGIONS = ("weights", "biases")
-CAPACITY = {
-    "amem": ("act_elems", "activation memory", "elements", "act_mem_bytes"),
-    "acc": ("acc_entries", "accumulator memory", "entries", "acc_entries"),
-    "wmem": ("weight_mem_bytes", "weight memory", "bytes", "weight_mem_bytes"),
-    "cbm": ("codebook_entries", "codebook memory", "entries", "codebook_entries"),
-}
 HOST_LIMIT = 1 << 24
 
 
@@ -98,10 +93,12 @@ def _first_fit(buffers: list[Buffer], lives: dict[str, tuple[int, int]]) -> dict
 
 
 def _check_capacity(kernel: Kernel, addresses: dict[str, int], target: Target) -> None:
-    for memory, (attr, label, unit, param) in CAPACITY.items():
-        need, have = memory_used(kernel, addresses, memory), getattr(target, attr)
-        if need > have:
-            raise RnnaccelError(f"the model needs {need} {unit} of {label} but the target has {have} "
-                                f"({param}={getattr(target, param)})")
+    for name, memory in MEMORIES.items():
+        if memory.size is None:
+            continue
+        need = memory_used(kernel, addresses, name)
+        if need > getattr(target, memory.size):
+            raise RnnaccelError(f"the model needs {memory.shortfall(need, target)}")
     if memory_used(kernel, addresses, "host") > HOST_LIMIT:
-        raise RnnaccelError(f"the model's inputs and outputs exceed {HOST_LIMIT} elements of host memory")
+        host = MEMORIES["host"]
+        raise RnnaccelError(f"the model's inputs and outputs exceed {HOST_LIMIT} {host.unit} of {host.title}")

@@ -18,9 +18,7 @@ import numpy as np
 from compiler.ir import Node
 from compiler.kernel import Ref, Where
 from compiler.passes.lowering import Lowering
-from isa.numerics import quantize_multiplier
-
-IDENTITY = quantize_multiplier(1.0)  # the data is already at the output's scale
+from isa.numerics import IDENTITY
 
 
 def lower_add_const(ctx: Lowering, node: Node, where: Where) -> None:
@@ -52,7 +50,7 @@ def _scaled_input(ctx: Lowering, node: Node, where: Where) -> Ref:
     """The data at the output's scale (and negated for c - x): itself, or VSCALE/VMUL into a temporary."""
     mult, shift = node.attrs["mult"], node.attrs["shift"]
     x, n = ctx.places[node.inputs[0]], ctx.graph.size(node.inputs[0])
-    if (mult, shift) == IDENTITY:
+    if (mult, shift) == IDENTITY:  # the data is already at the output's scale
         return x
     scaled = ctx.buffer(f"{node.source}/scaled", "amem", n)
     step = Where(where.node, where.layer, what="negate" if mult < 0 else "rescale")

@@ -23,9 +23,7 @@ from __future__ import annotations
 from compiler.ir import Node
 from compiler.kernel import Ref, Where
 from compiler.passes.lowering import Lowering
-from isa.numerics import LOG_TABLE, quantize_multiplier
-
-IDENTITY = quantize_multiplier(1.0)
+from isa.numerics import IDENTITY, LOG_TABLE
 
 
 def lower_softmax(ctx: Lowering, node: Node, where: Where) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 from compiler.ir import Graph, Node
 from compiler.kernel import Buffer, MOp, Ref, Where, pack_ints
 from compiler.passes.placement import WEIGHT_DTYPES, MatrixRefs, place_compressed
-from isa.table import BY_MNEMONIC, CONSTANTS, evaluate
+from isa.table import BY_MNEMONIC, stride
 from isa.target import Target
 
 MAX_SPLIT = (1 << BY_MNEMONIC["MV"].field("split").width) - 1
@@ -61,7 +61,7 @@ class Lowering:
         """Emit an element-wise op over n elements, in as many pieces as its `n` field needs."""
         op = BY_MNEMONIC[mnemonic]
         limit = op.field("n").limit - 1
-        strides = {a.operand: evaluate(a.length, {**CONSTANTS, "n": 1}) for a in op.reads + op.writes}
+        strides = {a.operand: stride(mnemonic, a.operand) for a in op.reads + op.writes}
         for start in range(0, n, limit):
             moved = {k: v + start * strides[k] if isinstance(v, Ref) else v for k, v in operands.items()}
             self.emit(mnemonic, where, n=min(limit, n - start), **moved)
@@ -140,7 +140,7 @@ class Lowering:
                 elif m.bias is None:
                     self.emit("MV", tile_where, **operands)
                 else:
-                    self.emit("MVB", tile_where, bias=m.bias + 4 * r0, **operands)
+                    self.emit("MVB", tile_where, bias=m.bias + stride("MVB", "bias") * r0, **operands)
 
     def requantize(self, m: MatrixRefs, where: Where, dst: Ref, src: Ref, add: Ref | None = None,
                    row: int = 0, rows: tuple[int, int] | None = None) -> None:
@@ -150,9 +150,9 @@ class Lowering:
         n = r1 - r0
         if not m.slots:
             if add is None:
-                self.emit("VRQ", where, dst=dst, src=src, n=n, q=m.params + 4 * r0)
+                self.emit("VRQ", where, dst=dst, src=src, n=n, q=m.params + stride("VRQ", "q") * r0)
             else:
-                self.emit("VRQA", where, dst=dst, src=src, n=n, q=m.params + 4 * r0, add=add)
+                self.emit("VRQA", where, dst=dst, src=src, n=n, q=m.params + stride("VRQA", "q") * r0, add=add)
         elif add is not None:
             self.emit("VRQAC", where, dst=dst, src=src, n=n, q=m.params, add=add)
         else:

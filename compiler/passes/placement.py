@@ -14,12 +14,11 @@ from compiler.ir import Codebook, QMatrix
 from compiler.kernel import Ref, Where, pack_ints
 from isa.bitstream import pack_indices
 from isa.errors import RnnaccelError
-from isa.table import BY_MNEMONIC
+from isa.table import BY_MNEMONIC, CODEBOOK_SLOT
 
 if TYPE_CHECKING:
     from compiler.passes.lowering import Lowering
 
-CODEBOOK_SLOT = 16  # entries MVC reads at `cb`: room for a 4-bit codebook
 MAX_KEPT = BY_MNEMONIC["MVCS"].field("nnz").high
 
 

@@ -24,9 +24,7 @@ from collections.abc import Callable
 import numpy as np
 
 from compiler.ir import Node
-from isa.numerics import ACT_MAX, quantize, quantize_multiplier
-
-MAX_SHIFT = 63  # VMUL's shift field holds 6 bits
+from isa.numerics import ACT_MAX, MAX_SHIFT, quantize, quantize_multiplier
 
 
 def output_scale(node: Node, scales: dict[str, float], calibrated: float) -> float:
