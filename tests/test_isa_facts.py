@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 
 from compiler.frontend import softmax_ops
-from compiler.passes import lower_elementwise, lower_softmax, placement, quantize_elementwise
+from compiler.passes import lower_elementwise, lower_softmax, matrices, quantize_elementwise
 from isa.container import MemoryMap
 from isa.numerics import IDENTITY, MAX_SHIFT, MULT_BITS, quantize_multiplier
 from isa.table import BY_MNEMONIC, CODEBOOK_SLOT, CONSTANTS, MEMORIES, OPS, stride
@@ -16,7 +16,7 @@ from isa.target import Target
 
 
 def test_compiler_codebook_slot_is_what_mvc_reads() -> None:
-    assert placement.CODEBOOK_SLOT == CODEBOOK_SLOT
+    assert matrices.CODEBOOK_SLOT == CODEBOOK_SLOT
     for mnemonic in ("MVC", "MVCS"):
         (cb,) = [a for a in BY_MNEMONIC[mnemonic].reads if a.operand == "cb"]
         assert cb.memory == "cbm" and int(cb.length) == CODEBOOK_SLOT

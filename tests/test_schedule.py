@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from compiler.passes.lowering import best_split
+from compiler.passes.matrices import best_split
 from compiler.pipeline import compile_model
 from isa.target import Target
 from runtime_sim import Simulator

@@ -16,7 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from compiler.kernel import Ref, Where
-from compiler.passes.lowering import Lowering, MatrixRefs
+from compiler.passes.lowering import Lowering
+from compiler.passes.matrices import MatrixRefs, matvec, requantize
 from compiler.passes.tile import unit_groups
 
 # scratch vectors per cell kind, in units of hidden
@@ -77,7 +78,7 @@ def recurrent_matrix(mats: dict[str, MatrixRefs]) -> MatrixRefs:
 
 
 def _recurrent_product(ctx: Lowering, a: dict, m: MatrixRefs, r: StepRefs, where: Where) -> None:
-    ctx.matvec(m, r.h_prev, r.accs["h"], _at(where, "Rh"), _halves(ctx, a) if chunked(ctx, a, m) else None)
+    matvec(ctx, m, r.h_prev, r.accs["h"], _at(where, "Rh"), _halves(ctx, a) if chunked(ctx, a, m) else None)
 
 
 def _halves(ctx: Lowering, a: dict) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -92,9 +93,9 @@ def _halves(ctx: Lowering, a: dict) -> tuple[tuple[int, int], tuple[int, int]]:
 def _products(ctx: Lowering, a: dict, r: StepRefs, qh: str, where: Where) -> None:
     """acc_x = b + W x, gx = requantise(acc_x), acc_h = R h (skipped without h): the MAC part."""
     mx = r.mats["qx"]
-    ctx.matvec(mx, r.x, r.accs["x"], _at(where, "Wx"))
+    matvec(ctx, mx, r.x, r.accs["x"], _at(where, "Wx"))
     if r.h_prev is not None:
-        ctx.requantize(mx, _at(where, "Wx"), r.s["gx"], r.accs["x"])
+        requantize(ctx, mx, _at(where, "Wx"), r.s["gx"], r.accs["x"])
         _recurrent_product(ctx, a, r.mats[qh], r, where)
 
 
@@ -102,9 +103,9 @@ def _group_gates(ctx: Lowering, r: StepRefs, qh: str, rows: tuple[int, int], whe
     """pre[rows] = requantise(acc_h[rows]) + gx[rows], or requantise(acc_x[rows]) without h."""
     r0 = rows[0]
     if r.h_prev is None:
-        ctx.requantize(r.mats["qx"], where, r.s["pre"] + r0, r.accs["x"] + r0, rows=rows)
+        requantize(ctx, r.mats["qx"], where, r.s["pre"] + r0, r.accs["x"] + r0, rows=rows)
     else:
-        ctx.requantize(r.mats[qh], where, r.s["pre"] + r0, r.accs["h"] + r0, add=r.s["gx"] + r0, rows=rows)
+        requantize(ctx, r.mats[qh], where, r.s["pre"] + r0, r.accs["h"] + r0, add=r.s["gx"] + r0, rows=rows)
 
 
 def _per_group(ctx: Lowering, groups, tiles, rows_per_unit: int, emit: Callable[[int, int], None]) -> None:
@@ -189,15 +190,15 @@ def gru_step(ctx: Lowering, a: dict, d: int, r: StepRefs, where: Where) -> None:
     on its own; without, the candidate's product needs all of r*h, so it waits for every group."""
     hidden, s, lbr = a["hidden"], r.s, a["linear_before_reset"]
     mx = r.mats["qx"]
-    ctx.matvec(mx, r.x, r.accs["x"], _at(where, "Wx"))
-    ctx.requantize(mx, _at(where, "Wx"), s["gx"], r.accs["x"])
+    matvec(ctx, mx, r.x, r.accs["x"], _at(where, "Wx"))
+    requantize(ctx, mx, _at(where, "Wx"), s["gx"], r.accs["x"])
     _recurrent_product(ctx, a, recurrent_matrix(r.mats), r, where)
     groups = _groups(ctx, a)
     if lbr:
         _per_group(ctx, groups, r.mats["qh"].tiles, 3, lambda u0, u1: _gru_group(ctx, a, d, r, u0, u1, where))
         return
     _per_group(ctx, groups, r.mats["qzr"].tiles, 2, lambda u0, u1: _gru_gates(ctx, a, d, r, u0, u1, where))
-    ctx.matvec(r.mats["qhh"], s["rh"], r.accs["h"] + 2 * hidden, _at(where, "Rh"))
+    matvec(ctx, r.mats["qhh"], s["rh"], r.accs["h"] + 2 * hidden, _at(where, "Rh"))
     _per_group(ctx, groups, r.mats["qhh"].tiles, 1, lambda u0, u1: _gru_candidate(ctx, a, d, r, u0, u1, where))
 
 
@@ -211,7 +212,7 @@ def _gru_gates(ctx: Lowering, a: dict, d: int, r: StepRefs, u0: int, u1: int, wh
     f_spec, s, g, w = a["activations"][d][0], r.s, u1 - u0, _at(where, "cell")
     pre, lbr = s["pre"] + 2 * u0, a["linear_before_reset"]
     first = 3 * u0 if lbr else 2 * u0  # the group's z rows: [z r h] or [z r] per group
-    ctx.requantize(recurrent_matrix(r.mats), _at(where, "gates"), pre, r.accs["h"] + first,
+    requantize(ctx, recurrent_matrix(r.mats), _at(where, "gates"), pre, r.accs["h"] + first,
                    add=s["gx"] + 3 * u0, rows=(first, first + 2 * g))
     _clamp(ctx, a, w, 2 * g, pre)
     ctx.activation(f_spec, w, 2 * g, s["act"] + 2 * u0, pre)
@@ -227,11 +228,11 @@ def _gru_candidate(ctx: Lowering, a: dict, d: int, r: StepRefs, u0: int, u1: int
     z, reset, gx_h, cand = s["act"] + 2 * u0, s["act"] + 2 * u0 + g, s["gx"] + 3 * u0 + 2 * g, s["cand"] + u0
     if a["linear_before_reset"]:
         rows = (3 * u0 + 2 * g, 3 * u1)
-        ctx.requantize(r.mats["qh"], w, s["t"] + u0, r.accs["h"] + rows[0], rows=rows)
+        requantize(ctx, r.mats["qh"], w, s["t"] + u0, r.accs["h"] + rows[0], rows=rows)
         ctx.emit_elementwise("VMUL", w, g, dst=s["t"] + u0, a=reset, b=s["t"] + u0, shift=shift)
         ctx.emit_elementwise("VADD", w, g, dst=cand, a=s["t"] + u0, b=gx_h)
     else:
-        ctx.requantize(r.mats["qhh"], w, cand, r.accs["h"] + 2 * hidden + u0, add=gx_h, rows=(u0, u1))
+        requantize(ctx, r.mats["qhh"], w, cand, r.accs["h"] + 2 * hidden + u0, add=gx_h, rows=(u0, u1))
     _clamp(ctx, a, w, g, cand)
     ctx.activation(g_spec, w, g, s["hh"] + u0, cand)
     ctx.emit_elementwise("VSUB", w, g, dst=s["d"] + u0, a=r.consts["one"] + u0, b=z)

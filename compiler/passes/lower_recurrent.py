@@ -22,6 +22,7 @@ from compiler.ir import Node, QMatrix
 from compiler.kernel import Ref, Where
 from compiler.passes.lower_cells import CELLS, StepRefs, cell_scratch, chunked, recurrent_matrix
 from compiler.passes.lowering import Lowering
+from compiler.passes.matrices import place_matrix
 from compiler.passes.reroll import reroll
 
 
@@ -133,7 +134,7 @@ def _direction_steps(ctx: Lowering, plan: Plan, d: int, where: Where, zeros: Cal
     """The step emitters of direction d, by wave."""
     node, a = plan.node, plan.a
     prefix = f"{node.source}/d{d}"
-    mats = {key[:-len(str(d))]: ctx.matrix(node, key) for key, value in a.items()
+    mats = {key[:-len(str(d))]: place_matrix(ctx, node, key) for key, value in a.items()
             if isinstance(value, QMatrix) and key.endswith(str(d)) and key[:-len(str(d))].isalpha()}
     gates = mats["qx"].q.rows
     acc_x = ctx.buffer(f"{prefix}/acc_x", "acc", gates)

@@ -28,7 +28,8 @@ from compiler.kernel import IOTensor, Kernel, Ref, Where
 from compiler.passes.lower_elementwise import PAIR_OPS, lower_add_const, lower_mul_const, lower_pair
 from compiler.passes.lower_recurrent import lower_recurrent
 from compiler.passes.lower_softmax import lower_softmax
-from compiler.passes.lowering import Lowering, MatrixRefs
+from compiler.passes.lowering import Lowering
+from compiler.passes.matrices import MatrixRefs, matvec, place_matrix, requantize
 from isa.table import CONSTANTS
 from isa.target import Target
 
@@ -62,12 +63,12 @@ def _size(tensor: IOTensor) -> int:
 
 
 def lower_fc(ctx: Lowering, node: Node, where: Where) -> None:
-    m = ctx.matrix(node, "q")
+    m = place_matrix(ctx, node, "q")
     x, y = ctx.places[node.inputs[0]], ctx.place(node.outputs[0])
     acc = ctx.buffer(f"{node.source}/acc", "acc", m.q.rows)
     for row in range(ctx.graph.size(node.inputs[0]) // m.q.cols):
-        ctx.matvec(_row_bias(m, row), x + row * m.q.cols, acc, Where(where.node, where.layer, what="Wx"))
-        ctx.requantize(m, Where(where.node, where.layer, what="requantise"), y + row * m.q.rows, acc, row=row)
+        matvec(ctx, _row_bias(m, row), x + row * m.q.cols, acc, Where(where.node, where.layer, what="Wx"))
+        requantize(ctx, m, Where(where.node, where.layer, what="requantise"), y + row * m.q.rows, acc, row=row)
 
 
 def _row_bias(m: MatrixRefs, row: int) -> MatrixRefs:
