@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from isa import container
 from isa.container import MemoryMap, Program, Region, TensorDesc
 from isa.encoding import Instruction
-from isa.numerics import activation_table
+from isa.numerics import activation_table, quantize_multiplier
 from isa.target import Target
 from runtime_sim import Simulator
 from runtime_sim.machine import Machine
@@ -14,6 +15,7 @@ from runtime_sim.machine import Machine
 I = Instruction.make  # noqa: E741  (reads like assembly in the tests)
 RNG = np.random.default_rng(1234)
 B = 3  # every test runs a batch: rows of the state must stay independent
+STEPS, FEATURES, HIDDEN = 4, 10, 8  # tiny_rnn
 
 
 def weights_bytes(w_kr: np.ndarray, weight_bits: int = 8) -> bytes:
@@ -63,3 +65,24 @@ def round_shift(v: np.ndarray, shift: np.ndarray | int) -> np.ndarray:
 
 def sat16(v: np.ndarray) -> np.ndarray:
     return np.clip(v, -32768, 32767)
+
+
+def tiny_rnn() -> container.Program:
+    """h = tanh(sum_t W_t x_t): four accumulating MVs, requantise to Q3.12, tanh, store."""
+    rng = np.random.default_rng(7)
+    w = rng.integers(-128, 128, (STEPS, FEATURES, HIDDEN))
+    mult, shift = quantize_multiplier(1 / 64)
+    code = [I("LOAD", dst=0, src=0, n=STEPS * FEATURES),
+            I("MV", acc=0, w=0, x=0, rows=HIDDEN, cols=FEATURES)]
+    code += [I("MVA", acc=0, w=t * FEATURES * HIDDEN, x=t * FEATURES, rows=HIDDEN, cols=FEATURES)
+             for t in range(1, STEPS)]
+    code += [I("VRQ", dst=100, src=0, n=HIDDEN, q=1024), I("VACT", dst=100, src=100, n=HIDDEN, table=1),
+             I("STORE", dst=STEPS * FEATURES, src=100, n=HIDDEN)]
+    weights = weights_bytes(w.reshape(-1, HIDDEN))
+    q = requant_bytes(np.full(HIDDEN, mult), np.full(HIDDEN, shift))
+    return make_program(code, inputs={"x": (0, (STEPS, FEATURES))}, outputs={"h": (STEPS * FEATURES, (HIDDEN,))},
+                        weights=weights + bytes(1024 - len(weights)) + q, host=64, scale=1 / 4096)
+
+
+def samples(count: int) -> np.ndarray:
+    return np.random.default_rng(3).uniform(-1, 1, (count, STEPS, FEATURES)).astype(np.float32)

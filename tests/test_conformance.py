@@ -13,8 +13,7 @@ from onnx import numpy_helper
 
 from isa.target import Target
 
-from test_float import TOLERANCE
-from toolchain import run_checked
+from toolchain import TOLERANCE, run_checked
 
 OPS = ("LSTM", "GRU", "RNN", "Gemm")
 # per operator, the input positions that hold weights rather than data

@@ -13,7 +13,7 @@ from compiler.frontend.onnx_import import import_model
 from compiler.pipeline import compile_model
 from isa.errors import RnnaccelError
 
-from test_float import assert_close
+from toolchain import assert_close
 
 SHAPE = (3, 8)
 CONSTANTS = {"scalar": (), "vector": (8,), "row": (1, 8), "column": (3, 1), "full": SHAPE}

@@ -11,7 +11,7 @@ import pytest
 
 from compiler.frontend.onnx_import import import_model
 
-from test_float import assert_close
+from toolchain import assert_close
 
 DATA = Path(__file__).resolve().parent / "data"
 

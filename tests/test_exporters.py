@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 import pytest
 
-from test_float import assert_close
+from toolchain import assert_close
 
 EXPORTED = Path(__file__).resolve().parent / "data" / "exported"
 MODELS = sorted(EXPORTED.glob("*.onnx"))

@@ -11,38 +11,11 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
-from onnx.reference import ReferenceEvaluator
-
-from isa.target import Target
 
 from models import fc_model, lstm_model
-from toolchain import random_inputs, run_checked
+from toolchain import TOLERANCE, assert_close, random_inputs
 
 DATA = Path(__file__).resolve().parent / "data"  # an untrained KWS-shaped LSTM (data/make_kws_model.py)
-TOLERANCE = {8: 0.03, 16: 0.003}  # docs/numerics.md; measured worst: 0.019 and 0.0014
-
-
-def float_outputs(model, inputs: dict) -> dict[str, np.ndarray]:
-    names = [o.name for o in model.graph.output]
-    options = ort.SessionOptions()
-    options.log_severity_level = 4
-    try:
-        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    except Exception:  # noqa: BLE001  (ONNX Runtime refuses some valid variants, e.g. LSTM layout=1)
-        return dict(zip(names, ReferenceEvaluator(model).run(None, inputs)))
-    return dict(zip(names, session.run(None, inputs)))
-
-
-def assert_close(model, inputs: dict, bits: int = 8, calibration: dict | None = None, shapes: dict | None = None):
-    """Simulated outputs within the documented tolerance of the float model's; returns the checks."""
-    checked = run_checked(model, inputs, Target(weight_bits=bits), calibration, shapes)
-    for name, want in float_outputs(model, inputs).items():
-        error = float(np.max(np.abs(checked.outputs[name] - want)))
-        bound = TOLERANCE[bits] * max(1.0, float(np.max(np.abs(want))))
-        assert error <= bound, f"{name}: error {error} above {bound}"
-    return checked
-
-
 @pytest.mark.parametrize("bits", [8, 16])
 @pytest.mark.parametrize("layout", [0, 1])
 @pytest.mark.parametrize("initial", ["none", "inputs", "const"])

@@ -10,7 +10,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from compiler.frontend.onnx_import import import_model
 
-from test_float import assert_close
+from toolchain import assert_close
 
 
 def _model(nodes, x_shape, y_shape, inits, opset=17):

@@ -11,7 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 from compiler.frontend.onnx_import import import_model
 from isa.errors import RnnaccelError
 
-from test_float import assert_close
+from toolchain import assert_close
 
 M, K, N = 3, 6, 5
 

@@ -18,11 +18,10 @@ from onnx import helper, numpy_helper
 from compiler.cli import main
 from compiler.pipeline import compile_model
 from isa.target import Target
-from tests.test_compiler_errors import compile_fails, save
 
+from cli_checks import compile_fails, save
 from models import fc_model, lstm_model, recurrent_model
-from test_float import assert_close
-from toolchain import random_inputs
+from toolchain import assert_close, random_inputs
 
 
 def with_attribute(model: onnx.ModelProto, name: str, value, node: int = 0, kind=None) -> onnx.ModelProto:

@@ -25,7 +25,7 @@ from isa import container
 from isa.fileio import MAX_NPZ_BYTES, read_npz
 from runtime_sim.cli import main as sim_main
 from runtime_sim.eval_cli import main as eval_main
-from tests.test_sim_runtime import samples, tiny_rnn
+from tests.sim_helpers import samples, tiny_rnn
 
 from models import fc_model
 

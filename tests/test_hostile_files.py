@@ -23,7 +23,7 @@ from isa import container
 from isa.cli import as_main, objdump_main
 from isa.listing import disassemble
 from runtime_sim.cli import main as sim_main
-from tests.test_sim_runtime import samples, tiny_rnn
+from tests.sim_helpers import samples, tiny_rnn
 
 from models import fc_model
 

@@ -20,8 +20,8 @@ from compiler.frontend.limits import MAX_TENSOR_ELEMENTS
 from compiler.pipeline import compile_model
 from isa.container import to_bytes
 from isa.errors import RnnaccelError
-from tests.test_compiler_errors import compile_fails, save
 
+from cli_checks import compile_fails, save
 from models import fc_model
 
 

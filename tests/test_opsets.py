@@ -9,7 +9,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from test_float import assert_close
+from toolchain import assert_close
 
 OPSETS = [7, 9, 10, 11, 13, 14, 17, 19, 21, 22]
 STEPS, BATCH, INPUTS, HIDDEN, CLASSES = 5, 2, 4, 6, 3

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from models import recurrent_model
-from test_float import assert_close
-from toolchain import random_inputs
+from toolchain import assert_close, random_inputs
 
 CASES = {
     "forward": {},

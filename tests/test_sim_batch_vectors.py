@@ -17,7 +17,7 @@ from runtime_sim import Simulator
 from runtime_sim.batch import batch_totals, progress_bar
 from runtime_sim.cli import main
 from runtime_sim.vectors import vectors
-from tests.test_sim_runtime import HIDDEN, samples, tiny_rnn
+from tests.sim_helpers import HIDDEN, samples, tiny_rnn
 
 KWS = Path(__file__).resolve().parents[1] / "examples" / "kws"
 

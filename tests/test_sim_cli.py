@@ -13,7 +13,7 @@ import pytest
 from isa import container
 from isa.target import Target
 from runtime_sim.cli import main
-from tests.test_sim_runtime import FEATURES, HIDDEN, STEPS, samples, tiny_rnn
+from tests.sim_helpers import FEATURES, HIDDEN, STEPS, samples, tiny_rnn
 from tests.trace_audit import audit_trace
 
 

@@ -7,37 +7,13 @@ import pytest
 
 from isa import container
 from isa.errors import RnnaccelError
-from isa.numerics import quantize_multiplier
 from runtime_sim import Simulator, load
-from tests.sim_helpers import I, make_program, requant_bytes, weights_bytes
-
-STEPS, FEATURES, HIDDEN = 4, 10, 8
-
-
-def tiny_rnn() -> container.Program:
-    """h = tanh(sum_t W_t x_t): four accumulating MVs, requantise to Q3.12, tanh, store."""
-    rng = np.random.default_rng(7)
-    w = rng.integers(-128, 128, (STEPS, FEATURES, HIDDEN))
-    mult, shift = quantize_multiplier(1 / 64)
-    code = [I("LOAD", dst=0, src=0, n=STEPS * FEATURES),
-            I("MV", acc=0, w=0, x=0, rows=HIDDEN, cols=FEATURES)]
-    code += [I("MVA", acc=0, w=t * FEATURES * HIDDEN, x=t * FEATURES, rows=HIDDEN, cols=FEATURES)
-             for t in range(1, STEPS)]
-    code += [I("VRQ", dst=100, src=0, n=HIDDEN, q=1024), I("VACT", dst=100, src=100, n=HIDDEN, table=1),
-             I("STORE", dst=STEPS * FEATURES, src=100, n=HIDDEN)]
-    weights = weights_bytes(w.reshape(-1, HIDDEN))
-    q = requant_bytes(np.full(HIDDEN, mult), np.full(HIDDEN, shift))
-    return make_program(code, inputs={"x": (0, (STEPS, FEATURES))}, outputs={"h": (STEPS * FEATURES, (HIDDEN,))},
-                        weights=weights + bytes(1024 - len(weights)) + q, host=64, scale=1 / 4096)
+from tests.sim_helpers import FEATURES, HIDDEN, STEPS, make_program, samples, tiny_rnn
 
 
 @pytest.fixture(scope="module")
 def sim() -> Simulator:
     return Simulator(tiny_rnn())
-
-
-def samples(count: int) -> np.ndarray:
-    return np.random.default_rng(3).uniform(-1, 1, (count, STEPS, FEATURES)).astype(np.float32)
 
 
 def test_run_returns_dequantised_outputs_shaped_as_declared(sim):

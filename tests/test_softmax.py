@@ -14,8 +14,7 @@ from compiler.frontend.softmax_ops import row_length
 from compiler.pipeline import compile_model
 from isa.errors import RnnaccelError
 
-from test_float import assert_close, float_outputs
-from toolchain import run_checked
+from toolchain import assert_close, float_outputs, run_checked
 
 OPS = ["Softmax", "LogSoftmax"]
 REDUCTIONS = {"Softmax": {"VRMAX", "VSUBS", "VRSUM", "VNORM"}, "LogSoftmax": {"VRMAX", "VSUBS", "VRSUM", "VLOG"}}

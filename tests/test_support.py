@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 from onnx import TensorProto, helper
-from test_compiler_errors import compile_fails, save
 
 from compiler.cli import main
 from compiler.frontend import opdoc
 from compiler.frontend.registry import OPERATORS
 
+from cli_checks import compile_fails, save
 from models import fc_model
 
 
