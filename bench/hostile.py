@@ -30,14 +30,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from fuzz_targets import with_section  # noqa: E402
-from test_hostile_attributes import chain_model  # noqa: E402
-from test_hostile_data import npy_header, one_member_zip, zip_bomb  # noqa: E402
-from test_hostile_programs import _endless  # noqa: E402
-from test_hostile_programs_2 import _code_of  # noqa: E402
 
 from isa.container import to_bytes  # noqa: E402
 from isa.loops import MAX_EXECUTED  # noqa: E402
 
+from hostile_inputs import chain_model, code_of, endless_loop, npy_header, one_member_zip, zip_bomb  # noqa: E402
 from sim_helpers import I, make_program  # noqa: E402
 
 TIMEOUT = 600  # seconds a case may run: some ran longer before their fix
@@ -74,7 +71,7 @@ def equal_fold_model() -> onnx.ModelProto:
 
 def straight_program(words: int) -> bytes:
     small = make_program([I("VMOV", dst=0, src=64, n=1)], inputs={"x": (0, (4,))}, outputs={"y": (0, (4,))})
-    return with_section(to_bytes(small), b"CODE", _code_of(words))
+    return with_section(to_bytes(small), b"CODE", code_of(words))
 
 
 def cases(folder: Path) -> dict[str, list[str]]:
@@ -99,7 +96,7 @@ def cases(folder: Path) -> dict[str, list[str]]:
         "LSTM 1024 x 500 steps, too big": [*compile_, model("lstm.onnx", lstm_model(1024, 500)), "-o",
                                            str(folder / "lstm.rnna"), "-q", "--target", str(folder / "big.json")],
         "program of 2 M instructions": [*sim, blob("straight.rnna", straight_program(1 << 21)), *x4],
-        "LOOP just under the limit": [*sim, blob("loop.rnna", to_bytes(_endless(MAX_EXECUTED // 255 - 1))), *x4,
+        "LOOP just under the limit": [*sim, blob("loop.rnna", to_bytes(endless_loop(MAX_EXECUTED // 255 - 1))), *x4,
                                       "--stats", str(folder / "s.json")],
         "npz zip bomb (3 GiB)": [*sim, str(folder / "loop.rnna"), "--inputs",
                                  blob("bomb.npz", zip_bomb(3 << 30))],

@@ -20,6 +20,7 @@ from compiler.pipeline import compile_model
 from isa.target import Target
 
 from cli_checks import compile_fails, save
+from hostile_inputs import chain_model
 from models import fc_model, lstm_model, recurrent_model
 from toolchain import assert_close, random_inputs
 
@@ -169,19 +170,6 @@ def test_expand_is_checked_both_ways(tmp_path, capsys):
     model.graph.initializer[1].CopyFrom(numpy_helper.from_array(np.array([1, 1 << 15], np.int64), "b"))
     err = compile_fails(tmp_path, capsys, save(tmp_path, model))
     assert "node 'big' (Expand): Expand's result has 2147483648 elements [65536, 32768]" in err
-
-
-def chain_model(length: int, ops: tuple[str, ...]) -> onnx.ModelProto:
-    """x -> ops[0] -> ops[1] -> ... (cycling) -> y, `length` nodes; "Add" adds a shared constant."""
-    nodes, previous = [], "x"
-    for index in range(length):
-        out, op = ("y" if index == length - 1 else f"t{index}"), ops[index % len(ops)]
-        nodes.append(helper.make_node(op, [previous, "c"] if op == "Add" else [previous], [out]))
-        previous = out
-    graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4])],
-                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4])],
-                              [numpy_helper.from_array(np.full((1, 4), 0.01, np.float32), "c")])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
 def lines_run(fn) -> int:

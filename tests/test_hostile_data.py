@@ -10,10 +10,8 @@ from __future__ import annotations
 import io
 import resource
 import shutil
-import struct
 import warnings
 import zipfile
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +25,7 @@ from runtime_sim.cli import main as sim_main
 from runtime_sim.eval_cli import main as eval_main
 from tests.sim_helpers import samples, tiny_rnn
 
+from hostile_inputs import npy_bytes, npy_header, one_member_zip, zip_bomb
 from models import fc_model
 
 COMMANDS = {"compile": compile_main, "sim": sim_main, "eval": eval_main}
@@ -41,47 +40,6 @@ def fails(command: str, argv: list[str], capsys, *messages: str) -> str:
     assert err.startswith(f"rnnaccel-{command}: error: ") and err.count("\n") == 1, err
     assert all(m in err for m in messages), err
     return err
-
-
-def npy_header(shape: tuple[int, ...], descr: str = "<f4") -> bytes:
-    buf = io.BytesIO()
-    np.lib.format.write_array_header_1_0(buf, {"descr": descr, "fortran_order": False, "shape": shape})
-    return buf.getvalue()
-
-
-def npy_bytes(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, array)
-    return buf.getvalue()
-
-
-def one_member_zip(payload: bytes) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as archive:
-        archive.writestr("x.npy", payload)
-    return buf.getvalue()
-
-
-def zip_member(name: str, data: bytes, inflated: int, crc: int) -> bytes:
-    """A one-member zip of raw deflate `data` that claims to inflate to `inflated` bytes (no zip64: < 4 GiB)."""
-    entry = name.encode()
-    local = struct.pack("<4s5H3I2H", b"PK\x03\x04", 20, 0, 8, 0, 0, crc, len(data), inflated, len(entry), 0)
-    central = struct.pack("<4s6H3I5H2I", b"PK\x01\x02", 20, 20, 0, 8, 0, 0, crc, len(data), inflated, len(entry),
-                          0, 0, 0, 0, 0, 0)
-    end = struct.pack("<4s4H2IH", b"PK\x05\x06", 0, 0, 1, 1, len(central) + len(entry), len(local) + len(entry)
-                      + len(data), 0)
-    return local + entry + data + central + entry + end
-
-
-def zip_bomb(inflated: int) -> bytes:
-    """An .npz whose one array honestly claims `inflated` bytes of zeros and whose file is a few MB:
-    the same compressed block of zeros repeated (each ends in a full flush, so they concatenate)."""
-    chunk, pack = 1 << 24, zlib.compressobj(9, zlib.DEFLATED, -15)
-    header = npy_header((inflated // 4,))
-    head = pack.compress(header) + pack.flush(zlib.Z_FULL_FLUSH)
-    block = pack.compress(bytes(chunk)) + pack.flush(zlib.Z_FULL_FLUSH)
-    data = head + block * (inflated // chunk) + pack.flush()
-    return zip_member("x.npy", data, len(header) + inflated, 0)
 
 
 @pytest.fixture

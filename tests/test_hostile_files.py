@@ -25,6 +25,7 @@ from isa.listing import disassemble
 from runtime_sim.cli import main as sim_main
 from tests.sim_helpers import samples, tiny_rnn
 
+from hostile_inputs import external_model
 from models import fc_model
 
 COMMANDS = {"compile": compile_main, "sim": sim_main, "objdump": objdump_main, "as": as_main}
@@ -233,7 +234,6 @@ def test_version_on_every_command(capsys):
 
 
 def test_an_output_that_is_the_models_external_data_is_refused(tmp_path, capsys):
-    from tests.test_hostile_models import external_model
     path, data = external_model(tmp_path)
     before = snapshot(tmp_path)
     fails("compile", [str(path), "-q", "-o", str(tmp_path / "p.rnna"), "--listing", str(tmp_path / "weights.bin")],

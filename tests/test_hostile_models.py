@@ -6,7 +6,6 @@ the single line, the absent traceback and that no output or temporary file is le
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
@@ -22,6 +21,7 @@ from isa.container import to_bytes
 from isa.errors import RnnaccelError
 
 from cli_checks import compile_fails, save
+from hostile_inputs import external_model, point_to_file
 from models import fc_model
 
 
@@ -118,36 +118,12 @@ def test_model_file_over_the_size_limit(tmp_path, capsys, monkeypatch):
 
 def test_model_given_as_proto_cannot_use_external_data():
     model = fc_model(1, 4, 3)
-    _point_to_file(model.graph.initializer[0], {"location": "w.bin"})
+    point_to_file(model.graph.initializer[0], {"location": "w.bin"})
     with pytest.raises(RnnaccelError, match="Wt.*(w.bin|stores its data in an external file)"):
         compile_model(model)
 
 
 # --- external data -----------------------------------------------------------------------------
-
-def _point_to_file(tensor: onnx.TensorProto, entries: dict) -> None:
-    """Make `tensor` external, with `entries` (location, offset, length) as the file reference."""
-    tensor.ClearField("raw_data")
-    tensor.ClearField("float_data")
-    for key, value in entries.items():
-        tensor.external_data.add(key=key, value=str(value))
-    tensor.data_location = TensorProto.EXTERNAL
-
-
-def external_model(folder, location: str = "weights.bin", **fields) -> tuple:
-    """fc_model's weight matrix moved to `folder/location` (unless it is a path elsewhere)."""
-    model = fc_model(1, 4, 3)
-    tensor = model.graph.initializer[0]
-    data = tensor.raw_data or numpy_helper.to_array(tensor).tobytes()
-    target = folder / location
-    if not os.path.isabs(location) and ".." not in location:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
-    _point_to_file(tensor, {"location": location, **fields})
-    path = folder / "model.onnx"
-    path.write_bytes(model.SerializeToString())
-    return path, data
-
 
 def test_external_data_inside_the_folder_compiles_like_inline_data(tmp_path):
     path, _ = external_model(tmp_path, "data/weights.bin")

@@ -21,10 +21,11 @@ from isa.cli import as_main, objdump_main
 from isa.container import MAX_HOST_ELEMENTS, from_bytes, save, to_bytes
 from isa.errors import RnnaccelError
 from isa.listing import disassemble
-from isa.loops import MAX_EXECUTED, STRIDE_SLOTS
+from isa.loops import MAX_EXECUTED
 from runtime_sim import Simulator
 from runtime_sim.cli import main as sim_main
 
+from hostile_inputs import endless_loop
 from isa_strategies import sample_program
 from sim_helpers import I, make_program
 
@@ -34,23 +35,16 @@ def _meta(blob: bytes) -> dict:
     return json.loads(blob[offset:offset + length])
 
 
-def _endless(count: int = 65535) -> object:
-    """LOOP count=65535 over a 255-instruction body: 16.7 million executed instructions."""
-    body = [I("VMOV", dst=0, src=0, n=1)] * 255
-    return make_program([I("LOOP", count=count, body=255, strides=0), *body],
-                        weights=bytes(255 * STRIDE_SLOTS * 2), inputs={"x": (0, (4,))}, outputs={"y": (0, (4,))})
-
-
 def test_a_loop_past_the_limit_fails_fast_naming_pc_and_limit():
     start = time.perf_counter()
     with pytest.raises(RnnaccelError, match=rf"pc 0 \(LOOP\): the program would execute at least 16711426 "
                                             rf"instructions, more than the limit of {MAX_EXECUTED}"):
-        Simulator(_endless()).run({"x": np.zeros(4, np.float32)})
+        Simulator(endless_loop()).run({"x": np.zeros(4, np.float32)})
     assert time.perf_counter() - start < 2
 
 
 def test_the_limit_is_a_simulator_option():
-    program = _endless(count=3)
+    program = endless_loop(count=3)
     assert len(Simulator(program).timing.trace) == 1 + 3 * 255
     with pytest.raises(RnnaccelError, match="more than the limit of 100"):
         _ = Simulator(program, max_instructions=100).timing
@@ -111,7 +105,7 @@ def _leftovers(folder) -> list[str]:
 
 
 def test_sim_cli_endless_loop_leaves_no_files(tmp_path, capsys):
-    save(_endless(), tmp_path / "loop.rnna")
+    save(endless_loop(), tmp_path / "loop.rnna")
     np.savez(tmp_path / "in.npz", x=np.zeros(4, np.float32))
     outs = ["--outputs", str(tmp_path / "out.npz"), "--stats", str(tmp_path / "out.json"),
             "--trace", str(tmp_path / "out.jsonl")]

@@ -27,7 +27,7 @@ from isa import container
 from isa.assembler import MAX_LISTING_BYTES, MAX_NUMBER_CHARS, assemble
 from isa.cli import as_main, objdump_main
 from isa.container import MAX_PROGRAM_BYTES, to_bytes
-from isa.encoding import Instruction, encode_all
+from isa.encoding import Instruction
 from isa.errors import RnnaccelError
 from isa.fileio import MAX_JSON_INT_DIGITS, read_input
 from isa.listing import disassemble
@@ -36,8 +36,8 @@ from isa.table import CODE_WORDS
 from isa.target import MAX_TARGET_BYTES
 from runtime_sim import Simulator
 from runtime_sim.cli import main as sim_main
-from tests.test_hostile_programs import _endless
 
+from hostile_inputs import code_of, endless_loop
 from isa_strategies import sample_program
 from models import fc_model
 from sim_helpers import I, make_program
@@ -200,14 +200,10 @@ def test_compile_refuses_a_hostile_target_file(tmp_path, capsys, make, problem):
 
 # --- 4. programs too large for the chip, and files that are no programs -------------------------------
 
-def _code_of(words: int) -> bytes:
-    return encode_all([Instruction.make("VMOV", dst=0, src=0, n=1)]) * words
-
-
 @pytest.mark.parametrize("words", [CODE_WORDS + 1, 2 * 1024 * 1024])
 def test_sim_refuses_more_code_than_instruction_memory_before_decoding(tmp_path, capsys, words):
     np.savez(tmp_path / "in.npz", x=np.zeros([1, 49, 10], np.float32))
-    path = _program_file(tmp_path, with_section(to_bytes(sample_program()), b"CODE", _code_of(words)))
+    path = _program_file(tmp_path, with_section(to_bytes(sample_program()), b"CODE", code_of(words)))
     err = _refused(sim_main, [path, "--inputs", str(tmp_path / "in.npz"), "--outputs", str(tmp_path / "out.npz"),
                               "--trace", str(tmp_path / "out.jsonl")], capsys, tmp_path, seconds=5)
     assert err == (f"rnnaccel-sim: error: the program has {words} instructions, more than the {CODE_WORDS} "
@@ -267,7 +263,7 @@ def test_the_trace_is_kept_only_when_asked():
 def test_the_largest_accepted_program_runs_in_bounded_time_and_memory(tmp_path):
     """A full instruction memory of straight-line code, through rnnaccel-sim in a fresh process."""
     small = make_program([I("VMOV", dst=0, src=64, n=1)], inputs={"x": (0, (4,))}, outputs={"y": (0, (4,))})
-    path = _program_file(tmp_path, with_section(to_bytes(small), b"CODE", _code_of(CODE_WORDS)))
+    path = _program_file(tmp_path, with_section(to_bytes(small), b"CODE", code_of(CODE_WORDS)))
     np.savez(tmp_path / "in.npz", x=np.zeros(4, np.float32))
     # A small process starts the simulator and reports its children's peak RSS: a child's own
     # ru_maxrss would count the memory of the test process it was forked from.
@@ -287,7 +283,7 @@ def test_the_longest_accepted_loop_runs_in_bounded_time_and_memory(tmp_path):
     """A LOOP that executes just under the default limit, through rnnaccel-sim in a fresh process:
     about 8 s and 100 MB (the limit was 2^21 before: 163 s and 3.7 GB)."""
     container_path = tmp_path / "loop.rnna"
-    container.save(_endless(count=MAX_EXECUTED // 255 - 1), str(container_path))
+    container.save(endless_loop(count=MAX_EXECUTED // 255 - 1), str(container_path))
     np.savez(tmp_path / "in.npz", x=np.zeros(4, np.float32))
     code = ("import resource, subprocess, sys\n"
             "subprocess.run([sys.executable, '-c', 'from runtime_sim.cli import main; main()', *sys.argv[1:]], "
@@ -303,7 +299,7 @@ def test_the_longest_accepted_loop_runs_in_bounded_time_and_memory(tmp_path):
 
 def test_max_instructions_sets_the_simulators_limit(tmp_path, capsys):
     container_path = tmp_path / "loop.rnna"
-    container.save(_endless(count=3), str(container_path))
+    container.save(endless_loop(count=3), str(container_path))
     np.savez(tmp_path / "in.npz", x=np.zeros(4, np.float32))
     argv = [str(container_path), "--inputs", str(tmp_path / "in.npz"), "--stats", str(tmp_path / "s.json")]
     err = _refused(sim_main, [*argv, "--max-instructions", "100"], capsys, tmp_path)
