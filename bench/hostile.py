@@ -34,29 +34,11 @@ from fuzz_targets import with_section  # noqa: E402
 from isa.container import to_bytes  # noqa: E402
 from isa.loops import MAX_EXECUTED  # noqa: E402
 
-from hostile_inputs import chain_model, code_of, endless_loop, npy_header, one_member_zip, zip_bomb  # noqa: E402
+from hostile_inputs import chain_model, code_of, endless_loop, measured_run, npy_header, one_member_zip, zip_bomb  # noqa: E402
+from models import lstm_model  # noqa: E402
 from sim_helpers import I, make_program  # noqa: E402
 
 TIMEOUT = 600  # seconds a case may run: some ran longer before their fix
-MEASURE = ("import resource, subprocess, sys, time\n"
-           "start = time.perf_counter()\n"
-           "try:\n"
-           f"    done = subprocess.run(sys.argv[1:], capture_output=True, text=True, timeout={TIMEOUT})\n"
-           "    status, last = done.returncode, (done.stderr.strip().splitlines() or [''])[-1]\n"
-           "except subprocess.TimeoutExpired:\n"
-           "    status, last = 'killed', 'still running after the time limit'\n"
-           "print(status, time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, last)")
-
-
-def lstm_model(hidden: int, steps: int, features: int = 64) -> onnx.ModelProto:
-    rng = np.random.default_rng(0)
-    inits = [numpy_helper.from_array((rng.standard_normal(s) * 0.05).astype(np.float32), n)
-             for n, s in (("W", (1, 4 * hidden, features)), ("R", (1, 4 * hidden, hidden)), ("B", (1, 8 * hidden)))]
-    node = helper.make_node("LSTM", ["X", "W", "R", "B"], ["", "Y_h"], hidden_size=hidden)
-    graph = helper.make_graph([node], "lstm", [helper.make_tensor_value_info("X", TensorProto.FLOAT,
-                                                                            [steps, 1, features])],
-                              [helper.make_tensor_value_info("Y_h", TensorProto.FLOAT, [1, 1, hidden])], inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
 def equal_fold_model() -> onnx.ModelProto:
@@ -87,14 +69,15 @@ def cases(folder: Path) -> dict[str, list[str]]:
     np.savez(folder / "x4.npz", x=np.zeros(4, np.float32))
     (folder / "big.json").write_text(json.dumps({"weight_mem_bytes": 1 << 24}))
     compile_, sim = ["-m", "compiler.cli"], ["-m", "runtime_sim.cli"]
+    big_lstm = lstm_model(500, 1, 64, 1024, outputs=("Y_h",))
     x4 = ["--inputs", str(folder / "x4.npz")]
     return {
         "chain of 50 000 Identity nodes": [*compile_, model("chain.onnx", chain_model(50_000, ("Identity",))),
                                             "-o", str(folder / "chain.rnna"), "-q"],
         "Equal broadcasting to 2^31": [*compile_, model("fold.onnx", equal_fold_model()), "-o",
                                        str(folder / "fold.rnna"), "-q"],
-        "LSTM 1024 x 500 steps, too big": [*compile_, model("lstm.onnx", lstm_model(1024, 500)), "-o",
-                                           str(folder / "lstm.rnna"), "-q", "--target", str(folder / "big.json")],
+        "LSTM 1024 x 500 steps, too big": [*compile_, model("lstm.onnx", big_lstm), "-o", str(folder / "lstm.rnna"),
+                                           "-q", "--target", str(folder / "big.json")],
         "program of 2 M instructions": [*sim, blob("straight.rnna", straight_program(1 << 21)), *x4],
         "LOOP just under the limit": [*sim, blob("loop.rnna", to_bytes(endless_loop(MAX_EXECUTED // 255 - 1))), *x4,
                                       "--stats", str(folder / "s.json")],
@@ -106,10 +89,8 @@ def cases(folder: Path) -> dict[str, list[str]]:
 
 
 def measure(tree: Path, argv: list[str]) -> str:
-    done = subprocess.run([sys.executable, "-c", MEASURE, sys.executable, *argv], cwd=tree, capture_output=True,
-                          text=True, check=True, env={"PYTHONPATH": str(tree), "PATH": ""})
-    status, seconds, kib, last = done.stdout.split(" ", 3)
-    return f"exit {status}, {float(seconds):6.2f} s, {int(kib) / 1024:7.0f} MB  {last.strip()[:70]}"
+    run = measured_run(argv, tree, TIMEOUT, env={"PYTHONPATH": str(tree), "PATH": ""})
+    return f"exit {run.status}, {run.seconds:6.2f} s, {run.peak_kib / 1024:7.0f} MB  {run.last_line[:70]}"
 
 
 def with_base(base: str | None, run: Callable[[dict[str, Path]], None]) -> None:

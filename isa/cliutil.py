@@ -18,6 +18,7 @@ from importlib import metadata
 from typing import NoReturn
 
 from isa.errors import RnnaccelError
+from isa.loops import MAX_EXECUTED
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -71,11 +72,11 @@ def add_version(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
 
 
-def add_max_instructions(parser: argparse.ArgumentParser, default: int) -> None:
+def add_max_instructions(parser: argparse.ArgumentParser) -> None:
     """--max-instructions on the commands that simulate: the bound on executed instructions."""
-    parser.add_argument("--max-instructions", type=_positive, default=default, metavar="N",
+    parser.add_argument("--max-instructions", type=_positive, default=MAX_EXECUTED, metavar="N",
                         help=f"refuse a program that would execute more than N instructions per inference, loops "
-                             f"expanded (default {default}: about 15 s of simulation)")
+                             f"expanded (default {MAX_EXECUTED}: about 15 s of simulation)")
 
 
 def _positive(text: str) -> int:

@@ -27,13 +27,19 @@ REAL_KINDS = "biuf"  # bool, integers and floats: every input of a program is a 
 _NPY_MAGIC = b"\x93NUMPY"
 _ENCRYPTED = 0x1  # a zip member's general-purpose flag bit 0
 
-_NOT_REGULAR = (
+_KINDS = (
+    (stat.S_ISREG, "a regular file"),
     (stat.S_ISDIR, "a directory"),
     (stat.S_ISFIFO, "a FIFO"),
     (stat.S_ISCHR, "a character device"),
     (stat.S_ISBLK, "a block device"),
     (stat.S_ISSOCK, "a socket"),
 )
+
+
+def file_kind(mode: int) -> str:
+    """What a stat mode names, for a message: 'a directory', 'a FIFO', ..."""
+    return next((name for is_kind, name in _KINDS if is_kind(mode)), "a special file")
 
 
 def read_input(path: str | os.PathLike, what: str, limit: int) -> bytes:
@@ -59,8 +65,7 @@ def read_input(path: str | os.PathLike, what: str, limit: int) -> bytes:
 
 def _check_input(info: os.stat_result, path: str | os.PathLike, what: str, limit: int) -> None:
     if not stat.S_ISREG(info.st_mode):
-        kind = next((name for is_kind, name in _NOT_REGULAR if is_kind(info.st_mode)), "a special file")
-        raise RnnaccelError(f"cannot read {what} {path}: it is {kind}, not a regular file")
+        raise RnnaccelError(f"cannot read {what} {path}: it is {file_kind(info.st_mode)}, not a regular file")
     if info.st_size > limit:
         raise RnnaccelError(f"cannot read {what} {path}: it is {info.st_size} bytes, "
                             f"larger than the limit of {limit} bytes")

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from isa.errors import RnnaccelError
+from isa.fileio import file_kind
 
 TEMP_PREFIX = ".rnnaccel-"  # short and fixed: a temporary name must fit wherever the output's name fits
 TEMP_SUFFIX = ".tmp"
 
-_REFUSED_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
 _WRITTEN_THROUGH = (stat.S_ISCHR, stat.S_ISFIFO)
 
 
@@ -45,11 +45,10 @@ class _Output:
         info = _stat(path)
         if info is None:
             return cls(path, Path(os.path.realpath(path)), 0o666 & ~current_umask())
-        for is_kind, kind in _REFUSED_KINDS:
-            if is_kind(info.st_mode):
-                raise RnnaccelError(f"cannot write {path}: it is {kind}, not a file")
         if any(is_kind(info.st_mode) for is_kind in _WRITTEN_THROUGH):
             return cls(path, None)
+        if not stat.S_ISREG(info.st_mode):
+            raise RnnaccelError(f"cannot write {path}: it is {file_kind(info.st_mode)}, not a file")
         return cls(path, Path(os.path.realpath(path)), stat.S_IMODE(info.st_mode))
 
     @classmethod

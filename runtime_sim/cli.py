@@ -17,7 +17,6 @@ from isa.cliutil import add_max_instructions, add_version, run_cli, write_stdout
 from isa.container import Program
 from isa.errors import RnnaccelError
 from isa.fileio import npz_bytes, read_npz
-from isa.loops import MAX_EXECUTED
 from isa.outputs import check_paths, write_all
 from runtime_sim.batch import batch_summary, progress_bar, run_batch
 from runtime_sim.simulator import Result, load
@@ -40,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="every input has a leading samples axis: run each sample as its own inference")
     p.add_argument("--dump-vectors", metavar="DIR",
                    help="write one inference's memory images as $readmemh files plus manifest.json into DIR")
-    add_max_instructions(p, MAX_EXECUTED)
+    add_max_instructions(p)
     add_version(p)
     return p
 

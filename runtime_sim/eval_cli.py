@@ -17,7 +17,6 @@ from pathlib import Path
 from isa.cliutil import add_max_instructions, add_version, run_cli, write_stdout
 from isa.errors import RnnaccelError
 from isa.fileio import read_npz
-from isa.loops import MAX_EXECUTED
 from isa.outputs import check_paths, write_atomic
 from runtime_sim.batch import progress_bar
 from runtime_sim.evaluate import (
@@ -48,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
                         "array besides the labels)")
     p.add_argument("--reference", metavar="MODEL.onnx", help="also run the float model with ONNX Runtime")
     p.add_argument("--plot", metavar="FILE.png", help="write the confusion matrix as a heatmap (needs matplotlib)")
-    add_max_instructions(p, MAX_EXECUTED)
+    add_max_instructions(p)
     add_version(p)
     return p
 

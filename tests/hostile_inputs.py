@@ -6,8 +6,12 @@ from __future__ import annotations
 import io
 import os
 import struct
+import subprocess
+import sys
 import zipfile
 import zlib
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -107,3 +111,34 @@ def external_model(folder, location: str = "weights.bin", **fields) -> tuple:
     path = folder / "model.onnx"
     path.write_bytes(model.SerializeToString())
     return path, data
+
+
+# A small parent process runs the command and reports its children's peak resident memory: the
+# command's own ru_maxrss would count the memory of the process it was forked from.
+_MEASURE = ("import resource, subprocess, sys, time\n"
+            "start = time.perf_counter()\n"
+            "try:\n"
+            "    done = subprocess.run(sys.argv[2:], capture_output=True, text=True, timeout=float(sys.argv[1]))\n"
+            "    status, last = done.returncode, (done.stderr.strip().splitlines() or [''])[-1]\n"
+            "except subprocess.TimeoutExpired:\n"
+            "    status, last = 'killed', 'still running after the time limit'\n"
+            "print(status, time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, last)")
+
+
+@dataclass(frozen=True)
+class Measured:
+    """How a command ended: its exit status ('killed' past the time limit), wall time, peak memory
+    and the last line of its standard error."""
+
+    status: int | str
+    seconds: float
+    peak_kib: int
+    last_line: str
+
+
+def measured_run(args: list[str], cwd: str | Path, timeout: float = 600, env: dict | None = None) -> Measured:
+    """`python ARGS...` in a fresh process from `cwd`, measured."""
+    done = subprocess.run([sys.executable, "-c", _MEASURE, str(timeout), sys.executable, *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, check=True)
+    status, seconds, kib, last = done.stdout.split(" ", 3)
+    return Measured(int(status) if status.lstrip("-").isdigit() else status, float(seconds), int(kib), last.strip())

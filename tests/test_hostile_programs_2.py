@@ -11,7 +11,6 @@ import io
 import json
 import os
 import re
-import subprocess
 import sys
 import time
 from dataclasses import replace
@@ -37,7 +36,7 @@ from isa.target import MAX_TARGET_BYTES
 from runtime_sim import Simulator
 from runtime_sim.cli import main as sim_main
 
-from hostile_inputs import code_of, endless_loop
+from hostile_inputs import code_of, endless_loop, measured_run
 from isa_strategies import sample_program
 from models import fc_model
 from sim_helpers import I, make_program
@@ -265,17 +264,11 @@ def test_the_largest_accepted_program_runs_in_bounded_time_and_memory(tmp_path):
     small = make_program([I("VMOV", dst=0, src=64, n=1)], inputs={"x": (0, (4,))}, outputs={"y": (0, (4,))})
     path = _program_file(tmp_path, with_section(to_bytes(small), b"CODE", code_of(CODE_WORDS)))
     np.savez(tmp_path / "in.npz", x=np.zeros(4, np.float32))
-    # A small process starts the simulator and reports its children's peak RSS: a child's own
-    # ru_maxrss would count the memory of the test process it was forked from.
-    code = ("import resource, subprocess, sys\n"
-            "subprocess.run([sys.executable, '-c', 'from runtime_sim.cli import main; main()', *sys.argv[1:]], "
-            "check=True)\nprint(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)")
-    start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", code, path, "--inputs", str(tmp_path / "in.npz"), "--stats",
-                           str(tmp_path / "s.json")], capture_output=True, text=True, check=False, cwd=ROOT)
-    assert done.returncode == 0, done.stderr
-    assert time.perf_counter() - start < 60
-    assert int(done.stderr.split()[-1]) < 100_000  # KiB of peak RSS: 54 MB; 155 MB when the trace was always kept
+    run = measured_run(["-m", "runtime_sim.cli", path, "--inputs", str(tmp_path / "in.npz"), "--stats",
+                        str(tmp_path / "s.json")], ROOT)
+    assert run.status == 0, run.last_line
+    assert run.seconds < 60
+    assert run.peak_kib < 100_000  # 54 MB; 155 MB when the trace was always kept
     assert json.loads((tmp_path / "s.json").read_text())["instructions"] == CODE_WORDS
 
 
@@ -285,15 +278,11 @@ def test_the_longest_accepted_loop_runs_in_bounded_time_and_memory(tmp_path):
     container_path = tmp_path / "loop.rnna"
     container.save(endless_loop(count=MAX_EXECUTED // 255 - 1), str(container_path))
     np.savez(tmp_path / "in.npz", x=np.zeros(4, np.float32))
-    code = ("import resource, subprocess, sys\n"
-            "subprocess.run([sys.executable, '-c', 'from runtime_sim.cli import main; main()', *sys.argv[1:]], "
-            "check=True)\nprint(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)")
-    start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", code, str(container_path), "--inputs", str(tmp_path / "in.npz"),
-                           "--stats", str(tmp_path / "s.json")], capture_output=True, text=True, check=False, cwd=ROOT)
-    assert done.returncode == 0, done.stderr
-    assert time.perf_counter() - start < 120
-    assert int(done.stderr.split()[-1]) < 200_000  # KiB of peak RSS
+    run = measured_run(["-m", "runtime_sim.cli", str(container_path), "--inputs", str(tmp_path / "in.npz"),
+                        "--stats", str(tmp_path / "s.json")], ROOT)
+    assert run.status == 0, run.last_line
+    assert run.seconds < 120
+    assert run.peak_kib < 200_000
     assert json.loads((tmp_path / "s.json").read_text())["instructions"] > MAX_EXECUTED - 2 * 255
 
 
