@@ -1,8 +1,8 @@
 """The graph IR: small immutable records that every pass takes and returns.
 
 A Graph is a topologically ordered list of Nodes over named tensors whose shapes are all
-static. Ops come in named groups so that one rule can cover many ops. Passes add to a node's
-`attrs` (a new Node each time, never mutation), and `verify` checks the invariants between
+static. A node's `attrs` is its op's typed attributes record (compiler/ops declares each op);
+passes make new Nodes, never mutate one, and compiler/verify.py checks the invariants between
 passes.
 """
 
@@ -15,36 +15,29 @@ from typing import Any
 
 import numpy as np
 
-from isa.errors import RnnaccelError
-
-RECURRENT_OPS = frozenset({"lstm", "gru", "rnn"})
-MATRIX_OPS = frozenset({"fc"}) | RECURRENT_OPS
-ACTIVATION_OPS = frozenset({"relu", "table"})  # "table": attrs["table"] names an isa.numerics table
-LAYOUT_OPS = frozenset({"gather"})
-SCALE_OPS = frozenset({"rescale"})
-CONST_OPS = frozenset({"constant"})
-ELEMENTWISE_OPS = frozenset({"add_const", "mul_const", "mul"})  # with a constant of the data's shape, or data
-COMMON_SCALE_OPS = frozenset({"gather", "add", "sub"})  # all inputs and the output at one scale
-SOFTMAX_OPS = frozenset({"softmax", "logsoftmax"})  # attrs["row"]: the length of each normalised run
-ALL_OPS = (MATRIX_OPS | ACTIVATION_OPS | LAYOUT_OPS | SCALE_OPS | CONST_OPS | ELEMENTWISE_OPS | COMMON_SCALE_OPS
-           | SOFTMAX_OPS)
-
 
 @dataclass(frozen=True)
 class Node:
     """One operation. `inputs`/`outputs` name tensors; "" marks an absent optional one.
 
-    `source` is the ONNX node it came from, so listings and errors can point back to it.
+    `source` is the ONNX node it came from, so listings and errors can point back to it;
+    `attrs` is a frozen record of the type the op declares for the node's stage.
     """
 
     op: str
     source: str
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
-    attrs: dict[str, Any] = field(default_factory=dict)
+    attrs: Any
 
-    def with_attrs(self, **attrs: Any) -> Node:
-        return dataclasses.replace(self, attrs={**self.attrs, **attrs})
+    def with_attrs(self, **changes: Any) -> Node:
+        """The node with some attributes changed, in the same record type."""
+        return dataclasses.replace(self, attrs=dataclasses.replace(self.attrs, **changes))
+
+    def quantized(self, record: type, **added: Any) -> Node:
+        """The node with its attributes carried into the later stage's `record`, plus what it adds."""
+        fields = {f.name: getattr(self.attrs, f.name) for f in dataclasses.fields(self.attrs)}
+        return dataclasses.replace(self, attrs=record(**fields, **added))
 
 
 @dataclass(frozen=True)
@@ -69,6 +62,8 @@ class QMatrix:
 
     A compressed matrix (codebook set) has one multiplier and shift for all rows, and its bias
     in the output's format (out_bias << bias_shift, at weight_bits), added when requantising.
+    Rows are kept in their original order; `order` is the order they are stored and computed in
+    (None: as they are), `tiles` the [r0, r1) runs of that order each MAC instruction computes.
     """
 
     weights: np.ndarray  # int64 (rows, cols), within weight_bits (a compressed matrix: expanded)
@@ -78,6 +73,12 @@ class QMatrix:
     codebook: Codebook | None = None
     out_bias: np.ndarray | None = None  # int64 (rows,), compressed matrices only
     bias_shift: int = 0
+    order: np.ndarray | None = None
+    tiles: tuple[tuple[int, int], ...] = ()
+
+    def stored(self) -> QMatrix:
+        """The matrix with its rows in storage order."""
+        return self if self.order is None else self.reordered(self.order)
 
     def reordered(self, order: np.ndarray) -> QMatrix:
         """The same matrix with its rows in `order` (original row indices)."""
@@ -128,20 +129,3 @@ class Graph:
 def _rows(values: np.ndarray | None, order: np.ndarray) -> np.ndarray | None:
     """Per-row values (last axis) in `order`; None stays None."""
     return None if values is None else values[..., order]
-
-
-def verify(graph: Graph) -> Graph:
-    """Check the IR's invariants; a failure here is a compiler bug, so it asserts."""
-    defined = set(graph.inputs)
-    for node in graph.nodes:
-        assert node.op in ALL_OPS, f"unknown op {node.op}"
-        for name in node.inputs:
-            assert not name or name in defined, f"{node.source}: {name} used before it is defined"
-        for name in node.outputs:
-            assert name not in defined, f"{node.source}: {name} defined twice"
-            assert not name or name in graph.shapes, f"{node.source}: {name} has no shape"
-        defined.update(n for n in node.outputs if n)
-    missing = [o for o in graph.outputs if o not in defined]
-    if missing:
-        raise RnnaccelError(f"graph output(s) {', '.join(missing)} are not computed by any node")
-    return graph

@@ -14,22 +14,22 @@ from compiler.backend.emit import emit
 from compiler.backend.report import build_report
 from compiler.frontend.limits import check_fits_target
 from compiler.frontend.onnx_import import check_model, import_model, read_model, with_input_shapes
-from compiler.ir import Graph, verify
+from compiler.ir import Graph
 from compiler.passes.allocate import allocate
 from compiler.passes.calibrate import calibrate, check_calibration, default_calibration
 from compiler.passes.compress import Compression
 from compiler.passes.quantize import quantize_graph
 from compiler.passes.schedule import schedule
 from compiler.passes.streaming import frame_shapes, mark_streaming
-from compiler.passes.tile import tile_graph
 from compiler.passes.trim import trim_sequence_outputs
 from isa.container import Program
+from compiler.verify import verify
 from isa.target import Target
 
 
 @dataclass(frozen=True)
 class Compiled:
-    graph: Graph  # quantised and tiled: what the golden reference runs
+    graph: Graph  # quantised (and tiled): what the golden reference runs
     program: Program
     report: dict
     sources: tuple[Path, ...] = ()  # the files the model was read from: the model, then its external data
@@ -64,7 +64,6 @@ def compile_model(model: str | Path | onnx.ModelProto, target: Target | None = N
     if compression is not None and not given:
         compression = dataclasses.replace(compression, activation_aware=False)
     graph = verify(quantize_graph(graph, calib, target, compression))
-    graph = verify(tile_graph(graph, target))
     kernel = schedule(graph, target)
     kernel = allocate(kernel, target)
     program = emit(kernel, target, name)

@@ -10,7 +10,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from compiler.ir import QMatrix
+from compiler.ops import OPS
 from compiler.passes.compress import Compression, codebook
 from compiler.pipeline import compile_model
 from isa.container import from_bytes, to_bytes
@@ -72,7 +72,7 @@ def test_fewer_distinct_weights_than_codebook_entries():
     three = np.sign(np.round(weights)).astype(np.float32)  # only -1, 0, 1
     model.graph.initializer[0].CopyFrom(numpy_helper.from_array(three, "Wt"))
     checked = run_checked(model, random_inputs(model, seed=5), compression=Compression(4))
-    q = next(n for n in checked.compiled.graph.nodes if n.op == "fc").attrs["q"]
+    q = next(n for n in checked.compiled.graph.nodes if n.op == "fc").attrs.q
     assert len(np.unique(q.weights)) <= 3
 
 
@@ -120,7 +120,7 @@ def test_pruned_lstm_is_bit_exact_through_the_bitmap(bits, groups, prune):
     code = checked.compiled.program.code
     assert any(i.mnemonic == "MVCS" for i in code) and not any(i.mnemonic == "MVC" for i in code)
     for node in checked.compiled.graph.nodes:
-        for q in (v for v in node.attrs.values() if isinstance(v, QMatrix)):
+        for q in OPS[node.op].parameters(node.attrs).matrices.values():
             assert np.mean(q.weights == 0) >= prune and np.array_equal(q.codebook.kept, q.weights != 0)
 
 
@@ -152,7 +152,7 @@ def test_a_model_trained_with_shared_weights_keeps_its_levels_and_zeros():
     tied = np.where(rng.random((32, 64)) < 0.6, 0.0, levels[rng.integers(0, 4, (32, 64))]).astype(np.float32)
     model.graph.initializer[0].CopyFrom(numpy_helper.from_array(tied, "Wt"))
     checked = run_checked(model, random_inputs(model, seed=9), compression=Compression(2, prune=0.6))
-    q = next(n for n in checked.compiled.graph.nodes if n.op == "fc").attrs["q"]
+    q = next(n for n in checked.compiled.graph.nodes if n.op == "fc").attrs.q
     assert np.array_equal(q.weights == 0, tied == 0)
     scale = 0.5 / 127  # the largest level is the largest weight
     np.testing.assert_allclose(q.weights * scale, tied, atol=scale / 2)
@@ -202,7 +202,7 @@ def test_fine_tuned_models_keep_their_levels_and_match_onnx_runtime(name, compre
     checked = run_checked(model, {"mfcc": x[0]}, calibration=dict(np.load(KWS / "calib.npz")),
                           compression=compression)
     for node in checked.compiled.graph.nodes:
-        for q in (v for v in node.attrs.values() if isinstance(v, QMatrix)):
+        for q in OPS[node.op].parameters(node.attrs).matrices.values():
             assert len(np.unique(q.weights[q.weights != 0])) <= 4
             assert np.mean(q.weights == 0) >= compression.prune
     chip = Simulator(checked.compiled.program).run({"mfcc": x}, batch=True).outputs["logits"].reshape(len(x), -1)

@@ -87,7 +87,7 @@ def test_a_chain_after_a_layer_with_a_fixed_format_consumer(bits):
 def test_add_after_a_bias_less_layer_is_its_bias():
     nodes = [helper.make_node("MatMul", ["x", "W"], ["m"]), helper.make_node("Add", ["b", "m"], ["y"])]
     graph = import_model(_model(nodes, SHAPE, (3, 4), {"W": np.ones((8, 4)), "b": np.ones((3, 4))}))
-    assert [n.op for n in graph.nodes] == ["fc"] and graph.nodes[0].attrs["bias"].shape == (4,)
+    assert [n.op for n in graph.nodes] == ["fc"] and graph.nodes[0].attrs.bias.shape == (4,)
 
 
 def test_add_after_a_layer_with_a_bias_is_element_wise():
@@ -103,7 +103,7 @@ def test_constants_only_fold():
              helper.make_node("Add", ["x", "e"], ["y"])]
     graph = import_model(_model(nodes, SHAPE, SHAPE, {"p": np.full(8, 3.0), "q": np.full(8, 2.0)}))
     assert [n.op for n in graph.nodes] == ["add_const"]
-    np.testing.assert_array_equal(graph.nodes[0].attrs["value"], np.full(SHAPE, 2.0))
+    np.testing.assert_array_equal(graph.nodes[0].attrs.value, np.full(SHAPE, 2.0))
 
 
 @pytest.mark.parametrize("op", ["Add", "Sub", "Mul"])

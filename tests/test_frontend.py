@@ -76,7 +76,7 @@ def test_constant_subgraphs_fold_to_nothing():
     inits = {"zero": np.array(0, np.int64), "ax": _ints([0]), "four": _ints([4]), "W": (4, 2)}
     graph = import_model(_model(nodes, [3, 4], [3, 2], inits))
     assert [n.op for n in graph.nodes] == ["gather", "fc"]
-    np.testing.assert_array_equal(graph.nodes[0].attrs["index"], np.arange(12))
+    np.testing.assert_array_equal(graph.nodes[0].attrs.index, np.arange(12))
 
 
 def test_a_layout_operator_that_cannot_apply_is_a_user_error():

@@ -48,14 +48,14 @@ def test_gemm_every_bias_shape_and_transposition(bias_shape, trans_a, trans_b):
 
 def test_matrix_bias_gives_each_row_its_own_vector():
     graph = import_model(gemm_model((M, N)))
-    assert graph.nodes[-1].attrs["bias"].shape == (M, N)
-    assert import_model(gemm_model((1, N))).nodes[-1].attrs["bias"].shape == (N,)
+    assert graph.nodes[-1].attrs.bias.shape == (M, N)
+    assert import_model(gemm_model((1, N))).nodes[-1].attrs.bias.shape == (N,)
 
 
 def test_trans_a_on_data_is_a_gather_before_the_layer():
     graph = import_model(gemm_model((N,), trans_a=1))
     assert [n.op for n in graph.nodes] == ["gather", "fc"]
-    np.testing.assert_array_equal(graph.nodes[0].attrs["index"], np.arange(K * M).reshape(K, M).T.ravel())
+    np.testing.assert_array_equal(graph.nodes[0].attrs.index, np.arange(K * M).reshape(K, M).T.ravel())
 
 
 def test_gemm_of_constants_folds_into_a_weight():

@@ -8,7 +8,8 @@ import dataclasses
 import pytest
 
 from compiler.frontend import softmax_ops
-from compiler.passes import lower_elementwise, lower_softmax, matrices, quantize_elementwise
+from compiler.ops import elementwise, softmax
+from compiler.passes import matrices
 from isa.container import MemoryMap
 from isa.numerics import IDENTITY, MAX_SHIFT, MULT_BITS, quantize_multiplier
 from isa.table import BY_MNEMONIC, CODEBOOK_SLOT, CONSTANTS, MEMORIES, OPS, stride
@@ -31,7 +32,7 @@ def test_strides_are_the_table_lengths_of_one_element() -> None:
 @pytest.mark.parametrize("mnemonic", [op.mnemonic for op in OPS if any(f.name == "shift" for f in op.fields)])
 def test_every_shift_field_holds_max_shift(mnemonic: str) -> None:
     assert BY_MNEMONIC[mnemonic].field("shift").high == MAX_SHIFT
-    assert quantize_elementwise.MAX_SHIFT == MAX_SHIFT
+    assert elementwise.MAX_SHIFT == MAX_SHIFT
 
 
 def test_softmax_row_limit_is_the_reductions_n_field() -> None:
@@ -40,7 +41,7 @@ def test_softmax_row_limit_is_the_reductions_n_field() -> None:
 
 def test_identity_multiplier_is_shared() -> None:
     assert IDENTITY == quantize_multiplier(1.0) == (1 << (MULT_BITS - 1), MULT_BITS - 1)
-    assert lower_softmax.IDENTITY is lower_elementwise.IDENTITY is IDENTITY
+    assert softmax.IDENTITY is elementwise.IDENTITY is IDENTITY
 
 
 def test_memories_match_the_memory_map_and_the_target() -> None:

@@ -49,7 +49,7 @@ def test_a_chain_of_layout_gathers_after_a_recurrent_layer_becomes_one_gather():
     lstm, last, fc = fused.nodes[1:]
     assert last.inputs == (lstm.outputs[0],) and fc.inputs == last.outputs
     # Y is [steps, 1, 1, hidden]: the one gather picks the last step's hidden state
-    np.testing.assert_array_equal(last.attrs["index"], np.arange((steps - 1) * HIDDEN, steps * HIDDEN))
+    np.testing.assert_array_equal(last.attrs.index, np.arange((steps - 1) * HIDDEN, steps * HIDDEN))
 
 
 @pytest.mark.parametrize("cell", ["LSTM", "GRU"])
@@ -57,7 +57,7 @@ def test_a_layer_read_only_at_its_last_step_keeps_only_that_step(cell):
     steps = 20
     trimmed = trim_sequence_outputs(import_model(_classifier(cell, steps)))
     layer = next(n for n in trimmed.nodes if n.op == cell.lower())
-    assert layer.attrs.get("y_steps") == (steps - 1,)
+    assert layer.attrs.y_steps == (steps - 1,)
     assert trimmed.shapes[layer.outputs[0]] == (1, 1, 1, HIDDEN)
     assert [n.op for n in trimmed.consumers(layer.outputs[0])] == ["gather"]
 

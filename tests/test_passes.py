@@ -6,13 +6,15 @@ import numpy as np
 import pytest
 
 from compiler.frontend.onnx_import import import_model
-from compiler.ir import Graph, Node, verify
+from compiler.ir import Graph, Node
 from compiler.kernel import Buffer, Kernel, MOp, Ref, Where
 from compiler.passes.allocate import allocate
 from compiler.passes.calibrate import calibrate, default_calibration
 from compiler.passes.quantize import quantize_graph
-from compiler.passes.tile import row_tiles, tile_graph
+from compiler.ops.activation import TableAttrs
+from compiler.passes.tile import row_tiles
 from compiler.passes.weights import GATE_SCALE, UNIT_SCALE, quantize_matrix
+from compiler.verify import verify
 from isa.errors import RnnaccelError
 from isa.numerics import quantize_multiplier
 from isa.target import Target
@@ -29,15 +31,17 @@ def test_row_tiles_cover_the_rows_evenly(rows, macs):
     assert max(sizes) <= macs and max(sizes) - min(sizes) <= 1 and len(tiles) == -(-rows // macs)
 
 
-def test_tile_graph_adds_tiles_to_every_matrix():
-    graph = quantized(lstm_model(3, 1, 5, 40))
-    node = tile_graph(graph, Target(macs=16)).nodes[0]
-    assert node.attrs["tiles"]["qx0"] == node.attrs["tiles"]["qh0"] == row_tiles(160, 16)
+def test_quantize_tiles_every_matrix_in_its_storage_order():
+    cell = quantized(lstm_model(3, 1, 5, 40), Target(macs=16, vec_lanes=8)).nodes[0].attrs.cells[0]
+    assert cell.x.tiles == cell.h.tiles == row_tiles(160, 16)
+    first_group = np.concatenate([np.arange(8) + gate * 40 for gate in range(4)])  # i, o, f, c of units 0..7
+    np.testing.assert_array_equal(cell.h.order[:32], first_group)
+    np.testing.assert_array_equal(np.sort(cell.h.order), np.arange(160))
 
 
-def quantized(model) -> Graph:
+def quantized(model, target: Target | None = None) -> Graph:
     graph = import_model(model)
-    return verify(quantize_graph(graph, calibrate(graph, default_calibration(graph)), Target()))
+    return verify(quantize_graph(graph, calibrate(graph, default_calibration(graph)), target or Target()))
 
 
 def test_quantize_fixes_the_lstm_formats():
@@ -53,8 +57,8 @@ def test_quantize_gives_a_sigmoid_input_its_format_directly():
 
 
 def test_quantize_inserts_a_rescale_where_a_format_is_needed():
-    graph = quantized(fc_model(2, 6, 4, activation="Relu"))
-    tanh = Node("table", "extra", ("y",), ("z",), {"table": "tanh"})
+    graph = import_model(fc_model(2, 6, 4, activation="Relu"))
+    tanh = Node("table", "extra", ("y",), ("z",), TableAttrs(spec="tanh"))
     graph = graph.replace(nodes=(*graph.nodes, tanh), outputs=("z",), shapes={**graph.shapes, "z": (2, 4)})
     requantized = quantize_graph(graph, calibrate(graph, default_calibration(graph)), Target())
     assert [n.op for n in requantized.nodes][-2:] == ["rescale", "table"]

@@ -92,13 +92,13 @@ def test_on_a_graph_input_with_the_default_axis(op, shape, opset):
 def test_before_opset_13_every_axis_is_a_contiguous_block(axis):
     inputs, calibration = _data((2, 3, 5))
     checked = assert_close(softmax_model("Softmax", (2, 3, 5), 11, axis=axis), inputs, calibration=calibration)
-    assert checked.compiled.graph.nodes[-1].attrs["row"] == int(np.prod((2, 3, 5)[axis % 3:]))
+    assert checked.compiled.graph.nodes[-1].attrs.row == int(np.prod((2, 3, 5)[axis % 3:]))
 
 
 def test_an_axis_followed_by_unit_dims_is_contiguous_from_opset_13():
     inputs, calibration = _data((3, 6, 1))
     checked = assert_close(softmax_model("LogSoftmax", (3, 6, 1), 13, axis=1), inputs, calibration=calibration)
-    assert checked.compiled.graph.nodes[-1].attrs["row"] == 6
+    assert checked.compiled.graph.nodes[-1].attrs.row == 6
 
 
 @pytest.mark.parametrize("op", OPS)
@@ -158,7 +158,7 @@ def test_a_softmax_of_a_constant_folds():
     c = np.array([[1.0, 2.0, 3.0]])
     graph = import_model(_model(nodes, [2, 3], [2, 3], {"c": c}))
     assert [n.op for n in graph.nodes] == ["mul_const"]
-    np.testing.assert_allclose(graph.nodes[0].attrs["value"][0], np.exp(c[0]) / np.exp(c[0]).sum(), rtol=1e-6)
+    np.testing.assert_allclose(graph.nodes[0].attrs.value[0], np.exp(c[0]) / np.exp(c[0]).sum(), rtol=1e-6)
 
 
 def test_row_lengths_by_opset():

@@ -11,19 +11,15 @@ import bisect
 
 import numpy as np
 
-from compiler.ir import RECURRENT_OPS, Graph, Node
+from compiler.ir import Graph, Node
 from compiler.kernel import Kernel
+from compiler.ops import OPS
 from compiler.passes.lowering import period
 from compiler.passes.reroll import LOOP_TABLES
 from isa.bounds import bound_cycles, vector_elements
 from isa.container import Program
 from isa.loops import expand_program
 from isa.table import WORD_BYTES, evaluate
-
-WEIGHT_ATTRS = {"fc": ("weight",), **dict.fromkeys(RECURRENT_OPS, ("W", "R", "P")),
-                **dict.fromkeys(("add_const", "mul_const"), ("value",))}
-BIAS_ATTRS = {"fc": ("bias",), **dict.fromkeys(RECURRENT_OPS, ("B",))}
-
 
 def build_report(graph: Graph, kernel: Kernel, program: Program) -> dict:
     """Work is counted over the instructions as executed: loops expanded (isa.loops)."""
@@ -35,7 +31,7 @@ def build_report(graph: Graph, kernel: Kernel, program: Program) -> dict:
         by_node.setdefault(_node_at(program, starts, pc), []).append(instr)
     stored = _stored_bytes(graph, kernel)
     layers = [_layer(node, by_node.get(node.source, []), stored.get(node.source, 0), target_env, program)
-              for node in graph.nodes if node.op != "gather"]
+              for node in graph.nodes if OPS[node.op].kind != "layout"]
     total = {key: sum(layer[key] for layer in layers) for key in ("mac_ops", "weight_count", "fp32_bytes",
                                                                    "stored_bytes")}
     instrs = [instr for _, instr in executed]
@@ -80,8 +76,9 @@ def _stored_bytes(graph: Graph, kernel: Kernel) -> dict[str, int]:
 
 
 def _layer(node: Node, mine: list, stored: int, target_env: dict, program: Program) -> dict:
-    weights = sum(_parameters(node.attrs[a]) for a in WEIGHT_ATTRS.get(node.op, ()) if node.attrs.get(a) is not None)
-    biases = sum(node.attrs[a].size for a in BIAS_ATTRS.get(node.op, ()) if node.attrs[a] is not None)
+    params = OPS[node.op].parameters(node.attrs)
+    weights = sum(_parameters(value) for value in params.weights.values())
+    biases = sum(value.size for value in params.biases.values())
     return {
         "name": node.source,
         "op": node.op,

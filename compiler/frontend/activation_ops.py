@@ -7,11 +7,9 @@ An activation is named by a *spec*: "relu", or a table name from isa.numerics ("
 
 from __future__ import annotations
 
-import numpy as np
-
 from compiler.frontend.registry import fold, operator, unsupported
-from compiler.ir import Node
-from isa.numerics import TABLE_FUNCTIONS, parse_table_name, table_name
+from compiler.ops.activation import activation_node, float_activation
+from isa.numerics import table_name
 
 # ONNX activation name -> (table function or "relu", its attribute defaults (alpha, beta) or ())
 ACTIVATIONS = {
@@ -31,20 +29,6 @@ def activation_spec(onnx_name: str, alpha: float | None = None, beta: float | No
         return func
     params = (defaults[0] if alpha is None else alpha, defaults[1] if beta is None else beta)
     return table_name(func, *params)
-
-
-def float_activation(spec: str, x: np.ndarray) -> np.ndarray:
-    """What an activation spec computes, in float."""
-    if spec == "relu":
-        return np.maximum(x, 0.0)
-    func, params = parse_table_name(spec)
-    return TABLE_FUNCTIONS[func](x, *params)
-
-
-def activation_node(spec: str, name: str, x: str, y: str) -> Node:
-    if spec == "relu":
-        return Node("relu", name, (x,), (y,))
-    return Node("table", name, (x,), (y,), {"table": spec})
 
 
 def _emit(b, node, name: str, spec: str) -> None:

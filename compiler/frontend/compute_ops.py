@@ -11,6 +11,8 @@ import numpy as np
 from compiler.frontend.limits import check_elements
 from compiler.frontend.registry import fold, operator, padded, unsupported
 from compiler.ir import Node
+from compiler.ops.fc import FcAttrs
+from compiler.ops.gather import GatherAttrs
 from isa.errors import RnnaccelError
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -47,8 +49,7 @@ def _emit_fc(b, name: str, x: str, out: str, weight: np.ndarray, bias: np.ndarra
     shape = b.shape(x)
     if not shape or shape[-1] != weight.shape[1]:
         raise unsupported(f"input shape {list(shape)} for a {weight.shape[1]}-input layer")
-    attrs = {"weight": weight, "bias": bias}
-    b.emit(Node("fc", name, (x,), (out,), attrs), {out: tuple(shape[:-1]) + (weight.shape[0],)})
+    b.emit(Node("fc", name, (x,), (out,), FcAttrs(weight=weight, bias=bias)), {out: tuple(shape[:-1]) + (weight.shape[0],)})
 
 
 def fc_bias(value: np.ndarray, out_shape: tuple[int, ...], what: str) -> np.ndarray:
@@ -70,7 +71,7 @@ def transposed(b, name: str, tensor: str) -> str:
         raise unsupported(f"Gemm input A of shape {list(shape)}; Gemm takes a matrix")
     out = f"{name}/A^T"
     index = np.arange(shape[0] * shape[1]).reshape(shape).T
-    b.emit(Node("gather", name, (tensor,), (out,), {"index": index.ravel()}), {out: index.shape})
+    b.emit(Node("gather", name, (tensor,), (out,), GatherAttrs(index=index.ravel())), {out: index.shape})
     return out
 
 

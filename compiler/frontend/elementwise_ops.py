@@ -16,6 +16,9 @@ import numpy as np
 from compiler.frontend.compute_ops import constant_weight, fc_bias
 from compiler.frontend.registry import fold, operator, unsupported
 from compiler.ir import Node
+from compiler.ops.elementwise import AddConstAttrs, MulAttrs, MulConstAttrs, PairAttrs
+from compiler.ops.fc import FcAttrs
+from compiler.ops.gather import GatherAttrs
 
 
 @operator
@@ -61,7 +64,7 @@ def _emit_pair(b, name: str, op: str, node) -> None:
     shape = _broadcast_shape(b.shape(first), b.shape(second))
     operands = tuple(n if b.shape(n) == shape else _broadcast_data(b, f"{name}/{i}", n, shape)
                      for i, n in enumerate((first, second)))
-    b.emit(Node(op, name, operands, (node.output[0],)), {node.output[0]: shape})
+    b.emit(Node(op, name, operands, (node.output[0],), MulAttrs() if op == "mul" else PairAttrs()), {node.output[0]: shape})
 
 
 def _operands(b, node) -> tuple[str, np.ndarray, bool]:
@@ -75,11 +78,11 @@ def _fuse_bias(b, name: str, data: str, value: np.ndarray, out: str) -> bool:
     """Make `data + value` the bias of the bias-less fc that computes `data`, if there is one."""
     producer = b.producers.get(data)
     shape = b.shape(data)
-    if producer is None or producer.op != "fc" or producer.attrs["bias"] is not None:
+    if producer is None or producer.op != "fc" or producer.attrs.bias is not None:
         return False
     if value.ndim > len(shape) or any(c not in (1, d) for c, d in zip(value.shape[::-1], shape[::-1])):
         return False  # the data would have to grow: the general lowering broadcasts it
-    attrs = {"weight": producer.attrs["weight"], "bias": fc_bias(value, shape, "bias")}
+    attrs = FcAttrs(weight=producer.attrs.weight, bias=fc_bias(value, shape, "bias"))
     b.emit(Node("fc", name, producer.inputs, (out,), attrs), {out: shape})
     return True
 
@@ -88,9 +91,8 @@ def _emit(b, name: str, op: str, data: str, value: np.ndarray, out: str, negate:
     shape = _broadcast_shape(b.shape(data), value.shape)
     if shape != b.shape(data):
         data = _broadcast_data(b, name, data, shape)
-    attrs = {"value": np.array(np.broadcast_to(value, shape), dtype=np.float32)}
-    if op == "add_const":
-        attrs["negate"] = negate
+    full = np.array(np.broadcast_to(value, shape), dtype=np.float32)
+    attrs = AddConstAttrs(value=full, negate=negate) if op == "add_const" else MulConstAttrs(value=full)
     b.emit(Node(op, name, (data,), (out,), attrs), {out: shape})
 
 
@@ -106,5 +108,5 @@ def _broadcast_data(b, name: str, data: str, shape: tuple[int, ...]) -> str:
     size = int(np.prod(b.shape(data)))
     index = np.broadcast_to(np.arange(size).reshape(b.shape(data)), shape)
     out = f"{name}/broadcast"
-    b.emit(Node("gather", name, (data,), (out,), {"index": index.ravel()}), {out: shape})
+    b.emit(Node("gather", name, (data,), (out,), GatherAttrs(index=index.ravel())), {out: shape})
     return out

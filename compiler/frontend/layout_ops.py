@@ -18,6 +18,7 @@ from onnx.helper import tensor_dtype_to_np_dtype
 from compiler.frontend.limits import check_elements, check_shape_value
 from compiler.frontend.registry import OPERATORS, apply, fold, fold_handler, operator, unsupported
 from compiler.ir import Node
+from compiler.ops.gather import GatherAttrs
 from isa.errors import RnnaccelError
 
 
@@ -39,7 +40,7 @@ def layout(fn: Callable, data_args: int = 1) -> Callable:
             inputs.append(tensor)
             base += size
         index = apply(fn, args, attrs)
-        b.emit(Node("gather", name, tuple(inputs), (node.output[0],), {"index": index.ravel()}),
+        b.emit(Node("gather", name, tuple(inputs), (node.output[0],), GatherAttrs(index=index.ravel())),
                {node.output[0]: tuple(index.shape)})
 
     handler = functools.wraps(fn)(handler)  # so its signature, which lists the attributes, is fn's

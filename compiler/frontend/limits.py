@@ -22,7 +22,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from compiler.ir import LAYOUT_OPS, MATRIX_OPS, RECURRENT_OPS, Graph, Node
+from compiler.ir import Graph, Node
+from compiler.ops import MATRIX_OPS, OPS, RECURRENT_OPS
 from isa.errors import RnnaccelError
 from isa.table import MEMORIES
 from isa.target import Target
@@ -33,7 +34,6 @@ _T = onnx.TensorProto
 SUPPORTED_DTYPES = {_T.FLOAT: "float32", _T.DOUBLE: "float64", _T.FLOAT16: "float16", _T.INT8: "int8",
                     _T.INT16: "int16", _T.INT32: "int32", _T.INT64: "int64", _T.UINT8: "uint8",
                     _T.UINT16: "uint16", _T.UINT32: "uint32", _T.UINT64: "uint64", _T.BOOL: "bool"}
-WEIGHT_ATTRS = ("weight", "W", "R", "P")  # the matrices of fc and recurrent nodes
 
 
 def check_elements(label: str, dims: Iterable[int]) -> int:
@@ -86,10 +86,9 @@ def check_fits_target(graph: Graph, target: Target, streaming: bool = False) -> 
                                 f"{MEMORIES['amem'].shortfall(graph.size(name), target)}")
     for node in graph.nodes:
         if node.op in MATRIX_OPS:
-            _check_weights(node.source, {k: node.attrs[k] for k in WEIGHT_ATTRS if node.attrs.get(k) is not None},
-                           target)
+            _check_weights(node.source, OPS[node.op].parameters(node.attrs).weights, target)
         if node.op in RECURRENT_OPS:  # a stream runs one frame of each sequence at a time
-            _check_accumulators(node, target, 1 if streaming else max(node.attrs["seq_lens"], default=0))
+            _check_accumulators(node, target, 1 if streaming else max(node.attrs.seq_lens, default=0))
             if not streaming:
                 _check_sequences(graph, node, target)
 
@@ -98,7 +97,7 @@ def _check_accumulators(node: Node, target: Target, steps: int) -> None:
     """A direction accumulates W x into one buffer of G*H entries, and R h into another. Allocation
     may give them one place while a step's W x is read before its R h is made; but from the third
     step of a sequence on, R h of an earlier step comes before a later W x, so both are live."""
-    rows = node.attrs["W"].shape[1]
+    rows = node.attrs.W.shape[1]
     need = rows * (2 if steps >= 3 else min(steps, 1))
     if need > target.acc_entries:
         raise RnnaccelError(f"node '{node.source}': its accumulators (W x and R h, {rows} rows each) need at least "
@@ -110,7 +109,7 @@ def _check_sequences(graph: Graph, node: Node, target: Target) -> None:
     runs; so is the output sequence Y, unless only layout operators read it (they may pick a few
     steps, and trim_sequence_outputs then keeps only those)."""
     y = node.outputs[0]
-    whole_y = y and (y in graph.outputs or any(r.op not in LAYOUT_OPS for r in graph.consumers(y)))
+    whole_y = y and (y in graph.outputs or any(OPS[r.op].kind != "layout" for r in graph.consumers(y)))
     sequences = [name for name in (node.inputs[0], y if whole_y else "") if name in graph.shapes]
     need = sum(graph.size(name) for name in sequences)
     if need > target.act_elems:

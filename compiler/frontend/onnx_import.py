@@ -19,7 +19,8 @@ from compiler.frontend.attributes import decode_attributes
 from compiler.frontend.external_data import inline_external_data
 from compiler.frontend.limits import check_elements, tensor_value
 from compiler.frontend.registry import OPERATORS
-from compiler.ir import Graph, Node, verify
+from compiler.ir import Graph, Node
+from compiler.verify import verify
 from isa.errors import RnnaccelError
 from isa.fileio import read_input
 

@@ -1,7 +1,7 @@
 """The recurrent operators: LSTM, GRU and RNN, every direction, layout and option.
 
-Each handler normalises its operator to one IR node (op "lstm", "gru" or "rnn") whose attrs
-hold, for all directions at once, W [D, G*H, I], R [D, G*H, H], B [D, 2*G*H] and P [D, 3H]
+Each handler normalises its operator to one IR node (op "lstm", "gru" or "rnn") whose attributes
+(compiler/ops/recurrent/records.py) hold, for all directions at once, W [D, G*H, I], R [D, G*H, H], B [D, 2*G*H] and P [D, 3H]
 as float32, the activation specs per direction (see activation_ops), the static sequence
 lengths, and the cell options. Weight-like inputs must be initialisers.
 """
@@ -14,11 +14,14 @@ from compiler.frontend.activation_ops import ACTIVATIONS, activation_spec
 from compiler.frontend.compute_ops import constant_weight
 from compiler.frontend.registry import operator, padded, unsupported
 from compiler.ir import Node
+from compiler.ops.constant import ConstantAttrs
+from compiler.ops.recurrent.records import GruAttrs, LstmAttrs, RnnAttrs
 from isa.errors import RnnaccelError
 
 DIRECTIONS = {"forward": ("forward",), "reverse": ("reverse",), "bidirectional": ("forward", "reverse")}
 # cell -> (gates G, default activations per direction)
 CELLS = {"lstm": (4, ("Sigmoid", "Tanh", "Tanh")), "gru": (3, ("Sigmoid", "Tanh")), "rnn": (1, ("Tanh",))}
+RECORDS = {"lstm": LstmAttrs, "gru": GruAttrs, "rnn": RnnAttrs}
 
 
 @operator
@@ -123,14 +126,14 @@ def _seq_lens(b, name: str, steps: int, batch: int) -> tuple[int, ...]:
 
 
 def _emit(b, node, name: str, op: str, attrs: dict, inputs: tuple[str, ...], outputs: int) -> None:
-    dirs, batch, hidden, steps = len(attrs["directions"]), attrs["batch"], attrs["hidden"], attrs["steps"]
-    layout = attrs["layout"]
+    record = RECORDS[op](**attrs)
+    dirs, batch, hidden, steps, layout = len(record.directions), record.batch, record.hidden, record.steps, record.layout
     state = (dirs, batch, hidden) if layout == 0 else (batch, dirs, hidden)
     y_shape = (steps, dirs, batch, hidden) if layout == 0 else (batch, steps, dirs, hidden)
     names = padded(node.output, outputs)
     shapes = {n: s for n, s in zip(names, (y_shape, state, state)) if n}
     states = tuple(_state_input(b, n, name, which, state) for n, which in zip(inputs[1:], ("h", "c")))
-    b.emit(Node(op, name, (inputs[0], *states), tuple(names), attrs), shapes)
+    b.emit(Node(op, name, (inputs[0], *states), tuple(names), record), shapes)
 
 
 def _state_input(b, name: str, node_name: str, which: str, shape: tuple[int, ...]) -> str:
@@ -142,6 +145,6 @@ def _state_input(b, name: str, node_name: str, which: str, shape: tuple[int, ...
     value = _float32(b, name, f"initial_{which}")
     if not np.any(value):
         return ""
-    b.emit(Node("constant", f"{node_name}/initial_{which}", (), (name,), {"value": value}), {name: value.shape})
+    b.emit(Node("constant", f"{node_name}/initial_{which}", (), (name,), ConstantAttrs(value=value)), {name: value.shape})
     del b.consts[name]
     return name

@@ -13,20 +13,13 @@ import numpy as np
 
 from compiler.frontend.registry import fold, operator, unsupported
 from compiler.ir import Node
+from compiler.ops.softmax import SoftmaxAttrs, float_softmax
 from isa.errors import RnnaccelError
 from isa.table import BY_MNEMONIC
 
 # a row is one VRMAX, VSUBS, VRSUM and VNORM each: their `n` fields bound it
 ROW_LIMIT = min(BY_MNEMONIC[m].field("n").high for m in ("VRMAX", "VSUBS", "VRSUM", "VNORM"))
 FLATTENING_BEFORE = 13  # the opset from which `axis` names one axis instead of a flattening point
-
-
-def float_softmax(x: np.ndarray, row: int, log: bool = False) -> np.ndarray:
-    """Softmax (or its log) over consecutive runs of `row` elements, in float64."""
-    rows = np.asarray(x, np.float64).reshape(-1, row)
-    shifted = rows - rows.max(axis=1, keepdims=True)
-    logs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    return (logs if log else np.exp(logs)).reshape(np.shape(x))
 
 
 def row_length(shape: tuple[int, ...], axis: int | None, opset: int) -> int:
@@ -51,7 +44,7 @@ def _emit(b, node, name: str, op: str, axis: int | None) -> None:
         return fold(b, node, lambda v: float_softmax(v, row, op == "logsoftmax").astype(np.float32))
     if row > ROW_LIMIT:
         raise unsupported(f"a {node.op_type} over {row} elements (at most {ROW_LIMIT})")
-    b.emit(Node(op, name, (x,), (out,), {"row": row}), {out: b.shape(x)})
+    b.emit(Node(op, name, (x,), (out,), SoftmaxAttrs(row=row)), {out: b.shape(x)})
 
 
 @operator

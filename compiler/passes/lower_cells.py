@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from compiler.kernel import Ref, Where
+from compiler.ops.recurrent.records import QuantRecurrentAttrs
 from compiler.passes.lowering import Lowering
 from compiler.passes.matrices import MatrixRefs, matvec, requantize
 from compiler.passes.tile import unit_groups
@@ -51,16 +52,16 @@ def _at(where: Where, what: str) -> Where:
     return Where(where.node, where.layer, where.step, where.tile, where.what + what)
 
 
-def _clamp(ctx: Lowering, a: dict, where: Where, n: int, ref: Ref) -> None:
-    if a["clip_q"] is not None:
-        ctx.emit_elementwise("VCLAMP", where, n, dst=ref, src=ref, lo=-a["clip_q"], hi=a["clip_q"])
+def _clamp(ctx: Lowering, a: QuantRecurrentAttrs, where: Where, n: int, ref: Ref) -> None:
+    if a.clip_q is not None:
+        ctx.emit_elementwise("VCLAMP", where, n, dst=ref, src=ref, lo=-a.clip_q, hi=a.clip_q)
 
 
-def _groups(ctx: Lowering, a: dict) -> tuple[tuple[int, int], ...]:
-    return unit_groups(a["hidden"], ctx.target.vec_lanes)
+def _groups(ctx: Lowering, a: QuantRecurrentAttrs) -> tuple[tuple[int, int], ...]:
+    return unit_groups(a.hidden, ctx.target.vec_lanes)
 
 
-def chunked(ctx: Lowering, a: dict, m: MatrixRefs) -> bool:
+def chunked(ctx: Lowering, a: QuantRecurrentAttrs, m: MatrixRefs) -> bool:
     """Whether R h runs in two column chunks (`_halves`). On an array so wide that R has at most
     half as many row tiles as h has unit groups, the next step's product then starts on the first
     half of h while the vector unit still works on the second, instead of waiting for all of it;
@@ -68,7 +69,7 @@ def chunked(ctx: Lowering, a: dict, m: MatrixRefs) -> bool:
     On narrower arrays, and where the two directions of a bidirectional layer already fill each
     other's waits, whole tiles measured faster (bench/schedule.py). Compressed matrices have no
     accumulating form."""
-    return not m.slots and len(a["directions"]) == 1 and 2 * len(m.tiles) <= len(_groups(ctx, a))
+    return not m.slots and len(a.directions) == 1 and 2 * len(m.tiles) <= len(_groups(ctx, a))
 
 
 def recurrent_matrix(mats: dict[str, MatrixRefs]) -> MatrixRefs:
@@ -77,20 +78,20 @@ def recurrent_matrix(mats: dict[str, MatrixRefs]) -> MatrixRefs:
     return mats["qh"] if "qh" in mats else mats["qzr"]
 
 
-def _recurrent_product(ctx: Lowering, a: dict, m: MatrixRefs, r: StepRefs, where: Where) -> None:
+def _recurrent_product(ctx: Lowering, a: QuantRecurrentAttrs, m: MatrixRefs, r: StepRefs, where: Where) -> None:
     matvec(ctx, m, r.h_prev, r.accs["h"], _at(where, "Rh"), _halves(ctx, a) if chunked(ctx, a, m) else None)
 
 
-def _halves(ctx: Lowering, a: dict) -> tuple[tuple[int, int], tuple[int, int]]:
+def _halves(ctx: Lowering, a: QuantRecurrentAttrs) -> tuple[tuple[int, int], tuple[int, int]]:
     """The columns of h in two runs of whole unit groups (at least two groups: see `chunked`).
     One chunk per group measured slower: a chunk then waits on groups the vector unit finishes
     together, interleaved, and the array runs the chunks back to back behind them."""
     groups = _groups(ctx, a)
     middle = groups[(len(groups) + 1) // 2][0]
-    return (0, middle), (middle, a["hidden"])
+    return (0, middle), (middle, a.hidden)
 
 
-def _products(ctx: Lowering, a: dict, r: StepRefs, qh: str, where: Where) -> None:
+def _products(ctx: Lowering, a: QuantRecurrentAttrs, r: StepRefs, qh: str, where: Where) -> None:
     """acc_x = b + W x, gx = requantise(acc_x), acc_h = R h (skipped without h): the MAC part."""
     mx = r.mats["qx"]
     matvec(ctx, mx, r.x, r.accs["x"], _at(where, "Wx"))
@@ -126,15 +127,15 @@ def _per_group(ctx: Lowering, groups, tiles, rows_per_unit: int, emit: Callable[
         ctx.ops.extend(op for ops in itertools.zip_longest(*streams) for op in ops if op is not None)
 
 
-def lstm_step(ctx: Lowering, a: dict, d: int, r: StepRefs, where: Where) -> None:
+def lstm_step(ctx: Lowering, a: QuantRecurrentAttrs, d: int, r: StepRefs, where: Where) -> None:
     _products(ctx, a, r, "qh", where)
     tiles = (r.mats["qh"] if r.h_prev is not None else r.mats["qx"]).tiles
     _per_group(ctx, _groups(ctx, a), tiles, 4, lambda u0, u1: _lstm_group(ctx, a, d, r, u0, u1, where))
 
 
-def _lstm_group(ctx: Lowering, a: dict, d: int, r: StepRefs, u0: int, u1: int, where: Where) -> None:
-    f_spec, g_spec, h_spec = a["activations"][d]
-    fmt, hidden, g, w = a["formats"][d], a["hidden"], u1 - u0, _at(where, "cell")
+def _lstm_group(ctx: Lowering, a: QuantRecurrentAttrs, d: int, r: StepRefs, u0: int, u1: int, where: Where) -> None:
+    f_spec, g_spec, h_spec = a.activations[d]
+    fmt, hidden, g, w = a.formats[d], a.hidden, u1 - u0, _at(where, "cell")
     _group_gates(ctx, r, "qh", (4 * u0, 4 * u1), _at(where, "gates"))
     i_pre, o_pre, f_pre, c_pre = (r.s["pre"] + 4 * u0 + k * g for k in range(4))
     i, o, f, c = (r.s["act"] + 4 * u0 + k * g for k in range(4))
@@ -149,11 +150,11 @@ def _lstm_group(ctx: Lowering, a: dict, d: int, r: StepRefs, u0: int, u1: int, w
         _clamp(ctx, a, w, 2 * g, f_pre)
     else:
         _clamp(ctx, a, w, 4 * g, i_pre)
-    together = 1 if a["input_forget"] or late_o else 3  # i alone, or i, o, f in one instruction
+    together = 1 if a.input_forget or late_o else 3  # i alone, or i, o, f in one instruction
     ctx.activation(f_spec, w, together * g, i, i_pre)
-    if late_o and not a["input_forget"]:
+    if late_o and not a.input_forget:
         ctx.activation(f_spec, w, g, f, f_pre)
-    if a["input_forget"]:
+    if a.input_forget:
         ctx.emit_elementwise("VSUB", w, g, dst=f, a=r.consts["one"] + u0, b=i)
         if not late_o:
             ctx.activation(f_spec, w, g, o, o_pre)
@@ -185,10 +186,10 @@ def _cell_update(ctx: Lowering, r: StepRefs, w: Where, g: int, refs: tuple, shif
     ctx.emit_elementwise("VADD", w, g, dst=c_new, a=r.s["fc"] + u0, b=r.s["ig"] + u0)
 
 
-def gru_step(ctx: Lowering, a: dict, d: int, r: StepRefs, where: Where) -> None:
+def gru_step(ctx: Lowering, a: QuantRecurrentAttrs, d: int, r: StepRefs, where: Where) -> None:
     """With linear_before_reset, R is one matrix stored [z r h] per group and each group finishes
     on its own; without, the candidate's product needs all of r*h, so it waits for every group."""
-    hidden, s, lbr = a["hidden"], r.s, a["linear_before_reset"]
+    hidden, s, lbr = a.hidden, r.s, a.linear_before_reset
     mx = r.mats["qx"]
     matvec(ctx, mx, r.x, r.accs["x"], _at(where, "Wx"))
     requantize(ctx, mx, _at(where, "Wx"), s["gx"], r.accs["x"])
@@ -202,15 +203,15 @@ def gru_step(ctx: Lowering, a: dict, d: int, r: StepRefs, where: Where) -> None:
     _per_group(ctx, groups, r.mats["qhh"].tiles, 1, lambda u0, u1: _gru_candidate(ctx, a, d, r, u0, u1, where))
 
 
-def _gru_group(ctx: Lowering, a: dict, d: int, r: StepRefs, u0: int, u1: int, where: Where) -> None:
+def _gru_group(ctx: Lowering, a: QuantRecurrentAttrs, d: int, r: StepRefs, u0: int, u1: int, where: Where) -> None:
     _gru_gates(ctx, a, d, r, u0, u1, where)
     _gru_candidate(ctx, a, d, r, u0, u1, where)
 
 
-def _gru_gates(ctx: Lowering, a: dict, d: int, r: StepRefs, u0: int, u1: int, where: Where) -> None:
+def _gru_gates(ctx: Lowering, a: QuantRecurrentAttrs, d: int, r: StepRefs, u0: int, u1: int, where: Where) -> None:
     """z and r of units u0..u1, and r*h when it feeds R_h."""
-    f_spec, s, g, w = a["activations"][d][0], r.s, u1 - u0, _at(where, "cell")
-    pre, lbr = s["pre"] + 2 * u0, a["linear_before_reset"]
+    f_spec, s, g, w = a.activations[d][0], r.s, u1 - u0, _at(where, "cell")
+    pre, lbr = s["pre"] + 2 * u0, a.linear_before_reset
     first = 3 * u0 if lbr else 2 * u0  # the group's z rows: [z r h] or [z r] per group
     requantize(ctx, recurrent_matrix(r.mats), _at(where, "gates"), pre, r.accs["h"] + first,
                    add=s["gx"] + 3 * u0, rows=(first, first + 2 * g))
@@ -218,15 +219,15 @@ def _gru_gates(ctx: Lowering, a: dict, d: int, r: StepRefs, u0: int, u1: int, wh
     ctx.activation(f_spec, w, 2 * g, s["act"] + 2 * u0, pre)
     if not lbr:
         ctx.emit_elementwise("VMUL", w, g, dst=s["rh"] + u0, a=s["act"] + 2 * u0 + g, b=r.h_prev + u0,
-                             shift=a["formats"][d].gate_shift)
+                             shift=a.formats[d].gate_shift)
 
 
-def _gru_candidate(ctx: Lowering, a: dict, d: int, r: StepRefs, u0: int, u1: int, where: Where) -> None:
+def _gru_candidate(ctx: Lowering, a: QuantRecurrentAttrs, d: int, r: StepRefs, u0: int, u1: int, where: Where) -> None:
     """h~ = g(candidate pre-activation); h = (1 - z) h~ + z h, for units u0..u1."""
-    g_spec, shift = a["activations"][d][1], a["formats"][d].gate_shift
-    hidden, s, g, w = a["hidden"], r.s, u1 - u0, _at(where, "cell")
+    g_spec, shift = a.activations[d][1], a.formats[d].gate_shift
+    hidden, s, g, w = a.hidden, r.s, u1 - u0, _at(where, "cell")
     z, reset, gx_h, cand = s["act"] + 2 * u0, s["act"] + 2 * u0 + g, s["gx"] + 3 * u0 + 2 * g, s["cand"] + u0
-    if a["linear_before_reset"]:
+    if a.linear_before_reset:
         rows = (3 * u0 + 2 * g, 3 * u1)
         requantize(ctx, r.mats["qh"], w, s["t"] + u0, r.accs["h"] + rows[0], rows=rows)
         ctx.emit_elementwise("VMUL", w, g, dst=s["t"] + u0, a=reset, b=s["t"] + u0, shift=shift)
@@ -241,8 +242,8 @@ def _gru_candidate(ctx: Lowering, a: dict, d: int, r: StepRefs, u0: int, u1: int
     ctx.emit_elementwise("VADD", _at(where, "hidden"), g, dst=r.h_new + u0, a=s["d"] + u0, b=s["t"] + u0)
 
 
-def rnn_step(ctx: Lowering, a: dict, d: int, r: StepRefs, where: Where) -> None:
-    (f_spec,) = a["activations"][d]
+def rnn_step(ctx: Lowering, a: QuantRecurrentAttrs, d: int, r: StepRefs, where: Where) -> None:
+    (f_spec,) = a.activations[d]
     _products(ctx, a, r, "qh", where)
 
     def group(u0: int, u1: int) -> None:

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from compiler.ir import Node, QMatrix
+from compiler.ir import Node
 from compiler.kernel import Ref, Where
+from compiler.ops.recurrent.records import QuantRecurrentAttrs
 from compiler.passes.lower_cells import CELLS, StepRefs, cell_scratch, chunked, recurrent_matrix
 from compiler.passes.lowering import Lowering
 from compiler.passes.matrices import place_matrix
@@ -42,33 +43,33 @@ class Plan:
     state: dict[int, tuple[Ref, Ref | None]] = field(default_factory=dict)  # streaming: (h, c) per direction
 
     @property
-    def a(self) -> dict:
+    def a(self) -> QuantRecurrentAttrs:
         return self.node.attrs
 
     def x_at(self, t: int, b: int) -> Ref:
         a = self.a
-        return self.x + (t * a["batch"] + b if a["layout"] == 0 else b * a["steps"] + t) * a["inputs"]
+        return self.x + (t * a.batch + b if a.layout == 0 else b * a.steps + t) * a.inputs
 
     def kept(self, t: int) -> int | None:
         """Step t's position in Y, or None when Y does not keep it (passes/trim.py)."""
-        steps = self.a.get("y_steps")
+        steps = self.a.y_steps
         if steps is None:
             return t
         return steps.index(t) if t in steps else None
 
     def y_at(self, t: int, d: int, b: int) -> Ref:
-        a, dirs, k = self.a, len(self.a["directions"]), self.kept(t)
-        length = len(a.get("y_steps", range(a["steps"])))
-        slot = (k * dirs + d) * a["batch"] + b if a["layout"] == 0 else (b * length + k) * dirs + d
-        return self.y + slot * a["hidden"]
+        a, dirs, k = self.a, len(self.a.directions), self.kept(t)
+        length = a.steps if a.y_steps is None else len(a.y_steps)
+        slot = (k * dirs + d) * a.batch + b if a.layout == 0 else (b * length + k) * dirs + d
+        return self.y + slot * a.hidden
 
     def state_offset(self, d: int, b: int) -> int:
-        a, dirs = self.a, len(self.a["directions"])
-        return (d * a["batch"] + b if a["layout"] == 0 else b * dirs + d) * a["hidden"]
+        a, dirs = self.a, len(self.a.directions)
+        return (d * a.batch + b if a.layout == 0 else b * dirs + d) * a.hidden
 
     def steps_of(self, d: int, b: int) -> list[int]:
-        length = self.a["seq_lens"][b]
-        return list(range(length)) if self.a["directions"][d] == "forward" else list(reversed(range(length)))
+        length = self.a.seq_lens[b]
+        return list(range(length)) if self.a.directions[d] == "forward" else list(reversed(range(length)))
 
     def h_dst(self, d: int, b: int, index: int) -> Ref:
         """Where the index-th processed step of (d, b) writes h."""
@@ -77,56 +78,56 @@ class Plan:
             return self.y_at(steps[index], d, b)
         if index == len(steps) - 1 and self.y_h is not None:
             return self.y_h + self.state_offset(d, b)
-        return self.spare[d][index % 2] + b * self.a["hidden"]
+        return self.spare[d][index % 2] + b * self.a.hidden
 
     def cell(self, d: int, b: int) -> Ref:
         if self.state:
-            return self.state[d][1] + b * self.a["hidden"]
+            return self.state[d][1] + b * self.a.hidden
         if self.y_c is not None:
             return self.y_c + self.state_offset(d, b)
-        return self.cells[d] + b * self.a["hidden"]
+        return self.cells[d] + b * self.a.hidden
 
 
 def lower_recurrent(ctx: Lowering, node: Node, where: Where) -> None:
     plan = _plan(ctx, node)
-    a, hidden = node.attrs, node.attrs["hidden"]
+    a, hidden = node.attrs, node.attrs.hidden
     def zeros() -> Ref:  # made on first use: most layers never need it
         return ctx.constant(f"{node.source}/zeros", np.zeros(hidden, np.int64), Where(node.source, where.layer))
 
-    steps = [_direction_steps(ctx, plan, d, where, zeros) for d in range(len(a["directions"]))]
+    steps = [_direction_steps(ctx, plan, d, where, zeros) for d in range(len(a.directions))]
     segments = []
-    for wave in range(a["steps"]):
+    for wave in range(a.steps):
         start = len(ctx.ops)
         for direction in steps:
             for emit_step in direction.get(wave, []):
                 emit_step()
         segments.append((start, len(ctx.ops)))
     reroll(ctx, segments, node.source, where)
-    for d in range(len(a["directions"])):
-        for b in range(a["batch"]):
+    for d in range(len(a.directions)):
+        for b in range(a.batch):
             _finish(ctx, plan, d, b, zeros, where)
 
 
 def _plan(ctx: Lowering, node: Node) -> Plan:
-    a, hidden = node.attrs, node.attrs["hidden"]
+    a, hidden = node.attrs, node.attrs.hidden
     outs = [ctx.place(n) if ctx.graph.is_used(n) else None for n in node.outputs]
     outs += [None] * (3 - len(outs))
     states = [ctx.places[n] if n else None for n in node.inputs[1:]] + [None]
     plan = Plan(node, ctx.places[node.inputs[0]], states[0], states[1], *outs)
-    for d in range(len(a["directions"])):
-        if plan.y is None or "y_steps" in a:
-            plan.spare[d] = tuple(ctx.buffer(f"{node.source}/d{d}/h{i}", "amem", a["batch"] * hidden) for i in (0, 1))
-        if a.get("stream"):
+    for d in range(len(a.directions)):
+        if plan.y is None or a.y_steps is not None:
+            plan.spare[d] = tuple(ctx.buffer(f"{node.source}/d{d}/h{i}", "amem", a.batch * hidden) for i in (0, 1))
+        if a.stream:
             plan.state[d] = (_state_buffer(ctx, node, d, "h"),
                              _state_buffer(ctx, node, d, "c") if node.op == "lstm" else None)
         elif node.op == "lstm" and plan.y_c is None:
-            plan.cells[d] = ctx.buffer(f"{node.source}/d{d}/c", "amem", a["batch"] * hidden)
+            plan.cells[d] = ctx.buffer(f"{node.source}/d{d}/c", "amem", a.batch * hidden)
     return plan
 
 
 def _state_buffer(ctx: Lowering, node: Node, d: int, which: str) -> Ref:
     """A streaming layer's h or c for every batch element: kept between runs."""
-    return ctx.buffer(f"state:{node.source}/d{d}/{which}", "amem", node.attrs["batch"] * node.attrs["hidden"],
+    return ctx.buffer(f"state:{node.source}/d{d}/{which}", "amem", node.attrs.batch * node.attrs.hidden,
                       persistent=True)
 
 
@@ -134,16 +135,15 @@ def _direction_steps(ctx: Lowering, plan: Plan, d: int, where: Where, zeros: Cal
     """The step emitters of direction d, by wave."""
     node, a = plan.node, plan.a
     prefix = f"{node.source}/d{d}"
-    mats = {key[:-len(str(d))]: place_matrix(ctx, node, key) for key, value in a.items()
-            if isinstance(value, QMatrix) and key.endswith(str(d)) and key[:-len(str(d))].isalpha()}
+    mats = {key: place_matrix(ctx, q, node.source, f"{key}{d}") for key, q in a.cells[d].named().items()}
     gates = mats["qx"].q.rows
     acc_x = ctx.buffer(f"{prefix}/acc_x", "acc", gates)
     alternate = chunked(ctx, a, recurrent_matrix(mats))
     acc_h = [ctx.buffer(f"{prefix}/acc_h{i}", "acc", gates) for i in range(2 if alternate else 1)]
-    scratch = cell_scratch(ctx, node.op, prefix, a["hidden"])
+    scratch = cell_scratch(ctx, node.op, prefix, a.hidden)
     consts = _constants(ctx, plan, d, Where(node.source, where.layer))
     waves: dict[int, list] = {}
-    for b in range(a["batch"]):
+    for b in range(a.batch):
         h_prev, c_prev = _initial(plan, d, b, zeros)
         for index, t in enumerate(plan.steps_of(d, b)):
             accs = {"x": acc_x, "h": acc_h[index % len(acc_h)]}
@@ -159,7 +159,7 @@ def _initial(plan: Plan, d: int, b: int, zeros: Callable[[], Ref]) -> tuple[Ref 
     """The state a sequence starts from. An LSTM skips work on absent state; GRU and RNN read zeros."""
     if plan.state:
         h, c = plan.state[d]
-        return h + b * plan.a["hidden"], c + b * plan.a["hidden"] if c is not None else None
+        return h + b * plan.a.hidden, c + b * plan.a.hidden if c is not None else None
     offset = plan.state_offset(d, b)
     h0 = plan.h0 + offset if plan.h0 is not None else None
     c0 = plan.c0 + offset if plan.c0 is not None else None
@@ -172,25 +172,26 @@ def _constants(ctx: Lowering, plan: Plan, d: int, where: Where) -> dict[str, Ref
     """Peepholes and the 1.0 of input_forget, loaded once into activation memory."""
     a, name = plan.a, f"{plan.node.source}/d{d}"
     consts = {}
-    if a.get(f"P{d}") is not None:
-        consts["P"] = ctx.constant(f"{name}/P", a[f"P{d}"], where)
-    if a.get("input_forget") or plan.node.op == "gru":  # f = 1 - i;  h = (1 - z) h~ + z h
-        consts["one"] = ctx.constant(f"{name}/one", np.full(a["hidden"], a["formats"][d].one), where)
+    peephole = a.cells[d].peephole
+    if peephole is not None:
+        consts["P"] = ctx.constant(f"{name}/P", peephole, where)
+    if getattr(a, "input_forget", False) or plan.node.op == "gru":  # f = 1 - i;  h = (1 - z) h~ + z h
+        consts["one"] = ctx.constant(f"{name}/one", np.full(a.hidden, a.formats[d].one), where)
     return consts
 
 
-def _direction_label(a: dict, d: int) -> str:
-    return "" if a["directions"] == ("forward",) else ("fwd " if a["directions"][d] == "forward" else "rev ")
+def _direction_label(a: QuantRecurrentAttrs, d: int) -> str:
+    return "" if a.directions == ("forward",) else ("fwd " if a.directions[d] == "forward" else "rev ")
 
 
 def _finish(ctx: Lowering, plan: Plan, d: int, b: int, zeros: Callable[[], Ref], where: Where) -> None:
     """Zeros in Y past the sequence's end; Y_h and Y_c where the last step did not put them (zeros
     for an empty sequence, as ONNX Runtime gives them)."""
-    a, hidden = plan.a, plan.a["hidden"]
+    a, hidden = plan.a, plan.a.hidden
     label = Where(plan.node.source, where.layer, what=_direction_label(a, d) + "finish")
     steps = plan.steps_of(d, b)
     if plan.y is not None:
-        for t in range(a["seq_lens"][b], a["steps"]):
+        for t in range(a.seq_lens[b], a.steps):
             if plan.kept(t) is not None:
                 ctx.emit("VMOV", label, dst=plan.y_at(t, d, b), src=zeros(), n=hidden)
     offset = plan.state_offset(d, b)

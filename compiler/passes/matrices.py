@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from compiler.ir import Codebook, Node, QMatrix
+from compiler.ir import Codebook, QMatrix
 from compiler.kernel import Ref, Where, pack_ints
 from compiler.passes.lowering import Lowering
 from isa.bitstream import pack_indices
@@ -40,12 +40,12 @@ class MatrixRefs:
     nnz: tuple[int, ...] = ()  # per tile, pruned matrices: the weights each tile keeps (MVCS nnz)
 
 
-def place_matrix(ctx: Lowering, node: Node, key: str) -> MatrixRefs:
-    """Put a quantised matrix into weight memory: tiles (or index streams), biases, requantisation params."""
-    q, tiles, base = node.attrs[key].reordered(node.attrs["row_order"][key]), node.attrs["tiles"][key], \
-        f"{node.source}/{key}"
+def place_matrix(ctx: Lowering, matrix: QMatrix, source: str, key: str) -> MatrixRefs:
+    """Put node `source`'s quantised matrix `key` into weight memory, rows in storage order: tiles
+    (or index streams), biases, requantisation params."""
+    q, tiles, base = matrix.stored(), matrix.tiles, f"{source}/{key}"
     if q.codebook is not None:
-        return place_compressed(ctx, q, tiles, base, Where(node.source, -1, what=f"{key} codebook"))
+        return place_compressed(ctx, q, tiles, base, Where(source, -1, what=f"{key} codebook"))
     dtype = WEIGHT_DTYPES[ctx.target.weight_bits]
     streams = [pack_ints(q.weights[r0:r1].T.ravel(), dtype) for r0, r1 in tiles]
     params = pack_ints(np.stack([q.mult, q.shift], axis=1).ravel(), "<i2")

@@ -1,6 +1,6 @@
 """The schedule: lower every node, in graph order, to machine ops over buffers.
 
-Inputs are LOADed, each node is lowered by its kind (LOWER), outputs are STOREd. Ops are emitted
+Inputs are LOADed, each node is lowered by its op's lowering (compiler/ops), outputs are STOREd. Ops are emitted
 in dependency order and the chip's scoreboard overlaps what it can: the DMA, MAC and vector
 units run concurrently wherever the data allow, so the order of emission decides what overlaps.
 
@@ -17,20 +17,14 @@ docs/scheduling.md says why, with a timeline.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
-from collections.abc import Callable
 
 import numpy as np
 
-from compiler.ir import MATRIX_OPS, RECURRENT_OPS, SOFTMAX_OPS, Graph, Node
+from compiler.ir import Graph
 from compiler.kernel import IOTensor, Kernel, Ref, Where
-from compiler.passes.lower_elementwise import PAIR_OPS, lower_add_const, lower_mul_const, lower_pair
-from compiler.passes.lower_recurrent import lower_recurrent
-from compiler.passes.lower_softmax import lower_softmax
+from compiler.ops import MATRIX_OPS, OPS
 from compiler.passes.lowering import Lowering
-from compiler.passes.matrices import MatrixRefs, matvec, place_matrix, requantize
-from isa.table import CONSTANTS
 from isa.target import Target
 
 
@@ -40,10 +34,10 @@ def schedule(graph: Graph, target: Target) -> Kernel:
     for tensor in inputs:
         ctx.emit_elementwise("LOAD", Where("input", -1, what=tensor.name), _size(tensor), dst=tensor.place,
                              src=tensor.host)
-    matrices = [n for n in graph.nodes if n.op in MATRIX_OPS]
+    layers = itertools.count()
     for node in graph.nodes:
-        layer = matrices.index(node) if node in matrices else -1
-        LOWER[node.op](ctx, node, Where(node.source, layer))
+        layer = next(layers) if node.op in MATRIX_OPS else -1
+        OPS[node.op].lower(ctx, node, Where(node.source, layer))
     outputs = tuple(_io(ctx, name, ctx.places[name], "output") for name in graph.outputs)
     for tensor in outputs:
         ctx.emit_elementwise("STORE", Where("output", -1, what=tensor.name), _size(tensor), dst=tensor.host,
@@ -60,73 +54,3 @@ def _io(ctx: Lowering, name: str, place: Ref, role: str) -> IOTensor:
 
 def _size(tensor: IOTensor) -> int:
     return int(np.prod(tensor.shape, dtype=np.int64))
-
-
-def lower_fc(ctx: Lowering, node: Node, where: Where) -> None:
-    m = place_matrix(ctx, node, "q")
-    x, y = ctx.places[node.inputs[0]], ctx.place(node.outputs[0])
-    acc = ctx.buffer(f"{node.source}/acc", "acc", m.q.rows)
-    for row in range(ctx.graph.size(node.inputs[0]) // m.q.cols):
-        matvec(ctx, _row_bias(m, row), x + row * m.q.cols, acc, Where(where.node, where.layer, what="Wx"))
-        requantize(ctx, m, Where(where.node, where.layer, what="requantise"), y + row * m.q.rows, acc, row=row)
-
-
-def _row_bias(m: MatrixRefs, row: int) -> MatrixRefs:
-    """A bias that differs per input row holds one vector per row: point this row's MVB at its own."""
-    if m.bias is None or m.q.bias.ndim == 1:
-        return m
-    return dataclasses.replace(m, bias=m.bias + row * m.q.rows * CONSTANTS["acc_bytes"])
-
-
-def lower_activation(ctx: Lowering, node: Node, where: Where) -> None:
-    spec = node.attrs.get("table", node.op)
-    ctx.activation(spec, where, ctx.graph.size(node.outputs[0]), ctx.place(node.outputs[0]), ctx.places[node.inputs[0]])
-
-
-def lower_rescale(ctx: Lowering, node: Node, where: Where) -> None:
-    ctx.emit_elementwise("VSCALE", Where(where.node, where.layer, what="rescale"), ctx.graph.size(node.outputs[0]),
-                         dst=ctx.place(node.outputs[0]), src=ctx.places[node.inputs[0]],
-                         mult=node.attrs["mult"], shift=node.attrs["shift"])
-
-
-def lower_constant(ctx: Lowering, node: Node, where: Where) -> None:
-    ctx.places[node.outputs[0]] = ctx.constant(f"t:{node.outputs[0]}", node.attrs["q"], where)
-
-
-def lower_gather(ctx: Lowering, node: Node, where: Where) -> None:
-    """A contiguous selection of one input is an alias; anything else is copied run by run."""
-    index = node.attrs["index"]
-    sizes = [ctx.graph.size(n) for n in node.inputs]
-    first = int(index[0]) if len(index) else 0
-    if len(sizes) == 1 and np.array_equal(index, np.arange(first, first + len(index))):
-        ctx.places[node.outputs[0]] = ctx.places[node.inputs[0]] + first
-        return
-    out = ctx.place(node.outputs[0])
-    bases = np.cumsum([0] + sizes)
-    for start, stop in _runs(index, bases):
-        source = int(np.searchsorted(bases, index[start], side="right") - 1)
-        src = ctx.places[node.inputs[source]] + int(index[start] - bases[source])
-        ctx.emit_elementwise("VMOV", where, stop - start, dst=out + start, src=src)
-
-
-def _runs(index: np.ndarray, bases: np.ndarray) -> list[tuple[int, int]]:
-    """Maximal [start, stop) stretches of the output that copy consecutive elements of one input."""
-    source = np.searchsorted(bases, index, side="right")
-    breaks = np.flatnonzero((np.diff(index) != 1) | (np.diff(source) != 0)) + 1
-    edges = [0, *breaks.tolist(), len(index)]
-    return list(itertools.pairwise(edges))
-
-
-LOWER: dict[str, Callable[[Lowering, Node, Where], None]] = {
-    "fc": lower_fc,
-    **dict.fromkeys(RECURRENT_OPS, lower_recurrent),
-    "relu": lower_activation,
-    "table": lower_activation,
-    "rescale": lower_rescale,
-    "constant": lower_constant,
-    "gather": lower_gather,
-    "add_const": lower_add_const,
-    "mul_const": lower_mul_const,
-    **dict.fromkeys(PAIR_OPS, lower_pair),
-    **dict.fromkeys(SOFTMAX_OPS, lower_softmax),
-}

@@ -15,7 +15,8 @@ that disagree on the number of steps (then no one input axis is time).
 
 from __future__ import annotations
 
-from compiler.ir import RECURRENT_OPS, Graph, Node
+from compiler.ir import Graph, Node
+from compiler.ops import RECURRENT_OPS
 from isa.errors import RnnaccelError
 
 
@@ -24,7 +25,7 @@ def frame_shapes(graph: Graph) -> dict[str, tuple[int, ...]]:
     layers = _recurrent(graph)
     for node in layers:
         _check_streamable(graph, node)
-    steps = {n.attrs["steps"] for n in layers}
+    steps = {n.attrs.steps for n in layers}
     if len(steps) > 1:
         raise RnnaccelError(f"--streaming: the recurrent layers run different numbers of steps ({sorted(steps)}), "
                             "so no one input axis is time")
@@ -35,8 +36,8 @@ def frame_shapes(graph: Graph) -> dict[str, tuple[int, ...]]:
 def mark_streaming(graph: Graph) -> Graph:
     """Mark each recurrent layer of the one-frame graph to keep its state between invocations."""
     for node in graph.nodes:
-        if node.op in RECURRENT_OPS and node.attrs["steps"] != 1:
-            raise RnnaccelError(f"--streaming: layer '{node.source}' still runs {node.attrs['steps']} steps "
+        if node.op in RECURRENT_OPS and node.attrs.steps != 1:
+            raise RnnaccelError(f"--streaming: layer '{node.source}' still runs {node.attrs.steps} steps "
                                 "with one frame per input: its time axis does not come from an input's")
     return graph.replace(nodes=tuple(n.with_attrs(stream=True) if n.op in RECURRENT_OPS else n for n in graph.nodes))
 
@@ -50,14 +51,14 @@ def _recurrent(graph: Graph) -> list[Node]:
 
 def _check_streamable(graph: Graph, node: Node) -> None:
     a, name = node.attrs, node.source
-    if a["directions"] != ("forward",):
-        raise RnnaccelError(f"--streaming: layer '{name}' runs {'/'.join(a['directions'])}; a reverse direction "
+    if a.directions != ("forward",):
+        raise RnnaccelError(f"--streaming: layer '{name}' runs {'/'.join(a.directions)}; a reverse direction "
                             "needs the sequence's last frame first")
     if any(node.inputs[1:]):
         raise RnnaccelError(f"--streaming: layer '{name}' takes an initial state; a stream starts from zeros "
                             "and carries its own state")
-    if any(length != a["steps"] for length in a["seq_lens"]):
-        raise RnnaccelError(f"--streaming: layer '{name}' has sequence_lens {list(a['seq_lens'])}; a stream has "
+    if any(length != a.steps for length in a.seq_lens):
+        raise RnnaccelError(f"--streaming: layer '{name}' has sequence_lens {list(a.seq_lens)}; a stream has "
                             "no end to stop at")
 
 

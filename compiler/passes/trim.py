@@ -6,11 +6,14 @@ between fold into one loop.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 
 import numpy as np
 
-from compiler.ir import RECURRENT_OPS, Graph, Node
+from compiler.ir import Graph, Node
+from compiler.ops import RECURRENT_OPS
+from compiler.ops.gather import GatherAttrs
 
 
 def fuse_gathers(graph: Graph) -> Graph:
@@ -28,7 +31,7 @@ def fuse_gathers(graph: Graph) -> Graph:
         if position is not None:
             inner, kept[position] = kept[position], None
             fused = Node("gather", node.source, inner.inputs, node.outputs,
-                         {"index": inner.attrs["index"][node.attrs["index"]]})
+                         GatherAttrs(index=inner.attrs.index[node.attrs.index]))
         if fused.op == "gather":
             gather_at[fused.outputs[0]] = len(kept)
         kept.append(fused)
@@ -55,13 +58,13 @@ def _trim(graph: Graph, node: Node) -> Graph:
     if y in graph.outputs or not readers or any(r.op != "gather" for r in readers):
         return graph
     steps = sorted({int(t) for r in readers for t in _steps_read(graph, node, r)})
-    if len(steps) >= node.attrs["steps"]:
+    if len(steps) >= node.attrs.steps:
         return graph
     kept = f"{y}@steps"
     shape = list(graph.shapes[y])
-    shape[node.attrs["layout"]] = len(steps)
+    shape[node.attrs.layout] = len(steps)
     shapes = {**graph.shapes, kept: tuple(shape)}
-    attrs = {**node.attrs, "y_steps": tuple(steps)}
+    attrs = dataclasses.replace(node.attrs, y_steps=tuple(steps))
     renamed = Node(node.op, node.source, node.inputs, (kept, *node.outputs[1:]), attrs)
     nodes = tuple(renamed if n is node else _reindexed(graph, n, y, kept, node, steps) if n in readers else n
                   for n in graph.nodes)
@@ -78,7 +81,7 @@ def _segments(graph: Graph, reader: Node) -> list[tuple[str, int, int]]:
 
 
 def _steps_read(graph: Graph, node: Node, reader: Node) -> np.ndarray:
-    index = reader.attrs["index"]
+    index = reader.attrs.index
     for name, base, size in _segments(graph, reader):
         if name == node.outputs[0]:
             mine = index[(index >= base) & (index < base + size)] - base
@@ -88,19 +91,19 @@ def _steps_read(graph: Graph, node: Node, reader: Node) -> np.ndarray:
 
 def _step_of(graph: Graph, node: Node, flat: np.ndarray) -> np.ndarray:
     shape = graph.shapes[node.outputs[0]]
-    return np.unravel_index(flat, shape)[node.attrs["layout"]] if flat.size else flat
+    return np.unravel_index(flat, shape)[node.attrs.layout] if flat.size else flat
 
 
 def _reindexed(graph: Graph, reader: Node, y: str, kept: str, node: Node, steps: list[int]) -> Node:
     """The reader with Y replaced by the kept steps and its index map rewritten to match."""
-    layout, position = node.attrs["layout"], {t: i for i, t in enumerate(steps)}
+    layout, position = node.attrs.layout, {t: i for i, t in enumerate(steps)}
     compact = list(graph.shapes[y])
     compact[layout] = len(steps)
-    new_index = reader.attrs["index"].copy()
+    new_index = reader.attrs.index.copy()
     new_base = 0
     for name, base, size in _segments(graph, reader):
-        inside = (reader.attrs["index"] >= base) & (reader.attrs["index"] < base + size)
-        local = reader.attrs["index"][inside] - base
+        inside = (reader.attrs.index >= base) & (reader.attrs.index < base + size)
+        local = reader.attrs.index[inside] - base
         if name == y:
             coords = list(np.unravel_index(local, graph.shapes[y]))
             coords[layout] = np.array([position[int(t)] for t in coords[layout]], np.int64)
@@ -108,4 +111,4 @@ def _reindexed(graph: Graph, reader: Node, y: str, kept: str, node: Node, steps:
         new_index[inside] = local + new_base
         new_base += int(np.prod(compact)) if name == y else size
     inputs = tuple(kept if n == y else n for n in reader.inputs)
-    return Node(reader.op, reader.source, inputs, reader.outputs, {**reader.attrs, "index": new_index})
+    return Node(reader.op, reader.source, inputs, reader.outputs, GatherAttrs(index=new_index))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from compiler.ir import QMatrix
 from compiler.passes.compress import Compression, compress_matrix
-from compiler.passes.tile import tile_rows
+from compiler.passes.tile import row_tiles, tile_rows
 from isa.numerics import ACC_MAX, ACC_MIN, ACT_MAX, GATE_FRAC, UNIT_FRAC, quantize_multiplier
 from isa.target import Target
 
@@ -63,8 +64,10 @@ class WeightPolicy:
 
     def matrix(self, weight: np.ndarray, bias: np.ndarray | None, in_scale: float, out_scale: float,
                inputs: tuple[str, ...] = (), order: np.ndarray | None = None) -> QMatrix:
-        """Quantise one matrix; `inputs` name the tensors whose features it multiplies (first known
-        wins); `order` is the order its rows will be tiled in (tile.row_order)."""
+        """Quantise one matrix, and tile it: `order` is the order its rows are stored and computed
+        in (None: as they are); `inputs` name the tensors whose features it multiplies (first
+        known wins)."""
         moments = next((self.moments[n] for n in inputs if n in self.moments), None)
         tiles = tile_rows(order, self.target.macs) if order is not None else None
-        return quantize_matrix(weight, bias, in_scale, out_scale, self.target, self.compression, moments, tiles)
+        q = quantize_matrix(weight, bias, in_scale, out_scale, self.target, self.compression, moments, tiles)
+        return dataclasses.replace(q, order=order, tiles=row_tiles(q.rows, self.target.macs))

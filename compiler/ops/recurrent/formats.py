@@ -4,7 +4,7 @@ Gate pre-activations and the cell state are Q3.12. A table activation (sigmoid, 
 Q0.15, Relu keeps Q3.12, so the hidden state's format follows the activations: Q0.15 when it is a
 product or output of table functions only, Q3.12 otherwise. Every product in a cell is shifted
 back by the fraction bits it gains; those shifts are properties of the record below, so the
-lowering (passes/lower_cells.py) and the golden reference (reference_recurrent.py) read the same
+lowering (passes/lower_cells.py) and the golden reference (ops/recurrent/integer_cells.py) read the same
 numbers instead of each deriving them. docs/numerics.md gives the integer recipe of each cell.
 """
 
@@ -70,7 +70,7 @@ class CellFormats:
 def cell_formats(node: Node) -> tuple[CellFormats, ...]:
     """Each direction's formats; the hidden state has one format for all directions of a layer."""
     hidden = hidden_frac(node)
-    return tuple(_direction_formats(specs, hidden) for specs in node.attrs["activations"])
+    return tuple(_direction_formats(specs, hidden) for specs in node.attrs.activations)
 
 
 def _direction_formats(specs: tuple[str, ...], hidden: int) -> CellFormats:
@@ -81,7 +81,7 @@ def _direction_formats(specs: tuple[str, ...], hidden: int) -> CellFormats:
 
 def hidden_frac(node: Node) -> int:
     """The hidden state's fraction bits, one format for all directions of the layer."""
-    fracs = {_direction_hidden_frac(node.op, specs) for specs in node.attrs["activations"]}
+    fracs = {_direction_hidden_frac(node.op, specs) for specs in node.attrs.activations}
     if node.op == "gru" and len(fracs) > 1:
         raise RnnaccelError(f"{node.source}: GRU directions whose candidate activations differ in range")
     return min(fracs)

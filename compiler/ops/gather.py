@@ -1,0 +1,62 @@
+"""gather: output element i is element index[i] of the inputs laid end to end (flattened).
+
+Every layout operator (Reshape, Transpose, Slice, Concat, Expand, ...) on computed data becomes
+one gather (frontend/layout_ops.py). It moves values without changing them, so all its inputs
+and its output share one scale. A contiguous selection of one input is an alias (no code);
+anything else is copied run by run (VMOV).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+from compiler.ir import Node
+from compiler.kernel import Where
+from compiler.ops.registry import OpDef, Scales, register, same_as_inputs
+from compiler.passes.lowering import Lowering
+
+
+@dataclass(frozen=True, kw_only=True)
+class GatherAttrs:
+    index: np.ndarray  # int64, one entry per output element
+
+
+def gather(node: Node, *xs: np.ndarray) -> np.ndarray:
+    """The same in float and in integers: values are only moved."""
+    flat = np.concatenate([x.reshape(x.shape[0], -1) for x in xs], axis=1)
+    return flat[:, node.attrs.index]
+
+
+def lower_gather(ctx: Lowering, node: Node, where: Where) -> None:
+    index = node.attrs.index
+    sizes = [ctx.graph.size(n) for n in node.inputs]
+    first = int(index[0]) if len(index) else 0
+    if len(sizes) == 1 and np.array_equal(index, np.arange(first, first + len(index))):
+        ctx.places[node.outputs[0]] = ctx.places[node.inputs[0]] + first
+        return
+    out = ctx.place(node.outputs[0])
+    bases = np.cumsum([0] + sizes)
+    for start, stop in _runs(index, bases):
+        source = int(np.searchsorted(bases, index[start], side="right") - 1)
+        src = ctx.places[node.inputs[source]] + int(index[start] - bases[source])
+        ctx.emit_elementwise("VMOV", where, stop - start, dst=out + start, src=src)
+
+
+def _runs(index: np.ndarray, bases: np.ndarray) -> list[tuple[int, int]]:
+    """Maximal [start, stop) stretches of the output that copy consecutive elements of one input."""
+    source = np.searchsorted(bases, index, side="right")
+    breaks = np.flatnonzero((np.diff(index) != 1) | (np.diff(source) != 0)) + 1
+    edges = [0, *breaks.tolist(), len(index)]
+    return list(itertools.pairwise(edges))
+
+
+def common_input_scale(node: Node, scales: Scales) -> float:
+    """The coarsest of the inputs' scales: every input is brought to it, none saturates."""
+    return max(scales.inputs)
+
+
+register(OpDef("gather", "layout", GatherAttrs, gather, gather, same_as_inputs, lower_gather,
+               common_scale=common_input_scale))

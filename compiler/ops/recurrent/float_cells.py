@@ -1,0 +1,63 @@
+"""The recurrent cells in float64, as ONNX defines them: the compiler's float view of a layer
+(calibration runs it on whole sequences)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from compiler.ops.recurrent.scan import scan
+from compiler.ir import Node
+from compiler.ops.activation import float_activation
+from compiler.ops.recurrent.records import GruAttrs, LstmAttrs, RecurrentAttrs, RnnAttrs
+
+
+def float_recurrent(node: Node, x: np.ndarray, h0: np.ndarray | None = None, c0: np.ndarray | None = None) -> list:
+    cell = CELLS[node.op]
+    return scan(node, x, h0, c0, lambda d, x_t, h, c: cell(node.attrs, d, x_t, h, c), np.float64)
+
+
+def _clip(a: RecurrentAttrs) -> Callable[[np.ndarray], np.ndarray]:
+    clip = a.clip
+    return (lambda v: v) if clip is None else (lambda v: np.clip(v, -clip, clip))
+
+
+def _acts(a: RecurrentAttrs, d: int) -> list[Callable[[np.ndarray], np.ndarray]]:
+    return [lambda v, spec=spec: float_activation(spec, v) for spec in a.activations[d]]
+
+
+def _lstm_cell(a: LstmAttrs, d: int, x, h, c):
+    f_act, g_act, h_act = _acts(a, d)
+    clip, gates = _clip(a), a.W.shape[1]
+    pre = x @ a.W[d].T + h @ a.R[d].T + a.B[d][:gates] + a.B[d][gates:]
+    i, o, f, g = np.split(pre, 4, axis=-1)
+    p_i, p_o, p_f = np.split(a.P[d], 3) if a.P is not None else (0.0, 0.0, 0.0)
+    i = f_act(clip(i + p_i * c))
+    f = 1.0 - i if a.input_forget else f_act(clip(f + p_f * c))
+    c = f * c + i * g_act(clip(g))
+    o = f_act(clip(o + p_o * c))
+    return o * h_act(c), c
+
+
+def _gru_cell(a: GruAttrs, d: int, x, h, c):
+    f_act, g_act = _acts(a, d)
+    clip, hidden = _clip(a), a.hidden
+    w, r, wb, rb = a.W[d], a.R[d], a.B[d][: 3 * hidden], a.B[d][3 * hidden:]
+    gx = x @ w.T + wb
+    z, reset = np.split(f_act(clip(gx[:, : 2 * hidden] + h @ r[: 2 * hidden].T + rb[: 2 * hidden])), 2, axis=-1)
+    if a.linear_before_reset:
+        pre = gx[:, 2 * hidden:] + reset * (h @ r[2 * hidden:].T + rb[2 * hidden:])
+    else:
+        pre = gx[:, 2 * hidden:] + (reset * h) @ r[2 * hidden:].T + rb[2 * hidden:]
+    candidate = g_act(clip(pre))
+    return (1.0 - z) * candidate + z * h, c
+
+
+def _rnn_cell(a: RnnAttrs, d: int, x, h, c):
+    (f_act,) = _acts(a, d)
+    gates = a.W.shape[1]
+    return f_act(_clip(a)(x @ a.W[d].T + h @ a.R[d].T + a.B[d][:gates] + a.B[d][gates:])), c
+
+
+CELLS = {"lstm": _lstm_cell, "gru": _gru_cell, "rnn": _rnn_cell}

@@ -1,0 +1,106 @@
+"""Quantisation of the recurrent layers: their fixed formats (formats.py), the order their
+matrices' rows are stored and tiled in, and their integer weights. docs/numerics.md gives the
+integer recipe of each cell.
+
+A layer's rows are stored by *unit groups*: the gate rows of a few hidden units together (an
+LSTM: i, o, f and c of 8 units, one 32-row tile at 32 MACs), so the vector unit can finish
+those units' new state as soon as their tile is done, while the MAC array goes on
+(passes/tile.py). The order is decided here, once, because compression by tile needs the tiles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from compiler.ir import Node, QMatrix
+from compiler.ops.recurrent.formats import cell_formats, hidden_frac
+from compiler.ops.recurrent.records import CellWeights, QuantGruAttrs, QuantLstmAttrs, QuantRnnAttrs
+from compiler.ops.registry import Scales
+from compiler.passes.tile import unit_groups
+from compiler.passes.weights import GATE_SCALE, WeightPolicy
+from isa.numerics import ACT_MAX, GATE_FRAC, quantize
+
+CELL_GATES = {"lstm": 4, "gru": 3, "rnn": 1}  # gate rows per hidden unit
+QUANTIZED = {"lstm": QuantLstmAttrs, "gru": QuantGruAttrs, "rnn": QuantRnnAttrs}
+
+
+def output_scales(node: Node, scales: Scales | None = None) -> tuple[float, ...]:
+    """Y and Y_h in the hidden state's format; an LSTM's Y_c is the cell state, Q3.12."""
+    hidden = 2.0 ** -hidden_frac(node)
+    return (hidden, hidden, GATE_SCALE) if node.op == "lstm" else (hidden, hidden)
+
+
+def input_scales(node: Node) -> tuple[float | None, ...]:
+    """X takes any scale; initial states come in the layer's own formats."""
+    return (None, *output_scales(node)[1:])
+
+
+def clip_value(node: Node) -> int | None:
+    """The clip threshold in Q3.12, or None when it cannot bind (Q3.12 saturates at 8 anyway)."""
+    clip = node.attrs.clip
+    if clip is None or clip * (1 << GATE_FRAC) >= ACT_MAX:
+        return None
+    return int(round(clip * (1 << GATE_FRAC)))
+
+
+def quantize_recurrent(node: Node, scales: dict[str, float], policy: WeightPolicy) -> Node:
+    matrices = Matrices(node, policy, scales[node.inputs[0]], 2.0 ** -hidden_frac(node))
+    cells = tuple(_direction(matrices, d) for d in range(len(node.attrs.directions)))
+    return node.quantized(QUANTIZED[node.op], formats=cell_formats(node), clip_q=clip_value(node), cells=cells)
+
+
+def _direction(m: Matrices, d: int) -> CellWeights:
+    a = m.node.attrs
+    gates = a.W.shape[1]
+    wb, rb = a.B[d][:gates], a.B[d][gates:]
+    weights = MATRICES[m.node.op](m, d, wb, rb)
+    if m.node.op == "lstm" and a.P is not None:
+        return CellWeights(**weights, peephole=quantize(a.P[d], GATE_SCALE))
+    return CellWeights(**weights)
+
+
+@dataclass(frozen=True)
+class Matrices:
+    """What quantising one layer's matrices needs: W multiplies X, R multiplies the hidden state."""
+
+    node: Node
+    policy: WeightPolicy
+    x_scale: float
+    h_scale: float
+
+    def w(self, weight: np.ndarray, bias: np.ndarray | None) -> QMatrix:
+        return self.policy.matrix(weight, bias, self.x_scale, GATE_SCALE, self.node.inputs[:1],
+                                  self.order(CELL_GATES[self.node.op]))
+
+    def r(self, weight: np.ndarray, bias: np.ndarray | None = None, gates: int | None = None) -> QMatrix:
+        return self.policy.matrix(weight, bias, self.h_scale, GATE_SCALE, self.node.outputs[:2],
+                                  self.order(gates or CELL_GATES[self.node.op]))
+
+    def order(self, gates: int) -> np.ndarray:
+        """Rows by unit group: each group's rows of every gate together (original row indices)."""
+        hidden = self.node.attrs.hidden
+        groups = unit_groups(hidden, self.policy.target.vec_lanes)
+        return np.concatenate([np.arange(u0, u1) + gate * hidden for u0, u1 in groups for gate in range(gates)])
+
+
+def _plain(m: Matrices, d: int, wb, rb) -> dict:
+    """LSTM and RNN: W with both biases, R on its own."""
+    a = m.node.attrs
+    return {"x": m.w(a.W[d], wb + rb), "h": m.r(a.R[d])}
+
+
+def _gru(m: Matrices, d: int, wb, rb) -> dict:
+    """With linear_before_reset R stays whole (its candidate rows carry Rb_h); without, the
+    candidate rows multiply r*h, not h, so R splits into z/r rows and candidate rows."""
+    a = m.node.attrs
+    lbr, hidden = a.linear_before_reset, a.hidden
+    cut = 2 * hidden
+    x_bias = wb + np.concatenate([rb[:cut], np.zeros(hidden) if lbr else rb[cut:]])
+    if lbr:
+        return {"x": m.w(a.W[d], x_bias), "h": m.r(a.R[d], np.concatenate([np.zeros(cut), rb[cut:]]))}
+    return {"x": m.w(a.W[d], x_bias), "zr": m.r(a.R[d][:cut], gates=2), "hh": m.r(a.R[d][cut:], gates=1)}
+
+
+MATRICES = {"lstm": _plain, "gru": _gru, "rnn": _plain}

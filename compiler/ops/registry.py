@@ -1,0 +1,133 @@
+"""The operator registry: every IR op declared once, as data, with all it means to the compiler.
+
+An `OpDef` ties an op's name to its typed attribute records (what the frontend gives it and what
+quantisation adds), its float semantics (calibration, the compiler's float view), its fixed-point
+semantics (the golden reference, written apart from the simulator's instruction semantics), its
+quantisation rule, its lowering to machine ops and its report figures. Each op module calls
+`register` once per op; `compiler.ops` imports them all and checks the table is complete, so a
+pass that looks an op up never meets a missing entry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from compiler.ir import Node, QMatrix
+
+KINDS = {
+    "matrix": "multiplies by a weight matrix on the MAC array (a layer of the report)",
+    "recurrent": "a recurrent layer: matrices on the MAC array, the cell on the vector unit",
+    "vector": "element-wise or row-wise work on the vector unit",
+    "layout": "moves data: an alias, or copies",
+    "constant": "a value in weight memory, copied to activation memory",
+}
+MATRIX_KINDS = frozenset({"matrix", "recurrent"})
+
+
+@dataclass(frozen=True)
+class Scales:
+    """What an op's scale rule sees: its inputs' scales, and the scale its first output would get
+    if nothing fixed it (what its consumers need, else its calibrated range), asked for lazily."""
+
+    inputs: tuple[float, ...]
+    free: Callable[[], float]
+
+
+@dataclass(frozen=True)
+class Parameters:
+    """An op's stored numbers, by name: the float ones for the report and the early capacity
+    check, and once quantised its integer matrices (as their buffers are named)."""
+
+    weights: dict[str, np.ndarray] = field(default_factory=dict)
+    biases: dict[str, np.ndarray] = field(default_factory=dict)
+    matrices: dict[str, QMatrix] = field(default_factory=dict)
+
+
+def same_as_inputs(node: Node, scales: Scales) -> tuple[float, ...]:
+    """The output keeps its (common) input scale: what moves or clips data without scaling it."""
+    return (max(scales.inputs),)
+
+
+def free_scale(node: Node, scales: Scales) -> tuple[float, ...]:
+    return (scales.free(),)
+
+
+def no_requirements(node: Node) -> tuple[float | None, ...]:
+    return ()
+
+
+def no_common_scale(node: Node, scales: Scales) -> float | None:
+    return None
+
+
+def unchanged(node: Node, scales: dict[str, float], policy: Any) -> Node:
+    return node
+
+
+def no_parameters(attrs: Any) -> Parameters:
+    return Parameters()
+
+
+@dataclass(frozen=True)
+class OpDef:
+    """One IR op. `attrs` is the record the frontend builds; `quantized` the one quantisation makes
+    (a subclass of `attrs`, or `attrs` itself when quantisation adds nothing).
+
+    float_eval(node, *inputs) and reference(node, *inputs) take arrays with a leading samples axis
+    (None for an absent optional input) and return an array, or a list for several outputs.
+    output_scales(node, Scales) gives each output's scale; input_scales(node) the scale each input
+    must have (None: any); common_scale(node, Scales) one scale all inputs must share, or None;
+    quantize(node, scales, policy) the node with `quantized` attributes; lower(ctx, node, where)
+    emits its machine ops; parameters(attrs) its stored numbers."""
+
+    name: str
+    kind: str
+    attrs: type
+    float_eval: Callable[..., Any]
+    reference: Callable[..., Any]
+    output_scales: Callable[[Node, Scales], tuple[float, ...]]
+    lower: Callable[..., None]
+    quantized: type | None = None
+    quantize: Callable[[Node, dict[str, float], Any], Node] = unchanged
+    input_scales: Callable[[Node], tuple[float | None, ...]] = no_requirements
+    common_scale: Callable[[Node, Scales], float | None] = no_common_scale
+    parameters: Callable[[Any], Parameters] = no_parameters
+
+    @property
+    def final(self) -> type:
+        """The attributes record after quantisation."""
+        return self.quantized or self.attrs
+
+
+OPS: dict[str, OpDef] = {}
+
+
+def register(*ops: OpDef) -> None:
+    for op in ops:
+        assert op.name not in OPS, f"op {op.name} declared twice"
+        OPS[op.name] = op
+
+
+def check_complete() -> None:
+    """Every op has a known kind, callable hooks and frozen attribute records, the quantised one
+    extending the frontend's: a table with a hole fails at import, not in the middle of a compile."""
+    for op in OPS.values():
+        assert op.kind in KINDS, f"{op.name}: unknown kind {op.kind}"
+        for hook in dataclasses.fields(op):
+            value = getattr(op, hook.name)
+            assert not hook.type.startswith("Callable") or callable(value), f"{op.name}: {hook.name} not callable"
+        for record in (op.attrs, op.final):
+            assert dataclasses.is_dataclass(record) and record.__dataclass_params__.frozen, \
+                f"{op.name}: {record.__name__} is not a frozen dataclass"
+        assert issubclass(op.final, op.attrs), f"{op.name}: {op.final.__name__} does not extend {op.attrs.__name__}"
+
+
+def with_kind(*kinds: str) -> frozenset[str]:
+    """The names of the ops of these kinds."""
+    return frozenset(name for name, op in OPS.items() if op.kind in kinds)
+
