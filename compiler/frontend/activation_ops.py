@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from compiler.frontend.registry import fold, operator, unsupported
+from compiler.frontend.registry import fold, operator
 from compiler.ir import Node
 from isa.numerics import TABLE_FUNCTIONS, parse_table_name, table_name
 
@@ -23,9 +23,8 @@ ACTIVATIONS = {
 
 
 def activation_spec(onnx_name: str, alpha: float | None = None, beta: float | None = None) -> str:
-    """The spec of an ONNX activation, with its alpha/beta (or their defaults) where it has them."""
-    if onnx_name not in ACTIVATIONS:
-        raise unsupported(f"activation {onnx_name} (supported: {', '.join(ACTIVATIONS)})")
+    """The spec of an ONNX activation, with its alpha/beta (or their defaults) where it has them (a
+    recurrent layer's CONSTRAINTS have checked that the name is one of ACTIVATIONS)."""
     func, defaults = ACTIVATIONS[onnx_name]
     if not defaults:
         return func
