@@ -141,3 +141,33 @@ def node_of(op: str) -> str:
     """The name of the node a case's model gives the operator."""
     return op.lower() if op in PER_DIRECTION else NODE[0]
 
+
+
+def _with_state_shape(op: str, shape: tuple[int, ...]) -> onnx.ModelProto:
+    return with_input_shape(_layer(op, initial=True)(), "h0", shape)
+
+
+def _with_hidden_size(op: str, size: int) -> onnx.ModelProto:
+    """A layer whose hidden_size contradicts its weights' shapes."""
+    model = _layer(op)()
+    next(a for a in model.graph.node[0].attribute if a.name == "hidden_size").i = size
+    return model
+
+
+# Malformed models: each passes every constraint, and its handler refuses it while converting it.
+# (a model, the node's name and operator, the message)
+MALFORMED: dict[str, tuple[Build, str, str]] = {
+    "activations per direction": (_layer("LSTM", activations=["Sigmoid", "Tanh"]), "lstm (LSTM)",
+                                  "2 activations for 1 direction(s) of 3 is not supported"),
+    "sequence_lens past the steps": (_layer("GRU", seq_lens=[7]), "gru (GRU)",
+                                     "sequence_lens [7] for batch 1 and 3 steps is not supported"),
+    "initial_h of the wrong shape": (lambda: _with_state_shape("RNN", (1, 1, 5)), "rnn (RNN)",
+                                     "initial_h of shape [1, 1, 5] (expected [1, 1, 4]) is not supported"),
+    "weight shape against hidden_size": (lambda: _with_hidden_size("RNN", 5), "rnn (RNN)",
+                                         "W of shape [1, 4, 2] (expected [1, 5, 2]) is not supported"),
+    "MatMul rows against the weight": (lambda: one_node("MatMul", ["x", "w"], {"x": (2, 5)}, {"w": _floats(4, 3)}),
+                                       "n (MatMul)", "input shape [2, 5] for a 4-input layer is not supported"),
+    "Gemm bias against the output": (
+        lambda: one_node("Gemm", ["x", "w", "c"], {"x": (2, 4)}, {"w": _floats(4, 3), "c": _floats(5)}),
+        "n (Gemm)", "a Gemm bias of shape [5] for an output of shape [2, 3] is not supported"),
+}

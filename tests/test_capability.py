@@ -15,7 +15,7 @@ from compiler.frontend.capability import CONSTRAINTS, Constraint, InputView, Nod
 from compiler.frontend.onnx_import import import_model
 from isa.errors import RnnaccelError
 
-from capability_cases import VIOLATIONS, as_input, node_of, one_node
+from capability_cases import MALFORMED, VIOLATIONS, as_input, node_of, one_node
 from cli_checks import compile_fails, save
 from models import fc_model, lstm_model, recurrent_model
 
@@ -110,12 +110,15 @@ def test_check_lists_every_failing_reason_of_a_node_and_compile_the_first(tmp_pa
         import_model(model)
 
 
-def test_check_still_reports_a_node_whose_conversion_fails(tmp_path, capsys):
-    """A weight shape that contradicts hidden_size is a malformed model, found by the handler."""
-    model = lstm_model(3, 1, 2, 4)
-    next(a for a in model.graph.node[0].attribute if a.name == "hidden_size").i = 5
-    status, lines, _ = check(tmp_path, capsys, model)
-    assert status == 2 and lines == ["node 'lstm' (LSTM): W of shape [1, 16, 2] (expected [1, 20, 2]) is not supported"]
+@pytest.mark.parametrize("case", MALFORMED)
+def test_a_malformed_model_is_refused_while_converting(tmp_path, capsys, case):
+    """A model that meets every constraint but contradicts itself: its handler refuses it, for
+    compile and for --check alike (capability is not validity)."""
+    build, node, message = MALFORMED[case]
+    name, op = node.split()
+    assert f"node '{name}' {op}: {message}\n" in compile_fails(tmp_path, capsys, save(tmp_path, build()))
+    status, lines, _ = check(tmp_path, capsys, build())
+    assert status == 2 and lines == [f"node '{name}' {op}: {message}"]
 
 
 def _target(tmp_path, **params) -> str:

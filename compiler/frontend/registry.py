@@ -2,7 +2,9 @@
 
 Each function is named after its operator and takes the operator's attributes as keyword
 arguments with the ONNX spec's defaults; `OPERATORS` maps the ONNX name to it. The frontend
-dispatches on this table and `--supported-ops` prints it, so the two cannot disagree.
+dispatches on this table and `--supported-ops` prints it, so the two cannot disagree. What else
+an operator needs (constant weights, an axis, a direction) its module declares beside it, in
+capability.CONSTRAINTS, which the importer asks before it calls the handler.
 """
 
 from __future__ import annotations
