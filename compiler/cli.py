@@ -3,7 +3,7 @@
     rnnaccel-compile MODEL.onnx -o PROG.rnna [--listing PROG.s] [--report REPORT.json]
                      [--calibration CALIB.npz] [--target NAME|FILE] [--macs N]
                      [--weight-bits 8|16] [--compress none|4|3|2] [--shape NAME=D0,D1,...]
-    rnnaccel-compile MODEL.onnx --check [--shape NAME=D0,D1,...]
+    rnnaccel-compile MODEL.onnx --check [--shape NAME=D0,D1,...] [--target NAME|FILE] [--streaming]
     rnnaccel-compile --supported-ops
 
 Nothing is written unless the whole compile succeeds; then every file is written whole.
@@ -18,7 +18,7 @@ import time
 
 from compiler.frontend.onnx_import import load_model
 from compiler.frontend.opdoc import supported_ops_text
-from compiler.frontend.support import unsupported_nodes
+from compiler.frontend.support import failed_nodes, unsupported_nodes
 from compiler.passes.compress import Compression
 from compiler.pipeline import Compiled, compile_model
 from isa.cliutil import EXIT_USER_ERROR, add_version, run_cli, write_stdout
@@ -37,7 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("model", metavar="MODEL.onnx", nargs="?", help="the ONNX model to compile")
     p.add_argument("-o", "--output", metavar="PROG.rnna", help="program container to write (required to compile)")
     p.add_argument("--check", action="store_true",
-                   help="write nothing; list every node that cannot be compiled, and why (status 2 if any)")
+                   help="write nothing; list every node that cannot be compiled, and why, or else whether the "
+                        "model fits the target's memories (status 2 if anything is wrong)")
     p.add_argument("--supported-ops", action="store_true", help="print the supported ONNX operators and attributes")
     p.add_argument("--listing", metavar="PROG.s", help="also write the assembly listing")
     p.add_argument("--report", metavar="REPORT.json", help="also write the per-layer report")
@@ -105,14 +106,18 @@ def summary(result: Compiled, seconds: float) -> str:
 
 
 def _check(args: argparse.Namespace) -> int:
-    """--check: every node that cannot be compiled, one line each; status 2 if there is one."""
+    """--check: every reason a node cannot be compiled, one line each, or the capacity problem of a
+    model whose every node can; status 2 if there is any."""
     model = load_model(args.model)
-    problems = unsupported_nodes(model, parse_shapes(args.shape))
+    target = load_target(args.target, macs=args.macs, weight_bits=args.weight_bits)
+    problems = unsupported_nodes(model, parse_shapes(args.shape), target, args.streaming)
     for problem in problems:
         print(problem)
     total = len(model.graph.node)
     if problems:
-        print(f"{PROG}: {len(problems)} of {total} nodes cannot be compiled", file=sys.stderr)
+        failed = failed_nodes(problems)
+        what = f"{failed} of {total} nodes cannot be compiled" if failed else "the model does not fit the target"
+        print(f"{PROG}: {what}", file=sys.stderr)
         return EXIT_USER_ERROR
     if not args.quiet:
         print(f"all {total} nodes supported")

@@ -22,8 +22,8 @@ from compiler.passes.quantize import quantize_graph
 from compiler.passes.schedule import schedule
 from compiler.passes.streaming import frame_shapes, mark_streaming
 from compiler.passes.trim import trim_sequence_outputs
-from isa.container import Program
 from compiler.verify import verify
+from isa.container import Program
 from isa.target import Target
 
 

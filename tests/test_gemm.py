@@ -81,9 +81,9 @@ def test_matmul_over_batch_and_time_dims(bias):
 
 
 @pytest.mark.parametrize("op, weight, message", [
-    ("Gemm", (K,), "Gemm with a 1-D weight B"),
-    ("Gemm", (2, K, N), "Gemm with a 3-D weight B"),
-    ("MatMul", (2, K, N), "MatMul with a 3-D constant operand"),
+    ("Gemm", (K,), r"B must be a matrix \(rank 2\); got rank 1"),
+    ("Gemm", (2, K, N), r"B must be a matrix \(rank 2\); got rank 3"),
+    ("MatMul", (2, K, N), r"B must be a matrix \(rank 2\); got rank 3"),
 ])
 def test_a_weight_that_is_not_a_matrix_is_refused(op, weight, message):
     model = _model([helper.make_node(op, ["a", "B"], ["y"], name="layer")], [("a", (M, K))], (M, N),

@@ -8,10 +8,10 @@ import pytest
 from compiler.frontend.onnx_import import import_model
 from compiler.ir import Graph, Node
 from compiler.kernel import Buffer, Kernel, MOp, Ref, Where
+from compiler.ops.activation import TableAttrs
 from compiler.passes.allocate import allocate
 from compiler.passes.calibrate import calibrate, default_calibration
 from compiler.passes.quantize import quantize_graph
-from compiler.ops.activation import TableAttrs
 from compiler.passes.tile import row_tiles
 from compiler.passes.weights import GATE_SCALE, UNIT_SCALE, quantize_matrix
 from compiler.verify import verify

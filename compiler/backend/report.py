@@ -21,6 +21,7 @@ from isa.container import Program
 from isa.loops import expand_program
 from isa.table import WORD_BYTES, evaluate
 
+
 def build_report(graph: Graph, kernel: Kernel, program: Program) -> dict:
     """Work is counted over the instructions as executed: loops expanded (isa.loops)."""
     target_env = program.target.env()

@@ -7,7 +7,7 @@ An activation is named by a *spec*: "relu", or a table name from isa.numerics ("
 
 from __future__ import annotations
 
-from compiler.frontend.registry import fold, operator, unsupported
+from compiler.frontend.registry import fold, operator
 from compiler.ops.activation import activation_node, float_activation
 from isa.numerics import table_name
 
@@ -21,9 +21,8 @@ ACTIVATIONS = {
 
 
 def activation_spec(onnx_name: str, alpha: float | None = None, beta: float | None = None) -> str:
-    """The spec of an ONNX activation, with its alpha/beta (or their defaults) where it has them."""
-    if onnx_name not in ACTIVATIONS:
-        raise unsupported(f"activation {onnx_name} (supported: {', '.join(ACTIVATIONS)})")
+    """The spec of an ONNX activation, with its alpha/beta (or their defaults) where it has them (a
+    recurrent layer's CONSTRAINTS have checked that the name is one of ACTIVATIONS)."""
     func, defaults = ACTIVATIONS[onnx_name]
     if not defaults:
         return func

@@ -1,13 +1,15 @@
 """Operators that compute with weights: Gemm, MatMul, Add (as a bias).
 
-Each handler checks what the chip supports, normalises the operator to the IR's canonical
-form (fc: weight [out, in] plus bias) and records shapes.
+Each operator declares what the chip supports (CONSTRAINTS, checked before its handler runs); the
+handler normalises the operator to the IR's canonical form (fc: weight [out, in] plus bias) and
+records shapes.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from compiler.frontend.capability import Constraint, NodeView, constant, declare, matrix
 from compiler.frontend.limits import check_elements
 from compiler.frontend.registry import fold, operator, padded, unsupported
 from compiler.ir import Node
@@ -19,11 +21,9 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def constant_weight(b, name: str, what: str) -> np.ndarray:
-    """A weight-like input as float32; it must be a finite constant."""
-    value = b.const(name)
-    if value is None:
-        raise unsupported(f"a computed {what} ('{name}'); it must be an initialiser")
-    value = np.asarray(value, dtype=np.float32)
+    """A weight-like input as float32. That it is a constant the operator declares (CONSTRAINTS), so
+    the importer has checked it; that it is finite is the model's own affair, checked here."""
+    value = np.asarray(b.const(name), dtype=np.float32)
     if not np.all(np.isfinite(value)):
         raise RnnaccelError(f"{what} '{name}' contains NaN or Inf")
     return value
@@ -49,7 +49,8 @@ def _emit_fc(b, name: str, x: str, out: str, weight: np.ndarray, bias: np.ndarra
     shape = b.shape(x)
     if not shape or shape[-1] != weight.shape[1]:
         raise unsupported(f"input shape {list(shape)} for a {weight.shape[1]}-input layer")
-    b.emit(Node("fc", name, (x,), (out,), FcAttrs(weight=weight, bias=bias)), {out: tuple(shape[:-1]) + (weight.shape[0],)})
+    attrs = FcAttrs(weight=weight, bias=bias)
+    b.emit(Node("fc", name, (x,), (out,), attrs), {out: tuple(shape[:-1]) + (weight.shape[0],)})
 
 
 def fc_bias(value: np.ndarray, out_shape: tuple[int, ...], what: str) -> np.ndarray:
@@ -67,8 +68,6 @@ def fc_bias(value: np.ndarray, out_shape: tuple[int, ...], what: str) -> np.ndar
 def transposed(b, name: str, tensor: str) -> str:
     """A computed matrix's transpose, as a gather node (the backend copies it run by run)."""
     shape = b.shape(tensor)
-    if len(shape) != 2:
-        raise unsupported(f"Gemm input A of shape {list(shape)}; Gemm takes a matrix")
     out = f"{name}/A^T"
     index = np.arange(shape[0] * shape[1]).reshape(shape).T
     b.emit(Node("gather", name, (tensor,), (out,), GatherAttrs(index=index.ravel())), {out: index.shape})
@@ -82,8 +81,6 @@ def Gemm(b, node, name: str, *, alpha=1.0, beta=1.0, transA=0, transB=0):
     if all(b.is_const(n) for n in node.input):
         return fold(b, node, lambda x, y, z=0.0: alpha * matmul(x.T if transA else x, y.T if transB else y) + beta * z)
     weight = constant_weight(b, bmat, "Gemm weight")
-    if weight.ndim != 2:
-        raise unsupported(f"Gemm with a {weight.ndim}-D weight B; Gemm takes a matrix")
     weight = scaled(weight if transB else weight.T, alpha, "Gemm weight")
     x = transposed(b, name, a) if transA else a
     bias = None
@@ -100,6 +97,18 @@ def MatMul(b, node, name: str):
     if b.is_const(a) and b.is_const(w):
         return fold(b, node, matmul)
     weight = constant_weight(b, w, "MatMul weight")
-    if weight.ndim != 2:
-        raise unsupported(f"MatMul with a {weight.ndim}-D constant operand")
     _emit_fc(b, name, a, node.output[0], np.ascontiguousarray(weight.T), None)
+
+
+def _transposed_matrix(view: NodeView) -> bool:
+    """transA=1 on computed data makes a copy of A's transpose, which takes a matrix."""
+    return view.all_const or not view.attr("transA", 0) or view.input(0).rank == 2
+
+
+CONSTRAINTS = {
+    "Gemm": (constant(1, "B"), matrix(1, "B"), constant(2, "C"),
+             Constraint("with transA=1, A must be a matrix (rank 2)", _transposed_matrix,
+                        lambda v: f"rank {v.input(0).rank}")),
+    "MatMul": (constant(1, "B"), matrix(1, "B")),
+}
+declare(CONSTRAINTS)

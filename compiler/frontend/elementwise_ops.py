@@ -64,7 +64,8 @@ def _emit_pair(b, name: str, op: str, node) -> None:
     shape = _broadcast_shape(b.shape(first), b.shape(second))
     operands = tuple(n if b.shape(n) == shape else _broadcast_data(b, f"{name}/{i}", n, shape)
                      for i, n in enumerate((first, second)))
-    b.emit(Node(op, name, operands, (node.output[0],), MulAttrs() if op == "mul" else PairAttrs()), {node.output[0]: shape})
+    attrs = MulAttrs() if op == "mul" else PairAttrs()
+    b.emit(Node(op, name, operands, (node.output[0],), attrs), {node.output[0]: shape})
 
 
 def _operands(b, node) -> tuple[str, np.ndarray, bool]:

@@ -9,14 +9,17 @@ path need no code of their own, and the backend turns each gather into an alias 
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 from collections.abc import Callable
 
 import numpy as np
+import onnx
 from onnx.helper import tensor_dtype_to_np_dtype
 
-from compiler.frontend.limits import check_elements, check_shape_value
-from compiler.frontend.registry import OPERATORS, apply, fold, fold_handler, operator, unsupported
+from compiler.frontend.capability import ON_CONSTANTS, Constraint, NodeView, constants_from, declare
+from compiler.frontend.limits import SUPPORTED_DTYPES, check_elements, check_shape_value
+from compiler.frontend.registry import OPERATORS, apply, fold, fold_handler, operator
 from compiler.ir import Node
 from compiler.ops.gather import GatherAttrs
 from isa.errors import RnnaccelError
@@ -29,12 +32,10 @@ def layout(fn: Callable, data_args: int = 1) -> Callable:
         if all(b.is_const(n) for n in node.input):
             return fold(b, node, fn, **attrs)
         args, inputs, base = [], [], 0
-        for pos, tensor in enumerate(node.input):
+        for tensor in node.input:
             if b.is_const(tensor):
                 args.append(b.const(tensor))
                 continue
-            if pos >= data_args:
-                raise unsupported(f"a computed (non-constant) input {pos} ('{tensor}')")
             size = int(np.prod(b.shape(tensor)))
             args.append(np.arange(base, base + size, dtype=np.int64).reshape(b.shape(tensor)))
             inputs.append(tensor)
@@ -46,7 +47,17 @@ def layout(fn: Callable, data_args: int = 1) -> Callable:
     handler = functools.wraps(fn)(handler)  # so its signature, which lists the attributes, is fn's
     handler.kind = "layout"  # what --supported-ops and docs/operators.md say about it
     OPERATORS[fn.__name__] = handler
+    operands = _operand_names(fn)[data_args:]
+    if operands:
+        declare({fn.__name__: (constants_from(data_args, operands),)})
     return fn
+
+
+def _operand_names(fn: Callable) -> list[str]:
+    """The ONNX names of a layout function's inputs, from its positional parameters (`axes_in` is the
+    input `axes`, named apart from the attribute of older opsets)."""
+    params = inspect.signature(fn).parameters.values()
+    return [p.name.removesuffix("_in") for p in params if p.kind is p.POSITIONAL_OR_KEYWORD]
 
 
 @layout
@@ -56,9 +67,7 @@ def Identity(x):
 
 @layout
 def Dropout(x, ratio=None, training_mode=None, *, seed=None, is_test=None):
-    if training_mode is not None and bool(np.asarray(training_mode)):
-        raise unsupported("Dropout in training mode")
-    return x
+    return x  # in inference mode: see CONSTRAINTS
 
 
 @layout
@@ -143,8 +152,6 @@ def Cast(b, node, name: str, *, to, saturate=1, round_mode=None):
     dtype = np.dtype(tensor_dtype_to_np_dtype(to))
     if b.is_const(node.input[0]):
         return fold(b, node, lambda x: x.astype(dtype))
-    if dtype != np.float32:
-        raise unsupported("Cast of computed data to a type other than float32")
     OPERATORS["Identity"](b, node, name)
 
 
@@ -186,3 +193,20 @@ FOLD_ONLY = {
     "Where": np.where, "Range": _range,
 }
 OPERATORS.update({name: fold_handler(fn) for name, fn in FOLD_ONLY.items()})
+
+
+def _training(view: NodeView) -> bool:
+    """Dropout's training_mode input (opset 12 on); a computed one is refused as an operand."""
+    mode = view.input(2).value
+    return mode is not None and bool(np.any(mode))
+
+
+CONSTRAINTS = {
+    "Dropout": (Constraint("training_mode must be false (Dropout in training mode is not supported)",
+                           lambda v: not _training(v)),),
+    "Cast": (Constraint("on computed data, 'to' must be float32 (a Cast of data is an alias)",
+                        lambda v: v.input(0).is_const or v.attr("to") == onnx.TensorProto.FLOAT,
+                        lambda v: SUPPORTED_DTYPES.get(v.attr("to"), v.attr("to"))),),
+    **{name: (ON_CONSTANTS,) for name in FOLD_ONLY if name != "Constant"},  # Constant has no inputs
+}
+declare(CONSTRAINTS)

@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 
 from compiler.frontend import activation_ops, compute_ops, elementwise_ops, layout_ops, recurrent_ops, softmax_ops  # noqa: F401
-from compiler.frontend.attributes import decode_attributes
+from compiler.frontend.capability import NodeView, node_view, unsupported_reasons
 from compiler.frontend.external_data import inline_external_data
 from compiler.frontend.limits import check_elements, tensor_value
 from compiler.frontend.registry import OPERATORS
@@ -201,21 +201,19 @@ def node_name(node: onnx.NodeProto, index: int) -> str:
 
 
 def convert_node(builder: Builder, node: onnx.NodeProto, name: str) -> None:
-    """Add one ONNX node to the builder through the operator table; a RnnaccelError says why it cannot."""
-    handler = OPERATORS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
-    if handler is None:
-        raise RnnaccelError(f"operator {node.domain + '.' if node.domain else ''}{node.op_type} is not supported")
-    for tensor in node.input:
-        if tensor and tensor not in builder.consts and tensor not in builder.shapes:
-            raise RnnaccelError(f"input '{tensor}' is not defined by any earlier node or initialiser")
-    attrs = decode_attributes(node)
-    try:
-        handler(builder, node, name, **attrs)
-    except TypeError as exc:
-        if "unexpected keyword" not in str(exc):
-            raise
-        bad = str(exc).rsplit("'", 2)[-2]
-        raise RnnaccelError(f"attribute '{bad}' is not supported") from None
+    """Add one ONNX node to the builder through the operator table; a RnnaccelError says why it cannot.
+    What the chip and compiler support is asked first (capability.py), so the handler meets only
+    nodes it can convert, and its own errors are about malformed models."""
+    view = node_view(builder, node)
+    reasons = unsupported_reasons(view)
+    if reasons:
+        raise RnnaccelError(reasons[0])
+    convert_view(builder, node, name, view)
+
+
+def convert_view(builder: Builder, node: onnx.NodeProto, name: str, view: NodeView) -> None:
+    """Convert a node whose capability has been checked (its reasons are [])."""
+    OPERATORS[node.op_type](builder, node, name, **view.attrs)
 
 
 def _check_shape_names(shapes: dict, names: list[str]) -> None:

@@ -5,7 +5,9 @@
 
 Each ONNX operator's handler takes the operator's attributes as keyword-only arguments with the
 spec's defaults, so its signature *is* the list of supported attributes: an attribute not in it
-is refused by name. Nothing here is written by hand, so it cannot drift from the code.
+is refused by name. Its constraints (capability.CONSTRAINTS) say what else it needs, in the very
+words the importer refuses a node with. Nothing here is written by hand, so it cannot drift from
+the code.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from compiler.frontend.capability import CONSTRAINTS
 from compiler.frontend.onnx_import import OPERATORS
 from isa.docgen import generate
 
@@ -36,6 +39,7 @@ class OperatorInfo:
     kind: str  # a key of KINDS
     attributes: tuple[str, ...]  # "name=default", or "name (required)"
     notes: str
+    constraints: tuple[str, ...]  # the reasons of its constraints (capability.CONSTRAINTS)
 
 
 def operators() -> list[OperatorInfo]:
@@ -47,7 +51,8 @@ def _describe(name: str, handler: Callable) -> OperatorInfo:
     kind = getattr(handler, "kind", "compute")
     doc = inspect.getdoc(handler) if kind == "compute" else None
     notes = doc.split("\n\n")[0].replace("\n", " ").rstrip(".") if doc else KINDS[kind]
-    return OperatorInfo(name, kind, _attributes(handler), notes)
+    constraints = tuple(c.reason for c in CONSTRAINTS.get(name, ()))
+    return OperatorInfo(name, kind, _attributes(handler), notes, constraints)
 
 
 def _attributes(handler: Callable) -> tuple[str, ...]:
@@ -65,16 +70,18 @@ def supported_ops_text() -> str:
     """The plain-text table `rnnaccel-compile --supported-ops` prints."""
     infos = operators()
     width = max(len(i.name) for i in infos)
-    lines = [f"{i.name:<{width}}  {i.kind:<7}  {', '.join(i.attributes) or '-'}" for i in infos]
+    lines = [line for i in infos for line in (f"{i.name:<{width}}  {i.kind:<7}  {', '.join(i.attributes) or '-'}",
+                                              *(f"{'':<{width}}  - {reason}" for reason in i.constraints))]
     legend = [f"  {kind:<7}  {meaning}" for kind, meaning in KINDS.items()]
     return "\n".join([*lines, "", "kinds:", *legend]) + "\n"
 
 
 def render() -> str:
     """The whole of docs/operators.md."""
-    rows = [f"| `{i.name}` | {_cell(i.attributes)} | {i.notes} |" for i in operators()]
-    return "\n".join([HEADER, "", INTRO, "", "| operator | attributes (ONNX defaults) | on the chip |",
-                      "|---|---|---|", *rows]) + "\n"
+    rows = [f"| `{i.name}` | {_cell(i.attributes)} | {i.notes} | {'<br>'.join(i.constraints) or '—'} |"
+            for i in operators()]
+    return "\n".join([HEADER, "", INTRO, "", "| operator | attributes (ONNX defaults) | on the chip | constraints |",
+                      "|---|---|---|---|", *rows]) + "\n"
 
 
 def _cell(attributes: tuple[str, ...]) -> str:
@@ -85,9 +92,12 @@ INTRO = """# Supported ONNX operators
 
 Regenerate with `python -m compiler.frontend.opdoc`; `rnnaccel-compile --supported-ops` prints the
 same table. Every operator is in the default domain (`ai.onnx`). An attribute not listed is
-refused by name; a listed one may still be refused for some values (an LSTM `activations` entry
-other than Relu, Sigmoid, Tanh or HardSigmoid, say), with a message naming the node.
-`rnnaccel-compile MODEL.onnx --check` lists every node of a model that cannot be compiled, and why.
+refused by name. The constraints are what else a node must satisfy for the chip and the compiler
+to take it (an LSTM `activations` entry other than Relu, Sigmoid, Tanh or HardSigmoid, say, or a
+computed weight, is refused); the compiler checks them before it converts a node, and refuses it
+with the first that fails, after the node's name. `rnnaccel-compile MODEL.onnx --check` lists every
+failing constraint of every node of a model, and then, if every node passes, whether the model
+fits the target's memories (capacity: a separate check of the whole graph, see [cli.md](cli.md)).
 
 Operators of kind *fold* are the shape arithmetic exporters put around recurrent layers: they
 vanish at compile time. *Layout* operators on computed data become an alias (a contiguous

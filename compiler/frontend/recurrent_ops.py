@@ -1,9 +1,10 @@
 """The recurrent operators: LSTM, GRU and RNN, every direction, layout and option.
 
 Each handler normalises its operator to one IR node (op "lstm", "gru" or "rnn") whose attributes
-(compiler/ops/recurrent/records.py) hold, for all directions at once, W [D, G*H, I], R [D, G*H, H], B [D, 2*G*H] and P [D, 3H]
-as float32, the activation specs per direction (see activation_ops), the static sequence
-lengths, and the cell options. Weight-like inputs must be initialisers.
+(compiler/ops/recurrent/records.py) hold, for all directions at once, W [D, G*H, I], R [D, G*H, H],
+B [D, 2*G*H] and P [D, 3H] as float32, the activation specs per direction (see activation_ops), the static sequence
+lengths, and the cell options. What the chip supports (directions, layouts, activations, weights
+that are initialisers) is declared in CONSTRAINTS and checked before a handler runs.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from compiler.frontend.activation_ops import ACTIVATIONS, activation_spec
+from compiler.frontend.capability import Constraint, NodeView, constant, declare, one_of
 from compiler.frontend.compute_ops import constant_weight
 from compiler.frontend.registry import operator, padded, unsupported
 from compiler.ir import Node
@@ -59,14 +61,8 @@ def _common(b, cell: str, x: str, w: str, r: str, bias: str, seq_lens: str, hidd
             direction: str, activations, alpha, beta, clip) -> dict:
     """What every recurrent operator has: shapes, weights, directions, activations, clip."""
     gates, defaults = CELLS[cell]
-    if direction not in DIRECTIONS:
-        raise unsupported(f"direction={direction}")
-    if layout not in (0, 1):
-        raise unsupported(f"layout={layout}")
     dirs = DIRECTIONS[direction]
     shape = b.shape(x)
-    if len(shape) != 3:
-        raise unsupported(f"an input X of rank {len(shape)}")
     steps, batch, inputs = (shape[0], shape[1], shape[2]) if layout == 0 else (shape[1], shape[0], shape[2])
     hidden = hidden_size or b.shape(r)[-1]
     attrs = {
@@ -115,8 +111,6 @@ def _seq_lens(b, name: str, steps: int, batch: int) -> tuple[int, ...]:
     if not name:
         return (steps,) * batch
     value = b.const(name)
-    if value is None:
-        raise unsupported("a computed sequence_lens; it must be an initialiser")
     if value.dtype != np.int32:
         raise RnnaccelError(f"sequence_lens '{name}' is {value.dtype}; ONNX defines it as int32")
     lens = tuple(int(v) for v in np.asarray(value).ravel())
@@ -127,7 +121,8 @@ def _seq_lens(b, name: str, steps: int, batch: int) -> tuple[int, ...]:
 
 def _emit(b, node, name: str, op: str, attrs: dict, inputs: tuple[str, ...], outputs: int) -> None:
     record = RECORDS[op](**attrs)
-    dirs, batch, hidden, steps, layout = len(record.directions), record.batch, record.hidden, record.steps, record.layout
+    dirs, batch, hidden, steps, layout = (len(record.directions), record.batch, record.hidden, record.steps,
+                                          record.layout)
     state = (dirs, batch, hidden) if layout == 0 else (batch, dirs, hidden)
     y_shape = (steps, dirs, batch, hidden) if layout == 0 else (batch, steps, dirs, hidden)
     names = padded(node.output, outputs)
@@ -145,6 +140,23 @@ def _state_input(b, name: str, node_name: str, which: str, shape: tuple[int, ...
     value = _float32(b, name, f"initial_{which}")
     if not np.any(value):
         return ""
-    b.emit(Node("constant", f"{node_name}/initial_{which}", (), (name,), ConstantAttrs(value=value)), {name: value.shape})
+    constant = Node("constant", f"{node_name}/initial_{which}", (), (name,), ConstantAttrs(value=value))
+    b.emit(constant, {name: value.shape})
     del b.consts[name]
     return name
+
+
+def _unknown_activations(view: NodeView) -> list[str]:
+    return [name for name in view.attr("activations") or () if name not in ACTIVATIONS]
+
+
+RECURRENT = (
+    one_of("direction", tuple(DIRECTIONS), "forward", "direction must be forward, reverse or bidirectional"),
+    one_of("layout", (0, 1), 0, "layout must be 0 or 1"),
+    Constraint("X must have rank 3", lambda v: v.input(0).rank == 3, lambda v: f"rank {v.input(0).rank}"),
+    constant(1, "W"), constant(2, "R"), constant(3, "B"), constant(4, "sequence_lens"),
+    Constraint(f"each activation must be one of {', '.join(ACTIVATIONS)}", lambda v: not _unknown_activations(v),
+               lambda v: ", ".join(_unknown_activations(v))),
+)
+CONSTRAINTS = {"LSTM": (*RECURRENT, constant(7, "P")), "GRU": RECURRENT, "RNN": RECURRENT}
+declare(CONSTRAINTS)

@@ -2,7 +2,9 @@
 
 Each function is named after its operator and takes the operator's attributes as keyword
 arguments with the ONNX spec's defaults; `OPERATORS` maps the ONNX name to it. The frontend
-dispatches on this table and `--supported-ops` prints it, so the two cannot disagree.
+dispatches on this table and `--supported-ops` prints it, so the two cannot disagree. What else
+an operator needs (constant weights, an axis, a direction) its module declares beside it, in
+capability.CONSTRAINTS, which the importer asks before it calls the handler.
 """
 
 from __future__ import annotations
@@ -65,11 +67,10 @@ def apply(fn: Callable, args: list, attrs: dict) -> np.ndarray:
 
 
 def fold_handler(fn: Callable) -> Callable:
-    """A handler for an operator that only ever computes on constants (shape arithmetic)."""
+    """A handler for an operator that only ever computes on constants (shape arithmetic); the module
+    that registers it declares so (capability.ON_CONSTANTS), and the importer checks it first."""
 
     def handler(b, node, name: str, **attrs) -> None:
-        if not all(b.is_const(n) for n in node.input):
-            raise unsupported(f"{node.op_type} on computed data")
         fold(b, node, fn, **attrs)
 
     handler = functools.wraps(fn)(handler)  # so its signature, which lists the attributes, is fn's

@@ -4,14 +4,16 @@ Before opset 13 both operators coerce the input to 2-D at `axis` (default 1) and
 row of the flattened inner part: always a contiguous run of prod(shape[axis:]) elements, so every
 axis works. From opset 13 they normalise along the single axis `axis` (default -1), which is a
 contiguous run only when every dim after it is 1 -- the last axis, in practice; other axes are
-refused. The IR node carries the row length; docs/numerics.md gives the fixed-point recipe.
+refused (CONSTRAINTS, beside the chip's bound on a row). The IR node carries the row length;
+docs/numerics.md gives the fixed-point recipe.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from compiler.frontend.registry import fold, operator, unsupported
+from compiler.frontend.capability import Constraint, NodeView, declare
+from compiler.frontend.registry import fold, operator
 from compiler.ir import Node
 from compiler.ops.softmax import SoftmaxAttrs, float_softmax
 from isa.errors import RnnaccelError
@@ -23,18 +25,20 @@ FLATTENING_BEFORE = 13  # the opset from which `axis` names one axis instead of 
 
 
 def row_length(shape: tuple[int, ...], axis: int | None, opset: int) -> int:
-    """How many consecutive elements one softmax normalises, by the opset's meaning of `axis`."""
-    flattens = opset < FLATTENING_BEFORE
-    if axis is None:  # 1 before opset 13, but 0 for a 1-D input (as ONNX Runtime reads it); -1 from 13
-        axis = min(1, len(shape) - 1) if flattens else -1
-    rank, index = len(shape), axis + len(shape) if axis < 0 else axis
-    if not 0 <= index < rank:
+    """How many consecutive elements one softmax normalises, by the opset's meaning of `axis`. From
+    opset 13 that is the one axis `axis`, so the run is contiguous only if the dims after it are 1:
+    CONSTRAINTS refuses the others before this is asked."""
+    axis, index = _axis_index(shape, axis, opset)
+    if not 0 <= index < len(shape):
         raise RnnaccelError(f"axis {axis} is out of range for an input of shape {list(shape)}")
-    inner = int(np.prod(shape[index:], dtype=np.int64))
-    if not flattens and inner != shape[index]:
-        raise unsupported(f"normalising axis {axis} of shape {list(shape)}, whose elements are not contiguous "
-                          "(only the last axis is)")
-    return inner
+    return int(np.prod(shape[index:], dtype=np.int64))
+
+
+def _axis_index(shape: tuple[int, ...], axis: int | None, opset: int) -> tuple[int, int]:
+    """The axis (its default filled in) and its index into the shape, perhaps out of range."""
+    if axis is None:  # 1 before opset 13, but 0 for a 1-D input (as ONNX Runtime reads it); -1 from 13
+        axis = min(1, len(shape) - 1) if opset < FLATTENING_BEFORE else -1
+    return axis, axis + len(shape) if axis < 0 else axis
 
 
 def _emit(b, node, name: str, op: str, axis: int | None) -> None:
@@ -42,8 +46,6 @@ def _emit(b, node, name: str, op: str, axis: int | None) -> None:
     row = row_length(b.shape(x), axis, b.opset)
     if b.is_const(x):
         return fold(b, node, lambda v: float_softmax(v, row, op == "logsoftmax").astype(np.float32))
-    if row > ROW_LIMIT:
-        raise unsupported(f"a {node.op_type} over {row} elements (at most {ROW_LIMIT})")
     b.emit(Node(op, name, (x,), (out,), SoftmaxAttrs(row=row)), {out: b.shape(x)})
 
 
@@ -59,3 +61,29 @@ def LogSoftmax(b, node, name: str, *, axis: int | None = None) -> None:
     """(x - max) - ln(sum exp(x - max)) on the vector unit, out in Q4.11 (below -16 saturates); axis as
     for Softmax"""
     _emit(b, node, name, "logsoftmax", axis)
+
+
+def _axis_and_row(view: NodeView) -> tuple[int, int] | None:
+    """The index of the node's axis and the row it normalises; None if the axis is out of range
+    (the handler says so: a malformed model, not a limit of the chip)."""
+    shape = view.input(0).shape
+    index = _axis_index(shape, view.attr("axis"), view.opset)[1]
+    return (index, int(np.prod(shape[index:], dtype=np.int64))) if 0 <= index < len(shape) else None
+
+
+def _contiguous(view: NodeView) -> bool:
+    found = _axis_and_row(view)
+    return view.opset < FLATTENING_BEFORE or found is None or found[1] == view.input(0).shape[found[0]]
+
+
+def _fits(view: NodeView) -> bool:
+    found = _axis_and_row(view)
+    return view.input(0).is_const or found is None or found[1] <= ROW_LIMIT
+
+
+ROWS = (Constraint("from opset 13, the axis must be the last (only dims of 1 may follow it)", _contiguous,
+                   lambda v: f"axis {v.attr('axis')} of shape {list(v.input(0).shape)}"),
+        Constraint(f"on computed data, a row must be at most {ROW_LIMIT} elements", _fits,
+                   lambda v: f"{_axis_and_row(v)[1]} elements"))
+CONSTRAINTS = {"Softmax": ROWS, "LogSoftmax": ROWS}
+declare(CONSTRAINTS)

@@ -150,7 +150,10 @@ def _per_row(ctx: Lowering, mnemonic: str, where: Where, rows: int, **operands: 
         ctx.emit(mnemonic, step, **{k: v[0] + r * v[1] if isinstance(v, tuple) else v for k, v in operands.items()})
 
 
-register(*(OpDef(op, "vector", SoftmaxAttrs, lambda node, x, log=op == "logsoftmax": float_softmax(x, node.attrs.row, log),
-                 reference, lambda node, scales: (OUTPUT_SCALE[node.op],), lower_softmax, QuantSoftmaxAttrs,
-                 quantize_softmax)
+def _float(node: Node, x: np.ndarray) -> np.ndarray:
+    return float_softmax(x, node.attrs.row, log=node.op == "logsoftmax")
+
+
+register(*(OpDef(op, "vector", SoftmaxAttrs, _float, reference, lambda node, scales: (OUTPUT_SCALE[node.op],),
+                 lower_softmax, QuantSoftmaxAttrs, quantize_softmax)
            for op, reference in (("softmax", softmax), ("logsoftmax", logsoftmax))))

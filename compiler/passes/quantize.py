@@ -72,7 +72,8 @@ def _legalize_inputs(node: Node, common: float | None, scales: dict, shapes: dic
         fresh = f"{name}@scale{need:.6g}"
         if fresh not in scales:
             mult, shift = quantize_multiplier(scales[name] / need)
-            nodes.append(Node("rescale", node.source, (name,), (fresh,), RescaleAttrs(scale=need, mult=mult, shift=shift)))
+            attrs = RescaleAttrs(scale=need, mult=mult, shift=shift)
+            nodes.append(Node("rescale", node.source, (name,), (fresh,), attrs))
             scales[fresh], shapes[fresh] = need, shapes[name]
         inputs.append(fresh)
     return Node(node.op, node.source, tuple(inputs), node.outputs, node.attrs)

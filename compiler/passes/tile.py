@@ -7,9 +7,10 @@ column per cycle, so a tile of R rows and K columns keeps R lanes busy for K cyc
 section 2, rule 3). Rows are split as evenly as possible, so that no tile is much smaller
 than the others.
 
-A recurrent layer's rows are stored by *unit groups* (ops/recurrent/quantize.py): the gate rows of a few hidden units sit
-together (an LSTM: i, o, f and c of 8 units, one 32-row tile at 32 MACs), so the vector unit can
-finish those units' new state as soon as their tile is done, while the MAC array goes on.
+A recurrent layer's rows are stored by *unit groups* (ops/recurrent/quantize.py): the gate rows of
+a few hidden units sit together (an LSTM: i, o, f and c of 8 units, one 32-row tile at 32 MACs), so
+the vector unit can finish those units' new state as soon as their tile is done, while the MAC
+array goes on.
 """
 
 from __future__ import annotations

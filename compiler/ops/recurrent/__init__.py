@@ -14,7 +14,16 @@ from __future__ import annotations
 from compiler.ops.recurrent.float_cells import float_recurrent
 from compiler.ops.recurrent.integer_cells import integer_recurrent
 from compiler.ops.recurrent.quantize import input_scales, output_scales, quantize_recurrent
-from compiler.ops.recurrent.records import QuantRecurrentAttrs, GruAttrs, LstmAttrs, QuantGruAttrs, QuantLstmAttrs, QuantRnnAttrs, RecurrentAttrs, RnnAttrs
+from compiler.ops.recurrent.records import (
+    GruAttrs,
+    LstmAttrs,
+    QuantGruAttrs,
+    QuantLstmAttrs,
+    QuantRecurrentAttrs,
+    QuantRnnAttrs,
+    RecurrentAttrs,
+    RnnAttrs,
+)
 from compiler.ops.registry import OpDef, Parameters, register
 from compiler.passes.lower_recurrent import lower_recurrent
 
@@ -28,6 +37,8 @@ def parameters(attrs: RecurrentAttrs) -> Parameters:
     return Parameters(weights, {"B": attrs.B}, matrices)
 
 
+RECORDS = {"lstm": (LstmAttrs, QuantLstmAttrs), "gru": (GruAttrs, QuantGruAttrs), "rnn": (RnnAttrs, QuantRnnAttrs)}
+
 register(*(OpDef(op, "recurrent", record, float_recurrent, integer_recurrent, output_scales, lower_recurrent,
                  quantized, quantize_recurrent, input_scales, parameters=parameters)
-           for op, record, quantized in (("lstm", LstmAttrs, QuantLstmAttrs), ("gru", GruAttrs, QuantGruAttrs), ("rnn", RnnAttrs, QuantRnnAttrs))))
+           for op, (record, quantized) in RECORDS.items()))

@@ -7,10 +7,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from compiler.ops.recurrent.scan import scan
 from compiler.ir import Node
 from compiler.ops.activation import float_activation
 from compiler.ops.recurrent.records import GruAttrs, LstmAttrs, RecurrentAttrs, RnnAttrs
+from compiler.ops.recurrent.scan import scan
 
 
 def float_recurrent(node: Node, x: np.ndarray, h0: np.ndarray | None = None, c0: np.ndarray | None = None) -> list:

@@ -10,10 +10,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from compiler.ops.recurrent.scan import scan
 from compiler.ir import Node
 from compiler.ops.integer import activation, project
-from compiler.ops.recurrent.records import QuantGruAttrs, QuantLstmAttrs, QuantRnnAttrs, QuantRecurrentAttrs
+from compiler.ops.recurrent.records import QuantGruAttrs, QuantLstmAttrs, QuantRecurrentAttrs, QuantRnnAttrs
+from compiler.ops.recurrent.scan import scan
 from isa import numerics as nx
 
 

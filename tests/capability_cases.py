@@ -1,0 +1,173 @@
+"""One model per declared constraint that violates it, and the message it must be refused with.
+
+VIOLATIONS is keyed by (operator, the constraint's reason), so a test can check that every
+constraint in capability.CONSTRAINTS has a case, and each case builds a fresh model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from compiler.frontend.softmax_ops import ROW_LIMIT
+
+from models import recurrent_model
+
+Build = Callable[[], onnx.ModelProto]
+FOLDED = "every input must be a constant (it is folded at compile time)"
+CONSTANT = "{} must be a constant (an initialiser)"
+MATRIX = "{} must be a matrix (rank 2)"
+
+
+def one_node(op: str, inputs: list[str], shapes: dict[str, tuple[int, ...]], inits: dict[str, np.ndarray] | None = None,
+             opset: int = 17, **attrs) -> onnx.ModelProto:
+    """A model of one node named 'n' reading graph inputs of `shapes` and initialisers `inits`."""
+    graph_inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(s)) for n, s in shapes.items()]
+    output = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])  # refused before it is compared
+    node = helper.make_node(op, inputs, ["y"], name="n", **attrs)
+    constants = [numpy_helper.from_array(v, k) for k, v in (inits or {}).items()]
+    graph = helper.make_graph([node], "g", graph_inputs, [output], constants)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def as_input(model: onnx.ModelProto, name: str) -> onnx.ModelProto:
+    """The model with initialiser `name` turned into a float graph input of the same shape: computed data."""
+    tensor = next(t for t in model.graph.initializer if t.name == name)
+    model.graph.initializer.remove(tensor)
+    model.graph.input.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, list(tensor.dims)))
+    return model
+
+
+def with_input_shape(model: onnx.ModelProto, name: str, shape: tuple[int, ...]) -> onnx.ModelProto:
+    value = next(v for v in model.graph.input if v.name == name)
+    value.CopyFrom(helper.make_tensor_value_info(name, TensorProto.FLOAT, list(shape)))
+    return model
+
+
+def _on_data(op: str, arity: int) -> Build:
+    return lambda: one_node(op, ["x"] * arity, {"x": (2, 4)})
+
+
+def _operands(op: str, count: int) -> Build:
+    return lambda: one_node(op, ["x"] * (count + 1), {"x": (2, 4)})
+
+
+def _floats(*shape: int) -> np.ndarray:
+    return np.ones(shape, np.float32)
+
+
+def _dropout_in_training() -> onnx.ModelProto:
+    inits = {"ratio": np.array(0.5, np.float32), "training": np.array(True)}
+    return one_node("Dropout", ["x", "ratio", "training"], {"x": (2, 4)}, inits)
+
+
+NODE = ("n", "y")  # the node and output names of one_node's models
+FOLD_CASES = {("ConstantOfShape", 1), ("Div", 2), ("Neg", 1), ("Equal", 2), ("Less", 2), ("Greater", 2),
+              ("Where", 3), ("Range", 3)}
+LAYOUT_CASES = {"Reshape": ("shape must be a constant", 1), "Squeeze": ("axes must be a constant", 1),
+                "Unsqueeze": ("axes must be a constant", 1), "Gather": ("indices must be a constant", 1),
+                "Expand": ("shape must be a constant", 1),
+                "Slice": ("starts, ends, axes and steps must be constants", 2),
+                "Dropout": ("ratio and training_mode must be constants", 1)}
+
+# (operator, reason) -> (a model that violates it, the message after "node 'NAME' (OP): ")
+VIOLATIONS: dict[tuple[str, str], tuple[Build, str]] = {
+    **{(op, FOLDED): (_on_data(op, arity), f"{FOLDED}; got computed 'x'") for op, arity in FOLD_CASES},
+    **{(op, reason): (_operands(op, count), f"{reason}; got computed 'x'")
+       for op, (reason, count) in LAYOUT_CASES.items()},
+    ("Dropout", "training_mode must be false (Dropout in training mode is not supported)"):
+        (_dropout_in_training, "training_mode must be false (Dropout in training mode is not supported)"),
+    ("Cast", "on computed data, 'to' must be float32 (a Cast of data is an alias)"):
+        (lambda: one_node("Cast", ["x"], {"x": (2, 4)}, to=TensorProto.INT64),
+         "on computed data, 'to' must be float32 (a Cast of data is an alias); got int64"),
+    ("Gemm", CONSTANT.format("B")): (lambda: one_node("Gemm", ["x", "w"], {"x": (2, 4), "w": (4, 3)}),
+                                     CONSTANT.format("B") + "; got computed 'w'"),
+    ("Gemm", MATRIX.format("B")): (lambda: one_node("Gemm", ["x", "w"], {"x": (2, 4)}, {"w": _floats(4)}),
+                                   MATRIX.format("B") + "; got rank 1"),
+    ("Gemm", CONSTANT.format("C")): (lambda: one_node("Gemm", ["x", "w", "c"], {"x": (2, 4), "c": (3,)},
+                                                      {"w": _floats(4, 3)}),
+                                     CONSTANT.format("C") + "; got computed 'c'"),
+    ("Gemm", "with transA=1, A must be a matrix (rank 2)"):
+        (lambda: one_node("Gemm", ["x", "w"], {"x": (2, 4, 5)}, {"w": _floats(4, 3)}, transA=1),
+         "with transA=1, A must be a matrix (rank 2); got rank 3"),
+    ("MatMul", CONSTANT.format("B")): (lambda: one_node("MatMul", ["x", "w"], {"x": (2, 4), "w": (4, 3)}),
+                                       CONSTANT.format("B") + "; got computed 'w'"),
+    ("MatMul", MATRIX.format("B")): (lambda: one_node("MatMul", ["x", "w"], {"x": (2, 4)}, {"w": _floats(2, 4, 3)}),
+                                     MATRIX.format("B") + "; got rank 3"),
+}
+
+AXIS = "from opset 13, the axis must be the last (only dims of 1 may follow it)"
+ROW = f"on computed data, a row must be at most {ROW_LIMIT} elements"
+for _op in ("Softmax", "LogSoftmax"):
+    VIOLATIONS[_op, AXIS] = (lambda op=_op: one_node(op, ["x"], {"x": (2, 3, 4)}, opset=13, axis=1),
+                             AXIS + "; got axis 1 of shape [2, 3, 4]")
+    VIOLATIONS[_op, ROW] = (lambda op=_op: one_node(op, ["x"], {"x": (1, ROW_LIMIT + 1)}, opset=13),
+                            ROW + f"; got {ROW_LIMIT + 1} elements")
+
+ACTIVATIONS = "each activation must be one of Relu, Sigmoid, Tanh, HardSigmoid"
+PER_DIRECTION = {"LSTM": 3, "GRU": 2, "RNN": 1}
+
+
+def _layer(op: str, **options) -> Callable[..., onnx.ModelProto]:
+    """A recurrent layer of 3 steps, batch 1, 2 inputs, 4 hidden units, with these options."""
+    return lambda: recurrent_model(op, 3, 1, 2, 4, **options)
+
+
+def _recurrent_cases(op: str) -> dict[tuple[str, str], tuple[Build, str]]:
+    wrong_activations = ["Softsign"] + ["Tanh"] * (PER_DIRECTION[op] - 1)
+    cases = {
+        "direction must be forward, reverse or bidirectional": (_layer(op, direction="sideways"), "'sideways'"),
+        "layout must be 0 or 1": (_layer(op, layout=2), "2"),
+        "X must have rank 3": (lambda: with_input_shape(_layer(op)(), "X", (3, 2)), "rank 2"),
+        CONSTANT.format("W"): (lambda: as_input(_layer(op)(), "W"), "computed 'W'"),
+        CONSTANT.format("R"): (lambda: as_input(_layer(op)(), "R"), "computed 'R'"),
+        CONSTANT.format("B"): (lambda: as_input(_layer(op)(), "B"), "computed 'B'"),
+        CONSTANT.format("sequence_lens"): (lambda: as_input(_layer(op, seq_lens=[3])(), "lens"), "computed 'lens'"),
+        ACTIVATIONS: (_layer(op, activations=wrong_activations), "Softsign"),
+    }
+    if op == "LSTM":
+        cases[CONSTANT.format("P")] = (lambda: as_input(_layer(op, peepholes=True)(), "P"), "computed 'P'")
+    return {(op, reason): (build, f"{reason}; got {found}") for reason, (build, found) in cases.items()}
+
+
+for _op in PER_DIRECTION:
+    VIOLATIONS.update(_recurrent_cases(_op))
+
+
+def node_of(op: str) -> str:
+    """The name of the node a case's model gives the operator."""
+    return op.lower() if op in PER_DIRECTION else NODE[0]
+
+
+
+def _with_state_shape(op: str, shape: tuple[int, ...]) -> onnx.ModelProto:
+    return with_input_shape(_layer(op, initial=True)(), "h0", shape)
+
+
+def _with_hidden_size(op: str, size: int) -> onnx.ModelProto:
+    """A layer whose hidden_size contradicts its weights' shapes."""
+    model = _layer(op)()
+    next(a for a in model.graph.node[0].attribute if a.name == "hidden_size").i = size
+    return model
+
+
+# Malformed models: each passes every constraint, and its handler refuses it while converting it.
+# (a model, the node's name and operator, the message)
+MALFORMED: dict[str, tuple[Build, str, str]] = {
+    "activations per direction": (_layer("LSTM", activations=["Sigmoid", "Tanh"]), "lstm (LSTM)",
+                                  "2 activations for 1 direction(s) of 3 is not supported"),
+    "sequence_lens past the steps": (_layer("GRU", seq_lens=[7]), "gru (GRU)",
+                                     "sequence_lens [7] for batch 1 and 3 steps is not supported"),
+    "initial_h of the wrong shape": (lambda: _with_state_shape("RNN", (1, 1, 5)), "rnn (RNN)",
+                                     "initial_h of shape [1, 1, 5] (expected [1, 1, 4]) is not supported"),
+    "weight shape against hidden_size": (lambda: _with_hidden_size("RNN", 5), "rnn (RNN)",
+                                         "W of shape [1, 4, 2] (expected [1, 5, 2]) is not supported"),
+    "MatMul rows against the weight": (lambda: one_node("MatMul", ["x", "w"], {"x": (2, 5)}, {"w": _floats(4, 3)}),
+                                       "n (MatMul)", "input shape [2, 5] for a 4-input layer is not supported"),
+    "Gemm bias against the output": (
+        lambda: one_node("Gemm", ["x", "w", "c"], {"x": (2, 4)}, {"w": _floats(4, 3), "c": _floats(5)}),
+        "n (Gemm)", "a Gemm bias of shape [5] for an output of shape [2, 3] is not supported"),
+}
