@@ -1,4 +1,4 @@
-"""One step of each recurrent cell as machine ops: the chip's side of reference_recurrent.
+"""One step of each recurrent cell as machine ops: the chip's side of ops/recurrent/integer_cells.py.
 
 Gate pre-activations are Q3.12; see docs/numerics.md for each cell's integer recipe, which
 these instruction sequences compute exactly (tests compare them bit for bit).
