@@ -1,8 +1,9 @@
 """The machine-level IR: instructions over symbolic buffers, before addresses exist.
 
-Lowering turns graph nodes into MOps whose address operands are Refs (a buffer and an offset);
-allocation gives every buffer a base address in its memory; emission resolves the Refs and
-encodes the instructions.
+Lowering turns graph nodes into MOps whose address operands are Refs (a buffer and an offset)
+and records, as data, what the scheduling passes after it do to those ops: streams to interleave
+(Interleave) and waves to fold into hardware loops (LoopCandidate). Allocation gives every buffer
+a base address in its memory; emission resolves the Refs and encodes the instructions.
 """
 
 from __future__ import annotations
@@ -56,6 +57,27 @@ class MOp:
 
 
 @dataclass(frozen=True)
+class Interleave:
+    """Independent streams of ops, side by side: stream i is ops[bounds[i]:bounds[i + 1]].
+    Interleaving them one by one gives the in-order vector unit an independent instruction to
+    issue while another waits for its operand (passes/interleave.py)."""
+
+    bounds: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class LoopCandidate:
+    """The waves of a recurrent layer, as op ranges [start, end), that reroll tries to fold into a
+    LOOP (passes/reroll.py). Its stride table is a weight-memory buffer that goes right after
+    `table_after` in creation order, where the lowering stood when it made the waves, because
+    weight memory is laid out in creation order."""
+
+    waves: tuple[tuple[int, int], ...]
+    where: Where  # the layer: names the table and the LOOP
+    table_after: str
+
+
+@dataclass(frozen=True)
 class IOTensor:
     name: str
     shape: tuple[int, ...]
@@ -72,6 +94,8 @@ class Kernel:
     outputs: tuple[IOTensor, ...]
     tables: tuple[str, ...] = ()  # activation tables, in the order VACT numbers them
     addresses: dict[str, int] = field(default_factory=dict)
+    interleaves: tuple[Interleave, ...] = ()  # left to do: passes/interleave.py
+    loops: tuple[LoopCandidate, ...] = ()  # left to do: passes/reroll.py
 
     def replace(self, **changes) -> Kernel:
         return dataclasses.replace(self, **changes)

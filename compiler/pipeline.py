@@ -18,8 +18,10 @@ from compiler.ir import Graph
 from compiler.passes.allocate import allocate
 from compiler.passes.calibrate import calibrate, check_calibration, default_calibration
 from compiler.passes.compress import Compression
+from compiler.passes.interleave import interleave
 from compiler.passes.quantize import quantize_graph
-from compiler.passes.schedule import schedule
+from compiler.passes.reroll import reroll
+from compiler.passes.schedule import lower
 from compiler.passes.streaming import frame_shapes, mark_streaming
 from compiler.passes.trim import trim_sequence_outputs
 from compiler.verify import verify
@@ -64,7 +66,9 @@ def compile_model(model: str | Path | onnx.ModelProto, target: Target | None = N
     if compression is not None and not given:
         compression = dataclasses.replace(compression, activation_aware=False)
     graph = verify(quantize_graph(graph, calib, target, compression))
-    kernel = schedule(graph, target)
+    kernel = lower(graph, target)
+    kernel = interleave(kernel)
+    kernel = reroll(kernel)
     kernel = allocate(kernel, target)
     program = emit(kernel, target, name)
     return Compiled(graph, program, build_report(graph, kernel, program), sources)

@@ -1,14 +1,17 @@
 """Shared machinery for lowering graph nodes to machine ops over symbolic buffers: buffers, emission,
-constants and tables. Matrices (placement and the instructions that use them) are matrices.py's."""
+constants and tables, and the records of what the scheduling passes after lowering do with the
+ops (streams to interleave, waves to fold into loops). Matrices (placement and the instructions
+that use them) are matrices.py's."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from compiler.ir import Graph
-from compiler.kernel import Buffer, MOp, Ref, Where, pack_ints
+from compiler.kernel import Buffer, Interleave, LoopCandidate, MOp, Ref, Where, pack_ints
 from isa.table import BY_MNEMONIC, stride
 from isa.target import Target
 
@@ -26,7 +29,8 @@ def period(values: np.ndarray) -> int:
 
 @dataclass
 class Lowering:
-    """The state of lowering one graph: buffers made so far, ops emitted, tensor places."""
+    """The state of lowering one graph: buffers made so far, ops emitted, tensor places, and the
+    interleavings and loop candidates recorded for the passes after it."""
 
     graph: Graph
     target: Target
@@ -34,6 +38,8 @@ class Lowering:
     ops: list[MOp] = field(default_factory=list)
     places: dict[str, Ref] = field(default_factory=dict)
     tables: list[str] = field(default_factory=list)
+    interleaves: list[Interleave] = field(default_factory=list)
+    loops: list[LoopCandidate] = field(default_factory=list)
 
     def buffer(self, name: str, memory: str, size: int, data: bytes | None = None,
                region: str | None = None, persistent: bool = False) -> Ref:
@@ -57,6 +63,21 @@ class Lowering:
         for start in range(0, n, limit):
             moved = {k: v + start * strides[k] if isinstance(v, Ref) else v for k, v in operands.items()}
             self.emit(mnemonic, where, n=min(limit, n - start), **moved)
+
+    def side_by_side(self, streams: Iterable[Callable[[], None]]) -> None:
+        """Emit each stream whole, one after the other, and record them to be interleaved one by one
+        (passes/interleave.py): emitted whole, each stream's ops are plain to read and test."""
+        bounds = [len(self.ops)]
+        for emit_stream in streams:
+            emit_stream()
+            bounds.append(len(self.ops))
+        if len(bounds) > 2:
+            self.interleaves.append(Interleave(tuple(bounds)))
+
+    def loop_candidate(self, waves: Iterable[tuple[int, int]], where: Where) -> None:
+        """Record waves (op ranges) for reroll to fold; the stride table it may make belongs here in
+        creation order, after the last buffer made so far."""
+        self.loops.append(LoopCandidate(tuple(waves), where, next(reversed(self.buffers))))
 
     def activation(self, spec: str, where: Where, n: int, dst: Ref, src: Ref) -> None:
         """dst = f(src): Relu exactly, anything else through the vector unit's table for `spec`."""

@@ -3,14 +3,18 @@ steps become one hardware LOOP (isa/loops.py), so code size does not grow with t
 timesteps. A wave is congruent with the next when every instruction has the same mnemonic and
 operands except buffer offsets, and those move by the same amounts from wave to wave. Periods
 of one wave and of two (double-buffered state) are tried; the longest run wins.
+
+The lowering records each layer's waves (kernel.LoopCandidate); reroll runs after interleave, so
+it compares the waves as they will run. Each LOOP reads a stride table from weight memory, which
+is laid out in creation order: a table goes where the lowering stood when it made the waves, and
+is named after the index of the op at which its loop begins.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from compiler.kernel import MOp, Ref, Where, pack_ints
-from compiler.passes.lowering import Lowering
+from compiler.kernel import Buffer, Kernel, MOp, Ref, Where, pack_ints
 from isa.loops import STRIDE_SLOTS
 from isa.table import BY_MNEMONIC
 
@@ -22,18 +26,48 @@ MAX_BODY = (1 << BY_MNEMONIC["LOOP"].field("body").width) - 1
 MAX_TRIPS = (1 << BY_MNEMONIC["LOOP"].field("count").width) - 1
 
 
-def reroll(ctx: Lowering, segments: list[tuple[int, int]], name: str, where: Where) -> None:
-    """Fold the longest congruent run of `segments` (op ranges of successive waves) into a LOOP."""
-    best = max((_run(ctx.ops, segments, period) for period in PERIODS), key=lambda run: run[1] * run[2])
+def reroll(kernel: Kernel) -> Kernel:
+    """Fold each loop candidate's waves where they repeat, candidates in op order: a fold shortens
+    the ops, so the waves of the candidates after it move up by what it removed."""
+    starts = [candidate.waves[0][0] for candidate in kernel.loops if candidate.waves]
+    assert starts == sorted(starts), "loop candidates out of op order"
+    ops, tables, removed = list(kernel.ops), {}, 0
+    for candidate in kernel.loops:
+        before = len(ops)
+        table = fold(ops, [(start - removed, stop - removed) for start, stop in candidate.waves], candidate.where)
+        if table is not None:
+            tables.setdefault(candidate.table_after, []).append(table)
+        removed += before - len(ops)
+    return kernel.replace(ops=tuple(ops), buffers=_with_tables(kernel.buffers, tables), loops=())
+
+
+def fold(ops: list[MOp], segments: list[tuple[int, int]], where: Where) -> Buffer | None:
+    """Fold the longest congruent run of `segments` (op ranges of successive waves) into a LOOP, in
+    place; the LOOP's stride table, or None when no run is long enough."""
+    best = max((_run(ops, segments, period) for period in PERIODS), key=lambda run: run[1] * run[2])
     first, trips, period, strides = best
     if trips < MIN_TRIPS:
-        return
+        return None
     start, end = segments[first][0], segments[first + trips * period - 1][1]
-    body = ctx.ops[start:segments[first + period - 1][1]]
-    table = ctx.data(f"{LOOP_TABLES}{name}@{start}", _stride_table(body, strides), "biases")
-    loop = MOp("LOOP", {"count": trips, "body": len(body), "strides": table}, Where(where.node, where.layer,
-                                                                                     body[0].where.step, what="loop"))
-    ctx.ops[start:end] = [loop, *body]
+    body = ops[start:segments[first + period - 1][1]]
+    payload = _stride_table(body, strides)
+    table = Buffer(f"{LOOP_TABLES}{where.node}@{start}", "wmem", len(payload), payload, "biases")
+    loop = MOp("LOOP", {"count": trips, "body": len(body), "strides": Ref(table.name)},
+               Where(where.node, where.layer, body[0].where.step, what="loop"))
+    ops[start:end] = [loop, *body]
+    return table
+
+
+def _with_tables(buffers: dict[str, Buffer], tables: dict[str, list[Buffer]]) -> dict[str, Buffer]:
+    """The buffers in creation order, each stride table right after the buffer it follows."""
+    assert tables.keys() <= buffers.keys(), "a stride table follows a buffer that does not exist"
+    out: dict[str, Buffer] = {}
+    for name, buf in buffers.items():
+        out[name] = buf
+        for table in tables.get(name, ()):
+            assert table.name not in buffers, f"buffer {table.name} made twice"
+            out[table.name] = table
+    return out
 
 
 def _run(ops: list[MOp], segments: list[tuple[int, int]], period: int) -> tuple[int, int, int, dict]:

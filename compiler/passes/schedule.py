@@ -1,17 +1,28 @@
-"""The schedule: lower every node, in graph order, to machine ops over buffers.
+"""The schedule: every node lowered, in graph order, to machine ops over buffers, then those ops
+interleaved and folded into loops. Three passes, each a function a test can call alone, which the
+pipeline runs in this order:
 
-Inputs are LOADed, each node is lowered by its op's lowering (compiler/ops), outputs are STOREd. Ops are emitted
-in dependency order and the chip's scoreboard overlaps what it can: the DMA, MAC and vector
-units run concurrently wherever the data allow, so the order of emission decides what overlaps.
+    lower       Graph -> Kernel: each node's ops in plain order, and as data what the two passes
+                after it do: streams to interleave and waves to fold (kernel.Interleave,
+                kernel.LoopCandidate)
+    interleave  the recorded streams zipped one op at a time (passes/interleave.py)
+    reroll      each recurrent layer's repeating waves folded into a hardware LOOP, with its
+                stride table (passes/reroll.py)
 
-A recurrent layer (lower_recurrent) emits its steps in waves: wave k holds step k of every
-direction and batch element. A step (lower_cells) is its MAC part first, W x_t (+ b), its
+Lowering LOADs the inputs, lowers each node by its op's lowering (compiler/ops) and STOREs the outputs. Ops are
+emitted in dependency order and the chip's scoreboard overlaps what it can: the DMA, MAC and
+vector units run concurrently wherever the data allow, so the order of emission decides what
+overlaps.
+
+A recurrent layer (ops/recurrent/lower.py) emits its steps in waves: wave k holds step k of every
+direction and batch element. A step (ops/recurrent/cells.py) is its MAC part first, W x_t (+ b), its
 requantisation and R h_{t-1} per row tile (in two accumulating column chunks on wide arrays),
 then the vector work per unit group: each group's gates, activations and state update, which can
-start as soon as the tile holding the group's rows is done, groups finished by the same tile
-interleaved (a GRU without linear_before_reset waits for all of r*h before its candidate's
-product). The next step's W x does not wait for h, so the array runs it while the vector unit
-finishes. Waves that differ only by address strides fold into one hardware LOOP (reroll).
+start as soon as the tile holding the group's rows is done; the groups finished by the same tile
+are emitted one after the other and interleaved afterwards (a GRU without linear_before_reset
+waits for all of r*h before its candidate's product). The next step's W x does not wait for h, so
+the array runs it while the vector unit finishes. Waves that differ only by address strides fold
+into one hardware LOOP (reroll), compared after interleaving, as they will run.
 docs/scheduling.md says why, with a timeline.
 """
 
@@ -28,7 +39,8 @@ from compiler.passes.lowering import Lowering
 from isa.target import Target
 
 
-def schedule(graph: Graph, target: Target) -> Kernel:
+def lower(graph: Graph, target: Target) -> Kernel:
+    """Every node's ops in plain order, with the interleavings and loop candidates still to do."""
     ctx = Lowering(graph, target)
     inputs = tuple(_io(ctx, name, ctx.place(name), "input") for name in graph.inputs)
     for tensor in inputs:
@@ -42,7 +54,8 @@ def schedule(graph: Graph, target: Target) -> Kernel:
     for tensor in outputs:
         ctx.emit_elementwise("STORE", Where("output", -1, what=tensor.name), _size(tensor), dst=tensor.host,
                              src=tensor.place)
-    return Kernel(ctx.buffers, tuple(ctx.ops), inputs, outputs, tuple(ctx.tables))
+    return Kernel(ctx.buffers, tuple(ctx.ops), inputs, outputs, tuple(ctx.tables),
+                  interleaves=tuple(ctx.interleaves), loops=tuple(ctx.loops))
 
 
 def _io(ctx: Lowering, name: str, place: Ref, role: str) -> IOTensor:

@@ -6,13 +6,15 @@ and RNN, all directions of a layer in one node.
     float_cells.py    float semantics;   integer_cells.py  the golden reference's
     scan.py           running a cell over directions, batch and steps (both semantics)
     quantize.py       formats, row order and integer weights
-    passes/lower_recurrent.py and passes/lower_cells.py   the lowering
+    lower.py          the lowering of a layer: directions, batch, lengths, states, waves
+    cells.py          one step of each cell as machine ops
 """
 
 from __future__ import annotations
 
 from compiler.ops.recurrent.float_cells import float_recurrent
 from compiler.ops.recurrent.integer_cells import integer_recurrent
+from compiler.ops.recurrent.lower import lower_recurrent
 from compiler.ops.recurrent.quantize import input_scales, output_scales, quantize_recurrent
 from compiler.ops.recurrent.records import (
     GruAttrs,
@@ -25,7 +27,6 @@ from compiler.ops.recurrent.records import (
     RnnAttrs,
 )
 from compiler.ops.registry import OpDef, Parameters, register
-from compiler.passes.lower_recurrent import lower_recurrent
 
 
 def parameters(attrs: RecurrentAttrs) -> Parameters:

@@ -4,7 +4,7 @@ Gate pre-activations and the cell state are Q3.12. A table activation (sigmoid, 
 Q0.15, Relu keeps Q3.12, so the hidden state's format follows the activations: Q0.15 when it is a
 product or output of table functions only, Q3.12 otherwise. Every product in a cell is shifted
 back by the fraction bits it gains; those shifts are properties of the record below, so the
-lowering (passes/lower_cells.py) and the golden reference (ops/recurrent/integer_cells.py) read the same
+lowering (cells.py) and the golden reference (ops/recurrent/integer_cells.py) read the same
 numbers instead of each deriving them. docs/numerics.md gives the integer recipe of each cell.
 """
 

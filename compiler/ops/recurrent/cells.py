@@ -6,7 +6,9 @@ these instruction sequences compute exactly (tests compare them bit for bit).
 The vector work runs per unit group (tile.unit_groups): the gate rows of a group are stored
 together, group by group ([i o f c] of units u0..u1 for an LSTM), so the vector unit finishes a
 group's new state as soon as the MAC tile holding its rows is done, while the array goes on with
-the next tile. Vectors indexed by hidden unit (c, h, peepholes) are sliced at [u0, u1).
+the next tile. Vectors indexed by hidden unit (c, h, peepholes) are sliced at [u0, u1). Each
+group's work is emitted as one contiguous stream; the groups finished by the same tile are
+recorded (Lowering.side_by_side) for passes/interleave.py to interleave later.
 """
 
 from __future__ import annotations
@@ -110,21 +112,16 @@ def _group_gates(ctx: Lowering, r: StepRefs, qh: str, rows: tuple[int, int], whe
 
 
 def _per_group(ctx: Lowering, groups, tiles, rows_per_unit: int, emit: Callable[[int, int], None]) -> None:
-    """Emit each unit group's vector work; groups whose rows complete in the same MAC tile have
-    their instructions interleaved one by one, so that the in-order vector unit always has an
-    independent instruction to issue while another waits for its operand."""
+    """Emit each unit group's vector work as its own stream; the groups whose rows complete in the
+    same MAC tile are recorded side by side, for interleave to zip them one by one, so that the
+    in-order vector unit always has an independent instruction to issue while another waits for
+    its operand."""
     def last_tile(group: tuple[int, int]) -> int:
         last = rows_per_unit * group[1] - 1
         return next(i for i, (r0, r1) in enumerate(tiles) if r0 <= last < r1)
 
     for _, batch in itertools.groupby(groups, key=last_tile):
-        streams = []
-        for u0, u1 in batch:
-            start = len(ctx.ops)
-            emit(u0, u1)
-            streams.append(ctx.ops[start:])
-            del ctx.ops[start:]
-        ctx.ops.extend(op for ops in itertools.zip_longest(*streams) for op in ops if op is not None)
+        ctx.side_by_side([lambda u0=u0, u1=u1: emit(u0, u1) for u0, u1 in batch])
 
 
 def lstm_step(ctx: Lowering, a: QuantRecurrentAttrs, d: int, r: StepRefs, where: Where) -> None:

@@ -2,9 +2,11 @@
 
 Steps are emitted in waves: wave k runs step k of every direction and batch element (a reverse
 direction counts down from its sequence's last step), so independent work sits side by side for
-the scoreboard to overlap. h_t goes straight into its slot of Y when Y is used, so the next step
-reads it there; otherwise two buffers alternate. Steps past a sequence's length write zeros to Y.
-lower_cells emits one step of each kind of cell.
+the scoreboard to overlap. Each wave is one range of ops; the layer's waves are recorded as a
+loop candidate (Lowering.loop_candidate), which passes/reroll.py folds into a LOOP where they
+repeat, after the layer's lowering is done. h_t goes straight into its slot of Y when Y is used,
+so the next step reads it there; otherwise two buffers alternate. Steps past a sequence's length
+write zeros to Y. cells.py emits one step of each kind of cell.
 
 A streaming layer (passes/streaming.py) runs one step per invocation from state buffers that
 persist between invocations: it reads h and c there, updates c in place and copies the new h
@@ -20,11 +22,10 @@ import numpy as np
 
 from compiler.ir import Node
 from compiler.kernel import Ref, Where
+from compiler.ops.recurrent.cells import CELLS, StepRefs, cell_scratch, chunked, recurrent_matrix
 from compiler.ops.recurrent.records import QuantRecurrentAttrs
-from compiler.passes.lower_cells import CELLS, StepRefs, cell_scratch, chunked, recurrent_matrix
 from compiler.passes.lowering import Lowering
 from compiler.passes.matrices import place_matrix
-from compiler.passes.reroll import reroll
 
 
 @dataclass
@@ -95,17 +96,19 @@ def lower_recurrent(ctx: Lowering, node: Node, where: Where) -> None:
         return ctx.constant(f"{node.source}/zeros", np.zeros(hidden, np.int64), Where(node.source, where.layer))
 
     steps = [_direction_steps(ctx, plan, d, where, zeros) for d in range(len(a.directions))]
-    segments = []
-    for wave in range(a.steps):
-        start = len(ctx.ops)
-        for direction in steps:
-            for emit_step in direction.get(wave, []):
-                emit_step()
-        segments.append((start, len(ctx.ops)))
-    reroll(ctx, segments, node.source, where)
+    ctx.loop_candidate([_wave(ctx, steps, wave) for wave in range(a.steps)], Where(node.source, where.layer))
     for d in range(len(a.directions)):
         for b in range(a.batch):
             _finish(ctx, plan, d, b, zeros, where)
+
+
+def _wave(ctx: Lowering, steps: list[dict[int, list]], wave: int) -> tuple[int, int]:
+    """Emit wave `wave`: that step of every direction and batch element; the op range it fills."""
+    start = len(ctx.ops)
+    for direction in steps:
+        for emit_step in direction.get(wave, []):
+            emit_step()
+    return start, len(ctx.ops)
 
 
 def _plan(ctx: Lowering, node: Node) -> Plan:

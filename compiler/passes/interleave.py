@@ -1,0 +1,29 @@
+"""Interleaving: the independent streams the lowering put side by side (kernel.Interleave), zipped
+one op at a time, the ops of a longer stream following when the shorter ones run out.
+
+The vector unit issues in order and a dependent instruction waits `vec_latency` cycles for its
+operand; two independent chains, one op of each in turn, keep it busy where one chain would not
+(docs/scheduling.md). Interleaving moves ops only within each recorded range and keeps their
+number, so the ranges recorded after it (a layer's waves) stay where they are.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from compiler.kernel import Interleave, Kernel, MOp
+
+
+def interleave(kernel: Kernel) -> Kernel:
+    """Zip every recorded group of streams; the kernel then has none left to do."""
+    ops = list(kernel.ops)
+    for group in kernel.interleaves:
+        ops[group.bounds[0]:group.bounds[-1]] = zipped(ops, group)
+    return kernel.replace(ops=tuple(ops), interleaves=())
+
+
+def zipped(ops: list[MOp], group: Interleave) -> list[MOp]:
+    """The streams of `group`, one op of each in turn."""
+    streams = [ops[start:end] for start, end in itertools.pairwise(group.bounds)]
+    assert all(start <= end for start, end in itertools.pairwise(group.bounds)) and group.bounds[-1] <= len(ops)
+    return [op for row in itertools.zip_longest(*streams) for op in row if op is not None]
