@@ -51,12 +51,12 @@ def _scales(graph: Graph, node: Node, scales: dict[str, float], ranges: dict[str
 
 def _free_scale(graph: Graph, tensor: str, ranges: dict[str, float]) -> float:
     """A tensor's scale when nothing fixes it: what its consumers need, else its range."""
-    needs = {_required(n, i) for n in graph.consumers(tensor) for i, t in enumerate(n.inputs) if t == tensor}
+    needs = {_declared_input_scale(n, i) for n in graph.consumers(tensor) for i, t in enumerate(n.inputs) if t == tensor}
     needs.discard(None)
     return needs.pop() if len(needs) == 1 else range_scale(ranges[tensor])
 
 
-def _required(node: Node, position: int) -> float | None:
+def _declared_input_scale(node: Node, position: int) -> float | None:
     needs = OPS[node.op].input_scales(node)
     return needs[position] if position < len(needs) else None
 
@@ -65,7 +65,7 @@ def _legalize_inputs(node: Node, common: float | None, scales: dict, shapes: dic
     """Insert a rescale before every input whose scale is not the one the node needs."""
     inputs = []
     for position, name in enumerate(node.inputs):
-        need = common or (_required(node, position) if name else None)
+        need = common or (_declared_input_scale(node, position) if name else None)
         if need is None or scales[name] == need:
             inputs.append(name)
             continue
