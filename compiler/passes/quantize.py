@@ -51,7 +51,8 @@ def _scales(graph: Graph, node: Node, scales: dict[str, float], ranges: dict[str
 
 def _free_scale(graph: Graph, tensor: str, ranges: dict[str, float]) -> float:
     """A tensor's scale when nothing fixes it: what its consumers need, else its range."""
-    needs = {_declared_input_scale(n, i) for n in graph.consumers(tensor) for i, t in enumerate(n.inputs) if t == tensor}
+    needs = {_declared_input_scale(n, i) for n in graph.consumers(tensor)
+             for i, t in enumerate(n.inputs) if t == tensor}
     needs.discard(None)
     return needs.pop() if len(needs) == 1 else range_scale(ranges[tensor])
 
