@@ -13,13 +13,14 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from cli_checks import compile_fails, save
 from compiler.cli import main
 from compiler.frontend.freeze import freeze, freeze_inputs
 from compiler.pipeline import compile_model
 from isa.container import load
 from isa.errors import RnnaccelError
 from runtime_sim import Simulator
+
+from cli_checks import compile_fails, save
 from toolchain import TOLERANCE, float_outputs, run_checked
 
 STEPS, BATCH, FEATURES, HIDDEN = 5, 1, 6, 8

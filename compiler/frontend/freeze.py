@@ -138,14 +138,24 @@ def inline_constant_ifs(model: onnx.ModelProto) -> onnx.ModelProto:
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
     opset = max((o.version for o in copy.opset_import if o.domain in ("", "ai.onnx")), default=1)
-    while True:
-        folder = ConstantFolder(copy.graph, opset)
-        found = next(((i, n, c) for i, n in enumerate(copy.graph.node) if n.op_type == "If" and n.domain in ("", "ai.onnx")
-                      for c in [folder.value(n.input[0])] if c is not None), None)
-        if found is None:
-            return copy
-        index, node, cond = found
-        _inline(copy.graph, index, node, bool(np.asarray(cond).reshape(-1)[0]))
+    while (found := _first_constant_if(copy.graph, opset)) is not None:
+        index, cond = found
+        _inline(copy.graph, index, copy.graph.node[index], cond)
+    return copy
+
+
+def _first_constant_if(graph: onnx.GraphProto, opset: int) -> tuple[int, bool] | None:
+    """The position of the first top-level If whose condition is constant, and the condition."""
+    folder = ConstantFolder(graph, opset)
+    for index, node in enumerate(graph.node):
+        if node.op_type == "If" and node.domain in ("", "ai.onnx"):
+            cond = folder.value(node.input[0])
+            if cond is not None:
+                if np.size(cond) != 1:
+                    raise RnnaccelError(f"node '{node.name or 'If'}' (If): its condition has {np.size(cond)} "
+                                        "elements; expected one")
+                return index, bool(np.asarray(cond).reshape(-1)[0])
+    return None
 
 
 class ConstantFolder:

@@ -14,7 +14,15 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from compiler.frontend import activation_ops, compute_ops, control_ops, elementwise_ops, layout_ops, recurrent_ops, softmax_ops  # noqa: F401
+from compiler.frontend import (  # noqa: F401  # noqa: F401
+    activation_ops,
+    compute_ops,
+    control_ops,
+    elementwise_ops,
+    layout_ops,
+    recurrent_ops,
+    softmax_ops,
+)
 from compiler.frontend.capability import NodeView, node_view, unsupported_reasons
 from compiler.frontend.external_data import inline_external_data
 from compiler.frontend.limits import check_elements, tensor_value
