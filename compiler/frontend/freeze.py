@@ -165,8 +165,7 @@ class ConstantFolder:
 
     def __init__(self, graph: onnx.GraphProto, opset: int) -> None:
         self.opset = opset
-        self.values: dict[str, np.ndarray | None] = {i.name: None for i in graph.input}
-        self.values.update((t.name, None) for t in graph.initializer)  # read only when asked for
+        self.values: dict[str, np.ndarray | None] = {i.name: None for i in graph.input}  # data
         self.initializers = {t.name: t for t in graph.initializer}
         self.producers = {out: node for node in graph.node for out in node.output if out}
         self.static = {v.name: _static_shape(v) for v in graph.input}  # what Shape and Size read of data
