@@ -3,7 +3,9 @@
     rnnaccel-compile MODEL.onnx -o PROG.rnna [--listing PROG.s] [--report REPORT.json]
                      [--calibration CALIB.npz] [--target NAME|FILE] [--macs N]
                      [--weight-bits 8|16] [--compress none|4|3|2] [--shape NAME=D0,D1,...]
-    rnnaccel-compile MODEL.onnx --check [--shape NAME=D0,D1,...] [--target NAME|FILE] [--streaming]
+                     [--const NAME=VALUE[,VALUE...]]
+    rnnaccel-compile MODEL.onnx --check [--shape NAME=D0,D1,...] [--const NAME=VALUE,...]
+                     [--target NAME|FILE] [--streaming]
     rnnaccel-compile --supported-ops
 
 Nothing is written unless the whole compile succeeds; then every file is written whole.
@@ -16,6 +18,7 @@ import json
 import sys
 import time
 
+from compiler.frontend.freeze import freeze
 from compiler.frontend.onnx_import import load_model
 from compiler.frontend.opdoc import supported_ops_text
 from compiler.frontend.support import failed_nodes, unsupported_nodes
@@ -60,6 +63,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="one frame per run, the recurrent state kept on chip between runs (forward layers only)")
     p.add_argument("--shape", action="append", default=[], metavar="NAME=D0,D1,...",
                    help="fix the dims of an input with symbolic dims (repeatable)")
+    p.add_argument("--const", action="append", default=[], metavar="NAME=VALUE[,VALUE...]",
+                   help="freeze an input to these values, of its type and shape (repeatable): it leaves the "
+                        "program's inputs, and an If on it is decided at compile time")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     add_version(p)
     return p
@@ -89,6 +95,19 @@ def parse_shapes(items: list[str]) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+def parse_consts(items: list[str]) -> dict[str, list[str]]:
+    """--const NAME=VALUE,...: the values stay text until the input's dtype is known (freeze.py)."""
+    consts: dict[str, list[str]] = {}
+    for item in items:
+        name, eq, values = item.partition("=")
+        if not name or not eq or not values:
+            raise RnnaccelError(f"--const {item}: expected NAME=VALUE[,VALUE...]")
+        if name in consts:
+            raise RnnaccelError(f"--const {name} is given twice")
+        consts[name] = values.split(",")
+    return consts
+
+
 def summary(result: Compiled, seconds: float) -> str:
     total, prog, t = result.report["total"], result.program, result.program.target
     lines = [f"compiled {prog.model} in {seconds:.2f} s for {t.macs} MACs: {total['instructions']} instructions "
@@ -108,7 +127,7 @@ def summary(result: Compiled, seconds: float) -> str:
 def _check(args: argparse.Namespace) -> int:
     """--check: every reason a node cannot be compiled, one line each, or the capacity problem of a
     model whose every node can; status 2 if there is any."""
-    model = load_model(args.model)
+    model = freeze(load_model(args.model), parse_consts(args.const))
     target = load_target(args.target, macs=args.macs, weight_bits=args.weight_bits)
     problems = unsupported_nodes(model, parse_shapes(args.shape), target, args.streaming)
     for problem in problems:
@@ -145,7 +164,7 @@ def _main(argv: list[str] | None) -> int | None:
     start = time.perf_counter()
     compression = _compression(args)
     result = compile_model(args.model, target, calibration, parse_shapes(args.shape), log, compression,
-                           args.streaming)
+                           args.streaming, parse_consts(args.const))
     check_paths({**inputs, **{f"external data {p.name}": p for p in result.sources[1:]}}, outputs)
     files = {args.output: to_bytes(result.program)}
     if args.listing:

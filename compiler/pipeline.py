@@ -12,6 +12,7 @@ import onnx
 
 from compiler.backend.emit import emit
 from compiler.backend.report import build_report
+from compiler.frontend.freeze import freeze
 from compiler.frontend.limits import check_fits_target
 from compiler.frontend.onnx_import import check_model, import_model, read_model, with_input_shapes
 from compiler.ir import Graph
@@ -41,17 +42,21 @@ def compile_model(model: str | Path | onnx.ModelProto, target: Target | None = N
                   calibration: dict[str, np.ndarray] | None = None,
                   shapes: dict[str, tuple[int, ...]] | None = None,
                   log: Callable[[str], None] = lambda message: None,
-                  compression: Compression | None = None, streaming: bool = False) -> Compiled:
+                  compression: Compression | None = None, streaming: bool = False,
+                  consts: dict[str, list[str | float | int]] | None = None) -> Compiled:
     """Compile a model. Codebook `compression` is activation-aware only with real calibration data.
 
     `streaming` makes a program that takes one frame per run and keeps the recurrent state
     between runs (passes/streaming.py); `shapes` and `calibration` are still whole sequences.
+    `consts` freezes graph inputs to values (freeze.py): they leave the program's inputs, and an
+    `If` on them is decided at compile time.
     """
     target = target or Target()
     if isinstance(model, onnx.ModelProto):
         proto, name, sources = check_model(model), model.graph.name or "model", ()
     else:
         (proto, sources), name = read_model(model), Path(model).stem
+    proto = freeze(proto, consts)
     graph = verify(import_model(proto, shapes))
     check_fits_target(graph, target, streaming)
     given = calibration is not None
@@ -72,3 +77,4 @@ def compile_model(model: str | Path | onnx.ModelProto, target: Target | None = N
     kernel = allocate(kernel, target)
     program = emit(kernel, target, name)
     return Compiled(graph, program, build_report(graph, kernel, program), sources)
+

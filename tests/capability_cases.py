@@ -73,6 +73,16 @@ LAYOUT_CASES = {"Reshape": ("shape must be a constant", 1), "Squeeze": ("axes mu
                 "Slice": ("starts, ends, axes and steps must be constants", 2),
                 "Dropout": ("ratio and training_mode must be constants", 1)}
 
+DATA_CONDITION = "If on a condition computed from data (freeze the inputs it depends on with --const)"
+
+
+def _if_on_data() -> onnx.ModelProto:
+    """An If whose condition is a graph input: no --const reaches it, so it stays."""
+    branch = helper.make_graph([helper.make_node("Identity", ["x"], ["t"])], "b", [],
+                               [helper.make_tensor_value_info("t", TensorProto.FLOAT, None)])
+    return one_node("If", ["x"], {"x": (1,)}, then_branch=branch, else_branch=branch)
+
+
 # (operator, reason) -> (a model that violates it, the message after "node 'NAME' (OP): ")
 VIOLATIONS: dict[tuple[str, str], tuple[Build, str]] = {
     **{(op, FOLDED): (_on_data(op, arity), f"{FOLDED}; got computed 'x'") for op, arity in FOLD_CASES},
@@ -80,6 +90,7 @@ VIOLATIONS: dict[tuple[str, str], tuple[Build, str]] = {
        for op, (reason, count) in LAYOUT_CASES.items()},
     ("Dropout", "training_mode must be false (Dropout in training mode is not supported)"):
         (_dropout_in_training, "training_mode must be false (Dropout in training mode is not supported)"),
+    ("If", DATA_CONDITION): (_if_on_data, f"{DATA_CONDITION}; got 'x'"),
     ("Cast", "on computed data, 'to' must be float32 (a Cast of data is an alias)"):
         (lambda: one_node("Cast", ["x"], {"x": (2, 4)}, to=TensorProto.INT64),
          "on computed data, 'to' must be float32 (a Cast of data is an alias); got int64"),

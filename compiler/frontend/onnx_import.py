@@ -14,7 +14,15 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from compiler.frontend import activation_ops, compute_ops, elementwise_ops, layout_ops, recurrent_ops, softmax_ops  # noqa: F401
+from compiler.frontend import (  # noqa: F401  # noqa: F401
+    activation_ops,
+    compute_ops,
+    control_ops,
+    elementwise_ops,
+    layout_ops,
+    recurrent_ops,
+    softmax_ops,
+)
 from compiler.frontend.capability import NodeView, node_view, unsupported_reasons
 from compiler.frontend.external_data import inline_external_data
 from compiler.frontend.limits import check_elements, tensor_value
@@ -225,7 +233,8 @@ def _check_shape_names(shapes: dict, names: list[str]) -> None:
 def _input_shape(value: onnx.ValueInfoProto, override: tuple[int, ...] | None) -> tuple[int, ...]:
     ttype = value.type.tensor_type
     if not value.type.HasField("tensor_type") or ttype.elem_type != onnx.TensorProto.FLOAT:
-        raise RnnaccelError(f"input '{value.name}' must be a float32 tensor")
+        hint = f"; if it is a setting, freeze it with --const {value.name}=VALUE" if ttype.elem_type else ""
+        raise RnnaccelError(f"input '{value.name}' must be a float32 tensor{hint}")
     dims = [d.dim_value if d.HasField("dim_value") else None for d in ttype.shape.dim]
     if override is not None:
         if len(override) != len(dims) or any(d is not None and d != o for d, o in zip(dims, override)):

@@ -30,6 +30,7 @@ KINDS = {
     "compute": "computes on the chip",
     "layout": "on data: an alias or a copy; on constants: folded at compile time",
     "fold": "folded at compile time: constant inputs only (Shape: any input, its shape is static)",
+    "inline": "replaced by the branch it takes when its condition is constant (--const freezes inputs)",
 }
 
 
@@ -101,7 +102,9 @@ fits the target's memories (capacity: a separate check of the whole graph, see [
 
 Operators of kind *fold* are the shape arithmetic exporters put around recurrent layers: they
 vanish at compile time. *Layout* operators on computed data become an alias (a contiguous
-selection) or copies (`VMOV`); on constants they fold too."""
+selection) or copies (`VMOV`); on constants they fold too. An `If` (kind *inline*) whose condition
+is computable from constants, once `--const` has frozen the inputs it depends on, is replaced by
+the branch it takes, nested ones too; an `If` on data is refused."""
 
 
 def main(argv: list[str] | None = None) -> int:
