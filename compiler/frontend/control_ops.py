@@ -17,9 +17,10 @@ DATA_CONDITION = "If on a condition computed from data (freeze the inputs it dep
 
 @operator
 def If(b, node, name: str, *, then_branch, else_branch) -> None:
-    """Reached only with a constant condition that the inlining pass did not see (a model given to
-    import_model without freeze.freeze): that pass is where a constant If is decided."""
-    raise RnnaccelError("If with a constant condition must be inlined first (compiler.frontend.freeze)")
+    """Reached only with a condition that became constant during import, from input dims that
+    --shape fixed: the inlining pass, which decides constant Ifs, runs before --shape applies."""
+    raise RnnaccelError("If on a condition that is constant only once --shape fixes the input dims; "
+                        "export the model with those dims static, or freeze the inputs with --const")
 
 
 If.kind = "inline"  # what --supported-ops and docs/operators.md say about it
