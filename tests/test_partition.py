@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from compiler.cli import main
 from compiler.frontend.islands import form_islands, is_convex
 from compiler.frontend.partition import CAPACITY, CHIP, HOST, plan_partition
 from isa.errors import RnnaccelError
@@ -22,9 +23,9 @@ def _w(*shape: int) -> np.ndarray:
     return (RNG.standard_normal(shape) * 0.3).astype(np.float32)
 
 
-def _model(nodes, inputs, output, inits):
+def _model(nodes, inputs, output, inits, out_shape=None):
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs],
-                              [helper.make_tensor_value_info(output, TensorProto.FLOAT, None)],
+                              [helper.make_tensor_value_info(output, TensorProto.FLOAT, out_shape)],
                               [numpy_helper.from_array(v, k) for k, v in inits.items()])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
 
@@ -151,3 +152,23 @@ def test_shape_arithmetic_folds_away_and_is_neither_side():
              helper.make_node("Relu", ["y"], ["z"], name="after")]
     model = _model(nodes, [("x", [2, 4])], "z", {})
     assert _places(plan_partition(model)) == {"shape": "folded", "same": CHIP, "squash": HOST, "after": CHIP}
+
+
+def test_check_groups_the_host_operators_with_counts_and_reasons(tmp_path, capsys):
+    """Three Softsigns around two Relus: one grouped host line, the islands, the MAC share."""
+    nodes = [helper.make_node("Softsign", ["x"], ["s1"], name="s1"),
+             helper.make_node("Relu", ["s1"], ["r1"], name="r1"),
+             helper.make_node("Softsign", ["r1"], ["s2"], name="s2"),
+             helper.make_node("Relu", ["s2"], ["r2"], name="r2"),
+             helper.make_node("Softsign", ["r2"], ["y"], name="s3")]
+    path = tmp_path / "m.onnx"
+    path.write_bytes(_model(nodes, [("x", [2, 4])], "y", {}, [2, 4]).SerializeToString())
+    with pytest.raises(SystemExit) as exc:
+        main([str(path), "--check"])
+    out, err = capsys.readouterr()
+    assert exc.value.code == 2 and out.splitlines()[3:] == [  # after one line per node
+        "host: Softsign x3 (operator Softsign is not supported)",
+        "island 1: 1 node (r1); in: s1; out: r1",
+        "island 2: 1 node (r2); in: s2; out: r2",
+        "chip: 2 of 5 nodes in 2 islands, no MACs; 128 bytes cross between host and chip per inference"]
+    assert err == "rnnaccel-compile: 3 of 5 nodes cannot be compiled\n"
