@@ -21,7 +21,7 @@ import time
 from compiler.frontend.freeze import freeze
 from compiler.frontend.onnx_import import load_model
 from compiler.frontend.opdoc import supported_ops_text
-from compiler.frontend.support import failed_nodes, unsupported_nodes
+from compiler.frontend.support import check_model, failed_nodes, partition_lines
 from compiler.passes.compress import Compression
 from compiler.pipeline import Compiled, compile_model
 from isa.cliutil import EXIT_USER_ERROR, add_version, run_cli, write_stdout
@@ -125,13 +125,14 @@ def summary(result: Compiled, seconds: float) -> str:
 
 
 def _check(args: argparse.Namespace) -> int:
-    """--check: every reason a node cannot be compiled, one line each, or the capacity problem of a
-    model whose every node can; status 2 if there is any."""
+    """--check: every reason a node cannot be compiled, one line each, then how the model would be
+    split between host and chip; or the capacity problem of a model whose every node can. Status 2
+    if there is any problem: a compile still makes one chip program of the whole model."""
     model = freeze(load_model(args.model), parse_consts(args.const))
     target = load_target(args.target, macs=args.macs, weight_bits=args.weight_bits)
-    problems = unsupported_nodes(model, parse_shapes(args.shape), target, args.streaming)
-    for problem in problems:
-        print(problem)
+    problems, plan = check_model(model, parse_shapes(args.shape), target, args.streaming)
+    for line in [*map(str, problems), *partition_lines(plan)]:
+        print(line)
     total = len(model.graph.node)
     if problems:
         failed = failed_nodes(problems)

@@ -93,6 +93,26 @@ def check_fits_target(graph: Graph, target: Target, streaming: bool = False) -> 
                 _check_sequences(graph, node, target)
 
 
+def node_capacity_problem(node: Node, shapes: dict[str, tuple[int, ...]], target: Target,
+                          streaming: bool = False) -> str | None:
+    """Why one IR node alone cannot fit the target (None if it may): its weights, its accumulators,
+    its input sequence. The partitioner asks this per node, before any graph exists, so the output
+    sequence (whole only when a non-layout op reads it) is left to check_fits_target."""
+    try:
+        if node.op in MATRIX_OPS:
+            _check_weights(node.source, OPS[node.op].parameters(node.attrs).weights, target)
+        if node.op in RECURRENT_OPS:
+            steps = 1 if streaming else max(node.attrs.seq_lens, default=0)
+            _check_accumulators(node, target, steps)
+            x = node.inputs[0]
+            if not streaming and x in shapes and math.prod(shapes[x]) > target.act_elems:
+                raise RnnaccelError(f"node '{node.source}': its input sequence {x} {list(shapes[x])} needs at least "
+                                    f"{MEMORIES['amem'].shortfall(math.prod(shapes[x]), target)}")
+    except RnnaccelError as exc:
+        return str(exc).removeprefix(f"node '{node.source}': ")
+    return None
+
+
 def _check_accumulators(node: Node, target: Target, steps: int) -> None:
     """A direction accumulates W x into one buffer of G*H entries, and R h into another. Allocation
     may give them one place while a step's W x is read before its R h is made; but from the third

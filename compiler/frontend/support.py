@@ -3,15 +3,17 @@
 A compile stops at the first such node; a user porting a model wants the whole list at once.
 Two kinds of problem are told apart, as a host/chip partitioner must tell them apart:
 
-- capability: what the chip and compiler cannot take, node by node. Each node is judged by its
-  operator's constraints (capability.py), every failing reason listed; a node that passes is
-  converted, so later nodes see the shapes and constants it makes. A node whose conversion
-  raises all the same (a malformed model: a weight shape that contradicts hidden_size) is
-  listed with that error. A later node that reads the output of a failed node cannot be judged
-  (its input shapes are unknown), so it is listed as depending on the node that failed first.
-- capacity: whether the whole imported graph fits the target's memories
-  (limits.check_fits_target), asked only when every node is capable: a graph with holes has no
-  sizes to measure.
+- capability and per-node capacity: the partition plan (partition.py) judges every node, the
+  ones after a host node too (their input shapes come from ONNX shape inference), and lists
+  every reason a node stays on the host: a constraint it fails (capability.py), weights or
+  sequences too big for the target, or an error converting it (a malformed model: a weight
+  shape that contradicts hidden_size).
+- capacity of the whole graph: whether the imported graph fits the target's memories
+  (limits.check_fits_target), asked when every node is on the chip.
+
+When some nodes stay on the host but others can run on the chip, `partition_lines` says how the
+model would be split: the host's operators grouped with counts and reasons, the islands, and
+the chip's share of the MACs.
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ from dataclasses import dataclass
 
 import onnx
 
-from compiler.frontend.capability import node_view, unsupported_reasons
 from compiler.frontend.limits import check_fits_target
-from compiler.frontend.onnx_import import Builder, convert_view, finish_import, node_name, start_import
+from compiler.frontend.onnx_import import import_model
+from compiler.frontend.partition import HOST, MALFORMED, Partition, place_nodes
 from isa.errors import RnnaccelError
 from isa.target import Target
 
@@ -45,37 +47,53 @@ class Problem:
 
 def unsupported_nodes(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] | None = None,
                       target: Target | None = None, streaming: bool = False) -> list[Problem]:
-    """Every problem that keeps the model from compiling, in graph order, capacity last; [] if none."""
-    builder = start_import(model, shapes)
-    blocked: dict[str, str] = {}  # tensor -> the failed node it comes from
-    problems = []
-    for index, node in enumerate(model.graph.node):
-        name = node_name(node, index)
-        root = next((blocked[t] for t in node.input if t in blocked), None)
-        reasons = [f"depends on unsupported node '{root}'"] if root else _convert(builder, node, name)
-        problems += [Problem(name, node.op_type, reason, CAPABILITY, index) for reason in reasons]
-        if reasons:
-            blocked.update((t, root or name) for t in node.output if t)
+    """Every problem that keeps the model from compiling as one chip program, in graph order,
+    capacity of the whole graph last; [] if none."""
+    return check_model(model, shapes, target, streaming)[0]
+
+
+def check_model(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] | None = None,
+                target: Target | None = None, streaming: bool = False) -> tuple[list[Problem], Partition]:
+    """The problems (every reason of every host node; else whether the whole graph fits) and the plan."""
+    plan = place_nodes(model, shapes, target, streaming)
+    problems = [Problem(p.name, p.op_type, reason, CAPABILITY, p.index) for p in plan.of(HOST) for reason in p.reasons]
     if problems:
-        return problems
-    graph = finish_import(builder, model)  # graph-level errors (a constant output) still raise
+        return problems, plan
+    graph = import_model(model, shapes)  # graph-level errors (a constant output) still raise
     try:
         check_fits_target(graph, target or Target(), streaming)
     except RnnaccelError as exc:
-        return [Problem("", "", str(exc), CAPACITY)]
-    return []
+        return [Problem("", "", str(exc), CAPACITY)], plan
+    return [], plan
 
 
-def _convert(builder: Builder, node: onnx.NodeProto, name: str) -> list[str]:
-    """Why the node cannot be compiled ([] if it can: then it is converted into the builder)."""
-    try:
-        view = node_view(builder, node)
-        reasons = unsupported_reasons(view)
-        if not reasons:
-            convert_view(builder, node, name, view)
-        return reasons
-    except RnnaccelError as exc:
-        return [str(exc)]
+def partition_lines(plan: Partition, shown: int = 3) -> list[str]:
+    """What --check says of a split model: host operators grouped with counts and reasons, each
+    island with its edges, and the chip's share of the MACs. [] when there is nothing to split."""
+    host = plan.of(HOST)
+    if not host or not plan.islands or any(p.why == MALFORMED for p in host):
+        return []
+    lines = []
+    for op, count in plan.host_ops.items():
+        reasons = list(dict.fromkeys(r for p in host if p.op_type == op for r in p.reasons))
+        more = f"; and {len(reasons) - shown} more" if len(reasons) > shown else ""
+        lines.append(f"host: {op} x{count} ({'; '.join(reasons[:shown])}{more})")
+    for number, island in enumerate(plan.islands, 1):
+        lines.append(f"island {number}: {len(island.nodes)} node{'s' * (len(island.nodes) != 1)} "
+                     f"({_names(island.nodes)}); in: {_names(island.inputs)}; out: {_names(island.outputs)}")
+    chip = sum(len(i.nodes) for i in plan.islands)
+    share = f"{100 * plan.chip_mac_fraction:.1f} % of MACs" if any(p.macs for p in plan.placements) else "no MACs"
+    lines.append(f"chip: {chip} of {chip + len(host)} nodes in {len(plan.islands)} island"
+                 f"{'s' * (len(plan.islands) != 1)}, {share}; "
+                 f"{plan.boundary_bytes} bytes cross between host and chip per inference")
+    return lines
+
+
+def _names(names: tuple[str, ...], shown: int = 4) -> str:
+    if not names:
+        return "-"
+    more = f", ... ({len(names) - shown} more)" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def failed_nodes(problems: list[Problem]) -> int:

@@ -1,0 +1,59 @@
+"""Multiply-accumulates per inference, the measure of work the partition summary shares out.
+
+A chip node's figure comes from its IR ops: a matrix op does each stored weight once per input
+row (fc: rows x cols per row; a recurrent layer: gates x hidden x (inputs + hidden) per step,
+batch entry and direction, since W and R hold every direction). A host node's is an estimate
+from its ONNX shapes, for the operators that multiply matrices; element-wise work counts 0.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+
+from compiler.ir import Node
+from compiler.ops import OPS
+
+Shape = tuple[int, ...]
+RECURRENT_WEIGHTS = ("W", "R")  # a peephole P is element-wise: no MACs on the array
+
+
+def chip_macs(node: Node, shapes: Mapping[str, Shape]) -> int:
+    """MACs of one IR node: its matrices' weights times the input rows they are applied to."""
+    kind = OPS[node.op].kind
+    if kind not in ("matrix", "recurrent") or node.inputs[0] not in shapes:
+        return 0
+    weights = OPS[node.op].parameters(node.attrs).weights
+    if kind == "recurrent":
+        weights = {k: weights[k] for k in RECURRENT_WEIGHTS}
+    x = shapes[node.inputs[0]]
+    return sum(w.size for w in weights.values()) * math.prod(x) // max(x[-1], 1)
+
+
+def _conv(inputs: list[Shape | None], outputs: list[Shape | None]) -> int:
+    """Each output element sums (input channels / group) x kernel products: W is [M, C/group, k...]."""
+    w, y = inputs[1], outputs[0]
+    return math.prod(y) * math.prod(w[1:]) if w and y else 0
+
+
+def _matmul(inputs: list[Shape | None], outputs: list[Shape | None]) -> int:
+    """Each output element sums K products, K the last dim of A."""
+    a, y = inputs[0], outputs[0]
+    return math.prod(y) * a[-1] if a and y else 0
+
+
+def _gemm(inputs: list[Shape | None], outputs: list[Shape | None]) -> int:
+    """Y [M, N] sums K products per element; A holds M x K whether or not transA."""
+    a, y = inputs[0], outputs[0]
+    return math.prod(y) * (math.prod(a) // max(y[0], 1)) if a and y else 0
+
+
+HOST_MACS: dict[str, Callable[[list[Shape | None], list[Shape | None]], int]] = {
+    "Conv": _conv, "ConvTranspose": _conv, "MatMul": _matmul, "Gemm": _gemm,
+}
+
+
+def host_macs(op_type: str, inputs: list[Shape | None], outputs: list[Shape | None]) -> int:
+    """An estimate of a host node's MACs from its input and output shapes (None: unknown)."""
+    rule = HOST_MACS.get(op_type)
+    return rule(inputs, outputs) if rule else 0

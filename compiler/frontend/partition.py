@@ -1,0 +1,198 @@
+"""The partition plan: which ONNX nodes run on the chip and which on the host, and the islands.
+
+Placement is a pass of its own, after capability and capacity (docs/partitioning.md):
+
+1. capability: each node is judged by its operator's constraints (capability.py). A node the
+   chip can take is converted, so later nodes see its shapes and constants; a node it cannot
+   take stays on the host, and its outputs get the shapes ONNX shape inference gives them, so
+   the nodes after it are judged too instead of being written off as its dependants.
+2. capacity: a capable node whose weights, accumulators or input sequence alone cannot fit the
+   target's memories (limits.node_capacity_problem) stays on the host, and says why.
+3. folding: a node whose inputs are all constants is computed at compile time (shape arithmetic
+   around recurrent layers); it is "folded", neither chip nor host work, and forms no island.
+4. islands: the chip nodes are grouped into the largest connected, convex islands (islands.py),
+   each a future chip program; the tensors crossing an island's edge are its inputs and outputs.
+
+`plan_partition` refuses a model with a malformed node or with nothing for the chip;
+`place_nodes` only reports, for `--check`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+
+import onnx
+
+from compiler.frontend.capability import node_view, unsupported_reasons
+from compiler.frontend.islands import form_islands
+from compiler.frontend.limits import node_capacity_problem
+from compiler.frontend.macs import chip_macs, host_macs
+from compiler.frontend.onnx_import import Builder, convert_view, node_name, start_import, with_input_shapes
+from isa.errors import RnnaccelError
+from isa.target import Target
+
+CHIP, HOST, FOLDED = "chip", "host", "folded"
+CAPABILITY, CAPACITY, MALFORMED = "capability", "capacity", "malformed"  # why a node is on the host
+BOUNDARY_ELEMENT_BYTES = 4  # tensors cross between host and chip as float32 (the chip's ints stay inside)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """One ONNX node's place; a host node's `reasons` say why it is not on the chip, `why` which kind."""
+
+    name: str
+    op_type: str
+    index: int  # the position in the graph (names need not be unique)
+    place: str
+    reasons: tuple[str, ...] = ()
+    why: str = ""
+    macs: int = 0
+
+
+@dataclass(frozen=True)
+class Island:
+    """A convex, connected group of chip nodes: one future chip program."""
+
+    nodes: tuple[str, ...]  # in graph order
+    inputs: tuple[str, ...]  # tensors made outside it (host nodes, graph inputs) that it reads
+    outputs: tuple[str, ...]  # tensors it makes that the host, another island or the graph reads
+    macs: int
+
+
+@dataclass(frozen=True)
+class Partition:
+    placements: tuple[Placement, ...]  # every node, in graph order
+    islands: tuple[Island, ...]
+    boundary_bytes: int  # elements of every island input and output, as float32 (x4)
+
+    def of(self, place: str) -> list[Placement]:
+        return [p for p in self.placements if p.place == place]
+
+    @property
+    def host_ops(self) -> dict[str, int]:
+        """ONNX operator -> how many of its nodes run on the host."""
+        return dict(Counter(p.op_type for p in self.of(HOST)))
+
+    @property
+    def chip_mac_fraction(self) -> float:
+        """The chip's share of all MACs (host ones estimated); 1.0 for a model without MACs on the host."""
+        chip, total = sum(p.macs for p in self.of(CHIP)), sum(p.macs for p in self.placements)
+        return chip / total if total else float(bool(self.islands))
+
+
+def plan_partition(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] | None = None,
+                   target: Target | None = None, streaming: bool = False) -> Partition:
+    """The plan for a checked model; RnnaccelError (one line) for a malformed node or no chip work."""
+    plan = place_nodes(model, shapes, target, streaming)
+    broken = next((p for p in plan.placements if p.why == MALFORMED), None)
+    if broken:
+        raise RnnaccelError(f"node '{broken.name}' ({broken.op_type}): {broken.reasons[0]}")
+    if not plan.islands:
+        ops = ", ".join(f"{op} x{n}" for op, n in plan.host_ops.items())
+        raise RnnaccelError(f"nothing in this model runs on the chip: every node stays on the host ({ops})")
+    return plan
+
+
+def place_nodes(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] | None = None,
+                target: Target | None = None, streaming: bool = False) -> Partition:
+    """Every node placed, the islands formed; nothing is refused (a model may have no island)."""
+    inferred = inferred_shapes(model, shapes)
+    builder, host_made = start_import(model, shapes), set()
+    placements = tuple(_place(builder, node, index, inferred, host_made, target or Target(), streaming)
+                       for index, node in enumerate(model.graph.node))
+    sizes = {**inferred, **builder.shapes}
+    islands = _islands(model, placements, set(builder.consts), sizes)
+    crossing = sum(_size(sizes.get(t)) for i in islands for t in (*i.inputs, *i.outputs))
+    return Partition(placements, islands, crossing * BOUNDARY_ELEMENT_BYTES)
+
+
+def inferred_shapes(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] | None) -> dict[str, tuple[int, ...]]:
+    """Every tensor's static shape as ONNX shape inference finds it (with data propagation, so a
+    Reshape's target shape computed from a Shape is known); {} if inference fails outright."""
+    fixed = with_input_shapes(model, shapes) if shapes else model
+    try:
+        fixed = onnx.shape_inference.infer_shapes(fixed, strict_mode=False, data_prop=True)
+    except Exception:  # noqa: BLE001  (inference raises several types; the importer's checks still apply)
+        return {}
+    found = {}
+    for value in (*fixed.graph.value_info, *fixed.graph.output):
+        ttype = value.type.tensor_type
+        if value.type.HasField("tensor_type") and ttype.HasField("shape") \
+                and all(d.HasField("dim_value") for d in ttype.shape.dim):
+            found[value.name] = tuple(int(d.dim_value) for d in ttype.shape.dim)
+    return found
+
+
+def _place(builder: Builder, node: onnx.NodeProto, index: int, inferred: dict[str, tuple[int, ...]],
+           host_made: set[str], target: Target, streaming: bool) -> Placement:
+    """Judge and (if the chip takes it) convert one node; a host node's outputs get inferred shapes."""
+    name, before = node_name(node, index), len(builder.nodes)
+    why, reasons = _judge(builder, node, name, host_made)
+    emitted = builder.nodes[before:]
+    if not why:
+        if not emitted and all(o in builder.consts for o in node.output if o):
+            return Placement(name, node.op_type, index, FOLDED)
+        problem = next(filter(None, (node_capacity_problem(n, builder.shapes, target, streaming) for n in emitted)),
+                       None)
+        if problem is None:
+            return Placement(name, node.op_type, index, CHIP, macs=sum(chip_macs(n, builder.shapes) for n in emitted))
+        del builder.nodes[before:]
+        why, reasons = CAPACITY, [f"does not fit the target: {problem}"]
+    builder.shapes.update((o, inferred[o]) for o in node.output if o in inferred)
+    host_made.update(o for o in node.output if o)
+    macs = host_macs(node.op_type, [_shape(builder, inferred, t) for t in node.input],
+                     [_shape(builder, inferred, t) for t in node.output])
+    return Placement(name, node.op_type, index, HOST, tuple(reasons), why, macs)
+
+
+def _judge(builder: Builder, node: onnx.NodeProto, name: str, host_made: set[str]) -> tuple[str, list[str]]:
+    """("", []) when the chip takes the node (then it is converted), else why not. An input no node
+    made is an undefined one, and node_view says so."""
+    unknown = [t for t in node.input if t and t not in builder.consts and t not in builder.shapes]
+    if unknown and all(t in host_made for t in unknown):
+        return CAPABILITY, [f"the shape of '{unknown[0]}', made on the host, is not known statically"]
+    try:
+        view = node_view(builder, node)
+        reasons = unsupported_reasons(view)
+        if reasons:
+            return CAPABILITY, reasons
+        convert_view(builder, node, name, view)
+        return "", []
+    except RnnaccelError as exc:
+        return MALFORMED, [str(exc)]
+
+
+def _shape(builder: Builder, inferred: dict, tensor: str) -> tuple[int, ...] | None:
+    if not tensor:
+        return None
+    return builder.shape(tensor) if tensor in builder.consts or tensor in builder.shapes else inferred.get(tensor)
+
+
+def _size(shape: tuple[int, ...] | None) -> int:
+    return math.prod(shape) if shape is not None else 0
+
+
+def _islands(model: onnx.ModelProto, placements: tuple[Placement, ...], consts: set[str],
+             sizes: dict) -> tuple[Island, ...]:
+    """The convex islands of the chip nodes, with the tensors that cross their edges."""
+    nodes = list(model.graph.node)
+    made = {o: i for i, n in enumerate(nodes) for o in n.output if o and o not in consts}
+    producers = {i: [made[t] for t in n.input if t in made] for i, n in enumerate(nodes)}
+    chip = {p.index for p in placements if p.place == CHIP}
+    live = [p.index for p in placements if p.place != FOLDED]
+    readers: dict[str, set[int]] = {}
+    for i in live:
+        for t in nodes[i].input:
+            readers.setdefault(t, set()).add(i)
+    graph_outputs = {o.name for o in model.graph.output}
+    islands = []
+    for group in form_islands(live, chip, producers):
+        members = set(group)
+        reads = [t for i in group for t in nodes[i].input if t and t not in consts and made.get(t) not in members]
+        makes = [t for i in group for t in nodes[i].output
+                 if t and (t in graph_outputs or readers.get(t, set()) - members)]
+        islands.append(Island(tuple(placements[i].name for i in group), tuple(dict.fromkeys(reads)),
+                              tuple(dict.fromkeys(makes)), sum(placements[i].macs for i in group)))
+    return tuple(islands)
