@@ -21,7 +21,7 @@ from onnx import helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 from compiler.frontend.limits import SUPPORTED_DTYPES, tensor_value
-from compiler.frontend.onnx_import import check_model
+from compiler.frontend.onnx_import import check_model, declared_dims, show_dims
 from isa.errors import RnnaccelError
 
 MAX_CONST_ELEMENTS = 1 << 16  # a frozen input is a setting or a small table, not a weight
@@ -104,12 +104,11 @@ def _whole(item: float | int) -> int:
 
 def _shape(value: onnx.ValueInfoProto, count: int) -> tuple[int, ...]:
     """The input's declared shape for `count` values; one symbolic dim is fixed by the count."""
-    ttype = value.type.tensor_type
-    if not ttype.HasField("shape"):
+    dims = declared_dims(value)
+    if dims is None:
         raise RnnaccelError(f"--const {value.name}: the input declares no shape, so the values' shape is unknown")
-    dims = [d.dim_value if d.HasField("dim_value") else None for d in ttype.shape.dim]
     known = int(np.prod([d for d in dims if d is not None]))
-    shown = "[" + ",".join("?" if d is None else str(d) for d in dims) + "]"
+    shown = show_dims(dims)
     if count > MAX_CONST_ELEMENTS:
         raise RnnaccelError(f"--const {value.name}: {count} values; at most {MAX_CONST_ELEMENTS} may be given")
     if dims.count(None) > 1:
@@ -165,14 +164,15 @@ class ConstantFolder:
 
     def __init__(self, graph: onnx.GraphProto, opset: int) -> None:
         self.opset = opset
-        self.values: dict[str, np.ndarray | None] = {i.name: None for i in graph.input}  # data
-        self.initializers = {t.name: t for t in graph.initializer}
+        self.initializers = {t.name: t for t in graph.initializer}  # read when a condition needs one
+        self.values: dict[str, np.ndarray | None] = {i.name: None for i in graph.input  # data
+                                                     if i.name not in self.initializers}
         self.producers = {out: node for node in graph.node for out in node.output if out}
         self.static = {v.name: _static_shape(v) for v in graph.input}  # what Shape and Size read of data
 
     def value(self, name: str) -> np.ndarray | None:
-        if name in self.initializers:
-            return tensor_value(self.initializers[name], "initialiser")
+        if name in self.initializers and name not in self.values:
+            self.values[name] = tensor_value(self.initializers[name], "initialiser")
         if name in self.values or name not in self.producers:
             return self.values.get(name)
         self.values[name] = None  # a cycle (a malformed model) reads as data
@@ -191,7 +191,6 @@ class ConstantFolder:
         self.values.update((out, np.asarray(r)) for out, r in zip(node.output, results) if out)
         return self.values[name]
 
-
     def _shape_only(self, name: str) -> np.ndarray | None:
         """A stand-in of the right shape for a graph input whose dims are all declared."""
         value = self.value(name)
@@ -200,11 +199,8 @@ class ConstantFolder:
 
 
 def _static_shape(value: onnx.ValueInfoProto) -> tuple[int, ...] | None:
-    ttype = value.type.tensor_type
-    if not value.type.HasField("tensor_type") or not ttype.HasField("shape"):
-        return None
-    dims = [d.dim_value if d.HasField("dim_value") else None for d in ttype.shape.dim]
-    return None if None in dims else tuple(dims)
+    dims = declared_dims(value)
+    return None if dims is None or None in dims else tuple(dims)
 
 
 def _inline(graph: onnx.GraphProto, index: int, node: onnx.NodeProto, cond: bool) -> None:

@@ -85,12 +85,9 @@ def check_fits_target(graph: Graph, target: Target, streaming: bool = False) -> 
             raise RnnaccelError(f"{_io(graph, name)} '{name}' {list(graph.shapes[name])} alone needs "
                                 f"{MEMORIES['amem'].shortfall(graph.size(name), target)}")
     for node in graph.nodes:
-        if node.op in MATRIX_OPS:
-            _check_weights(node.source, OPS[node.op].parameters(node.attrs).weights, target)
-        if node.op in RECURRENT_OPS:  # a stream runs one frame of each sequence at a time
-            _check_accumulators(node, target, 1 if streaming else max(node.attrs.seq_lens, default=0))
-            if not streaming:
-                _check_sequences(graph, node, target)
+        _check_node(node, target, streaming)
+        if node.op in RECURRENT_OPS and not streaming:
+            _check_sequences(graph, node, target)
 
 
 def node_capacity_problem(node: Node, shapes: dict[str, tuple[int, ...]], target: Target,
@@ -99,11 +96,8 @@ def node_capacity_problem(node: Node, shapes: dict[str, tuple[int, ...]], target
     its input sequence. The partitioner asks this per node, before any graph exists, so the output
     sequence (whole only when a non-layout op reads it) is left to check_fits_target."""
     try:
-        if node.op in MATRIX_OPS:
-            _check_weights(node.source, OPS[node.op].parameters(node.attrs).weights, target)
+        _check_node(node, target, streaming)
         if node.op in RECURRENT_OPS:
-            steps = 1 if streaming else max(node.attrs.seq_lens, default=0)
-            _check_accumulators(node, target, steps)
             x = node.inputs[0]
             if not streaming and x in shapes and math.prod(shapes[x]) > target.act_elems:
                 raise RnnaccelError(f"node '{node.source}': its input sequence {x} {list(shapes[x])} needs at least "
@@ -111,6 +105,15 @@ def node_capacity_problem(node: Node, shapes: dict[str, tuple[int, ...]], target
     except RnnaccelError as exc:
         return str(exc).removeprefix(f"node '{node.source}': ")
     return None
+
+
+def _check_node(node: Node, target: Target, streaming: bool) -> None:
+    """What one node needs whatever the graph around it: its weights, and a recurrent layer's
+    accumulators (a stream runs one frame of each sequence at a time)."""
+    if node.op in MATRIX_OPS:
+        _check_weights(node.source, OPS[node.op].parameters(node.attrs).weights, target)
+    if node.op in RECURRENT_OPS:
+        _check_accumulators(node, target, 1 if streaming else max(node.attrs.seq_lens, default=0))
 
 
 def _check_accumulators(node: Node, target: Target, steps: int) -> None:

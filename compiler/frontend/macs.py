@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable, Mapping
 
 from compiler.ir import Node
-from compiler.ops import OPS
+from compiler.ops import MATRIX_OPS, OPS, RECURRENT_OPS
 
 Shape = tuple[int, ...]
 RECURRENT_WEIGHTS = ("W", "R")  # a peephole P is element-wise: no MACs on the array
@@ -20,11 +20,10 @@ RECURRENT_WEIGHTS = ("W", "R")  # a peephole P is element-wise: no MACs on the a
 
 def chip_macs(node: Node, shapes: Mapping[str, Shape]) -> int:
     """MACs of one IR node: its matrices' weights times the input rows they are applied to."""
-    kind = OPS[node.op].kind
-    if kind not in ("matrix", "recurrent") or node.inputs[0] not in shapes:
+    if node.op not in MATRIX_OPS or node.inputs[0] not in shapes:
         return 0
     weights = OPS[node.op].parameters(node.attrs).weights
-    if kind == "recurrent":
+    if node.op in RECURRENT_OPS:
         weights = {k: weights[k] for k in RECURRENT_WEIGHTS}
     x = shapes[node.inputs[0]]
     return sum(w.size for w in weights.values()) * math.prod(x) // max(x[-1], 1)

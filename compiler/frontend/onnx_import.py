@@ -235,20 +235,28 @@ def _input_shape(value: onnx.ValueInfoProto, override: tuple[int, ...] | None) -
     if not value.type.HasField("tensor_type") or ttype.elem_type != onnx.TensorProto.FLOAT:
         hint = f"; if it is a setting, freeze it with --const {value.name}=VALUE" if ttype.elem_type else ""
         raise RnnaccelError(f"input '{value.name}' must be a float32 tensor{hint}")
-    dims = [d.dim_value if d.HasField("dim_value") else None for d in ttype.shape.dim]
+    dims = declared_dims(value) or []
     if override is not None:
         if len(override) != len(dims) or any(d is not None and d != o for d, o in zip(dims, override)):
             raise RnnaccelError(f"--shape {value.name}={','.join(map(str, override))} does not match "
-                                f"the model's shape {_show(dims)}")
+                                f"the model's shape {show_dims(dims)}")
         dims = list(override)
     if any(d is None for d in dims):
-        raise RnnaccelError(f"input '{value.name}' has symbolic dims {_show(dims)}; "
+        raise RnnaccelError(f"input '{value.name}' has symbolic dims {show_dims(dims)}; "
                             f"fix them with --shape {value.name}=D0,D1,...")
     if any(d <= 0 for d in dims):
-        raise RnnaccelError(f"input '{value.name}' has an empty dimension {_show(dims)}")
+        raise RnnaccelError(f"input '{value.name}' has an empty dimension {show_dims(dims)}")
     check_elements(f"input '{value.name}'", dims)
     return tuple(int(d) for d in dims)
 
 
-def _show(dims: list) -> str:
+def declared_dims(value: onnx.ValueInfoProto) -> list[int | None] | None:
+    """A tensor's declared dims (None for a symbolic one); None when it declares no tensor shape."""
+    ttype = value.type.tensor_type
+    if not value.type.HasField("tensor_type") or not ttype.HasField("shape"):
+        return None
+    return [d.dim_value if d.HasField("dim_value") else None for d in ttype.shape.dim]
+
+
+def show_dims(dims: list) -> str:
     return "[" + ",".join("?" if d is None else str(d) for d in dims) + "]"

@@ -29,7 +29,14 @@ from compiler.frontend.capability import node_view, unsupported_reasons
 from compiler.frontend.islands import form_islands
 from compiler.frontend.limits import node_capacity_problem
 from compiler.frontend.macs import chip_macs, host_macs
-from compiler.frontend.onnx_import import Builder, convert_view, node_name, start_import, with_input_shapes
+from compiler.frontend.onnx_import import (
+    Builder,
+    convert_view,
+    declared_dims,
+    node_name,
+    start_import,
+    with_input_shapes,
+)
 from isa.errors import RnnaccelError
 from isa.target import Target
 
@@ -98,6 +105,13 @@ def plan_partition(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] | 
 def place_nodes(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] | None = None,
                 target: Target | None = None, streaming: bool = False) -> Partition:
     """Every node placed, the islands formed; nothing is refused (a model may have no island)."""
+    return placed_and_converted(model, shapes, target, streaming)[0]
+
+
+def placed_and_converted(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] | None = None,
+                         target: Target | None = None, streaming: bool = False) -> tuple[Partition, Builder]:
+    """The plan, and the importer's state after converting every chip node: when no node stays on
+    the host, that is the whole import, so a caller need not import the model again."""
     inferred = inferred_shapes(model, shapes)
     builder, host_made = start_import(model, shapes), set()
     placements = tuple(_place(builder, node, index, inferred, host_made, target or Target(), streaming)
@@ -105,7 +119,7 @@ def place_nodes(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] | Non
     sizes = {**inferred, **builder.shapes}
     islands = _islands(model, placements, set(builder.consts), sizes)
     crossing = sum(_size(sizes.get(t)) for i in islands for t in (*i.inputs, *i.outputs))
-    return Partition(placements, islands, crossing * BOUNDARY_ELEMENT_BYTES)
+    return Partition(placements, islands, crossing * BOUNDARY_ELEMENT_BYTES), builder
 
 
 def inferred_shapes(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] | None) -> dict[str, tuple[int, ...]]:
@@ -118,10 +132,9 @@ def inferred_shapes(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] |
         return {}
     found = {}
     for value in (*fixed.graph.value_info, *fixed.graph.output):
-        ttype = value.type.tensor_type
-        if value.type.HasField("tensor_type") and ttype.HasField("shape") \
-                and all(d.HasField("dim_value") for d in ttype.shape.dim):
-            found[value.name] = tuple(int(d.dim_value) for d in ttype.shape.dim)
+        dims = declared_dims(value)
+        if dims is not None and None not in dims:
+            found[value.name] = tuple(dims)
     return found
 
 

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import onnx
 
 from compiler.frontend.limits import check_fits_target
-from compiler.frontend.onnx_import import import_model
-from compiler.frontend.partition import HOST, MALFORMED, Partition, place_nodes
+from compiler.frontend.onnx_import import finish_import
+from compiler.frontend.partition import HOST, MALFORMED, Partition, placed_and_converted
 from isa.errors import RnnaccelError
 from isa.target import Target
 
@@ -55,11 +55,11 @@ def unsupported_nodes(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]
 def check_model(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] | None = None,
                 target: Target | None = None, streaming: bool = False) -> tuple[list[Problem], Partition]:
     """The problems (every reason of every host node; else whether the whole graph fits) and the plan."""
-    plan = place_nodes(model, shapes, target, streaming)
+    plan, builder = placed_and_converted(model, shapes, target, streaming)
     problems = [Problem(p.name, p.op_type, reason, CAPABILITY, p.index) for p in plan.of(HOST) for reason in p.reasons]
     if problems:
         return problems, plan
-    graph = import_model(model, shapes)  # graph-level errors (a constant output) still raise
+    graph = finish_import(builder, model)  # every node converted; graph-level errors (a constant output) raise
     try:
         check_fits_target(graph, target or Target(), streaming)
     except RnnaccelError as exc:
