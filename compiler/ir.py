@@ -110,6 +110,10 @@ class Graph:
     def size(self, tensor: str) -> int:
         return int(np.prod(self.shapes[tensor], dtype=np.int64))
 
+    @property
+    def input_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {name: self.shapes[name] for name in self.inputs}
+
     def consumers(self, tensor: str) -> list[Node]:
         return list(self._consumers.get(tensor, ()))
 

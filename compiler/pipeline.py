@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,18 @@ from compiler.backend.emit import emit
 from compiler.backend.report import build_report
 from compiler.frontend.freeze import freeze
 from compiler.frontend.limits import check_fits_target
-from compiler.frontend.onnx_import import check_model, import_model, read_model, with_input_shapes
+from compiler.frontend.onnx_import import check_model, finish_import, import_model, read_model, with_input_shapes
+from compiler.frontend.partition import Partition, checked, placed_and_converted
 from compiler.ir import Graph
+from compiler.partitioned import (
+    CompiledIsland,
+    check_streaming_host,
+    compile_islands,
+    host_nodes_message,
+    partitioned_program,
+    partitioned_report,
+    summary_line,
+)
 from compiler.passes.allocate import allocate
 from compiler.passes.calibrate import calibrate, check_calibration, default_calibration
 from compiler.passes.compress import Compression
@@ -27,15 +38,19 @@ from compiler.passes.streaming import frame_shapes, mark_streaming
 from compiler.passes.trim import trim_sequence_outputs
 from compiler.verify import verify
 from isa.container import Program
+from isa.errors import RnnaccelError
+from isa.partitioned import PartitionedProgram
 from isa.target import Target
 
 
 @dataclass(frozen=True)
 class Compiled:
-    graph: Graph  # quantised (and tiled): what the golden reference runs
-    program: Program
+    graph: Graph | None  # quantised (and tiled): what the golden reference runs; None when partitioned
+    program: Program | PartitionedProgram
     report: dict
     sources: tuple[Path, ...] = ()  # the files the model was read from: the model, then its external data
+    islands: tuple[CompiledIsland, ...] = ()  # a partitioned program's islands, each compiled as a model
+    partition: Partition | None = None  # where every node runs (also for a model all on the chip)
 
 
 def compile_model(model: str | Path | onnx.ModelProto, target: Target | None = None,
@@ -43,8 +58,10 @@ def compile_model(model: str | Path | onnx.ModelProto, target: Target | None = N
                   shapes: dict[str, tuple[int, ...]] | None = None,
                   log: Callable[[str], None] = lambda message: None,
                   compression: Compression | None = None, streaming: bool = False,
-                  consts: dict[str, list[str | float | int]] | None = None) -> Compiled:
-    """Compile a model. Codebook `compression` is activation-aware only with real calibration data.
+                  consts: dict[str, list[str | float | int]] | None = None, chip_only: bool = False) -> Compiled:
+    """Compile a model: one chip program, or, when some nodes need the host, a partitioned
+    program (docs/partitioning.md) unless `chip_only`. Codebook `compression` is
+    activation-aware only with real calibration data.
 
     `streaming` makes a program that takes one frame per run and keeps the recurrent state
     between runs (passes/streaming.py); `shapes` and `calibration` are still whole sequences.
@@ -57,24 +74,44 @@ def compile_model(model: str | Path | onnx.ModelProto, target: Target | None = N
     else:
         (proto, sources), name = read_model(model), Path(model).stem
     proto = freeze(proto, consts)
-    graph = verify(import_model(proto, shapes))
-    check_fits_target(graph, target, streaming)
+    plan, builder = placed_and_converted(proto, shapes, target, streaming)
+    checked(plan)
     given = calibration is not None
     if not given:
         log("no --calibration given: calibrating on random N(0,1) inputs; give real samples for real ranges")
-        calibration = default_calibration(graph)
-    calib = calibrate(graph, check_calibration(graph, calibration))  # on whole sequences, before trimming
+    if compression is not None and not given:
+        compression = dataclasses.replace(compression, activation_aware=False)
+    chip = partial(_compile_chip, target=target, compression=compression, streaming=streaming)
+    if not plan.needs_host:
+        graph = verify(finish_import(builder, proto))
+        compiled = chip(proto, graph, name, calibration or default_calibration(graph.input_shapes))
+        return dataclasses.replace(compiled, sources=sources, partition=plan)
+    if chip_only:
+        raise RnnaccelError(host_nodes_message(plan))
+    if streaming:
+        check_streaming_host(plan, proto)
+    inputs = {n: builder.shapes[n] for n in (v.name for v in proto.graph.input) if n in builder.shapes}
+    samples = check_calibration(inputs, calibration) if given else default_calibration(inputs)
+    log(summary_line(plan))
+    islands = compile_islands(proto, plan, builder, samples,
+                              lambda sub, calib: chip(sub, verify(import_model(sub)), sub.graph.name, calib))
+    program = partitioned_program(name, proto, plan, builder, islands)
+    return Compiled(None, program, partitioned_report(name, plan, islands), sources, tuple(islands), plan)
+
+
+def _compile_chip(proto: onnx.ModelProto, graph: Graph, name: str, calibration: dict[str, np.ndarray],
+                  target: Target, compression: Compression | None, streaming: bool) -> Compiled:
+    """One chip program from an imported graph: the whole model's, or one island's."""
+    check_fits_target(graph, target, streaming)
+    calib = calibrate(graph, check_calibration(graph.input_shapes, calibration))  # whole sequences, before trimming
     if streaming:
         graph = verify(mark_streaming(import_model(with_input_shapes(proto, frame_shapes(graph)))))
     graph = verify(trim_sequence_outputs(graph))
     calib = calib.derived(graph)
-    if compression is not None and not given:
-        compression = dataclasses.replace(compression, activation_aware=False)
     graph = verify(quantize_graph(graph, calib, target, compression))
     kernel = lower(graph, target)
     kernel = interleave(kernel)
     kernel = reroll(kernel)
     kernel = allocate(kernel, target)
     program = emit(kernel, target, name)
-    return Compiled(graph, program, build_report(graph, kernel, program), sources)
-
+    return Compiled(graph, program, build_report(graph, kernel, program))

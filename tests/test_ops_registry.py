@@ -68,7 +68,7 @@ def test_verify_refuses_a_record_of_another_op_or_stage() -> None:
     fc = graph.nodes[0]
     with pytest.raises(AssertionError, match="has ReluAttrs attributes, expected FcAttrs"):
         verify(graph.replace(nodes=(dataclasses.replace(fc, attrs=ReluAttrs()), *graph.nodes[1:])))
-    quantized = quantize_graph(graph, calibrate(graph, default_calibration(graph)), Target())
+    quantized = quantize_graph(graph, calibrate(graph, default_calibration(graph.input_shapes)), Target())
     assert isinstance(verify(quantized).nodes[0].attrs, QuantFcAttrs)
     with pytest.raises(AssertionError, match="has FcAttrs attributes, expected QuantFcAttrs"):
         verify(quantized.replace(nodes=(fc, *quantized.nodes[1:])))

@@ -140,7 +140,8 @@ def test_a_model_with_nothing_for_the_chip_is_refused_in_one_line():
     nodes = [helper.make_node("Conv", ["x", "K"], ["y"], name="conv")]
     with pytest.raises(RnnaccelError) as exc:
         plan_partition(_model(nodes, [("x", [1, 4, 10])], "y", {"K": _w(6, 4, 3)}))
-    assert str(exc.value) == "nothing in this model runs on the chip: every node stays on the host (Conv x1)"
+    assert str(exc.value) == ("nothing in this model runs on the chip: every node stays on the host "
+                              "(Conv x1; 'conv': operator Conv is not supported)")
 
 
 def test_shape_arithmetic_folds_away_and_is_neither_side():
@@ -151,7 +152,8 @@ def test_shape_arithmetic_folds_away_and_is_neither_side():
              helper.make_node("Softsign", ["r"], ["y"], name="squash"),
              helper.make_node("Relu", ["y"], ["z"], name="after")]
     model = _model(nodes, [("x", [2, 4])], "z", {})
-    assert _places(plan_partition(model)) == {"shape": "folded", "same": CHIP, "squash": HOST, "after": CHIP}
+    # the Reshape alone would be an island that only moves data: it stays on the host
+    assert _places(plan_partition(model)) == {"shape": "folded", "same": HOST, "squash": HOST, "after": CHIP}
 
 
 def test_check_groups_the_host_operators_with_counts_and_reasons(tmp_path, capsys):

@@ -41,7 +41,7 @@ def test_quantize_tiles_every_matrix_in_its_storage_order():
 
 def quantized(model, target: Target | None = None) -> Graph:
     graph = import_model(model)
-    return verify(quantize_graph(graph, calibrate(graph, default_calibration(graph)), target or Target()))
+    return verify(quantize_graph(graph, calibrate(graph, default_calibration(graph.input_shapes)), target or Target()))
 
 
 def test_quantize_fixes_the_lstm_formats():
@@ -60,7 +60,7 @@ def test_quantize_inserts_a_rescale_where_a_format_is_needed():
     graph = import_model(fc_model(2, 6, 4, activation="Relu"))
     tanh = Node("table", "extra", ("y",), ("z",), TableAttrs(spec="tanh"))
     graph = graph.replace(nodes=(*graph.nodes, tanh), outputs=("z",), shapes={**graph.shapes, "z": (2, 4)})
-    requantized = quantize_graph(graph, calibrate(graph, default_calibration(graph)), Target())
+    requantized = quantize_graph(graph, calibrate(graph, default_calibration(graph.input_shapes)), Target())
     assert [n.op for n in requantized.nodes][-2:] == ["rescale", "table"]
 
 

@@ -25,7 +25,7 @@ HIDDEN, STEPS, LANES = 32, 6, Target().vec_lanes  # an RNN's 32 gate rows: four 
 def tiled(model) -> Graph:
     """The graph `lower` takes: quantised (and so tiled) for the default target."""
     graph = import_model(model)
-    return verify(quantize_graph(graph, calibrate(graph, default_calibration(graph)), Target()))
+    return verify(quantize_graph(graph, calibrate(graph, default_calibration(graph.input_shapes)), Target()))
 
 
 def rnn_kernel() -> Kernel:

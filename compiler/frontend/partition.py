@@ -11,7 +11,9 @@ Placement is a pass of its own, after capability and capacity (docs/partitioning
 3. folding: a node whose inputs are all constants is computed at compile time (shape arithmetic
    around recurrent layers); it is "folded", neither chip nor host work, and forms no island.
 4. islands: the chip nodes are grouped into the largest connected, convex islands (islands.py),
-   each a future chip program; the tensors crossing an island's edge are its inputs and outputs.
+   each a chip program; the tensors crossing an island's edge are its inputs and outputs. An
+   island that only moves data (Transpose, Reshape, ...: no arithmetic) is not worth the trip to
+   the chip and back, so its nodes go back to the host.
 
 `plan_partition` refuses a model with a malformed node or with nothing for the chip;
 `place_nodes` only reports, for `--check`.
@@ -19,9 +21,10 @@ Placement is a pass of its own, after capability and capacity (docs/partitioning
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import onnx
 
@@ -37,11 +40,16 @@ from compiler.frontend.onnx_import import (
     start_import,
     with_input_shapes,
 )
+from compiler.ops import OPS
 from isa.errors import RnnaccelError
 from isa.target import Target
 
 CHIP, HOST, FOLDED = "chip", "host", "folded"
 CAPABILITY, CAPACITY, MALFORMED = "capability", "capacity", "malformed"  # why a node is on the host
+UNRUNNABLE = "unrunnable"  # a host node neither ONNX Runtime nor the reference evaluator runs: refused
+MOVES_ONLY = "moves only"  # a chip node sent back to the host: its island would only move data
+MOVES_ONLY_REASON = "its island would only move data between host and chip (no arithmetic on the chip)"
+HOST_DOMAINS = ("", "ai.onnx", "ai.onnx.ml")  # what both ONNX Runtime and onnx's reference evaluator run
 BOUNDARY_ELEMENT_BYTES = 4  # tensors cross between host and chip as float32 (the chip's ints stay inside)
 
 
@@ -56,13 +64,15 @@ class Placement:
     reasons: tuple[str, ...] = ()
     why: str = ""
     macs: int = 0
+    arithmetic: bool = False  # a chip node that computes (not only a layout op moving data)
 
 
 @dataclass(frozen=True)
 class Island:
-    """A convex, connected group of chip nodes: one future chip program."""
+    """A convex, connected group of chip nodes: one chip program."""
 
     nodes: tuple[str, ...]  # in graph order
+    indices: tuple[int, ...]  # their positions in the graph
     inputs: tuple[str, ...]  # tensors made outside it (host nodes, graph inputs) that it reads
     outputs: tuple[str, ...]  # tensors it makes that the host, another island or the graph reads
     macs: int
@@ -73,6 +83,11 @@ class Partition:
     placements: tuple[Placement, ...]  # every node, in graph order
     islands: tuple[Island, ...]
     boundary_bytes: int  # elements of every island input and output, as float32 (x4)
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict, compare=False)  # every tensor's known shape
+
+    @property
+    def needs_host(self) -> bool:
+        return any(p.place == HOST for p in self.placements)
 
     def of(self, place: str) -> list[Placement]:
         return [p for p in self.placements if p.place == place]
@@ -92,13 +107,20 @@ class Partition:
 def plan_partition(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] | None = None,
                    target: Target | None = None, streaming: bool = False) -> Partition:
     """The plan for a checked model; RnnaccelError (one line) for a malformed node or no chip work."""
-    plan = place_nodes(model, shapes, target, streaming)
-    broken = next((p for p in plan.placements if p.why == MALFORMED), None)
+    return checked(place_nodes(model, shapes, target, streaming))
+
+
+def checked(plan: Partition) -> Partition:
+    """The plan, if it can be compiled: no malformed node, no host node nothing can run, and some
+    work for the chip; else RnnaccelError, one line."""
+    broken = next((p for p in plan.placements if p.why in (MALFORMED, UNRUNNABLE)), None)
     if broken:
-        raise RnnaccelError(f"node '{broken.name}' ({broken.op_type}): {broken.reasons[0]}")
+        raise RnnaccelError(f"node '{broken.name}' ({broken.op_type}): {broken.reasons[-1]}")
     if not plan.islands:
+        first = plan.of(HOST)[0]
         ops = ", ".join(f"{op} x{n}" for op, n in plan.host_ops.items())
-        raise RnnaccelError(f"nothing in this model runs on the chip: every node stays on the host ({ops})")
+        raise RnnaccelError(f"nothing in this model runs on the chip: every node stays on the host ({ops}; "
+                            f"'{first.name}': {first.reasons[0]})")
     return plan
 
 
@@ -118,8 +140,13 @@ def placed_and_converted(model: onnx.ModelProto, shapes: dict[str, tuple[int, ..
                        for index, node in enumerate(model.graph.node))
     sizes = {**inferred, **builder.shapes}
     islands = _islands(model, placements, set(builder.consts), sizes)
+    idle = {i for island in islands if not any(placements[i].arithmetic for i in island.indices)
+            for i in island.indices}
+    if idle and any(p.place == HOST for p in placements):  # a model all on the chip crosses nothing
+        placements = tuple(_moved_back(p) if p.index in idle else p for p in placements)
+        islands = _islands(model, placements, set(builder.consts), sizes)
     crossing = sum(_size(sizes.get(t)) for i in islands for t in (*i.inputs, *i.outputs))
-    return Partition(placements, islands, crossing * BOUNDARY_ELEMENT_BYTES), builder
+    return Partition(placements, islands, crossing * BOUNDARY_ELEMENT_BYTES, sizes), builder
 
 
 def inferred_shapes(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] | None) -> dict[str, tuple[int, ...]]:
@@ -150,9 +177,13 @@ def _place(builder: Builder, node: onnx.NodeProto, index: int, inferred: dict[st
         problem = next(filter(None, (node_capacity_problem(n, builder.shapes, target, streaming) for n in emitted)),
                        None)
         if problem is None:
-            return Placement(name, node.op_type, index, CHIP, macs=sum(chip_macs(n, builder.shapes) for n in emitted))
+            return Placement(name, node.op_type, index, CHIP, macs=sum(chip_macs(n, builder.shapes) for n in emitted),
+                             arithmetic=any(OPS[n.op].kind != "layout" for n in emitted))
         del builder.nodes[before:]
         why, reasons = CAPACITY, [f"does not fit the target: {problem}"]
+    if why != MALFORMED and not _host_runs(node):
+        why, reasons = UNRUNNABLE, [*reasons, f"neither ONNX Runtime nor onnx's reference evaluator runs "
+                                              f"{_qualified(node)} on the host"]
     builder.shapes.update((o, inferred[o]) for o in node.output if o in inferred)
     host_made.update(o for o in node.output if o)
     macs = host_macs(node.op_type, [_shape(builder, inferred, t) for t in node.input],
@@ -175,6 +206,22 @@ def _judge(builder: Builder, node: onnx.NodeProto, name: str, host_made: set[str
         return "", []
     except RnnaccelError as exc:
         return MALFORMED, [str(exc)]
+
+
+def _host_runs(node: onnx.NodeProto) -> bool:
+    """Whether the host can run the node: a standard operator both float runtimes implement."""
+    domain = "" if node.domain == "ai.onnx" else node.domain
+    return domain in HOST_DOMAINS and onnx.defs.has(node.op_type, domain)
+
+
+def _qualified(node: onnx.NodeProto) -> str:
+    return f"operator '{node.domain}.{node.op_type}' (custom domain)" if node.domain not in HOST_DOMAINS \
+        else f"unknown operator '{node.op_type}'"
+
+
+def _moved_back(placement: Placement) -> Placement:
+    """A chip node of an island that only moves data, sent to the host."""
+    return dataclasses.replace(placement, place=HOST, reasons=(MOVES_ONLY_REASON,), why=MOVES_ONLY, macs=0)
 
 
 def _shape(builder: Builder, inferred: dict, tensor: str) -> tuple[int, ...] | None:
@@ -206,6 +253,6 @@ def _islands(model: onnx.ModelProto, placements: tuple[Placement, ...], consts: 
         reads = [t for i in group for t in nodes[i].input if t and t not in consts and made.get(t) not in members]
         makes = [t for i in group for t in nodes[i].output
                  if t and (t in graph_outputs or readers.get(t, set()) - members)]
-        islands.append(Island(tuple(placements[i].name for i in group), tuple(dict.fromkeys(reads)),
+        islands.append(Island(tuple(placements[i].name for i in group), tuple(group), tuple(dict.fromkeys(reads)),
                               tuple(dict.fromkeys(makes)), sum(placements[i].macs for i in group)))
     return tuple(islands)

@@ -24,7 +24,7 @@ import onnx
 
 from compiler.frontend.limits import check_fits_target
 from compiler.frontend.onnx_import import finish_import
-from compiler.frontend.partition import HOST, MALFORMED, Partition, placed_and_converted
+from compiler.frontend.partition import HOST, MALFORMED, MOVES_ONLY, Partition, placed_and_converted
 from isa.errors import RnnaccelError
 from isa.target import Target
 
@@ -56,7 +56,8 @@ def check_model(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] | Non
                 target: Target | None = None, streaming: bool = False) -> tuple[list[Problem], Partition]:
     """The problems (every reason of every host node; else whether the whole graph fits) and the plan."""
     plan, builder = placed_and_converted(model, shapes, target, streaming)
-    problems = [Problem(p.name, p.op_type, reason, CAPABILITY, p.index) for p in plan.of(HOST) for reason in p.reasons]
+    problems = [Problem(p.name, p.op_type, reason, CAPABILITY, p.index) for p in plan.of(HOST) if p.why != MOVES_ONLY
+                for reason in p.reasons]
     if problems:
         return problems, plan
     graph = finish_import(builder, model)  # every node converted; graph-level errors (a constant output) raise

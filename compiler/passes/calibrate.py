@@ -6,6 +6,7 @@ distribution and says so: real ranges need real data (`--calibration CALIB.npz`)
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,20 +20,21 @@ MAX_FEATURES = 4096  # second moments are kept for tensors up to this many featu
 DEFAULT_SEED = 0
 
 
-def default_calibration(graph: Graph) -> dict[str, np.ndarray]:
+def default_calibration(shapes: Mapping[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
+    """DEFAULT_SAMPLES random samples for inputs of these shapes (graph input -> shape)."""
     rng = np.random.default_rng(DEFAULT_SEED)
-    return {name: rng.standard_normal((DEFAULT_SAMPLES, *graph.shapes[name])) for name in graph.inputs}
+    return {name: rng.standard_normal((DEFAULT_SAMPLES, *shape)) for name, shape in shapes.items()}
 
 
-def check_calibration(graph: Graph, data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The calibration arrays for the graph's inputs, each shaped (samples, *input shape).
+def check_calibration(shapes: Mapping[str, tuple[int, ...]], data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The calibration arrays for inputs of these shapes, each shaped (samples, *input shape).
 
     An array of exactly the input's shape is one sample."""
-    missing = [n for n in graph.inputs if n not in data]
+    missing = [n for n in shapes if n not in data]
     if missing:
         raise RnnaccelError(f"calibration data lacks input(s) {', '.join(missing)} (it has "
                             f"{', '.join(map(str, data)) or 'no arrays'})")
-    return {name: _calibration_array(name, np.asarray(data[name]), graph.shapes[name]) for name in graph.inputs}
+    return {name: _calibration_array(name, np.asarray(data[name]), shape) for name, shape in shapes.items()}
 
 
 def _calibration_array(name: str, value: np.ndarray, want: tuple[int, ...]) -> np.ndarray:

@@ -1,0 +1,113 @@
+"""Cut a partitioned model apart: one ONNX model per chip island, and the host graph that calls them.
+
+An island's model is its nodes, with the tensors crossing its edge as graph inputs and outputs
+(shapes and types from the plan) and every constant it reads as an initialiser, folded shape
+arithmetic included: the chip pipeline compiles it as it compiles any model. The host graph is
+the model's other nodes plus one call node per island (isa/partitioned.py), ordered
+topologically, keeping the original opsets, so ONNX Runtime or onnx's reference evaluator runs
+it once the runtime supplies the islands.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator, Mapping, Sequence
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from compiler.frontend.partition import HOST, Island, Partition
+from isa.partitioned import ISLAND_DOMAIN, ISLAND_OP
+
+Shape = tuple[int, ...]
+
+
+def island_model(model: onnx.ModelProto, island: Island, consts: Mapping[str, np.ndarray],
+                 shapes: Mapping[str, Shape], types: Mapping[str, int], number: int) -> onnx.ModelProto:
+    """The island as a model of its own, named '<model>.island<number>'."""
+    nodes = [model.graph.node[i] for i in island.indices]
+    read = dict.fromkeys(t for node in nodes for t in node_reads(node))
+    inits = [numpy_helper.from_array(np.asarray(consts[t]), t) for t in read if t in consts]
+    graph = helper.make_graph(nodes, f"{model.graph.name or 'model'}.island{number}",
+                              [_value(t, shapes, types) for t in island.inputs],
+                              [_value(t, shapes, types) for t in island.outputs], inits)
+    return _model_like(model, graph, [])
+
+
+def host_model(model: onnx.ModelProto, plan: Partition, calls: Sequence[tuple[list[str], list[str]]],
+               consts: Mapping[str, np.ndarray], shapes: Mapping[str, Shape],
+               types: Mapping[str, int]) -> onnx.ModelProto:
+    """The host graph: host nodes and island calls (`calls[k]` = island k's inputs and outputs)."""
+    graph = model.graph
+    hosted = [(p.index, graph.node[p.index]) for p in plan.of(HOST)]
+    called = [(island.indices[-1], call_node(k, *calls[k])) for k, island in enumerate(plan.islands)]
+    nodes = topological([node for _, node in sorted(hosted + called, key=lambda pair: pair[0])])
+    originals = {init.name: init for init in graph.initializer}
+    read = dict.fromkeys(t for node in nodes for t in node_reads(node))
+    inits = [originals[t] if t in originals else numpy_helper.from_array(np.asarray(consts[t]), t)
+             for t in read if t in originals or t in consts]
+    crossing = dict.fromkeys(t for ins, outs in calls for t in (*ins, *outs))
+    host = helper.make_graph(nodes, graph.name or "model", [v for v in graph.input if v.name not in originals],
+                             list(graph.output), inits,
+                             value_info=[_value(t, shapes, types) for t in crossing if t in shapes])
+    return _model_like(model, host, [helper.make_opsetid(ISLAND_DOMAIN, 1)])
+
+
+def call_node(index: int, inputs: list[str], outputs: list[str]) -> onnx.NodeProto:
+    return helper.make_node(ISLAND_OP, inputs, outputs, name=f"island{index}", domain=ISLAND_DOMAIN, index=index)
+
+
+def node_reads(node: onnx.NodeProto) -> Iterator[str]:
+    """Every tensor a node reads: its inputs, and the outer-scope names its subgraphs use."""
+    yield from (t for t in node.input if t)
+    for attr in node.attribute:
+        for sub in (*([attr.g] if attr.HasField("g") else []), *attr.graphs):
+            made = {t for n in sub.node for t in n.output} | {v.name for v in sub.input} | \
+                   {i.name for i in sub.initializer}
+            yield from (t for n in sub.node for t in node_reads(n) if t not in made)
+
+
+def topological(nodes: Sequence[onnx.NodeProto]) -> list[onnx.NodeProto]:
+    """The nodes in an order where each comes after the producers of what it reads, as close to
+    the given order as that allows (a call node is placed where its island's last node was)."""
+    made = {t: i for i, node in enumerate(nodes) for t in node.output if t}
+    waiting = [sum(1 for t in set(node_reads(node)) if t in made) for node in nodes]
+    readers: dict[int, list[int]] = {}
+    for i, node in enumerate(nodes):
+        for t in set(node_reads(node)):
+            if t in made:
+                readers.setdefault(made[t], []).append(i)
+    ready = [i for i, count in enumerate(waiting) if count == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        i = heapq.heappop(ready)
+        order.append(nodes[i])
+        for reader in readers.get(i, ()):
+            waiting[reader] -= 1
+            if waiting[reader] == 0:
+                heapq.heappush(ready, reader)
+    assert len(order) == len(nodes), "the host graph has a cycle: the islands are not convex"
+    return order
+
+
+def _value(name: str, shapes: Mapping[str, Shape], types: Mapping[str, int]) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, types.get(name, onnx.TensorProto.FLOAT), shapes.get(name))
+
+
+def _model_like(model: onnx.ModelProto, graph: onnx.GraphProto, extra_opsets: list) -> onnx.ModelProto:
+    opsets = [o for o in model.opset_import if o.domain != ISLAND_DOMAIN] + extra_opsets
+    made = helper.make_model(graph, opset_imports=opsets, producer_name="rnnaccel")
+    made.ir_version = model.ir_version
+    return made
+
+
+def value_types(model: onnx.ModelProto) -> dict[str, int]:
+    """The element type of every tensor ONNX shape inference can type (float where it cannot)."""
+    try:
+        typed = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+    except Exception:  # noqa: BLE001  (inference raises several types; untyped tensors are float)
+        typed = model
+    values = (*typed.graph.input, *typed.graph.value_info, *typed.graph.output)
+    return {v.name: v.type.tensor_type.elem_type for v in values if v.type.tensor_type.elem_type}

@@ -1,0 +1,143 @@
+"""Compile a model split between host and chip: each island as a chip program, the rest for the host.
+
+The plan (frontend/partition.py) says which nodes run where. Here each island is cut out as a
+model of its own (frontend/split.py) and compiled by the chip pipeline; its calibration comes
+from running the whole model in float on the user's samples, which are keyed by the model's
+graph inputs, and reading the tensors that enter the island (frontend/onnx_run.py). The host
+graph keeps every other node and calls the islands; the report gains a `partition` object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import onnx
+
+from compiler.frontend.onnx_import import Builder
+from compiler.frontend.onnx_run import tensors_over_samples
+from compiler.frontend.partition import CHIP, HOST, Island, Partition
+from compiler.frontend.split import host_model, island_model, value_types
+from isa.container import Program
+from isa.errors import RnnaccelError
+from isa.partitioned import ISLAND_DOMAIN, NO_ISLAND, HostNode, HostPart, PartitionedProgram
+
+if TYPE_CHECKING:
+    from compiler.pipeline import Compiled
+
+REPORT_TOTALS = ("mac_ops", "weight_count", "fp32_bytes", "stored_bytes", "weight_bytes_read", "est_cycles",
+                 "bound_cycles", "code_bytes", "instructions")
+
+
+@dataclass(frozen=True)
+class CompiledIsland:
+    island: Island
+    model: onnx.ModelProto  # the island's own ONNX model, as the chip pipeline compiled it
+    compiled: Compiled
+
+
+IslandCompiler = Callable[[onnx.ModelProto, dict[str, np.ndarray]], "Compiled"]
+
+
+def compile_islands(proto: onnx.ModelProto, plan: Partition, builder: Builder, samples: Mapping[str, np.ndarray],
+                    compile_island: IslandCompiler) -> list[CompiledIsland]:
+    """Every island compiled, calibrated on what the float model feeds it for these samples."""
+    types = value_types(proto)
+    entering = [t for island in plan.islands for t in island.inputs if t not in samples]
+    values = {**samples, **tensors_over_samples(proto, samples, list(dict.fromkeys(entering)), types)}
+    done = []
+    for number, island in enumerate(plan.islands):
+        model = island_model(proto, island, builder.consts, plan.shapes, types, number)
+        done.append(CompiledIsland(island, model, compile_island(model, {t: values[t] for t in island.inputs})))
+    return done
+
+
+def partitioned_program(name: str, proto: onnx.ModelProto, plan: Partition, builder: Builder,
+                        islands: list[CompiledIsland]) -> PartitionedProgram:
+    """The islands' programs and the host part that calls them."""
+    programs: list[Program] = [i.compiled.program for i in islands]
+    calls = [([d.name for d in p.inputs], [d.name for d in p.outputs]) for p in programs]
+    for (_, outs), island in zip(calls, plan.islands):
+        assert sorted(outs) == sorted(island.outputs), f"island outputs {outs} differ from the plan's"
+    host = host_model(proto, plan, calls, builder.consts, plan.shapes, value_types(proto))
+    macs = {p.name: p.macs for p in plan.of(HOST)}
+    nodes = tuple(HostNode(n.name, n.op_type, n.domain, tuple(n.input), tuple(n.output), macs.get(n.name, 0),
+                           _island_index(n)) for n in host.graph.node)
+    part = HostPart(host.SerializeToString(), nodes, tuple(v.name for v in host.graph.input),
+                    tuple(v.name for v in host.graph.output), plan.boundary_bytes, plan.chip_mac_fraction)
+    return PartitionedProgram(name, tuple(programs), part)
+
+
+def _island_index(node: onnx.NodeProto) -> int:
+    if node.domain != ISLAND_DOMAIN:
+        return NO_ISLAND
+    return next(a.i for a in node.attribute if a.name == "index")
+
+
+def partitioned_report(name: str, plan: Partition, islands: list[CompiledIsland]) -> dict:
+    """REPORT.json of a partitioned program: every island's layers (tagged with the island), the
+    totals over the islands, and the `partition` object (docs/partitioning.md)."""
+    reports = [i.compiled.report for i in islands]
+    total = {key: sum(r["total"][key] for r in reports) for key in REPORT_TOTALS}
+    total |= {"op": "model", "compression_ratio": round(total["fp32_bytes"] / total["stored_bytes"], 3)
+              if total["stored_bytes"] else None}
+    return {"model": name, "target": reports[0]["target"],
+            "layers": [{**layer, "island": k} for k, r in enumerate(reports) for layer in r["layers"]],
+            "total": total, "partition": partition_summary(plan, reports)}
+
+
+def partition_summary(plan: Partition, reports: list[dict]) -> dict:
+    chip = sum(p.macs for p in plan.of(CHIP))
+    return {
+        "chip_mac_ops": chip,
+        "host_mac_ops": sum(p.macs for p in plan.of(HOST)),
+        "chip_mac_fraction": plan.chip_mac_fraction,
+        "host_ops": plan.host_ops,
+        "host_nodes": [{"name": p.name, "op": p.op_type, "why": p.why, "reasons": list(p.reasons), "macs": p.macs}
+                       for p in plan.of(HOST)],
+        "islands": [{"index": k, "nodes": list(island.nodes), "inputs": list(island.inputs),
+                     "outputs": list(island.outputs), "mac_ops": island.macs,
+                     "est_cycles": report["total"]["est_cycles"], "bound_cycles": report["total"]["bound_cycles"]}
+                    for k, (island, report) in enumerate(zip(plan.islands, reports))],
+        "boundary_bytes": plan.boundary_bytes,
+    }
+
+
+def summary_line(plan: Partition) -> str:
+    """`host: Conv x12, Pad x2 - 81.0 % of MACs on the chip, in 2 islands; 4532 bytes cross per inference`."""
+    ops = ", ".join(f"{op} x{count}" for op, count in plan.host_ops.items())
+    count = len(plan.islands)
+    return (f"host: {ops} - {100 * plan.chip_mac_fraction:.1f} % of MACs on the chip, in {count} "
+            f"island{'s' * (count != 1)}; {plan.boundary_bytes} bytes cross between host and chip per inference")
+
+
+def host_nodes_message(plan: Partition) -> str:
+    """--chip-only's refusal: every node that needs the host, with its first reason."""
+    host = plan.of(HOST)
+    listed = "; ".join(f"'{p.name}' ({p.op_type}: {p.reasons[0]})" for p in host)
+    return f"--chip-only: {len(host)} node{'s' * (len(host) != 1)} need the host: {listed}"
+
+
+# Host operators that compute each frame from that frame alone, so a streaming program can run
+# the host part one frame at a time: element-wise ones, and normalisations over the last axis.
+ELEMENTWISE_HOST_OPS = frozenset({
+    "Abs", "Add", "BatchNormalization", "Cast", "Ceil", "Clip", "Div", "Elu", "Erf", "Exp", "Floor", "Gelu",
+    "HardSigmoid", "HardSwish", "Identity", "LeakyRelu", "Log", "Max", "Min", "Mish", "Mul", "Neg", "Pow",
+    "PRelu", "Reciprocal", "Relu", "Round", "Selu", "Sigmoid", "Sign", "Softplus", "Softsign", "Sqrt", "Sub",
+    "Tanh", "ThresholdedRelu", "Where"})
+LAST_AXIS_HOST_OPS = frozenset({"LayerNormalization", "LogSoftmax", "Softmax"})
+
+
+def check_streaming_host(plan: Partition, proto: onnx.ModelProto) -> None:
+    """--streaming runs the host part frame by frame: refuse a host node that may mix time steps."""
+    for p in plan.of(HOST):
+        node = proto.graph.node[p.index]
+        axis = next((a.i for a in node.attribute if a.name == "axis"), -1)
+        rank = len(plan.shapes.get(node.input[0], ())) if node.input else 0
+        if node.op_type in ELEMENTWISE_HOST_OPS or (node.op_type in LAST_AXIS_HOST_OPS and axis in (-1, rank - 1)):
+            continue
+        raise RnnaccelError(f"--streaming: node '{p.name}' ({p.op_type}) stays on the host and may mix time steps; "
+                            "the host part of a streaming program runs one frame at a time, so it may hold only "
+                            "element-wise operators and normalisations over the last axis")
