@@ -50,10 +50,11 @@ def mlp() -> nn.Module:
     return nn.Sequential(nn.Linear(20, 32), nn.ReLU(), nn.Linear(32, 16), nn.Sigmoid(), nn.Linear(16, CLASSES))
 
 
-def _export(model: nn.Module, args: tuple, names: list[str], path: Path, dynamo: bool) -> None:
+def _export(model: nn.Module, args: tuple, names: list[str], path: Path, dynamo: bool,
+            outputs: tuple[str, ...] = ("y",)) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model.eval(), args, str(path), input_names=names, output_names=["y"],
+        torch.onnx.export(model.eval(), args, str(path), input_names=names, output_names=list(outputs),
                           opset_version=18 if dynamo else 17, dynamo=dynamo)
     onnx.save(onnx.load(str(path)), str(path))  # one self-contained file: the weights inside
     Path(f"{path}.data").unlink(missing_ok=True)
