@@ -71,6 +71,7 @@ class _Output:
             os.chmod(tmp, self.mode)
             if folder:
                 for name, data in payload.items():
+                    Path(tmp, name).parent.mkdir(parents=True, exist_ok=True)  # 'island0/x.hex'
                     Path(tmp, name).write_bytes(_bytes(data))
             else:
                 Path(tmp).write_bytes(payload)

@@ -40,7 +40,7 @@ def run_batch(sim: Simulator, inputs: Mapping[str, np.ndarray],
     start = time.perf_counter()
     result = sim.run(inputs, batch=True, progress=progress)
     wall = time.perf_counter() - start
-    samples = len(next(iter(result.raw_outputs.values()))) if result.raw_outputs else 0
+    samples = len(next(iter(result.outputs.values()))) if result.outputs else 0
     return result, batch_totals(result.stats, samples, wall)
 
 

@@ -14,14 +14,14 @@ import json
 from dataclasses import replace
 
 from isa.cliutil import add_max_instructions, add_version, run_cli, write_stdout
-from isa.container import Program
 from isa.errors import RnnaccelError
 from isa.fileio import npz_bytes, read_npz
 from isa.outputs import check_paths, write_all
 from runtime_sim.batch import batch_summary, progress_bar, run_batch
-from runtime_sim.simulator import Result, load
-from runtime_sim.timeline import timeline
-from runtime_sim.vectors import Image, vector_files, vectors
+from runtime_sim.partitioned import PartitionedSimulator
+from runtime_sim.simulator import Result, Simulator, load
+from runtime_sim.timeline import islands_timeline, timeline
+from runtime_sim.vectors import vector_folder
 
 PROG = "rnnaccel-sim"
 
@@ -61,15 +61,35 @@ def summary(stats: dict) -> str:
             f"unit busy:       {busy}\n"
             f"stall cycles:    {stats['stall_cycles']} (summed over the units: {stalls})\n"
             f"weight read:     {stats['weight_bytes_read']} bytes per inference\n"
+            + (partition_summary(stats) if "islands" in stats else "")
             + (batch_summary(stats["batch"]) if "batch" in stats else ""))
 
 
-def _write_results(args: argparse.Namespace, result: Result, program: Program, images: list[Image] | None) -> None:
+def partition_summary(stats: dict) -> str:
+    """A partitioned run's lines: one per island, then the host's share."""
+    lines = [f"island {s['index']}:{' ' * (8 - len(str(s['index'])))}{s['cycles']} cycles, {s['mac_ops']} MACs, "
+             f"{s['mac_utilization']:.1%} MAC utilisation, {s['instructions']} instructions\n"
+             for s in stats["islands"]]
+    host = stats["host"]
+    ops = ", ".join(f"{op} {count}" for op, count in host["ops"].items())
+    return "".join(lines) + (f"host:            {host['nodes']} operators ({ops or 'none'}), {host['mac_ops']} MACs, "
+                             f"on {host['runtime']}; {stats['boundary_bytes']} bytes cross the boundary, the chip "
+                             f"does {stats['chip_mac_fraction']:.1%} of the MACs\n")
+
+
+def _timeline(sim: Simulator | PartitionedSimulator, result: Result) -> str:
+    if not result.islands:
+        return timeline(result.trace, sim.program)
+    return islands_timeline([(run.index, run.result.trace, sim.islands[run.index].program) for run in result.islands])
+
+
+def _write_results(args: argparse.Namespace, result: Result, sim: Simulator | PartitionedSimulator,
+                   vectors: dict | None) -> None:
     files = {args.outputs: npz_bytes(result.outputs) if args.outputs else b"",
              args.stats: json.dumps(result.stats, indent=2) + "\n" if args.stats else "",
              args.trace: trace_lines(result.trace) if args.trace else "",
-             args.timeline: timeline(result.trace, program) if args.timeline else "",
-             args.dump_vectors: vector_files(program, images) if images is not None else ""}
+             args.timeline: _timeline(sim, result) if args.timeline else "",
+             args.dump_vectors: vectors or ""}
     write_all({path: data for path, data in files.items() if path})
     if not args.stats:
         write_stdout(summary(result.stats))
@@ -89,7 +109,7 @@ def _main(argv: list[str] | None) -> None:
         result = replace(result, stats={**result.stats, "batch": totals})
     else:
         result = sim.run(inputs)
-    _write_results(args, result, sim.program, vectors(sim, inputs) if args.dump_vectors else None)
+    _write_results(args, result, sim, vector_folder(sim, inputs, result) if args.dump_vectors else None)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -94,9 +94,9 @@ def _main(argv: list[str] | None) -> None:
                  "class names": labels_path(args.data)}, {"--plot": args.plot})
     sim = load(args.program, False, args.max_instructions)
     data = read_npz(args.data, "data")
-    inputs = select_inputs(sim.program, data, args.labels, args.input_key)
-    check_inputs(sim.program.inputs, inputs, batch=True)
-    classes, samples = class_count(sim.program), len(next(iter(inputs.values())))
+    inputs = select_inputs(sim.inputs, data, args.labels, args.input_key)
+    check_inputs(sim.inputs, inputs, batch=True)
+    classes, samples = class_count(sim.outputs), len(next(iter(inputs.values())))
     if samples == 0:
         raise RnnaccelError(f"the data {args.data} has no samples: its arrays' leading axis is 0")
     labels = select_labels(data, args.labels, samples, classes)

@@ -8,16 +8,18 @@ output, one vector per sample (its last axis are the classes); top-1 is the firs
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from isa.container import Program
+from isa.container import TensorDesc
 from isa.errors import RnnaccelError
 from isa.fileio import read_input
 from runtime_sim.batch import run_batch
+from runtime_sim.host import Port
+from runtime_sim.partitioned import PartitionedSimulator
 from runtime_sim.simulator import Simulator
 
 MAX_LABELS_BYTES = 1 << 20  # class names, one per line: a larger file is not what it claims to be
@@ -58,10 +60,10 @@ def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, classes: int) ->
     return counts
 
 
-def select_inputs(program: Program, data: dict[str, np.ndarray], label_key: str,
+def select_inputs(ports: Sequence[Port | TensorDesc], data: dict[str, np.ndarray], label_key: str,
                   input_key: str | None = None) -> dict[str, np.ndarray]:
-    """The program's inputs from a data file: by name, by --input-key, or its only other array."""
-    names = [d.name for d in program.inputs]
+    """The program's inputs (`sim.inputs`) from a data file: by name, by --input-key, or its only other array."""
+    names = [d.name for d in ports]
     if input_key is not None:
         if len(names) != 1:
             raise RnnaccelError(f"--input-key needs a program with one input; this one has {', '.join(names)}")
@@ -93,9 +95,11 @@ def _key(data: dict[str, np.ndarray], key: str, option: str) -> np.ndarray:
     return data[key]
 
 
-def class_count(program: Program) -> int:
-    """Classes of the first output; it must hold one score vector per sample."""
-    out = program.outputs[0]
+def class_count(outputs: Sequence[Port | TensorDesc]) -> int:
+    """Classes of the first output (`sim.outputs`); it must hold one score vector per sample."""
+    out = outputs[0]
+    if out.shape is None:
+        raise RnnaccelError(f"output '{out.name}' has no declared shape: cannot tell its classes")
     if math.prod(out.shape[:-1]) != 1:
         raise RnnaccelError(f"output '{out.name}' has shape {out.shape}: expected one score vector per sample")
     return out.shape[-1]
@@ -106,12 +110,12 @@ def top1(scores: np.ndarray) -> np.ndarray:
     return scores.reshape(len(scores), -1).argmax(-1)
 
 
-def evaluate(sim: Simulator, inputs: dict[str, np.ndarray], labels: np.ndarray, reference: np.ndarray | None = None,
-             progress: Callable[[int, int], None] | None = None) -> Evaluation:
+def evaluate(sim: Simulator | PartitionedSimulator, inputs: dict[str, np.ndarray], labels: np.ndarray,
+             reference: np.ndarray | None = None, progress: Callable[[int, int], None] | None = None) -> Evaluation:
     """Run every sample bit-accurately and compare with the labels and the float predictions."""
     result, totals = run_batch(sim, inputs, progress)
-    chip = top1(result.outputs[sim.program.outputs[0].name])
-    return Evaluation(labels, chip, reference, class_count(sim.program), result.stats, totals)
+    chip = top1(result.outputs[sim.outputs[0].name])
+    return Evaluation(labels, chip, reference, class_count(sim.outputs), result.stats, totals)
 
 
 def labels_path(data_path: str) -> Path:

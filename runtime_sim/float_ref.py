@@ -38,8 +38,8 @@ def float_scores(model: str, program: Program, inputs: dict[str, np.ndarray]) ->
     try:
         rows = [session.run([output], {k: v[i].astype(np.float32) for k, v in inputs.items()})[0]
                 for i in range(count)]
-    except _errors(ort) as exc:
-        raise RnnaccelError(f"--reference {model}: ONNX Runtime failed: {_first_line(exc)}") from None
+    except ort_errors(ort) as exc:
+        raise RnnaccelError(f"--reference {model}: ONNX Runtime failed: {first_line(exc)}") from None
     return np.stack(rows).reshape(count, -1) if rows else np.zeros((0, 0))
 
 
@@ -48,11 +48,11 @@ def _session(ort: ModuleType, model: str):
         raise RnnaccelError(f"--reference {model}: no such file")
     try:
         return ort.InferenceSession(model, providers=["CPUExecutionProvider"])
-    except _errors(ort) as exc:
-        raise RnnaccelError(f"--reference {model}: ONNX Runtime cannot load it: {_first_line(exc)}") from None
+    except ort_errors(ort) as exc:
+        raise RnnaccelError(f"--reference {model}: ONNX Runtime cannot load it: {first_line(exc)}") from None
 
 
-def _errors(ort: ModuleType) -> tuple[type[BaseException], ...]:
+def ort_errors(ort: ModuleType) -> tuple[type[BaseException], ...]:
     """ONNX Runtime's exception types for a bad model or bad inputs (it has no common base)."""
     state = ort.capi.onnxruntime_pybind11_state
     names = ("Fail", "InvalidArgument", "InvalidGraph", "InvalidProtobuf", "NoSuchFile", "NotImplemented",
@@ -60,6 +60,6 @@ def _errors(ort: ModuleType) -> tuple[type[BaseException], ...]:
     return tuple(getattr(state, n) for n in names if hasattr(state, n)) + (ValueError,)
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__

@@ -19,17 +19,19 @@ semantics are looked up as it runs, so memory per executed instruction is one (p
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from isa import container, numerics
+from isa import numerics, programfile
 from isa.container import Program, TensorDesc
 from isa.encoding import Instruction
 from isa.errors import RnnaccelError
 from isa.loops import MAX_EXECUTED, expand_program
+from isa.partitioned import PartitionedProgram
 from isa.target import Target
 from runtime_sim.breakdown import Breakdown
 from runtime_sim.machine import (
@@ -41,6 +43,9 @@ from runtime_sim.machine import (
 )
 from runtime_sim.semantics import Step
 from runtime_sim.timing import Timing, extents, schedule
+
+if TYPE_CHECKING:
+    from runtime_sim.partitioned import PartitionedSimulator
 
 CHUNK = 512  # samples simulated together: large enough for BLAS, small enough for memory
 
@@ -54,6 +59,17 @@ class Result:
     raw_outputs: dict[str, np.ndarray]
     stats: dict
     trace: list[dict] | None
+    islands: tuple[IslandRun, ...] = ()  # a partitioned program's chip calls, in the order they ran
+
+
+@dataclass(frozen=True)
+class IslandRun:
+    """One island's call within a partitioned run: the float inputs the host handed it (leading
+    sample axis when batched), and its own Result (raw integer outputs, stats, trace)."""
+
+    index: int
+    inputs: dict[str, np.ndarray]
+    result: Result
 
 
 @dataclass(frozen=True)
@@ -97,6 +113,14 @@ class Simulator:
     @property
     def timing(self) -> Timing:
         return self._plan.timing
+
+    @property
+    def inputs(self) -> tuple[TensorDesc, ...]:
+        return self.program.inputs
+
+    @property
+    def outputs(self) -> tuple[TensorDesc, ...]:
+        return self.program.outputs
 
     @property
     def stats(self) -> dict:
@@ -180,9 +204,14 @@ class Stream:
         return self.sim._result(self.sim._invoke(self.machine, quantised), batch)
 
 
-def load(path: str, trace: bool = True, max_instructions: int = MAX_EXECUTED) -> Simulator:
-    """A simulator for the program container at `path`."""
-    return Simulator(container.load(path), max_instructions, trace)
+def load(path: str, trace: bool = True, max_instructions: int = MAX_EXECUTED) -> Simulator | PartitionedSimulator:
+    """A simulator for the program file at `path`: a chip program's, or a partitioned program's."""
+    from runtime_sim.partitioned import PartitionedSimulator  # it builds on Simulator
+
+    program = programfile.load(path)
+    if isinstance(program, PartitionedProgram):
+        return PartitionedSimulator(program, max_instructions, trace)
+    return Simulator(program, max_instructions, trace)
 
 
 def _checked_footprints(stream: list[tuple[int, Instruction]], sizes: dict[str, int], target: Target):
@@ -194,11 +223,17 @@ def _checked_footprints(stream: list[tuple[int, Instruction]], sizes: dict[str, 
         yield reads, writes
 
 
-def check_inputs(descs: tuple[TensorDesc, ...], inputs: Mapping[str, object], batch: bool) -> dict[str, np.ndarray]:
+def check_inputs(descs: Sequence[TensorDesc], inputs: Mapping[str, object], batch: bool) -> dict[str, np.ndarray]:
     """Every expected input present, none extra, each numeric, finite and of its declared shape.
 
     The arrays come back with a leading sample axis (added when batch is False).
     """
+    check_input_names(descs, inputs)
+    return {d.name: _check_array(d, inputs[d.name], batch) for d in descs}
+
+
+def check_input_names(descs: Sequence[TensorDesc], inputs: Mapping[str, object]) -> None:
+    """Every expected input present and none extra (descs: anything with a `name`)."""
     expected = [d.name for d in descs]
     missing = [n for n in expected if n not in inputs]
     if missing:
@@ -207,7 +242,6 @@ def check_inputs(descs: tuple[TensorDesc, ...], inputs: Mapping[str, object], ba
     extra = sorted(set(inputs) - set(expected))
     if extra:
         raise RnnaccelError(f"unknown input(s) {', '.join(extra)}; the program expects {', '.join(expected)}")
-    return {d.name: _check_array(d, inputs[d.name], batch) for d in descs}
 
 
 def _check_array(desc: TensorDesc, value: object, batch: bool) -> np.ndarray:

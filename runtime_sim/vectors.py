@@ -17,7 +17,9 @@ Files (names in the manifest):
   rewrites between two reads keeps only the later value;
 - `output_*`: each output in host memory after the run;
 - `wmem_*`: the weight-memory regions, in bytes, as loaded; `cbm*`: codebook memory after the
-  program's CBLOADs (only if it has any); `table_*`: the vector unit's activation tables.
+  program's CBLOADs (only if it has any); `table_*`: the vector unit's activation tables;
+- `island<k>/`: a partitioned program's islands, each with all of the above, beside a manifest
+  listing them.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import json
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -35,7 +38,10 @@ from isa.container import Program
 from isa.loops import expand_program
 from runtime_sim.machine import Machine
 from runtime_sim.semantics import Step
-from runtime_sim.simulator import Simulator, check_inputs
+from runtime_sim.simulator import Result, Simulator, check_inputs
+
+if TYPE_CHECKING:
+    from runtime_sim.partitioned import PartitionedSimulator
 
 TABLE_BITS = 16  # TABL stores int16 entries
 
@@ -180,3 +186,17 @@ def _safe(name: str) -> str:
 def vector_files(program: Program, images: list[Image]) -> dict[str, str]:
     """The folder --dump-vectors writes: one $readmemh file per image, and the manifest."""
     return {**{image.file: readmemh(image) for image in images}, "manifest.json": manifest(program, images)}
+
+
+def vector_folder(sim: Simulator | PartitionedSimulator, inputs: Mapping[str, np.ndarray], result: Result) -> dict:
+    """--dump-vectors' folder; a partitioned run's has each island's files in `island<k>/`, fed
+    the floats the host handed that island, and a top-level manifest listing the islands."""
+    if not result.islands:
+        return vector_files(sim.program, vectors(sim, inputs))
+    files, listed = {}, []
+    for run in result.islands:
+        island, folder = sim.islands[run.index], f"island{run.index}"
+        files.update({f"{folder}/{name}": text
+                      for name, text in vector_files(island.program, vectors(island, run.inputs)).items()})
+        listed.append({"island": run.index, "folder": folder, "model": island.program.model})
+    return {**files, "manifest.json": json.dumps({"model": sim.program.model, "islands": listed}, indent=2) + "\n"}

@@ -1,0 +1,160 @@
+"""Running a partitioned program end to end: the host part in float, each island on the chip.
+
+    sim = runtime_sim.load("model.rnna")           # a PartitionedSimulator for a partitioned file
+    result = sim.run({"x": x})                     # as Simulator.run, batch=True included
+    result.islands[k].inputs, result.islands[k].result.raw_outputs   # what island k saw and made
+
+The host graph (runtime_sim.host) runs segment by segment; each island call goes to that island's
+`Simulator`, which quantises the floats with the island's input scales and dequantises its
+outputs, bit-exactly as for a chip-only program. In a batch the host runs per sample while each
+island runs the whole batch at once. The statistics are the islands' summed, since the chip runs
+one island after the other, plus each island's own and the host's figures.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping
+from functools import cached_property
+
+import numpy as np
+
+from isa.errors import RnnaccelError
+from isa.loops import MAX_EXECUTED
+from isa.partitioned import PartitionedProgram
+from runtime_sim.host import HostGraph, Port, corrupted
+from runtime_sim.simulator import IslandRun, Result, Simulator, Stream, check_input_names, check_inputs
+
+SUMMED = ("cycles", "mac_ops", "instructions", "stall_cycles", "weight_bytes_read", "bound_cycles", "latency_us")
+RunIsland = Callable[[int, dict[str, np.ndarray]], Result]
+
+
+class PartitionedSimulator:
+    """A loaded partitioned program: Simulator's surface (run, stream, stats, program) for the whole model.
+
+    `force_reference` runs the host part with onnx's reference evaluator even when ONNX Runtime
+    is installed. A partitioned Result's `raw_outputs` is empty: integers exist only at the
+    islands, in `Result.islands`; its trace is the islands' records, each with its `island`.
+    """
+
+    def __init__(self, program: PartitionedProgram, max_instructions: int = MAX_EXECUTED, trace: bool = True,
+                 force_reference: bool = False) -> None:
+        if not program.islands:
+            raise corrupted("calls no island (a partitioned program has at least one)")
+        self.program = program
+        self.host = HostGraph(program.host, program.islands, force_reference)
+        self.islands = tuple(Simulator(p, max_instructions, trace) for p in program.islands)
+
+    @cached_property
+    def inputs(self) -> tuple[Port, ...]:
+        ports = self.host.inputs(self.program.islands)
+        unknown = [p.name for p in ports if p.shape is None]
+        if unknown:
+            raise corrupted(f"input(s) {', '.join(unknown)} have no fixed shape")
+        return ports
+
+    @cached_property
+    def outputs(self) -> tuple[Port, ...]:
+        return self.host.outputs(self.program.islands)
+
+    @property
+    def stats(self) -> dict:
+        return partitioned_stats([sim.stats for sim in self.islands], self.host)
+
+    def run(self, inputs: Mapping[str, np.ndarray], batch: bool = False,
+            progress: Callable[[int, int], None] | None = None) -> Result:
+        """One inference (or one per entry of the leading axis with batch=True), host and islands."""
+        arrays = check_inputs(self.inputs, inputs, batch)
+        total = len(next(iter(arrays.values()))) * len(self.islands) if arrays else 0
+
+        def run_island(index: int, feeds: dict[str, np.ndarray]) -> Result:
+            done = len(calls.runs) * total // len(self.islands)
+            step = None if progress is None else lambda d, _: progress(done + d, total)
+            return self.islands[index].run(feeds, batch, step)
+
+        calls = _Calls(run_island, batch)
+        return self._result(self.host.run(arrays, calls), calls.runs, batch)
+
+    def stream(self, samples: int | None = None) -> PartitionedStream:
+        """Frame-by-frame runs when every island is a streaming program; see Simulator.stream."""
+        return PartitionedStream(self, samples)
+
+    def _result(self, outputs: dict[str, np.ndarray], runs: list[IslandRun], batch: bool) -> Result:
+        outputs = {k: np.asarray(v if batch else v[0], np.float32) for k, v in outputs.items()}
+        traces = [[{**r, "island": run.index} for r in run.result.trace] for run in runs
+                  if run.result.trace is not None]
+        trace = [r for t in traces for r in t] if len(traces) == len(runs) else None
+        return Result(outputs, {}, self.stats, trace, tuple(runs))
+
+
+class PartitionedStream:
+    """Each streaming island's chip `Stream` persists between steps (its recurrent state stays on
+    chip); an island without state, like the host segments, simply runs on each frame afresh."""
+
+    def __init__(self, sim: PartitionedSimulator, samples: int | None) -> None:
+        if not any(island.program.streaming for island in sim.islands):
+            raise RnnaccelError("no island of this program keeps state between runs; compile it with --streaming "
+                                "to stream it")
+        self.sim, self.samples = sim, samples
+        self.streams: list[Stream | None] = [island.stream(samples) if island.program.streaming else None
+                                             for island in sim.islands]
+
+    def reset(self) -> None:
+        for stream in self.streams:
+            if stream is not None:
+                stream.reset()
+
+    def _step_island(self, index: int, feeds: dict[str, np.ndarray]) -> Result:
+        stream = self.streams[index]
+        return self.sim.islands[index].run(feeds, self.samples is not None) if stream is None else stream.step(feeds)
+
+    def step(self, inputs: Mapping[str, np.ndarray]) -> Result:
+        """Run the model once on the next frame (with a leading sample axis if `samples`)."""
+        batch = self.samples is not None
+        check_input_names(self.sim.inputs, inputs)
+        arrays = {k: np.asarray(v) if batch else np.asarray(v)[None] for k, v in inputs.items()}
+        calls = _Calls(self._step_island, batch)
+        return self.sim._result(self.sim.host.run(arrays, calls), calls.runs, batch)
+
+
+class _Calls:
+    """The host's island callback for one run: hands each island its inputs as the run is shaped
+    (leading sample axis only in a batch) and keeps what it saw and made."""
+
+    def __init__(self, run_island: RunIsland, batch: bool) -> None:
+        self.run_island, self.batch = run_island, batch
+        self.runs: list[IslandRun] = []
+
+    def __call__(self, index: int, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        given = feeds if self.batch else {k: v[0] for k, v in feeds.items()}
+        result = self.run_island(index, given)
+        self.runs.append(IslandRun(index, given, result))
+        return result.outputs if self.batch else {k: v[None] for k, v in result.outputs.items()}
+
+
+def partitioned_stats(islands: list[dict], host: HostGraph) -> dict:
+    """STATS.json for a partitioned run: the chip figures summed over the islands (they run one
+    after the other), each island's own stats, and the host's share."""
+    first, totals = islands[0], {key: sum(s[key] for s in islands) for key in SUMMED}
+    lane_cycles = sum(s["macs"] * s["cycles"] for s in islands)
+    return {
+        **totals,
+        "macs": first["macs"],
+        "mac_utilization": totals["mac_ops"] / lane_cycles if lane_cycles else 0.0,
+        "unit_busy": _summed(s["unit_busy"] for s in islands),
+        "unit_stall_cycles": _summed(s["unit_stall_cycles"] for s in islands),
+        "clock_mhz": first["clock_mhz"],
+        "layers": [{**layer, "island": k} for k, s in enumerate(islands) for layer in s["layers"]],
+        "islands": [{"index": k, **s} for k, s in enumerate(islands)],
+        "host": {"nodes": sum(host.ops.values()), "ops": dict(host.ops), "mac_ops": host.part.host_mac_ops,
+                 "runtime": host.runtime},
+        "boundary_bytes": host.part.boundary_bytes,
+        "chip_mac_fraction": host.part.chip_mac_fraction,
+    }
+
+
+def _summed(counts) -> dict[str, int]:
+    total: Counter = Counter()
+    for c in counts:
+        total.update(c)
+    return dict(total)
