@@ -1,7 +1,8 @@
 """A partitioned program: chip islands and the host part that calls them (docs/partitioning.md).
 
 A model whose every node runs on the chip compiles to one `Program` (container version 1). A
-model with host nodes compiles to a `PartitionedProgram`: one `Program` per island, and a
+model with host nodes compiles to a `PartitionedProgram` (container version 2, isa.partcontainer;
+isa.programfile reads and writes both): one `Program` per island, and a
 `HostPart`, the rest of the ONNX graph with each island replaced by a call node
 (`ISLAND_OP` in `ISLAND_DOMAIN`, integer attribute `index`). The host part travels twice: as
 serialised ONNX bytes, which runtime_sim runs, and as a node table, which tools that do not read

@@ -9,6 +9,8 @@ import struct
 
 import onnx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
 from compiler.pipeline import compile_model
@@ -143,6 +145,13 @@ def test_flipped_byte(blob) -> None:
     flipped = bytearray(blob)
     flipped[len(blob) // 2] ^= 0x10
     _refused(bytes(flipped), "corrupted program: checksum mismatch (file truncated or modified)")
+
+
+@given(st.data())
+@settings(max_examples=100, deadline=None)
+def test_any_truncation_is_an_error(blob, data) -> None:
+    with pytest.raises(RnnaccelError, match="checksum|bad magic"):
+        programfile.from_bytes(blob[:data.draw(st.integers(0, len(blob) - 1))])
 
 
 def test_part_is_not_json(blob) -> None:
