@@ -4,6 +4,8 @@ asm.lark gives the shape of each line; this module gives it meaning, looking mne
 operand names up in isa.table. The address and encoding columns in front of an instruction are
 accepted and ignored: the operands alone define it, so a listing may be edited by hand without
 re-encoding anything. Every error is an RnnaccelError reading `source:line:column: problem`.
+A partitioned program's listing (host part, then `.island N` and each island's listing) gives a
+PartitionedProgram, checked as the container checks it (isa.partitioned.check_partitioned).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import dataclasses
 import importlib.util
 import json
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -21,6 +23,7 @@ from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
 from isa.container import (
+    LOC_KEYS,
     MAX_SCALE,
     MIN_SCALE,
     NO_LOC,
@@ -36,6 +39,7 @@ from isa.container import (
 from isa.encoding import Instruction, _operand_value
 from isa.errors import RnnaccelError, quoted
 from isa.numerics import ACT_MAX, ACT_MIN, TABLE_SEGMENTS
+from isa.partitioned import NO_ISLAND, HostNode, HostPart, PartitionedProgram, check_partitioned
 from isa.table import BY_MNEMONIC, MEMORIES, Op
 from isa.target import Target
 
@@ -83,6 +87,9 @@ _DIRECTIVE_KEYS = {
     ".state": {"name": str, "address": int, "size": int},
     ".loc": {"node": str, "layer": int, "step": int, "tile": int, "what": str},
     ".region": {"base": int, "size": int},
+    ".partitioned": {"model": str, "inputs": list, "outputs": list, "boundary_bytes": int, "chip_mac_fraction": float},
+    ".hostnode": {"name": str, "op": str, "domain": str, "inputs": list, "outputs": list, "macs": int, "island": int},
+    ".hostmodel": {"size": int},
 }
 
 
@@ -96,8 +103,9 @@ class Arg:
     column: int
 
 
-def assemble(text: str, source: str = "<input>") -> Program:
-    """Parse a listing into a Program; raise RnnaccelError naming source:line:column on any problem."""
+def assemble(text: str, source: str = "<input>") -> Program | PartitionedProgram:
+    """Parse a listing into a Program or a PartitionedProgram; raise RnnaccelError naming
+    source:line:column on any problem."""
     try:
         tree = _PARSER.parse(text + "\n")
     except UnexpectedInput as exc:
@@ -107,7 +115,9 @@ def assemble(text: str, source: str = "<input>") -> Program:
         raise RnnaccelError(f"{source}:{token.line}:{token.column}: number {quoted(token, 20)} is {len(token)} "
                             f"characters long, more than the {MAX_NUMBER_CHARS} any field, size or address needs"
                             ) from None
-    return _Builder(source).program(tree)
+    (top,) = tree.children
+    builder = _Builder(source)
+    return builder.program(top) if top.data == "chip" else builder.partitioned(top)
 
 
 def _describe(exc: UnexpectedInput) -> str:
@@ -145,6 +155,37 @@ class _Builder:
         regions = self.regions([t for t in tree.children if t.data == "region"], meta["target"])
         tables = self.tables([t for t in tree.children if t.data == "table"])
         return Program(**meta, code=tuple(code), regions=tuple(regions), tables=tables, locs=tuple(locs))
+
+    def partitioned(self, tree: Tree) -> PartitionedProgram:
+        part_line, *rest = tree.children
+        part = self.keys(part_line, self.args(part_line.children), ".partitioned")
+        model = next(t for t in rest if t.data == "hostmodel")
+        islands = [t for t in rest if t.data == "island"]
+        nodes = tuple(self.host_node(t) for t in rest if t.data == "hostnode")
+        host = HostPart(model=self.host_model(model), nodes=nodes,
+                        inputs=tuple(part["inputs"]), outputs=tuple(part["outputs"]),
+                        boundary_bytes=part["boundary_bytes"], chip_mac_fraction=part["chip_mac_fraction"])
+        prog = PartitionedProgram(part["model"], tuple(self.island(t, i) for i, t in enumerate(islands)), host)
+        self.located(part_line, check_partitioned, prog)
+        return prog
+
+    def host_node(self, line: Tree) -> HostNode:
+        v = self.keys(line, self.args(line.children), ".hostnode", optional=("island",))
+        return HostNode(v["name"], v["op"], v["domain"], tuple(v["inputs"]), tuple(v["outputs"]), v["macs"],
+                        v.get("island", NO_ISLAND))
+
+    def host_model(self, tree: Tree) -> bytes:
+        """The host graph's bytes: hex rows from address 0, like a weight-memory region's."""
+        spec = self.keys(tree, self.args([c for c in tree.children if c.data == "arg"]), ".hostmodel")
+        rows = [c for c in tree.children if c.data == "row"]
+        return self.region_bytes(tree, ".hostmodel", {"base": 0, "size": spec["size"]}, rows)
+
+    def island(self, tree: Tree, index: int) -> Program:
+        number, chip = tree.children
+        if int(number) != index:
+            raise self.error(number, f".island {number}: expected island {index} (islands are numbered from 0, "
+                                     "in order)")
+        return self.program(chip)
 
     # --- directives ---------------------------------------------------------------------------
 
@@ -204,9 +245,9 @@ class _Builder:
             out.append(Arg(str(key), _value(value), key.line, key.column))
         return out
 
-    def keys(self, where: Tree, args: list[Arg], directive: str, required: bool = True) -> dict:
-        """Check a directive's keys against _DIRECTIVE_KEYS: each at most once (exactly once if
-        `required`), of the right kind."""
+    def keys(self, where: Tree, args: list[Arg], directive: str, optional: Collection[str] = ()) -> dict:
+        """Check a directive's keys against _DIRECTIVE_KEYS: each at most once (exactly once unless
+        `optional`), of the right kind."""
         spec, values = _DIRECTIVE_KEYS[directive], {}
         for arg in args:
             kind = spec.get(arg.name)
@@ -215,8 +256,8 @@ class _Builder:
             if arg.name in values:
                 raise self.error(arg, f"{directive}: {arg.name} given twice")
             values[arg.name] = self.kind(arg, kind, directive)
-        missing = [k for k in spec if k not in values]
-        if missing and required:
+        missing = [k for k in spec if k not in values and k not in optional]
+        if missing:
             raise self.error(where, f"{directive} is missing {', '.join(missing)}")
         return values
 
@@ -224,6 +265,8 @@ class _Builder:
         value = arg.value
         if kind is float and isinstance(value, int):
             return float(value)
+        if kind is list and value == ():  # "[]" parses as an empty shape, and is an empty list of names too
+            return []
         if not isinstance(value, kind):
             raise self.error(arg, f"{directive}: {arg.name} must be {_KIND_NAMES[kind]}")
         return value
@@ -235,7 +278,7 @@ class _Builder:
         locs: list[Loc] = []
         for line in tree.children:
             if line.data == "loc":
-                changed = self.keys(line, self.args(line.children), ".loc", required=False)
+                changed = self.keys(line, self.args(line.children), ".loc", optional=LOC_KEYS)
                 locs.append(dataclasses.replace(locs[-1] if locs else NO_LOC, pc=len(code), **changed))
             else:
                 code.append(self.instruction(line))
@@ -280,23 +323,23 @@ class _Builder:
             if spec["base"] < 0 or spec["base"] + spec["size"] > target.weight_mem_bytes:
                 raise self.error(tree, f"region {name} [{spec['base']:#x}, +{spec['size']}) lies outside "
                                        f"the {target.weight_mem_bytes}-byte weight memory")
-            out.append(Region(name, spec["base"], self.region_bytes(tree, name, spec, rows)))
+            out.append(Region(name, spec["base"], self.region_bytes(tree, f"region {name}", spec, rows)))
         return out
 
-    def region_bytes(self, tree: Tree, name: str, spec: dict, rows: list[Tree]) -> bytes:
+    def region_bytes(self, tree: Tree, what: str, spec: dict, rows: list[Tree]) -> bytes:
         """Concatenate the hex rows; each row's address must be where the previous one ended."""
         chunks, end = [], spec["base"]
         for row in rows:
             address = int(str(row.children[0])[:-1], 16)
             if address != end:
-                raise self.error(row, f"region {name}: row at {address:#x}, expected {end:#x}")
+                raise self.error(row, f"{what}: row at {address:#x}, expected {end:#x}")
             for group in row.children[1:]:
                 if len(group) % 2:
-                    raise self.error(group, f"region {name}: odd number of hex digits in {quoted(group)}")
+                    raise self.error(group, f"{what}: odd number of hex digits in {quoted(group)}")
                 chunks.append(bytes.fromhex(str(group)))
                 end += len(chunks[-1])
         if end - spec["base"] != spec["size"]:
-            raise self.error(tree, f"region {name}: {end - spec['base']} bytes given, size={spec['size']}")
+            raise self.error(tree, f"{what}: {end - spec['base']} bytes given, size={spec['size']}")
         return b"".join(chunks)
 
     def tables(self, trees: list[Tree]) -> dict[str, np.ndarray]:
@@ -319,14 +362,18 @@ class _Builder:
         return np.array([int(t) for t in tokens], dtype=np.int64)
 
 
-_KIND_NAMES = {int: "an integer", float: "a number", str: "a quoted string", tuple: "a shape like [1,49,10]"}
+_KIND_NAMES = {int: "an integer", float: "a number", str: "a quoted string", tuple: "a shape like [1,49,10]",
+               list: 'a list of quoted strings like ["x","y"]'}
 
 
 def _value(tree: Tree) -> object:
-    """A parsed value: int, float, str (quoted strings and bare names alike) or a shape tuple."""
+    """A parsed value: int, float, str (quoted strings and bare names alike), a shape tuple or a
+    list of names."""
     kind, tokens = tree.data, tree.children
     if kind == "shape":
         return tuple(int(t) for t in tokens)
+    if kind == "names":
+        return [json.loads(str(t)) for t in tokens]
     text = str(tokens[0])
     convert = {"int": int, "hexint": lambda s: int(s, 16), "float": float, "string": json.loads, "name": str}
     return convert[kind](text)

@@ -7,11 +7,11 @@ import sys
 
 from isa.assembler import MAX_LISTING_BYTES, assemble
 from isa.cliutil import add_version, run_cli, write_stdout
-from isa.container import load, save
 from isa.errors import RnnaccelError
 from isa.fileio import read_input
 from isa.listing import disassemble
 from isa.outputs import check_paths, write_atomic
+from isa.programfile import load, save
 
 
 def objdump_main(argv: list[str] | None = None) -> None:
@@ -26,7 +26,8 @@ def _objdump(argv: list[str] | None) -> None:
     parser = argparse.ArgumentParser(
         prog="rnnaccel-objdump",
         description="Print the complete listing of an RNNAccel program: target, I/O, memory map, "
-                    "code with encodings and source locations, weight memory and activation tables. "
+                    "code with encodings and source locations, weight memory and activation tables; for a "
+                    "partitioned program, its host part (node table and ONNX bytes) and every island. "
                     "The listing is valid input to rnnaccel-as, which rebuilds identical bytes.")
     parser.add_argument("program", help="program container (.rnna)")
     parser.add_argument("-o", "--output", metavar="FILE", help="write the listing to FILE instead of stdout")

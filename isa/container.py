@@ -1,13 +1,17 @@
 """The program container: a versioned, self-describing, checksummed file (`.rnna`).
 
-Layout, all little-endian:
+Layout, all little-endian, the same framing for every version (`seal`, `read_sections`):
 
     magic "RNNA" | u16 version | u16 section count
     section table: (4-byte tag, u32 offset, u32 length) per section
     section payloads
     u32 CRC-32 of every byte before it
 
-Sections: META (canonical JSON: target, I/O descriptors, memory map, weight-memory regions,
+Version 1 is a chip program, this module's codec. Version 2 is a partitioned program
+(isa.partcontainer): its host part and one complete version-1 container per island, under one
+outer checksum; isa.programfile reads and writes both.
+
+Version 1 sections: META (canonical JSON: target, I/O descriptors, memory map, weight-memory regions,
 table names), CODE (instruction words), WGHT and BIAS (weight-memory images placed at the
 addresses META gives), TABL (the vector unit's activation tables, int16) and DBUG (JSON:
 which ONNX node, layer, timestep and tile each instruction belongs to).
@@ -20,6 +24,7 @@ import json
 import math
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,6 +39,8 @@ from isa.target import Target
 
 MAGIC = b"RNNA"
 VERSION = 1
+PARTITIONED_VERSION = 2
+_VERSION_KINDS = {VERSION: "a chip program", PARTITIONED_VERSION: "a partitioned program"}
 REGION_SECTIONS = {"weights": b"WGHT", "biases": b"BIAS"}
 SECTION_ORDER = (b"META", b"CODE", b"WGHT", b"BIAS", b"TABL", b"DBUG")
 _HEADER = struct.Struct("<4sHH")
@@ -46,10 +53,13 @@ MAX_HOST_ELEMENTS = 1 << 22
 # stay finite.
 MIN_SCALE, MAX_SCALE = 2.0 ** -64, 2.0 ** 64
 MAX_MEMORY_UNITS = 1 << 24
-# A container holds at most both weight-memory images (16 MiB each at most, Target), a full
-# instruction memory and its debug locations: 64 MiB is more than any of them; a larger file is
-# refused before it is read.
-MAX_PROGRAM_BYTES = 64 << 20
+# A chip program holds at most both weight-memory images (16 MiB each at most, Target), a full
+# instruction memory and its debug locations: 64 MiB is more than any of them.
+MAX_CHIP_PROGRAM_BYTES = 64 << 20
+# A program file of either version: a partitioned program holds several islands (each a chip
+# program, most of them far below the limit above) and the host graph's ONNX bytes. A larger
+# file is refused before it is read.
+MAX_PROGRAM_BYTES = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -146,25 +156,22 @@ class Program:
 
 def to_bytes(prog: Program) -> bytes:
     sections = {
-        b"META": _canonical_json(_meta(prog)),
+        b"META": canonical_json(_meta(prog)),
         b"CODE": encode_all(list(prog.code)),
         **{REGION_SECTIONS[r.name]: r.data for r in prog.regions},
         b"TABL": b"".join(table.astype("<i2").tobytes() for table in prog.tables.values()),
-        b"DBUG": _canonical_json(_debug(prog)),
+        b"DBUG": canonical_json(_debug(prog)),
     }
-    ordered = [(tag, sections[tag]) for tag in SECTION_ORDER if tag in sections]
-    offset = _HEADER.size + _ENTRY.size * len(ordered)
-    head = [_HEADER.pack(MAGIC, VERSION, len(ordered))]
-    for tag, payload in ordered:
-        head.append(_ENTRY.pack(tag, offset, len(payload)))
-        offset += len(payload)
-    body = b"".join(head) + b"".join(p for _, p in ordered)
-    return body + struct.pack("<I", zlib.crc32(body))
+    return seal(VERSION, [(tag, sections[tag]) for tag in SECTION_ORDER if tag in sections])
 
 
 def from_bytes(blob: bytes) -> Program:
-    sections = _sections(blob)
-    meta = _parse_json(sections[b"META"], "META")
+    check_version(blob, VERSION)
+    if len(blob) > MAX_CHIP_PROGRAM_BYTES:
+        raise RnnaccelError(f"corrupted program: a chip program of {len(blob)} bytes, more than the limit of "
+                            f"{MAX_CHIP_PROGRAM_BYTES}")
+    sections = read_sections(blob, SECTION_ORDER.__contains__, (b"META", b"CODE", b"TABL"))
+    meta = parse_json(sections[b"META"], "META")
     try:
         return _program(meta, sections)
     except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
@@ -193,7 +200,7 @@ def check_region_name(name: str, seen: list[str]) -> None:
         raise RnnaccelError(f"region {quoted(name)} is unknown or repeated (regions: {', '.join(REGION_SECTIONS)})")
 
 
-def _canonical_json(obj: object) -> bytes:
+def canonical_json(obj: object) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
 
@@ -222,27 +229,53 @@ def _debug(prog: Program) -> dict:
     return {"nodes": nodes, "locs": locs}
 
 
-def _sections(blob: bytes) -> dict[bytes, bytes]:
+def seal(version: int, sections: list[tuple[bytes, bytes]]) -> bytes:
+    """The container framing around `sections` (tag, payload), in the order given."""
+    offset = _HEADER.size + _ENTRY.size * len(sections)
+    head = [_HEADER.pack(MAGIC, version, len(sections))]
+    for tag, payload in sections:
+        head.append(_ENTRY.pack(tag, offset, len(payload)))
+        offset += len(payload)
+    body = b"".join(head) + b"".join(p for _, p in sections)
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def container_version(blob: bytes) -> int:
+    """The version of a container whose magic and checksum are right: which codec reads it."""
     if len(blob) < _HEADER.size + 4 or blob[:4] != MAGIC:
         raise RnnaccelError("not an rnnaccel program: bad magic (expected 'RNNA')")
     body, (crc,) = blob[:-4], struct.unpack("<I", blob[-4:])
     if zlib.crc32(body) != crc:
         raise RnnaccelError("corrupted program: checksum mismatch (file truncated or modified)")
-    _, version, count = _HEADER.unpack_from(body)
-    if version != VERSION:
-        raise RnnaccelError(f"unsupported program version {version} (this toolchain reads {VERSION})")
+    _, version, _ = _HEADER.unpack_from(body)
+    if version not in _VERSION_KINDS:
+        raise RnnaccelError(f"unsupported program version {version} (this toolchain reads "
+                            f"{' and '.join(map(str, _VERSION_KINDS))})")
+    return version
+
+
+def check_version(blob: bytes, expected: int) -> None:
+    """Refuse a container of another version, saying what it is (a tool that reads only chip
+    programs, given a partitioned one, says so instead of calling it corrupted)."""
+    version = container_version(blob)
+    if version != expected:
+        raise RnnaccelError(f"expected {_VERSION_KINDS[expected]} (container version {expected}), found "
+                            f"{_VERSION_KINDS[version]} (container version {version})")
+
+
+def read_sections(blob: bytes, known: Callable[[bytes], bool], required: tuple[bytes, ...]) -> dict[bytes, bytes]:
+    """The payloads of a container that `check_version` accepted, by tag: each tag `known` and
+    present once, each section inside the file and apart from the others, every `required` tag there."""
+    body = blob[:-4]
+    _, _, count = _HEADER.unpack_from(body)
     table_end = _HEADER.size + _ENTRY.size * count
     if table_end > len(body):
         raise RnnaccelError("corrupted program: section table runs past the end of the file")
-    entries = [_ENTRY.unpack_from(body, _HEADER.size + i * _ENTRY.size) for i in range(count)]
-    return _check_sections(body, entries, table_end)
-
-
-def _check_sections(body: bytes, entries: list, table_end: int) -> dict[bytes, bytes]:
     out, spans = {}, []
-    for tag, offset, length in entries:
+    for i in range(count):
+        tag, offset, length = _ENTRY.unpack_from(body, _HEADER.size + i * _ENTRY.size)
         name = ascii(tag)[2:-1]  # printable even when the tag is garbage
-        if tag not in SECTION_ORDER or tag in out:
+        if not known(tag) or tag in out:
             raise RnnaccelError(f"corrupted program: unknown or repeated section '{name}'")
         if offset < table_end or offset + length > len(body):
             raise RnnaccelError(f"corrupted program: section {name} at offset {offset} is out of bounds")
@@ -250,13 +283,13 @@ def _check_sections(body: bytes, entries: list, table_end: int) -> dict[bytes, b
             raise RnnaccelError(f"corrupted program: section {name} at offset {offset} overlaps another")
         spans.append((offset, offset + length))
         out[tag] = body[offset:offset + length]
-    missing = [t.decode() for t in (b"META", b"CODE", b"TABL") if t not in out]
+    missing = [t.decode() for t in required if t not in out]
     if missing:
         raise RnnaccelError(f"corrupted program: missing section(s) {', '.join(missing)}")
     return out
 
 
-def _parse_json(raw: bytes, name: str) -> dict:
+def parse_json(raw: bytes, name: str) -> dict:
     try:
         obj = loads_json(raw)
     except ValueError as exc:
@@ -326,7 +359,7 @@ def _tables(raw: bytes, spec: dict) -> dict[str, np.ndarray]:
 def _locs(raw: bytes | None) -> tuple[Loc, ...]:
     if raw is None:
         return ()
-    dbg = _parse_json(raw, "DBUG")
+    dbg = parse_json(raw, "DBUG")
     try:
         return tuple(Loc(int(pc), str(dbg["nodes"][n]), int(layer), int(step), int(tile), str(what))
                      for pc, n, layer, step, tile, what in dbg["locs"])

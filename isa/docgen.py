@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from isa.assembler import MAX_LISTING_BYTES, MAX_NUMBER_CHARS
-from isa.container import MAX_PROGRAM_BYTES, REGION_SECTIONS
+from isa.container import MAX_CHIP_PROGRAM_BYTES, MAX_PROGRAM_BYTES, REGION_SECTIONS
 from isa.fileio import MAX_JSON_INT_DIGITS
 from isa.listing import REGION_LINE_BYTES
 from isa.loops import MAX_EXECUTED, STRIDE_SLOTS
@@ -85,7 +85,8 @@ def _limits() -> str:
             "executes about 62 000, a 500-step LSTM of 256 units about 160 000; the worst program within "
             "the limit simulates in about 15 s). `rnnaccel-sim --max-instructions N` raises it.\n"
             f"- **Files** are read only if they are regular files (after symlinks) no larger than: a program "
-            f"{MAX_PROGRAM_BYTES // 2**20} MiB, a listing {MAX_LISTING_BYTES // 2**20} MiB (also on standard "
+            f"{MAX_PROGRAM_BYTES // 2**20} MiB (a chip program, and each island of a partitioned one, at most "
+            f"{MAX_CHIP_PROGRAM_BYTES // 2**20} MiB), a listing {MAX_LISTING_BYTES // 2**20} MiB (also on standard "
             f"input), a target description {MAX_TARGET_BYTES // 2**10} KiB; the size is checked before any "
             "byte is read.\n"
             f"- **Numbers**: a number in a listing has at most {MAX_NUMBER_CHARS} characters, an integer in "

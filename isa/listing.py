@@ -7,6 +7,11 @@ printed with repr(), which is what makes that round trip exact.
 
 A valid Program, for this purpose, has its locs sorted by pc, each within [0, len(code)]:
 a `.loc` directive applies from the next instruction on.
+
+A partitioned program's listing starts with its host part: `.partitioned` (the program's inputs,
+outputs and figures), one `.hostnode` per host node, in order, and `.hostmodel`, the host graph's
+ONNX bytes as hex rows. Then each island: `.island N`, with a comment naming the host node that
+calls it, followed by the island's complete chip-program listing.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import json
 
 from isa.container import LOC_KEYS, NO_LOC, Loc, Program, Region, StateDesc, TensorDesc
 from isa.encoding import Instruction, encode
+from isa.partitioned import HostNode, PartitionedProgram, qualified_op
 from isa.table import WORD_BYTES
 
 REGION_LINE_BYTES = 32
@@ -24,10 +30,50 @@ TABLE_LINE_VALUES = 16
 COMMENT_COLUMN = 104  # instruction lines are padded to this width so the trailing comments line up
 
 
-def disassemble(prog: Program) -> str:
-    """The complete listing of `prog`: header, META directives, code, regions and tables."""
+def disassemble(prog: Program | PartitionedProgram) -> str:
+    """The complete listing of `prog`: header, META directives, code, regions and tables; for a
+    partitioned program, its host part and then each island's listing."""
+    if isinstance(prog, PartitionedProgram):
+        return _partitioned(prog)
     parts = [_header(prog), _meta(prog), _code(prog), *map(_region, prog.regions), _tables(prog)]
     return "\n".join(line for part in parts for line in part) + "\n"
+
+
+def _partitioned(prog: PartitionedProgram) -> str:
+    host = prog.host
+    callers = {node.island: node for node in host.nodes if node.calls_island}
+    lines = [
+        f"; rnnaccel partitioned program {json.dumps(prog.model)}: listing by rnnaccel-objdump, input to rnnaccel-as",
+        (f"; {len(host.nodes) - len(callers)} host nodes ({host.host_mac_ops} MACs), {len(prog.islands)} islands "
+         f"({host.chip_mac_fraction:.1%} of the MACs); {host.boundary_bytes} bytes cross between host and chip "
+         "per inference"),
+        "",
+        (f".partitioned model={json.dumps(prog.model)} inputs={_names(host.inputs)} outputs={_names(host.outputs)} "
+         f"boundary_bytes={host.boundary_bytes} chip_mac_fraction={host.chip_mac_fraction!r}"),
+        *map(_host_node, host.nodes),
+        *_hex_rows(f".hostmodel size={len(host.model)}", host.model, 0),
+    ]
+    text = "\n".join(lines) + "\n"
+    for index, island in enumerate(prog.islands):
+        text += f"\n.island {index} ; {_call_comment(callers.get(index))}\n" + disassemble(island)
+    return text
+
+
+def _names(names: tuple[str, ...]) -> str:
+    return "[" + ",".join(json.dumps(name) for name in names) + "]"
+
+
+def _host_node(node: HostNode) -> str:
+    line = (f".hostnode name={json.dumps(node.name)} op={json.dumps(node.op)} domain={json.dumps(node.domain)} "
+            f"inputs={_names(node.inputs)} outputs={_names(node.outputs)} macs={node.macs}")
+    return f"{line} island={node.island}" if node.calls_island else line
+
+
+def _call_comment(node: HostNode | None) -> str:
+    if node is None:  # only in a program that check_partitioned refuses, but a listing shows what is there
+        return "called by no host node"
+    return (f"called by host node {json.dumps(node.name)} ({_plain(qualified_op(node))}) with inputs "
+            f"{_names(node.inputs)}, outputs {_names(node.outputs)}")
 
 
 def _header(prog: Program) -> list[str]:
@@ -117,13 +163,18 @@ def _plain(text: str) -> str:
 
 
 def _region(region: Region) -> list[str]:
-    data = region.data
-    lines = [f".region {region.name} base=0x{region.base:06x} size={len(data)}"]
+    return _hex_rows(f".region {region.name} base=0x{region.base:06x} size={len(region.data)}", region.data,
+                    region.base) + [""]
+
+
+def _hex_rows(directive: str, data: bytes, base: int) -> list[str]:
+    """`directive`, then `data` as rows of hex byte groups, each row headed by its address."""
+    lines = [directive]
     for offset in range(0, len(data), REGION_LINE_BYTES):
         chunk = data[offset:offset + REGION_LINE_BYTES]
         groups = (chunk[i:i + REGION_GROUP_BYTES].hex() for i in range(0, len(chunk), REGION_GROUP_BYTES))
-        lines.append(f"{region.base + offset:06x}: {' '.join(groups)}")
-    return lines + [""]
+        lines.append(f"{base + offset:06x}: {' '.join(groups)}")
+    return lines
 
 
 def _tables(prog: Program) -> list[str]:

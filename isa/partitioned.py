@@ -1,7 +1,8 @@
 """A partitioned program: chip islands and the host part that calls them (docs/partitioning.md).
 
 A model whose every node runs on the chip compiles to one `Program` (container version 1). A
-model with host nodes compiles to a `PartitionedProgram`: one `Program` per island, and a
+model with host nodes compiles to a `PartitionedProgram` (container version 2, isa.partcontainer;
+isa.programfile reads and writes both): one `Program` per island, and a
 `HostPart`, the rest of the ONNX graph with each island replaced by a call node
 (`ISLAND_OP` in `ISLAND_DOMAIN`, integer attribute `index`). The host part travels twice: as
 serialised ONNX bytes, which runtime_sim runs, and as a node table, which tools that do not read
@@ -16,6 +17,11 @@ The contract between the compiler, which writes this, and the runtime, which run
   outputs (TensorDesc.name): tensors cross the boundary as float32, quantised with the island's
   input scales on the way in and dequantised with its output scales on the way out.
 - `nodes` lists the same nodes in the same order; a call node has `island` set to its index.
+
+`check_partitioned` checks what can be checked without reading ONNX: every island called exactly
+once, by a call node whose inputs and outputs are the island's, and a node table that produces
+each tensor once and every program output. The container (isa.partcontainer, version 2) and the
+assembler refuse a program that fails it.
 """
 
 from __future__ import annotations
@@ -23,9 +29,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from isa.container import Program
+from isa.errors import RnnaccelError, quoted
 
 ISLAND_OP, ISLAND_DOMAIN = "Island", "rnnaccel"
 NO_ISLAND = -1
+# The container names island sections I000..I999; the partition planner makes a few islands.
+MAX_ISLANDS = 1000
 
 
 @dataclass(frozen=True)
@@ -66,3 +75,71 @@ class PartitionedProgram:
     model: str
     islands: tuple[Program, ...]
     host: HostPart
+
+
+def check_partitioned(prog: PartitionedProgram) -> None:
+    """Raise RnnaccelError naming the first inconsistency between the host part and the islands."""
+    count = len(prog.islands)
+    if not 1 <= count <= MAX_ISLANDS:
+        raise RnnaccelError(f"a partitioned program has 1 to {MAX_ISLANDS} islands, not {count}")
+    host = prog.host
+    if host.boundary_bytes < 0 or not 0.0 <= host.chip_mac_fraction <= 1.0:
+        raise RnnaccelError(f"boundary_bytes={host.boundary_bytes} must be non-negative and "
+                            f"chip_mac_fraction={host.chip_mac_fraction!r} within [0, 1]")
+    callers: dict[int, HostNode] = {}
+    for node in host.nodes:
+        _check_node(node, count)
+        if node.calls_island:
+            _check_call(node, prog.islands[node.island], callers.get(node.island))
+            callers[node.island] = node
+    uncalled = [i for i in range(count) if i not in callers]
+    if uncalled:
+        raise RnnaccelError(f"island {uncalled[0]} is never called by a host node")
+    _check_tensors(host)
+
+
+def _check_node(node: HostNode, islands: int) -> None:
+    """A call node is an ISLAND_OP of ISLAND_DOMAIN with an island that exists; no other node is."""
+    name = quoted(node.name)
+    if node.macs < 0:
+        raise RnnaccelError(f"host node {name} has macs={node.macs}, less than 0")
+    if node.island != NO_ISLAND and not 0 <= node.island < islands:
+        raise RnnaccelError(f"host node {name} calls island {node.island}, but the program has {islands} "
+                            f"island(s)")
+    if node.calls_island != ((node.op, node.domain) == (ISLAND_OP, ISLAND_DOMAIN)):
+        raise RnnaccelError(f"host node {name} ({qualified_op(node)}): only an {ISLAND_DOMAIN}.{ISLAND_OP} "
+                            f"node calls an island, and it must name one")
+
+
+def _check_call(node: HostNode, island: Program, caller: HostNode | None) -> None:
+    if caller is not None:
+        raise RnnaccelError(f"island {node.island} is called twice, by host nodes {quoted(caller.name)} and "
+                            f"{quoted(node.name)}")
+    for what, passed, names in (("inputs", node.inputs, island.inputs), ("outputs", node.outputs, island.outputs)):
+        expected = tuple(d.name for d in names)
+        if passed != expected:
+            raise RnnaccelError(f"host node {quoted(node.name)} passes {what} {_names(passed)} to island "
+                                f"{node.island}, whose {what} are {_names(expected)}")
+
+
+def _check_tensors(host: HostPart) -> None:
+    """Each tensor produced once (by a node or as a program input), each program output produced."""
+    made: set[str] = set()
+    for tensor in list(host.inputs) + [t for node in host.nodes for t in node.outputs if t]:
+        if tensor in made:
+            raise RnnaccelError(f"tensor {quoted(tensor)} is produced twice in the host part")
+        made.add(tensor)
+    if len(set(host.outputs)) < len(host.outputs):
+        raise RnnaccelError(f"the host part lists an output twice: {_names(host.outputs)}")
+    missing = [t for t in host.outputs if t not in made]
+    if missing:
+        raise RnnaccelError(f"program output {quoted(missing[0])} is produced by no host node")
+
+
+def qualified_op(node: HostNode) -> str:
+    """The node's operator as 'domain.op', or 'op' in the default ONNX domain."""
+    return f"{node.domain}.{node.op}" if node.domain else node.op
+
+
+def _names(names: tuple[str, ...]) -> str:
+    return quoted(", ".join(names), 80) if names else "none"
