@@ -21,15 +21,17 @@ import time
 from compiler.frontend.freeze import freeze
 from compiler.frontend.onnx_import import load_model
 from compiler.frontend.opdoc import supported_ops_text
-from compiler.frontend.support import check_model, failed_nodes, partition_lines
+from compiler.frontend.partition import HOST
+from compiler.frontend.support import check_failure, check_model, partition_lines
+from compiler.partitioned import summary_line
 from compiler.passes.compress import Compression
 from compiler.pipeline import Compiled, compile_model
 from isa.cliutil import EXIT_USER_ERROR, add_version, run_cli, write_stdout
-from isa.container import to_bytes
 from isa.errors import RnnaccelError
 from isa.fileio import read_npz
 from isa.listing import disassemble
 from isa.outputs import check_paths, write_all
+from isa.programfile import to_bytes
 from isa.target import TARGETS, load_target
 
 PROG = "rnnaccel-compile"
@@ -40,8 +42,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("model", metavar="MODEL.onnx", nargs="?", help="the ONNX model to compile")
     p.add_argument("-o", "--output", metavar="PROG.rnna", help="program container to write (required to compile)")
     p.add_argument("--check", action="store_true",
-                   help="write nothing; list every node that cannot be compiled, and why, or else whether the "
-                        "model fits the target's memories (status 2 if anything is wrong)")
+                   help="write nothing; list every node the chip cannot run, and why, and how the model is split "
+                        "between host and chip, or whether it fits the target's memories (status 2 if it cannot "
+                        "be compiled)")
+    p.add_argument("--chip-only", action="store_true",
+                   help="refuse a model that needs the host for any node, listing every such node (default: "
+                        "partition it, running those nodes on the host)")
     p.add_argument("--supported-ops", action="store_true", help="print the supported ONNX operators and attributes")
     p.add_argument("--listing", metavar="PROG.s", help="also write the assembly listing")
     p.add_argument("--report", metavar="REPORT.json", help="also write the per-layer report")
@@ -109,9 +115,23 @@ def parse_consts(items: list[str]) -> dict[str, list[str]]:
 
 
 def summary(result: Compiled, seconds: float) -> str:
+    """What was made, for people: per chip program, its memories and layers; for a partitioned
+    program first where the line between host and chip falls, then each island."""
+    prog, t = result.program, result.program.target if not result.islands else result.islands[0].compiled.program.target
+    if not result.islands:
+        return _chip_summary(result, f"compiled {prog.model} in {seconds:.2f} s for {t.macs} MACs")
+    lines = [f"compiled {prog.model} in {seconds:.2f} s for {t.macs} MACs: {len(result.islands)} chip island"
+             f"{'s' * (len(result.islands) != 1)} and the host", summary_line(result.partition)]
+    for number, island in enumerate(result.islands):
+        edges = f"{', '.join(island.island.inputs)} -> {', '.join(island.island.outputs)}"
+        lines.append(_chip_summary(island.compiled, f"island {number} ({edges})").rstrip("\n"))
+    return "\n".join(lines) + "\n"
+
+
+def _chip_summary(result: Compiled, title: str) -> str:
     total, prog, t = result.report["total"], result.program, result.program.target
-    lines = [f"compiled {prog.model} in {seconds:.2f} s for {t.macs} MACs: {total['instructions']} instructions "
-             f"({total['code_bytes']} bytes), {total['mac_ops']} MACs per inference",
+    lines = [f"{title}: {total['instructions']} instructions ({total['code_bytes']} bytes), "
+             f"{total['mac_ops']} MACs per inference",
              f"memory used: weight {prog.memory.wmem}/{t.weight_mem_bytes} B, activation "
              f"{prog.memory.amem}/{t.act_elems} elements, accumulators {prog.memory.acc}/{t.acc_entries}",
              *([f"streaming: one frame per run; {sum(s.size for s in prog.state)} elements of recurrent state "
@@ -125,22 +145,22 @@ def summary(result: Compiled, seconds: float) -> str:
 
 
 def _check(args: argparse.Namespace) -> int:
-    """--check: every reason a node cannot be compiled, one line each, then how the model would be
-    split between host and chip; or the capacity problem of a model whose every node can. Status 2
-    if there is any problem: a compile still makes one chip program of the whole model."""
+    """--check: every reason a node cannot run on the chip, one line each, then how the model is
+    split between host and chip; status 2 only if the model cannot be compiled as asked."""
     model = freeze(load_model(args.model), parse_consts(args.const))
     target = load_target(args.target, macs=args.macs, weight_bits=args.weight_bits)
     problems, plan = check_model(model, parse_shapes(args.shape), target, args.streaming)
     for line in [*map(str, problems), *partition_lines(plan)]:
         print(line)
     total = len(model.graph.node)
-    if problems:
-        failed = failed_nodes(problems)
-        what = f"{failed} of {total} nodes cannot be compiled" if failed else "the model does not fit the target"
-        print(f"{PROG}: {what}", file=sys.stderr)
+    failure = check_failure(problems, plan, total, args.chip_only)
+    if failure:
+        print(f"{PROG}: {failure}", file=sys.stderr)
         return EXIT_USER_ERROR
     if not args.quiet:
-        print(f"all {total} nodes supported")
+        host = len(plan.of(HOST))
+        print(f"{host} of {total} nodes run on the host, the rest on the chip" if host else
+              f"all {total} nodes supported")
     return 0
 
 
@@ -165,7 +185,7 @@ def _main(argv: list[str] | None) -> int | None:
     start = time.perf_counter()
     compression = _compression(args)
     result = compile_model(args.model, target, calibration, parse_shapes(args.shape), log, compression,
-                           args.streaming, parse_consts(args.const))
+                           args.streaming, parse_consts(args.const), args.chip_only)
     check_paths({**inputs, **{f"external data {p.name}": p for p in result.sources[1:]}}, outputs)
     files = {args.output: to_bytes(result.program)}
     if args.listing:

@@ -10,35 +10,24 @@ graph keeps every other node and calls the islands; the report gains a `partitio
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
 
+from compiler.compiled import Compiled, CompiledIsland
 from compiler.frontend.onnx_import import Builder
 from compiler.frontend.onnx_run import tensors_over_samples
-from compiler.frontend.partition import CHIP, HOST, Island, Partition
+from compiler.frontend.partition import CHIP, HOST, Partition
 from compiler.frontend.split import host_model, island_model, value_types
 from isa.container import Program
 from isa.errors import RnnaccelError
 from isa.partitioned import ISLAND_DOMAIN, NO_ISLAND, HostNode, HostPart, PartitionedProgram
 
-if TYPE_CHECKING:
-    from compiler.pipeline import Compiled
-
 REPORT_TOTALS = ("mac_ops", "weight_count", "fp32_bytes", "stored_bytes", "weight_bytes_read", "est_cycles",
                  "bound_cycles", "code_bytes", "instructions")
 
 
-@dataclass(frozen=True)
-class CompiledIsland:
-    island: Island
-    model: onnx.ModelProto  # the island's own ONNX model, as the chip pipeline compiled it
-    compiled: Compiled
-
-
-IslandCompiler = Callable[[onnx.ModelProto, dict[str, np.ndarray]], "Compiled"]
+IslandCompiler = Callable[[onnx.ModelProto, dict[str, np.ndarray]], Compiled]
 
 
 def compile_islands(proto: onnx.ModelProto, plan: Partition, builder: Builder, samples: Mapping[str, np.ndarray],
@@ -111,13 +100,6 @@ def summary_line(plan: Partition) -> str:
     count = len(plan.islands)
     return (f"host: {ops} - {100 * plan.chip_mac_fraction:.1f} % of MACs on the chip, in {count} "
             f"island{'s' * (count != 1)}; {plan.boundary_bytes} bytes cross between host and chip per inference")
-
-
-def host_nodes_message(plan: Partition) -> str:
-    """--chip-only's refusal: every node that needs the host, with its first reason."""
-    host = plan.of(HOST)
-    listed = "; ".join(f"'{p.name}' ({p.op_type}: {p.reasons[0]})" for p in host)
-    return f"--chip-only: {len(host)} node{'s' * (len(host) != 1)} need the host: {listed}"
 
 
 # Host operators that compute each frame from that frame alone, so a streaming program can run

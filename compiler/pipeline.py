@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -13,19 +12,17 @@ import onnx
 
 from compiler.backend.emit import emit
 from compiler.backend.report import build_report
+from compiler.compiled import Compiled
 from compiler.frontend.freeze import freeze
 from compiler.frontend.limits import check_fits_target
 from compiler.frontend.onnx_import import check_model, finish_import, import_model, read_model, with_input_shapes
-from compiler.frontend.partition import Partition, checked, placed_and_converted
+from compiler.frontend.partition import checked, host_list, placed_and_converted
 from compiler.ir import Graph
 from compiler.partitioned import (
-    CompiledIsland,
     check_streaming_host,
     compile_islands,
-    host_nodes_message,
     partitioned_program,
     partitioned_report,
-    summary_line,
 )
 from compiler.passes.allocate import allocate
 from compiler.passes.calibrate import calibrate, check_calibration, default_calibration
@@ -37,20 +34,8 @@ from compiler.passes.schedule import lower
 from compiler.passes.streaming import frame_shapes, mark_streaming
 from compiler.passes.trim import trim_sequence_outputs
 from compiler.verify import verify
-from isa.container import Program
 from isa.errors import RnnaccelError
-from isa.partitioned import PartitionedProgram
 from isa.target import Target
-
-
-@dataclass(frozen=True)
-class Compiled:
-    graph: Graph | None  # quantised (and tiled): what the golden reference runs; None when partitioned
-    program: Program | PartitionedProgram
-    report: dict
-    sources: tuple[Path, ...] = ()  # the files the model was read from: the model, then its external data
-    islands: tuple[CompiledIsland, ...] = ()  # a partitioned program's islands, each compiled as a model
-    partition: Partition | None = None  # where every node runs (also for a model all on the chip)
 
 
 def compile_model(model: str | Path | onnx.ModelProto, target: Target | None = None,
@@ -87,12 +72,11 @@ def compile_model(model: str | Path | onnx.ModelProto, target: Target | None = N
         compiled = chip(proto, graph, name, calibration or default_calibration(graph.input_shapes))
         return dataclasses.replace(compiled, sources=sources, partition=plan)
     if chip_only:
-        raise RnnaccelError(host_nodes_message(plan))
+        raise RnnaccelError(f"--chip-only: {host_list(plan)}")
     if streaming:
         check_streaming_host(plan, proto)
     inputs = {n: builder.shapes[n] for n in (v.name for v in proto.graph.input) if n in builder.shapes}
     samples = check_calibration(inputs, calibration) if given else default_calibration(inputs)
-    log(summary_line(plan))
     islands = compile_islands(proto, plan, builder, samples,
                               lambda sub, calib: chip(sub, verify(import_model(sub)), sub.graph.name, calib))
     program = partitioned_program(name, proto, plan, builder, islands)

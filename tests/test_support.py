@@ -43,31 +43,34 @@ def test_every_operator_is_documented():
 def _broken_model():
     """Softsign (unknown), then a Relu that reads it, then a Mul of two computed tensors, then a good Relu."""
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])
+    y = [helper.make_tensor_value_info(name, TensorProto.FLOAT, [2, 4]) for name in ("m", "q", "y")]
     nodes = [helper.make_node("Softsign", ["x"], ["s"], name="squash"),
              helper.make_node("Relu", ["s"], ["r"], name="after"),
              helper.make_node("Mul", ["x", "r"], ["m"], name="both"),
              helper.make_node("Div", ["x", "x"], ["q"], name="ratio"),
              helper.make_node("Relu", ["x"], ["y"], name="fine")]
-    return helper.make_model(helper.make_graph(nodes, "g", [x], [y]), opset_imports=[helper.make_opsetid("", 17)])
+    return helper.make_model(helper.make_graph(nodes, "g", [x], y), opset_imports=[helper.make_opsetid("", 17)])
 
 
 def test_check_lists_every_node_that_cannot_be_compiled(tmp_path, capsys):
     """The nodes after a host node are judged too (their shapes come from shape inference), and
     the summary says how the model would be split."""
     status, out, err = run([str(save(tmp_path, _broken_model())), "--check"], capsys)
-    assert status == 2
+    assert status == 0
     assert out.splitlines() == [
         "node 'squash' (Softsign): operator Softsign is not supported",
         "node 'ratio' (Div): every input must be a constant (it is folded at compile time); got computed 'x'",
         "host: Softsign x1 (operator Softsign is not supported)",
         "host: Div x1 (every input must be a constant (it is folded at compile time); got computed 'x')",
-        "island 1: 2 nodes (after, both); in: s, x; out: -",
+        "island 1: 2 nodes (after, both); in: s, x; out: m",
         "island 2: 1 node (fine); in: x; out: y",
-        "chip: 3 of 5 nodes in 2 islands, no MACs; 128 bytes cross between host and chip per inference",
+        "chip: 3 of 5 nodes in 2 islands, no MACs; 160 bytes cross between host and chip per inference",
+        "2 of 5 nodes run on the host, the rest on the chip",
     ]
-    assert err == "rnnaccel-compile: 2 of 5 nodes cannot be compiled\n"
+    assert err == ""
     assert not list(tmp_path.glob("*.rnna"))
+    status, _, err = run([str(save(tmp_path, _broken_model())), "--check", "--chip-only"], capsys)
+    assert status == 2 and err == "rnnaccel-compile: 2 of 5 nodes need the host (--chip-only)\n"
 
 
 def test_check_of_a_supported_model_writes_nothing(tmp_path, capsys):
@@ -76,9 +79,12 @@ def test_check_of_a_supported_model_writes_nothing(tmp_path, capsys):
     assert sorted(p.suffix for p in tmp_path.iterdir()) == [".onnx"]
 
 
-def test_a_normal_compile_stops_at_the_first_unsupported_node(tmp_path, capsys):
-    err = compile_fails(tmp_path, capsys, save(tmp_path, _broken_model()))
-    assert "node 'squash' (Softsign)" in err and "ratio" not in err
+def test_a_chip_only_compile_lists_every_node_that_needs_the_host(tmp_path, capsys):
+    err = compile_fails(tmp_path, capsys, save(tmp_path, _broken_model()), "--chip-only")
+    assert err == ("rnnaccel-compile: error: --chip-only: 2 nodes stay on the host: node 'squash' (Softsign): "
+                   "operator Softsign is not supported; node 'ratio' (Div): every input must be a constant (it is "
+                   "folded at compile time); got computed 'x'\n")
+    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".onnx"]
 
 
 def test_compiling_needs_an_output(tmp_path, capsys):

@@ -9,7 +9,8 @@ Placement is a pass of its own, after capability and capacity (docs/partitioning
 2. capacity: a capable node whose weights, accumulators or input sequence alone cannot fit the
    target's memories (limits.node_capacity_problem) stays on the host, and says why.
 3. folding: a node whose inputs are all constants is computed at compile time (shape arithmetic
-   around recurrent layers); it is "folded", neither chip nor host work, and forms no island.
+   around recurrent layers); it is "folded", neither chip nor host work, and forms no island. A
+   node no graph output depends on (a branch's leftovers after --const) is "dead": neither too.
 4. islands: the chip nodes are grouped into the largest connected, convex islands (islands.py),
    each a chip program; the tensors crossing an island's edge are its inputs and outputs. An
    island that only moves data (Transpose, Reshape, ...: no arithmetic) is not worth the trip to
@@ -24,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import onnx
@@ -44,12 +46,13 @@ from compiler.ops import OPS
 from isa.errors import RnnaccelError
 from isa.target import Target
 
-CHIP, HOST, FOLDED = "chip", "host", "folded"
+CHIP, HOST, FOLDED, DEAD = "chip", "host", "folded", "dead"
 CAPABILITY, CAPACITY, MALFORMED = "capability", "capacity", "malformed"  # why a node is on the host
 UNRUNNABLE = "unrunnable"  # a host node neither ONNX Runtime nor the reference evaluator runs: refused
 MOVES_ONLY = "moves only"  # a chip node sent back to the host: its island would only move data
 MOVES_ONLY_REASON = "its island would only move data between host and chip (no arithmetic on the chip)"
 HOST_DOMAINS = ("", "ai.onnx", "ai.onnx.ml")  # what both ONNX Runtime and onnx's reference evaluator run
+SHOWN = 3  # host nodes a refusal names before "and N more"
 BOUNDARY_ELEMENT_BYTES = 4  # tensors cross between host and chip as float32 (the chip's ints stay inside)
 
 
@@ -117,11 +120,16 @@ def checked(plan: Partition) -> Partition:
     if broken:
         raise RnnaccelError(f"node '{broken.name}' ({broken.op_type}): {broken.reasons[-1]}")
     if not plan.islands:
-        first = plan.of(HOST)[0]
-        ops = ", ".join(f"{op} x{n}" for op, n in plan.host_ops.items())
-        raise RnnaccelError(f"nothing in this model runs on the chip: every node stays on the host ({ops}; "
-                            f"'{first.name}': {first.reasons[0]})")
+        raise RnnaccelError(f"nothing in this model runs on the chip: {host_list(plan, SHOWN)}")
     return plan
+
+
+def host_list(plan: Partition, shown: int | None = None) -> str:
+    """'2 nodes stay on the host: node 'a' (Conv): reason; node 'b' (Pad): reason' (the first `shown`)."""
+    host = plan.of(HOST)
+    listed = "; ".join(f"node '{p.name}' ({p.op_type}): {p.reasons[0]}" for p in host[:shown])
+    more = f"; and {len(host) - shown} more" if shown is not None and len(host) > shown else ""
+    return f"{len(host)} node{'s stay' if len(host) != 1 else ' stays'} on the host: {listed}{more}"
 
 
 def place_nodes(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] | None = None,
@@ -138,6 +146,8 @@ def placed_and_converted(model: onnx.ModelProto, shapes: dict[str, tuple[int, ..
     builder, host_made = start_import(model, shapes), set()
     placements = tuple(_place(builder, node, index, inferred, host_made, target or Target(), streaming)
                        for index, node in enumerate(model.graph.node))
+    live = live_nodes(model)
+    placements = tuple(p if p.index in live else dataclasses.replace(p, place=DEAD, macs=0) for p in placements)
     sizes = {**inferred, **builder.shapes}
     islands = _islands(model, placements, set(builder.consts), sizes)
     idle = {i for island in islands if not any(placements[i].arithmetic for i in island.indices)
@@ -208,6 +218,27 @@ def _judge(builder: Builder, node: onnx.NodeProto, name: str, host_made: set[str
         return MALFORMED, [str(exc)]
 
 
+def node_reads(node: onnx.NodeProto) -> Iterator[str]:
+    """Every tensor a node reads: its inputs, and the outer-scope names its subgraphs use."""
+    yield from (t for t in node.input if t)
+    for attr in node.attribute:
+        for sub in (*([attr.g] if attr.HasField("g") else []), *attr.graphs):
+            made = {t for n in sub.node for t in n.output} | {v.name for v in sub.input} | \
+                   {i.name for i in sub.initializer}
+            yield from (t for n in sub.node for t in node_reads(n) if t not in made)
+
+
+def live_nodes(model: onnx.ModelProto) -> set[int]:
+    """The nodes some graph output depends on; the rest (a branch's leftovers after --const) are dead."""
+    needed, live = {o.name for o in model.graph.output}, set()
+    for index in reversed(range(len(model.graph.node))):
+        node = model.graph.node[index]
+        if any(t in needed for t in node.output):
+            live.add(index)
+            needed.update(node_reads(node))
+    return live
+
+
 def _host_runs(node: onnx.NodeProto) -> bool:
     """Whether the host can run the node: a standard operator both float runtimes implement."""
     domain = "" if node.domain == "ai.onnx" else node.domain
@@ -241,7 +272,7 @@ def _islands(model: onnx.ModelProto, placements: tuple[Placement, ...], consts: 
     made = {o: i for i, n in enumerate(nodes) for o in n.output if o and o not in consts}
     producers = {i: [made[t] for t in n.input if t in made] for i, n in enumerate(nodes)}
     chip = {p.index for p in placements if p.place == CHIP}
-    live = [p.index for p in placements if p.place != FOLDED]
+    live = [p.index for p in placements if p.place not in (FOLDED, DEAD)]
     readers: dict[str, set[int]] = {}
     for i in live:
         for t in nodes[i].input:

@@ -11,13 +11,13 @@ it once the runtime supplies the islands.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from compiler.frontend.partition import HOST, Island, Partition
+from compiler.frontend.partition import HOST, Island, Partition, node_reads
 from isa.partitioned import ISLAND_DOMAIN, ISLAND_OP
 
 Shape = tuple[int, ...]
@@ -56,16 +56,6 @@ def host_model(model: onnx.ModelProto, plan: Partition, calls: Sequence[tuple[li
 
 def call_node(index: int, inputs: list[str], outputs: list[str]) -> onnx.NodeProto:
     return helper.make_node(ISLAND_OP, inputs, outputs, name=f"island{index}", domain=ISLAND_DOMAIN, index=index)
-
-
-def node_reads(node: onnx.NodeProto) -> Iterator[str]:
-    """Every tensor a node reads: its inputs, and the outer-scope names its subgraphs use."""
-    yield from (t for t in node.input if t)
-    for attr in node.attribute:
-        for sub in (*([attr.g] if attr.HasField("g") else []), *attr.graphs):
-            made = {t for n in sub.node for t in n.output} | {v.name for v in sub.input} | \
-                   {i.name for i in sub.initializer}
-            yield from (t for n in sub.node for t in node_reads(n) if t not in made)
 
 
 def topological(nodes: Sequence[onnx.NodeProto]) -> list[onnx.NodeProto]:

@@ -24,7 +24,7 @@ import onnx
 
 from compiler.frontend.limits import check_fits_target
 from compiler.frontend.onnx_import import finish_import
-from compiler.frontend.partition import HOST, MALFORMED, MOVES_ONLY, Partition, placed_and_converted
+from compiler.frontend.partition import HOST, MALFORMED, MOVES_ONLY, UNRUNNABLE, Partition, placed_and_converted
 from isa.errors import RnnaccelError
 from isa.target import Target
 
@@ -97,6 +97,15 @@ def _names(names: tuple[str, ...], shown: int = 4) -> str:
     return ", ".join(names[:shown]) + more
 
 
-def failed_nodes(problems: list[Problem]) -> int:
-    """How many nodes the problems name (a node may have several reasons)."""
-    return len({p.index for p in problems if p.kind == CAPABILITY})
+def check_failure(problems: list[Problem], plan: Partition, total: int, chip_only: bool = False) -> str | None:
+    """Why the model cannot be compiled as asked (--check's status 2), or None."""
+    if any(p.kind == CAPACITY for p in problems):
+        return "the model does not fit the target"
+    refused = [p for p in plan.placements if p.why in (MALFORMED, UNRUNNABLE)]
+    if refused:
+        return f"{len(refused)} of {total} nodes cannot be compiled"
+    if not plan.islands:
+        return "nothing in this model runs on the chip"
+    if chip_only and plan.needs_host:
+        return f"{len(plan.of(HOST))} of {total} nodes need the host (--chip-only)"
+    return None
