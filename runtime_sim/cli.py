@@ -18,8 +18,8 @@ from isa.errors import RnnaccelError
 from isa.fileio import npz_bytes, read_npz
 from isa.outputs import check_paths, write_all
 from runtime_sim.batch import batch_summary, progress_bar, run_batch
-from runtime_sim.partitioned import PartitionedSimulator
-from runtime_sim.simulator import Result, Simulator, load
+from runtime_sim.partitioned import PartitionedSimulator, load
+from runtime_sim.simulator import Result, Simulator
 from runtime_sim.timeline import islands_timeline, timeline
 from runtime_sim.vectors import vector_folder
 

@@ -30,8 +30,9 @@ from runtime_sim.evaluate import (
     top1,
 )
 from runtime_sim.float_ref import float_scores, onnxruntime
+from runtime_sim.partitioned import load
 from runtime_sim.plot import confusion_png, require_matplotlib
-from runtime_sim.simulator import check_inputs, load
+from runtime_sim.simulator import check_inputs
 
 PROG = "rnnaccel-eval"
 

@@ -19,6 +19,8 @@ from functools import cached_property
 
 import numpy as np
 
+from isa import programfile
+from isa.container import Program
 from isa.errors import RnnaccelError
 from isa.loops import MAX_EXECUTED
 from isa.partitioned import PartitionedProgram
@@ -158,3 +160,16 @@ def _summed(counts) -> dict[str, int]:
     for c in counts:
         total.update(c)
     return dict(total)
+
+
+def simulator_for(program: Program | PartitionedProgram, max_instructions: int = MAX_EXECUTED,
+                  trace: bool = True) -> Simulator | PartitionedSimulator:
+    """The simulator that runs this kind of program."""
+    if isinstance(program, PartitionedProgram):
+        return PartitionedSimulator(program, max_instructions, trace)
+    return Simulator(program, max_instructions, trace)
+
+
+def load(path: str, trace: bool = True, max_instructions: int = MAX_EXECUTED) -> Simulator | PartitionedSimulator:
+    """A simulator for the program file at `path`: a chip program's, or a partitioned program's."""
+    return simulator_for(programfile.load(path), max_instructions, trace)

@@ -26,12 +26,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from isa import numerics, programfile
+from isa import numerics
 from isa.container import Program, TensorDesc
 from isa.encoding import Instruction
 from isa.errors import RnnaccelError
 from isa.loops import MAX_EXECUTED, expand_program
-from isa.partitioned import PartitionedProgram
 from isa.target import Target
 from runtime_sim.breakdown import Breakdown
 from runtime_sim.machine import (
@@ -45,7 +44,7 @@ from runtime_sim.semantics import Step
 from runtime_sim.timing import Timing, extents, schedule
 
 if TYPE_CHECKING:
-    from runtime_sim.partitioned import PartitionedSimulator
+    pass
 
 CHUNK = 512  # samples simulated together: large enough for BLAS, small enough for memory
 
@@ -202,16 +201,6 @@ class Stream:
         if batch and count != self.samples:
             raise RnnaccelError(f"the stream has {self.samples} samples but the inputs have {count}")
         return self.sim._result(self.sim._invoke(self.machine, quantised), batch)
-
-
-def load(path: str, trace: bool = True, max_instructions: int = MAX_EXECUTED) -> Simulator | PartitionedSimulator:
-    """A simulator for the program file at `path`: a chip program's, or a partitioned program's."""
-    from runtime_sim.partitioned import PartitionedSimulator  # it builds on Simulator
-
-    program = programfile.load(path)
-    if isinstance(program, PartitionedProgram):
-        return PartitionedSimulator(program, max_instructions, trace)
-    return Simulator(program, max_instructions, trace)
 
 
 def _checked_footprints(stream: list[tuple[int, Instruction]], sizes: dict[str, int], target: Target):

@@ -208,7 +208,8 @@ def _target_file(tmp_path, **params) -> str:
 
 @pytest.mark.parametrize("model, params, message", [
     (lambda: lstm_model(500, 1, 4, 64, outputs=("Y_h",)), {"acc_entries": 300},
-     "node 'lstm' (LSTM): does not fit the target: its accumulators (W x and R h, 256 rows each) need at least 512 entries of accumulator memory "
+     "node 'lstm' (LSTM): does not fit the target: its accumulators (W x and R h, 256 rows each) need at least "
+     "512 entries of accumulator memory "
      "but the target has 300 (acc_entries=300)"),
     (lambda: recurrent_model("GRU", 500, 1, 8, 16), {"act_mem_bytes": 20000},
      "node 'gru': its sequences (X [500, 1, 8] and Y [500, 1, 1, 16]) need at least 12000 elements of activation "

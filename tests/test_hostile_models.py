@@ -101,7 +101,8 @@ def test_huge_constant_of_shape_is_refused_before_allocating():
 
 def test_weight_matrix_larger_than_weight_memory_names_node_and_sizes(tmp_path, capsys):
     err = compile_fails(tmp_path, capsys, save(tmp_path, fc_model(1, 1024, 1024)))
-    assert ("node 'fc' (Gemm): does not fit the target: its weights (weight [1024, 1024]) alone need 1048576 bytes of weight memory at 8 bits "
+    assert ("node 'fc' (Gemm): does not fit the target: its weights (weight [1024, 1024]) alone need 1048576 "
+            "bytes of weight memory at 8 bits "
             "but the target has 524288") in err
 
 

@@ -119,11 +119,10 @@ def test_inputs_missing_or_extra(built, inputs, message):
 
 
 @pytest.fixture
-def program_file(built, tmp_path, monkeypatch):
-    """A file path that loads as the partitioned program (the v2 container lands separately)."""
+def program_file(built, tmp_path):
+    """The partitioned program saved as a container (version 2)."""
     path = tmp_path / "part.rnna"
-    path.write_bytes(b"partitioned")
-    monkeypatch.setattr(programfile, "load", lambda p: built.program)
+    programfile.save(built.program, str(path))
     return tmp_path, str(path)
 
 

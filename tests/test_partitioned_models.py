@@ -1,0 +1,105 @@
+"""Whole models as shipped: PyTorch exports (both exporters) with host operators, compiled with
+partitioning by default and run end to end: outputs against ONNX Runtime on the original model,
+every island bit-exact against the golden reference and its trace audited."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from compiler.frontend.partition import HOST
+from compiler.pipeline import compile_model
+from isa import programfile
+from isa.errors import RnnaccelError
+from isa.partitioned import PartitionedProgram
+from runtime_sim import load
+from runtime_sim.partitioned import PartitionedSimulator
+from tests.partitioned_cases import CASES, DATA, EXPORTERS, assert_islands_bit_exact, run_case
+from tests.toolchain import TOLERANCE
+from tests.trace_audit import audit_trace
+
+# case -> (host operators, islands) the plan must find; the dynamo exporter folds BatchNorm into the Gemm
+EXPECTED = {
+    "crnn1d": ({"Conv"}, 1), "crnn2d": ({"Conv"}, 1), "lstm-ln": ({"LayerNormalization"}, 2),
+    "mlp-bn-gelu": ({"Div", "Erf"}, 2), "two-islands": ({"LayerNormalization"}, 2),
+    "sr-branch@16000": (set(), 1), "sr-branch@8000": (set(), 1),
+}
+
+
+@pytest.mark.parametrize("exporter", EXPORTERS)
+@pytest.mark.parametrize("case", CASES)
+def test_an_exported_model_runs_whole_with_the_host(case, exporter):
+    run = run_case(case, exporter)
+    host_ops, islands = EXPECTED[case]
+    plan = run.compiled.partition
+    assert host_ops <= set(plan.host_ops) and len(plan.islands) == islands, (plan.host_ops, plan.islands)
+    bound = TOLERANCE[8] * max(1.0, *(float(np.max(np.abs(v))) for v in run.want.values()))
+    assert run.worst_error <= bound, (run.worst_error, bound)
+    graphs = [i.compiled.graph for i in run.compiled.islands] or [run.compiled.graph]
+    if run.result.islands:
+        assert_islands_bit_exact(graphs, run.result, batch=True)
+        for island, program in zip(run.result.islands, run.compiled.program.islands):
+            audit_trace(island.result.trace, island.result.stats, program.target)
+    assert run.result.stats["cycles"] > 0
+
+
+def test_the_host_runs_through_the_reference_evaluator_too():
+    ort_run, ref_run = run_case("crnn1d", "script"), run_case("crnn1d", "script", force_reference=True)
+    assert ref_run.result.stats["host"]["runtime"] == "reference"
+    np.testing.assert_allclose(ref_run.result.outputs["y"], ort_run.result.outputs["y"], atol=1e-5)
+
+
+def test_the_container_carries_the_whole_model(tmp_path):
+    run = run_case("lstm-ln", "dynamo")
+    path = str(tmp_path / "m.rnna")
+    programfile.save(run.compiled.program, path)
+    assert isinstance(programfile.load(path), PartitionedProgram)
+    again = load(path).run({"x": np.load(DATA / "lstm-ln-dynamo.npz")["x"]}, batch=True)
+    np.testing.assert_array_equal(again.outputs["y"], run.result.outputs["y"])
+
+
+@pytest.mark.parametrize("exporter", EXPORTERS)
+def test_explicit_state_runs_closed_loop_for_50_frames(exporter):
+    """x and h_in in, y and h_out out: the host feeds h_out back as h_in, frame after frame."""
+    path = DATA / f"gru-state-{exporter}.onnx"
+    data = dict(np.load(path.with_suffix(".npz")))
+    compiled = compile_model(path, calibration={"x": data["x"], "h_in": data["h_in"]})
+    assert isinstance(compiled.program, PartitionedProgram)
+    sim, h = PartitionedSimulator(compiled.program), np.zeros_like(data["h_in"][0])
+    worst = 0.0
+    for t in range(50):
+        result = sim.run({"x": data["x"][t], "h_in": h})
+        h = result.outputs["h_out"]
+        worst = max(worst, float(np.max(np.abs(result.outputs["y"] - data["y"][t]))),
+                    float(np.max(np.abs(h - data["h_out"][t]))))
+        assert_islands_bit_exact([i.compiled.graph for i in compiled.islands], result, batch=False)
+    assert worst <= TOLERANCE[8], worst
+
+
+def test_chip_only_refuses_a_model_that_needs_the_host():
+    with pytest.raises(RnnaccelError, match=r"^--chip-only: 1 node stays on the host: node '.*' \(Conv\): "):
+        compile_model(DATA / "crnn1d-script.onnx", chip_only=True)
+
+
+def test_a_custom_domain_operator_on_the_host_is_refused_at_compile_time():
+    import onnx
+    from onnx import helper
+    model = onnx.load(str(DATA / "crnn1d-script.onnx"))
+    conv = next(n for n in model.graph.node if n.op_type == "Conv")
+    conv.domain = "com.example"
+    model.opset_import.append(helper.make_opsetid("com.example", 1))
+    message = (r"^node '.*' \(Conv\): neither ONNX Runtime nor onnx's reference evaluator runs operator "
+               r"'com.example.Conv' \(custom domain\) on the host")
+    with pytest.raises(RnnaccelError, match=message):
+        compile_model(model)
+
+
+def test_the_report_has_the_partition():
+    compiled = run_case("crnn1d", "dynamo").compiled
+    part = compiled.report["partition"]
+    assert part["host_ops"] == {"Conv": 1} and 0.5 < part["chip_mac_fraction"] < 1
+    assert part["chip_mac_ops"] + part["host_mac_ops"] > part["chip_mac_ops"] > 0
+    (island,) = part["islands"]
+    assert island["est_cycles"] > 0 and island["outputs"] == ["y"] and island["nodes"]
+    assert part["boundary_bytes"] == compiled.partition.boundary_bytes > 0
+    assert [n["op"] for n in part["host_nodes"]] == [p.op_type for p in compiled.partition.of(HOST)]
