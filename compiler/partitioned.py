@@ -110,10 +110,18 @@ ELEMENTWISE_HOST_OPS = frozenset({
     "PRelu", "Reciprocal", "Relu", "Round", "Selu", "Sigmoid", "Sign", "Softplus", "Softsign", "Sqrt", "Sub",
     "Tanh", "ThresholdedRelu", "Where"})
 LAST_AXIS_HOST_OPS = frozenset({"LayerNormalization", "LogSoftmax", "Softmax"})
+RECURRENT_ONNX_OPS = frozenset({"LSTM", "GRU", "RNN"})
 
 
 def check_streaming_host(plan: Partition, proto: onnx.ModelProto) -> None:
-    """--streaming runs the host part frame by frame: refuse a host node that may mix time steps."""
+    """--streaming runs the host part frame by frame: refuse a host node that may mix time steps,
+    and an island without a recurrent layer, whose frame shapes nothing in it tells."""
+    for number, island in enumerate(plan.islands):
+        if not any(proto.graph.node[i].op_type in RECURRENT_ONNX_OPS for i in island.indices):
+            raise RnnaccelError(f"--streaming: island {number} ({', '.join(island.nodes)}) holds no recurrent layer, "
+                                "so it has no time axis to stream; a streaming partitioned program needs one in "
+                                "every island (compile without --streaming, or keep the head with the recurrent "
+                                "layer, without a host operator between them)")
     for p in plan.of(HOST):
         node = proto.graph.node[p.index]
         axis = next((a.i for a in node.attribute if a.name == "axis"), -1)

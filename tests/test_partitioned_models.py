@@ -12,9 +12,8 @@ from compiler.pipeline import compile_model
 from isa import programfile
 from isa.errors import RnnaccelError
 from isa.partitioned import PartitionedProgram
-from runtime_sim import load
-from runtime_sim.partitioned import PartitionedSimulator
-from tests.partitioned_cases import CASES, DATA, EXPORTERS, assert_islands_bit_exact, run_case
+from runtime_sim import PartitionedSimulator, load
+from tests.partitioned_cases import CASES, DATA, EXPORTERS, assert_islands_bit_exact, closed_loop, run_case
 from tests.toolchain import TOLERANCE
 from tests.trace_audit import audit_trace
 
@@ -61,19 +60,11 @@ def test_the_container_carries_the_whole_model(tmp_path):
 @pytest.mark.parametrize("exporter", EXPORTERS)
 def test_explicit_state_runs_closed_loop_for_50_frames(exporter):
     """x and h_in in, y and h_out out: the host feeds h_out back as h_in, frame after frame."""
-    path = DATA / f"gru-state-{exporter}.onnx"
-    data = dict(np.load(path.with_suffix(".npz")))
-    compiled = compile_model(path, calibration={"x": data["x"], "h_in": data["h_in"]})
-    assert isinstance(compiled.program, PartitionedProgram)
-    sim, h = PartitionedSimulator(compiled.program), np.zeros_like(data["h_in"][0])
-    worst = 0.0
-    for t in range(50):
-        result = sim.run({"x": data["x"][t], "h_in": h})
-        h = result.outputs["h_out"]
-        worst = max(worst, float(np.max(np.abs(result.outputs["y"] - data["y"][t]))),
-                    float(np.max(np.abs(h - data["h_out"][t]))))
-        assert_islands_bit_exact([i.compiled.graph for i in compiled.islands], result, batch=False)
-    assert worst <= TOLERANCE[8], worst
+    loop = closed_loop(exporter)
+    assert isinstance(loop.compiled.program, PartitionedProgram) and len(loop.results) == 50
+    for result in loop.results:
+        assert_islands_bit_exact([i.compiled.graph for i in loop.compiled.islands], result, batch=False)
+    assert loop.worst_error <= TOLERANCE[8], loop.worst_error
 
 
 def test_chip_only_refuses_a_model_that_needs_the_host():
@@ -103,3 +94,22 @@ def test_the_report_has_the_partition():
     assert island["est_cycles"] > 0 and island["outputs"] == ["y"] and island["nodes"]
     assert part["boundary_bytes"] == compiled.partition.boundary_bytes > 0
     assert [n["op"] for n in part["host_nodes"]] == [p.op_type for p in compiled.partition.of(HOST)]
+
+
+def test_a_streaming_partitioned_program_steps_frame_by_frame():
+    """GRU -> LayerNorm (host, frame-wise) -> GRU + Linear: each island keeps its state on chip."""
+    path, x = DATA / "two-islands-script.onnx", np.load(DATA / "two-islands-script.npz")["x"]
+    whole = PartitionedSimulator(compile_model(path, calibration={"x": x}).program).run({"x": x[0]})
+    stream = PartitionedSimulator(compile_model(path, calibration={"x": x}, streaming=True).program).stream()
+    for t in range(x.shape[2]):
+        last = stream.step({"x": x[0][:, t:t + 1]})
+    np.testing.assert_array_equal(last.outputs["y"], whole.outputs["y"])
+
+
+@pytest.mark.parametrize("name, message", [
+    ("crnn1d-script", r"^--streaming: node '.*' \(Conv\) stays on the host and may mix time steps"),
+    ("lstm-ln-script", r"^--streaming: island 1 \(.*\) holds no recurrent layer"),
+])
+def test_streaming_refuses_a_host_part_it_cannot_run_frame_by_frame(name, message):
+    with pytest.raises(RnnaccelError, match=message):
+        compile_model(DATA / f"{name}.onnx", streaming=True)
