@@ -5,7 +5,10 @@ every island bit-exact against the golden reference and its trace audited."""
 from __future__ import annotations
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
 from compiler.frontend.partition import HOST
 from compiler.pipeline import compile_model
@@ -73,8 +76,6 @@ def test_chip_only_refuses_a_model_that_needs_the_host():
 
 
 def test_a_custom_domain_operator_on_the_host_is_refused_at_compile_time():
-    import onnx
-    from onnx import helper
     model = onnx.load(str(DATA / "crnn1d-script.onnx"))
     conv = next(n for n in model.graph.node if n.op_type == "Conv")
     conv.domain = "com.example"
@@ -113,3 +114,28 @@ def test_a_streaming_partitioned_program_steps_frame_by_frame():
 def test_streaming_refuses_a_host_part_it_cannot_run_frame_by_frame(name, message):
     with pytest.raises(RnnaccelError, match=message):
         compile_model(DATA / f"{name}.onnx", streaming=True)
+
+
+def test_an_if_on_data_stays_on_the_host_and_reads_an_island_inside_its_branches():
+    """x -> MatMul (chip) -> If on the sign of sum(x), whose branches read the MatMul's output from
+    the graph around them (host) -> MatMul (chip): the If's reads count as the island's readers."""
+    w = numpy_helper.from_array(np.random.default_rng(4).standard_normal((4, 4)).astype(np.float32), "W")
+    zero = numpy_helper.from_array(np.array(0, np.float32), "zero")
+    branch = [helper.make_graph([helper.make_node(op, ["m"], [f"o{op}"])], op, [],
+                                [helper.make_tensor_value_info(f"o{op}", TensorProto.FLOAT, [1, 4])])
+              for op in ("Relu", "Sigmoid")]
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["m"], name="mm1"),
+             helper.make_node("ReduceSum", ["x"], ["s"], name="sum", keepdims=0),
+             helper.make_node("Greater", ["s", "zero"], ["c"], name="positive"),
+             helper.make_node("If", ["c"], ["y0"], name="choose", then_branch=branch[0], else_branch=branch[1]),
+             helper.make_node("MatMul", ["y0", "W"], ["y"], name="mm2")]
+    graph = helper.make_graph(nodes, "ifdata", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], [w, zero])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = np.random.default_rng(5).standard_normal((8, 1, 4)).astype(np.float32)
+    compiled = compile_model(model, calibration={"x": x})
+    assert [i.outputs for i in compiled.partition.islands] == [("m",), ("y",)]
+    got = PartitionedSimulator(compiled.program).run({"x": x}, batch=True).outputs["y"]
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    want = np.stack([session.run(None, {"x": xi})[0] for xi in x])
+    assert float(np.max(np.abs(got - want))) <= TOLERANCE[8] * max(1.0, float(np.max(np.abs(want))))

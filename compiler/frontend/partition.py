@@ -270,12 +270,12 @@ def _islands(model: onnx.ModelProto, placements: tuple[Placement, ...], consts: 
     """The convex islands of the chip nodes, with the tensors that cross their edges."""
     nodes = list(model.graph.node)
     made = {o: i for i, n in enumerate(nodes) for o in n.output if o and o not in consts}
-    producers = {i: [made[t] for t in n.input if t in made] for i, n in enumerate(nodes)}
+    producers = {i: [made[t] for t in node_reads(n) if t in made] for i, n in enumerate(nodes)}
     chip = {p.index for p in placements if p.place == CHIP}
     live = [p.index for p in placements if p.place not in (FOLDED, DEAD)]
     readers: dict[str, set[int]] = {}
     for i in live:
-        for t in nodes[i].input:
+        for t in node_reads(nodes[i]):  # an If's branches read names of the graph around them
             readers.setdefault(t, set()).add(i)
     graph_outputs = {o.name for o in model.graph.output}
     islands = []
