@@ -132,6 +132,7 @@ def test_a_layer_too_big_for_the_target_stays_on_the_host_and_says_why(tmp_path)
     assert gru.reasons[0].startswith("does not fit the target: its weights (W [1, 120, 6], R [1, 120, 40]) alone "
                                      "need 5520 bytes of weight memory at 8 bits")
     assert "4096" in gru.reasons[0]
+    assert gru.macs == (120 * 6 + 120 * 40) * 10  # W and R once per step on the host too
     assert [i.nodes for i in plan.islands] == [("relu", "tr"), ("flatten", "linear")]
     assert plan_partition(conv_gru_linear(hidden=40)).placements[3].place == CHIP
 

@@ -3,7 +3,8 @@
 A chip node's figure comes from its IR ops: a matrix op does each stored weight once per input
 row (fc: rows x cols per row; a recurrent layer: gates x hidden x (inputs + hidden) per step,
 batch entry and direction, since W and R hold every direction). A host node's is an estimate
-from its ONNX shapes, for the operators that multiply matrices; element-wise work counts 0.
+from its ONNX shapes, for the operators that multiply matrices (recurrent layers included);
+element-wise work counts 0.
 """
 
 from __future__ import annotations
@@ -47,8 +48,16 @@ def _gemm(inputs: list[Shape | None], outputs: list[Shape | None]) -> int:
     return math.prod(y) * (math.prod(a) // max(y[0], 1)) if a and y else 0
 
 
+def _recurrent(inputs: list[Shape | None], outputs: list[Shape | None]) -> int:
+    """W [dirs, gates x H, I] and R [dirs, gates x H, H], each applied once per step and batch entry:
+    X holds steps x batch rows of I, whatever its layout."""
+    x, w, r = (inputs + [None] * 3)[:3]
+    return (math.prod(w) + math.prod(r)) * (math.prod(x) // max(x[-1], 1)) if x and w and r else 0
+
+
 HOST_MACS: dict[str, Callable[[list[Shape | None], list[Shape | None]], int]] = {
     "Conv": _conv, "ConvTranspose": _conv, "MatMul": _matmul, "Gemm": _gemm,
+    "LSTM": _recurrent, "GRU": _recurrent, "RNN": _recurrent,
 }
 
 
