@@ -3,12 +3,14 @@
     rnnaccel-compile MODEL.onnx -o PROG.rnna [--listing PROG.s] [--report REPORT.json]
                      [--calibration CALIB.npz] [--target NAME|FILE] [--macs N]
                      [--weight-bits 8|16] [--compress none|4|3|2] [--shape NAME=D0,D1,...]
-                     [--const NAME=VALUE[,VALUE...]]
+                     [--const NAME=VALUE[,VALUE...]] [--streaming] [--chip-only]
     rnnaccel-compile MODEL.onnx --check [--shape NAME=D0,D1,...] [--const NAME=VALUE,...]
-                     [--target NAME|FILE] [--streaming]
+                     [--target NAME|FILE] [--streaming] [--chip-only]
     rnnaccel-compile --supported-ops
 
-Nothing is written unless the whole compile succeeds; then every file is written whole.
+A model with nodes the chip cannot run compiles to a partitioned program (docs/partitioning.md)
+unless --chip-only. Nothing is written unless the whole compile succeeds; then every file is
+written whole.
 """
 
 from __future__ import annotations
