@@ -139,3 +139,13 @@ def test_an_if_on_data_stays_on_the_host_and_reads_an_island_inside_its_branches
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     want = np.stack([session.run(None, {"x": xi})[0] for xi in x])
     assert float(np.max(np.abs(got - want))) <= TOLERANCE[8] * max(1.0, float(np.max(np.abs(want))))
+
+
+def test_an_unnamed_host_node_is_named_as_the_plan_names_it():
+    model = onnx.load(str(DATA / "crnn1d-script.onnx"))
+    for node in model.graph.node:
+        node.name = ""
+    compiled = compile_model(model)
+    (conv,) = compiled.partition.of(HOST)
+    (row,) = [n for n in compiled.program.host.nodes if not n.calls_island]
+    assert row.name == conv.name != "" and row.macs == conv.macs > 0

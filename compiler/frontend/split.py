@@ -40,7 +40,7 @@ def host_model(model: onnx.ModelProto, plan: Partition, calls: Sequence[tuple[li
                types: Mapping[str, int]) -> onnx.ModelProto:
     """The host graph: host nodes and island calls (`calls[k]` = island k's inputs and outputs)."""
     graph = model.graph
-    hosted = [(p.index, graph.node[p.index]) for p in plan.of(HOST)]
+    hosted = [(p.index, _named(graph.node[p.index], p.name)) for p in plan.of(HOST)]
     called = [(island.indices[-1], call_node(k, *calls[k])) for k, island in enumerate(plan.islands)]
     nodes = topological([node for _, node in sorted(hosted + called, key=lambda pair: pair[0])])
     originals = {init.name: init for init in graph.initializer}
@@ -52,6 +52,16 @@ def host_model(model: onnx.ModelProto, plan: Partition, calls: Sequence[tuple[li
                              list(graph.output), inits,
                              value_info=[_value(t, shapes, types) for t in crossing if t in shapes])
     return _model_like(model, host, [helper.make_opsetid(ISLAND_DOMAIN, 1)])
+
+
+def _named(node: onnx.NodeProto, name: str) -> onnx.NodeProto:
+    """The node, named as the plan names it when the model left it unnamed (the node table's key)."""
+    if node.name:
+        return node
+    named = onnx.NodeProto()
+    named.CopyFrom(node)
+    named.name = name
+    return named
 
 
 def call_node(index: int, inputs: list[str], outputs: list[str]) -> onnx.NodeProto:
