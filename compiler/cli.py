@@ -119,7 +119,8 @@ def parse_consts(items: list[str]) -> dict[str, list[str]]:
 def summary(result: Compiled, seconds: float) -> str:
     """What was made, for people: per chip program, its memories and layers; for a partitioned
     program first where the line between host and chip falls, then each island."""
-    prog, t = result.program, result.program.target if not result.islands else result.islands[0].compiled.program.target
+    prog = result.program
+    t = (result.islands[0].compiled.program if result.islands else prog).target
     if not result.islands:
         return _chip_summary(result, f"compiled {prog.model} in {seconds:.2f} s for {t.macs} MACs")
     lines = [f"compiled {prog.model} in {seconds:.2f} s for {t.macs} MACs: {len(result.islands)} chip island"

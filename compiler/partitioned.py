@@ -14,11 +14,13 @@ from collections.abc import Callable, Mapping
 import numpy as np
 import onnx
 
+from compiler.backend.report import compression_ratio
 from compiler.compiled import Compiled, CompiledIsland
 from compiler.frontend.onnx_import import Builder
 from compiler.frontend.onnx_run import tensors_over_samples
 from compiler.frontend.partition import CHIP, HOST, Partition
-from compiler.frontend.split import host_model, island_model, value_types
+from compiler.frontend.recurrent_ops import RECURRENT_OP_TYPES
+from compiler.frontend.split import host_model, island_model
 from isa.container import Program
 from isa.errors import RnnaccelError
 from isa.partitioned import ISLAND_DOMAIN, NO_ISLAND, HostNode, HostPart, PartitionedProgram
@@ -33,12 +35,11 @@ IslandCompiler = Callable[[onnx.ModelProto, dict[str, np.ndarray]], Compiled]
 def compile_islands(proto: onnx.ModelProto, plan: Partition, builder: Builder, samples: Mapping[str, np.ndarray],
                     compile_island: IslandCompiler) -> list[CompiledIsland]:
     """Every island compiled, calibrated on what the float model feeds it for these samples."""
-    types = value_types(proto)
     entering = [t for island in plan.islands for t in island.inputs if t not in samples]
-    values = {**samples, **tensors_over_samples(proto, samples, list(dict.fromkeys(entering)), types)}
+    values = {**samples, **tensors_over_samples(proto, samples, list(dict.fromkeys(entering)), plan.types)}
     done = []
     for number, island in enumerate(plan.islands):
-        model = island_model(proto, island, builder.consts, plan.shapes, types, number)
+        model = island_model(proto, island, builder.consts, plan.shapes, plan.types, number)
         done.append(CompiledIsland(island, model, compile_island(model, {t: values[t] for t in island.inputs})))
     return done
 
@@ -50,7 +51,7 @@ def partitioned_program(name: str, proto: onnx.ModelProto, plan: Partition, buil
     calls = [([d.name for d in p.inputs], [d.name for d in p.outputs]) for p in programs]
     for (_, outs), island in zip(calls, plan.islands):
         assert sorted(outs) == sorted(island.outputs), f"island outputs {outs} differ from the plan's"
-    host = host_model(proto, plan, calls, builder.consts, plan.shapes, value_types(proto))
+    host = host_model(proto, plan, calls, builder.consts)
     macs = {p.name: p.macs for p in plan.of(HOST)}
     nodes = tuple(HostNode(n.name, n.op_type, n.domain, tuple(n.input), tuple(n.output), macs.get(n.name, 0),
                            _island_index(n)) for n in host.graph.node)
@@ -70,8 +71,7 @@ def partitioned_report(name: str, plan: Partition, islands: list[CompiledIsland]
     totals over the islands, and the `partition` object (docs/partitioning.md)."""
     reports = [i.compiled.report for i in islands]
     total = {key: sum(r["total"][key] for r in reports) for key in REPORT_TOTALS}
-    total |= {"op": "model", "compression_ratio": round(total["fp32_bytes"] / total["stored_bytes"], 3)
-              if total["stored_bytes"] else None}
+    total |= {"op": "model", "compression_ratio": compression_ratio(total["fp32_bytes"], total["stored_bytes"])}
     return {"model": name, "target": reports[0]["target"],
             "layers": [{**layer, "island": k} for k, r in enumerate(reports) for layer in r["layers"]],
             "total": total, "partition": partition_summary(plan, reports)}
@@ -110,14 +110,13 @@ ELEMENTWISE_HOST_OPS = frozenset({
     "PRelu", "Reciprocal", "Relu", "Round", "Selu", "Sigmoid", "Sign", "Softplus", "Softsign", "Sqrt", "Sub",
     "Tanh", "ThresholdedRelu", "Where"})
 LAST_AXIS_HOST_OPS = frozenset({"LayerNormalization", "LogSoftmax", "Softmax"})
-RECURRENT_ONNX_OPS = frozenset({"LSTM", "GRU", "RNN"})
 
 
 def check_streaming_host(plan: Partition, proto: onnx.ModelProto) -> None:
     """--streaming runs the host part frame by frame: refuse a host node that may mix time steps,
     and an island without a recurrent layer, whose frame shapes nothing in it tells."""
     for number, island in enumerate(plan.islands):
-        if not any(proto.graph.node[i].op_type in RECURRENT_ONNX_OPS for i in island.indices):
+        if not any(proto.graph.node[i].op_type in RECURRENT_OP_TYPES for i in island.indices):
             raise RnnaccelError(f"--streaming: island {number} ({', '.join(island.nodes)}) holds no recurrent layer, "
                                 "so it has no time axis to stream; a streaming partitioned program needs one in "
                                 "every island (compile without --streaming, or keep the head with the recurrent "

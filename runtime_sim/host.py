@@ -21,7 +21,14 @@ from onnx import helper
 
 from isa.container import Program
 from isa.errors import RnnaccelError
-from isa.partitioned import ISLAND_DOMAIN, ISLAND_OP, HostPart
+from isa.partitioned import (
+    ISLAND_DOMAIN,
+    ISLAND_OP,
+    NO_ISLAND,
+    HostPart,
+    PartitionedProgram,
+    check_partitioned,
+)
 from runtime_sim.float_ref import first_line, ort_errors
 
 IslandCall = Callable[[int, dict[str, np.ndarray]], dict[str, np.ndarray]]
@@ -62,9 +69,13 @@ def corrupted(problem: str) -> RnnaccelError:
 class HostGraph:
     """A checked host part, split into segments and island calls, ready to run any number of times."""
 
-    def __init__(self, part: HostPart, islands: Sequence[Program], force_reference: bool = False) -> None:
-        self.part, self.model = part, _parse(part.model)
-        _check_nodes(self.model.graph, part, islands)
+    def __init__(self, program: PartitionedProgram, force_reference: bool = False) -> None:
+        self.part, self.islands, self.model = program.host, program.islands, _parse(program.host.model)
+        try:
+            check_partitioned(program)  # the table against the islands, as loading a container checks it
+        except RnnaccelError as exc:
+            raise corrupted(f"does not fit its islands: {exc}") from None
+        _check_nodes(self.model.graph, self.part)
         self.runtime = REFERENCE if force_reference or find_spec("onnxruntime") is None else ONNXRUNTIME
         self.steps = _split(self.model.graph)
         self.initializers = {t.name: t for t in self.model.graph.initializer}
@@ -75,11 +86,12 @@ class HostGraph:
         """Host operators run per inference, by type (island calls excluded)."""
         return Counter(n.op_type for s in self.steps if isinstance(s, Segment) for n in s.nodes)
 
-    def inputs(self, islands: Sequence[Program]) -> tuple[Port, ...]:
-        return tuple(_port(v, islands, "inputs") for v in self.model.graph.input if v.name not in self.initializers)
+    def inputs(self) -> tuple[Port, ...]:
+        return tuple(_port(v, self.islands, "inputs") for v in self.model.graph.input
+                     if v.name not in self.initializers)
 
-    def outputs(self, islands: Sequence[Program]) -> tuple[Port, ...]:
-        return tuple(_port(v, islands, "outputs") for v in self.model.graph.output)
+    def outputs(self) -> tuple[Port, ...]:
+        return tuple(_port(v, self.islands, "outputs") for v in self.model.graph.output)
 
     def run(self, inputs: dict[str, np.ndarray], call: IslandCall) -> dict[str, np.ndarray]:
         """The graph outputs for `inputs` (each with a leading sample axis); islands through `call`."""
@@ -124,33 +136,26 @@ def _parse(blob: bytes) -> onnx.ModelProto:
         raise corrupted(f"does not parse as ONNX ({type(exc).__name__})") from None
 
 
-def _check_nodes(graph: onnx.GraphProto, part: HostPart, islands: Sequence[Program]) -> None:
-    """The ONNX nodes must be the node table's, each call naming an existing island by its I/O."""
+def _check_nodes(graph: onnx.GraphProto, part: HostPart) -> None:
+    """The ONNX nodes must be the node table's, island calls included (the table is checked
+    against the islands by isa.partitioned.check_partitioned)."""
     if len(graph.node) != len(part.nodes):
         raise corrupted(f"has {len(graph.node)} nodes but its node table {len(part.nodes)}")
     for node, row in zip(graph.node, part.nodes):
-        seen = (node.name, node.op_type, node.domain, tuple(node.input), tuple(node.output))
-        if seen != (row.name, row.op, row.domain, row.inputs, row.outputs):
+        seen = (node.name, node.op_type, node.domain, tuple(node.input), tuple(node.output), _island(node))
+        if seen != (row.name, row.op, row.domain, row.inputs, row.outputs, row.island):
             raise corrupted(f"node '{node.name}' ({node.op_type}) disagrees with its node table row '{row.name}'")
-        if _is_call(node) or row.calls_island:
-            _check_call(node, row.island, islands)
     names = ([i.name for i in graph.input if i.name not in {t.name for t in graph.initializer}],
              [o.name for o in graph.output])
     if names != (list(part.inputs), list(part.outputs)):
         raise corrupted(f"graph inputs/outputs {names} differ from the program's {part.inputs}/{part.outputs}")
 
 
-def _check_call(node: onnx.NodeProto, island: int, islands: Sequence[Program]) -> None:
-    index = next((a.i for a in node.attribute if a.name == "index"), None)
-    if not _is_call(node) or index != island:
-        raise corrupted(f"node '{node.name}' disagrees with its node table row on the island it calls")
-    if not 0 <= index < len(islands):
-        raise corrupted(f"calls island {index}, but the program has {len(islands)} island(s)")
-    program = islands[index]
-    if (tuple(node.input), tuple(node.output)) != (tuple(d.name for d in program.inputs),
-                                                   tuple(d.name for d in program.outputs)):
-        raise corrupted(f"node '{node.name}' passes {list(node.input)} -> {list(node.output)}, but island "
-                        f"{index} takes {[d.name for d in program.inputs]} -> {[d.name for d in program.outputs]}")
+def _island(node: onnx.NodeProto) -> int:
+    """The island a call node calls (its `index`); NO_ISLAND for any other node."""
+    if not _is_call(node):
+        return NO_ISLAND
+    return next((a.i for a in node.attribute if a.name == "index"), NO_ISLAND)
 
 
 def _is_call(node: onnx.NodeProto) -> bool:
@@ -162,8 +167,7 @@ def _split(graph: onnx.GraphProto) -> list[Segment | Call]:
     steps: list[Segment | Call] = []
     for node in graph.node:
         if _is_call(node):
-            steps.append(Call(next(a.i for a in node.attribute if a.name == "index"), list(node.input),
-                              list(node.output)))
+            steps.append(Call(_island(node), list(node.input), list(node.output)))
         elif steps and isinstance(steps[-1], Segment):
             steps[-1].nodes.append(node)
         else:

@@ -41,15 +41,13 @@ class PartitionedSimulator:
 
     def __init__(self, program: PartitionedProgram, max_instructions: int = MAX_EXECUTED, trace: bool = True,
                  force_reference: bool = False) -> None:
-        if not program.islands:
-            raise corrupted("calls no island (a partitioned program has at least one)")
         self.program = program
-        self.host = HostGraph(program.host, program.islands, force_reference)
+        self.host = HostGraph(program, force_reference)
         self.islands = tuple(Simulator(p, max_instructions, trace) for p in program.islands)
 
     @cached_property
     def inputs(self) -> tuple[Port, ...]:
-        ports = self.host.inputs(self.program.islands)
+        ports = self.host.inputs()
         unknown = [p.name for p in ports if p.shape is None]
         if unknown:
             raise corrupted(f"input(s) {', '.join(unknown)} have no fixed shape")
@@ -57,7 +55,7 @@ class PartitionedSimulator:
 
     @cached_property
     def outputs(self) -> tuple[Port, ...]:
-        return self.host.outputs(self.program.islands)
+        return self.host.outputs()
 
     @property
     def stats(self) -> dict:

@@ -22,7 +22,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -42,9 +41,6 @@ from runtime_sim.machine import (
 )
 from runtime_sim.semantics import Step
 from runtime_sim.timing import Timing, extents, schedule
-
-if TYPE_CHECKING:
-    pass
 
 CHUNK = 512  # samples simulated together: large enough for BLAS, small enough for memory
 

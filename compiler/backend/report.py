@@ -36,7 +36,7 @@ def build_report(graph: Graph, kernel: Kernel, program: Program) -> dict:
     total = {key: sum(layer[key] for layer in layers) for key in ("mac_ops", "weight_count", "fp32_bytes",
                                                                    "stored_bytes")}
     instrs = [instr for _, instr in executed]
-    total |= {"op": "model", "compression_ratio": _ratio(total["fp32_bytes"], total["stored_bytes"]),
+    total |= {"op": "model", "compression_ratio": compression_ratio(total["fp32_bytes"], total["stored_bytes"]),
               "weight_bytes_read": sum(_wmem_read(i, target_env) for i in instrs),
               "est_cycles": sum(_busy(i, target_env) for i in instrs),
               "bound_cycles": _bound(instrs, target_env, program),
@@ -87,7 +87,7 @@ def _layer(node: Node, mine: list, stored: int, target_env: dict, program: Progr
         "weight_count": int(weights),
         "fp32_bytes": int(4 * (weights + biases)),
         "stored_bytes": int(stored),
-        "compression_ratio": _ratio(4 * (weights + biases), stored),
+        "compression_ratio": compression_ratio(4 * (weights + biases), stored),
         "est_cycles": sum(_busy(i, target_env) for i in mine),
         "bound_cycles": _bound(mine, target_env, program),
         "weight_bytes_read": sum(_wmem_read(i, target_env) for i in mine),
@@ -103,5 +103,5 @@ def _busy(instr, target_env: dict) -> int:
     return evaluate(instr.op.cycles, instr.env(target_env))
 
 
-def _ratio(fp32: int, stored: int) -> float | None:
+def compression_ratio(fp32: int, stored: int) -> float | None:
     return round(fp32 / stored, 3) if stored else None

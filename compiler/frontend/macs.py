@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 
+from compiler.frontend.recurrent_ops import RECURRENT_OP_TYPES
 from compiler.ir import Node
 from compiler.ops import MATRIX_OPS, OPS, RECURRENT_OPS
 
@@ -57,7 +58,7 @@ def _recurrent(inputs: list[Shape | None], outputs: list[Shape | None]) -> int:
 
 HOST_MACS: dict[str, Callable[[list[Shape | None], list[Shape | None]], int]] = {
     "Conv": _conv, "ConvTranspose": _conv, "MatMul": _matmul, "Gemm": _gemm,
-    "LSTM": _recurrent, "GRU": _recurrent, "RNN": _recurrent,
+    **dict.fromkeys(RECURRENT_OP_TYPES, _recurrent),
 }
 
 

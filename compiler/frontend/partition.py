@@ -87,6 +87,7 @@ class Partition:
     islands: tuple[Island, ...]
     boundary_bytes: int  # elements of every island input and output, as float32 (x4)
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict, compare=False)  # every tensor's known shape
+    types: dict[str, int] = field(default_factory=dict, compare=False)  # element types (onnx.TensorProto)
 
     @property
     def needs_host(self) -> bool:
@@ -142,7 +143,7 @@ def placed_and_converted(model: onnx.ModelProto, shapes: dict[str, tuple[int, ..
                          target: Target | None = None, streaming: bool = False) -> tuple[Partition, Builder]:
     """The plan, and the importer's state after converting every chip node: when no node stays on
     the host, that is the whole import, so a caller need not import the model again."""
-    inferred = inferred_shapes(model, shapes)
+    inferred, types = inferred_values(model, shapes)
     builder, host_made = start_import(model, shapes), set()
     placements = tuple(_place(builder, node, index, inferred, host_made, target or Target(), streaming)
                        for index, node in enumerate(model.graph.node))
@@ -156,23 +157,29 @@ def placed_and_converted(model: onnx.ModelProto, shapes: dict[str, tuple[int, ..
         placements = tuple(_moved_back(p) if p.index in idle else p for p in placements)
         islands = _islands(model, placements, set(builder.consts), sizes)
     crossing = sum(_size(sizes.get(t)) for i in islands for t in (*i.inputs, *i.outputs))
-    return Partition(placements, islands, crossing * BOUNDARY_ELEMENT_BYTES, sizes), builder
+    return Partition(placements, islands, crossing * BOUNDARY_ELEMENT_BYTES, sizes, types), builder
 
 
-def inferred_shapes(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] | None) -> dict[str, tuple[int, ...]]:
-    """Every tensor's static shape as ONNX shape inference finds it (with data propagation, so a
-    Reshape's target shape computed from a Shape is known); {} if inference fails outright."""
+def inferred_values(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] | None
+                    ) -> tuple[dict[str, tuple[int, ...]], dict[str, int]]:
+    """Every tensor's static shape and element type as ONNX shape inference finds them (with data
+    propagation, so a Reshape's target shape computed from a Shape is known). If inference fails
+    outright, no shapes and the types the model declares: the importer's checks still apply."""
     fixed = with_input_shapes(model, shapes) if shapes else model
     try:
         fixed = onnx.shape_inference.infer_shapes(fixed, strict_mode=False, data_prop=True)
-    except Exception:  # noqa: BLE001  (inference raises several types; the importer's checks still apply)
-        return {}
-    found = {}
-    for value in (*fixed.graph.value_info, *fixed.graph.output):
+        found = {}
+    except Exception:  # noqa: BLE001  (inference raises several types)
+        fixed, found = model, None
+    values = (*fixed.graph.input, *fixed.graph.value_info, *fixed.graph.output)
+    types = {v.name: v.type.tensor_type.elem_type for v in values if v.type.tensor_type.elem_type}
+    if found is None:
+        return {}, types
+    for value in values[len(fixed.graph.input):]:
         dims = declared_dims(value)
         if dims is not None and None not in dims:
             found[value.name] = tuple(dims)
-    return found
+    return found, types
 
 
 def _place(builder: Builder, node: onnx.NodeProto, index: int, inferred: dict[str, tuple[int, ...]],

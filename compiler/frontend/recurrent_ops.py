@@ -159,4 +159,5 @@ RECURRENT = (
                lambda v: ", ".join(_unknown_activations(v))),
 )
 CONSTRAINTS = {"LSTM": (*RECURRENT, constant(7, "P")), "GRU": RECURRENT, "RNN": RECURRENT}
+RECURRENT_OP_TYPES = frozenset(CONSTRAINTS)  # the ONNX operators this module converts
 declare(CONSTRAINTS)

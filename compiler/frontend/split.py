@@ -36,8 +36,7 @@ def island_model(model: onnx.ModelProto, island: Island, consts: Mapping[str, np
 
 
 def host_model(model: onnx.ModelProto, plan: Partition, calls: Sequence[tuple[list[str], list[str]]],
-               consts: Mapping[str, np.ndarray], shapes: Mapping[str, Shape],
-               types: Mapping[str, int]) -> onnx.ModelProto:
+               consts: Mapping[str, np.ndarray]) -> onnx.ModelProto:
     """The host graph: host nodes and island calls (`calls[k]` = island k's inputs and outputs)."""
     graph = model.graph
     hosted = [(p.index, _named(graph.node[p.index], p.name)) for p in plan.of(HOST)]
@@ -50,7 +49,7 @@ def host_model(model: onnx.ModelProto, plan: Partition, calls: Sequence[tuple[li
     crossing = dict.fromkeys(t for ins, outs in calls for t in (*ins, *outs))
     host = helper.make_graph(nodes, graph.name or "model", [v for v in graph.input if v.name not in originals],
                              list(graph.output), inits,
-                             value_info=[_value(t, shapes, types) for t in crossing if t in shapes])
+                             value_info=[_value(t, plan.shapes, plan.types) for t in crossing if t in plan.shapes])
     return _model_like(model, host, [helper.make_opsetid(ISLAND_DOMAIN, 1)])
 
 
@@ -101,13 +100,3 @@ def _model_like(model: onnx.ModelProto, graph: onnx.GraphProto, extra_opsets: li
     made = helper.make_model(graph, opset_imports=opsets, producer_name="rnnaccel")
     made.ir_version = model.ir_version
     return made
-
-
-def value_types(model: onnx.ModelProto) -> dict[str, int]:
-    """The element type of every tensor ONNX shape inference can type (float where it cannot)."""
-    try:
-        typed = onnx.shape_inference.infer_shapes(model, strict_mode=False)
-    except Exception:  # noqa: BLE001  (inference raises several types; untyped tensors are float)
-        typed = model
-    values = (*typed.graph.input, *typed.graph.value_info, *typed.graph.output)
-    return {v.name: v.type.tensor_type.elem_type for v in values if v.type.tensor_type.elem_type}

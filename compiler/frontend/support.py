@@ -24,11 +24,18 @@ import onnx
 
 from compiler.frontend.limits import check_fits_target
 from compiler.frontend.onnx_import import finish_import
-from compiler.frontend.partition import HOST, MALFORMED, MOVES_ONLY, UNRUNNABLE, Partition, placed_and_converted
+from compiler.frontend.partition import (
+    CAPABILITY,
+    CAPACITY,
+    HOST,
+    MALFORMED,
+    MOVES_ONLY,
+    UNRUNNABLE,
+    Partition,
+    placed_and_converted,
+)
 from isa.errors import RnnaccelError
 from isa.target import Target
-
-CAPABILITY, CAPACITY = "capability", "capacity"
 
 
 @dataclass(frozen=True)
