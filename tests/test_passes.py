@@ -44,10 +44,29 @@ def quantized(model, target: Target | None = None) -> Graph:
     return verify(quantize_graph(graph, calibrate(graph, default_calibration(graph.input_shapes)), target or Target()))
 
 
-def test_quantize_fixes_the_lstm_formats():
-    graph = quantized(lstm_model(3, 2, 5, 8, initial="inputs"))
+def calibrated_quantized(model, data: dict[str, np.ndarray]) -> Graph:
+    graph = import_model(model)
+    return verify(quantize_graph(graph, calibrate(graph, data), Target()))
+
+
+def test_quantize_keeps_the_lstm_natural_formats_while_calibration_stays_within_them():
+    model = lstm_model(3, 2, 5, 8, initial="inputs")
+    data = default_calibration(import_model(model).input_shapes)
+    data = {**data, "h0": np.tanh(data["h0"]), "c0": data["c0"] / 4}
+    graph = calibrated_quantized(model, data)
     assert graph.scales["Y"] == graph.scales["Y_h"] == graph.scales["h0"] == UNIT_SCALE
     assert graph.scales["Y_c"] == graph.scales["c0"] == GATE_SCALE
+
+
+def test_quantize_widens_the_lstm_formats_to_the_calibrated_states():
+    """h0 up to 3 needs two integer bits and headroom: Q2.13 holds +-4, so Q3.12; c0 up to 300, Q9.6."""
+    model = lstm_model(3, 2, 5, 8, initial="inputs")
+    data = default_calibration(import_model(model).input_shapes)
+    data = {**data, "h0": 3 * np.tanh(data["h0"]) / np.tanh(np.abs(data["h0"]).max()),
+            "c0": 300 * data["c0"] / np.abs(data["c0"]).max()}
+    graph = calibrated_quantized(model, data)
+    assert graph.scales["Y"] == graph.scales["Y_h"] == graph.scales["h0"] == 2.0 ** -12
+    assert graph.scales["Y_c"] == graph.scales["c0"] == 2.0 ** -5
 
 
 def test_quantize_gives_a_sigmoid_input_its_format_directly():

@@ -48,6 +48,11 @@ class Parameters:
     matrices: dict[str, QMatrix] = field(default_factory=dict)
 
 
+# float semantics that also tells the ranges of the values inside an op (a recurrent layer's
+# states), which its formats must hold: (node, *inputs) -> (outputs, ranges)
+RangedRun = Callable[..., tuple[Any, Any]]
+
+
 def same_as_inputs(node: Node, scales: Scales) -> tuple[float, ...]:
     """The output keeps its (common) input scale: what moves or clips data without scaling it."""
     return (max(scales.inputs),)
@@ -83,7 +88,9 @@ class OpDef:
     output_scales(node, Scales) gives each output's scale; input_scales(node) the scale each input
     must have (None: any); common_scale(node, Scales) one scale all inputs must share, or None;
     quantize(node, scales, policy) the node with `quantized` attributes; lower(ctx, node, where)
-    emits its machine ops; parameters(attrs) its stored numbers."""
+    emits its machine ops; parameters(attrs) its stored numbers. float_ranges, where the op has
+    inner values whose formats come from calibration, is float_eval that also returns their
+    ranges; quantisation hands them back through the attribute `ranges`."""
 
     name: str
     kind: str
@@ -97,6 +104,7 @@ class OpDef:
     input_scales: Callable[[Node], tuple[float | None, ...]] = no_requirements
     common_scale: Callable[[Node, Scales], float | None] = no_common_scale
     parameters: Callable[[Any], Parameters] = no_parameters
+    float_ranges: RangedRun | None = None
 
     @property
     def final(self) -> type:

@@ -6,13 +6,15 @@ distribution and says so: real ranges need real data (`--calibration CALIB.npz`)
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from compiler.float_eval import run_float
-from compiler.ir import Graph
+from compiler.interpret import interpret
+from compiler.ir import Graph, Node
+from compiler.ops import OpDef
 from isa.errors import RnnaccelError
 
 DEFAULT_SAMPLES = 16
@@ -53,17 +55,20 @@ def _calibration_array(name: str, value: np.ndarray, want: tuple[int, ...]) -> n
 class Calibration:
     """What the samples tell: each tensor's largest magnitude (for its scale) and the second
     moments of its last-axis features, E[x xᵀ] (how much each column of a consuming matrix
-    matters, and how columns go together, for activation-aware compression)."""
+    matters, and how columns go together, for activation-aware compression), and the ranges
+    inside ops that have values of their own (a recurrent layer's states: OpDef.float_ranges)."""
 
     max_abs: dict[str, float]
     moments: dict[str, np.ndarray]
+    inner: dict[str, Any] = field(default_factory=dict)  # ranges inside an op, by its node's source
 
     def derived(self, graph: Graph) -> Calibration:
         """Stats for tensors a later pass derived from calibrated ones ('Y@steps' from 'Y')."""
         new = [n for n in graph.shapes if n not in self.max_abs and n.partition("@")[0] in self.max_abs]
         base = {n: n.partition("@")[0] for n in new}
         return Calibration({**self.max_abs, **{n: self.max_abs[b] for n, b in base.items()}},
-                           {**self.moments, **{n: self.moments[b] for n, b in base.items() if b in self.moments}})
+                           {**self.moments, **{n: self.moments[b] for n, b in base.items() if b in self.moments}},
+                           self.inner)
 
 
 def _moments(values: np.ndarray) -> np.ndarray:
@@ -72,9 +77,23 @@ def _moments(values: np.ndarray) -> np.ndarray:
 
 
 def calibrate(graph: Graph, data: dict[str, np.ndarray]) -> Calibration:
-    values = run_float(graph, data)
+    inner: dict[str, Any] = {}
+
+    def semantics(op: OpDef) -> Callable:
+        """Float semantics; an op with inner ranges notes them on the way."""
+        if op.float_ranges is None:
+            return op.float_eval
+
+        def run(node: Node, *inputs: np.ndarray | None) -> Any:
+            outputs, inner[node.source] = op.float_ranges(node, *inputs)
+            return outputs
+        return run
+
+    values = {name: np.asarray(data[name], dtype=np.float64) for name in graph.inputs}
+    values = interpret(graph, values, semantics)
     return Calibration(
         max_abs={name: float(np.max(np.abs(v))) if v.size else 0.0 for name, v in values.items()},
         moments={name: _moments(v) for name, v in values.items() if v.ndim > 1 and v.size
                  and v.shape[-1] <= MAX_FEATURES},
+        inner=inner,
     )

@@ -15,15 +15,14 @@ from compiler.ops import OPS, Scales
 from compiler.ops.rescale import RescaleAttrs
 from compiler.passes.calibrate import Calibration
 from compiler.passes.compress import Compression
-from compiler.passes.weights import WeightPolicy
+from compiler.passes.weights import HEADROOM, WeightPolicy
 from isa.numerics import ACT_MAX, quantize_multiplier
 from isa.target import Target
-
-HEADROOM = 2.0
 
 
 def quantize_graph(graph: Graph, calib: Calibration, target: Target, compression: Compression | None = None) -> Graph:
     """Scales for every tensor and integer weights for every matrix (codebooks with `compression`)."""
+    graph = with_inner_ranges(graph, calib)
     ranges = calib.max_abs
     aware = compression is not None and compression.activation_aware
     policy = WeightPolicy(target, compression, calib.moments if aware else {})
@@ -41,6 +40,15 @@ def quantize_graph(graph: Graph, calib: Calibration, target: Target, compression
     return graph.replace(nodes=tuple(nodes), shapes=shapes, scales=scales)
 
 
+def with_inner_ranges(graph: Graph, calib: Calibration) -> Graph:
+    """Each op with inner values (OpDef.float_ranges) gets what calibration saw of them, before
+    any scale is decided: its formats, and so the scales its inputs need, follow from them."""
+    def ranged(node: Node) -> Node:
+        known = OPS[node.op].float_ranges is not None and node.source in calib.inner
+        return node.with_attrs(ranges=calib.inner[node.source]) if known else node
+    return graph.replace(nodes=tuple(ranged(n) for n in graph.nodes))
+
+
 def range_scale(max_abs: float) -> float:
     return max(max_abs, 1e-6) * HEADROOM / ACT_MAX
 
@@ -50,11 +58,15 @@ def _scales(graph: Graph, node: Node, scales: dict[str, float], ranges: dict[str
 
 
 def _free_scale(graph: Graph, tensor: str, ranges: dict[str, float]) -> float:
-    """A tensor's scale when nothing fixes it: what its consumers need, else its range."""
+    """A tensor's scale when nothing fixes it: what its consumers need, else its range. A graph
+    output keeps its range whatever its consumers need: a logit that also feeds a Sigmoid leaves
+    the chip whole, and only the Sigmoid's copy is brought into Q3.12 (saturating there)."""
     needs = {_declared_input_scale(n, i) for n in graph.consumers(tensor)
              for i, t in enumerate(n.inputs) if t == tensor}
     needs.discard(None)
-    return needs.pop() if len(needs) == 1 else range_scale(ranges[tensor])
+    if len(needs) == 1 and tensor not in graph.outputs:
+        return needs.pop()
+    return range_scale(ranges[tensor])
 
 
 def _declared_input_scale(node: Node, position: int) -> float | None:

@@ -15,6 +15,7 @@ from isa.target import Target
 
 GATE_SCALE = 2.0 ** -GATE_FRAC  # Q3.12: activation-table inputs, gate pre-activations, cell state
 UNIT_SCALE = 2.0 ** -UNIT_FRAC  # Q0.15: activation-table outputs
+HEADROOM = 2.0  # a calibrated format holds this many times the largest value calibration saw
 # a row's products can never exceed this in magnitude, leaving a quarter of the accumulator for the bias
 PRODUCT_LIMIT = 3 << 29
 BIAS_LIMIT = (1 << 31) - 1 - PRODUCT_LIMIT

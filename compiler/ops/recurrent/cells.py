@@ -18,10 +18,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from compiler.kernel import Ref, Where
+from compiler.ops.recurrent.formats import rescaling
 from compiler.ops.recurrent.records import QuantRecurrentAttrs
 from compiler.passes.lowering import Lowering
 from compiler.passes.matrices import MatrixRefs, matvec, requantize
 from compiler.passes.tile import unit_groups
+from isa.numerics import GATE_FRAC, UNIT_FRAC
 
 # scratch vectors per cell kind, in units of hidden
 SCRATCH = {
@@ -57,6 +59,21 @@ def _at(where: Where, what: str) -> Where:
 def _clamp(ctx: Lowering, a: QuantRecurrentAttrs, where: Where, n: int, ref: Ref) -> None:
     if a.clip_q is not None:
         ctx.emit_elementwise("VCLAMP", where, n, dst=ref, src=ref, lo=-a.clip_q, hi=a.clip_q)
+
+
+def _activate(ctx: Lowering, spec: str, where: Where, n: int, dst: Ref, src: Ref, frm: int,
+              to: int = UNIT_FRAC) -> None:
+    """An activation of a value with `frm` fraction bits (integer_cells._act): a table's input is
+    requantised into Q3.12 and its output into `to` where those differ; Relu keeps the format."""
+    if spec != "relu":
+        pair = rescaling(frm, GATE_FRAC)
+        if pair is not None:
+            ctx.emit_elementwise("VSCALE", where, n, dst=dst, src=src, mult=pair[0], shift=pair[1])
+            src = dst
+    ctx.activation(spec, where, n, dst, src)
+    pair = rescaling(UNIT_FRAC, to) if spec != "relu" else None
+    if pair is not None:
+        ctx.emit_elementwise("VSCALE", where, n, dst=dst, src=dst, mult=pair[0], shift=pair[1])
 
 
 def _groups(ctx: Lowering, a: QuantRecurrentAttrs) -> tuple[tuple[int, int], ...]:
@@ -148,22 +165,22 @@ def _lstm_group(ctx: Lowering, a: QuantRecurrentAttrs, d: int, r: StepRefs, u0: 
     else:
         _clamp(ctx, a, w, 4 * g, i_pre)
     together = 1 if a.input_forget or late_o else 3  # i alone, or i, o, f in one instruction
-    ctx.activation(f_spec, w, together * g, i, i_pre)
+    _activate(ctx, f_spec, w, together * g, i, i_pre, fmt.pre)
     if late_o and not a.input_forget:
-        ctx.activation(f_spec, w, g, f, f_pre)
+        _activate(ctx, f_spec, w, g, f, f_pre, fmt.pre)
     if a.input_forget:
         ctx.emit_elementwise("VSUB", w, g, dst=f, a=r.consts["one"] + u0, b=i)
         if not late_o:
-            ctx.activation(f_spec, w, g, o, o_pre)
-    ctx.activation(g_spec, w, g, c, c_pre)
+            _activate(ctx, f_spec, w, g, o, o_pre, fmt.pre)
+    _activate(ctx, g_spec, w, g, c, c_pre, fmt.pre)
     _cell_update(ctx, r, w, g, (f, i, c, c_prev, c_new, u0), (fmt.gate_shift, fmt.input_shift))
     if late_o:
         ctx.emit_elementwise("VMUL", w, g, dst=r.s["t"] + u0, a=peep + hidden + u0, b=c_new,
                              shift=fmt.peephole_shift)
         ctx.emit_elementwise("VADD", w, g, dst=o_pre, a=o_pre, b=r.s["t"] + u0)
         _clamp(ctx, a, w, g, o_pre)
-        ctx.activation(f_spec, w, g, o, o_pre)
-    ctx.activation(h_spec, w, g, r.s["tc"] + u0, c_new)
+        _activate(ctx, f_spec, w, g, o, o_pre, fmt.pre)
+    _activate(ctx, h_spec, w, g, r.s["tc"] + u0, c_new, fmt.cell)
     ctx.emit_elementwise("VMUL", _at(where, "hidden"), g, dst=r.h_new + u0, a=o, b=r.s["tc"] + u0,
                          shift=fmt.hidden_shift)
 
@@ -213,7 +230,7 @@ def _gru_gates(ctx: Lowering, a: QuantRecurrentAttrs, d: int, r: StepRefs, u0: i
     requantize(ctx, recurrent_matrix(r.mats), _at(where, "gates"), pre, r.accs["h"] + first,
                    add=s["gx"] + 3 * u0, rows=(first, first + 2 * g))
     _clamp(ctx, a, w, 2 * g, pre)
-    ctx.activation(f_spec, w, 2 * g, s["act"] + 2 * u0, pre)
+    _activate(ctx, f_spec, w, 2 * g, s["act"] + 2 * u0, pre, a.formats[d].pre)
     if not lbr:
         ctx.emit_elementwise("VMUL", w, g, dst=s["rh"] + u0, a=s["act"] + 2 * u0 + g, b=r.h_prev + u0,
                              shift=a.formats[d].gate_shift)
@@ -221,7 +238,8 @@ def _gru_gates(ctx: Lowering, a: QuantRecurrentAttrs, d: int, r: StepRefs, u0: i
 
 def _gru_candidate(ctx: Lowering, a: QuantRecurrentAttrs, d: int, r: StepRefs, u0: int, u1: int, where: Where) -> None:
     """h~ = g(candidate pre-activation); h = (1 - z) h~ + z h, for units u0..u1."""
-    g_spec, shift = a.activations[d][1], a.formats[d].gate_shift
+    g_spec, fmt = a.activations[d][1], a.formats[d]
+    shift = fmt.gate_shift
     hidden, s, g, w = a.hidden, r.s, u1 - u0, _at(where, "cell")
     z, reset, gx_h, cand = s["act"] + 2 * u0, s["act"] + 2 * u0 + g, s["gx"] + 3 * u0 + 2 * g, s["cand"] + u0
     if a.linear_before_reset:
@@ -232,9 +250,9 @@ def _gru_candidate(ctx: Lowering, a: QuantRecurrentAttrs, d: int, r: StepRefs, u
     else:
         requantize(ctx, r.mats["qhh"], w, cand, r.accs["h"] + 2 * hidden + u0, add=gx_h, rows=(u0, u1))
     _clamp(ctx, a, w, g, cand)
-    ctx.activation(g_spec, w, g, s["hh"] + u0, cand)
+    _activate(ctx, g_spec, w, g, s["hh"] + u0, cand, fmt.pre)
     ctx.emit_elementwise("VSUB", w, g, dst=s["d"] + u0, a=r.consts["one"] + u0, b=z)
-    ctx.emit_elementwise("VMUL", w, g, dst=s["d"] + u0, a=s["d"] + u0, b=s["hh"] + u0, shift=shift)
+    ctx.emit_elementwise("VMUL", w, g, dst=s["d"] + u0, a=s["d"] + u0, b=s["hh"] + u0, shift=fmt.candidate_shift)
     ctx.emit_elementwise("VMUL", w, g, dst=s["t"] + u0, a=z, b=r.h_prev + u0, shift=shift)
     ctx.emit_elementwise("VADD", _at(where, "hidden"), g, dst=r.h_new + u0, a=s["d"] + u0, b=s["t"] + u0)
 
@@ -246,7 +264,8 @@ def rnn_step(ctx: Lowering, a: QuantRecurrentAttrs, d: int, r: StepRefs, where: 
     def group(u0: int, u1: int) -> None:
         _group_gates(ctx, r, "qh", (u0, u1), _at(where, "gates"))
         _clamp(ctx, a, _at(where, "cell"), u1 - u0, r.s["pre"] + u0)
-        ctx.activation(f_spec, _at(where, "hidden"), u1 - u0, r.h_new + u0, r.s["pre"] + u0)
+        fmt = a.formats[d]
+        _activate(ctx, f_spec, _at(where, "hidden"), u1 - u0, r.h_new + u0, r.s["pre"] + u0, fmt.pre, fmt.hidden)
 
     tiles = (r.mats["qh"] if r.h_prev is not None else r.mats["qx"]).tiles
     _per_group(ctx, _groups(ctx, a), tiles, 1, group)

@@ -9,13 +9,36 @@ import numpy as np
 
 from compiler.ir import Node
 from compiler.ops.activation import float_activation
+from compiler.ops.recurrent.formats import StateRanges
 from compiler.ops.recurrent.records import GruAttrs, LstmAttrs, RecurrentAttrs, RnnAttrs
 from compiler.ops.recurrent.scan import scan
 
 
 def float_recurrent(node: Node, x: np.ndarray, h0: np.ndarray | None = None, c0: np.ndarray | None = None) -> list:
     cell = CELLS[node.op]
-    return scan(node, x, h0, c0, lambda d, x_t, h, c: cell(node.attrs, d, x_t, h, c), np.float64)
+    return scan(node, x, h0, c0, lambda d, x_t, h, c: cell(node.attrs, d, x_t, h, c, {}), np.float64)
+
+
+def float_ranges(node: Node, x: np.ndarray, h0: np.ndarray | None = None,
+                 c0: np.ndarray | None = None) -> tuple[list, StateRanges]:
+    """The layer's outputs, and the ranges of the values inside it that its formats must hold
+    (every step's h and c, the initial states included, and its Relus' outputs)."""
+    seen = {"h": 0.0, "c": 0.0, "gate": 0.0, "candidate": 0.0}
+    cell = CELLS[node.op]
+
+    def step(d: int, x_t: np.ndarray, h: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        h_new, c_new = cell(node.attrs, d, x_t, h, c, seen)
+        for key, value in (("h", h), ("h", h_new), ("c", c), ("c", c_new)):
+            _note(seen, key, value)
+        return h_new, c_new
+
+    outputs = scan(node, x, h0, c0, step, np.float64)
+    return outputs, StateRanges(**seen)
+
+
+def _note(seen: dict[str, float], key: str, value: np.ndarray) -> None:
+    if value.size:
+        seen[key] = max(seen[key], float(np.max(np.abs(value))))
 
 
 def _clip(a: RecurrentAttrs) -> Callable[[np.ndarray], np.ndarray]:
@@ -23,12 +46,24 @@ def _clip(a: RecurrentAttrs) -> Callable[[np.ndarray], np.ndarray]:
     return (lambda v: v) if clip is None else (lambda v: np.clip(v, -clip, clip))
 
 
-def _acts(a: RecurrentAttrs, d: int) -> list[Callable[[np.ndarray], np.ndarray]]:
-    return [lambda v, spec=spec: float_activation(spec, v) for spec in a.activations[d]]
+ROLES = ("gate", "candidate")  # what a Relu records, by its position among a cell's activations
 
 
-def _lstm_cell(a: LstmAttrs, d: int, x, h, c):
-    f_act, g_act, h_act = _acts(a, d)
+def _acts(a: RecurrentAttrs, d: int, seen: dict[str, float]) -> list[Callable[[np.ndarray], np.ndarray]]:
+    """The cell's activations; a Relu in the gate or candidate position notes its outputs' range
+    in `seen` (a table's is bounded; the LSTM's activation of c is c's)."""
+    def act(spec: str, position: int) -> Callable[[np.ndarray], np.ndarray]:
+        def run(v: np.ndarray) -> np.ndarray:
+            out = float_activation(spec, v)
+            if spec == "relu" and position < len(ROLES) and seen:
+                _note(seen, ROLES[position], out)
+            return out
+        return run
+    return [act(spec, position) for position, spec in enumerate(a.activations[d])]
+
+
+def _lstm_cell(a: LstmAttrs, d: int, x, h, c, seen: dict[str, float]):
+    f_act, g_act, h_act = _acts(a, d, seen)
     clip, gates = _clip(a), a.W.shape[1]
     pre = x @ a.W[d].T + h @ a.R[d].T + a.B[d][:gates] + a.B[d][gates:]
     i, o, f, g = np.split(pre, 4, axis=-1)
@@ -40,8 +75,8 @@ def _lstm_cell(a: LstmAttrs, d: int, x, h, c):
     return o * h_act(c), c
 
 
-def _gru_cell(a: GruAttrs, d: int, x, h, c):
-    f_act, g_act = _acts(a, d)
+def _gru_cell(a: GruAttrs, d: int, x, h, c, seen: dict[str, float]):
+    f_act, g_act = _acts(a, d, seen)
     clip, hidden = _clip(a), a.hidden
     w, r, wb, rb = a.W[d], a.R[d], a.B[d][: 3 * hidden], a.B[d][3 * hidden:]
     gx = x @ w.T + wb
@@ -54,8 +89,8 @@ def _gru_cell(a: GruAttrs, d: int, x, h, c):
     return (1.0 - z) * candidate + z * h, c
 
 
-def _rnn_cell(a: RnnAttrs, d: int, x, h, c):
-    (f_act,) = _acts(a, d)
+def _rnn_cell(a: RnnAttrs, d: int, x, h, c, seen: dict[str, float]):
+    (f_act,) = _acts(a, d, seen)
     gates = a.W.shape[1]
     return f_act(_clip(a)(x @ a.W[d].T + h @ a.R[d].T + a.B[d][:gates] + a.B[d][gates:])), c
 

@@ -1,25 +1,52 @@
-"""The fixed-point formats of the recurrent cells, decided once by quantisation.
+"""The fixed-point formats of the recurrent cells, decided once by quantisation from calibration.
 
-Gate pre-activations and the cell state are Q3.12. A table activation (sigmoid, tanh, ...) writes
-Q0.15, Relu keeps Q3.12, so the hidden state's format follows the activations: Q0.15 when it is a
-product or output of table functions only, Q3.12 otherwise. Every product in a cell is shifted
-back by the fraction bits it gains; those shifts are properties of the record below, so the
-lowering (cells.py) and the golden reference (ops/recurrent/integer_cells.py) read the same
-numbers instead of each deriving them. docs/numerics.md gives the integer recipe of each cell.
+A table activation (sigmoid, tanh, ...) reads Q3.12 and writes Q0.15; Relu keeps its input's
+format. Every other value of a cell has a *natural* format -- gate pre-activations and the LSTM
+cell state Q3.12, the hidden state what its activations write -- which it keeps while calibration
+shows it within that format's range. A value that goes beyond (an LSTM cell state of 400 on real
+speech, an initial state of 3 given as an input, a Relu's output) gets the finest format that holds
+HEADROOM times its calibrated range instead; tables then read it requantised into Q3.12 (VSCALE,
+saturating there, where the functions are flat). Formats are powers of two, so every product in
+a cell is one shift; those shifts are properties of the record below, so the lowering (cells.py)
+and the golden reference (integer_cells.py) read the same numbers. docs/numerics.md gives the
+integer recipe of each cell.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from compiler.ir import Node
-from isa.errors import RnnaccelError
-from isa.numerics import ACT_MAX, GATE_FRAC, UNIT_FRAC
+from compiler.passes.weights import HEADROOM
+from isa.numerics import ACT_MAX, GATE_FRAC, UNIT_FRAC, quantize_multiplier
+
+MIN_FRAC = 0  # the coarsest format a state takes: integers, range +-32768
 
 
-def act_frac(spec: str) -> int:
-    """Fraction bits of an activation's output: tables write Q0.15, Relu keeps Q3.12."""
-    return GATE_FRAC if spec == "relu" else UNIT_FRAC
+@dataclass(frozen=True)
+class StateRanges:
+    """What calibration saw inside a recurrent layer: the largest |h| (initial state included),
+    |c| (an LSTM's, initial state included), and the largest output of a Relu gate activation and
+    of a Relu candidate activation (0 without one)."""
+
+    h: float = 0.0
+    c: float = 0.0
+    gate: float = 0.0
+    candidate: float = 0.0
+
+
+def state_frac(natural: int, max_abs: float) -> int:
+    """Fraction bits of a value that calibration saw reach `max_abs`: its natural format while that
+    holds it, else the finest that holds HEADROOM times it (never below MIN_FRAC)."""
+    if max_abs * (1 << natural) < ACT_MAX:
+        return natural
+    return max(MIN_FRAC, min(natural, math.floor(UNIT_FRAC - math.log2(HEADROOM * max_abs))))
+
+
+def holds(frac: int, max_abs: float) -> bool:
+    """Whether a format with `frac` fraction bits holds a value of magnitude `max_abs`."""
+    return max_abs * (1 << frac) <= ACT_MAX
 
 
 def one(frac: int) -> int:
@@ -27,19 +54,25 @@ def one(frac: int) -> int:
     return min(1 << frac, ACT_MAX)
 
 
+def rescaling(frm: int, to: int) -> tuple[int, int] | None:
+    """VSCALE's (mult, shift) from `frm` to `to` fraction bits; None when they are the same."""
+    return None if frm == to else quantize_multiplier(2.0 ** (to - frm))
+
+
 @dataclass(frozen=True)
 class CellFormats:
     """Fraction bits of one direction's values, and the shift of each product in its cell.
 
-    `gate` is the gate activation's output (LSTM i, f, o; GRU z, r), `candidate` the candidate's
-    (LSTM g, GRU h~), `cell_act` the LSTM's activation of c, `hidden` the hidden state; gate
-    pre-activations and the cell state are `pre` (Q3.12)."""
+    `pre` is the gate pre-activations' (Q3.12, or a Relu's calibrated format), `gate` the gate
+    activation's output (LSTM i, f, o; GRU z, r), `candidate` the candidate's (LSTM g, GRU h~),
+    `cell` the LSTM's cell state, `cell_act` its activation's output, `hidden` the hidden state."""
 
     gate: int
     candidate: int
     cell_act: int
     hidden: int
     pre: int = GATE_FRAC
+    cell: int = GATE_FRAC
 
     @property
     def one(self) -> int:
@@ -48,13 +81,18 @@ class CellFormats:
 
     @property
     def gate_shift(self) -> int:
-        """gate * x stays in x's format: f*c, r*h, z*h, (1 - z)*h~."""
+        """gate * x stays in x's format: f*c, r*h, z*h, r*(R h)."""
         return self.gate
 
     @property
     def input_shift(self) -> int:
         """i * g lands in the cell state's format."""
-        return self.gate + self.candidate - self.pre
+        return self.gate + self.candidate - self.cell
+
+    @property
+    def candidate_shift(self) -> int:
+        """(1 - z) * h~ lands in the hidden state's format."""
+        return self.gate + self.candidate - self.hidden
 
     @property
     def hidden_shift(self) -> int:
@@ -63,31 +101,72 @@ class CellFormats:
 
     @property
     def peephole_shift(self) -> int:
-        """p * c: a peephole weight and the cell state, both Q3.12, added to a pre-activation."""
-        return self.pre
+        """p * c: a Q3.12 peephole weight and the cell state, added to a pre-activation."""
+        return GATE_FRAC + self.cell - self.pre
+
+
+def act_frac(spec: str, relu_frac: int) -> int:
+    """Fraction bits of an activation's output: tables write Q0.15, Relu keeps its input's."""
+    return relu_frac if spec == "relu" else UNIT_FRAC
 
 
 def cell_formats(node: Node) -> tuple[CellFormats, ...]:
-    """Each direction's formats; the hidden state has one format for all directions of a layer."""
-    hidden = hidden_frac(node)
-    return tuple(_direction_formats(specs, hidden) for specs in node.attrs.activations)
+    """Each direction's formats; pre-activations, cell and hidden state have one format per layer
+    (Y holds every direction at one scale)."""
+    pre, cell, hidden = pre_frac(node), cell_frac(node), hidden_frac(node)
+    return tuple(_direction(node.op, specs, pre, cell, hidden) for specs in node.attrs.activations)
 
 
-def _direction_formats(specs: tuple[str, ...], hidden: int) -> CellFormats:
-    fracs = [act_frac(spec) for spec in specs]  # LSTM f, g, h; GRU f, g; RNN f
-    gate, candidate, cell_act = fracs[0], fracs[min(1, len(fracs) - 1)], fracs[-1]
-    return CellFormats(gate, candidate, cell_act, hidden)
+def _direction(op: str, specs: tuple[str, ...], pre: int, cell: int, hidden: int) -> CellFormats:
+    gate = act_frac(specs[0], pre)
+    if op == "rnn":
+        return CellFormats(gate, gate, gate, hidden, pre, cell)
+    candidate = act_frac(specs[1], pre)
+    cell_act = act_frac(specs[2], cell) if op == "lstm" else candidate
+    return CellFormats(gate, candidate, cell_act, hidden, pre, cell)
 
 
-def hidden_frac(node: Node) -> int:
-    """The hidden state's fraction bits, one format for all directions of the layer."""
-    fracs = {_direction_hidden_frac(node.op, specs) for specs in node.attrs.activations}
-    if node.op == "gru" and len(fracs) > 1:
-        raise RnnaccelError(f"{node.source}: GRU directions whose candidate activations differ in range")
+def _ranges(node: Node) -> StateRanges:
+    return node.attrs.ranges or StateRanges()
+
+
+def _relu_at(node: Node, position: int) -> bool:
+    return any(len(specs) > position and specs[position] == "relu" for specs in node.attrs.activations)
+
+
+def pre_frac(node: Node) -> int:
+    """Gate pre-activations: Q3.12, unless a Relu reads them and calibration saw its output beyond
+    (an RNN's Relu output is its hidden state, initial state included)."""
+    r, fracs = _ranges(node), [GATE_FRAC]
+    if _relu_at(node, 0):
+        fracs.append(state_frac(GATE_FRAC, max(r.gate, r.h if node.op == "rnn" else 0.0)))
+    if node.op != "rnn" and _relu_at(node, 1):
+        fracs.append(state_frac(GATE_FRAC, r.candidate))
     return min(fracs)
 
 
-def _direction_hidden_frac(op: str, specs: tuple[str, ...]) -> int:
+def cell_frac(node: Node) -> int:
+    """An LSTM's cell state: Q3.12 while calibration keeps it within +-8, else calibrated; never
+    finer than i*g can land in without a left shift."""
+    if node.op != "lstm":
+        return GATE_FRAC
+    pre = pre_frac(node)
+    narrowest = min(act_frac(specs[0], pre) + act_frac(specs[1], pre) for specs in node.attrs.activations)
+    return min(state_frac(GATE_FRAC, _ranges(node).c), narrowest)
+
+
+def hidden_frac(node: Node) -> int:
+    """The hidden state's format, one for all directions of the layer: what its activations
+    write, or coarser where calibration saw it beyond (an initial state given as an input)."""
+    pre, cell = pre_frac(node), cell_frac(node)
+    natural = min(_natural_hidden(node.op, specs, pre, cell) for specs in node.attrs.activations)
+    return state_frac(natural, _ranges(node).h)
+
+
+def _natural_hidden(op: str, specs: tuple[str, ...], pre: int, cell: int) -> int:
+    gate = act_frac(specs[0], pre)
     if op == "lstm":  # h = o * h(c)
-        return min(act_frac(specs[0]), act_frac(specs[2]))
-    return act_frac(specs[-1])  # gru: h mixes h~ = g(...); rnn: h = f(...)
+        return min(gate, act_frac(specs[2], cell))
+    if op == "gru":  # h mixes h~ = g(...)
+        return min(act_frac(specs[1], pre), gate + act_frac(specs[1], pre))
+    return gate  # rnn: h = f(...)

@@ -12,9 +12,11 @@ import numpy as np
 
 from compiler.ir import Node
 from compiler.ops.integer import activation, project
+from compiler.ops.recurrent.formats import rescaling
 from compiler.ops.recurrent.records import QuantGruAttrs, QuantLstmAttrs, QuantRecurrentAttrs, QuantRnnAttrs
 from compiler.ops.recurrent.scan import scan
 from isa import numerics as nx
+from isa.numerics import GATE_FRAC, UNIT_FRAC
 
 
 def integer_recurrent(node: Node, x: np.ndarray, h0: np.ndarray | None = None,
@@ -28,6 +30,20 @@ def _clamp(a: QuantRecurrentAttrs) -> Callable[[np.ndarray], np.ndarray]:
     return (lambda v: v) if limit is None else (lambda v: nx.clamp(v, -limit, limit))
 
 
+def _act(spec: str, v: np.ndarray, frm: int, to: int = UNIT_FRAC) -> np.ndarray:
+    """An activation of a value with `frm` fraction bits. A table reads Q3.12 and writes Q0.15:
+    its input is requantised into Q3.12 first, its output to `to` after, where those differ; Relu
+    keeps the format."""
+    if spec == "relu":
+        return activation(spec, v)
+    return _rescaled(activation(spec, _rescaled(v, frm, GATE_FRAC)), UNIT_FRAC, to)
+
+
+def _rescaled(v: np.ndarray, frm: int, to: int) -> np.ndarray:
+    pair = rescaling(frm, to)
+    return v if pair is None else nx.multiply(v, *pair)
+
+
 def lstm_cell(a: QuantLstmAttrs, d: int, x, h, c):
     f_spec, g_spec, h_spec = a.activations[d]
     fmt, clamp, weights = a.formats[d], _clamp(a), a.cells[d]
@@ -37,13 +53,13 @@ def lstm_cell(a: QuantLstmAttrs, d: int, x, h, c):
     p_i, p_o, p_f = np.split(peep, 3) if peep is not None else (None, None, None)
     if peep is not None:
         i, f = nx.add(i, nx.multiply(p_i, c, fmt.peephole_shift)), nx.add(f, nx.multiply(p_f, c, fmt.peephole_shift))
-    i, g = activation(f_spec, clamp(i)), activation(g_spec, clamp(g))
-    f = nx.subtract(fmt.one, i) if a.input_forget else activation(f_spec, clamp(f))
+    i, g = _act(f_spec, clamp(i), fmt.pre), _act(g_spec, clamp(g), fmt.pre)
+    f = nx.subtract(fmt.one, i) if a.input_forget else _act(f_spec, clamp(f), fmt.pre)
     c = nx.add(nx.multiply(f, c, fmt.gate_shift), nx.multiply(i, g, fmt.input_shift))
     if peep is not None:
         o = nx.add(o, nx.multiply(p_o, c, fmt.peephole_shift))
-    o = activation(f_spec, clamp(o))
-    return nx.multiply(o, activation(h_spec, c), fmt.hidden_shift), c
+    o = _act(f_spec, clamp(o), fmt.pre)
+    return nx.multiply(o, _act(h_spec, c, fmt.cell), fmt.hidden_shift), c
 
 
 def gru_cell(a: QuantGruAttrs, d: int, x, h, c):
@@ -51,22 +67,22 @@ def gru_cell(a: QuantGruAttrs, d: int, x, h, c):
     fmt, hidden, clamp, weights = a.formats[d], a.hidden, _clamp(a), a.cells[d]
     gx = project(weights.x, x)
     zr_matrix = weights.h if a.linear_before_reset else weights.zr
-    zr = activation(f_spec, clamp(project(zr_matrix, h, gx[..., : 2 * hidden], slice(0, 2 * hidden))))
+    zr = _act(f_spec, clamp(project(zr_matrix, h, gx[..., : 2 * hidden], slice(0, 2 * hidden))), fmt.pre)
     z, reset = np.split(zr, 2, axis=-1)
     if a.linear_before_reset:
         candidate = project(weights.h, h, rows=slice(2 * hidden, None))
         pre = nx.add(nx.multiply(reset, candidate, fmt.gate_shift), gx[..., 2 * hidden:])
     else:
         pre = project(weights.hh, nx.multiply(reset, h, fmt.gate_shift), gx[..., 2 * hidden:])
-    candidate = activation(g_spec, clamp(pre))
-    keep = nx.multiply(nx.subtract(fmt.one, z), candidate, fmt.gate_shift)  # (1 - z) h~ + z h: within [-1, 1]
+    candidate = _act(g_spec, clamp(pre), fmt.pre)
+    keep = nx.multiply(nx.subtract(fmt.one, z), candidate, fmt.candidate_shift)  # (1 - z) h~ + z h
     return nx.add(keep, nx.multiply(z, h, fmt.gate_shift)), c
 
 
 def rnn_cell(a: QuantRnnAttrs, d: int, x, h, c):
     (f_spec,) = a.activations[d]
-    weights = a.cells[d]
-    return activation(f_spec, _clamp(a)(project(weights.h, h, project(weights.x, x)))), c
+    fmt, weights = a.formats[d], a.cells[d]
+    return _act(f_spec, _clamp(a)(project(weights.h, h, project(weights.x, x))), fmt.pre, fmt.hidden), c
 
 
 CELLS = {"lstm": lstm_cell, "gru": gru_cell, "rnn": rnn_cell}

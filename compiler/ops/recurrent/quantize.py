@@ -1,4 +1,4 @@
-"""Quantisation of the recurrent layers: their fixed formats (formats.py), the order their
+"""Quantisation of the recurrent layers: their formats (formats.py), the order their
 matrices' rows are stored and tiled in, and their integer weights. docs/numerics.md gives the
 integer recipe of each cell.
 
@@ -15,21 +15,21 @@ from dataclasses import dataclass
 import numpy as np
 
 from compiler.ir import Node, QMatrix
-from compiler.ops.recurrent.formats import cell_formats, hidden_frac
+from compiler.ops.recurrent.formats import cell_formats, cell_frac, hidden_frac, pre_frac
 from compiler.ops.recurrent.records import CellWeights, QuantGruAttrs, QuantLstmAttrs, QuantRnnAttrs
 from compiler.ops.registry import Scales
 from compiler.passes.tile import unit_groups
 from compiler.passes.weights import GATE_SCALE, WeightPolicy
-from isa.numerics import ACT_MAX, GATE_FRAC, quantize
+from isa.numerics import ACT_MAX, quantize
 
 CELL_GATES = {"lstm": 4, "gru": 3, "rnn": 1}  # gate rows per hidden unit
 QUANTIZED = {"lstm": QuantLstmAttrs, "gru": QuantGruAttrs, "rnn": QuantRnnAttrs}
 
 
 def output_scales(node: Node, scales: Scales | None = None) -> tuple[float, ...]:
-    """Y and Y_h in the hidden state's format; an LSTM's Y_c is the cell state, Q3.12."""
+    """Y and Y_h in the hidden state's format; an LSTM's Y_c in the cell state's."""
     hidden = 2.0 ** -hidden_frac(node)
-    return (hidden, hidden, GATE_SCALE) if node.op == "lstm" else (hidden, hidden)
+    return (hidden, hidden, 2.0 ** -cell_frac(node)) if node.op == "lstm" else (hidden, hidden)
 
 
 def input_scales(node: Node) -> tuple[float | None, ...]:
@@ -38,15 +38,16 @@ def input_scales(node: Node) -> tuple[float | None, ...]:
 
 
 def clip_value(node: Node) -> int | None:
-    """The clip threshold in Q3.12, or None when it cannot bind (Q3.12 saturates at 8 anyway)."""
+    """The clip threshold in the pre-activations' format, or None when it cannot bind (beyond the
+    format's range)."""
     clip = node.attrs.clip
-    if clip is None or clip * (1 << GATE_FRAC) >= ACT_MAX:
+    if clip is None or clip * (1 << pre_frac(node)) >= ACT_MAX:
         return None
-    return int(round(clip * (1 << GATE_FRAC)))
+    return int(round(clip * (1 << pre_frac(node))))
 
 
 def quantize_recurrent(node: Node, scales: dict[str, float], policy: WeightPolicy) -> Node:
-    matrices = Matrices(node, policy, scales[node.inputs[0]], 2.0 ** -hidden_frac(node))
+    matrices = Matrices(node, policy, scales[node.inputs[0]], 2.0 ** -hidden_frac(node), 2.0 ** -pre_frac(node))
     cells = tuple(_direction(matrices, d) for d in range(len(node.attrs.directions)))
     return node.quantized(QUANTIZED[node.op], formats=cell_formats(node), clip_q=clip_value(node), cells=cells)
 
@@ -69,13 +70,14 @@ class Matrices:
     policy: WeightPolicy
     x_scale: float
     h_scale: float
+    pre_scale: float
 
     def w(self, weight: np.ndarray, bias: np.ndarray | None) -> QMatrix:
-        return self.policy.matrix(weight, bias, self.x_scale, GATE_SCALE, self.node.inputs[:1],
+        return self.policy.matrix(weight, bias, self.x_scale, self.pre_scale, self.node.inputs[:1],
                                   self.order(CELL_GATES[self.node.op]))
 
     def r(self, weight: np.ndarray, bias: np.ndarray | None = None, gates: int | None = None) -> QMatrix:
-        return self.policy.matrix(weight, bias, self.h_scale, GATE_SCALE, self.node.outputs[:2],
+        return self.policy.matrix(weight, bias, self.h_scale, self.pre_scale, self.node.outputs[:2],
                                   self.order(gates or CELL_GATES[self.node.op]))
 
     def order(self, gates: int) -> np.ndarray:

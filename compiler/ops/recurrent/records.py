@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from compiler.ir import QMatrix
-from compiler.ops.recurrent.formats import CellFormats
+from compiler.ops.recurrent.formats import CellFormats, StateRanges
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,6 +31,7 @@ class RecurrentAttrs:
     seq_lens: tuple[int, ...]
     y_steps: tuple[int, ...] | None = None
     stream: bool = False
+    ranges: StateRanges | None = None  # what calibration saw inside the layer (None: natural formats)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,7 +72,7 @@ class CellWeights:
 @dataclass(frozen=True, kw_only=True)
 class QuantRecurrentAttrs:
     formats: tuple[CellFormats, ...]  # per direction (ops/recurrent/formats.py)
-    clip_q: int | None  # the clip in Q3.12, or None when it cannot bind
+    clip_q: int | None  # the clip in the pre-activations' format, or None when it cannot bind
     cells: tuple[CellWeights, ...]  # per direction
 
 
