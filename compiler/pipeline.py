@@ -27,6 +27,7 @@ from compiler.partitioned import (
 from compiler.passes.allocate import allocate
 from compiler.passes.calibrate import calibrate, check_calibration, default_calibration
 from compiler.passes.compress import Compression
+from compiler.passes.headroom import headroom_warnings
 from compiler.passes.interleave import interleave
 from compiler.passes.quantize import quantize_graph
 from compiler.passes.reroll import reroll
@@ -66,7 +67,7 @@ def compile_model(model: str | Path | onnx.ModelProto, target: Target | None = N
         log("no --calibration given: calibrating on random N(0,1) inputs; give real samples for real ranges")
     if compression is not None and not given:
         compression = dataclasses.replace(compression, activation_aware=False)
-    chip = partial(_compile_chip, target=target, compression=compression, streaming=streaming)
+    chip = partial(_compile_chip, target=target, compression=compression, streaming=streaming, log=log)
     if not plan.needs_host:
         graph = verify(finish_import(builder, proto))
         compiled = chip(proto, graph, name, calibration or default_calibration(graph.input_shapes))
@@ -84,7 +85,8 @@ def compile_model(model: str | Path | onnx.ModelProto, target: Target | None = N
 
 
 def _compile_chip(proto: onnx.ModelProto, graph: Graph, name: str, calibration: dict[str, np.ndarray],
-                  target: Target, compression: Compression | None, streaming: bool) -> Compiled:
+                  target: Target, compression: Compression | None, streaming: bool,
+                  log: Callable[[str], None]) -> Compiled:
     """One chip program from an imported graph: the whole model's, or one island's."""
     check_fits_target(graph, target, streaming)
     calib = calibrate(graph, check_calibration(graph.input_shapes, calibration))  # whole sequences, before trimming
@@ -93,6 +95,8 @@ def _compile_chip(proto: onnx.ModelProto, graph: Graph, name: str, calibration: 
     graph = verify(trim_sequence_outputs(graph))
     calib = calib.derived(graph)
     graph = verify(quantize_graph(graph, calib, target, compression))
+    for line in headroom_warnings(graph, calib):
+        log(line)
     kernel = lower(graph, target)
     kernel = interleave(kernel)
     kernel = reroll(kernel)

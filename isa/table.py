@@ -177,8 +177,9 @@ OPS: tuple[Op, ...] = (
          "dst[i] = sat(round(acc[i] * mult >> shift) + (bias[i] << bshift)): one (mult, shift), weight_bits biases"),
     _row("VRQAC", 0x2B, "VEC", "dst:20 src:16 n:16 q:24 add:20", "src@acc[n] q@wmem[4] add@amem[n]", "dst@amem[n]",
          "n/vec_lanes", "0", "dst[i] = sat(round(acc[i] * mult >> shift) + add[i]): VRQA with one (mult, shift)"),
-    _row("VACT", 0x22, "VEC", "dst:20 src:20 n:16 table:4", "src@amem[n]", "dst@amem[n]", "n/vec_lanes", "0",
-         "dst[i] = T(src[i]) with the program's activation table number `table`: Q3.12 in, Q0.15 out"),
+    _row("VACT", 0x22, "VEC", "dst:20 src:20 n:16 table:4 up:4=0", "src@amem[n]", "dst@amem[n]", "n/vec_lanes", "0",
+         "dst[i] = T(sat(src[i] << up)) with the program's activation table number `table`: Q3.12 in (a value "
+         "with 12 - up fraction bits is shifted into it, saturating), Q0.15 out"),
     _row("VRELU", 0x27, "VEC", "dst:20 src:20 n:16", "src@amem[n]", "dst@amem[n]", "n/vec_lanes", "0",
          "dst[i] = max(src[i], 0)"),
     _row("VSUB", 0x28, "VEC", "dst:20 a:20 b:20 n:16", "a@amem[n] b@amem[n]", "dst@amem[n]",

@@ -77,7 +77,7 @@ def _stored_bytes(graph: Graph, kernel: Kernel) -> dict[str, int]:
 
 
 def _layer(node: Node, mine: list, stored: int, target_env: dict, program: Program) -> dict:
-    params = OPS[node.op].parameters(node.attrs)
+    params, states = OPS[node.op].parameters(node.attrs), OPS[node.op].states(node)
     weights = sum(_parameters(value) for value in params.weights.values())
     biases = sum(value.size for value in params.biases.values())
     return {
@@ -91,6 +91,7 @@ def _layer(node: Node, mine: list, stored: int, target_env: dict, program: Progr
         "est_cycles": sum(_busy(i, target_env) for i in mine),
         "bound_cycles": _bound(mine, target_env, program),
         "weight_bytes_read": sum(_wmem_read(i, target_env) for i in mine),
+        **({"states": states} if states else {}),
     }
 
 

@@ -78,6 +78,10 @@ def no_parameters(attrs: Any) -> Parameters:
     return Parameters()
 
 
+def no_states(node: Node) -> dict[str, dict]:
+    return {}
+
+
 @dataclass(frozen=True)
 class OpDef:
     """One IR op. `attrs` is the record the frontend builds; `quantized` the one quantisation makes
@@ -90,7 +94,8 @@ class OpDef:
     quantize(node, scales, policy) the node with `quantized` attributes; lower(ctx, node, where)
     emits its machine ops; parameters(attrs) its stored numbers. float_ranges, where the op has
     inner values whose formats come from calibration, is float_eval that also returns their
-    ranges; quantisation hands them back through the attribute `ranges`."""
+    ranges; quantisation hands them back through the attribute `ranges`. states(node) names those
+    inner values with their formats and calibrated ranges (the report's `states`)."""
 
     name: str
     kind: str
@@ -105,6 +110,7 @@ class OpDef:
     common_scale: Callable[[Node, Scales], float | None] = no_common_scale
     parameters: Callable[[Any], Parameters] = no_parameters
     float_ranges: RangedRun | None = None
+    states: Callable[[Node], dict[str, dict]] = no_states
 
     @property
     def final(self) -> type:

@@ -79,12 +79,13 @@ class Lowering:
         creation order, after the last buffer made so far."""
         self.loops.append(LoopCandidate(tuple(waves), where, next(reversed(self.buffers))))
 
-    def activation(self, spec: str, where: Where, n: int, dst: Ref, src: Ref) -> None:
-        """dst = f(src): Relu exactly, anything else through the vector unit's table for `spec`."""
+    def activation(self, spec: str, where: Where, n: int, dst: Ref, src: Ref, up: int = 0) -> None:
+        """dst = f(src): Relu exactly, anything else through the vector unit's table for `spec`,
+        which reads src shifted `up` bits into Q3.12."""
         if spec == "relu":
             self.emit_elementwise("VRELU", where, n, dst=dst, src=src)
             return
-        self.emit_elementwise("VACT", where, n, dst=dst, src=src, table=self.table(spec))
+        self.emit_elementwise("VACT", where, n, dst=dst, src=src, table=self.table(spec), up=up)
 
     def table(self, name: str) -> int:
         """The number an instruction names table `name` by, adding the table to the program if new."""

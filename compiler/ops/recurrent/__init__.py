@@ -13,6 +13,7 @@ and RNN, all directions of a layer in one node.
 from __future__ import annotations
 
 from compiler.ops.recurrent.float_cells import float_ranges, float_recurrent
+from compiler.ops.recurrent.formats import layer_states
 from compiler.ops.recurrent.integer_cells import integer_recurrent
 from compiler.ops.recurrent.lower import lower_recurrent
 from compiler.ops.recurrent.quantize import input_scales, output_scales, quantize_recurrent
@@ -41,5 +42,6 @@ def parameters(attrs: RecurrentAttrs) -> Parameters:
 RECORDS = {"lstm": (LstmAttrs, QuantLstmAttrs), "gru": (GruAttrs, QuantGruAttrs), "rnn": (RnnAttrs, QuantRnnAttrs)}
 
 register(*(OpDef(op, "recurrent", record, float_recurrent, integer_recurrent, output_scales, lower_recurrent,
-                 quantized, quantize_recurrent, input_scales, parameters=parameters, float_ranges=float_ranges)
+                 quantized, quantize_recurrent, input_scales, parameters=parameters, float_ranges=float_ranges,
+                 states=layer_states)
            for op, (record, quantized) in RECORDS.items()))

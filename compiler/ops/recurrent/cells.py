@@ -63,18 +63,16 @@ def _clamp(ctx: Lowering, a: QuantRecurrentAttrs, where: Where, n: int, ref: Ref
 
 def _activate(ctx: Lowering, spec: str, where: Where, n: int, dst: Ref, src: Ref, frm: int,
               to: int = UNIT_FRAC) -> None:
-    """An activation of a value with `frm` fraction bits (integer_cells._act): a table's input is
-    requantised into Q3.12 and its output into `to` where those differ; Relu keeps the format."""
-    if spec != "relu":
-        pair = rescaling(frm, GATE_FRAC)
-        if pair is not None:
-            ctx.emit_elementwise("VSCALE", where, n, dst=dst, src=src, mult=pair[0], shift=pair[1])
-            src = dst
-    ctx.activation(spec, where, n, dst, src)
-    pair = rescaling(UNIT_FRAC, to) if spec != "relu" else None
+    """An activation of a value with `frm` fraction bits (integer_cells._act): a table reads it
+    shifted into Q3.12 (VACT's `up`, free) and its output is rescaled into `to` where that is not
+    Q0.15; Relu keeps the format."""
+    if spec == "relu":
+        ctx.activation(spec, where, n, dst, src)
+        return
+    ctx.activation(spec, where, n, dst, src, up=GATE_FRAC - frm)
+    pair = rescaling(UNIT_FRAC, to)
     if pair is not None:
         ctx.emit_elementwise("VSCALE", where, n, dst=dst, src=dst, mult=pair[0], shift=pair[1])
-
 
 def _groups(ctx: Lowering, a: QuantRecurrentAttrs) -> tuple[tuple[int, int], ...]:
     return unit_groups(a.hidden, ctx.target.vec_lanes)

@@ -39,14 +39,15 @@ class StateRanges:
 def state_frac(natural: int, max_abs: float) -> int:
     """Fraction bits of a value that calibration saw reach `max_abs`: its natural format while that
     holds it, else the finest that holds HEADROOM times it (never below MIN_FRAC)."""
-    if max_abs * (1 << natural) < ACT_MAX:
+    if holds(natural, max_abs):
         return natural
     return max(MIN_FRAC, min(natural, math.floor(UNIT_FRAC - math.log2(HEADROOM * max_abs))))
 
 
 def holds(frac: int, max_abs: float) -> bool:
-    """Whether a format with `frac` fraction bits holds a value of magnitude `max_abs`."""
-    return max_abs * (1 << frac) <= ACT_MAX
+    """Whether a format with `frac` fraction bits holds a value of magnitude `max_abs` (to within
+    rounding: 1.0 in Q0.15 is its largest value)."""
+    return max_abs * (1 << frac) <= ACT_MAX + 1
 
 
 def one(frac: int) -> int:
@@ -170,3 +171,19 @@ def _natural_hidden(op: str, specs: tuple[str, ...], pre: int, cell: int) -> int
     if op == "gru":  # h mixes h~ = g(...)
         return min(act_frac(specs[1], pre), gate + act_frac(specs[1], pre))
     return gate  # rnn: h = f(...)
+
+
+def format_name(frac: int) -> str:
+    """Q<integer bits>.<fraction bits> of a 16-bit format: Q3.12, Q0.15, Q9.6."""
+    return f"Q{UNIT_FRAC - frac}.{frac}"
+
+
+def layer_states(node: Node) -> dict[str, dict]:
+    """The layer's states with their formats and what calibration saw of them (the report's
+    `states`, and what the compiler warns about)."""
+    r = _ranges(node)
+    states = {"h": (hidden_frac(node), r.h)}
+    if node.op == "lstm":
+        states["c"] = (cell_frac(node), r.c)
+    return {name: {"format": format_name(frac), "scale": 2.0 ** -frac, "calibrated_max": round(seen, 6),
+                   "holds": holds(frac, seen)} for name, (frac, seen) in states.items()}

@@ -32,8 +32,8 @@ def _clamp(a: QuantRecurrentAttrs) -> Callable[[np.ndarray], np.ndarray]:
 
 def _act(spec: str, v: np.ndarray, frm: int, to: int = UNIT_FRAC) -> np.ndarray:
     """An activation of a value with `frm` fraction bits. A table reads Q3.12 and writes Q0.15:
-    its input is requantised into Q3.12 first, its output to `to` after, where those differ; Relu
-    keeps the format."""
+    its input is brought into Q3.12 first (saturating), its output to `to` after, where those
+    differ; Relu keeps the format."""
     if spec == "relu":
         return activation(spec, v)
     return _rescaled(activation(spec, _rescaled(v, frm, GATE_FRAC)), UNIT_FRAC, to)
