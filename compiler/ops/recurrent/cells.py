@@ -74,6 +74,7 @@ def _activate(ctx: Lowering, spec: str, where: Where, n: int, dst: Ref, src: Ref
     if pair is not None:
         ctx.emit_elementwise("VSCALE", where, n, dst=dst, src=dst, mult=pair[0], shift=pair[1])
 
+
 def _groups(ctx: Lowering, a: QuantRecurrentAttrs) -> tuple[tuple[int, int], ...]:
     return unit_groups(a.hidden, ctx.target.vec_lanes)
 
