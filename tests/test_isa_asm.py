@@ -27,7 +27,7 @@ def test_sample_round_trip_and_listing_shape() -> None:
     text = disassemble(prog)
     assert to_bytes(assemble(text)) == to_bytes(prog)
     assert '.input name="x" shape=[1,49,10] scale=0.0123 host=0x0' in text
-    assert re.search(r"^0003: 22[0-9a-f]{30}  VACT   dst=0x001f6 src=0x001ea n=12 table=1 +; fc L1 tile 0 matvec$",
+    assert re.search(r"^0003: 22[0-9a-f]{30}  VACT   dst=0x001f6 src=0x001ea n=12 table=1 up=0 +; fc L1 tile 0 matvec$",
                      text, re.MULTILINE)
     assert "\n.loc node=\"output\" layer=2 what=\"store y\"\n0004: " in text  # only what changed
     assert ".region biases base=0x001800 size=96\n001800: 00000000 " in text

@@ -14,7 +14,7 @@
 .loc node="fc" layer=1 what="matvec"
 0001: 1100000000000000c0403d2000300000  MVB    acc=0x0000 w=0x000000 x=0x00000 rows=12 cols=490 split=1 bias=0x001800 ; fc L1 tile 0 matvec
 0002: 20ea010000c000008301000000000000  VRQ    dst=0x001ea src=0x0000 n=12 q=0x001830                    ; fc L1 tile 0 matvec
-0003: 22f601a01e000c000100000000000000  VACT   dst=0x001f6 src=0x001ea n=12 table=1                      ; fc L1 tile 0 matvec
+0003: 22f601a01e000c000100000000000000  VACT   dst=0x001f6 src=0x001ea n=12 table=1 up=0                 ; fc L1 tile 0 matvec
 .loc node="output" layer=2 what="store y"
 0004: 02ea0100f601c0000000000000000000  STORE  dst=0x0001ea src=0x001f6 n=12                             ; output L2 tile 0 store y
 

@@ -18,10 +18,10 @@
 .loc tile=-1 what="gates"
 0003: 20060000000001800b00000000000000  VRQ    dst=0x00006 src=0x0000 n=16 q=0x0000b8                    ; lstm L0 t=0 gates
 .loc what="cell"
-0004: 2216006000000c000000000000000000  VACT   dst=0x00016 src=0x00006 n=12 table=0                      ; lstm L0 t=0 cell
-0005: 22220020010004000100000000000000  VACT   dst=0x00022 src=0x00012 n=4 table=1                       ; lstm L0 t=0 cell
+0004: 2216006000000c000000000000000000  VACT   dst=0x00016 src=0x00006 n=12 table=0 up=0                 ; lstm L0 t=0 cell
+0005: 22220020010004000100000000000000  VACT   dst=0x00022 src=0x00012 n=4 table=1 up=0                  ; lstm L0 t=0 cell
 0006: 23260060010022004000200100000000  VMUL   dst=0x00026 a=0x00016 b=0x00022 n=4 shift=18              ; lstm L0 t=0 cell
-0007: 222a0060020004000100000000000000  VACT   dst=0x0002a src=0x00026 n=4 table=1                       ; lstm L0 t=0 cell
+0007: 222a0060020004000100000000000000  VACT   dst=0x0002a src=0x00026 n=4 table=1 up=0                  ; lstm L0 t=0 cell
 .loc what="hidden"
 0008: 232e00a001002a004000f00000000000  VMUL   dst=0x0002e a=0x0001a b=0x0002a n=4 shift=15              ; lstm L0 t=0 hidden
 .loc step=1 tile=0 what="Wx"
@@ -37,12 +37,12 @@
 .loc tile=-1 what="gates"
 000e: 21060000000001800f00200300000000  VRQA   dst=0x00006 src=0x0000 n=16 q=0x0000f8 add=0x00032        ; lstm L0 t=1 gates
 .loc what="cell"
-000f: 2216006000000c000000000000000000  VACT   dst=0x00016 src=0x00006 n=12 table=0                      ; lstm L0 t=1 cell
-0010: 22220020010004000100000000000000  VACT   dst=0x00022 src=0x00012 n=4 table=1                       ; lstm L0 t=1 cell
+000f: 2216006000000c000000000000000000  VACT   dst=0x00016 src=0x00006 n=12 table=0 up=0                 ; lstm L0 t=1 cell
+0010: 22220020010004000100000000000000  VACT   dst=0x00022 src=0x00012 n=4 table=1 up=0                  ; lstm L0 t=1 cell
 0011: 230000e0010026004000f00000000000  VMUL   dst=0x00000 a=0x0001e b=0x00026 n=4 shift=15              ; lstm L0 t=1 cell
 0012: 23040060010022004000200100000000  VMUL   dst=0x00004 a=0x00016 b=0x00022 n=4 shift=18              ; lstm L0 t=1 cell
 0013: 24260000000004004000000000000000  VADD   dst=0x00026 a=0x00000 b=0x00004 n=4                       ; lstm L0 t=1 cell
-0014: 222a0060020004000100000000000000  VACT   dst=0x0002a src=0x00026 n=4 table=1                       ; lstm L0 t=1 cell
+0014: 222a0060020004000100000000000000  VACT   dst=0x0002a src=0x00026 n=4 table=1 up=0                  ; lstm L0 t=1 cell
 .loc what="hidden"
 0015: 230000a001002a004000f00000000000  VMUL   dst=0x00000 a=0x0001a b=0x0002a n=4 shift=15              ; lstm L0 t=1 hidden
 .loc node="head" layer=1 step=-1 tile=0 what="Wx"
