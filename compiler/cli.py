@@ -5,7 +5,7 @@
                      [--weight-bits 8|16] [--compress none|4|3|2] [--shape NAME=D0,D1,...]
                      [--const NAME=VALUE[,VALUE...]] [--streaming] [--chip-only]
     rnnaccel-compile MODEL.onnx --check [--shape NAME=D0,D1,...] [--const NAME=VALUE,...]
-                     [--target NAME|FILE] [--streaming] [--chip-only]
+                     [--target NAME|FILE] [--compress ...] [--prune F] [--streaming] [--chip-only]
     rnnaccel-compile --supported-ops
 
 A model with nodes the chip cannot run compiles to a partitioned program (docs/partitioning.md)
@@ -152,7 +152,7 @@ def _check(args: argparse.Namespace) -> int:
     split between host and chip; status 2 only if the model cannot be compiled as asked."""
     model = freeze(load_model(args.model), parse_consts(args.const))
     target = load_target(args.target, macs=args.macs, weight_bits=args.weight_bits)
-    problems, plan = check_model(model, parse_shapes(args.shape), target, args.streaming)
+    problems, plan = check_model(model, parse_shapes(args.shape), target, args.streaming, _compression(args))
     for line in [*map(str, problems), *partition_lines(plan)]:
         print(line)
     total = len(model.graph.node)

@@ -35,8 +35,9 @@ IslandCompiler = Callable[[onnx.ModelProto, dict[str, np.ndarray]], Compiled]
 def compile_islands(proto: onnx.ModelProto, plan: Partition, builder: Builder, samples: Mapping[str, np.ndarray],
                     compile_island: IslandCompiler) -> list[CompiledIsland]:
     """Every island compiled, calibrated on what the float model feeds it for these samples."""
-    entering = [t for island in plan.islands for t in island.inputs if t not in samples]
-    values = {**samples, **tensors_over_samples(proto, samples, list(dict.fromkeys(entering)), plan.types)}
+    entering = list(dict.fromkeys(t for island in plan.islands for t in island.inputs if t not in samples))
+    made = tensors_over_samples(proto, samples, entering, plan.types) if entering else {}  # none: islands first
+    values = {**samples, **made}
     done = []
     for number, island in enumerate(plan.islands):
         model = island_model(proto, island, builder.consts, plan.shapes, plan.types, number)

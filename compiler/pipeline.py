@@ -60,7 +60,7 @@ def compile_model(model: str | Path | onnx.ModelProto, target: Target | None = N
     else:
         (proto, sources), name = read_model(model), Path(model).stem
     proto = freeze(proto, consts)
-    plan, builder = placed_and_converted(proto, shapes, target, streaming)
+    plan, builder = placed_and_converted(proto, shapes, target, streaming, compression)
     checked(plan)
     given = calibration is not None
     if not given:
@@ -88,7 +88,7 @@ def _compile_chip(proto: onnx.ModelProto, graph: Graph, name: str, calibration: 
                   target: Target, compression: Compression | None, streaming: bool,
                   log: Callable[[str], None]) -> Compiled:
     """One chip program from an imported graph: the whole model's, or one island's."""
-    check_fits_target(graph, target, streaming)
+    check_fits_target(graph, target, streaming, compression)
     calib = calibrate(graph, check_calibration(graph.input_shapes, calibration))  # whole sequences, before trimming
     if streaming:
         graph = verify(mark_streaming(import_model(with_input_shapes(proto, frame_shapes(graph)))))

@@ -12,6 +12,10 @@ _HERE = str(Path(__file__).resolve().parent)
 if _HERE not in sys.path:
     sys.path.append(_HERE)
 
+import report_checks  # noqa: E402  (after the path: tests' helpers import as plain modules)
+
+report_checks.install()  # before any test module imports compile_model: every compile's report is checked
+
 KWS = Path(__file__).resolve().parents[1] / "examples" / "kws"
 SLICE = slice(0, 1200, 30)  # 40 utterances, every class present
 

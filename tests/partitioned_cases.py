@@ -21,6 +21,8 @@ from compiler.reference import reference_outputs
 from runtime_sim.partitioned import PartitionedSimulator, simulator_for
 from runtime_sim.simulator import Result
 
+from report_checks import check_against_stats
+
 DATA = Path(__file__).resolve().parent / "data" / "partitioned"
 EXPORTERS = ("script", "dynamo")
 # name -> the settings frozen with --const (an If on them is decided at compile time)
@@ -73,6 +75,7 @@ def run_case(case: str, exporter: str, force_reference: bool = False) -> Run:
     sim = (PartitionedSimulator(compiled.program, force_reference=force_reference) if compiled.islands
            else simulator_for(compiled.program))
     result = sim.run(inputs, batch=True)
+    check_against_stats(compiled, result.stats)
     return Run(compiled, result, ort_outputs(model_path(case, exporter), every))
 
 
@@ -94,6 +97,7 @@ def closed_loop(exporter: str, frames: int = 50) -> Loop:
         h = results[-1].outputs["h_out"]
         worst = max(worst, float(np.max(np.abs(results[-1].outputs["y"] - data["y"][t]))),
                     float(np.max(np.abs(h - data["h_out"][t]))))
+    check_against_stats(compiled, results[0].stats)
     return Loop(compiled, results, worst)
 
 

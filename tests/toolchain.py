@@ -2,7 +2,7 @@
 
 Every simulator-backed test goes through `run_checked`: the golden reference must match the
 simulation bit for bit, the trace must obey SPEC section 2, and the program must survive
-objdump -> as byte for byte.
+objdump -> as byte for byte, and the report must count the MACs the simulator counts.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from isa.listing import disassemble
 from isa.target import Target
 from runtime_sim import Simulator
 
+from report_checks import check_against_stats
 from trace_audit import audit_trace
 
 
@@ -64,6 +65,7 @@ def run_checked(model: onnx.ModelProto, inputs: dict[str, np.ndarray], target: T
     for name, value in expected.items():
         np.testing.assert_array_equal(result.raw_outputs[name], value[0], err_msg=f"{name} is not bit-exact")
     audit_trace(result.trace, result.stats, compiled.program.target)
+    check_against_stats(compiled, result.stats)
     return Checked(compiled, result.outputs, result.raw_outputs, result.stats)
 
 

@@ -23,7 +23,10 @@ from isa.table import WORD_BYTES, evaluate
 
 
 def build_report(graph: Graph, kernel: Kernel, program: Program) -> dict:
-    """Work is counted over the instructions as executed: loops expanded (isa.loops)."""
+    """Work is counted over the instructions as executed: loops expanded (isa.loops). One row per
+    ONNX node (`source`), keyed as the program's debug locations and weight buffers are, so that
+    every instruction and byte lands in exactly one row, and the total's useful MACs are the
+    program's, as the simulator counts them."""
     target_env = program.target.env()
     executed = expand_program(program)
     starts = [loc.pc for loc in program.locs]
@@ -31,18 +34,27 @@ def build_report(graph: Graph, kernel: Kernel, program: Program) -> dict:
     for pc, instr in executed:
         by_node.setdefault(_node_at(program, starts, pc), []).append(instr)
     stored = _stored_bytes(graph, kernel)
-    layers = [_layer(node, by_node.get(node.source, []), stored.get(node.source, 0), target_env, program)
-              for node in graph.nodes if OPS[node.op].kind != "layout"]
-    total = {key: sum(layer[key] for layer in layers) for key in ("mac_ops", "weight_count", "fp32_bytes",
-                                                                   "stored_bytes")}
+    layers = [_layer(nodes, by_node.get(source, []), stored.get(source, 0), target_env, program)
+              for source, nodes in _sources(graph).items()]
+    total = {key: sum(layer[key] for layer in layers) for key in ("weight_count", "fp32_bytes", "stored_bytes")}
     instrs = [instr for _, instr in executed]
-    total |= {"op": "model", "compression_ratio": compression_ratio(total["fp32_bytes"], total["stored_bytes"]),
+    total |= {"op": "model", "mac_ops": _useful_macs(instrs, target_env),
+              "compression_ratio": compression_ratio(total["fp32_bytes"], total["stored_bytes"]),
               "weight_bytes_read": sum(_wmem_read(i, target_env) for i in instrs),
               "est_cycles": sum(_busy(i, target_env) for i in instrs),
               "bound_cycles": _bound(instrs, target_env, program),
               "code_bytes": len(program.code) * WORD_BYTES + _stride_bytes(kernel),
               "instructions": len(program.code)}
     return {"model": program.model, "target": program.target.to_dict(), "layers": layers, "total": total}
+
+
+def _sources(graph: Graph) -> dict[str, list[Node]]:
+    """The IR nodes of each ONNX node that computes: quantisation puts the `rescale`s an input
+    needs before the node it feeds, under that node's source, so a source's last node is its op."""
+    groups: dict[str, list[Node]] = {}
+    for node in graph.nodes:
+        groups.setdefault(node.source, []).append(node)
+    return {source: nodes for source, nodes in groups.items() if OPS[nodes[-1].op].kind != "layout"}
 
 
 def _parameters(value) -> int:
@@ -60,30 +72,36 @@ def _node_at(program: Program, starts: list[int], pc: int) -> str:
     return program.locs[index].node if index >= 0 else ""
 
 
+def _useful_macs(instrs: list, target_env: dict) -> int:
+    """Each instruction's useful MACs by its ISA row's formula: what the simulator adds up."""
+    return sum(evaluate(i.op.macs, i.env(target_env)) for i in instrs)
+
+
 def _bound(instrs: list, target_env: dict, program: Program) -> int:
-    macs = sum(evaluate(i.op.macs, i.env(target_env)) for i in instrs)
-    return bound_cycles(macs, sum(vector_elements(i) for i in instrs if i.op.unit == "VEC"), program.target)
+    elements = sum(vector_elements(i) for i in instrs if i.op.unit == "VEC")
+    return bound_cycles(_useful_macs(instrs, target_env), elements, program.target)
 
 
 def _stored_bytes(graph: Graph, kernel: Kernel) -> dict[str, int]:
-    """Weight-memory bytes per node: its buffers are named `source/...` (a source may hold '/')."""
+    """Weight-memory bytes per node: its buffers are named `source/...`. A source may hold '/'
+    (`lstm/initial_h` beside `lstm`), so a buffer belongs to the longest source it starts with."""
     sources, out = {node.source for node in graph.nodes}, {}
     for buf in kernel.buffers.values():
-        if buf.memory != "wmem":
-            continue
-        for prefix in {buf.name[:i] for i, char in enumerate(buf.name) if char == "/"} & sources:
-            out[prefix] = out.get(prefix, 0) + buf.size
+        owners = [buf.name[:i] for i, char in enumerate(buf.name) if char == "/" and buf.name[:i] in sources]
+        if buf.memory == "wmem" and owners:
+            out[owners[-1]] = out.get(owners[-1], 0) + buf.size
     return out
 
 
-def _layer(node: Node, mine: list, stored: int, target_env: dict, program: Program) -> dict:
-    params, states = OPS[node.op].parameters(node.attrs), OPS[node.op].states(node)
-    weights = sum(_parameters(value) for value in params.weights.values())
-    biases = sum(value.size for value in params.biases.values())
+def _layer(nodes: list[Node], mine: list, stored: int, target_env: dict, program: Program) -> dict:
+    params = [OPS[node.op].parameters(node.attrs) for node in nodes]
+    states = OPS[nodes[-1].op].states(nodes[-1])
+    weights = sum(_parameters(value) for p in params for value in p.weights.values())
+    biases = sum(value.size for p in params for value in p.biases.values())
     return {
-        "name": node.source,
-        "op": node.op,
-        "mac_ops": sum(evaluate(i.op.macs, i.env(target_env)) for i in mine),
+        "name": nodes[-1].source,
+        "op": nodes[-1].op,
+        "mac_ops": _useful_macs(mine, target_env),
         "weight_count": int(weights),
         "fp32_bytes": int(4 * (weights + biases)),
         "stored_bytes": int(stored),

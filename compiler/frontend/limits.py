@@ -8,9 +8,9 @@ model states is checked here first, against two bounds:
 - MAX_TENSOR_ELEMENTS, independent of the target: more elements than the largest memory of any
   target holds (16 MiB of int8 weights), so no tensor above it could ever be compiled;
 - the target's memories (`check_fits_target`, once the graph is imported): a weight matrix whose
-  stored copy exceeds weight memory, an input or output that cannot fit activation memory, a
-  recurrent layer whose sequences or accumulators certainly cannot fit (lower bounds: the exact
-  check comes with allocation, after the expensive passes).
+  stored copy (as the requested compression stores it) exceeds weight memory, an input or output
+  that cannot fit activation memory, a recurrent layer whose sequences or accumulators certainly
+  cannot fit (lower bounds: the exact check comes with allocation, after the expensive passes).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from onnx import numpy_helper
 
 from compiler.ir import Graph, Node
 from compiler.ops import MATRIX_OPS, OPS, RECURRENT_OPS
+from compiler.passes.compress import Compression, stored_bytes_at_least
 from isa.errors import RnnaccelError
 from isa.table import MEMORIES
 from isa.target import Target
@@ -76,7 +77,8 @@ def check_shape_value(shape: object) -> list[int]:
     return dims
 
 
-def check_fits_target(graph: Graph, target: Target, streaming: bool = False) -> None:
+def check_fits_target(graph: Graph, target: Target, streaming: bool = False,
+                      compression: Compression | None = None) -> None:
     """Refuse, before calibrating and quantising anything, what certainly cannot fit: tensors that
     alone exceed a memory, and what a recurrent layer needs at the least while it runs. Every
     figure is a lower bound of what allocation will find, so no model that fits is refused."""
@@ -85,18 +87,18 @@ def check_fits_target(graph: Graph, target: Target, streaming: bool = False) -> 
             raise RnnaccelError(f"{_io(graph, name)} '{name}' {list(graph.shapes[name])} alone needs "
                                 f"{MEMORIES['amem'].shortfall(graph.size(name), target)}")
     for node in graph.nodes:
-        _check_node(node, target, streaming)
+        _check_node(node, target, streaming, compression)
         if node.op in RECURRENT_OPS and not streaming:
             _check_sequences(graph, node, target)
 
 
 def node_capacity_problem(node: Node, shapes: dict[str, tuple[int, ...]], target: Target,
-                          streaming: bool = False) -> str | None:
+                          streaming: bool = False, compression: Compression | None = None) -> str | None:
     """Why one IR node alone cannot fit the target (None if it may): its weights, its accumulators,
     its input sequence. The partitioner asks this per node, before any graph exists, so the output
     sequence (whole only when a non-layout op reads it) is left to check_fits_target."""
     try:
-        _check_node(node, target, streaming)
+        _check_node(node, target, streaming, compression)
         if node.op in RECURRENT_OPS:
             x = node.inputs[0]
             if not streaming and x in shapes and math.prod(shapes[x]) > target.act_elems:
@@ -107,11 +109,11 @@ def node_capacity_problem(node: Node, shapes: dict[str, tuple[int, ...]], target
     return None
 
 
-def _check_node(node: Node, target: Target, streaming: bool) -> None:
-    """What one node needs whatever the graph around it: its weights, and a recurrent layer's
-    accumulators (a stream runs one frame of each sequence at a time)."""
+def _check_node(node: Node, target: Target, streaming: bool, compression: Compression | None) -> None:
+    """What one node needs whatever the graph around it: its weights as they will be stored, and a
+    recurrent layer's accumulators (a stream runs one frame of each sequence at a time)."""
     if node.op in MATRIX_OPS:
-        _check_weights(node.source, OPS[node.op].parameters(node.attrs).weights, target)
+        _check_weights(node.source, OPS[node.op].parameters(node.attrs).weights, target, compression)
     if node.op in RECURRENT_OPS:
         _check_accumulators(node, target, 1 if streaming else max(node.attrs.seq_lens, default=0))
 
@@ -141,12 +143,19 @@ def _check_sequences(graph: Graph, node: Node, target: Target) -> None:
                             f"{MEMORIES['amem'].shortfall(need, target)}")
 
 
-def _check_weights(source: str, matrices: dict, target: Target) -> None:
-    stored = sum(m.size for m in matrices.values()) * target.weight_bytes
+def _check_weights(source: str, matrices: dict, target: Target, compression: Compression | None) -> None:
+    stored = sum(stored_bytes_at_least(m, target, compression) for m in matrices.values())
     if stored > target.weight_mem_bytes:
         shapes = ", ".join(f"{k} {list(m.shape)}" for k, m in matrices.items())
         raise RnnaccelError(f"node '{source}': its weights ({shapes}) alone need "
-                            f"{MEMORIES['wmem'].shortfall(stored, target, f' at {target.weight_bits} bits')}")
+                            f"{MEMORIES['wmem'].shortfall(stored, target, _stored_as(target, compression))}")
+
+
+def _stored_as(target: Target, compression: Compression | None) -> str:
+    if compression is None:
+        return f" at {target.weight_bits} bits"
+    pruned = f", {compression.prune:g} pruned" if compression.prune else ""
+    return f" at least, as {compression.bits}-bit codebook indices{pruned}"
 
 
 def _io(graph: Graph, name: str) -> str:

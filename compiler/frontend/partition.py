@@ -25,8 +25,9 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 
 import onnx
 
@@ -43,6 +44,7 @@ from compiler.frontend.onnx_import import (
     with_input_shapes,
 )
 from compiler.ops import OPS
+from compiler.passes.compress import Compression
 from isa.errors import RnnaccelError
 from isa.target import Target
 
@@ -134,18 +136,22 @@ def host_list(plan: Partition, shown: int | None = None) -> str:
 
 
 def place_nodes(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] | None = None,
-                target: Target | None = None, streaming: bool = False) -> Partition:
+                target: Target | None = None, streaming: bool = False,
+                compression: Compression | None = None) -> Partition:
     """Every node placed, the islands formed; nothing is refused (a model may have no island)."""
-    return placed_and_converted(model, shapes, target, streaming)[0]
+    return placed_and_converted(model, shapes, target, streaming, compression)[0]
 
 
 def placed_and_converted(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] | None = None,
-                         target: Target | None = None, streaming: bool = False) -> tuple[Partition, Builder]:
+                         target: Target | None = None, streaming: bool = False,
+                         compression: Compression | None = None) -> tuple[Partition, Builder]:
     """The plan, and the importer's state after converting every chip node: when no node stays on
-    the host, that is the whole import, so a caller need not import the model again."""
+    the host, that is the whole import, so a caller need not import the model again. Capacity
+    judges weights as `compression` will store them."""
     inferred, types = inferred_values(model, shapes)
     builder, host_made = start_import(model, shapes), set()
-    placements = tuple(_place(builder, node, index, inferred, host_made, target or Target(), streaming)
+    fits = partial(node_capacity_problem, target=target or Target(), streaming=streaming, compression=compression)
+    placements = tuple(_place(builder, node, index, inferred, host_made, fits)
                        for index, node in enumerate(model.graph.node))
     live = live_nodes(model)
     placements = tuple(p if p.index in live else dataclasses.replace(p, place=DEAD, macs=0) for p in placements)
@@ -183,7 +189,7 @@ def inferred_values(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] |
 
 
 def _place(builder: Builder, node: onnx.NodeProto, index: int, inferred: dict[str, tuple[int, ...]],
-           host_made: set[str], target: Target, streaming: bool) -> Placement:
+           host_made: set[str], fits: Callable[..., str | None]) -> Placement:
     """Judge and (if the chip takes it) convert one node; a host node's outputs get inferred shapes."""
     name, before = node_name(node, index), len(builder.nodes)
     why, reasons = _judge(builder, node, name, host_made)
@@ -191,8 +197,7 @@ def _place(builder: Builder, node: onnx.NodeProto, index: int, inferred: dict[st
     if not why:
         if not emitted and all(o in builder.consts for o in node.output if o):
             return Placement(name, node.op_type, index, FOLDED)
-        problem = next(filter(None, (node_capacity_problem(n, builder.shapes, target, streaming) for n in emitted)),
-                       None)
+        problem = next(filter(None, (fits(n, builder.shapes) for n in emitted)), None)
         if problem is None:
             return Placement(name, node.op_type, index, CHIP, macs=sum(chip_macs(n, builder.shapes) for n in emitted),
                              arithmetic=any(OPS[n.op].kind != "layout" for n in emitted))

@@ -34,6 +34,7 @@ from compiler.frontend.partition import (
     Partition,
     placed_and_converted,
 )
+from compiler.passes.compress import Compression
 from isa.errors import RnnaccelError
 from isa.target import Target
 
@@ -60,16 +61,18 @@ def unsupported_nodes(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]
 
 
 def check_model(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] | None = None,
-                target: Target | None = None, streaming: bool = False) -> tuple[list[Problem], Partition]:
-    """The problems (every reason of every host node; else whether the whole graph fits) and the plan."""
-    plan, builder = placed_and_converted(model, shapes, target, streaming)
+                target: Target | None = None, streaming: bool = False,
+                compression: Compression | None = None) -> tuple[list[Problem], Partition]:
+    """The problems (every reason of every host node; else whether the whole graph fits, weights as
+    `compression` stores them) and the plan."""
+    plan, builder = placed_and_converted(model, shapes, target, streaming, compression)
     problems = [Problem(p.name, p.op_type, reason, CAPABILITY, p.index) for p in plan.of(HOST) if p.why != MOVES_ONLY
                 for reason in p.reasons]
     if problems:
         return problems, plan
     graph = finish_import(builder, model)  # every node converted; graph-level errors (a constant output) raise
     try:
-        check_fits_target(graph, target or Target(), streaming)
+        check_fits_target(graph, target or Target(), streaming, compression)
     except RnnaccelError as exc:
         return [Problem("", "", str(exc), CAPACITY)], plan
     return [], plan

@@ -22,10 +22,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from compiler.ir import Codebook, QMatrix
+from isa.bitstream import packed_bytes
 from isa.numerics import quantize_multiplier
 from isa.target import Target
 
 ITERATIONS = 30
+REQUANT_PAIR_BYTES = 4  # a compressed matrix's one multiplier and shift, int16 each (passes/matrices.py)
 DAMPING = 0.01  # of the mean input power, added to the moments' diagonal: keeps the inverse tame
 
 
@@ -35,6 +37,26 @@ class Compression:
     groups: str = "tile"  # "tile": a codebook per MAC row tile; "matrix": one per matrix
     activation_aware: bool = True
     prune: float = 0.0  # at least this fraction of each matrix's weights becomes zero (bitmap-encoded)
+
+
+def stored_bytes_at_least(weights: np.ndarray, target: Target, comp: Compression | None) -> int:
+    """The fewest weight-memory bytes `weights` ([..., rows, cols]: one matrix per leading index)
+    take as passes/matrices.py stores them, so that a memory check before quantising never refuses
+    what fits: weight_bits each plain; compressed, a `bits` index per weight it keeps (isa.bitstream
+    packs a tile's densely), a one-bit bitmap per weight when pruned, a codebook of 2**bits entries
+    per row tile (or per matrix) and the requantisation pair. Pruning drops at least the exact zeros
+    and `prune` of each matrix, so at most the nonzero weights less that fraction stay; the bias and
+    any padding between tiles are left out."""
+    count = weights.size
+    if comp is None:
+        return count * target.weight_bytes
+    rows, cols = weights.shape[-2:]
+    matrices = count // max(rows * cols, 1)
+    kept = max(0, int(np.count_nonzero(weights)) - int(comp.prune * count)) if comp.prune else count
+    groups = matrices * (-(-rows // target.macs) if comp.groups == "tile" else 1)
+    bitmap = packed_bytes(count, 1) if comp.prune else 0
+    books = groups * (1 << comp.bits) * target.weight_bytes
+    return packed_bytes(kept, comp.bits) + bitmap + books + matrices * REQUANT_PAIR_BYTES
 
 
 def compress_matrix(weight: np.ndarray, bias: np.ndarray | None, in_scale: float, out_scale: float,
