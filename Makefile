@@ -53,6 +53,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/compression.py
 	$(BIN)/python bench/hostile.py
 	$(BIN)/python bench/partitioned.py
+	$(BIN)/python bench/qdq.py
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .hypothesis
