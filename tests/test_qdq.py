@@ -11,6 +11,7 @@ from onnx.reference import ReferenceEvaluator
 
 from compiler.frontend.partition import HOST, plan_partition
 from compiler.frontend.quant_ops import dequantize_linear, quantize_linear
+from compiler.passes.weights import quantize_matrix
 from compiler.pipeline import compile_model
 from isa.errors import RnnaccelError
 from isa.target import Target
@@ -126,3 +127,9 @@ def test_a_pair_with_a_computed_scale_stays_on_the_host():
     assert placed["quant"].place == placed["dequant"].place == HOST
     assert placed["quant"].reasons[0] == "y_scale must be a constant (an initialiser); got computed 's'"
     assert placed["mm"].place == "chip"
+
+
+def test_a_row_on_a_coarser_grid_takes_its_finest_multiple_and_float_rows_keep_max_over_qmax():
+    """Halves fit 126 steps of 1/126 (not 127 of 1/127); a row of floats keeps max|w| / 127."""
+    q = quantize_matrix(np.array([[0.5, -1.0, 0.0], [0.5, -1.0, 0.2713]]), None, 0.01, 0.1, Target())
+    assert q.weights.tolist() == [[63, -126, 0], [64, -127, 34]]
