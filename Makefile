@@ -54,6 +54,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/hostile.py
 	$(BIN)/python bench/partitioned.py
 	$(BIN)/python bench/numerics.py
+	$(BIN)/python bench/qdq.py
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .hypothesis

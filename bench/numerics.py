@@ -27,11 +27,11 @@ def main() -> None:
         measured = measure(name)
         (states,) = [row["states"] for row in measured.compiled.report["layers"] if "states" in row]
         formats = " ".join(f"{key}:{s['format']}({s['calibrated_max']:.3g})" for key, s in states.items())
-        for output in measured.chip[0]:
+        for row, output in enumerate(measured.chip[0]):
             largest = max(float(abs(w[output]).max()) for w in measured.want)
-            print(f"{name:22} {max(case.frames, 1):4} {formats:28} {output:7} {measured.error(output):8.4f} "
+            label, shown = (name, formats) if row == 0 else ("", "")
+            print(f"{label:22} {max(case.frames, 1):4} {shown:28} {output:7} {measured.error(output):8.4f} "
                   f"{measured.relative_rms(output):8.4f} {largest:9.3g} {measured.exact}")
-            name, formats = "", ""
 
 
 if __name__ == "__main__":

@@ -174,8 +174,8 @@ def _table(m: Machine, s: Step) -> np.ndarray:
 @semantics("VACT")
 def _vact(m: Machine, s: Step) -> None:
     a = s.args
-    src = m.amem[:, _at(a["src"], a["n"])].astype(np.int64)
-    m.amem[:, _at(a["dst"], a["n"])] = numerics.table_lookup(_table(m, s), numerics.sat_act(np.left_shift(src, a["up"])))
+    src = numerics.sat_act(np.left_shift(m.amem[:, _at(a["src"], a["n"])].astype(np.int64), a["up"]))
+    m.amem[:, _at(a["dst"], a["n"])] = numerics.table_lookup(_table(m, s), src)
 
 
 @semantics("VRELU")

@@ -148,6 +148,37 @@ for _op in PER_DIRECTION:
     VIOLATIONS.update(_recurrent_cases(_op))
 
 
+def _quant_cases() -> dict[tuple[str, str], tuple[Build, str]]:
+    scale, x = {"s": np.array(0.1, np.float32)}, {"x": (2, 4)}
+    blocks = "block_size must be 0 (blocked quantisation is not supported)"
+    one = "on computed data, y_scale and y_zero_point must each be one value (equal per-axis entries)"
+    paired = ("on computed data, only DequantizeLinear may read its result (a Q/DQ pair; integers leave the chip "
+              "only through the host)")
+    pair = "on computed data, x must come from a QuantizeLinear on the chip (a Q/DQ pair)"
+    types = "the quantised type must be one of int8, uint8, int16, uint16, int32"
+    cases = {}
+    for op, (s, zp) in {"QuantizeLinear": ("y_scale", "y_zero_point"),
+                        "DequantizeLinear": ("x_scale", "x_zero_point")}.items():
+        cases[op, CONSTANT.format(s)] = (lambda op=op: one_node(op, ["x", "s"], {**x, "s": ()}),
+                                         CONSTANT.format(s) + "; got computed 's'")
+        cases[op, CONSTANT.format(zp)] = (lambda op=op: one_node(op, ["x", "s", "z"], {**x, "z": ()}, scale),
+                                          CONSTANT.format(zp) + "; got computed 'z'")
+        cases[op, blocks] = (lambda op=op: one_node(op, ["x", "s"], x, scale, opset=21, block_size=2),
+                             f"{blocks}; got 2")
+    cases["QuantizeLinear", types] = (
+        lambda: one_node("QuantizeLinear", ["x", "s"], x, scale, opset=21, output_dtype=TensorProto.UINT4),
+        f"{types}; got uint4")
+    per_axis = {"s": np.array([0.1, 0.2, 0.1, 0.1], np.float32)}
+    cases["QuantizeLinear", one] = (lambda: one_node("QuantizeLinear", ["x", "s"], x, per_axis), one)
+    cases["QuantizeLinear", paired] = (lambda: one_node("QuantizeLinear", ["x", "s"], x, scale),
+                                       f"{paired}; got a graph output")
+    cases["DequantizeLinear", pair] = (lambda: one_node("DequantizeLinear", ["x", "s"], x, scale), pair)
+    return cases
+
+
+VIOLATIONS.update(_quant_cases())
+
+
 def node_of(op: str) -> str:
     """The name of the node a case's model gives the operator."""
     return op.lower() if op in PER_DIRECTION else NODE[0]

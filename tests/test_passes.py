@@ -84,9 +84,10 @@ def test_quantize_inserts_a_rescale_where_a_format_is_needed():
 
 
 def test_weights_use_the_full_range_per_row():
-    q = quantize_matrix(np.array([[0.5, -1.0], [0.01, 0.02], [0.0, 0.0]]), np.array([1.0, 0.0, 2.0]), 0.01, 0.1,
-                        Target())
-    assert q.weights.tolist() == [[64, -127], [64, 127], [0, 0]]
+    """Rows on no grid of at most 255 steps (0.2713 is 2713 ten-thousandths of 1.0): see test_qdq.py for grids."""
+    weight = np.array([[0.5, -1.0, 0.2713], [0.01, 0.02, 0.0037], [0.0, 0.0, 0.0]])
+    q = quantize_matrix(weight, np.array([1.0, 0.0, 2.0]), 0.01, 0.1, Target())
+    assert q.weights.tolist() == [[64, -127, 34], [64, 127, 23], [0, 0, 0]]
     assert q.bias is not None and q.bias[0] == round(1.0 / (1.0 / 127 * 0.01))
 
 

@@ -28,6 +28,7 @@ from compiler.frontend.registry import OPERATORS
 from isa.errors import RnnaccelError
 
 DEFAULT_DOMAINS = ("", "ai.onnx")
+GRAPH_OUTPUT = ""  # what NodeView.readers lists for a graph output
 HANDLER_PARAMETERS = ("b", "node", "name")  # what a compute handler takes besides the attributes
 
 
@@ -39,6 +40,7 @@ class InputView:
     shape: tuple[int, ...] | None = None  # None only when absent: every shape is static
     dtype: np.dtype | None = None  # computed data is always float32 (graph inputs must be)
     value: np.ndarray | None = None  # a constant's value (an initialiser or a folded result)
+    producer: str = ""  # the IR op that computes it ("" for a graph input, a constant or a host tensor)
 
     @property
     def present(self) -> bool:
@@ -65,6 +67,7 @@ class NodeView:
     inputs: tuple[InputView, ...]
     opset: int  # the default domain's version: some attributes change meaning with it (Softmax's axis)
     domain: str = ""
+    readers: tuple[str, ...] = ()  # the ONNX operators that read its outputs; GRAPH_OUTPUT for the graph
 
     def input(self, index: int) -> InputView:
         return self.inputs[index] if index < len(self.inputs) else ABSENT
@@ -154,7 +157,8 @@ def node_view(builder, node: onnx.NodeProto) -> NodeView:
     if handler_of(node.domain, node.op_type) is None:
         return NodeView(node.op_type, {}, (), builder.opset, node.domain)
     inputs = tuple(_input_view(builder, name) for name in node.input)
-    return NodeView(node.op_type, decode_attributes(node), inputs, builder.opset, node.domain)
+    readers = tuple(r for o in node.output if o for r in builder.readers.get(o, ()))
+    return NodeView(node.op_type, decode_attributes(node), inputs, builder.opset, node.domain, readers)
 
 
 def _input_view(builder, name: str) -> InputView:
@@ -164,7 +168,8 @@ def _input_view(builder, name: str) -> InputView:
         raise RnnaccelError(f"input '{name}' is not defined by any earlier node or initialiser")
     value = builder.const(name)
     dtype = np.dtype(np.float32) if value is None else value.dtype
-    return InputView(name, tuple(builder.shape(name)), dtype, value)
+    producer = builder.producers[name].op if name in builder.producers else ""
+    return InputView(name, tuple(builder.shape(name)), dtype, value, producer)
 
 
 def unsupported_reasons(view: NodeView) -> list[str]:

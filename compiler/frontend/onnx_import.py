@@ -20,10 +20,11 @@ from compiler.frontend import (  # noqa: F401  # noqa: F401
     control_ops,
     elementwise_ops,
     layout_ops,
+    quant_ops,
     recurrent_ops,
     softmax_ops,
 )
-from compiler.frontend.capability import NodeView, node_view, unsupported_reasons
+from compiler.frontend.capability import GRAPH_OUTPUT, NodeView, node_view, unsupported_reasons
 from compiler.frontend.external_data import inline_external_data
 from compiler.frontend.limits import check_elements, tensor_value
 from compiler.frontend.registry import OPERATORS
@@ -46,6 +47,7 @@ class Builder:
     nodes: list[Node] = field(default_factory=list)
     producers: dict[str, Node] = field(default_factory=dict)  # each computed tensor's node, found without a scan
     opset: int = 1  # the default domain's version: some attributes change meaning with it (Softmax's axis)
+    readers: dict[str, tuple[str, ...]] = field(default_factory=dict)  # tensor -> the ONNX operators reading it
 
     def const(self, name: str) -> np.ndarray | None:
         return self.consts.get(name) if name else None
@@ -166,7 +168,7 @@ def with_input_shapes(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]
 
 def start_import(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] | None) -> Builder:
     """A builder that knows the initialisers and the (fixed) shapes of the graph inputs."""
-    builder = Builder(opset=default_opset(model) or 1)
+    builder = Builder(opset=default_opset(model) or 1, readers=tensor_readers(model.graph))
     for init in model.graph.initializer:
         builder.consts[init.name] = tensor_value(init, "initialiser")
     inputs = [i for i in model.graph.input if i.name not in builder.consts]
@@ -174,6 +176,18 @@ def start_import(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] | No
     for value in inputs:
         builder.shapes[value.name] = _input_shape(value, (shapes or {}).get(value.name))
     return builder
+
+
+def tensor_readers(graph: onnx.GraphProto) -> dict[str, tuple[str, ...]]:
+    """Each tensor's readers: the operators of the nodes that take it, and GRAPH_OUTPUT ("") if the
+    graph outputs it. A QuantizeLinear on data needs them: only a DequantizeLinear may read it."""
+    readers: dict[str, list[str]] = {}
+    for node in graph.node:
+        for name in dict.fromkeys(node.input):
+            readers.setdefault(name, []).append(node.op_type)
+    for value in graph.output:
+        readers.setdefault(value.name, []).append(GRAPH_OUTPUT)
+    return {name: tuple(ops) for name, ops in readers.items()}
 
 
 def finish_import(builder: Builder, model: onnx.ModelProto) -> Graph:

@@ -29,9 +29,11 @@ def quantize_matrix(weight: np.ndarray, bias: np.ndarray | None, in_scale: float
     A row's scale is also large enough that sum_k |w[k]| * ACT_MAX stays within PRODUCT_LIMIT and
     the bias within BIAS_LIMIT, so no input can saturate the accumulator: this binds 16-bit
     weights, 8-bit weights only beyond about 380 columns, and biases far larger than the weights.
-    With `compression`, the matrix becomes codebook indices instead (compress.py); `moments`, the
-    second moments of the input columns, make it activation-aware; `tiles`, the rows of
-    each MAC tile (default: consecutive), are the groups that share a codebook by tile.
+    A row already on a grid of integers (grid_steps) takes that grid's step instead, if the guard
+    allows it, so its integers are exactly the model's. With `compression`, the matrix becomes
+    codebook indices instead (compress.py); `moments`, the second moments of the input columns,
+    make it activation-aware; `tiles`, the rows of each MAC tile (default: consecutive), are the
+    groups that share a codebook by tile.
     """
     weight = np.asarray(weight, dtype=np.float64)
     budget = PRODUCT_LIMIT / ACT_MAX - weight.shape[1] / 2  # rounding adds up to half a step per weight
@@ -40,12 +42,15 @@ def quantize_matrix(weight: np.ndarray, bias: np.ndarray | None, in_scale: float
         groups = tiles if compression.groups == "tile" else [np.arange(weight.shape[0])]
         return compress_matrix(weight, bias, in_scale, out_scale, target, compression, groups, moments, budget)
     qmax = (1 << (target.weight_bits - 1)) - 1
-    max_abs = np.max(np.abs(weight), axis=1)
-    row_scale = np.maximum(np.where(max_abs > 0, max_abs, 1.0) / qmax, np.sum(np.abs(weight), axis=1) / budget)
+    guard = np.sum(np.abs(weight), axis=1) / budget
     if bias is not None:
         bias = np.asarray(bias, dtype=np.float64)
         largest = np.max(np.abs(bias).reshape(-1, weight.shape[0]), axis=0)
-        row_scale = np.maximum(row_scale, largest / (BIAS_LIMIT * in_scale))
+        guard = np.maximum(guard, largest / (BIAS_LIMIT * in_scale))
+    max_abs = np.max(np.abs(weight), axis=1)
+    row_scale = np.maximum(np.where(max_abs > 0, max_abs, 1.0) / qmax, guard)
+    step = grid_steps(weight, qmax)
+    row_scale = np.where(step >= guard, step, row_scale)  # NaN (no grid) compares false
     weights = np.clip(np.round(weight / row_scale[:, None]), -qmax, qmax).astype(np.int64)
     acc_scale = row_scale * in_scale
     pairs = [quantize_multiplier(s / out_scale) for s in acc_scale]
@@ -53,6 +58,40 @@ def quantize_matrix(weight: np.ndarray, bias: np.ndarray | None, in_scale: float
     if bias is not None:
         qbias = np.clip(np.round(bias / acc_scale), ACC_MIN, ACC_MAX).astype(np.int64)
     return QMatrix(weights, np.array([p[0] for p in pairs], np.int64), np.array([p[1] for p in pairs], np.int64), qbias)
+
+
+def grid_steps(weight: np.ndarray, qmax: int) -> np.ndarray:
+    """Each row's step s if its weights are exactly integers q * s with |q| <= qmax (a pre-quantised
+    model's dequantised weights), the finest such step; NaN where the row is on no grid.
+
+    Weights of a pre-quantised model are already as exact as they will ever be: quantised again at
+    max|w| / qmax they would lose up to half a step each. A row's coarsest grid is found from the
+    ratios |w| / max|w| (max|w| is `units` steps, up to GRID_UNITS: 8-bit integers with a zero
+    point), first on a sample of its columns, then on the whole row; it is then refined by the
+    largest whole factor that still fits qmax. Float weights pass no such test (GRID_TOLERANCE is
+    a few float32 roundings), so their rows keep the scale they always had."""
+    weight = np.abs(np.asarray(weight, np.float64))
+    max_abs = np.max(weight, axis=1, initial=0.0)
+    ratios = weight / np.where(max_abs > 0, max_abs, 1.0)[:, None]
+    units = np.arange(1, min(qmax, GRID_UNITS) + 1)
+    sampled = np.stack([_on_grid(ratios[:, :GRID_SAMPLE], u) for u in units], axis=1)
+    steps = np.full(len(weight), np.nan)
+    for row in np.flatnonzero(sampled.any(axis=1) & (max_abs > 0)):
+        found = next((u for u in units[sampled[row]] if _on_grid(ratios[row:row + 1], u)[0]), None)
+        if found is not None:
+            steps[row] = max_abs[row] / (found * (qmax // found))
+    return steps
+
+
+GRID_UNITS = 255  # the most steps a row's largest weight may be: uint8, or int8 less its zero point
+GRID_SAMPLE = 8  # columns a row is tried on before the whole row is
+GRID_TOLERANCE = 2.0 ** -20  # per unit of max|w|/s: float32 rounds w = q * s to 2^-24 of itself
+
+
+def _on_grid(ratios: np.ndarray, units: int) -> np.ndarray:
+    """Per row: is every ratio a whole number of 1/units (within float32 rounding)?"""
+    v = ratios * units
+    return np.all(np.abs(v - np.rint(v)) <= GRID_TOLERANCE * units, axis=1)
 
 
 @dataclass(frozen=True)
