@@ -4,8 +4,10 @@ Activations are int16 with one scale per tensor. Each op's rule (compiler/ops) s
 its outputs get -- fixed by the chip's formats (activation tables write Q0.15, recurrent states
 have their cells' formats), or derived from its inputs, or free: then what its consumers need,
 else the calibrated range with HEADROOM. A tensor whose consumer needs another scale than it has
-gets a `rescale` node. Weights are symmetric per output row at `weight_bits`; biases are stored
-at accumulator scale. docs/numerics.md gives the rules and their error bounds.
+gets a `rescale` node. A graph input or output that packs quantities of different ranges gets a
+scale per slice at the host boundary instead (passes/packing.py). Weights are symmetric per
+output row at `weight_bits`; biases are stored at accumulator scale. docs/numerics.md gives the
+rules and their error bounds.
 """
 
 from __future__ import annotations
