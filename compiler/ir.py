@@ -15,6 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from isa.container import slice_scales
+
+# A graph input or output with a scale per slice: (axis, runs of (count, scale) along it).
+Packing = tuple[int, tuple[tuple[int, float], ...]]
+
 
 @dataclass(frozen=True)
 class Node:
@@ -103,6 +108,7 @@ class Graph:
     nodes: tuple[Node, ...]
     shapes: dict[str, tuple[int, ...]]
     scales: dict[str, float] = field(default_factory=dict)
+    packed: dict[str, Packing] = field(default_factory=dict)  # graph inputs/outputs only (passes/packing.py)
 
     def replace(self, **changes: Any) -> Graph:
         return dataclasses.replace(self, **changes)
@@ -113,6 +119,14 @@ class Graph:
     @property
     def input_shapes(self) -> dict[str, tuple[int, ...]]:
         return {name: self.shapes[name] for name in self.inputs}
+
+    def boundary_scale(self, tensor: str) -> float | np.ndarray:
+        """How the host (de)quantises a graph input or output: its scale, or per slice an array
+        that broadcasts against it (isa.container.TensorDesc.scales)."""
+        if tensor not in self.packed:
+            return self.scales[tensor]
+        axis, runs = self.packed[tensor]
+        return slice_scales(self.shapes[tensor], axis, runs)
 
     def consumers(self, tensor: str) -> list[Node]:
         return list(self._consumers.get(tensor, ()))

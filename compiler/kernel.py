@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from compiler.ir import Packing
+
 
 @dataclass(frozen=True)
 class Ref:
@@ -84,6 +86,7 @@ class IOTensor:
     scale: float
     host: Ref
     place: Ref
+    packing: Packing | None = None  # a scale per slice (passes/packing.py)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from isa import numerics as nx
 
 def run_reference(graph: Graph, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Every tensor's integer value; `inputs` are float arrays with a leading sample axis."""
-    values = {n: nx.quantize(inputs[n], graph.scales[n]) for n in graph.inputs}
+    values = {n: nx.quantize(inputs[n], graph.boundary_scale(n)) for n in graph.inputs}
     return interpret(graph, values, lambda op: op.reference)
 
 

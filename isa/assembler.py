@@ -79,11 +79,22 @@ _TERMINAL_NAMES = {"_NL": "end of line", "NAME": "a name", "INT": "an integer", 
 
 T = TypeVar("T")
 
+
+@dataclass(frozen=True)
+class Runs:
+    """A packed tensor's slices as the listing writes them, [[count, scale], ...]: its own kind, so
+    that no other key (a shape) accepts them."""
+
+    runs: tuple[tuple[int, float], ...]
+
+
+_DESC_OPTIONAL = ("slices", "slice_axis")  # only a packed tensor has them (isa.container.TensorDesc)
+
 _DIRECTIVE_KEYS = {
     ".program": {"model": str},
     ".memory": dict.fromkeys(MEMORIES, int),
-    ".input": {"name": str, "shape": tuple, "scale": float, "host": int},
-    ".output": {"name": str, "shape": tuple, "scale": float, "host": int},
+    ".input": {"name": str, "shape": tuple, "scale": float, "host": int, "slices": Runs, "slice_axis": int},
+    ".output": {"name": str, "shape": tuple, "scale": float, "host": int, "slices": Runs, "slice_axis": int},
     ".state": {"name": str, "address": int, "size": int},
     ".loc": {"node": str, "layer": int, "step": int, "tile": int, "what": str},
     ".region": {"base": int, "size": int},
@@ -219,11 +230,12 @@ class _Builder:
             raise self.error(line, str(exc)) from None
 
     def desc(self, line: Tree, args: list[Arg], name: str) -> TensorDesc:
-        v = self.keys(line, args, name)
+        v = self.keys(line, args, name, optional=_DESC_OPTIONAL)
         if any(d <= 0 for d in v["shape"]) or not (MIN_SCALE <= v["scale"] <= MAX_SCALE) or v["host"] < 0:
             raise self.error(line, f"{name} {quoted(v['name'])}: dimensions must be positive, "
                                    "the scale within [2^-64, 2^64] and the host address non-negative")
-        return self.located(line, TensorDesc, v["name"], v["shape"], v["scale"], v["host"])
+        return self.located(line, TensorDesc, v["name"], v["shape"], v["scale"], v["host"],
+                            v.get("slices", Runs(())).runs, v.get("slice_axis", 0))
 
     def state(self, line: Tree, args: list[Arg]) -> StateDesc:
         v = self.keys(line, args, ".state")
@@ -363,17 +375,19 @@ class _Builder:
 
 
 _KIND_NAMES = {int: "an integer", float: "a number", str: "a quoted string", tuple: "a shape like [1,49,10]",
-               list: 'a list of quoted strings like ["x","y"]'}
+               list: 'a list of quoted strings like ["x","y"]', Runs: "slices like [[1,0.5],[3,0.25]]"}
 
 
 def _value(tree: Tree) -> object:
-    """A parsed value: int, float, str (quoted strings and bare names alike), a shape tuple or a
-    list of names."""
+    """A parsed value: int, float, str (quoted strings and bare names alike), a shape tuple, a
+    list of names or a packed tensor's runs."""
     kind, tokens = tree.data, tree.children
     if kind == "shape":
         return tuple(int(t) for t in tokens)
     if kind == "names":
         return [json.loads(str(t)) for t in tokens]
+    if kind == "runs":
+        return Runs(tuple((int(run.children[0]), float(run.children[1])) for run in tokens))
     text = str(tokens[0])
     convert = {"int": int, "hexint": lambda s: int(s, 16), "float": float, "string": json.loads, "name": str}
     return convert[kind](text)

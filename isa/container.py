@@ -64,21 +64,52 @@ MAX_PROGRAM_BYTES = 256 << 20
 
 @dataclass(frozen=True)
 class TensorDesc:
-    """A graph input or output: where it sits in host memory and how to (de)quantise it."""
+    """A graph input or output: where it sits in host memory and how to (de)quantise it.
+
+    A tensor that packs quantities of different ranges (an LSTM's h and c side by side) has a scale
+    per slice: `slices` are runs of (count, scale) along `slice_axis`, covering it. Quantising at
+    the host boundary costs the chip nothing, and spares h the coarse scale c needs. `scale` is then
+    the coarsest of them, for whatever wants one number."""
 
     name: str
     shape: tuple[int, ...]
     scale: float
     host: int
+    slices: tuple[tuple[int, float], ...] = ()
+    slice_axis: int = 0
 
     def __post_init__(self) -> None:
         if math.prod(self.shape) > MAX_HOST_ELEMENTS:
             raise RnnaccelError(f"tensor '{self.name}' has {math.prod(self.shape)} elements, more than the "
                                 f"{MAX_HOST_ELEMENTS} host memory holds")
+        if self.slices or self.slice_axis:
+            _check_slices(self)
 
     @property
     def size(self) -> int:
         return math.prod(self.shape)
+
+    def scales(self) -> float | np.ndarray:
+        """The scale to (de)quantise with: one number, or per slice an array that broadcasts
+        against the tensor (and against a leading samples axis)."""
+        return slice_scales(self.shape, self.slice_axis, self.slices) if self.slices else self.scale
+
+
+def slice_scales(shape: tuple[int, ...], axis: int, slices: tuple[tuple[int, float], ...]) -> np.ndarray:
+    """Runs of (count, scale) along `axis` as an array of `shape`'s rank, 1 on every other axis."""
+    sizes = [1] * len(shape)
+    sizes[axis] = shape[axis]
+    return np.repeat([s for _, s in slices], [n for n, _ in slices]).reshape(sizes)
+
+
+def _check_slices(d: TensorDesc) -> None:
+    """Runs that cover the axis exactly, each scale in range: a corrupted program is refused here."""
+    axis, counts = d.slice_axis, [n for n, _ in d.slices]
+    if not 0 <= axis < len(d.shape) or any(n <= 0 for n in counts) or sum(counts) != d.shape[axis]:
+        raise RnnaccelError(f"tensor '{d.name}': slices {list(counts)} along axis {axis} do not cover "
+                            f"shape {list(d.shape)}")
+    if not all(MIN_SCALE <= s <= MAX_SCALE for _, s in d.slices):
+        raise RnnaccelError(f"tensor '{d.name}': a slice scale is outside [{MIN_SCALE!r}, {MAX_SCALE!r}]")
 
 
 @dataclass(frozen=True)
@@ -219,7 +250,9 @@ def _meta(prog: Program) -> dict:
 
 
 def _desc_json(d: TensorDesc) -> dict:
-    return {"name": d.name, "shape": list(d.shape), "scale": d.scale, "host": d.host}
+    """The slices only when there are some: every unpacked program stays byte for byte as it was."""
+    packed = {"slices": [list(run) for run in d.slices], "slice_axis": d.slice_axis} if d.slices else {}
+    return {"name": d.name, "shape": list(d.shape), "scale": d.scale, "host": d.host, **packed}
 
 
 def _debug(prog: Program) -> dict:
@@ -326,7 +359,8 @@ def _desc(d: dict) -> TensorDesc:
     shape = tuple(int(s) for s in d["shape"])
     if any(s <= 0 for s in shape) or not MIN_SCALE <= float(d["scale"]) <= MAX_SCALE or int(d["host"]) < 0:
         raise ValueError(f"bad descriptor for {d['name']}")
-    return TensorDesc(str(d["name"]), shape, float(d["scale"]), int(d["host"]))
+    slices = tuple((int(n), float(scale)) for n, scale in d.get("slices", []))
+    return TensorDesc(str(d["name"]), shape, float(d["scale"]), int(d["host"]), slices, int(d.get("slice_axis", 0)))
 
 
 def _state(s: dict) -> StateDesc:

@@ -105,7 +105,11 @@ def _pairs(values: dict[str, int]) -> str:
 
 def _desc(directive: str, d: TensorDesc) -> str:
     shape = "[" + ",".join(str(s) for s in d.shape) + "]"
-    return f"{directive} name={json.dumps(d.name)} shape={shape} scale={d.scale!r} host=0x{d.host:x}"
+    text = f"{directive} name={json.dumps(d.name)} shape={shape} scale={d.scale!r} host=0x{d.host:x}"
+    if not d.slices:
+        return text
+    runs = ",".join(f"[{count},{scale!r}]" for count, scale in d.slices)
+    return f"{text} slices=[{runs}] slice_axis={d.slice_axis}"
 
 
 def _state(s: StateDesc) -> str:

@@ -147,7 +147,7 @@ class Simulator:
         trace = self.timing.trace
         if not batch:
             raw = {k: v[0] for k, v in raw.items()}
-        outputs = {d.name: numerics.dequantize(raw[d.name], d.scale) for d in self.program.outputs}
+        outputs = {d.name: numerics.dequantize(raw[d.name], d.scales()) for d in self.program.outputs}
         return Result(outputs, raw, self.stats, None if trace is None else list(trace))
 
     def machine(self, batch: int = 1) -> Machine:
@@ -176,7 +176,7 @@ class Simulator:
         if len(counts) > 1:
             raise RnnaccelError(f"inputs disagree on the number of samples: {sorted(counts)}")
         count = counts.pop() if counts else 1
-        return {d.name: numerics.quantize(arrays[d.name], d.scale) for d in self.program.inputs}, count
+        return {d.name: numerics.quantize(arrays[d.name], d.scales()) for d in self.program.inputs}, count
 
 
 class Stream:

@@ -81,7 +81,7 @@ def vectors(sim: Simulator, inputs: Mapping[str, np.ndarray]) -> list[Image]:
     m = sim.machine(1)
     images = []
     for d in program.inputs:
-        m.write_host(d, numerics.quantize(arrays[d.name], d.scale))
+        m.write_host(d, numerics.quantize(arrays[d.name], d.scales()))
         images.append(Image(f"input_{_safe(d.name)}.hex", "input", f"input '{d.name}' {list(d.shape)}, "
                             f"quantised (scale {d.scale!r})", "host", d.host, bits, _host(m, d.host, d.size)))
     images += _layers(sim, m)

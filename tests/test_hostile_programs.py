@@ -9,6 +9,7 @@ and each through the command lines (status 2, one line, no output file).
 from __future__ import annotations
 
 import json
+import re
 import struct
 import time
 
@@ -72,13 +73,20 @@ def test_access_outside_a_memory_names_the_pc():
     (lambda m: m["inputs"][0].update(scale=float("inf")), "META is malformed"),
     (lambda m: m["inputs"][0].update(scale=1e300), "META is malformed"),  # int16 x scale overflows float32
     (lambda m: m["inputs"][0].update(scale=1e-300), "META is malformed"),  # x / scale overflows float64
+    (lambda m: m["inputs"][0].update(slices=[[1, 0.5]], slice_axis=1), "slices [1] along axis 1 do not cover"),
+    (lambda m: m["inputs"][0].update(slices=[[49, 0.5]], slice_axis=3), "slices [49] along axis 3 do not cover"),
+    (lambda m: m["inputs"][0].update(slices=[[50, 0.5], [-1, 0.5]], slice_axis=1), "do not cover"),
+    (lambda m: m["inputs"][0].update(slices=[[49, 1e-300]], slice_axis=1), "a slice scale is outside"),
+    (lambda m: m["inputs"][0].update(slices=[[49, float("nan")]], slice_axis=1), "a slice scale is outside"),
+    (lambda m: m["inputs"][0].update(slices="49x0.5", slice_axis=1), "META is malformed"),
+    (lambda m: m["inputs"][0].update(slice_axis=1), "slices [] along axis 1 do not cover"),
     (lambda m: m["target"].update(weight_mem_bytes=1 << 40), "weight_mem_bytes=1099511627776 is invalid"),
 ])
 def test_meta_that_would_make_the_simulator_allocate_too_much(edit, message):
     blob = to_bytes(sample_program())
     meta = _meta(blob)
     edit(meta)
-    with pytest.raises(RnnaccelError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(RnnaccelError, match=re.escape(message)):
         from_bytes(with_meta(blob, meta))
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from compiler.kernel import Kernel, MOp, Ref
+from compiler.kernel import IOTensor, Kernel, MOp, Ref
 from compiler.passes.allocate import REGIONS, memory_used
 from isa.container import Loc, MemoryMap, Program, Region, StateDesc, TensorDesc
 from isa.encoding import Instruction
@@ -33,8 +33,9 @@ def _instruction(op: MOp, addr: dict[str, int]) -> Instruction:
     return Instruction.make(op.mnemonic, **operands)
 
 
-def _desc(tensor, addr: dict[str, int]) -> TensorDesc:
-    return TensorDesc(tensor.name, tuple(tensor.shape), float(tensor.scale), addr[tensor.host.buffer])
+def _desc(tensor: IOTensor, addr: dict[str, int]) -> TensorDesc:
+    axis, slices = tensor.packing or (0, ())
+    return TensorDesc(tensor.name, tuple(tensor.shape), float(tensor.scale), addr[tensor.host.buffer], slices, axis)
 
 
 def _region(kernel: Kernel, name: str) -> Region:

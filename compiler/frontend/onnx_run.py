@@ -20,7 +20,10 @@ Session = Callable[[dict[str, np.ndarray]], list[np.ndarray]]
 
 def tensors_over_samples(model: onnx.ModelProto, samples: Mapping[str, np.ndarray], wanted: Sequence[str],
                          types: Mapping[str, int]) -> dict[str, np.ndarray]:
-    """Each `wanted` tensor for every sample (leading axis of `samples`, keyed by graph input)."""
+    """Each `wanted` tensor for every sample (leading axis of `samples`, keyed by graph input).
+    Nothing wanted (an island that reads only graph inputs) runs nothing: a session needs an output."""
+    if not wanted:
+        return {}
     run = session(with_outputs(model, wanted, types))
     count = len(next(iter(samples.values()))) if samples else 1
     inputs = {v.name: v.type.tensor_type.elem_type for v in model.graph.input if v.name in samples}

@@ -53,13 +53,16 @@ def _calibration_array(name: str, value: np.ndarray, want: tuple[int, ...]) -> n
 
 @dataclass(frozen=True)
 class Calibration:
-    """What the samples tell: each tensor's largest magnitude (for its scale) and the second
+    """What the samples tell: each tensor's largest magnitude (for its scale), the second
     moments of its last-axis features, E[x xᵀ] (how much each column of a consuming matrix
-    matters, and how columns go together, for activation-aware compression), and the ranges
-    inside ops that have values of their own (a recurrent layer's states: OpDef.float_ranges)."""
+    matters, and how columns go together, for activation-aware compression), for each graph
+    input, along each axis, every slice's largest magnitude (whether it packs quantities of
+    different ranges, passes/packing.py), and the ranges inside ops that have values of their own
+    (a recurrent layer's states: OpDef.float_ranges)."""
 
     max_abs: dict[str, float]
     moments: dict[str, np.ndarray]
+    slice_max: dict[str, tuple[np.ndarray, ...]] = field(default_factory=dict)
     inner: dict[str, Any] = field(default_factory=dict)  # ranges inside an op, by its node's source
 
     def derived(self, graph: Graph) -> Calibration:
@@ -68,7 +71,14 @@ class Calibration:
         base = {n: n.partition("@")[0] for n in new}
         return Calibration({**self.max_abs, **{n: self.max_abs[b] for n, b in base.items()}},
                            {**self.moments, **{n: self.moments[b] for n, b in base.items() if b in self.moments}},
-                           self.inner)
+                           self.slice_max, self.inner)
+
+
+def _slice_max(values: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Along each axis of a tensor (after the samples axis), each slice's largest magnitude."""
+    magnitude = np.abs(values)
+    return tuple(np.max(magnitude, axis=tuple(a for a in range(values.ndim) if a != axis), initial=0.0)
+                 for axis in range(1, values.ndim))
 
 
 def _moments(values: np.ndarray) -> np.ndarray:
@@ -95,5 +105,6 @@ def calibrate(graph: Graph, data: dict[str, np.ndarray]) -> Calibration:
         max_abs={name: float(np.max(np.abs(v))) if v.size else 0.0 for name, v in values.items()},
         moments={name: _moments(v) for name, v in values.items() if v.ndim > 1 and v.size
                  and v.shape[-1] <= MAX_FEATURES},
+        slice_max={name: _slice_max(values[name]) for name in graph.inputs},
         inner=inner,
     )

@@ -4,8 +4,10 @@ Activations are int16 with one scale per tensor. Each op's rule (compiler/ops) s
 its outputs get -- fixed by the chip's formats (activation tables write Q0.15, recurrent states
 have their cells' formats), or derived from its inputs, or free: then what its consumers need,
 else the calibrated range with HEADROOM. A tensor whose consumer needs another scale than it has
-gets a `rescale` node. Weights are symmetric per output row at `weight_bits`; biases are stored
-at accumulator scale. docs/numerics.md gives the rules and their error bounds.
+gets a `rescale` node. A graph input or output that packs quantities of different ranges gets a
+scale per slice at the host boundary instead (passes/packing.py). Weights are symmetric per
+output row at `weight_bits`; biases are stored at accumulator scale. docs/numerics.md gives the
+rules and their error bounds.
 """
 
 from __future__ import annotations
@@ -15,29 +17,52 @@ from compiler.ops import OPS, Scales
 from compiler.ops.rescale import RescaleAttrs
 from compiler.passes.calibrate import Calibration
 from compiler.passes.compress import Compression
+from compiler.passes.packing import packed_inputs, packed_output
 from compiler.passes.weights import HEADROOM, WeightPolicy
 from isa.numerics import ACT_MAX, quantize_multiplier
 from isa.target import Target
 
 
 def quantize_graph(graph: Graph, calib: Calibration, target: Target, compression: Compression | None = None) -> Graph:
-    """Scales for every tensor and integer weights for every matrix (codebooks with `compression`)."""
+    """Scales for every tensor and integer weights for every matrix (codebooks with `compression`);
+    a scale per slice for the graph inputs and outputs that pack quantities of different ranges."""
     graph = with_inner_ranges(graph, calib)
     ranges = calib.max_abs
     aware = compression is not None and compression.activation_aware
     policy = WeightPolicy(target, compression, calib.moments if aware else {})
+    packed = packed_inputs(graph, calib.slice_max, range_scale)
     scales = {name: _free_scale(graph, name, ranges) for name in graph.inputs}
+    scales |= {name: max(s for _, s in runs) for name, (_, runs) in packed.packing.items()}
+    packing = dict(packed.packing)
     nodes: list[Node] = []
     shapes = dict(graph.shapes)
     for original in graph.nodes:
         op = OPS[original.op]
+        boundary = _boundary(graph, original, scales, packed.reads)
+        if boundary is not None:  # a slice of a packed input, or a packed output: no common scale
+            scales[original.outputs[0]], packing_of = boundary
+            packing |= packing_of
+            nodes.append(op.quantize(original, scales, policy))
+            continue
         common = op.common_scale(original, _scales(graph, original, scales, ranges))
         node = _legalize_inputs(original, common, scales, shapes, nodes)
         for name, scale in zip(node.outputs, op.output_scales(node, _scales(graph, node, scales, ranges))):
             if name:
                 scales[name] = scale
         nodes.append(op.quantize(node, scales, policy))
-    return graph.replace(nodes=tuple(nodes), shapes=shapes, scales=scales)
+    return graph.replace(nodes=tuple(nodes), shapes=shapes, scales=scales, packed=packing)
+
+
+def _boundary(graph: Graph, node: Node, scales: dict[str, float], reads: dict[str, float]):
+    """(output scale, packing) of a gather at a packed boundary, or None for any other node. A
+    gather reading one slice group of a packed input keeps that group's scale; one writing a packed
+    output keeps each slice's own scale (the coarsest stands for the whole)."""
+    if node.outputs[0] in reads:
+        return reads[node.outputs[0]], {}
+    packing = packed_output(graph, node, scales)
+    if packing is None:
+        return None
+    return max(s for _, s in packing[1]), {node.outputs[0]: packing}
 
 
 def with_inner_ranges(graph: Graph, calib: Calibration) -> Graph:

@@ -62,7 +62,7 @@ def _io(ctx: Lowering, name: str, place: Ref, role: str) -> IOTensor:
     """A graph input or output in host memory; a model may output one of its inputs as it is, so
     the two roles have buffers of their own."""
     host = ctx.buffer(f"host:{role}:{name}", "host", ctx.graph.size(name))
-    return IOTensor(name, ctx.graph.shapes[name], ctx.graph.scales[name], host, place)
+    return IOTensor(name, ctx.graph.shapes[name], ctx.graph.scales[name], host, place, ctx.graph.packed.get(name))
 
 
 def _size(tensor: IOTensor) -> int:
