@@ -5,7 +5,7 @@ format. Every other value of a cell has a *natural* format -- gate pre-activatio
 cell state Q3.12, the hidden state what its activations write -- which it keeps while calibration
 shows it within that format's range. A value that goes beyond (an LSTM cell state of 400 on real
 speech, an initial state of 3 given as an input, a Relu's output) gets the finest format that holds
-HEADROOM times its calibrated range instead; tables then read it requantised into Q3.12 (VSCALE,
+HEADROOM times its calibrated range instead; tables then read it shifted into Q3.12 (VACT's `up`,
 saturating there, where the functions are flat). Formats are powers of two, so every product in
 a cell is one shift; those shifts are properties of the record below, so the lowering (cells.py)
 and the golden reference (integer_cells.py) read the same numbers. docs/numerics.md gives the
