@@ -22,6 +22,9 @@ from compiler.reference import reference_outputs
 from isa.target import Target
 from runtime_sim import Simulator
 
+from packed_models import INPUTS as PACKED_INPUTS
+from packed_models import packed_lstm
+
 OPSET = 17
 HIDDEN, FEATURES = 16, 8
 
@@ -127,6 +130,10 @@ CASES = {
                           lambda rng: {"X": _frame(rng, drift=0.3),
                                                                                "h0": _state(rng, 0.1)},
                           {"Y_h": "h0"}, frames=100),
+    "lstm-packed-loop": Case(lambda: packed_lstm(forget_bias=7.0),
+                             lambda rng: {"X": (rng.standard_normal((1, 1, PACKED_INPUTS)) + 1.5).astype(np.float32),
+                                          "state": np.zeros((1, 1, 8, 2), np.float32)},
+                             {"state_out": "state"}, frames=100),
     "gru-relu": Case(lambda: leaky_rnn("GRU", 30, ["Sigmoid", "Relu"], memory=0.5, drive=30.0),
                      lambda rng: {"X": _frame(rng, 30, drift=0.3), "h0": _state(rng, 0.1)}),
 }
