@@ -113,6 +113,17 @@ def test_vact_applies_the_numbered_table(index, func):
     assert np.abs(got / 32768.0 - ref).max() < 2e-3
 
 
+@pytest.mark.parametrize("up", [1, 4, 12])
+def test_vact_shifts_its_input_into_q312_saturating(up):
+    """A value with 12 - up fraction bits reads as Q3.12 after a left shift that saturates: tanh of
+    a cell state of 100 in Q7.8 is tanh(8)."""
+    n, host = 64, _edges(64)
+    m = run_state(make_program([I("LOAD", dst=0, src=0, n=n), I("VACT", dst=0, src=0, n=n, table=1, up=up)]), host)
+    shifted = np.clip(host.astype(np.int64) * (1 << up), -32768, 32767)
+    np.testing.assert_array_equal(m.amem[:, :n].astype(np.int64), _lerp_table("tanh", shifted))
+    assert np.abs(m.amem[:, :n] / 32768.0 - np.tanh(host * 2.0 ** (up - 12))).max() < 2e-3
+
+
 def test_vrelu_is_exact():
     n, host = 64, _edges(64)
     m = run_state(make_program([I("LOAD", dst=0, src=0, n=n), I("VRELU", dst=0, src=0, n=n)]), host)
