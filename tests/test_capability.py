@@ -28,7 +28,9 @@ def check(tmp_path, capsys, model, *extra) -> tuple[int, list[str], str]:
 
 
 def test_every_constraint_has_a_model_that_violates_it():
-    declared = {(op, c.reason) for op, constraints in CONSTRAINTS.items() for c in constraints}
+    """Of the default domain's operators: a contrib operator off the chip is refused by the host,
+    so its violations are tested on their own (test_dynamic_lstm.py)."""
+    declared = {(op, c.reason) for op, constraints in CONSTRAINTS.items() if "." not in op for c in constraints}
     assert declared == set(VIOLATIONS)
 
 

@@ -24,10 +24,9 @@ import numpy as np
 import onnx
 
 from compiler.frontend.attributes import decode_attributes
-from compiler.frontend.registry import OPERATORS
+from compiler.frontend.registry import OPERATORS, op_key
 from isa.errors import RnnaccelError
 
-DEFAULT_DOMAINS = ("", "ai.onnx")
 GRAPH_OUTPUT = ""  # what NodeView.readers lists for a graph output
 HANDLER_PARAMETERS = ("b", "node", "name")  # what a compute handler takes besides the attributes
 
@@ -97,7 +96,7 @@ class Constraint:
         return self.reason if self.found is None else f"{self.reason}; got {self.found(view)}"
 
 
-CONSTRAINTS: dict[str, tuple[Constraint, ...]] = {}  # ONNX operator -> its constraints, in order
+CONSTRAINTS: dict[str, tuple[Constraint, ...]] = {}  # registry.op_key -> its constraints, in order
 
 
 def declare(table: Mapping[str, tuple[Constraint, ...]]) -> None:
@@ -147,7 +146,7 @@ ON_CONSTANTS = Constraint("every input must be a constant (it is folded at compi
 # -- evaluation -------------------------------------------------------------------------------------
 
 def handler_of(domain: str, op_type: str) -> Callable | None:
-    return OPERATORS.get(op_type) if domain in DEFAULT_DOMAINS else None
+    return OPERATORS.get(op_key(domain, op_type))
 
 
 def node_view(builder, node: onnx.NodeProto) -> NodeView:
@@ -180,7 +179,7 @@ def unsupported_reasons(view: NodeView) -> list[str]:
         return [f"operator {view.domain + '.' if view.domain else ''}{view.op_type} is not supported"]
     known = accepted_attributes(handler)
     return [*(f"attribute '{name}' is not supported" for name in view.attrs if name not in known),
-            *(c.message(view) for c in CONSTRAINTS.get(view.op_type, ()) if not c.holds(view))]
+            *(c.message(view) for c in CONSTRAINTS.get(op_key(view.domain, view.op_type), ()) if not c.holds(view))]
 
 
 @functools.cache

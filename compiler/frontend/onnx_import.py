@@ -24,10 +24,10 @@ from compiler.frontend import (  # noqa: F401  # noqa: F401
     recurrent_ops,
     softmax_ops,
 )
-from compiler.frontend.capability import GRAPH_OUTPUT, NodeView, node_view, unsupported_reasons
+from compiler.frontend.capability import GRAPH_OUTPUT, NodeView, handler_of, node_view, unsupported_reasons
 from compiler.frontend.external_data import inline_external_data
 from compiler.frontend.limits import check_elements, tensor_value
-from compiler.frontend.registry import OPERATORS
+from compiler.frontend.registry import OPERATORS  # noqa: F401  (re-exported: importing this module fills it)
 from compiler.ir import Graph, Node
 from compiler.verify import verify
 from isa.errors import RnnaccelError
@@ -235,7 +235,7 @@ def convert_node(builder: Builder, node: onnx.NodeProto, name: str) -> None:
 
 def convert_view(builder: Builder, node: onnx.NodeProto, name: str, view: NodeView) -> None:
     """Convert a node whose capability has been checked (its reasons are [])."""
-    OPERATORS[node.op_type](builder, node, name, **view.attrs)
+    handler_of(node.domain, node.op_type)(builder, node, name, **view.attrs)
 
 
 def _check_shape_names(shapes: dict, names: list[str]) -> None:

@@ -92,8 +92,9 @@ def _cell(attributes: tuple[str, ...]) -> str:
 INTRO = """# Supported ONNX operators
 
 Regenerate with `python -m compiler.frontend.opdoc`; `rnnaccel-compile --supported-ops` prints the
-same table. Every operator is in the default domain (`ai.onnx`). An attribute not listed is
-refused by name. The constraints are what else a node must satisfy for the chip and the compiler
+same table. Every operator is in the default domain (`ai.onnx`) but those named with their
+domain (`com.microsoft.DynamicQuantizeLSTM`: ONNX Runtime's contrib operators). An attribute not
+listed is refused by name. The constraints are what else a node must satisfy for the chip and the compiler
 to take it (an LSTM `activations` entry other than Relu, Sigmoid, Tanh or HardSigmoid, say, or a
 computed weight, is refused); the compiler checks them before it converts a node, and refuses it
 with the first that fails, after the node's name. `rnnaccel-compile MODEL.onnx --check` lists every

@@ -54,6 +54,7 @@ UNRUNNABLE = "unrunnable"  # a host node neither ONNX Runtime nor the reference 
 MOVES_ONLY = "moves only"  # a chip node sent back to the host: its island would only move data
 MOVES_ONLY_REASON = "its island would only move data between host and chip (no arithmetic on the chip)"
 HOST_DOMAINS = ("", "ai.onnx", "ai.onnx.ml")  # what both ONNX Runtime and onnx's reference evaluator run
+ORT_DOMAIN = "com.microsoft"  # ONNX Runtime's contrib operators: the chip converts some, the host none
 SHOWN = 3  # host nodes a refusal names before "and N more"
 BOUNDARY_ELEMENT_BYTES = 4  # tensors cross between host and chip as float32 (the chip's ints stay inside)
 
@@ -204,8 +205,7 @@ def _place(builder: Builder, node: onnx.NodeProto, index: int, inferred: dict[st
         del builder.nodes[before:]
         why, reasons = CAPACITY, [f"does not fit the target: {problem}"]
     if why != MALFORMED and not _host_runs(node):
-        why, reasons = UNRUNNABLE, [*reasons, f"neither ONNX Runtime nor onnx's reference evaluator runs "
-                                              f"{_qualified(node)} on the host"]
+        why, reasons = UNRUNNABLE, [*reasons, _unrunnable(node)]
     builder.shapes.update((o, inferred[o]) for o in node.output if o in inferred)
     host_made.update(o for o in node.output if o)
     macs = host_macs(node.op_type, [_shape(builder, inferred, t) for t in node.input],
@@ -255,6 +255,15 @@ def _host_runs(node: onnx.NodeProto) -> bool:
     """Whether the host can run the node: a standard operator both float runtimes implement."""
     domain = "" if node.domain == "ai.onnx" else node.domain
     return domain in HOST_DOMAINS and onnx.defs.has(node.op_type, domain)
+
+
+def _unrunnable(node: onnx.NodeProto) -> str:
+    """Why the host cannot run the node. ONNX Runtime does run its own contrib operators, but the
+    host part must also run where only onnx's reference evaluator is installed, which does not."""
+    if node.domain == ORT_DOMAIN:
+        return (f"the host runs standard ONNX operators only, and '{ORT_DOMAIN}.{node.op_type}' is an ONNX "
+                "Runtime contrib operator, which onnx's reference evaluator does not run")
+    return f"neither ONNX Runtime nor onnx's reference evaluator runs {_qualified(node)} on the host"
 
 
 def _qualified(node: onnx.NodeProto) -> str:

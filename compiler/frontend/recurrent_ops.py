@@ -1,4 +1,5 @@
-"""The recurrent operators: LSTM, GRU and RNN, every direction, layout and option.
+"""The recurrent operators: LSTM, GRU and RNN, every direction, layout and option, and ONNX
+Runtime's DynamicQuantizeLSTM (com.microsoft), an LSTM whose W and R are integers.
 
 Each handler normalises its operator to one IR node (op "lstm", "gru" or "rnn") whose attributes
 (compiler/ops/recurrent/records.py) hold, for all directions at once, W [D, G*H, I], R [D, G*H, H],
@@ -10,11 +11,12 @@ that are initialisers) is declared in CONSTRAINTS and checked before a handler r
 from __future__ import annotations
 
 import numpy as np
+from onnx import helper
 
 from compiler.frontend.activation_ops import ACTIVATIONS, activation_spec
 from compiler.frontend.capability import Constraint, NodeView, constant, declare, one_of
 from compiler.frontend.compute_ops import constant_weight
-from compiler.frontend.registry import operator, padded, unsupported
+from compiler.frontend.registry import operator, operator_in, padded, unsupported
 from compiler.ir import Node
 from compiler.ops.constant import ConstantAttrs
 from compiler.ops.recurrent.records import GruAttrs, LstmAttrs, RnnAttrs
@@ -36,6 +38,40 @@ def LSTM(b, node, name: str, *, hidden_size=None, layout=0, direction="forward",
     attrs["P"] = _weight(b, peep, "LSTM P", (dirs, 3 * hidden)) if peep else None
     attrs["input_forget"] = bool(input_forget)
     _emit(b, node, name, "lstm", attrs, (x, h0, c0), 3)
+
+
+@operator_in("com.microsoft")
+def DynamicQuantizeLSTM(b, node, name: str, *, hidden_size=None, direction="forward", activations=None,
+                        activation_alpha=None, activation_beta=None, clip=None, input_forget=0):
+    """An LSTM with W and R dequantised at compile time (X's run-time quantisation is the chip's own).
+
+    quantize_dynamic writes W [D, I, 4H] and R [D, H, 4H] as int8 or uint8 with a scale and zero
+    point per direction or per output channel. (q - zero_point) * scale, transposed to ONNX LSTM's
+    [D, 4H, I], puts each row on its channel's grid, which quantisation keeps exactly
+    (passes/weights.grid_steps); everything else is the LSTM converter's."""
+    x, w, r, bias, seq_lens, h0, c0, peep, w_scale, w_zero, r_scale, r_zero = padded(node.input, 12)
+    weights = [_dequantised(b, name, q, scale, zero, what)
+               for q, scale, zero, what in ((w, w_scale, w_zero, "W"), (r, r_scale, r_zero, "R"))]
+    lstm = helper.make_node("LSTM", [x, *weights, bias, seq_lens, h0, c0, peep], list(node.output))
+    LSTM(b, lstm, name, hidden_size=hidden_size, direction=direction, activations=activations,
+         activation_alpha=activation_alpha, activation_beta=activation_beta, clip=clip, input_forget=input_forget)
+
+
+def _dequantised(b, node_name: str, q: str, scale: str, zero: str, what: str) -> str:
+    """The float weight (q - zero) * scale as ONNX LSTM lays it out, recorded as a new constant."""
+    values, scales, zeros = (b.const(n) for n in (q, scale, zero))
+    if values.ndim != 3 or values.dtype not in QUANTISED_WEIGHTS or zeros.dtype != values.dtype:
+        raise RnnaccelError(f"{what} '{q}' must be int8 or uint8 of rank 3 with a zero point of its type; "
+                            f"got {values.dtype} {list(values.shape)} and {zeros.dtype}")
+    per = {(values.shape[0],): (-1, 1, 1), (values.shape[0], values.shape[2]): (values.shape[0], 1, -1)}
+    if scales.shape not in per or zeros.shape != scales.shape:
+        raise RnnaccelError(f"{what}_scale and {what}_zero_point of shapes {list(scales.shape)} and "
+                            f"{list(zeros.shape)} (expected [D] or [D, 4*hidden_size], D={values.shape[0]})")
+    shape = per[scales.shape]
+    steps = values.astype(np.float32) - zeros.reshape(shape).astype(np.float32)
+    result = f"{node_name}/{what}_dequantized"
+    b.consts[result] = np.ascontiguousarray((steps * scales.reshape(shape).astype(np.float32)).transpose(0, 2, 1))
+    return result
 
 
 @operator
@@ -150,14 +186,20 @@ def _unknown_activations(view: NodeView) -> list[str]:
     return [name for name in view.attr("activations") or () if name not in ACTIVATIONS]
 
 
-RECURRENT = (
-    one_of("direction", tuple(DIRECTIONS), "forward", "direction must be forward, reverse or bidirectional"),
-    one_of("layout", (0, 1), 0, "layout must be 0 or 1"),
+DIRECTION = one_of("direction", tuple(DIRECTIONS), "forward", "direction must be forward, reverse or bidirectional")
+LAYOUT = one_of("layout", (0, 1), 0, "layout must be 0 or 1")
+OPERANDS = (
     Constraint("X must have rank 3", lambda v: v.input(0).rank == 3, lambda v: f"rank {v.input(0).rank}"),
     constant(1, "W"), constant(2, "R"), constant(3, "B"), constant(4, "sequence_lens"),
     Constraint(f"each activation must be one of {', '.join(ACTIVATIONS)}", lambda v: not _unknown_activations(v),
                lambda v: ", ".join(_unknown_activations(v))),
 )
-CONSTRAINTS = {"LSTM": (*RECURRENT, constant(7, "P")), "GRU": RECURRENT, "RNN": RECURRENT}
-RECURRENT_OP_TYPES = frozenset(CONSTRAINTS)  # the ONNX operators this module converts
+QUANTISED_WEIGHTS = (np.dtype(np.int8), np.dtype(np.uint8))
+QUANTISATION = tuple(constant(i, what) for i, what in enumerate(
+    ("W_scale", "W_zero_point", "R_scale", "R_zero_point"), start=8))
+RECURRENT = (DIRECTION, LAYOUT, *OPERANDS)
+CONSTRAINTS = {"LSTM": (*RECURRENT, constant(7, "P")), "GRU": RECURRENT, "RNN": RECURRENT,
+               "com.microsoft.DynamicQuantizeLSTM": (DIRECTION, *OPERANDS, constant(7, "P"), *QUANTISATION)}
+# the operator types this module converts, whatever their domain (macs and --streaming read op_type)
+RECURRENT_OP_TYPES = frozenset(key.rpartition(".")[2] for key in CONSTRAINTS)
 declare(CONSTRAINTS)

@@ -17,12 +17,30 @@ import numpy as np
 from compiler.frontend.limits import check_elements
 from isa.errors import RnnaccelError
 
-OPERATORS: dict[str, Callable] = {}
+OPERATORS: dict[str, Callable] = {}  # keyed by op_key: the bare name in the default domain
+DEFAULT_DOMAINS = ("", "ai.onnx")
+
+
+def op_key(domain: str, op_type: str) -> str:
+    """An operator's key in OPERATORS and capability.CONSTRAINTS: a default-domain operator by its
+    name, any other by its domain-qualified name (com.microsoft.DynamicQuantizeLSTM), so an
+    operator of another domain never answers for a standard one of the same name."""
+    return op_type if domain in DEFAULT_DOMAINS else f"{domain}.{op_type}"
 
 
 def operator(fn: Callable) -> Callable:
     OPERATORS[fn.__name__] = fn
     return fn
+
+
+def operator_in(domain: str) -> Callable[[Callable], Callable]:
+    """Register a handler for an operator of another domain (ONNX Runtime's contrib operators)."""
+
+    def register(fn: Callable) -> Callable:
+        OPERATORS[op_key(domain, fn.__name__)] = fn
+        return fn
+
+    return register
 
 
 def unsupported(what: str) -> RnnaccelError:
