@@ -36,8 +36,7 @@ def compile_islands(proto: onnx.ModelProto, plan: Partition, builder: Builder, s
                     compile_island: IslandCompiler) -> list[CompiledIsland]:
     """Every island compiled, calibrated on what the float model feeds it for these samples."""
     entering = list(dict.fromkeys(t for island in plan.islands for t in island.inputs if t not in samples))
-    made = tensors_over_samples(proto, samples, entering, plan.types) if entering else {}  # none: islands first
-    values = {**samples, **made}
+    values = {**samples, **tensors_over_samples(proto, samples, entering, plan.types)}
     done = []
     for number, island in enumerate(plan.islands):
         model = island_model(proto, island, builder.consts, plan.shapes, plan.types, number)
