@@ -15,8 +15,7 @@ from compiler.ops.recurrent.scan import scan
 
 
 def float_recurrent(node: Node, x: np.ndarray, h0: np.ndarray | None = None, c0: np.ndarray | None = None) -> list:
-    cell = CELLS[node.op]
-    return scan(node, x, h0, c0, lambda d, x_t, h, c: cell(node.attrs, d, x_t, h, c, {}), np.float64)
+    return float_ranges(node, x, h0, c0)[0]
 
 
 def float_ranges(node: Node, x: np.ndarray, h0: np.ndarray | None = None,
@@ -55,7 +54,7 @@ def _acts(a: RecurrentAttrs, d: int, seen: dict[str, float]) -> list[Callable[[n
     def act(spec: str, position: int) -> Callable[[np.ndarray], np.ndarray]:
         def run(v: np.ndarray) -> np.ndarray:
             out = float_activation(spec, v)
-            if spec == "relu" and position < len(ROLES) and seen:
+            if spec == "relu" and position < len(ROLES):
                 _note(seen, ROLES[position], out)
             return out
         return run
