@@ -38,16 +38,19 @@ def lower_gather(ctx: Lowering, node: Node, where: Where) -> None:
         ctx.places[node.outputs[0]] = ctx.places[node.inputs[0]] + first
         return
     out = ctx.place(node.outputs[0])
-    bases = np.cumsum([0] + sizes)
-    for start, stop in _runs(index, bases):
-        source = int(np.searchsorted(bases, index[start], side="right") - 1)
-        src = ctx.places[node.inputs[source]] + int(index[start] - bases[source])
+    bases, source = np.cumsum([0] + sizes), input_numbers(index, sizes)
+    for start, stop in _runs(index, source):
+        src = ctx.places[node.inputs[source[start]]] + int(index[start] - bases[source[start]])
         ctx.emit_elementwise("VMOV", where, stop - start, dst=out + start, src=src)
 
 
-def _runs(index: np.ndarray, bases: np.ndarray) -> list[tuple[int, int]]:
+def input_numbers(index: np.ndarray, sizes: list[int]) -> np.ndarray:
+    """Which input (of these sizes, laid end to end) each entry of a flat index reads."""
+    return np.searchsorted(np.cumsum(sizes), index, side="right")
+
+
+def _runs(index: np.ndarray, source: np.ndarray) -> list[tuple[int, int]]:
     """Maximal [start, stop) stretches of the output that copy consecutive elements of one input."""
-    source = np.searchsorted(bases, index, side="right")
     breaks = np.flatnonzero((np.diff(index) != 1) | (np.diff(source) != 0)) + 1
     edges = [0, *breaks.tolist(), len(index)]
     return list(itertools.pairwise(edges))

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from compiler.ir import Graph, Node, Packing
+from compiler.ops.gather import input_numbers
 
 MIN_RATIO = 4.0  # ranges closer than this share one scale: a slice scale would gain under 2 bits
 
@@ -101,8 +102,7 @@ def packed_output(graph: Graph, node: Node, scales: dict[str, float]) -> Packing
 
 def _source_scales(graph: Graph, node: Node, scales: dict[str, float]) -> np.ndarray:
     """The scale of the input each output element of a gather comes from."""
-    sizes = [graph.size(n) for n in node.inputs]
-    which = np.searchsorted(np.cumsum(sizes), node.attrs.index, side="right")
+    which = input_numbers(node.attrs.index, [graph.size(n) for n in node.inputs])
     return np.array([scales[n] for n in node.inputs])[which]
 
 
