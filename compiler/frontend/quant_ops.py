@@ -67,8 +67,7 @@ def QuantizeLinear(b, node, name: str, *, axis=1, saturate=1, block_size=0, outp
     if all(b.is_const(n) for n in node.input):
         return fold(b, node, lambda *args: quantize_linear(*args, axis=axis, output_dtype=output_dtype))
     qmin, qmax = RANGES[_out_type(b.const(zero_point), output_dtype)]
-    step = float(np.ravel(b.const(scale))[0])
-    zp = int(np.ravel(b.const(zero_point))[0]) if zero_point else 0
+    step, zp = _grid(b, scale, zero_point)
     if not step > 0 or not np.isfinite(step):
         raise RnnaccelError(f"y_scale '{scale}' is {step:g}; a scale must be positive and finite")
     attrs = FakeQuantAttrs(step=step, zero_point=zp, qmin=qmin, qmax=qmax)
@@ -82,12 +81,16 @@ def DequantizeLinear(b, node, name: str, *, axis=1, block_size=0):
     if all(b.is_const(n) for n in node.input):
         return fold(b, node, lambda *args: dequantize_linear(*args, axis=axis))
     pair = b.producers[x].attrs
-    zp = int(np.ravel(b.const(zero_point))[0]) if zero_point else 0
-    if (float(np.ravel(b.const(scale))[0]), zp) != (pair.step, pair.zero_point):
+    if _grid(b, scale, zero_point) != (pair.step, pair.zero_point):
         raise RnnaccelError(f"x_scale and x_zero_point differ from those of the QuantizeLinear that makes '{x}'")
     size = int(np.prod(b.shape(x)))
     b.emit(Node("gather", name, (x,), (node.output[0],), GatherAttrs(index=np.arange(size))),
            {node.output[0]: b.shape(x)})
+
+
+def _grid(b, scale: str, zero_point: str) -> tuple[float, int]:
+    """The one step and zero point of a pair on data (the constraints make each one value)."""
+    return float(np.ravel(b.const(scale))[0]), int(np.ravel(b.const(zero_point))[0]) if zero_point else 0
 
 
 def _one_value(view: NodeView) -> bool:
