@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from compiler.interpret import interpret
+from compiler.float_eval import run_float
 from compiler.ir import Graph, Node
 from compiler.ops import OpDef
 from isa.errors import RnnaccelError
@@ -99,8 +99,7 @@ def calibrate(graph: Graph, data: dict[str, np.ndarray]) -> Calibration:
             return outputs
         return run
 
-    values = {name: np.asarray(data[name], dtype=np.float64) for name in graph.inputs}
-    values = interpret(graph, values, semantics)
+    values = run_float(graph, data, semantics)
     return Calibration(
         max_abs={name: float(np.max(np.abs(v))) if v.size else 0.0 for name, v in values.items()},
         moments={name: _moments(v) for name, v in values.items() if v.ndim > 1 and v.size
