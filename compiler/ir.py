@@ -109,6 +109,11 @@ class Graph:
     shapes: dict[str, tuple[int, ...]]
     scales: dict[str, float] = field(default_factory=dict)
     packed: dict[str, Packing] = field(default_factory=dict)  # graph inputs/outputs only (passes/packing.py)
+    # State the model carries explicitly, kept on chip between runs: (graph input, graph output)
+    # pairs (passes/streaming.py). The output stays in `outputs` (it is computed and quantised like
+    # any); the host sees it only with `state_outputs`.
+    bound: tuple[tuple[str, str], ...] = ()
+    state_outputs: bool = False
 
     def replace(self, **changes: Any) -> Graph:
         return dataclasses.replace(self, **changes)
@@ -127,6 +132,18 @@ class Graph:
             return self.scales[tensor]
         axis, runs = self.packed[tensor]
         return slice_scales(self.shapes[tensor], axis, runs)
+
+    @property
+    def host_inputs(self) -> tuple[str, ...]:
+        """The inputs the host sends each run: all but the bound state."""
+        bound = {i for i, _ in self.bound}
+        return tuple(n for n in self.inputs if n not in bound)
+
+    @property
+    def host_outputs(self) -> tuple[str, ...]:
+        """The outputs the host reads each run: bound state's only on request."""
+        hidden = set() if self.state_outputs else {o for _, o in self.bound}
+        return tuple(n for n in self.outputs if n not in hidden)
 
     def consumers(self, tensor: str) -> list[Node]:
         return list(self._consumers.get(tensor, ()))

@@ -90,6 +90,20 @@ class IOTensor:
 
 
 @dataclass(frozen=True)
+class StateTensor:
+    """A value kept in activation memory between runs (a persistent buffer): a recurrent layer's
+    own h or c, or a bound graph input whose pair `output` carries it out. Its shape and scale
+    let a host read or write it as floats."""
+
+    name: str
+    shape: tuple[int, ...]
+    scale: float
+    place: Ref
+    packing: Packing | None = None
+    output: str = ""
+
+
+@dataclass(frozen=True)
 class Kernel:
     buffers: dict[str, Buffer]
     ops: tuple[MOp, ...]
@@ -99,6 +113,7 @@ class Kernel:
     addresses: dict[str, int] = field(default_factory=dict)
     interleaves: tuple[Interleave, ...] = ()  # left to do: passes/interleave.py
     loops: tuple[LoopCandidate, ...] = ()  # left to do: passes/reroll.py
+    state: tuple[StateTensor, ...] = ()
 
     def replace(self, **changes) -> Kernel:
         return dataclasses.replace(self, **changes)

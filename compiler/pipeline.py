@@ -17,6 +17,7 @@ from compiler.frontend.freeze import freeze
 from compiler.frontend.limits import check_fits_target
 from compiler.frontend.onnx_import import check_model, finish_import, import_model, read_model, with_input_shapes
 from compiler.frontend.partition import checked, host_list, placed_and_converted
+from compiler.frontend.state import closed_loop_samples, describe, state_pairs
 from compiler.ir import Graph
 from compiler.partitioned import (
     check_streaming_host,
@@ -32,7 +33,7 @@ from compiler.passes.interleave import interleave
 from compiler.passes.quantize import quantize_graph
 from compiler.passes.reroll import reroll
 from compiler.passes.schedule import lower
-from compiler.passes.streaming import frame_shapes, mark_streaming
+from compiler.passes.streaming import StateBinding, frame_shapes, mark_streaming
 from compiler.passes.trim import trim_sequence_outputs
 from compiler.verify import verify
 from isa.errors import RnnaccelError
@@ -44,13 +45,18 @@ def compile_model(model: str | Path | onnx.ModelProto, target: Target | None = N
                   shapes: dict[str, tuple[int, ...]] | None = None,
                   log: Callable[[str], None] = lambda message: None,
                   compression: Compression | None = None, streaming: bool = False,
-                  consts: dict[str, list[str | float | int]] | None = None, chip_only: bool = False) -> Compiled:
+                  consts: dict[str, list[str | float | int]] | None = None, chip_only: bool = False,
+                  states: dict[str, str] | None = None, state_outputs: bool = False) -> Compiled:
     """Compile a model: one chip program, or, when some nodes need the host, a partitioned
     program (docs/partitioning.md) unless `chip_only`. Codebook `compression` is
     activation-aware only with real calibration data.
 
     `streaming` makes a program that takes one frame per run and keeps the recurrent state
     between runs (passes/streaming.py); `shapes` and `calibration` are still whole sequences.
+    `states` pairs a graph input with the graph output that carries the same state out
+    (frontend/state.py; --streaming also finds a recurrent layer's): the model is calibrated
+    closed loop, and with `streaming` each pair stays on chip between runs, its output read by
+    the host only with `state_outputs`.
     `consts` freezes graph inputs to values (freeze.py): they leave the program's inputs, and an
     `If` on them is decided at compile time.
     """
@@ -67,7 +73,12 @@ def compile_model(model: str | Path | onnx.ModelProto, target: Target | None = N
         log("no --calibration given: calibrating on random N(0,1) inputs; give real samples for real ranges")
     if compression is not None and not given:
         compression = dataclasses.replace(compression, activation_aware=False)
-    chip = partial(_compile_chip, target=target, compression=compression, streaming=streaming, log=log)
+    pairs = state_pairs(proto, states or {}, plan.shapes, find=streaming)
+    if pairs:
+        log(describe(pairs, "kept on chip between runs" if streaming else "calibrated closed loop"))
+        calibration = closed_loop_samples(proto, pairs, plan.shapes, calibration)
+    bound = StateBinding(pairs if streaming else {}, state_outputs)
+    chip = partial(_compile_chip, target=target, compression=compression, streaming=streaming, log=log, bound=bound)
     if not plan.needs_host:
         graph = verify(finish_import(builder, proto))
         compiled = chip(proto, graph, name, calibration or default_calibration(graph.input_shapes))
@@ -77,7 +88,7 @@ def compile_model(model: str | Path | onnx.ModelProto, target: Target | None = N
     if streaming:
         check_streaming_host(plan, proto)
     inputs = {n: builder.shapes[n] for n in (v.name for v in proto.graph.input) if n in builder.shapes}
-    samples = check_calibration(inputs, calibration) if given else default_calibration(inputs)
+    samples = check_calibration(inputs, calibration) if calibration is not None else default_calibration(inputs)
     islands = compile_islands(proto, plan, builder, samples,
                               lambda sub, calib: chip(sub, verify(import_model(sub)), sub.graph.name, calib))
     program = partitioned_program(name, proto, plan, builder, islands)
@@ -86,12 +97,14 @@ def compile_model(model: str | Path | onnx.ModelProto, target: Target | None = N
 
 def _compile_chip(proto: onnx.ModelProto, graph: Graph, name: str, calibration: dict[str, np.ndarray],
                   target: Target, compression: Compression | None, streaming: bool,
-                  log: Callable[[str], None]) -> Compiled:
+                  log: Callable[[str], None], bound: StateBinding) -> Compiled:
     """One chip program from an imported graph: the whole model's, or one island's."""
+    graph = bound.bind(graph)
     check_fits_target(graph, target, streaming, compression)
     calib = calibrate(graph, check_calibration(graph.input_shapes, calibration))  # whole sequences, before trimming
     if streaming:
-        graph = verify(mark_streaming(import_model(with_input_shapes(proto, frame_shapes(graph)))))
+        frames = with_input_shapes(proto, frame_shapes(graph))
+        graph = verify(mark_streaming(bound.bind(import_model(frames))))
     graph = verify(trim_sequence_outputs(graph))
     calib = calib.derived(graph)
     graph = verify(quantize_graph(graph, calib, target, compression))

@@ -89,13 +89,15 @@ class Runs:
 
 
 _DESC_OPTIONAL = ("slices", "slice_axis")  # only a packed tensor has them (isa.container.TensorDesc)
+_STATE_OPTIONAL = ("shape", "scale", *_DESC_OPTIONAL, "output")  # isa.container.StateDesc's defaults
 
 _DIRECTIVE_KEYS = {
     ".program": {"model": str},
     ".memory": dict.fromkeys(MEMORIES, int),
     ".input": {"name": str, "shape": tuple, "scale": float, "host": int, "slices": Runs, "slice_axis": int},
     ".output": {"name": str, "shape": tuple, "scale": float, "host": int, "slices": Runs, "slice_axis": int},
-    ".state": {"name": str, "address": int, "size": int},
+    ".state": {"name": str, "address": int, "size": int, "shape": tuple, "scale": float, "slices": Runs,
+               "slice_axis": int, "output": str},
     ".loc": {"node": str, "layer": int, "step": int, "tile": int, "what": str},
     ".region": {"base": int, "size": int},
     ".partitioned": {"model": str, "inputs": list, "outputs": list, "boundary_bytes": int, "chip_mac_fraction": float},
@@ -238,10 +240,12 @@ class _Builder:
                             v.get("slices", Runs(())).runs, v.get("slice_axis", 0))
 
     def state(self, line: Tree, args: list[Arg]) -> StateDesc:
-        v = self.keys(line, args, ".state")
-        if v["address"] < 0 or v["size"] <= 0:
-            raise self.error(line, f".state {quoted(v['name'])}: address non-negative and size positive")
-        return StateDesc(v["name"], v["address"], v["size"])
+        v = self.keys(line, args, ".state", optional=_STATE_OPTIONAL)
+        if v["address"] < 0 or v["size"] <= 0 or any(d <= 0 for d in v.get("shape", ())):
+            raise self.error(line, f".state {quoted(v['name'])}: address non-negative and size positive, as are its dimensions")
+        return self.located(line, StateDesc, v["name"], v["address"], v["size"], v.get("shape", ()),
+                            v.get("scale", 1.0), v.get("slices", Runs(())).runs, v.get("slice_axis", 0),
+                            v.get("output", ""))
 
     def located(self, where: Tree, make: Callable[..., T], *args: object, **kwargs: object) -> T:
         """Build a record; the record's own validation errors get this line's position."""

@@ -102,7 +102,7 @@ def slice_scales(shape: tuple[int, ...], axis: int, slices: tuple[tuple[int, flo
     return np.repeat([s for _, s in slices], [n for n, _ in slices]).reshape(sizes)
 
 
-def _check_slices(d: TensorDesc) -> None:
+def _check_slices(d: TensorDesc | StateDesc) -> None:
     """Runs that cover the axis exactly, each scale in range: a corrupted program is refused here."""
     axis, counts = d.slice_axis, [n for n, _ in d.slices]
     if not 0 <= axis < len(d.shape) or any(n <= 0 for n in counts) or sum(counts) != d.shape[axis]:
@@ -114,12 +114,32 @@ def _check_slices(d: TensorDesc) -> None:
 
 @dataclass(frozen=True)
 class StateDesc:
-    """Activation memory a streaming program keeps between invocations (a recurrent layer's h or
-    c). Zeroing it starts a new stream; everything else in activation memory is scratch."""
+    """Activation memory a streaming program keeps between invocations: a recurrent layer's h or c
+    (named `state:<layer>/d<direction>/<h|c>`), or a state the model carries explicitly, bound to
+    a graph input (its name) and the graph output that carries it out (`output`). Zeroing it
+    starts a new stream; everything else in activation memory is scratch. `shape` and the scales
+    say how a host that saves or restores a stream reads and writes it as floats."""
 
     name: str
     address: int
     size: int
+    shape: tuple[int, ...] = ()
+    scale: float = 1.0
+    slices: tuple[tuple[int, float], ...] = ()
+    slice_axis: int = 0
+    output: str = ""
+
+    def __post_init__(self) -> None:
+        if self.shape and math.prod(self.shape) != self.size:
+            raise RnnaccelError(f"state '{self.name}': shape {list(self.shape)} does not hold {self.size} elements")
+        if not MIN_SCALE <= self.scale <= MAX_SCALE:
+            raise RnnaccelError(f"state '{self.name}': scale {self.scale!r} is outside [{MIN_SCALE!r}, {MAX_SCALE!r}]")
+        if self.slices or self.slice_axis:
+            _check_slices(self)
+
+    def scales(self) -> float | np.ndarray:
+        """As TensorDesc.scales: one number, or per slice an array that broadcasts against it."""
+        return slice_scales(self.shape, self.slice_axis, self.slices) if self.slices else self.scale
 
 
 @dataclass(frozen=True)
@@ -245,7 +265,7 @@ def _meta(prog: Program) -> dict:
         "memory": vars(prog.memory),
         "regions": [{"name": r.name, "base": r.base, "size": len(r.data)} for r in prog.regions],
         "tables": {"names": list(prog.tables), "segments": TABLE_SEGMENTS},
-        **({"state": [vars(s) for s in prog.state]} if prog.state else {}),
+        **({"state": [_state_json(s) for s in prog.state]} if prog.state else {}),
     }
 
 
@@ -253,6 +273,16 @@ def _desc_json(d: TensorDesc) -> dict:
     """The slices only when there are some: every unpacked program stays byte for byte as it was."""
     packed = {"slices": [list(run) for run in d.slices], "slice_axis": d.slice_axis} if d.slices else {}
     return {"name": d.name, "shape": list(d.shape), "scale": d.scale, "host": d.host, **packed}
+
+
+def _state_json(s: StateDesc) -> dict:
+    """Like _desc_json: the fields a state has beyond its place only when it has them."""
+    return {k: list(map(list, v)) if k == "slices" else list(v) if k == "shape" else v
+            for k, v in vars(s).items() if k in ("name", "address", "size") or v != _STATE_DEFAULTS[k]}
+
+
+_STATE_DEFAULTS = {f: StateDesc.__dataclass_fields__[f].default for f in ("shape", "scale", "slices", "slice_axis",
+                                                                        "output")}
 
 
 def _debug(prog: Program) -> dict:
@@ -367,7 +397,9 @@ def _state(s: dict) -> StateDesc:
     address, size = int(s["address"]), int(s["size"])
     if address < 0 or not 0 < size <= MAX_MEMORY_UNITS:
         raise ValueError(f"bad state {s['name']}")
-    return StateDesc(str(s["name"]), address, size)
+    slices = tuple((int(n), float(scale)) for n, scale in s.get("slices", []))
+    return StateDesc(str(s["name"]), address, size, tuple(int(d) for d in s.get("shape", [])),
+                     float(s.get("scale", 1.0)), slices, int(s.get("slice_axis", 0)), str(s.get("output", "")))
 
 
 def _region(r: dict, sections: dict[bytes, bytes], target: Target) -> Region:

@@ -113,7 +113,16 @@ def _desc(directive: str, d: TensorDesc) -> str:
 
 
 def _state(s: StateDesc) -> str:
-    return f".state name={json.dumps(s.name)} address=0x{s.address:x} size={s.size}"
+    """The fields beyond name, address and size only where they differ from the defaults."""
+    text = f".state name={json.dumps(s.name)} address=0x{s.address:x} size={s.size}"
+    if s.shape:
+        text += " shape=[" + ",".join(str(d) for d in s.shape) + "]"
+    if s.scale != 1.0:
+        text += f" scale={s.scale!r}"
+    if s.slices:
+        runs = ",".join(f"[{count},{scale!r}]" for count, scale in s.slices)
+        text += f" slices=[{runs}] slice_axis={s.slice_axis}"
+    return text + (f" output={json.dumps(s.output)}" if s.output else "")
 
 
 def _code(prog: Program) -> list[str]:

@@ -26,7 +26,7 @@ from functools import cached_property
 import numpy as np
 
 from isa import numerics
-from isa.container import Program, TensorDesc
+from isa.container import Program, StateDesc, TensorDesc
 from isa.encoding import Instruction
 from isa.errors import RnnaccelError
 from isa.loops import MAX_EXECUTED, expand_program
@@ -180,8 +180,10 @@ class Simulator:
 
 
 class Stream:
-    """A streaming program's chip between runs: the machine, and with it the recurrent state,
-    persists from one `step` to the next; `reset` zeroes it, as the host does for a new stream."""
+    """A streaming program's chip between runs: the machine, and with it the state, persists from
+    one `step` to the next; `reset` zeroes it, as the host does for a new stream. `state` and
+    `set_state` read and write the kept state as floats (Program.state), for a host that saves
+    a stream and resumes it later."""
 
     def __init__(self, sim: Simulator, samples: int | None) -> None:
         self.sim, self.samples = sim, samples
@@ -197,6 +199,43 @@ class Stream:
         if batch and count != self.samples:
             raise RnnaccelError(f"the stream has {self.samples} samples but the inputs have {count}")
         return self.sim._result(self.sim._invoke(self.machine, quantised), batch)
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Each kept state by name (a bound input's, or `state:<layer>/d<k>/<h|c>`), dequantised,
+        in its shape (with a leading sample axis if `samples`)."""
+        out = {}
+        for d in self.sim.program.state:
+            raw = self.machine.amem[:, d.address:d.address + d.size].reshape(-1, *_state_shape(d))
+            values = numerics.dequantize(raw, d.scales())
+            out[d.name] = values if self.samples is not None else values[0]
+        return out
+
+    def set_state(self, values: Mapping[str, np.ndarray]) -> None:
+        """Overwrite the named states (any subset of `state()`'s) with these floats."""
+        descs = {d.name: d for d in self.sim.program.state}
+        unknown = sorted(set(values) - set(descs))
+        if unknown:
+            raise RnnaccelError(f"unknown state(s) {', '.join(unknown)}; the program keeps "
+                                f"{', '.join(descs) or 'no state'}")
+        for name, value in values.items():
+            d = descs[name]
+            array = _check_array(_StateInput(name, _state_shape(d)), value, self.samples is not None)
+            if len(array) != len(self.machine.amem):
+                raise RnnaccelError(f"the stream has {self.samples} samples but state '{name}' has {len(array)}")
+            self.machine.amem[:, d.address:d.address + d.size] = \
+                numerics.quantize(array, d.scales()).reshape(len(array), d.size)
+
+
+@dataclass(frozen=True)
+class _StateInput:
+    """What _check_array needs to check a state's new value like an input."""
+
+    name: str
+    shape: tuple[int, ...]
+
+
+def _state_shape(d: StateDesc) -> tuple[int, ...]:
+    return d.shape or (d.size,)
 
 
 def _checked_footprints(stream: list[tuple[int, Instruction]], sizes: dict[str, int], target: Target):

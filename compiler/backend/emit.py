@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from compiler.kernel import IOTensor, Kernel, MOp, Ref
+import numpy as np
+
+from compiler.kernel import IOTensor, Kernel, MOp, Ref, StateTensor
 from compiler.passes.allocate import REGIONS, memory_used
 from isa.container import Loc, MemoryMap, Program, Region, StateDesc, TensorDesc
 from isa.encoding import Instruction
@@ -24,7 +26,7 @@ def emit(kernel: Kernel, target: Target, model: str) -> Program:
         regions=tuple(r for r in (_region(kernel, name) for name in REGIONS) if r.data),
         tables={name: activation_table(name) for name in kernel.tables},
         locs=_locs(kernel.ops),
-        state=tuple(StateDesc(b.name, addr[b.name], b.size) for b in kernel.buffers.values() if b.persistent),
+        state=tuple(_state(t, addr) for t in kernel.state),
     )
 
 
@@ -36,6 +38,13 @@ def _instruction(op: MOp, addr: dict[str, int]) -> Instruction:
 def _desc(tensor: IOTensor, addr: dict[str, int]) -> TensorDesc:
     axis, slices = tensor.packing or (0, ())
     return TensorDesc(tensor.name, tuple(tensor.shape), float(tensor.scale), addr[tensor.host.buffer], slices, axis)
+
+
+def _state(state: StateTensor, addr: dict[str, int]) -> StateDesc:
+    axis, slices = state.packing or (0, ())
+    size = int(np.prod(state.shape, dtype=np.int64))
+    return StateDesc(state.name, addr[state.place.buffer] + state.place.offset, size, tuple(state.shape),
+                     float(state.scale), slices, axis, state.output)
 
 
 def _region(kernel: Kernel, name: str) -> Region:

@@ -5,13 +5,14 @@ that use them) are matrices.py's."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from compiler.ir import Graph
-from compiler.kernel import Buffer, Interleave, LoopCandidate, MOp, Ref, Where, pack_ints
+from compiler.kernel import Buffer, Interleave, LoopCandidate, MOp, Ref, StateTensor, Where, pack_ints
 from isa.table import BY_MNEMONIC, stride
 from isa.target import Target
 
@@ -40,12 +41,20 @@ class Lowering:
     tables: list[str] = field(default_factory=list)
     interleaves: list[Interleave] = field(default_factory=list)
     loops: list[LoopCandidate] = field(default_factory=list)
+    state: list[StateTensor] = field(default_factory=list)
 
     def buffer(self, name: str, memory: str, size: int, data: bytes | None = None,
                region: str | None = None, persistent: bool = False) -> Ref:
         assert name not in self.buffers, f"buffer {name} made twice"
         self.buffers[name] = Buffer(name, memory, size, data, region, persistent)
         return Ref(name)
+
+    def state_buffer(self, buffer: str, state: StateTensor) -> Ref:
+        """A persistent activation-memory buffer for `state` (its place is set here): kept between
+        runs, zeroed for a new stream."""
+        place = self.buffer(buffer, "amem", int(np.prod(state.shape, dtype=np.int64)), persistent=True)
+        self.state.append(dataclasses.replace(state, place=place))
+        return place
 
     def place(self, tensor: str) -> Ref:
         """A fresh activation-memory buffer for a tensor the node computes."""

@@ -33,16 +33,20 @@ import itertools
 import numpy as np
 
 from compiler.ir import Graph
-from compiler.kernel import IOTensor, Kernel, Ref, Where
+from compiler.kernel import IOTensor, Kernel, Ref, StateTensor, Where
 from compiler.ops import MATRIX_OPS, OPS
 from compiler.passes.lowering import Lowering
+from compiler.passes.streaming import store_runs
 from isa.target import Target
 
 
 def lower(graph: Graph, target: Target) -> Kernel:
     """Every node's ops in plain order, with the interleavings and loop candidates still to do."""
     ctx = Lowering(graph, target)
-    inputs = tuple(_io(ctx, name, ctx.place(name), "input") for name in graph.inputs)
+    for name, output in graph.bound:
+        ctx.places[name] = ctx.state_buffer(f"state:{name}", StateTensor(
+            name, graph.shapes[name], graph.scales[name], Ref(name), graph.packed.get(name), output))
+    inputs = tuple(_io(ctx, name, ctx.place(name), "input") for name in graph.host_inputs)
     for tensor in inputs:
         ctx.emit_elementwise("LOAD", Where("input", -1, what=tensor.name), _size(tensor), dst=tensor.place,
                              src=tensor.host)
@@ -50,12 +54,28 @@ def lower(graph: Graph, target: Target) -> Kernel:
     for node in graph.nodes:
         layer = next(layers) if node.op in MATRIX_OPS else -1
         OPS[node.op].lower(ctx, node, Where(node.source, layer))
-    outputs = tuple(_io(ctx, name, ctx.places[name], "output") for name in graph.outputs)
+    for name, output in graph.bound:
+        _store_state(ctx, name, output)
+    outputs = tuple(_io(ctx, name, ctx.places[name], "output") for name in graph.host_outputs)
     for tensor in outputs:
         ctx.emit_elementwise("STORE", Where("output", -1, what=tensor.name), _size(tensor), dst=tensor.host,
                              src=tensor.place)
     return Kernel(ctx.buffers, tuple(ctx.ops), inputs, outputs, tuple(ctx.tables),
-                  interleaves=tuple(ctx.interleaves), loops=tuple(ctx.loops))
+                  interleaves=tuple(ctx.interleaves), loops=tuple(ctx.loops), state=tuple(ctx.state))
+
+
+def _store_state(ctx: Lowering, name: str, output: str) -> None:
+    """The run's new state into the bound input's buffer, after every reader of the old one: a
+    copy, or VSCALE where the output's scale is not the input's (passes/streaming.store_runs)."""
+    where = Where(name, -1, what="state")
+    src, dst = ctx.places[output], ctx.places[name]
+    for start, stop, rescale in store_runs(ctx.graph, name, output):
+        if rescale is None:
+            if src + start != dst + start:
+                ctx.emit_elementwise("VMOV", where, stop - start, dst=dst + start, src=src + start)
+        else:
+            ctx.emit_elementwise("VSCALE", where, stop - start, dst=dst + start, src=src + start,
+                                 mult=rescale[0], shift=rescale[1])
 
 
 def _io(ctx: Lowering, name: str, place: Ref, role: str) -> IOTensor:

@@ -1,27 +1,68 @@
-"""Streaming: a program that takes one frame per invocation and keeps the recurrent state on chip.
+"""Streaming: a program that takes one frame per invocation and keeps the state on chip.
 
 A deployed keyword spotter does not wait for a second of audio and then run the whole sequence;
 it feeds each frame as it arrives. A streaming compile imports the model twice: with its
 whole-sequence shapes, to calibrate on real sequences, and with the time axis of its inputs
-shrunk to one frame (`frame_shapes`). `mark_streaming` then marks every recurrent layer, so that
-lowering keeps its h and c in buffers that persist between invocations. The scales come from the
-whole-sequence calibration, so frame after frame the program computes exactly what the
-whole-sequence program computes at each step (tests check it bit for bit).
+shrunk to one frame (`frame_shapes`). `mark_streaming` then marks every recurrent layer whose
+state the model does not carry itself, so that lowering keeps its h and c in buffers that persist
+between invocations. The scales come from the whole-sequence calibration, so frame after frame the
+program computes exactly what the whole-sequence program computes at each step (tests check it
+bit for bit).
 
-What a stream cannot do is refused here: a reverse direction (it needs the last frame first),
-an initial state or sequence lengths (a stream starts from zeros and has no end), and layers
-that disagree on the number of steps (then no one input axis is time).
+A model that carries its state explicitly, `(frame, state_in) -> (out, state_out)`, has it bound
+instead (`bind_state`, pairs from frontend/state.py): the input lives in a persistent buffer the
+host never sends, and at the end of each run the output is stored into it, copied where the two
+scales agree and rescaled where they do not (`store_runs`, which the golden reference reads too).
+A model whose recurrence is already one frame long (or that has none, like a convolution's
+history buffer) needs no shrinking.
+
+What a stream cannot do is refused here, in terms of the model: a reverse direction (it needs the
+last frame first), sequence lengths (a stream has no end), an initial state no pair binds, and
+layers that disagree on the number of steps (then no one input axis is time).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
 from compiler.ir import Graph, Node
 from compiler.ops import RECURRENT_OPS
 from isa.errors import RnnaccelError
+from isa.numerics import quantize_multiplier
+
+Rescale = tuple[int, int] | None  # VSCALE's (mult, shift), or None for a plain copy
+
+
+@dataclass(frozen=True)
+class StateBinding:
+    """The state pairs a program keeps on chip, and whether the host still reads their outputs."""
+
+    pairs: Mapping[str, str]
+    state_outputs: bool = False
+
+    def bind(self, graph: Graph) -> Graph:
+        """The graph with each of its pairs kept on chip between runs (an island has only some)."""
+        mine = {n: o for n, o in self.pairs.items() if n in graph.inputs and o in graph.outputs}
+        return graph.replace(bound=tuple(mine.items()), state_outputs=self.state_outputs)
+
+
+def store_runs(graph: Graph, name: str, output: str) -> list[tuple[int, int, Rescale]]:
+    """How a run's new state `output` goes into bound input `name`: [start, stop) runs of elements
+    with one rescale each (scales may differ per slice of a packed tensor)."""
+    shape = graph.shapes[name]
+    ratio = (np.broadcast_to(graph.boundary_scale(output), shape) /
+             np.broadcast_to(graph.boundary_scale(name), shape)).ravel()
+    edges = [0, *(np.flatnonzero(np.diff(ratio)) + 1).tolist(), len(ratio)]
+    return [(start, stop, None if ratio[start] == 1.0 else quantize_multiplier(float(ratio[start])))
+            for start, stop in zip(edges, edges[1:])]
 
 
 def frame_shapes(graph: Graph) -> dict[str, tuple[int, ...]]:
-    """The whole-sequence graph's input shapes with the time axis made one frame."""
+    """The whole-sequence graph's input shapes with the time axis made one frame; bound state
+    keeps its shape, and a model without a recurrence longer than a frame keeps all of them."""
     layers = _recurrent(graph)
     for node in layers:
         _check_streamable(graph, node)
@@ -29,23 +70,29 @@ def frame_shapes(graph: Graph) -> dict[str, tuple[int, ...]]:
     if len(steps) > 1:
         raise RnnaccelError(f"--streaming: the recurrent layers run different numbers of steps ({sorted(steps)}), "
                             "so no one input axis is time")
-    (time,) = steps
-    return {name: _one_frame(name, graph.shapes[name], time) for name in graph.inputs}
+    time = steps.pop() if steps else 1
+    return {name: _one_frame(name, graph.shapes[name], time) for name in graph.host_inputs}
 
 
 def mark_streaming(graph: Graph) -> Graph:
-    """Mark each recurrent layer of the one-frame graph to keep its state between invocations."""
+    """Mark each recurrent layer of the one-frame graph whose state no pair carries to keep it
+    between invocations."""
     for node in graph.nodes:
         if node.op in RECURRENT_OPS and node.attrs.steps != 1:
             raise RnnaccelError(f"--streaming: layer '{node.source}' still runs {node.attrs.steps} steps "
                                 "with one frame per input: its time axis does not come from an input's")
-    return graph.replace(nodes=tuple(n.with_attrs(stream=True) if n.op in RECURRENT_OPS else n for n in graph.nodes))
+    return graph.replace(nodes=tuple(n.with_attrs(stream=True) if _keeps_own_state(n) else n for n in graph.nodes))
+
+
+def _keeps_own_state(node: Node) -> bool:
+    return node.op in RECURRENT_OPS and not any(node.inputs[1:])
 
 
 def _recurrent(graph: Graph) -> list[Node]:
     layers = [n for n in graph.nodes if n.op in RECURRENT_OPS]
-    if not layers:
-        raise RnnaccelError("--streaming needs a recurrent layer (LSTM, GRU or RNN) and this model has none")
+    if not layers and not graph.bound:
+        raise RnnaccelError("--streaming needs a recurrent layer (LSTM, GRU or RNN) or a state the model carries "
+                            "as an input and output (--state IN=OUT), and this model has neither")
     return layers
 
 
@@ -54,12 +101,23 @@ def _check_streamable(graph: Graph, node: Node) -> None:
     if a.directions != ("forward",):
         raise RnnaccelError(f"--streaming: layer '{name}' runs {'/'.join(a.directions)}; a reverse direction "
                             "needs the sequence's last frame first")
-    if any(node.inputs[1:]):
-        raise RnnaccelError(f"--streaming: layer '{name}' takes an initial state; a stream starts from zeros "
-                            "and carries its own state")
+    unbound = [t for t in node.inputs[1:] if t and not _from_bound(graph, t)]
+    if unbound:
+        raise RnnaccelError(f"--streaming: layer '{name}' takes its initial state from '{unbound[0]}', which no "
+                            "state pair carries from run to run; name the graph input and output that carry it "
+                            "with --state IN=OUT")
     if any(length != a.steps for length in a.seq_lens):
         raise RnnaccelError(f"--streaming: layer '{name}' has sequence_lens {list(a.seq_lens)}; a stream has "
                             "no end to stop at")
+
+
+def _from_bound(graph: Graph, tensor: str) -> bool:
+    """Whether `tensor` is a bound input, or layout of one only (a slice of a packed state)."""
+    bound = {name for name, _ in graph.bound}
+    producer = next((n for n in graph.nodes if tensor in n.outputs), None)
+    if producer is None:
+        return tensor in bound
+    return producer.op == "gather" and all(_from_bound(graph, t) for t in producer.inputs)
 
 
 def _one_frame(name: str, shape: tuple[int, ...], time: int) -> tuple[int, ...]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from compiler.ir import Node
-from compiler.kernel import Ref, Where
+from compiler.kernel import Ref, StateTensor, Where
 from compiler.ops.recurrent.cells import CELLS, StepRefs, cell_scratch, chunked, recurrent_matrix
 from compiler.ops.recurrent.records import QuantRecurrentAttrs
 from compiler.passes.lowering import Lowering
@@ -130,8 +130,10 @@ def _plan(ctx: Lowering, node: Node) -> Plan:
 
 def _state_buffer(ctx: Lowering, node: Node, d: int, which: str) -> Ref:
     """A streaming layer's h or c for every batch element: kept between runs."""
-    return ctx.buffer(f"state:{node.source}/d{d}/{which}", "amem", node.attrs.batch * node.attrs.hidden,
-                      persistent=True)
+    a = node.attrs
+    frac = a.formats[d].cell if which == "c" else a.formats[d].hidden
+    name = f"state:{node.source}/d{d}/{which}"
+    return ctx.state_buffer(name, StateTensor(name, (a.batch, a.hidden), 2.0 ** -frac, Ref(name)))
 
 
 def _direction_steps(ctx: Lowering, plan: Plan, d: int, where: Where, zeros: Callable[[], Ref]) -> dict[int, list]:
