@@ -242,7 +242,8 @@ class _Builder:
     def state(self, line: Tree, args: list[Arg]) -> StateDesc:
         v = self.keys(line, args, ".state", optional=_STATE_OPTIONAL)
         if v["address"] < 0 or v["size"] <= 0 or any(d <= 0 for d in v.get("shape", ())):
-            raise self.error(line, f".state {quoted(v['name'])}: address non-negative and size positive, as are its dimensions")
+            raise self.error(line, f".state {quoted(v['name'])}: address non-negative and size positive, "
+                                   "as are its dimensions")
         return self.located(line, StateDesc, v["name"], v["address"], v["size"], v.get("shape", ()),
                             v.get("scale", 1.0), v.get("slices", Runs(())).runs, v.get("slice_axis", 0),
                             v.get("output", ""))
