@@ -68,7 +68,13 @@ def _parser() -> argparse.ArgumentParser:
                    help="with --compress: zero at least this fraction (0..1) of each matrix's weights, the least "
                         "important first, and store a bitmap instead of their indices (default 0: no pruning)")
     p.add_argument("--streaming", action="store_true",
-                   help="one frame per run, the recurrent state kept on chip between runs (forward layers only)")
+                   help="one frame per run, the state kept on chip between runs: a recurrent layer's own, and "
+                        "each state pair (--state, and those a recurrent layer's initial and final states show)")
+    p.add_argument("--state", action="append", default=[], metavar="IN=OUT",
+                   help="graph input IN and graph output OUT carry the same state from run to run (repeatable): "
+                        "calibrated closed loop, and with --streaming kept on chip")
+    p.add_argument("--state-outputs", action="store_true",
+                   help="with --streaming: still give the host each state pair's output")
     p.add_argument("--shape", action="append", default=[], metavar="NAME=D0,D1,...",
                    help="fix the dims of an input with symbolic dims (repeatable)")
     p.add_argument("--const", action="append", default=[], metavar="NAME=VALUE[,VALUE...]",
@@ -101,6 +107,19 @@ def parse_shapes(items: list[str]) -> dict[str, tuple[int, ...]]:
         if not name or any(d <= 0 for d in shapes[name]):
             raise RnnaccelError(f"--shape {item}: expected a name and positive dims")
     return shapes
+
+
+def parse_states(items: list[str]) -> dict[str, str]:
+    """--state IN=OUT, each input once."""
+    pairs: dict[str, str] = {}
+    for item in items:
+        name, eq, output = item.partition("=")
+        if not name or not eq or not output:
+            raise RnnaccelError(f"--state {item}: expected IN=OUT, a graph input and a graph output")
+        if name in pairs:
+            raise RnnaccelError(f"--state {name} is given twice")
+        pairs[name] = output
+    return pairs
 
 
 def parse_consts(items: list[str]) -> dict[str, list[str]]:
@@ -137,14 +156,20 @@ def _chip_summary(result: Compiled, title: str) -> str:
              f"{total['mac_ops']} MACs per inference",
              f"memory used: weight {prog.memory.wmem}/{t.weight_mem_bytes} B, activation "
              f"{prog.memory.amem}/{t.act_elems} elements, accumulators {prog.memory.acc}/{t.acc_entries}",
-             *([f"streaming: one frame per run; {sum(s.size for s in prog.state)} elements of recurrent state "
-                "persist in activation memory"] if prog.streaming else []),
+             *([_state_line(prog)] if prog.streaming else []),
              f"{'layer':<28} {'op':<9} {'fp32 B':>9} {'stored B':>9} {'ratio':>7} {'read B/inference':>17}"]
     for row in [*[layer for layer in result.report["layers"] if layer["fp32_bytes"]], total]:
         ratio = f"{row['compression_ratio']:.2f}x" if row["compression_ratio"] else "-"
         lines.append(f"{row.get('name', 'total')[-28:]:<28} {row['op']:<9} {row['fp32_bytes']:>9} "
                      f"{row['stored_bytes']:>9} {ratio:>7} {row['weight_bytes_read']:>17}")
     return "\n".join(lines) + "\n"
+
+
+def _state_line(prog) -> str:
+    bound = [s.name for s in prog.state if s.output]
+    kept = f"; bound: {', '.join(bound)}" if bound else ""
+    return (f"streaming: one frame per run; {sum(s.size for s in prog.state)} elements of state persist in "
+            f"activation memory{kept}")
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -187,8 +212,11 @@ def _main(argv: list[str] | None) -> int | None:
     calibration = read_npz(args.calibration, "calibration") if args.calibration else None
     start = time.perf_counter()
     compression = _compression(args)
+    if args.state_outputs and not args.streaming:
+        raise RnnaccelError("--state-outputs goes with --streaming: without it every state output reaches the host")
     result = compile_model(args.model, target, calibration, parse_shapes(args.shape), log, compression,
-                           args.streaming, parse_consts(args.const), args.chip_only)
+                           args.streaming, parse_consts(args.const), args.chip_only, parse_states(args.state),
+                           args.state_outputs)
     check_paths({**inputs, **{f"external data {p.name}": p for p in result.sources[1:]}}, outputs)
     files = {args.output: to_bytes(result.program)}
     if args.listing:

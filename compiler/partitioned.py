@@ -10,6 +10,7 @@ graph keeps every other node and calls the islands; the report gains a `partitio
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
@@ -18,7 +19,7 @@ from compiler.backend.report import compression_ratio
 from compiler.compiled import Compiled, CompiledIsland
 from compiler.frontend.onnx_import import Builder
 from compiler.frontend.onnx_run import tensors_over_samples
-from compiler.frontend.partition import CHIP, HOST, Partition
+from compiler.frontend.partition import CHIP, HOST, Partition, node_reads
 from compiler.frontend.recurrent_ops import RECURRENT_OP_TYPES
 from compiler.frontend.split import host_model, island_model
 from isa.container import Program
@@ -44,19 +45,57 @@ def compile_islands(proto: onnx.ModelProto, plan: Partition, builder: Builder, s
     return done
 
 
+@dataclass(frozen=True)
+class SplitState:
+    """A streaming partitioned program's state pairs: those an island keeps on chip (its input and
+    output are that island's alone) and those the host carries from run to run."""
+
+    chip: dict[str, str] = field(default_factory=dict)
+    host: dict[str, str] = field(default_factory=dict)
+    state_outputs: bool = False
+
+
+def split_state(plan: Partition, proto: onnx.ModelProto, pairs: Mapping[str, str], state_outputs: bool) -> SplitState:
+    """A pair goes to the chip when one island makes the output and is the only reader of both."""
+    readers: dict[str, set[int]] = {}
+    member = {i: k for k, island in enumerate(plan.islands) for i in island.indices}
+    for i, node in enumerate(proto.graph.node):
+        for tensor in node_reads(node):
+            readers.setdefault(tensor, set()).add(member.get(i, NO_ISLAND))
+    split = SplitState(state_outputs=state_outputs)
+    for name, output in pairs.items():
+        owner = [k for k, island in enumerate(plan.islands) if name in island.inputs and output in island.outputs]
+        alone = owner and readers.get(name, set()) == {owner[0]} and readers.get(output, set()) <= {owner[0]}
+        (split.chip if alone else split.host)[name] = output
+    return split
+
+
+def island_streams(model: onnx.ModelProto, state: SplitState) -> bool:
+    """Whether a streaming program's island keeps anything between runs: a recurrent layer of its
+    own or a pair's state (an island with neither runs afresh on every frame)."""
+    ins, outs = {v.name for v in model.graph.input}, {v.name for v in model.graph.output}
+    return (any(node.op_type in RECURRENT_OP_TYPES for node in model.graph.node)
+            or any(name in ins and output in outs for name, output in state.chip.items()))
+
+
 def partitioned_program(name: str, proto: onnx.ModelProto, plan: Partition, builder: Builder,
-                        islands: list[CompiledIsland]) -> PartitionedProgram:
-    """The islands' programs and the host part that calls them."""
+                        islands: list[CompiledIsland], state: SplitState) -> PartitionedProgram:
+    """The islands' programs and the host part that calls them; the host part carries the host's
+    state pairs, and the graph inputs and outputs of the chip's pairs leave it."""
     programs: list[Program] = [i.compiled.program for i in islands]
     calls = [([d.name for d in p.inputs], [d.name for d in p.outputs]) for p in programs]
     for (_, outs), island in zip(calls, plan.islands):
-        assert sorted(outs) == sorted(island.outputs), f"island outputs {outs} differ from the plan's"
-    host = host_model(proto, plan, calls, builder.consts)
+        assert set(outs) <= set(island.outputs), f"island outputs {outs} are not the plan's"
+    hidden = set() if state.state_outputs else set(state.chip.values())
+    host = host_model(proto, plan, calls, builder.consts, set(state.chip), hidden)
     macs = {p.name: p.macs for p in plan.of(HOST)}
     nodes = tuple(HostNode(n.name, n.op_type, n.domain, tuple(n.input), tuple(n.output), macs.get(n.name, 0),
                            _island_index(n)) for n in host.graph.node)
-    part = HostPart(host.SerializeToString(), nodes, tuple(v.name for v in host.graph.input),
-                    tuple(v.name for v in host.graph.output), plan.boundary_bytes, plan.chip_mac_fraction)
+    carried = set() if state.state_outputs else set(state.host.values())
+    inputs = tuple(v.name for v in host.graph.input if v.name not in state.host)
+    part = HostPart(host.SerializeToString(), nodes, inputs, tuple(v.name for v in host.graph.output
+                                                                   if v.name not in carried),
+                    plan.boundary_bytes, plan.chip_mac_fraction, tuple(state.host.items()), state.state_outputs)
     return PartitionedProgram(name, tuple(programs), part)
 
 

@@ -17,13 +17,15 @@ from compiler.frontend.freeze import freeze
 from compiler.frontend.limits import check_fits_target
 from compiler.frontend.onnx_import import check_model, finish_import, import_model, read_model, with_input_shapes
 from compiler.frontend.partition import checked, host_list, placed_and_converted
-from compiler.frontend.state import closed_loop_samples, describe, state_pairs
+from compiler.frontend.state import closed_loop_samples, describe, one_step, state_pairs
 from compiler.ir import Graph
 from compiler.partitioned import (
     check_streaming_host,
     compile_islands,
+    island_streams,
     partitioned_program,
     partitioned_report,
+    split_state,
 )
 from compiler.passes.allocate import allocate
 from compiler.passes.calibrate import calibrate, check_calibration, default_calibration
@@ -33,7 +35,7 @@ from compiler.passes.interleave import interleave
 from compiler.passes.quantize import quantize_graph
 from compiler.passes.reroll import reroll
 from compiler.passes.schedule import lower
-from compiler.passes.streaming import StateBinding, frame_shapes, mark_streaming
+from compiler.passes.streaming import StateBinding, frame_shapes, mark_streaming, per_frame
 from compiler.passes.trim import trim_sequence_outputs
 from compiler.verify import verify
 from isa.errors import RnnaccelError
@@ -77,21 +79,24 @@ def compile_model(model: str | Path | onnx.ModelProto, target: Target | None = N
     if pairs:
         log(describe(pairs, "kept on chip between runs" if streaming else "calibrated closed loop"))
         calibration = closed_loop_samples(proto, pairs, plan.shapes, calibration)
-    bound = StateBinding(pairs if streaming else {}, state_outputs)
-    chip = partial(_compile_chip, target=target, compression=compression, streaming=streaming, log=log, bound=bound)
+    chip = partial(_compile_chip, target=target, compression=compression, log=log)
     if not plan.needs_host:
         graph = verify(finish_import(builder, proto))
-        compiled = chip(proto, graph, name, calibration or default_calibration(graph.input_shapes))
+        compiled = chip(proto, graph, name, calibration or default_calibration(graph.input_shapes),
+                        streaming=streaming, bound=StateBinding(pairs if streaming else {}, state_outputs))
         return dataclasses.replace(compiled, sources=sources, partition=plan)
     if chip_only:
         raise RnnaccelError(f"--chip-only: {host_list(plan)}")
-    if streaming:
+    if streaming and not (pairs and one_step(proto, plan.shapes)):
         check_streaming_host(plan, proto)
+    state = split_state(plan, proto, pairs if streaming else {}, state_outputs)
+    bound = StateBinding(state.chip, state_outputs)
     inputs = {n: builder.shapes[n] for n in (v.name for v in proto.graph.input) if n in builder.shapes}
     samples = check_calibration(inputs, calibration) if calibration is not None else default_calibration(inputs)
     islands = compile_islands(proto, plan, builder, samples,
-                              lambda sub, calib: chip(sub, verify(import_model(sub)), sub.graph.name, calib))
-    program = partitioned_program(name, proto, plan, builder, islands)
+                              lambda sub, calib: chip(sub, verify(import_model(sub)), sub.graph.name, calib,
+                                                      streaming=streaming and island_streams(sub, state), bound=bound))
+    program = partitioned_program(name, proto, plan, builder, islands, state)
     return Compiled(None, program, partitioned_report(name, plan, islands), sources, tuple(islands), plan)
 
 
@@ -102,7 +107,7 @@ def _compile_chip(proto: onnx.ModelProto, graph: Graph, name: str, calibration: 
     graph = bound.bind(graph)
     check_fits_target(graph, target, streaming, compression)
     calib = calibrate(graph, check_calibration(graph.input_shapes, calibration))  # whole sequences, before trimming
-    if streaming:
+    if streaming and not per_frame(graph):
         frames = with_input_shapes(proto, frame_shapes(graph))
         graph = verify(mark_streaming(bound.bind(import_model(frames))))
     graph = verify(trim_sequence_outputs(graph))

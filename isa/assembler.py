@@ -39,7 +39,7 @@ from isa.container import (
 from isa.encoding import Instruction, _operand_value
 from isa.errors import RnnaccelError, quoted
 from isa.numerics import ACT_MAX, ACT_MIN, TABLE_SEGMENTS
-from isa.partitioned import NO_ISLAND, HostNode, HostPart, PartitionedProgram, check_partitioned
+from isa.partitioned import NO_ISLAND, HostNode, HostPart, PartitionedProgram, check_partitioned, parse_pairs
 from isa.table import BY_MNEMONIC, MEMORIES, Op
 from isa.target import Target
 
@@ -100,7 +100,8 @@ _DIRECTIVE_KEYS = {
                "slice_axis": int, "output": str},
     ".loc": {"node": str, "layer": int, "step": int, "tile": int, "what": str},
     ".region": {"base": int, "size": int},
-    ".partitioned": {"model": str, "inputs": list, "outputs": list, "boundary_bytes": int, "chip_mac_fraction": float},
+    ".partitioned": {"model": str, "inputs": list, "outputs": list, "boundary_bytes": int, "chip_mac_fraction": float,
+                     "state": list, "state_outputs": int},
     ".hostnode": {"name": str, "op": str, "domain": str, "inputs": list, "outputs": list, "macs": int, "island": int},
     ".hostmodel": {"size": int},
 }
@@ -171,13 +172,15 @@ class _Builder:
 
     def partitioned(self, tree: Tree) -> PartitionedProgram:
         part_line, *rest = tree.children
-        part = self.keys(part_line, self.args(part_line.children), ".partitioned")
+        part = self.keys(part_line, self.args(part_line.children), ".partitioned", optional=("state", "state_outputs"))
         model = next(t for t in rest if t.data == "hostmodel")
         islands = [t for t in rest if t.data == "island"]
         nodes = tuple(self.host_node(t) for t in rest if t.data == "hostnode")
         host = HostPart(model=self.host_model(model), nodes=nodes,
                         inputs=tuple(part["inputs"]), outputs=tuple(part["outputs"]),
-                        boundary_bytes=part["boundary_bytes"], chip_mac_fraction=part["chip_mac_fraction"])
+                        boundary_bytes=part["boundary_bytes"], chip_mac_fraction=part["chip_mac_fraction"],
+                        state=self.located(part_line, parse_pairs, part.get("state", [])),
+                        state_outputs=bool(part.get("state_outputs", 0)))
         prog = PartitionedProgram(part["model"], tuple(self.island(t, i) for i, t in enumerate(islands)), host)
         self.located(part_line, check_partitioned, prog)
         return prog

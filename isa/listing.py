@@ -21,7 +21,7 @@ import json
 
 from isa.container import LOC_KEYS, NO_LOC, Loc, Program, Region, StateDesc, TensorDesc
 from isa.encoding import Instruction, encode
-from isa.partitioned import HostNode, PartitionedProgram, qualified_op
+from isa.partitioned import HostNode, PartitionedProgram, pair_texts, qualified_op
 from isa.table import WORD_BYTES
 
 REGION_LINE_BYTES = 32
@@ -49,7 +49,7 @@ def _partitioned(prog: PartitionedProgram) -> str:
          "per inference"),
         "",
         (f".partitioned model={json.dumps(prog.model)} inputs={_names(host.inputs)} outputs={_names(host.outputs)} "
-         f"boundary_bytes={host.boundary_bytes} chip_mac_fraction={host.chip_mac_fraction!r}"),
+         f"boundary_bytes={host.boundary_bytes} chip_mac_fraction={host.chip_mac_fraction!r}" + _host_state(host)),
         *map(_host_node, host.nodes),
         *_hex_rows(f".hostmodel size={len(host.model)}", host.model, 0),
     ]
@@ -110,6 +110,12 @@ def _desc(directive: str, d: TensorDesc) -> str:
         return text
     runs = ",".join(f"[{count},{scale!r}]" for count, scale in d.slices)
     return f"{text} slices=[{runs}] slice_axis={d.slice_axis}"
+
+
+def _host_state(host) -> str:
+    if not host.state:
+        return ""
+    return f" state={_names(pair_texts(host.state))} state_outputs={int(host.state_outputs)}"
 
 
 def _state(s: StateDesc) -> str:

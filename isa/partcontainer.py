@@ -5,7 +5,8 @@ table, payloads, CRC-32. The sections, in this order:
 
     PART   canonical JSON: format, model, islands (how many), inputs and outputs (the program's),
            boundary_bytes, chip_mac_fraction, and nodes, the host node table (name, op, domain,
-           inputs, outputs, macs, island)
+           inputs, outputs, macs, island); a streaming program whose host carries state also has
+           state ("input=output" per pair) and state_outputs
     HOST   the host graph, a serialised ONNX ModelProto: opaque bytes here (isa/ never reads ONNX)
     I000, I001, ...   each island's complete version-1 container, its own checksum included
 
@@ -31,7 +32,15 @@ from isa.container import (
     seal,
 )
 from isa.errors import RnnaccelError
-from isa.partitioned import MAX_ISLANDS, HostNode, HostPart, PartitionedProgram, check_partitioned
+from isa.partitioned import (
+    MAX_ISLANDS,
+    HostNode,
+    HostPart,
+    PartitionedProgram,
+    check_partitioned,
+    pair_texts,
+    parse_pairs,
+)
 
 PART_FORMAT = "rnnaccel-partitioned"
 _CORRUPTED = "corrupted program: "
@@ -50,6 +59,8 @@ _STRINGS: Kind = ("a list of strings", lambda v: isinstance(v, list) and all(isi
 _LIST: Kind = ("a list", lambda v: isinstance(v, list))
 _PART_KEYS = {"format": _STRING, "model": _STRING, "islands": _INT, "inputs": _STRINGS, "outputs": _STRINGS,
               "boundary_bytes": _INT, "chip_mac_fraction": _NUMBER, "nodes": _LIST}
+_BOOL: Kind = ("true or false", lambda v: isinstance(v, bool))
+_STATE_KEYS = {"state": _STRINGS, "state_outputs": _BOOL}  # present only when the host carries state
 _NODE_KEYS = {"name": _STRING, "op": _STRING, "domain": _STRING, "inputs": _STRINGS, "outputs": _STRINGS,
               "macs": _INT, "island": _INT}
 
@@ -71,13 +82,15 @@ def from_bytes(blob: bytes) -> PartitionedProgram:
         raise RnnaccelError(f"{_CORRUPTED}{len(blob)} bytes, more than the limit of {MAX_PROGRAM_BYTES}")
     sections = read_sections(blob, lambda tag: tag in (b"PART", b"HOST") or bool(_ISLAND_TAG.fullmatch(tag)),
                              (b"PART", b"HOST"))
-    part = _typed(parse_json(sections[b"PART"], "PART"), _PART_KEYS, "PART")
+    raw = parse_json(sections[b"PART"], "PART")
+    part = _typed(raw, _PART_KEYS | (_STATE_KEYS if "state" in raw else {}), "PART")
     if part["format"] != PART_FORMAT or not 1 <= part["islands"] <= MAX_ISLANDS:
         raise RnnaccelError(f"{_CORRUPTED}PART does not describe a partitioned program of 1 to {MAX_ISLANDS} islands")
     nodes = tuple(_node(_typed(n, _NODE_KEYS, f"PART node {i}")) for i, n in enumerate(part["nodes"]))
     prog = PartitionedProgram(part["model"], _islands(sections, part["islands"]), HostPart(
         model=sections[b"HOST"], nodes=nodes, inputs=tuple(part["inputs"]), outputs=tuple(part["outputs"]),
-        boundary_bytes=part["boundary_bytes"], chip_mac_fraction=float(part["chip_mac_fraction"])))
+        boundary_bytes=part["boundary_bytes"], chip_mac_fraction=float(part["chip_mac_fraction"]),
+        state=parse_pairs(part.get("state", [])), state_outputs=part.get("state_outputs", False)))
     try:
         check_partitioned(prog)
     except RnnaccelError as exc:
@@ -97,6 +110,7 @@ def _part(prog: PartitionedProgram) -> dict:
         "chip_mac_fraction": host.chip_mac_fraction,
         "nodes": [{"name": n.name, "op": n.op, "domain": n.domain, "inputs": list(n.inputs),
                    "outputs": list(n.outputs), "macs": n.macs, "island": n.island} for n in host.nodes],
+        **({"state": pair_texts(host.state), "state_outputs": host.state_outputs} if host.state else {}),
     }
 
 

@@ -64,6 +64,11 @@ class HostPart:
     outputs: tuple[str, ...]  # the program's outputs, in order
     boundary_bytes: int  # bytes crossing between host and chip per inference (float32 tensors)
     chip_mac_fraction: float  # the chip's share of the model's MACs
+    # State pairs the host carries from run to run of a streaming program: (host graph input,
+    # host graph output), neither among the program's inputs, the output among its outputs only
+    # when `state_outputs`. (State an island keeps on chip is that island's Program.state.)
+    state: tuple[tuple[str, str], ...] = ()
+    state_outputs: bool = False
 
     @property
     def host_mac_ops(self) -> int:
@@ -125,15 +130,28 @@ def _check_call(node: HostNode, island: Program, caller: HostNode | None) -> Non
 def _check_tensors(host: HostPart) -> None:
     """Each tensor produced once (by a node or as a program input), each program output produced."""
     made: set[str] = set()
-    for tensor in list(host.inputs) + [t for node in host.nodes for t in node.outputs if t]:
+    kept = [name for name, _ in host.state]
+    for tensor in [*host.inputs, *kept] + [t for node in host.nodes for t in node.outputs if t]:
         if tensor in made:
             raise RnnaccelError(f"tensor {quoted(tensor)} is produced twice in the host part")
         made.add(tensor)
     if len(set(host.outputs)) < len(host.outputs):
         raise RnnaccelError(f"the host part lists an output twice: {_names(host.outputs)}")
-    missing = [t for t in host.outputs if t not in made]
+    missing = [t for t in (*host.outputs, *(out for _, out in host.state)) if t not in made]
     if missing:
         raise RnnaccelError(f"program output {quoted(missing[0])} is produced by no host node")
+
+
+def pair_texts(pairs: tuple[tuple[str, str], ...]) -> list[str]:
+    """State pairs as the container and the listing write them: 'input=output' each."""
+    return [f"{name}={output}" for name, output in pairs]
+
+
+def parse_pairs(texts: list[str]) -> tuple[tuple[str, str], ...]:
+    pairs = tuple(tuple(text.split("=", 1)) for text in texts)
+    if any(len(pair) != 2 or not all(pair) for pair in pairs):
+        raise RnnaccelError(f"state pairs {_names(tuple(texts))} are not all 'input=output'")
+    return pairs
 
 
 def qualified_op(node: HostNode) -> str:

@@ -87,14 +87,25 @@ class HostGraph:
         return Counter(n.op_type for s in self.steps if isinstance(s, Segment) for n in s.nodes)
 
     def inputs(self) -> tuple[Port, ...]:
+        """The program's inputs: the host graph's, but for the state the host carries."""
+        return tuple(p for p in self._inputs() if p.name in self.part.inputs)
+
+    def state(self) -> tuple[Port, ...]:
+        """The state the host carries from run to run (HostPart.state), as inputs."""
+        carried = dict(self.part.state)
+        return tuple(p for p in self._inputs() if p.name in carried)
+
+    def _inputs(self) -> tuple[Port, ...]:
         return tuple(_port(v, self.islands, "inputs") for v in self.model.graph.input
                      if v.name not in self.initializers)
 
     def outputs(self) -> tuple[Port, ...]:
-        return tuple(_port(v, self.islands, "outputs") for v in self.model.graph.output)
+        return tuple(_port(v, self.islands, "outputs") for v in self.model.graph.output
+                     if v.name in self.part.outputs)
 
     def run(self, inputs: dict[str, np.ndarray], call: IslandCall) -> dict[str, np.ndarray]:
-        """The graph outputs for `inputs` (each with a leading sample axis); islands through `call`."""
+        """The graph outputs for `inputs` (each with a leading sample axis, carried state included);
+        islands through `call`."""
         values = dict(inputs)
         for step in self.steps:
             if isinstance(step, Call):
@@ -145,10 +156,14 @@ def _check_nodes(graph: onnx.GraphProto, part: HostPart) -> None:
         seen = (node.name, node.op_type, node.domain, tuple(node.input), tuple(node.output), _island(node))
         if seen != (row.name, row.op, row.domain, row.inputs, row.outputs, row.island):
             raise corrupted(f"node '{node.name}' ({node.op_type}) disagrees with its node table row '{row.name}'")
-    names = ([i.name for i in graph.input if i.name not in {t.name for t in graph.initializer}],
-             [o.name for o in graph.output])
-    if names != (list(part.inputs), list(part.outputs)):
-        raise corrupted(f"graph inputs/outputs {names} differ from the program's {part.inputs}/{part.outputs}")
+    inputs = [i.name for i in graph.input if i.name not in {t.name for t in graph.initializer}]
+    outputs = [o.name for o in graph.output]
+    carried, made = [name for name, _ in part.state], [output for _, output in part.state]
+    names = ([n for n in inputs if n not in carried], [n for n in outputs if n in part.outputs])
+    if names != (list(part.inputs), list(part.outputs)) or not set(carried) <= set(inputs) \
+            or not set(made) <= set(outputs) or len(outputs) != len(set(part.outputs) | set(made)):
+        raise corrupted(f"graph inputs/outputs {inputs}/{outputs} differ from the program's "
+                        f"{part.inputs}/{part.outputs} and carried state {list(part.state)}")
 
 
 def _island(node: onnx.NodeProto) -> int:

@@ -73,14 +73,20 @@ class PartitionedSimulator:
             return self.islands[index].run(feeds, batch, step)
 
         calls = _Calls(run_island, batch)
-        return self._result(self.host.run(arrays, calls), calls.runs, batch)
+        count = len(next(iter(arrays.values()))) if arrays else 1
+        return self._result(self.host.run({**arrays, **self.fresh_state(count)}, calls), calls.runs, batch)
+
+    def fresh_state(self, count: int) -> dict[str, np.ndarray]:
+        """The state the host carries, as a new stream starts it: zeros, for `count` samples."""
+        return {p.name: np.zeros((count, *p.shape), np.float32) for p in self.host.state()}
 
     def stream(self, samples: int | None = None) -> PartitionedStream:
         """Frame-by-frame runs when every island is a streaming program; see Simulator.stream."""
         return PartitionedStream(self, samples)
 
     def _result(self, outputs: dict[str, np.ndarray], runs: list[IslandRun], batch: bool) -> Result:
-        outputs = {k: np.asarray(v if batch else v[0], np.float32) for k, v in outputs.items()}
+        outputs = {k: np.asarray(v if batch else v[0], np.float32) for k, v in outputs.items()
+                   if k in self.program.host.outputs}
         traces = [[{**r, "island": run.index} for r in run.result.trace] for run in runs
                   if run.result.trace is not None]
         trace = [r for t in traces for r in t] if len(traces) == len(runs) else None
@@ -88,21 +94,24 @@ class PartitionedSimulator:
 
 
 class PartitionedStream:
-    """Each streaming island's chip `Stream` persists between steps (its recurrent state stays on
-    chip); an island without state, like the host segments, simply runs on each frame afresh."""
+    """Each streaming island's chip `Stream` persists between steps (its state stays on chip); an
+    island without state, like the host segments, simply runs on each frame afresh. State the host
+    carries (HostPart.state) goes from each step's outputs to the next step's inputs."""
 
     def __init__(self, sim: PartitionedSimulator, samples: int | None) -> None:
-        if not any(island.program.streaming for island in sim.islands):
+        if not any(island.program.streaming for island in sim.islands) and not sim.program.host.state:
             raise RnnaccelError("no island of this program keeps state between runs; compile it with --streaming "
                                 "to stream it")
         self.sim, self.samples = sim, samples
         self.streams: list[Stream | None] = [island.stream(samples) if island.program.streaming else None
                                              for island in sim.islands]
+        self.carried = sim.fresh_state(samples or 1)
 
     def reset(self) -> None:
         for stream in self.streams:
             if stream is not None:
                 stream.reset()
+        self.carried = self.sim.fresh_state(self.samples or 1)
 
     def _step_island(self, index: int, feeds: dict[str, np.ndarray]) -> Result:
         stream = self.streams[index]
@@ -114,7 +123,28 @@ class PartitionedStream:
         check_input_names(self.sim.inputs, inputs)
         arrays = {k: np.asarray(v) if batch else np.asarray(v)[None] for k, v in inputs.items()}
         calls = _Calls(self._step_island, batch)
-        return self.sim._result(self.sim.host.run(arrays, calls), calls.runs, batch)
+        outputs = self.sim.host.run({**arrays, **self.carried}, calls)
+        self.carried = {name: outputs[output] for name, output in self.sim.program.host.state}
+        return self.sim._result(outputs, calls.runs, batch)
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Every kept state by name: what the host carries and what each island keeps on chip."""
+        host = {k: v if self.samples is not None else v[0] for k, v in self.carried.items()}
+        return host | {k: v for s in self.streams if s is not None for k, v in s.state().items()}
+
+    def set_state(self, values: Mapping[str, np.ndarray]) -> None:
+        """Overwrite the named states (any subset of `state()`'s) with these floats."""
+        unknown = sorted(set(values) - set(self.state()))
+        if unknown:
+            raise RnnaccelError(f"unknown state(s) {', '.join(unknown)}; the program keeps "
+                                f"{', '.join(self.state()) or 'no state'}")
+        for name in set(values) & set(self.carried):
+            value = np.asarray(values[name], np.float32)
+            self.carried[name] = np.broadcast_to(value if self.samples is not None else value[None],
+                                                 self.carried[name].shape).copy()
+        for stream in self.streams:
+            if stream is not None:
+                stream.set_state({k: v for k, v in values.items() if k in stream.state()})
 
 
 class _Calls:

@@ -11,7 +11,7 @@ it once the runtime supplies the islands.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 
 import numpy as np
 import onnx
@@ -36,8 +36,10 @@ def island_model(model: onnx.ModelProto, island: Island, consts: Mapping[str, np
 
 
 def host_model(model: onnx.ModelProto, plan: Partition, calls: Sequence[tuple[list[str], list[str]]],
-               consts: Mapping[str, np.ndarray]) -> onnx.ModelProto:
-    """The host graph: host nodes and island calls (`calls[k]` = island k's inputs and outputs)."""
+               consts: Mapping[str, np.ndarray], kept_inputs: Set[str] = frozenset(),
+               kept_outputs: Set[str] = frozenset()) -> onnx.ModelProto:
+    """The host graph: host nodes and island calls (`calls[k]` = island k's inputs and outputs),
+    without the graph inputs and outputs of state an island keeps on chip."""
     graph = model.graph
     hosted = [(p.index, _named(graph.node[p.index], p.name)) for p in plan.of(HOST)]
     called = [(island.indices[-1], call_node(k, *calls[k])) for k, island in enumerate(plan.islands)]
@@ -47,8 +49,9 @@ def host_model(model: onnx.ModelProto, plan: Partition, calls: Sequence[tuple[li
     inits = [originals[t] if t in originals else numpy_helper.from_array(np.asarray(consts[t]), t)
              for t in read if t in originals or t in consts]
     crossing = dict.fromkeys(t for ins, outs in calls for t in (*ins, *outs))
-    host = helper.make_graph(nodes, graph.name or "model", [v for v in graph.input if v.name not in originals],
-                             list(graph.output), inits,
+    host = helper.make_graph(nodes, graph.name or "model",
+                             [v for v in graph.input if v.name not in originals and v.name not in kept_inputs],
+                             [v for v in graph.output if v.name not in kept_outputs], inits,
                              value_info=[_value(t, plan.shapes, plan.types) for t in crossing if t in plan.shapes])
     return _model_like(model, host, [helper.make_opsetid(ISLAND_DOMAIN, 1)])
 

@@ -140,6 +140,16 @@ def _sources(nodes: list[onnx.NodeProto], tensor: str) -> frozenset | None:
     return frozenset().union(*made)
 
 
+def one_step(model: onnx.ModelProto, shapes: Mapping[str, Shape]) -> bool:
+    """Whether every recurrent layer runs one step per run (or there is none): a model that
+    carries its state explicitly is then already a per-frame model, and streams as it is."""
+    def steps(node: onnx.NodeProto) -> int | None:
+        layout = next((a.i for a in node.attribute if a.name == "layout"), 0)
+        shape = shapes.get(node.input[0])
+        return None if shape is None else shape[layout]
+    return all(steps(node) == 1 for node in model.graph.node if node.op_type in INITIAL)
+
+
 def closed_loop_samples(model: onnx.ModelProto, pairs: Mapping[str, str], shapes: Mapping[str, Shape],
                         data: Mapping[str, np.ndarray] | None) -> dict[str, np.ndarray]:
     """One calibration sample per run of the model over streams of frames from `data`, each run's

@@ -60,6 +60,12 @@ def store_runs(graph: Graph, name: str, output: str) -> list[tuple[int, int, Res
             for start, stop in zip(edges, edges[1:])]
 
 
+def per_frame(graph: Graph) -> bool:
+    """A graph with bound state whose recurrent layers (if any) run one step: the model already
+    takes one frame per run, and compiles as it is, each layer starting where its bound state says."""
+    return bool(graph.bound) and all(n.attrs.steps == 1 for n in graph.nodes if n.op in RECURRENT_OPS)
+
+
 def frame_shapes(graph: Graph) -> dict[str, tuple[int, ...]]:
     """The whole-sequence graph's input shapes with the time axis made one frame; bound state
     keeps its shape, and a model without a recurrence longer than a frame keeps all of them."""
