@@ -42,11 +42,16 @@ PROG = "rnnaccel-eval"
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description="Measure a program's top-1 accuracy on a labelled data set.")
+    p = argparse.ArgumentParser(
+        prog=PROG, description="Measure a program's top-1 accuracy on a labelled data set; with labels [N, T], its "
+                               "accuracy per frame and its event detection (latency, misses, false alarms), "
+                               "whole-sequence or streaming.")
     p.add_argument("program", metavar="PROG.rnna", help="program container from rnnaccel-compile")
     p.add_argument("--data", required=True, metavar="TEST.npz",
                    help="the model inputs with a leading samples axis, and the labels")
-    p.add_argument("--labels", default="y", metavar="KEY", help="the data's array of integer labels (default y)")
+    p.add_argument("--labels", default="y", metavar="KEY",
+                   help="the data's array of integer labels: [N], one per sample, or [N, T], one per frame "
+                        "(default y)")
     p.add_argument("--input-key", metavar="KEY",
                    help="the data's array for the program's one input (default: the input's name, else the only "
                         "array besides the labels)")
@@ -60,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="also run the float model with ONNX Runtime (for a streaming program, the whole-sequence "
                         "model it was compiled from)")
     p.add_argument("--plot", metavar="FILE.png",
-                   help="write the confusion matrix (of frames, per frame) as a heatmap (needs matplotlib)")
+                   help="write the confusion matrix (of frames, in frame mode) as a heatmap (needs matplotlib)")
     add_max_instructions(p)
     add_version(p)
     return p
