@@ -102,9 +102,14 @@ def predict(scores: np.ndarray, threshold: float) -> np.ndarray:
 
 
 def time_axis(frame_shape: tuple[int, ...], data_shape: tuple[int, ...], frames: int, name: str) -> TimeAxis:
-    """Where the data's T frames are for a streaming input whose one frame has `frame_shape`."""
+    """Where the data's T frames are for a streaming input whose one frame has `frame_shape`.
+
+    A partitioned program's host declares the whole sequence, so there the data's one axis of T is
+    the one stepped over."""
     if data_shape == (frames, *frame_shape):
         return TimeAxis(0, True)
+    if data_shape == frame_shape and data_shape.count(frames) == 1:
+        return TimeAxis(data_shape.index(frames), False)
     differ = [i for i, (f, d) in enumerate(zip(frame_shape, data_shape)) if f != d]
     if len(data_shape) == len(frame_shape) and len(differ) == 1 and (frame_shape[differ[0]], data_shape[differ[0]]) \
             == (1, frames):
@@ -119,10 +124,10 @@ def time_axes(sim: Sim, inputs: dict[str, np.ndarray], frames: int) -> dict[str,
     return {d.name: time_axis(tuple(d.shape), inputs[d.name].shape[1:], frames, d.name) for d in sim.inputs}
 
 
-def stream_scores(sim: Sim, inputs: dict[str, np.ndarray], axes: dict[str, TimeAxis],
-                  frames: int) -> tuple[np.ndarray, dict, dict]:
+def stream_scores(sim: Sim, inputs: dict[str, np.ndarray], axes: dict[str, TimeAxis], frames: int,
+                  classes: int) -> tuple[np.ndarray, dict, dict]:
     """Step every sample's stream over its frames: scores [samples, T, C], one frame's stats, totals."""
-    classes, samples, name = class_count(sim.outputs), len(next(iter(inputs.values()))), sim.outputs[0].name
+    samples, name = len(next(iter(inputs.values()))), sim.outputs[0].name
     stream, start = sim.stream(samples=samples), time.perf_counter()
     results = [stream.step({k: axes[k].frame(v, t) for k, v in inputs.items()}) for t in range(frames)]
     wall = time.perf_counter() - start
@@ -131,32 +136,36 @@ def stream_scores(sim: Sim, inputs: dict[str, np.ndarray], axes: dict[str, TimeA
 
 
 def chip_scores(sim: Sim, inputs: dict[str, np.ndarray], axes: dict[str, TimeAxis] | None, frames: int,
-                progress: Callable[[int, int], None] | None) -> tuple[np.ndarray, dict, dict]:
+                classes: int, progress: Callable[[int, int], None] | None) -> tuple[np.ndarray, dict, dict]:
     """Scores [samples, T, C] of the chip (streamed when `axes` are given), one frame's (streaming)
     or one sample's stats, and the totals."""
     if axes is not None:
-        return stream_scores(sim, inputs, axes, frames)
+        return stream_scores(sim, inputs, axes, frames, classes)
     result, totals = run_batch(sim, inputs, progress)
     return to_frames(result.outputs[sim.outputs[0].name], frames, f"output '{sim.outputs[0].name}'"), \
         result.stats, totals
 
 
 def score_classes(sim: Sim, frames: int, streaming: bool) -> int:
-    """C of the chip's scores [samples, T, C], from the first output's declared shape, before running."""
+    """C of the chip's scores [samples, T, C], from the first output's declared shape, before running:
+    one frame's vector for a streaming chip program, else T frames' (a partitioned program's host
+    declares the whole sequence even when it streams)."""
     out = sim.outputs[0]
-    if streaming or out.shape is None:
+    if out.shape is None or (streaming and math.prod(out.shape[:-1]) == 1):
         return class_count(sim.outputs)
     return to_frames(np.zeros((0, *out.shape)), frames, f"output '{out.name}'").shape[-1]
 
 
-def float_frame_scores(model: str, sim: Sim, inputs: dict[str, np.ndarray], frames: int) -> np.ndarray:
+def float_frame_scores(model: str, inputs: dict[str, np.ndarray], axes: dict[str, TimeAxis] | None,
+                       frames: int) -> np.ndarray:
     """The float model's scores [samples, T, C] on the whole sequences.
 
-    For a streaming program the model is the whole-sequence one it was compiled from; a per-frame
-    model (inputs shaped as the program's) would need its state fed back, so it is refused."""
+    For a streaming program (`axes` given) the model is the whole-sequence one it was compiled from;
+    a per-frame model (inputs shaped as the frames stepped) would need its state fed back, so it is
+    refused."""
     float_model = FloatModel(model)
     shapes = float_model.input_shapes
-    if is_streaming(sim) and all(shapes.get(d.name) == tuple(d.shape) for d in sim.inputs):
+    if axes is not None and all(shapes.get(k) == axes[k].frame(v[:1], 0).shape[1:] for k, v in inputs.items()):
         raise RnnaccelError(f"--reference {model} takes one frame, as the streaming program does: give the "
                             f"whole-sequence model it was compiled from")
     feeds = {k: _as_model_input(v, shapes.get(k, ())) for k, v in inputs.items()}
@@ -191,9 +200,9 @@ def evaluate_frames(sim: Sim, inputs: dict[str, np.ndarray], labels: np.ndarray,
     one_score, threshold = scored == 1, DEFAULT_THRESHOLD if threshold is None else threshold
     classes = 2 if one_score else scored
     check_label_range(labels, key, classes)
-    scores, stats, totals = chip_scores(sim, inputs, axes, frames, progress)
+    scores, stats, totals = chip_scores(sim, inputs, axes, frames, scored, progress)
     chip = predict(scores, threshold)
-    ref = None if reference is None else predict(float_frame_scores(reference, sim, inputs, frames), threshold)
+    ref = None if reference is None else predict(float_frame_scores(reference, inputs, axes, frames), threshold)
     per_frame = Evaluation(labels.ravel(), chip.ravel(), None if ref is None else ref.ravel(), classes, stats, totals)
     return FrameEvaluation(per_frame, len(labels), frames, one_score, threshold, streaming, detect(labels, chip),
                            None if ref is None else detect(labels, ref))

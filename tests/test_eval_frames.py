@@ -12,9 +12,10 @@ import pytest
 from onnx import helper, numpy_helper
 
 from compiler.pipeline import compile_model
-from isa import container
+from isa import container, programfile
 from isa.errors import RnnaccelError
-from runtime_sim import Simulator
+from isa.partitioned import PartitionedProgram
+from runtime_sim import PartitionedSimulator, Simulator
 from runtime_sim.detection import Detection, detect, runs
 from runtime_sim.frames import to_frames
 
@@ -121,6 +122,28 @@ def test_streaming_steps_the_frames_and_agrees_with_the_whole_sequence(frames, c
     detection = [line for line in whole.splitlines() if "detection" in line or line.startswith("events")]
     assert detection and all(line in stream and line in extra for line in detection)
     assert f"{N * T} frames in" in stream and "us per frame" in stream and "us per sequence" in whole
+
+
+def test_partitioned_programs_stream_with_the_whole_sequence_declared(capsys, tmp_path):
+    """A host operator before the GRU: the host declares whole sequences, the stream steps frames."""
+    model = frame_model(1)
+    model.graph.node[0].input[0] = "Xa"
+    model.graph.node.insert(0, helper.make_node("Abs", ["X"], ["Xa"]))
+    onnx.save(model, tmp_path / "model.onnx")
+    calib, x = random_inputs(model, seed=1, samples=16), random_inputs(model, seed=2, samples=N)["X"]
+    y = (np.random.default_rng(4).random((N, T)) < 0.5).astype(np.int64)
+    np.savez(tmp_path / "data.npz", X=x, y=y)
+    outs = {}
+    for name, streaming in (("whole", False), ("stream", True)):
+        program = compile_model(model, calibration=calib, streaming=streaming).program
+        assert isinstance(program, PartitionedProgram)
+        programfile.save(program, str(tmp_path / f"{name}.rnna"))
+        outs[name] = _run([str(tmp_path / f"{name}.rnna"), "--data", str(tmp_path / "data.npz"), "--reference",
+                           str(tmp_path / "model.onnx")], capsys)
+    chip = _predict(PartitionedSimulator(programfile.load(str(tmp_path / "whole.rnna"))).run(
+        {"X": x}, batch=True).outputs["scores"])
+    assert _count(outs["whole"], "chip frames") == _count(outs["stream"], "chip frames") == int(np.sum(chip == y))
+    assert "chip detection:   " + _detection_line(detect(y, chip)) + "\n" in outs["stream"]
 
 
 def test_threshold_moves_the_one_score_decision(frames, capsys):
