@@ -27,8 +27,8 @@ def onnxruntime() -> ModuleType:
 
 def float_scores(model: str, program: Program, inputs: dict[str, np.ndarray]) -> np.ndarray:
     """The model's first output for every sample, flattened (one ONNX Runtime call per sample, as compiled)."""
-    count = len(next(iter(inputs.values())))
-    return FloatModel(model).run(inputs).reshape(count, -1)
+    scores = FloatModel(model).run(inputs)
+    return scores.reshape(len(scores), -1) if len(scores) else scores
 
 
 class FloatModel:

@@ -180,6 +180,16 @@ def _as_model_input(x: np.ndarray, shape: tuple) -> np.ndarray:
     return x
 
 
+def _checked_inputs(sim: Sim, inputs: dict[str, np.ndarray], labels: np.ndarray, key: str,
+                    streaming: bool) -> dict[str, TimeAxis] | None:
+    """Inputs that fit the program and the labels, checked before anything runs; a stream's time axes."""
+    axes = time_axes(sim, inputs, labels.shape[1]) if streaming else None
+    if not streaming:
+        check_inputs(sim.inputs, inputs, batch=True)
+    sample_count(inputs, labels, key)
+    return axes
+
+
 def evaluate_frames(sim: Sim, inputs: dict[str, np.ndarray], labels: np.ndarray, key: str, threshold: float | None,
                     reference: str | None = None,
                     progress: Callable[[int, int], None] | None = None) -> FrameEvaluation:
@@ -189,10 +199,7 @@ def evaluate_frames(sim: Sim, inputs: dict[str, np.ndarray], labels: np.ndarray,
     score, so a logit output wants 0."""
     labels, streaming = frame_labels(labels, key), is_streaming(sim)
     frames = labels.shape[1]
-    axes = time_axes(sim, inputs, frames) if streaming else None
-    if not streaming:
-        check_inputs(sim.inputs, inputs, batch=True)
-    sample_count(inputs, labels, key)
+    axes = _checked_inputs(sim, inputs, labels, key, streaming)
     scored = score_classes(sim, frames, streaming)
     if threshold is not None and scored > 1:
         raise RnnaccelError(f"--threshold applies to one score per frame; output '{sim.outputs[0].name}' scores "
