@@ -67,7 +67,7 @@ def select_inputs(ports: Sequence[Port | TensorDesc], data: dict[str, np.ndarray
     if input_key is not None:
         if len(names) != 1:
             raise RnnaccelError(f"--input-key needs a program with one input; this one has {', '.join(names)}")
-        return {names[0]: _key(data, input_key, "--input-key")}
+        return {names[0]: data_array(data, input_key, "--input-key")}
     if all(n in data for n in names):
         return {n: data[n] for n in names}
     others = [k for k in data if k != label_key]
@@ -79,17 +79,23 @@ def select_inputs(ports: Sequence[Port | TensorDesc], data: dict[str, np.ndarray
 
 def select_labels(data: dict[str, np.ndarray], key: str, samples: int, classes: int) -> np.ndarray:
     """Integer class labels, one per sample, each a valid class of the program's output."""
-    labels = _key(data, key, "--labels")
+    labels = data_array(data, key, "--labels")
     if labels.dtype.kind not in "iu" or labels.shape != (samples,):
         raise RnnaccelError(f"labels '{key}' must be {samples} integers (one per sample), got {labels.dtype} "
                             f"{labels.shape}")
-    if samples and (labels.min() < 0 or labels.max() >= classes):
-        raise RnnaccelError(f"labels '{key}' range over {labels.min()}..{labels.max()}, but the program's output "
-                            f"has {classes} classes")
+    check_label_range(labels, key, classes)
     return labels.astype(np.int64)
 
 
-def _key(data: dict[str, np.ndarray], key: str, option: str) -> np.ndarray:
+def check_label_range(labels: np.ndarray, key: str, classes: int) -> None:
+    """Every label a class of the program's output."""
+    if labels.size and (labels.min() < 0 or labels.max() >= classes):
+        raise RnnaccelError(f"labels '{key}' range over {labels.min()}..{labels.max()}, but the program's output "
+                            f"has {classes} classes")
+
+
+def data_array(data: dict[str, np.ndarray], key: str, option: str) -> np.ndarray:
+    """The data's array `key`, named by the command-line `option` when it is missing."""
     if key not in data:
         raise RnnaccelError(f"{option} {key}: no such array in the data (keys: {', '.join(data)})")
     return data[key]

@@ -26,21 +26,37 @@ def onnxruntime() -> ModuleType:
 
 
 def float_scores(model: str, program: Program, inputs: dict[str, np.ndarray]) -> np.ndarray:
-    """The model's first output for every sample (one ONNX Runtime call per sample, as compiled)."""
-    ort = onnxruntime()
-    session = _session(ort, model)
-    names = [i.name for i in session.get_inputs()]
-    if sorted(names) != sorted(inputs):
-        raise RnnaccelError(f"--reference {model}: its inputs {', '.join(names)} differ from the program's "
-                            f"{', '.join(inputs)}")
-    output = session.get_outputs()[0].name
-    count = len(next(iter(inputs.values())))
-    try:
-        rows = [session.run([output], {k: v[i].astype(np.float32) for k, v in inputs.items()})[0]
-                for i in range(count)]
-    except ort_errors(ort) as exc:
-        raise RnnaccelError(f"--reference {model}: ONNX Runtime failed: {first_line(exc)}") from None
-    return np.stack(rows).reshape(count, -1) if rows else np.zeros((0, 0))
+    """The model's first output for every sample, flattened (one ONNX Runtime call per sample, as compiled)."""
+    scores = FloatModel(model).run(inputs)
+    return scores.reshape(len(scores), -1) if len(scores) else scores
+
+
+class FloatModel:
+    """An ONNX model in ONNX Runtime, run one sample at a time on arrays with a leading samples axis."""
+
+    def __init__(self, model: str) -> None:
+        self.path, self.ort = model, onnxruntime()
+        self.session = _session(self.ort, model)
+
+    @property
+    def input_shapes(self) -> dict[str, tuple]:
+        """Each graph input's declared shape (a dynamic dim is a name or None)."""
+        return {i.name: tuple(i.shape) for i in self.session.get_inputs()}
+
+    def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """The first output of every sample, stacked: [samples, *output shape]."""
+        names = list(self.input_shapes)
+        if sorted(names) != sorted(inputs):
+            raise RnnaccelError(f"--reference {self.path}: its inputs {', '.join(names)} differ from the program's "
+                                f"{', '.join(inputs)}")
+        output = self.session.get_outputs()[0].name
+        count = len(next(iter(inputs.values())))
+        try:
+            rows = [self.session.run([output], {k: v[i].astype(np.float32) for k, v in inputs.items()})[0]
+                    for i in range(count)]
+        except ort_errors(self.ort) as exc:
+            raise RnnaccelError(f"--reference {self.path}: ONNX Runtime failed: {first_line(exc)}") from None
+        return np.stack(rows) if rows else np.zeros((0, 0))
 
 
 def _session(ort: ModuleType, model: str):
