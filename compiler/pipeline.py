@@ -20,6 +20,7 @@ from compiler.frontend.partition import checked, host_list, placed_and_converted
 from compiler.frontend.state import closed_loop_samples, describe, one_step, state_pairs
 from compiler.ir import Graph
 from compiler.partitioned import (
+    SplitState,
     check_streaming_host,
     compile_islands,
     island_streams,
@@ -77,20 +78,26 @@ def compile_model(model: str | Path | onnx.ModelProto, target: Target | None = N
         compression = dataclasses.replace(compression, activation_aware=False)
     pairs = state_pairs(proto, states or {}, plan.shapes, find=streaming)
     if pairs:
-        log(describe(pairs, "kept on chip between runs" if streaming else "calibrated closed loop"))
         calibration = closed_loop_samples(proto, pairs, plan.shapes, calibration)
+    if pairs and not streaming:
+        log(describe(pairs, "calibrated closed loop, the host feeding each output back"))
     chip = partial(_compile_chip, target=target, compression=compression, log=log)
     if not plan.needs_host:
+        if pairs and streaming:
+            log(describe(pairs, "kept on chip between runs"))
         graph = verify(finish_import(builder, proto))
         compiled = chip(proto, graph, name, calibration or default_calibration(graph.input_shapes),
-                        streaming=streaming, bound=StateBinding(pairs if streaming else {}, state_outputs))
+                        streaming=streaming, bound=StateBinding(pairs, state_outputs, on_chip=streaming))
         return dataclasses.replace(compiled, sources=sources, partition=plan)
     if chip_only:
         raise RnnaccelError(f"--chip-only: {host_list(plan)}")
     if streaming and not (pairs and one_step(proto, plan.shapes)):
         check_streaming_host(plan, proto)
-    state = split_state(plan, proto, pairs if streaming else {}, state_outputs)
-    bound = StateBinding(state.chip, state_outputs)
+    state = split_state(plan, proto, pairs, state_outputs) if streaming else SplitState()
+    for pairs_of, where in ((state.chip, "kept on chip between runs"), (state.host, "carried by the host")):
+        if pairs_of:
+            log(describe(pairs_of, where))
+    bound = StateBinding(state.chip if streaming else pairs, state_outputs, on_chip=streaming)
     inputs = {n: builder.shapes[n] for n in (v.name for v in proto.graph.input) if n in builder.shapes}
     samples = check_calibration(inputs, calibration) if calibration is not None else default_calibration(inputs)
     islands = compile_islands(proto, plan, builder, samples,
@@ -112,7 +119,7 @@ def _compile_chip(proto: onnx.ModelProto, graph: Graph, name: str, calibration: 
         graph = verify(mark_streaming(bound.bind(import_model(frames))))
     graph = verify(trim_sequence_outputs(graph))
     calib = calib.derived(graph)
-    graph = verify(quantize_graph(graph, calib, target, compression))
+    graph = verify(quantize_graph(graph, calib, target, compression, bound.mine(graph)))
     for line in headroom_warnings(graph, calib):
         log(line)
     kernel = lower(graph, target)

@@ -38,9 +38,9 @@ def state_pairs(model: onnx.ModelProto, given: Mapping[str, str], shapes: Mappin
                 find: bool) -> dict[str, str]:
     """The named pairs, checked, and with `find` those the recurrent layers show."""
     inputs, outputs = graph_inputs(model), [o.name for o in model.graph.output]
+    _check_distinct(given)
     for name, output in given.items():
         _check_pair(name, output, inputs, outputs, shapes)
-    _check_distinct(given)
     pairs = dict(given)
     if find:
         taken = set(given) | set(given.values())

@@ -50,6 +50,23 @@ def packed_inputs(graph: Graph, slice_max: dict[str, tuple[np.ndarray, ...]], sc
     return PackedInputs(packing, reads)
 
 
+def pinned_input(graph: Graph, name: str, packing: Packing | None) -> PackedInputs | None:
+    """Input `name` read at the scales of `packing` (one scale when None): each gather reading it
+    then keeps the one scale of the slices it reads; None when some reader mixes scales."""
+    readers = graph.consumers(name)
+    reads = {node.outputs[0]: None for node in readers if node.op == "gather"}
+    if packing is None:
+        return PackedInputs({}, {})
+    axis, runs = packing
+    per_slice = np.repeat([s for _, s in runs], [n for n, _ in runs])
+    for node in readers:
+        scales = np.unique(per_slice[_positions(graph.shapes[name], node, axis)]) if node.op == "gather" else ()
+        if len(scales) != 1 or node.inputs != (name,):
+            return None
+        reads[node.outputs[0]] = float(scales[0])
+    return PackedInputs({name: packing}, reads)
+
+
 def _packable(graph: Graph, name: str, readers: list[Node], slice_max: dict) -> bool:
     """Read only by single-input gathers, not an output itself, calibrated in this graph's shape."""
     shape = graph.shapes[name]

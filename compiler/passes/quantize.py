@@ -12,28 +12,54 @@ rules and their error bounds.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from compiler.ir import Graph, Node
 from compiler.ops import OPS, Scales
 from compiler.ops.rescale import RescaleAttrs
 from compiler.passes.calibrate import Calibration
 from compiler.passes.compress import Compression
-from compiler.passes.packing import packed_inputs, packed_output
+from compiler.passes.packing import PackedInputs, packed_inputs, packed_output, pinned_input
 from compiler.passes.weights import HEADROOM, WeightPolicy
 from isa.numerics import ACT_MAX, quantize_multiplier
 from isa.target import Target
 
 
-def quantize_graph(graph: Graph, calib: Calibration, target: Target, compression: Compression | None = None) -> Graph:
+def quantize_graph(graph: Graph, calib: Calibration, target: Target, compression: Compression | None = None,
+                   tied: Mapping[str, str] | None = None) -> Graph:
     """Scales for every tensor and integer weights for every matrix (codebooks with `compression`);
-    a scale per slice for the graph inputs and outputs that pack quantities of different ranges."""
+    a scale per slice for the graph inputs and outputs that pack quantities of different ranges.
+
+    `tied` pairs graph inputs with the outputs that carry the same state out of a run
+    (passes/streaming.py): an input takes its output's scales where its readers allow, so the
+    state goes from run to run without a rescale, and a host feeding it back loses nothing."""
     graph = with_inner_ranges(graph, calib)
+    quantized = _quantized(graph, calib, target, compression, {})
+    pins = {}
+    for name, output in (tied or {}).items():
+        want = (quantized.scales[output], quantized.packed.get(output))
+        pinned = pinned_input(graph, name, want[1])
+        if want != (quantized.scales[name], quantized.packed.get(name)) and pinned is not None:
+            pins[name] = (want[0], pinned)
+    return _quantized(graph, calib, target, compression, pins) if pins else quantized
+
+
+def _quantized(graph: Graph, calib: Calibration, target: Target, compression: Compression | None,
+               pins: dict[str, tuple[float, PackedInputs]]) -> Graph:
+    """The graph quantised, with `pins` (input -> its scale, and how its readers read it) imposed."""
     ranges = calib.max_abs
     aware = compression is not None and compression.activation_aware
     policy = WeightPolicy(target, compression, calib.moments if aware else {})
     packed = packed_inputs(graph, calib.slice_max, range_scale)
     scales = {name: _free_scale(graph, name, ranges) for name in graph.inputs}
     scales |= {name: max(s for _, s in runs) for name, (_, runs) in packed.packing.items()}
-    packing = dict(packed.packing)
+    packing = {k: v for k, v in packed.packing.items() if k not in pins}
+    reads = {k: v for k, v in packed.reads.items() if not any(k in pin.reads for _, pin in pins.values())}
+    for name, (scale, pin) in pins.items():
+        scales[name] = scale
+        packing |= pin.packing
+        reads |= {k: v for k, v in pin.reads.items() if v is not None}
+    packed = PackedInputs(packing, reads)
     nodes: list[Node] = []
     shapes = dict(graph.shapes)
     for original in graph.nodes:

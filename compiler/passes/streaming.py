@@ -38,15 +38,21 @@ Rescale = tuple[int, int] | None  # VSCALE's (mult, shift), or None for a plain 
 
 @dataclass(frozen=True)
 class StateBinding:
-    """The state pairs a program keeps on chip, and whether the host still reads their outputs."""
+    """A program's state pairs, kept on chip between runs or (not `on_chip`) fed back by the host,
+    and whether the host still reads the outputs of those on chip."""
 
     pairs: Mapping[str, str]
     state_outputs: bool = False
+    on_chip: bool = True
+
+    def mine(self, graph: Graph) -> dict[str, str]:
+        """The pairs whose input and output this graph has (an island has only some)."""
+        return {n: o for n, o in self.pairs.items() if n in graph.inputs and o in graph.outputs}
 
     def bind(self, graph: Graph) -> Graph:
-        """The graph with each of its pairs kept on chip between runs (an island has only some)."""
-        mine = {n: o for n, o in self.pairs.items() if n in graph.inputs and o in graph.outputs}
-        return graph.replace(bound=tuple(mine.items()), state_outputs=self.state_outputs)
+        """The graph with its pairs kept on chip between runs, when they are."""
+        bound = tuple(self.mine(graph).items()) if self.on_chip else ()
+        return graph.replace(bound=bound, state_outputs=self.state_outputs)
 
 
 def store_runs(graph: Graph, name: str, output: str) -> list[tuple[int, int, Rescale]]:

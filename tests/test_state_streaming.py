@@ -1,0 +1,266 @@
+"""Streaming models that carry their own state, `(frame, state) -> (y, state')`: the pairs are
+bound on chip (passes/streaming.py, frontend/state.py). Each model streams 100 frames through
+`Simulator.stream()` bit-exact against the same quantisation run with the state fed back by the
+host, and against the golden reference's closed loop, and within tolerance of ONNX Runtime run
+closed loop; save and restore of the state, partitioned programs, and every refusal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from compiler.cli import main as compile_main
+from compiler.pipeline import compile_model
+from compiler.reference import reference_stream
+from isa import programfile
+from isa.assembler import assemble
+from isa.errors import RnnaccelError
+from isa.listing import disassemble
+from runtime_sim import Simulator, simulator_for
+from tests.cli_checks import compile_fails, save
+from tests.models import recurrent_model
+from tests.packed_models import packed_lstm
+from tests.state_models import vad_model
+from tests.toolchain import TOLERANCE, float_outputs
+
+STATE = Path(__file__).parent / "data" / "state"
+EXPORTS = sorted(p.stem for p in STATE.glob("*.onnx"))
+FRAMES = 100
+
+
+def _frames(model: onnx.ModelProto, count: int, seed: int, streams: int | None = None) -> dict[str, np.ndarray]:
+    """Random frames for every input but the state ones, [count, *shape] (or [streams, count, ...])."""
+    rng = np.random.default_rng(seed)
+    lead = (count,) if streams is None else (streams, count)
+    return {v.name: rng.standard_normal(lead + _shape(v)).astype(np.float32) for v in model.graph.input
+            if not v.name.startswith(("h", "c", "state", "cache"))}
+
+
+def _shape(value: onnx.ValueInfoProto) -> tuple[int, ...]:
+    return tuple(d.dim_value for d in value.type.tensor_type.shape.dim)
+
+
+def _float_loop(model: onnx.ModelProto, frames: dict[str, np.ndarray], pairs: dict[str, str]) -> list[dict]:
+    """ONNX Runtime run closed loop on its own state, from zeros."""
+    shapes = {v.name: _shape(v) for v in model.graph.input}
+    state = {name: np.zeros(shapes[name], np.float32) for name in pairs}
+    outs = []
+    for t in range(len(next(iter(frames.values())))):
+        outs.append(float_outputs(model, {**{k: v[t] for k, v in frames.items()}, **state}))
+        state = {name: outs[-1][output] for name, output in pairs.items()}
+    return outs
+
+
+def _host_loop(program, frames: dict[str, np.ndarray], pairs: dict[str, str]) -> list:
+    """A program that takes its state as inputs, run with the host feeding its outputs back."""
+    sim = simulator_for(program)
+    state = {name: np.zeros(next(p.shape for p in sim.inputs if p.name == name), np.float32) for name in pairs}
+    results = []
+    for t in range(len(next(iter(frames.values())))):
+        results.append(sim.run({**{k: v[t] for k, v in frames.items()}, **state}))
+        state = {name: results[-1].outputs[output] for name, output in pairs.items()}
+    return results
+
+
+def _streamed(model: onnx.ModelProto, seed: int = 0, **options):
+    calibration = _frames(model, 40, seed=seed + 1, streams=4)
+    log: list[str] = []
+    compiled = compile_model(model, calibration=calibration, streaming=True, log=log.append, **options)
+    return compiled, calibration, log
+
+
+def _pairs(program) -> dict[str, str]:
+    return {s.name: s.output for s in program.state if s.output}
+
+
+@pytest.mark.parametrize("name", EXPORTS)
+def test_exported_state_models_stream_bit_exact_against_the_host_loop(name):
+    model = onnx.load(STATE / f"{name}.onnx")
+    compiled, calibration, log = _streamed(model)
+    pairs = _pairs(compiled.program)
+    expected = {"lstm-hc": {"h": "h_out", "c": "c_out"}, "lstm-packed": {"state": "state_out"},
+                "gru-h": {"h": "h_out"}}[name.rsplit("-", 1)[0]]
+    assert pairs == expected and any("kept on chip between runs" in line for line in log)
+    assert [d.name for d in compiled.program.inputs] == ["x"] and [d.name for d in compiled.program.outputs] == ["y"]
+    frames = _frames(model, FRAMES, seed=2)
+    stream = Simulator(compiled.program).stream()
+    streamed = [stream.step({k: v[t] for k, v in frames.items()}) for t in range(FRAMES)]
+    host = compile_model(model, calibration=calibration, states=pairs).program
+    for t, (chip, fed) in enumerate(zip(streamed, _host_loop(host, frames, pairs))):
+        np.testing.assert_array_equal(chip.raw_outputs["y"], fed.raw_outputs["y"], err_msg=f"frame {t}")
+    golden = reference_stream(compiled.graph, [{k: v[t][None] for k, v in frames.items()} for t in range(FRAMES)])
+    assert all(np.array_equal(s.raw_outputs["y"], g["y"][0]) for s, g in zip(streamed, golden))
+    floats = _float_loop(model, frames, pairs)
+    worst = max(float(np.max(np.abs(s.outputs["y"] - f["y"]))) for s, f in zip(streamed, floats))
+    assert worst <= TOLERANCE[8] * max(1.0, *(float(np.max(np.abs(f["y"]))) for f in floats)), worst
+
+
+def test_packed_state_keeps_a_scale_per_slice_on_chip():
+    """h and c side by side in [1, 1, hidden, 2]: the state keeps each slice's scale, and the
+    stream equals the golden reference's closed loop and ONNX Runtime's within tolerance."""
+    model = packed_lstm()
+    compiled, _, _ = _streamed(model)
+    (state,) = compiled.program.state
+    assert state.name == "state" and state.output == "state_out" and len(state.slices) == 2
+    frames = _frames(model, FRAMES, seed=3)
+    stream = Simulator(compiled.program).stream()
+    streamed = [stream.step({"X": frames["X"][t]}) for t in range(FRAMES)]
+    golden = reference_stream(compiled.graph, [{"X": frames["X"][t][None]} for t in range(FRAMES)])
+    assert all(np.array_equal(s.raw_outputs["y"], g["y"][0]) for s, g in zip(streamed, golden))
+    floats = _float_loop(model, frames, {"state": "state_out"})
+    assert max(float(np.max(np.abs(s.outputs["y"] - f["y"]))) for s, f in zip(streamed, floats)) <= TOLERANCE[8]
+    c = stream.state()["state"][..., 1]
+    assert np.max(np.abs(c - floats[-1]["state_out"][..., 1])) <= 0.05 * max(1.0, float(np.max(np.abs(c))))
+
+
+def test_many_streams_step_together_as_separate_streams_would():
+    model = onnx.load(STATE / "lstm-hc-script.onnx")
+    compiled, _, _ = _streamed(model)
+    frames = _frames(model, 12, seed=4, streams=3)["x"]
+    sim = Simulator(compiled.program)
+    together = sim.stream(samples=3)
+    batched = [together.step({"x": frames[:, t]}) for t in range(12)]
+    for s in range(3):
+        alone = sim.stream()
+        for t in range(12):
+            got = alone.step({"x": frames[s, t]}).raw_outputs["y"]
+            np.testing.assert_array_equal(got, batched[t].raw_outputs["y"][s])
+
+
+def test_state_is_saved_restored_and_reset_as_floats():
+    model = onnx.load(STATE / "gru-h-dynamo.onnx")
+    compiled, _, _ = _streamed(model)
+    frames = _frames(model, 6, seed=5)["x"]
+    stream = Simulator(compiled.program).stream()
+    for t in range(5):
+        stream.step({"x": frames[t]})
+    saved = stream.state()
+    assert saved["h"].shape == (1, 1, 16) and np.any(saved["h"])
+    first = stream.step({"x": frames[5]}).raw_outputs["y"]
+    stream.reset()
+    assert not np.any(stream.state()["h"])
+    stream.set_state(saved)
+    np.testing.assert_array_equal(stream.step({"x": frames[5]}).raw_outputs["y"], first)
+    with pytest.raises(RnnaccelError, match="unknown state"):
+        stream.set_state({"hidden": saved["h"]})
+    with pytest.raises(RnnaccelError, match=r"input 'h' has shape \(16,\)"):
+        stream.set_state({"h": np.zeros(16)})
+    many = Simulator(compiled.program).stream(samples=2)
+    with pytest.raises(RnnaccelError, match="the stream has 2 samples but state 'h' has 3"):
+        many.set_state({"h": np.zeros((3, 1, 1, 16))})
+
+
+def test_state_outputs_stay_available_on_request():
+    model = onnx.load(STATE / "lstm-hc-script.onnx")
+    compiled, _, _ = _streamed(model, state_outputs=True)
+    assert [d.name for d in compiled.program.outputs] == ["y", "h_out", "c_out"]
+    stream = Simulator(compiled.program).stream()
+    result = stream.step({"x": _frames(model, 1, seed=6)["x"][0]})
+    for name, output in (("h", "h_out"), ("c", "c_out")):
+        np.testing.assert_allclose(result.outputs[output], stream.state()[name], atol=2 * compiled.graph.scales[name])
+
+
+def test_a_longer_sequence_with_explicit_state_streams_one_frame_at_a_time():
+    """An LSTM over 4 steps from h0, c0 to Y_h, Y_c: streamed, it takes one frame per run."""
+    model = recurrent_model("LSTM", 4, 1, 3, 8, initial=True, outputs=["Y", "Y_h", "Y_c"], seed=2)
+    compiled, _, _ = _streamed(model)
+    assert _pairs(compiled.program) == {"h0": "Y_h", "c0": "Y_c"}
+    assert compiled.program.inputs[0].shape == (1, 1, 3)
+    xs = np.random.default_rng(7).standard_normal((4, 1, 1, 3)).astype(np.float32)
+    stream = Simulator(compiled.program).stream()
+    got = np.concatenate([stream.step({"X": x}).outputs["Y"] for x in xs])
+    want = float_outputs(model, {"X": xs.reshape(4, 1, 3), "h0": np.zeros((1, 1, 8), np.float32),
+                                 "c0": np.zeros((1, 1, 8), np.float32)})["Y"]
+    assert float(np.max(np.abs(got - want))) <= TOLERANCE[8]
+
+
+def test_partitioned_stream_keeps_chip_state_on_chip_and_host_state_on_the_host():
+    """A VAD-like frame model: a convolution's history buffer (Conv stays on the host), and an
+    LSTM whose packed state the chip keeps. Bit-exact against the host loop, close to ORT."""
+    model = vad_model()
+    calibration = _frames(model, 30, seed=8, streams=4)
+    log: list[str] = []
+    compiled = compile_model(model, calibration=calibration, streaming=True, states={"cache": "cache_out"},
+                             log=log.append)
+    program = compiled.program
+    assert program.host.state == (("cache", "cache_out"),) and program.host.inputs == ("x",)
+    assert [s.name for island in program.islands for s in island.state] == ["state"]
+    assert "state pairs carried by the host: cache=cache_out" in log
+    blob = programfile.to_bytes(program)
+    assert programfile.to_bytes(programfile.from_bytes(blob)) == blob
+    assert programfile.to_bytes(assemble(disassemble(program))) == blob
+    frames = _frames(model, 60, seed=9)
+    stream = simulator_for(programfile.from_bytes(blob)).stream()
+    streamed = [stream.step({"x": frames["x"][t]}) for t in range(60)]
+    pairs = {"cache": "cache_out", "state": "state_out"}
+    host = compile_model(model, calibration=calibration, states=pairs).program
+    for t, (chip, fed) in enumerate(zip(streamed, _host_loop(host, frames, pairs))):
+        np.testing.assert_array_equal(chip.islands[0].result.raw_outputs["p"], fed.islands[0].result.raw_outputs["p"],
+                                      err_msg=f"frame {t}")
+    floats = _float_loop(model, frames, pairs)
+    assert max(float(np.max(np.abs(s.outputs["p"] - f["p"]))) for s, f in zip(streamed, floats)) <= TOLERANCE[8]
+    assert set(stream.state()) == {"cache", "state"}
+    stream.reset()
+    assert not any(np.any(v) for v in stream.state().values())
+
+
+def test_cli_binds_named_state_and_says_so(tmp_path, capsys):
+    path = save(tmp_path, vad_model())
+    out = tmp_path / "vad.rnna"
+    with pytest.raises(SystemExit) as exit_info:
+        compile_main([str(path), "-o", str(out), "--streaming", "--state", "cache=cache_out"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 0
+    assert "state pairs carried by the host: cache=cache_out" in err
+    assert "state pairs kept on chip between runs: state=state_out" in err
+    assert programfile.load(str(out)).host.state == (("cache", "cache_out"),)
+
+
+BAD_STATES = {
+    "not an input": ({"nope": "state_out"}, "'nope' is not a graph input"),
+    "not an output": ({"state": "nope"}, "'nope' is not a graph output"),
+    "shapes differ": ({"cache": "state_out"}, r"the input has shape \[1, 5, 2\] and the output \[2, 1, 8\]"),
+    "output twice": ({"cache": "state_out", "state": "state_out"}, "output 'state_out' is paired with more"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_STATES)
+def test_bad_state_pairs_are_refused(case):
+    pairs, message = BAD_STATES[case]
+    with pytest.raises(RnnaccelError, match=message):
+        compile_model(vad_model(), streaming=True, states=pairs)
+
+
+BAD_CALIBRATION = {
+    "frame rank": ({"x": np.zeros((2, 3, 4, 1, 5, 1))}, r"with state pairs it is \[streams, frames, 1, 5, 1\]"),
+    "streams disagree": ({"x": np.zeros((2, 3, 1, 5, 1)), "x2": np.zeros((3, 3, 1, 5, 1))},
+                         "calibration streams disagree"),
+    "state shape": ({"x": np.zeros((2, 1, 5, 1)), "state": np.zeros((3, 2, 1, 8))},
+                    "calibration data for state 'state' has shape"),
+    "missing frames": ({"state": np.zeros((2, 1, 8))}, "calibration data lacks input"),
+    "not finite": ({"x": np.full((2, 3, 1, 5, 1), np.nan)}, "must be finite real numbers"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_CALIBRATION)
+def test_bad_closed_loop_calibration_is_refused(case):
+    data, message = BAD_CALIBRATION[case]
+    model = vad_model(second_input=case == "streams disagree")
+    with pytest.raises(RnnaccelError, match=message):
+        compile_model(model, calibration=data, streaming=True, states={"cache": "cache_out"})
+
+
+CLI_ERRORS = {
+    "no equals": (["--state", "cache"], "--state cache: expected IN=OUT"),
+    "twice": (["--state", "cache=cache_out", "--state", "cache=state_out"], "--state cache is given twice"),
+    "outputs without streaming": (["--state-outputs"], "--state-outputs goes with --streaming"),
+}
+
+
+@pytest.mark.parametrize("case", CLI_ERRORS)
+def test_cli_refuses_bad_state_options(case, tmp_path, capsys):
+    args, message = CLI_ERRORS[case]
+    assert message in compile_fails(tmp_path, capsys, save(tmp_path, vad_model()), *args)
