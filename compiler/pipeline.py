@@ -17,6 +17,7 @@ from compiler.frontend.freeze import freeze
 from compiler.frontend.limits import check_fits_target
 from compiler.frontend.onnx_import import check_model, finish_import, import_model, read_model, with_input_shapes
 from compiler.frontend.partition import checked, host_list, placed_and_converted
+from compiler.frontend.rechain import reroll_layers
 from compiler.frontend.state import closed_loop_samples, describe, one_step, state_pairs
 from compiler.ir import Graph
 from compiler.partitioned import (
@@ -69,6 +70,9 @@ def compile_model(model: str | Path | onnx.ModelProto, target: Target | None = N
     else:
         (proto, sources), name = read_model(model), Path(model).stem
     proto = freeze(proto, consts)
+    proto, notes = reroll_layers(proto)
+    for note in notes:
+        log(note)
     plan, builder = placed_and_converted(proto, shapes, target, streaming, compression)
     checked(plan)
     given = calibration is not None
