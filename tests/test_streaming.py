@@ -180,7 +180,7 @@ def test_cli_streaming(tmp_path, capsys):
         compile_main([str(tmp_path / "m.onnx"), "-o", str(tmp_path / "m.rnna"), "--streaming",
                       "--calibration", str(tmp_path / "calib.npz"), "--listing", str(tmp_path / "m.s")])
     assert exit_info.value.code == 0
-    assert "streaming: one frame per run; 32 elements of recurrent state" in capsys.readouterr().out
+    assert "streaming: one frame per run; 32 elements of state" in capsys.readouterr().out
     assert '.state name="state:lstm/d0/h" address=' in (tmp_path / "m.s").read_text()
     onnx.save(recurrent_model("GRU", 4, 1, 3, 8, direction="reverse"), tmp_path / "rev.onnx")
     with pytest.raises(SystemExit) as exit_info:
