@@ -69,7 +69,7 @@ FOLD_CASES = {("ConstantOfShape", 1), ("Div", 2), ("Neg", 1), ("Equal", 2), ("Le
               ("Where", 3), ("Range", 3)}
 LAYOUT_CASES = {"Reshape": ("shape must be a constant", 1), "Squeeze": ("axes must be a constant", 1),
                 "Unsqueeze": ("axes must be a constant", 1), "Gather": ("indices must be a constant", 1),
-                "Expand": ("shape must be a constant", 1),
+                "Expand": ("shape must be a constant", 1), "Split": ("split must be a constant", 1),
                 "Slice": ("starts, ends, axes and steps must be constants", 2),
                 "Dropout": ("ratio and training_mode must be constants", 1)}
 

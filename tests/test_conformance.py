@@ -1,6 +1,7 @@
-"""ONNX's own operator test cases for LSTM, GRU, RNN and Gemm (onnx.backend.test), compiled with
-16-bit weights and run on the simulator: bit-exact against the golden reference and within the
-documented tolerance of the expected outputs ONNX ships. Weight-like inputs become initialisers."""
+"""ONNX's own operator test cases for LSTM, GRU, RNN, Gemm and Split (onnx.backend.test), compiled
+with 16-bit weights and run on the simulator: bit-exact against the golden reference and within the
+documented tolerance of the expected outputs ONNX ships. Weight-like inputs (and Split's sizes)
+become initialisers. A case whose input is empty is refused: no program has an empty input."""
 
 from __future__ import annotations
 
@@ -11,13 +12,15 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
+from compiler.pipeline import compile_model
+from isa.errors import RnnaccelError
 from isa.target import Target
 
 from toolchain import TOLERANCE, run_checked
 
-OPS = ("LSTM", "GRU", "RNN", "Gemm")
-# per operator, the input positions that hold weights rather than data
-WEIGHT_INPUTS = {"LSTM": (1, 2, 3, 4, 7), "GRU": (1, 2, 3, 4), "RNN": (1, 2, 3, 4), "Gemm": (1, 2)}
+OPS = ("LSTM", "GRU", "RNN", "Gemm", "Split")
+# per operator, the input positions that hold weights (or other constants) rather than data
+WEIGHT_INPUTS = {"LSTM": (1, 2, 3, 4, 7), "GRU": (1, 2, 3, 4), "RNN": (1, 2, 3, 4), "Gemm": (1, 2), "Split": (1,)}
 
 
 def _cases() -> list:
@@ -29,7 +32,13 @@ def _cases() -> list:
     return [c for c in cases if c.model.graph.node and c.model.graph.node[0].op_type in OPS]
 
 
-CASES = _cases()
+def _empty_input(case) -> bool:
+    return any(d.dim_value == 0 for i in case.model.graph.input for d in i.type.tensor_type.shape.dim)
+
+
+ALL_CASES = _cases()
+CASES = [c for c in ALL_CASES if not _empty_input(c)]
+EMPTY_CASES = [c for c in ALL_CASES if _empty_input(c)]
 
 
 def _with_initialisers(case) -> tuple[onnx.ModelProto, dict[str, np.ndarray], list[np.ndarray]]:
@@ -54,6 +63,13 @@ def test_onnx_conformance_case(case):
         got = checked.outputs[output.name]
         bound = TOLERANCE[16] * max(1.0, float(np.max(np.abs(want))))
         assert np.max(np.abs(got - want)) <= bound, f"{output.name}: {np.max(np.abs(got - want))} > {bound}"
+
+
+@pytest.mark.parametrize("case", EMPTY_CASES, ids=lambda c: c.name)
+def test_a_case_with_an_empty_input_is_refused(case):
+    model, feed, _ = _with_initialisers(case)
+    with pytest.raises(RnnaccelError, match="has an empty dimension"):
+        compile_model(model, Target(weight_bits=16), {k: np.asarray(v, np.float32)[None] for k, v in feed.items()})
 
 
 def test_every_operator_has_cases():

@@ -9,8 +9,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from compiler.frontend.onnx_import import import_model
+from isa.target import Target
 
-from toolchain import assert_close
+from toolchain import TOLERANCE, assert_close, float_outputs, run_checked
 
 
 def _model(nodes, x_shape, y_shape, inits, opset=17):
@@ -86,4 +87,58 @@ def test_a_layout_operator_that_cannot_apply_is_a_user_error():
              helper.make_node("Gemm", ["r", "W"], ["y"])]
     model = _model(nodes, [3, 4], [1, 2], {"shape": _ints([1, 5]), "W": (5, 2)})
     with pytest.raises(RnnaccelError, match=r"node 'bad_reshape' \(Reshape\): cannot be evaluated"):
+        import_model(model)
+
+
+SPLIT_FORMS = {  # opset, width of the split axis, attributes, the `split` input (opset 13 on)
+    "attribute": (11, 12, {"axis": 1, "split": [5, 4, 3]}, None),
+    "input, negative axis": (13, 12, {"axis": -1}, [5, 4, 3]),
+    "equal parts by default": (13, 12, {"axis": 1}, None),
+    "num_outputs, uneven last part": (18, 11, {"axis": -1, "num_outputs": 3}, None),
+}
+
+
+def _split_model(form: str, middle: str) -> onnx.ModelProto:
+    """x -> Gemm -> Split in the form's way into three parts, the middle one named `middle` and not
+    read -> the last and first parts concatenated -> Gemm."""
+    opset, width, attrs, sizes = SPLIT_FORMS[form]
+    inputs = ["h"] if sizes is None else ["h", "sizes"]
+    parts = np.split(np.arange(width), np.cumsum(sizes or attrs.get("split") or [-(-width // 3)] * 2))
+    nodes = [helper.make_node("Gemm", ["x", "W"], ["h"]),
+             helper.make_node("Split", inputs, ["p0", middle, "p2"], name="split", **attrs),
+             helper.make_node("Concat", ["p2", "p0"], ["c"], axis=1),
+             helper.make_node("Gemm", ["c", "W2"], ["y"])]
+    inits = {"W": (5, width), "W2": (len(parts[0]) + len(parts[2]), 3),
+             **({} if sizes is None else {"sizes": _ints(sizes)})}
+    return _model(nodes, [4, 5], [4, 3], inits, opset)
+
+
+@pytest.mark.parametrize("form", SPLIT_FORMS)
+def test_split_on_data_in_every_opset_form(form):
+    """Each part Split's node names is one gather, an absent output none; bit-exact against the golden
+    reference, and close to ONNX Runtime (which crashes on an absent output, so it runs the model
+    whose middle output is named)."""
+    model = _split_model(form, "")
+    assert [n.source for n in import_model(model).nodes if n.op == "gather"][:2] == ["split/p0", "split/p2"]
+    inputs = {"x": np.random.default_rng(3).standard_normal((4, 5)).astype(np.float32)}
+    checked = run_checked(model, inputs, Target(weight_bits=16))
+    want = float_outputs(_split_model(form, "p1"), inputs)["y"]
+    assert np.max(np.abs(checked.outputs["y"] - want)) <= TOLERANCE[16] * max(1.0, float(np.max(np.abs(want))))
+
+
+def test_split_of_a_weight_folds():
+    nodes = [helper.make_node("Split", ["W"], ["W1", "W2"], axis=1, num_outputs=2),
+             helper.make_node("Gemm", ["x", "W1"], ["a"]), helper.make_node("Gemm", ["x", "W2"], ["b"]),
+             helper.make_node("Concat", ["a", "b"], ["y"], axis=1)]
+    model = _model(nodes, [4, 5], [4, 8], {"W": (5, 8)}, opset=18)
+    assert [n.op for n in import_model(model).nodes] == ["fc", "fc", "gather"]
+    assert_close(model, {"x": np.random.default_rng(4).standard_normal((4, 5)).astype(np.float32)})
+
+
+def test_split_sizes_that_do_not_add_up_are_a_user_error():
+    from isa.errors import RnnaccelError
+
+    nodes = [helper.make_node("Split", ["x", "sizes"], ["y", "z"], name="bad_split", axis=1)]
+    model = _model(nodes, [3, 4], [3, 2], {"sizes": _ints([2, 3])}, opset=13)
+    with pytest.raises(RnnaccelError, match=r"node 'bad_split' \(Split\): cannot be evaluated: parts \[2, 3\] do not"):
         import_model(model)

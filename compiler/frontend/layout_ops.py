@@ -2,8 +2,9 @@
 
 Layout operators are plain numpy functions. On constants they fold; on a data tensor they run
 on an array of element indices instead, and the result -- which input element lands where --
-becomes one `gather` node. So Reshape, Transpose, Slice, Gather, Squeeze or Concat on the data
-path need no code of their own, and the backend turns each gather into an alias or copies.
+becomes one `gather` node (one per output for an operator of several, such as Split, whose
+function returns a tuple). So Reshape, Transpose, Slice, Gather, Squeeze, Concat or Split on the
+data path need no code of their own, and the backend turns each gather into an alias or copies.
 """
 
 from __future__ import annotations
@@ -19,16 +20,21 @@ from onnx.helper import tensor_dtype_to_np_dtype
 
 from compiler.frontend.capability import ON_CONSTANTS, Constraint, NodeView, constants_from, declare
 from compiler.frontend.limits import SUPPORTED_DTYPES, check_elements, check_shape_value
-from compiler.frontend.registry import OPERATORS, apply, fold, fold_handler, operator
+from compiler.frontend.registry import OPERATORS, apply, fold, fold_handler, operator, outputs_of
 from compiler.ir import Node
 from compiler.ops.gather import GatherAttrs
 from isa.errors import RnnaccelError
 
 
-def layout(fn: Callable, data_args: int = 1) -> Callable:
-    """Register numpy layout function `fn` as an operator (see the module docstring)."""
+def layout(fn: Callable, data_args: int = 1, count_attribute: str = "") -> Callable:
+    """Register numpy layout function `fn` as an operator (see the module docstring). A function of
+    several outputs returns a tuple, and each output the model names becomes a gather of its own;
+    `count_attribute` names the attribute that, when the model leaves it out, is the node's number
+    of outputs (Split's num_outputs: equal parts unless the model gives sizes)."""
 
     def handler(b, node, name: str, **attrs) -> None:
+        if count_attribute and attrs.get(count_attribute) is None:
+            attrs[count_attribute] = len(node.output)
         if all(b.is_const(n) for n in node.input):
             return fold(b, node, fn, **attrs)
         args, inputs, base = [], [], 0
@@ -40,9 +46,11 @@ def layout(fn: Callable, data_args: int = 1) -> Callable:
             args.append(np.arange(base, base + size, dtype=np.int64).reshape(b.shape(tensor)))
             inputs.append(tensor)
             base += size
-        index = apply(fn, args, attrs)
-        b.emit(Node("gather", name, tuple(inputs), (node.output[0],), GatherAttrs(index=index.ravel())),
-               {node.output[0]: tuple(index.shape)})
+        named = outputs_of(node, apply(fn, args, attrs))
+        for output, index in named.items():
+            node_name = name if len(node.output) == 1 else f"{name}/{output}"
+            b.emit(Node("gather", node_name, tuple(inputs), (output,), GatherAttrs(index=index.ravel())),
+                   {output: tuple(index.shape)})
 
     handler = functools.wraps(fn)(handler)  # so its signature, which lists the attributes, is fn's
     handler.kind = "layout"  # what --supported-ops and docs/operators.md say about it
@@ -137,6 +145,23 @@ def Concat(*inputs, axis):
 
 
 layout(Concat, data_args=1 << 30)
+
+
+def Split(data, split_in=None, *, axis=0, split=None, num_outputs=None):
+    """Cut along `axis` into the given sizes (the input of opset 13 on, the attribute before), or
+    into num_outputs parts of ceil(dim / num_outputs), the last one smaller (opset 18's rule)."""
+    dim = data.shape[axis]
+    chosen = split_in if split_in is not None else split
+    if chosen is None:
+        chunk = max(1, -(-dim // num_outputs))
+        chosen = [min(chunk, dim - start) for start in range(0, dim, chunk)]
+    sizes = [int(s) for s in np.asarray(chosen).ravel()]
+    if sum(sizes) != dim or min(sizes, default=0) < 0:
+        raise ValueError(f"parts {sizes} do not add up to the {dim} elements of axis {axis}")
+    return tuple(np.split(data, np.cumsum(sizes)[:-1], axis=axis))
+
+
+layout(Split, count_attribute="num_outputs")
 
 
 @layout

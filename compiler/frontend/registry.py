@@ -60,7 +60,16 @@ def fold(b, node, fn: Callable, **attrs) -> None:
     constants of 2^16 and 2^15 elements cannot ask for 2^31."""
     args = [b.const(n) for n in node.input]
     check_elements(f"the result of {node.op_type}", _broadcast_shape(args))
-    b.consts[node.output[0]] = np.asarray(apply(fn, args, attrs))
+    b.consts.update(outputs_of(node, apply(fn, args, attrs)))
+
+
+def outputs_of(node, result: np.ndarray | tuple[np.ndarray, ...]) -> dict[str, np.ndarray]:
+    """Each output the node names and its value. An operator of several outputs (Split) returns a
+    tuple with one array per output; an output the model leaves out ("") is skipped."""
+    values = result if isinstance(result, tuple) else (result,)
+    if len(values) != len(node.output):
+        raise RnnaccelError(f"it names {len(node.output)} outputs but computes {len(values)}")
+    return {name: value for name, value in zip(node.output, values) if name}
 
 
 def _broadcast_shape(args: list) -> tuple[int, ...]:
@@ -71,13 +80,15 @@ def _broadcast_shape(args: list) -> tuple[int, ...]:
         return ()
 
 
-def apply(fn: Callable, args: list, attrs: dict) -> np.ndarray:
+def apply(fn: Callable, args: list, attrs: dict) -> np.ndarray | tuple[np.ndarray, ...]:
     """Run an operator's numpy function; numpy's complaints about a malformed model are user errors.
+    A function of several outputs returns a tuple of arrays (see outputs_of).
     Constants may overflow to Inf quietly here: a weight made of one is refused where it is used
     (compute_ops.constant_weight), and shape arithmetic cannot turn Inf into a size."""
     try:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            return np.asarray(fn(*args, **attrs))
+            result = fn(*args, **attrs)
+            return tuple(map(np.asarray, result)) if isinstance(result, tuple) else np.asarray(result)
     except (ValueError, IndexError, np.exceptions.AxisError, OverflowError) as exc:
         raise RnnaccelError(f"cannot be evaluated: {exc}") from None
     except MemoryError:  # a backstop: the operators that size arrays from data check them first (limits)
