@@ -114,6 +114,7 @@ class Kernel:
     interleaves: tuple[Interleave, ...] = ()  # left to do: passes/interleave.py
     loops: tuple[LoopCandidate, ...] = ()  # left to do: passes/reroll.py
     state: tuple[StateTensor, ...] = ()
+    shared: dict[str, str] = field(default_factory=dict)  # weight buffer asked for -> the one holding its payload
 
     def replace(self, **changes) -> Kernel:
         return dataclasses.replace(self, **changes)

@@ -33,8 +33,10 @@ def build_report(graph: Graph, kernel: Kernel, program: Program) -> dict:
     by_node: dict[str, list] = {}
     for pc, instr in executed:
         by_node.setdefault(_node_at(program, starts, pc), []).append(instr)
-    stored = _stored_bytes(graph, kernel)
-    layers = [_layer(nodes, by_node.get(source, []), stored.get(source, 0), target_env, program)
+    owners = _owners(graph, kernel)
+    stored, sharing = _stored_bytes(kernel, owners), _sharing(kernel, owners)
+    layers = [_layer(nodes, by_node.get(source, []), stored.get(source, 0), target_env, program,
+                     sharing.get(source, ()))
               for source, nodes in _sources(graph).items()]
     total = {key: sum(layer[key] for layer in layers) for key in ("weight_count", "fp32_bytes", "stored_bytes")}
     instrs = [instr for _, instr in executed]
@@ -82,21 +84,47 @@ def _bound(instrs: list, target_env: dict, program: Program) -> int:
     return bound_cycles(_useful_macs(instrs, target_env), elements, program.target)
 
 
-def _stored_bytes(graph: Graph, kernel: Kernel) -> dict[str, int]:
-    """Weight-memory bytes per node: its buffers are named `source/...`. A source may hold '/'
-    (`lstm/initial_h` beside `lstm`), so a buffer belongs to the longest source it starts with."""
+def _owners(graph: Graph, kernel: Kernel) -> dict[str, str]:
+    """The node each weight-memory buffer belongs to (buffers are named `source/...`), asked-for
+    names of shared buffers included. A source may hold '/' (`lstm/initial_h` beside `lstm`), so a
+    buffer belongs to the longest source it starts with."""
     sources, out = {node.source for node in graph.nodes}, {}
-    for buf in kernel.buffers.values():
-        owners = [buf.name[:i] for i, char in enumerate(buf.name) if char == "/" and buf.name[:i] in sources]
-        if buf.memory == "wmem" and owners:
-            out[owners[-1]] = out.get(owners[-1], 0) + buf.size
+    names = [b.name for b in kernel.buffers.values() if b.memory == "wmem"] + list(kernel.shared)
+    for name in names:
+        owners = [name[:i] for i, char in enumerate(name) if char == "/" and name[:i] in sources]
+        if owners:
+            out[name] = owners[-1]
     return out
 
 
-def _layer(nodes: list[Node], mine: list, stored: int, target_env: dict, program: Program) -> dict:
+def _stored_bytes(kernel: Kernel, owners: dict[str, str]) -> dict[str, int]:
+    """Weight-memory bytes per node; a payload several nodes read counts for the first only."""
+    out: dict[str, int] = {}
+    for name, source in owners.items():
+        if name in kernel.buffers:
+            out[source] = out.get(source, 0) + kernel.buffers[name].size
+    return out
+
+
+def _sharing(kernel: Kernel, owners: dict[str, str]) -> dict[str, tuple[str, ...]]:
+    """Per node whose every matrix (weights-region buffer) is another node's (the same initialiser
+    read twice): the nodes that store them. Its weights are counted there, once."""
+    held = {name: kernel.shared.get(name, name) for name in owners}  # each name -> the buffer holding it
+    matrices: dict[str, list[str]] = {}
+    for name, source in owners.items():
+        if kernel.buffers[held[name]].region == "weights":
+            matrices.setdefault(source, []).append(name)
+    return {source: tuple(sorted({owners[held[n]] for n in names}))
+            for source, names in matrices.items() if all(n in kernel.shared for n in names)}
+
+
+def _layer(nodes: list[Node], mine: list, stored: int, target_env: dict, program: Program,
+           shares: tuple[str, ...]) -> dict:
+    """One node's row; a node that reads another's stored matrices counts no weights of its own
+    and names the nodes that hold them (`shares_weights_with`)."""
     params = [OPS[node.op].parameters(node.attrs) for node in nodes]
     states = OPS[nodes[-1].op].states(nodes[-1])
-    weights = sum(_parameters(value) for p in params for value in p.weights.values())
+    weights = 0 if shares else sum(_parameters(value) for p in params for value in p.weights.values())
     biases = sum(value.size for p in params for value in p.biases.values())
     return {
         "name": nodes[-1].source,
@@ -110,6 +138,7 @@ def _layer(nodes: list[Node], mine: list, stored: int, target_env: dict, program
         "bound_cycles": _bound(mine, target_env, program),
         "weight_bytes_read": sum(_wmem_read(i, target_env) for i in mine),
         **({"states": states} if states else {}),
+        **({"shares_weights_with": list(shares)} if shares else {}),
     }
 
 

@@ -42,6 +42,8 @@ class Lowering:
     interleaves: list[Interleave] = field(default_factory=list)
     loops: list[LoopCandidate] = field(default_factory=list)
     state: list[StateTensor] = field(default_factory=list)
+    stored: dict[tuple[str, bytes], str] = field(default_factory=dict)  # (region, payload) -> its buffer
+    shared: dict[str, str] = field(default_factory=dict)  # a weight buffer asked for -> the one that holds it
 
     def buffer(self, name: str, memory: str, size: int, data: bytes | None = None,
                region: str | None = None, persistent: bool = False) -> Ref:
@@ -117,7 +119,16 @@ class Lowering:
         return dst
 
     def data(self, name: str, payload: bytes, region: str) -> Ref:
-        """A weight-memory buffer holding `payload`."""
+        """A weight-memory buffer holding `payload`. Weight memory is only read, so a payload the
+        region already holds (one initialiser read by several MatMul or Gemm nodes, a zero bias) is
+        stored once, whichever op asks: the buffer `name` becomes another name for the first one
+        (recorded in `shared`, which the report reads). Asking twice for one name and payload is fine."""
+        kept = self.stored.get((region, payload))
+        if kept is not None:
+            if kept != name:
+                self.shared[name] = kept
+            return Ref(kept)
+        self.stored[(region, payload)] = name
         return self.buffer(name, "wmem", len(payload), payload, region)
 
     def streams(self, name: str, parts: list[bytes]) -> tuple[Ref, ...]:

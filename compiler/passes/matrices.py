@@ -149,7 +149,4 @@ def requantize(ctx: Lowering, m: MatrixRefs, where: Where, dst: Ref, src: Ref, a
 
 def zeros(ctx: Lowering, n: int) -> Ref:
     """A shared run of zero biases for compressed matrices that have none."""
-    name = f"zero biases/{n}"
-    if name not in ctx.buffers:
-        ctx.data(name, bytes(n * ctx.target.weight_bytes), "biases")
-    return Ref(name)
+    return ctx.data(f"zero biases/{n}", bytes(n * ctx.target.weight_bytes), "biases")

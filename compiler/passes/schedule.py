@@ -61,7 +61,8 @@ def lower(graph: Graph, target: Target) -> Kernel:
         ctx.emit_elementwise("STORE", Where("output", -1, what=tensor.name), _size(tensor), dst=tensor.host,
                              src=tensor.place)
     return Kernel(ctx.buffers, tuple(ctx.ops), inputs, outputs, tuple(ctx.tables),
-                  interleaves=tuple(ctx.interleaves), loops=tuple(ctx.loops), state=tuple(ctx.state))
+                  interleaves=tuple(ctx.interleaves), loops=tuple(ctx.loops), state=tuple(ctx.state),
+                  shared=ctx.shared)
 
 
 def _store_state(ctx: Lowering, name: str, output: str) -> None:
