@@ -13,9 +13,10 @@ import onnx
 from compiler.backend.emit import emit
 from compiler.backend.report import build_report
 from compiler.compiled import Compiled
+from compiler.frontend.frames import one_frame_model
 from compiler.frontend.freeze import freeze
 from compiler.frontend.limits import check_fits_target
-from compiler.frontend.onnx_import import check_model, finish_import, import_model, read_model, with_input_shapes
+from compiler.frontend.onnx_import import check_model, finish_import, import_model, read_model
 from compiler.frontend.partition import checked, host_list, placed_and_converted
 from compiler.frontend.rechain import reroll_layers
 from compiler.frontend.state import closed_loop_samples, describe, one_step, state_pairs
@@ -119,7 +120,7 @@ def _compile_chip(proto: onnx.ModelProto, graph: Graph, name: str, calibration: 
     check_fits_target(graph, target, streaming, compression)
     calib = calibrate(graph, check_calibration(graph.input_shapes, calibration))  # whole sequences, before trimming
     if streaming and not per_frame(graph):
-        frames = with_input_shapes(proto, frame_shapes(graph))
+        frames = one_frame_model(proto, graph.input_shapes, frame_shapes(graph))
         graph = verify(mark_streaming(bound.bind(import_model(frames))))
     graph = verify(trim_sequence_outputs(graph))
     calib = calib.derived(graph)

@@ -21,7 +21,7 @@ from isa.target import Target
 from runtime_sim import Simulator
 
 from models import _info, _model, recurrent_model
-from toolchain import random_inputs, run_checked
+from toolchain import TOLERANCE, float_outputs, random_inputs, run_checked
 
 KWS = Path(__file__).resolve().parents[1] / "examples" / "kws"
 
@@ -149,6 +149,16 @@ def _reshaped_time() -> onnx.ModelProto:
     return _model(nodes, [_info("flat", (20,))], list(rnn.graph.output), inits)
 
 
+def _time_in_two_shape_entries() -> onnx.ModelProto:
+    """X [5, 1, 10] goes through the constant shape [5, 1, 2, 5]: two entries of the 5 steps."""
+    rnn = recurrent_model("RNN", 5, 1, 10, 8, seed=1)
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in rnn.graph.initializer}
+    inits |= {"split": np.array([5, 1, 2, 5], np.int64), "back": np.array([5, 1, 10], np.int64)}
+    nodes = [helper.make_node("Reshape", ["X0", "split"], ["S"], name="unflatten"),
+             helper.make_node("Reshape", ["S", "back"], ["X"]), rnn.graph.node[0]]
+    return _model(nodes, [_info("X0", (5, 1, 10))], list(rnn.graph.output), inits)
+
+
 REFUSED = {
     "no recurrent layer": (lambda: _model([helper.make_node("Relu", ["x"], ["y"])], [_info("x", (2, 3))],
                                           [_info("y", (2, 3))], {}), "needs a recurrent layer"),
@@ -161,6 +171,8 @@ REFUSED = {
     "ambiguous time axis": (lambda: recurrent_model("RNN", 3, 3, 3, 8), "several axes of 3"),
     "different lengths": (_two_lengths, r"different numbers of steps \(\[3, 5\]\)"),
     "time from a reshape": (_reshaped_time, "still runs 5 steps"),
+    "time twice in a constant shape": (_time_in_two_shape_entries, r"the constant shape 'split' \[5, 1, 2, 5\] of "
+                                       r"node 'unflatten' \(Reshape\) has several entries of 5"),
 }
 
 
@@ -215,3 +227,49 @@ def test_compressed_and_wide_streaming_programs_match_too():
     whole = Simulator(compile_model(model, calibration=calib, **settings).program).run({"X": x}, batch=True)
     frames = _stream(compile_model(model, calibration=calib, streaming=True, **settings).program, x, axis=0)
     np.testing.assert_array_equal(frames[-1]["Y_h"], whole.raw_outputs["Y_h"])
+
+
+EXPORTED = Path(__file__).resolve().parent / "data" / "exported"
+STREAMED_EXPORTS = ("lstm-last-script", "lstm-last-dynamo", "gru-last-script", "gru-last-dynamo", "rnn-last-script",
+                    "lstm-kws-dynamo")
+UNROLLED = ("rnn-last-dynamo", "rnn-stack2-bi-state-seq-dynamo", "rnn-stack3-bi-last-dynamo")  # nn.RNN by dynamo:
+# a MatMul and a Tanh per step, no RNN node
+REFUSED_EXPORTS = {**{f"{cell}-{config}-{exporter}": "runs forward/reverse" for cell in ("lstm", "gru", "rnn")
+                      for config in ("stack2-bi-state-seq", "stack3-bi-last") for exporter in ("script", "dynamo")},
+                   **dict.fromkeys((*UNROLLED, "mlp-script", "mlp-dynamo"), "needs a recurrent layer")}
+
+
+def _exported(stem: str) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+    data = {k: v.astype(np.float32) for k, v in np.load(EXPORTED / f"{stem}.npz").items()}
+    return onnx.load(str(EXPORTED / f"{stem}.onnx")), data
+
+
+def test_every_export_is_streamed_or_refused():
+    assert {p.stem for p in EXPORTED.glob("*.onnx")} == set(STREAMED_EXPORTS) | set(REFUSED_EXPORTS)
+
+
+@pytest.mark.parametrize("stem", STREAMED_EXPORTS)
+def test_an_exported_model_streams_to_the_whole_sequence_result(stem):
+    """Frame by frame, the outputs after the last frame are the whole-sequence program's, bit for bit,
+    and close to ONNX Runtime's: the dynamo exports' constant shapes of T steps become one frame's
+    (compiler/frontend/frames.py)."""
+    model, inputs = _exported(stem)
+    calib = {k: v[None] for k, v in inputs.items()}
+    whole = Simulator(compile_model(model, calibration=calib).program).run(inputs).raw_outputs
+    program = compile_model(model, calibration=calib, streaming=True).program
+    (name, x), desc = next(iter(inputs.items())), program.inputs[0]
+    axis = next(a for a, (full, one) in enumerate(zip(x.shape, desc.shape)) if full != one)
+    assert desc.shape[axis] == 1
+    stream = Simulator(program).stream(samples=1)
+    for frame in _frames(x[None], axis):
+        last = stream.step({name: frame})
+    for output, want in float_outputs(model, inputs).items():
+        np.testing.assert_array_equal(last.raw_outputs[output], whole[output][None], err_msg=output)
+        assert np.max(np.abs(last.outputs[output][0] - want)) <= TOLERANCE[8] * max(1.0, float(np.max(np.abs(want))))
+
+
+@pytest.mark.parametrize("stem", sorted(REFUSED_EXPORTS))
+def test_an_exported_model_that_cannot_stream_is_refused(stem):
+    model, inputs = _exported(stem)
+    with pytest.raises(RnnaccelError, match=REFUSED_EXPORTS[stem]):
+        compile_model(model, calibration={k: v[None] for k, v in inputs.items()}, streaming=True)

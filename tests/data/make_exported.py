@@ -19,6 +19,7 @@ from torch import nn
 
 OUT = Path(__file__).resolve().parent / "exported"
 INPUTS, HIDDEN, CLASSES, STEPS, BATCH = 6, 10, 4, 7, 2
+KWS_STEPS, KWS_FEATURES, KWS_HIDDEN = 49, 10, 64  # a keyword spotter's frames of MFCCs
 
 # name -> (layers, batch_first, bidirectional, initial state as input, full sequence output)
 CONFIGS = {
@@ -29,11 +30,12 @@ CONFIGS = {
 
 
 class Recurrent(nn.Module):
-    def __init__(self, cell: str, layers: int, batch_first: bool, bidirectional: bool, state: bool, seq: bool):
+    def __init__(self, cell: str, layers: int, batch_first: bool, bidirectional: bool, state: bool, seq: bool,
+                 inputs: int = INPUTS, hidden: int = HIDDEN):
         super().__init__()
-        self.rnn = getattr(nn, cell)(INPUTS, HIDDEN, num_layers=layers, batch_first=batch_first,
+        self.rnn = getattr(nn, cell)(inputs, hidden, num_layers=layers, batch_first=batch_first,
                                      bidirectional=bidirectional)
-        self.head = nn.Linear(HIDDEN * (2 if bidirectional else 1), CLASSES)
+        self.head = nn.Linear(hidden * (2 if bidirectional else 1), CLASSES)
         self.cell, self.batch_first, self.state, self.seq = cell, batch_first, state, seq
 
     def forward(self, x, *states):
@@ -69,6 +71,17 @@ def _recurrent_args(cell: str, layers: int, batch_first: bool, bidirectional: bo
     return (x, *states), ["x", "h0", "c0"][: 1 + len(states)]
 
 
+def kws_lstm() -> None:
+    """A keyword spotter's size, [1, 49, 10] in and hidden 64, exported by dynamo with fixed shapes,
+    which writes the 49 steps into the model as constants (tests/test_streaming.py streams it)."""
+    torch.manual_seed(KWS_STEPS)
+    model = Recurrent("LSTM", 1, True, False, False, False, inputs=KWS_FEATURES, hidden=KWS_HIDDEN)
+    x = torch.randn(1, KWS_STEPS, KWS_FEATURES)
+    path = OUT / "lstm-kws-dynamo.onnx"
+    _export(model, (x,), ["x"], path, dynamo=True)
+    np.savez(path.with_suffix(".npz"), x=x.numpy())
+
+
 def main() -> None:
     OUT.mkdir(exist_ok=True)
     torch.manual_seed(0)
@@ -84,6 +97,7 @@ def main() -> None:
         path = OUT / f"mlp-{tag}.onnx"
         _export(mlp(), (torch.randn(3, 20),), ["x"], path, dynamo)
         np.savez(path.with_suffix(".npz"), x=torch.randn(3, 20).numpy())
+    kws_lstm()
 
 
 if __name__ == "__main__":
