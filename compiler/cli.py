@@ -158,10 +158,13 @@ def _chip_summary(result: Compiled, title: str) -> str:
              f"{prog.memory.amem}/{t.act_elems} elements, accumulators {prog.memory.acc}/{t.acc_entries}",
              *([_state_line(prog)] if prog.streaming else []),
              f"{'layer':<28} {'op':<9} {'fp32 B':>9} {'stored B':>9} {'ratio':>7} {'read B/inference':>17}"]
-    for row in [*[layer for layer in result.report["layers"] if layer["fp32_bytes"]], total]:
+    for row in [*[layer for layer in result.report["layers"] if layer["fp32_bytes"] or "shares_weights_with" in layer],
+                total]:
         ratio = f"{row['compression_ratio']:.2f}x" if row["compression_ratio"] else "-"
+        stored_by = row.get("shares_weights_with")
+        shared = f"  (weights stored by {', '.join(stored_by)})" if stored_by else ""
         lines.append(f"{row.get('name', 'total')[-28:]:<28} {row['op']:<9} {row['fp32_bytes']:>9} "
-                     f"{row['stored_bytes']:>9} {ratio:>7} {row['weight_bytes_read']:>17}")
+                     f"{row['stored_bytes']:>9} {ratio:>7} {row['weight_bytes_read']:>17}{shared}")
     return "\n".join(lines) + "\n"
 
 

@@ -8,6 +8,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from compiler.cli import main as compile_main
 from compiler.passes.compress import Compression
 from compiler.pipeline import compile_model
 
@@ -67,3 +68,13 @@ def test_the_report_counts_a_shared_matrix_once():
         [None, ["mm1"], ["mm1"], None, ["g1"]]
     assert report["total"]["weight_count"] == W.size + B.size
     assert rows["mm2"]["stored_bytes"] < rows["mm1"]["stored_bytes"]
+
+
+def test_the_compile_summary_names_the_node_that_stores_a_shared_matrix(tmp_path, capsys):
+    onnx.save(_shared(), tmp_path / "m.onnx")
+    with pytest.raises(SystemExit) as exit_info:
+        compile_main([str(tmp_path / "m.onnx"), "-o", str(tmp_path / "m.rnna")])
+    assert exit_info.value.code == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines if line.endswith("(weights stored by mm1)")] == ["mm2", "mm3"]
+    assert [line.split()[0] for line in lines if line.endswith("(weights stored by g1)")] == ["g2"]
