@@ -142,3 +142,17 @@ def test_split_sizes_that_do_not_add_up_are_a_user_error():
     model = _model(nodes, [3, 4], [3, 2], {"sizes": _ints([2, 3])}, opset=13)
     with pytest.raises(RnnaccelError, match=r"node 'bad_split' \(Split\): cannot be evaluated: parts \[2, 3\] do not"):
         import_model(model)
+
+
+def test_an_empty_part_is_refused_where_it_is_read():
+    """Split may make a part of size 0 that nothing reads; one the program needs is refused."""
+    from isa.errors import RnnaccelError
+
+    def model(read: str):
+        nodes = [helper.make_node("Split", ["x", "sizes"], ["a", "b"], name="split", axis=1),
+                 helper.make_node("Relu", [read], ["y"])]
+        return _model(nodes, [3, 4], [3, 4 if read == "a" else 0], {"sizes": _ints([4, 0])}, opset=13)
+
+    assert [n.op for n in import_model(model("a")).nodes] == ["gather", "relu"]
+    with pytest.raises(RnnaccelError, match=r"node 'split/b': its output 'b' \[3, 0\] is empty"):
+        import_model(model("b"))

@@ -205,7 +205,18 @@ def finish_import(builder: Builder, model: onnx.ModelProto) -> Graph:
         nodes=tuple(builder.nodes),
         shapes=dict(builder.shapes),
     )
-    return verify(eliminate_dead_nodes(ir))
+    return verify(_check_not_empty(eliminate_dead_nodes(ir)))
+
+
+def _check_not_empty(graph: Graph) -> Graph:
+    """A computed tensor the program needs must hold something: a Split part or a Slice of size 0
+    may be made and left unread, but no chip instruction moves zero elements."""
+    for node in graph.nodes:
+        empty = next((name for name in node.outputs if name and 0 in graph.shapes[name]), None)
+        if empty is not None:
+            raise RnnaccelError(f"node '{node.source}': its output '{empty}' {list(graph.shapes[empty])} is empty; "
+                                "a program computes no empty tensor")
+    return graph
 
 
 def eliminate_dead_nodes(graph: Graph) -> Graph:
