@@ -14,6 +14,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from compiler.frontend.rechain import reroll_layers
+from compiler.pipeline import compile_model
+from runtime_sim import Simulator
 
 from toolchain import assert_close, float_outputs, random_inputs
 
@@ -75,6 +77,19 @@ def test_kws_frame_loop_costs_what_the_whole_sequence_layer_costs(cell, tag):
     assert regions[0] == regions[1]
     utilisation = [checked.stats["mac_utilization"] for checked in (looped, whole)]
     assert utilisation[0] >= utilisation[1] - 0.01, utilisation
+
+
+@pytest.mark.parametrize("stem", ["kws-lstm-frames-dynamo", "kws-gru-frames-script"])
+def test_a_rerolled_frame_loop_streams_like_its_whole_sequence_program(stem):
+    """The last step's output is Y's last step counted from the end: streamed one frame at a time,
+    the re-rolled loop gives after the last frame what the whole-sequence program gives."""
+    model, inputs = load(stem)
+    calibration = {k: v[None] for k, v in inputs.items()}
+    whole = Simulator(compile_model(model, calibration=calibration).program).run(inputs)
+    stream = Simulator(compile_model(model, calibration=calibration, streaming=True).program).stream()
+    for t in range(inputs["x"].shape[1]):
+        result = stream.step({"x": inputs["x"][:, t:t + 1]})
+    np.testing.assert_array_equal(result.raw_outputs["y"], whole.raw_outputs["y"])
 
 
 # -- chains in the form of frontend/cells.py --------------------------------------------------------

@@ -226,13 +226,17 @@ def _one_index(view: GraphView, name: str) -> tuple[str, int, int] | None:
     return node.input[0], axis, start
 
 
+LAST = 2 ** 62  # a Slice end past any axis: `-1:LAST` is the last element
+
+
 def _step_outputs(build: _Builder, steps: list[onnx.NodeProto], y: str, chain: Chain) -> None:
     """Each step's Y and Y_h under their own names, as slices of the layer's Y (the last Y_h is the
-    layer's); those nobody reads are dropped with the dead nodes."""
+    layer's); those nobody reads are dropped with the dead nodes. The last step's Y is Y's last
+    step counted from the end, so the model still reads it when streaming cuts Y to one frame."""
     for t, step in enumerate(steps):
         y_t, h_t = at(step.output, 0), at(step.output, 1)
         if y_t:
-            build.slice(y, t, t + 1, 0, y_t)
+            build.slice(y, -1, LAST, 0, y_t) if step is steps[-1] else build.slice(y, t, t + 1, 0, y_t)
         if h_t and step is not steps[-1]:
             build.reshape(build.slice(y, t, t + 1, 0), [1, chain.batch, chain.hidden], h_t)
 
