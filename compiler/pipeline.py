@@ -13,6 +13,7 @@ import onnx
 from compiler.backend.emit import emit
 from compiler.backend.report import build_report
 from compiler.compiled import Compiled
+from compiler.frontend.cells import recognise_cells
 from compiler.frontend.freeze import freeze
 from compiler.frontend.limits import check_fits_target
 from compiler.frontend.onnx_import import check_model, finish_import, import_model, read_model, with_input_shapes
@@ -60,6 +61,9 @@ def compile_model(model: str | Path | onnx.ModelProto, target: Target | None = N
     else:
         (proto, sources), name = read_model(model), Path(model).stem
     proto = freeze(proto, consts)
+    proto, notes = recognise_cells(proto)
+    for note in notes:
+        log(note)
     plan, builder = placed_and_converted(proto, shapes, target, streaming, compression)
     checked(plan)
     given = calibration is not None
