@@ -20,7 +20,7 @@ from cell_models import tf_lstm
 from toolchain import assert_close, float_outputs, random_inputs
 
 CELLS = Path(__file__).resolve().parent / "data" / "cells"
-TORCH_FORMS = sorted(p for p in CELLS.glob("*.onnx") if "-seq-" not in p.stem)
+TORCH_FORMS = sorted(CELLS.glob("*.onnx"))
 RECURRENT = ("LSTM", "GRU", "RNN")
 
 
@@ -30,7 +30,7 @@ def _inputs(path: Path) -> dict[str, np.ndarray]:
 
 def _steps(path: Path, inputs: dict[str, np.ndarray]) -> int:
     """One node for a step; one per time step of the (batch-first) input for a loop."""
-    return inputs["x"].shape[1] if "-loop-" in path.stem else 1
+    return inputs["x"].shape[1] if "-step-" not in path.stem else 1
 
 
 def _recurrent(model: onnx.ModelProto) -> list[onnx.NodeProto]:
@@ -144,10 +144,17 @@ def test_near_misses_stay_exactly_as_they_were(make):
     _assert_same_function(model, rewritten, random_inputs(model, seed=4))
 
 
-def test_a_sequence_projected_at_once_is_left_to_the_node_by_node_path():
-    """The dynamo export of nn.RNN projects all steps in one MatMul and slices it per step: no
-    step owns that MatMul, so nothing is rewritten and the model still compiles node by node."""
-    path = CELLS / "rnn-seq-dynamo.onnx"
-    model = onnx.load(str(path))
-    assert recognise_cells(model) == (model, [])
-    assert_close(model, _inputs(path))
+def test_a_sequence_projected_at_once_is_projected_per_step():
+    """The dynamo export of nn.RNN projects all steps in one MatMul and slices it per step: each
+    step gets its own projection, and the sequence's MatMul goes once no slice reads it."""
+    rewritten, _ = recognise_cells(onnx.load(str(CELLS / "rnn-seq-dynamo.onnx")))
+    assert "MatMul" not in {n.op_type for n in rewritten.graph.node}
+    made = {out: n.op_type for n in rewritten.graph.node for out in n.output}
+    assert all(made[n.input[0]] == "Unsqueeze" for n in _recurrent(rewritten))
+
+
+def test_a_sequence_projection_stays_when_one_step_is_no_cell():
+    model = onnx.load(str(CELLS / "rnn-seq-dynamo.onnx"))
+    next(n for n in reversed(model.graph.node) if n.op_type == "Tanh").op_type = "Sigmoid"
+    rewritten, notes = recognise_cells(model)
+    assert notes == [] and rewritten.graph.node == model.graph.node

@@ -40,6 +40,7 @@ class Roles:
     c: str | None
     h_out: str
     c_out: str | None
+    lifted: frozenset[str] = frozenset()  # states that already have the leading axis: [1, B, H]
 
     @property
     def data(self) -> list[str]:
@@ -122,7 +123,8 @@ def _roles(g: GraphIndex, cell: CellNodes, data: list[str], outputs: list[str],
             if x in (h, c) or (h is not None and h == c) or set(data) - {x, h, c}:
                 continue
             for h_out, c_out in outs:
-                yield (Roles(x, _data(h, consts), _data(c, consts), h_out, c_out),
+                lifted = frozenset(n for n in (h, c, h_out, c_out) if n and len(g.shapes.get(n, ())) == 3)
+                yield (Roles(x, _data(h, consts), _data(c, consts), h_out, c_out, lifted),
                        _zero_is_none(consts.get(h)), _zero_is_none(consts.get(c)))
 
 
@@ -250,23 +252,23 @@ def step_nodes(step: Step, base: str, opset: int) -> tuple[list[onnx.NodeProto],
     states = []
     for what, name, value in (("h0", step.roles.h, step.h0), ("c0", step.roles.c, step.c0)):
         if name:
-            nodes.append(_reshape("Unsqueeze", name, f"{base}/{what}", axes))
+            nodes.append(_reshape("Unsqueeze", name, f"{base}/{what}", axes, step.roles.lifted))
             states.append(f"{base}/{what}")
         elif value is not None:
             inits.append(numpy_helper.from_array(value.astype(np.float32), content_name(f"cell/{what}", value)))
             states.append(inits[-1].name)
         else:
             states.append("")
-    nodes.insert(0, _reshape("Unsqueeze", step.roles.x, f"{base}/X", axes))
+    nodes.insert(0, _reshape("Unsqueeze", step.roles.x, f"{base}/X", axes, step.roles.lifted))
     inputs = [f"{base}/X", *(t.name for t in inits[:3]), "", *states[: 2 if step.kind == "LSTM" else 1]]
     while inputs[-1] == "":
         inputs.pop()
     outputs = ["", f"{base}/Y_h"] + ([f"{base}/Y_c"] if step.roles.c_out else [])
     nodes.append(helper.make_node(step.kind, inputs, outputs, f"{base}", hidden_size=step.hidden,
                                   **dict(step.attrs)))
-    nodes.append(_reshape("Squeeze", f"{base}/Y_h", step.roles.h_out, axes))
+    nodes.append(_reshape("Squeeze", f"{base}/Y_h", step.roles.h_out, axes, step.roles.lifted))
     if step.roles.c_out:
-        nodes.append(_reshape("Squeeze", f"{base}/Y_c", step.roles.c_out, axes))
+        nodes.append(_reshape("Squeeze", f"{base}/Y_c", step.roles.c_out, axes, step.roles.lifted))
     return nodes, inits
 
 
@@ -278,8 +280,11 @@ def _axes(opset: int, inits: list[onnx.TensorProto]) -> str | None:
     return "cell/axes0"
 
 
-def _reshape(op: str, source: str, target: str, axes: str | None) -> onnx.NodeProto:
+def _reshape(op: str, source: str, target: str, axes: str | None,
+             lifted: frozenset[str] = frozenset()) -> onnx.NodeProto:
+    """Axis 0 added or dropped; a state that has it already (nn.RNN's [1, B, H]) passes as it is."""
+    if lifted & {source, target}:
+        return helper.make_node("Identity", [source], [target], f"{target}/Identity")
     if axes is None:
         return helper.make_node(op, [source], [target], f"{target}/{op}", axes=[0])
     return helper.make_node(op, [source, axes], [target], f"{target}/{op}")
-

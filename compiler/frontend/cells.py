@@ -22,6 +22,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from compiler.frontend.cell_graph import CellNodes, GraphIndex, cell_groups
+from compiler.frontend.cell_sink import SUNK, sink_projections
 from compiler.frontend.cell_step import Step, borrowed, candidates, step_nodes
 from compiler.frontend.onnx_run import session
 
@@ -43,6 +44,15 @@ def recognise_cells(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]
         return model, []
     g = GraphIndex(model)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
+    sunk = sink_projections(model, g, opset)
+    if sunk is not None:
+        rewritten, notes = _recognised(sunk, GraphIndex(sunk), opset)
+        if notes and not any(n.name.endswith(SUNK) for n in rewritten.graph.node):
+            return _without_dead_nodes(rewritten), notes
+    return _recognised(model, g, opset)
+
+
+def _recognised(model: onnx.ModelProto, g: GraphIndex, opset: int) -> tuple[onnx.ModelProto, list[str]]:
     found = [f for f in (_found(g, cell, opset) for cell in cell_groups(g)) if f is not None]
     remembered: list[tuple] = []
     matches = {f.nodes: _first(f, candidates(g, f.cell, f.data, f.outputs, remembered), opset, remembered)
@@ -55,6 +65,23 @@ def recognise_cells(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]
     if not accepted:
         return model, []
     return _rewritten(model, g, accepted, opset), _notes(g, accepted)
+
+
+def _without_dead_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Without the nodes (and initialisers) nothing reads any more: a sunk sequence projection."""
+    nodes, outputs = list(model.graph.node), {o.name for o in model.graph.output}
+    while True:
+        read = {n for node in nodes for n in node.input} | outputs
+        alive = [n for n in nodes if any(o in read for o in n.output)]
+        if len(alive) == len(nodes):
+            break
+        nodes = alive
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    inits = [t for t in model.graph.initializer if t.name in read]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(inits)
+    return model
 
 
 @dataclass(frozen=True)
