@@ -15,8 +15,9 @@ import pytest
 
 from compiler.frontend.cells import recognise_cells
 from compiler.pipeline import compile_model
+from isa.target import Target
 
-from cell_models import tf_lstm
+from cell_models import BATCH, HIDDEN, tf_lstm
 from toolchain import assert_close, float_outputs, random_inputs
 
 CELLS = Path(__file__).resolve().parent / "data" / "cells"
@@ -56,6 +57,14 @@ def test_torch_cells_become_one_step_nodes_that_compute_the_same(path):
 @pytest.mark.parametrize("path", [p for p in TORCH_FORMS if not p.stem.startswith("kws")], ids=lambda p: p.stem)
 def test_torch_cells_compile_and_run_bit_exactly(path):
     assert_close(onnx.load(str(path)), _inputs(path))
+
+
+def test_the_keyword_spotting_loop_compiles_as_49_steps_with_room_for_their_weights():
+    """Each of the 49 steps stores its own copy of the weights until the steps are joined into one
+    layer (1 079 648 bytes; the default target has 524 288): a target with 2 MiB takes them."""
+    path = CELLS / "kws-lstm-loop-script.onnx"
+    checked = assert_close(onnx.load(str(path)), _inputs(path), target=Target(weight_mem_bytes=2 ** 21))
+    assert [layer["op"] for layer in checked.compiled.report["layers"]].count("lstm") == 49
 
 
 def test_relu_cells_keep_their_activation():
@@ -158,3 +167,14 @@ def test_a_sequence_projection_stays_when_one_step_is_no_cell():
     next(n for n in reversed(model.graph.node) if n.op_type == "Tanh").op_type = "Sigmoid"
     rewritten, notes = recognise_cells(model)
     assert notes == [] and rewritten.graph.node == model.graph.node
+
+
+def test_a_state_read_before_its_step_ends_is_read_after_the_new_node():
+    model = tf_lstm()
+    position = next(i for i, n in enumerate(model.graph.node) if n.output[0] == "c_new") + 1
+    model.graph.node.insert(position, onnx.helper.make_node("Identity", ["c_new"], ["c_copy"]))
+    model.graph.output.append(onnx.helper.make_tensor_value_info("c_copy", onnx.TensorProto.FLOAT, (BATCH, HIDDEN)))
+    rewritten, _ = recognise_cells(model)
+    onnx.checker.check_model(rewritten)  # every node after what it reads
+    assert len(_recurrent(rewritten)) == 1
+    _assert_same_function(model, rewritten, random_inputs(model, seed=5))

@@ -80,7 +80,7 @@ def candidates(g: GraphIndex, cell: CellNodes, data: list[str], outputs: list[st
     biases = _shifted_biases(g, cell)
     consts = _state_constants(g, cell, data, hidden)
     for roles, h0, c0 in _roles(g, cell, data, outputs, consts, hidden):
-        weights = _weights(g, cell, roles, h0, biases)
+        weights = _weights(g, cell, roles, biases)
         if weights is None or weights[0].shape[1] % hidden:
             continue
         gates = weights[0].shape[1] // hidden
@@ -146,10 +146,10 @@ def _state_constants(g: GraphIndex, cell: CellNodes, data: list[str], hidden: in
     return {n: g.constants[n] for n in sorted(read) if g.constants[n].size == size and g.constants[n].ndim >= 2}
 
 
-def _weights(g: GraphIndex, cell: CellNodes, roles: Roles, h0: np.ndarray | None,
-             biases: dict[str, np.ndarray]):
-    """W [I, N], R [H, N], Wb, Rb from the projections; a seed of h alone carries R's bias."""
-    h_name = roles.h or _const_source(g, cell, roles)
+def _weights(g: GraphIndex, cell: CellNodes, roles: Roles, biases: dict[str, np.ndarray]):
+    """W [I, N], R [H, N] (None without h), Wb, Rb from the projections; a seed of h alone
+    carries R's bias. None when another tensor is projected or a bias differs between rows."""
+    h_name = roles.h or _const_source(g, cell)
     w = r = wb = rb = None
     for seed in cell.seeds:
         form = g.affine(seed)
@@ -162,11 +162,11 @@ def _weights(g: GraphIndex, cell: CellNodes, roles: Roles, h0: np.ndarray | None
     if w is None or (r is not None and r.shape[1] != w.shape[1]):
         return None
     zeros = np.zeros(w.shape[1])
-    return w, (np.zeros((h0.shape[-1] if h0 is not None else 0, 0)) if r is None else r), \
-        _row(wb, zeros), _row(rb, zeros)
+    wb, rb = _row(wb, zeros), _row(rb, zeros)
+    return None if wb is None or rb is None else (w, r, wb, rb)
 
 
-def _const_source(g: GraphIndex, cell: CellNodes, roles: Roles) -> str | None:
+def _const_source(g: GraphIndex, cell: CellNodes) -> str | None:
     """A constant previous state multiplied by R (a loop's first step from zeros, not folded)."""
     sources = {s for seed in cell.seeds for s in g.affine(seed).terms if s in g.constants}
     return next(iter(sources), None)
@@ -230,7 +230,7 @@ def _step(kind: str, hidden: int, weights, order, attrs, roles: Roles, h0, c0) -
         blocks = [matrix[..., k * hidden:(k + 1) * hidden] for k in order]
         return np.concatenate(blocks, axis=-1)
 
-    r = r if r.size else np.zeros((hidden, w.shape[1]))
+    r = np.zeros((hidden, w.shape[1])) if r is None else r
     bias = np.concatenate([gates(wb), gates(rb)])[None]
     return Step(kind, hidden, gates(w).T[None].astype(np.float32), gates(r).T[None].astype(np.float32),
                 bias.astype(np.float32), order, attrs, roles,

@@ -185,12 +185,25 @@ def _rewritten(model: onnx.ModelProto, g: GraphIndex, matches: list[Match], opse
     out = onnx.ModelProto()
     out.CopyFrom(model)
     del out.graph.node[:]
-    out.graph.node.extend(_without_dead_constants(body, g.outputs))
+    out.graph.node.extend(_in_order(_without_dead_constants(body, g.outputs)))
     read = {n for node in out.graph.node for n in node.input}
     kept = [t for t in out.graph.initializer if t.name in read or t.name not in g.consumers]
     del out.graph.initializer[:]
     out.graph.initializer.extend(kept + [t for name, t in inits.items() if name not in {k.name for k in kept}])
     return out
+
+
+def _in_order(nodes: list[onnx.NodeProto]) -> list[onnx.NodeProto]:
+    """The nodes in an order where each follows what it reads, as close to the given one as can be:
+    a step placed where its last node stood may have an output that a node before it reads."""
+    made = {out for node in nodes for out in node.output if out}
+    ready, pending, done = set(), list(nodes), []
+    while pending:
+        index = next(i for i, n in enumerate(pending) if all(x in ready or x not in made for x in n.input))
+        node = pending.pop(index)
+        done.append(node)
+        ready.update(node.output)
+    return done
 
 
 def _without_dead_constants(nodes: list[onnx.NodeProto], outputs: set[str]) -> list[onnx.NodeProto]:
