@@ -17,8 +17,9 @@ PACKINGS = {"flat": (BATCH, 2 * HIDDEN), "stacked": (2, BATCH, HIDDEN)}
 
 
 def tf_lstm(order: str = "keras", packing: str | None = None, forget_bias: float = 1.0,
-            near_miss: str | None = None, seed: int = 0, opset: int = 17) -> onnx.ModelProto:
-    """One LSTM step with its state as graph inputs and outputs (a near miss changes one detail:
+            near_miss: str | None = None, seed: int = 0, opset: int = 17, sliced: bool = False) -> onnx.ModelProto:
+    """One LSTM step with its state as graph inputs and outputs (`sliced`: the gate blocks cut by
+    Slice nodes; a near miss changes one detail:
     "hardsigmoid" in the output gate, "extra" adds a term to the cell state, "layernorm" normalises
     the gate pre-activations)."""
     rng = np.random.default_rng(seed)
@@ -34,7 +35,7 @@ def tf_lstm(order: str = "keras", packing: str | None = None, forget_bias: float
         helper.make_node("MatMul", ["xh", "W"], ["xw"]),
         helper.make_node("Add", ["xw", "b"], ["pre"]),
         *_normalised(near_miss),
-        _split(opset),
+        *(_slices(inits) if sliced else [_split(opset)]),
         helper.make_node("Sigmoid", [i], ["i"]),
         helper.make_node("Tanh", [g], ["g"]),
         *_forget(order, f),
@@ -55,6 +56,14 @@ def _split(opset: int) -> onnx.NodeProto:
     if opset < 13:
         return helper.make_node("Split", ["gates"], outputs, axis=1, split=[HIDDEN] * 4)
     return helper.make_node("Split", ["gates", "split"], outputs, axis=1)
+
+
+def _slices(inits: list) -> list[onnx.NodeProto]:
+    """The four gate blocks as Slice nodes on the last axis instead of one Split."""
+    inits += [numpy_helper.from_array(np.array([v], np.int64), f"at{v}") for v in range(0, 5 * HIDDEN, HIDDEN)]
+    inits.append(numpy_helper.from_array(np.array([-1], np.int64), "last"))
+    return [helper.make_node("Slice", ["gates", f"at{k * HIDDEN}", f"at{(k + 1) * HIDDEN}", "last"], [f"gate{k}"])
+            for k in range(4)]
 
 
 def _normalised(near_miss: str | None) -> list[onnx.NodeProto]:

@@ -108,16 +108,18 @@ def test_the_compiler_logs_what_it_recognised():
     assert any(line.startswith("recognised 1 GRU cell (hidden 8) in Gemm/") for line in lines)
 
 
-TF_FORMS = [("keras", None), ("tf1", None), ("keras", "flat"), ("tf1", "stacked")]
+TF_FORMS = [("keras", None, False), ("tf1", None, False), ("keras", "flat", False), ("tf1", "stacked", False),
+            ("tf1", None, True)]
 
 
-@pytest.mark.parametrize(("order", "packing"), TF_FORMS)
-def test_tensorflow_cells_become_an_lstm_step_between_their_layout_nodes(order, packing):
-    model = tf_lstm(order, packing)
+@pytest.mark.parametrize(("order", "packing", "sliced"), TF_FORMS)
+def test_tensorflow_cells_become_an_lstm_step_between_their_layout_nodes(order, packing, sliced):
+    model = tf_lstm(order, packing, sliced=sliced)
     inputs = random_inputs(model, seed=1)
     rewritten, notes = recognise_cells(model)
     assert len(_recurrent(rewritten)) == 1 and "in Concat/MatMul/Add/" in notes[0]
     assert not {"MatMul", "Split", "Sigmoid"} & {n.op_type for n in rewritten.graph.node}
+    assert [n.op_type for n in rewritten.graph.node].count("Slice") == (2 if packing else 0)
     _assert_same_function(model, rewritten, inputs)
     assert_close(model, inputs)
 
