@@ -13,6 +13,7 @@ import onnx
 from compiler.backend.emit import emit
 from compiler.backend.report import build_report
 from compiler.compiled import Compiled
+from compiler.frontend.cells import recognise_cells
 from compiler.frontend.frames import one_frame_model
 from compiler.frontend.freeze import freeze
 from compiler.frontend.limits import check_fits_target
@@ -71,8 +72,9 @@ def compile_model(model: str | Path | onnx.ModelProto, target: Target | None = N
     else:
         (proto, sources), name = read_model(model), Path(model).stem
     proto = freeze(proto, consts)
+    proto, cell_notes = recognise_cells(proto)
     proto, notes = reroll_layers(proto)
-    for note in notes:
+    for note in cell_notes + notes:
         log(note)
     plan, builder = placed_and_converted(proto, shapes, target, streaming, compression)
     checked(plan)
