@@ -15,12 +15,12 @@ import pytest
 
 from compiler.frontend.cells import recognise_cells
 from compiler.pipeline import compile_model
-from isa.target import Target
 
 from cell_models import BATCH, HIDDEN, tf_lstm
 from toolchain import assert_close, float_outputs, random_inputs
 
 CELLS = Path(__file__).resolve().parent / "data" / "cells"
+RECHAIN = CELLS.parent / "rechain"
 TORCH_FORMS = sorted(CELLS.glob("*.onnx"))
 RECURRENT = ("LSTM", "GRU", "RNN")
 
@@ -48,7 +48,7 @@ def _assert_same_function(original: onnx.ModelProto, rewritten: onnx.ModelProto,
 def test_torch_cells_become_one_step_nodes_that_compute_the_same(path):
     model, inputs = onnx.load(str(path)), _inputs(path)
     rewritten, notes = recognise_cells(model)
-    kind = {"lstm": "LSTM", "kws": "LSTM", "gru": "GRU", "rnn": "RNN"}[path.stem.split("-")[0]]
+    kind = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}[path.stem.removeprefix("kws-").split("-")[0]]
     assert [n.op_type for n in _recurrent(rewritten)] == [kind] * _steps(path, inputs)
     assert len(notes) == 1 and f" {kind} " in notes[0]
     _assert_same_function(model, rewritten, inputs)
@@ -59,12 +59,21 @@ def test_torch_cells_compile_and_run_bit_exactly(path):
     assert_close(onnx.load(str(path)), _inputs(path))
 
 
-def test_the_keyword_spotting_loop_compiles_as_49_steps_with_room_for_their_weights():
-    """Each of the 49 steps stores its own copy of the weights until the steps are joined into one
-    layer (1 079 648 bytes; the default target has 524 288): a target with 2 MiB takes them."""
-    path = CELLS / "kws-lstm-loop-script.onnx"
-    checked = assert_close(onnx.load(str(path)), _inputs(path), target=Target(weight_mem_bytes=2 ** 21))
-    assert [layer["op"] for layer in checked.compiled.report["layers"]].count("lstm") == 49
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("tag", ["script", "dynamo"])
+def test_a_keyword_spotting_cell_loop_costs_what_the_layer_costs(cell, tag):
+    """nn.LSTMCell / nn.GRUCell over 49 frames: recognised step by step, then re-rolled into one
+    layer (frontend/rechain.py): the weights of the nn.LSTM / nn.GRU model of the same shape
+    (tests/data/rechain), once, and its MAC utilisation, bit-exact."""
+    path = CELLS / f"kws-{cell}-loop-{tag}.onnx"
+    layer = RECHAIN / f"kws-{cell}-sequence-{tag}.onnx"
+    looped = assert_close(onnx.load(str(path)), _inputs(path))
+    whole = assert_close(onnx.load(str(layer)), dict(np.load(layer.with_suffix(".npz"))))
+    assert [row["op"] for row in looped.compiled.report["layers"]] == [cell, "fc"]
+    regions = [{r.name: len(r.data) for r in c.compiled.program.regions} for c in (looped, whole)]
+    assert regions[0] == regions[1]
+    assert looped.compiled.report["total"]["stored_bytes"] == whole.compiled.report["total"]["stored_bytes"]
+    assert looped.stats["mac_utilization"] >= whole.stats["mac_utilization"] - 0.01
 
 
 def test_relu_cells_keep_their_activation():

@@ -92,8 +92,9 @@ def main() -> None:
                   ("y", "h_out", "c_out")[: 2 + lstm], OUT / f"{name}-step-{tag}.onnx", dynamo)
             _save(Loop(cell(INPUTS, HIDDEN, **kwargs), HIDDEN, CLASSES), (torch.randn(BATCH, STEPS, INPUTS),),
                   ["x"], ("y",), OUT / f"{name}-loop-{tag}.onnx", dynamo)
-        _save(Loop(nn.LSTMCell(10, 64), 64, 12), (torch.randn(1, 49, 10),), ["x"], ("y",),
-              OUT / f"kws-lstm-loop-{tag}.onnx", dynamo)
+        for name, kws_cell in (("lstm", nn.LSTMCell), ("gru", nn.GRUCell)):
+            _save(Loop(kws_cell(10, 64), 64, 12), (torch.randn(1, 49, 10),), ["x"], ("y",),
+                  OUT / f"kws-{name}-loop-{tag}.onnx", dynamo)
     _save(Sequence(), (torch.randn(BATCH, STEPS, INPUTS),), ["x"], ("y",), OUT / "rnn-seq-dynamo.onnx", True)
 
 
