@@ -57,14 +57,22 @@ def _recognised(model: onnx.ModelProto, g: GraphIndex, opset: int) -> tuple[onnx
     remembered: list[tuple] = []
     matches = {f.nodes: _first(f, candidates(g, f.cell, f.data, f.outputs, remembered), opset, remembered)
                for f in found}
-    known = list({m.step.W.tobytes(): m.step for m in matches.values() if m and _has_state(m.step)}.values())
+    known = list({m.step.W.tobytes(): m.step for m in matches.values() if m and m.step.roles.h}.values())
     for f in found:
-        if matches[f.nodes] is None or not _has_state(matches[f.nodes].step):
+        if matches[f.nodes] is None or not matches[f.nodes].step.roles.h:
             matches[f.nodes] = _first(f, borrowed(g, f.cell, f.data, f.outputs, known), opset, []) or matches[f.nodes]
-    accepted = [m for m in matches.values() if m is not None]
+    accepted = _recurrent([m for m in matches.values() if m is not None])
     if not accepted:
         return model, []
     return _rewritten(model, g, accepted, opset), _notes(g, accepted)
+
+
+def _recurrent(matches: list[Match]) -> list[Match]:
+    """The matches that are recurrent: a step with a state, and a step from zero state whose h
+    another step reads as its state (a loop's first step). A layer without one (Relu(Gemm(x)))
+    computes what an RNN step from zero state computes, but nothing recurs there."""
+    carried = {m.step.roles.h for m in matches if m.step.roles.h}
+    return [m for m in matches if _has_state(m.step) or m.step.roles.h_out in carried]
 
 
 def _without_dead_nodes(model: onnx.ModelProto) -> onnx.ModelProto:

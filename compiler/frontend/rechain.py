@@ -164,18 +164,45 @@ class _Builder:
 
 
 def _rerolled(model: onnx.ModelProto, view: GraphView, chain: Chain) -> onnx.ModelProto:
-    """A copy of the model with the chain's steps replaced by one layer."""
+    """A copy of the model with the chain's steps replaced by one layer: a reverse one when the
+    steps read their inputs from the last time step to the first (a bidirectional layer unrolled)."""
     steps = [view.nodes[i] for i in chain.steps]
     first, last = steps[0], steps[-1]
     build = _Builder(model, first.name or first.op_type, view.opset)
-    x = _sequence_input(view, build, [s.input[0] for s in steps], chain)
+    xs = [s.input[0] for s in steps]
+    reverse = _time_slices(view, xs) is None and _time_slices(view, xs[::-1]) is not None
+    x = _sequence_input(view, build, xs[::-1] if reverse else xs, chain)
     y, y_h = build.fresh("Y"), at(last.output, 1) or build.fresh("Y_h")
     outputs = [y, y_h] + ([at(last.output, 2) or build.fresh("Y_c")] if first.op_type == "LSTM" else [])
     layer = helper.make_node(first.op_type, [x, *first.input[1:]], outputs, name=build.fresh(first.op_type))
-    layer.attribute.extend(first.attribute)
+    layer.attribute.extend(a for a in first.attribute if a.name != "direction")
+    if reverse:
+        layer.attribute.append(helper.make_attribute("direction", "reverse"))
     build.nodes.append(layer)
-    _step_outputs(build, steps, y, chain)
-    return _replaced(model, view, chain, build)
+    in_time = steps[::-1] if reverse else steps
+    _step_outputs(build, in_time, last, y, chain)
+    stacks = _stacks(view, in_time)
+    for index in stacks:
+        concat = view.nodes[index]
+        build.reshape(y, list(view.shape(concat.output[0])), concat.output[0])
+    return _replaced(model, view, chain, build, set(stacks))
+
+
+def _stacks(view: GraphView, steps: list[onnx.NodeProto]) -> list[int]:
+    """The Concat nodes that stack every step's h in time order, time outermost (each input's
+    dimensions before the axis are 1): each holds the layer's Y in Y's own order, so a Reshape of
+    Y replaces it, and nothing reads a step by its index (which streaming could not cut)."""
+    hs = [at(step.output, 1) for step in steps]
+    found = []
+    for index, node in enumerate(view.nodes):
+        if node.op_type != "Concat" or len(node.input) != len(hs) or view.shape(node.output[0]) is None:
+            continue
+        dims = view.shape(node.input[0]) or ()
+        axis = attributes(node).get("axis", 0)
+        axis = axis + len(dims) if axis < 0 else axis
+        if [view.source(name)[0] for name in node.input] == hs and all(d == 1 for d in dims[:axis]):
+            found.append(index)
+    return found
 
 
 def _sequence_input(view: GraphView, build: _Builder, xs: list[str], chain: Chain) -> str:
@@ -229,26 +256,31 @@ def _one_index(view: GraphView, name: str) -> tuple[str, int, int] | None:
 LAST = 2 ** 62  # a Slice end past any axis: `-1:LAST` is the last element
 
 
-def _step_outputs(build: _Builder, steps: list[onnx.NodeProto], y: str, chain: Chain) -> None:
-    """Each step's Y and Y_h under their own names, as slices of the layer's Y (the last Y_h is the
-    layer's); those nobody reads are dropped with the dead nodes. The last step's Y is Y's last
-    step counted from the end, so the model still reads it when streaming cuts Y to one frame."""
+def _step_outputs(build: _Builder, steps: list[onnx.NodeProto], final: onnx.NodeProto, y: str,
+                  chain: Chain) -> None:
+    """Each step's Y and Y_h under their own names, as slices of the layer's Y (`steps` in time
+    order; the Y_h of the step run last, `final`, is the layer's); those nobody reads are dropped
+    with the dead nodes. The last time step's Y is Y's last step counted from the end, so the model
+    still reads it when streaming cuts Y to one frame."""
     for t, step in enumerate(steps):
         y_t, h_t = at(step.output, 0), at(step.output, 1)
         if y_t:
             build.slice(y, -1, LAST, 0, y_t) if step is steps[-1] else build.slice(y, t, t + 1, 0, y_t)
-        if h_t and step is not steps[-1]:
+        if h_t and step is not final:
             build.reshape(build.slice(y, t, t + 1, 0), [1, chain.batch, chain.hidden], h_t)
 
 
-def _replaced(model: onnx.ModelProto, view: GraphView, chain: Chain, build: _Builder) -> onnx.ModelProto:
-    """The model with the steps removed, the new nodes where the last step was, dead nodes and
-    unread initialisers dropped, the nodes sorted again."""
+def _replaced(model: onnx.ModelProto, view: GraphView, chain: Chain, build: _Builder,
+              replaced: set[int]) -> onnx.ModelProto:
+    """The model with the steps (and the `replaced` nodes) removed, the new nodes where the last
+    step was, dead nodes and unread initialisers dropped, the nodes sorted again."""
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
     graph = copy.graph
     at = chain.steps[-1]
-    nodes = [n for i, n in enumerate(view.nodes[:at]) if i not in chain.steps] + build.nodes + view.nodes[at + 1:]
+    gone = set(chain.steps) | replaced
+    nodes = ([n for i, n in enumerate(view.nodes[:at]) if i not in gone] + build.nodes
+             + [n for i, n in enumerate(view.nodes[at + 1:], at + 1) if i not in gone])
     kept = sorted_live(nodes, {v.name for v in graph.output})
     del graph.node[:]
     graph.node.extend(kept)
