@@ -6,6 +6,7 @@ simulator itself never needs it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
 
@@ -51,12 +52,32 @@ class FloatModel:
                                 f"{', '.join(inputs)}")
         output = self.session.get_outputs()[0].name
         count = len(next(iter(inputs.values())))
-        try:
-            rows = [self.session.run([output], {k: v[i].astype(np.float32) for k, v in inputs.items()})[0]
+        rows = [self._run([output], {k: v[i] for k, v in inputs.items()})[0] for i in range(count)]
+        return np.stack(rows) if rows else np.zeros((0, 0))
+
+
+    def run_stream(self, frames: list[dict[str, np.ndarray]], pairs: Mapping[str, str]) -> np.ndarray:
+        """The first output at every frame, [samples, frames, *shape]: each sample one stream from
+        zero state, each state pair's output fed back as its input, as the host of a model that
+        carries its state does."""
+        shapes = self.input_shapes
+        output = self.session.get_outputs()[0].name
+        count = len(next(iter(frames[0].values())))
+        state = {name: np.zeros((count, *shapes[name]), np.float32) for name in pairs}
+        rows = []
+        for frame in frames:
+            outs = [self._run([output, *pairs.values()], {**{k: v[i] for k, v in frame.items()},
+                                                          **{k: v[i] for k, v in state.items()}})
                     for i in range(count)]
+            rows.append(np.stack([o[0] for o in outs]))
+            state = {name: np.stack([o[k + 1] for o in outs]) for k, name in enumerate(pairs)}
+        return np.stack(rows, axis=1)
+
+    def _run(self, outputs: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        try:
+            return self.session.run(outputs, {k: v.astype(np.float32) for k, v in feeds.items()})
         except ort_errors(self.ort) as exc:
             raise RnnaccelError(f"--reference {self.path}: ONNX Runtime failed: {first_line(exc)}") from None
-        return np.stack(rows) if rows else np.zeros((0, 0))
 
 
 def _session(ort: ModuleType, model: str):

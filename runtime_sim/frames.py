@@ -157,19 +157,36 @@ def score_classes(sim: Sim, frames: int, streaming: bool) -> int:
 
 
 def float_frame_scores(model: str, inputs: dict[str, np.ndarray], axes: dict[str, TimeAxis] | None,
-                       frames: int) -> np.ndarray:
-    """The float model's scores [samples, T, C] on the whole sequences.
+                       frames: int, sim_pairs: dict[str, str]) -> np.ndarray:
+    """The float model's scores [samples, T, C].
 
-    For a streaming program (`axes` given) the model is the whole-sequence one it was compiled from;
-    a per-frame model (inputs shaped as the frames stepped) would need its state fed back, so it is
-    refused."""
+    For a streaming program (`axes` given) the model is the whole-sequence one it was compiled
+    from, or a per-frame model (inputs shaped as the frames stepped) that carries its state as
+    inputs and outputs: that one runs frame by frame, the program's state pairs fed back."""
     float_model = FloatModel(model)
     shapes = float_model.input_shapes
     if axes is not None and all(shapes.get(k) == axes[k].frame(v[:1], 0).shape[1:] for k, v in inputs.items()):
-        raise RnnaccelError(f"--reference {model} takes one frame, as the streaming program does: give the "
-                            f"whole-sequence model it was compiled from")
+        return _per_frame_scores(float_model, sim_pairs, inputs, axes, frames)
     feeds = {k: _as_model_input(v, shapes.get(k, ())) for k, v in inputs.items()}
     return to_frames(float_model.run(feeds), frames, f"--reference {model}'s output")
+
+
+def _per_frame_scores(model: FloatModel, pairs: dict[str, str], inputs: dict[str, np.ndarray],
+                      axes: dict[str, TimeAxis], frames: int) -> np.ndarray:
+    if not pairs or set(model.input_shapes) != set(inputs) | set(pairs):
+        raise RnnaccelError(f"--reference {model.path} takes one frame, as the streaming program does, and the "
+                            "program binds no state pair that feeds its inputs: give the whole-sequence model it "
+                            "was compiled from")
+    scores = model.run_stream([{k: axes[k].frame(v, t) for k, v in inputs.items()} for t in range(frames)], pairs)
+    return scores.reshape(len(scores), frames, -1)
+
+
+def state_pairs(sim: Sim) -> dict[str, str]:
+    """The state pairs a streaming program keeps between runs (input -> output), on chip or host."""
+    if isinstance(sim, PartitionedSimulator):
+        islands = [s for island in sim.program.islands for s in island.state]
+        return dict(sim.program.host.state) | {s.name: s.output for s in islands if s.output}
+    return {s.name: s.output for s in sim.program.state if s.output}
 
 
 def _as_model_input(x: np.ndarray, shape: tuple) -> np.ndarray:
@@ -209,7 +226,8 @@ def evaluate_frames(sim: Sim, inputs: dict[str, np.ndarray], labels: np.ndarray,
     check_label_range(labels, key, classes)
     scores, stats, totals = chip_scores(sim, inputs, axes, frames, scored, progress)
     chip = predict(scores, threshold)
-    ref = None if reference is None else predict(float_frame_scores(reference, inputs, axes, frames), threshold)
+    ref = None if reference is None else predict(float_frame_scores(reference, inputs, axes, frames, state_pairs(sim)),
+                                                 threshold)
     per_frame = Evaluation(labels.ravel(), chip.ravel(), None if ref is None else ref.ravel(), classes, stats, totals)
     return FrameEvaluation(per_frame, len(labels), frames, one_score, threshold, streaming, detect(labels, chip),
                            None if ref is None else detect(labels, ref))

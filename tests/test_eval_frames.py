@@ -20,6 +20,7 @@ from runtime_sim.detection import Detection, detect, runs
 from runtime_sim.frames import to_frames
 
 from models import _info, recurrent_model
+from state_models import FEATURES, vad_model
 from test_eval_cli import exit_status
 from toolchain import random_inputs
 
@@ -234,4 +235,31 @@ def test_a_per_frame_reference_for_a_stream_is_refused(frames, capsys):
     tmp, classes, _, _, _ = frames
     onnx.save(frame_model(classes, steps=1), tmp / "frame.onnx")
     _refused([str(tmp / "stream.rnna"), "--data", str(tmp / "data.npz"), "--reference", str(tmp / "frame.onnx")],
-             capsys, "takes one frame, as the streaming program does: give the whole-sequence model")
+             capsys, "takes one frame, as the streaming program does, and the program binds no state pair")
+
+
+def test_a_per_frame_model_that_carries_its_state_is_its_own_reference(capsys, tmp_path):
+    """A VAD-like frame model (a Conv's cache on the host, an LSTM's packed state on chip): the
+    float reference runs it frame by frame, its state pairs fed back as the stream feeds them."""
+    model = vad_model()
+    onnx.save(model, tmp_path / "vad.onnx")
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((N, T, 1, FEATURES, 1)).astype(np.float32)
+    program = compile_model(model, calibration={"x": x[:2]}, streaming=True, states={"cache": "cache_out"}).program
+    programfile.save(program, str(tmp_path / "vad.rnna"))
+    stream = PartitionedSimulator(program).stream(samples=N)
+    chip = np.stack([stream.step({"x": x[:, t]}).outputs["p"][:, 0, 0] for t in range(T)], axis=1) > 0.5
+    session, floats = ort.InferenceSession(model.SerializeToString()), np.zeros((N, T))
+    for i in range(N):
+        cache, state = np.zeros((1, FEATURES, 2), np.float32), np.zeros((2, 1, 8), np.float32)
+        for t in range(T):
+            p, cache, state = session.run(None, {"x": x[i, t], "cache": cache, "state": state})
+            floats[i, t] = p.item()
+    ref = floats > 0.5
+    y = np.where(rng.random((N, T)) < 0.3, 1 - ref, ref).astype(np.int64)
+    np.savez(tmp_path / "data.npz", x=x, y=y)
+    out = _run([str(tmp_path / "vad.rnna"), "--data", str(tmp_path / "data.npz"), "--reference",
+                str(tmp_path / "vad.onnx")], capsys)
+    assert _count(out, "chip frames") == int(np.sum(chip == y))
+    assert _count(out, "float frames") == int(np.sum(ref == y))
+    assert _count(out, "frame agreement") == int(np.sum(ref == chip))
