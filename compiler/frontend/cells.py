@@ -25,6 +25,7 @@ from compiler.frontend.cell_graph import CellNodes, GraphIndex, cell_groups
 from compiler.frontend.cell_sink import SUNK, sink_projections
 from compiler.frontend.cell_step import Step, borrowed, candidates, step_nodes
 from compiler.frontend.onnx_run import session
+from compiler.frontend.split import topological
 
 ACTIVATIONS = {"Sigmoid", "Tanh", "Relu"}  # a graph without any has no cell to look for
 TOLERANCE = 1e-5  # relative to the largest output; float32 evaluation of the same sums
@@ -193,25 +194,12 @@ def _rewritten(model: onnx.ModelProto, g: GraphIndex, matches: list[Match], opse
     out = onnx.ModelProto()
     out.CopyFrom(model)
     del out.graph.node[:]
-    out.graph.node.extend(_in_order(_without_dead_constants(body, g.outputs)))
+    out.graph.node.extend(topological(_without_dead_constants(body, g.outputs)))
     read = {n for node in out.graph.node for n in node.input}
     kept = [t for t in out.graph.initializer if t.name in read or t.name not in g.consumers]
     del out.graph.initializer[:]
     out.graph.initializer.extend(kept + [t for name, t in inits.items() if name not in {k.name for k in kept}])
     return out
-
-
-def _in_order(nodes: list[onnx.NodeProto]) -> list[onnx.NodeProto]:
-    """The nodes in an order where each follows what it reads, as close to the given one as can be:
-    a step placed where its last node stood may have an output that a node before it reads."""
-    made = {out for node in nodes for out in node.output if out}
-    ready, pending, done = set(), list(nodes), []
-    while pending:
-        index = next(i for i, n in enumerate(pending) if all(x in ready or x not in made for x in n.input))
-        node = pending.pop(index)
-        done.append(node)
-        ready.update(node.output)
-    return done
 
 
 def _without_dead_constants(nodes: list[onnx.NodeProto], outputs: set[str]) -> list[onnx.NodeProto]:

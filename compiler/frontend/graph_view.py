@@ -8,8 +8,7 @@ changes the values or their order, so `source` looks through them to the tensor 
 
 from __future__ import annotations
 
-import heapq
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import onnx
@@ -17,6 +16,8 @@ from onnx import helper
 
 from compiler.frontend.freeze import ConstantFolder
 from compiler.frontend.onnx_import import declared_dims, default_opset
+from compiler.frontend.partition import node_reads as reads
+from compiler.frontend.split import topological
 
 SAME_ORDER = ("Identity", "Reshape", "Squeeze", "Unsqueeze", "Flatten")  # values and their order kept
 
@@ -120,15 +121,6 @@ class GraphView:
         return False
 
 
-def reads(node: onnx.NodeProto) -> Iterator[str]:
-    """The tensors a node reads: its inputs and what its subgraphs read from the outer scope."""
-    yield from (name for name in node.input if name)
-    for attr in node.attribute:
-        for graph in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else attr.graphs:
-            for inner in graph.node:
-                yield from reads(inner)
-
-
 def attributes(node: onnx.NodeProto) -> dict[str, object]:
     """A node's attributes as plain, hashable values (lists become tuples)."""
     values = {a.name: helper.get_attribute_value(a) for a in node.attribute}
@@ -150,23 +142,7 @@ def sorted_live(nodes: Sequence[onnx.NodeProto], outputs: set[str]) -> list[onnx
         if index not in live:
             live.add(index)
             stack.extend(producers[n] for n in reads(nodes[index]) if n in producers)
-    waiting = {i: {producers[n] for n in reads(nodes[i]) if n in producers} for i in live}
-    users: dict[int, list[int]] = {}
-    for i, deps in waiting.items():
-        for dep in deps:
-            users.setdefault(dep, []).append(i)
-    ready = [i for i, deps in waiting.items() if not deps]
-    heapq.heapify(ready)
-    order = []
-    while ready:
-        index = heapq.heappop(ready)
-        order.append(nodes[index])
-        for user in users.get(index, ()):
-            waiting[user].discard(index)
-            if not waiting[user]:
-                heapq.heappush(ready, user)
-    assert len(order) == len(live), "a rewrite made a cycle"
-    return order
+    return topological([nodes[i] for i in sorted(live)])
 
 
 def _static_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
