@@ -186,9 +186,9 @@ class Stream:
     and `set_state` read and write the kept state as floats (Program.state), for a host that
     saves a stream and resumes it later; `read_state` and `write_state`, one region's raw integers.
 
-    The streams are held in chunks of CHUNK samples, a machine each, as Simulator.run batches:
-    a frame's vectors are short, and over all samples at once every instruction would stream
-    arrays larger than the caches."""
+    The streams are held in chunks of CHUNK samples, a machine each, as Simulator.run batches,
+    so every instruction works on arrays of a batch run's shapes: over thousands of samples at
+    once its matrix products cost more per sample, several times more with threaded BLAS."""
 
     def __init__(self, sim: Simulator, samples: int | None) -> None:
         self.sim, self.samples = sim, samples
