@@ -130,11 +130,11 @@ class Simulator:
         """
         quantised, count = self._quantise(inputs, batch)
         raws = []
-        for i in range(0, max(count, 1), CHUNK):
-            raws.append(self._run_chunk({k: v[i:i + CHUNK] for k, v in quantised.items()}))
+        for part in chunks(count):
+            raws.append(self._invoke(self.machine(part.stop - part.start), _part(quantised, part)))
             if progress is not None:
-                progress(min(i + CHUNK, count), count)
-        return self._result({d.name: np.concatenate([r[d.name] for r in raws]) for d in self.program.outputs}, batch)
+                progress(part.stop, count)
+        return self._result(self._joined(raws), batch)
 
     def stream(self, samples: int | None = None) -> Stream:
         """Frame-by-frame runs of a streaming program (rnnaccel-compile --streaming), from zero
@@ -159,15 +159,16 @@ class Simulator:
         for pc, instr in self._plan.stream:
             Step.of(pc, instr)(m)
 
-    def _run_chunk(self, quantised: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return self._invoke(self.machine(len(next(iter(quantised.values()))) if quantised else 1), quantised)
-
     def _invoke(self, m: Machine, quantised: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One run of the program on machine `m`: inputs in, code, outputs out."""
         for d in self.program.inputs:
             m.write_host(d, quantised[d.name])
         self.execute(m)
         return {d.name: m.read_host(d) for d in self.program.outputs}
+
+    def _joined(self, raws: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        """The chunks' raw outputs as one array per output, samples in order."""
+        return {d.name: np.concatenate([r[d.name] for r in raws]) for d in self.program.outputs}
 
     def _quantise(self, inputs: Mapping[str, np.ndarray], batch: bool) -> tuple[dict[str, np.ndarray], int]:
         """Validated, quantised inputs, each with a leading sample axis, and the sample count."""
@@ -180,17 +181,21 @@ class Simulator:
 
 
 class Stream:
-    """A streaming program's chip between runs: the machine, and with it the state, persists from
-    one `step` to the next; `reset` zeroes it, as the host does for a new stream. `state` and
-    `set_state` read and write the kept state as floats (Program.state), for a host that saves
-    a stream and resumes it later."""
+    """A streaming program's chip between runs: the machines, and with them the state, persist
+    from one `step` to the next; `reset` zeroes them, as the host does for a new stream. `state`
+    and `set_state` read and write the kept state as floats (Program.state), for a host that
+    saves a stream and resumes it later; `read_state` and `write_state`, one region's raw integers.
+
+    The streams are held in chunks of CHUNK samples, a machine each, as Simulator.run batches,
+    so every instruction works on arrays of a batch run's shapes: over thousands of samples at
+    once its matrix products cost more per sample, several times more with threaded BLAS."""
 
     def __init__(self, sim: Simulator, samples: int | None) -> None:
         self.sim, self.samples = sim, samples
         self.reset()
 
     def reset(self) -> None:
-        self.machine = self.sim.machine(self.samples or 1)
+        self._machines = [self.sim.machine(part.stop - part.start) for part in chunks(self.samples or 1)]
 
     def step(self, inputs: Mapping[str, np.ndarray]) -> Result:
         """Run the program once on the next frame (with a leading sample axis if `samples`)."""
@@ -198,14 +203,15 @@ class Stream:
         quantised, count = self.sim._quantise(inputs, batch)
         if batch and count != self.samples:
             raise RnnaccelError(f"the stream has {self.samples} samples but the inputs have {count}")
-        return self.sim._result(self.sim._invoke(self.machine, quantised), batch)
+        raws = [self.sim._invoke(m, _part(quantised, part)) for m, part in self._parts()]
+        return self.sim._result(self.sim._joined(raws), batch)
 
     def state(self) -> dict[str, np.ndarray]:
         """Each kept state by name (a bound input's, or `state:<layer>/d<k>/<h|c>`), dequantised,
         in its shape (with a leading sample axis if `samples`)."""
         out = {}
         for d in self.sim.program.state:
-            raw = self.machine.amem[:, d.address:d.address + d.size].reshape(-1, *_state_shape(d))
+            raw = self.read_state(d).reshape(-1, *_state_shape(d))
             values = numerics.dequantize(raw, d.scales())
             out[d.name] = values if self.samples is not None else values[0]
         return out
@@ -220,11 +226,44 @@ class Stream:
         for name, value in values.items():
             d = descs[name]
             array = _check_array(_StateInput(name, _state_shape(d)), value, self.samples is not None)
-            if len(array) != len(self.machine.amem):
+            if len(array) != (self.samples or 1):
                 raise RnnaccelError(f"the stream has {self.samples} samples but state '{name}' has {len(array)}")
-            self.machine.amem[:, d.address:d.address + d.size] = \
-                numerics.quantize(array, d.scales()).reshape(len(array), d.size)
+            self.write_state(d, numerics.quantize(array, d.scales()).reshape(len(array), d.size))
 
+    def read_state(self, desc: StateDesc) -> np.ndarray:
+        """The raw integers of state region `desc`, [samples or 1, desc.size] int64."""
+        return np.concatenate([m.amem[:, _region(desc)] for m in self._machines]).astype(np.int64)
+
+    def write_state(self, desc: StateDesc, values: np.ndarray) -> None:
+        """Set state region `desc` of every stream: `values` is [samples or 1, desc.size] raw
+        integers within the activation range."""
+        values = np.asarray(values)
+        want = (self.samples or 1, desc.size)
+        if values.shape != want or values.dtype.kind not in "iu":
+            raise RnnaccelError(f"state '{desc.name}' takes integers of shape {want}, "
+                                f"not {values.dtype} {values.shape}")
+        if values.size and (values.min() < numerics.ACT_MIN or values.max() > numerics.ACT_MAX):
+            raise RnnaccelError(f"state '{desc.name}' holds activations in [{numerics.ACT_MIN}, {numerics.ACT_MAX}]; "
+                                f"the values reach [{values.min()}, {values.max()}]")
+        for m, part in self._parts():
+            m.amem[:, _region(desc)] = values[part]
+
+    def _parts(self) -> list[tuple[Machine, slice]]:
+        """Each machine with the samples it holds."""
+        return list(zip(self._machines, chunks(self.samples or 1)))
+
+
+def chunks(count: int) -> list[slice]:
+    """The samples simulated together, CHUNK at a time; one (maybe empty) chunk at least."""
+    return [slice(i, min(i + CHUNK, count)) for i in range(0, max(count, 1), CHUNK)]
+
+
+def _part(quantised: dict[str, np.ndarray], part: slice) -> dict[str, np.ndarray]:
+    return {k: v[part] for k, v in quantised.items()}
+
+
+def _region(desc: StateDesc) -> slice:
+    return slice(desc.address, desc.address + desc.size)
 
 @dataclass(frozen=True)
 class _StateInput:
