@@ -11,22 +11,48 @@ batch run, and their ratio.
 
 Default: the three KWS models, the 1200 test utterances as streams. `--streams N` repeats the
 test split to N streams; `--repeat R` times each run R times and keeps the best.
+
+A second table streams the models that carry their own state or ship their recurrence unrolled
+(tests/data): per model, one frame's cycles and latency, MAC utilisation, the state kept between
+runs (bytes, on chip and carried by the host), and the wall time per simulated stream-frame over
+STATE_STREAMS parallel streams of STATE_FRAMES random frames.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from functools import partial
 from pathlib import Path
 
 import numpy as np
+import onnx
 
-from compiler.pipeline import compile_model
-from runtime_sim import Simulator
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-KWS = Path(__file__).resolve().parent.parent / "examples" / "kws"
+from cell_models import tf_lstm  # noqa: E402
+from state_models import vad_model  # noqa: E402
+
+from compiler.pipeline import compile_model  # noqa: E402
+from runtime_sim import Simulator, simulator_for  # noqa: E402
+
+KWS = ROOT / "examples" / "kws"
+DATA = ROOT / "tests" / "data"
 MODELS = ["kws_lstm64", "kws_gru64", "kws_lstm128x2"]
+STATE_STREAMS, STATE_FRAMES = 256, 40
+# name -> (the model, its --state pairs beyond those streaming finds)
+STATE_MODELS = {
+    "(a) LSTM (x, h, c)": (lambda: onnx.load(DATA / "state" / "lstm-hc-script.onnx"), {}),
+    "(b) 2xLSTM packed": (lambda: onnx.load(DATA / "state" / "lstm-packed-dynamo.onnx"), {}),
+    "(c) GRU (x, h)": (lambda: onnx.load(DATA / "state" / "gru-h-script.onnx"), {}),
+    "(d) LSTMCell x49": (lambda: onnx.load(DATA / "cells" / "kws-lstm-loop-dynamo.onnx"), {}),
+    "(d) GRUCell x49": (lambda: onnx.load(DATA / "cells" / "kws-gru-loop-script.onnx"), {}),
+    "(e) TF cell packed": (lambda: tf_lstm(packing="stacked"), {}),
+    "(f) LSTM dynamo": (lambda: onnx.load(DATA / "exported" / "lstm-kws-dynamo.onnx"), {}),
+    "VAD conv+LSTM": (vad_model, {"cache": "cache_out"}),
+}
 
 
 def best(run, repeat: int):
@@ -89,5 +115,38 @@ def main(argv: list[str] | None = None) -> None:
           "cpu/frame, cpu/step: the same in CPU time)")
 
 
+def state_table() -> None:
+    """The models that carry their own state or ship their recurrence unrolled, streamed."""
+    print(f"\n{'model':<20} {'frame cycles':>12} {'frame us':>9} {'MAC util':>9} {'chip state B':>12} "
+          f"{'host state B':>12} {'us/frame':>9}")
+    rng = np.random.default_rng(0)
+    for name, (make, states) in STATE_MODELS.items():
+        compiled = compile_model(make(), streaming=True, states=states)
+        sim = simulator_for(compiled.program)
+        frames = [{p.name: rng.standard_normal((STATE_STREAMS, *p.shape)).astype(np.float32) for p in sim.inputs}
+                  for _ in range(STATE_FRAMES)]
+        stream = sim.stream(samples=STATE_STREAMS)
+        start = time.perf_counter()
+        for frame in frames:
+            stream.step(frame)
+        seconds = time.perf_counter() - start
+        stats = sim.stats
+        chip, host = _state_bytes(compiled.program)
+        print(f"{name:<20} {stats['cycles']:>12} {stats['latency_us']:>9.2f} {stats['mac_utilization']:>9.1%} "
+              f"{chip:>12} {host:>12} {1e6 * seconds / (STATE_STREAMS * STATE_FRAMES):>9.1f}")
+    print(f"({STATE_STREAMS} parallel streams of {STATE_FRAMES} random frames; state bytes: int16 on chip, "
+          "float32 carried by the host; us/frame: wall time per simulated stream-frame)")
+
+
+def _state_bytes(program) -> tuple[int, int]:
+    """(bytes of state kept on chip, bytes the host carries) between runs."""
+    islands = getattr(program, "islands", (program,))
+    chip = 2 * sum(s.size for island in islands for s in island.state)
+    if not hasattr(program, "host"):
+        return chip, 0
+    return chip, 4 * sum(int(np.prod(p.shape)) for p in simulator_for(program).host.state())
+
+
 if __name__ == "__main__":
     main()
+    state_table()
