@@ -32,11 +32,11 @@ import onnx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from cell_models import tf_lstm  # noqa: E402
-from state_models import vad_model  # noqa: E402
-
 from compiler.pipeline import compile_model  # noqa: E402
 from runtime_sim import Simulator, simulator_for  # noqa: E402
+
+from cell_models import tf_lstm  # noqa: E402
+from state_models import vad_model  # noqa: E402
 
 KWS = ROOT / "examples" / "kws"
 DATA = ROOT / "tests" / "data"
