@@ -17,7 +17,7 @@ from compiler.frontend.cells import recognise_cells
 from compiler.frontend.frames import one_frame_model
 from compiler.frontend.freeze import freeze
 from compiler.frontend.limits import check_fits_target
-from compiler.frontend.onnx_import import check_model, finish_import, import_model, read_model
+from compiler.frontend.onnx_import import check_model, finish_import, import_model, read_model, with_fixed_shapes
 from compiler.frontend.partition import checked, host_list, placed_and_converted
 from compiler.frontend.rechain import reroll_layers
 from compiler.frontend.state import closed_loop_samples, describe, one_step, state_pairs
@@ -71,7 +71,7 @@ def compile_model(model: str | Path | onnx.ModelProto, target: Target | None = N
         proto, name, sources = check_model(model), model.graph.name or "model", ()
     else:
         (proto, sources), name = read_model(model), Path(model).stem
-    proto = freeze(proto, consts)
+    proto = with_fixed_shapes(freeze(proto, consts), shapes)
     proto, cell_notes = recognise_cells(proto)
     proto, notes = reroll_layers(proto)
     for note in cell_notes + notes:

@@ -15,6 +15,7 @@ import pytest
 
 from compiler.frontend.cells import recognise_cells
 from compiler.pipeline import compile_model
+from isa.errors import RnnaccelError
 
 from cell_models import BATCH, HIDDEN, tf_lstm
 from toolchain import assert_close, float_outputs, random_inputs
@@ -193,3 +194,17 @@ def test_a_state_read_before_its_step_ends_is_read_after_the_new_node():
     onnx.checker.check_model(rewritten)  # every node after what it reads
     assert len(_recurrent(rewritten)) == 1
     _assert_same_function(model, rewritten, random_inputs(model, seed=5))
+
+
+def test_a_loop_with_a_symbolic_batch_is_recognised_once_shape_fixes_it():
+    """--shape is written into the model before the rewrites, which need static shapes."""
+    path = CELLS / "lstm-loop-script.onnx"
+    model, inputs = onnx.load(str(path)), _inputs(path)
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "batch"
+    log: list[str] = []
+    compiled = compile_model(model, calibration={k: v[None] for k, v in inputs.items()},
+                             shapes={"x": inputs["x"].shape}, log=log.append)
+    assert any(line.startswith("recognised") for line in log) and any(line.startswith("re-rolled") for line in log)
+    assert [row["op"] for row in compiled.report["layers"]] == ["lstm", "fc"]
+    with pytest.raises(RnnaccelError, match=r"--shape x=2,4,6 does not match the model's shape \[\?,5,6\]"):
+        compile_model(model, shapes={"x": (2, 4, 6)})

@@ -260,12 +260,7 @@ def _input_shape(value: onnx.ValueInfoProto, override: tuple[int, ...] | None) -
     if not value.type.HasField("tensor_type") or ttype.elem_type != onnx.TensorProto.FLOAT:
         hint = f"; if it is a setting, freeze it with --const {value.name}=VALUE" if ttype.elem_type else ""
         raise RnnaccelError(f"input '{value.name}' must be a float32 tensor{hint}")
-    dims = declared_dims(value) or []
-    if override is not None:
-        if len(override) != len(dims) or any(d is not None and d != o for d, o in zip(dims, override)):
-            raise RnnaccelError(f"--shape {value.name}={','.join(map(str, override))} does not match "
-                                f"the model's shape {show_dims(dims)}")
-        dims = list(override)
+    dims = _overridden(value, override)
     if any(d is None for d in dims):
         raise RnnaccelError(f"input '{value.name}' has symbolic dims {show_dims(dims)}; "
                             f"fix them with --shape {value.name}=D0,D1,...")
@@ -273,6 +268,29 @@ def _input_shape(value: onnx.ValueInfoProto, override: tuple[int, ...] | None) -
         raise RnnaccelError(f"input '{value.name}' has an empty dimension {show_dims(dims)}")
     check_elements(f"input '{value.name}'", dims)
     return tuple(int(d) for d in dims)
+
+
+def _overridden(value: onnx.ValueInfoProto, override: tuple[int, ...] | None) -> list[int | None]:
+    """The input's dims with --shape's, which must agree with every fixed dim the model declares."""
+    dims = declared_dims(value) or []
+    if override is None:
+        return dims
+    if len(override) != len(dims) or any(d is not None and d != o for d, o in zip(dims, override)):
+        raise RnnaccelError(f"--shape {value.name}={','.join(map(str, override))} does not match "
+                            f"the model's shape {show_dims(dims)}")
+    return list(override)
+
+
+def with_fixed_shapes(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] | None) -> onnx.ModelProto:
+    """The model with --shape written into its inputs, checked as the import checks it, so that
+    the rewrites before the import (cells.py, rechain.py) see the static shapes they need."""
+    if not shapes:
+        return model
+    inputs = {v.name: v for v in model.graph.input if v.name not in {i.name for i in model.graph.initializer}}
+    _check_shape_names(shapes, list(inputs))
+    for name, override in shapes.items():
+        _overridden(inputs[name], override)
+    return with_input_shapes(model, shapes)
 
 
 def declared_dims(value: onnx.ValueInfoProto) -> list[int | None] | None:
