@@ -14,6 +14,8 @@ import onnx
 import pytest
 
 from compiler.frontend.cells import recognise_cells
+from compiler.frontend.graph_view import GraphView, at, attributes
+from compiler.frontend.rechain import reroll_layers
 from compiler.pipeline import compile_model
 from isa.errors import RnnaccelError
 
@@ -23,8 +25,15 @@ from toolchain import assert_close, float_outputs, random_inputs
 CELLS = Path(__file__).resolve().parent / "data" / "cells"
 RECHAIN = CELLS.parent / "rechain"
 EXPORTED = CELLS.parent / "exported"
-TORCH_FORMS = sorted(CELLS.glob("*.onnx"))
 RECURRENT = ("LSTM", "GRU", "RNN")
+# nn.RNN stacks as dynamo writes them (a projection of the sequence, then arithmetic per step):
+# the re-rolled layers' directions, lowest layer first, and the steps per layer
+STACKS = {"exported/rnn-stack2-bi-state-seq-dynamo": (("forward", "reverse") * 2, 7),
+          "exported/rnn-stack3-bi-last-dynamo": (("forward", "reverse") * 3, 7),
+          "cells/rnn-seq2-bi-state-dynamo": (("forward", "reverse") * 2, 5),
+          "cells/rnn-seq3-bi-relu-dynamo": (("forward", "reverse") * 3, 5),
+          "cells/rnn-seq2-state-dynamo": (("forward",) * 2, 5)}
+TORCH_FORMS = sorted(p for p in CELLS.glob("*.onnx") if f"cells/{p.stem}" not in STACKS)  # one layer each
 
 
 def _inputs(path: Path) -> dict[str, np.ndarray]:
@@ -183,6 +192,41 @@ def test_a_sequence_projection_stays_when_one_step_is_no_cell():
     next(n for n in reversed(model.graph.node) if n.op_type == "Tanh").op_type = "Sigmoid"
     rewritten, notes = recognise_cells(model)
     assert notes == [] and rewritten.graph.node == model.graph.node
+
+
+def test_only_the_direction_with_a_step_that_is_no_cell_stays_in_a_stack():
+    """The last step of the upper reverse direction made a Sigmoid: that direction keeps its
+    projection and its arithmetic, node for node; the other three directions become RNN steps."""
+    model = onnx.load(str(CELLS / "rnn-seq2-bi-state-dynamo.onnx"))
+    changed = next(n for n in reversed(model.graph.node) if n.op_type == "Tanh")
+    changed.op_type = "Sigmoid"
+    lower, upper = [n for n in model.graph.node if n.op_type == "Slice" and len(n.input) == 5]  # the flips
+    rewritten, notes = recognise_cells(model)
+    kept = {n.SerializeToString() for n in rewritten.graph.node}
+    assert len(_recurrent(rewritten)) == 3 * 5 and len(notes) == 1
+    assert {changed.SerializeToString(), upper.SerializeToString()} <= kept
+    assert lower.SerializeToString() not in kept
+    _assert_same_function(model, rewritten, _inputs(CELLS / "rnn-seq2-bi-state-dynamo.onnx"))
+
+
+@pytest.mark.parametrize("stem", sorted(STACKS))
+def test_stacked_and_bidirectional_rnns_become_a_layer_per_direction(stem):
+    """Every step of every direction of every layer is recognised; each direction re-rolls into a
+    layer (a reverse one where the steps read the sequence last to first) that starts from the
+    graph's h0 when the model has one, and the model computes what the export does, bit-exactly."""
+    path = CELLS.parent / f"{stem}.onnx"
+    model, inputs = onnx.load(str(path)), _inputs(path)
+    directions, steps = STACKS[stem]
+    recognised, _ = recognise_cells(model)
+    assert len(_recurrent(recognised)) == len(directions) * steps
+    rerolled, notes = reroll_layers(recognised)
+    layers = _recurrent(rerolled)
+    assert tuple(attributes(n).get("direction", b"forward").decode() for n in layers) == directions
+    view = GraphView(rerolled)
+    assert all(("h0" in inputs) == any("h0" in view.nodes[i].input for i in view.ancestors(at(n.input, 5)))
+               for n in layers)
+    _assert_same_function(model, rerolled, inputs)
+    assert_close(model, inputs)
 
 
 def test_a_state_read_before_its_step_ends_is_read_after_the_new_node():

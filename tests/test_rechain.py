@@ -186,6 +186,17 @@ def test_cells_form_is_rerolled_and_compiles_bit_exactly(op, opset):
     assert_close(model, inputs)
 
 
+def test_steps_reading_the_frames_last_to_first_make_a_reverse_layer():
+    chain = CellChain("GRU")
+    hs, _ = chain.layer(chain.frames()[::-1], INPUTS)
+    chain.outputs = [hs[-1], hs[0]]  # h after frame 0 (the layer's Y_h), and after frame T-1
+    model, rerolled, inputs = rerolled_case(chain, 1)
+    layer = next(node for node in rerolled.graph.node if node.op_type == "GRU")
+    assert helper.get_attribute_value(next(a for a in layer.attribute if a.name == "direction")) == b"reverse"
+    assert not any(node.op_type == "Concat" for node in rerolled.graph.node)  # x read as one tensor
+    assert_close(model, inputs)
+
+
 def test_every_h_read_comes_from_the_layers_y():
     chain = CellChain("GRU")
     hs, _ = chain.layer(chain.frames(), INPUTS)

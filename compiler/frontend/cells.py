@@ -1,11 +1,12 @@
 """Recognise recurrent cells written as plain ONNX arithmetic and rewrite each as a one-step ONNX
 LSTM, GRU or RNN node, so that the chip runs it as a recurrent layer.
 
-nn.LSTMCell, nn.GRUCell and nn.RNNCell, Python loops over them and TensorFlow's
-MatMul(Concat([x, h])) cells all reach ONNX unrolled. cell_graph.py finds each step's projections
-and element-wise nodes; here every way of reading them as a cell (which input is x, h or c, which
-gate block is which, GRU's linear_before_reset, RNN's activation) is tried, and one is accepted only
-when the step, run on random data, equals the rewritten node. Anything else, a near miss included,
+nn.LSTMCell, nn.GRUCell and nn.RNNCell, Python loops over them, dynamo's nn.RNN (every layer and
+direction; cell_sink.py) and TensorFlow's MatMul(Concat([x, h])) cells all reach ONNX unrolled.
+cell_graph.py finds each step's projections and element-wise nodes; here every way of reading them
+as a cell (which input is x, h or c, which gate block is which, GRU's linear_before_reset, RNN's
+activation) is tried, and one is accepted only when the step, run on random data, equals the
+rewritten node. Anything else, a near miss included,
 is left exactly as it was. The output form (docs/partitioning.md, "Unrolled cells"):
 
     Unsqueeze(x, 0) -> LSTM/GRU/RNN(X, W, R, B, "", initial_h, initial_c) -> Squeeze(Y_h, 0) = h_t
@@ -22,7 +23,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from compiler.frontend.cell_graph import CellNodes, GraphIndex, cell_groups
-from compiler.frontend.cell_sink import SUNK, sink_projections
+from compiler.frontend.cell_sink import sink_projections
 from compiler.frontend.cell_step import Step, borrowed, candidates, step_nodes
 from compiler.frontend.onnx_run import session
 from compiler.frontend.split import topological
@@ -45,11 +46,13 @@ def recognise_cells(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]
         return model, []
     g = GraphIndex(model)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
-    sunk = sink_projections(model, g, opset)
-    if sunk is not None:
-        rewritten, notes = _recognised(sunk, GraphIndex(sunk), opset)
-        if notes and not any(n.name.endswith(SUNK) for n in rewritten.graph.node):
+    kept: frozenset[str] = frozenset()
+    while (sunk := sink_projections(model, g, opset, kept)) is not None:
+        rewritten, notes = _recognised(sunk.model, GraphIndex(sunk.model), opset)
+        left = sunk.unrecognised(rewritten)
+        if not left:
             return _without_dead_nodes(rewritten), notes
+        kept |= left  # sunk again without them: their steps stay as they were
     return _recognised(model, g, opset)
 
 

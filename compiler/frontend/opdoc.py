@@ -108,10 +108,12 @@ is computable from constants, once `--const` has frozen the inputs it depends on
 the branch it takes, nested ones too; an `If` on data is refused.
 
 Unrolled cells. Recurrent cells that reach ONNX as plain arithmetic (nn.LSTMCell, nn.GRUCell and
-nn.RNNCell, alone or in a Python loop, from both PyTorch exporters; TensorFlow's
-MatMul(Concat([x, h])) + b, Split into gates) are rewritten before import, each into a one-step
-`LSTM`, `GRU` or `RNN` node between an `Unsqueeze` of x and a `Squeeze` into the original h and c
-(`compiler/frontend/cells.py`). A cell is rewritten only when its nodes, run on random data,
+nn.RNNCell, alone or in a Python loop, from both PyTorch exporters; nn.RNN as the dynamo exporter
+writes it, stacked and bidirectional too; TensorFlow's MatMul(Concat([x, h])) + b, Split into
+gates) are rewritten before import, each into a one-step `LSTM`, `GRU` or `RNN` node between an
+`Unsqueeze` of x and a `Squeeze` into the original h and c (`compiler/frontend/cells.py`), and
+the steps of one layer and direction are then re-rolled into one layer
+(`compiler/frontend/rechain.py`). A cell is rewritten only when its nodes, run on random data,
 compute what the node computes (to 1e-5) and none of their intermediate tensors is read
 elsewhere; a near miss (another activation, an extra term, a normalisation inside) stays as it
 was and compiles node by node. The compiler logs one line per kind, e.g. `recognised 49 LSTM cells

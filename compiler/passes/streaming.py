@@ -76,8 +76,9 @@ def frame_shapes(graph: Graph) -> dict[str, tuple[int, ...]]:
     """The whole-sequence graph's input shapes with the time axis made one frame; bound state
     keeps its shape, and a model without a recurrence longer than a frame keeps all of them."""
     layers = _recurrent(graph)
-    for node in layers:
-        _check_streamable(graph, node)
+    for check in STREAMABLE:
+        for node in layers:
+            check(graph, node)
     steps = {n.attrs.steps for n in layers}
     if len(steps) > 1:
         raise RnnaccelError(f"--streaming: the recurrent layers run different numbers of steps ({sorted(steps)}), "
@@ -108,19 +109,30 @@ def _recurrent(graph: Graph) -> list[Node]:
     return layers
 
 
-def _check_streamable(graph: Graph, node: Node) -> None:
-    a, name = node.attrs, node.source
-    if a.directions != ("forward",):
-        raise RnnaccelError(f"--streaming: layer '{name}' runs {'/'.join(a.directions)}; a reverse direction "
-                            "needs the sequence's last frame first")
+def _check_forward(graph: Graph, node: Node) -> None:
+    if node.attrs.directions != ("forward",):
+        raise RnnaccelError(f"--streaming: layer '{node.source}' runs {'/'.join(node.attrs.directions)}; a reverse "
+                            "direction needs the sequence's last frame first")
+
+
+def _check_state_bound(graph: Graph, node: Node) -> None:
     unbound = [t for t in node.inputs[1:] if t and not _from_bound(graph, t)]
     if unbound:
-        raise RnnaccelError(f"--streaming: layer '{name}' takes its initial state from '{unbound[0]}', which no "
-                            "state pair carries from run to run; name the graph input and output that carry it "
+        raise RnnaccelError(f"--streaming: layer '{node.source}' takes its initial state from '{unbound[0]}', which "
+                            "no state pair carries from run to run; name the graph input and output that carry it "
                             "with --state IN=OUT")
+
+
+def _check_no_end(graph: Graph, node: Node) -> None:
+    a = node.attrs
     if any(length != a.steps for length in a.seq_lens):
-        raise RnnaccelError(f"--streaming: layer '{name}' has sequence_lens {list(a.seq_lens)}; a stream has "
+        raise RnnaccelError(f"--streaming: layer '{node.source}' has sequence_lens {list(a.seq_lens)}; a stream has "
                             "no end to stop at")
+
+
+# what every layer must allow, checked over all layers in this order: a reverse direction first,
+# since no --state could make it stream, so an error that suggests one would mislead
+STREAMABLE = (_check_forward, _check_state_bound, _check_no_end)
 
 
 def _from_bound(graph: Graph, tensor: str) -> bool:

@@ -2,7 +2,7 @@
 exports them, unrolled into plain arithmetic, for the cell recognition (compiler/frontend/cells.py):
 one step with the state as explicit inputs and outputs, a Python loop over T steps from zero
 state with a Linear head on the last h, and a keyword-spotting-sized LSTMCell loop; each by both
-exporters, plus the dynamo export of nn.RNN.
+exporters, plus the dynamo exports of nn.RNN: one layer, and stacked, bidirectional ones.
 
     pip install torch==2.13.0 onnx onnxscript && python tests/data/make_cells.py
 
@@ -62,12 +62,33 @@ class Loop(nn.Module):
 
 
 class Sequence(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.rnn, self.head = nn.RNN(INPUTS, HIDDEN, batch_first=True), nn.Linear(HIDDEN, CLASSES)
+    """nn.RNN over a batch-first sequence, a head on the last step (`last`) or on every step."""
 
-    def forward(self, x):
-        return self.head(self.rnn(x)[0][:, -1])
+    def __init__(self, layers: int = 1, bidirectional: bool = False, last: bool = True, **kwargs):
+        super().__init__()
+        self.rnn = nn.RNN(INPUTS, HIDDEN, num_layers=layers, batch_first=True, bidirectional=bidirectional, **kwargs)
+        self.head, self.last = nn.Linear(HIDDEN * (1 + bidirectional), CLASSES), last
+
+    def forward(self, x, *h0):
+        y = self.rnn(x, *h0)[0]
+        return self.head(y[:, -1] if self.last else y)
+
+
+# nn.RNN stacks for dynamo, which writes each step as arithmetic: name -> (Sequence's arguments,
+# whether the initial state is an input)
+STACKS = {"rnn-seq2-bi-state": ({"layers": 2, "bidirectional": True, "last": False}, True),
+          "rnn-seq3-bi-relu": ({"layers": 3, "bidirectional": True, "nonlinearity": "relu"}, False),
+          "rnn-seq2-state": ({"layers": 2}, True)}
+
+
+def stacks() -> None:
+    """Stacked and bidirectional nn.RNN exported by dynamo (sizes other than tests/data/exported's)."""
+    torch.manual_seed(len(STACKS))
+    for name, (kwargs, state) in STACKS.items():
+        model = Sequence(**kwargs)
+        h0 = [torch.rand(model.rnn.num_layers * (1 + model.rnn.bidirectional), BATCH, HIDDEN) - 0.5][: state]
+        _save(model, (torch.randn(BATCH, STEPS, INPUTS), *h0), ["x", "h0"][: 1 + state], ("y",),
+              OUT / f"{name}-dynamo.onnx", True)
 
 
 def _save(model: nn.Module, args: tuple, names: list[str], outputs: tuple[str, ...], path: Path,
@@ -96,6 +117,7 @@ def main() -> None:
             _save(Loop(kws_cell(10, 64), 64, 12), (torch.randn(1, 49, 10),), ["x"], ("y",),
                   OUT / f"kws-{name}-loop-{tag}.onnx", dynamo)
     _save(Sequence(), (torch.randn(BATCH, STEPS, INPUTS),), ["x"], ("y",), OUT / "rnn-seq-dynamo.onnx", True)
+    stacks()
 
 
 if __name__ == "__main__":
