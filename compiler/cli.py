@@ -19,15 +19,15 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 
-from compiler.frontend.freeze import freeze
 from compiler.frontend.onnx_import import load_model
 from compiler.frontend.opdoc import supported_ops_text
 from compiler.frontend.partition import HOST
 from compiler.frontend.support import check_failure, check_model, partition_lines
 from compiler.partitioned import summary_line
 from compiler.passes.compress import Compression
-from compiler.pipeline import Compiled, compile_model
+from compiler.pipeline import Compiled, compile_model, prepare
 from isa.cliutil import EXIT_USER_ERROR, add_version, run_cli, write_stdout
 from isa.errors import RnnaccelError
 from isa.fileio import read_npz
@@ -175,10 +175,15 @@ def _state_line(prog) -> str:
             f"activation memory{kept}")
 
 
+def _log(args: argparse.Namespace) -> Callable[[str], None]:
+    """What the compiler says as it goes, on standard error (nothing with -q)."""
+    return (lambda message: None) if args.quiet else (lambda message: print(f"{PROG}: {message}", file=sys.stderr))
+
+
 def _check(args: argparse.Namespace) -> int:
     """--check: every reason a node cannot run on the chip, one line each, then how the model is
     split between host and chip; status 2 only if the model cannot be compiled as asked."""
-    model = freeze(load_model(args.model), parse_consts(args.const))
+    model = prepare(load_model(args.model), parse_consts(args.const), parse_shapes(args.shape), _log(args))
     target = load_target(args.target, macs=args.macs, weight_bits=args.weight_bits)
     problems, plan = check_model(model, parse_shapes(args.shape), target, args.streaming, _compression(args))
     for line in [*map(str, problems), *partition_lines(plan)]:
@@ -210,7 +215,7 @@ def _main(argv: list[str] | None) -> int | None:
               "target file": None if args.target in TARGETS else args.target}
     outputs = {"-o": args.output, "--listing": args.listing, "--report": args.report}
     check_paths(inputs, outputs)
-    log = (lambda message: None) if args.quiet else (lambda message: print(f"{PROG}: {message}", file=sys.stderr))
+    log = _log(args)
     target = load_target(args.target, macs=args.macs, weight_bits=args.weight_bits)
     calibration = read_npz(args.calibration, "calibration") if args.calibration else None
     start = time.perf_counter()

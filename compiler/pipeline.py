@@ -71,11 +71,7 @@ def compile_model(model: str | Path | onnx.ModelProto, target: Target | None = N
         proto, name, sources = check_model(model), model.graph.name or "model", ()
     else:
         (proto, sources), name = read_model(model), Path(model).stem
-    proto = with_fixed_shapes(freeze(proto, consts), shapes)
-    proto, cell_notes = recognise_cells(proto)
-    proto, notes = reroll_layers(proto)
-    for note in cell_notes + notes:
-        log(note)
+    proto = prepare(proto, consts, shapes, log)
     plan, builder = placed_and_converted(proto, shapes, target, streaming, compression)
     checked(plan)
     given = calibration is not None
@@ -112,6 +108,19 @@ def compile_model(model: str | Path | onnx.ModelProto, target: Target | None = N
                                                       streaming=streaming and island_streams(sub, state), bound=bound))
     program = partitioned_program(name, proto, plan, builder, islands, state)
     return Compiled(None, program, partitioned_report(name, plan, islands), sources, tuple(islands), plan)
+
+
+def prepare(proto: onnx.ModelProto, consts: dict[str, list[str | float | int]] | None,
+            shapes: dict[str, tuple[int, ...]] | None, log: Callable[[str], None]) -> onnx.ModelProto:
+    """The model as the compiler reads it (and --check judges it): inputs frozen (--const),
+    --shape written in, cells written as arithmetic recognised (frontend/cells.py) and layers
+    unrolled over time re-rolled (frontend/rechain.py), each rewrite logged."""
+    proto = with_fixed_shapes(freeze(proto, consts), shapes)
+    proto, cell_notes = recognise_cells(proto)
+    proto, notes = reroll_layers(proto)
+    for note in cell_notes + notes:
+        log(note)
+    return proto
 
 
 def _compile_chip(proto: onnx.ModelProto, graph: Graph, name: str, calibration: dict[str, np.ndarray],

@@ -13,6 +13,7 @@ import numpy as np
 import onnx
 import pytest
 
+from compiler.cli import main as compile_main
 from compiler.frontend.cells import recognise_cells
 from compiler.frontend.graph_view import GraphView, at, attributes
 from compiler.frontend.rechain import reroll_layers
@@ -252,3 +253,13 @@ def test_a_loop_with_a_symbolic_batch_is_recognised_once_shape_fixes_it():
     assert [row["op"] for row in compiled.report["layers"]] == ["lstm", "fc"]
     with pytest.raises(RnnaccelError, match=r"--shape x=2,4,6 does not match the model's shape \[\?,5,6\]"):
         compile_model(model, shapes={"x": (2, 4, 6)})
+
+
+def test_check_judges_the_model_as_the_compiler_reads_it(capsys):
+    """--check runs the same rewrites: the LSTMCell loop's 49 copies of the weights, which alone
+    would not fit the target, are one layer's."""
+    with pytest.raises(SystemExit) as exit_info:
+        compile_main([str(CELLS / "kws-lstm-loop-dynamo.onnx"), "--check"])
+    captured = capsys.readouterr()
+    assert exit_info.value.code == 0 and "all 4 nodes supported" in captured.out
+    assert "recognised 49 LSTM cells" in captured.err and "re-rolled 49 one-step LSTM nodes" in captured.err
