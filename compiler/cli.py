@@ -111,28 +111,25 @@ def parse_shapes(items: list[str]) -> dict[str, tuple[int, ...]]:
 
 def parse_states(items: list[str]) -> dict[str, str]:
     """--state IN=OUT, each input once."""
-    pairs: dict[str, str] = {}
-    for item in items:
-        name, eq, output = item.partition("=")
-        if not name or not eq or not output:
-            raise RnnaccelError(f"--state {item}: expected IN=OUT, a graph input and a graph output")
-        if name in pairs:
-            raise RnnaccelError(f"--state {name} is given twice")
-        pairs[name] = output
-    return pairs
+    return _named(items, "--state", "IN=OUT, a graph input and a graph output")
 
 
 def parse_consts(items: list[str]) -> dict[str, list[str]]:
     """--const NAME=VALUE,...: the values stay text until the input's dtype is known (freeze.py)."""
-    consts: dict[str, list[str]] = {}
+    return {name: values.split(",") for name, values in _named(items, "--const", "NAME=VALUE[,VALUE...]").items()}
+
+
+def _named(items: list[str], option: str, usage: str) -> dict[str, str]:
+    """`option NAME=TEXT` items as NAME -> TEXT, each name once."""
+    named: dict[str, str] = {}
     for item in items:
-        name, eq, values = item.partition("=")
-        if not name or not eq or not values:
-            raise RnnaccelError(f"--const {item}: expected NAME=VALUE[,VALUE...]")
-        if name in consts:
-            raise RnnaccelError(f"--const {name} is given twice")
-        consts[name] = values.split(",")
-    return consts
+        name, eq, text = item.partition("=")
+        if not name or not eq or not text:
+            raise RnnaccelError(f"{option} {item}: expected {usage}")
+        if name in named:
+            raise RnnaccelError(f"{option} {name} is given twice")
+        named[name] = text
+    return named
 
 
 def summary(result: Compiled, seconds: float) -> str:

@@ -63,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
                         "give 0 for a logit output)")
     p.add_argument("--reference", metavar="MODEL.onnx",
                    help="also run the float model with ONNX Runtime (for a streaming program, the whole-sequence "
-                        "model it was compiled from)")
+                        "model it was compiled from, or a per-frame model that carries its state, run frame by frame)")
     p.add_argument("--plot", metavar="FILE.png",
                    help="write the confusion matrix (of frames, in frame mode) as a heatmap (needs matplotlib)")
     add_max_instructions(p)
