@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from onnx import helper, numpy_helper
 
 from compiler.cli import main as compile_main
 from compiler.pipeline import compile_model
@@ -139,6 +140,42 @@ def test_a_tensorflow_cell_with_packed_state_streams(packing, order):
     floats = _float_loop(model, frames, {"state": "state_new"})
     worst = max(float(np.max(np.abs(s.outputs["state_new"] - f["state_new"]))) for s, f in zip(streamed, floats))
     assert worst <= TOLERANCE[8] * max(1.0, *(float(np.max(np.abs(f["state_new"]))) for f in floats)), worst
+
+
+def _window_model(features: int = 4, kernel: int = 3, outputs: int = 5) -> onnx.ModelProto:
+    """A convolution over time written as a MatMul over a window of frames, its history buffer
+    carried as state: window = [cache, x], y = window W, cache' = window without its oldest frame."""
+    rng = np.random.default_rng(11)
+    inits = {"W": (rng.standard_normal((kernel * features, outputs)) * 0.4).astype(np.float32),
+             "start": np.array([features], np.int64), "end": np.array([kernel * features], np.int64),
+             "axis": np.array([1], np.int64)}
+    nodes = [helper.make_node("Concat", ["cache", "x"], ["window"], axis=1),
+             helper.make_node("MatMul", ["window", "W"], ["y"]),
+             helper.make_node("Slice", ["window", "start", "end", "axis"], ["cache_out"])]
+    history = (1, (kernel - 1) * features)
+    graph = helper.make_graph(nodes, "window", [_value("x", (1, features)), _value("cache", history)],
+                              [_value("y", (1, outputs)), _value("cache_out", history)],
+                              [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _value(name: str, shape: tuple[int, ...]) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, list(shape))
+
+
+def test_a_history_buffer_read_only_on_chip_stays_on_chip():
+    """State that is no recurrent layer's: a window of past frames, named with --state, bound on
+    chip and stored (a copy) at the end of each run."""
+    model = _window_model()
+    compiled, _, _ = _streamed(model, states={"cache": "cache_out"})
+    assert _pairs(compiled.program) == {"cache": "cache_out"}
+    frames = _frames(model, 30, seed=12)
+    stream = Simulator(compiled.program).stream()
+    streamed = [stream.step({"x": frames["x"][t]}) for t in range(30)]
+    golden = reference_stream(compiled.graph, [{"x": frames["x"][t][None]} for t in range(30)])
+    assert all(np.array_equal(s.raw_outputs["y"], g["y"][0]) for s, g in zip(streamed, golden))
+    floats = _float_loop(model, frames, {"cache": "cache_out"})
+    assert max(float(np.max(np.abs(s.outputs["y"] - f["y"]))) for s, f in zip(streamed, floats)) <= TOLERANCE[8]
 
 
 def test_many_streams_step_together_as_separate_streams_would():
