@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from isa.container import slice_scales
+from isa.tensors import slice_scales
 
 # A graph input or output with a scale per slice: (axis, runs of (count, scale) along it).
 Packing = tuple[int, tuple[tuple[int, float], ...]]
@@ -127,7 +127,7 @@ class Graph:
 
     def boundary_scale(self, tensor: str) -> float | np.ndarray:
         """How the host (de)quantises a graph input or output: its scale, or per slice an array
-        that broadcasts against it (isa.container.TensorDesc.scales)."""
+        that broadcasts against it (isa.tensors.TensorDesc.scales)."""
         if tensor not in self.packed:
             return self.scales[tensor]
         axis, runs = self.packed[tensor]

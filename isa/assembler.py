@@ -22,26 +22,14 @@ import numpy as np
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
-from isa.container import (
-    LOC_KEYS,
-    MAX_SCALE,
-    MIN_SCALE,
-    NO_LOC,
-    Loc,
-    MemoryMap,
-    Program,
-    Region,
-    StateDesc,
-    TensorDesc,
-    check_code_size,
-    check_region_name,
-)
+from isa.container import LOC_KEYS, NO_LOC, Loc, MemoryMap, Program, Region, check_code_size, check_region_name
 from isa.encoding import Instruction, _operand_value
 from isa.errors import RnnaccelError, quoted
 from isa.numerics import ACT_MAX, ACT_MIN, TABLE_SEGMENTS
 from isa.partitioned import NO_ISLAND, HostNode, HostPart, PartitionedProgram, check_partitioned, parse_pairs
 from isa.table import BY_MNEMONIC, MEMORIES, Op
 from isa.target import Target
+from isa.tensors import MAX_SCALE, MIN_SCALE, StateDesc, TensorDesc
 
 # The listing of the largest program the chip holds: two 16 MiB weight-memory regions at 2.5
 # characters a byte (isa.listing), a full instruction memory with its locations; a larger file is
@@ -88,8 +76,8 @@ class Runs:
     runs: tuple[tuple[int, float], ...]
 
 
-_DESC_OPTIONAL = ("slices", "slice_axis")  # only a packed tensor has them (isa.container.TensorDesc)
-_STATE_OPTIONAL = ("shape", "scale", *_DESC_OPTIONAL, "output")  # isa.container.StateDesc's defaults
+_DESC_OPTIONAL = ("slices", "slice_axis")  # only a packed tensor has them (isa.tensors.TensorDesc)
+_STATE_OPTIONAL = ("shape", "scale", *_DESC_OPTIONAL, "output")  # isa.tensors.StateDesc's defaults
 
 _DIRECTIVE_KEYS = {
     ".program": {"model": str},

@@ -19,10 +19,11 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from isa.container import LOC_KEYS, NO_LOC, Loc, Program, Region, StateDesc, TensorDesc
+from isa.container import LOC_KEYS, NO_LOC, Loc, Program, Region
 from isa.encoding import Instruction, encode
 from isa.partitioned import HostNode, PartitionedProgram, pair_texts, qualified_op
 from isa.table import WORD_BYTES
+from isa.tensors import StateDesc, TensorDesc
 
 REGION_LINE_BYTES = 32
 REGION_GROUP_BYTES = 4

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from isa.container import TensorDesc
 from isa.errors import RnnaccelError
 from isa.fileio import read_input
+from isa.tensors import TensorDesc
 from runtime_sim.batch import run_batch
 from runtime_sim.host import Port
 from runtime_sim.partitioned import PartitionedSimulator

@@ -37,12 +37,13 @@ from functools import lru_cache
 import numpy as np
 
 from isa.bitstream import packed_bytes, unpack_indices
-from isa.container import Program, TensorDesc
+from isa.container import Program
 from isa.encoding import Instruction
 from isa.errors import RnnaccelError
 from isa.numerics import MAX_SHIFT
 from isa.table import MEMORIES, OPS
 from isa.target import Target
+from isa.tensors import TensorDesc
 
 assert all(a.memory != "wmem" for op in OPS for a in op.writes), "wmem is read-only: decoded data is cached"
 

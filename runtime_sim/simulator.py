@@ -26,11 +26,12 @@ from functools import cached_property
 import numpy as np
 
 from isa import numerics
-from isa.container import Program, StateDesc, TensorDesc
+from isa.container import Program
 from isa.encoding import Instruction
 from isa.errors import RnnaccelError
 from isa.loops import MAX_EXECUTED, expand_program
 from isa.target import Target
+from isa.tensors import StateDesc, TensorDesc
 from runtime_sim.breakdown import Breakdown
 from runtime_sim.machine import (
     Machine,

@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from isa.container import MAX_SCALE, MIN_SCALE, REGION_SECTIONS, Loc, MemoryMap, Program, Region, TensorDesc
+from isa.container import REGION_SECTIONS, Loc, MemoryMap, Program, Region
 from isa.encoding import Instruction
 from isa.numerics import ACT_MAX, ACT_MIN, TABLE_SEGMENTS
 from isa.table import OPS, Op
 from isa.target import TARGETS
+from isa.tensors import MAX_SCALE, MIN_SCALE, TensorDesc
 
 names = st.text(max_size=12)
 small = st.integers(0, 1 << 20)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from isa import container
-from isa.container import MemoryMap, Program, Region, TensorDesc
+from isa.container import MemoryMap, Program, Region
 from isa.encoding import Instruction
 from isa.numerics import activation_table, quantize_multiplier
 from isa.target import Target
+from isa.tensors import TensorDesc
 from runtime_sim import Simulator
 from runtime_sim.machine import Machine
 

@@ -19,10 +19,11 @@ from fuzz_targets import reseal, sections, with_meta
 
 from isa.assembler import assemble
 from isa.cli import as_main, objdump_main
-from isa.container import MAX_HOST_ELEMENTS, from_bytes, save, to_bytes
+from isa.container import from_bytes, save, to_bytes
 from isa.errors import RnnaccelError
 from isa.listing import disassemble
 from isa.loops import MAX_EXECUTED
+from isa.tensors import MAX_HOST_ELEMENTS
 from runtime_sim import Simulator
 from runtime_sim.cli import main as sim_main
 

@@ -14,10 +14,11 @@ from compiler.cli import main as compile_main
 from compiler.passes.compress import Compression
 from compiler.pipeline import compile_model
 from isa.assembler import assemble
-from isa.container import StateDesc, from_bytes, to_bytes
+from isa.container import from_bytes, to_bytes
 from isa.errors import RnnaccelError
 from isa.listing import disassemble
 from isa.target import Target
+from isa.tensors import StateDesc
 from runtime_sim import Simulator
 
 from models import _info, _model, recurrent_model

@@ -6,11 +6,12 @@ import numpy as np
 
 from compiler.kernel import IOTensor, Kernel, MOp, Ref, StateTensor
 from compiler.passes.allocate import REGIONS, memory_used
-from isa.container import Loc, MemoryMap, Program, Region, StateDesc, TensorDesc
+from isa.container import Loc, MemoryMap, Program, Region
 from isa.encoding import Instruction
 from isa.numerics import activation_table
 from isa.table import MEMORIES
 from isa.target import Target
+from isa.tensors import StateDesc, TensorDesc
 
 
 def emit(kernel: Kernel, target: Target, model: str) -> Program:
