@@ -111,9 +111,10 @@ def partitioned_report(name: str, plan: Partition, islands: list[CompiledIsland]
     reports = [i.compiled.report for i in islands]
     total = {key: sum(r["total"][key] for r in reports) for key in REPORT_TOTALS}
     total |= {"op": "model", "compression_ratio": compression_ratio(total["fp32_bytes"], total["stored_bytes"])}
+    state = [{**value, "island": k} for k, r in enumerate(reports) for value in r.get("state", ())]
     return {"model": name, "target": reports[0]["target"],
             "layers": [{**layer, "island": k} for k, r in enumerate(reports) for layer in r["layers"]],
-            "total": total, "partition": partition_summary(plan, reports)}
+            "total": total, "partition": partition_summary(plan, reports), **({"state": state} if state else {})}
 
 
 def partition_summary(plan: Partition, reports: list[dict]) -> dict:

@@ -111,6 +111,8 @@ def test_packed_state_keeps_a_scale_per_slice_on_chip():
     compiled, _, _ = _streamed(model)
     (state,) = compiled.program.state
     assert state.name == "state" and state.output == "state_out" and len(state.slices) == 2
+    assert compiled.report["state"] == [{"name": "state", "output": "state_out", "shape": [1, 1, 8, 2],
+                                         "elements": 16, "bytes": 32}]
     frames = _frames(model, FRAMES, seed=3)
     stream = Simulator(compiled.program).stream()
     streamed = [stream.step({"X": frames["X"][t]}) for t in range(FRAMES)]

@@ -20,6 +20,7 @@ from isa.bounds import bound_cycles, vector_elements
 from isa.container import Program
 from isa.loops import expand_program
 from isa.table import WORD_BYTES, evaluate
+from isa.tensors import StateDesc
 
 
 def build_report(graph: Graph, kernel: Kernel, program: Program) -> dict:
@@ -47,7 +48,15 @@ def build_report(graph: Graph, kernel: Kernel, program: Program) -> dict:
               "bound_cycles": _bound(instrs, target_env, program),
               "code_bytes": len(program.code) * WORD_BYTES + _stride_bytes(kernel),
               "instructions": len(program.code)}
-    return {"model": program.model, "target": program.target.to_dict(), "layers": layers, "total": total}
+    state = [_state(d) for d in program.state]
+    return {"model": program.model, "target": program.target.to_dict(), "layers": layers, "total": total,
+            **({"state": state} if state else {})}
+
+
+def _state(desc: StateDesc) -> dict:
+    """A value a streaming program keeps in activation memory between runs (int16 elements)."""
+    return {"name": desc.name, **({"output": desc.output} if desc.output else {}),
+            "shape": list(desc.shape or (desc.size,)), "elements": desc.size, "bytes": 2 * desc.size}
 
 
 def _sources(graph: Graph) -> dict[str, list[Node]]:
