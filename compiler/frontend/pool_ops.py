@@ -1,0 +1,207 @@
+"""Reductions and pooling: ReduceSum, ReduceMean, GlobalAveragePool, AveragePool, MaxPool.
+
+Each becomes one `reduce` node (compiler/ops/reduce.py): runs of consecutive elements, each
+summed and divided by a constant, or its maximum taken. When the elements an output reads are
+not already consecutive -- reduced axes that are not the last ones, pooling windows -- a
+`gather` lays them out run after run first, as a layout operator would. A window clipped by
+padding is a shorter run: padding never takes memory (a max ignores it; an average divides by
+what count_include_pad asks for).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+from compiler.frontend.capability import Constraint, NodeView, constants_from, declare
+from compiler.frontend.registry import OPERATORS, operator
+from compiler.ir import Node
+from compiler.ops.gather import GatherAttrs
+from compiler.ops.reduce import ReduceAttrs, float_reduce
+from isa.table import BY_MNEMONIC
+
+# one run is one VRSUM or VRMAX: their `n` fields bound it
+RUN_LIMIT = min(BY_MNEMONIC[m].field("n").high for m in ("VRSUM", "VRMAX"))
+
+
+@dataclass(frozen=True)
+class Runs:
+    """What a reduction reads: `index` lists the input elements run after run (None: the input as
+    it lies), `lengths` each run's length, `divisors` what each run's sum is divided by."""
+
+    index: np.ndarray | None
+    lengths: np.ndarray
+    divisors: np.ndarray
+    shape: tuple[int, ...]  # the output's
+
+
+def _emit(b, node, name: str, kind: str, runs: Runs) -> None:
+    """The reduction as a `reduce` node (after a gather if the runs are not the input's order), or
+    folded to a constant when the input is one."""
+    x, out = node.input[0], node.output[0]
+    attrs = ReduceAttrs(kind=kind, runs=runs.lengths, divisors=runs.divisors if kind == "sum" else None)
+    if b.is_const(x):
+        values = b.const(x).ravel()[runs.index] if runs.index is not None else b.const(x)
+        b.consts[out] = float_reduce(Node("reduce", name, (), (), attrs), values[None]).astype(np.float32)
+        b.consts[out] = b.consts[out].reshape(runs.shape)
+        return
+    if runs.index is not None:
+        laid_out = f"{name}/runs"
+        b.emit(Node("gather", name, (x,), (laid_out,), GatherAttrs(index=runs.index)), {laid_out: (len(runs.index),)})
+        x = laid_out
+    b.emit(Node("reduce", name, (x,), (out,), attrs), {out: runs.shape})
+
+
+def axes_runs(shape: tuple[int, ...], axes: list[int], keepdims: int, mean: bool) -> Runs:
+    """Reduce `axes` (all, if none are given): the kept axes move first, the reduced ones last."""
+    rank = len(shape)
+    reduced = sorted({a % rank for a in axes}) if axes else list(range(rank))
+    kept = [i for i in range(rank) if i not in reduced]
+    perm = kept + reduced
+    length = int(np.prod([shape[i] for i in reduced], dtype=np.int64))
+    count = int(np.prod(shape, dtype=np.int64)) // max(length, 1)
+    index = None if perm == list(range(rank)) else np.arange(np.prod(shape)).reshape(shape).transpose(perm).ravel()
+    out = tuple(1 if i in reduced else d for i, d in enumerate(shape)) if keepdims else tuple(shape[i] for i in kept)
+    return Runs(index, np.full(count, length, np.int64), np.full(count, length if mean else 1, np.float64), out)
+
+
+def _reduce_axes(b, node, name: str, mean: bool, axes, keepdims: int, noop_with_empty_axes: int) -> None:
+    """ReduceSum or ReduceMean: the axes from the input (opset 13 or 18 on) or the attribute."""
+    given = node.input[1] if len(node.input) > 1 and node.input[1] else None
+    chosen = [int(a) for a in (b.const(given).ravel() if given is not None else axes or [])]
+    if not chosen and noop_with_empty_axes:
+        return OPERATORS["Identity"](b, node, name)
+    _emit(b, node, name, "sum", axes_runs(b.shape(node.input[0]), chosen, keepdims, mean))
+
+
+@operator
+def ReduceSum(b, node, name: str, *, axes=None, keepdims=1, noop_with_empty_axes=0) -> None:
+    """The exact sum of each run in an accumulator (VRSUM), requantised (VRQ); axes that are not the
+    last ones are laid out last by a gather first"""
+    _reduce_axes(b, node, name, False, axes, keepdims, noop_with_empty_axes)
+
+
+@operator
+def ReduceMean(b, node, name: str, *, axes=None, keepdims=1, noop_with_empty_axes=0) -> None:
+    """ReduceSum with the division by the count folded into the requantisation multiplier"""
+    _reduce_axes(b, node, name, True, axes, keepdims, noop_with_empty_axes)
+
+
+@operator
+def GlobalAveragePool(b, node, name: str) -> None:
+    """The mean over every axis after the channel: already consecutive runs, so no gather"""
+    shape = b.shape(node.input[0])
+    _emit(b, node, name, "sum", axes_runs(shape, list(range(2, len(shape))), 1, True))
+
+
+@dataclass(frozen=True)
+class Window:
+    """One pooling axis: its input length, kernel, stride, dilation and padding at each end."""
+
+    size: int
+    kernel: int
+    stride: int
+    dilation: int
+    begin: int
+    end: int
+
+    def outputs(self, ceil_mode: int) -> int:
+        span = self.size + self.begin + self.end - (self.kernel - 1) * self.dilation - 1
+        count = (-(-span // self.stride) if ceil_mode else span // self.stride) + 1
+        return count - 1 if ceil_mode and (count - 1) * self.stride >= self.size + self.begin else count
+
+    def taps(self, output: int) -> tuple[np.ndarray, int]:
+        """The input positions output `output` reads (padding left out), and how many of its taps lie
+        inside the padded input (count_include_pad's divisor, clipped as ONNX Runtime does)."""
+        positions = output * self.stride - self.begin + self.dilation * np.arange(self.kernel)
+        inside = positions[(positions >= 0) & (positions < self.size)]
+        return inside, int(np.sum(positions < self.size + self.end))
+
+
+def _windows(shape: tuple[int, ...], kernel_shape, strides, pads, dilations, auto_pad: str) -> list[Window]:
+    spatial = shape[2:]
+    rank = len(spatial)
+    strides, dilations = strides or [1] * rank, dilations or [1] * rank
+    pads = list(pads or [0] * 2 * rank)
+    for i, (size, k, s, d) in enumerate(zip(spatial, kernel_shape, strides, dilations)):
+        if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+            total = max((-(-size // s) - 1) * s + (k - 1) * d + 1 - size, 0)
+            small = total // 2
+            pads[i], pads[i + rank] = (small, total - small) if auto_pad == "SAME_UPPER" else (total - small, small)
+        elif auto_pad == "VALID":
+            pads[i] = pads[i + rank] = 0
+    return [Window(*dims) for dims in zip(spatial, kernel_shape, strides, dilations, pads[:rank], pads[rank:])]
+
+
+def pool_runs(shape: tuple[int, ...], windows: list[Window], ceil_mode: int, count_include_pad: int) -> Runs:
+    """Each channel's windows, run after run in output order: per output position the flat offsets
+    it reads, repeated for every (batch, channel) plane."""
+    spatial = shape[2:]
+    offsets, lengths, divisors = [], [], []
+    for position in itertools.product(*(range(w.outputs(ceil_mode)) for w in windows)):
+        taps = [w.taps(o) for w, o in zip(windows, position)]
+        grid = np.ix_(*(inside for inside, _ in taps))
+        flat = np.ravel_multi_index(grid, spatial) if spatial else np.zeros(1, np.int64)
+        offsets.append(np.broadcast_to(flat, [len(t[0]) for t in taps]).ravel())
+        lengths.append(offsets[-1].size)
+        divisors.append(np.prod([t[1] for t in taps]) if count_include_pad else lengths[-1])
+    planes = int(np.prod(shape[:2]))
+    plane = int(np.prod(spatial))
+    pattern = np.concatenate(offsets)
+    index = (np.arange(planes)[:, None] * plane + pattern[None, :]).ravel()
+    out = (*shape[:2], *(w.outputs(ceil_mode) for w in windows))
+    return Runs(index, np.tile(lengths, planes).astype(np.int64), np.tile(divisors, planes).astype(np.float64), out)
+
+
+@operator
+def AveragePool(b, node, name: str, *, kernel_shape, strides=None, pads=None, dilations=None, auto_pad="NOTSET",
+                ceil_mode=0, count_include_pad=0) -> None:
+    """Each window's sum (VRSUM) times 1/count (VRQ); windows laid out by a gather, clipped at the
+    padding"""
+    shape = b.shape(node.input[0])
+    windows = _windows(shape, kernel_shape, strides, pads, dilations, auto_pad)
+    _emit(b, node, name, "sum", pool_runs(shape, windows, ceil_mode, count_include_pad))
+
+
+@operator
+def MaxPool(b, node, name: str, *, kernel_shape, strides=None, pads=None, dilations=None, auto_pad="NOTSET",
+            ceil_mode=0, storage_order=0) -> None:
+    """Each window's maximum (VRMAX), exact; windows laid out by a gather, padding left out"""
+    shape = b.shape(node.input[0])
+    windows = _windows(shape, kernel_shape, strides, pads, dilations, auto_pad)
+    _emit(b, node, name, "max", pool_runs(shape, windows, ceil_mode, 0))
+
+
+def _longest_run(view: NodeView) -> int:
+    """The longest run the node reduces (a window's taps, or the reduced axes' product)."""
+    shape = view.input(0).shape
+    if view.op_type in ("AveragePool", "MaxPool"):
+        return int(np.prod(view.attr("kernel_shape") or [1]))
+    if view.op_type == "GlobalAveragePool":
+        return int(np.prod(shape[2:]))
+    given = view.input(1).value
+    axes = given if given is not None else view.attr("axes")
+    chosen = [int(a) for a in np.asarray(axes if axes is not None else [], np.int64).ravel()]
+    return int(np.prod([shape[a % len(shape)] for a in chosen] if chosen else shape))
+
+
+RUN = Constraint(f"on computed data, a reduced run (window) must be at most {RUN_LIMIT} elements",
+                 lambda v: v.input(0).is_const or _longest_run(v) <= RUN_LIMIT, _longest_run)
+
+
+def _pool_rank(view: NodeView) -> bool:
+    return view.input(0).rank in (3, 4)
+
+
+POOL_RANK = Constraint("the input must be 1-D or 2-D data ([N, C, L] or [N, C, H, W])", _pool_rank,
+                       lambda v: f"rank {v.input(0).rank}")
+CONSTRAINTS = {
+    "ReduceSum": (constants_from(1, ["axes"]), RUN),
+    "ReduceMean": (constants_from(1, ["axes"]), RUN),
+    "GlobalAveragePool": (RUN,),
+    "AveragePool": (POOL_RANK, RUN),
+    "MaxPool": (POOL_RANK, RUN),
+}
+declare(CONSTRAINTS)

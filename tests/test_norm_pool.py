@@ -1,0 +1,88 @@
+"""Reductions, pooling and normalisations on the vector unit: each op built with onnx.helper,
+compiled, simulated bit-exact against the golden reference and within tolerance of ONNX Runtime."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from toolchain import assert_close
+
+
+def op_model(op: str, x_shape, y_shape, opset: int = 17, inits: dict | None = None, extra_inputs=(),
+             **attrs) -> onnx.ModelProto:
+    """One node reading graph input x (and initialisers `inits`, by name) into graph output y."""
+    node = helper.make_node(op, ["x", *extra_inputs], ["y"], name="op", **attrs)
+    initializers = [numpy_helper.from_array(np.asarray(v), k) for k, v in (inits or {}).items()]
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, y_shape)], initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = min(model.ir_version, 8)
+    return onnx.shape_inference.infer_shapes(model, strict_mode=True)
+
+
+def data(shape, seed: int = 1, samples: int = 16, scale: float = 1.0) -> tuple[dict, dict]:
+    """One input and a calibration set drawn alike."""
+    calibration = (np.random.default_rng(seed).standard_normal((samples, *shape)) * scale).astype(np.float32)
+    return {"x": calibration[0]}, {"x": calibration}
+
+
+def check(model, shape, bits: int = 8, **kwargs):
+    inputs, calibration = data(shape, **kwargs)
+    checked = assert_close(model, inputs, bits, calibration)
+    assert list(checked.outputs["y"].shape) == _output_shape(model)
+    return checked
+
+
+def _output_shape(model) -> list[int]:
+    return [d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim]
+
+
+REDUCE_CASES = [((2, 3, 8), [-1], 1), ((2, 3, 8), [1], 0), ((2, 3, 8), [0, 2], 1), ((4, 6), [], 0)]
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+@pytest.mark.parametrize("op", ["ReduceMean", "ReduceSum"])
+@pytest.mark.parametrize("shape, axes, keepdims", REDUCE_CASES)
+def test_reductions_over_any_axes(op, shape, axes, keepdims, bits):
+    inits = {"axes": np.array(axes, np.int64)} if axes else {}
+    model = op_model(op, shape, None, 18, inits, ["axes"] if axes else [], keepdims=keepdims)
+    checked = check(model, shape, bits)
+    ops = [n.op for n in checked.compiled.graph.nodes]
+    assert ops == (["reduce"] if axes in ([-1], []) else ["gather", "reduce"])
+
+
+def test_global_average_pool_needs_no_gather():
+    model = op_model("GlobalAveragePool", (1, 4, 5, 6), None)
+    checked = check(model, (1, 4, 5, 6), 16)
+    assert [n.op for n in checked.compiled.graph.nodes] == ["reduce"]
+
+
+POOLS = [
+    ((1, 3, 12), {"kernel_shape": [3]}),
+    ((1, 3, 12), {"kernel_shape": [4], "strides": [2], "pads": [1, 2]}),
+    ((1, 2, 7, 9), {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}),
+    ((1, 2, 7, 9), {"kernel_shape": [2, 3], "strides": [2, 2], "ceil_mode": 1}),
+    ((1, 2, 8, 8), {"kernel_shape": [3, 3], "strides": [2, 2], "auto_pad": "SAME_UPPER"}),
+    ((1, 2, 8, 8), {"kernel_shape": [2, 2], "strides": [3, 3], "auto_pad": "SAME_LOWER"}),
+    ((2, 2, 6, 6), {"kernel_shape": [2, 2], "strides": [2, 2]}),
+]
+
+
+@pytest.mark.parametrize("shape, attrs", POOLS)
+def test_max_pool(shape, attrs):
+    checked = check(op_model("MaxPool", shape, None, **attrs), shape)
+    assert [n.op for n in checked.compiled.graph.nodes] == ["gather", "reduce"]
+
+
+@pytest.mark.parametrize("count_include_pad", [0, 1])
+@pytest.mark.parametrize("shape, attrs", POOLS)
+def test_average_pool(shape, attrs, count_include_pad):
+    check(op_model("AveragePool", shape, None, count_include_pad=count_include_pad, **attrs), shape, 16)
+
+
+def test_max_pool_with_dilations():
+    shape = (1, 2, 9, 9)
+    check(op_model("MaxPool", shape, None, kernel_shape=[2, 2], dilations=[2, 2], pads=[1, 0, 1, 0]), shape)
