@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from compiler.frontend.pool_ops import RUN_LIMIT
 from compiler.frontend.softmax_ops import ROW_LIMIT
 
 from models import recurrent_model
@@ -117,6 +118,23 @@ for _op in ("Softmax", "LogSoftmax"):
                              AXIS + "; got axis 1 of shape [2, 3, 4]")
     VIOLATIONS[_op, ROW] = (lambda op=_op: one_node(op, ["x"], {"x": (1, ROW_LIMIT + 1)}, opset=13),
                             ROW + f"; got {ROW_LIMIT + 1} elements")
+
+RUN = f"on computed data, a reduced run (window) must be at most {RUN_LIMIT} elements"
+POOL_RANK = "the input must be 1-D or 2-D data ([N, C, L] or [N, C, H, W])"
+LONG = (1, 1, RUN_LIMIT + 1)  # one run too long for VRSUM or VRMAX
+for _op, _opset in (("ReduceSum", 13), ("ReduceMean", 18)):
+    VIOLATIONS[_op, "axes must be a constant"] = (
+        lambda op=_op, opset=_opset: one_node(op, ["x", "axes"], {"x": (2, 4), "axes": (1,)}, opset=opset),
+        "axes must be a constant; got computed 'axes'")
+    VIOLATIONS[_op, RUN] = (lambda op=_op: one_node(op, ["x"], {"x": LONG}, opset=11, axes=[2]),
+                            RUN + f"; got {RUN_LIMIT + 1}")
+VIOLATIONS["GlobalAveragePool", RUN] = (lambda: one_node("GlobalAveragePool", ["x"], {"x": LONG}),
+                                        RUN + f"; got {RUN_LIMIT + 1}")
+for _op in ("AveragePool", "MaxPool"):
+    VIOLATIONS[_op, RUN] = (lambda op=_op: one_node(op, ["x"], {"x": LONG}, kernel_shape=[RUN_LIMIT + 1]),
+                            RUN + f"; got {RUN_LIMIT + 1}")
+    VIOLATIONS[_op, POOL_RANK] = (lambda op=_op: one_node(op, ["x"], {"x": (1, 1, 2, 2, 2)}, kernel_shape=[1, 1, 1]),
+                                  POOL_RANK + "; got rank 5")
 
 ACTIVATIONS = "each activation must be one of Relu, Sigmoid, Tanh, HardSigmoid"
 PER_DIRECTION = {"LSTM": 3, "GRU": 2, "RNN": 1}

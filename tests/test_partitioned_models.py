@@ -117,7 +117,7 @@ def test_streaming_refuses_a_host_part_it_cannot_run_frame_by_frame(name, messag
 
 
 def test_an_if_on_data_stays_on_the_host_and_reads_an_island_inside_its_branches():
-    """x -> MatMul (chip) -> If on the sign of sum(x), whose branches read the MatMul's output from
+    """x -> MatMul (chip) -> If on the sign of prod(x) (a reduction the chip does not run), whose branches read the MatMul's output from
     the graph around them (host) -> MatMul (chip): the If's reads count as the island's readers."""
     w = numpy_helper.from_array(np.random.default_rng(4).standard_normal((4, 4)).astype(np.float32), "W")
     zero = numpy_helper.from_array(np.array(0, np.float32), "zero")
@@ -125,7 +125,7 @@ def test_an_if_on_data_stays_on_the_host_and_reads_an_island_inside_its_branches
                                 [helper.make_tensor_value_info(f"o{op}", TensorProto.FLOAT, [1, 4])])
               for op in ("Relu", "Sigmoid")]
     nodes = [helper.make_node("MatMul", ["x", "W"], ["m"], name="mm1"),
-             helper.make_node("ReduceSum", ["x"], ["s"], name="sum", keepdims=0),
+             helper.make_node("ReduceProd", ["x"], ["s"], name="prod", keepdims=0),
              helper.make_node("Greater", ["s", "zero"], ["c"], name="positive"),
              helper.make_node("If", ["c"], ["y0"], name="choose", then_branch=branch[0], else_branch=branch[1]),
              helper.make_node("MatMul", ["y0", "W"], ["y"], name="mm2")]

@@ -78,7 +78,7 @@ def _reduce_axes(b, node, name: str, mean: bool, axes, keepdims: int, noop_with_
 
 @operator
 def ReduceSum(b, node, name: str, *, axes=None, keepdims=1, noop_with_empty_axes=0) -> None:
-    """The exact sum of each run in an accumulator (VRSUM), requantised (VRQ); axes that are not the
+    """the exact sum of each run in an accumulator (VRSUM), requantised (VRQ); axes that are not the
     last ones are laid out last by a gather first"""
     _reduce_axes(b, node, name, False, axes, keepdims, noop_with_empty_axes)
 
@@ -91,7 +91,7 @@ def ReduceMean(b, node, name: str, *, axes=None, keepdims=1, noop_with_empty_axe
 
 @operator
 def GlobalAveragePool(b, node, name: str) -> None:
-    """The mean over every axis after the channel: already consecutive runs, so no gather"""
+    """the mean over every axis after the channel: already consecutive runs, so no gather"""
     shape = b.shape(node.input[0])
     _emit(b, node, name, "sum", axes_runs(shape, list(range(2, len(shape))), 1, True))
 
@@ -158,7 +158,7 @@ def pool_runs(shape: tuple[int, ...], windows: list[Window], ceil_mode: int, cou
 @operator
 def AveragePool(b, node, name: str, *, kernel_shape, strides=None, pads=None, dilations=None, auto_pad="NOTSET",
                 ceil_mode=0, count_include_pad=0) -> None:
-    """Each window's sum (VRSUM) times 1/count (VRQ); windows laid out by a gather, clipped at the
+    """each window's sum (VRSUM) times 1/count (VRQ); windows laid out by a gather, clipped at the
     padding"""
     shape = b.shape(node.input[0])
     windows = _windows(shape, kernel_shape, strides, pads, dilations, auto_pad)
@@ -168,7 +168,7 @@ def AveragePool(b, node, name: str, *, kernel_shape, strides=None, pads=None, di
 @operator
 def MaxPool(b, node, name: str, *, kernel_shape, strides=None, pads=None, dilations=None, auto_pad="NOTSET",
             ceil_mode=0, storage_order=0) -> None:
-    """Each window's maximum (VRMAX), exact; windows laid out by a gather, padding left out"""
+    """each window's maximum (VRMAX), exact; windows laid out by a gather, padding left out"""
     shape = b.shape(node.input[0])
     windows = _windows(shape, kernel_shape, strides, pads, dilations, auto_pad)
     _emit(b, node, name, "max", pool_runs(shape, windows, ceil_mode, 0))
