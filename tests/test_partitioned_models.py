@@ -118,8 +118,8 @@ def test_streaming_refuses_a_host_part_it_cannot_run_frame_by_frame(name, messag
 
 def test_an_if_on_data_stays_on_the_host_and_reads_an_island_inside_its_branches():
     """x -> MatMul (chip) -> If on the sign of prod(x) (a reduction the chip does not run), whose
-    branches read the MatMul's output from the graph around them (host) -> MatMul (chip): the If's reads count as the
-    island's readers."""
+    branches read the MatMul's output from the graph around them (host) -> MatMul (chip): the If's
+    reads count as the island's readers."""
     w = numpy_helper.from_array(np.random.default_rng(4).standard_normal((4, 4)).astype(np.float32), "W")
     zero = numpy_helper.from_array(np.array(0, np.float32), "zero")
     branch = [helper.make_graph([helper.make_node(op, ["m"], [f"o{op}"])], op, [],
