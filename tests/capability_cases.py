@@ -136,6 +136,21 @@ for _op in ("AveragePool", "MaxPool"):
     VIOLATIONS[_op, POOL_RANK] = (lambda op=_op: one_node(op, ["x"], {"x": (1, 1, 2, 2, 2)}, kernel_shape=[1, 1, 1]),
                                   POOL_RANK + "; got rank 5")
 
+BN_CONSTANTS = "scale, B, input_mean and input_var must be constants"
+BN_TRAINING = "training_mode must be 0 (BatchNormalization in training mode is not supported)"
+
+
+def _batch_norm(computed: str = "", **attrs) -> onnx.ModelProto:
+    """BatchNormalization of x [1, 2, 3]; the statistic `computed` a graph input instead of a constant."""
+    names = ["scale", "B", "mean", "var"]
+    shapes = {"x": (1, 2, 3), **({computed: (2,)} if computed else {})}
+    return one_node("BatchNormalization", ["x", *names], shapes, {n: _floats(2) for n in names if n != computed},
+                    opset=15, **attrs)
+
+
+VIOLATIONS["BatchNormalization", BN_CONSTANTS] = (lambda: _batch_norm("var"), f"{BN_CONSTANTS}; got computed 'var'")
+VIOLATIONS["BatchNormalization", BN_TRAINING] = (lambda: _batch_norm(training_mode=1), f"{BN_TRAINING}; got 1")
+
 ACTIVATIONS = "each activation must be one of Relu, Sigmoid, Tanh, HardSigmoid"
 PER_DIRECTION = {"LSTM": 3, "GRU": 2, "RNN": 1}
 

@@ -86,3 +86,18 @@ def test_average_pool(shape, attrs, count_include_pad):
 def test_max_pool_with_dilations():
     shape = (1, 2, 9, 9)
     check(op_model("MaxPool", shape, None, kernel_shape=[2, 2], dilations=[2, 2], pads=[1, 0, 1, 0]), shape)
+
+
+def batch_norm_model(shape, opset: int = 15, seed: int = 2) -> onnx.ModelProto:
+    rng = np.random.default_rng(seed)
+    channels = shape[1]
+    inits = {"scale": rng.uniform(0.5, 2.0, channels), "B": rng.standard_normal(channels),
+             "mean": rng.standard_normal(channels) * 0.3, "var": rng.uniform(0.2, 3.0, channels)}
+    inits = {k: v.astype(np.float32) for k, v in inits.items()}
+    return op_model("BatchNormalization", shape, None, opset, inits, ["scale", "B", "mean", "var"], epsilon=1e-3)
+
+
+@pytest.mark.parametrize("shape", [(2, 5), (1, 4, 7), (1, 3, 4, 5)])
+def test_batch_norm_that_no_fold_took_is_a_scale_and_shift(shape):
+    checked = check(batch_norm_model(shape), shape, 16)
+    assert [n.op for n in checked.compiled.graph.nodes] == ["mul_const", "add_const"]
