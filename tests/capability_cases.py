@@ -151,6 +151,13 @@ def _batch_norm(computed: str = "", **attrs) -> onnx.ModelProto:
 VIOLATIONS["BatchNormalization", BN_CONSTANTS] = (lambda: _batch_norm("var"), f"{BN_CONSTANTS}; got computed 'var'")
 VIOLATIONS["BatchNormalization", BN_TRAINING] = (lambda: _batch_norm(training_mode=1), f"{BN_TRAINING}; got 1")
 
+PAD_MODE = "mode must be 'constant' (edge, reflect and wrap are not supported)"
+PAD_CONSTANTS = "pads, constant_value and axes must be constants"
+VIOLATIONS["Pad", PAD_MODE] = (lambda: one_node("Pad", ["x", "pads"], {"x": (2, 4)}, {"pads": np.ones(4, np.int64)},
+                                                mode="reflect"), f"{PAD_MODE}; got 'reflect'")
+VIOLATIONS["Pad", PAD_CONSTANTS] = (lambda: one_node("Pad", ["x", "pads"], {"x": (2, 4), "pads": (4,)}),
+                                    f"{PAD_CONSTANTS}; got computed 'pads'")
+
 ACTIVATIONS = "each activation must be one of Relu, Sigmoid, Tanh, HardSigmoid"
 PER_DIRECTION = {"LSTM": 3, "GRU": 2, "RNN": 1}
 

@@ -101,3 +101,23 @@ def batch_norm_model(shape, opset: int = 15, seed: int = 2) -> onnx.ModelProto:
 def test_batch_norm_that_no_fold_took_is_a_scale_and_shift(shape):
     checked = check(batch_norm_model(shape), shape, 16)
     assert [n.op for n in checked.compiled.graph.nodes] == ["mul_const", "add_const"]
+
+
+PADS = [((2, 5), [1, 2, 0, 3], None, 0.0, 11), ((1, 3, 4), [0, 0, 2, 0, 1, 0], None, 0.5, 18),
+        ((1, 2, 3, 4), [1, 2, 1, 0], [2, 3], 0.0, 18), ((1, 2, 6), [0, -1, 0, 0, 2, 0], None, 0.0, 13)]
+
+
+@pytest.mark.parametrize("shape, pads, axes, value, opset", PADS)
+def test_pad_with_a_constant_is_a_copy_around_a_fill(shape, pads, axes, value, opset):
+    inits = {"pads": np.array(pads, np.int64), "value": np.array(value, np.float32)}
+    names = ["pads", "value"]
+    if axes is not None:
+        inits["axes"] = np.array(axes, np.int64)
+        names.append("axes")
+    checked = check(op_model("Pad", shape, None, opset, inits, names), shape)
+    assert [n.op for n in checked.compiled.graph.nodes if n.op != "rescale"] == ["constant", "gather"]
+
+
+def test_pad_before_opset_11_reads_its_attributes():
+    model = op_model("Pad", (2, 3), None, 7, pads=[0, 1, 1, 2], value=-0.25)
+    check(model, (2, 3))

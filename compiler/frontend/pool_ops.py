@@ -1,4 +1,5 @@
-"""Reductions and pooling: ReduceSum, ReduceMean, GlobalAveragePool, AveragePool, MaxPool.
+"""Reductions, pooling and padding: ReduceSum, ReduceMean, GlobalAveragePool, AveragePool,
+MaxPool; Pad.
 
 Each becomes one `reduce` node (compiler/ops/reduce.py): runs of consecutive elements, each
 summed and divided by a constant, or its maximum taken. When the elements an output reads are
@@ -6,6 +7,10 @@ not already consecutive -- reduced axes that are not the last ones, pooling wind
 `gather` lays them out run after run first, as a layout operator would. A window clipped by
 padding is a shorter run: padding never takes memory (a max ignores it; an average divides by
 what count_include_pad asks for).
+
+Pad (constant mode) is a layout copy: a `gather` from the data and a `constant` of fill values
+(one per padded element; weight memory keeps one, which LDC copies), every output element taken
+from the one or the other.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import numpy as np
 from compiler.frontend.capability import Constraint, NodeView, constants_from, declare
 from compiler.frontend.registry import OPERATORS, operator
 from compiler.ir import Node
+from compiler.ops.constant import ConstantAttrs
 from compiler.ops.gather import GatherAttrs
 from compiler.ops.reduce import ReduceAttrs, float_reduce
 from isa.table import BY_MNEMONIC
@@ -174,6 +180,45 @@ def MaxPool(b, node, name: str, *, kernel_shape, strides=None, pads=None, dilati
     _emit(b, node, name, "max", pool_runs(shape, windows, ceil_mode, 0))
 
 
+def _pad_widths(rank: int, pads, axes) -> list[tuple[int, int]]:
+    """(before, after) per axis from ONNX's [x1_begin, x2_begin, ..., x1_end, ...] over `axes`."""
+    pads = [int(p) for p in np.asarray(pads).ravel()]
+    chosen = [int(a) % rank for a in np.asarray(axes).ravel()] if axes is not None else list(range(rank))
+    widths = [(0, 0)] * rank
+    for i, axis in enumerate(chosen):
+        widths[axis] = (pads[i], pads[i + len(chosen)])
+    return widths
+
+
+def pad_index(shape: tuple[int, ...], widths: list[tuple[int, int]]) -> tuple[np.ndarray, int]:
+    """The padded tensor as indices into [data, fill] laid end to end, and how many fill elements it
+    reads: each padded position its own, so the gather copies the fill in runs. A negative width
+    crops."""
+    size = int(np.prod(shape, dtype=np.int64))
+    index = np.pad(np.arange(size).reshape(shape), [(max(a, 0), max(b, 0)) for a, b in widths], constant_values=-1)
+    index = index[tuple(slice(max(-a, 0), index.shape[i] - max(-b, 0)) for i, (a, b) in enumerate(widths))]
+    fill = index < 0
+    index[fill] = size + np.arange(int(fill.sum()))
+    return index, int(fill.sum())
+
+
+@operator
+def Pad(b, node, name: str, *, mode="constant", pads=None, value=0.0) -> None:
+    """constant mode: a copy of the data (VMOV) around a fill constant copied from weight memory (LDC)"""
+    x, out = node.input[0], node.output[0]
+    inputs = [b.const(n) if n else None for n in node.input[1:4]] + [None] * 3
+    widths = _pad_widths(len(b.shape(x)), inputs[0] if inputs[0] is not None else pads, inputs[2])
+    fill_value = float(np.asarray(inputs[1]).ravel()[0]) if inputs[1] is not None and inputs[1].size else value
+    index, count = pad_index(b.shape(x), widths)
+    if b.is_const(x):
+        b.consts[out] = np.append(b.const(x).ravel(), np.full(count, fill_value, b.const(x).dtype))[index]
+        return
+    fill = f"{name}/fill"
+    b.emit(Node("constant", fill, (), (fill,), ConstantAttrs(value=np.full(count, fill_value, np.float32))),
+           {fill: (count,)})
+    b.emit(Node("gather", name, (x, fill), (out,), GatherAttrs(index=index.ravel())), {out: index.shape})
+
+
 def _longest_run(view: NodeView) -> int:
     """The longest run the node reduces (a window's taps, or the reduced axes' product)."""
     shape = view.input(0).shape
@@ -203,5 +248,8 @@ CONSTRAINTS = {
     "GlobalAveragePool": (RUN,),
     "AveragePool": (POOL_RANK, RUN),
     "MaxPool": (POOL_RANK, RUN),
+    "Pad": (Constraint("mode must be 'constant' (edge, reflect and wrap are not supported)",
+                       lambda v: v.attr("mode", "constant") == "constant", lambda v: repr(v.attr("mode"))),
+            constants_from(1, ["pads", "constant_value", "axes"])),
 }
 declare(CONSTRAINTS)
