@@ -120,7 +120,7 @@ for _op in ("Softmax", "LogSoftmax"):
                             ROW + f"; got {ROW_LIMIT + 1} elements")
 
 RUN = f"on computed data, a reduced run (window) must be at most {RUN_LIMIT} elements"
-POOL_RANK = "the input must be 1-D or 2-D data ([N, C, L] or [N, C, H, W])"
+POOL_RANK = "the input must be [N, C, spatial axes...] with at least one spatial axis"
 LONG = (1, 1, RUN_LIMIT + 1)  # one run too long for VRSUM or VRMAX
 for _op, _opset in (("ReduceSum", 13), ("ReduceMean", 18)):
     VIOLATIONS[_op, "axes must be a constant"] = (
@@ -133,8 +133,8 @@ VIOLATIONS["GlobalAveragePool", RUN] = (lambda: one_node("GlobalAveragePool", ["
 for _op in ("AveragePool", "MaxPool"):
     VIOLATIONS[_op, RUN] = (lambda op=_op: one_node(op, ["x"], {"x": LONG}, kernel_shape=[RUN_LIMIT + 1]),
                             RUN + f"; got {RUN_LIMIT + 1}")
-    VIOLATIONS[_op, POOL_RANK] = (lambda op=_op: one_node(op, ["x"], {"x": (1, 1, 2, 2, 2)}, kernel_shape=[1, 1, 1]),
-                                  POOL_RANK + "; got rank 5")
+    VIOLATIONS[_op, POOL_RANK] = (lambda op=_op: one_node(op, ["x"], {"x": (2, 4)}, kernel_shape=[1]),
+                                  POOL_RANK + "; got rank 2")
 
 BN_CONSTANTS = "scale, B, input_mean and input_var must be constants"
 BN_TRAINING = "training_mode must be 0 (BatchNormalization in training mode is not supported)"
@@ -151,6 +151,17 @@ def _batch_norm(computed: str = "", **attrs) -> onnx.ModelProto:
 VIOLATIONS["BatchNormalization", BN_CONSTANTS] = (lambda: _batch_norm("var"), f"{BN_CONSTANTS}; got computed 'var'")
 VIOLATIONS["BatchNormalization", BN_TRAINING] = (lambda: _batch_norm(training_mode=1), f"{BN_TRAINING}; got 1")
 
+INDICES = "the Indices output is not supported"
+
+
+def _max_pool_with_indices() -> onnx.ModelProto:
+    model = one_node("MaxPool", ["x"], {"x": (1, 1, 4)}, kernel_shape=[2])
+    model.graph.node[0].output.append("i")
+    model.graph.output.append(helper.make_tensor_value_info("i", TensorProto.INT64, [1]))
+    return model
+
+
+VIOLATIONS["MaxPool", INDICES] = (_max_pool_with_indices, INDICES)
 PAD_MODE = "mode must be 'constant' (edge, reflect and wrap are not supported)"
 PAD_CONSTANTS = "pads, constant_value and axes must be constants"
 VIOLATIONS["Pad", PAD_MODE] = (lambda: one_node("Pad", ["x", "pads"], {"x": (2, 4)}, {"pads": np.ones(4, np.int64)},

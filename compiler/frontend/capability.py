@@ -67,6 +67,7 @@ class NodeView:
     opset: int  # the default domain's version: some attributes change meaning with it (Softmax's axis)
     domain: str = ""
     readers: tuple[str, ...] = ()  # the ONNX operators that read its outputs; GRAPH_OUTPUT for the graph
+    outputs: tuple[str, ...] = ()  # the names of the outputs it gives (an optional one left out is not)
 
     def input(self, index: int) -> InputView:
         return self.inputs[index] if index < len(self.inputs) else ABSENT
@@ -157,7 +158,8 @@ def node_view(builder, node: onnx.NodeProto) -> NodeView:
         return NodeView(node.op_type, {}, (), builder.opset, node.domain)
     inputs = tuple(_input_view(builder, name) for name in node.input)
     readers = tuple(r for o in node.output if o for r in builder.readers.get(o, ()))
-    return NodeView(node.op_type, decode_attributes(node), inputs, builder.opset, node.domain, readers)
+    return NodeView(node.op_type, decode_attributes(node), inputs, builder.opset, node.domain, readers,
+                    tuple(o for o in node.output if o))
 
 
 def _input_view(builder, name: str) -> InputView:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from compiler.frontend.capability import Constraint, NodeView, constants_from, declare
-from compiler.frontend.registry import OPERATORS, operator
+from compiler.frontend.registry import operator
 from compiler.ir import Node
 from compiler.ops.constant import ConstantAttrs
 from compiler.ops.gather import GatherAttrs
@@ -78,8 +78,17 @@ def _reduce_axes(b, node, name: str, mean: bool, axes, keepdims: int, noop_with_
     given = node.input[1] if len(node.input) > 1 and node.input[1] else None
     chosen = [int(a) for a in (b.const(given).ravel() if given is not None else axes or [])]
     if not chosen and noop_with_empty_axes:
-        return OPERATORS["Identity"](b, node, name)
+        return _copy(b, node, name)
     _emit(b, node, name, "sum", axes_runs(b.shape(node.input[0]), chosen, keepdims, mean))
+
+
+def _copy(b, node, name: str) -> None:
+    """The input unchanged (a reduction over no axes): the constant itself, or an alias of the data."""
+    x, out = node.input[0], node.output[0]
+    if b.is_const(x):
+        b.consts[out] = b.const(x)
+        return
+    b.emit(Node("gather", name, (x,), (out,), GatherAttrs(index=np.arange(np.prod(b.shape(x))))), {out: b.shape(x)})
 
 
 @operator
@@ -237,17 +246,17 @@ RUN = Constraint(f"on computed data, a reduced run (window) must be at most {RUN
 
 
 def _pool_rank(view: NodeView) -> bool:
-    return view.input(0).rank in (3, 4)
+    return view.input(0).rank >= 3
 
 
-POOL_RANK = Constraint("the input must be 1-D or 2-D data ([N, C, L] or [N, C, H, W])", _pool_rank,
+POOL_RANK = Constraint("the input must be [N, C, spatial axes...] with at least one spatial axis", _pool_rank,
                        lambda v: f"rank {v.input(0).rank}")
 CONSTRAINTS = {
     "ReduceSum": (constants_from(1, ["axes"]), RUN),
     "ReduceMean": (constants_from(1, ["axes"]), RUN),
     "GlobalAveragePool": (RUN,),
     "AveragePool": (POOL_RANK, RUN),
-    "MaxPool": (POOL_RANK, RUN),
+    "MaxPool": (POOL_RANK, RUN, Constraint("the Indices output is not supported", lambda v: len(v.outputs) <= 1)),
     "Pad": (Constraint("mode must be 'constant' (edge, reflect and wrap are not supported)",
                        lambda v: v.attr("mode", "constant") == "constant", lambda v: repr(v.attr("mode"))),
             constants_from(1, ["pads", "constant_value", "axes"])),
