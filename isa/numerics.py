@@ -197,6 +197,17 @@ def divide(a: np.ndarray, total: np.ndarray) -> np.ndarray:
     return sat_act(np.floor_divide(np.left_shift(np.asarray(a, np.int64), UNIT_FRAC + 1) + d, 2 * d))
 
 
+def root_sum_squares(a: np.ndarray, add: int) -> np.ndarray:
+    """round(sqrt(sum(a**2) + add)) along the last axis (kept), half up, in exact integer arithmetic:
+    the float root is corrected to r = floor(sqrt(v)), and sqrt(v) >= r + 1/2 exactly when
+    v > r * (r + 1). At most 65535 int16 squares plus `add` < 2**30 stay below 2**47, so the root
+    (below 2**24) fits an accumulator entry."""
+    v = np.sum(np.square(np.asarray(a, np.int64)), axis=-1, keepdims=True) + add
+    r = np.floor(np.sqrt(v.astype(np.float64))).astype(np.int64)
+    r = r - (r * r > v) + ((r + 1) * (r + 1) <= v)
+    return r + (v - r * r > r)
+
+
 def log_sum(table: np.ndarray, total: np.ndarray) -> np.ndarray:
     """ln(total / 2**15) in Q4.11: the log of a sum of Q0.15 values, by normalising and one table.
 

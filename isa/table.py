@@ -205,6 +205,9 @@ OPS: tuple[Op, ...] = (
          "n/vec_lanes", "0", "dst[i] = sat(round(src[i] * 2^15 / acc[s])): divide by a sum, rounding half up"),
     _row("VLOG", 0x3C, "VEC", "dst:20 src:16 table:4", "src@acc[1]", "dst@amem[1]", "1", "0",
          "dst[0] = ln(acc[src] / 2^15) in Q4.11: normalise, then the program's mantissa table number `table`"),
+    _row("VRSS", 0x3D, "VEC", "dst:16 src:20 n:16 add:30", "src@amem[n]", "dst@acc[1]", "n/vec_lanes", "0",
+         "acc[dst] = round(sqrt(sum(src[0:n]^2) + add)), exact, half up: a row's root sum of squares "
+         "(plus an epsilon) for VNORM to divide by"),
     _row("CBLOAD", 0x30, "DEC", "dst:12 src:24 n:8", "src@wmem[n*weight_bytes]", "dst@cbm[n]",
          "n*weight_bytes/dma_bytes_per_cycle", "0", "load n codebook entries from weight memory into codebook memory"),
     _row("LOOP", 0x3F, "SEQ", "count:16 body:12 strides:24", "strides@wmem[body*16]", "", "0", "0",

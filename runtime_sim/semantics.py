@@ -247,6 +247,12 @@ def _vnorm(m: Machine, s: Step) -> None:
     m.amem[:, _at(a["dst"], a["n"])] = numerics.divide(m.amem[:, _at(a["src"], a["n"])], m.acc[:, _at(a["s"], 1)])
 
 
+@semantics("VRSS")
+def _vrss(m: Machine, s: Step) -> None:
+    a = s.args
+    m.acc[:, _at(a["dst"], 1)] = numerics.root_sum_squares(m.amem[:, _at(a["src"], a["n"])], a["add"])
+
+
 @semantics("VLOG")
 def _vlog(m: Machine, s: Step) -> None:
     a = s.args

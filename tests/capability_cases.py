@@ -162,6 +162,36 @@ def _max_pool_with_indices() -> onnx.ModelProto:
 
 
 VIOLATIONS["MaxPool", INDICES] = (_max_pool_with_indices, INDICES)
+NORM_ROW = "on computed data, a normalised row must be at most 16384 elements"
+LN_CONSTANTS, IN_CONSTANTS = "Scale and B must be constants", "scale and B must be constants"
+LN_OUTPUTS = "only the output Y is supported (Mean and InvStdDev are for training)"
+
+
+def _layer_norm(shape: tuple[int, ...] = (2, 4), computed: bool = False) -> onnx.ModelProto:
+    """LayerNormalization over the last axis; its Scale a graph input if `computed`."""
+    inits = {} if computed else {"g": _floats(shape[-1])}
+    return one_node("LayerNormalization", ["x", "g"], {"x": shape, **({"g": shape[-1:]} if computed else {})}, inits)
+
+
+def _layer_norm_with_mean() -> onnx.ModelProto:
+    model = _layer_norm()
+    model.graph.node[0].output.append("mean")
+    model.graph.output.append(helper.make_tensor_value_info("mean", TensorProto.FLOAT, [1]))
+    return model
+
+
+VIOLATIONS["LayerNormalization", LN_CONSTANTS] = (lambda: _layer_norm(computed=True),
+                                                  f"{LN_CONSTANTS}; got computed 'g'")
+VIOLATIONS["LayerNormalization", NORM_ROW] = (lambda: _layer_norm((1, 16385)), f"{NORM_ROW}; got 16385")
+VIOLATIONS["LayerNormalization", LN_OUTPUTS] = (_layer_norm_with_mean, f"{LN_OUTPUTS}; got 2 outputs")
+VIOLATIONS["InstanceNormalization", IN_CONSTANTS] = (
+    lambda: one_node("InstanceNormalization", ["x", "s", "b"], {"x": (1, 2, 3), "s": (2,)}, {"b": _floats(2)}),
+    f"{IN_CONSTANTS}; got computed 's'")
+VIOLATIONS["InstanceNormalization", NORM_ROW] = (
+    lambda: one_node("InstanceNormalization", ["x", "s", "b"], {"x": (1, 1, 16385)},
+                     {"s": _floats(1), "b": _floats(1)}),
+    f"{NORM_ROW}; got 16385")
+
 PAD_MODE = "mode must be 'constant' (edge, reflect and wrap are not supported)"
 PAD_CONSTANTS = "pads, constant_value and axes must be constants"
 VIOLATIONS["Pad", PAD_MODE] = (lambda: one_node("Pad", ["x", "pads"], {"x": (2, 4)}, {"pads": np.ones(4, np.int64)},

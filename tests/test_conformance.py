@@ -1,5 +1,5 @@
-"""ONNX's own operator test cases for LSTM, GRU, RNN, Gemm, Split, the reductions, pooling,
-BatchNormalization and Pad (onnx.backend.test), compiled with 16-bit weights and run on the
+"""ONNX's own operator test cases for LSTM, GRU, RNN, Gemm, Split, the reductions, pooling, the
+normalisations and Pad (onnx.backend.test), compiled with 16-bit weights and run on the
 simulator: bit-exact against the golden reference and within the documented tolerance of the
 expected outputs ONNX ships. Weight-like inputs (and Split's sizes)
 become initialisers. A case whose input is empty is refused: no program has an empty input; so is
@@ -22,10 +22,11 @@ from isa.target import Target
 from toolchain import TOLERANCE, run_checked
 
 OPS = ("LSTM", "GRU", "RNN", "Gemm", "Split", "ReduceSum", "ReduceMean", "GlobalAveragePool", "AveragePool",
-       "MaxPool", "BatchNormalization", "Pad")
+       "MaxPool", "BatchNormalization", "Pad", "LayerNormalization", "InstanceNormalization")
 # per operator, the input positions that hold weights (or other constants) rather than data
 WEIGHT_INPUTS = {"LSTM": (1, 2, 3, 4, 7), "GRU": (1, 2, 3, 4), "RNN": (1, 2, 3, 4), "Gemm": (1, 2), "Split": (1,),
-                 "ReduceSum": (1,), "ReduceMean": (1,), "BatchNormalization": (1, 2, 3, 4), "Pad": (1, 2, 3)}
+                 "ReduceSum": (1,), "ReduceMean": (1,), "BatchNormalization": (1, 2, 3, 4), "Pad": (1, 2, 3),
+                 "LayerNormalization": (1, 2), "InstanceNormalization": (1, 2)}
 
 
 def _cases() -> list:
@@ -48,6 +49,8 @@ def _empty_input(case) -> bool:
                for d in i.type.tensor_type.shape.dim)
 
 
+# operators whose cases also ask for training statistics (Mean, InvStdDev): run for the first output
+FIRST_OUTPUT_ONLY = {"LayerNormalization"}
 # cases the chip cannot take, by name, and what they are refused with
 TOO_LARGE = "of activation memory but the target has"
 NOT_FLOAT = "input 'x' must be a float32 tensor"
@@ -75,6 +78,8 @@ def _with_initialisers(case) -> tuple[onnx.ModelProto, dict[str, np.ndarray], li
     feed = dict(zip([i.name for i in model.graph.input], values))
     weights = _weights(node)
     _at_supported_opset(model)
+    if node.op_type in FIRST_OUTPUT_ONLY:
+        del node.output[1:], model.graph.output[1:]
     kept = [i for i in model.graph.input if i.name not in weights]
     del model.graph.input[:]
     model.graph.input.extend(kept)

@@ -121,3 +121,39 @@ def test_pad_with_a_constant_is_a_copy_around_a_fill(shape, pads, axes, value, o
 def test_pad_before_opset_11_reads_its_attributes():
     model = op_model("Pad", (2, 3), None, 7, pads=[0, 1, 1, 2], value=-0.25)
     check(model, (2, 3))
+
+
+def layer_norm_model(shape, axis: int = -1, bias: bool = True, seed: int = 3, opset: int = 17) -> onnx.ModelProto:
+    rng = np.random.default_rng(seed)
+    block = shape[axis % len(shape):]
+    inits = {"scale": rng.uniform(0.5, 1.5, block).astype(np.float32)}
+    if bias:
+        inits["B"] = (rng.standard_normal(block) * 0.5).astype(np.float32)
+    return op_model("LayerNormalization", shape, None, opset, inits, list(inits), axis=axis, epsilon=1e-5)
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+@pytest.mark.parametrize("shape, axis, bias", [((3, 16), -1, True), ((2, 4, 10), -1, False), ((2, 3, 5), 1, True),
+                                               ((5, 64), -1, True)])
+def test_layer_norm(shape, axis, bias, bits):
+    checked = check(layer_norm_model(shape, axis, bias), shape, bits, scale=3.0)
+    ops = [n.op for n in checked.compiled.graph.nodes]
+    assert ops == ["normalize", "mul_const"] + (["add_const"] if bias else [])
+    assert "VRSS" in {i.mnemonic for i in checked.compiled.program.code}
+
+
+def test_layer_norm_of_rows_far_apart_in_level_and_spread():
+    """Rows whose levels differ by 12 and spreads by 20x: each is normalised by its own statistics."""
+    x = np.random.default_rng(4).standard_normal((4, 32)).astype(np.float32)
+    x = x * np.array([[0.25], [1.0], [5.0], [0.5]], np.float32) + np.array([[3.0], [-2.0], [0.0], [10.0]], np.float32)
+    model = layer_norm_model((4, 32))
+    assert_close(model, {"x": x}, 16, {"x": x[None]})
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 12), (2, 2, 4, 5)])
+def test_instance_norm(shape):
+    rng = np.random.default_rng(5)
+    inits = {"scale": rng.uniform(0.5, 1.5, shape[1]).astype(np.float32),
+             "B": rng.standard_normal(shape[1]).astype(np.float32)}
+    checked = check(op_model("InstanceNormalization", shape, None, 17, inits, ["scale", "B"]), shape, 16)
+    assert [n.op for n in checked.compiled.graph.nodes] == ["normalize", "mul_const", "add_const"]

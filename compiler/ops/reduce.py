@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from compiler.ir import Node
-from compiler.kernel import Where, pack_ints
+from compiler.kernel import Ref, Where, pack_ints
 from compiler.ops.registry import OpDef, Scales, register, same_as_inputs
 from compiler.passes.lowering import Lowering
 from isa import numerics as nx
@@ -91,15 +91,21 @@ def lower_reduce(ctx: Lowering, node: Node, where: Where) -> None:
         for r, (start, n) in enumerate(zip(starts.tolist(), runs.tolist())):
             ctx.emit("VRMAX", step, dst=y + r, src=x + start, n=n)
         return
-    params = pack_ints(np.stack([node.attrs.mult, node.attrs.shift], axis=1).ravel(), "<i2")
-    q = ctx.data(f"{node.source}/requant", params, "biases")
-    acc = ctx.buffer(f"{node.source}/sum", "acc", min(CHUNK, len(runs)))
-    for first in range(0, len(runs), CHUNK):
-        chunk = range(first, min(first + CHUNK, len(runs)))
+    sum_runs(ctx, node, where, x, starts, runs, np.stack([node.attrs.mult, node.attrs.shift], axis=1), y)
+
+
+def sum_runs(ctx: Lowering, node: Node, where: Where, x: Ref, starts: np.ndarray, lengths: np.ndarray,
+             requant: np.ndarray, dst: Ref) -> None:
+    """dst[r] = requantize(sum of the run of lengths[r] at x + starts[r], *requant[r]): VRSUM per run
+    into a chunk of accumulator entries, one VRQ per chunk."""
+    q = ctx.data(f"{node.source}/requant", pack_ints(requant.ravel(), "<i2"), "biases")
+    acc = ctx.buffer(f"{node.source}/sum", "acc", min(CHUNK, len(lengths)))
+    for first in range(0, len(lengths), CHUNK):
+        chunk = range(first, min(first + CHUNK, len(lengths)))
         for r in chunk:
             ctx.emit("VRSUM", Where(where.node, where.layer, what="vrsum"), dst=acc + (r - first),
-                     src=x + int(starts[r]), n=int(runs[r]))
-        ctx.emit("VRQ", Where(where.node, where.layer, what="vrq"), dst=y + first, src=acc, n=len(chunk),
+                     src=x + int(starts[r]), n=int(lengths[r]))
+        ctx.emit("VRQ", Where(where.node, where.layer, what="vrq"), dst=dst + first, src=acc, n=len(chunk),
                  q=q + stride("VRQ", "q") * first)
 
 
