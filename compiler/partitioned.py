@@ -145,9 +145,9 @@ def summary_line(plan: Partition) -> str:
 # Host operators that compute each frame from that frame alone, so a streaming program can run
 # the host part one frame at a time: element-wise ones, and normalisations over the last axis.
 ELEMENTWISE_HOST_OPS = frozenset({
-    "Abs", "Add", "BatchNormalization", "Cast", "Ceil", "Clip", "Div", "Elu", "Erf", "Exp", "Floor", "Gelu",
+    "Abs", "Add", "BatchNormalization", "Cast", "Ceil", "Clip", "Cos", "Div", "Elu", "Erf", "Exp", "Floor", "Gelu",
     "HardSigmoid", "HardSwish", "Identity", "LeakyRelu", "Log", "Max", "Min", "Mish", "Mul", "Neg", "Pow",
-    "PRelu", "Reciprocal", "Relu", "Round", "Selu", "Sigmoid", "Sign", "Softplus", "Softsign", "Sqrt", "Sub",
+    "PRelu", "Reciprocal", "Relu", "Round", "Selu", "Sigmoid", "Sign", "Sin", "Softplus", "Softsign", "Sqrt", "Sub",
     "Tanh", "ThresholdedRelu", "Where"})
 LAST_AXIS_HOST_OPS = frozenset({"LayerNormalization", "LogSoftmax", "Softmax"})
 

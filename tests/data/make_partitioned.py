@@ -1,21 +1,21 @@
 """Regenerate tests/data/partitioned/: small models that mix operators the chip runs (GRU, LSTM,
-Linear, ReLU) with operators that stay on the host (Conv, LayerNormalization, BatchNormalization,
-Erf/GELU; an If on a sample-rate input), exported by both PyTorch exporters (TorchScript-based,
+Linear, ReLU) with operators that stay on the host (Conv, BatchNormalization, Erf/GELU, Sin; an If
+on a sample-rate input), exported by both PyTorch exporters (TorchScript-based,
 dynamo=False, opset 17, and torch.export-based, dynamo=True, opset 18), for host/chip partitioning.
 
     pip install torch==2.13.0 onnx onnxscript && python tests/data/make_partitioned.py
 
   crnn1d        Conv1d + ReLU front end, GRU, Linear head on the last step
   crnn2d        Conv2d front end on a [1, 1, T, F] spectrogram, reshaped to [1, T, C*F], GRU, Linear
-  lstm-ln       LSTM, LayerNorm, Linear
+  lstm-ln       LSTM, LayerNorm, Linear (all on the chip since LayerNormalization is)
   mlp-bn-gelu   Linear, BatchNorm1d, GELU, Linear (eval mode: the running statistics)
-  two-islands   GRU, LayerNorm, GRU, Linear: two chip islands around a host operator
+  two-islands   GRU, sin, GRU, Linear: two chip islands around a host operator (Sin)
   sr-branch     an int64 sample rate input `sr` picks one of two recurrent branches through an If
                 (Equal(sr, 16000) -> If: a GRU in one branch, an LSTM in the other), as voice
                 activity detectors do. TorchScript exports a torch.jit.script-ed `if`, torch.export a
                 torch.cond; sr-branch-handmade.onnx writes the same If with onnx.helper (opset 17,
                 the weights outer-scope initialisers the branches read)
-  gru-state     streaming with explicit state: x [1, 1, F] and h_in [1, 1, H] in, LayerNorm on x,
+  gru-state     streaming with explicit state: x [1, 1, F] and h_in [1, 1, H] in, sin of x (host),
                 GRU from h_in, Linear head; y and h_out (the GRU's new state) out
 
 Each MODEL-{script,dynamo}.onnx is self-contained (the weights inside). MODEL-....npz holds one
@@ -86,28 +86,30 @@ class LSTMLayerNorm(nn.Module):
 
 
 class TwoIslands(nn.Module):
+    """Sin between the GRUs: an element-wise operator that stays on the host."""
+
     def __init__(self):
         super().__init__()
         self.rnn1 = nn.GRU(MELS, HIDDEN, batch_first=True)
-        self.norm = nn.LayerNorm(HIDDEN)
         self.rnn2 = nn.GRU(HIDDEN, HIDDEN, batch_first=True)
         self.head = nn.Linear(HIDDEN, CLASSES)
 
     def forward(self, x):
         y, _ = self.rnn1(x)
-        y, _ = self.rnn2(self.norm(y))
+        y, _ = self.rnn2(torch.sin(y))
         return self.head(y[:, -1])
 
 
 class GRUState(nn.Module):
+    """Sin of the input first: an element-wise operator that stays on the host."""
+
     def __init__(self):
         super().__init__()
-        self.norm = nn.LayerNorm(MELS)
         self.rnn = nn.GRU(MELS, HIDDEN, batch_first=True)
         self.head = nn.Linear(HIDDEN, CLASSES)
 
     def forward(self, x, h_in):
-        y, h_out = self.rnn(self.norm(x), h_in)
+        y, h_out = self.rnn(torch.sin(x), h_in)
         return self.head(y[:, -1]), h_out
 
 
