@@ -3,12 +3,20 @@ compiled, simulated bit-exact against the golden reference and within tolerance 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from toolchain import assert_close
+from compiler.pipeline import compile_model
+from compiler.reference import reference_outputs
+from runtime_sim import Simulator
+
+from toolchain import TOLERANCE, assert_close
+
+PARTITIONED = Path(__file__).resolve().parent / "data" / "partitioned"
 
 
 def op_model(op: str, x_shape, y_shape, opset: int = 17, inits: dict | None = None, extra_inputs=(),
@@ -157,3 +165,18 @@ def test_instance_norm(shape):
              "B": rng.standard_normal(shape[1]).astype(np.float32)}
     checked = check(op_model("InstanceNormalization", shape, None, 17, inits, ["scale", "B"]), shape, 16)
     assert [n.op for n in checked.compiled.graph.nodes] == ["normalize", "mul_const", "add_const"]
+
+
+@pytest.mark.parametrize("exporter", ["script", "dynamo"])
+def test_exported_lstm_layer_norm_linear_runs_chip_only(exporter):
+    """PyTorch's LSTM -> LayerNorm -> Linear (tests/data/partitioned/lstm-ln, made by
+    make_partitioned.py with both exporters) compiles with chip_only: no host part at all."""
+    path = PARTITIONED / f"lstm-ln-{exporter}.onnx"
+    samples = np.load(PARTITIONED / f"lstm-ln-{exporter}.npz")
+    compiled = compile_model(path, calibration={"x": samples["x"]}, chip_only=True)
+    assert "normalize" in [n.op for n in compiled.graph.nodes]
+    result = Simulator(compiled.program).run({"x": samples["x"]}, batch=True)
+    np.testing.assert_array_equal(result.raw_outputs["y"],
+                                  reference_outputs(compiled.graph, {"x": samples["x"]})["y"])
+    error = float(np.max(np.abs(result.outputs["y"] - samples["y"])))
+    assert error <= TOLERANCE[8] * max(1.0, float(np.max(np.abs(samples["y"])))), error
