@@ -294,3 +294,36 @@ MALFORMED: dict[str, tuple[Build, str, str]] = {
         lambda: one_node("Gemm", ["x", "w", "c"], {"x": (2, 4)}, {"w": _floats(4, 3), "c": _floats(5)}),
         "n (Gemm)", "a Gemm bias of shape [5] for an output of shape [2, 3] is not supported"),
 }
+
+
+def _pool(op: str, shape: tuple[int, ...], **attrs) -> Build:
+    return lambda: one_node(op, ["x"], {"x": shape}, **attrs)
+
+
+MALFORMED.update({
+    "pool kernel against the spatial axes": (
+        _pool("MaxPool", (1, 2, 4, 4), kernel_shape=[2]), "n (MaxPool)",
+        "kernel_shape has 1 values but the input has 2 spatial axes (wants 2)"),
+    "pool pads against the spatial axes": (
+        _pool("AveragePool", (1, 1, 5), kernel_shape=[2], pads=[1]), "n (AveragePool)",
+        "pads has 1 values but the input has 1 spatial axes (wants 2)"),
+    "pool stride of 0": (
+        _pool("MaxPool", (1, 1, 5), kernel_shape=[2], strides=[0]), "n (MaxPool)",
+        "kernel_shape [2], strides [0] and dilations [1] must be positive, pads [0, 0] not negative"),
+    "pool kernel beyond the input": (
+        _pool("MaxPool", (1, 1, 3), kernel_shape=[5]), "n (MaxPool)",
+        "a window reads only padding, or there is no window (kernel larger than the padded input)"),
+    "reduced axis out of range": (
+        lambda: one_node("ReduceSum", ["x", "a"], {"x": (2, 3)}, {"a": np.array([5], np.int64)}), "n (ReduceSum)",
+        "axes [5] are out of range for an input of rank 2"),
+    "Pad pads against the axes": (
+        lambda: one_node("Pad", ["x", "p"], {"x": (2, 3)}, {"p": np.array([1, 1, 1], np.int64)}), "n (Pad)",
+        "pads has 3 values for 2 axes (wants 4)"),
+    "LayerNormalization scale against the row": (
+        lambda: one_node("LayerNormalization", ["x", "s"], {"x": (2, 3)}, {"s": _floats(4)}),
+        "n (LayerNormalization)", "a constant of shape [4] does not fit data of shape [2, 3]"),
+    "BatchNormalization statistics against the channels": (
+        lambda: one_node("BatchNormalization", ["x", "s", "b", "m", "v"], {"x": (1, 2, 3)},
+                         {k: _floats(3) for k in "sbmv"}),
+        "n (BatchNormalization)", "a constant of shape [1, 3, 1] does not fit data of shape [1, 2, 3]"),
+})

@@ -22,6 +22,7 @@ from compiler.frontend.registry import operator
 from compiler.ir import Node
 from compiler.ops.elementwise import AddConstAttrs, MulConstAttrs
 from compiler.ops.normalize import ROW_LIMIT, NormalizeAttrs, float_normalize
+from isa.errors import RnnaccelError
 
 
 def batch_norm_affine(scale, bias, mean, var, epsilon: float) -> tuple[np.ndarray, np.ndarray]:
@@ -33,7 +34,7 @@ def batch_norm_affine(scale, bias, mean, var, epsilon: float) -> tuple[np.ndarra
 def _per_channel(values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Channel values (axis 1) broadcast to the data's full shape, float32."""
     along = np.asarray(values).reshape((1, -1) + (1,) * (len(shape) - 2)) if len(shape) > 1 else values
-    return np.array(np.broadcast_to(along, shape), np.float32)
+    return _broadcast(along, shape)
 
 
 def _affine(b, name: str, z: str, out: str, scale: np.ndarray, shift: np.ndarray | None) -> None:
@@ -95,7 +96,13 @@ def _block(shape: tuple[int, ...], axis: int) -> int:
 
 
 def _broadcast(values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    return np.array(np.broadcast_to(values, shape), np.float32)
+    """A constant of the node's broadcast to the data's shape, float32; one that does not fit is a
+    malformed model."""
+    try:
+        return np.array(np.broadcast_to(values, shape), np.float32)
+    except ValueError:
+        raise RnnaccelError(f"a constant of shape {list(np.shape(values))} does not fit data of shape "
+                            f"{list(shape)}") from None
 
 
 def _row(view: NodeView) -> int:

@@ -26,6 +26,7 @@ from compiler.ir import Node
 from compiler.ops.constant import ConstantAttrs
 from compiler.ops.gather import GatherAttrs
 from compiler.ops.reduce import ReduceAttrs, float_reduce
+from isa.errors import RnnaccelError
 from isa.table import BY_MNEMONIC
 
 # one run is one VRSUM or VRMAX: their `n` fields bound it
@@ -63,6 +64,8 @@ def _emit(b, node, name: str, kind: str, runs: Runs) -> None:
 def axes_runs(shape: tuple[int, ...], axes: list[int], keepdims: int, mean: bool) -> Runs:
     """Reduce `axes` (all, if none are given): the kept axes move first, the reduced ones last."""
     rank = len(shape)
+    if any(not -rank <= a < rank for a in axes):
+        raise RnnaccelError(f"axes {list(axes)} are out of range for an input of rank {rank}")
     reduced = sorted({a % rank for a in axes}) if axes else list(range(rank))
     kept = [i for i in range(rank) if i not in reduced]
     perm = kept + reduced
@@ -140,6 +143,14 @@ def _windows(shape: tuple[int, ...], kernel_shape, strides, pads, dilations, aut
     rank = len(spatial)
     strides, dilations = strides or [1] * rank, dilations or [1] * rank
     pads = list(pads or [0] * 2 * rank)
+    lengths = {"kernel_shape": (len(kernel_shape), rank), "strides": (len(strides), rank),
+               "dilations": (len(dilations), rank), "pads": (len(pads), 2 * rank)}
+    for what, (given, wanted) in lengths.items():
+        if given != wanted:
+            raise RnnaccelError(f"{what} has {given} values but the input has {rank} spatial axes (wants {wanted})")
+    if min(*kernel_shape, *strides, *dilations) < 1 or min(pads) < 0:
+        raise RnnaccelError(f"kernel_shape {list(kernel_shape)}, strides {list(strides)} and dilations "
+                            f"{list(dilations)} must be positive, pads {pads} not negative")
     for i, (size, k, s, d) in enumerate(zip(spatial, kernel_shape, strides, dilations)):
         if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
             total = max((-(-size // s) - 1) * s + (k - 1) * d + 1 - size, 0)
@@ -162,6 +173,8 @@ def pool_runs(shape: tuple[int, ...], windows: list[Window], ceil_mode: int, cou
         offsets.append(np.broadcast_to(flat, [len(t[0]) for t in taps]).ravel())
         lengths.append(offsets[-1].size)
         divisors.append(np.prod([t[1] for t in taps]) if count_include_pad else lengths[-1])
+    if not offsets or min(lengths) == 0:
+        raise RnnaccelError("a window reads only padding, or there is no window (kernel larger than the padded input)")
     planes = int(np.prod(shape[:2]))
     plane = int(np.prod(spatial))
     pattern = np.concatenate(offsets)
@@ -193,6 +206,8 @@ def _pad_widths(rank: int, pads, axes) -> list[tuple[int, int]]:
     """(before, after) per axis from ONNX's [x1_begin, x2_begin, ..., x1_end, ...] over `axes`."""
     pads = [int(p) for p in np.asarray(pads).ravel()]
     chosen = [int(a) % rank for a in np.asarray(axes).ravel()] if axes is not None else list(range(rank))
+    if len(pads) != 2 * len(chosen):
+        raise RnnaccelError(f"pads has {len(pads)} values for {len(chosen)} axes (wants {2 * len(chosen)})")
     widths = [(0, 0)] * rank
     for i, axis in enumerate(chosen):
         widths[axis] = (pads[i], pads[i + len(chosen)])
