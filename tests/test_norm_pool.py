@@ -1,5 +1,7 @@
-"""Reductions, pooling and normalisations on the vector unit: each op built with onnx.helper,
-compiled, simulated bit-exact against the golden reference and within tolerance of ONNX Runtime."""
+"""Reductions, pooling, padding and normalisations on the vector unit: each op built with
+onnx.helper, compiled, simulated bit-exact against the golden reference and within tolerance of
+ONNX Runtime; and PyTorch's LSTM -> LayerNorm -> Linear from both exporters, chip-only. ONNX's
+own cases for these operators run in test_conformance.py."""
 
 from __future__ import annotations
 
