@@ -1,6 +1,7 @@
 """Reductions, pooling, padding and normalisations on the vector unit: each op built with
 onnx.helper, compiled, simulated bit-exact against the golden reference and within tolerance of
-ONNX Runtime; and PyTorch's LSTM -> LayerNorm -> Linear from both exporters, chip-only. ONNX's
+ONNX Runtime; and PyTorch front ends (LayerNorm; pooling and BatchNorm) before a recurrent core,
+from both exporters, chip-only. ONNX's
 own cases for these operators run in test_conformance.py."""
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from runtime_sim import Simulator
 
 from toolchain import TOLERANCE, assert_close
 
-PARTITIONED = Path(__file__).resolve().parent / "data" / "partitioned"
+EXPORTS = Path(__file__).resolve().parent / "data" / "normpool"
 
 
 def op_model(op: str, x_shape, y_shape, opset: int = 17, inits: dict | None = None, extra_inputs=(),
@@ -169,14 +170,17 @@ def test_instance_norm(shape):
     assert [n.op for n in checked.compiled.graph.nodes] == ["normalize", "mul_const", "add_const"]
 
 
+EXPORTED = {"ln-lstm": {"normalize"}, "pool-bn-gru": {"reduce", "mul_const", "add_const"}}
+
+
 @pytest.mark.parametrize("exporter", ["script", "dynamo"])
-def test_exported_lstm_layer_norm_linear_runs_chip_only(exporter):
-    """PyTorch's LSTM -> LayerNorm -> Linear (tests/data/partitioned/lstm-ln, made by
-    make_partitioned.py with both exporters) compiles with chip_only: no host part at all."""
-    path = PARTITIONED / f"lstm-ln-{exporter}.onnx"
-    samples = np.load(PARTITIONED / f"lstm-ln-{exporter}.npz")
-    compiled = compile_model(path, calibration={"x": samples["x"]}, chip_only=True)
-    assert "normalize" in [n.op for n in compiled.graph.nodes]
+@pytest.mark.parametrize("name", EXPORTED)
+def test_an_exported_front_end_and_recurrent_core_runs_chip_only(name, exporter):
+    """PyTorch's LayerNorm -> LSTM -> Linear and AvgPool1d -> BatchNorm1d -> MaxPool1d -> GRU ->
+    Linear (tests/data/make_normpool.py) compile with chip_only: no host part at all."""
+    samples = np.load(EXPORTS / f"{name}-{exporter}.npz")
+    compiled = compile_model(EXPORTS / f"{name}-{exporter}.onnx", calibration={"x": samples["x"]}, chip_only=True)
+    assert EXPORTED[name] <= {n.op for n in compiled.graph.nodes}
     result = Simulator(compiled.program).run({"x": samples["x"]}, batch=True)
     np.testing.assert_array_equal(result.raw_outputs["y"],
                                   reference_outputs(compiled.graph, {"x": samples["x"]})["y"])
