@@ -10,6 +10,8 @@ leading batch axis costs nothing.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 ACT_MIN, ACT_MAX = -(1 << 15), (1 << 15) - 1
@@ -111,16 +113,33 @@ def _exp(x: np.ndarray) -> np.ndarray:
     return np.where(x > ACT_MIN / (1 << GATE_FRAC), np.exp(x), 0.0)
 
 
+def _erf(x: np.ndarray) -> np.ndarray:
+    return np.vectorize(math.erf, otypes=[np.float64])(x)
+
+
+def _phi(x: np.ndarray) -> np.ndarray:
+    """The standard normal CDF 0.5 (1 + erf(x / sqrt 2)): GELU is x times it, and it stays in [0, 1]
+    where GELU itself does not, so the table keeps Q0.15 and the product goes to VMUL."""
+    return 0.5 * (1.0 + _erf(np.asarray(x, np.float64) / math.sqrt(2.0)))
+
+
+def _phi_tanh(x: np.ndarray) -> np.ndarray:
+    """GELU's tanh approximation of the normal CDF (ONNX Gelu with approximate="tanh")."""
+    x = np.asarray(x, np.float64)
+    return 0.5 * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
+
+
 def _log_mantissa(x: np.ndarray) -> np.ndarray:
     """ln(1 + f) for the fraction f = (x + 8) / 16 in [0, 1) that spans the whole 16-bit input grid."""
     return np.log1p((x + 8.0) / 16.0)
 
 
 # The functions the vector unit computes by table: Q3.12 input, Q0.15 output (all are bounded by 1
-# on the input range; exp is meant for inputs <= 0, as in softmax). "lnmant" is VLOG's: it reads the
+# on the input range; exp is meant for inputs <= 0, as in softmax). "erf" is Erf; "phi" and "phitanh"
+# are the factors GELU multiplies its input by, exact and tanh-approximated. "lnmant" is VLOG's: it reads the
 # 16-bit input code as the fraction of a normalised mantissa, so all 256 segments cover ln on [1, 2).
 TABLE_FUNCTIONS = {"sigmoid": _sigmoid, "tanh": np.tanh, "hardsigmoid": _hardsigmoid, "exp": _exp,
-                   "lnmant": _log_mantissa}
+                   "erf": _erf, "phi": _phi, "phitanh": _phi_tanh, "lnmant": _log_mantissa}
 LOG_TABLE = "lnmant"
 LN2_Q15 = round(float(np.log(2.0)) * (1 << UNIT_FRAC))  # 22713
 
