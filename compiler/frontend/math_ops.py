@@ -17,7 +17,7 @@ import numpy as np
 from compiler.frontend.capability import Constraint, NodeView, constant, constants_from, declare
 from compiler.frontend.compute_ops import constant_weight
 from compiler.frontend.elementwise_ops import emit_with_constant
-from compiler.frontend.registry import fold, operator, unsupported
+from compiler.frontend.registry import fold, operator, padded, unsupported
 from compiler.ir import Node
 from compiler.ops.activation import TableAttrs, float_activation
 from compiler.ops.elementwise import MulAttrs
@@ -95,18 +95,18 @@ def _leaky(b, node, name: str, slope: np.ndarray, folded) -> None:
 @operator
 def Clip(b, node, name: str, *, min=None, max=None) -> None:  # noqa: A002  (ONNX's attribute names)
     """min(max(x, lo), hi): bounds from the attributes (opset < 11) or constant inputs."""
-    bounds = [b.const(n) if n else None for n in node.input[1:3]]
-    lo, hi = (_given(v, default) for v, default in zip(bounds + [None] * (2 - len(bounds)), (min, max)))
+    given = padded(node.input, 3)[1:]
+    lo, hi = (_bound(b, n, attribute, end) for n, attribute, end in zip(given, (min, max), (-np.inf, np.inf)))
     if b.is_const(node.input[0]):
         return fold(b, node, lambda x, *_: np.clip(x, lo, hi).astype(x.dtype))
     x, out = node.input[0], node.output[0]
-    b.emit(Node("clip", name, (x,), (out,), ClipAttrs(lo=lo if lo is not None else -np.inf,
-                                                      hi=hi if hi is not None else np.inf)), {out: b.shape(x)})
+    b.emit(Node("clip", name, (x,), (out,), ClipAttrs(lo=lo, hi=hi)), {out: b.shape(x)})
 
 
-def _given(value, attribute) -> float | None:
-    chosen = value if value is not None else attribute
-    return None if chosen is None else float(np.asarray(chosen))
+def _bound(b, tensor: str, attribute: float | None, end: float) -> float:
+    """A bound from its input (opset 11 on), else its attribute, else the end of the line."""
+    value = b.const(tensor) if tensor else attribute
+    return end if value is None else float(np.asarray(value))
 
 
 @operator
