@@ -129,6 +129,16 @@ def _phi_tanh(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
 
 
+def _scaled(func):
+    """f on data at its own scale: the table reads a code u (in Q3.12 units) as x = u · a and writes
+    f(x) / b, so that Q0.15 out means y at scale b / 2**15. `a` and `b` are the table's parameters
+    (in its name), fixed by the data's scale and the output's calibrated range."""
+    def table_function(u: np.ndarray, a: float = 1.0, b: float = 1.0) -> np.ndarray:
+        with np.errstate(over="ignore"):
+            return func(np.asarray(u, np.float64) * a) / b
+    return table_function
+
+
 def _log_mantissa(x: np.ndarray) -> np.ndarray:
     """ln(1 + f) for the fraction f = (x + 8) / 16 in [0, 1) that spans the whole 16-bit input grid."""
     return np.log1p((x + 8.0) / 16.0)
@@ -136,10 +146,12 @@ def _log_mantissa(x: np.ndarray) -> np.ndarray:
 
 # The functions the vector unit computes by table: Q3.12 input, Q0.15 output (all are bounded by 1
 # on the input range; exp is meant for inputs <= 0, as in softmax). "erf" is Erf; "phi" and "phitanh"
-# are the factors GELU multiplies its input by, exact and tanh-approximated. "lnmant" is VLOG's: it reads the
+# are the factors GELU multiplies its input by, exact and tanh-approximated; "scaled_*" are unbounded
+# functions of data at any scale, their outputs scaled into Q0.15 by their parameters. "lnmant" is VLOG's: it reads the
 # 16-bit input code as the fraction of a normalised mantissa, so all 256 segments cover ln on [1, 2).
 TABLE_FUNCTIONS = {"sigmoid": _sigmoid, "tanh": np.tanh, "hardsigmoid": _hardsigmoid, "exp": _exp,
-                   "erf": _erf, "phi": _phi, "phitanh": _phi_tanh, "lnmant": _log_mantissa}
+                   "erf": _erf, "phi": _phi, "phitanh": _phi_tanh, "lnmant": _log_mantissa,
+                   "scaled_exp": _scaled(np.exp)}
 LOG_TABLE = "lnmant"
 LN2_Q15 = round(float(np.log(2.0)) * (1 << UNIT_FRAC))  # 22713
 

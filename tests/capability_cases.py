@@ -182,7 +182,8 @@ VIOLATIONS.update(_quant_cases())
 def _math_cases() -> dict[tuple[str, str], tuple[Build, str]]:
     """Element-wise math (math_ops.py): constant second operands, the exponent, Gelu's approximation."""
     x, operand = {"x": (2, 4)}, {"x": (2, 4), "c": (1,)}
-    power, nonzero = "on computed data, Y must be 2 (x · x)", "on computed data, B must not be 0 anywhere"
+    power = "on computed data, Y must be 2 (x · x)"
+    nonzero = "on computed data, B must not be 0 anywhere"
     cases = {(op, CONSTANT.format(what)): (lambda op=op: one_node(op, ["x", "c"], operand),
                                            CONSTANT.format(what) + "; got computed 'c'")
              for op, what in (("Div", "B"), ("Pow", "Y"), ("PRelu", "slope"))}

@@ -22,7 +22,7 @@ from isa.target import Target
 
 from toolchain import TOLERANCE, run_checked
 
-MATH_OPS = ("Abs", "Clip", "Div", "Erf", "Gelu", "HardSwish", "LeakyRelu", "Neg", "Pow", "PRelu", "Sub")
+MATH_OPS = ("Abs", "Clip", "Div", "Erf", "Exp", "Gelu", "HardSwish", "LeakyRelu", "Neg", "Pow", "PRelu", "Sub")
 OPS = ("LSTM", "GRU", "RNN", "Gemm", "Split", *MATH_OPS)
 # per operator, the input positions that hold weights (or other constants) rather than data
 WEIGHT_INPUTS = {"LSTM": (1, 2, 3, 4, 7), "GRU": (1, 2, 3, 4), "RNN": (1, 2, 3, 4), "Gemm": (1, 2), "Split": (1,),

@@ -90,10 +90,18 @@ def test_the_erf_form_exporters_write_for_gelu():
         assert_close(model, _feed(3, 2.0), bits=bits)
 
 
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("bits", [8, 16])
+@pytest.mark.parametrize("scale", [0.5, 2.0])
+def test_exp_by_a_table_over_the_calibrated_range(scale, bits):
+    """Within the tolerance for calibrated ranges up to ±8 (docs/numerics.md, "Element-wise math")."""
+    checked = assert_close(_model("Exp", {}, 17), _feed(6, scale), bits=bits)
+    assert [n.op for n in checked.compiled.graph.nodes] == ["scaled_table"]
+
+
+@pytest.mark.parametrize("case", [*CASES, "Exp"])
 def test_an_operator_on_a_constant_folds(case):
     """Each operator applied to an initialiser folds at compile time: only the Add is left."""
-    op, inits, attrs, opset = CASES[case]
+    op, inits, attrs, opset = CASES.get(case, ("Exp", {}, {}, 17))
     inner = _model(op, inits, opset, **attrs)
     node = inner.graph.node[0]
     node.input[list(node.input).index("x")] = "k"
@@ -121,6 +129,19 @@ def test_a_table_is_within_its_documented_bound(name):
     error = _table_error(name, lambda x: nx.TABLE_FUNCTIONS[func](x, *params))
     assert error <= TABLE_BOUNDS[name]
     assert error > TABLE_BOUNDS[name] / 4, "the documented bound is far from the measured error"
+
+
+@pytest.mark.parametrize("largest", [1.0, 4.0, 8.0])
+def test_the_exp_table_is_within_its_documented_bound(largest):
+    """Data calibrated to |x| <= R spans [-2R, 2R] (the headroom), its output e^R at half the table's
+    range: over x <= R the error is at most (R/64)² / 8 of e^R, plus the knots' and the
+    interpolation's rounding, half an LSB each (an LSB of the table is 2^-14 of e^R)."""
+    a, b = 2 * largest / 8, 2 * np.exp(largest)
+    codes = np.arange(nx.ACT_MIN, nx.ACT_MAX + 1)
+    codes = codes[codes * a / 2 ** nx.GATE_FRAC <= largest]
+    got = nx.table_lookup(nx.activation_table(nx.table_name("scaled_exp", a, b)), codes) * b / 2 ** nx.UNIT_FRAC
+    error = np.max(np.abs(got - np.exp(codes * a / 2 ** nx.GATE_FRAC))) / np.exp(largest)
+    assert error <= (largest / 64) ** 2 / 8 + 2.0 ** -14
 
 
 def test_abs_and_neg_are_exact_on_the_grid():

@@ -1,5 +1,5 @@
 """Element-wise math on the vector unit: Neg, Div and Pow by constants, Abs, Clip, LeakyRelu, PRelu,
-Erf, Gelu and HardSwish.
+Erf, Gelu, HardSwish and Exp.
 
 Each becomes ops that exist for other operators, or one of the two piecewise-linear ops
 (compiler/ops/piecewise.py): Neg is `add_const` of 0 negated (c - x); Div by a constant is
@@ -7,7 +7,9 @@ Each becomes ops that exist for other operators, or one of the two piecewise-lin
 `leaky` with slopes -1, alpha and the constant slope; Clip is `clip`; Erf is the "erf" table;
 Gelu and HardSwish are x times a bounded factor -- the normal CDF ("phi", or "phitanh" for the
 tanh approximation) or hardsigmoid(1/6, 1/2) -- a table (Q0.15) and then `mul`, so no table needs
-an output beyond ±1. Nodes whose inputs are all constant fold, as shape arithmetic needs.
+an output beyond ±1. Exp is unbounded: its table (`scaled_table`) reads the data at its own scale
+and writes the output at the output's calibrated one. Nodes whose inputs are all constant fold,
+as shape arithmetic needs.
 """
 
 from __future__ import annotations
@@ -19,10 +21,10 @@ from compiler.frontend.compute_ops import constant_weight
 from compiler.frontend.elementwise_ops import emit_with_constant
 from compiler.frontend.registry import fold, operator, padded, unsupported
 from compiler.ir import Node
-from compiler.ops.activation import TableAttrs, float_activation
+from compiler.ops.activation import ScaledTableAttrs, TableAttrs, float_activation
 from compiler.ops.elementwise import MulAttrs
 from compiler.ops.piecewise import ClipAttrs, LeakyAttrs
-from isa.numerics import table_name
+from isa.numerics import TABLE_FUNCTIONS, table_name
 
 HARDSWISH_GATE = table_name("hardsigmoid", 1.0 / 6.0, 0.5)
 GELU_GATES = {"none": "phi", "tanh": "phitanh"}
@@ -57,6 +59,15 @@ def Pow(b, node, name: str) -> None:
         return fold(b, node, np.power)
     x, out = node.input[0], node.output[0]
     b.emit(Node("mul", name, (x, x), (out,), MulAttrs()), {out: b.shape(x)})
+
+
+@operator
+def Exp(b, node, name: str) -> None:
+    """A table over the data's calibrated range, its output scaled by the output's (a VACT)."""
+    func, x, out = "scaled_exp", node.input[0], node.output[0]
+    if b.is_const(x):
+        return fold(b, node, lambda v, *_: TABLE_FUNCTIONS[func](v).astype(v.dtype))
+    b.emit(Node("scaled_table", name, (x,), (out,), ScaledTableAttrs(func=func)), {out: b.shape(x)})
 
 
 @operator
@@ -158,8 +169,8 @@ def _nonzero(view: NodeView) -> bool:
 CONSTRAINTS = {
     "Div": (constant(1, "B"), Constraint("on computed data, B must not be 0 anywhere",
                                          lambda v: v.all_const or _nonzero(v))),
-    "Pow": (constant(1, "Y"), Constraint("on computed data, Y must be 2 (x · x)", lambda v: v.all_const or _power(v),
-                                         _exponent)),
+    "Pow": (constant(1, "Y"), Constraint("on computed data, Y must be 2 (x · x)",
+                                         lambda v: v.all_const or _power(v), _exponent)),
     "PRelu": (constant(1, "slope"),),
     "Clip": (constants_from(1, ["min", "max"]),),
     "Gelu": (Constraint("approximate must be 'none' or 'tanh'", lambda v: v.attr("approximate", "none") in GELU_GATES,
