@@ -1,7 +1,10 @@
-"""ONNX's own operator test cases for LSTM, GRU, RNN, Gemm and Split (onnx.backend.test), compiled
+"""ONNX's own operator test cases for LSTM, GRU, RNN, Gemm, Split and the element-wise math operators
+(onnx.backend.test), compiled
 with 16-bit weights and run on the simulator: bit-exact against the golden reference and within the
-documented tolerance of the expected outputs ONNX ships. Weight-like inputs (and Split's sizes)
-become initialisers. A case whose input is empty is refused: no program has an empty input."""
+documented tolerance of the expected outputs ONNX ships. Weight-like inputs (and Split's sizes, the
+second operand of Sub, Div and Pow, PRelu's slope, Clip's bounds) become initialisers. Only float
+cases run (integer data never reaches the chip), and of Pow only the exponent the chip takes. A case
+whose input is empty is refused: no program has an empty input."""
 
 from __future__ import annotations
 
@@ -12,15 +15,18 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
+from compiler.frontend.math_ops import POWERS
 from compiler.pipeline import compile_model
 from isa.errors import RnnaccelError
 from isa.target import Target
 
 from toolchain import TOLERANCE, run_checked
 
-OPS = ("LSTM", "GRU", "RNN", "Gemm", "Split")
+MATH_OPS = ("Abs", "Clip", "Div", "Erf", "Exp", "Gelu", "HardSwish", "LeakyRelu", "Neg", "Pow", "PRelu", "Sub")
+OPS = ("LSTM", "GRU", "RNN", "Gemm", "Split", *MATH_OPS)
 # per operator, the input positions that hold weights (or other constants) rather than data
-WEIGHT_INPUTS = {"LSTM": (1, 2, 3, 4, 7), "GRU": (1, 2, 3, 4), "RNN": (1, 2, 3, 4), "Gemm": (1, 2), "Split": (1,)}
+WEIGHT_INPUTS = {"LSTM": (1, 2, 3, 4, 7), "GRU": (1, 2, 3, 4), "RNN": (1, 2, 3, 4), "Gemm": (1, 2), "Split": (1,),
+                 "Clip": (1, 2), "Div": (1,), "Pow": (1,), "PRelu": (1,), "Sub": (1,)}
 
 
 def _cases() -> list:
@@ -29,7 +35,20 @@ def _cases() -> list:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cases = collect_testcases(None)
-    return [c for c in cases if c.model.graph.node and c.model.graph.node[0].op_type in OPS]
+    return [c for c in cases if len(c.model.graph.node) == 1 and c.model.graph.node[0].op_type in OPS
+            and _float_data(c) and _chip_power(c)]
+
+
+def _float_data(case) -> bool:
+    return all(i.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for i in case.model.graph.input)
+
+
+def _chip_power(case) -> bool:
+    """Pow cases whose exponent is the one the chip takes (math_ops.POWERS); the others are refused."""
+    if case.model.graph.node[0].op_type != "Pow":
+        return True
+    exponent = np.asarray(case.data_sets[0][0][1])
+    return exponent.size == 1 and float(exponent) in POWERS
 
 
 def _empty_input(case) -> bool:
@@ -47,7 +66,7 @@ def _with_initialisers(case) -> tuple[onnx.ModelProto, dict[str, np.ndarray], li
     model.CopyFrom(case.model)
     node, (values, expected) = model.graph.node[0], case.data_sets[0]
     feed = dict(zip([i.name for i in model.graph.input], values))
-    weights = {node.input[i] for i in WEIGHT_INPUTS[node.op_type] if i < len(node.input) and node.input[i]}
+    weights = {node.input[i] for i in WEIGHT_INPUTS.get(node.op_type, ()) if i < len(node.input) and node.input[i]}
     kept = [i for i in model.graph.input if i.name not in weights]
     del model.graph.input[:]
     model.graph.input.extend(kept)

@@ -7,7 +7,18 @@ walks one op through its module and gives the recipe for adding one.
 
 from __future__ import annotations
 
-from compiler.ops import activation, constant, elementwise, fake_quant, fc, gather, recurrent, rescale, softmax  # noqa: F401
+from compiler.ops import (  # noqa: F401
+    activation,
+    constant,
+    elementwise,
+    fake_quant,
+    fc,
+    gather,
+    piecewise,
+    recurrent,
+    rescale,
+    softmax,
+)
 from compiler.ops.registry import MATRIX_KINDS, OPS, OpDef, Parameters, Scales, check_complete, with_kind
 
 check_complete()
