@@ -10,6 +10,8 @@ leading batch axis costs nothing.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 ACT_MIN, ACT_MAX = -(1 << 15), (1 << 15) - 1
@@ -111,16 +113,45 @@ def _exp(x: np.ndarray) -> np.ndarray:
     return np.where(x > ACT_MIN / (1 << GATE_FRAC), np.exp(x), 0.0)
 
 
+def _erf(x: np.ndarray) -> np.ndarray:
+    return np.vectorize(math.erf, otypes=[np.float64])(x)
+
+
+def _phi(x: np.ndarray) -> np.ndarray:
+    """The standard normal CDF 0.5 (1 + erf(x / sqrt 2)): GELU is x times it, and it stays in [0, 1]
+    where GELU itself does not, so the table keeps Q0.15 and the product goes to VMUL."""
+    return 0.5 * (1.0 + _erf(np.asarray(x, np.float64) / math.sqrt(2.0)))
+
+
+def _phi_tanh(x: np.ndarray) -> np.ndarray:
+    """GELU's tanh approximation of the normal CDF (ONNX Gelu with approximate="tanh")."""
+    x = np.asarray(x, np.float64)
+    return 0.5 * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
+
+
+def _scaled(func):
+    """f on data at its own scale: the table reads a code u (in Q3.12 units) as x = u · a and writes
+    f(x) / b, so that Q0.15 out means y at scale b / 2**15. `a` and `b` are the table's parameters
+    (in its name), fixed by the data's scale and the output's calibrated range."""
+    def table_function(u: np.ndarray, a: float = 1.0, b: float = 1.0) -> np.ndarray:
+        with np.errstate(over="ignore"):
+            return func(np.asarray(u, np.float64) * a) / b
+    return table_function
+
+
 def _log_mantissa(x: np.ndarray) -> np.ndarray:
     """ln(1 + f) for the fraction f = (x + 8) / 16 in [0, 1) that spans the whole 16-bit input grid."""
     return np.log1p((x + 8.0) / 16.0)
 
 
 # The functions the vector unit computes by table: Q3.12 input, Q0.15 output (all are bounded by 1
-# on the input range; exp is meant for inputs <= 0, as in softmax). "lnmant" is VLOG's: it reads the
+# on the input range; exp is meant for inputs <= 0, as in softmax). "erf" is Erf; "phi" and "phitanh"
+# are the factors GELU multiplies its input by, exact and tanh-approximated; "scaled_*" are unbounded
+# functions of data at any scale, their outputs scaled into Q0.15 by their parameters. "lnmant" is VLOG's: it reads the
 # 16-bit input code as the fraction of a normalised mantissa, so all 256 segments cover ln on [1, 2).
 TABLE_FUNCTIONS = {"sigmoid": _sigmoid, "tanh": np.tanh, "hardsigmoid": _hardsigmoid, "exp": _exp,
-                   "lnmant": _log_mantissa}
+                   "erf": _erf, "phi": _phi, "phitanh": _phi_tanh, "lnmant": _log_mantissa,
+                   "scaled_exp": _scaled(np.exp)}
 LOG_TABLE = "lnmant"
 LN2_Q15 = round(float(np.log(2.0)) * (1 << UNIT_FRAC))  # 22713
 

@@ -87,11 +87,12 @@ def from_bytes(blob: bytes) -> PartitionedProgram:
     if part["format"] != PART_FORMAT or not 1 <= part["islands"] <= MAX_ISLANDS:
         raise RnnaccelError(f"{_CORRUPTED}PART does not describe a partitioned program of 1 to {MAX_ISLANDS} islands")
     nodes = tuple(_node(_typed(n, _NODE_KEYS, f"PART node {i}")) for i, n in enumerate(part["nodes"]))
-    prog = PartitionedProgram(part["model"], _islands(sections, part["islands"]), HostPart(
-        model=sections[b"HOST"], nodes=nodes, inputs=tuple(part["inputs"]), outputs=tuple(part["outputs"]),
-        boundary_bytes=part["boundary_bytes"], chip_mac_fraction=float(part["chip_mac_fraction"]),
-        state=parse_pairs(part.get("state", [])), state_outputs=part.get("state_outputs", False)))
+    islands = _islands(sections, part["islands"])
     try:
+        prog = PartitionedProgram(part["model"], islands, HostPart(
+            model=sections[b"HOST"], nodes=nodes, inputs=tuple(part["inputs"]), outputs=tuple(part["outputs"]),
+            boundary_bytes=part["boundary_bytes"], chip_mac_fraction=float(part["chip_mac_fraction"]),
+            state=parse_pairs(part.get("state", [])), state_outputs=part.get("state_outputs", False)))
         check_partitioned(prog)
     except RnnaccelError as exc:
         raise RnnaccelError(f"{_CORRUPTED}{exc}") from None

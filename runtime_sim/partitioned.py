@@ -138,10 +138,12 @@ class PartitionedStream:
         if unknown:
             raise RnnaccelError(f"unknown state(s) {', '.join(unknown)}; the program keeps "
                                 f"{', '.join(self.state()) or 'no state'}")
+        ports = {p.name: p for p in self.sim.host.state()}
         for name in set(values) & set(self.carried):
-            value = np.asarray(values[name], np.float32)
-            self.carried[name] = np.broadcast_to(value if self.samples is not None else value[None],
-                                                 self.carried[name].shape).copy()
+            array = check_inputs([ports[name]], {name: values[name]}, self.samples is not None)[name]
+            if len(array) != len(self.carried[name]):
+                raise RnnaccelError(f"the stream has {self.samples} samples but state '{name}' has {len(array)}")
+            self.carried[name] = array.astype(np.float32)
         for stream in self.streams:
             if stream is not None:
                 stream.set_state({k: v for k, v in values.items() if k in stream.state()})

@@ -66,7 +66,7 @@ def _dropout_in_training() -> onnx.ModelProto:
 
 
 NODE = ("n", "y")  # the node and output names of one_node's models
-FOLD_CASES = {("ConstantOfShape", 1), ("Div", 2), ("Neg", 1), ("Equal", 2), ("Less", 2), ("Greater", 2),
+FOLD_CASES = {("ConstantOfShape", 1), ("Equal", 2), ("Less", 2), ("Greater", 2),
               ("Where", 3), ("Range", 3)}
 LAYOUT_CASES = {"Reshape": ("shape must be a constant", 1), "Squeeze": ("axes must be a constant", 1),
                 "Unsqueeze": ("axes must be a constant", 1), "Gather": ("indices must be a constant", 1),
@@ -260,6 +260,28 @@ def _quant_cases() -> dict[tuple[str, str], tuple[Build, str]]:
 VIOLATIONS.update(_quant_cases())
 
 
+def _math_cases() -> dict[tuple[str, str], tuple[Build, str]]:
+    """Element-wise math (math_ops.py): constant second operands, the exponent, Gelu's approximation."""
+    x, operand = {"x": (2, 4)}, {"x": (2, 4), "c": (1,)}
+    power = "on computed data, Y must be 2 (x · x)"
+    nonzero = "on computed data, B must not be 0 anywhere"
+    cases = {(op, CONSTANT.format(what)): (lambda op=op: one_node(op, ["x", "c"], operand),
+                                           CONSTANT.format(what) + "; got computed 'c'")
+             for op, what in (("Div", "B"), ("Pow", "Y"), ("PRelu", "slope"))}
+    cases["Div", nonzero] = (lambda: one_node("Div", ["x", "c"], x, {"c": np.array([1, 0], np.float32)}), nonzero)
+    cases["Pow", power] = (lambda: one_node("Pow", ["x", "c"], x, {"c": np.array(3, np.float32)}),
+                           f"{power}; got [3.0]")
+    cases["Clip", "min and max must be constants"] = (lambda: one_node("Clip", ["x", "c"], operand),
+                                                      "min and max must be constants; got computed 'c'")
+    cases["Gelu", "approximate must be 'none' or 'tanh'"] = (
+        lambda: one_node("Gelu", ["x"], x, opset=20, approximate="cubic"),
+        "approximate must be 'none' or 'tanh'; got 'cubic'")
+    return cases
+
+
+VIOLATIONS.update(_math_cases())
+
+
 def node_of(op: str) -> str:
     """The name of the node a case's model gives the operator."""
     return op.lower() if op in PER_DIRECTION else NODE[0]
@@ -290,6 +312,9 @@ MALFORMED: dict[str, tuple[Build, str, str]] = {
                                          "W of shape [1, 4, 2] (expected [1, 5, 2]) is not supported"),
     "MatMul rows against the weight": (lambda: one_node("MatMul", ["x", "w"], {"x": (2, 5)}, {"w": _floats(4, 3)}),
                                        "n (MatMul)", "input shape [2, 5] for a 4-input layer is not supported"),
+    "PRelu slope larger than the data": (
+        lambda: one_node("PRelu", ["x", "s"], {"x": (4,)}, {"s": _floats(2, 4)}), "n (PRelu)",
+        "a slope of shape [2, 4] for data of shape [4] is not supported"),
     "Gemm bias against the output": (
         lambda: one_node("Gemm", ["x", "w", "c"], {"x": (2, 4)}, {"w": _floats(4, 3), "c": _floats(5)}),
         "n (Gemm)", "a Gemm bias of shape [5] for an output of shape [2, 3] is not supported"),

@@ -37,13 +37,13 @@ def _lstm_inits(seed: int, forget_bias: float) -> dict[str, np.ndarray]:
 
 
 def _cell_and_head(host_op: bool) -> list[onnx.NodeProto]:
-    """LSTM from h0, c0 to Y_h, Y_c, and y = Y_h @ Wo (through Erf on the host if asked)."""
+    """LSTM from h0, c0 to Y_h, Y_c, and y = Y_h @ Wo (through Softsign on the host if asked)."""
     head = "y_pre" if host_op else "y"
     nodes = [helper.make_node("LSTM", ["X", "W", "R", "B", "", "h0", "c0"], ["", "Y_h", "Y_c"],
                               hidden_size=HIDDEN, name="lstm"),
              helper.make_node("Reshape", ["Y_h", "yshape"], ["h_flat"], name="h_flat"),
              helper.make_node("MatMul", ["h_flat", "Wo"], [head], name="head")]
-    return nodes + ([helper.make_node("Erf", ["y_pre"], ["y"], name="erf")] if host_op else [])
+    return nodes + ([helper.make_node("Softsign", ["y_pre"], ["y"], name="softsign")] if host_op else [])
 
 
 def packed_lstm(seed: int = 0, forget_bias: float = 3.0, host_op: bool = False) -> onnx.ModelProto:

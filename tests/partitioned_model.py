@@ -1,7 +1,7 @@
 """A real partitioned program built by hand, for the runtime's tests.
 
 The float model: x[8,1,6] -> LayerNormalization (host) -> GRU 6->8 + MatMul/Add head (island 0)
--> Abs (host) -> MatMul/Add 8->4 (island 1) -> If on a constant flag whose branches read the
+-> Softsign (host) -> MatMul/Add 8->4 (island 1) -> If on a constant flag whose branches read the
 island's output from the outer scope (host) -> y[1,1,4]. Each island's sub-model is compiled as
 its own chip program; the host graph with its call nodes is written here as the compiler will.
 """
@@ -60,13 +60,13 @@ ISLAND_NODES = (
      helper.make_node("Add", ["m2", "b2"], ["y0"], name="out_bias")],
 )
 ISLAND_IO = ((("xn", [STEPS, 1, FEATURES]), ("h2", [1, 1, HIDDEN])), (("a", [1, 1, HIDDEN]), ("y0", [1, 1, CLASSES])))
-ABS = helper.make_node("Abs", ["h2"], ["a"], name="abs")
+SOFTSIGN = helper.make_node("Softsign", ["h2"], ["a"], name="softsign")
 IF = helper.make_node("If", ["flag"], ["y"], name="choose", then_branch=_branch("then", "Neg"),
                       else_branch=_branch("else", "Identity"))
 
 
 def whole_model() -> onnx.ModelProto:
-    nodes = [LAYERNORM, *ISLAND_NODES[0], ABS, *ISLAND_NODES[1], IF]
+    nodes = [LAYERNORM, *ISLAND_NODES[0], SOFTSIGN, *ISLAND_NODES[1], IF]
     graph = helper.make_graph(nodes, "partitioned", [_value("x", [STEPS, 1, FEATURES])],
                               [_value("y", [1, 1, CLASSES])], [*WEIGHTS.values(), FLAG])
     return helper.make_model(graph, opset_imports=OPSETS)
@@ -87,8 +87,9 @@ def host_model(islands: int = 2) -> onnx.ModelProto:
     calls = [helper.make_node(ISLAND_OP, [src], [dst], name=f"island{k}", domain=ISLAND_DOMAIN, index=k)
              for k, ((src, _), (dst, _)) in enumerate(ISLAND_IO)]
     calls[1].attribute[0].i = islands - 1
-    graph = helper.make_graph([LAYERNORM, calls[0], ABS, calls[1], IF], "host", [_value("x", [STEPS, 1, FEATURES])],
-                              [_value("y", [1, 1, CLASSES])], [WEIGHTS["ln_scale"], WEIGHTS["ln_bias"], FLAG])
+    graph = helper.make_graph([LAYERNORM, calls[0], SOFTSIGN, calls[1], IF], "host",
+                              [_value("x", [STEPS, 1, FEATURES])], [_value("y", [1, 1, CLASSES])],
+                              [WEIGHTS["ln_scale"], WEIGHTS["ln_bias"], FLAG])
     return helper.make_model(graph, opset_imports=[*OPSETS, helper.make_opsetid(ISLAND_DOMAIN, 1)])
 
 

@@ -1,9 +1,11 @@
-"""ONNX's own operator test cases for LSTM, GRU, RNN, Gemm, Split, the reductions, pooling, the
-normalisations and Pad (onnx.backend.test), compiled with 16-bit weights and run on the
-simulator: bit-exact against the golden reference and within the documented tolerance of the
-expected outputs ONNX ships. Weight-like inputs (and Split's sizes)
-become initialisers. A case whose input is empty is refused: no program has an empty input; so is
-a case the chip cannot take (REFUSED), with its reason."""
+"""ONNX's own operator test cases for LSTM, GRU, RNN, Gemm, Split, the element-wise math operators,
+the reductions, pooling, the normalisations and Pad (onnx.backend.test), compiled with 16-bit
+weights and run on the simulator: bit-exact against the golden reference and within the documented
+tolerance of the expected outputs ONNX ships. Weight-like inputs (and Split's sizes, the second
+operand of Sub, Div and Pow, PRelu's slope, Clip's bounds, axes, pads, scales and statistics) become
+initialisers. Only float cases run (integer data never reaches the chip), and of Pow only the
+exponent the chip takes. A case whose input is empty is refused: no program has an empty input; so
+is a case the chip cannot take (REFUSED), with its reason."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
+from compiler.frontend.math_ops import POWERS
 from compiler.frontend.onnx_import import SUPPORTED_OPSETS
 from compiler.pipeline import compile_model
 from isa.errors import RnnaccelError
@@ -21,10 +24,13 @@ from isa.target import Target
 
 from toolchain import TOLERANCE, run_checked
 
-OPS = ("LSTM", "GRU", "RNN", "Gemm", "Split", "ReduceSum", "ReduceMean", "GlobalAveragePool", "AveragePool",
-       "MaxPool", "BatchNormalization", "Pad", "LayerNormalization", "InstanceNormalization")
+MATH_OPS = ("Abs", "Clip", "Div", "Erf", "Exp", "Gelu", "HardSwish", "LeakyRelu", "Neg", "Pow", "PRelu", "Sub")
+NORM_POOL_OPS = ("ReduceSum", "ReduceMean", "GlobalAveragePool", "AveragePool", "MaxPool", "BatchNormalization", "Pad",
+                 "LayerNormalization", "InstanceNormalization")
+OPS = ("LSTM", "GRU", "RNN", "Gemm", "Split", *MATH_OPS, *NORM_POOL_OPS)
 # per operator, the input positions that hold weights (or other constants) rather than data
 WEIGHT_INPUTS = {"LSTM": (1, 2, 3, 4, 7), "GRU": (1, 2, 3, 4), "RNN": (1, 2, 3, 4), "Gemm": (1, 2), "Split": (1,),
+                 "Clip": (1, 2), "Div": (1,), "Pow": (1,), "PRelu": (1,), "Sub": (1,),
                  "ReduceSum": (1,), "ReduceMean": (1,), "BatchNormalization": (1, 2, 3, 4), "Pad": (1, 2, 3),
                  "LayerNormalization": (1, 2), "InstanceNormalization": (1, 2)}
 
@@ -35,11 +41,27 @@ def _cases() -> list:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cases = collect_testcases(None)
-    return [c for c in cases if c.model.graph.node and all(n.op_type in OPS for n in c.model.graph.node)]
+    return [c for c in cases if len(c.model.graph.node) == 1 and c.model.graph.node[0].op_type in OPS
+            and _float_data(c) and _chip_power(c)]
 
 
 def _weights(node: onnx.NodeProto) -> set[str]:
     return {node.input[i] for i in WEIGHT_INPUTS.get(node.op_type, ()) if i < len(node.input) and node.input[i]}
+
+
+def _float_data(case) -> bool:
+    """Every data input (not a weight-like one, such as axes or pads) is float."""
+    weights = _weights(case.model.graph.node[0])
+    return all(i.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for i in case.model.graph.input
+               if i.name not in weights)
+
+
+def _chip_power(case) -> bool:
+    """Pow cases whose exponent is the one the chip takes (math_ops.POWERS); the others are refused."""
+    if case.model.graph.node[0].op_type != "Pow":
+        return True
+    exponent = np.asarray(case.data_sets[0][0][1])
+    return exponent.size == 1 and float(exponent) in POWERS
 
 
 def _empty_input(case) -> bool:
@@ -53,13 +75,11 @@ def _empty_input(case) -> bool:
 FIRST_OUTPUT_ONLY = {"LayerNormalization"}
 # cases the chip cannot take, by name, and what they are refused with
 TOO_LARGE = "of activation memory but the target has"
-NOT_FLOAT = "input 'x' must be a float32 tensor"
 REFUSED = {
     **{f"test_{name}": TOO_LARGE for name in (
         "averagepool_3d_default", "maxpool_3d_default", "maxpool_3d_dilations_use_ref_impl_large",
         *(f"averagepool_3d_dilations_large_count_include_pad_is_{pad}_ceil_mode_is_{ceil}"
           for pad in (0, 1) for ceil in (True, False)))},
-    **{f"test_{name}": NOT_FLOAT for name in ("maxpool_2d_uint8", "edge_pad", "reflect_pad", "wrap_pad")},
     **{f"test_batchnorm_{name}_training_mode": "training_mode must be 0" for name in ("example", "epsilon")},
     **{f"test_maxpool_with_argmax_2d_precomputed_{name}": "the Indices output is not supported"
        for name in ("pads", "strides")},

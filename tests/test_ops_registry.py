@@ -30,7 +30,8 @@ def test_every_op_the_frontend_can_emit_is_declared() -> None:
     graph = import_model(lstm_model(3, 1, 4, 8))
     assert {n.op for n in graph.nodes} <= set(OPS)
     assert {"fc", "lstm", "gru", "rnn", "relu", "table", "gather", "rescale", "constant", "add_const", "mul_const",
-            "add", "sub", "mul", "softmax", "logsoftmax", "fake_quant"} == set(OPS)
+            "add", "sub", "mul", "softmax", "logsoftmax", "fake_quant", "leaky", "clip", "scaled_table", "reduce",
+            "normalize"} == set(OPS)
 
 
 @pytest.mark.parametrize("change,message", [

@@ -79,10 +79,10 @@ def test_two_recurrent_islands_around_a_host_operator():
 
 
 def test_a_recurrent_layer_between_two_host_operators():
-    nodes = [helper.make_node("Pow", ["x", "two"], ["p"], name="pow"),
+    nodes = [helper.make_node("Pow", ["x", "three"], ["p"], name="pow"),
              helper.make_node("RNN", ["p", "W", "R"], ["Y"], name="rnn", hidden_size=4),
              helper.make_node("Sqrt", ["Y"], ["y"], name="sqrt")]
-    model = _model(nodes, [("x", [5, 1, 3])], "y", {"two": np.float32(2.0).reshape(()), "W": _w(1, 4, 3),
+    model = _model(nodes, [("x", [5, 1, 3])], "y", {"three": np.float32(3.0).reshape(()), "W": _w(1, 4, 3),
                                                     "R": _w(1, 4, 4)})
     plan = plan_partition(model)
     assert _places(plan) == {"pow": HOST, "rnn": CHIP, "sqrt": HOST}

@@ -6,6 +6,9 @@ closed loop; save and restore of the state, partitioned programs, and every refu
 
 from __future__ import annotations
 
+import dataclasses
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -266,9 +269,34 @@ def test_partitioned_stream_keeps_chip_state_on_chip_and_host_state_on_the_host(
                                       err_msg=f"frame {t}")
     floats = _float_loop(model, frames, pairs)
     assert max(float(np.max(np.abs(s.outputs["p"] - f["p"]))) for s, f in zip(streamed, floats)) <= TOLERANCE[8]
-    assert set(stream.state()) == {"cache", "state"}
+    saved = stream.state()
+    assert set(saved) == {"cache", "state"}
     stream.reset()
     assert not any(np.any(v) for v in stream.state().values())
+    stream.set_state(saved)
+    assert all(np.array_equal(stream.state()[k], v) for k, v in saved.items())
+    with pytest.raises(RnnaccelError, match=r"input 'cache' has shape \(5, 2\), expected \(1, 5, 2\)"):
+        stream.set_state({"cache": saved["cache"][0]})
+    with pytest.raises(RnnaccelError, match="unknown state"):
+        stream.set_state({"h": saved["state"]})
+
+
+def test_corrupted_state_descriptions_are_refused():
+    """A state's shape, scale and slices are checked as an input's are, and a partitioned
+    program's host state pairs as 'input=output'."""
+    program = compile_model(vad_model(), streaming=True, states={"cache": "cache_out"}).program
+    island = program.islands[0]
+    (state,) = island.state
+    for change, message in (({"shape": (3, 3)}, "does not hold 16 elements"), ({"scale": 0.0}, "is outside"),
+                            ({"slices": ((1, 1e-3),), "slice_axis": 0}, "do not cover")):
+        with pytest.raises(RnnaccelError, match=message):
+            dataclasses.replace(state, **change)
+    host = dataclasses.replace(program.host, state=(("cache", "nowhere"),))
+    with pytest.raises(RnnaccelError, match="program output 'nowhere' is produced by no host node"):
+        programfile.to_bytes(dataclasses.replace(program, host=host))
+    blob = programfile.to_bytes(program).replace(b'"cache=cache_out"', b'"cache:cache_out"')
+    with pytest.raises(RnnaccelError, match="corrupted program: state pairs .* are not all 'input=output'"):
+        programfile.from_bytes(blob[:-4] + struct.pack("<I", zlib.crc32(blob[:-4])))
 
 
 def test_cli_binds_named_state_and_says_so(tmp_path, capsys):

@@ -59,9 +59,9 @@ def test_check_lists_every_node_that_cannot_be_compiled(tmp_path, capsys):
     assert status == 0
     assert out.splitlines() == [
         "node 'squash' (Softsign): operator Softsign is not supported",
-        "node 'ratio' (Div): every input must be a constant (it is folded at compile time); got computed 'x'",
+        "node 'ratio' (Div): B must be a constant (an initialiser); got computed 'x'",
         "host: Softsign x1 (operator Softsign is not supported)",
-        "host: Div x1 (every input must be a constant (it is folded at compile time); got computed 'x')",
+        "host: Div x1 (B must be a constant (an initialiser); got computed 'x')",
         "island 1: 2 nodes (after, both); in: s, x; out: m",
         "island 2: 1 node (fine); in: x; out: y",
         "chip: 3 of 5 nodes in 2 islands, no MACs; 160 bytes cross between host and chip per inference",
@@ -82,8 +82,8 @@ def test_check_of_a_supported_model_writes_nothing(tmp_path, capsys):
 def test_a_chip_only_compile_lists_every_node_that_needs_the_host(tmp_path, capsys):
     err = compile_fails(tmp_path, capsys, save(tmp_path, _broken_model()), "--chip-only")
     assert err == ("rnnaccel-compile: error: --chip-only: 2 nodes stay on the host: node 'squash' (Softsign): "
-                   "operator Softsign is not supported; node 'ratio' (Div): every input must be a constant (it is "
-                   "folded at compile time); got computed 'x'\n")
+                   "operator Softsign is not supported; node 'ratio' (Div): B must be a constant (an initialiser); "
+                   "got computed 'x'\n")
     assert sorted(p.suffix for p in tmp_path.iterdir()) == [".onnx"]
 
 

@@ -27,7 +27,7 @@ def Add(b, node, name: str) -> None:
     if operands := _data_and_constant(b, node, name, np.add, "add"):
         data, const, _ = operands
         if not _fuse_bias(b, name, data, const, node.output[0]):
-            _emit(b, name, "add_const", data, const, node.output[0])
+            emit_with_constant(b, name, "add_const", data, const, node.output[0])
 
 
 @operator
@@ -35,7 +35,8 @@ def Sub(b, node, name: str) -> None:
     """x - c is x + (-c); c - x negates the data on the chip."""
     if operands := _data_and_constant(b, node, name, np.subtract, "sub"):
         data, const, data_first = operands
-        _emit(b, name, "add_const", data, -const if data_first else const, node.output[0], negate=not data_first)
+        value = -const if data_first else const
+        emit_with_constant(b, name, "add_const", data, value, node.output[0], negate=not data_first)
 
 
 @operator
@@ -43,7 +44,7 @@ def Mul(b, node, name: str) -> None:
     """x * c or c * x."""
     if operands := _data_and_constant(b, node, name, np.multiply, "mul"):
         data, const, _ = operands
-        _emit(b, name, "mul_const", data, const, node.output[0])
+        emit_with_constant(b, name, "mul_const", data, const, node.output[0])
 
 
 def _data_and_constant(b, node, name: str, fold_with, pair_op: str) -> tuple[str, np.ndarray, bool] | None:
@@ -88,7 +89,8 @@ def _fuse_bias(b, name: str, data: str, value: np.ndarray, out: str) -> bool:
     return True
 
 
-def _emit(b, name: str, op: str, data: str, value: np.ndarray, out: str, negate: bool = False) -> None:
+def emit_with_constant(b, name: str, op: str, data: str, value: np.ndarray, out: str, negate: bool = False) -> None:
+    """`add_const` or `mul_const` of data and a constant broadcast to their common shape."""
     shape = _broadcast_shape(b.shape(data), value.shape)
     if shape != b.shape(data):
         data = _broadcast_data(b, name, data, shape)

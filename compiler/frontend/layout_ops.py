@@ -208,12 +208,8 @@ def _range(start, limit, delta):
     return np.arange(start, limit, delta, dtype=np.asarray(start).dtype)
 
 
-def _divide(a, b):
-    return a // b if np.issubdtype(np.asarray(a).dtype, np.integer) else a / b
-
-
 FOLD_ONLY = {
-    "ConstantOfShape": ConstantOfShape, "Constant": Constant, "Div": _divide, "Neg": np.negative,
+    "ConstantOfShape": ConstantOfShape, "Constant": Constant,
     "Equal": np.equal, "Less": np.less, "Greater": np.greater,
     "Where": np.where, "Range": _range,
 }

@@ -20,6 +20,7 @@ from compiler.frontend import (  # noqa: F401  # noqa: F401
     control_ops,
     elementwise_ops,
     layout_ops,
+    math_ops,
     norm_ops,
     pool_ops,
     quant_ops,

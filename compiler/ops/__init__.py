@@ -15,6 +15,7 @@ from compiler.ops import (  # noqa: F401
     fc,
     gather,
     normalize,
+    piecewise,
     recurrent,
     reduce,
     rescale,

@@ -4,6 +4,11 @@ unit (VACT), which reads Q3.12 and writes Q0.15.
 
 An activation is named by a *spec*: "relu", or a table name from isa.numerics ("sigmoid",
 "tanh", "hardsigmoid(0.2,0.5)"). The recurrent layers name their cells' activations the same way.
+
+`scaled_table` is an unbounded function (Exp) of data at the data's own scale s_x: its table
+("scaled_exp(a,b)") reads each code u as x = u · a with a = s_x · 2^12, and writes f(x) / b
+with b = s_y · 2^15 for the output's calibrated scale s_y. One VACT, no rescale before or after;
+the 256 segments span the data's calibrated range (docs/numerics.md, "Element-wise math").
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import numpy as np
 from compiler.ir import Node
 from compiler.kernel import Where
 from compiler.ops.integer import activation
-from compiler.ops.registry import OpDef, register, same_as_inputs
+from compiler.ops.registry import OpDef, free_scale, register, same_as_inputs
 from compiler.passes.lowering import Lowering
 from compiler.passes.weights import GATE_SCALE, UNIT_SCALE
 from isa import numerics as nx
@@ -30,6 +35,16 @@ class ReluAttrs:
 @dataclass(frozen=True, kw_only=True)
 class TableAttrs:
     spec: str  # an isa.numerics table name
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScaledTableAttrs:
+    func: str  # a "scaled_*" function of isa.numerics
+
+
+@dataclass(frozen=True, kw_only=True)
+class QuantScaledTableAttrs(ScaledTableAttrs):
+    spec: str  # the table: the function with its input and output scales
 
 
 def float_activation(spec: str, x: np.ndarray) -> np.ndarray:
@@ -54,6 +69,12 @@ def lower_table(ctx: Lowering, node: Node, where: Where) -> None:
     _lower(ctx, node, where, node.attrs.spec)
 
 
+def _quantize_scaled(node: Node, scales: dict[str, float], policy: object) -> Node:
+    a = scales[node.inputs[0]] * 2.0 ** nx.GATE_FRAC
+    b = scales[node.outputs[0]] * 2.0 ** nx.UNIT_FRAC
+    return node.quantized(QuantScaledTableAttrs, spec=nx.table_name(node.attrs.func, a, b))
+
+
 def _lower(ctx: Lowering, node: Node, where: Where, spec: str) -> None:
     ctx.activation(spec, where, ctx.graph.size(node.outputs[0]), ctx.place(node.outputs[0]), ctx.places[node.inputs[0]])
 
@@ -64,4 +85,7 @@ register(
     OpDef("table", "vector", TableAttrs, lambda node, x: float_activation(node.attrs.spec, x),
           lambda node, x: activation(node.attrs.spec, x), lambda node, scales: (UNIT_SCALE,), lower_table,
           input_scales=lambda node: (GATE_SCALE,)),
+    OpDef("scaled_table", "vector", ScaledTableAttrs, lambda node, x: TABLE_FUNCTIONS[node.attrs.func](x),
+          lambda node, x: activation(node.attrs.spec, x), free_scale, lower_table, QuantScaledTableAttrs,
+          _quantize_scaled),
 )

@@ -111,11 +111,11 @@ def _scales(graph: Graph, node: Node, scales: dict[str, float], ranges: dict[str
 def _free_scale(graph: Graph, tensor: str, ranges: dict[str, float]) -> float:
     """A tensor's scale when nothing fixes it: what its consumers need, else its range. A graph
     output keeps its range whatever its consumers need: a logit that also feeds a Sigmoid leaves
-    the chip whole, and only the Sigmoid's copy is brought into Q3.12 (saturating there)."""
+    the chip whole, and only the Sigmoid's copy is brought into Q3.12 (saturating there). So does
+    a tensor another consumer reads as it is: GELU's x, which feeds its table and multiplies it."""
     needs = {_declared_input_scale(n, i) for n in graph.consumers(tensor)
              for i, t in enumerate(n.inputs) if t == tensor}
-    needs.discard(None)
-    if len(needs) == 1 and tensor not in graph.outputs:
+    if len(needs) == 1 and None not in needs and tensor not in graph.outputs:
         return needs.pop()
     return range_scale(ranges[tensor])
 
