@@ -7,7 +7,7 @@ walks one op through its module and gives the recipe for adding one.
 
 from __future__ import annotations
 
-from compiler.ops import activation, constant, elementwise, fake_quant, fc, gather, recurrent, rescale, softmax  # noqa: F401
+from compiler.ops import activation, constant, conv, elementwise, fake_quant, fc, gather, recurrent, rescale, softmax  # noqa: F401
 from compiler.ops.registry import MATRIX_KINDS, OPS, OpDef, Parameters, Scales, check_complete, with_kind
 
 check_complete()

@@ -1,0 +1,103 @@
+"""conv: one group of a convolution, a fully connected layer applied to windows of its input.
+
+The frontend (frontend/conv_ops.py) lays the input out channels-last with its zero padding, so a
+window is a few contiguous runs of activation memory: one run for a 1-D kernel of dilation 1, one
+per kernel row for a 2-D one, one per tap when dilated or grouped. The node holds the weight as
+[out, window] (taps, then channels: the runs' order), `offsets`, each window element's place
+relative to the window's start, and `starts`, each output position's window start. Its output is
+[positions, out], channels-last. Quantisation and weight placement are fc's (per output channel);
+the lowering is one matrix-vector product per position: MV (or MVB) over the first run, MVA over
+the others, then the requantisation; the positions differ only by address steps, so reroll folds
+them into a LOOP. A compressed matrix has no accumulating form: its window is copied to one run
+first (VMOV).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+from compiler.ir import Node, QMatrix
+from compiler.kernel import Ref, Where
+from compiler.ops.fc import FcAttrs, parameters, quantized_matrix
+from compiler.ops.integer import project
+from compiler.ops.registry import OpDef, free_scale, register
+from compiler.passes.lowering import Lowering
+from compiler.passes.matrices import MatrixRefs, matvec, place_matrix, requantize
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConvAttrs(FcAttrs):
+    offsets: np.ndarray  # int64 [window]: each window element's place from the window's start
+    starts: np.ndarray  # int64 [positions]: where each output position's window starts
+    group: int = 0  # which group of the ONNX Conv: names its buffers apart from its siblings'
+
+
+@dataclass(frozen=True, kw_only=True)
+class QuantConvAttrs(ConvAttrs):
+    q: QMatrix
+
+
+def windows(node: Node, x: np.ndarray) -> np.ndarray:
+    """[samples, positions, window]: every output position's window of x (the same in float and
+    in integers: values are only read)."""
+    flat = x.reshape(x.shape[0], -1)
+    return flat[:, node.attrs.starts[:, None] + node.attrs.offsets[None, :]]
+
+
+def float_conv(node: Node, x: np.ndarray) -> np.ndarray:
+    y = windows(node, x) @ node.attrs.weight.T.astype(np.float64)
+    return y if node.attrs.bias is None else y + node.attrs.bias
+
+
+def quantize_conv(node: Node, scales: dict[str, float], policy) -> Node:
+    return node.quantized(QuantConvAttrs, q=quantized_matrix(node, scales, policy))
+
+
+def runs(offsets: np.ndarray) -> tuple[tuple[int, int], ...]:
+    """The [k0, k1) stretches of the window that are contiguous in memory: one MV (or MVA) each."""
+    breaks = np.flatnonzero(np.diff(offsets) != 1) + 1
+    return tuple(itertools.pairwise([0, *breaks.tolist(), len(offsets)]))
+
+
+def lower_conv(ctx: Lowering, node: Node, where: Where) -> None:
+    key = f"group{node.attrs.group}"
+    m = place_matrix(ctx, node.attrs.q, node.source, key)
+    x, y = ctx.places[node.inputs[0]], ctx.place(node.outputs[0])
+    acc = ctx.buffer(f"{node.source}/{key}/acc", "acc", m.q.rows)
+    offsets, columns = node.attrs.offsets, runs(node.attrs.offsets)
+    gathered = m.slots and len(columns) > 1
+    window = ctx.buffer(f"{node.source}/{key}/window", "amem", len(offsets)) if gathered else None
+    waves = []
+    for position, start in enumerate(node.attrs.starts.tolist()):
+        first = len(ctx.ops)
+        product = Where(where.node, where.layer, what="Wx")
+        if window is not None:
+            _copy_window(ctx, product, window, x + start, offsets, columns)
+            matvec(ctx, m, window, acc, product)
+        else:
+            _window_product(ctx, m, x + start, offsets, columns, acc, product)
+        requantize(ctx, m, Where(where.node, where.layer, what="requantise"), y + position * m.q.rows, acc)
+        waves.append((first, len(ctx.ops)))
+    ctx.loop_candidate(waves, where)
+
+
+def _window_product(ctx: Lowering, m: MatrixRefs, start: Ref, offsets: np.ndarray,
+                    columns: tuple[tuple[int, int], ...], acc: Ref, where: Where) -> None:
+    """acc = (bias +) W window, reading each run of the window where it lies."""
+    if len(columns) == 1:
+        matvec(ctx, m, start + int(offsets[0]), acc, where)
+        return
+    matvec(ctx, m, start, acc, where, columns, tuple(start + int(offsets[k0]) for k0, _ in columns))
+
+
+def _copy_window(ctx: Lowering, where: Where, window: Ref, start: Ref, offsets: np.ndarray,
+                 columns: tuple[tuple[int, int], ...]) -> None:
+    for k0, k1 in columns:
+        ctx.emit_elementwise("VMOV", where, k1 - k0, dst=window + k0, src=start + int(offsets[k0]))
+
+
+register(OpDef("conv", "matrix", ConvAttrs, float_conv, lambda node, x: project(node.attrs.q, windows(node, x)),
+               free_scale, lower_conv, QuantConvAttrs, quantize_conv, parameters=parameters))

@@ -1,0 +1,92 @@
+"""Conv on the MAC array: 1-D and 2-D with stride, dilation, padding (explicit and auto_pad),
+groups, depthwise and bias, bit-exact against the golden reference and within tolerance of ONNX
+Runtime; the lowering reads windows in place and its positions fold into a LOOP."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from compiler.frontend.onnx_import import import_model
+from compiler.ops.conv import runs
+
+from toolchain import assert_close
+
+
+def _random(shape, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def conv_model(x_shape: tuple[int, ...], out_channels: int, kernel: tuple[int, ...], group: int = 1,
+               bias: bool = True, **attrs) -> onnx.ModelProto:
+    """One Conv reading x [N, C, spatial...] with random weights; output shape left to inference."""
+    inits = {"W": _random((out_channels, x_shape[1] // group, *kernel), 1) / np.sqrt(np.prod(kernel))}
+    if bias:
+        inits["B"] = _random((out_channels,), 2)
+    node = helper.make_node("Conv", ["x", *inits], ["y"], name="conv", group=group, **attrs)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    model = onnx.shape_inference.infer_shapes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    onnx.checker.check_model(model)
+    return model
+
+
+def _check(model: onnx.ModelProto, x_shape: tuple[int, ...]):
+    return assert_close(model, {"x": _random(x_shape, 3)}, calibration={"x": _random((8, *x_shape), 4)})
+
+
+CONV1D = {
+    "plain": {"kernel": (3,)},
+    "stride": {"kernel": (3,), "strides": [2]},
+    "dilation": {"kernel": (3,), "dilations": [2]},
+    "pads": {"kernel": (3,), "pads": [1, 2]},
+    "same upper": {"kernel": (4,), "auto_pad": "SAME_UPPER", "strides": [2]},
+    "same lower": {"kernel": (4,), "auto_pad": "SAME_LOWER"},
+    "valid": {"kernel": (2,), "auto_pad": "VALID", "strides": [3]},
+    "groups": {"kernel": (3,), "group": 2, "pads": [1, 1]},
+    "depthwise": {"kernel": (3,), "group": 4, "pads": [1, 1]},
+    "no bias": {"kernel": (5,), "bias": False},
+}
+
+
+@pytest.mark.parametrize("case", CONV1D)
+def test_conv1d(case):
+    _check(conv_model((1, 4, 12), 4, **CONV1D[case]), (1, 4, 12))
+
+
+CONV2D = {
+    "plain": {"kernel": (3, 3)},
+    "stride and pads": {"kernel": (3, 3), "strides": [2, 1], "pads": [1, 0, 1, 2]},
+    "dilation": {"kernel": (2, 3), "dilations": [2, 1]},
+    "same upper": {"kernel": (3, 2), "auto_pad": "SAME_UPPER", "strides": [2, 2]},
+    "groups": {"kernel": (3, 3), "group": 2, "pads": [1, 1, 1, 1]},
+    "depthwise": {"kernel": (3, 3), "group": 4, "pads": [1, 1, 1, 1], "bias": False},
+    "pointwise": {"kernel": (1, 1)},
+}
+
+
+@pytest.mark.parametrize("case", CONV2D)
+def test_conv2d(case):
+    _check(conv_model((1, 4, 6, 5), 4, **CONV2D[case]), (1, 4, 6, 5))
+
+
+def test_batch_of_two_and_many_output_channels_over_several_tiles():
+    _check(conv_model((2, 3, 9), 40, kernel=(3,), pads=[1, 1]), (2, 3, 9))
+
+
+def test_groups_become_one_node_each_and_windows_are_runs():
+    graph = import_model(conv_model((1, 4, 6, 5), 6, kernel=(3, 3), group=2))
+    convs = [n for n in graph.nodes if n.op == "conv"]
+    assert len(convs) == 2
+    assert runs(convs[0].attrs.offsets) == tuple((2 * k, 2 * k + 2) for k in range(9))  # a tap's 2 channels
+    plain = next(n for n in import_model(conv_model((1, 4, 6, 5), 6, kernel=(3, 3))).nodes if n.op == "conv")
+    assert runs(plain.attrs.offsets) == ((0, 12), (12, 24), (24, 36))
+
+
+def test_positions_fold_into_a_loop():
+    checked = _check(conv_model((1, 8, 32), 16, kernel=(3,)), (1, 8, 32))
+    mnemonics = [i.mnemonic for i in checked.compiled.program.code]
+    assert "LOOP" in mnemonics and mnemonics.count("MVB") < 30
