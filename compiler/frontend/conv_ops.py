@@ -96,7 +96,10 @@ def _windows(padded: tuple[int, ...], g: Geometry, channels: int, first: int) ->
 @operator
 def Conv(b, node, name: str, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None, pads=None,
          strides=None):
-    """Each group a conv node over the channels-last padded input; their outputs back to [N, C, ...]."""
+    """On the MAC array: a matrix per group (depthwise: one row each) times windows read in place
+    from a channels-last, zero-padded copy of the input.
+
+    Each group is a conv node; one gather puts their channels-last outputs back in [N, C, ...]."""
     x, w, bias_name = padded(node.input, 3)
     shape, weight = tuple(b.shape(x)), constant_weight(b, w, "Conv weight")
     channels, out_channels = shape[1], weight.shape[0]

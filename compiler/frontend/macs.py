@@ -2,9 +2,9 @@
 
 A chip node's figure comes from its IR ops: a matrix op does each stored weight once per row
 (fc: rows x cols per input row; a conv group: per output position; a recurrent layer: gates x
-hidden x (inputs + hidden) per step, batch entry and direction, since W and R hold every direction). A host node's is an estimate
-from its ONNX shapes, for the operators that multiply matrices (recurrent layers included);
-element-wise work counts 0.
+hidden x (inputs + hidden) per step, batch entry and direction, since W and R hold every
+direction). A host node's is an estimate from its ONNX shapes, for the operators that multiply
+matrices (recurrent layers included); element-wise work counts 0.
 """
 
 from __future__ import annotations

@@ -27,6 +27,8 @@ from compiler.ops.registry import OpDef, free_scale, register
 from compiler.passes.lowering import Lowering
 from compiler.passes.matrices import MatrixRefs, matvec, place_matrix, requantize
 
+CONV = "conv"
+
 
 @dataclass(frozen=True, kw_only=True)
 class ConvAttrs(FcAttrs):
@@ -99,5 +101,5 @@ def _copy_window(ctx: Lowering, where: Where, window: Ref, start: Ref, offsets: 
         ctx.emit_elementwise("VMOV", where, k1 - k0, dst=window + k0, src=start + int(offsets[k0]))
 
 
-register(OpDef("conv", "matrix", ConvAttrs, float_conv, lambda node, x: project(node.attrs.q, windows(node, x)),
+register(OpDef(CONV, "matrix", ConvAttrs, float_conv, lambda node, x: project(node.attrs.q, windows(node, x)),
                free_scale, lower_conv, QuantConvAttrs, quantize_conv, parameters=parameters))
