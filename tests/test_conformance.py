@@ -1,4 +1,4 @@
-"""ONNX's own operator test cases for LSTM, GRU, RNN, Gemm and Split (onnx.backend.test), compiled
+"""ONNX's own operator test cases for LSTM, GRU, RNN, Gemm, Split and Conv (onnx.backend.test), compiled
 with 16-bit weights and run on the simulator: bit-exact against the golden reference and within the
 documented tolerance of the expected outputs ONNX ships. Weight-like inputs (and Split's sizes)
 become initialisers. A case whose input is empty is refused: no program has an empty input."""
@@ -18,9 +18,10 @@ from isa.target import Target
 
 from toolchain import TOLERANCE, run_checked
 
-OPS = ("LSTM", "GRU", "RNN", "Gemm", "Split")
+OPS = ("LSTM", "GRU", "RNN", "Gemm", "Split", "Conv")
 # per operator, the input positions that hold weights (or other constants) rather than data
-WEIGHT_INPUTS = {"LSTM": (1, 2, 3, 4, 7), "GRU": (1, 2, 3, 4), "RNN": (1, 2, 3, 4), "Gemm": (1, 2), "Split": (1,)}
+WEIGHT_INPUTS = {"LSTM": (1, 2, 3, 4, 7), "GRU": (1, 2, 3, 4), "RNN": (1, 2, 3, 4), "Gemm": (1, 2), "Split": (1,),
+                 "Conv": (1, 2)}
 
 
 def _cases() -> list:
