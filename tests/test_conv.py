@@ -9,6 +9,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from compiler.frontend.batchnorm_fold import fold_batch_norms
 from compiler.frontend.onnx_import import import_model
 from compiler.ops.conv import runs
 
@@ -90,3 +91,54 @@ def test_positions_fold_into_a_loop():
     checked = _check(conv_model((1, 8, 32), 16, kernel=(3,)), (1, 8, 32))
     mnemonics = [i.mnemonic for i in checked.compiled.program.code]
     assert "LOOP" in mnemonics and mnemonics.count("MVB") < 30
+
+
+def _with_batch_norm(model: onnx.ModelProto, layer_output: str, channels: int, **attrs) -> onnx.ModelProto:
+    """`model` with a BatchNormalization (random statistics) after the node that makes `layer_output`."""
+    stats = {"bn_scale": _random((channels,), 5), "bn_bias": _random((channels,), 6),
+             "bn_mean": _random((channels,), 7), "bn_var": np.abs(_random((channels,), 8)) + 0.5}
+    for node in model.graph.node:
+        node.output[:] = ["pre_bn" if o == layer_output else o for o in node.output]
+    model.graph.node.append(helper.make_node("BatchNormalization", ["pre_bn", *stats], [layer_output], name="bn",
+                                             **attrs))
+    model.graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in stats.items())
+    onnx.checker.check_model(model)
+    return model
+
+
+def _matrix_model(op: str, **attrs) -> onnx.ModelProto:
+    """A Gemm or MatMul of x [3, 6] by a constant into y [3, 5]."""
+    weight = _random((5, 6) if attrs.get("transB") else (6, 5), 1)
+    inputs = ["x", "W", "C"] if op == "Gemm" else ["x", "W"]
+    inits = {"W": weight, "C": _random((5,), 2)} if op == "Gemm" else {"W": weight}
+    graph = helper.make_graph([helper.make_node(op, inputs, ["y"], name="layer", **attrs)], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, (3, 6))],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, (3, 5))],
+                              [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+# case -> (the model, its input's shape, channels, the layer the note names)
+BATCH_NORMS = {
+    "Conv1d": (lambda: conv_model((1, 4, 12), 6, kernel=(3,), pads=[1, 1]), (1, 4, 12), 6, "Conv 'conv'"),
+    "Conv2d without bias": (lambda: conv_model((1, 2, 5, 5), 3, kernel=(3, 3), bias=False), (1, 2, 5, 5), 3,
+                            "Conv 'conv'"),
+    "Gemm": (lambda: _matrix_model("Gemm", transB=1, beta=0.5), (3, 6), 5, "Gemm 'layer'"),
+    "MatMul": (lambda: _matrix_model("MatMul"), (3, 6), 5, "MatMul 'layer'"),
+}
+
+
+@pytest.mark.parametrize("case", BATCH_NORMS)
+def test_batch_norm_folds_into_the_layer_before_it(case):
+    build, x_shape, channels, layer = BATCH_NORMS[case]
+    model = _with_batch_norm(build(), "y", channels, epsilon=1e-3)
+    folded, notes = fold_batch_norms(model)
+    assert notes == [f"folded BatchNormalization 'bn' into {layer}"]
+    assert "BatchNormalization" not in {n.op_type for n in folded.graph.node}
+    _check(model, x_shape)
+
+
+def test_batch_norm_whose_input_is_read_elsewhere_stays():
+    model = _with_batch_norm(conv_model((1, 4, 12), 6, kernel=(3,)), "y", 6)
+    model.graph.output.append(helper.make_tensor_value_info("pre_bn", TensorProto.FLOAT, None))
+    assert fold_batch_norms(model) == (model, [])
