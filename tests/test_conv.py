@@ -16,26 +16,12 @@ from compiler.frontend.onnx_import import import_model
 from compiler.ops.conv import runs
 from compiler.pipeline import compile_model
 
+from models import conv_model
 from toolchain import TOLERANCE, assert_close
 
 
 def _random(shape, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
-
-
-def conv_model(x_shape: tuple[int, ...], out_channels: int, kernel: tuple[int, ...], group: int = 1,
-               bias: bool = True, **attrs) -> onnx.ModelProto:
-    """One Conv reading x [N, C, spatial...] with random weights; output shape left to inference."""
-    inits = {"W": _random((out_channels, x_shape[1] // group, *kernel), 1) / np.sqrt(np.prod(kernel))}
-    if bias:
-        inits["B"] = _random((out_channels,), 2)
-    node = helper.make_node("Conv", ["x", *inits], ["y"], name="conv", group=group, **attrs)
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-                              [numpy_helper.from_array(v, k) for k, v in inits.items()])
-    model = onnx.shape_inference.infer_shapes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
-    onnx.checker.check_model(model)
-    return model
 
 
 def _check(model: onnx.ModelProto, x_shape: tuple[int, ...]):
@@ -162,3 +148,10 @@ def test_exported_crnn_with_batch_norm_runs_on_the_chip_alone(exporter):
     bound = TOLERANCE[8] * max(1.0, float(np.abs(data["y"]).max()))
     assert float(np.max(np.abs(checked.outputs["y"] - data["y"][0]))) <= bound
     assert sum(n.op == "conv" for n in checked.compiled.graph.nodes) == 1
+
+
+def test_transposes_around_a_conv_fuse_with_its_layout_copies():
+    """x [1, L, C] -> Transpose -> Conv -> Transpose: the padded copy is three runs (zeros, x, zeros)
+    and the output is written where the second Transpose wants it (no copy)."""
+    checked = _check(conv_model((1, 8, 16), 8, kernel=(3,), pads=[1, 1], channels_last=True), (1, 16, 8))
+    assert [i.mnemonic for i in checked.compiled.program.code].count("VMOV") == 3

@@ -7,9 +7,10 @@ per kernel row for a 2-D one, one per tap when dilated or grouped. The node hold
 relative to the window's start, and `starts`, each output position's window start. Its output is
 [positions, out], channels-last. Quantisation and weight placement are fc's (per output channel);
 the lowering is one matrix-vector product per position: MV (or MVB) over the first run, MVA over
-the others, then the requantisation; the positions differ only by address steps, so reroll folds
-them into a LOOP. A compressed matrix has no accumulating form: its window is copied to one run
-first (VMOV).
+the others, then the requantisation, into one of two accumulators in turn (so the next product
+need not wait for this requantisation); the positions differ only by address steps, so reroll
+folds them into a LOOP (of two positions per trip). A compressed matrix has no accumulating
+form: its window is copied to one run first (VMOV).
 """
 
 from __future__ import annotations
@@ -68,13 +69,13 @@ def lower_conv(ctx: Lowering, node: Node, where: Where) -> None:
     key = f"group{node.attrs.group}"
     m = place_matrix(ctx, node.attrs.q, node.source, key)
     x, y = ctx.places[node.inputs[0]], ctx.place(node.outputs[0])
-    acc = ctx.buffer(f"{node.source}/{key}/acc", "acc", m.q.rows)
+    accs = [ctx.buffer(f"{node.source}/{key}/acc{k}", "acc", m.q.rows) for k in range(2)]
     offsets, columns = node.attrs.offsets, runs(node.attrs.offsets)
     gathered = m.slots and len(columns) > 1
     window = ctx.buffer(f"{node.source}/{key}/window", "amem", len(offsets)) if gathered else None
     waves = []
     for position, start in enumerate(node.attrs.starts.tolist()):
-        first = len(ctx.ops)
+        first, acc = len(ctx.ops), accs[position % 2]
         product = Where(where.node, where.layer, what="Wx")
         if window is not None:
             _copy_window(ctx, product, window, x + start, offsets, columns)
