@@ -14,10 +14,11 @@ from onnx import TensorProto, helper, numpy_helper
 from compiler.frontend.batchnorm_fold import fold_batch_norms
 from compiler.frontend.onnx_import import import_model
 from compiler.ops.conv import runs
+from compiler.passes.compress import Compression
 from compiler.pipeline import compile_model
 
 from models import conv_model
-from toolchain import TOLERANCE, assert_close
+from toolchain import TOLERANCE, assert_close, run_checked
 
 
 def _random(shape, seed: int) -> np.ndarray:
@@ -155,3 +156,17 @@ def test_transposes_around_a_conv_fuse_with_its_layout_copies():
     and the output is written where the second Transpose wants it (no copy)."""
     checked = _check(conv_model((1, 8, 16), 8, kernel=(3,), pads=[1, 1], channels_last=True), (1, 16, 8))
     assert [i.mnemonic for i in checked.compiled.program.code].count("VMOV") == 3
+
+
+@pytest.mark.parametrize("case", ["Conv1d", "Conv2d", "pruned depthwise"])
+def test_compressed_conv_is_bit_exact_through_the_decompression_engine(case):
+    """A window of one run reads in place (MVC); one of several runs is copied to one run first."""
+    model, x_shape, compression = {
+        "Conv1d": (conv_model((1, 4, 12), 40, kernel=(3,), pads=[1, 1]), (1, 4, 12), Compression(3)),
+        "Conv2d": (conv_model((1, 3, 6, 5), 8, kernel=(3, 3), pads=[1, 1, 1, 1]), (1, 3, 6, 5), Compression(4)),
+        "pruned depthwise": (conv_model((1, 4, 6, 5), 4, kernel=(3, 3), group=4), (1, 4, 6, 5),
+                             Compression(4, "matrix", prune=0.3)),
+    }[case]
+    checked = run_checked(model, {"x": _random(x_shape, 3)}, compression=compression)
+    mnemonics = {i.mnemonic for i in checked.compiled.program.code}
+    assert mnemonics & {"MVC", "MVCS"} and not mnemonics & {"MV", "MVB", "MVA"}

@@ -56,7 +56,9 @@ def float_conv(node: Node, x: np.ndarray) -> np.ndarray:
 
 
 def quantize_conv(node: Node, scales: dict[str, float], policy) -> Node:
-    return node.quantized(QuantConvAttrs, q=quantized_matrix(node, scales, policy))
+    """fc's rule; the input is a flat buffer, not rows of the matrix's columns, so compression is not
+    activation-aware (calibration keeps no moments of the windows)."""
+    return node.quantized(QuantConvAttrs, q=quantized_matrix(node, scales, policy, features=False))
 
 
 def runs(offsets: np.ndarray) -> tuple[tuple[int, int], ...]:

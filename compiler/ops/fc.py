@@ -38,10 +38,11 @@ def float_fc(node: Node, x: np.ndarray) -> np.ndarray:
     return y if node.attrs.bias is None else y + node.attrs.bias
 
 
-def quantized_matrix(node: Node, scales: dict[str, float], policy: WeightPolicy) -> QMatrix:
-    """The node's weight and bias quantised per output row for its input's and output's scales."""
+def quantized_matrix(node: Node, scales: dict[str, float], policy: WeightPolicy, features: bool = True) -> QMatrix:
+    """The node's weight and bias quantised per output row for its input's and output's scales;
+    compressed with the moments of its input's features (the matrix's columns) when `features`."""
     x, y = scales[node.inputs[0]], scales[node.outputs[0]]
-    return policy.matrix(node.attrs.weight, node.attrs.bias, x, y, node.inputs[:1])
+    return policy.matrix(node.attrs.weight, node.attrs.bias, x, y, node.inputs[:1] if features else ())
 
 
 def quantize_fc(node: Node, scales: dict[str, float], policy: WeightPolicy) -> Node:
