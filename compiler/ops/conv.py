@@ -86,7 +86,16 @@ def lower_conv(ctx: Lowering, node: Node, where: Where) -> None:
             _window_product(ctx, m, x + start, offsets, columns, acc, product)
         requantize(ctx, m, Where(where.node, where.layer, what="requantise"), y + position * m.q.rows, acc)
         waves.append((first, len(ctx.ops)))
-    ctx.loop_candidate(waves, where)
+    for row in evenly_spaced(node.attrs.starts):
+        ctx.loop_candidate(waves[row], where)
+
+
+def evenly_spaced(starts: np.ndarray) -> list[slice]:
+    """Runs of positions whose windows start the step of the first two apart (a row of a 2-D output,
+    a whole 1-D one), each a loop candidate: a loop's addresses move by one step per trip."""
+    steps = np.diff(starts)
+    edges = [0, *(np.flatnonzero(steps != steps[:1]) + 1).tolist(), len(starts)]
+    return [slice(a, b) for a, b in itertools.pairwise(edges)]
 
 
 def _window_product(ctx: Lowering, m: MatrixRefs, start: Ref, offsets: np.ndarray,
