@@ -17,13 +17,16 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_partitioned import _save, _seeded  # noqa: E402  (one way to export and record samples)
+from make_partitioned import CLASSES, HIDDEN, MELS, STEPS, _save, _seeded  # noqa: E402  (the same sizes and export)
 
 OUT = Path(__file__).resolve().parent / "conv"
-MELS, STEPS, CHANNELS, HIDDEN, CLASSES, SAMPLES = 8, 10, 8, 16, 4, 4
+CHANNELS, SAMPLES = 8, 4
 
 
 class CRNN(nn.Module):
+    """The BatchNorm2d's running statistics and affine parameters are drawn away from their
+    initial 0 and 1, so that folding it changes the Conv's weights and bias."""
+
     def __init__(self):
         super().__init__()
         self.conv = nn.Conv2d(1, CHANNELS, 3, stride=(1, 2), padding=1)
