@@ -41,19 +41,20 @@ def fuse_gathers(graph: Graph) -> Graph:
 
 
 def _spliced(graph: Graph, outer: Node, inners: dict[int, Node]) -> Node:
-    """`outer` reading the inputs of its input gathers `inners` (by input position) in their place:
-    each element of its old inputs laid end to end mapped to its place in the new ones."""
-    inputs: list[str] = []
-    where: list[np.ndarray] = []
-    for j, name in enumerate(outer.inputs):
-        base = sum(graph.size(n) for n in inputs)
-        if j in inners:
-            where.append(inners[j].attrs.index + base)
-            inputs.extend(inners[j].inputs)
-        else:
-            where.append(np.arange(graph.size(name)) + base)
-            inputs.append(name)
+    """`outer` reading the inputs of its input gathers `inners` (by input position) in their place,
+    each tensor once: each element of its old inputs laid end to end mapped to its place in the new."""
+    bases: dict[str, int] = {}  # each new input's first element in the new index space
+
+    def based(names: tuple[str, ...]) -> np.ndarray:
+        """Where the elements of `names` laid end to end lie among the new inputs."""
+        for name in names:
+            bases.setdefault(name, sum(graph.size(n) for n in bases))
+        return np.concatenate([np.arange(graph.size(n)) + bases[n] for n in names])
+
+    where = [based(inners[j].inputs)[inners[j].attrs.index] if j in inners else based((name,))
+             for j, name in enumerate(outer.inputs)]
     index = np.concatenate(where)[outer.attrs.index]
+    inputs = list(bases)
     return Node("gather", outer.source, tuple(inputs), outer.outputs, GatherAttrs(index=index))
 
 
