@@ -229,6 +229,12 @@ MALFORMED: dict[str, tuple[Build, str, str]] = {
     "Conv kernel past the padded input": (
         lambda: one_node("Conv", ["x", "w"], {"x": (1, 2, 2)}, {"w": _floats(3, 2, 4)}), "n (Conv)",
         "a kernel of [4] (dilations [1]) over padded input [2] is not supported"),
+    "Conv strides for the axes": (
+        lambda: one_node("Conv", ["x", "w"], {"x": (1, 2, 8)}, {"w": _floats(3, 2, 3)}, strides=[1, 1]), "n (Conv)",
+        "strides [1, 1] and dilations [1] for 1 spatial axes is not supported"),
+    "Conv bias against the output channels": (
+        lambda: one_node("Conv", ["x", "w", "b"], {"x": (1, 2, 8)}, {"w": _floats(3, 2, 3), "b": _floats(4)}),
+        "n (Conv)", "a Conv bias of shape [4] for 3 output channels is not supported"),
     "Conv pads for the axes": (
         lambda: one_node("Conv", ["x", "w"], {"x": (1, 2, 8)}, {"w": _floats(3, 2, 3)}, pads=[1, 1, 1, 1]), "n (Conv)",
         "pads [1, 1, 1, 1] for 1 spatial axes is not supported"),

@@ -109,6 +109,7 @@ def _window_product(ctx: Lowering, m: MatrixRefs, start: Ref, offsets: np.ndarra
 
 def _copy_window(ctx: Lowering, where: Where, window: Ref, start: Ref, offsets: np.ndarray,
                  columns: tuple[tuple[int, int], ...]) -> None:
+    """The window's runs copied into one run: a compressed matrix has no accumulating form."""
     for k0, k1 in columns:
         ctx.emit_elementwise("VMOV", where, k1 - k0, dst=window + k0, src=start + int(offsets[k0]))
 
