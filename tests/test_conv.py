@@ -170,3 +170,13 @@ def test_compressed_conv_is_bit_exact_through_the_decompression_engine(case):
     checked = run_checked(model, {"x": _random(x_shape, 3)}, compression=compression)
     mnemonics = {i.mnemonic for i in checked.compiled.program.code}
     assert mnemonics & {"MVC", "MVCS"} and not mnemonics & {"MV", "MVB", "MVA"}
+
+
+def test_the_report_counts_the_macs_that_multiply_padding():
+    """Conv1d of 4 channels, k3, pads 1 and 1 over 12 steps: the first and last output read one
+    tap of padding each, 4 channels wide, in each of 6 rows (SPEC rule 3: no useful work)."""
+    checked = _check(conv_model((1, 4, 12), 6, kernel=(3,), pads=[1, 1]), (1, 4, 12))
+    (layer,) = [row for row in checked.compiled.report["layers"] if row["op"] == "conv"]
+    assert layer["padding_mac_ops"] == 2 * 4 * 6 and layer["mac_ops"] == 12 * 3 * 4 * 6
+    unpadded = _check(conv_model((1, 4, 12), 6, kernel=(3,)), (1, 4, 12)).compiled.report["layers"]
+    assert all("padding_mac_ops" not in row for row in unpadded)

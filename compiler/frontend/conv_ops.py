@@ -110,7 +110,7 @@ def Conv(b, node, name: str, *, auto_pad="NOTSET", dilations=None, group=1, kern
     if bias is not None and bias.shape != (out_channels,):
         raise unsupported(f"a Conv bias of shape {list(bias.shape)} for {out_channels} output channels")
     g = geometry(shape[2:], weight.shape[2:], auto_pad, strides, dilations, pads)
-    source = _padded_input(b, name, x, shape, g)
+    source, is_padding = _padded_input(b, name, x, shape, g)
     padded_shape = (shape[0], *(s + p + q for s, p, q in zip(shape[2:], g.begin, g.end)), channels)
     per_group, outputs = out_channels // group, []
     matrix = np.moveaxis(weight, 1, -1).reshape(out_channels, -1)  # [out, taps x channels/group]
@@ -118,7 +118,8 @@ def Conv(b, node, name: str, *, auto_pad="NOTSET", dilations=None, group=1, kern
         starts, offsets = _windows(padded_shape, g, channels // group, k * (channels // group))
         rows = slice(k * per_group, (k + 1) * per_group)
         attrs = ConvAttrs(weight=np.ascontiguousarray(matrix[rows]), bias=None if bias is None else bias[rows],
-                          offsets=offsets, starts=starts, group=k)
+                          offsets=offsets, starts=starts, group=k,
+                          padding=int(is_padding[starts[:, None] + offsets[None, :]].sum()))
         outputs.append(f"{name}/group{k}" if group > 1 else f"{name}/channels-last")
         b.emit(Node("conv", name, (source,), (outputs[-1],), attrs), {outputs[-1]: (len(starts), per_group)})
     order = np.arange(len(starts) * out_channels).reshape(group, len(starts), per_group)
@@ -128,8 +129,9 @@ def Conv(b, node, name: str, *, auto_pad="NOTSET", dilations=None, group=1, kern
            {out: index.shape})
 
 
-def _padded_input(b, name: str, x: str, shape: tuple[int, ...], g: Geometry) -> str:
-    """The channels-last copy of x with its zero padding, as a gather (of x and a run of zeros)."""
+def _padded_input(b, name: str, x: str, shape: tuple[int, ...], g: Geometry) -> tuple[str, np.ndarray]:
+    """The channels-last copy of x with its zero padding, as a gather (of x and a run of zeros),
+    and which of its elements are padding."""
     index, zeros = _padded_index(shape, g)
     inputs = (x,)
     if zeros:
@@ -138,7 +140,7 @@ def _padded_input(b, name: str, x: str, shape: tuple[int, ...], g: Geometry) -> 
                {inputs[1]: (zeros,)})
     out = f"{name}/padded"
     b.emit(Node("gather", name, inputs, (out,), GatherAttrs(index=index)), {out: (len(index),)})
-    return out
+    return out, index >= int(np.prod(shape))
 
 
 def _computed_input(view: NodeView) -> bool:

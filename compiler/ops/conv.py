@@ -36,6 +36,7 @@ class ConvAttrs(FcAttrs):
     offsets: np.ndarray  # int64 [window]: each window element's place from the window's start
     starts: np.ndarray  # int64 [positions]: where each output position's window starts
     group: int = 0  # which group of the ONNX Conv: names its buffers apart from its siblings'
+    padding: int = 0  # window elements, over all positions, that read zero padding
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -114,5 +115,11 @@ def _copy_window(ctx: Lowering, where: Where, window: Ref, start: Ref, offsets: 
         ctx.emit_elementwise("VMOV", where, k1 - k0, dst=window + k0, src=start + int(offsets[k0]))
 
 
+def padding_macs(node: Node) -> int:
+    """Each window element read from the padding costs a MAC in every row."""
+    return node.attrs.padding * len(node.attrs.weight)
+
+
 register(OpDef(CONV, "matrix", ConvAttrs, float_conv, lambda node, x: project(node.attrs.q, windows(node, x)),
-               free_scale, lower_conv, QuantConvAttrs, quantize_conv, parameters=parameters))
+               free_scale, lower_conv, QuantConvAttrs, quantize_conv, parameters=parameters,
+               padding_macs=padding_macs))
