@@ -13,6 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from compiler.frontend.batchnorm_fold import fold_batch_norms
 from compiler.frontend.onnx_import import import_model
+from compiler.ops import OPS, conv
 from compiler.ops.conv import runs
 from compiler.passes.compress import Compression
 from compiler.pipeline import compile_model
@@ -180,3 +181,14 @@ def test_the_report_counts_the_macs_that_multiply_padding():
     assert layer["padding_mac_ops"] == 2 * 4 * 6 and layer["mac_ops"] == 12 * 3 * 4 * 6
     unpadded = _check(conv_model((1, 4, 12), 6, kernel=(3,)), (1, 4, 12)).compiled.report["layers"]
     assert all("padding_mac_ops" not in row for row in unpadded)
+
+
+def test_semantics_made_a_few_windows_at_a_time_equal_all_at_once(monkeypatch):
+    """The integer reference sums in int64, exact in any order; the float semantics to rounding."""
+    model = conv_model((1, 3, 7, 6), 5, kernel=(3, 2), pads=[1, 0, 1, 1])
+    node = next(n for n in import_model(model).nodes if n.op == "conv")
+    x = _random((4, node.attrs.starts.max() + node.attrs.offsets.max() + 1), 9)
+    whole = OPS["conv"].float_eval(node, x)
+    monkeypatch.setattr(conv, "WINDOW_ELEMENTS", 50)  # a few positions at a time
+    np.testing.assert_allclose(OPS["conv"].float_eval(node, x), whole, rtol=1e-12, atol=1e-12)  # BLAS order
+    assert whole.shape == (4, len(node.attrs.starts), 5)

@@ -16,6 +16,7 @@ form: its window is copied to one run first (VMOV).
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +30,7 @@ from compiler.passes.lowering import Lowering
 from compiler.passes.matrices import MatrixRefs, matvec, place_matrix, requantize
 
 CONV = "conv"
+WINDOW_ELEMENTS = 1 << 22  # window elements made at once by the float and integer semantics
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,15 +46,23 @@ class QuantConvAttrs(ConvAttrs):
     q: QMatrix
 
 
-def windows(node: Node, x: np.ndarray) -> np.ndarray:
-    """[samples, positions, window]: every output position's window of x (the same in float and
-    in integers: values are only read)."""
-    flat = x.reshape(x.shape[0], -1)
-    return flat[:, node.attrs.starts[:, None] + node.attrs.offsets[None, :]]
+def by_windows(product: Callable[[np.ndarray], np.ndarray]) -> Callable[[Node, np.ndarray], np.ndarray]:
+    """An op's semantics from `product`, the matrix applied to windows [samples, positions,
+    window]: the windows of x (read, never changed: the same in float and in integers), made a
+    bounded number of elements at a time, since together they hold each input element up to
+    window-size times."""
+
+    def run(node: Node, x: np.ndarray) -> np.ndarray:
+        flat, starts, offsets = x.reshape(x.shape[0], -1), node.attrs.starts, node.attrs.offsets
+        step = max(1, WINDOW_ELEMENTS // max(1, len(x) * len(offsets)))
+        return np.concatenate([product(node, flat[:, starts[i:i + step, None] + offsets[None, :]])
+                               for i in range(0, len(starts), step)], axis=1)
+
+    return run
 
 
-def float_conv(node: Node, x: np.ndarray) -> np.ndarray:
-    y = windows(node, x) @ node.attrs.weight.T.astype(np.float64)
+def float_product(node: Node, windows: np.ndarray) -> np.ndarray:
+    y = windows @ node.attrs.weight.T.astype(np.float64)
     return y if node.attrs.bias is None else y + node.attrs.bias
 
 
@@ -120,6 +130,6 @@ def padding_macs(node: Node) -> int:
     return node.attrs.padding * len(node.attrs.weight)
 
 
-register(OpDef(CONV, "matrix", ConvAttrs, float_conv, lambda node, x: project(node.attrs.q, windows(node, x)),
-               free_scale, lower_conv, QuantConvAttrs, quantize_conv, parameters=parameters,
-               padding_macs=padding_macs))
+register(OpDef(CONV, "matrix", ConvAttrs, by_windows(float_product),
+               by_windows(lambda node, windows: project(node.attrs.q, windows)), free_scale, lower_conv,
+               QuantConvAttrs, quantize_conv, parameters=parameters, padding_macs=padding_macs))
