@@ -1,4 +1,4 @@
-"""ONNX's own operator test cases for LSTM, GRU, RNN, Gemm, Split and the element-wise math operators
+"""ONNX's own operator test cases for LSTM, GRU, RNN, Gemm, Split, Conv and the element-wise math operators
 (onnx.backend.test), compiled
 with 16-bit weights and run on the simulator: bit-exact against the golden reference and within the
 documented tolerance of the expected outputs ONNX ships. Weight-like inputs (and Split's sizes, the
@@ -23,10 +23,10 @@ from isa.target import Target
 from toolchain import TOLERANCE, run_checked
 
 MATH_OPS = ("Abs", "Clip", "Div", "Erf", "Exp", "Gelu", "HardSwish", "LeakyRelu", "Neg", "Pow", "PRelu", "Sub")
-OPS = ("LSTM", "GRU", "RNN", "Gemm", "Split", *MATH_OPS)
+OPS = ("LSTM", "GRU", "RNN", "Gemm", "Split", "Conv", *MATH_OPS)
 # per operator, the input positions that hold weights (or other constants) rather than data
 WEIGHT_INPUTS = {"LSTM": (1, 2, 3, 4, 7), "GRU": (1, 2, 3, 4), "RNN": (1, 2, 3, 4), "Gemm": (1, 2), "Split": (1,),
-                 "Clip": (1, 2), "Div": (1,), "Pow": (1,), "PRelu": (1,), "Sub": (1,)}
+                 "Clip": (1, 2), "Div": (1,), "Pow": (1,), "PRelu": (1,), "Sub": (1,), "Conv": (1, 2)}
 
 
 def _cases() -> list:
