@@ -52,6 +52,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/streaming.py
 	$(BIN)/python bench/compression.py
 	$(BIN)/python bench/hostile.py
+	$(BIN)/python bench/conv.py
 	$(BIN)/python bench/partitioned.py
 	$(BIN)/python bench/numerics.py
 	$(BIN)/python bench/qdq.py

@@ -51,7 +51,7 @@ STATE_MODELS = {
     "(d) GRUCell x49": (lambda: onnx.load(DATA / "cells" / "kws-gru-loop-script.onnx"), {}),
     "(e) TF cell packed": (lambda: tf_lstm(packing="stacked"), {}),
     "(f) LSTM dynamo": (lambda: onnx.load(DATA / "exported" / "lstm-kws-dynamo.onnx"), {}),
-    "VAD conv+LSTM": (vad_model, {"cache": "cache_out"}),
+    "VAD conv+LSTM": (lambda: vad_model(host_window=False), {"cache": "cache_out"}),
 }
 
 

@@ -13,6 +13,7 @@ import onnx
 from compiler.backend.emit import emit
 from compiler.backend.report import build_report
 from compiler.compiled import Compiled
+from compiler.frontend.batchnorm_fold import fold_batch_norms
 from compiler.frontend.cells import recognise_cells
 from compiler.frontend.frames import one_frame_model
 from compiler.frontend.freeze import freeze
@@ -113,12 +114,14 @@ def compile_model(model: str | Path | onnx.ModelProto, target: Target | None = N
 def prepare(proto: onnx.ModelProto, consts: dict[str, list[str | float | int]] | None,
             shapes: dict[str, tuple[int, ...]] | None, log: Callable[[str], None]) -> onnx.ModelProto:
     """The model as the compiler reads it (and --check judges it): inputs frozen (--const),
-    --shape written in, cells written as arithmetic recognised (frontend/cells.py) and layers
-    unrolled over time re-rolled (frontend/rechain.py), each rewrite logged."""
+    --shape written in, BatchNormalization folded into the layer before it (frontend/batchnorm_fold.py),
+    cells written as arithmetic recognised (frontend/cells.py) and layers unrolled over time
+    re-rolled (frontend/rechain.py), each rewrite logged."""
     proto = with_fixed_shapes(freeze(proto, consts), shapes)
+    proto, folds = fold_batch_norms(proto)
     proto, cell_notes = recognise_cells(proto)
     proto, notes = reroll_layers(proto)
-    for note in cell_notes + notes:
+    for note in folds + cell_notes + notes:
         log(note)
     return proto
 

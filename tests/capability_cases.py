@@ -109,6 +109,17 @@ VIOLATIONS: dict[tuple[str, str], tuple[Build, str]] = {
                                        CONSTANT.format("B") + "; got computed 'w'"),
     ("MatMul", MATRIX.format("B")): (lambda: one_node("MatMul", ["x", "w"], {"x": (2, 4)}, {"w": _floats(2, 4, 3)}),
                                      MATRIX.format("B") + "; got rank 3"),
+    ("Conv", CONSTANT.format("W")): (lambda: one_node("Conv", ["x", "w"], {"x": (1, 2, 8), "w": (3, 2, 3)}),
+                                     CONSTANT.format("W") + "; got computed 'w'"),
+    ("Conv", CONSTANT.format("B")): (lambda: one_node("Conv", ["x", "w", "b"], {"x": (1, 2, 8), "b": (3,)},
+                                                      {"w": _floats(3, 2, 3)}),
+                                     CONSTANT.format("B") + "; got computed 'b'"),
+    ("Conv", "X must be rank 3 or 4 (a 1-D or 2-D convolution)"):
+        (lambda: one_node("Conv", ["x", "w"], {"x": (1, 2, 4, 4, 4)}, {"w": _floats(3, 2, 3, 3, 3)}),
+         "X must be rank 3 or 4 (a 1-D or 2-D convolution); got rank 5"),
+    ("Conv", "X must be computed data (a Conv of constants is not folded)"):
+        (lambda: one_node("Conv", ["c", "w"], {}, {"c": _floats(1, 2, 8), "w": _floats(3, 2, 3)}),
+         "X must be computed data (a Conv of constants is not folded); got constant 'c'"),
 }
 
 AXIS = "from opset 13, the axis must be the last (only dims of 1 may follow it)"
@@ -318,6 +329,21 @@ MALFORMED: dict[str, tuple[Build, str, str]] = {
     "Gemm bias against the output": (
         lambda: one_node("Gemm", ["x", "w", "c"], {"x": (2, 4)}, {"w": _floats(4, 3), "c": _floats(5)}),
         "n (Gemm)", "a Gemm bias of shape [5] for an output of shape [2, 3] is not supported"),
+    "Conv weight against the input's channels": (
+        lambda: one_node("Conv", ["x", "w"], {"x": (1, 2, 8)}, {"w": _floats(3, 4, 3)}), "n (Conv)",
+        "a weight of shape [3, 4, 3] (group 1) for an input of shape [1, 2, 8] is not supported"),
+    "Conv kernel past the padded input": (
+        lambda: one_node("Conv", ["x", "w"], {"x": (1, 2, 2)}, {"w": _floats(3, 2, 4)}), "n (Conv)",
+        "a kernel of [4] (dilations [1]) over padded input [2] is not supported"),
+    "Conv strides for the axes": (
+        lambda: one_node("Conv", ["x", "w"], {"x": (1, 2, 8)}, {"w": _floats(3, 2, 3)}, strides=[1, 1]), "n (Conv)",
+        "strides [1, 1] and dilations [1] for 1 spatial axes is not supported"),
+    "Conv bias against the output channels": (
+        lambda: one_node("Conv", ["x", "w", "b"], {"x": (1, 2, 8)}, {"w": _floats(3, 2, 3), "b": _floats(4)}),
+        "n (Conv)", "a Conv bias of shape [4] for 3 output channels is not supported"),
+    "Conv pads for the axes": (
+        lambda: one_node("Conv", ["x", "w"], {"x": (1, 2, 8)}, {"w": _floats(3, 2, 3)}, pads=[1, 1, 1, 1]), "n (Conv)",
+        "pads [1, 1, 1, 1] for 1 spatial axes is not supported"),
 }
 
 

@@ -103,3 +103,29 @@ def recurrent_model(op: str, steps: int, batch: int, inputs: int, hidden: int, *
     node = helper.make_node(op, names, [o if o in outputs else "" for o in all_outs], hidden_size=hidden,
                             direction=direction, layout=layout, name=op.lower(), **attrs)
     return _model([node], graph_inputs, [_info(o, shapes[o]) for o in outputs], inits)
+
+
+def conv_model(x_shape: tuple[int, ...], out_channels: int, kernel: tuple[int, ...], group: int = 1,
+               bias: bool = True, channels_last: bool = False, **attrs) -> onnx.ModelProto:
+    """One Conv reading x [N, C, spatial...] with random weights; output shape left to inference.
+    `channels_last`: x is given as [N, spatial..., C] and y returned so, each through a Transpose
+    (as a front end before a recurrent layer reads it), which fuse with the Conv's own layout."""
+    rng = np.random.default_rng(1)
+    fan_in = x_shape[1] // group * int(np.prod(kernel))
+    weight = rng.standard_normal((out_channels, x_shape[1] // group, *kernel)) / np.sqrt(fan_in)
+    inits = {"W": weight.astype(np.float32)}
+    if bias:
+        inits["B"] = rng.standard_normal(out_channels).astype(np.float32)
+    rank = len(x_shape)
+    x, y = ("x_cf", "y_cf") if channels_last else ("x", "y")
+    nodes = [helper.make_node("Conv", [x, *inits], [y], name="conv", group=group, **attrs)]
+    shape = x_shape
+    if channels_last:
+        shape = (x_shape[0], *x_shape[2:], x_shape[1])
+        nodes = [helper.make_node("Transpose", ["x"], ["x_cf"], perm=[0, rank - 1, *range(1, rank - 1)]), *nodes,
+                 helper.make_node("Transpose", ["y_cf"], ["y"], perm=[0, *range(2, rank), 1])]
+    graph = helper.make_graph(nodes, "conv", [_info("x", shape)], [_info("y", None)],
+                              [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    model = onnx.shape_inference.infer_shapes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)]))
+    onnx.checker.check_model(model)
+    return model

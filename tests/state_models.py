@@ -1,7 +1,8 @@
 """A per-frame model that carries two kinds of state, as streaming voice-activity detectors ship:
-a convolution's history buffer (the last K-1 frames, `cache`) and an LSTM's h and c packed in one
-tensor (`state` [2, 1, hidden]). The convolution stays on the host (Conv is not a chip operator),
-so the cache is host state while the LSTM's state can stay on chip."""
+a history buffer (the last K-1 frames, `cache`) and an LSTM's h and c packed in one tensor (`state`
+[2, 1, hidden]). With `host_window` the window is reduced by an operator that stays on the host
+(ReduceLogSumExp over the K frames), so the cache is host state while the LSTM's state can stay on
+chip; without it, by a Conv, which runs on the chip and keeps its cache there too."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-FEATURES, CHANNELS, KERNEL, HIDDEN = 5, 4, 3, 8
+FEATURES, KERNEL, HIDDEN = 5, 3, 8
+CHANNELS = FEATURES  # the Conv's output channels: as many as the reduction leaves
 
 
 def _info(name: str, shape) -> onnx.ValueInfoProto:
@@ -28,15 +30,17 @@ def _weights(seed: int) -> dict[str, np.ndarray]:
             "hflat": np.array([1, HIDDEN], np.int64)}
 
 
-def vad_model(seed: int = 0, second_input: bool = False) -> onnx.ModelProto:
+def vad_model(seed: int = 0, second_input: bool = False, host_window: bool = True) -> onnx.ModelProto:
     """(x [1, F, 1], cache [1, F, K-1], state [2, 1, H]) -> (p [1, 1], cache_out, state_out); with
     `second_input` an extra frame input x2 is added to x (to test streams that disagree)."""
     x = "x_sum" if second_input else "x"
+    window = (helper.make_node("ReduceLogSumExp", ["window"], ["conv"], axes=[2], name="conv") if host_window
+              else helper.make_node("Conv", ["window", "Wc"], ["conv"], name="conv"))
     nodes = [
         *([helper.make_node("Add", ["x", "x2"], ["x_sum"], name="sum")] if second_input else []),
         helper.make_node("Concat", ["cache", x], ["window"], axis=2, name="window"),
         helper.make_node("Slice", ["window", "i1", "end", "ax2"], ["cache_out"], name="history"),
-        helper.make_node("Conv", ["window", "Wc"], ["conv"], name="conv"),
+        window,
         helper.make_node("Reshape", ["conv", "flat"], ["features"], name="features"),
         helper.make_node("Sin", ["features"], ["normed"], name="norm"),  # an operator that stays on the host
         helper.make_node("Reshape", ["normed", "seq"], ["X"], name="X"),

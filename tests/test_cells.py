@@ -173,7 +173,7 @@ NEAR_MISSES = {
 
 @pytest.mark.parametrize("make", NEAR_MISSES.values(), ids=NEAR_MISSES.keys())
 def test_near_misses_still_compile_node_by_node_and_correctly(make):
-    """What is not a cell compiles as it is (the LayerNorm on the host), close to ONNX Runtime."""
+    """What is not a cell compiles as it is (node by node), close to ONNX Runtime."""
     model = make()
     inputs = random_inputs(model, seed=5)
     program = compile_model(model, calibration=random_inputs(model, seed=6, samples=16)).program

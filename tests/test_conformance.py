@@ -1,11 +1,11 @@
-"""ONNX's own operator test cases for LSTM, GRU, RNN, Gemm, Split, the element-wise math operators,
-the reductions, pooling, the normalisations and Pad (onnx.backend.test), compiled with 16-bit
-weights and run on the simulator: bit-exact against the golden reference and within the documented
-tolerance of the expected outputs ONNX ships. Weight-like inputs (and Split's sizes, the second
-operand of Sub, Div and Pow, PRelu's slope, Clip's bounds, axes, pads, scales and statistics) become
-initialisers. Only float cases run (integer data never reaches the chip), and of Pow only the
-exponent the chip takes. A case whose input is empty is refused: no program has an empty input; so
-is a case the chip cannot take (REFUSED), with its reason."""
+"""ONNX's own operator test cases for LSTM, GRU, RNN, Gemm, Split, Conv, the element-wise math
+operators, the reductions, pooling, the normalisations and Pad (onnx.backend.test), compiled with
+16-bit weights and run on the simulator: bit-exact against the golden reference and within the
+documented tolerance of the expected outputs ONNX ships. Weight-like inputs (and Split's sizes, the
+second operand of Sub, Div and Pow, PRelu's slope, Clip's bounds, axes, pads, scales and statistics)
+become initialisers. Only float cases run (integer data never reaches the chip), and of Pow only
+the exponent the chip takes. A case whose input is empty is refused: no program has an empty
+input; so is a case the chip cannot take (REFUSED), with its reason."""
 
 from __future__ import annotations
 
@@ -27,10 +27,10 @@ from toolchain import TOLERANCE, run_checked
 MATH_OPS = ("Abs", "Clip", "Div", "Erf", "Exp", "Gelu", "HardSwish", "LeakyRelu", "Neg", "Pow", "PRelu", "Sub")
 NORM_POOL_OPS = ("ReduceSum", "ReduceMean", "GlobalAveragePool", "AveragePool", "MaxPool", "BatchNormalization", "Pad",
                  "LayerNormalization", "InstanceNormalization")
-OPS = ("LSTM", "GRU", "RNN", "Gemm", "Split", *MATH_OPS, *NORM_POOL_OPS)
+OPS = ("LSTM", "GRU", "RNN", "Gemm", "Split", "Conv", *MATH_OPS, *NORM_POOL_OPS)
 # per operator, the input positions that hold weights (or other constants) rather than data
 WEIGHT_INPUTS = {"LSTM": (1, 2, 3, 4, 7), "GRU": (1, 2, 3, 4), "RNN": (1, 2, 3, 4), "Gemm": (1, 2), "Split": (1,),
-                 "Clip": (1, 2), "Div": (1,), "Pow": (1,), "PRelu": (1,), "Sub": (1,),
+                 "Clip": (1, 2), "Div": (1,), "Pow": (1,), "PRelu": (1,), "Sub": (1,), "Conv": (1, 2),
                  "ReduceSum": (1,), "ReduceMean": (1,), "BatchNormalization": (1, 2, 3, 4), "Pad": (1, 2, 3),
                  "LayerNormalization": (1, 2), "InstanceNormalization": (1, 2)}
 

@@ -30,8 +30,8 @@ def test_every_op_the_frontend_can_emit_is_declared() -> None:
     graph = import_model(lstm_model(3, 1, 4, 8))
     assert {n.op for n in graph.nodes} <= set(OPS)
     assert {"fc", "lstm", "gru", "rnn", "relu", "table", "gather", "rescale", "constant", "add_const", "mul_const",
-            "add", "sub", "mul", "softmax", "logsoftmax", "fake_quant", "leaky", "clip", "scaled_table", "reduce",
-            "normalize"} == set(OPS)
+            "add", "sub", "mul", "softmax", "logsoftmax", "fake_quant", "leaky", "clip", "scaled_table",
+            "conv", "reduce", "normalize"} == set(OPS)
 
 
 @pytest.mark.parametrize("change,message", [
@@ -77,8 +77,8 @@ def test_verify_refuses_a_record_of_another_op_or_stage() -> None:
 
 def test_verify_refuses_an_unknown_op() -> None:
     graph = _fc_graph()
-    renamed = dataclasses.replace(graph.nodes[0], op="conv")
-    with pytest.raises(AssertionError, match="unknown op conv"):
+    renamed = dataclasses.replace(graph.nodes[0], op="deconv")  # an op nobody declares
+    with pytest.raises(AssertionError, match="unknown op deconv"):
         verify(graph.replace(nodes=(renamed, *graph.nodes[1:])))
 
 

@@ -35,22 +35,26 @@ def _places(plan) -> dict[str, str]:
 
 
 def conv_gru_linear(hidden: int = 8):
-    """Conv1d [1, 4, 10] -> Relu -> [10, 1, 6] -> GRU -> Y_h [1, 1, H] -> Linear."""
+    """Conv1d [1, 4, 10] -> Relu -> [10, 1, 6] -> GRU -> Y_h [1, 1, H] -> Linear. The Conv's kernel K
+    is an input, computed data, so the Conv stays on the host (the chip takes constant weights)."""
     nodes = [helper.make_node("Conv", ["x", "K"], ["c"], name="conv", pads=[1, 1]),
              helper.make_node("Relu", ["c"], ["r"], name="relu"),
              helper.make_node("Transpose", ["r"], ["seq"], name="tr", perm=[2, 0, 1]),
              helper.make_node("GRU", ["seq", "W", "R"], ["", "h"], name="gru", hidden_size=hidden),
              helper.make_node("Reshape", ["h", "flat"], ["hf"], name="flatten"),
              helper.make_node("Gemm", ["hf", "Wl"], ["y"], name="linear", transB=1)]
-    inits = {"K": _w(6, 4, 3), "W": _w(1, 3 * hidden, 6), "R": _w(1, 3 * hidden, hidden), "Wl": _w(2, hidden),
+    inits = {"W": _w(1, 3 * hidden, 6), "R": _w(1, 3 * hidden, hidden), "Wl": _w(2, hidden),
              "flat": np.array([1, hidden], np.int64)}
-    return _model(nodes, [("x", [1, 4, 10])], "y", inits)
+    return _model(nodes, [("x", [1, 4, 10]), ("K", [6, 4, 3])], "y", inits)
+
+
+CONV_HOST_REASON = "W must be a constant (an initialiser); got computed 'K'"
 
 
 def test_conv_stays_on_the_host_and_the_rest_is_one_island():
     plan = plan_partition(conv_gru_linear())
     assert _places(plan) == {"conv": HOST, "relu": CHIP, "tr": CHIP, "gru": CHIP, "flatten": CHIP, "linear": CHIP}
-    assert plan.placements[0].reasons == ("operator Conv is not supported",)
+    assert plan.placements[0].reasons == (CONV_HOST_REASON,)
     (island,) = plan.islands
     assert island.nodes == ("relu", "tr", "gru", "flatten", "linear")
     assert island.inputs == ("c",) and island.outputs == ("y",)
@@ -140,9 +144,16 @@ def test_a_layer_too_big_for_the_target_stays_on_the_host_and_says_why(tmp_path)
 def test_a_model_with_nothing_for_the_chip_is_refused_in_one_line():
     nodes = [helper.make_node("Conv", ["x", "K"], ["y"], name="conv")]
     with pytest.raises(RnnaccelError) as exc:
-        plan_partition(_model(nodes, [("x", [1, 4, 10])], "y", {"K": _w(6, 4, 3)}))
+        plan_partition(_model(nodes, [("x", [1, 4, 10]), ("K", [6, 4, 3])], "y", {}))
     assert str(exc.value) == ("nothing in this model runs on the chip: 1 node stays on the host: node 'conv' (Conv): "
-                              "operator Conv is not supported")
+                              + CONV_HOST_REASON)
+
+
+def test_a_conv_with_constant_weights_runs_on_the_chip_with_its_macs():
+    nodes = [helper.make_node("Conv", ["x", "K"], ["y"], name="conv", pads=[1, 1], group=2)]
+    plan = plan_partition(_model(nodes, [("x", [1, 4, 10])], "y", {"K": _w(6, 2, 3)}))
+    assert _places(plan) == {"conv": CHIP} and plan.chip_mac_fraction == 1.0
+    assert plan.islands[0].macs == 6 * 10 * 2 * 3  # [1, 6, 10] outputs, each 2 channels (of its group) x 3 taps
 
 
 def test_shape_arithmetic_folds_away_and_is_neither_side():

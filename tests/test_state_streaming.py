@@ -356,3 +356,19 @@ CLI_ERRORS = {
 def test_cli_refuses_bad_state_options(case, tmp_path, capsys):
     args, message = CLI_ERRORS[case]
     assert message in compile_fails(tmp_path, capsys, save(tmp_path, vad_model()), *args)
+
+
+def test_a_conv_on_its_history_buffer_keeps_both_states_on_chip():
+    """The VAD model with its window convolved (Conv on the chip): the cache and the LSTM's state
+    are both kept on chip, and the stream stays close to ONNX Runtime's frame loop."""
+    model = vad_model(host_window=False)
+    pairs = {"cache": "cache_out", "state": "state_out"}
+    compiled = compile_model(model, calibration=_frames(model, 30, seed=8, streams=4), streaming=True,
+                             states={"cache": "cache_out"})
+    programs = compiled.program.islands if compiled.islands else (compiled.program,)
+    assert {s.name for program in programs for s in program.state} == set(pairs)
+    frames = _frames(model, 40, seed=9)
+    stream = simulator_for(compiled.program).stream()
+    streamed = [stream.step({"x": frames["x"][t]}) for t in range(40)]
+    floats = _float_loop(model, frames, pairs)
+    assert max(float(np.max(np.abs(s.outputs["p"] - f["p"]))) for s, f in zip(streamed, floats)) <= TOLERANCE[8]

@@ -133,6 +133,7 @@ def _layer(nodes: list[Node], mine: list, stored: int, target_env: dict, program
     and names the nodes that hold them (`shares_weights_with`)."""
     params = [OPS[node.op].parameters(node.attrs) for node in nodes]
     states = OPS[nodes[-1].op].states(nodes[-1])
+    padding = sum(OPS[node.op].padding_macs(node) for node in nodes)
     weights = 0 if shares else sum(_parameters(value) for p in params for value in p.weights.values())
     biases = sum(value.size for p in params for value in p.biases.values())
     return {
@@ -146,6 +147,7 @@ def _layer(nodes: list[Node], mine: list, stored: int, target_env: dict, program
         "est_cycles": sum(_busy(i, target_env) for i in mine),
         "bound_cycles": _bound(mine, target_env, program),
         "weight_bytes_read": sum(_wmem_read(i, target_env) for i in mine),
+        **({"padding_mac_ops": padding} if padding else {}),
         **({"states": states} if states else {}),
         **({"shares_weights_with": list(shares)} if shares else {}),
     }

@@ -1,10 +1,10 @@
 """Multiply-accumulates per inference, the measure of work the partition summary shares out.
 
-A chip node's figure comes from its IR ops: a matrix op does each stored weight once per input
-row (fc: rows x cols per row; a recurrent layer: gates x hidden x (inputs + hidden) per step,
-batch entry and direction, since W and R hold every direction). A host node's is an estimate
-from its ONNX shapes, for the operators that multiply matrices (recurrent layers included);
-element-wise work counts 0.
+A chip node's figure comes from its IR ops: a matrix op does each stored weight once per row
+(fc: rows x cols per input row; a conv group: per output position; a recurrent layer: gates x
+hidden x (inputs + hidden) per step, batch entry and direction, since W and R hold every
+direction). A host node's is an estimate from its ONNX shapes, for the operators that multiply
+matrices (recurrent layers included); element-wise work counts 0.
 """
 
 from __future__ import annotations
@@ -21,13 +21,15 @@ RECURRENT_WEIGHTS = ("W", "R")  # a peephole P is element-wise: no MACs on the a
 
 
 def chip_macs(node: Node, shapes: Mapping[str, Shape]) -> int:
-    """MACs of one IR node: its matrices' weights times the input rows they are applied to."""
+    """MACs of one IR node: its matrices' weights times the rows they are applied to: a recurrent
+    layer's input rows (its output holds both directions, which its weights already count), any
+    other matrix op's output rows (an fc's are its input rows; a conv group's, its windows)."""
     if node.op not in MATRIX_OPS or node.inputs[0] not in shapes:
         return 0
     weights = OPS[node.op].parameters(node.attrs).weights
     if node.op in RECURRENT_OPS:
         weights = {k: weights[k] for k in RECURRENT_WEIGHTS}
-    x = shapes[node.inputs[0]]
+    x = shapes[node.inputs[0] if node.op in RECURRENT_OPS else node.outputs[0]]
     return sum(w.size for w in weights.values()) * math.prod(x) // max(x[-1], 1)
 
 

@@ -18,6 +18,7 @@ from compiler.frontend import (  # noqa: F401  # noqa: F401
     activation_ops,
     compute_ops,
     control_ops,
+    conv_ops,
     elementwise_ops,
     layout_ops,
     math_ops,

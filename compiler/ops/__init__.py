@@ -10,6 +10,7 @@ from __future__ import annotations
 from compiler.ops import (  # noqa: F401
     activation,
     constant,
+    conv,
     elementwise,
     fake_quant,
     fc,

@@ -38,10 +38,15 @@ def float_fc(node: Node, x: np.ndarray) -> np.ndarray:
     return y if node.attrs.bias is None else y + node.attrs.bias
 
 
-def quantize_fc(node: Node, scales: dict[str, float], policy: WeightPolicy) -> Node:
+def quantized_matrix(node: Node, scales: dict[str, float], policy: WeightPolicy, features: bool = True) -> QMatrix:
+    """The node's weight and bias quantised per output row for its input's and output's scales;
+    compressed with the moments of its input's features (the matrix's columns) when `features`."""
     x, y = scales[node.inputs[0]], scales[node.outputs[0]]
-    q = policy.matrix(node.attrs.weight, node.attrs.bias, x, y, node.inputs[:1])
-    return node.quantized(QuantFcAttrs, q=q)
+    return policy.matrix(node.attrs.weight, node.attrs.bias, x, y, node.inputs[:1] if features else ())
+
+
+def quantize_fc(node: Node, scales: dict[str, float], policy: WeightPolicy) -> Node:
+    return node.quantized(QuantFcAttrs, q=quantized_matrix(node, scales, policy))
 
 
 def lower_fc(ctx: Lowering, node: Node, where: Where) -> None:
@@ -61,7 +66,9 @@ def _row_bias(m: MatrixRefs, row: int) -> MatrixRefs:
 
 
 def parameters(attrs: FcAttrs) -> Parameters:
-    matrices = {"q": attrs.q} if isinstance(attrs, QuantFcAttrs) else {}
+    """The weight and bias (fc's, or a conv group's), and the quantised matrix once there is one."""
+    q = getattr(attrs, "q", None)
+    matrices = {} if q is None else {"q": q}
     return Parameters({"weight": attrs.weight}, {} if attrs.bias is None else {"bias": attrs.bias}, matrices)
 
 

@@ -82,6 +82,10 @@ def no_states(node: Node) -> dict[str, dict]:
     return {}
 
 
+def no_padding(node: Node) -> int:
+    return 0
+
+
 @dataclass(frozen=True)
 class OpDef:
     """One IR op. `attrs` is the record the frontend builds; `quantized` the one quantisation makes
@@ -95,7 +99,9 @@ class OpDef:
     emits its machine ops; parameters(attrs) its stored numbers. float_ranges, where the op has
     inner values whose formats come from calibration, is float_eval that also returns their
     ranges; quantisation hands them back through the attribute `ranges`. states(node) names those
-    inner values with their formats and calibrated ranges (the report's `states`)."""
+    inner values with their formats and calibrated ranges (the report's `states`). padding_macs(node)
+    counts the MACs per inference that multiply zero padding (SPEC rule 3: no useful work, though
+    the ISA table counts them; the report's `padding_mac_ops`)."""
 
     name: str
     kind: str
@@ -111,6 +117,7 @@ class OpDef:
     parameters: Callable[[Any], Parameters] = no_parameters
     float_ranges: RangedRun | None = None
     states: Callable[[Node], dict[str, dict]] = no_states
+    padding_macs: Callable[[Node], int] = no_padding
 
     @property
     def final(self) -> type:

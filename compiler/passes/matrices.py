@@ -104,15 +104,16 @@ def best_split(rows: int, cols: int, macs: int) -> int:
 
 
 def matvec(ctx: Lowering, m: MatrixRefs, x: Ref, acc: Ref, where: Where,
-           columns: tuple[tuple[int, int], ...] | None = None) -> None:
+           columns: tuple[tuple[int, int], ...] | None = None, sources: tuple[Ref, ...] = ()) -> None:
     """acc[0:rows] = (bias +) W x, one instruction per row tile; with `columns` (plain matrices
     only), per column range and row tile, the later ranges accumulating (MVA), so each range
-    can start as soon as its part of x exists."""
+    can start as soon as its part of x exists. `sources`, if given, is where each column range's
+    part of x lies (a convolution's window is runs apart in memory), else at x + its first column."""
     assert columns is None or not m.slots, "compressed matrices have no accumulating form"
     for part, (k0, k1) in enumerate(columns or ((0, m.q.cols),)):
         for index, (r0, r1) in enumerate(m.tiles):
             operands = {"acc": acc + r0, "w": m.weights[index] + k0 * (r1 - r0) * ctx.target.weight_bytes,
-                        "x": x + k0, "rows": r1 - r0, "cols": k1 - k0,
+                        "x": sources[part] if sources else x + k0, "rows": r1 - r0, "cols": k1 - k0,
                         "split": best_split(r1 - r0, k1 - k0, ctx.target.macs)}
             tile_where = Where(where.node, where.layer, where.step, index, where.what)
             if m.nnz:

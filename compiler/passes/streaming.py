@@ -30,6 +30,7 @@ import numpy as np
 
 from compiler.ir import Graph, Node
 from compiler.ops import RECURRENT_OPS
+from compiler.ops.conv import CONV
 from isa.errors import RnnaccelError
 from isa.numerics import quantize_multiplier
 
@@ -76,6 +77,7 @@ def frame_shapes(graph: Graph) -> dict[str, tuple[int, ...]]:
     """The whole-sequence graph's input shapes with the time axis made one frame; bound state
     keeps its shape, and a model without a recurrence longer than a frame keeps all of them."""
     layers = _recurrent(graph)
+    _check_no_windows(graph)
     for check in STREAMABLE:
         for node in layers:
             check(graph, node)
@@ -107,6 +109,17 @@ def _recurrent(graph: Graph) -> list[Node]:
         raise RnnaccelError("--streaming needs a recurrent layer (LSTM, GRU or RNN) or a state the model carries "
                             "as an input and output (--state IN=OUT), and this model has neither")
     return layers
+
+
+def _check_no_windows(graph: Graph) -> None:
+    """A convolution reads windows of its input, across time too: one frame at a time it would see
+    zeros where the frames before it were. A model that keeps that history in a state it carries
+    (--state) takes one frame per run already and is never shrunk, so never comes here."""
+    conv = next((n for n in graph.nodes if n.op == CONV), None)
+    if conv is not None:
+        raise RnnaccelError(f"--streaming: Conv '{conv.source}' reads windows of its input, which one frame per "
+                            "run cannot give it; carry the frames it needs in a state the model takes as an input "
+                            "and gives as an output (--state IN=OUT), or compile without --streaming")
 
 
 def _check_forward(graph: Graph, node: Node) -> None:

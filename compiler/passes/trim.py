@@ -17,31 +17,45 @@ from compiler.ops.gather import GatherAttrs
 
 
 def fuse_gathers(graph: Graph) -> Graph:
-    """A gather reading only another gather's output, which nothing else reads, becomes one gather:
-    exporters chain Transpose, Reshape and Gather around a recurrent layer's output.
+    """A gather reading other gathers' outputs, which nothing else reads, becomes one gather:
+    exporters chain Transpose, Reshape and Gather around a recurrent layer's output, and a Conv's
+    padded copy (of its input and a run of zeros) reads the Transpose before it.
 
-    One walk in graph order: a gather's input gather has already absorbed its own chain, so a
+    One walk in graph order: a gather's input gathers have already absorbed their own chains, so a
     chain of any length folds into one node in time linear in the nodes."""
     readers = Counter(name for node in graph.nodes for name in node.inputs)
     kept: list[Node | None] = []
     gather_at: dict[str, int] = {}  # a gather's output -> its position in `kept`
     for node in graph.nodes:
-        position = gather_at.get(node.inputs[0]) if _fusable(node, readers, graph.outputs) else None
         fused = node
-        if position is not None:
-            inner, kept[position] = kept[position], None
-            fused = Node("gather", node.source, inner.inputs, node.outputs,
-                         GatherAttrs(index=inner.attrs.index[node.attrs.index]))
-        if fused.op == "gather":
+        if node.op == "gather":
+            positions = {j: gather_at[name] for j, name in enumerate(node.inputs)
+                         if name in gather_at and name not in graph.outputs and readers[name] == 1}
+            if positions:
+                fused = _spliced(graph, node, {j: kept[p] for j, p in positions.items()})
+                for p in positions.values():
+                    kept[p] = None
             gather_at[fused.outputs[0]] = len(kept)
         kept.append(fused)
     return graph.replace(nodes=tuple(n for n in kept if n is not None))
 
 
-def _fusable(outer: Node, readers: Counter, outputs: tuple[str, ...]) -> bool:
-    """A one-input gather that is the only reader of its input, which is not a graph output."""
-    return outer.op == "gather" and len(outer.inputs) == 1 and outer.inputs[0] not in outputs \
-        and readers[outer.inputs[0]] == 1
+def _spliced(graph: Graph, outer: Node, inners: dict[int, Node]) -> Node:
+    """`outer` reading the inputs of its input gathers `inners` (by input position) in their place,
+    each tensor once: each element of its old inputs laid end to end mapped to its place in the new."""
+    bases: dict[str, int] = {}  # each new input's first element in the new index space
+
+    def based(names: tuple[str, ...]) -> np.ndarray:
+        """Where the elements of `names` laid end to end lie among the new inputs."""
+        for name in names:
+            bases.setdefault(name, sum(graph.size(n) for n in bases))
+        return np.concatenate([np.arange(graph.size(n)) + bases[n] for n in names])
+
+    where = [based(inners[j].inputs)[inners[j].attrs.index] if j in inners else based((name,))
+             for j, name in enumerate(outer.inputs)]
+    index = np.concatenate(where)[outer.attrs.index]
+    inputs = list(bases)
+    return Node("gather", outer.source, tuple(inputs), outer.outputs, GatherAttrs(index=index))
 
 
 def trim_sequence_outputs(graph: Graph) -> Graph:

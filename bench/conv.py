@@ -1,0 +1,70 @@
+"""Convolution benchmark: standard Conv1d and Conv2d layers (and a depthwise one) at 32 MACs.
+
+Each layer reads its input channels-last and gives its output so (a Transpose on either side, as
+a front end feeding a recurrent layer has: they fuse with the Conv's own layout gathers), and, for
+the first two, also alone in ONNX's [N, C, ...] layout, where the two transposes are element-by-
+element copies on the vector unit. For each layer: the useful MACs the program does (the ISA
+table's count, zero padding included), the share of them that multiply padding, the cycles next
+to the bound max(useful MACs / macs, vector elements / vec_lanes), MAC utilisation (useful MACs /
+(cycles x macs)), the weight bytes stored and the instructions (a layer's positions fold into
+LOOPs).
+
+    .venv/bin/python bench/conv.py
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from compiler.pipeline import compile_model  # noqa: E402
+from isa.target import Target  # noqa: E402
+from runtime_sim import Simulator  # noqa: E402
+
+from models import conv_model  # noqa: E402
+
+MACS = 32
+# name -> (input shape [N, C, spatial...], output channels, kernel, attributes)
+LAYERS = {
+    "Conv1d 64->64 k3 L100": ((1, 64, 100), 64, (3,), {"pads": [1, 1]}),
+    "Conv1d 40->64 k5 s2 L100": ((1, 40, 100), 64, (5,), {"strides": [2], "pads": [2, 2]}),
+    "Conv2d 16->32 3x3 20x20": ((1, 16, 20, 20), 32, (3, 3), {"pads": [1, 1, 1, 1]}),
+    "Conv2d 1->32 3x3 40x10": ((1, 1, 40, 10), 32, (3, 3), {"pads": [1, 1, 1, 1]}),
+    "depthwise 32 3x3 10x10": ((1, 32, 10, 10), 32, (3, 3), {"pads": [1, 1, 1, 1], "group": 32}),
+}
+CASES = [*((layer, True) for layer in LAYERS.items()), *((layer, False) for layer in list(LAYERS.items())[:2])]
+
+
+def padding_share(x_shape: tuple[int, ...], kernel: tuple[int, ...], attrs: dict) -> float:
+    """The share of the window elements read that are padding (every channel alike)."""
+    rank, strides = len(kernel), attrs.get("strides", [1] * len(kernel))
+    pads = attrs.get("pads", [0] * 2 * rank)
+    axes = []
+    for size, k, s, begin, end in zip(x_shape[2:], kernel, strides, pads[:rank], pads[rank:]):
+        starts = np.arange(0, size + begin + end - k + 1, s) - begin
+        taps = starts[:, None] + np.arange(k)[None, :]
+        axes.append(((taps < 0) | (taps >= size)).mean())
+    return 1.0 - float(np.prod([1.0 - a for a in axes]))
+
+
+def main() -> None:
+    print(f"{'layer':<34} {'MACs':>8} {'pad':>6} {'cycles':>8} {'bound':>8} {'MAC util':>8} {'of bound':>8} "
+          f"{'weight B':>8} {'instrs':>6}")
+    for (layer, (shape, out, kernel, attrs)), channels_last in CASES:
+        model = conv_model(shape, out, kernel, channels_last=channels_last, **attrs)
+        name = layer if channels_last else f"{layer} [N,C,...]"
+        compiled = compile_model(model, Target(macs=MACS))
+        stats = Simulator(compiled.program).stats
+        total = compiled.report["total"]
+        print(f"{name:<34} {stats['mac_ops']:>8} {padding_share(shape, kernel, attrs):>6.1%} {stats['cycles']:>8} "
+              f"{stats['bound_cycles']:>8} {stats['mac_utilization']:>8.1%} "
+              f"{stats['bound_cycles'] / stats['cycles']:>8.1%} {total['stored_bytes']:>8} "
+              f"{len(compiled.program.code):>6}")
+
+
+if __name__ == "__main__":
+    main()
