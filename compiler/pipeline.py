@@ -40,7 +40,7 @@ from compiler.passes.interleave import interleave
 from compiler.passes.quantize import quantize_graph
 from compiler.passes.reroll import reroll
 from compiler.passes.schedule import lower
-from compiler.passes.streaming import StateBinding, frame_shapes, mark_streaming, per_frame
+from compiler.passes.streaming import StateBinding, check_frame_local, frame_shapes, mark_streaming, per_frame
 from compiler.passes.trim import trim_sequence_outputs
 from compiler.verify import verify
 from isa.errors import RnnaccelError
@@ -135,7 +135,9 @@ def _compile_chip(proto: onnx.ModelProto, graph: Graph, name: str, calibration: 
     calib = calibrate(graph, check_calibration(graph.input_shapes, calibration))  # whole sequences, before trimming
     if streaming and not per_frame(graph):
         frames = one_frame_model(proto, graph.input_shapes, frame_shapes(graph))
-        graph = verify(mark_streaming(bound.bind(import_model(frames))))
+        frame = verify(mark_streaming(bound.bind(import_model(frames))))
+        check_frame_local(graph, frame)
+        graph = frame
     graph = verify(trim_sequence_outputs(graph))
     calib = calib.derived(graph)
     graph = verify(quantize_graph(graph, calib, target, compression, bound.mine(graph)))

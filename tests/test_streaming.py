@@ -160,6 +160,14 @@ def _time_in_two_shape_entries() -> onnx.ModelProto:
     return _model(nodes, [_info("X0", (5, 1, 10))], list(rnn.graph.output), inits)
 
 
+def _mean_over_time() -> onnx.ModelProto:
+    """A ReduceMean over the LSTM's time axis: one frame per run would average one step."""
+    lstm = recurrent_model("LSTM", 4, 1, 3, 8, seed=4, outputs=["Y"])
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in lstm.graph.initializer}
+    nodes = [lstm.graph.node[0], helper.make_node("ReduceMean", ["Y"], ["mean"], axes=[0], keepdims=0, name="mean")]
+    return _model(nodes, list(lstm.graph.input), [_info("mean", (1, 1, 8))], inits)
+
+
 REFUSED = {
     "no recurrent layer": (lambda: _model([helper.make_node("Relu", ["x"], ["y"])], [_info("x", (2, 3))],
                                           [_info("y", (2, 3))], {}), "needs a recurrent layer"),
@@ -172,6 +180,7 @@ REFUSED = {
     "ambiguous time axis": (lambda: recurrent_model("RNN", 3, 3, 3, 8), "several axes of 3"),
     "different lengths": (_two_lengths, r"different numbers of steps \(\[3, 5\]\)"),
     "time from a reshape": (_reshaped_time, "still runs 5 steps"),
+    "mean over time": (_mean_over_time, "node 'mean' \\(reduce\\) reduces across time steps"),
     "time twice in a constant shape": (_time_in_two_shape_entries, r"the constant shape 'split' \[5, 1, 2, 5\] of "
                                        r"node 'unflatten' \(Reshape\) has several entries of 5"),
 }

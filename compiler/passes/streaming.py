@@ -89,6 +89,27 @@ def frame_shapes(graph: Graph) -> dict[str, tuple[int, ...]]:
     return {name: _one_frame(name, graph.shapes[name], time) for name in graph.host_inputs}
 
 
+def check_frame_local(whole: Graph, frame: Graph) -> None:
+    """Every reduction of the one-frame graph must reduce what it reduced in the whole sequence:
+    a mean, pool, normalisation or softmax whose rows shrank with the time axis (LayerNorm over
+    [time, features], a pool or ReduceMean over time) would see one frame where it saw them all."""
+    before = {(n.source, n.op): _rows(n) for n in whole.nodes}
+    for node in frame.nodes:
+        rows = _rows(node)
+        if rows is not None and before.get((node.source, node.op)) not in (None, rows):
+            raise RnnaccelError(f"--streaming: node '{node.source}' ({node.op}) reduces across time steps, which one "
+                                "frame per run cannot give it; compile without --streaming, or keep what it needs in a "
+                                "state the model carries (--state IN=OUT)")
+
+
+def _rows(node: Node) -> frozenset[int] | None:
+    """The lengths of the runs a reducing op reduces (one per output element); None for any other op."""
+    if hasattr(node.attrs, "row"):
+        return frozenset({node.attrs.row})
+    runs = getattr(node.attrs, "runs", None)
+    return None if runs is None else frozenset(np.unique(runs).tolist())
+
+
 def mark_streaming(graph: Graph) -> Graph:
     """Mark each recurrent layer of the one-frame graph whose state no pair carries to keep it
     between invocations."""
