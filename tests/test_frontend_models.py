@@ -1,6 +1,7 @@
-"""Exported front ends (tests/data/make_frontends.py) on the chip alone: a depthwise-separable CNN
-keyword spotter and a Conv1d + LayerNorm + LSTM, each from both exporters, compiled with
---chip-only, bit-exact against the golden reference and close to ONNX Runtime and to PyTorch."""
+"""Exported PyTorch front ends on the chip alone, each from both exporters, compiled with
+--chip-only, bit-exact against the golden reference and close to ONNX Runtime and to PyTorch:
+the CRNN with BatchNorm2d (tests/data/make_conv.py), the depthwise-separable CNN keyword spotter
+and the Conv1d + LayerNorm + LSTM (tests/data/make_frontends.py)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,12 @@ from compiler.pipeline import compile_model
 
 from toolchain import TOLERANCE, assert_close
 
-DATA = Path(__file__).resolve().parent / "data" / "frontends"
+DATA = Path(__file__).resolve().parent / "data"
+MODELS = ["conv/crnn-bn", "frontends/ds-cnn", "frontends/conv1d-ln"]
 
 
 @pytest.mark.parametrize("exporter", ["script", "dynamo"])
-@pytest.mark.parametrize("name", ["ds-cnn", "conv1d-ln"])
+@pytest.mark.parametrize("name", MODELS)
 def test_exported_front_end_runs_on_the_chip_alone(name, exporter):
     """Every Conv of the file is a report row doing MACs (so none went to the host or vanished)."""
     path = DATA / f"{name}-{exporter}.onnx"
