@@ -9,6 +9,12 @@ to the bound max(useful MACs / macs, vector elements / vec_lanes), MAC utilisati
 (cycles x macs)), the weight bytes stored and the instructions (a layer's positions fold into
 LOOPs).
 
+Then the whole exported front ends of tests/data/frontends (the depthwise-separable CNN keyword
+spotter and the Conv1d + LayerNorm + LSTM), compiled with --chip-only on their own samples: the
+same figures for the model, the share of its MACs the Convs do (the chip's share were they left
+to the host), and each Conv's useful MACs, span in cycles and MAC utilisation over that span from
+the simulator's per-layer statistics.
+
     .venv/bin/python bench/conv.py
 """
 
@@ -28,6 +34,7 @@ from runtime_sim import Simulator  # noqa: E402
 from models import conv_model  # noqa: E402
 
 MACS = 32
+FRONTENDS = Path(__file__).resolve().parent.parent / "tests" / "data" / "frontends"
 # name -> (input shape [N, C, spatial...], output channels, kernel, attributes)
 LAYERS = {
     "Conv1d 64->64 k3 L100": ((1, 64, 100), 64, (3,), {"pads": [1, 1]}),
@@ -51,6 +58,25 @@ def padding_share(x_shape: tuple[int, ...], kernel: tuple[int, ...], attrs: dict
     return 1.0 - float(np.prod([1.0 - a for a in axes]))
 
 
+def front_ends() -> None:
+    """One line per exported front end, then one per Conv layer of it."""
+    print(f"\n{'model (--chip-only)':<22} {'MACs':>8} {'conv MACs':>9} {'cycles':>8} {'bound':>8} {'MAC util':>8} "
+          f"{'of bound':>8} {'weight B':>8}")
+    for path in sorted(FRONTENDS.glob("*.onnx")):
+        calibration = {"x": np.load(path.with_suffix(".npz"))["x"]}
+        compiled = compile_model(path, Target(macs=MACS), calibration, chip_only=True)
+        stats = Simulator(compiled.program).stats
+        convs = [row["name"] for row in compiled.report["layers"] if row["op"] == "conv"]
+        layers = [layer for layer in stats["layers"] if layer["name"] in convs]
+        conv_share = sum(layer["mac_ops"] for layer in layers) / stats["mac_ops"]
+        print(f"{path.stem:<22} {stats['mac_ops']:>8} {conv_share:>9.1%} {stats['cycles']:>8} "
+              f"{stats['bound_cycles']:>8} {stats['mac_utilization']:>8.1%} "
+              f"{stats['bound_cycles'] / stats['cycles']:>8.1%} {compiled.report['total']['stored_bytes']:>8}")
+        for layer in layers:
+            print(f"  {layer['name']:<30} {layer['mac_ops']:>8} MACs {layer['cycles']:>8} cycles "
+                  f"{layer['mac_utilization']:>6.1%} MAC util")
+
+
 def main() -> None:
     print(f"{'layer':<34} {'MACs':>8} {'pad':>6} {'cycles':>8} {'bound':>8} {'MAC util':>8} {'of bound':>8} "
           f"{'weight B':>8} {'instrs':>6}")
@@ -64,6 +90,7 @@ def main() -> None:
               f"{stats['bound_cycles']:>8} {stats['mac_utilization']:>8.1%} "
               f"{stats['bound_cycles'] / stats['cycles']:>8.1%} {total['stored_bytes']:>8} "
               f"{len(compiled.program.code):>6}")
+    front_ends()
 
 
 if __name__ == "__main__":

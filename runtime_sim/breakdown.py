@@ -4,6 +4,8 @@ The bound is what no schedule can beat on this array: max(useful MACs / macs, ve
 vec_lanes). Per layer (the ONNX node the listing's .loc names), the breakdown gives its useful
 MACs, its span in cycles (first start to last result, overlaps with other layers included), its
 MAC utilisation over that span and its own bound, so a user sees how far each layer is from it.
+The sequencer's LOOP takes no time and waits only for its strides in weight memory, so the
+schedule starts it near cycle 0 wherever it stands: it counts for no layer's span.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import bisect
 
 from isa.bounds import bound_cycles, vector_elements
 from isa.container import Program
+
+UNTIMED_UNITS = frozenset({"SEQ"})
 
 
 class Breakdown:
@@ -27,10 +31,11 @@ class Breakdown:
     def add(self, record: dict) -> None:
         index = bisect.bisect_right(self.starts, record["pc"]) - 1
         name = self.program.locs[index].node if index >= 0 else ""
-        layer = self.layers.setdefault(name, {"name": name, "mac_ops": 0, "elements": 0, "first": record["start"],
-                                              "last": record["ready"]})
+        layer = self.layers.setdefault(name, {"name": name, "mac_ops": 0, "elements": 0, "first": None, "last": 0})
         layer["mac_ops"] += record["macs"]
-        layer["first"], layer["last"] = min(layer["first"], record["start"]), max(layer["last"], record["ready"])
+        if record["unit"] not in UNTIMED_UNITS:
+            first = record["start"] if layer["first"] is None else min(layer["first"], record["start"])
+            layer["first"], layer["last"] = first, max(layer["last"], record["ready"])
         if record["unit"] == "VEC":
             elements = vector_elements(self.program.code[record["pc"]])
             layer["elements"] += elements
@@ -44,7 +49,7 @@ class Breakdown:
 
 
 def _summary(layer: dict, program: Program) -> dict:
-    span = layer["last"] - layer["first"]
+    span = 0 if layer["first"] is None else layer["last"] - layer["first"]
     return {
         "name": layer["name"],
         "mac_ops": layer["mac_ops"],

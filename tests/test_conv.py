@@ -4,8 +4,6 @@ Runtime; the lowering reads windows in place and its positions fold into a LOOP.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import onnx
 import pytest
@@ -16,10 +14,9 @@ from compiler.frontend.onnx_import import import_model
 from compiler.ops import OPS, conv
 from compiler.ops.conv import runs
 from compiler.passes.compress import Compression
-from compiler.pipeline import compile_model
 
 from models import conv_model
-from toolchain import TOLERANCE, assert_close, run_checked
+from toolchain import assert_close, run_checked
 
 
 def _random(shape, seed: int) -> np.ndarray:
@@ -133,23 +130,6 @@ def test_batch_norm_whose_input_is_read_elsewhere_stays():
     model = _with_batch_norm(conv_model((1, 4, 12), 6, kernel=(3,)), "y", 6)
     model.graph.output.append(helper.make_tensor_value_info("pre_bn", TensorProto.FLOAT, None))
     assert fold_batch_norms(model) == (model, [])
-
-
-CONV_DATA = Path(__file__).resolve().parent / "data" / "conv"
-
-
-@pytest.mark.parametrize("exporter", ["script", "dynamo"])
-def test_exported_crnn_with_batch_norm_runs_on_the_chip_alone(exporter):
-    """Conv2d + BatchNorm2d + ReLU + GRU + Linear (tests/data/make_conv.py): --chip-only compiles it,
-    bit-exact against the golden reference, close to ONNX Runtime and to PyTorch."""
-    path = CONV_DATA / f"crnn-bn-{exporter}.onnx"
-    data = np.load(path.with_suffix(".npz"))
-    assert not compile_model(path, calibration={"x": data["x"]}, chip_only=True).islands
-    model = onnx.load(str(path))
-    checked = assert_close(model, {"x": data["x"][0]}, calibration={"x": data["x"]})
-    bound = TOLERANCE[8] * max(1.0, float(np.abs(data["y"]).max()))
-    assert float(np.max(np.abs(checked.outputs["y"] - data["y"][0]))) <= bound
-    assert sum(n.op == "conv" for n in checked.compiled.graph.nodes) == 1
 
 
 def test_transposes_around_a_conv_fuse_with_its_layout_copies():

@@ -16,7 +16,7 @@ from isa.target import Target
 from runtime_sim import Simulator
 from runtime_sim.cli import main as sim_main
 
-from models import fc_model, recurrent_model
+from models import conv_model, fc_model, recurrent_model
 from toolchain import random_inputs, run_checked
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
@@ -105,3 +105,17 @@ def _save(tmp_path, model) -> str:
     path = tmp_path / "m.onnx"
     onnx.save(model, str(path))
     return str(path)
+
+
+def test_a_layer_span_leaves_out_the_loop_the_schedule_starts_at_cycle_zero():
+    """The Conv's positions fold into a LOOP, which takes no time and so starts near cycle 0, while
+    its first product waits for the layout copy before it: the span starts at that product."""
+    program = compile_model(conv_model((1, 8, 16), 8, (3,), pads=[1, 1])).program
+    simulator = Simulator(program, trace=True)
+    starts = [loc.pc for loc in program.locs] + [len(program.code)]
+    pcs = {pc for k, loc in enumerate(program.locs) if loc.node == "conv" for pc in range(starts[k], starts[k + 1])}
+    records = [r for r in simulator.timing.trace if r["pc"] in pcs]
+    timed = [r for r in records if r["op"] != "LOOP"]
+    assert min(r["start"] for r in records) < min(r["start"] for r in timed)
+    (conv,) = [layer for layer in simulator.stats["layers"] if layer["name"] == "conv"]
+    assert conv["cycles"] == max(r["ready"] for r in timed) - min(r["start"] for r in timed)
