@@ -29,7 +29,7 @@ import numpy as np
 from compiler.ir import Node
 from compiler.kernel import Where
 from compiler.ops.reduce import CHUNK, sum_runs
-from compiler.ops.registry import OpDef, register
+from compiler.ops.registry import OpDef, one_row, register
 from compiler.passes.lowering import Lowering
 from isa import numerics as nx
 from isa.numerics import UNIT_FRAC, quantize_multiplier
@@ -93,4 +93,4 @@ def lower_normalize(ctx: Lowering, node: Node, where: Where) -> None:
 
 
 register(OpDef("normalize", "vector", NormalizeAttrs, float_normalize, reference_normalize, output_scale,
-               lower_normalize, QuantNormalizeAttrs, quantize_normalize))
+               lower_normalize, QuantNormalizeAttrs, quantize_normalize, rows=one_row))

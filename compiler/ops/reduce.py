@@ -109,5 +109,10 @@ def sum_runs(ctx: Lowering, node: Node, where: Where, x: Ref, starts: np.ndarray
                  q=q + stride("VRQ", "q") * first)
 
 
+def reduce_rows(node: Node) -> frozenset[int]:
+    """The lengths of the runs it reduces, one output element each."""
+    return frozenset(np.unique(node.attrs.runs).tolist())
+
+
 register(OpDef("reduce", "vector", ReduceAttrs, float_reduce, reference_reduce, reduce_scales, lower_reduce,
-               QuantReduceAttrs, quantize_reduce))
+               QuantReduceAttrs, quantize_reduce, rows=reduce_rows))

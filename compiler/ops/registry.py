@@ -86,6 +86,15 @@ def no_padding(node: Node) -> int:
     return 0
 
 
+def no_rows(node: Node) -> frozenset[int] | None:
+    return None
+
+
+def one_row(node: Node) -> frozenset[int]:
+    """The rows of an op that normalises runs of `attrs.row` elements (softmax, normalize)."""
+    return frozenset({node.attrs.row})
+
+
 @dataclass(frozen=True)
 class OpDef:
     """One IR op. `attrs` is the record the frontend builds; `quantized` the one quantisation makes
@@ -101,7 +110,9 @@ class OpDef:
     ranges; quantisation hands them back through the attribute `ranges`. states(node) names those
     inner values with their formats and calibrated ranges (the report's `states`). padding_macs(node)
     counts the MACs per inference that multiply zero padding (SPEC rule 3: no useful work, though
-    the ISA table counts them; the report's `padding_mac_ops`)."""
+    the ISA table counts them; the report's `padding_mac_ops`). rows(node), for an op that
+    reduces runs of its input to one value each (a mean, pool, normalisation, softmax), is the
+    lengths of those runs, None for any other op (a stream checks they do not shrink with time)."""
 
     name: str
     kind: str
@@ -118,6 +129,7 @@ class OpDef:
     float_ranges: RangedRun | None = None
     states: Callable[[Node], dict[str, dict]] = no_states
     padding_macs: Callable[[Node], int] = no_padding
+    rows: Callable[[Node], frozenset[int] | None] = no_rows
 
     @property
     def final(self) -> type:

@@ -41,7 +41,7 @@ import numpy as np
 from compiler.ir import Node
 from compiler.kernel import Ref, Where
 from compiler.ops.integer import table
-from compiler.ops.registry import OpDef, register
+from compiler.ops.registry import OpDef, one_row, register
 from compiler.passes.lowering import Lowering
 from isa import numerics as nx
 from isa.numerics import GATE_FRAC, IDENTITY, LOG_FRAC, LOG_TABLE, UNIT_FRAC, quantize_multiplier
@@ -155,5 +155,5 @@ def _float(node: Node, x: np.ndarray) -> np.ndarray:
 
 
 register(*(OpDef(op, "vector", SoftmaxAttrs, _float, reference, lambda node, scales: (OUTPUT_SCALE[node.op],),
-                 lower_softmax, QuantSoftmaxAttrs, quantize_softmax)
+                 lower_softmax, QuantSoftmaxAttrs, quantize_softmax, rows=one_row)
            for op, reference in (("softmax", softmax), ("logsoftmax", logsoftmax))))

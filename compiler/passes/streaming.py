@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from compiler.ir import Graph, Node
-from compiler.ops import RECURRENT_OPS
+from compiler.ops import OPS, RECURRENT_OPS
 from compiler.ops.conv import CONV
 from isa.errors import RnnaccelError
 from isa.numerics import quantize_multiplier
@@ -93,21 +93,13 @@ def check_frame_local(whole: Graph, frame: Graph) -> None:
     """Every reduction of the one-frame graph must reduce what it reduced in the whole sequence:
     a mean, pool, normalisation or softmax whose rows shrank with the time axis (LayerNorm over
     [time, features], a pool or ReduceMean over time) would see one frame where it saw them all."""
-    before = {(n.source, n.op): _rows(n) for n in whole.nodes}
+    before = {(n.source, n.op): OPS[n.op].rows(n) for n in whole.nodes}
     for node in frame.nodes:
-        rows = _rows(node)
+        rows = OPS[node.op].rows(node)
         if rows is not None and before.get((node.source, node.op)) not in (None, rows):
             raise RnnaccelError(f"--streaming: node '{node.source}' ({node.op}) reduces across time steps, which one "
                                 "frame per run cannot give it; compile without --streaming, or keep what it needs in a "
                                 "state the model carries (--state IN=OUT)")
-
-
-def _rows(node: Node) -> frozenset[int] | None:
-    """The lengths of the runs a reducing op reduces (one per output element); None for any other op."""
-    if hasattr(node.attrs, "row"):
-        return frozenset({node.attrs.row})
-    runs = getattr(node.attrs, "runs", None)
-    return None if runs is None else frozenset(np.unique(runs).tolist())
 
 
 def mark_streaming(graph: Graph) -> Graph:
