@@ -19,7 +19,7 @@ from compiler.frontend.frames import one_frame_model
 from compiler.frontend.freeze import freeze
 from compiler.frontend.limits import check_fits_target
 from compiler.frontend.onnx_import import check_model, finish_import, import_model, read_model, with_fixed_shapes
-from compiler.frontend.partition import checked, host_list, placed_and_converted
+from compiler.frontend.partition import Partition, checked, host_list, placed_and_converted
 from compiler.frontend.rechain import reroll_layers
 from compiler.frontend.state import closed_loop_samples, describe, one_step, state_pairs
 from compiler.ir import Graph
@@ -83,32 +83,40 @@ def compile_model(model: str | Path | onnx.ModelProto, target: Target | None = N
     pairs = state_pairs(proto, states or {}, plan.shapes, find=streaming)
     if pairs:
         calibration = closed_loop_samples(proto, pairs, plan.shapes, calibration)
-    if pairs and not streaming:
-        log(describe(pairs, "calibrated closed loop, the host feeding each output back"))
-    chip = partial(_compile_chip, target=target, compression=compression, log=log)
+    state = _kept_state(plan, proto, pairs, streaming, state_outputs)
+    for pairs_of, where in ((state.chip, "kept on chip between runs"), (state.host, "carried by the host"),
+                            ({} if streaming else pairs, "calibrated closed loop, the host feeding each output back")):
+        if pairs_of:
+            log(describe(pairs_of, where))
+    bound = StateBinding(state.chip if streaming else pairs, state_outputs, on_chip=streaming)
+    chip = partial(_compile_chip, target=target, compression=compression, log=log, bound=bound)
     if not plan.needs_host:
-        if pairs and streaming:
-            log(describe(pairs, "kept on chip between runs"))
         graph = verify(finish_import(builder, proto))
         compiled = chip(proto, graph, name, calibration or default_calibration(graph.input_shapes),
-                        streaming=streaming, bound=StateBinding(pairs, state_outputs, on_chip=streaming))
+                        streaming=streaming)
         return dataclasses.replace(compiled, sources=sources, partition=plan)
     if chip_only:
         raise RnnaccelError(f"--chip-only: {host_list(plan)}")
     if streaming and not (pairs and one_step(proto, plan.shapes)):
         check_streaming_host(plan, proto)
-    state = split_state(plan, proto, pairs, state_outputs) if streaming else SplitState()
-    for pairs_of, where in ((state.chip, "kept on chip between runs"), (state.host, "carried by the host")):
-        if pairs_of:
-            log(describe(pairs_of, where))
-    bound = StateBinding(state.chip if streaming else pairs, state_outputs, on_chip=streaming)
     inputs = {n: builder.shapes[n] for n in (v.name for v in proto.graph.input) if n in builder.shapes}
     samples = check_calibration(inputs, calibration) if calibration is not None else default_calibration(inputs)
     islands = compile_islands(proto, plan, builder, samples,
                               lambda sub, calib: chip(sub, verify(import_model(sub)), sub.graph.name, calib,
-                                                      streaming=streaming and island_streams(sub, state), bound=bound))
+                                                      streaming=streaming and island_streams(sub, state)))
     program = partitioned_program(name, proto, plan, builder, islands, state)
     return Compiled(None, program, partitioned_report(name, plan, islands), sources, tuple(islands), plan)
+
+
+def _kept_state(plan: Partition, proto: onnx.ModelProto, pairs: dict[str, str], streaming: bool,
+                state_outputs: bool) -> SplitState:
+    """Where a streaming program keeps each pair: a chip program all on chip, a partitioned one
+    split between its islands and the host; a program that does not stream keeps none."""
+    if not streaming:
+        return SplitState()
+    if not plan.needs_host:
+        return SplitState(chip=dict(pairs), state_outputs=state_outputs)
+    return split_state(plan, proto, pairs, state_outputs)
 
 
 def prepare(proto: onnx.ModelProto, consts: dict[str, list[str | float | int]] | None,
