@@ -27,15 +27,18 @@ def tensors_over_samples(model: onnx.ModelProto, samples: Mapping[str, np.ndarra
     run = session(with_outputs(model, wanted, types))
     count = len(next(iter(samples.values()))) if samples else 1
     inputs = {v.name: v.type.tensor_type.elem_type for v in model.graph.input if v.name in samples}
-    per_sample = []
-    for i in range(count):
-        feeds = {name: samples[name][i].astype(helper.tensor_dtype_to_np_dtype(inputs[name])) for name in inputs}
-        try:
-            per_sample.append(run(feeds))
-        except Exception as exc:  # noqa: BLE001  (either runtime raises its own types for bad data)
-            raise RnnaccelError(f"running the model in float on calibration sample {i} failed: "
-                                f"{shortened(exc, 160)}") from None
+    per_sample = [run_typed(run, {name: samples[name][i] for name in inputs}, inputs, f"calibration sample {i}")
+                  for i in range(count)]
     return {name: np.stack([values[k] for values in per_sample]) for k, name in enumerate(wanted)}
+
+
+def run_typed(run: Session, feeds: Mapping[str, np.ndarray], types: Mapping[str, int], what: str) -> list[np.ndarray]:
+    """One run on `feeds` cast to their graph inputs' element types; a failure is the data's, `what`."""
+    typed = {name: value.astype(helper.tensor_dtype_to_np_dtype(types[name])) for name, value in feeds.items()}
+    try:
+        return run(typed)
+    except Exception as exc:  # noqa: BLE001  (either runtime raises its own types for bad data)
+        raise RnnaccelError(f"running the model in float on {what} failed: {shortened(exc, 160)}") from None
 
 
 def with_outputs(model: onnx.ModelProto, wanted: Sequence[str], types: Mapping[str, int]) -> onnx.ModelProto:

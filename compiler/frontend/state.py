@@ -16,14 +16,14 @@ calibration sample.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import onnx
-from onnx import helper
 
-from compiler.frontend.onnx_run import session, with_outputs
+from compiler.frontend.onnx_run import run_typed, session, with_outputs
 from compiler.frontend.registry import OPERATORS, op_key
-from isa.errors import RnnaccelError, shortened
+from isa.errors import RnnaccelError
 
 Shape = tuple[int, ...]
 
@@ -86,9 +86,9 @@ def _found_pairs(model: onnx.ModelProto, inputs: list[str], outputs: list[str],
                  shapes: Mapping[str, Shape]) -> dict[str, str]:
     """Input -> output for each input whose layout reaches exactly the initial states that the
     output's layout comes from, with the same shape."""
-    nodes = list(model.graph.node)
-    initial = {name: _reached(nodes, name) for name in inputs}
-    final = {name: _sources(nodes, name) for name in outputs}
+    graph = _Links.of(model)
+    initial = {name: graph.reached(name) for name in inputs}
+    final = {name: graph.sources(name) for name in outputs}
     pairs = {}
     for name, states in initial.items():
         match = [o for o, came in final.items() if states and came == states and shapes.get(o) == shapes.get(name)
@@ -98,46 +98,57 @@ def _found_pairs(model: onnx.ModelProto, inputs: list[str], outputs: list[str],
     return pairs
 
 
-def _layout(node: onnx.NodeProto) -> bool:
-    return getattr(OPERATORS.get(op_key(node.domain, node.op_type)), "kind", "") == "layout"
+@dataclass(frozen=True)
+class _Links:
+    """Who reads each tensor (node, input position) and who makes it, built once per model."""
 
+    readers: dict[str, list[tuple[onnx.NodeProto, int]]]
+    producers: dict[str, onnx.NodeProto]
 
-def _reached(nodes: list[onnx.NodeProto], tensor: str) -> frozenset | None:
-    """The (layer, state) initial states `tensor` reaches through layout operators; None when it
-    also reaches anything else."""
-    states: set = set()
-    for node in nodes:
-        for position, name in enumerate(node.input):
-            if name != tensor:
-                continue
+    @classmethod
+    def of(cls, model: onnx.ModelProto) -> _Links:
+        readers: dict[str, list[tuple[onnx.NodeProto, int]]] = {}
+        for node in model.graph.node:
+            for position, name in enumerate(node.input):
+                readers.setdefault(name, []).append((node, position))
+        return cls(readers, {out: node for node in model.graph.node for out in node.output if out})
+
+    def reached(self, tensor: str) -> frozenset | None:
+        """The (layer, state) initial states `tensor` reaches through layout operators; None when
+        it also reaches anything else."""
+        states: set = set()
+        for node, position in self.readers.get(tensor, ()):
             if position in INITIAL.get(node.op_type, {}):
                 states.add((node.name or node.output[0], INITIAL[node.op_type][position]))
             elif _layout(node) and position == 0:
-                further = [_reached(nodes, out) for out in node.output if out]
+                further = [self.reached(out) for out in node.output if out]
                 if any(f is None for f in further):
                     return None
                 states.update(*further)
             else:
                 return None
-    return frozenset(states) or None
+        return frozenset(states) or None
+
+    def sources(self, tensor: str) -> frozenset | None:
+        """The (layer, state) final states `tensor` is made of through layout operators (constants
+        aside); None when it is made of anything else."""
+        producer = self.producers.get(tensor)
+        if producer is None:
+            return None
+        position = list(producer.output).index(tensor)
+        if position in FINAL.get(producer.op_type, {}):
+            return frozenset({(producer.name or producer.output[0], FINAL[producer.op_type][position])})
+        if not _layout(producer):
+            return None
+        made = [self.sources(t) for t in producer.input[:1] if t] + \
+               [self.sources(t) for t in producer.input[1:] if t and producer.op_type == "Concat"]
+        if not made or any(m is None for m in made):
+            return None
+        return frozenset().union(*made)
 
 
-def _sources(nodes: list[onnx.NodeProto], tensor: str) -> frozenset | None:
-    """The (layer, state) final states `tensor` is made of through layout operators (constants
-    aside); None when it is made of anything else."""
-    producer = next((n for n in nodes if tensor in n.output), None)
-    if producer is None:
-        return None
-    position = list(producer.output).index(tensor)
-    if position in FINAL.get(producer.op_type, {}):
-        return frozenset({(producer.name or producer.output[0], FINAL[producer.op_type][position])})
-    if not _layout(producer):
-        return None
-    made = [_sources(nodes, t) for t in producer.input[:1] if t] + \
-           [_sources(nodes, t) for t in producer.input[1:] if t and producer.op_type == "Concat"]
-    if not made or any(m is None for m in made):
-        return None
-    return frozenset().union(*made)
+def _layout(node: onnx.NodeProto) -> bool:
+    return getattr(OPERATORS.get(op_key(node.domain, node.op_type)), "kind", "") == "layout"
 
 
 def one_step(model: onnx.ModelProto, shapes: Mapping[str, Shape]) -> bool:
@@ -171,7 +182,8 @@ def closed_loop_samples(model: onnx.ModelProto, pairs: Mapping[str, str], shapes
         feeds = {**{name: streams[name][:, t] for name in frames}, **state}
         for name, value in feeds.items():
             kept[name].append(value)
-        outs = [_run(run, {k: v[i] for k, v in feeds.items()}, types, t) for i in range(count)]
+        outs = [run_typed(run, {k: v[i] for k, v in feeds.items()}, types, f"calibration frame {t}")
+                for i in range(count)]
         state = {name: np.stack([o[k] for o in outs]).astype(np.float64) for k, name in enumerate(pairs)}
     return {name: np.concatenate(values) for name, values in kept.items()}
 
@@ -221,10 +233,3 @@ def _initial(name: str, shape: Shape, count: int, data: Mapping[str, np.ndarray]
     return value
 
 
-def _run(run, feeds: dict[str, np.ndarray], types: Mapping[str, int], frame: int) -> list[np.ndarray]:
-    typed = {k: v.astype(helper.tensor_dtype_to_np_dtype(types[k])) for k, v in feeds.items()}
-    try:
-        return run(typed)
-    except Exception as exc:  # noqa: BLE001  (either runtime raises its own types for bad data)
-        raise RnnaccelError(f"running the model in float on calibration frame {frame} failed: "
-                            f"{shortened(exc, 160)}") from None
