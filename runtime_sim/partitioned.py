@@ -25,7 +25,16 @@ from isa.errors import RnnaccelError
 from isa.loops import MAX_EXECUTED
 from isa.partitioned import PartitionedProgram
 from runtime_sim.host import HostGraph, Port, corrupted
-from runtime_sim.simulator import IslandRun, Result, Simulator, Stream, check_input_names, check_inputs
+from runtime_sim.simulator import (
+    IslandRun,
+    Result,
+    Simulator,
+    Stream,
+    check_input_names,
+    check_inputs,
+    checked_state,
+    state_shape,
+)
 
 SUMMED = ("cycles", "mac_ops", "instructions", "stall_cycles", "weight_bytes_read", "bound_cycles", "latency_us")
 RunIsland = Callable[[int, dict[str, np.ndarray]], Result]
@@ -134,19 +143,14 @@ class PartitionedStream:
 
     def set_state(self, values: Mapping[str, np.ndarray]) -> None:
         """Overwrite the named states (any subset of `state()`'s) with these floats."""
-        unknown = sorted(set(values) - set(self.state()))
-        if unknown:
-            raise RnnaccelError(f"unknown state(s) {', '.join(unknown)}; the program keeps "
-                                f"{', '.join(self.state()) or 'no state'}")
-        ports = {p.name: p for p in self.sim.host.state()}
-        for name in set(values) & set(self.carried):
-            array = check_inputs([ports[name]], {name: values[name]}, self.samples is not None)[name]
-            if len(array) != len(self.carried[name]):
-                raise RnnaccelError(f"the stream has {self.samples} samples but state '{name}' has {len(array)}")
-            self.carried[name] = array.astype(np.float32)
-        for stream in self.streams:
+        on_chip = [{d.name for d in island.program.state} for island in self.sim.islands]
+        shapes = {p.name: p.shape for p in self.sim.host.state()} | \
+            {d.name: state_shape(d) for island in self.sim.islands for d in island.program.state}
+        arrays = checked_state(shapes, values, self.samples)
+        self.carried |= {name: array.astype(np.float32) for name, array in arrays.items() if name in self.carried}
+        for stream, names in zip(self.streams, on_chip):
             if stream is not None:
-                stream.set_state({k: v for k, v in values.items() if k in stream.state()})
+                stream.set_state({k: v for k, v in values.items() if k in names})
 
 
 class _Calls:

@@ -212,7 +212,7 @@ class Stream:
         in its shape (with a leading sample axis if `samples`)."""
         out = {}
         for d in self.sim.program.state:
-            raw = self.read_state(d).reshape(-1, *_state_shape(d))
+            raw = self.read_state(d).reshape(-1, *state_shape(d))
             values = numerics.dequantize(raw, d.scales())
             out[d.name] = values if self.samples is not None else values[0]
         return out
@@ -220,15 +220,9 @@ class Stream:
     def set_state(self, values: Mapping[str, np.ndarray]) -> None:
         """Overwrite the named states (any subset of `state()`'s) with these floats."""
         descs = {d.name: d for d in self.sim.program.state}
-        unknown = sorted(set(values) - set(descs))
-        if unknown:
-            raise RnnaccelError(f"unknown state(s) {', '.join(unknown)}; the program keeps "
-                                f"{', '.join(descs) or 'no state'}")
-        for name, value in values.items():
+        arrays = checked_state({name: state_shape(d) for name, d in descs.items()}, values, self.samples)
+        for name, array in arrays.items():
             d = descs[name]
-            array = _check_array(_StateInput(name, _state_shape(d)), value, self.samples is not None)
-            if len(array) != (self.samples or 1):
-                raise RnnaccelError(f"the stream has {self.samples} samples but state '{name}' has {len(array)}")
             self.write_state(d, numerics.quantize(array, d.scales()).reshape(len(array), d.size))
 
     def read_state(self, desc: StateDesc) -> np.ndarray:
@@ -274,8 +268,24 @@ class _StateInput:
     shape: tuple[int, ...]
 
 
-def _state_shape(d: StateDesc) -> tuple[int, ...]:
+def state_shape(d: StateDesc) -> tuple[int, ...]:
     return d.shape or (d.size,)
+
+
+def checked_state(shapes: Mapping[str, tuple[int, ...]], values: Mapping[str, object],
+                  samples: int | None) -> dict[str, np.ndarray]:
+    """New values for kept states (name -> shape), each checked as an input is and against the
+    stream's number of samples; with a leading sample axis."""
+    unknown = sorted(set(values) - set(shapes))
+    if unknown:
+        raise RnnaccelError(f"unknown state(s) {', '.join(unknown)}; the program keeps "
+                            f"{', '.join(shapes) or 'no state'}")
+    arrays = {name: _check_array(_StateInput(name, shapes[name]), value, samples is not None)
+              for name, value in values.items()}
+    for name, array in arrays.items():
+        if len(array) != (samples or 1):
+            raise RnnaccelError(f"the stream has {samples} samples but state '{name}' has {len(array)}")
+    return arrays
 
 
 def _checked_footprints(stream: list[tuple[int, Instruction]], sizes: dict[str, int], target: Target):
