@@ -105,12 +105,20 @@ def _pairs(values: dict[str, int]) -> str:
 
 
 def _desc(directive: str, d: TensorDesc) -> str:
-    shape = "[" + ",".join(str(s) for s in d.shape) + "]"
-    text = f"{directive} name={json.dumps(d.name)} shape={shape} scale={d.scale!r} host=0x{d.host:x}"
+    text = f"{directive} name={json.dumps(d.name)} shape={_shape(d.shape)} scale={d.scale!r} host=0x{d.host:x}"
+    return text + _slices(d)
+
+
+def _shape(dims: tuple[int, ...]) -> str:
+    return "[" + ",".join(str(d) for d in dims) + "]"
+
+
+def _slices(d: TensorDesc | StateDesc) -> str:
+    """A packed tensor's scale runs, as the assembler reads them; nothing for one scale."""
     if not d.slices:
-        return text
+        return ""
     runs = ",".join(f"[{count},{scale!r}]" for count, scale in d.slices)
-    return f"{text} slices=[{runs}] slice_axis={d.slice_axis}"
+    return f" slices=[{runs}] slice_axis={d.slice_axis}"
 
 
 def _host_state(host) -> str:
@@ -123,13 +131,10 @@ def _state(s: StateDesc) -> str:
     """The fields beyond name, address and size only where they differ from the defaults."""
     text = f".state name={json.dumps(s.name)} address=0x{s.address:x} size={s.size}"
     if s.shape:
-        text += " shape=[" + ",".join(str(d) for d in s.shape) + "]"
+        text += f" shape={_shape(s.shape)}"
     if s.scale != 1.0:
         text += f" scale={s.scale!r}"
-    if s.slices:
-        runs = ",".join(f"[{count},{scale!r}]" for count, scale in s.slices)
-        text += f" slices=[{runs}] slice_axis={s.slice_axis}"
-    return text + (f" output={json.dumps(s.output)}" if s.output else "")
+    return text + _slices(s) + (f" output={json.dumps(s.output)}" if s.output else "")
 
 
 def _code(prog: Program) -> list[str]:
