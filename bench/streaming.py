@@ -131,20 +131,19 @@ def state_table() -> None:
             stream.step(frame)
         seconds = time.perf_counter() - start
         stats = sim.stats
-        chip, host = _state_bytes(compiled.program)
+        chip, host = _state_bytes(sim)
         print(f"{name:<20} {stats['cycles']:>12} {stats['latency_us']:>9.2f} {stats['mac_utilization']:>9.1%} "
               f"{chip:>12} {host:>12} {1e6 * seconds / (STATE_STREAMS * STATE_FRAMES):>9.1f}")
     print(f"({STATE_STREAMS} parallel streams of {STATE_FRAMES} random frames; state bytes: int16 on chip, "
           "float32 carried by the host; us/frame: wall time per simulated stream-frame)")
 
 
-def _state_bytes(program) -> tuple[int, int]:
-    """(bytes of state kept on chip, bytes the host carries) between runs."""
-    islands = getattr(program, "islands", (program,))
-    chip = 2 * sum(s.size for island in islands for s in island.state)
-    if not hasattr(program, "host"):
-        return chip, 0
-    return chip, 4 * sum(int(np.prod(p.shape)) for p in simulator_for(program).host.state())
+def _state_bytes(sim) -> tuple[int, int]:
+    """(bytes of state kept on chip, bytes the host carries) between runs, of a loaded program."""
+    if not hasattr(sim, "host"):
+        return 2 * sum(s.size for s in sim.program.state), 0
+    chip = 2 * sum(s.size for island in sim.islands for s in island.program.state)
+    return chip, 4 * sum(int(np.prod(p.shape)) for p in sim.host.state())
 
 
 if __name__ == "__main__":

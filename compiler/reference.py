@@ -22,8 +22,8 @@ def run_reference(graph: Graph, inputs: dict[str, np.ndarray], state: dict[str, 
     """Every tensor's integer value; `inputs` are float arrays with a leading sample axis, `state`
     the bound inputs' integers (zeros, a new stream, when not given)."""
     values = {n: nx.quantize(inputs[n], graph.boundary_scale(n)) for n in graph.host_inputs}
+    samples = len(next(iter(values.values()))) if values else 1
     for name, _ in graph.bound:
-        samples = len(next(iter(values.values()))) if values else 1
         values[name] = (state or {}).get(name, np.zeros((samples, *graph.shapes[name]), np.int64))
     return interpret(graph, values, lambda op: op.reference)
 
