@@ -66,7 +66,7 @@ def front_ends() -> None:
         calibration = {"x": np.load(path.with_suffix(".npz"))["x"]}
         compiled = compile_model(path, Target(macs=MACS), calibration, chip_only=True)
         stats = Simulator(compiled.program).stats
-        convs = [row["name"] for row in compiled.report["layers"] if row["op"] == "conv"]
+        convs = [row["name"] for row in compiled.report["layers"] if row["op"] in ("conv", "depthwise")]
         layers = [layer for layer in stats["layers"] if layer["name"] in convs]
         conv_share = sum(layer["mac_ops"] for layer in layers) / stats["mac_ops"]
         print(f"{path.stem:<22} {stats['mac_ops']:>8} {conv_share:>9.1%} {stats['cycles']:>8} "

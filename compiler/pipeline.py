@@ -40,6 +40,7 @@ from compiler.passes.interleave import interleave
 from compiler.passes.quantize import quantize_graph
 from compiler.passes.reroll import reroll
 from compiler.passes.schedule import lower
+from compiler.passes.sink import sink_pointwise
 from compiler.passes.streaming import StateBinding, check_frame_local, frame_shapes, mark_streaming, per_frame
 from compiler.passes.trim import trim_sequence_outputs
 from compiler.verify import verify
@@ -146,7 +147,7 @@ def _compile_chip(proto: onnx.ModelProto, graph: Graph, name: str, calibration: 
         frame = verify(mark_streaming(bound.bind(import_model(frames))))
         check_frame_local(graph, frame)
         graph = frame
-    graph = verify(trim_sequence_outputs(graph))
+    graph = verify(trim_sequence_outputs(sink_pointwise(graph)))
     calib = calib.derived(graph)
     graph = verify(quantize_graph(graph, calib, target, compression, bound.mine(graph)))
     for line in headroom_warnings(graph, calib):

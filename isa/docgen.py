@@ -124,8 +124,9 @@ def _layouts() -> str:
 
 - **Matrix–vector weights** at `w` (MV, MVB, MVA) are stored k-major, then row: weight W[k, r] is at
   byte `w + (k*rows + r)*weight_bytes`, a little-endian signed integer of `weight_bits` bits. One
-  column k of all rows is contiguous, which is what the lanes consume in one cycle.
-- **Biases** at `bias` (MVB): one little-endian int32 per row, at `bias + 4r`, already at the
+  column k of all rows is contiguous, which is what the lanes consume in one cycle. Depthwise
+  weights (MVDB, MVDA) are laid out alike, a tap t in place of a column k.
+- **Biases** at `bias` (MVB, MVDB): one little-endian int32 per row, at `bias + 4r`, already at the
   accumulator's scale.
 - **Requantisation parameters** at `q` (VRQ, VRQA): for element i, an int16 multiplier at `q + 4i` and
   an int16 shift at `q + 4i + 2`, both little-endian.

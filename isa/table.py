@@ -142,6 +142,9 @@ def _accesses(spec: str) -> tuple[Access, ...]:
 # in split - 1 more adder cycles
 SPLIT_CYCLES = "cols/split+split-1"
 
+DEPTHWISE_FIELDS = "acc:16 w:24 x:20 rows:9 taps:8 step:16"
+DEPTHWISE_READS = "w@wmem[rows*taps*weight_bytes] x@amem[taps*step+rows-step]"
+
 OPS: tuple[Op, ...] = (
     _row("LOAD", 0x01, "DMA", "dst:20 src:24 n:16", "src@host[n]", "dst@amem[n]",
          "n*act_bytes/dma_bytes_per_cycle", "0", "copy n activations from host memory into activation memory"),
@@ -167,6 +170,13 @@ OPS: tuple[Op, ...] = (
          "rows*cols",
          "MVC of a pruned matrix: at w a bitmap (bit i set: weight i kept), then the `nnz` kept weights' "
          "indices; W[k,r] = codebook[cb + index] where kept, else 0"),
+    # depthwise: each lane multiplies its own channel, so a cycle reads a run of `rows` activations
+    _row("MVDB", 0x15, "MAC", DEPTHWISE_FIELDS + " bias:24",
+         f"{DEPTHWISE_READS} bias@wmem[rows*acc_bytes]", "acc@acc[rows]", "taps", "rows*taps",
+         "acc[r] = bias[r] + sum_t W[t,r] * x[t*step + r] for r < rows: lane r reads channel r of each tap, "
+         "one tap per cycle"),
+    _row("MVDA", 0x16, "MAC", DEPTHWISE_FIELDS, f"{DEPTHWISE_READS} acc@acc[rows]", "acc@acc[rows]", "taps",
+         "rows*taps", "acc[r] += sum_t W[t,r] * x[t*step + r]: MVDB continuing an accumulation"),
     _row("VRQ", 0x20, "VEC", "dst:20 src:16 n:16 q:24", "src@acc[n] q@wmem[n*4]", "dst@amem[n]",
          "n/vec_lanes", "0", "dst[i] = requantize(acc[i], mult[i], shift[i]) with per-element (mult, shift) at q"),
     _row("VRQA", 0x21, "VEC", "dst:20 src:16 n:16 q:24 add:20",

@@ -19,8 +19,8 @@ so one instruction costs one numpy operation whatever the batch size.
 
 Layouts in weight memory, all little-endian:
 - MV-family weights at `w`, k-major then row: W[k, r] at w + (k*rows + r) * weight_bytes,
-  signed int8 or int16 per target.weight_bits;
-- MVB biases: int32 at bias + 4r;
+  signed int8 or int16 per target.weight_bits (depthwise MVDB/MVDA: a tap t for k);
+- MVB and MVDB biases: int32 at bias + 4r;
 - VRQ/VRQA parameters at q: for element i an int16 multiplier at q+4i and an int16 shift at q+4i+2;
   VRQC/VRQAC read one such pair for all elements;
 - MVC index streams: `bits`-bit codebook indices in the order MV's weights would be, packed as
@@ -66,7 +66,7 @@ def check_instruction(pc: int, instr: Instruction, ranges: list, sizes: dict[str
         if addr + length > sizes[mem]:
             raise RnnaccelError(f"{where}: {outside(mem, addr, addr + length, sizes)}")
     if instr.op.unit == "MAC":
-        rows, split = instr["rows"], instr["split"]
+        rows, split = instr["rows"], instr.operands().get("split", 1)  # depthwise ops have no split
         if split < 1 or rows * split > target.macs:
             raise RnnaccelError(f"{where}: {rows} rows x split {split} do not fit the {target.macs} MAC lanes")
 

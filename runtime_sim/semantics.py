@@ -99,6 +99,25 @@ def _mva(m: Machine, s: Step) -> None:
     m.acc[:, _at(s.args["acc"], s.args["rows"])] += _dot(m, s.args)
 
 
+def _depthwise(m: Machine, a: dict[str, int]) -> np.ndarray:
+    """sum_t W[t, r] * x[t*step + r] for every sample and lane r, as int64 (B, rows): lane r reads
+    its own channel of each tap."""
+    w = m.wmem.matrix(a["w"], a["rows"], a["taps"]).astype(np.int64)
+    lanes = a["x"] + a["step"] * np.arange(a["taps"])[:, None] + np.arange(a["rows"])[None, :]
+    return np.einsum("btr,tr->br", m.amem[:, lanes].astype(np.int64), w)
+
+
+@semantics("MVDB")
+def _mvdb(m: Machine, s: Step) -> None:
+    a = s.args
+    m.acc[:, _at(a["acc"], a["rows"])] = _depthwise(m, a) + m.wmem.biases(a["bias"], a["rows"])
+
+
+@semantics("MVDA")
+def _mvda(m: Machine, s: Step) -> None:
+    m.acc[:, _at(s.args["acc"], s.args["rows"])] += _depthwise(m, s.args)
+
+
 @semantics("MVC")
 def _mvc(m: Machine, s: Step) -> None:
     """The decompression engine expands the index stream through the codebook, one weight per lane per cycle."""

@@ -139,13 +139,13 @@ def test_transposes_around_a_conv_fuse_with_its_layout_copies():
     assert [i.mnemonic for i in checked.compiled.program.code].count("VMOV") == 3
 
 
-@pytest.mark.parametrize("case", ["Conv1d", "Conv2d", "pruned depthwise"])
+@pytest.mark.parametrize("case", ["Conv1d", "Conv2d", "pruned grouped"])
 def test_compressed_conv_is_bit_exact_through_the_decompression_engine(case):
     """A window of one run reads in place (MVC); one of several runs is copied to one run first."""
     model, x_shape, compression = {
         "Conv1d": (conv_model((1, 4, 12), 40, kernel=(3,), pads=[1, 1]), (1, 4, 12), Compression(3)),
         "Conv2d": (conv_model((1, 3, 6, 5), 8, kernel=(3, 3), pads=[1, 1, 1, 1]), (1, 3, 6, 5), Compression(4)),
-        "pruned depthwise": (conv_model((1, 4, 6, 5), 4, kernel=(3, 3), group=4), (1, 4, 6, 5),
+        "pruned grouped": (conv_model((1, 4, 6, 5), 4, kernel=(3, 3), group=2), (1, 4, 6, 5),
                              Compression(4, "matrix", prune=0.3)),
     }[case]
     checked = run_checked(model, {"x": _random(x_shape, 3)}, compression=compression)

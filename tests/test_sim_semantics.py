@@ -55,6 +55,31 @@ def test_mvb_adds_int32_biases_and_mva_accumulates():
     np.testing.assert_array_equal(m.acc[:, :rows], bias + x[:, :cols] @ w1 + x[:, cols:] @ w2)
 
 
+@pytest.mark.parametrize("weight_bits", [8, 16])
+def test_mvdb_and_mvda_give_each_lane_its_own_channel(weight_bits):
+    """acc[r] = bias[r] + sum_t W[t, r] * x[t*step + r], the weights tap-major; MVDA adds on."""
+    rows, taps, step, lim = 32, 3, 40, 1 << (weight_bits - 1)
+    w1, w2 = RNG.integers(-lim, lim, (taps, rows)), RNG.integers(-lim, lim, (2, rows))
+    bias = RNG.integers(-(1 << 31), 1 << 31, rows)
+    host = host_images(200)
+    code = [I("LOAD", dst=0, src=0, n=200),
+            I("MVDB", acc=3, w=0, x=5, rows=rows, taps=taps, step=step, bias=4000),
+            I("MVDA", acc=3, w=taps * rows * weight_bits // 8, x=7, rows=rows, taps=2, step=1)]
+    prog = make_program(code, weights=weights_bytes(w1, weight_bits) + weights_bytes(w2, weight_bits),
+                        biases=bias.astype("<i4").tobytes(), bias_base=4000, target=Target(weight_bits=weight_bits))
+    m = run_state(prog, host)
+    x, lanes = host.astype(np.int64), np.arange(rows)
+    want = bias + sum(w1[t] * x[:, 5 + t * step + lanes] for t in range(taps)) \
+        + sum(w2[t] * x[:, 7 + t + lanes] for t in range(2))
+    np.testing.assert_array_equal(m.acc[:, 3:3 + rows], want)
+
+
+def test_a_depthwise_instruction_wider_than_the_array_is_refused():
+    code = [I("MVDA", acc=0, w=0, x=0, rows=40, taps=1, step=0)]
+    with pytest.raises(RnnaccelError, match="40 rows x split 1 do not fit the 32 MAC lanes"):
+        run_state(make_program(code, weights=bytes(64)), host_images(8))
+
+
 def _acc_program(extra: list, n: int, q_bytes: bytes) -> tuple:
     """LOAD x, MV with identity-like weights scaled up so acc holds large values, then `extra`."""
     w = RNG.integers(-128, 128, (n, n))

@@ -3,7 +3,9 @@
 A convolution is a fully connected layer applied to windows of its input. The input is copied
 channels-last with its zero padding (one gather, reading a run of zeros for the padding), so each
 window is a few contiguous runs of memory; each group becomes a `conv` node (ops/conv.py) that
-multiplies its weight [out/group, taps x channels/group] by every window; one gather puts the
+multiplies its weight [out/group, taps x channels/group] by every window -- except when each group
+is one input channel (depthwise): then each channel multiple is a `depthwise` node
+(ops/depthwise.py), a lane per channel, as a matrix of one row would use one lane; one gather puts the
 groups' channels-last outputs back in ONNX's [N, C, spatial...] order (a Transpose or Reshape
 after it fuses with that gather); that gather is a node of its own (`name/channels-first`), so the
 report's row for the Conv is its matrix work.
@@ -21,6 +23,7 @@ from compiler.frontend.registry import operator, padded, unsupported
 from compiler.ir import Node
 from compiler.ops.constant import ConstantAttrs
 from compiler.ops.conv import ConvAttrs
+from compiler.ops.depthwise import DepthwiseAttrs
 from compiler.ops.gather import GatherAttrs
 
 RANKS = (3, 4)  # [N, C, L] and [N, C, H, W]
@@ -96,10 +99,11 @@ def _windows(padded: tuple[int, ...], g: Geometry, channels: int, first: int) ->
 @operator
 def Conv(b, node, name: str, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None, pads=None,
          strides=None):
-    """On the MAC array: a matrix per group (depthwise: one row each) times windows read in place
-    from a channels-last, zero-padded copy of the input.
+    """On the MAC array: a matrix per group times windows read in place from a channels-last,
+    zero-padded copy of the input; depthwise (every group one input channel) a lane per channel.
 
-    Each group is a conv node; one gather puts their channels-last outputs back in [N, C, ...]."""
+    Each group is a conv node (depthwise: each channel multiple a depthwise node); one gather puts
+    their channels-last outputs back in [N, C, ...]."""
     x, w, bias_name = padded(node.input, 3)
     shape, weight = tuple(b.shape(x)), constant_weight(b, w, "Conv weight")
     channels, out_channels = shape[1], weight.shape[0]
@@ -112,6 +116,8 @@ def Conv(b, node, name: str, *, auto_pad="NOTSET", dilations=None, group=1, kern
     g = geometry(shape[2:], weight.shape[2:], auto_pad, strides, dilations, pads)
     source, is_padding = _padded_input(b, name, x, shape, g)
     padded_shape = (shape[0], *(s + p + q for s, p, q in zip(shape[2:], g.begin, g.end)), channels)
+    if group == channels > 1:
+        return _depthwise(b, node, name, source, is_padding, padded_shape, g, weight, bias)
     per_group, outputs = out_channels // group, []
     matrix = np.moveaxis(weight, 1, -1).reshape(out_channels, -1)  # [out, taps x channels/group]
     for k in range(group):
@@ -123,9 +129,36 @@ def Conv(b, node, name: str, *, auto_pad="NOTSET", dilations=None, group=1, kern
         outputs.append(f"{name}/group{k}" if group > 1 else f"{name}/channels-last")
         b.emit(Node("conv", name, (source,), (outputs[-1],), attrs), {outputs[-1]: (len(starts), per_group)})
     order = np.arange(len(starts) * out_channels).reshape(group, len(starts), per_group)
-    index = np.moveaxis(order.transpose(1, 0, 2).reshape(shape[0], *g.out, out_channels), -1, 1)
+    _channels_first(b, node, name, tuple(outputs), order.transpose(1, 0, 2).reshape(len(starts), out_channels), g)
+
+
+def _depthwise(b, node, name: str, source: str, is_padding: np.ndarray, padded_shape: tuple[int, ...],
+               g: Geometry, weight: np.ndarray, bias: np.ndarray | None) -> None:
+    """A depthwise Conv (each group one input channel) as `multiplier` depthwise nodes, node j
+    making output channels c·multiplier + j; one gather interleaves them into [N, C, ...]."""
+    channels, out_channels = padded_shape[-1], weight.shape[0]
+    multiplier = out_channels // channels
+    starts, taps = _windows(padded_shape, g, 1, 0)
+    padding = int(is_padding[starts[:, None] + taps[None, :]].sum()) * channels
+    kernels = weight.reshape(out_channels, -1)
+    bias = np.zeros(out_channels, np.float32) if bias is None else bias
+    outputs = []
+    for j in range(multiplier):
+        attrs = DepthwiseAttrs(weight=np.ascontiguousarray(kernels[j::multiplier]), bias=bias[j::multiplier],
+                               taps=taps, starts=starts, padding=padding, multiple=j)
+        outputs.append(f"{name}/depthwise{j}" if multiplier > 1 else f"{name}/channels-last")
+        b.emit(Node("depthwise", name, (source,), (outputs[-1],), attrs), {outputs[-1]: (len(starts), channels)})
+    order = np.arange(len(starts) * out_channels).reshape(multiplier, len(starts), channels)
+    _channels_first(b, node, name, tuple(outputs), order.transpose(1, 2, 0).reshape(len(starts), out_channels), g)
+
+
+def _channels_first(b, node, name: str, outputs: tuple[str, ...], order: np.ndarray, g: Geometry) -> None:
+    """One gather of the nodes' outputs (concatenated) into ONNX's [N, C, spatial...]: `order`
+    [positions, out channels] says where in the concatenation each output element is."""
+    batch = order.shape[0] // int(np.prod(g.out))
+    index = np.moveaxis(order.reshape(batch, *g.out, order.shape[-1]), -1, 1)
     out = node.output[0]
-    b.emit(Node("gather", f"{name}/channels-first", tuple(outputs), (out,), GatherAttrs(index=index.ravel())),
+    b.emit(Node("gather", f"{name}/channels-first", outputs, (out,), GatherAttrs(index=index.ravel())),
            {out: index.shape})
 
 

@@ -11,6 +11,7 @@ from compiler.ops import (  # noqa: F401
     activation,
     constant,
     conv,
+    depthwise,
     elementwise,
     fake_quant,
     fc,

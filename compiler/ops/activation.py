@@ -81,11 +81,11 @@ def _lower(ctx: Lowering, node: Node, where: Where, spec: str) -> None:
 
 register(
     OpDef("relu", "vector", ReluAttrs, lambda node, x: np.maximum(x, 0.0), lambda node, x: nx.relu(x), same_as_inputs,
-          lower_relu),
+          lower_relu, pointwise=True),
     OpDef("table", "vector", TableAttrs, lambda node, x: float_activation(node.attrs.spec, x),
           lambda node, x: activation(node.attrs.spec, x), lambda node, scales: (UNIT_SCALE,), lower_table,
-          input_scales=lambda node: (GATE_SCALE,)),
+          input_scales=lambda node: (GATE_SCALE,), pointwise=True),
     OpDef("scaled_table", "vector", ScaledTableAttrs, lambda node, x: TABLE_FUNCTIONS[node.attrs.func](x),
           lambda node, x: activation(node.attrs.spec, x), free_scale, lower_table, QuantScaledTableAttrs,
-          _quantize_scaled),
+          _quantize_scaled, pointwise=True),
 )

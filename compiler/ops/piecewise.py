@@ -122,5 +122,5 @@ register(
           parameters=lambda attrs: Parameters({"slope": attrs.slope})),
     OpDef("clip", "vector", ClipAttrs, lambda node, x: np.clip(x, node.attrs.lo, node.attrs.hi),
           lambda node, x: nx.clamp(x, node.attrs.qlo, node.attrs.qhi), same_as_inputs, lower_clip,
-          QuantClipAttrs, _quantize_clip),
+          QuantClipAttrs, _quantize_clip, pointwise=True),
 )

@@ -112,7 +112,9 @@ class OpDef:
     counts the MACs per inference that multiply zero padding (SPEC rule 3: no useful work, though
     the ISA table counts them; the report's `padding_mac_ops`). rows(node), for an op that
     reduces runs of its input to one value each (a mean, pool, normalisation, softmax), is the
-    lengths of those runs, None for any other op (a stream checks they do not shrink with time)."""
+    lengths of those runs, None for any other op (a stream checks they do not shrink with time).
+    `pointwise` marks an op of one input that is the same function of every element alone, so it
+    commutes with any gather (passes/sink.py moves it before one)."""
 
     name: str
     kind: str
@@ -130,6 +132,7 @@ class OpDef:
     states: Callable[[Node], dict[str, dict]] = no_states
     padding_macs: Callable[[Node], int] = no_padding
     rows: Callable[[Node], frozenset[int] | None] = no_rows
+    pointwise: bool = False
 
     @property
     def final(self) -> type:

@@ -66,9 +66,9 @@ class Calibration:
     inner: dict[str, Any] = field(default_factory=dict)  # ranges inside an op, by its node's source
 
     def derived(self, graph: Graph) -> Calibration:
-        """Stats for tensors a later pass derived from calibrated ones ('Y@steps' from 'Y')."""
-        new = [n for n in graph.shapes if n not in self.max_abs and n.partition("@")[0] in self.max_abs]
-        base = {n: n.partition("@")[0] for n in new}
+        """Stats for tensors a later pass derived from calibrated ones ('Y@steps' from 'Y', 'r@0' from 'r')."""
+        new = [n for n in graph.shapes if n not in self.max_abs and n.rpartition("@")[0] in self.max_abs]
+        base = {n: n.rpartition("@")[0] for n in new}
         return Calibration({**self.max_abs, **{n: self.max_abs[b] for n, b in base.items()}},
                            {**self.moments, **{n: self.moments[b] for n, b in base.items() if b in self.moments}},
                            self.slice_max, self.inner)

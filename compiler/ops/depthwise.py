@@ -1,0 +1,182 @@
+"""depthwise: a convolution whose every output channel reads one input channel of its own.
+
+As a matrix per group (ops/conv.py) it would be one row per instruction: one lane of the array
+busy. Here the lanes are the channels: MVDB and MVDA (isa/table.py) give lane r channel r of each
+tap, one tap per cycle, so a tile of up to `macs` channels takes as many cycles as the kernel has
+taps. The frontend (frontend/conv_ops.py) lays the input out channels-last with its zero padding,
+as for conv; the node holds the weight [channels, taps] (channel c's kernel, taps in the input's
+order), `taps`, each tap's place relative to a window's start (channel 0; channel c is c further
+on), and `starts`, each output position's window start. Its output is [positions, channels].
+
+Lowering: a window's taps fall into runs of equal step (a kernel row of a 2-D kernel; the whole
+kernel of a 1-D one), an instruction each, the later ones accumulating. An accumulation waits
+`mac_latency` cycles for the accumulator it continues (SPEC rule 2), so the products of several
+positions go out run by run, enough of them in flight for the runs between two of one position's
+to cover that latency; one VRQ per position requantises all its channels. Groups of positions
+alternate between two sets of accumulators, so a group's products never wait for the previous
+group's requantisation, and reroll folds the groups into a LOOP.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from compiler.ir import Node, QMatrix
+from compiler.kernel import Ref, Where
+from compiler.ops.conv import WINDOW_ELEMENTS, evenly_spaced
+from compiler.ops.fc import parameters
+from compiler.ops.registry import OpDef, free_scale, register
+from compiler.passes.lowering import Lowering
+from compiler.passes.matrices import MatrixRefs, place_matrix, requantize
+from compiler.passes.weights import WeightPolicy
+from isa import numerics as nx
+from isa.table import BY_MNEMONIC, stride
+
+DEPTHWISE = "depthwise"
+MAX_STEP = BY_MNEMONIC["MVDA"].field("step").high
+MAX_TAPS = BY_MNEMONIC["MVDA"].field("taps").high
+MAX_IN_FLIGHT = 8  # positions whose products interleave: enough for any run of 1 tap at mac_latency 4
+
+
+@dataclass(frozen=True, kw_only=True)
+class DepthwiseAttrs:
+    weight: np.ndarray  # float32 [channels, taps]
+    bias: np.ndarray  # float32 [channels] (zeros when the Conv has none: MVDB always preloads one)
+    taps: np.ndarray  # int64 [taps]: each tap's place from the window's start
+    starts: np.ndarray  # int64 [positions]: where each output position's window starts
+    padding: int = 0  # window elements, over all positions and channels, that read zero padding
+    multiple: int = 0  # which of a channel multiplier's nodes: names its buffers apart from its siblings'
+
+
+@dataclass(frozen=True, kw_only=True)
+class QuantDepthwiseAttrs(DepthwiseAttrs):
+    q: QMatrix
+
+
+def windows(node: Node, x: np.ndarray, positions: slice) -> np.ndarray:
+    """x's windows for `positions`: [samples, positions, taps, channels]."""
+    channels = np.arange(len(node.attrs.weight))
+    index = node.attrs.starts[positions, None, None] + node.attrs.taps[None, :, None] + channels[None, None, :]
+    return x.reshape(len(x), -1)[:, index]
+
+
+def by_positions(product):
+    """An op's semantics from `product` (the node and its windows -> [samples, positions,
+    channels]), made a bounded number of positions at a time: the windows hold each input element
+    up to taps times."""
+
+    def run(node: Node, x: np.ndarray) -> np.ndarray:
+        starts, size = node.attrs.starts, len(x) * node.attrs.weight.size
+        step = max(1, WINDOW_ELEMENTS // max(1, size))
+        return np.concatenate([product(node, windows(node, x, slice(i, i + step)))
+                               for i in range(0, len(starts), step)], axis=1)
+
+    return run
+
+
+def float_product(node: Node, w: np.ndarray) -> np.ndarray:
+    return np.einsum("sptc,ct->spc", w, node.attrs.weight.astype(np.float64)) + node.attrs.bias
+
+
+def integer_product(node: Node, w: np.ndarray) -> np.ndarray:
+    q = node.attrs.q
+    acc = np.einsum("sptc,ct->spc", w.astype(np.int64), q.weights) + q.bias
+    return nx.requantize(acc, q.mult, q.shift)
+
+
+def quantize_depthwise(node: Node, scales: dict[str, float], policy: WeightPolicy) -> Node:
+    """Per channel, as fc quantises per row; never compressed: the weights are a few taps per
+    channel, and the depthwise instructions read them plain."""
+    plain = dataclasses.replace(policy, compression=None)
+    a = node.attrs
+    q = plain.matrix(a.weight, a.bias, scales[node.inputs[0]], scales[node.outputs[0]])
+    return node.quantized(QuantDepthwiseAttrs, q=q)
+
+
+def tap_runs(taps: np.ndarray) -> tuple[tuple[int, int, int], ...]:
+    """(t0, t1, step): the kernel's taps cut into runs of equal step an instruction can walk (a
+    step too long for the field, or too many taps, starts a new run)."""
+    out, t0 = [], 0
+    while t0 < len(taps):
+        step = int(taps[t0 + 1] - taps[t0]) if t0 + 1 < len(taps) else 0
+        t1 = t0 + 1
+        if 0 <= step <= MAX_STEP:
+            while t1 < len(taps) and t1 - t0 < MAX_TAPS and taps[t1] - taps[t1 - 1] == step:
+                t1 += 1
+        out.append((t0, t1, step if t1 - t0 > 1 else 0))
+        t0 = t1
+    return tuple(out)
+
+
+def in_flight(runs: tuple[tuple[int, int, int], ...], tiles: int, latency: int) -> int:
+    """Positions whose products interleave: with one run there is nothing to wait for; otherwise
+    enough that the other products between two runs of one position cover `latency` cycles."""
+    if len(runs) == 1:
+        return 1
+    shortest = min(t1 - t0 for t0, t1, _ in runs)
+    products = -(-latency // shortest) + 1  # products in flight, so the ones between cover latency
+    return min(MAX_IN_FLIGHT, -(-products // tiles))
+
+
+def waves(starts: np.ndarray, group: int, channels: int, acc_entries: int) -> list[list[range]]:
+    """The loop candidates, each a list of waves (positions computed together). Interleaving needs
+    `group` positions in flight; a whole output row is taken when two rows' accumulators fit in
+    a quarter of accumulator memory, so the waves are the rows and the whole output one loop;
+    otherwise each row is a candidate, its positions `group` at a time."""
+    rows = [range(r.start, r.stop) for r in evenly_spaced(starts)]
+    widths = {len(r) for r in rows}
+    if group > 1 and len(widths) == 1 and 2 * max(widths) * channels <= acc_entries // 4:
+        return [rows]
+    return [[range(p, min(p + group, r.stop)) for p in range(r.start, r.stop, group)] for r in rows]
+
+
+def lower_depthwise(ctx: Lowering, node: Node, where: Where) -> None:
+    key = f"multiple{node.attrs.multiple}"
+    m = place_matrix(ctx, node.attrs.q, node.source, key)
+    x, y = ctx.places[node.inputs[0]], ctx.place(node.outputs[0])
+    runs, channels = tap_runs(node.attrs.taps), m.q.rows
+    candidates = waves(node.attrs.starts, in_flight(runs, len(m.tiles), ctx.target.mac_latency), channels,
+                       ctx.target.acc_entries)
+    size = max(len(wave) for candidate in candidates for wave in candidate) * channels
+    accs = [ctx.buffer(f"{node.source}/{key}/acc{k}", "acc", size) for k in range(2)]
+    product, requant = Where(where.node, where.layer, what="Wx"), Where(where.node, where.layer, what="requantise")
+    for candidate in candidates:
+        spans = []
+        for n, positions in enumerate(candidate):
+            start, places = len(ctx.ops), [(p, accs[n % 2] + k * channels) for k, p in enumerate(positions)]
+            _products(ctx, m, node, runs, x, places, product)
+            for p, acc in places:
+                requantize(ctx, m, requant, y + p * channels, acc)
+            spans.append((start, len(ctx.ops)))
+        ctx.loop_candidate(spans, where)
+
+
+def _products(ctx: Lowering, m: MatrixRefs, node: Node, runs, x: Ref, places: list[tuple[int, Ref]],
+              where: Where) -> None:
+    """acc = bias + the depthwise product, for each (position, accumulator) in `places`: run by
+    run, and within a run position by position, so one position's accumulations are apart."""
+    starts, taps = node.attrs.starts, node.attrs.taps
+    for index, (t0, t1, step) in enumerate(runs):
+        for p, acc in places:
+            for tile, (r0, r1) in enumerate(m.tiles):
+                rows = r1 - r0
+                operands = {"acc": acc + r0, "w": m.weights[tile] + t0 * rows * ctx.target.weight_bytes,
+                            "x": x + int(starts[p] + taps[t0]) + r0, "rows": rows, "taps": t1 - t0, "step": step}
+                tile_where = Where(where.node, where.layer, where.step, tile, where.what)
+                if index:
+                    ctx.emit("MVDA", tile_where, **operands)
+                else:
+                    ctx.emit("MVDB", tile_where, bias=m.bias + stride("MVDB", "bias") * r0, **operands)
+
+
+def padding_macs(node: Node) -> int:
+    """Each window element read from the padding costs a MAC in its channel's lane."""
+    return node.attrs.padding
+
+
+register(OpDef(DEPTHWISE, "matrix", DepthwiseAttrs, by_positions(float_product), by_positions(integer_product),
+               free_scale, lower_depthwise, QuantDepthwiseAttrs, quantize_depthwise, parameters=parameters,
+               padding_macs=padding_macs))
