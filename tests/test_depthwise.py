@@ -49,6 +49,14 @@ def test_depthwise_convs_run_on_the_depthwise_instructions(case):
     assert {"MVDB"} <= mnemonics and not mnemonics & {"MV", "MVB", "MVA"}
 
 
+@pytest.mark.parametrize("strides, lanes", [([1], {32, 16}), ([2], {8})])
+def test_few_channels_take_several_positions_side_by_side(strides, lanes):
+    """8 channels at stride 1: four positions' channels fill the 32 lanes (and the row's last two
+    positions 16); at stride 2 the positions' windows are not one run, so 8 lanes each."""
+    checked = _check(conv_model((1, 8, 14), 8, kernel=(3,), group=8, pads=[1, 1], strides=strides), (1, 8, 14))
+    assert {i["rows"] for i in checked.compiled.program.code if i.mnemonic == "MVDB"} == lanes
+
+
 def test_a_channel_multiplier_becomes_one_node_per_multiple():
     """Conv with group = channels and twice as many outputs: output channel 2c + j is node j's c."""
     model = conv_model((1, 6, 8, 5), 12, kernel=(3, 3), group=6, pads=[1, 1, 1, 1])

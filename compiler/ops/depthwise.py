@@ -121,46 +121,67 @@ def in_flight(runs: tuple[tuple[int, int, int], ...], tiles: int, latency: int) 
     return min(MAX_IN_FLIGHT, -(-products // tiles))
 
 
-def waves(starts: np.ndarray, group: int, channels: int, acc_entries: int) -> list[list[range]]:
-    """The loop candidates, each a list of waves (positions computed together). Interleaving needs
-    `group` positions in flight; a whole output row is taken when two rows' accumulators fit in
-    a quarter of accumulator memory, so the waves are the rows and the whole output one loop;
-    otherwise each row is a candidate, its positions `group` at a time."""
-    rows = [range(r.start, r.stop) for r in evenly_spaced(starts)]
-    widths = {len(r) for r in rows}
+def packing(starts: np.ndarray, channels: int, macs: int) -> int:
+    """Positions one instruction computes side by side: when the positions of each output row are
+    `channels` apart (stride 1 along the last axis), a window's taps for consecutive positions are
+    one run of memory, so lane p·channels + c can take position p's channel c; that fills the
+    lanes when there are fewer channels than lanes."""
+    steps = np.concatenate([np.diff(starts[r]) for r in evenly_spaced(starts)])
+    return max(1, macs // channels) if np.all(steps == channels) else 1
+
+
+def waves(starts: np.ndarray, group: int, channels: int, pack: int, acc_entries: int) -> list[list[list[range]]]:
+    """The loop candidates, each a list of waves, each a list of packs (positions one instruction
+    computes). Interleaving needs `group` packs in flight; a whole output row is one wave when two
+    rows' accumulators fit in a quarter of accumulator memory, so the whole output is one loop;
+    otherwise each row is a candidate, its packs `group` at a time."""
+    rows = [[range(p, min(p + pack, r.stop)) for p in range(r.start, r.stop, pack)] for r in evenly_spaced(starts)]
+    widths = {sum(map(len, row)) for row in rows}
     if group > 1 and len(widths) == 1 and 2 * max(widths) * channels <= acc_entries // 4:
         return [rows]
-    return [[range(p, min(p + group, r.stop)) for p in range(r.start, r.stop, group)] for r in rows]
+    return [[row[k:k + group] for k in range(0, len(row), group)] for row in rows]
+
+
+def replicated(q: QMatrix, copies: int) -> QMatrix:
+    """q with its channels repeated `copies` times: the rows of a pack of positions side by side."""
+    if copies == 1:
+        return q
+    return dataclasses.replace(q, weights=np.tile(q.weights, (copies, 1)), mult=np.tile(q.mult, copies),
+                               shift=np.tile(q.shift, copies), bias=np.tile(q.bias, copies),
+                               tiles=((0, copies * q.rows),))
 
 
 def lower_depthwise(ctx: Lowering, node: Node, where: Where) -> None:
-    key = f"multiple{node.attrs.multiple}"
-    m = place_matrix(ctx, node.attrs.q, node.source, key)
+    key, q, starts = f"multiple{node.attrs.multiple}", node.attrs.q, node.attrs.starts
     x, y = ctx.places[node.inputs[0]], ctx.place(node.outputs[0])
-    runs, channels = tap_runs(node.attrs.taps), m.q.rows
-    candidates = waves(node.attrs.starts, in_flight(runs, len(m.tiles), ctx.target.mac_latency), channels,
-                       ctx.target.acc_entries)
-    size = max(len(wave) for candidate in candidates for wave in candidate) * channels
+    runs, channels = tap_runs(node.attrs.taps), q.rows
+    group = in_flight(runs, len(q.tiles), ctx.target.mac_latency)
+    candidates = waves(starts, group, channels, packing(starts, channels, ctx.target.macs), ctx.target.acc_entries)
+    sizes = {len(pack) for candidate in candidates for wave in candidate for pack in wave}
+    matrices = {k: place_matrix(ctx, replicated(q, k), node.source, key if k == 1 else f"{key}x{k}") for k in sizes}
+    size = max(sum(map(len, wave)) for candidate in candidates for wave in candidate) * channels
     accs = [ctx.buffer(f"{node.source}/{key}/acc{k}", "acc", size) for k in range(2)]
     product, requant = Where(where.node, where.layer, what="Wx"), Where(where.node, where.layer, what="requantise")
     for candidate in candidates:
         spans = []
-        for n, positions in enumerate(candidate):
-            start, places = len(ctx.ops), [(p, accs[n % 2] + k * channels) for k, p in enumerate(positions)]
-            _products(ctx, m, node, runs, x, places, product)
-            for p, acc in places:
+        for n, wave in enumerate(candidate):
+            offsets = np.cumsum([0, *map(len, wave)])[:-1] * channels
+            places = [(matrices[len(pack)], pack.start, accs[n % 2] + int(o)) for pack, o in zip(wave, offsets)]
+            start = len(ctx.ops)
+            _products(ctx, node, runs, x, places, product)
+            for m, p, acc in places:
                 requantize(ctx, m, requant, y + p * channels, acc)
             spans.append((start, len(ctx.ops)))
         ctx.loop_candidate(spans, where)
 
 
-def _products(ctx: Lowering, m: MatrixRefs, node: Node, runs, x: Ref, places: list[tuple[int, Ref]],
+def _products(ctx: Lowering, node: Node, runs, x: Ref, places: list[tuple[MatrixRefs, int, Ref]],
               where: Where) -> None:
-    """acc = bias + the depthwise product, for each (position, accumulator) in `places`: run by
-    run, and within a run position by position, so one position's accumulations are apart."""
+    """acc = bias + the depthwise product, for each (matrix, first position, accumulator) in
+    `places`: run by run, and within a run place by place, so one place's accumulations are apart."""
     starts, taps = node.attrs.starts, node.attrs.taps
     for index, (t0, t1, step) in enumerate(runs):
-        for p, acc in places:
+        for m, p, acc in places:
             for tile, (r0, r1) in enumerate(m.tiles):
                 rows = r1 - r0
                 operands = {"acc": acc + r0, "w": m.weights[tile] + t0 * rows * ctx.target.weight_bytes,
