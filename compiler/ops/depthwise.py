@@ -14,7 +14,10 @@ kernel of a 1-D one), an instruction each, the later ones accumulating. An accum
 positions go out run by run, enough of them in flight for the runs between two of one position's
 to cover that latency; one VRQ per position requantises all its channels. Groups of positions
 alternate between two sets of accumulators, so a group's products never wait for the previous
-group's requantisation, and reroll folds the groups into a LOOP.
+group's requantisation, and reroll folds the groups into a LOOP. With fewer channels than lanes
+and stride 1 along the last axis, consecutive positions' windows are one run of memory, so one
+instruction takes several positions side by side (lane p·channels + c: position p, channel c),
+the weights stored once per position it takes.
 """
 
 from __future__ import annotations
