@@ -165,7 +165,7 @@ identical bytes. Comments run from `;` to the end of the line. In order:
 - `.region {"|".join(REGION_SECTIONS)} base=0x... size=N`, followed by rows `<address>: <hex bytes>`,
   {REGION_LINE_BYTES} bytes per row,
   each row starting where the previous one ended.
-- `.table "NAME"` for each of the program's tables, in the order `VACT table=N` and `VLOG table=N`
+- `.table "NAME"` for each of the program's tables, in the order `VACT table=N`, `VLOG table=N` and `VPOW table=N`
   number them (a name such as `"tanh"` or `"hardsigmoid(0.2,0.5)"` records the function), followed by its
   {TABLE_SEGMENTS + 1} values. The values, not the name, define what the vector unit computes."""
 

@@ -139,6 +139,22 @@ def _scaled(func):
     return table_function
 
 
+def _quad_mantissa(x: np.ndarray) -> np.ndarray:
+    """VPOW's mantissa m in [1, 4): the 16-bit input code read as m = (code + 32768) / 2**14, whose
+    lowest quarter (m < 1, never indexed) holds f(1)."""
+    return np.maximum((np.asarray(x, np.float64) + 8.0) / 4.0, 1.0)
+
+
+def _power_mantissa(x: np.ndarray, p: float) -> np.ndarray:
+    """m**p / (2 · 4**max(p, 0)): at most 1/2 on [1, 4) (so Q0.15 holds it without saturating)."""
+    return _quad_mantissa(x) ** p / (2.0 * 4.0 ** max(p, 0.0))
+
+
+def _ln_mantissa(x: np.ndarray) -> np.ndarray:
+    """ln(m) / 2 on [1, 4): below ln 2 < 1, the halving matching the even exponent 2h VPOW takes out."""
+    return np.log(_quad_mantissa(x)) / 2.0
+
+
 def _log_mantissa(x: np.ndarray) -> np.ndarray:
     """ln(1 + f) for the fraction f = (x + 8) / 16 in [0, 1) that spans the whole 16-bit input grid."""
     return np.log1p((x + 8.0) / 16.0)
@@ -148,10 +164,11 @@ def _log_mantissa(x: np.ndarray) -> np.ndarray:
 # on the input range; exp is meant for inputs <= 0, as in softmax). "erf" is Erf; "phi" and "phitanh"
 # are the factors GELU multiplies its input by, exact and tanh-approximated; "scaled_*" are unbounded
 # functions of data at any scale, their outputs scaled into Q0.15 by their parameters. "lnmant" is VLOG's: it reads the
-# 16-bit input code as the fraction of a normalised mantissa, so all 256 segments cover ln on [1, 2).
+# 16-bit input code as the fraction of a normalised mantissa, so all 256 segments cover ln on [1, 2). "powmant(p)" and
+# "lnquad" are VPOW's: they read the code as a mantissa in [1, 4) (192 segments cover it).
 TABLE_FUNCTIONS = {"sigmoid": _sigmoid, "tanh": np.tanh, "hardsigmoid": _hardsigmoid, "exp": _exp,
                    "erf": _erf, "phi": _phi, "phitanh": _phi_tanh, "lnmant": _log_mantissa,
-                   "scaled_exp": _scaled(np.exp)}
+                   "scaled_exp": _scaled(np.exp), "powmant": _power_mantissa, "lnquad": _ln_mantissa}
 LOG_TABLE = "lnmant"
 LN2_Q15 = round(float(np.log(2.0)) * (1 << UNIT_FRAC))  # 22713
 
@@ -252,3 +269,38 @@ def log_sum(table: np.ndarray, total: np.ndarray) -> np.ndarray:
     mantissa = np.where(k <= 16, np.left_shift(t, np.maximum(16 - k, 0)), np.right_shift(t, np.maximum(k - 16, 0)))
     ln_q15 = (k - UNIT_FRAC) * LN2_Q15 + table_lookup(table, mantissa - (1 << 16) - (1 << 15))
     return sat_act(round_shift(ln_q15, UNIT_FRAC - LOG_FRAC))
+
+
+def _left_or_right(v: np.ndarray, net: np.ndarray) -> np.ndarray:
+    """v · 2**-net, rounded half up for net >= 0; for net < 0 a left shift of v saturated to acc_bits
+    (by at most 31 bits: anything but 0 saturates well before)."""
+    left = np.left_shift(sat_acc(v), np.minimum(np.maximum(-net, 0), 31))
+    return np.where(net >= 0, round_shift(v, np.maximum(net, 0)), left)
+
+
+def mantissa_power(table: np.ndarray, x: np.ndarray, power: int, mult: int, shift: int, off: int) -> np.ndarray:
+    """VPOW: u**(power/2) (power != 0) or ln u (power == 0) of each code u, at the output's scale.
+
+    u = m · 4**h with m in [1, 4) (h = floor(log2 u) // 2, so the exponent halves exactly); the
+    table (powmant(power/2) or lnquad) interpolates on m, read as the code m · 2**14 - 32768, and
+    the exponent is applied exactly:
+
+        power != 0:  y = sat16(round((T(m) + off) · mult · 2**(power·h - shift)))
+        power == 0:  y = sat16(round((T(m) + h · LN2_Q15 + off) · mult · 2**-shift))
+
+    A negative power's result left-shifted saturates to acc_bits first. Codes u <= 0: for an odd
+    integer power (power/2 odd) y(-u) = -y(u), and for any other a code below 1 counts as 1 (the
+    smallest positive code: ln and a negative power give their largest magnitude), except that a
+    positive power gives 0 there.
+    """
+    u = np.asarray(x, np.int64)
+    odd = power % 4 == 2
+    a = np.maximum(np.abs(u) if odd else u, 1)
+    h = (np.frexp(a.astype(np.float64))[1].astype(np.int64) - 1) // 2
+    t = table_lookup(table, np.left_shift(a, 14 - 2 * h) - (1 << 15))
+    acc = t + off + (h * LN2_Q15 if power == 0 else 0)
+    y = sat_act(_left_or_right(acc * np.int64(mult), shift - power * h))
+    if odd:
+        y = np.where(u < 0, sat_act(-y), y)
+    zero = (u == 0) if odd else (u < 1)
+    return np.where(zero & (power > 0), 0, y)

@@ -218,6 +218,11 @@ OPS: tuple[Op, ...] = (
     _row("VRSS", 0x3D, "VEC", "dst:16 src:20 n:16 add:30", "src@amem[n]", "dst@acc[1]", "n/vec_lanes", "0",
          "acc[dst] = round(sqrt(sum(src[0:n]^2) + add)), exact, half up: a row's root sum of squares "
          "(plus an epsilon) for VNORM to divide by"),
+    _row("VPOW", 0x3E, "VEC", "dst:20 src:20 n:16 table:4 pow:s4 mult:16 shift:6 off:s24", "src@amem[n]",
+         "dst@amem[n]", "n/vec_lanes", "0",
+         "dst[i] = src[i]^(pow/2), or ln(src[i]) for pow = 0, at the output's scale: normalise src[i] = m * 4^h "
+         "(m in [1, 4)), the program's mantissa table number `table` on m (plus `off`, and h ln 4 for the log), "
+         "times mult * 2^(pow*h - shift)"),
     _row("CBLOAD", 0x30, "DEC", "dst:12 src:24 n:8", "src@wmem[n*weight_bytes]", "dst@cbm[n]",
          "n*weight_bytes/dma_bytes_per_cycle", "0", "load n codebook entries from weight memory into codebook memory"),
     _row("LOOP", 0x3F, "SEQ", "count:16 body:12 strides:24", "strides@wmem[body*16]", "", "0", "0",

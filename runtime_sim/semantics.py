@@ -182,7 +182,7 @@ def _vrqac(m: Machine, s: Step) -> None:
 
 
 def _table(m: Machine, s: Step) -> np.ndarray:
-    """The program's table that the instruction's `table` field numbers (VACT, VLOG)."""
+    """The program's table that the instruction's `table` field numbers (VACT, VLOG, VPOW)."""
     number = s.args["table"]
     if number >= len(m.tables):
         raise RnnaccelError(f"pc {s.pc} ({s.instr.mnemonic}): table {number} does not exist "
@@ -276,6 +276,13 @@ def _vrss(m: Machine, s: Step) -> None:
 def _vlog(m: Machine, s: Step) -> None:
     a = s.args
     m.amem[:, _at(a["dst"], 1)] = numerics.log_sum(_table(m, s), m.acc[:, _at(a["src"], 1)])
+
+
+@semantics("VPOW")
+def _vpow(m: Machine, s: Step) -> None:
+    a = s.args
+    m.amem[:, _at(a["dst"], a["n"])] = numerics.mantissa_power(_table(m, s), m.amem[:, _at(a["src"], a["n"])],
+                                                               a["pow"], a["mult"], a["shift"], a["off"])
 
 
 @semantics("LOOP")

@@ -108,7 +108,8 @@ ADDRESS_SPAN = {"host": 256, "amem": 256, "acc": 64, "wmem": 2048, "cbm": 64}
 SIZES = {"split": (1, 2), "bits": (1, 5), "bshift": (0, 8), "rows": (1, 32), "cols": (1, 40), "n": (1, 40),
          "shift": (0, 20), "mult": (0, 1 << 16), "table": (0, 2), "lo": (-100, 0), "hi": (0, 100),
          "nnz": (0, 1), "up": (0, 13), "add": (0, 1 << 20),
-         "taps": (1, 9), "step": (0, 40)}  # weight memory is zeros: an MVCS bitmap keeps nothing
+         "taps": (1, 9), "step": (0, 40), "pow": (-2, 2),
+         "off": (-100, 100)}  # weight memory is zeros: an MVCS bitmap keeps nothing
 
 
 def random_instruction(rng: np.random.Generator) -> Instruction:

@@ -1,5 +1,5 @@
-"""Element-wise math on the vector unit: Neg, Div and Pow by constants, Abs, Clip, LeakyRelu, PRelu,
-Erf, Gelu, HardSwish and Exp.
+"""Element-wise math on the vector unit: Neg, Div, Pow, Sqrt, Reciprocal, Log, Abs, Clip, LeakyRelu,
+PRelu, Erf, Gelu, HardSwish and Exp.
 
 Each becomes ops that exist for other operators, or one of the two piecewise-linear ops
 (compiler/ops/piecewise.py): Neg is `add_const` of 0 negated (c - x); Div by a constant is
@@ -8,27 +8,32 @@ Each becomes ops that exist for other operators, or one of the two piecewise-lin
 Gelu and HardSwish are x times a bounded factor -- the normal CDF ("phi", or "phitanh" for the
 tanh approximation) or hardsigmoid(1/6, 1/2) -- a table (Q0.15) and then `mul`, so no table needs
 an output beyond ±1. Exp is unbounded: its table (`scaled_table`) reads the data at its own scale
-and writes the output at the output's calibrated one. Nodes whose inputs are all constant fold,
-as shape arithmetic needs.
+and writes the output at the output's calibrated one. Sqrt, Reciprocal, Pow by 0.5, -0.5 and -1,
+and Log on data are `power` and `log` (compiler/ops/mantissa.py: one VPOW, a float-style table
+exact in the exponent); Div by data is `mul` by the divisor's reciprocal. Nodes whose inputs are
+all constant fold, as shape arithmetic needs.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from onnx import helper
 
 from compiler.frontend.capability import Constraint, NodeView, constant, constants_from, declare
 from compiler.frontend.compute_ops import constant_weight
 from compiler.frontend.elementwise_ops import emit_with_constant
-from compiler.frontend.registry import fold, operator, padded, unsupported
+from compiler.frontend.registry import OPERATORS, fold, operator, padded, unsupported
 from compiler.ir import Node
+from compiler.ops import mantissa
 from compiler.ops.activation import ScaledTableAttrs, TableAttrs, float_activation
 from compiler.ops.elementwise import MulAttrs
+from compiler.ops.mantissa import LogAttrs, PowerAttrs
 from compiler.ops.piecewise import ClipAttrs, LeakyAttrs
 from isa.numerics import TABLE_FUNCTIONS, table_name
 
 HARDSWISH_GATE = table_name("hardsigmoid", 1.0 / 6.0, 0.5)
 GELU_GATES = {"none": "phi", "tanh": "phitanh"}
-POWERS = (2.0,)  # the constant exponents Pow takes on data
+POWERS = (2.0, 1.0, *mantissa.POWERS)  # the constant exponents Pow takes on data
 
 
 def _divide(a, b):
@@ -45,20 +50,72 @@ def Neg(b, node, name: str) -> None:
 
 @operator
 def Div(b, node, name: str) -> None:
-    """x / c is x · (1/c); a division of constants folds (integer shape arithmetic included)."""
+    """x / c is x · (1/c); a / b for a computed b is a · b^-1 (VPOW, then VMUL; calibration must
+    not see b = 0); a division of constants folds (integer shape arithmetic included)."""
     if all(b.is_const(n) for n in node.input):
         return fold(b, node, _divide)
+    if not b.is_const(node.input[1]):
+        return _times_reciprocal(b, node, name)
     divisor = constant_weight(b, node.input[1], "Div divisor")
     emit_with_constant(b, name, "mul_const", node.input[0], (1.0 / divisor).astype(np.float32), node.output[0])
 
 
+def _times_reciprocal(b, node, name: str) -> None:
+    """a · (1 / b): VPOW with power -1, then Mul (VMUL, or mul_const for a constant a)."""
+    dividend, divisor = node.input
+    reciprocal = f"{name}/reciprocal"
+    _emit_power(b, f"{name}/reciprocal", divisor, reciprocal, -1.0, "Div")
+    OPERATORS["Mul"](b, helper.make_node("Mul", [dividend, reciprocal], [node.output[0]]), name)
+
+
 @operator
 def Pow(b, node, name: str) -> None:
-    """x² is x · x (VMUL); the exponent is a constant the CONSTRAINTS restrict to POWERS."""
+    """x² is x · x (VMUL), x¹ is x, x^0.5, x^-0.5 and x^-1 are `power` (VPOW); the exponent is a
+    constant the CONSTRAINTS restrict to POWERS."""
     if all(b.is_const(n) for n in node.input):
         return fold(b, node, np.power)
     x, out = node.input[0], node.output[0]
+    exponent = float(np.asarray(b.const(node.input[1])).ravel()[0])
+    if exponent == 1.0:
+        return OPERATORS["Identity"](b, helper.make_node("Identity", [x], [out]), name)
+    if exponent != 2.0:
+        return _emit_power(b, name, x, out, exponent, "Pow")
     b.emit(Node("mul", name, (x, x), (out,), MulAttrs()), {out: b.shape(x)})
+
+
+@operator
+def Sqrt(b, node, name: str) -> None:
+    """x^0.5 by VPOW, its relative error the table's over the whole 16-bit range; 0 below 0 (calibration
+    must not see x < 0, where the float result is NaN: the compiler refuses)."""
+    _unary_power(b, node, name, 0.5)
+
+
+@operator
+def Reciprocal(b, node, name: str) -> None:
+    """x^-1 by VPOW, odd in x, its relative error the table's over the whole 16-bit range (calibration
+    must not see x = 0: the compiler refuses)."""
+    _unary_power(b, node, name, -1.0)
+
+
+@operator
+def Log(b, node, name: str) -> None:
+    """ln x by VPOW's log form, its absolute error the table's over the whole 16-bit range (calibration
+    must see x > 0 only: the compiler refuses otherwise)."""
+    x, out = node.input[0], node.output[0]
+    if b.is_const(x):
+        return fold(b, node, np.log)
+    b.emit(Node("log", name, (x,), (out,), LogAttrs()), {out: b.shape(x)})
+
+
+def _unary_power(b, node, name: str, p: float) -> None:
+    x, out = node.input[0], node.output[0]
+    if b.is_const(x):
+        return fold(b, node, lambda v: np.power(v.astype(np.float64), p).astype(v.dtype))
+    _emit_power(b, name, x, out, p, node.op_type)
+
+
+def _emit_power(b, name: str, x: str, out: str, p: float, what: str) -> None:
+    b.emit(Node("power", name, (x,), (out,), PowerAttrs(p=p, what=what)), {out: b.shape(x)})
 
 
 @operator
@@ -161,15 +218,15 @@ def _exponent(view: NodeView) -> object:
     return "a computed exponent" if exponent is None else exponent.ravel().tolist()
 
 
+
 def _nonzero(view: NodeView) -> bool:
     divisor = view.input(1).value
     return divisor is None or bool(np.all(divisor != 0))
 
 
 CONSTRAINTS = {
-    "Div": (constant(1, "B"), Constraint("on computed data, B must not be 0 anywhere",
-                                         lambda v: v.all_const or _nonzero(v))),
-    "Pow": (constant(1, "Y"), Constraint("on computed data, Y must be 2 (x · x)",
+    "Div": (Constraint("a constant B must not be 0 anywhere", lambda v: v.all_const or _nonzero(v)),),
+    "Pow": (constant(1, "Y"), Constraint("on computed data, Y must be 2 (x · x), 1, 0.5, -0.5 or -1 (VPOW)",
                                          lambda v: v.all_const or _power(v), _exponent)),
     "PRelu": (constant(1, "slope"),),
     "Clip": (constants_from(1, ["min", "max"]),),

@@ -16,6 +16,7 @@ from compiler.ops import (  # noqa: F401
     fake_quant,
     fc,
     gather,
+    mantissa,
     normalize,
     piecewise,
     recurrent,
