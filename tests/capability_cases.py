@@ -274,11 +274,11 @@ VIOLATIONS.update(_quant_cases())
 def _math_cases() -> dict[tuple[str, str], tuple[Build, str]]:
     """Element-wise math (math_ops.py): constant second operands, the exponent, Gelu's approximation."""
     x, operand = {"x": (2, 4)}, {"x": (2, 4), "c": (1,)}
-    power = "on computed data, Y must be 2 (x · x)"
-    nonzero = "on computed data, B must not be 0 anywhere"
+    power = "on computed data, Y must be 2 (x · x), 1, 0.5, -0.5 or -1 (VPOW)"
+    nonzero = "a constant B must not be 0 anywhere"
     cases = {(op, CONSTANT.format(what)): (lambda op=op: one_node(op, ["x", "c"], operand),
                                            CONSTANT.format(what) + "; got computed 'c'")
-             for op, what in (("Div", "B"), ("Pow", "Y"), ("PRelu", "slope"))}
+             for op, what in (("Pow", "Y"), ("PRelu", "slope"))}
     cases["Div", nonzero] = (lambda: one_node("Div", ["x", "c"], x, {"c": np.array([1, 0], np.float32)}), nonzero)
     cases["Pow", power] = (lambda: one_node("Pow", ["x", "c"], x, {"c": np.array(3, np.float32)}),
                            f"{power}; got [3.0]")

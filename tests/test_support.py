@@ -41,13 +41,14 @@ def test_every_operator_is_documented():
 
 
 def _broken_model():
-    """Softsign (unknown), then a Relu that reads it, then a Mul of two computed tensors, then a good Relu."""
+    """Softsign (unknown), then a Relu that reads it, then a Mul of two computed tensors, a PRelu by a
+    computed slope (refused by a constraint), then a good Relu."""
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])
     y = [helper.make_tensor_value_info(name, TensorProto.FLOAT, [2, 4]) for name in ("m", "q", "y")]
     nodes = [helper.make_node("Softsign", ["x"], ["s"], name="squash"),
              helper.make_node("Relu", ["s"], ["r"], name="after"),
              helper.make_node("Mul", ["x", "r"], ["m"], name="both"),
-             helper.make_node("Div", ["x", "x"], ["q"], name="ratio"),
+             helper.make_node("PRelu", ["x", "x"], ["q"], name="leak"),
              helper.make_node("Relu", ["x"], ["y"], name="fine")]
     return helper.make_model(helper.make_graph(nodes, "g", [x], y), opset_imports=[helper.make_opsetid("", 17)])
 
@@ -59,9 +60,9 @@ def test_check_lists_every_node_that_cannot_be_compiled(tmp_path, capsys):
     assert status == 0
     assert out.splitlines() == [
         "node 'squash' (Softsign): operator Softsign is not supported",
-        "node 'ratio' (Div): B must be a constant (an initialiser); got computed 'x'",
+        "node 'leak' (PRelu): slope must be a constant (an initialiser); got computed 'x'",
         "host: Softsign x1 (operator Softsign is not supported)",
-        "host: Div x1 (B must be a constant (an initialiser); got computed 'x')",
+        "host: PRelu x1 (slope must be a constant (an initialiser); got computed 'x')",
         "island 1: 2 nodes (after, both); in: s, x; out: m",
         "island 2: 1 node (fine); in: x; out: y",
         "chip: 3 of 5 nodes in 2 islands, no MACs; 160 bytes cross between host and chip per inference",
@@ -82,7 +83,7 @@ def test_check_of_a_supported_model_writes_nothing(tmp_path, capsys):
 def test_a_chip_only_compile_lists_every_node_that_needs_the_host(tmp_path, capsys):
     err = compile_fails(tmp_path, capsys, save(tmp_path, _broken_model()), "--chip-only")
     assert err == ("rnnaccel-compile: error: --chip-only: 2 nodes stay on the host: node 'squash' (Softsign): "
-                   "operator Softsign is not supported; node 'ratio' (Div): B must be a constant (an initialiser); "
+                   "operator Softsign is not supported; node 'leak' (PRelu): slope must be a constant (an initialiser); "
                    "got computed 'x'\n")
     assert sorted(p.suffix for p in tmp_path.iterdir()) == [".onnx"]
 
