@@ -3,7 +3,7 @@ operators, the reductions, pooling, the normalisations and Pad (onnx.backend.tes
 16-bit weights and run on the simulator: bit-exact against the golden reference and within the
 documented tolerance of the expected outputs ONNX ships. Weight-like inputs (and Split's sizes, the
 second operand of Sub, Div and Pow, PRelu's slope, Clip's bounds, axes, pads, scales and statistics)
-become initialisers. Only float cases run (integer data never reaches the chip), and of Pow only
+become initialisers; Div's cases run once more with the divisor as data. Only float cases run (integer data never reaches the chip), and of Pow only
 the exponent the chip takes. A case whose input is empty is refused: no program has an empty
 input; so is a case the chip cannot take (REFUSED), with its reason."""
 
@@ -24,7 +24,8 @@ from isa.target import Target
 
 from toolchain import TOLERANCE, run_checked
 
-MATH_OPS = ("Abs", "Clip", "Div", "Erf", "Exp", "Gelu", "HardSwish", "LeakyRelu", "Neg", "Pow", "PRelu", "Sub")
+MATH_OPS = ("Abs", "Clip", "Div", "Erf", "Exp", "Gelu", "HardSwish", "LeakyRelu", "Neg", "Pow", "PRelu", "Sub", "Sqrt",
+            "Reciprocal", "Log")
 NORM_POOL_OPS = ("ReduceSum", "ReduceMean", "GlobalAveragePool", "AveragePool", "MaxPool", "BatchNormalization", "Pad",
                  "LayerNormalization", "InstanceNormalization")
 OPS = ("LSTM", "GRU", "RNN", "Gemm", "Split", "Conv", *MATH_OPS, *NORM_POOL_OPS)
@@ -90,13 +91,13 @@ CASES = [c for c in ALL_CASES if not _empty_input(c) and c.name not in REFUSED]
 EMPTY_CASES = [c for c in ALL_CASES if _empty_input(c)]
 
 
-def _with_initialisers(case) -> tuple[onnx.ModelProto, dict[str, np.ndarray], list[np.ndarray]]:
-    """The case's model with its weight-like inputs turned into initialisers, and the data feed."""
+def _with_initialisers(case, as_data: bool = False) -> tuple[onnx.ModelProto, dict[str, np.ndarray], list[np.ndarray]]:
+    """The case's model with its weight-like inputs turned into initialisers (none `as_data`), and the data feed."""
     model = onnx.ModelProto()
     model.CopyFrom(case.model)
     node, (values, expected) = model.graph.node[0], case.data_sets[0]
     feed = dict(zip([i.name for i in model.graph.input], values))
-    weights = _weights(node)
+    weights = set() if as_data else _weights(node)
     _at_supported_opset(model)
     if node.op_type in FIRST_OUTPUT_ONLY:
         del node.output[1:], model.graph.output[1:]
@@ -122,9 +123,21 @@ def _signature(op: str, opset: int) -> tuple:
     return tuple(i.name for i in schema.inputs), tuple(o.name for o in schema.outputs), tuple(sorted(schema.attributes))
 
 
+# Div's cases again with the divisor computed data, not an initialiser: a · (1 / b) by VPOW and VMUL
+DATA_DIVISOR_CASES = [c for c in CASES if c.model.graph.node[0].op_type == "Div"]
+
+
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 def test_onnx_conformance_case(case):
-    model, feed, expected = _with_initialisers(case)
+    _check(*_with_initialisers(case))
+
+
+@pytest.mark.parametrize("case", DATA_DIVISOR_CASES, ids=lambda c: c.name)
+def test_onnx_conformance_case_of_div_by_data(case):
+    _check(*_with_initialisers(case, as_data=True))
+
+
+def _check(model: onnx.ModelProto, feed: dict[str, np.ndarray], expected: list[np.ndarray]) -> None:
     checked = run_checked(model, {k: np.asarray(v, np.float32) for k, v in feed.items()}, Target(weight_bits=16))
     for output, want in zip(model.graph.output, expected):
         got = checked.outputs[output.name]
