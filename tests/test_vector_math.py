@@ -15,10 +15,12 @@ from onnx import TensorProto, helper, numpy_helper
 from compiler.frontend.math_ops import GELU_GATES, HARDSWISH_GATE
 from compiler.pipeline import compile_model
 from isa import numerics as nx
+from isa.errors import RnnaccelError
 from isa.partitioned import PartitionedProgram
 from isa.target import Target
 
-from toolchain import assert_close
+from models import recurrent_model
+from toolchain import assert_close, run_checked
 
 DATA = Path(__file__).parent / "data" / "vecmath"
 SHAPE = [2, 3, 8]
@@ -60,8 +62,15 @@ def _model(op: str, inits: dict[str, np.ndarray], opset: int, **attrs) -> onnx.M
 
 
 def _graph(nodes: list, inits: dict[str, np.ndarray], opset: int) -> onnx.ModelProto:
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, SHAPE)],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, SHAPE)],
+    return _front_end(nodes, inits, {"x": SHAPE}, SHAPE, opset)
+
+
+def _front_end(nodes: list, inits: dict[str, np.ndarray], inputs: dict[str, list[int]], out: list[int],
+               opset: int = 17) -> onnx.ModelProto:
+    """A graph of float inputs `inputs` (name: shape) and one output y."""
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, s)
+                                           for n, s in inputs.items()],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, out)],
                               [numpy_helper.from_array(v, k) for k, v in inits.items()])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
 
@@ -162,3 +171,148 @@ def test_an_exported_gelu_mlp_runs_on_the_chip_alone(tag):
     assert not isinstance(compiled.program, PartitionedProgram)
     for sample in samples[:4]:
         assert_close(model, {"x": sample}, bits=8, calibration={"x": samples})
+
+
+# Powers and logarithms of data (VPOW, compiler/ops/mantissa.py): operator -> (its initialisers, float meaning)
+POWER_CASES = {"Sqrt": ({}, np.sqrt), "Reciprocal": ({}, np.reciprocal), "Log": ({}, np.log),
+               "Pow 0.5": ({"e": _scalar(0.5)}, np.sqrt), "Pow -0.5": ({"e": _scalar(-0.5)}, lambda x: x ** -0.5),
+               "Pow -1": ({"e": _scalar(-1.0)}, np.reciprocal)}
+ODD = {"Reciprocal", "Pow -1"}  # defined for x < 0 as well
+
+
+def _power_model(case: str) -> onnx.ModelProto:
+    inits = POWER_CASES[case][0]
+    return _graph([helper.make_node(case.split()[0], ["x", *inits], ["y"])], inits, 17)
+
+
+def _decades(seed: int, low: float, high: float, signed: bool, shape=SHAPE) -> np.ndarray:
+    """Magnitudes spread evenly over the decades from 10^low to 10^high, of random sign if `signed`."""
+    rng = np.random.default_rng(seed)
+    sign = rng.choice([-1.0, 1.0], shape) if signed else 1.0
+    return (sign * 10.0 ** rng.uniform(low, high, shape)).astype(np.float32)
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+@pytest.mark.parametrize("case", POWER_CASES)
+def test_a_power_or_log_of_data_runs_on_the_chip_close_to_onnx_runtime(case, bits):
+    """Over two decades (beyond, the input's 16-bit grid itself is coarser than the tolerance near 0)."""
+    checked = assert_close(_power_model(case), {"x": _decades(7, -1.5, 0.5, case in ODD)}, bits=bits)
+    assert [n.op for n in checked.compiled.graph.nodes] == ["log" if case == "Log" else "power"]
+
+
+@pytest.mark.parametrize("case", POWER_CASES)
+def test_a_power_or_log_keeps_the_tables_error_over_four_decades(case):
+    """Against the function of the input as the chip holds it (its 16-bit code), each output errs by
+    at most the table's bound -- relative for a power, absolute for the log -- plus one LSB of the
+    output (its rounding, and the requantisation multiplier's 2^-15)."""
+    x = _decades(8, -3.5, 0.5, case in ODD)
+    checked = run_checked(_power_model(case), {"x": x}, Target(weight_bits=16))
+    program = checked.compiled.program
+    held = nx.dequantize(nx.quantize(x, program.inputs[0].scale), program.inputs[0].scale).astype(np.float64)
+    want = POWER_CASES[case][1](held)
+    bound = MANTISSA_BOUNDS[TABLE_OF[case]] * (1.0 if case == "Log" else np.abs(want))
+    assert np.all(np.abs(checked.outputs["y"] - want) <= bound + program.outputs[0].scale)
+
+
+# VPOW's tables -> their largest error over all 65536 input codes, as docs/numerics.md states it
+# (relative for a power, absolute for the log)
+MANTISSA_BOUNDS = {nx.table_name("powmant", 0.5): 1.10e-4, nx.table_name("powmant", -0.5): 1.11e-4,
+                   nx.table_name("powmant", -1.0): 2.24e-4, "lnquad": 9.84e-5}
+
+
+TABLE_OF = {"Log": "lnquad", "Sqrt": nx.table_name("powmant", 0.5), "Reciprocal": nx.table_name("powmant", -1.0),
+            **{f"Pow {p:g}": nx.table_name("powmant", p) for p in (0.5, -0.5, -1.0)}}
+
+
+@pytest.mark.parametrize("name", MANTISSA_BOUNDS)
+def test_a_mantissa_table_is_within_its_documented_bound(name):
+    """The table with the exponent applied exactly: every positive code u, read as u = m · 4^h, against u^p or ln u."""
+    func, params = nx.parse_table_name(name)
+    codes = np.arange(1, nx.ACT_MAX + 1)
+    h = (np.frexp(codes.astype(np.float64))[1] - 1) // 2
+    t = nx.table_lookup(nx.activation_table(name), np.left_shift(codes, 14 - 2 * h) - (1 << 15))
+    if func == "lnquad":
+        error = np.abs((t + h * nx.LN2_Q15) * 2.0 ** (1 - nx.UNIT_FRAC) - np.log(codes))
+    else:
+        p = params[0]
+        got = t * 2.0 ** (1 - nx.UNIT_FRAC) * 4.0 ** max(p, 0.0) * 4.0 ** (p * h)
+        error = np.abs(got / codes ** p - 1.0)
+    assert MANTISSA_BOUNDS[name] / 4 < error.max() <= MANTISSA_BOUNDS[name]
+
+
+def test_vpow_s_rule_for_codes_at_and_below_zero():
+    """An odd power is odd; a positive power of a code <= 0 is 0; ln and a negative even-or-half power
+    read a code below 1 as 1."""
+    def vpow(table: str, power: int, codes) -> np.ndarray:
+        return nx.mantissa_power(nx.activation_table(table), np.array(codes), power, 1 << 14, 14, 0)
+    root, inverse = nx.table_name("powmant", 0.5), nx.table_name("powmant", -1.0)
+    rsqrt = nx.table_name("powmant", -0.5)
+    assert vpow(root, 1, [0, -9, 9]).tolist()[:2] == [0, 0] and vpow(root, 1, [9])[0] > 0
+    np.testing.assert_array_equal(vpow(inverse, -2, [-1, -7, -300]), -vpow(inverse, -2, [1, 7, 300]))
+    assert vpow(inverse, -2, [0])[0] == vpow(inverse, -2, [1])[0]
+    np.testing.assert_array_equal(vpow(rsqrt, -1, [0, -5]), vpow(rsqrt, -1, [1, 1]))
+    np.testing.assert_array_equal(vpow("lnquad", 0, [0, -5]), vpow("lnquad", 0, [1, 1]))
+
+
+@pytest.mark.parametrize(("case", "x"), [("Log", 0.0), ("Sqrt", -1.0), ("Reciprocal", 0.0), ("Pow -0.5", -2.0)])
+def test_calibration_where_the_function_is_not_finite_is_refused(case, x):
+    samples = np.abs(_decades(9, -1, 1, False))
+    samples[0, 0, 0] = x
+    refusal = f"{case.split()[0]} 'n': calibration gives it an input where it is not finite"
+    with pytest.raises(RnnaccelError, match=refusal):
+        compile_model(_named(_power_model(case)), Target(), {"x": samples[None]})
+
+
+def _named(model: onnx.ModelProto) -> onnx.ModelProto:
+    model.graph.node[0].name = "n"
+    return model
+
+
+def test_division_by_data_is_a_reciprocal_and_a_product():
+    model = _front_end([helper.make_node("Div", ["x", "d"], ["y"])], {}, {"x": SHAPE, "d": SHAPE}, SHAPE)
+    for bits in (8, 16):
+        checked = assert_close(model, {**_feed(10, 1.0), "d": _decades(11, -1.0, 0.5, True)}, bits=bits)
+        assert [n.op for n in checked.compiled.graph.nodes] == ["power", "mul"]
+
+
+def test_a_constant_divided_by_data_and_pow_one():
+    """c / x is c · x^-1 (mul_const after VPOW); Pow by 1 is x itself."""
+    nodes = [helper.make_node("Div", ["c", "x"], ["q"]), helper.make_node("Pow", ["q", "one"], ["y"])]
+    model = _graph(nodes, {"c": np.linspace(1, 2, 8).astype(np.float32), "one": _scalar(1.0)}, 17)
+    checked = assert_close(model, {"x": _decades(12, -1.0, 0.5, True)}, bits=16)
+    assert [n.op for n in checked.compiled.graph.nodes][:2] == ["power", "mul_const"]
+
+
+def test_a_log_power_front_end_feeding_a_gru():
+    """ln(x² + eps) of a signal spanning four decades (its small values under eps), then a GRU."""
+    gru = recurrent_model("GRU", 6, 1, 8, 8, outputs=["Y_h"])
+    weights = {i.name: numpy_helper.to_array(i) for i in gru.graph.initializer}
+    nodes = [helper.make_node("Mul", ["x", "x"], ["power"]), helper.make_node("Add", ["power", "eps"], ["floor"]),
+             helper.make_node("Log", ["floor"], ["X"]), *gru.graph.node]
+    nodes[-1].output[1] = "y"
+    model = _front_end(nodes, {**weights, "eps": _scalar(0.1)}, {"x": [6, 1, 8]}, [1, 1, 8])
+    for bits in (8, 16):
+        checked = assert_close(model, {"x": _decades(13, -3.0, 0.5, True, [6, 1, 8])}, bits=bits)
+        assert not isinstance(checked.compiled.program, PartitionedProgram)
+
+
+def test_a_magnitude_sqrt_of_a_sum_of_squares():
+    nodes = [helper.make_node("Mul", ["re", "re"], ["re2"]), helper.make_node("Mul", ["im", "im"], ["im2"]),
+             helper.make_node("Add", ["re2", "im2"], ["sum"]), helper.make_node("Sqrt", ["sum"], ["y"])]
+    model = _front_end(nodes, {}, {"re": SHAPE, "im": SHAPE}, SHAPE)
+    feed = {"re": _decades(14, -2.0, 0.5, True), "im": _decades(15, -2.0, 0.5, True)}
+    for bits in (8, 16):
+        assert [n.op for n in assert_close(model, feed, bits=bits).compiled.graph.nodes][-1] == "power"
+
+
+def test_rmsnorm_by_pow_minus_a_half():
+    """x · (mean(x²) + eps)^-0.5 over rows a decade apart in size."""
+    nodes = [helper.make_node("Mul", ["x", "x"], ["square"]),
+             helper.make_node("ReduceMean", ["square"], ["mean"], axes=[-1]),
+             helper.make_node("Add", ["mean", "eps"], ["floor"]),
+             helper.make_node("Pow", ["floor", "half"], ["inverse"]), helper.make_node("Mul", ["x", "inverse"], ["y"])]
+    model = _front_end(nodes, {"eps": _scalar(1e-5), "half": _scalar(-0.5)}, {"x": SHAPE}, SHAPE)
+    rng = np.random.default_rng(16)
+    x = (rng.standard_normal(SHAPE) * 10.0 ** rng.uniform(-1.0, 0.0, [2, 3, 1])).astype(np.float32)
+    for bits in (8, 16):
+        assert "power" in [n.op for n in assert_close(model, {"x": x}, bits=bits).compiled.graph.nodes]
