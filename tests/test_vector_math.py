@@ -52,6 +52,18 @@ CASES = {
 }
 
 
+# Powers and logarithms of data (VPOW, compiler/ops/mantissa.py): operator -> (its initialisers, float meaning)
+POWER_CASES = {"Sqrt": ({}, np.sqrt), "Reciprocal": ({}, np.reciprocal), "Log": ({}, np.log),
+               "Pow 0.5": ({"e": _scalar(0.5)}, np.sqrt), "Pow -0.5": ({"e": _scalar(-0.5)}, lambda x: x ** -0.5),
+               "Pow -1": ({"e": _scalar(-1.0)}, np.reciprocal)}
+ODD = {"Reciprocal", "Pow -1"}  # defined for x < 0 as well
+
+
+def _power_model(case: str) -> onnx.ModelProto:
+    inits = POWER_CASES[case][0]
+    return _graph([helper.make_node(case.split()[0], ["x", *inits], ["y"])], inits, 17)
+
+
 def _model(op: str, inits: dict[str, np.ndarray], opset: int, **attrs) -> onnx.ModelProto:
     inputs = ["x", *inits] if op != "Sub" else ["c", "x"]
     inits = inits if op != "Sub" else {"c": np.linspace(-1, 1, 8).astype(np.float32)}
@@ -107,17 +119,17 @@ def test_exp_by_a_table_over_the_calibrated_range(scale, bits):
     assert [n.op for n in checked.compiled.graph.nodes] == ["scaled_table"]
 
 
-@pytest.mark.parametrize("case", [*CASES, "Exp"])
+@pytest.mark.parametrize("case", [*CASES, "Exp", *POWER_CASES])
 def test_an_operator_on_a_constant_folds(case):
     """Each operator applied to an initialiser folds at compile time: only the Add is left."""
-    op, inits, attrs, opset = CASES.get(case, ("Exp", {}, {}, 17))
-    inner = _model(op, inits, opset, **attrs)
+    positive, (op, inits, attrs, opset) = case in POWER_CASES, CASES.get(case, ("Exp", {}, {}, 17))
+    inner = _power_model(case) if positive else _model(op, inits, opset, **attrs)
     node = inner.graph.node[0]
     node.input[list(node.input).index("x")] = "k"
     node.output[0] = "f"
-    constants = dict(inits) if op != "Sub" else {"c": np.linspace(-1, 1, 8).astype(np.float32)}
-    constants["k"] = np.linspace(-3, 3, int(np.prod(SHAPE))).reshape(SHAPE).astype(np.float32)
-    model = _graph([node, helper.make_node("Add", ["x", "f"], ["y"])], constants, opset)
+    constants = {i.name: numpy_helper.to_array(i) for i in inner.graph.initializer}
+    constants["k"] = np.linspace(0.5 if positive else -3, 3, int(np.prod(SHAPE))).reshape(SHAPE).astype(np.float32)
+    model = _graph([node, helper.make_node("Add", ["x", "f"], ["y"])], constants, inner.opset_import[0].version)
     checked = assert_close(model, _feed(4, 1.0), bits=16)
     assert [n.op for n in checked.compiled.graph.nodes] == ["add_const"]
 
@@ -171,18 +183,6 @@ def test_an_exported_gelu_mlp_runs_on_the_chip_alone(tag):
     assert not isinstance(compiled.program, PartitionedProgram)
     for sample in samples[:4]:
         assert_close(model, {"x": sample}, bits=8, calibration={"x": samples})
-
-
-# Powers and logarithms of data (VPOW, compiler/ops/mantissa.py): operator -> (its initialisers, float meaning)
-POWER_CASES = {"Sqrt": ({}, np.sqrt), "Reciprocal": ({}, np.reciprocal), "Log": ({}, np.log),
-               "Pow 0.5": ({"e": _scalar(0.5)}, np.sqrt), "Pow -0.5": ({"e": _scalar(-0.5)}, lambda x: x ** -0.5),
-               "Pow -1": ({"e": _scalar(-1.0)}, np.reciprocal)}
-ODD = {"Reciprocal", "Pow -1"}  # defined for x < 0 as well
-
-
-def _power_model(case: str) -> onnx.ModelProto:
-    inits = POWER_CASES[case][0]
-    return _graph([helper.make_node(case.split()[0], ["x", *inits], ["y"])], inits, 17)
 
 
 def _decades(seed: int, low: float, high: float, signed: bool, shape=SHAPE) -> np.ndarray:
