@@ -3,9 +3,10 @@ operators, the reductions, pooling, the normalisations and Pad (onnx.backend.tes
 16-bit weights and run on the simulator: bit-exact against the golden reference and within the
 documented tolerance of the expected outputs ONNX ships. Weight-like inputs (and Split's sizes, the
 second operand of Sub, Div and Pow, PRelu's slope, Clip's bounds, axes, pads, scales and statistics)
-become initialisers; Div's cases run once more with the divisor as data. Only float cases run (integer data never reaches the chip), and of Pow only
-the exponent the chip takes. A case whose input is empty is refused: no program has an empty
-input; so is a case the chip cannot take (REFUSED), with its reason."""
+become initialisers; Div's cases run once more with the divisor as data. Only float cases run
+(integer data never reaches the chip), and of Pow only the exponents the chip takes. A case whose
+input is empty is refused: no program has an empty input; so is a case the chip cannot take
+(REFUSED), with its reason."""
 
 from __future__ import annotations
 

@@ -83,8 +83,8 @@ def test_check_of_a_supported_model_writes_nothing(tmp_path, capsys):
 def test_a_chip_only_compile_lists_every_node_that_needs_the_host(tmp_path, capsys):
     err = compile_fails(tmp_path, capsys, save(tmp_path, _broken_model()), "--chip-only")
     assert err == ("rnnaccel-compile: error: --chip-only: 2 nodes stay on the host: node 'squash' (Softsign): "
-                   "operator Softsign is not supported; node 'leak' (PRelu): slope must be a constant (an initialiser); "
-                   "got computed 'x'\n")
+                   "operator Softsign is not supported; node 'leak' (PRelu): slope must be a constant "
+                   "(an initialiser); got computed 'x'\n")
     assert sorted(p.suffix for p in tmp_path.iterdir()) == [".onnx"]
 
 
