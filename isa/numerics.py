@@ -278,6 +278,9 @@ def _left_or_right(v: np.ndarray, net: np.ndarray) -> np.ndarray:
     return np.where(net >= 0, round_shift(v, np.maximum(net, 0)), left)
 
 
+TOP_OCTAVES = 7  # VPOW's largest exponent h: a positive code is below 2**15 = 2 · 4**7
+
+
 def mantissa_power(table: np.ndarray, x: np.ndarray, power: int, mult: int, shift: int, off: int) -> np.ndarray:
     """VPOW: u**(power/2) (power != 0) or ln u (power == 0) of each code u, at the output's scale.
 
@@ -285,22 +288,25 @@ def mantissa_power(table: np.ndarray, x: np.ndarray, power: int, mult: int, shif
     table (powmant(power/2) or lnquad) interpolates on m, read as the code m · 2**14 - 32768, and
     the exponent is applied exactly:
 
-        power != 0:  y = sat16(round((T(m) + off) · mult · 2**(power·h - shift)))
+        power != 0:  y = sat16(round((T(m) + off) · mult · 2**(power·(h - TOP_OCTAVES) - shift)))
         power == 0:  y = sat16(round((T(m) + h · LN2_Q15 + off) · mult · 2**-shift))
 
-    A negative power's result left-shifted saturates to acc_bits first. Codes u <= 0: for an odd
-    integer power (power/2 odd) y(-u) = -y(u), and for any other a code below 1 counts as 1 (the
-    smallest positive code: ln and a negative power give their largest magnitude), except that a
-    positive power gives 0 there.
+    The exponent counts from the top of the code range (h = TOP_OCTAVES there), so that mult ·
+    2**-shift stays near 1 for negative powers as for positive ones. A result left-shifted
+    saturates to acc_bits first. Codes u <= 0: an integer power (power even)
+    reads |u|, and an odd one negates its result, y(-u) = -y(u); for the log and a half-integer
+    power every code below 1 counts as 1. The code 1 then stands for 0 too (the smallest positive
+    code: ln and a negative power give their largest magnitude), except that a positive power of
+    0 (and, half-integer, of any u < 0) is 0.
     """
     u = np.asarray(x, np.int64)
-    odd = power % 4 == 2
-    a = np.maximum(np.abs(u) if odd else u, 1)
+    integer, odd = power != 0 and power % 2 == 0, power % 4 == 2
+    a = np.maximum(np.abs(u) if integer else u, 1)
     h = (np.frexp(a.astype(np.float64))[1].astype(np.int64) - 1) // 2
     t = table_lookup(table, np.left_shift(a, 14 - 2 * h) - (1 << 15))
     acc = t + off + (h * LN2_Q15 if power == 0 else 0)
-    y = sat_act(_left_or_right(acc * np.int64(mult), shift - power * h))
+    y = sat_act(_left_or_right(acc * np.int64(mult), shift - power * (h - TOP_OCTAVES)))
     if odd:
         y = np.where(u < 0, sat_act(-y), y)
-    zero = (u == 0) if odd else (u < 1)
+    zero = (u == 0) if integer else (u < 1)
     return np.where(zero & (power > 0), 0, y)

@@ -222,7 +222,7 @@ OPS: tuple[Op, ...] = (
          "dst@amem[n]", "n/vec_lanes", "0",
          "dst[i] = src[i]^(pow/2), or ln(src[i]) for pow = 0, at the output's scale: normalise src[i] = m * 4^h "
          "(m in [1, 4)), the program's mantissa table number `table` on m (plus `off`, and h ln 4 for the log), "
-         "times mult * 2^(pow*h - shift)"),
+         "times mult * 2^(pow*(h - 7) - shift)"),
     _row("CBLOAD", 0x30, "DEC", "dst:12 src:24 n:8", "src@wmem[n*weight_bytes]", "dst@cbm[n]",
          "n*weight_bytes/dma_bytes_per_cycle", "0", "load n codebook entries from weight memory into codebook memory"),
     _row("LOOP", 0x3F, "SEQ", "count:16 body:12 strides:24", "strides@wmem[body*16]", "", "0", "0",

@@ -274,7 +274,7 @@ VIOLATIONS.update(_quant_cases())
 def _math_cases() -> dict[tuple[str, str], tuple[Build, str]]:
     """Element-wise math (math_ops.py): constant second operands, the exponent, Gelu's approximation."""
     x, operand = {"x": (2, 4)}, {"x": (2, 4), "c": (1,)}
-    power = "on computed data, Y must be 2 (x · x), 1, 0.5, -0.5 or -1 (VPOW)"
+    power = "on computed data, Y must be 2 (x · x), 1 or 1.5, 0.5, -0.5, -1, -1.5, -2 (VPOW)"
     nonzero = "a constant B must not be 0 anywhere"
     cases = {(op, CONSTANT.format(what)): (lambda op=op: one_node(op, ["x", "c"], operand),
                                            CONSTANT.format(what) + "; got computed 'c'")

@@ -8,8 +8,8 @@ Each becomes ops that exist for other operators, or one of the two piecewise-lin
 Gelu and HardSwish are x times a bounded factor -- the normal CDF ("phi", or "phitanh" for the
 tanh approximation) or hardsigmoid(1/6, 1/2) -- a table (Q0.15) and then `mul`, so no table needs
 an output beyond ±1. Exp is unbounded: its table (`scaled_table`) reads the data at its own scale
-and writes the output at the output's calibrated one. Sqrt, Reciprocal, Pow by 0.5, -0.5 and -1,
-and Log on data are `power` and `log` (compiler/ops/mantissa.py: one VPOW, a float-style table
+and writes the output at the output's calibrated one. Sqrt, Reciprocal, Pow by ±1.5, ±0.5, -1 and
+-2, and Log on data are `power` and `log` (compiler/ops/mantissa.py: one VPOW, a float-style table
 exact in the exponent); Div by data is `mul` by the divisor's reciprocal. Nodes whose inputs are
 all constant fold, as shape arithmetic needs.
 """
@@ -34,6 +34,7 @@ from isa.numerics import TABLE_FUNCTIONS, table_name
 HARDSWISH_GATE = table_name("hardsigmoid", 1.0 / 6.0, 0.5)
 GELU_GATES = {"none": "phi", "tanh": "phitanh"}
 POWERS = (2.0, 1.0, *mantissa.POWERS)  # the constant exponents Pow takes on data
+_VPOW_POWERS = ", ".join(f"{p:g}" for p in mantissa.POWERS)
 
 
 def _divide(a, b):
@@ -70,7 +71,7 @@ def _times_reciprocal(b, node, name: str) -> None:
 
 @operator
 def Pow(b, node, name: str) -> None:
-    """x² is x · x (VMUL), x¹ is x, x^0.5, x^-0.5 and x^-1 are `power` (VPOW); the exponent is a
+    """x² is x · x (VMUL), x¹ is x, x^±1.5, x^±0.5, x^-1 and x^-2 are `power` (VPOW); the exponent is a
     constant the CONSTRAINTS restrict to POWERS."""
     if all(b.is_const(n) for n in node.input):
         return fold(b, node, np.power)
@@ -226,7 +227,7 @@ def _nonzero(view: NodeView) -> bool:
 
 CONSTRAINTS = {
     "Div": (Constraint("a constant B must not be 0 anywhere", lambda v: v.all_const or _nonzero(v)),),
-    "Pow": (constant(1, "Y"), Constraint("on computed data, Y must be 2 (x · x), 1, 0.5, -0.5 or -1 (VPOW)",
+    "Pow": (constant(1, "Y"), Constraint(f"on computed data, Y must be 2 (x · x), 1 or {_VPOW_POWERS} (VPOW)",
                                          lambda v: v.all_const or _power(v), _exponent)),
     "PRelu": (constant(1, "slope"),),
     "Clip": (constants_from(1, ["min", "max"]),),

@@ -30,7 +30,9 @@ from isa import numerics as nx
 from isa.errors import RnnaccelError
 from isa.numerics import quantize_multiplier, table_name
 
-POWERS = (0.5, -0.5, -1.0)  # the exponents VPOW's tables serve (its `pow` field is 2p)
+# the exponents VPOW's tables serve (its `pow` field is 2p): beyond them the table's values near its
+# smallest fall below 2^-7 of Q0.15 and its error past 10^-3 (docs/numerics.md)
+POWERS = (1.5, 0.5, -0.5, -1.0, -1.5, -2.0)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,9 +87,10 @@ def _finite_range(node: Node, scales: Scales) -> tuple[float, ...]:
 
 
 def _quantize_power(node: Node, scales: dict[str, float], policy: object) -> Node:
-    """u^p · s_x^p / s_y = T(m) · 2 · 4^max(p,0) · 2^-15 · 2^(2p·h) · s_x^p / s_y."""
+    """u^p · s_x^p / s_y = T(m) · 2 · 4^max(p,0) · 2^-15 · 4^(p·TOP) · 2^(2p·(h - TOP)) · s_x^p / s_y."""
     p = node.attrs.p
-    real = 2.0 ** (1 - nx.UNIT_FRAC) * 4.0 ** max(p, 0.0) * scales[node.inputs[0]] ** p / scales[node.outputs[0]]
+    real = (2.0 ** (1 - nx.UNIT_FRAC) * 4.0 ** (max(p, 0.0) + p * nx.TOP_OCTAVES) * scales[node.inputs[0]] ** p
+            / scales[node.outputs[0]])
     mult, shift = quantize_multiplier(real)
     return node.quantized(QuantPowerAttrs, spec=table_name("powmant", p), pow=round(2 * p), mult=mult, shift=shift,
                           off=0)
