@@ -1,7 +1,8 @@
 """Element-wise math on the vector unit (compiler/frontend/math_ops.py, compiler/ops/piecewise.py):
 each operator compiled and simulated, bit-exact against the golden reference (run_checked) and
 within the documented tolerance of ONNX Runtime; the new tables within their documented error
-bounds; a PyTorch GELU MLP compiled for the chip alone."""
+bounds; a PyTorch GELU MLP and a PyTorch log-power, RMSNorm and GRU front end compiled for the chip
+alone."""
 
 from __future__ import annotations
 
@@ -175,14 +176,21 @@ def test_abs_and_neg_are_exact_on_the_grid():
         np.testing.assert_allclose(checked.outputs["y"], want(grid), atol=scale * 1.01)
 
 
-@pytest.mark.parametrize("tag", ["script", "dynamo", "dynamo-opset20"])
-def test_an_exported_gelu_mlp_runs_on_the_chip_alone(tag):
-    model = onnx.load(str(DATA / f"gelu-mlp-{tag}.onnx"))
-    samples = np.load(DATA / "gelu-mlp.npz")["x"]
+# exported PyTorch models (tests/data/vecmath/make_*.py): a GELU MLP, and a spectral front end whose
+# log power and RMSNorm (Sqrt, then Div of 1 by it or Reciprocal) feed a GRU, on samples over three decades
+EXPORTED = [*(("gelu-mlp", tag) for tag in ("script", "dynamo", "dynamo-opset20")),
+            *(("power-front-end", tag) for tag in ("script", "dynamo"))]
+
+
+@pytest.mark.parametrize(("name", "tag"), EXPORTED)
+def test_an_exported_model_runs_on_the_chip_alone(name, tag):
+    model = onnx.load(str(DATA / f"{name}-{tag}.onnx"))
+    samples = np.load(DATA / f"{name}.npz")["x"]
     compiled = compile_model(model, Target(), {"x": samples}, chip_only=True)
     assert not isinstance(compiled.program, PartitionedProgram)
-    for sample in samples[:4]:
-        assert_close(model, {"x": sample}, bits=8, calibration={"x": samples})
+    for bits in (8, 16):
+        for sample in samples[:3]:
+            assert_close(model, {"x": sample}, bits=bits, calibration={"x": samples})
 
 
 def _decades(seed: int, low: float, high: float, signed: bool, shape=SHAPE) -> np.ndarray:

@@ -28,11 +28,12 @@ def gelu_mlp() -> nn.Module:
     return nn.Sequential(nn.Linear(FEATURES, HIDDEN), nn.GELU(), nn.Linear(HIDDEN, CLASSES)).eval()
 
 
-def export(model: nn.Module, path: Path, dynamo: bool, opset: int) -> None:
+def export(model: nn.Module, path: Path, dynamo: bool, opset: int, example: tuple | None = None) -> None:
+    """One self-contained ONNX file of `model` on `example` (default: one sample of the MLP's input)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (torch.randn(1, FEATURES),), str(path), input_names=["x"], output_names=["y"],
-                          dynamo=dynamo, opset_version=opset)
+        torch.onnx.export(model, example or (torch.randn(1, FEATURES),), str(path), input_names=["x"],
+                          output_names=["y"], dynamo=dynamo, opset_version=opset)
     onnx.save(onnx.load(str(path)), str(path))  # one self-contained file: the weights inside
     path.with_name(path.name + ".data").unlink(missing_ok=True)  # where dynamo wrote them first
 
