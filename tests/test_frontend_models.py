@@ -30,5 +30,5 @@ def test_exported_front_end_runs_on_the_chip_alone(name, exporter):
     bound = TOLERANCE[8] * max(1.0, float(np.abs(data["y"]).max()))
     assert float(np.max(np.abs(checked.outputs["y"] - data["y"][0]))) <= bound
     convs = {n.name for n in model.graph.node if n.op_type == "Conv"}
-    rows = {row["name"]: row for row in checked.compiled.report["layers"] if row["op"] == "conv"}
+    rows = {row["name"]: row for row in checked.compiled.report["layers"] if row["op"] in ("conv", "depthwise")}
     assert convs and set(rows) == convs and all(row["mac_ops"] for row in rows.values())

@@ -31,7 +31,7 @@ def test_every_op_the_frontend_can_emit_is_declared() -> None:
     assert {n.op for n in graph.nodes} <= set(OPS)
     assert {"fc", "lstm", "gru", "rnn", "relu", "table", "gather", "rescale", "constant", "add_const", "mul_const",
             "add", "sub", "mul", "softmax", "logsoftmax", "fake_quant", "leaky", "clip", "scaled_table",
-            "conv", "reduce", "normalize"} == set(OPS)
+            "conv", "depthwise", "reduce", "normalize", "power", "log"} == set(OPS)
 
 
 @pytest.mark.parametrize("change,message", [

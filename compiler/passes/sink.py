@@ -20,20 +20,18 @@ from compiler.ops import OPS
 
 def sink_pointwise(graph: Graph) -> Graph:
     """Each pointwise node whose input is a gather's output that only it reads, moved onto the
-    gather's inputs, the gather then making the pointwise node's output; repeated until none moves."""
-    while (pair := _next_pair(graph)) is not None:
-        graph = _sunk(graph, *pair)
-    return graph
-
-
-def _next_pair(graph: Graph) -> tuple[Node, Node] | None:
+    gather's inputs, the gather then making the pointwise node's output. One walk: a node moves
+    past one gather at most, so a chain of them costs time linear in its length."""
     producers = {out: node for node in graph.nodes for out in node.outputs}
+    moves = {}  # id of a gather -> the pointwise node that moves before it
     for node in graph.nodes:
         gather = producers.get(node.inputs[0]) if OPS[node.op].pointwise else None
-        if gather is not None and gather.op == "gather" and _reads_all(graph, gather) \
-                and len(graph.consumers(gather.outputs[0])) == 1 and gather.outputs[0] not in graph.outputs:
-            return node, gather
-    return None
+        if gather is not None and gather.op == "gather" and gather.outputs[0] not in graph.outputs \
+                and len(graph.consumers(gather.outputs[0])) == 1 and _reads_all(graph, gather):
+            moves[id(gather)] = node
+    if not moves:
+        return graph
+    return _moved(graph, moves)
 
 
 def _reads_all(graph: Graph, gather: Node) -> bool:
@@ -42,19 +40,23 @@ def _reads_all(graph: Graph, gather: Node) -> bool:
     return np.unique(gather.attrs.index).size == total
 
 
-def _sunk(graph: Graph, node: Node, gather: Node) -> Graph:
-    """The graph with `node` applied to each of `gather`'s inputs and `gather` reading the results."""
-    out = node.outputs[0]
-    copies = [Node(node.op, node.source, (name,), (f"{out}@{k}",), node.attrs) for k, name in enumerate(gather.inputs)]
-    moved = Node("gather", gather.source, tuple(c.outputs[0] for c in copies), (out,), gather.attrs)
-    shapes = {name: shape for name, shape in graph.shapes.items() if name != gather.outputs[0]}
-    shapes.update({c.outputs[0]: graph.shapes[c.inputs[0]] for c in copies})
-    nodes = []
+def _moved(graph: Graph, moves: dict[int, Node]) -> Graph:
+    """The graph with each moving pointwise node applied to each input of its gather, in the
+    gather's place, and the gather in the pointwise node's place, making its output."""
+    shapes, nodes, gathers = dict(graph.shapes), [], {id(node): gather for gather in graph.nodes
+                                                      if (node := moves.get(id(gather))) is not None}
     for n in graph.nodes:
-        if n is gather:
+        if id(n) in moves:
+            pointwise, out = moves[id(n)], moves[id(n)].outputs[0]
+            copies = [Node(pointwise.op, pointwise.source, (name,), (f"{out}@{k}",), pointwise.attrs)
+                      for k, name in enumerate(n.inputs)]
+            shapes.update({c.outputs[0]: graph.shapes[c.inputs[0]] for c in copies})
+            del shapes[n.outputs[0]]
             nodes.extend(copies)
-        elif n is node:
-            nodes.append(moved)
+        elif id(n) in gathers:
+            gather = gathers[id(n)]
+            nodes.append(Node("gather", gather.source, tuple(f"{n.outputs[0]}@{k}" for k in range(len(gather.inputs))),
+                              n.outputs, gather.attrs))
         else:
             nodes.append(n)
     return graph.replace(nodes=tuple(nodes), shapes=shapes)
