@@ -91,10 +91,11 @@ def axes(spatial: tuple[int, ...], kernel: tuple[int, ...], auto_pad: str, strid
     rank = len(spatial)
     strides, dilations = _attribute(strides, rank, 1, "strides"), _attribute(dilations, rank, 1, "dilations")
     extra, given = _attribute(output_padding, rank, 0, "output_padding"), _attribute(pads, 2 * rank, 0, "pads")
-    targets = tuple(output_shape)[-rank:] if output_shape else (None,) * rank  # may hold N and C too
+    shape = tuple(output_shape or ())
+    targets = shape or (None,) * rank
     if min(strides + dilations) < 1 or min(extra + given) < 0 or len(targets) != rank:
         raise unsupported(f"strides {list(strides)}, dilations {list(dilations)}, pads {list(given)}, "
-                          f"output_padding {list(extra)} and output_shape {list(output_shape or [])}")
+                          f"output_padding {list(extra)} and output_shape {list(shape)}")
     result = []
     for a, (size, k, s, d, e, t) in enumerate(zip(spatial, kernel, strides, dilations, extra, targets)):
         full = s * (size - 1) + e + (k - 1) * d + 1
