@@ -22,11 +22,10 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_frontends import _normalised  # noqa: E402  (BatchNorm2d away from its defaults)
-from make_partitioned import _save, _seeded  # noqa: E402  (the same export and sample files)
+from make_frontends import _normalised, export  # noqa: E402  (BatchNorm2d away from its defaults; both exporters)
 
 OUT = Path(__file__).resolve().parent / "convt"
-FEATURES, FRAMES, HIDDEN, SAMPLES = 16, 32, 32, 4
+FEATURES, FRAMES, HIDDEN = 16, 32, 32
 
 
 class Enhancer1d(nn.Module):
@@ -58,14 +57,5 @@ def unet_2d() -> nn.Module:
 MODELS = {"enhancer-1d": (Enhancer1d, (1, FEATURES, FRAMES)), "unet-2d": (unet_2d, (1, 2, 12, 10))}
 
 
-def main() -> None:
-    OUT.mkdir(exist_ok=True)
-    for name, (make, shape) in MODELS.items():
-        for dynamo in (False, True):
-            model = _seeded(make)
-            samples = [(torch.randn(*shape),) for _ in range(SAMPLES)]
-            _save(model, samples, ["x"], OUT / f"{name}-{'dynamo' if dynamo else 'script'}.onnx", dynamo)
-
-
 if __name__ == "__main__":
-    main()
+    export(MODELS, OUT)
