@@ -15,13 +15,14 @@ import pytest
 from compiler.float_eval import run_float
 from compiler.frontend.macs import host_macs
 from compiler.frontend.onnx_import import import_model
+from compiler.passes.compress import Compression
 from compiler.pipeline import compile_model
 from isa.errors import RnnaccelError
 from isa.target import Target
 
 from capability_cases import one_node
 from models import conv_model
-from toolchain import assert_close, float_outputs
+from toolchain import assert_close, float_outputs, run_checked
 
 
 def _random(shape, seed: int) -> np.ndarray:
@@ -71,6 +72,13 @@ def test_float_semantics_equal_onnx_runtime(case):
     model, x = _model(x_shape, out_channels, kernel, **attrs), _random(x_shape, 5)
     got = run_float(import_model(model), {"x": x[None]})["y"][0]
     np.testing.assert_allclose(got, float_outputs(model, {"x": x})["y"], rtol=1e-5, atol=1e-5)
+
+
+def test_compressed_conv_transpose_is_bit_exact_through_the_decompression_engine():
+    checked = run_checked(_model((1, 4, 5, 6), 8, (3, 3), strides=[2, 2], pads=[1, 1, 1, 1]),
+                          {"x": _random((1, 4, 5, 6), 3)}, compression=Compression(4))
+    mnemonics = {i.mnemonic for i in checked.compiled.program.code}
+    assert mnemonics & {"MVC", "MVCS"} and not mnemonics & {"MV", "MVB", "MVA"}
 
 
 def _real_taps(size: int, kernel: int, stride: int, dilation: int, begin: int, out: int) -> int:

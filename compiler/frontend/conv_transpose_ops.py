@@ -163,28 +163,33 @@ class Layer:
         output element; the others keep -1: they are the bias alone."""
         if any(not p.taps or not p.count for p in phases):
             return
-        starts, windows = self._windows(phases, 0)
-        real = ~self.is_padding[starts[:, None] + windows[None, :]].all(axis=1)
+        starts, offsets = self._windows(phases, 0)
+        real = ~self.is_padding[starts[:, None] + offsets[None, :]].all(axis=1)  # alike in every group
         if not real.any():
             return
-        channels, per_group = self.weight.shape[0] // self.group, self.weight.shape[1]
-        taps = np.ix_(*(p.taps for p in phases))
-        rank = np.cumsum(real) - 1
+        per_group = self.weight.shape[1]
         where = index[(slice(None), *(slice(p.residue, None, a.stride) for p, a in zip(phases, self.spatial)))]
         for k in range(self.group):
-            starts, offsets = self._windows(phases, k * channels)
-            starts = starts[real]
-            w = self.weight[k * channels:(k + 1) * channels][(slice(None), slice(None), *taps)]
-            attrs = ConvAttrs(weight=np.ascontiguousarray(np.moveaxis(w, 0, -1).reshape(per_group, -1)),
-                              bias=None if self.bias is None else self.bias[k * per_group:(k + 1) * per_group],
-                              offsets=offsets, starts=starts, group=number * self.group + k,
-                              padding=int(self.is_padding[starts[:, None] + offsets[None, :]].sum()))
-            out = f"{self.name}/phase{number}/group{k}"
-            b.emit(Node("conv", self.name, (self.source,), (out,), attrs), {out: (len(starts), per_group)})
-            found = self.elements + rank[:, None] * per_group + np.arange(per_group)
+            found = self.elements + (np.cumsum(real) - 1)[:, None] * per_group + np.arange(per_group)
             where[..., k * per_group:(k + 1) * per_group] = np.where(real[:, None], found, -1).reshape(
                 *where.shape[:-1], per_group)
-            self.outputs, self.elements = (*self.outputs, out), self.elements + len(starts) * per_group
+            self._emit(b, number * self.group + k, phases, real)
+
+    def _emit(self, b, key: int, phases: tuple[AxisPhase, ...], real: np.ndarray) -> None:
+        """Group `key % group`'s conv node over the `real` positions of the phase: its matrix is
+        the phase's taps of the group's rows of W, as [M / group, taps x channels]."""
+        group, channels, per_group = key % self.group, self.weight.shape[0] // self.group, self.weight.shape[1]
+        starts, offsets = self._windows(phases, group * channels)
+        starts = starts[real]
+        w = self.weight[group * channels:(group + 1) * channels][(slice(None), slice(None),
+                                                                  *np.ix_(*(p.taps for p in phases)))]
+        attrs = ConvAttrs(weight=np.ascontiguousarray(np.moveaxis(w, 0, -1).reshape(per_group, -1)),
+                          bias=None if self.bias is None else self.bias[group * per_group:(group + 1) * per_group],
+                          offsets=offsets, starts=starts, group=key,
+                          padding=int(self.is_padding[starts[:, None] + offsets[None, :]].sum()))
+        out = f"{self.name}/phase{key // self.group}/group{group}"
+        b.emit(Node("conv", self.name, (self.source,), (out,), attrs), {out: (len(starts), per_group)})
+        self.outputs, self.elements = (*self.outputs, out), self.elements + len(starts) * per_group
 
     def _windows(self, phases: tuple[AxisPhase, ...], first_channel: int) -> tuple[np.ndarray, np.ndarray]:
         """conv_ops' windows of a stride-1 convolution, moved to where the phase's first one starts."""
