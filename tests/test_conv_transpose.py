@@ -49,6 +49,7 @@ CASES = {
     "1-D dilation": ((1, 4, 8), 4, (3,), {"strides": [2], "dilations": [3]}),
     "1-D output_shape longer": ((1, 4, 6), 4, (3,), {"strides": [3], "output_shape": [20]}),
     "1-D output_shape shorter": ((1, 4, 6), 4, (2,), {"strides": [2], "output_shape": [11]}),
+    "1-D dilation far beyond the output": ((1, 4, 8), 4, (3,), {"dilations": [1000], "output_shape": [12]}),
     "1-D same upper": ((1, 4, 6), 4, (3,), {"strides": [2], "auto_pad": "SAME_UPPER"}),
     "1-D same lower": ((1, 4, 6), 4, (3,), {"strides": [2], "auto_pad": "SAME_LOWER"}),
     "2-D stride 1": ((1, 3, 5, 4), 4, (3, 3), {"pads": [1, 1, 1, 1]}),
@@ -156,6 +157,7 @@ REFUSALS = {
     "negative pads": (({"w": _weights(2, 2, 3)}, {"pads": [-1, 0]}), "pads \\[-1, 0\\]"),
     "output_shape": (({"w": _weights(2, 2, 3)}, {"output_shape": [4, 5]}), "output_shape \\[4, 5\\] is not"),
     "empty output": (({"w": _weights(2, 2, 3)}, {"pads": [5, 5]}), "an output of shape \\[0\\]"),
+    "huge output": (({"w": _weights(2, 2, 3)}, {"strides": [10 ** 9]}), "the ConvTranspose's output has"),
 }
 
 

@@ -22,6 +22,7 @@ import numpy as np
 from compiler.frontend.capability import declare
 from compiler.frontend.compute_ops import constant_weight
 from compiler.frontend.conv_ops import Geometry, _padded_input, _windows, conv_constraints
+from compiler.frontend.limits import check_elements
 from compiler.frontend.registry import operator, padded, unsupported
 from compiler.ir import Node
 from compiler.ops.constant import ConstantAttrs
@@ -42,7 +43,8 @@ class AxisPhase:
 
 @dataclass(frozen=True)
 class Axis:
-    """One spatial axis: its phases, the zeros the shared padded input needs, the output length."""
+    """One spatial axis: its phases that have taps, the zeros the shared padded input needs, the
+    output length."""
 
     phases: tuple[AxisPhase, ...]
     stride: int
@@ -68,14 +70,18 @@ def axis(size: int, kernel: int, stride: int, dilation: int, begin: int, end: in
     output_padding) is cropped by `begin` and `end`."""
     out = stride * (size - 1) + (kernel - 1) * dilation + 1 - begin - end
     step = dilation // math.gcd(dilation, stride)
+    by_residue: dict[int, list[int]] = {}
+    for k in reversed(range(kernel)):  # each tap serves one phase; phases without taps are the bias alone
+        by_residue.setdefault((k * dilation - begin) % stride, []).append(k)
     phases = []
-    for residue in range(min(stride, out)):
-        taps = tuple(k for k in reversed(range(kernel)) if (residue + begin - k * dilation) % stride == 0)
-        first = (residue + begin - taps[0] * dilation) // stride if taps else 0
-        phases.append(AxisPhase(residue, len(range(residue, out, stride)), taps, first, step))
-    used = [p for p in phases if p.taps]
-    low = min((p.first for p in used), default=0)
-    high = max((p.first + p.count - 1 + (len(p.taps) - 1) * p.step for p in used), default=size - 1)
+    for residue, taps in sorted((r, t) for r, t in by_residue.items() if r < out):
+        count = len(range(residue, out, stride))
+        reads = {k: (residue + begin - k * dilation) // stride for k in taps}  # the input output `residue` reads
+        kept = tuple(k for k in taps if -count < reads[k] < size)  # the others read padding alone
+        if kept:
+            phases.append(AxisPhase(residue, count, kept, reads[kept[0]], step))
+    low = min((p.first for p in phases), default=0)
+    high = max((p.first + p.count - 1 + (len(p.taps) - 1) * p.step for p in phases), default=size - 1)
     return Axis(tuple(phases), stride, max(0, -low), max(0, high - size + 1), out)
 
 
@@ -123,6 +129,7 @@ def ConvTranspose(b, node, name: str, *, auto_pad="NOTSET", dilations=None, grou
     if bias.shape != (out_channels,):
         raise unsupported(f"a ConvTranspose bias of shape {list(bias.shape)} for {out_channels} output channels")
     spatial = axes(shape[2:], weight.shape[2:], auto_pad, strides, dilations, pads, output_padding, output_shape)
+    check_elements("the ConvTranspose's output", (shape[0], *(a.out for a in spatial), out_channels))
     g = Geometry(weight.shape[2:], (1,) * len(spatial), (1,) * len(spatial), tuple(a.begin for a in spatial),
                  tuple(a.end for a in spatial), tuple(a.out for a in spatial))
     source, is_padding = _padded_input(b, name, x, shape, g)
@@ -161,8 +168,6 @@ class Layer:
         """Emit the phase's conv nodes (one per group), over the positions whose window holds an
         input element, and record in `index` (channels-last output) where the gather finds each
         output element; the others keep -1: they are the bias alone."""
-        if any(not p.taps or not p.count for p in phases):
-            return
         starts, offsets = self._windows(phases, 0)
         real = ~self.is_padding[starts[:, None] + offsets[None, :]].all(axis=1)  # alike in every group
         if not real.any():
