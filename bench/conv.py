@@ -1,19 +1,21 @@
-"""Convolution benchmark: standard Conv1d and Conv2d layers (and a depthwise one) at 32 MACs.
+"""Convolution benchmark: standard Conv1d and Conv2d layers (a depthwise one, and two
+ConvTranspose, each one stride-1 conv per output phase) at 32 MACs.
 
 Each layer reads its input channels-last and gives its output so (a Transpose on either side, as
 a front end feeding a recurrent layer has: they fuse with the Conv's own layout gathers), and, for
 the first two, also alone in ONNX's [N, C, ...] layout, where the two transposes are element-by-
 element copies on the vector unit. For each layer: the useful MACs the program does (the ISA
-table's count, zero padding included), the share of them that multiply padding, the cycles next
+table's count, zero padding included), the share of them that multiply padding (the report's), the cycles next
 to the bound max(useful MACs / macs, vector elements / vec_lanes), MAC utilisation (useful MACs /
 (cycles x macs)), the weight bytes stored and the instructions (a layer's positions fold into
 LOOPs).
 
 Then the whole exported front ends of tests/data/frontends (the depthwise-separable CNN keyword
-spotter and the Conv1d + LayerNorm + LSTM), compiled with --chip-only on their own samples: the
-same figures for the model, the share of its MACs the Convs do (the chip's share were they left
-to the host), and each Conv's useful MACs, span in cycles and MAC utilisation over that span from
-the simulator's per-layer statistics.
+spotter and the Conv1d + LayerNorm + LSTM) and tests/data/convt (a Conv1d -> GRU ->
+ConvTranspose1d speech enhancer, a Conv2d/ConvTranspose2d encoder-decoder), compiled with
+--chip-only on their own samples: the same figures for the model, the share of its MACs the
+convolutions do (the chip's share were they left to the host), and each one's useful MACs, span
+in cycles and MAC utilisation over that span from the simulator's per-layer statistics.
 
     .venv/bin/python bench/conv.py
 """
@@ -35,6 +37,7 @@ from models import conv_model  # noqa: E402
 
 MACS = 32
 FRONTENDS = Path(__file__).resolve().parent.parent / "tests" / "data" / "frontends"
+CONVT = FRONTENDS.parent / "convt"  # the exported ConvTranspose models (tests/data/make_convt.py)
 # name -> (input shape [N, C, spatial...], output channels, kernel, attributes)
 LAYERS = {
     "Conv1d 64->64 k3 L100": ((1, 64, 100), 64, (3,), {"pads": [1, 1]}),
@@ -42,27 +45,26 @@ LAYERS = {
     "Conv2d 16->32 3x3 20x20": ((1, 16, 20, 20), 32, (3, 3), {"pads": [1, 1, 1, 1]}),
     "Conv2d 1->32 3x3 40x10": ((1, 1, 40, 10), 32, (3, 3), {"pads": [1, 1, 1, 1]}),
     "depthwise 32 3x3 10x10": ((1, 32, 10, 10), 32, (3, 3), {"pads": [1, 1, 1, 1], "group": 32}),
+    "ConvTranspose1d 64->32 k4 s2 L50": ((1, 64, 50), 32, (4,), {"strides": [2], "pads": [1, 1],
+                                                                  "op": "ConvTranspose"}),
+    "ConvTranspose2d 16->8 3x3 s2 10x10": ((1, 16, 10, 10), 8, (3, 3), {"strides": [2, 2], "pads": [1, 1, 1, 1],
+                                                                         "output_padding": [1, 1],
+                                                                         "op": "ConvTranspose"}),
 }
 CASES = [*((layer, True) for layer in LAYERS.items()), *((layer, False) for layer in list(LAYERS.items())[:2])]
 
 
-def padding_share(x_shape: tuple[int, ...], kernel: tuple[int, ...], attrs: dict) -> float:
-    """The share of the window elements read that are padding (every channel alike)."""
-    rank, strides = len(kernel), attrs.get("strides", [1] * len(kernel))
-    pads = attrs.get("pads", [0] * 2 * rank)
-    axes = []
-    for size, k, s, begin, end in zip(x_shape[2:], kernel, strides, pads[:rank], pads[rank:]):
-        starts = np.arange(0, size + begin + end - k + 1, s) - begin
-        taps = starts[:, None] + np.arange(k)[None, :]
-        axes.append(((taps < 0) | (taps >= size)).mean())
-    return 1.0 - float(np.prod([1.0 - a for a in axes]))
+def padding_share(report: dict) -> float:
+    """The share of the conv rows' MACs that multiply padding (the report's padding_mac_ops)."""
+    rows = [row for row in report["layers"] if row["op"] == "conv"]
+    return sum(row.get("padding_mac_ops", 0) for row in rows) / max(1, sum(row["mac_ops"] for row in rows))
 
 
 def front_ends() -> None:
     """One line per exported front end, then one per Conv layer of it."""
     print(f"\n{'model (--chip-only)':<22} {'MACs':>8} {'conv MACs':>9} {'cycles':>8} {'bound':>8} {'MAC util':>8} "
           f"{'of bound':>8} {'weight B':>8}")
-    for path in sorted(FRONTENDS.glob("*.onnx")):
+    for path in sorted([*FRONTENDS.glob("*.onnx"), *CONVT.glob("*.onnx")]):
         calibration = {"x": np.load(path.with_suffix(".npz"))["x"]}
         compiled = compile_model(path, Target(macs=MACS), calibration, chip_only=True)
         stats = Simulator(compiled.program).stats
@@ -78,7 +80,7 @@ def front_ends() -> None:
 
 
 def main() -> None:
-    print(f"{'layer':<34} {'MACs':>8} {'pad':>6} {'cycles':>8} {'bound':>8} {'MAC util':>8} {'of bound':>8} "
+    print(f"{'layer':<36} {'MACs':>8} {'pad':>6} {'cycles':>8} {'bound':>8} {'MAC util':>8} {'of bound':>8} "
           f"{'weight B':>8} {'instrs':>6}")
     for (layer, (shape, out, kernel, attrs)), channels_last in CASES:
         model = conv_model(shape, out, kernel, channels_last=channels_last, **attrs)
@@ -86,7 +88,7 @@ def main() -> None:
         compiled = compile_model(model, Target(macs=MACS))
         stats = Simulator(compiled.program).stats
         total = compiled.report["total"]
-        print(f"{name:<34} {stats['mac_ops']:>8} {padding_share(shape, kernel, attrs):>6.1%} {stats['cycles']:>8} "
+        print(f"{name:<36} {stats['mac_ops']:>8} {padding_share(compiled.report):>6.1%} {stats['cycles']:>8} "
               f"{stats['bound_cycles']:>8} {stats['mac_utilization']:>8.1%} "
               f"{stats['bound_cycles'] / stats['cycles']:>8.1%} {total['stored_bytes']:>8} "
               f"{len(compiled.program.code):>6}")

@@ -109,18 +109,21 @@ VIOLATIONS: dict[tuple[str, str], tuple[Build, str]] = {
                                        CONSTANT.format("B") + "; got computed 'w'"),
     ("MatMul", MATRIX.format("B")): (lambda: one_node("MatMul", ["x", "w"], {"x": (2, 4)}, {"w": _floats(2, 4, 3)}),
                                      MATRIX.format("B") + "; got rank 3"),
-    ("Conv", CONSTANT.format("W")): (lambda: one_node("Conv", ["x", "w"], {"x": (1, 2, 8), "w": (3, 2, 3)}),
-                                     CONSTANT.format("W") + "; got computed 'w'"),
-    ("Conv", CONSTANT.format("B")): (lambda: one_node("Conv", ["x", "w", "b"], {"x": (1, 2, 8), "b": (3,)},
-                                                      {"w": _floats(3, 2, 3)}),
-                                     CONSTANT.format("B") + "; got computed 'b'"),
-    ("Conv", "X must be rank 3 or 4 (a 1-D or 2-D convolution)"):
-        (lambda: one_node("Conv", ["x", "w"], {"x": (1, 2, 4, 4, 4)}, {"w": _floats(3, 2, 3, 3, 3)}),
-         "X must be rank 3 or 4 (a 1-D or 2-D convolution); got rank 5"),
-    ("Conv", "X must be computed data (a Conv of constants is not folded)"):
-        (lambda: one_node("Conv", ["c", "w"], {}, {"c": _floats(1, 2, 8), "w": _floats(3, 2, 3)}),
-         "X must be computed data (a Conv of constants is not folded); got constant 'c'"),
 }
+
+for _op, _kind in (("Conv", "convolution"), ("ConvTranspose", "transposed convolution")):  # W [2, 2, 3] either way
+    VIOLATIONS[_op, CONSTANT.format("W")] = (
+        lambda op=_op: one_node(op, ["x", "w"], {"x": (1, 2, 8), "w": (2, 2, 3)}),
+        CONSTANT.format("W") + "; got computed 'w'")
+    VIOLATIONS[_op, CONSTANT.format("B")] = (
+        lambda op=_op: one_node(op, ["x", "w", "b"], {"x": (1, 2, 8), "b": (2,)}, {"w": _floats(2, 2, 3)}),
+        CONSTANT.format("B") + "; got computed 'b'")
+    VIOLATIONS[_op, f"X must be rank 3 or 4 (a 1-D or 2-D {_kind})"] = (
+        lambda op=_op: one_node(op, ["x", "w"], {"x": (1, 2, 4, 4, 4)}, {"w": _floats(2, 2, 3, 3, 3)}),
+        f"X must be rank 3 or 4 (a 1-D or 2-D {_kind}); got rank 5")
+    VIOLATIONS[_op, f"X must be computed data (a {_op} of constants is not folded)"] = (
+        lambda op=_op: one_node(op, ["c", "w"], {}, {"c": _floats(1, 2, 8), "w": _floats(2, 2, 3)}),
+        f"X must be computed data (a {_op} of constants is not folded); got constant 'c'")
 
 AXIS = "from opset 13, the axis must be the last (only dims of 1 may follow it)"
 ROW = f"on computed data, a row must be at most {ROW_LIMIT} elements"

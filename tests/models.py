@@ -106,19 +106,21 @@ def recurrent_model(op: str, steps: int, batch: int, inputs: int, hidden: int, *
 
 
 def conv_model(x_shape: tuple[int, ...], out_channels: int, kernel: tuple[int, ...], group: int = 1,
-               bias: bool = True, channels_last: bool = False, **attrs) -> onnx.ModelProto:
-    """One Conv reading x [N, C, spatial...] with random weights; output shape left to inference.
-    `channels_last`: x is given as [N, spatial..., C] and y returned so, each through a Transpose
-    (as a front end before a recurrent layer reads it), which fuse with the Conv's own layout."""
+               bias: bool = True, channels_last: bool = False, op: str = "Conv", **attrs) -> onnx.ModelProto:
+    """One Conv (or ConvTranspose: W [C, M/group, k...]) reading x [N, C, spatial...] with random
+    weights; output shape left to inference. `channels_last`: x is given as [N, spatial..., C] and y
+    returned so, each through a Transpose (as a front end before a recurrent layer reads it), which
+    fuse with the Conv's own layout."""
     rng = np.random.default_rng(1)
     fan_in = x_shape[1] // group * int(np.prod(kernel))
-    weight = rng.standard_normal((out_channels, x_shape[1] // group, *kernel)) / np.sqrt(fan_in)
+    channels = (out_channels, x_shape[1] // group) if op == "Conv" else (x_shape[1], out_channels // group)
+    weight = rng.standard_normal((*channels, *kernel)) / np.sqrt(fan_in)
     inits = {"W": weight.astype(np.float32)}
     if bias:
         inits["B"] = rng.standard_normal(out_channels).astype(np.float32)
     rank = len(x_shape)
     x, y = ("x_cf", "y_cf") if channels_last else ("x", "y")
-    nodes = [helper.make_node("Conv", [x, *inits], [y], name="conv", group=group, **attrs)]
+    nodes = [helper.make_node(op, [x, *inits], [y], name="conv", group=group, **attrs)]
     shape = x_shape
     if channels_last:
         shape = (x_shape[0], *x_shape[2:], x_shape[1])

@@ -1,4 +1,4 @@
-"""ONNX's own operator test cases for LSTM, GRU, RNN, Gemm, Split, Conv, the element-wise math
+"""ONNX's own operator test cases for LSTM, GRU, RNN, Gemm, Split, Conv, ConvTranspose, the element-wise math
 operators, the reductions, pooling, the normalisations and Pad (onnx.backend.test), compiled with
 16-bit weights and run on the simulator: bit-exact against the golden reference and within the
 documented tolerance of the expected outputs ONNX ships. Weight-like inputs (and Split's sizes, the
@@ -29,12 +29,12 @@ MATH_OPS = ("Abs", "Clip", "Div", "Erf", "Exp", "Gelu", "HardSwish", "LeakyRelu"
             "Reciprocal", "Log")
 NORM_POOL_OPS = ("ReduceSum", "ReduceMean", "GlobalAveragePool", "AveragePool", "MaxPool", "BatchNormalization", "Pad",
                  "LayerNormalization", "InstanceNormalization")
-OPS = ("LSTM", "GRU", "RNN", "Gemm", "Split", "Conv", *MATH_OPS, *NORM_POOL_OPS)
+OPS = ("LSTM", "GRU", "RNN", "Gemm", "Split", "Conv", "ConvTranspose", *MATH_OPS, *NORM_POOL_OPS)
 # per operator, the input positions that hold weights (or other constants) rather than data
 WEIGHT_INPUTS = {"LSTM": (1, 2, 3, 4, 7), "GRU": (1, 2, 3, 4), "RNN": (1, 2, 3, 4), "Gemm": (1, 2), "Split": (1,),
                  "Clip": (1, 2), "Div": (1,), "Pow": (1,), "PRelu": (1,), "Sub": (1,), "Conv": (1, 2),
-                 "ReduceSum": (1,), "ReduceMean": (1,), "BatchNormalization": (1, 2, 3, 4), "Pad": (1, 2, 3),
-                 "LayerNormalization": (1, 2), "InstanceNormalization": (1, 2)}
+                 "ConvTranspose": (1, 2), "ReduceSum": (1,), "ReduceMean": (1,), "BatchNormalization": (1, 2, 3, 4),
+                 "Pad": (1, 2, 3), "LayerNormalization": (1, 2), "InstanceNormalization": (1, 2)}
 
 
 def _cases() -> list:
@@ -82,6 +82,7 @@ REFUSED = {
         "averagepool_3d_default", "maxpool_3d_default", "maxpool_3d_dilations_use_ref_impl_large",
         *(f"averagepool_3d_dilations_large_count_include_pad_is_{pad}_ceil_mode_is_{ceil}"
           for pad in (0, 1) for ceil in (True, False)))},
+    "test_convtranspose_3d": "X must be rank 3 or 4",
     **{f"test_batchnorm_{name}_training_mode": "training_mode must be 0" for name in ("example", "epsilon")},
     **{f"test_maxpool_with_argmax_2d_precomputed_{name}": "the Indices output is not supported"
        for name in ("pads", "strides")},

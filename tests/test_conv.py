@@ -111,6 +111,8 @@ BATCH_NORMS = {
     "Conv1d": (lambda: conv_model((1, 4, 12), 6, kernel=(3,), pads=[1, 1]), (1, 4, 12), 6, "Conv 'conv'"),
     "Conv2d without bias": (lambda: conv_model((1, 2, 5, 5), 3, kernel=(3, 3), bias=False), (1, 2, 5, 5), 3,
                             "Conv 'conv'"),
+    "ConvTranspose2d of 2 groups": (lambda: conv_model((1, 4, 5, 5), 6, kernel=(3, 3), group=2, strides=[2, 2],
+                                                       op="ConvTranspose"), (1, 4, 5, 5), 6, "ConvTranspose 'conv'"),
     "Gemm": (lambda: _matrix_model("Gemm", transB=1, beta=0.5), (3, 6), 5, "Gemm 'layer'"),
     "MatMul": (lambda: _matrix_model("MatMul"), (3, 6), 5, "MatMul 'layer'"),
 }

@@ -1,10 +1,11 @@
-"""BatchNormalization (inference form) folded into the Conv, Gemm or MatMul before it.
+"""BatchNormalization (inference form) folded into the Conv, ConvTranspose, Gemm or MatMul before it.
 
 In inference a BatchNormalization is y = s·(x − mean) + b per channel (axis 1), s = scale /
 sqrt(var + epsilon): an affine map per output channel of the layer that computes x, which the
 layer's weights and bias absorb (W' = s·W row by row, bias' = s·(bias − mean) + b), so the chip
 runs one matrix op and no vector work for it. It folds when its statistics are constants, its
-input is read by it alone (and is no graph output), and that input comes from a Conv, a Gemm
+input is read by it alone (and is no graph output), and that input comes from a Conv or
+ConvTranspose (whose W [C, M/group, k...] holds output channels in axis 1, per group), a Gemm
 (its output's axis 1 is its columns) or a rank-2 MatMul, whose weight is a constant; the folded
 weights are new initialisers, so a weight another node shares stays as it was. Anything else is
 left to the partitioner (BatchNormalization is not a chip operator of its own here).
@@ -67,15 +68,27 @@ def _foldable_layer(view: GraphView, node: onnx.NodeProto) -> bool:
     if node.op_type == "Gemm":
         beta = float(attributes(node).get("beta", 1.0))
         return weight is not None and beta != 0 and (not at(node.input, 2) or view.const(node.input[2]) is not None)
-    return node.op_type == "Conv" and weight is not None and all(
+    return node.op_type in ("Conv", "ConvTranspose") and weight is not None and all(
         view.const(n) is not None for n in node.input[2:] if n)
 
 
 def _conv(view: GraphView, node: onnx.NodeProto, s: np.ndarray, shift: np.ndarray) -> tuple[np.ndarray, ...]:
     weight = view.const(node.input[1]).astype(np.float64)
-    bias = view.const(at(node.input, 2))
     shape = (-1,) + (1,) * (weight.ndim - 1)
-    return weight * s.reshape(shape), (0.0 if bias is None else bias.astype(np.float64)) * s + shift
+    return weight * s.reshape(shape), _conv_bias(view, node, s, shift)
+
+
+def _conv_transpose(view: GraphView, node: onnx.NodeProto, s: np.ndarray, shift: np.ndarray) -> tuple[np.ndarray, ...]:
+    """W is [C, M/group, k...]: output channel g M/group + j is column j of group g's input rows."""
+    weight = view.const(node.input[1]).astype(np.float64)
+    group = int(attributes(node).get("group", 1))
+    grouped = weight.reshape(group, weight.shape[0] // group, weight.shape[1], -1) * s.reshape(group, 1, -1, 1)
+    return grouped.reshape(weight.shape), _conv_bias(view, node, s, shift)
+
+
+def _conv_bias(view: GraphView, node: onnx.NodeProto, s: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    bias = view.const(at(node.input, 2))
+    return (0.0 if bias is None else bias.astype(np.float64)) * s + shift
 
 
 def _gemm(view: GraphView, node: onnx.NodeProto, s: np.ndarray, shift: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -90,7 +103,8 @@ def _matmul(view: GraphView, node: onnx.NodeProto, s: np.ndarray, shift: np.ndar
     return view.const(node.input[1]).astype(np.float64) * s[None, :], shift
 
 
-FOLDS: dict[str, Callable[..., tuple[np.ndarray, ...]]] = {"Conv": _conv, "Gemm": _gemm, "MatMul": _matmul}
+FOLDS: dict[str, Callable[..., tuple[np.ndarray, ...]]] = {"Conv": _conv, "ConvTranspose": _conv_transpose,
+                                                          "Gemm": _gemm, "MatMul": _matmul}
 
 
 def _folded(model: onnx.ModelProto, view: GraphView, bn: int, layer: int, affine: Affine) -> onnx.ModelProto:

@@ -180,11 +180,14 @@ def _computed_input(view: NodeView) -> bool:
     return not view.input(0).is_const
 
 
-CONSTRAINTS = {
-    "Conv": (constant(1, "W"), constant(2, "B"),
-             Constraint("X must be rank 3 or 4 (a 1-D or 2-D convolution)", lambda v: v.input(0).rank in RANKS,
-                        lambda v: f"rank {v.input(0).rank}"),
-             Constraint("X must be computed data (a Conv of constants is not folded)", _computed_input,
-                        lambda v: f"constant '{v.input(0).name}'")),
-}
+def conv_constraints(op: str, kind: str) -> tuple[Constraint, ...]:
+    """What a convolution (Conv, ConvTranspose) needs: constant W and B, a computed 1-D or 2-D X."""
+    return (constant(1, "W"), constant(2, "B"),
+            Constraint(f"X must be rank 3 or 4 (a 1-D or 2-D {kind})", lambda v: v.input(0).rank in RANKS,
+                       lambda v: f"rank {v.input(0).rank}"),
+            Constraint(f"X must be computed data (a {op} of constants is not folded)", _computed_input,
+                       lambda v: f"constant '{v.input(0).name}'"))
+
+
+CONSTRAINTS = {"Conv": conv_constraints("Conv", "convolution")}
 declare(CONSTRAINTS)

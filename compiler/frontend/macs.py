@@ -39,6 +39,14 @@ def _conv(inputs: list[Shape | None], outputs: list[Shape | None]) -> int:
     return math.prod(y) * math.prod(w[1:]) if w and y else 0
 
 
+def _conv_transpose(inputs: list[Shape | None], outputs: list[Shape | None]) -> int:
+    """Each input element times its (output channels / group) x kernel weights, W [C, M/group, k...]:
+    the products a zero-inserting lowering would add to them multiply zeros. Pads that crop the
+    output make it an upper bound."""
+    x, w = (inputs + [None] * 2)[:2]
+    return math.prod(x) * math.prod(w[1:]) if x and w else 0
+
+
 def _matmul(inputs: list[Shape | None], outputs: list[Shape | None]) -> int:
     """Each output element sums K products, K the last dim of A."""
     a, y = inputs[0], outputs[0]
@@ -59,7 +67,7 @@ def _recurrent(inputs: list[Shape | None], outputs: list[Shape | None]) -> int:
 
 
 HOST_MACS: dict[str, Callable[[list[Shape | None], list[Shape | None]], int]] = {
-    "Conv": _conv, "ConvTranspose": _conv, "MatMul": _matmul, "Gemm": _gemm,
+    "Conv": _conv, "ConvTranspose": _conv_transpose, "MatMul": _matmul, "Gemm": _gemm,
     **dict.fromkeys(RECURRENT_OP_TYPES, _recurrent),
 }
 

@@ -19,6 +19,7 @@ from compiler.frontend import (  # noqa: F401  # noqa: F401
     compute_ops,
     control_ops,
     conv_ops,
+    conv_transpose_ops,
     elementwise_ops,
     layout_ops,
     math_ops,

@@ -73,14 +73,15 @@ class Conv1dLayerNormLSTM(nn.Module):
 MODELS = {"ds-cnn": (ds_cnn, (1, 1, FRAMES, MFCC)), "conv1d-ln": (Conv1dLayerNormLSTM, (1, MFCC, FRAMES))}
 
 
-def main() -> None:
-    OUT.mkdir(exist_ok=True)
-    for name, (make, shape) in MODELS.items():
+def export(models: dict, out: Path) -> None:
+    """Each model of one input x, from both exporters, with SAMPLES random samples, into `out`."""
+    out.mkdir(exist_ok=True)
+    for name, (make, shape) in models.items():
         for dynamo in (False, True):
             model = _seeded(make)
             samples = [(torch.randn(*shape),) for _ in range(SAMPLES)]
-            _save(model, samples, ["x"], OUT / f"{name}-{'dynamo' if dynamo else 'script'}.onnx", dynamo)
+            _save(model, samples, ["x"], out / f"{name}-{'dynamo' if dynamo else 'script'}.onnx", dynamo)
 
 
 if __name__ == "__main__":
-    main()
+    export(MODELS, OUT)
