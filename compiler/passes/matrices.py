@@ -16,12 +16,12 @@ import numpy as np
 from compiler.ir import Codebook, QMatrix
 from compiler.kernel import Ref, Where, pack_ints
 from compiler.passes.lowering import Lowering
+from compiler.passes.tile import best_split
 from isa.bitstream import pack_indices
 from isa.errors import RnnaccelError
 from isa.table import BY_MNEMONIC, CODEBOOK_SLOT, stride
 
 MAX_KEPT = BY_MNEMONIC["MVCS"].field("nnz").high
-MAX_SPLIT = (1 << BY_MNEMONIC["MV"].field("split").width) - 1
 WEIGHT_DTYPES = {8: "i1", 16: "<i2"}
 
 
@@ -94,13 +94,6 @@ def _kept_counts(book: Codebook, tiles: tuple[tuple[int, int], ...], base: str) 
         raise RnnaccelError(f"{base}: a MAC tile keeps {max(counts)} weights after pruning, more than one MVCS "
                             f"instruction can stream ({MAX_KEPT}); prune more, or use fewer MAC lanes")
     return counts
-
-
-def best_split(rows: int, cols: int, macs: int) -> int:
-    """How many lane groups share a tile's columns: a tile of few rows fills the idle lanes with
-    other column ranges (SPEC rule 3: ceil(cols/split) + split - 1 cycles on rows x split lanes)."""
-    choices = range(1, min(macs // rows, cols, MAX_SPLIT) + 1)
-    return min(choices, key=lambda s: (-(-cols // s) + s - 1, s))
 
 
 def matvec(ctx: Lowering, m: MatrixRefs, x: Ref, acc: Ref, where: Where,

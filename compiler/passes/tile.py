@@ -19,9 +19,13 @@ import itertools
 
 import numpy as np
 
+from isa.table import BY_MNEMONIC
 
-def row_tiles(rows: int, macs: int) -> tuple[tuple[int, int], ...]:
-    count = -(-rows // macs)
+MAX_SPLIT = (1 << BY_MNEMONIC["MV"].field("split").width) - 1
+
+
+def row_tiles(rows: int, height: int) -> tuple[tuple[int, int], ...]:
+    count = -(-rows // height)
     bounds = [round(i * rows / count) for i in range(count + 1)]
     return tuple(itertools.pairwise(bounds))
 
@@ -33,6 +37,29 @@ def unit_groups(hidden: int, vec_lanes: int) -> tuple[tuple[int, int], ...]:
     return tuple((u, min(u + vec_lanes, hidden)) for u in range(0, hidden, vec_lanes))
 
 
-def tile_rows(order: np.ndarray, macs: int) -> list[np.ndarray]:
+def tile_rows(order: np.ndarray, height: int) -> list[np.ndarray]:
     """The original rows of each tile: what shares a codebook when compressing by tile."""
-    return [order[r0:r1] for r0, r1 in row_tiles(len(order), macs)]
+    return [order[r0:r1] for r0, r1 in row_tiles(len(order), height)]
+
+
+def best_split(rows: int, cols: int, macs: int) -> int:
+    """How many lane groups share a tile's columns: a tile of few rows fills the idle lanes with
+    other column ranges (SPEC rule 3: ceil(cols/split) + split - 1 cycles on rows x split lanes)."""
+    choices = range(1, min(macs // rows, cols, MAX_SPLIT) + 1)
+    return min(choices, key=lambda s: (-(-cols // s) + s - 1, s))
+
+
+def product_cycles(rows: int, cols: int, height: int, macs: int) -> int:
+    """MAC cycles of a matrix-vector product tiled `height` rows high, each tile split at its best."""
+    return sum(-(-cols // s) + s - 1 for s in (best_split(r1 - r0, cols, macs) for r0, r1 in row_tiles(rows, height)))
+
+
+def recurrent_height(hidden: int, gates: int, macs: int, vec_lanes: int) -> int:
+    """The tile height of a recurrent matrix R (gates x hidden rows, hidden columns): the power-of-two
+    fraction of `macs` whose tiles take the fewest MAC cycles, lanes a tail tile would leave idle
+    going to a column split instead (a GRU of 154 units: 462 rows). At least two tiles where there
+    are two unit groups, so the vector unit starts on the first tile's units while the array
+    computes the next (one tile of 256 rows would hold the whole step's vector work behind it)."""
+    rows, fewest = gates * hidden, 2 if len(unit_groups(hidden, vec_lanes)) > 1 else 1
+    heights = [h for h in (macs >> k for k in range(macs.bit_length())) if h >= vec_lanes and -(-rows // h) >= fewest]
+    return min(heights, key=lambda h: (product_cycles(rows, hidden, h, macs), -h), default=macs)

@@ -104,16 +104,19 @@ class WeightPolicy:
     first_moments: dict[tuple, np.ndarray | None] = field(default_factory=dict, compare=False)
 
     def matrix(self, weight: np.ndarray, bias: np.ndarray | None, in_scale: float, out_scale: float,
-               inputs: tuple[str, ...] = (), order: np.ndarray | None = None) -> QMatrix:
+               inputs: tuple[str, ...] = (), order: np.ndarray | None = None,
+               height: int | None = None) -> QMatrix:
         """Quantise one matrix, and tile it: `order` is the order its rows are stored and computed
         in (None: as they are); `inputs` name the tensors whose features it multiplies (first
         known wins). A matrix several nodes read (one initialiser used twice) is compressed with
         the moments of its first reader for all of them, so its codebooks and index streams come
-        out the same and weight memory stores them once (lowering.Lowering.data)."""
+        out the same and weight memory stores them once (lowering.Lowering.data). `height` caps
+        the rows of a tile below the MAC lanes (tile.recurrent_height)."""
         moments = next((self.moments[n] for n in inputs if n in self.moments), None)
         if self.compression is not None:
             key = (np.asarray(weight).tobytes(), np.shape(weight), None if order is None else order.tobytes())
             moments = self.first_moments.setdefault(key, moments)
-        tiles = tile_rows(order, self.target.macs) if order is not None else None
+        height = height or self.target.macs
+        tiles = tile_rows(order, height) if order is not None else None
         q = quantize_matrix(weight, bias, in_scale, out_scale, self.target, self.compression, moments, tiles)
-        return dataclasses.replace(q, order=order, tiles=row_tiles(q.rows, self.target.macs))
+        return dataclasses.replace(q, order=order, tiles=row_tiles(q.rows, height))

@@ -25,6 +25,8 @@ from compiler.passes.matrices import MatrixRefs, matvec, requantize
 from compiler.passes.tile import unit_groups
 from isa.numerics import GATE_FRAC, UNIT_FRAC
 
+MIN_CHAINS = 3  # interleaved unit groups that keep the vector unit issuing (measured: bench/schedule.py)
+
 # scratch vectors per cell kind, in units of hidden
 SCRATCH = {
     "lstm": {"gx": 4, "pre": 4, "act": 4, "t": 1, "fc": 1, "ig": 1, "tc": 1},
@@ -111,11 +113,21 @@ def _halves(ctx: Lowering, a: QuantRecurrentAttrs) -> tuple[tuple[int, int], tup
 
 def _products(ctx: Lowering, a: QuantRecurrentAttrs, r: StepRefs, qh: str, where: Where) -> None:
     """acc_x = b + W x, gx = requantise(acc_x), acc_h = R h (skipped without h): the MAC part."""
-    mx = r.mats["qx"]
-    matvec(ctx, mx, r.x, r.accs["x"], _at(where, "Wx"))
+    matvec(ctx, r.mats["qx"], r.x, r.accs["x"], _at(where, "Wx"))
     if r.h_prev is not None:
-        requantize(ctx, mx, _at(where, "Wx"), r.s["gx"], r.accs["x"])
+        _input_gates(ctx, r, r.mats[qh], where)
         _recurrent_product(ctx, a, r.mats[qh], r, where)
+
+
+def _input_gates(ctx: Lowering, r: StepRefs, rh: MatrixRefs, where: Where) -> None:
+    """gx = requantise(acc_x), the rows of R's first tile first: the first unit groups' gates read
+    them right after the recurrent product's wait, which the rest of the requantisation then fills
+    (one instruction over all rows would make them wait for its end)."""
+    mx = r.mats["qx"]
+    cut = rh.tiles[0][1] if rh.q.rows == mx.q.rows else mx.q.rows
+    for rows in ((0, cut), (cut, mx.q.rows))[:2 if cut < mx.q.rows else 1]:
+        requantize(ctx, mx, _at(where, "Wx"), r.s["gx"] + rows[0], r.accs["x"] + rows[0], rows=rows)
+
 
 
 def _group_gates(ctx: Lowering, r: StepRefs, qh: str, rows: tuple[int, int], where: Where) -> None:
@@ -131,13 +143,27 @@ def _per_group(ctx: Lowering, groups, tiles, rows_per_unit: int, emit: Callable[
     """Emit each unit group's vector work as its own stream; the groups whose rows complete in the
     same MAC tile are recorded side by side, for interleave to zip them one by one, so that the
     in-order vector unit always has an independent instruction to issue while another waits for
-    its operand."""
+    its operand. A batch of fewer than MIN_CHAINS groups joins the next (the last, the one
+    before), since fewer chains leave the vector unit waiting on its own latency."""
     def last_tile(group: tuple[int, int]) -> int:
         last = rows_per_unit * group[1] - 1
         return next(i for i, (r0, r1) in enumerate(tiles) if r0 <= last < r1)
 
-    for _, batch in itertools.groupby(groups, key=last_tile):
+    for batch in _joined([list(batch) for _, batch in itertools.groupby(groups, key=last_tile)]):
         ctx.side_by_side([lambda u0=u0, u1=u1: emit(u0, u1) for u0, u1 in batch])
+
+
+def _joined(batches: list[list]) -> list[list]:
+    """Batches of at least MIN_CHAINS groups where there are enough groups, in order."""
+    out: list[list] = []
+    for batch in batches:
+        if out and len(out[-1]) < MIN_CHAINS:
+            out[-1] = out[-1] + batch
+        else:
+            out.append(batch)
+    if len(out) > 1 and len(out[-1]) < MIN_CHAINS:
+        out[-2:] = [out[-2] + out[-1]]
+    return out
 
 
 def lstm_step(ctx: Lowering, a: QuantRecurrentAttrs, d: int, r: StepRefs, where: Where) -> None:
@@ -203,9 +229,8 @@ def gru_step(ctx: Lowering, a: QuantRecurrentAttrs, d: int, r: StepRefs, where: 
     """With linear_before_reset, R is one matrix stored [z r h] per group and each group finishes
     on its own; without, the candidate's product needs all of r*h, so it waits for every group."""
     hidden, s, lbr = a.hidden, r.s, a.linear_before_reset
-    mx = r.mats["qx"]
-    matvec(ctx, mx, r.x, r.accs["x"], _at(where, "Wx"))
-    requantize(ctx, mx, _at(where, "Wx"), s["gx"], r.accs["x"])
+    matvec(ctx, r.mats["qx"], r.x, r.accs["x"], _at(where, "Wx"))
+    _input_gates(ctx, r, recurrent_matrix(r.mats), where)
     _recurrent_product(ctx, a, recurrent_matrix(r.mats), r, where)
     groups = _groups(ctx, a)
     if lbr:

@@ -18,7 +18,7 @@ from compiler.ir import Node, QMatrix
 from compiler.ops.recurrent.formats import cell_formats, cell_frac, hidden_frac, pre_frac
 from compiler.ops.recurrent.records import CellWeights, QuantGruAttrs, QuantLstmAttrs, QuantRnnAttrs
 from compiler.ops.registry import Scales
-from compiler.passes.tile import unit_groups
+from compiler.passes.tile import recurrent_height, unit_groups
 from compiler.passes.weights import GATE_SCALE, WeightPolicy
 from isa.numerics import ACT_MAX, quantize
 
@@ -77,8 +77,11 @@ class Matrices:
                                   self.order(CELL_GATES[self.node.op]))
 
     def r(self, weight: np.ndarray, bias: np.ndarray | None = None, gates: int | None = None) -> QMatrix:
+        gates = gates or CELL_GATES[self.node.op]
+        target = self.policy.target
+        height = recurrent_height(self.node.attrs.hidden, gates, target.macs, target.vec_lanes)
         return self.policy.matrix(weight, bias, self.h_scale, self.pre_scale, self.node.outputs[:2],
-                                  self.order(gates or CELL_GATES[self.node.op]))
+                                  self.order(gates), height)
 
     def order(self, gates: int) -> np.ndarray:
         """Rows by unit group: each group's rows of every gate together (original row indices)."""
