@@ -23,6 +23,7 @@ from compiler.frontend.partition import Partition, checked, host_list, placed_an
 from compiler.frontend.rechain import reroll_layers
 from compiler.frontend.state import closed_loop_samples, describe, one_step, state_pairs
 from compiler.ir import Graph
+from compiler.ops.recurrent.bound import recurrence_bounds
 from compiler.partitioned import (
     SplitState,
     check_streaming_host,
@@ -157,4 +158,5 @@ def _compile_chip(proto: onnx.ModelProto, graph: Graph, name: str, calibration: 
     kernel = reroll(kernel)
     kernel = allocate(kernel, target)
     program = emit(kernel, target, name)
+    program = dataclasses.replace(program, recurrence=recurrence_bounds(graph, program))
     return Compiled(graph, program, build_report(graph, kernel, program))

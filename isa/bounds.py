@@ -1,12 +1,19 @@
 """The lower bound on a program's cycles that no schedule can beat on a given array: the larger
 of its useful MACs over the MAC lanes and its vector elements over the vector lanes. The
-compiler's report and the simulator's statistics both measure against it."""
+compiler's report and the simulator's statistics both measure against it.
+
+A recurrent layer has a second bound, its recurrence: step t+1's product R h_t needs h_t, so each
+step costs at least the product's MAC cycles, `mac_latency`, the vector unit's chain from the
+last accumulator to the last h element, and `vec_latency` (docs/scheduling.md). The compiler
+measures it from the layer's instructions (ISA costs, no trace) and stores it in the program."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from isa.encoding import Instruction
+from isa.table import evaluate
 from isa.target import Target
 
 
@@ -17,3 +24,28 @@ def vector_elements(instr: Instruction) -> int:
 
 def bound_cycles(mac_ops: int, elements: int, target: Target) -> int:
     return max(math.ceil(mac_ops / target.macs), math.ceil(elements / target.vec_lanes))
+
+
+def vector_chain(instrs: Sequence[Instruction], target: Target) -> int:
+    """Cycles of the longest dependent run through `instrs` (vector instructions in program order,
+    the values they read from elsewhere ready at cycle 0): each starts when what it reads is
+    ready, takes its ISA cycles, and its result is readable `vec_latency` later. The vector unit's
+    in-order queue is left out, so no schedule runs the chain faster."""
+    env, written, longest = target.env(), [], 0
+    for instr in instrs:
+        reads, writes = instr.footprint(env)
+        start = max((ready for ranges, ready in written if _overlap(reads, ranges)), default=0)
+        end = start + evaluate(instr.op.cycles, instr.env(env))
+        written.append((writes, end + target.vec_latency))
+        longest = max(longest, end)
+    return longest
+
+
+def recurrence_cycles(product_macs: int, waves: int, chain: int, target: Target) -> int:
+    """The recurrence bound of a layer: its recurrent products' MAC cycles, and per wave of steps
+    the accumulators' latency, the vector chain and the vector latency before the next product."""
+    return math.ceil(product_macs / target.macs) + waves * (target.mac_latency + chain + target.vec_latency)
+
+
+def _overlap(reads: list, writes: list) -> bool:
+    return any(rm == wm and ra < wa + wn and wa < ra + rn for rm, ra, rn in reads for wm, wa, wn in writes)

@@ -109,6 +109,7 @@ class Program:
     tables: dict[str, np.ndarray] = field(default_factory=dict, compare=False)
     locs: tuple[Loc, ...] = ()
     state: tuple[StateDesc, ...] = ()
+    recurrence: tuple[tuple[str, int], ...] = ()  # (node, cycles): each recurrent layer's bound (isa.bounds)
 
     def __post_init__(self) -> None:
         check_code_size(len(self.code))
@@ -179,6 +180,7 @@ def _meta(prog: Program) -> dict:
         "regions": [{"name": r.name, "base": r.base, "size": len(r.data)} for r in prog.regions],
         "tables": {"names": list(prog.tables), "segments": TABLE_SEGMENTS},
         **({"state": [_state_json(s) for s in prog.state]} if prog.state else {}),
+        **({"recurrence": dict(prog.recurrence)} if prog.recurrence else {}),
     }
 
 
@@ -295,7 +297,16 @@ def _program(meta: dict, sections: dict[bytes, bytes]) -> Program:
         tables=_tables(sections[b"TABL"], meta["tables"]),
         locs=_locs(sections.get(b"DBUG")),
         state=tuple(_state(s) for s in meta.get("state", [])),
+        recurrence=_recurrence(meta.get("recurrence", {})),
     )
+
+
+def _recurrence(bounds: object) -> tuple[tuple[str, int], ...]:
+    """META's recurrence bounds: node name -> cycles (absent in a program without recurrent layers)."""
+    if not isinstance(bounds, dict) or not all(isinstance(k, str) and type(v) is int and v >= 0
+                                               for k, v in bounds.items()):
+        raise RnnaccelError("corrupted program: META's recurrence is not a map of node names to cycle counts")
+    return tuple(bounds.items())
 
 
 def _desc(d: dict) -> TensorDesc:

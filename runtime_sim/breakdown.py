@@ -3,7 +3,8 @@
 The bound is what no schedule can beat on this array: max(useful MACs / macs, vector elements /
 vec_lanes). Per layer (the ONNX node the listing's .loc names), the breakdown gives its useful
 MACs, its span in cycles (first start to last result, overlaps with other layers included), its
-MAC utilisation over that span and its own bound, so a user sees how far each layer is from it.
+MAC utilisation over that span and its own bound (a recurrent layer's recurrence bound too, from
+the program), so a user sees how far each layer is from it.
 The sequencer's LOOP takes no time and waits only for its strides in weight memory, so the
 schedule starts it near cycle 0 wherever it stands: it counts for no layer's span.
 """
@@ -49,6 +50,8 @@ class Breakdown:
 
 
 def _summary(layer: dict, program: Program) -> dict:
+    """A recurrent layer's recurrence bound is the compiler's, stored in the program (isa.bounds)."""
+    recurrence = dict(program.recurrence)
     span = 0 if layer["first"] is None else layer["last"] - layer["first"]
     return {
         "name": layer["name"],
@@ -56,4 +59,5 @@ def _summary(layer: dict, program: Program) -> dict:
         "cycles": span,
         "mac_utilization": layer["mac_ops"] / (program.target.macs * span) if span else 0.0,
         "bound_cycles": bound_cycles(layer["mac_ops"], layer["elements"], program.target),
+        **({"recurrence_bound_cycles": recurrence[layer["name"]]} if layer["name"] in recurrence else {}),
     }

@@ -58,11 +58,20 @@ def summary(stats: dict) -> str:
             f"{stats['macs']} lanes)\n"
             f"lower bound:     {stats['bound_cycles']} cycles ({stats['bound_cycles'] / stats['cycles']:.1%} "
             f"of the cycles taken)\n"
-            f"unit busy:       {busy}\n"
+            + recurrence_summary(stats)
+            + f"unit busy:       {busy}\n"
             f"stall cycles:    {stats['stall_cycles']} (summed over the units: {stalls})\n"
             f"weight read:     {stats['weight_bytes_read']} bytes per inference\n"
             + (partition_summary(stats) if "islands" in stats else "")
             + (batch_summary(stats["batch"]) if "batch" in stats else ""))
+
+
+def recurrence_summary(stats: dict) -> str:
+    """The recurrence bound (docs/scheduling.md), for a program with recurrent layers."""
+    if "recurrence_bound_cycles" not in stats:
+        return ""
+    cycles = stats["recurrence_bound_cycles"]
+    return f"recurrence bound: {cycles} cycles ({cycles / stats['cycles']:.1%} of the cycles taken)\n"
 
 
 def partition_summary(stats: dict) -> str:

@@ -352,5 +352,6 @@ def make_stats(timing: Timing, program: Program, breakdown: tuple[int, list[dict
         "clock_mhz": t.clock_mhz,
         "latency_us": timing.cycles / t.clock_mhz,
         "bound_cycles": bound_cycles,
+        **({"recurrence_bound_cycles": max(dict(program.recurrence).values())} if program.recurrence else {}),
         "layers": layers,
     }

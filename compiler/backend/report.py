@@ -2,7 +2,8 @@
 
 `est_cycles` is the sum of the busy cycles of the layer's instructions on all units: the
 latency if nothing overlapped; `bound_cycles` is the least any schedule could take
-(isa.bounds). The simulator's `cycles` is the real figure.
+(isa.bounds); a recurrent layer's `recurrence_bound_cycles` is the least its recurrence allows
+(the program's: the largest of its layers'). The simulator's `cycles` is the real figure.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def build_report(graph: Graph, kernel: Kernel, program: Program) -> dict:
               "weight_bytes_read": sum(_wmem_read(i, target_env) for i in instrs),
               "est_cycles": sum(_busy(i, target_env) for i in instrs),
               "bound_cycles": _bound(instrs, target_env, program),
+              **_recurrence(max(dict(program.recurrence).values(), default=None)),
               "code_bytes": len(program.code) * WORD_BYTES + _stride_bytes(kernel),
               "instructions": len(program.code)}
     state = [_state(d) for d in program.state]
@@ -146,11 +148,16 @@ def _layer(nodes: list[Node], mine: list, stored: int, target_env: dict, program
         "compression_ratio": compression_ratio(4 * (weights + biases), stored),
         "est_cycles": sum(_busy(i, target_env) for i in mine),
         "bound_cycles": _bound(mine, target_env, program),
+        **_recurrence(dict(program.recurrence).get(nodes[-1].source)),
         "weight_bytes_read": sum(_wmem_read(i, target_env) for i in mine),
         **({"padding_mac_ops": padding} if padding else {}),
         **({"states": states} if states else {}),
         **({"shares_weights_with": list(shares)} if shares else {}),
     }
+
+
+def _recurrence(cycles: int | None) -> dict:
+    return {} if cycles is None else {"recurrence_bound_cycles": cycles}
 
 
 def _wmem_read(instr, target_env: dict) -> int:
