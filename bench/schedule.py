@@ -1,7 +1,9 @@
-"""Scheduling benchmark: MAC utilisation, cycles and latency of the benchmark models at 8 to 128
-MACs, next to the bound max(useful MACs / macs, vector elements / vec_lanes).
+"""Scheduling benchmark: cycles and MAC utilisation of recurrent models at 8 to 256 MACs, next to
+the bound max(useful MACs / macs, vector elements / vec_lanes) and the recurrence bound
+(docs/scheduling.md); `share` is the bound that binds, max(bound, rec-bound), over the cycles;
+`pad` the share of the MAC unit's lane-cycles that do no useful MAC (padding lanes, split tails).
 
-    .venv/bin/python bench/schedule.py
+    .venv/bin/python bench/schedule.py [NAME_FILTER]
 """
 
 from __future__ import annotations
@@ -11,28 +13,36 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_models import MODELS  # noqa: E402
+from bench_models import MODELS, recurrent_classifier  # noqa: E402
 
 from compiler.pipeline import compile_model  # noqa: E402
 from isa.target import Target  # noqa: E402
 from runtime_sim import Simulator  # noqa: E402
 
-WIDTHS = (8, 16, 32, 64, 128)
+WIDTHS = (8, 16, 32, 64, 128, 256)
+ODD_SIZES = {f"{cell} {hidden}": (lambda cell=cell, hidden=hidden: recurrent_classifier(cell, hidden))
+             for hidden in (100, 118, 154, 256) for cell in ("LSTM", "GRU")}
 
 
-def main() -> None:
-    print(f"{'model':<22} {'MACs':>4} {'cycles':>8} {'latency_us':>10} {'MAC util':>8} {'bound':>8} {'of bound':>8} "
-          f"{'code B':>7}")
-    for name, build in MODELS.items():
+def row(name: str, macs: int, stats: dict) -> str:
+    """One line: the figures of one model at one width."""
+    bound, cycles = stats["bound_cycles"], stats["cycles"]
+    recurrence = stats.get("recurrence_bound_cycles", 0)
+    pad = 1 - stats["mac_ops"] / (macs * stats["unit_busy"]["MAC"])
+    return (f"{name:<22} {macs:>4} {cycles:>8} {stats['mac_utilization']:>8.1%} {bound:>8} {recurrence:>9} "
+            f"{max(bound, recurrence) / cycles:>6.1%} {pad:>5.1%}")
+
+
+def main(only: str = "") -> None:
+    print(f"{'model':<22} {'MACs':>4} {'cycles':>8} {'MAC util':>8} {'bound':>8} {'rec-bound':>9} {'share':>6} "
+          f"{'pad':>5}", flush=True)
+    for name, build in {**MODELS, **ODD_SIZES}.items():
+        if only not in name:
+            continue
         model = build()
         for macs in WIDTHS:
-            program = compile_model(model, Target(macs=macs)).program
-            stats = Simulator(program).stats
-            bound = stats["bound_cycles"]
-            print(f"{name:<22} {macs:>4} {stats['cycles']:>8} {stats['latency_us']:>10.2f} "
-                  f"{stats['mac_utilization']:>8.1%} {bound:>8} {bound / stats['cycles']:>8.1%} "
-                  f"{len(program.code) * 16:>7}")
+            print(row(name, macs, Simulator(compile_model(model, Target(macs=macs)).program).stats), flush=True)
 
 
 if __name__ == "__main__":
-    main()
+    main(" ".join(sys.argv[1:]))

@@ -86,6 +86,7 @@ _DIRECTIVE_KEYS = {
     ".output": {"name": str, "shape": tuple, "scale": float, "host": int, "slices": Runs, "slice_axis": int},
     ".state": {"name": str, "address": int, "size": int, "shape": tuple, "scale": float, "slices": Runs,
                "slice_axis": int, "output": str},
+    ".recurrence": {"node": str, "cycles": int},
     ".loc": {"node": str, "layer": int, "step": int, "tile": int, "what": str},
     ".region": {"base": int, "size": int},
     ".partitioned": {"model": str, "inputs": list, "outputs": list, "boundary_bytes": int, "chip_mac_fraction": float,
@@ -194,7 +195,8 @@ class _Builder:
     # --- directives ---------------------------------------------------------------------------
 
     def meta(self, lines: list[Tree]) -> dict:
-        """The META directives: .program, .target and .memory exactly once, any .input/.output/.state."""
+        """The META directives: .program, .target and .memory exactly once, any .input/.output/.state/
+        .recurrence."""
         found: dict[str, list[tuple[Tree, list[Arg]]]] = defaultdict(list)
         for line in lines:
             found[str(line.children[0])].append((line, self.args(line.children[1:])))
@@ -211,7 +213,14 @@ class _Builder:
             "inputs": tuple(self.desc(*line, ".input") for line in found[".input"]),
             "outputs": tuple(self.desc(*line, ".output") for line in found[".output"]),
             "state": tuple(self.state(*line) for line in found[".state"]),
+            "recurrence": tuple(sorted(self.recurrence(*line) for line in found[".recurrence"])),
         }
+
+    def recurrence(self, line: Tree, args: list[Arg]) -> tuple[str, int]:
+        v = self.keys(line, args, ".recurrence")
+        if v["cycles"] < 0:
+            raise self.error(line, f".recurrence {quoted(v['node'])}: cycles must be non-negative, got {v['cycles']}")
+        return v["node"], v["cycles"]
 
     def target(self, line: Tree, args: list[Arg]) -> Target:
         for arg in args:

@@ -96,6 +96,7 @@ def _meta(prog: Program) -> list[str]:
         *(_desc(".input", d) for d in prog.inputs),
         *(_desc(".output", d) for d in prog.outputs),
         *map(_state, prog.state),
+        *(f".recurrence node={json.dumps(node)} cycles={cycles}" for node, cycles in prog.recurrence),
         "",
     ]
 
