@@ -5,7 +5,9 @@ compression by tile needs the tiles; the lowering reads them from the matrix.
 One tile is one matrix-vector instruction: each of its rows runs on one MAC lane, one input
 column per cycle, so a tile of R rows and K columns keeps R lanes busy for K cycles (SPEC
 section 2, rule 3). Rows are split as evenly as possible, so that no tile is much smaller
-than the others.
+than the others; a recurrent layer's matrices instead fill whole tiles and leave one tail, whose
+idle lanes a column split fills (`best_split`): even tiles of 57-58 rows on 64 lanes would leave
+a tenth of every tile idle.
 
 A recurrent layer's rows are stored by *unit groups* (ops/recurrent/quantize.py): the gate rows of
 a few hidden units sit together (an LSTM: i, o, f and c of 8 units, one 32-row tile at 32 MACs), so
@@ -24,9 +26,10 @@ from isa.table import BY_MNEMONIC
 MAX_SPLIT = (1 << BY_MNEMONIC["MV"].field("split").width) - 1
 
 
-def row_tiles(rows: int, height: int) -> tuple[tuple[int, int], ...]:
+def row_tiles(rows: int, height: int, tail: bool = False) -> tuple[tuple[int, int], ...]:
+    """Tiles of at most `height` rows: as even as possible, or (`tail`) whole tiles and a tail."""
     count = -(-rows // height)
-    bounds = [round(i * rows / count) for i in range(count + 1)]
+    bounds = [*range(0, rows, height), rows] if tail else [round(i * rows / count) for i in range(count + 1)]
     return tuple(itertools.pairwise(bounds))
 
 
@@ -37,9 +40,9 @@ def unit_groups(hidden: int, vec_lanes: int) -> tuple[tuple[int, int], ...]:
     return tuple((u, min(u + vec_lanes, hidden)) for u in range(0, hidden, vec_lanes))
 
 
-def tile_rows(order: np.ndarray, height: int) -> list[np.ndarray]:
+def tile_rows(order: np.ndarray, height: int, tail: bool = False) -> list[np.ndarray]:
     """The original rows of each tile: what shares a codebook when compressing by tile."""
-    return [order[r0:r1] for r0, r1 in row_tiles(len(order), height)]
+    return [order[r0:r1] for r0, r1 in row_tiles(len(order), height, tail)]
 
 
 def best_split(rows: int, cols: int, macs: int) -> int:
@@ -50,8 +53,10 @@ def best_split(rows: int, cols: int, macs: int) -> int:
 
 
 def product_cycles(rows: int, cols: int, height: int, macs: int) -> int:
-    """MAC cycles of a matrix-vector product tiled `height` rows high, each tile split at its best."""
-    return sum(-(-cols // s) + s - 1 for s in (best_split(r1 - r0, cols, macs) for r0, r1 in row_tiles(rows, height)))
+    """MAC cycles of a matrix-vector product in whole tiles of `height` rows and a tail, each tile
+    split at its best."""
+    splits = (best_split(r1 - r0, cols, macs) for r0, r1 in row_tiles(rows, height, tail=True))
+    return sum(-(-cols // s) + s - 1 for s in splits)
 
 
 def recurrent_height(hidden: int, gates: int, macs: int, vec_lanes: int) -> int:

@@ -111,12 +111,14 @@ class WeightPolicy:
         known wins). A matrix several nodes read (one initialiser used twice) is compressed with
         the moments of its first reader for all of them, so its codebooks and index streams come
         out the same and weight memory stores them once (lowering.Lowering.data). `height` caps
-        the rows of a tile below the MAC lanes (tile.recurrent_height)."""
+        the rows of a tile below the MAC lanes (tile.recurrent_height); given, the tiles are whole
+        tiles of that height and a tail (tile.row_tiles)."""
         moments = next((self.moments[n] for n in inputs if n in self.moments), None)
         if self.compression is not None:
             key = (np.asarray(weight).tobytes(), np.shape(weight), None if order is None else order.tobytes())
             moments = self.first_moments.setdefault(key, moments)
+        tail = height is not None
         height = height or self.target.macs
-        tiles = tile_rows(order, height) if order is not None else None
+        tiles = tile_rows(order, height, tail) if order is not None else None
         q = quantize_matrix(weight, bias, in_scale, out_scale, self.target, self.compression, moments, tiles)
-        return dataclasses.replace(q, order=order, tiles=row_tiles(q.rows, height))
+        return dataclasses.replace(q, order=order, tiles=row_tiles(q.rows, height, tail))

@@ -74,7 +74,7 @@ class Matrices:
 
     def w(self, weight: np.ndarray, bias: np.ndarray | None) -> QMatrix:
         return self.policy.matrix(weight, bias, self.x_scale, self.pre_scale, self.node.inputs[:1],
-                                  self.order(CELL_GATES[self.node.op]))
+                                  self.order(CELL_GATES[self.node.op]), self.policy.target.macs)
 
     def r(self, weight: np.ndarray, bias: np.ndarray | None = None, gates: int | None = None) -> QMatrix:
         gates = gates or CELL_GATES[self.node.op]
