@@ -22,6 +22,7 @@ import itertools
 import numpy as np
 
 from isa.table import BY_MNEMONIC
+from isa.target import Target
 
 MAX_SPLIT = (1 << BY_MNEMONIC["MV"].field("split").width) - 1
 
@@ -52,19 +53,36 @@ def best_split(rows: int, cols: int, macs: int) -> int:
     return min(choices, key=lambda s: (-(-cols // s) + s - 1, s))
 
 
-def product_cycles(rows: int, cols: int, height: int, macs: int) -> int:
-    """MAC cycles of a matrix-vector product in whole tiles of `height` rows and a tail, each tile
+def tile_cycles(rows: int, cols: int, height: int, macs: int) -> list[int]:
+    """MAC cycles of each tile of a product in whole tiles of `height` rows and a tail, each tile
     split at its best."""
     splits = (best_split(r1 - r0, cols, macs) for r0, r1 in row_tiles(rows, height, tail=True))
-    return sum(-(-cols // s) + s - 1 for s in splits)
+    return [-(-cols // s) + s - 1 for s in splits]
 
 
-def recurrent_height(hidden: int, gates: int, macs: int, vec_lanes: int) -> int:
-    """The tile height of a recurrent matrix R (gates x hidden rows, hidden columns): the power-of-two
-    fraction of `macs` whose tiles take the fewest MAC cycles, lanes a tail tile would leave idle
-    going to a column split instead (a GRU of 154 units: 462 rows). At least two tiles where there
-    are two unit groups, so the vector unit starts on the first tile's units while the array
-    computes the next (one tile of 256 rows would hold the whole step's vector work behind it)."""
-    rows, fewest = gates * hidden, 2 if len(unit_groups(hidden, vec_lanes)) > 1 else 1
-    heights = [h for h in (macs >> k for k in range(macs.bit_length())) if h >= vec_lanes and -(-rows // h) >= fewest]
-    return min(heights, key=lambda h: (product_cycles(rows, hidden, h, macs), -h), default=macs)
+def recurrent_height(hidden: int, gates: int, target: Target, vector_cycles: int) -> int:
+    """The tile height of a recurrent matrix R (gates x hidden rows, hidden columns): the one among
+    `macs`, `macs/2`, ... whose step is estimated shortest (`step_estimate`), the larger on a tie.
+    At least two tiles where there are two unit groups: one tile of all of R (a hidden-64 LSTM at
+    256 MACs) would hold the whole step's vector work behind the whole product."""
+    rows, groups = gates * hidden, len(unit_groups(hidden, target.vec_lanes))
+    fewest = 2 if groups > 1 else 1
+    heights = [h for h in (target.macs >> k for k in range(target.macs.bit_length()))
+               if h >= target.vec_lanes and -(-rows // h) >= fewest]
+    return min(heights, key=lambda h: (step_estimate(rows, hidden, h, target, vector_cycles), -h),
+               default=target.macs)
+
+
+def step_estimate(rows: int, hidden: int, height: int, target: Target, vector_cycles: int) -> int:
+    """A step's cycles with R in tiles of `height`: the MAC array's work, or the vector unit's
+    (`vector_cycles`) plus what of its wait for the next product the input projection's
+    requantisation (rows / vec_lanes) does not fill. The wait is the first tile's product over
+    the columns that come last (the second column chunk where R h runs in chunks), between the
+    two units' latencies; the vector work of the other tiles overlaps their products."""
+    groups = unit_groups(hidden, target.vec_lanes)
+    tiles = row_tiles(rows, height, tail=True)
+    middle = groups[(len(groups) + 1) // 2][0] if 2 * len(tiles) <= len(groups) else 0
+    chunks = [cols for cols in (middle, hidden - middle) if cols]
+    mac = sum(sum(tile_cycles(rows, cols, height, target.macs)) for cols in chunks)
+    wait = target.mac_latency + target.vec_latency + tile_cycles(rows, chunks[-1], height, target.macs)[0]
+    return max(mac, vector_cycles + max(0, wait - -(-rows // target.vec_lanes)))

@@ -23,6 +23,9 @@ from compiler.passes.weights import GATE_SCALE, WeightPolicy
 from isa.numerics import ACT_MAX, quantize
 
 CELL_GATES = {"lstm": 4, "gru": 3, "rnn": 1}  # gate rows per hidden unit
+# vector elements per hidden unit and step (cells.py; the input projection's requantisation
+# included), for the choice of R's tile height (tile.recurrent_height)
+VECTOR_ELEMENTS = {"lstm": 17, "gru": 15, "rnn": 3}
 QUANTIZED = {"lstm": QuantLstmAttrs, "gru": QuantGruAttrs, "rnn": QuantRnnAttrs}
 
 
@@ -77,9 +80,10 @@ class Matrices:
                                   self.order(CELL_GATES[self.node.op]), self.policy.target.macs)
 
     def r(self, weight: np.ndarray, bias: np.ndarray | None = None, gates: int | None = None) -> QMatrix:
-        gates = gates or CELL_GATES[self.node.op]
+        gates, hidden = gates or CELL_GATES[self.node.op], self.node.attrs.hidden
         target = self.policy.target
-        height = recurrent_height(self.node.attrs.hidden, gates, target.macs, target.vec_lanes)
+        vector = -(-VECTOR_ELEMENTS[self.node.op] * hidden // target.vec_lanes)
+        height = recurrent_height(hidden, gates, target, vector)
         return self.policy.matrix(weight, bias, self.h_scale, self.pre_scale, self.node.outputs[:2],
                                   self.order(gates), height)
 
