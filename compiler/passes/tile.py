@@ -60,11 +60,15 @@ def tile_cycles(rows: int, cols: int, height: int, macs: int) -> list[int]:
     return [-(-cols // s) + s - 1 for s in splits]
 
 
-def recurrent_height(hidden: int, gates: int, target: Target, vector_cycles: int) -> int:
+def recurrent_height(hidden: int, gates: int, target: Target, vector_cycles: int, directions: int = 1) -> int:
     """The tile height of a recurrent matrix R (gates x hidden rows, hidden columns): the one among
     `macs`, `macs/2`, ... whose step is estimated shortest (`step_estimate`), the larger on a tie.
     At least two tiles where there are two unit groups: one tile of all of R (a hidden-64 LSTM at
-    256 MACs) would hold the whole step's vector work behind the whole product."""
+    256 MACs) would hold the whole step's vector work behind the whole product. The two directions
+    of a bidirectional layer fill each other's waits instead: whole tiles of `macs` measured best
+    there (bench/schedule.py)."""
+    if directions > 1:
+        return target.macs
     rows, groups = gates * hidden, len(unit_groups(hidden, target.vec_lanes))
     fewest = 2 if groups > 1 else 1
     heights = [h for h in (target.macs >> k for k in range(target.macs.bit_length()))

@@ -83,7 +83,7 @@ class Matrices:
         gates, hidden = gates or CELL_GATES[self.node.op], self.node.attrs.hidden
         target = self.policy.target
         vector = -(-VECTOR_ELEMENTS[self.node.op] * hidden // target.vec_lanes)
-        height = recurrent_height(hidden, gates, target, vector)
+        height = recurrent_height(hidden, gates, target, vector, len(self.node.attrs.directions))
         return self.policy.matrix(weight, bias, self.h_scale, self.pre_scale, self.node.outputs[:2],
                                   self.order(gates), height)
 
