@@ -62,9 +62,11 @@ class MOp:
 class Interleave:
     """Independent streams of ops, side by side: stream i is ops[bounds[i]:bounds[i + 1]].
     Interleaving them one by one gives the in-order vector unit an independent instruction to
-    issue while another waits for its operand (passes/interleave.py)."""
+    issue while another waits for its operand (passes/interleave.py). `delays`, if any: how many
+    rounds each stream joins late (its first ops wait for a later MAC tile)."""
 
     bounds: tuple[int, ...]
+    delays: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,8 @@ def interleave(kernel: Kernel) -> Kernel:
 
 
 def zipped(ops: list[MOp], group: Interleave) -> list[MOp]:
-    """The streams of `group`, one op of each in turn."""
-    streams = [ops[start:end] for start, end in itertools.pairwise(group.bounds)]
+    """The streams of `group`, one op of each in turn, each after its delay (in rounds)."""
+    delays = group.delays or (0,) * (len(group.bounds) - 1)
+    streams = [[None] * late + ops[start:end] for late, (start, end) in zip(delays, itertools.pairwise(group.bounds))]
     assert all(start <= end for start, end in itertools.pairwise(group.bounds)) and group.bounds[-1] <= len(ops)
     return [op for row in itertools.zip_longest(*streams) for op in row if op is not None]

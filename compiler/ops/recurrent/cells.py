@@ -22,9 +22,10 @@ from compiler.ops.recurrent.formats import rescaling
 from compiler.ops.recurrent.records import QuantRecurrentAttrs
 from compiler.passes.lowering import Lowering
 from compiler.passes.matrices import MatrixRefs, matvec, requantize
-from compiler.passes.tile import unit_groups
+from compiler.passes.tile import best_split, unit_groups
 from isa.numerics import GATE_FRAC, UNIT_FRAC
 
+LATE_ROUND = 8  # cycles of one interleaving round of a batch's streams, about (measured: bench/schedule.py)
 MIN_CHAINS = 3  # interleaved unit groups that keep the vector unit issuing (measured: bench/schedule.py)
 
 # scratch vectors per cell kind, in units of hidden
@@ -144,13 +145,27 @@ def _per_group(ctx: Lowering, groups, tiles, rows_per_unit: int, emit: Callable[
     same MAC tile are recorded side by side, for interleave to zip them one by one, so that the
     in-order vector unit always has an independent instruction to issue while another waits for
     its operand. A batch of fewer than MIN_CHAINS groups joins the next (the last, the one
-    before), since fewer chains leave the vector unit waiting on its own latency."""
+    before), since fewer chains leave the vector unit waiting on its own latency; in a batch
+    that spans tiles, a group of a later tile joins the interleaving `_late_rounds` later, so
+    that the earlier groups' ops issue while its tile is still on the array."""
     def last_tile(group: tuple[int, int]) -> int:
         last = rows_per_unit * group[1] - 1
         return next(i for i, (r0, r1) in enumerate(tiles) if r0 <= last < r1)
 
     for batch in _joined([list(batch) for _, batch in itertools.groupby(groups, key=last_tile)]):
-        ctx.side_by_side([lambda u0=u0, u1=u1: emit(u0, u1) for u0, u1 in batch])
+        first, late = last_tile(batch[0]), _late_rounds(ctx, tiles, groups[-1][1])
+        ctx.side_by_side([lambda u0=u0, u1=u1: emit(u0, u1) for u0, u1 in batch],
+                         tuple(late * (last_tile(group) - first) for group in batch))
+
+
+def _late_rounds(ctx: Lowering, tiles, hidden: int) -> int:
+    """Rounds of interleaving a tile's groups wait per tile they come after: a round of the few
+    streams of a batch takes about LATE_ROUND cycles; a tile's product over half the columns
+    shorter than 2 * LATE_ROUND (a 256-lane array) measured best with none."""
+    rows, cols = tiles[0][1] - tiles[0][0], -(-hidden // 2)
+    split = best_split(rows, cols, ctx.target.macs)
+    cycles = -(-cols // split) + split - 1
+    return cycles // LATE_ROUND if cycles >= 2 * LATE_ROUND else 0
 
 
 def _joined(batches: list[list]) -> list[list]:
