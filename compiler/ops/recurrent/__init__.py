@@ -8,6 +8,7 @@ and RNN, all directions of a layer in one node.
     quantize.py       formats, row order and integer weights
     lower.py          the lowering of a layer: directions, batch, lengths, states, waves
     cells.py          one step of each cell as machine ops
+    bound.py          the recurrence bound of each layer, measured on the compiled program
 """
 
 from __future__ import annotations
