@@ -25,7 +25,7 @@ from compiler.passes.matrices import MatrixRefs, matvec, requantize
 from compiler.passes.tile import best_split, unit_groups
 from isa.numerics import GATE_FRAC, UNIT_FRAC
 
-LATE_ROUND = 8  # cycles of one interleaving round of a batch's streams, about (measured: bench/schedule.py)
+LATE_ROUND = 6  # cycles of one interleaving round of a batch's streams, about (measured: bench/schedule.py)
 MIN_CHAINS = 3  # interleaved unit groups that keep the vector unit issuing (measured: bench/schedule.py)
 
 # scratch vectors per cell kind, in units of hidden
