@@ -27,9 +27,11 @@ from compiler.ops.fc import FcAttrs, parameters, quantized_matrix
 from compiler.ops.integer import project
 from compiler.ops.registry import OpDef, free_scale, register
 from compiler.passes.lowering import Lowering
-from compiler.passes.matrices import MatrixRefs, matvec, place_matrix, requantize
+from compiler.passes.matrices import MatrixRefs, best_split, matvec, place_matrix, requantize
+from compiler.passes.reroll import MIN_TRIPS
 
 CONV = "conv"
+MAX_IN_FLIGHT = 4  # positions whose products run side by side, at most
 WINDOW_ELEMENTS = 1 << 22  # window elements made at once by the float and integer semantics
 
 
@@ -39,6 +41,7 @@ class ConvAttrs(FcAttrs):
     starts: np.ndarray  # int64 [positions]: where each output position's window starts
     group: int = 0  # which group of the ONNX Conv: names its buffers apart from its siblings'
     padding: int = 0  # window elements, over all positions, that read zero padding
+    padded: np.ndarray | None = None  # bool [positions, taps]: which taps of each window are padding
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,33 +75,77 @@ def quantize_conv(node: Node, scales: dict[str, float], policy) -> Node:
     return node.quantized(QuantConvAttrs, q=quantized_matrix(node, scales, policy, features=False))
 
 
-def runs(offsets: np.ndarray) -> tuple[tuple[int, int], ...]:
-    """The [k0, k1) stretches of the window that are contiguous in memory: one MV (or MVA) each."""
-    breaks = np.flatnonzero(np.diff(offsets) != 1) + 1
-    return tuple(itertools.pairwise([0, *breaks.tolist(), len(offsets)]))
+def runs(offsets: np.ndarray, kept: np.ndarray | None = None) -> tuple[tuple[int, int], ...]:
+    """The [k0, k1) stretches of the window that are contiguous in memory (and, given `kept`, hold
+    only kept elements): one MV (or MVA) each."""
+    edges = np.diff(offsets) != 1
+    if kept is not None:
+        edges |= np.diff(kept) != 0
+    breaks = np.flatnonzero(edges) + 1
+    pieces = itertools.pairwise([0, *breaks.tolist(), len(offsets)])
+    return tuple((k0, k1) for k0, k1 in pieces if kept is None or kept[k0])
+
+
+def kept_runs(attrs: ConvAttrs, position: int) -> tuple[tuple[int, int], ...]:
+    """The runs of a position's window that read input, padding left out (SPEC rule 3: a lane that
+    multiplies padding does no useful work); a window wholly in padding keeps its runs, since its
+    output is the bias and an instruction must write the accumulator."""
+    if attrs.padded is None or not attrs.padded[position].any():
+        return runs(attrs.offsets)
+    kept = np.repeat(~attrs.padded[position], len(attrs.offsets) // attrs.padded.shape[1])
+    return runs(attrs.offsets, kept) or runs(attrs.offsets)
 
 
 def lower_conv(ctx: Lowering, node: Node, where: Where) -> None:
     key = f"group{node.attrs.group}"
     m = place_matrix(ctx, node.attrs.q, node.source, key)
     x, y = ctx.places[node.inputs[0]], ctx.place(node.outputs[0])
-    accs = [ctx.buffer(f"{node.source}/{key}/acc{k}", "acc", m.q.rows) for k in range(2)]
-    offsets, columns = node.attrs.offsets, runs(node.attrs.offsets)
-    gathered = m.slots and len(columns) > 1
-    window = ctx.buffer(f"{node.source}/{key}/window", "amem", len(offsets)) if gathered else None
-    waves = []
-    for position, start in enumerate(node.attrs.starts.tolist()):
-        first, acc = len(ctx.ops), accs[position % 2]
-        product = Where(where.node, where.layer, what="Wx")
-        if window is not None:
-            _copy_window(ctx, product, window, x + start, offsets, columns)
-            matvec(ctx, m, window, acc, product)
-        else:
-            _window_product(ctx, m, x + start, offsets, columns, acc, product)
-        requantize(ctx, m, Where(where.node, where.layer, what="requantise"), y + position * m.q.rows, acc)
-        waves.append((first, len(ctx.ops)))
-    for row in evenly_spaced(node.attrs.starts):
-        ctx.loop_candidate(waves[row], where)
+    plans = [kept_runs(node.attrs, position) for position in range(len(node.attrs.starts))]
+    rows = evenly_spaced(node.attrs.starts)
+    flight = 1 if m.slots else in_flight(ctx, m, runs(node.attrs.offsets), max(r.stop - r.start for r in rows))
+    # one position at a time: two accumulators in turn, so the next product need not wait for this
+    # requantisation; several side by side: each its own, the others' products come in between
+    accs = [ctx.buffer(f"{node.source}/{key}/acc{k}", "acc", m.q.rows) for k in range(max(2, flight))]
+    window = None
+    if m.slots and len(runs(node.attrs.offsets)) > 1:
+        window = ctx.buffer(f"{node.source}/{key}/window", "amem", len(node.attrs.offsets))
+    groups = itertools.count()
+    for row in rows:
+        waves = []
+        for first in range(row.start, row.stop, flight):
+            positions, at = range(first, min(first + flight, row.stop)), len(ctx.ops)
+            held = accs[next(groups) % 2:][:1] if flight == 1 else accs
+            ctx.side_by_side([lambda p=p, acc=acc: _position(ctx, node, m, x, y, p, plans[p], acc, window, where)
+                              for p, acc in zip(positions, held)])
+            waves.append((at, len(ctx.ops)))
+        ctx.loop_candidate(waves, where)
+
+
+def _position(ctx: Lowering, node: Node, m: MatrixRefs, x: Ref, y: Ref, position: int,
+              columns: tuple[tuple[int, int], ...], acc: Ref, window: Ref | None, where: Where) -> None:
+    """One output position: its window's product into `acc`, then the requantisation into y."""
+    start, offsets = x + int(node.attrs.starts[position]), node.attrs.offsets
+    product = Where(where.node, where.layer, what="Wx")
+    if m.slots:  # no accumulating form: the whole window, padding included, read as one run
+        read = start + int(offsets[0]) if window is None else _copy_window(ctx, product, window, start, offsets)
+        matvec(ctx, m, read, acc, product)
+    else:
+        matvec(ctx, m, start, acc, product, columns, tuple(start + int(offsets[k0]) for k0, _ in columns))
+    requantize(ctx, m, Where(where.node, where.layer, what="requantise"), y + position * m.q.rows, acc)
+
+
+def in_flight(ctx: Lowering, m: MatrixRefs, columns: tuple[tuple[int, int], ...], row: int) -> int:
+    """How many positions run side by side, one run of each in turn: enough that an MVA issues
+    mac_latency cycles after the instruction whose accumulator it continues (SPEC rule 2), with
+    the other positions' (and row tiles') instructions in between; but few enough that a row of
+    `row` positions still has a foldable run of groups between its two border groups (code size).
+    One run: no chain to hide."""
+    if len(columns) < 2:
+        return 1
+    shortest = min(-(-(k1 - k0) // s) + s - 1 for k0, k1 in columns for r0, r1 in m.tiles
+                   for s in [best_split(r1 - r0, k1 - k0, ctx.target.macs)])
+    others = -(-ctx.target.mac_latency // shortest)  # instructions needed between two of a chain
+    return max(1, min(MAX_IN_FLIGHT, -(-(others + 1) // len(m.tiles)), row // (MIN_TRIPS + 2)))
 
 
 def evenly_spaced(starts: np.ndarray) -> list[slice]:
@@ -109,25 +156,20 @@ def evenly_spaced(starts: np.ndarray) -> list[slice]:
     return [slice(a, b) for a, b in itertools.pairwise(edges)]
 
 
-def _window_product(ctx: Lowering, m: MatrixRefs, start: Ref, offsets: np.ndarray,
-                    columns: tuple[tuple[int, int], ...], acc: Ref, where: Where) -> None:
-    """acc = (bias +) W window, reading each run of the window where it lies."""
-    if len(columns) == 1:
-        matvec(ctx, m, start + int(offsets[0]), acc, where)
-        return
-    matvec(ctx, m, start, acc, where, columns, tuple(start + int(offsets[k0]) for k0, _ in columns))
-
-
-def _copy_window(ctx: Lowering, where: Where, window: Ref, start: Ref, offsets: np.ndarray,
-                 columns: tuple[tuple[int, int], ...]) -> None:
-    """The window's runs copied into one run: a compressed matrix has no accumulating form."""
-    for k0, k1 in columns:
+def _copy_window(ctx: Lowering, where: Where, window: Ref, start: Ref, offsets: np.ndarray) -> Ref:
+    """The window's runs copied into one run, `window`: a compressed matrix has no accumulating form."""
+    for k0, k1 in runs(offsets):
         ctx.emit_elementwise("VMOV", where, k1 - k0, dst=window + k0, src=start + int(offsets[k0]))
+    return window
 
 
 def padding_macs(node: Node) -> int:
-    """Each window element read from the padding costs a MAC in every row."""
-    return node.attrs.padding * len(node.attrs.weight)
+    """Each window element multiplied from the padding costs a MAC in every row: all of them for a
+    compressed matrix (its window is copied whole), else only those of windows wholly in padding."""
+    attrs = node.attrs
+    if isinstance(attrs, QuantConvAttrs) and attrs.q.codebook is not None or attrs.padded is None:
+        return attrs.padding * len(attrs.weight)
+    return int(attrs.padded.all(axis=1).sum()) * len(attrs.offsets) * len(attrs.weight)
 
 
 register(OpDef(CONV, "matrix", ConvAttrs, by_windows(float_product),
