@@ -142,6 +142,17 @@ def test_transposes_around_a_conv_fuse_with_its_layout_copies():
     assert [i.mnemonic for i in checked.compiled.program.code].count("VMOV") == 3
 
 
+def test_products_read_the_input_where_the_padded_copy_took_it_from():
+    """Channels-last, each run of a window inside the input is a stretch of the input: the products
+    read it there, so the MAC unit starts before the padded copy (VMOV) is done."""
+    x_shape = (1, 64, 8)
+    model = conv_model((1, 8, 64), 8, kernel=(3,), pads=[1, 1], channels_last=True)
+    checked = _check(model, x_shape)
+    trace = Simulator(checked.compiled.program).timing.trace
+    copy = max((record for record in trace if record["op"] == "VMOV"), key=lambda record: record["end"])
+    assert min(record["start"] for record in trace if record["unit"] == "MAC") < copy["end"]
+
+
 @pytest.mark.parametrize("case", ["Conv1d", "Conv2d", "pruned grouped"])
 def test_compressed_conv_is_bit_exact_through_the_decompression_engine(case):
     """A window of one run reads in place (MVC); one of several runs is copied to one run first."""

@@ -99,53 +99,105 @@ def kept_runs(attrs: ConvAttrs, position: int) -> tuple[tuple[int, int], ...]:
 def lower_conv(ctx: Lowering, node: Node, where: Where) -> None:
     key = f"group{node.attrs.group}"
     m = place_matrix(ctx, node.attrs.q, node.source, key)
-    x, y = ctx.places[node.inputs[0]], ctx.place(node.outputs[0])
-    plans = [kept_runs(node.attrs, position) for position in range(len(node.attrs.starts))]
-    rows = evenly_spaced(node.attrs.starts)
-    flight = 1 if m.slots else in_flight(ctx, m, runs(node.attrs.offsets), max(r.stop - r.start for r in rows))
-    # one position at a time: two accumulators in turn, so the next product need not wait for this
-    # requantisation; several side by side: each its own, the others' products come in between
-    accs = [ctx.buffer(f"{node.source}/{key}/acc{k}", "acc", m.q.rows) for k in range(max(2, flight))]
+    x, y = Reader.of(ctx, node.inputs[0]), ctx.place(node.outputs[0])
+    positions = range(len(node.attrs.starts))
+    plans = [runs(node.attrs.offsets) if m.slots else kept_runs(node.attrs, p) for p in positions]
+    rows = lines(node.attrs.starts, plans)
+    flight = 1 if m.slots else in_flight(ctx, m, runs(node.attrs.offsets), max(map(len, rows)))
+    # two sets of accumulators in turn, so the next group's products need not wait for this
+    # group's requantisations
+    accs = [ctx.buffer(f"{node.source}/{key}/acc{k}", "acc", m.q.rows) for k in range(2 * flight)]
     window = None
     if m.slots and len(runs(node.attrs.offsets)) > 1:
         window = ctx.buffer(f"{node.source}/{key}/window", "amem", len(node.attrs.offsets))
     groups = itertools.count()
     for row in rows:
         waves = []
-        for first in range(row.start, row.stop, flight):
-            positions, at = range(first, min(first + flight, row.stop)), len(ctx.ops)
-            held = accs[next(groups) % 2:][:1] if flight == 1 else accs
+        for first in range(0, len(row), flight):
+            positions, at = row[first:first + flight].tolist(), len(ctx.ops)
+            held = accs[next(groups) % 2 * flight:][:flight]
             ctx.side_by_side([lambda p=p, acc=acc: _position(ctx, node, m, x, y, p, plans[p], acc, window, where)
                               for p, acc in zip(positions, held)])
             waves.append((at, len(ctx.ops)))
         ctx.loop_candidate(waves, where)
 
 
-def _position(ctx: Lowering, node: Node, m: MatrixRefs, x: Ref, y: Ref, position: int,
+@dataclass(frozen=True)
+class Reader:
+    """Where a run of the conv's input is read: where the gather that made the input (the padded,
+    channels-last copy) took it from, when that is one stretch of one of its inputs, so the
+    products need not wait for the copy; else in the input itself."""
+
+    place: Ref
+    index: np.ndarray | None = None  # the gather's: input element -> element of its inputs end to end
+    sources: tuple[Ref, ...] = ()  # the gather's inputs' places
+    bases: np.ndarray | None = None  # where each of them starts, end to end
+
+    @classmethod
+    def of(cls, ctx: Lowering, tensor: str) -> Reader:
+        made = [n for n in ctx.graph.nodes if tensor in n.outputs and n.op == "gather"]
+        if not made or not all(name in ctx.places for name in made[0].inputs):
+            return cls(ctx.places[tensor])
+        sizes = [ctx.graph.size(name) for name in made[0].inputs]
+        return cls(ctx.places[tensor], made[0].attrs.index, tuple(ctx.places[name] for name in made[0].inputs),
+                   np.cumsum([0, *sizes]))
+
+    def run(self, start: int, n: int) -> Ref:
+        if self.index is None:
+            return self.place + start
+        taken = self.index[start:start + n]
+        source = int(np.searchsorted(self.bases, taken[0], side="right")) - 1
+        if taken[-1] - taken[0] != n - 1 or taken[-1] >= self.bases[source + 1] or np.any(np.diff(taken) != 1):
+            return self.place + start
+        return self.sources[source] + int(taken[0] - self.bases[source])
+
+
+def _position(ctx: Lowering, node: Node, m: MatrixRefs, x: Reader, y: Ref, position: int,
               columns: tuple[tuple[int, int], ...], acc: Ref, window: Ref | None, where: Where) -> None:
     """One output position: its window's product into `acc`, then the requantisation into y."""
-    start, offsets = x + int(node.attrs.starts[position]), node.attrs.offsets
+    start, offsets = int(node.attrs.starts[position]), node.attrs.offsets
     product = Where(where.node, where.layer, what="Wx")
     if m.slots:  # no accumulating form: the whole window, padding included, read as one run
-        read = start + int(offsets[0]) if window is None else _copy_window(ctx, product, window, start, offsets)
+        read = x.run(start + int(offsets[0]), len(offsets)) if window is None else \
+            _copy_window(ctx, product, window, x, start, offsets)
         matvec(ctx, m, read, acc, product)
     else:
-        matvec(ctx, m, start, acc, product, columns, tuple(start + int(offsets[k0]) for k0, _ in columns))
+        sources = tuple(x.run(start + int(offsets[k0]), k1 - k0) for k0, k1 in columns)
+        matvec(ctx, m, sources[0], acc, product, columns, sources)
     requantize(ctx, m, Where(where.node, where.layer, what="requantise"), y + position * m.q.rows, acc)
 
 
 def in_flight(ctx: Lowering, m: MatrixRefs, columns: tuple[tuple[int, int], ...], row: int) -> int:
-    """How many positions run side by side, one run of each in turn: enough that an MVA issues
-    mac_latency cycles after the instruction whose accumulator it continues (SPEC rule 2), with
-    the other positions' (and row tiles') instructions in between; but few enough that a row of
-    `row` positions still has a foldable run of groups between its two border groups (code size).
-    One run: no chain to hide."""
+    """How many positions run side by side, one run of each in turn, each into its own accumulator:
+    enough that the other positions' (and row tiles') instructions fill the mac_latency cycles
+    before an MVA may read the accumulator it continues (SPEC rule 2); but few enough that a line
+    of `row` positions still folds (MIN_TRIPS trips of two groups). One run: no chain to hide."""
     if len(columns) < 2:
         return 1
     shortest = min(-(-(k1 - k0) // s) + s - 1 for k0, k1 in columns for r0, r1 in m.tiles
                    for s in [best_split(r1 - r0, k1 - k0, ctx.target.macs)])
     others = -(-ctx.target.mac_latency // shortest)  # instructions needed between two of a chain
-    return max(1, min(MAX_IN_FLIGHT, -(-(others + 1) // len(m.tiles)), row // (MIN_TRIPS + 2)))
+    return max(1, min(MAX_IN_FLIGHT, -(-(others + 1) // len(m.tiles)), row // (2 * MIN_TRIPS)))
+
+
+def lines(starts: np.ndarray, plans: list[tuple[tuple[int, int], ...]]) -> list[np.ndarray]:
+    """The positions as loop candidates: those whose windows have the same runs (`plans`: the
+    border positions' are trimmed of padding), in lines of evenly spaced starts, so that the
+    positions side by side have the same shape and each line's groups fold into one LOOP."""
+    alike: dict[tuple, list[int]] = {}
+    for position, plan in enumerate(plans):
+        alike.setdefault(plan, []).append(position)
+    return [np.asarray(group)[line] for group in alike.values() for line in _lines(starts[group])]
+
+
+def _lines(starts: np.ndarray) -> list[np.ndarray]:
+    """Evenly spaced runs of `starts`: its rows, or its columns where there are more rows than
+    columns (a tall, narrow output, as a spectrogram's), so that each loop folds more trips."""
+    rows = evenly_spaced(starts)
+    order, width = np.arange(len(starts)), rows[0].stop
+    if len(rows) > width and all(r.stop - r.start == width for r in rows):
+        order = order.reshape(-1, width).T.ravel()
+    return [order[line] for line in evenly_spaced(starts[order])]
 
 
 def evenly_spaced(starts: np.ndarray) -> list[slice]:
@@ -156,10 +208,10 @@ def evenly_spaced(starts: np.ndarray) -> list[slice]:
     return [slice(a, b) for a, b in itertools.pairwise(edges)]
 
 
-def _copy_window(ctx: Lowering, where: Where, window: Ref, start: Ref, offsets: np.ndarray) -> Ref:
+def _copy_window(ctx: Lowering, where: Where, window: Ref, x: Reader, start: int, offsets: np.ndarray) -> Ref:
     """The window's runs copied into one run, `window`: a compressed matrix has no accumulating form."""
     for k0, k1 in runs(offsets):
-        ctx.emit_elementwise("VMOV", where, k1 - k0, dst=window + k0, src=start + int(offsets[k0]))
+        ctx.emit_elementwise("VMOV", where, k1 - k0, dst=window + k0, src=x.run(start + int(offsets[k0]), k1 - k0))
     return window
 
 
