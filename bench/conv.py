@@ -4,7 +4,8 @@ Each layer reads its input channels-last and gives its output so (a Transpose on
 a front end feeding a recurrent layer has: they fuse with the Conv's own layout gathers), and, for
 the first two, also alone in ONNX's [N, C, ...] layout, where the two transposes are element-by-
 element copies on the vector unit. For each layer: the useful MACs the program does (the ISA
-table's count, zero padding included), the share of them that multiply padding, the cycles next
+table's count; the runs of a window in zero padding are skipped), the share of the window
+elements that lie in padding (skipped, no MACs), the cycles next
 to the bound max(useful MACs / macs, vector elements / vec_lanes), MAC utilisation (useful MACs /
 (cycles x macs)), the weight bytes stored and the instructions (a layer's positions fold into
 LOOPs).
@@ -47,7 +48,7 @@ CASES = [*((layer, True) for layer in LAYERS.items()), *((layer, False) for laye
 
 
 def padding_share(x_shape: tuple[int, ...], kernel: tuple[int, ...], attrs: dict) -> float:
-    """The share of the window elements read that are padding (every channel alike)."""
+    """The share of the window elements that are padding (every channel alike): skipped."""
     rank, strides = len(kernel), attrs.get("strides", [1] * len(kernel))
     pads = attrs.get("pads", [0] * 2 * rank)
     axes = []
@@ -78,7 +79,7 @@ def front_ends() -> None:
 
 
 def main() -> None:
-    print(f"{'layer':<34} {'MACs':>8} {'pad':>6} {'cycles':>8} {'bound':>8} {'MAC util':>8} {'of bound':>8} "
+    print(f"{'layer':<34} {'MACs':>8} {'skip':>6} {'cycles':>8} {'bound':>8} {'MAC util':>8} {'of bound':>8} "
           f"{'weight B':>8} {'instrs':>6}")
     for (layer, (shape, out, kernel, attrs)), channels_last in CASES:
         model = conv_model(shape, out, kernel, channels_last=channels_last, **attrs)

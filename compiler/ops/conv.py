@@ -5,12 +5,19 @@ window is a few contiguous runs of activation memory: one run for a 1-D kernel o
 per kernel row for a 2-D one, one per tap when dilated or grouped. The node holds the weight as
 [out, window] (taps, then channels: the runs' order), `offsets`, each window element's place
 relative to the window's start, and `starts`, each output position's window start. Its output is
-[positions, out], channels-last. Quantisation and weight placement are fc's (per output channel);
-the lowering is one matrix-vector product per position: MV (or MVB) over the first run, MVA over
-the others, then the requantisation, into one of two accumulators in turn (so the next product
-need not wait for this requantisation); the positions differ only by address steps, so reroll
-folds them into a LOOP (of two positions per trip). A compressed matrix has no accumulating
-form: its window is copied to one run first (VMOV).
+[positions, out], channels-last; `padded` says which taps of each window are padding.
+Quantisation and weight placement are fc's (per output channel); the lowering is one
+matrix-vector product per position: MV (or MVB) over the first run, MVA over the others, then
+the requantisation. The runs (or parts of runs) that lie in padding are left out (SPEC rule 3: a
+lane that multiplies padding does no useful work). Several positions run side by side, one run
+of each in turn, each into its own accumulator, so an MVA does not wait for the accumulator the
+previous instruction wrote (SPEC rule 2), and two sets of accumulators take turns, so the next
+group need not wait for this one's requantisations. Positions whose windows have the same runs,
+in lines of evenly spaced starts, differ only by address steps, so reroll folds each line into a
+LOOP (of two groups per trip). A run that is one stretch of the gather that made the input (the
+padded copy) is read where that gather read it, so the products need not wait for the copy. A
+compressed matrix has no accumulating form: its window, padding included, is read as one run
+(copied to one first if it has several: VMOV).
 """
 
 from __future__ import annotations
@@ -143,11 +150,12 @@ class Reader:
                    np.cumsum([0, *sizes]))
 
     def run(self, start: int, n: int) -> Ref:
+        """Where the n input elements from `start` on can be read."""
         if self.index is None:
             return self.place + start
         taken = self.index[start:start + n]
         source = int(np.searchsorted(self.bases, taken[0], side="right")) - 1
-        if taken[-1] - taken[0] != n - 1 or taken[-1] >= self.bases[source + 1] or np.any(np.diff(taken) != 1):
+        if np.any(np.diff(taken) != 1) or taken[-1] >= self.bases[source + 1]:
             return self.place + start
         return self.sources[source] + int(taken[0] - self.bases[source])
 
