@@ -123,9 +123,10 @@ def Conv(b, node, name: str, *, auto_pad="NOTSET", dilations=None, group=1, kern
     for k in range(group):
         starts, offsets = _windows(padded_shape, g, channels // group, k * (channels // group))
         rows = slice(k * per_group, (k + 1) * per_group)
+        in_padding = is_padding[starts[:, None] + offsets[None, :]]
         attrs = ConvAttrs(weight=np.ascontiguousarray(matrix[rows]), bias=None if bias is None else bias[rows],
-                          offsets=offsets, starts=starts, group=k,
-                          padding=int(is_padding[starts[:, None] + offsets[None, :]].sum()))
+                          offsets=offsets, starts=starts, group=k, padding=int(in_padding.sum()),
+                          padded=in_padding[:, ::channels // group] if in_padding.any() else None)
         outputs.append(f"{name}/group{k}" if group > 1 else f"{name}/channels-last")
         b.emit(Node("conv", name, (source,), (outputs[-1],), attrs), {outputs[-1]: (len(starts), per_group)})
     order = np.arange(len(starts) * out_channels).reshape(group, len(starts), per_group)
