@@ -133,7 +133,7 @@ def _layer(nodes: list[Node], mine: list, stored: int, target_env: dict, program
     and names the nodes that hold them (`shares_weights_with`)."""
     params = [OPS[node.op].parameters(node.attrs) for node in nodes]
     states = OPS[nodes[-1].op].states(nodes[-1])
-    padding = sum(OPS[node.op].padding_macs(node) for node in nodes)
+    padding = sum(OPS[node.op].padding_macs(node, program.target) for node in nodes)
     weights = 0 if shares else sum(_parameters(value) for p in params for value in p.weights.values())
     biases = sum(value.size for p in params for value in p.biases.values())
     return {

@@ -146,13 +146,13 @@ def _depthwise(b, node, name: str, source: str, is_padding: np.ndarray, padded_s
     channels, out_channels = padded_shape[-1], weight.shape[0]
     multiplier = out_channels // channels
     starts, taps = windows(padded_shape, g, 1, 0)
-    padding = int(is_padding[starts[:, None] + taps[None, :]].sum()) * channels
+    padded = window_padding(is_padding, starts, taps, 1)["padded"]
     kernels = weight.reshape(out_channels, -1)
     bias = np.zeros(out_channels, np.float32) if bias is None else bias
     outputs = []
     for j in range(multiplier):
         attrs = DepthwiseAttrs(weight=np.ascontiguousarray(kernels[j::multiplier]), bias=bias[j::multiplier],
-                               taps=taps, starts=starts, padding=padding, multiple=j)
+                               taps=taps, starts=starts, padded=padded, multiple=j)
         outputs.append(f"{name}/depthwise{j}" if multiplier > 1 else f"{name}/channels-last")
         b.emit(Node("depthwise", name, (source,), (outputs[-1],), attrs), {outputs[-1]: (len(starts), channels)})
     order = np.arange(len(starts) * out_channels).reshape(multiplier, len(starts), channels)

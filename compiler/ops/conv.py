@@ -36,6 +36,7 @@ from compiler.ops.registry import OpDef, free_scale, register
 from compiler.passes.lowering import Lowering
 from compiler.passes.matrices import MatrixRefs, best_split, matvec, place_matrix, requantize
 from compiler.passes.reroll import MIN_TRIPS
+from isa.target import Target
 
 CONV = "conv"
 MAX_IN_FLIGHT = 4  # positions whose products run side by side, at most
@@ -223,7 +224,7 @@ def _copy_window(ctx: Lowering, where: Where, window: Ref, x: Reader, start: int
     return window
 
 
-def padding_macs(node: Node) -> int:
+def padding_macs(node: Node, target: Target) -> int:
     """Each window element multiplied from the padding costs a MAC in every row: all of them for a
     compressed matrix (its window is copied whole), else only those of windows wholly in padding."""
     attrs = node.attrs
