@@ -28,7 +28,9 @@ TABLE_SEGMENTS = 256
 
 
 def saturate(v: np.ndarray, lo: int, hi: int) -> np.ndarray:
-    return np.clip(v, lo, hi)
+    """np.clip's result, without its per-call checks of the bounds (the simulator saturates
+    thousands of times per inference)."""
+    return np.minimum(np.maximum(v, lo), hi)
 
 
 def sat_act(v: np.ndarray) -> np.ndarray:
@@ -42,6 +44,8 @@ def sat_acc(v: np.ndarray) -> np.ndarray:
 def round_shift(v: np.ndarray, shift: np.ndarray | int) -> np.ndarray:
     """Arithmetic right shift rounding half up: (v + 2**(shift-1)) >> shift; shift 0 is exact."""
     v = np.asarray(v, dtype=np.int64)
+    if isinstance(shift, (int, np.integer)):  # one shift for all: no per-element rounding term
+        return np.right_shift(v + (1 << (int(shift) - 1) if shift > 0 else 0), int(shift))
     shift = np.asarray(shift, dtype=np.int64)
     half = np.where(shift > 0, np.left_shift(np.int64(1), np.maximum(shift - 1, 0)), 0)
     return np.right_shift(v + half, shift)

@@ -192,9 +192,10 @@ def _table(m: Machine, s: Step) -> np.ndarray:
 
 @semantics("VACT")
 def _vact(m: Machine, s: Step) -> None:
+    """table(sat_act(src << up)), read from the table's expansion (machine.Tables)."""
     a = s.args
-    src = numerics.sat_act(np.left_shift(m.amem[:, _at(a["src"], a["n"])].astype(np.int64), a["up"]))
-    m.amem[:, _at(a["dst"], a["n"])] = numerics.table_lookup(_table(m, s), src)
+    _table(m, s)
+    m.amem[:, _at(a["dst"], a["n"])] = m.tables.lookup(a["table"], a["up"])[m.amem[:, _at(a["src"], a["n"])]]
 
 
 @semantics("VRELU")

@@ -35,6 +35,7 @@ from isa.tensors import StateDesc, TensorDesc
 from runtime_sim.breakdown import Breakdown
 from runtime_sim.machine import (
     Machine,
+    Tables,
     WeightMemory,
     check_descriptors,
     check_instruction,
@@ -71,6 +72,7 @@ class IslandRun:
 @dataclass(frozen=True)
 class _Plan:
     stream: list[tuple[int, Instruction]]
+    steps: tuple[Step, ...]  # the stream with operands decoded and semantics looked up, once
     extents: dict[str, int]
     timing: Timing
     layers: tuple[int, list[dict]]
@@ -100,11 +102,15 @@ class Simulator:
         reach = {**extents(_checked_footprints(stream, sizes, prog.target)), "host": sizes["host"]}
         layers = Breakdown(prog)
         timing = schedule(stream, prog.target, self.keep_trace, layers.add, reach)
-        return _Plan(stream, reach, timing, layers.result())
+        return _Plan(stream, tuple(Step.of(pc, instr) for pc, instr in stream), reach, timing, layers.result())
 
     @cached_property
     def _wmem(self) -> WeightMemory:
         return WeightMemory(self.program)
+
+    @cached_property
+    def _tables(self) -> Tables:
+        return Tables(list(self.program.tables.values()))
 
     @property
     def timing(self) -> Timing:
@@ -153,12 +159,12 @@ class Simulator:
 
     def machine(self, batch: int = 1) -> Machine:
         """Fresh machine state for `batch` inferences (zeroed memories, weights loaded)."""
-        return Machine.empty(batch, self._plan.extents, self._wmem, list(self.program.tables.values()))
+        return Machine.empty(batch, self._plan.extents, self._wmem, self._tables)
 
     def execute(self, m: Machine) -> None:
         """Run the whole program on `m` in program order (the raw-integer level, for debugging)."""
-        for pc, instr in self._plan.stream:
-            Step.of(pc, instr)(m)
+        for step in self._plan.steps:
+            step(m)
 
     def _invoke(self, m: Machine, quantised: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One run of the program on machine `m`: inputs in, code, outputs out."""
