@@ -27,10 +27,15 @@ MAX_SHIFT = 63
 TABLE_SEGMENTS = 256
 
 
+try:  # the ufunc behind np.clip: the same values, without np.clip's per-call checks of the bounds
+    from numpy._core.umath import clip as _clip
+except ImportError:  # numpy 1.x
+    from numpy.core.umath import clip as _clip
+
+
 def saturate(v: np.ndarray, lo: int, hi: int) -> np.ndarray:
-    """np.clip's result, without its per-call checks of the bounds (the simulator saturates
-    thousands of times per inference)."""
-    return np.minimum(np.maximum(v, lo), hi)
+    """Clip to [lo, hi]: in one pass, as the simulator saturates thousands of times per inference."""
+    return _clip(v, lo, hi)
 
 
 def sat_act(v: np.ndarray) -> np.ndarray:
@@ -58,7 +63,7 @@ def requantize(acc: np.ndarray, mult: np.ndarray, shift: np.ndarray) -> np.ndarr
 
 def multiply(a: np.ndarray, b: np.ndarray, shift: int) -> np.ndarray:
     """Element-wise product of two activations, rescaled by 2**-shift."""
-    return sat_act(round_shift(np.asarray(a, np.int64) * np.asarray(b, np.int64), shift))
+    return sat_act(round_shift(np.multiply(a, b, dtype=np.int64), shift))
 
 
 def add(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -33,6 +33,7 @@ from isa.loops import MAX_EXECUTED, expand_program
 from isa.target import Target
 from isa.tensors import StateDesc, TensorDesc
 from runtime_sim.breakdown import Breakdown
+from runtime_sim.fusion import Levels, fused_steps
 from runtime_sim.machine import (
     Machine,
     Tables,
@@ -73,6 +74,7 @@ class IslandRun:
 class _Plan:
     stream: list[tuple[int, Instruction]]
     steps: tuple[Step, ...]  # the stream with operands decoded and semantics looked up, once
+    fused: tuple[Step, ...]  # the same, independent instructions of a kind fused (runtime_sim.fusion)
     extents: dict[str, int]
     timing: Timing
     layers: tuple[int, list[dict]]
@@ -99,10 +101,12 @@ class Simulator:
         sizes = memory_sizes(prog)
         check_descriptors(prog, sizes)
         stream = expand_program(prog, self.max_instructions)
-        reach = {**extents(_checked_footprints(stream, sizes, prog.target)), "host": sizes["host"]}
+        levels = Levels(sizes)
+        reach = {**extents(levels.observe(_checked_footprints(stream, sizes, prog.target))), "host": sizes["host"]}
         layers = Breakdown(prog)
         timing = schedule(stream, prog.target, self.keep_trace, layers.add, reach)
-        return _Plan(stream, tuple(Step.of(pc, instr) for pc, instr in stream), reach, timing, layers.result())
+        steps = _steps(stream)
+        return _Plan(stream, steps, fused_steps(steps, levels.levels), reach, timing, layers.result())
 
     @cached_property
     def _wmem(self) -> WeightMemory:
@@ -161,9 +165,11 @@ class Simulator:
         """Fresh machine state for `batch` inferences (zeroed memories, weights loaded)."""
         return Machine.empty(batch, self._plan.extents, self._wmem, self._tables)
 
-    def execute(self, m: Machine) -> None:
-        """Run the whole program on `m` in program order (the raw-integer level, for debugging)."""
-        for step in self._plan.steps:
+    def execute(self, m: Machine, fused: bool = True) -> None:
+        """Run the whole program on `m` (the raw-integer level, for debugging): independent
+        instructions fused (runtime_sim.fusion), or with fused=False one at a time in program
+        order, the order the fused one is tested against."""
+        for step in self._plan.fused if fused else self._plan.steps:
             step(m)
 
     def _invoke(self, m: Machine, quantised: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -292,6 +298,17 @@ def checked_state(shapes: Mapping[str, tuple[int, ...]], values: Mapping[str, ob
         if len(array) != (samples or 1):
             raise RnnaccelError(f"the stream has {samples} samples but state '{name}' has {len(array)}")
     return arrays
+
+
+def _steps(stream: list[tuple[int, Instruction]]) -> tuple[Step, ...]:
+    """The stream ready to execute; a loop's unchanged instructions share one Step."""
+    last: dict[int, Step] = {}  # by pc, the latest
+    steps = []
+    for pc, instr in stream:
+        if pc not in last or last[pc].instr != instr:
+            last[pc] = Step.of(pc, instr)
+        steps.append(last[pc])
+    return tuple(steps)
 
 
 def _checked_footprints(stream: list[tuple[int, Instruction]], sizes: dict[str, int], target: Target):
