@@ -160,8 +160,8 @@ class Tables:
         return self.tables[number]
 
     def _lookup(self, number: int, up: int) -> np.ndarray:
-        """table(sat_act(x << up)) for every int16 x, ordered so that indexing with x itself works
-        (a negative x counts from the end)."""
+        """table(sat_act(x << up)) for every int16 x, at x's bits read as uint16 (x, or 65536 + x
+        below 0): indexing with the activations' uint16 view needs no conversion or bounds check."""
         x = np.arange(numerics.ACT_MIN, numerics.ACT_MAX + 1, dtype=np.int64)
         out = numerics.table_lookup(self.tables[number], numerics.sat_act(np.left_shift(x, up)))
         return np.roll(out.astype(np.int16), -numerics.ACT_MIN)

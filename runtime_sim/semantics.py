@@ -217,7 +217,8 @@ def _vact(m: Machine, s: Step) -> None:
     """table(sat_act(src << up)), read from the table's expansion (machine.Tables)."""
     a = s.args
     _table(m, s)
-    m.amem[:, s.at("dst", "n")] = m.tables.lookup(a["table"], a["up"])[m.amem[:, s.at("src", "n")]]
+    src = m.amem[:, s.at("src", "n")].view(np.uint16)  # the expansion's order: x, or 65536 + x below 0
+    m.amem[:, s.at("dst", "n")] = m.tables.lookup(a["table"], a["up"]).take(src, mode="clip")
 
 
 @semantics("VRELU")
