@@ -13,8 +13,10 @@ step through each instruction together) in chunks that keep memory bounded. The 
 checked (every address inside its memory, no matrix-vector op wider than the MAC array) and
 scheduled once, on the first run; timing is data-independent, so the statistics and trace
 are the same for every sample. The trace (a record per executed instruction) is kept only when
-asked for: the statistics are accumulated as the schedule is built, and each instruction's
-semantics are looked up as it runs, so memory per executed instruction is one (pc, Instruction).
+asked for: the statistics are accumulated as the schedule is built. What a run needs beyond the
+data is prepared with the schedule too: each instruction's decoded operands and semantics (a
+Step, shared by a loop's unchanged instructions) and the fused steps (runtime_sim.fusion) that a
+run executes, so a warm run is the arithmetic and little else.
 """
 
 from __future__ import annotations
