@@ -67,11 +67,11 @@ def multiply(a: np.ndarray, b: np.ndarray, shift: int) -> np.ndarray:
 
 
 def add(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return sat_act(np.asarray(a, np.int64) + np.asarray(b, np.int64))
+    return sat_act(np.add(a, b, dtype=np.int64))
 
 
 def subtract(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return sat_act(np.asarray(a, np.int64) - np.asarray(b, np.int64))
+    return sat_act(np.subtract(a, b, dtype=np.int64))
 
 
 def clamp(a: np.ndarray, lo: int, hi: int) -> np.ndarray:
@@ -231,7 +231,7 @@ def dequantize(q: np.ndarray, scale: float) -> np.ndarray:
 def requantize_add(acc: np.ndarray, mult: np.ndarray, shift: np.ndarray, addend: np.ndarray) -> np.ndarray:
     """Requantise an accumulator and add an activation, saturating once at the end."""
     scaled = round_shift(sat_acc(acc) * np.asarray(mult, dtype=np.int64), shift)
-    return sat_act(scaled + np.asarray(addend, dtype=np.int64))
+    return sat_act(np.add(scaled, addend, dtype=np.int64))
 
 
 def reduce_max(a: np.ndarray) -> np.ndarray:
