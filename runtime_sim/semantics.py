@@ -12,6 +12,7 @@ integer below 2**46 (int16 x int16 products, at most 65535 columns), so it is ex
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -102,39 +103,35 @@ def _ldc(m: Machine, s: Step) -> None:
     m.amem[:, s.at("dst", "n")] = m.wmem.constants(a["src"], a["n"])
 
 
-@semantics("MV")
-def _mv(m: Machine, s: Step) -> None:
-    m.acc[:, s.at("acc", "rows")] = _dot(m, s)
-
-
-@semantics("MVB")
-def _mvb(m: Machine, s: Step) -> None:
-    m.acc[:, s.at("acc", "rows")] = _dot(m, s) + s.decoded(m, "bias", lambda one: m.wmem.biases(one.args["bias"],
-                                                                                                 one.args["rows"]))
-
-
-@semantics("MVA")
-def _mva(m: Machine, s: Step) -> None:
-    m.acc[:, s.at("acc", "rows")] += _dot(m, s)
-
-
-def _depthwise(m: Machine, a: dict[str, int]) -> np.ndarray:
+def _depthwise(m: Machine, s: Step) -> np.ndarray:
     """sum_t W[t, r] * x[t*step + r] for every sample and lane r, as int64 (B, rows): lane r reads
     its own channel of each tap."""
+    a = s.args
     w = m.wmem.matrix(a["w"], a["rows"], a["taps"]).astype(np.int64)
     lanes = a["x"] + a["step"] * np.arange(a["taps"])[:, None] + np.arange(a["rows"])[None, :]
     return np.einsum("btr,tr->br", m.amem[:, lanes].astype(np.int64), w)
 
 
-@semantics("MVDB")
-def _mvdb(m: Machine, s: Step) -> None:
-    a = s.args
-    m.acc[:, s.at("acc", "rows")] = _depthwise(m, a) + m.wmem.biases(a["bias"], a["rows"])
+def _bias(m: Machine, s: Step) -> np.ndarray:
+    return s.decoded(m, "bias", lambda one: m.wmem.biases(one.args["bias"], one.args["rows"]))
 
 
-@semantics("MVDA")
-def _mvda(m: Machine, s: Step) -> None:
-    m.acc[:, s.at("acc", "rows")] += _depthwise(m, s.args)
+def _set(product: Callable, m: Machine, s: Step) -> None:
+    m.acc[:, s.at("acc", "rows")] = product(m, s)
+
+
+def _preload(product: Callable, m: Machine, s: Step) -> None:
+    m.acc[:, s.at("acc", "rows")] = product(m, s) + _bias(m, s)
+
+
+def _accumulate(product: Callable, m: Machine, s: Step) -> None:
+    m.acc[:, s.at("acc", "rows")] += product(m, s)
+
+
+# the matrix-vector family: which product each computes, and how it meets the accumulators
+for _mnemonic, _product, _form in (("MV", _dot, _set), ("MVB", _dot, _preload), ("MVA", _dot, _accumulate),
+                                   ("MVDB", _depthwise, _preload), ("MVDA", _depthwise, _accumulate)):
+    semantics(_mnemonic)(functools.partial(_form, _product))
 
 
 @semantics("MVC")
