@@ -10,20 +10,21 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
 from compiler.ir import Packing
 
 
-@dataclass(frozen=True)
-class Ref:
-    """An address: `offset` units into buffer `buffer`."""
+class Ref(NamedTuple):
+    """An address: `offset` units into buffer `buffer`. A named tuple rather than a frozen
+    dataclass: a long sequence makes hundreds of thousands, and reroll compares them all."""
 
     buffer: str
     offset: int = 0
 
-    def __add__(self, delta: int) -> Ref:
+    def __add__(self, delta: int) -> Ref:  # type: ignore[override]  # an address moves; tuples do not concatenate
         return Ref(self.buffer, self.offset + delta)
 
 
