@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import numpy as np
@@ -24,9 +25,12 @@ def float_ranges(node: Node, x: np.ndarray, h0: np.ndarray | None = None,
     (every step's h and c, the initial states included, and its Relus' outputs)."""
     seen = {"h": 0.0, "c": 0.0, "gate": 0.0, "candidate": 0.0}
     cell = CELLS[node.op]
+    # the matrices in float64 once: a float32 matrix times float64 states is cast again every step,
+    # several times slower than the product itself on a wide layer (the same values either way)
+    attrs = dataclasses.replace(node.attrs, W=node.attrs.W.astype(np.float64), R=node.attrs.R.astype(np.float64))
 
     def step(d: int, x_t: np.ndarray, h: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        h_new, c_new = cell(node.attrs, d, x_t, h, c, seen)
+        h_new, c_new = cell(attrs, d, x_t, h, c, seen)
         for key, value in (("h", h), ("h", h_new), ("c", c), ("c", c_new)):
             _note(seen, key, value)
         return h_new, c_new
