@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -41,7 +42,8 @@ def measure(tree: Path, hidden: int, steps: int, timeout: float) -> str:
     """'seconds s, peak MB' of one compile in a fresh interpreter on `tree`'s code, or why not."""
     command = [sys.executable, "-c", CHILD, str(hidden), str(steps), json.dumps(BIG_MEMORIES)]
     try:
-        done = subprocess.run(command, cwd=tree, env={"PYTHONPATH": str(tree)}, capture_output=True, text=True,
+        environment = {**os.environ, "PYTHONPATH": str(tree)}
+        done = subprocess.run(command, cwd=tree, env=environment, capture_output=True, text=True,
                               timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         return f"over {timeout:.0f} s"

@@ -25,7 +25,7 @@ class Ref(NamedTuple):
     offset: int = 0
 
     def __add__(self, delta: int) -> Ref:  # type: ignore[override]  # an address moves; tuples do not concatenate
-        return Ref(self.buffer, self.offset + delta)
+        return tuple.__new__(Ref, (self.buffer, self.offset + delta))
 
 
 @dataclass(frozen=True)

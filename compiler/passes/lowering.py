@@ -78,6 +78,9 @@ class Lowering:
     def emit_elementwise(self, mnemonic: str, where: Where, n: int, **operands: int | str | Ref) -> None:
         """Emit an element-wise op over n elements, in as many pieces as its `n` field needs."""
         limit, strides = _piecing(mnemonic)
+        if n <= limit:  # one piece, the common case: nothing moves
+            self.ops.append(MOp(mnemonic, {"n": n, **operands}, where))
+            return
         for start in range(0, n, limit):
             moved = {k: v + start * strides[k] if isinstance(v, Ref) else v for k, v in operands.items()}
             self.emit(mnemonic, where, n=min(limit, n - start), **moved)
