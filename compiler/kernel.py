@@ -41,7 +41,7 @@ class Buffer:
     persistent: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per instruction of a long sequence, before reroll folds them
 class Where:
     """What an instruction is for, as the listing's comment and the report tell it."""
 
@@ -52,7 +52,7 @@ class Where:
     what: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per instruction of a long sequence, before reroll folds them
 class MOp:
     mnemonic: str
     operands: dict[str, int | str | Ref]

@@ -88,35 +88,30 @@ def _advanced(op: Instruction, strides: np.ndarray, i: int, pc: int) -> Instruct
     return Instruction(op.op, args)
 
 
-def counted(program: Program, steady: Callable[[Instruction, np.ndarray], bool],
-            limit: int | None = None) -> list[tuple[int, Instruction, int]]:
+def counted(program: Program, steady: Callable[[Instruction, np.ndarray], bool]) -> list[tuple[int, Instruction, int]]:
     """The executed stream as (pc, instruction, times): a loop-body instruction for which
     `steady(instruction, its strides)` holds stands once for all its iterations, so a caller whose
     figures do not read the fields that advance pays per instruction of code, not per iteration;
-    the others are expanded as `expand` does. The compiler's report counts with no limit: what it
-    expands is only what changes its figures; a given `limit` is checked as `expand` checks it."""
+    the others are expanded as `expand` does. No limit applies (the compiler's report counts this
+    way): the stream is not built, only what changes the figures is expanded."""
     image = _image(program)
-    code, out, pc, executed = program.code, [], 0, 0
+    code, out, pc = program.code, [], 0
     while pc < len(code):
         instr = code[pc]
         out.append((pc, instr, 1))
-        executed += 1
         if instr.mnemonic != "LOOP":
             pc += 1
             continue
         body = _body(code, pc)
-        if limit is not None:
-            _check_limit(pc, executed + instr["count"] * len(body) + len(code) - pc - 1 - len(body), limit)
         strides = np.frombuffer(_read(image, instr["strides"], len(body) * STRIDE_SLOTS * 2), "<i2").reshape(
             len(body), -1)
         for j, op in enumerate(body):
             at = pc + 1 + j
             if steady(op, strides[j]):
-                _advanced(op, strides[j], instr["count"] - 1, at)
+                _advanced(op, strides[j], instr["count"] - 1, at)  # the last iteration in its fields, as expand checks
                 out.append((at, op, instr["count"]))
             else:
                 out.extend((at, _advanced(op, strides[j], i, at), 1) for i in range(instr["count"]))
-        executed += instr["count"] * len(body)
         pc += 1 + len(body)
     return out
 
