@@ -5,7 +5,8 @@ Each layer reads its input channels-last and gives its output so (a Transpose on
 a front end feeding a recurrent layer has: they fuse with the Conv's own layout gathers), and, for
 the first two, also alone in ONNX's [N, C, ...] layout, where the two transposes are element-by-
 element copies on the vector unit. For each layer: the useful MACs the program does (the ISA
-table's count, zero padding included), the share of them that multiply padding (the report's), the cycles next
+table's count; the runs of a window in zero padding are skipped), the share of them that still
+multiply padding (the report's padding_mac_ops: a compressed window read whole), the cycles next
 to the bound max(useful MACs / macs, vector elements / vec_lanes), MAC utilisation (useful MACs /
 (cycles x macs)), the weight bytes stored and the instructions (a layer's positions fold into
 LOOPs).
@@ -56,7 +57,7 @@ CASES = [*((layer, True) for layer in LAYERS.items()), *((layer, False) for laye
 
 def padding_share(report: dict) -> float:
     """The share of the conv rows' MACs that multiply padding (the report's padding_mac_ops)."""
-    rows = [row for row in report["layers"] if row["op"] == "conv"]
+    rows = [row for row in report["layers"] if row["op"] in ("conv", "depthwise")]
     return sum(row.get("padding_mac_ops", 0) for row in rows) / max(1, sum(row["mac_ops"] for row in rows))
 
 

@@ -10,21 +10,22 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
 from compiler.ir import Packing
 
 
-@dataclass(frozen=True)
-class Ref:
-    """An address: `offset` units into buffer `buffer`."""
+class Ref(NamedTuple):
+    """An address: `offset` units into buffer `buffer`. A named tuple rather than a frozen
+    dataclass: a long sequence makes hundreds of thousands, and reroll compares them all."""
 
     buffer: str
     offset: int = 0
 
-    def __add__(self, delta: int) -> Ref:
-        return Ref(self.buffer, self.offset + delta)
+    def __add__(self, delta: int) -> Ref:  # type: ignore[override]  # an address moves; tuples do not concatenate
+        return tuple.__new__(Ref, (self.buffer, self.offset + delta))
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class Buffer:
     persistent: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per instruction of a long sequence, before reroll folds them
 class Where:
     """What an instruction is for, as the listing's comment and the report tell it."""
 
@@ -51,7 +52,7 @@ class Where:
     what: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per instruction of a long sequence, before reroll folds them
 class MOp:
     mnemonic: str
     operands: dict[str, int | str | Ref]

@@ -36,6 +36,7 @@ from compiler.partitioned import (
 from compiler.passes.allocate import allocate
 from compiler.passes.calibrate import calibrate, check_calibration, default_calibration
 from compiler.passes.compress import Compression
+from compiler.passes.dead import drop_dead_copies
 from compiler.passes.headroom import headroom_warnings
 from compiler.passes.interleave import interleave
 from compiler.passes.quantize import quantize_graph
@@ -153,7 +154,7 @@ def _compile_chip(proto: onnx.ModelProto, graph: Graph, name: str, calibration: 
     graph = verify(quantize_graph(graph, calib, target, compression, bound.mine(graph)))
     for line in headroom_warnings(graph, calib):
         log(line)
-    kernel = lower(graph, target)
+    kernel = drop_dead_copies(lower(graph, target))
     kernel = interleave(kernel)
     kernel = reroll(kernel)
     kernel = allocate(kernel, target)

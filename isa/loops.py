@@ -51,9 +51,7 @@ def expand(code: tuple[Instruction, ...], read: Callable[[int, int], bytes],
 
 
 def expand_program(program: Program, limit: int = MAX_EXECUTED) -> list[tuple[int, Instruction]]:
-    image = bytearray(program.target.weight_mem_bytes)
-    for region in program.regions:
-        image[region.base:region.base + len(region.data)] = region.data
+    image = _image(program)
     return expand(program.code, lambda address, n: _read(image, address, n), limit)
 
 
@@ -88,3 +86,38 @@ def _advanced(op: Instruction, strides: np.ndarray, i: int, pc: int) -> Instruct
             raise RnnaccelError(f"pc {pc} ({op.mnemonic}): loop iteration {i} takes {field.name} to {value}, "
                                 f"outside its {field.width}-bit field")
     return Instruction(op.op, args)
+
+
+def counted(program: Program, steady: Callable[[Instruction, np.ndarray], bool]) -> list[tuple[int, Instruction, int]]:
+    """The executed stream as (pc, instruction, times): a loop-body instruction for which
+    `steady(instruction, its strides)` holds stands once for all its iterations, so a caller whose
+    figures do not read the fields that advance pays per instruction of code, not per iteration;
+    the others are expanded as `expand` does. No limit applies (the compiler's report counts this
+    way): the stream is not built, only what changes the figures is expanded."""
+    image = _image(program)
+    code, out, pc = program.code, [], 0
+    while pc < len(code):
+        instr = code[pc]
+        out.append((pc, instr, 1))
+        if instr.mnemonic != "LOOP":
+            pc += 1
+            continue
+        body = _body(code, pc)
+        strides = np.frombuffer(_read(image, instr["strides"], len(body) * STRIDE_SLOTS * 2), "<i2").reshape(
+            len(body), -1)
+        for j, op in enumerate(body):
+            at = pc + 1 + j
+            if steady(op, strides[j]):
+                _advanced(op, strides[j], instr["count"] - 1, at)  # the last iteration in its fields, as expand checks
+                out.append((at, op, instr["count"]))
+            else:
+                out.extend((at, _advanced(op, strides[j], i, at), 1) for i in range(instr["count"]))
+        pc += 1 + len(body)
+    return out
+
+
+def _image(program: Program) -> bytearray:
+    image = bytearray(program.target.weight_mem_bytes)
+    for region in program.regions:
+        image[region.base:region.base + len(region.data)] = region.data
+    return image

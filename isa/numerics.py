@@ -27,8 +27,15 @@ MAX_SHIFT = 63
 TABLE_SEGMENTS = 256
 
 
+try:  # the ufunc behind np.clip: the same values, without np.clip's per-call checks of the bounds
+    from numpy._core.umath import clip as _clip
+except ImportError:  # numpy 1.x
+    from numpy.core.umath import clip as _clip
+
+
 def saturate(v: np.ndarray, lo: int, hi: int) -> np.ndarray:
-    return np.clip(v, lo, hi)
+    """Clip to [lo, hi]: in one pass, as the simulator saturates thousands of times per inference."""
+    return _clip(v, lo, hi)
 
 
 def sat_act(v: np.ndarray) -> np.ndarray:
@@ -42,6 +49,8 @@ def sat_acc(v: np.ndarray) -> np.ndarray:
 def round_shift(v: np.ndarray, shift: np.ndarray | int) -> np.ndarray:
     """Arithmetic right shift rounding half up: (v + 2**(shift-1)) >> shift; shift 0 is exact."""
     v = np.asarray(v, dtype=np.int64)
+    if isinstance(shift, (int, np.integer)):  # one shift for all: no per-element rounding term
+        return np.right_shift(v + (1 << (int(shift) - 1) if shift > 0 else 0), int(shift))
     shift = np.asarray(shift, dtype=np.int64)
     half = np.where(shift > 0, np.left_shift(np.int64(1), np.maximum(shift - 1, 0)), 0)
     return np.right_shift(v + half, shift)
@@ -54,15 +63,15 @@ def requantize(acc: np.ndarray, mult: np.ndarray, shift: np.ndarray) -> np.ndarr
 
 def multiply(a: np.ndarray, b: np.ndarray, shift: int) -> np.ndarray:
     """Element-wise product of two activations, rescaled by 2**-shift."""
-    return sat_act(round_shift(np.asarray(a, np.int64) * np.asarray(b, np.int64), shift))
+    return sat_act(round_shift(np.multiply(a, b, dtype=np.int64), shift))
 
 
 def add(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return sat_act(np.asarray(a, np.int64) + np.asarray(b, np.int64))
+    return sat_act(np.add(a, b, dtype=np.int64))
 
 
 def subtract(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return sat_act(np.asarray(a, np.int64) - np.asarray(b, np.int64))
+    return sat_act(np.subtract(a, b, dtype=np.int64))
 
 
 def clamp(a: np.ndarray, lo: int, hi: int) -> np.ndarray:
@@ -222,7 +231,7 @@ def dequantize(q: np.ndarray, scale: float) -> np.ndarray:
 def requantize_add(acc: np.ndarray, mult: np.ndarray, shift: np.ndarray, addend: np.ndarray) -> np.ndarray:
     """Requantise an accumulator and add an activation, saturating once at the end."""
     scaled = round_shift(sat_acc(acc) * np.asarray(mult, dtype=np.int64), shift)
-    return sat_act(scaled + np.asarray(addend, dtype=np.int64))
+    return sat_act(np.add(scaled, addend, dtype=np.int64))
 
 
 def reduce_max(a: np.ndarray) -> np.ndarray:

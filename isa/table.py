@@ -252,6 +252,7 @@ def evaluate(expr: str, env: Mapping[str, int]) -> int:
     return total
 
 
+@functools.cache
 def stride(mnemonic: str, operand: str) -> int:
     """How far `operand`'s range moves per element of the instruction's count (`n`, or `rows`):
     its length expression at a count of one, so code addressing part of a vector reads an

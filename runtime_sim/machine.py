@@ -13,6 +13,8 @@ Memories (names as in isa.table.MEMORIES):
 - `cbm`: the decompression engine's codebook memory, `target.codebook_entries` weight values,
   written by CBLOAD from weight memory: the same for every inference, so it has no batch axis.
 - the vector unit's private activation tables (Program.tables' values, numbered in order).
+  Every int16 input of a table (after VACT's shift and saturation) maps to one output, so each
+  (table, shift) pair used is expanded once into a 65536-entry lookup (Tables.lookup).
 
 Every per-inference array carries a leading batch axis B: independent inferences run together,
 so one instruction costs one numpy operation whatever the batch size.
@@ -36,6 +38,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from isa import numerics
 from isa.bitstream import packed_bytes, unpack_indices
 from isa.container import Program
 from isa.encoding import Instruction
@@ -138,6 +141,32 @@ class WeightMemory:
         return pairs[:, 0], pairs[:, 1]
 
 
+class Tables:
+    """The program's activation tables, numbered in order, and their full expansions.
+
+    numerics.table_lookup interpolates; VACT applies it to every element of every inference.
+    Its result for each of the 65536 possible int16 activations is computed once per (table,
+    shift), so one VACT is a single gather with the very values the interpolation gives.
+    """
+
+    def __init__(self, tables: list[np.ndarray]) -> None:
+        self.tables = tables
+        self.lookup = lru_cache(maxsize=None)(self._lookup)
+
+    def __len__(self) -> int:
+        return len(self.tables)
+
+    def __getitem__(self, number: int) -> np.ndarray:
+        return self.tables[number]
+
+    def _lookup(self, number: int, up: int) -> np.ndarray:
+        """table(sat_act(x << up)) for every int16 x, at x's bits read as uint16 (x, or 65536 + x
+        below 0): indexing with the activations' uint16 view needs no conversion or bounds check."""
+        x = np.arange(numerics.ACT_MIN, numerics.ACT_MAX + 1, dtype=np.int64)
+        out = numerics.table_lookup(self.tables[number], numerics.sat_act(np.left_shift(x, up)))
+        return np.roll(out.astype(np.int16), -numerics.ACT_MIN)
+
+
 @dataclass
 class Machine:
     """One batch of inferences: per-inference memories plus the shared weight memory and tables."""
@@ -147,10 +176,10 @@ class Machine:
     acc: np.ndarray
     cbm: np.ndarray
     wmem: WeightMemory
-    tables: list[np.ndarray] = field(default_factory=list)
+    tables: Tables = field(default_factory=lambda: Tables([]))
 
     @classmethod
-    def empty(cls, batch: int, extents: dict[str, int], wmem: WeightMemory, tables: list) -> Machine:
+    def empty(cls, batch: int, extents: dict[str, int], wmem: WeightMemory, tables: Tables) -> Machine:
         """Zeroed memories, each only as long as the program ever touches (`extents`)."""
         return cls(host=np.zeros((batch, extents["host"]), np.int16),
                    amem=np.zeros((batch, extents["amem"]), np.int16),

@@ -12,6 +12,7 @@ integer below 2**46 (int16 x int16 products, at most 65535 columns), so it is ex
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -24,14 +25,18 @@ from isa.table import BY_MNEMONIC
 from runtime_sim.machine import Machine
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Step:
-    """One instruction ready to execute: its pc, record, operands by name and semantics."""
+    """One instruction ready to execute: its pc, record, operands by name and semantics; or a
+    fused step (runtime_sim.fusion), one instruction standing for independent `members` of the
+    same kind, its operands' elements gathered from all of theirs."""
 
     pc: int
     instr: Instruction
     args: dict[str, int]
     execute: Callable[[Machine, Step], None]
+    members: tuple[Step, ...] = ()
+    places: dict | None = None  # a fused step's: operands' gathered elements, joined decodings
 
     @classmethod
     def of(cls, pc: int, instr: Instruction) -> Step:
@@ -39,6 +44,27 @@ class Step:
 
     def __call__(self, m: Machine) -> None:
         self.execute(m, self)
+
+    def at(self, name: str, length: str | int) -> slice | np.ndarray:
+        """The elements operand `name` addresses: `length` (a field or a number) from its address,
+        or a fused step's gathered indices."""
+        if self.places is not None and name in self.places:
+            return self.places[name]
+        start = self.args[name]
+        return slice(start, start + (length if isinstance(length, int) else self.args[length]))
+
+    def decoded(self, m: Machine, what: str, decode: Callable[[Step], object], axis: int = 0):
+        """decode(step) of what the instruction reads from weight memory; for a fused step, its
+        members' results joined along `axis` (each part of a tuple result), once per weight memory."""
+        if not self.members:
+            return decode(self)
+        key = (what, m.wmem)
+        if key not in self.places:
+            parts = [decode(one) for one in self.members]
+            joined = (tuple(np.concatenate(p, axis=axis) for p in zip(*parts)) if isinstance(parts[0], tuple)
+                      else np.concatenate(parts, axis=axis))
+            self.places[key] = joined
+        return self.places[key]
 
 
 SEMANTICS: dict[str, Callable[[Machine, Step], None]] = {}
@@ -54,68 +80,58 @@ def semantics(mnemonic: str) -> Callable:
     return register
 
 
-def _at(addr: int, n: int) -> slice:
-    return slice(addr, addr + n)
-
-
-def _dot(m: Machine, a: dict[str, int]) -> np.ndarray:
+def _dot(m: Machine, s: Step) -> np.ndarray:
     """sum_k W[k, r] * x[k] for every sample and row, as int64 (B, rows)."""
-    w = m.wmem.matrix(a["w"], a["rows"], a["cols"])
-    x = m.amem[:, _at(a["x"], a["cols"])].astype(np.float64)
+    w = s.decoded(m, "matrix", lambda one: m.wmem.matrix(one.args["w"], one.args["rows"], one.args["cols"]), axis=1)
+    x = m.amem[:, s.at("x", "cols")].astype(np.float64)
     return (x @ w).astype(np.int64)
 
 
 @semantics("LOAD")
 def _load(m: Machine, s: Step) -> None:
-    a = s.args
-    m.amem[:, _at(a["dst"], a["n"])] = m.host[:, _at(a["src"], a["n"])]
+    m.amem[:, s.at("dst", "n")] = m.host[:, s.at("src", "n")]
 
 
 @semantics("STORE")
 def _store(m: Machine, s: Step) -> None:
-    a = s.args
-    m.host[:, _at(a["dst"], a["n"])] = m.amem[:, _at(a["src"], a["n"])]
+    m.host[:, s.at("dst", "n")] = m.amem[:, s.at("src", "n")]
 
 
 @semantics("LDC")
 def _ldc(m: Machine, s: Step) -> None:
     a = s.args
-    m.amem[:, _at(a["dst"], a["n"])] = m.wmem.constants(a["src"], a["n"])
+    m.amem[:, s.at("dst", "n")] = m.wmem.constants(a["src"], a["n"])
 
 
-@semantics("MV")
-def _mv(m: Machine, s: Step) -> None:
-    m.acc[:, _at(s.args["acc"], s.args["rows"])] = _dot(m, s.args)
-
-
-@semantics("MVB")
-def _mvb(m: Machine, s: Step) -> None:
-    a = s.args
-    m.acc[:, _at(a["acc"], a["rows"])] = _dot(m, a) + m.wmem.biases(a["bias"], a["rows"])
-
-
-@semantics("MVA")
-def _mva(m: Machine, s: Step) -> None:
-    m.acc[:, _at(s.args["acc"], s.args["rows"])] += _dot(m, s.args)
-
-
-def _depthwise(m: Machine, a: dict[str, int]) -> np.ndarray:
+def _depthwise(m: Machine, s: Step) -> np.ndarray:
     """sum_t W[t, r] * x[t*step + r] for every sample and lane r, as int64 (B, rows): lane r reads
     its own channel of each tap."""
+    a = s.args
     w = m.wmem.matrix(a["w"], a["rows"], a["taps"]).astype(np.int64)
     lanes = a["x"] + a["step"] * np.arange(a["taps"])[:, None] + np.arange(a["rows"])[None, :]
     return np.einsum("btr,tr->br", m.amem[:, lanes].astype(np.int64), w)
 
 
-@semantics("MVDB")
-def _mvdb(m: Machine, s: Step) -> None:
-    a = s.args
-    m.acc[:, _at(a["acc"], a["rows"])] = _depthwise(m, a) + m.wmem.biases(a["bias"], a["rows"])
+def _bias(m: Machine, s: Step) -> np.ndarray:
+    return s.decoded(m, "bias", lambda one: m.wmem.biases(one.args["bias"], one.args["rows"]))
 
 
-@semantics("MVDA")
-def _mvda(m: Machine, s: Step) -> None:
-    m.acc[:, _at(s.args["acc"], s.args["rows"])] += _depthwise(m, s.args)
+def _set(product: Callable, m: Machine, s: Step) -> None:
+    m.acc[:, s.at("acc", "rows")] = product(m, s)
+
+
+def _preload(product: Callable, m: Machine, s: Step) -> None:
+    m.acc[:, s.at("acc", "rows")] = product(m, s) + _bias(m, s)
+
+
+def _accumulate(product: Callable, m: Machine, s: Step) -> None:
+    m.acc[:, s.at("acc", "rows")] += product(m, s)
+
+
+# the matrix-vector family: which product each computes, and how it meets the accumulators
+for _mnemonic, _product, _form in (("MV", _dot, _set), ("MVB", _dot, _preload), ("MVA", _dot, _accumulate),
+                                   ("MVDB", _depthwise, _preload), ("MVDA", _depthwise, _accumulate)):
+    semantics(_mnemonic)(functools.partial(_form, _product))
 
 
 @semantics("MVC")
@@ -123,7 +139,7 @@ def _mvc(m: Machine, s: Step) -> None:
     """The decompression engine expands the index stream through the codebook, one weight per lane per cycle."""
     a = s.args
     index = m.wmem.indices(a["w"], a["rows"] * a["cols"], a["bits"])
-    _expanded_dot(m, a, m.cbm[a["cb"] + index])
+    _expanded_dot(m, s, m.cbm[a["cb"] + index])
 
 
 @semantics("MVCS")
@@ -134,35 +150,38 @@ def _mvcs(m: Machine, s: Step) -> None:
     kept, index = m.wmem.sparse(a["w"], a["rows"] * a["cols"], a["bits"], a["nnz"], s.pc)
     weights = np.zeros(kept.size, np.int64)
     weights[kept] = m.cbm[a["cb"] + index]
-    _expanded_dot(m, a, weights)
+    _expanded_dot(m, s, weights)
 
 
-def _expanded_dot(m: Machine, a: dict[str, int], weights: np.ndarray) -> None:
+def _expanded_dot(m: Machine, s: Step, weights: np.ndarray) -> None:
     """acc = W x with the weights the decompression engine expanded, k-major as MV reads them."""
-    w = weights.reshape(a["cols"], a["rows"]).astype(np.float64)
-    x = m.amem[:, _at(a["x"], a["cols"])].astype(np.float64)
-    m.acc[:, _at(a["acc"], a["rows"])] = (x @ w).astype(np.int64)
+    w = weights.reshape(s.args["cols"], s.args["rows"]).astype(np.float64)
+    x = m.amem[:, s.at("x", "cols")].astype(np.float64)
+    m.acc[:, s.at("acc", "rows")] = (x @ w).astype(np.int64)
 
 
 @semantics("CBLOAD")
 def _cbload(m: Machine, s: Step) -> None:
     a = s.args
-    m.cbm[_at(a["dst"], a["n"])] = m.wmem.values(a["src"], a["n"])
+    m.cbm[s.at("dst", "n")] = m.wmem.values(a["src"], a["n"])
+
+
+def _requant(m: Machine, s: Step) -> tuple[np.ndarray, np.ndarray]:
+    """(mult, shift) for each of the n elements (VRQ, VRQA)."""
+    return s.decoded(m, "requant", lambda one: m.wmem.requant(one.args["q"], one.args["n"], one.pc))
 
 
 @semantics("VRQ")
 def _vrq(m: Machine, s: Step) -> None:
-    a = s.args
-    mult, shift = m.wmem.requant(a["q"], a["n"], s.pc)
-    m.amem[:, _at(a["dst"], a["n"])] = numerics.requantize(m.acc[:, _at(a["src"], a["n"])], mult, shift)
+    mult, shift = _requant(m, s)
+    m.amem[:, s.at("dst", "n")] = numerics.requantize(m.acc[:, s.at("src", "n")], mult, shift)
 
 
 @semantics("VRQA")
 def _vrqa(m: Machine, s: Step) -> None:
-    a = s.args
-    mult, shift = m.wmem.requant(a["q"], a["n"], s.pc)
-    addend = m.amem[:, _at(a["add"], a["n"])]
-    m.amem[:, _at(a["dst"], a["n"])] = numerics.requantize_add(m.acc[:, _at(a["src"], a["n"])], mult, shift, addend)
+    mult, shift = _requant(m, s)
+    addend = m.amem[:, s.at("add", "n")]
+    m.amem[:, s.at("dst", "n")] = numerics.requantize_add(m.acc[:, s.at("src", "n")], mult, shift, addend)
 
 
 @semantics("VRQC")
@@ -170,15 +189,15 @@ def _vrqc(m: Machine, s: Step) -> None:
     a = s.args
     mult, shift = m.wmem.requant(a["q"], 1, s.pc)
     bias = np.left_shift(m.wmem.values(a["bias"], a["n"]), a["bshift"])
-    m.amem[:, _at(a["dst"], a["n"])] = numerics.requantize_add(m.acc[:, _at(a["src"], a["n"])], mult, shift, bias)
+    m.amem[:, s.at("dst", "n")] = numerics.requantize_add(m.acc[:, s.at("src", "n")], mult, shift, bias)
 
 
 @semantics("VRQAC")
 def _vrqac(m: Machine, s: Step) -> None:
     a = s.args
     mult, shift = m.wmem.requant(a["q"], 1, s.pc)
-    addend = m.amem[:, _at(a["add"], a["n"])]
-    m.amem[:, _at(a["dst"], a["n"])] = numerics.requantize_add(m.acc[:, _at(a["src"], a["n"])], mult, shift, addend)
+    addend = m.amem[:, s.at("add", "n")]
+    m.amem[:, s.at("dst", "n")] = numerics.requantize_add(m.acc[:, s.at("src", "n")], mult, shift, addend)
 
 
 def _table(m: Machine, s: Step) -> np.ndarray:
@@ -192,96 +211,89 @@ def _table(m: Machine, s: Step) -> np.ndarray:
 
 @semantics("VACT")
 def _vact(m: Machine, s: Step) -> None:
+    """table(sat_act(src << up)), read from the table's expansion (machine.Tables)."""
     a = s.args
-    src = numerics.sat_act(np.left_shift(m.amem[:, _at(a["src"], a["n"])].astype(np.int64), a["up"]))
-    m.amem[:, _at(a["dst"], a["n"])] = numerics.table_lookup(_table(m, s), src)
+    _table(m, s)
+    src = m.amem[:, s.at("src", "n")].view(np.uint16)  # the expansion's order: x, or 65536 + x below 0
+    m.amem[:, s.at("dst", "n")] = m.tables.lookup(a["table"], a["up"]).take(src, mode="clip")
 
 
 @semantics("VRELU")
 def _vrelu(m: Machine, s: Step) -> None:
-    a = s.args
-    m.amem[:, _at(a["dst"], a["n"])] = numerics.relu(m.amem[:, _at(a["src"], a["n"])])
+    m.amem[:, s.at("dst", "n")] = numerics.relu(m.amem[:, s.at("src", "n")])
 
 
 @semantics("VMUL")
 def _vmul(m: Machine, s: Step) -> None:
     a = s.args
-    src_a, src_b = m.amem[:, _at(a["a"], a["n"])], m.amem[:, _at(a["b"], a["n"])]
-    m.amem[:, _at(a["dst"], a["n"])] = numerics.multiply(src_a, src_b, a["shift"])
+    src_a, src_b = m.amem[:, s.at("a", "n")], m.amem[:, s.at("b", "n")]
+    m.amem[:, s.at("dst", "n")] = numerics.multiply(src_a, src_b, a["shift"])
 
 
 @semantics("VADD")
 def _vadd(m: Machine, s: Step) -> None:
-    a = s.args
-    m.amem[:, _at(a["dst"], a["n"])] = numerics.add(m.amem[:, _at(a["a"], a["n"])], m.amem[:, _at(a["b"], a["n"])])
+    m.amem[:, s.at("dst", "n")] = numerics.add(m.amem[:, s.at("a", "n")], m.amem[:, s.at("b", "n")])
 
 
 @semantics("VSUB")
 def _vsub(m: Machine, s: Step) -> None:
-    a = s.args
-    m.amem[:, _at(a["dst"], a["n"])] = numerics.subtract(m.amem[:, _at(a["a"], a["n"])], m.amem[:, _at(a["b"], a["n"])])
+    m.amem[:, s.at("dst", "n")] = numerics.subtract(m.amem[:, s.at("a", "n")], m.amem[:, s.at("b", "n")])
 
 
 @semantics("VCLAMP")
 def _vclamp(m: Machine, s: Step) -> None:
     a = s.args
-    m.amem[:, _at(a["dst"], a["n"])] = numerics.clamp(m.amem[:, _at(a["src"], a["n"])], a["lo"], a["hi"])
+    m.amem[:, s.at("dst", "n")] = numerics.clamp(m.amem[:, s.at("src", "n")], a["lo"], a["hi"])
 
 
 @semantics("VSCALE")
 def _vscale(m: Machine, s: Step) -> None:
     """The 16-bit `mult` field is an unsigned magnitude: a scale change never flips the sign."""
     a = s.args
-    src = m.amem[:, _at(a["src"], a["n"])].astype(np.int64)
-    m.amem[:, _at(a["dst"], a["n"])] = numerics.sat_act(numerics.round_shift(src * a["mult"], a["shift"]))
+    src = m.amem[:, s.at("src", "n")].astype(np.int64)
+    m.amem[:, s.at("dst", "n")] = numerics.sat_act(numerics.round_shift(src * a["mult"], a["shift"]))
 
 
 @semantics("VMOV")
 def _vmov(m: Machine, s: Step) -> None:
-    a = s.args
-    m.amem[:, _at(a["dst"], a["n"])] = m.amem[:, _at(a["src"], a["n"])]
+    m.amem[:, s.at("dst", "n")] = m.amem[:, s.at("src", "n")]
 
 
 @semantics("VRMAX")
 def _vrmax(m: Machine, s: Step) -> None:
-    a = s.args
-    m.amem[:, _at(a["dst"], 1)] = numerics.reduce_max(m.amem[:, _at(a["src"], a["n"])])
+    m.amem[:, s.at("dst", 1)] = numerics.reduce_max(m.amem[:, s.at("src", "n")])
 
 
 @semantics("VSUBS")
 def _vsubs(m: Machine, s: Step) -> None:
-    a = s.args
-    m.amem[:, _at(a["dst"], a["n"])] = numerics.subtract(m.amem[:, _at(a["a"], a["n"])], m.amem[:, _at(a["s"], 1)])
+    m.amem[:, s.at("dst", "n")] = numerics.subtract(m.amem[:, s.at("a", "n")], m.amem[:, s.at("s", 1)])
 
 
 @semantics("VRSUM")
 def _vrsum(m: Machine, s: Step) -> None:
-    a = s.args
-    m.acc[:, _at(a["dst"], 1)] = numerics.reduce_sum(m.amem[:, _at(a["src"], a["n"])])
+    m.acc[:, s.at("dst", 1)] = numerics.reduce_sum(m.amem[:, s.at("src", "n")])
 
 
 @semantics("VNORM")
 def _vnorm(m: Machine, s: Step) -> None:
-    a = s.args
-    m.amem[:, _at(a["dst"], a["n"])] = numerics.divide(m.amem[:, _at(a["src"], a["n"])], m.acc[:, _at(a["s"], 1)])
+    m.amem[:, s.at("dst", "n")] = numerics.divide(m.amem[:, s.at("src", "n")], m.acc[:, s.at("s", 1)])
 
 
 @semantics("VRSS")
 def _vrss(m: Machine, s: Step) -> None:
     a = s.args
-    m.acc[:, _at(a["dst"], 1)] = numerics.root_sum_squares(m.amem[:, _at(a["src"], a["n"])], a["add"])
+    m.acc[:, s.at("dst", 1)] = numerics.root_sum_squares(m.amem[:, s.at("src", "n")], a["add"])
 
 
 @semantics("VLOG")
 def _vlog(m: Machine, s: Step) -> None:
-    a = s.args
-    m.amem[:, _at(a["dst"], 1)] = numerics.log_sum(_table(m, s), m.acc[:, _at(a["src"], 1)])
+    m.amem[:, s.at("dst", 1)] = numerics.log_sum(_table(m, s), m.acc[:, s.at("src", 1)])
 
 
 @semantics("VPOW")
 def _vpow(m: Machine, s: Step) -> None:
     a = s.args
-    m.amem[:, _at(a["dst"], a["n"])] = numerics.mantissa_power(_table(m, s), m.amem[:, _at(a["src"], a["n"])],
+    m.amem[:, s.at("dst", "n")] = numerics.mantissa_power(_table(m, s), m.amem[:, s.at("src", "n")],
                                                                a["pow"], a["mult"], a["shift"], a["off"])
 
 

@@ -13,8 +13,10 @@ step through each instruction together) in chunks that keep memory bounded. The 
 checked (every address inside its memory, no matrix-vector op wider than the MAC array) and
 scheduled once, on the first run; timing is data-independent, so the statistics and trace
 are the same for every sample. The trace (a record per executed instruction) is kept only when
-asked for: the statistics are accumulated as the schedule is built, and each instruction's
-semantics are looked up as it runs, so memory per executed instruction is one (pc, Instruction).
+asked for: the statistics are accumulated as the schedule is built. What a run needs beyond the
+data is prepared with the schedule too: each instruction's decoded operands and semantics (a
+Step, shared by a loop's unchanged instructions) and the fused steps (runtime_sim.fusion) that a
+run executes, so a warm run is the arithmetic and little else.
 """
 
 from __future__ import annotations
@@ -33,8 +35,10 @@ from isa.loops import MAX_EXECUTED, expand_program
 from isa.target import Target
 from isa.tensors import StateDesc, TensorDesc
 from runtime_sim.breakdown import Breakdown
+from runtime_sim.fusion import Levels, fused_steps
 from runtime_sim.machine import (
     Machine,
+    Tables,
     WeightMemory,
     check_descriptors,
     check_instruction,
@@ -43,7 +47,7 @@ from runtime_sim.machine import (
 from runtime_sim.semantics import Step
 from runtime_sim.timing import Timing, extents, schedule
 
-CHUNK = 512  # samples simulated together: large enough for BLAS, small enough for memory
+CHUNK = 256  # samples simulated together: large enough for BLAS, small enough for the caches
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,8 @@ class IslandRun:
 @dataclass(frozen=True)
 class _Plan:
     stream: list[tuple[int, Instruction]]
+    steps: tuple[Step, ...]  # the stream with operands decoded and semantics looked up, once
+    fused: tuple[Step, ...]  # the same, independent instructions of a kind fused (runtime_sim.fusion)
     extents: dict[str, int]
     timing: Timing
     layers: tuple[int, list[dict]]
@@ -97,14 +103,20 @@ class Simulator:
         sizes = memory_sizes(prog)
         check_descriptors(prog, sizes)
         stream = expand_program(prog, self.max_instructions)
-        reach = {**extents(_checked_footprints(stream, sizes, prog.target)), "host": sizes["host"]}
+        levels = Levels(sizes)
+        reach = {**extents(levels.observe(_checked_footprints(stream, sizes, prog.target))), "host": sizes["host"]}
         layers = Breakdown(prog)
         timing = schedule(stream, prog.target, self.keep_trace, layers.add, reach)
-        return _Plan(stream, reach, timing, layers.result())
+        steps = _steps(stream)
+        return _Plan(stream, steps, fused_steps(steps, levels.levels), reach, timing, layers.result())
 
     @cached_property
     def _wmem(self) -> WeightMemory:
         return WeightMemory(self.program)
+
+    @cached_property
+    def _tables(self) -> Tables:
+        return Tables(list(self.program.tables.values()))
 
     @property
     def timing(self) -> Timing:
@@ -153,12 +165,14 @@ class Simulator:
 
     def machine(self, batch: int = 1) -> Machine:
         """Fresh machine state for `batch` inferences (zeroed memories, weights loaded)."""
-        return Machine.empty(batch, self._plan.extents, self._wmem, list(self.program.tables.values()))
+        return Machine.empty(batch, self._plan.extents, self._wmem, self._tables)
 
-    def execute(self, m: Machine) -> None:
-        """Run the whole program on `m` in program order (the raw-integer level, for debugging)."""
-        for pc, instr in self._plan.stream:
-            Step.of(pc, instr)(m)
+    def execute(self, m: Machine, fused: bool = True) -> None:
+        """Run the whole program on `m` (the raw-integer level, for debugging): independent
+        instructions fused (runtime_sim.fusion), or with fused=False one at a time in program
+        order, the order the fused one is tested against."""
+        for step in self._plan.fused if fused else self._plan.steps:
+            step(m)
 
     def _invoke(self, m: Machine, quantised: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One run of the program on machine `m`: inputs in, code, outputs out."""
@@ -286,6 +300,17 @@ def checked_state(shapes: Mapping[str, tuple[int, ...]], values: Mapping[str, ob
         if len(array) != (samples or 1):
             raise RnnaccelError(f"the stream has {samples} samples but state '{name}' has {len(array)}")
     return arrays
+
+
+def _steps(stream: list[tuple[int, Instruction]]) -> tuple[Step, ...]:
+    """The stream ready to execute; a loop's unchanged instructions share one Step."""
+    last: dict[int, Step] = {}  # by pc, the latest
+    steps = []
+    for pc, instr in stream:
+        if pc not in last or last[pc].instr != instr:
+            last[pc] = Step.of(pc, instr)
+        steps.append(last[pc])
+    return tuple(steps)
 
 
 def _checked_footprints(stream: list[tuple[int, Instruction]], sizes: dict[str, int], target: Target):

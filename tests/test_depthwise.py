@@ -49,12 +49,16 @@ def test_depthwise_convs_run_on_the_depthwise_instructions(case):
     assert {"MVDB"} <= mnemonics and not mnemonics & {"MV", "MVB", "MVA"}
 
 
-@pytest.mark.parametrize("strides, lanes", [([1], {32, 16}), ([2], {8})])
-def test_few_channels_take_several_positions_side_by_side(strides, lanes):
-    """8 channels at stride 1: four positions' channels fill the 32 lanes (and the row's last two
-    positions 16); at stride 2 the positions' windows are not one run, so 8 lanes each."""
+@pytest.mark.parametrize("strides, lanes, padding", [([1], {32, 16}, 2 * 8), ([2], {8}, 0)])
+def test_few_channels_take_several_positions_side_by_side(strides, lanes, padding):
+    """8 channels at stride 1: four positions' channels fill the 32 lanes, and the row's last two
+    16; trimming the first and last windows of their tap of padding would make them go alone (13
+    cycles instead of 12), so they multiply it, and the report says so. At stride 2 the positions'
+    windows are not one run, so 8 lanes each, and padding is left out."""
     checked = _check(conv_model((1, 8, 14), 8, kernel=(3,), group=8, pads=[1, 1], strides=strides), (1, 8, 14))
     assert {i["rows"] for i in checked.compiled.program.code if i.mnemonic == "MVDB"} == lanes
+    (layer,) = [row for row in checked.compiled.report["layers"] if row["op"] == "depthwise"]
+    assert layer.get("padding_mac_ops", 0) == padding
 
 
 def test_a_channel_multiplier_becomes_one_node_per_multiple():
@@ -75,10 +79,13 @@ def test_positions_fold_into_a_loop_and_accumulations_do_not_wait():
     model = conv_model((1, 32, 10, 10), 32, kernel=(3, 3), group=32, pads=[1, 1, 1, 1], channels_last=True)
     checked = _check(model, (1, 10, 10, 32))
     mnemonics = [i.mnemonic for i in checked.compiled.program.code]
-    assert mnemonics.count("LOOP") == 1 and mnemonics.count("MVDB") + mnemonics.count("MVDA") == 2 * 3 * 10
+    # the top and bottom rows (two kernel rows each) apart, the eight rows between in one loop
+    assert mnemonics.count("LOOP") == 1 and mnemonics.count("MVDB") + mnemonics.count("MVDA") == 2 * 20 + 2 * 30
     result = Simulator(checked.compiled.program).run({"x": _random((1, 10, 10, 32), 3)})
     mac = [t for t in result.trace if t["unit"] == "MAC"]
-    assert sum(t["end"] - t["start"] for t in mac) == 10 * 10 * 9
+    inside = [(np.arange(10)[:, None] + np.arange(3) - 1 >= 0) & (np.arange(10)[:, None] + np.arange(3) - 1 < 10)]
+    assert sum(t["end"] - t["start"] for t in mac) == inside[0].sum() ** 2  # a cycle per tap not in padding
+    assert "VMOV" not in {t["op"] for t in result.trace}  # windows read x in place: no padded copy
     ready = {}  # accumulator address -> when its last product is readable
     for before, t in zip(mac, mac[1:]):
         ready[before["writes"][0][1]] = before["ready"]
@@ -86,11 +93,18 @@ def test_positions_fold_into_a_loop_and_accumulations_do_not_wait():
             assert ready[t["writes"][0][1]] <= before["end"]  # its accumulator was ready before the unit was
 
 
-def test_the_report_counts_padding_per_channel_lane():
-    """Depthwise 1-D k3 pads 1 over 10 steps, 4 channels: two windows read a tap of padding each."""
-    checked = _check(conv_model((1, 4, 10), 4, kernel=(3,), group=4, pads=[1, 1]), (1, 4, 10))
+def test_taps_in_padding_are_skipped_and_the_report_counts_what_is_still_multiplied():
+    """Depthwise 1-D k3 pads 1 over 10 steps, 32 channels: the first and last windows leave out
+    their tap of padding, so the MACs are the useful ones. With pads 3 before a k2 kernel the first
+    two windows lie wholly in padding: their output is the bias, made by an MVDB over their first
+    run, which multiplies 2 taps of padding in each of 32 lanes."""
+    checked = _check(conv_model((1, 32, 10), 32, kernel=(3,), group=32, pads=[1, 1]), (1, 32, 10))
     (layer,) = [row for row in checked.compiled.report["layers"] if row["op"] == "depthwise"]
-    assert layer["padding_mac_ops"] == 2 * 4 and layer["mac_ops"] == 10 * 3 * 4
+    assert "padding_mac_ops" not in layer and layer["mac_ops"] == (10 * 3 - 2) * 32
+    assert Simulator(checked.compiled.program).stats["mac_ops"] == (10 * 3 - 2) * 32
+    checked = _check(conv_model((1, 32, 6), 32, kernel=(2,), group=32, pads=[3, 0]), (1, 32, 6))
+    (layer,) = [row for row in checked.compiled.report["layers"] if row["op"] == "depthwise"]
+    assert layer["padding_mac_ops"] == 2 * 2 * 32
 
 
 def test_compression_leaves_depthwise_weights_plain():

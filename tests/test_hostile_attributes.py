@@ -15,6 +15,7 @@ import onnx
 import pytest
 from onnx import helper, numpy_helper
 
+from compiler.backend.report import build_report
 from compiler.cli import main
 from compiler.pipeline import compile_model
 from isa.target import Target
@@ -198,6 +199,22 @@ def test_compile_work_grows_linearly_with_a_chain_of_nodes(ops):
     work = [lines_run(lambda n=n: compile_model(chain_model(n, ops), calibration=calibration))
             for n in (120, 240, 480)]
     assert work[2] - work[1] <= 2.5 * (work[1] - work[0]), work
+
+
+def test_report_work_does_not_grow_with_the_steps(monkeypatch):
+    """The report counted every executed instruction, a loop's body once per timestep: 10x the steps
+    cost 10x its work (and half of a long sequence's compile time). It counts a loop body once per
+    instruction of code now, so 500 steps must cost it no more than 50 do."""
+    work = []
+
+    def counted_report(*args):
+        work.append(lines_run(lambda: build_report(*args)))
+        return build_report(*args)
+
+    monkeypatch.setattr("compiler.pipeline.build_report", counted_report)
+    reports = [compile_model(lstm_model(steps, 1, 4, 16, outputs=("Y_h",))).report for steps in (50, 500)]
+    assert reports[1]["total"]["mac_ops"] > 9 * reports[0]["total"]["mac_ops"]  # the loop's work is counted
+    assert work[1] <= 1.05 * work[0], work
 
 
 def _target_file(tmp_path, **params) -> str:

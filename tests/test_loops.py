@@ -11,7 +11,7 @@ import pytest
 
 from compiler.pipeline import compile_model
 from isa.errors import RnnaccelError
-from isa.loops import STRIDE_SLOTS, expand_program
+from isa.loops import STRIDE_SLOTS, counted, expand_program
 from runtime_sim import Simulator
 
 from sim_helpers import I, host_images, make_program, run_state
@@ -37,6 +37,19 @@ def test_loop_repeats_its_body_with_strided_fields():
     trace = Simulator(make_program(code, weights=_strides([4, 4, 0]))).timing.trace
     assert [r["pc"] for r in trace] == [0, 1, 2, 2, 2, 2]
     assert [r["writes"][0][1] for r in trace[2:]] == [100, 104, 108, 112]
+
+
+def test_counted_stands_one_instruction_for_all_iterations_where_its_figures_do_not_move():
+    # the first VMOV advances addresses only, the second its length: the one counted once (times 4),
+    # the other expanded; both sum to what the expanded stream sums to
+    code = [I("LOOP", count=4, body=2, strides=0), I("VMOV", dst=100, src=0, n=4), I("VMOV", dst=200, src=0, n=1)]
+    program = make_program(code, weights=_strides([4, 4, 0], [0, 0, 1]))
+    stream = counted(program, lambda instr, strides: not strides[2])
+    assert stream[0] == (0, program.code[0], 1)
+    assert [(pc, instr["n"], times) for pc, instr, times in stream[1:]] == \
+        [(1, 4, 4), (2, 1, 1), (2, 2, 1), (2, 3, 1), (2, 4, 1)]
+    expanded = expand_program(program)[1:]
+    assert sum(instr["n"] * times for _, instr, times in stream[1:]) == sum(instr["n"] for _, instr in expanded)
 
 
 @pytest.mark.parametrize("code,message", [

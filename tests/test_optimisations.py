@@ -9,6 +9,9 @@ optimisation is switched off, by what the program or the trimmed graph shows.
     period (passes/lowering.py)     a constant that repeats a shorter run (a broadcast bias) is
                                     stored once and copied as often as it repeats; the report
                                     counts its parameters once
+    drop_dead_copies (passes/dead.py)  a copy nobody reads (a Conv's padded input, when every
+                                    window reads the input where it lies) is not made, nor what
+                                    only it read; the recorded loop waves move up
 """
 
 from __future__ import annotations
@@ -23,13 +26,21 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from compiler.frontend.onnx_import import import_model
+from compiler.kernel import Kernel, MOp, Ref
+from compiler.passes.calibrate import calibrate
+from compiler.passes.dead import drop_dead_copies
+from compiler.passes.quantize import quantize_graph
+from compiler.passes.schedule import lower
 from compiler.passes.trim import fuse_gathers, trim_sequence_outputs
 from compiler.pipeline import compile_model
 from isa.container import Program
 from isa.table import CONSTANTS
+from isa.target import Target
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 from bench_models import INPUTS, recurrent_classifier  # noqa: E402
+
+from models import conv_model  # noqa: E402
 
 HIDDEN = 16
 ACT_BYTES = CONSTANTS["act_bytes"]
@@ -118,3 +129,33 @@ def test_the_report_counts_a_broadcast_constant_once():
     rows, cols = 8, 64
     layer, = compile_model(_broadcast_add(rows, cols)).report["layers"]
     assert (layer["op"], layer["weight_count"], layer["stored_bytes"]) == ("add_const", cols, cols * ACT_BYTES)
+
+
+def _lowered_conv() -> Kernel:
+    """A channels-last Conv1d k3 pads 1, lowered: its padded copy (zeros, x, zeros) comes first."""
+    graph = trim_sequence_outputs(import_model(conv_model((1, 8, 16), 8, kernel=(3,), pads=[1, 1],
+                                                          channels_last=True)))
+    calib = calibrate(graph, {"x": np.random.default_rng(0).standard_normal((4, 1, 16, 8)).astype(np.float32)})
+    return lower(quantize_graph(graph, calib, Target()), Target())
+
+
+def test_a_copy_nobody_reads_is_not_made_nor_what_only_it_read():
+    """Every window reads x where it lies: the padded copy's VMOVs go, and the load of the zeros
+    they read and its rescale to x's scale; the loop's waves move up by the ops removed before them."""
+    kernel = _lowered_conv()
+    kept = drop_dead_copies(kernel)
+    dropped = [op for op in kernel.ops if op not in kept.ops]
+    assert {op.mnemonic for op in dropped} == {"VMOV", "LDC", "VSCALE"} and "VMOV" not in {op.mnemonic for op in kept.ops}
+    assert not any(name.endswith("/padded") for name in kept.buffers)
+    assert kernel.loops and len(kernel.loops) == len(kept.loops)
+    for loop, moved in zip(kernel.loops, kept.loops):
+        assert [kernel.ops[a:b] for a, b in loop.waves] == [kept.ops[a:b] for a, b in moved.waves]
+
+
+def test_a_copy_that_is_read_stays():
+    kernel = _lowered_conv()
+    reader = next(i for i, op in enumerate(kernel.ops) if op.mnemonic == "MVB")
+    padded = next(name for name in kernel.buffers if name.endswith("/padded"))
+    ops = list(kernel.ops)
+    ops[reader] = MOp(ops[reader].mnemonic, {**ops[reader].operands, "x": Ref(padded)}, ops[reader].where)
+    assert drop_dead_copies(kernel.replace(ops=tuple(ops))).ops == tuple(ops)

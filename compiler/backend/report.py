@@ -9,6 +9,9 @@ latency if nothing overlapped; `bound_cycles` is the least any schedule could ta
 from __future__ import annotations
 
 import bisect
+import functools
+import re
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -19,40 +22,73 @@ from compiler.passes.lowering import period
 from compiler.passes.reroll import LOOP_TABLES
 from isa.bounds import bound_cycles, vector_elements
 from isa.container import Program
-from isa.loops import expand_program
-from isa.table import WORD_BYTES, evaluate
+from isa.encoding import Instruction
+from isa.loops import counted
+from isa.table import WORD_BYTES, Op, evaluate
 from isa.tensors import StateDesc
 
 
 def build_report(graph: Graph, kernel: Kernel, program: Program) -> dict:
-    """Work is counted over the instructions as executed: loops expanded (isa.loops). One row per
-    ONNX node (`source`), keyed as the program's debug locations and weight buffers are, so that
-    every instruction and byte lands in exactly one row, and the total's useful MACs are the
-    program's, as the simulator counts them."""
+    """Work is counted over the instructions as executed: loops expanded (isa.loops), each loop-body
+    instruction's figures computed once and multiplied by its iterations where the fields that
+    advance are addresses the figures do not read, so the report costs per instruction of code,
+    not per timestep. One row per ONNX node (`source`), keyed as the program's debug locations and
+    weight buffers are, so that every instruction and byte lands in exactly one row, and the
+    total's useful MACs are the program's, as the simulator counts them."""
     target_env = program.target.env()
-    executed = expand_program(program)
+    executed = counted(program, _steady)
     starts = [loc.pc for loc in program.locs]
-    by_node: dict[str, list] = {}
-    for pc, instr in executed:
-        by_node.setdefault(_node_at(program, starts, pc), []).append(instr)
+    by_node: dict[str, list[Figures]] = {}
+    for pc, instr, times in executed:
+        by_node.setdefault(_node_at(program, starts, pc), []).append(_figures(instr, times, target_env))
     owners = _owners(graph, kernel)
     stored, sharing = _stored_bytes(kernel, owners), _sharing(kernel, owners)
-    layers = [_layer(nodes, by_node.get(source, []), stored.get(source, 0), target_env, program,
-                     sharing.get(source, ()))
+    layers = [_layer(nodes, by_node.get(source, []), stored.get(source, 0), program, sharing.get(source, ()))
               for source, nodes in _sources(graph).items()]
     total = {key: sum(layer[key] for layer in layers) for key in ("weight_count", "fp32_bytes", "stored_bytes")}
-    instrs = [instr for _, instr in executed]
-    total |= {"op": "model", "mac_ops": _useful_macs(instrs, target_env),
+    every = [figures for node in by_node.values() for figures in node]
+    total |= {"op": "model", "mac_ops": sum(f.macs for f in every),
               "compression_ratio": compression_ratio(total["fp32_bytes"], total["stored_bytes"]),
-              "weight_bytes_read": sum(_wmem_read(i, target_env) for i in instrs),
-              "est_cycles": sum(_busy(i, target_env) for i in instrs),
-              "bound_cycles": _bound(instrs, target_env, program),
+              "weight_bytes_read": sum(f.wmem_read for f in every),
+              "est_cycles": sum(f.busy for f in every),
+              "bound_cycles": _bound(every, program),
               **_recurrence(max(dict(program.recurrence).values(), default=None)),
               "code_bytes": len(program.code) * WORD_BYTES + _stride_bytes(kernel),
               "instructions": len(program.code)}
     state = [_state(d) for d in program.state]
     return {"model": program.model, "target": program.target.to_dict(), "layers": layers, "total": total,
             **({"state": state} if state else {})}
+
+
+@dataclass(frozen=True)
+class Figures:
+    """What the report adds up of one instruction, times the number of times it runs."""
+
+    macs: int
+    busy: int
+    wmem_read: int
+    vec_elements: int
+
+
+def _figures(instr: Instruction, times: int, target_env: dict) -> Figures:
+    env = instr.env(target_env)
+    wmem = sum(evaluate(a.length, env) for a in instr.op.reads if a.memory == "wmem")
+    elements = vector_elements(instr) if instr.op.unit == "VEC" else 0
+    return Figures(times * evaluate(instr.op.macs, env), times * evaluate(instr.op.cycles, env), times * wmem,
+                   times * elements)
+
+
+def _steady(instr: Instruction, strides: np.ndarray) -> bool:
+    """Whether every iteration of a loop-body instruction has the same figures: no field that
+    advances appears in its MAC, cycle or weight-read formula, nor is the vector count `n`."""
+    advancing = {f.name for f, s in zip(instr.op.fields, strides) if s}
+    return not advancing & _formula_names(instr.op)
+
+
+@functools.cache
+def _formula_names(op: Op) -> frozenset[str]:
+    exprs = [op.macs, op.cycles, *(a.length for a in op.reads if a.memory == "wmem")]
+    return frozenset({"n", *(name for expr in exprs for name in re.findall(r"[A-Za-z_]\w*", expr))})
 
 
 def _state(desc: StateDesc) -> dict:
@@ -85,14 +121,8 @@ def _node_at(program: Program, starts: list[int], pc: int) -> str:
     return program.locs[index].node if index >= 0 else ""
 
 
-def _useful_macs(instrs: list, target_env: dict) -> int:
-    """Each instruction's useful MACs by its ISA row's formula: what the simulator adds up."""
-    return sum(evaluate(i.op.macs, i.env(target_env)) for i in instrs)
-
-
-def _bound(instrs: list, target_env: dict, program: Program) -> int:
-    elements = sum(vector_elements(i) for i in instrs if i.op.unit == "VEC")
-    return bound_cycles(_useful_macs(instrs, target_env), elements, program.target)
+def _bound(figures: list[Figures], program: Program) -> int:
+    return bound_cycles(sum(f.macs for f in figures), sum(f.vec_elements for f in figures), program.target)
 
 
 def _owners(graph: Graph, kernel: Kernel) -> dict[str, str]:
@@ -129,27 +159,27 @@ def _sharing(kernel: Kernel, owners: dict[str, str]) -> dict[str, tuple[str, ...
             for source, names in matrices.items() if all(n in kernel.shared for n in names)}
 
 
-def _layer(nodes: list[Node], mine: list, stored: int, target_env: dict, program: Program,
+def _layer(nodes: list[Node], mine: list[Figures], stored: int, program: Program,
            shares: tuple[str, ...]) -> dict:
     """One node's row; a node that reads another's stored matrices counts no weights of its own
     and names the nodes that hold them (`shares_weights_with`)."""
     params = [OPS[node.op].parameters(node.attrs) for node in nodes]
     states = OPS[nodes[-1].op].states(nodes[-1])
-    padding = sum(OPS[node.op].padding_macs(node) for node in nodes)
+    padding = sum(OPS[node.op].padding_macs(node, program.target) for node in nodes)
     weights = 0 if shares else sum(_parameters(value) for p in params for value in p.weights.values())
     biases = sum(value.size for p in params for value in p.biases.values())
     return {
         "name": nodes[-1].source,
         "op": nodes[-1].op,
-        "mac_ops": _useful_macs(mine, target_env),
+        "mac_ops": sum(f.macs for f in mine),
         "weight_count": int(weights),
         "fp32_bytes": int(4 * (weights + biases)),
         "stored_bytes": int(stored),
         "compression_ratio": compression_ratio(4 * (weights + biases), stored),
-        "est_cycles": sum(_busy(i, target_env) for i in mine),
-        "bound_cycles": _bound(mine, target_env, program),
+        "est_cycles": sum(f.busy for f in mine),
+        "bound_cycles": _bound(mine, program),
         **_recurrence(dict(program.recurrence).get(nodes[-1].source)),
-        "weight_bytes_read": sum(_wmem_read(i, target_env) for i in mine),
+        "weight_bytes_read": sum(f.wmem_read for f in mine),
         **({"padding_mac_ops": padding} if padding else {}),
         **({"states": states} if states else {}),
         **({"shares_weights_with": list(shares)} if shares else {}),
@@ -158,15 +188,6 @@ def _layer(nodes: list[Node], mine: list, stored: int, target_env: dict, program
 
 def _recurrence(cycles: int | None) -> dict:
     return {} if cycles is None else {"recurrence_bound_cycles": cycles}
-
-
-def _wmem_read(instr, target_env: dict) -> int:
-    """Bytes of weight memory the instruction reads: what the simulator counts, known statically."""
-    return sum(n for memory, _, n in instr.footprint(target_env)[0] if memory == "wmem")
-
-
-def _busy(instr, target_env: dict) -> int:
-    return evaluate(instr.op.cycles, instr.env(target_env))
 
 
 def compression_ratio(fp32: int, stored: int) -> float | None:

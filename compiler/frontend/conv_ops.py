@@ -81,7 +81,7 @@ def _padded_index(shape: tuple[int, ...], g: Geometry) -> tuple[np.ndarray, int]
     return index, int((np.arange(len(pad)) - run_start)[pad].max()) + 1
 
 
-def _windows(padded: tuple[int, ...], g: Geometry, channels: int, first: int) -> tuple[np.ndarray, np.ndarray]:
+def windows(padded: tuple[int, ...], g: Geometry, channels: int, first: int) -> tuple[np.ndarray, np.ndarray]:
     """Window starts (one per output position, batch entries included) and offsets (taps, then the
     group's `channels` from channel `first`) in the channels-last padded input of shape `padded`."""
     steps = np.cumprod((padded[1:] + (1,))[::-1])[::-1]  # elements per step of each axis
@@ -114,22 +114,29 @@ def Conv(b, node, name: str, *, auto_pad="NOTSET", dilations=None, group=1, kern
     if bias is not None and bias.shape != (out_channels,):
         raise unsupported(f"a Conv bias of shape {list(bias.shape)} for {out_channels} output channels")
     g = geometry(shape[2:], weight.shape[2:], auto_pad, strides, dilations, pads)
-    source, is_padding = _padded_input(b, name, x, shape, g)
+    source, is_padding = padded_input(b, name, x, shape, g)
     padded_shape = (shape[0], *(s + p + q for s, p, q in zip(shape[2:], g.begin, g.end)), channels)
     if group == channels > 1:
         return _depthwise(b, node, name, source, is_padding, padded_shape, g, weight, bias)
     per_group, outputs = out_channels // group, []
     matrix = np.moveaxis(weight, 1, -1).reshape(out_channels, -1)  # [out, taps x channels/group]
     for k in range(group):
-        starts, offsets = _windows(padded_shape, g, channels // group, k * (channels // group))
+        starts, offsets = windows(padded_shape, g, channels // group, k * (channels // group))
         rows = slice(k * per_group, (k + 1) * per_group)
         attrs = ConvAttrs(weight=np.ascontiguousarray(matrix[rows]), bias=None if bias is None else bias[rows],
                           offsets=offsets, starts=starts, group=k,
-                          padding=int(is_padding[starts[:, None] + offsets[None, :]].sum()))
+                          **window_padding(is_padding, starts, offsets, channels // group))
         outputs.append(f"{name}/group{k}" if group > 1 else f"{name}/channels-last")
         b.emit(Node("conv", name, (source,), (outputs[-1],), attrs), {outputs[-1]: (len(starts), per_group)})
     order = np.arange(len(starts) * out_channels).reshape(group, len(starts), per_group)
     _channels_first(b, node, name, tuple(outputs), order.transpose(1, 0, 2).reshape(len(starts), out_channels), g)
+
+
+def window_padding(is_padding: np.ndarray, starts: np.ndarray, offsets: np.ndarray, channels: int) -> dict:
+    """A conv node's `padding` (window elements, over all positions, that read padding) and
+    `padded` (which taps, of `channels` elements each, of each window are padding; None if none)."""
+    in_padding = is_padding[starts[:, None] + offsets[None, :]]
+    return {"padding": int(in_padding.sum()), "padded": in_padding[:, ::channels] if in_padding.any() else None}
 
 
 def _depthwise(b, node, name: str, source: str, is_padding: np.ndarray, padded_shape: tuple[int, ...],
@@ -138,14 +145,14 @@ def _depthwise(b, node, name: str, source: str, is_padding: np.ndarray, padded_s
     making output channels c·multiplier + j; one gather interleaves them into [N, C, ...]."""
     channels, out_channels = padded_shape[-1], weight.shape[0]
     multiplier = out_channels // channels
-    starts, taps = _windows(padded_shape, g, 1, 0)
-    padding = int(is_padding[starts[:, None] + taps[None, :]].sum()) * channels
+    starts, taps = windows(padded_shape, g, 1, 0)
+    padded = window_padding(is_padding, starts, taps, 1)["padded"]
     kernels = weight.reshape(out_channels, -1)
     bias = np.zeros(out_channels, np.float32) if bias is None else bias
     outputs = []
     for j in range(multiplier):
         attrs = DepthwiseAttrs(weight=np.ascontiguousarray(kernels[j::multiplier]), bias=bias[j::multiplier],
-                               taps=taps, starts=starts, padding=padding, multiple=j)
+                               taps=taps, starts=starts, padded=padded, multiple=j)
         outputs.append(f"{name}/depthwise{j}" if multiplier > 1 else f"{name}/channels-last")
         b.emit(Node("depthwise", name, (source,), (outputs[-1],), attrs), {outputs[-1]: (len(starts), channels)})
     order = np.arange(len(starts) * out_channels).reshape(multiplier, len(starts), channels)
@@ -162,7 +169,7 @@ def _channels_first(b, node, name: str, outputs: tuple[str, ...], order: np.ndar
            {out: index.shape})
 
 
-def _padded_input(b, name: str, x: str, shape: tuple[int, ...], g: Geometry) -> tuple[str, np.ndarray]:
+def padded_input(b, name: str, x: str, shape: tuple[int, ...], g: Geometry) -> tuple[str, np.ndarray]:
     """The channels-last copy of x with its zero padding, as a gather (of x and a run of zeros),
     and which of its elements are padding."""
     index, zeros = _padded_index(shape, g)

@@ -21,7 +21,7 @@ import numpy as np
 
 from compiler.frontend.capability import declare
 from compiler.frontend.compute_ops import constant_weight
-from compiler.frontend.conv_ops import Geometry, _padded_input, _windows, conv_constraints
+from compiler.frontend.conv_ops import Geometry, conv_constraints, padded_input, window_padding, windows
 from compiler.frontend.limits import check_elements
 from compiler.frontend.registry import operator, padded, unsupported
 from compiler.ir import Node
@@ -132,7 +132,7 @@ def ConvTranspose(b, node, name: str, *, auto_pad="NOTSET", dilations=None, grou
     check_elements("the ConvTranspose's output", (shape[0], *(a.out for a in spatial), out_channels))
     g = Geometry(weight.shape[2:], (1,) * len(spatial), (1,) * len(spatial), tuple(a.begin for a in spatial),
                  tuple(a.end for a in spatial), tuple(a.out for a in spatial))
-    source, is_padding = _padded_input(b, name, x, shape, g)
+    source, is_padding = padded_input(b, name, x, shape, g)
     layer = Layer(name, (shape[0], *(s + a.begin + a.end for s, a in zip(shape[2:], spatial)), channels),
                   spatial, weight, bias if bias_name else None, group, source, is_padding)
     index = np.full((shape[0], *g.out, out_channels), -1, np.int64)
@@ -168,7 +168,7 @@ class Layer:
         """Emit the phase's conv nodes (one per group), over the positions whose window holds an
         input element, and record in `index` (channels-last output) where the gather finds each
         output element; the others keep -1: they are the bias alone."""
-        starts, offsets = self._windows(phases, 0)
+        starts, offsets = self._phase_windows(phases, 0)
         real = ~self.is_padding[starts[:, None] + offsets[None, :]].all(axis=1)  # alike in every group
         if not real.any():
             return
@@ -184,24 +184,24 @@ class Layer:
         """Group `key % group`'s conv node over the `real` positions of the phase: its matrix is
         the phase's taps of the group's rows of W, as [M / group, taps x channels]."""
         group, channels, per_group = key % self.group, self.weight.shape[0] // self.group, self.weight.shape[1]
-        starts, offsets = self._windows(phases, group * channels)
+        starts, offsets = self._phase_windows(phases, group * channels)
         starts = starts[real]
         w = self.weight[group * channels:(group + 1) * channels][(slice(None), slice(None),
                                                                   *np.ix_(*(p.taps for p in phases)))]
         attrs = ConvAttrs(weight=np.ascontiguousarray(np.moveaxis(w, 0, -1).reshape(per_group, -1)),
                           bias=None if self.bias is None else self.bias[group * per_group:(group + 1) * per_group],
                           offsets=offsets, starts=starts, group=key,
-                          padding=int(self.is_padding[starts[:, None] + offsets[None, :]].sum()))
+                          **window_padding(self.is_padding, starts, offsets, channels))
         out = f"{self.name}/phase{key // self.group}/group{group}"
         b.emit(Node("conv", self.name, (self.source,), (out,), attrs), {out: (len(starts), per_group)})
         self.outputs, self.elements = (*self.outputs, out), self.elements + len(starts) * per_group
 
-    def _windows(self, phases: tuple[AxisPhase, ...], first_channel: int) -> tuple[np.ndarray, np.ndarray]:
+    def _phase_windows(self, phases: tuple[AxisPhase, ...], first_channel: int) -> tuple[np.ndarray, np.ndarray]:
         """conv_ops' windows of a stride-1 convolution, moved to where the phase's first one starts."""
         rank = len(phases)
         g = Geometry(tuple(len(p.taps) for p in phases), (1,) * rank, tuple(p.step for p in phases),
                      (0,) * rank, (0,) * rank, tuple(p.count for p in phases))
-        starts, offsets = _windows(self.padded_shape, g, self.weight.shape[0] // self.group, first_channel)
+        starts, offsets = windows(self.padded_shape, g, self.weight.shape[0] // self.group, first_channel)
         steps = np.cumprod((self.padded_shape[1:] + (1,))[::-1])[::-1][1:-1]
         origin = sum(int(step) * (p.first + a.begin) for step, p, a in zip(steps, phases, self.spatial))
         return starts + origin, offsets

@@ -29,7 +29,7 @@ import numpy as np
 
 from compiler.ir import Node, QMatrix
 from compiler.kernel import Ref, Where
-from compiler.ops.conv import WINDOW_ELEMENTS, evenly_spaced
+from compiler.ops.conv import WINDOW_ELEMENTS, Reader, evenly_spaced
 from compiler.ops.fc import parameters
 from compiler.ops.registry import OpDef, free_scale, register
 from compiler.passes.lowering import Lowering
@@ -37,6 +37,7 @@ from compiler.passes.matrices import MatrixRefs, place_matrix, requantize
 from compiler.passes.weights import WeightPolicy
 from isa import numerics as nx
 from isa.table import BY_MNEMONIC, stride
+from isa.target import Target
 
 DEPTHWISE = "depthwise"
 MAX_STEP = BY_MNEMONIC["MVDA"].field("step").high
@@ -50,7 +51,7 @@ class DepthwiseAttrs:
     bias: np.ndarray  # float32 [channels] (zeros when the Conv has none: MVDB always preloads one)
     taps: np.ndarray  # int64 [taps]: each tap's place from the window's start
     starts: np.ndarray  # int64 [positions]: where each output position's window starts
-    padding: int = 0  # window elements, over all positions and channels, that read zero padding
+    padded: np.ndarray | None = None  # bool [positions, taps]: which taps of each window are padding
     multiple: int = 0  # which of a channel multiplier's nodes: names its buffers apart from its siblings'
 
 
@@ -114,6 +115,41 @@ def tap_runs(taps: np.ndarray) -> tuple[tuple[int, int, int], ...]:
     return tuple(out)
 
 
+def kept_runs(runs: tuple[tuple[int, int, int], ...], padded: np.ndarray | None) -> tuple[tuple[int, int, int], ...]:
+    """A window's runs without the taps at their ends that lie in padding (SPEC rule 3: a lane that
+    multiplies padding does no useful work); a window wholly in padding keeps its first run,
+    since its output is the bias and an instruction must write the accumulator."""
+    if padded is None or not padded.any():
+        return runs
+    kept = []
+    for t0, t1, step in runs:
+        inside = t0 + np.flatnonzero(~padded[t0:t1])
+        if inside.size:
+            a, b = int(inside[0]), int(inside[-1]) + 1
+            kept.append((a, b, step if b - a > 1 else 0))
+    return tuple(kept) or runs[:1]
+
+
+def plans(node: Node, macs: int) -> list[tuple[tuple[int, int, int], ...]]:
+    """Each position's runs of taps: padding left out, unless that costs its row MAC cycles (a
+    trimmed border position cannot share an instruction with its untrimmed neighbours, and on a
+    narrow row the extra instructions cost more than the padding taps)."""
+    runs, padded, starts = tap_runs(node.attrs.taps), node.attrs.padded, node.attrs.starts
+    trimmed = [kept_runs(runs, None if padded is None else padded[p]) for p in range(len(starts))]
+    pack, full = packing(starts, len(node.attrs.weight), macs), [runs] * len(starts)
+    chosen = []
+    for r in evenly_spaced(starts):
+        row = range(r.start, r.stop)
+        cheaper = _cycles(_packs(row, full, pack), full) < _cycles(_packs(row, trimmed, pack), trimmed)
+        chosen.extend((full if cheaper else trimmed)[r])
+    return chosen
+
+
+def _cycles(packs: list[range], plans: list) -> int:
+    """The MAC cycles of a row's packs (a tap per cycle, per tile alike)."""
+    return sum(t1 - t0 for pack in packs for t0, t1, _ in plans[pack.start])
+
+
 def in_flight(runs: tuple[tuple[int, int, int], ...], tiles: int, latency: int) -> int:
     """Positions whose products interleave: with one run there is nothing to wait for; otherwise
     enough that the other products between two runs of one position cover `latency` cycles."""
@@ -133,16 +169,27 @@ def packing(starts: np.ndarray, channels: int, macs: int) -> int:
     return max(1, macs // channels) if np.all(steps == channels) else 1
 
 
-def waves(starts: np.ndarray, group: int, channels: int, pack: int, acc_entries: int) -> list[list[list[range]]]:
-    """The loop candidates, each a list of waves, each a list of packs (positions one instruction
-    computes). Interleaving needs `group` packs in flight; a whole output row is one wave when two
-    rows' accumulators fit in a quarter of accumulator memory, so the whole output is one loop;
-    otherwise each row is a candidate, its packs `group` at a time."""
-    rows = [[range(p, min(p + pack, r.stop)) for p in range(r.start, r.stop, pack)] for r in evenly_spaced(starts)]
+def waves(starts: np.ndarray, plans: list, group: int, channels: int, pack: int,
+          acc_entries: int) -> list[list[list[range]]]:
+    """The loop candidates, each a list of waves, each a list of packs (consecutive positions of
+    one plan, computed by one instruction). Interleaving needs `group` packs in flight; a whole
+    output row is one wave when two rows' accumulators fit in a quarter of accumulator memory, so
+    the rows alike fold into one loop; otherwise each row is a candidate, its packs `group` at a time."""
+    rows = [_packs(range(r.start, r.stop), plans, pack) for r in evenly_spaced(starts)]
     widths = {sum(map(len, row)) for row in rows}
     if group > 1 and len(widths) == 1 and 2 * max(widths) * channels <= acc_entries // 4:
         return [rows]
     return [[row[k:k + group] for k in range(0, len(row), group)] for row in rows]
+
+
+def _packs(row: range, plans: list, pack: int) -> list[range]:
+    """The row's positions in packs of at most `pack`, each of positions with one plan."""
+    out, first = [], row.start
+    for p in range(row.start + 1, row.stop + 1):
+        if p == row.stop or plans[p] != plans[first] or p - first == pack:
+            out.append(range(first, p))
+            first = p
+    return out
 
 
 def replicated(q: QMatrix, copies: int) -> QMatrix:
@@ -156,10 +203,11 @@ def replicated(q: QMatrix, copies: int) -> QMatrix:
 
 def lower_depthwise(ctx: Lowering, node: Node, where: Where) -> None:
     key, q, starts = f"multiple{node.attrs.multiple}", node.attrs.q, node.attrs.starts
-    x, y = ctx.places[node.inputs[0]], ctx.place(node.outputs[0])
-    runs, channels = tap_runs(node.attrs.taps), q.rows
-    group = in_flight(runs, len(q.tiles), ctx.target.mac_latency)
-    candidates = waves(starts, group, channels, packing(starts, channels, ctx.target.macs), ctx.target.acc_entries)
+    x, y = Reader.of(ctx, node.inputs[0]), ctx.place(node.outputs[0])
+    channels, planned = q.rows, plans(node, ctx.target.macs)
+    group = in_flight(tap_runs(node.attrs.taps), len(q.tiles), ctx.target.mac_latency)
+    candidates = waves(starts, planned, group, channels, packing(starts, channels, ctx.target.macs),
+                       ctx.target.acc_entries)
     sizes = {len(pack) for candidate in candidates for wave in candidate for pack in wave}
     matrices = {k: place_matrix(ctx, replicated(q, k), node.source, key if k == 1 else f"{key}x{k}") for k in sizes}
     size = max(sum(map(len, wave)) for candidate in candidates for wave in candidate) * channels
@@ -169,36 +217,56 @@ def lower_depthwise(ctx: Lowering, node: Node, where: Where) -> None:
         spans = []
         for n, wave in enumerate(candidate):
             offsets = np.cumsum([0, *map(len, wave)])[:-1] * channels
-            places = [(matrices[len(pack)], pack.start, accs[n % 2] + int(o)) for pack, o in zip(wave, offsets)]
+            places = [Place(matrices[len(pack)], pack.start, accs[n % 2] + int(o), planned[pack.start])
+                      for pack, o in zip(wave, offsets)]
             start = len(ctx.ops)
-            _products(ctx, node, runs, x, places, product)
-            for m, p, acc in places:
-                requantize(ctx, m, requant, y + p * channels, acc)
+            _products(ctx, node, x, places, product)
+            for place in places:
+                requantize(ctx, place.m, requant, y + place.position * channels, place.acc)
             spans.append((start, len(ctx.ops)))
         ctx.loop_candidate(spans, where)
 
 
-def _products(ctx: Lowering, node: Node, runs, x: Ref, places: list[tuple[MatrixRefs, int, Ref]],
-              where: Where) -> None:
-    """acc = bias + the depthwise product, for each (matrix, first position, accumulator) in
-    `places`: run by run, and within a run place by place, so one place's accumulations are apart."""
+@dataclass(frozen=True)
+class Place:
+    """One instruction's worth of positions: their matrix (the channels once per position), the
+    first position, the accumulators and the runs of taps."""
+
+    m: MatrixRefs
+    position: int
+    acc: Ref
+    runs: tuple[tuple[int, int, int], ...]
+
+
+def _products(ctx: Lowering, node: Node, x: Reader, places: list[Place], where: Where) -> None:
+    """acc = bias + the depthwise product, for each place: run by run, and within a run place by
+    place, so one place's accumulations are apart."""
     starts, taps = node.attrs.starts, node.attrs.taps
-    for index, (t0, t1, step) in enumerate(runs):
-        for m, p, acc in places:
-            for tile, (r0, r1) in enumerate(m.tiles):
+    for index in range(max(len(place.runs) for place in places)):
+        for place in places[:]:
+            if index >= len(place.runs):
+                continue
+            t0, t1, step = place.runs[index]
+            for tile, (r0, r1) in enumerate(place.m.tiles):
                 rows = r1 - r0
-                operands = {"acc": acc + r0, "w": m.weights[tile] + t0 * rows * ctx.target.weight_bytes,
-                            "x": x + int(starts[p] + taps[t0]) + r0, "rows": rows, "taps": t1 - t0, "step": step}
+                read = x.run(int(starts[place.position] + taps[t0]) + r0, (t1 - t0 - 1) * step + rows)
+                operands = {"acc": place.acc + r0, "w": place.m.weights[tile] + t0 * rows * ctx.target.weight_bytes,
+                            "x": read, "rows": rows, "taps": t1 - t0, "step": step}
                 tile_where = Where(where.node, where.layer, where.step, tile, where.what)
                 if index:
                     ctx.emit("MVDA", tile_where, **operands)
                 else:
-                    ctx.emit("MVDB", tile_where, bias=m.bias + stride("MVDB", "bias") * r0, **operands)
+                    ctx.emit("MVDB", tile_where, bias=place.m.bias + stride("MVDB", "bias") * r0, **operands)
 
 
-def padding_macs(node: Node) -> int:
-    """Each window element read from the padding costs a MAC in its channel's lane."""
-    return node.attrs.padding
+def padding_macs(node: Node, target: Target) -> int:
+    """Each tap multiplied from the padding costs a MAC in each channel's lane: those of windows
+    wholly in padding, and of rows where leaving padding out would cost cycles (`plans`)."""
+    padded = node.attrs.padded
+    if padded is None:
+        return 0
+    kept = [sum(int(padded[p, t0:t1].sum()) for t0, t1, _ in runs) for p, runs in enumerate(plans(node, target.macs))]
+    return sum(kept) * len(node.attrs.weight)
 
 
 register(OpDef(DEPTHWISE, "matrix", DepthwiseAttrs, by_positions(float_product), by_positions(integer_product),

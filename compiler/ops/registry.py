@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from compiler.ir import Node, QMatrix
+from isa.target import Target
 
 KINDS = {
     "matrix": "multiplies by a weight matrix on the MAC array (a layer of the report)",
@@ -82,7 +83,7 @@ def no_states(node: Node) -> dict[str, dict]:
     return {}
 
 
-def no_padding(node: Node) -> int:
+def no_padding(node: Node, target: Target) -> int:
     return 0
 
 
@@ -108,11 +109,12 @@ class OpDef:
     emits its machine ops; parameters(attrs) its stored numbers. float_ranges, where the op has
     inner values whose formats come from calibration, is float_eval that also returns their
     ranges; quantisation hands them back through the attribute `ranges`. states(node) names those
-    inner values with their formats and calibrated ranges (the report's `states`). padding_macs(node)
-    counts the MACs per inference that multiply zero padding (SPEC rule 3: no useful work, though
-    the ISA table counts them; the report's `padding_mac_ops`). rows(node), for an op that
-    reduces runs of its input to one value each (a mean, pool, normalisation, softmax), is the
-    lengths of those runs, None for any other op (a stream checks they do not shrink with time).
+    inner values with their formats and calibrated ranges (the report's `states`). padding_macs(node,
+    target) counts the MACs per inference that multiply zero padding (SPEC rule 3: no useful work,
+    though the ISA table counts them; the report's `padding_mac_ops`), as lowered for `target`.
+    rows(node), for an op that reduces runs of its input to one value each (a mean, pool,
+    normalisation, softmax), is the lengths of those runs, None for any other op (a stream checks
+    they do not shrink with time).
     `pointwise` marks an op of one input that is the same function of every element alone, so it
     commutes with any gather (passes/sink.py moves it before one)."""
 
@@ -130,7 +132,7 @@ class OpDef:
     parameters: Callable[[Any], Parameters] = no_parameters
     float_ranges: RangedRun | None = None
     states: Callable[[Node], dict[str, dict]] = no_states
-    padding_macs: Callable[[Node], int] = no_padding
+    padding_macs: Callable[[Node, Target], int] = no_padding
     rows: Callable[[Node], frozenset[int] | None] = no_rows
     pointwise: bool = False
 

@@ -6,6 +6,7 @@ that use them) are matrices.py's."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -23,9 +24,19 @@ def period(values: np.ndarray) -> int:
     """The length of the shortest run that `values` repeats (its whole length if none)."""
     n = len(values)
     for run in range(MIN_RUN, n // 2 + 1):
-        if n % run == 0 and np.array_equal(values, np.tile(values[:run], n // run)):
+        # values repeat with period `run` when they equal themselves shifted by it; the first few
+        # compared alone turn most candidates down without reading a large matrix whole
+        if n % run == 0 and values[run] == values[0] and np.array_equal(values[run:], values[:-run]):
             return run
     return n
+
+
+@functools.cache
+def _piecing(mnemonic: str) -> tuple[int, dict[str, int]]:
+    """An element-wise op's most elements per instruction and each address operand's stride: read
+    from the ISA table once per mnemonic, because a long sequence emits hundreds of thousands."""
+    op = BY_MNEMONIC[mnemonic]
+    return op.field("n").limit - 1, {a.operand: stride(mnemonic, a.operand) for a in op.reads + op.writes}
 
 
 @dataclass
@@ -68,9 +79,10 @@ class Lowering:
 
     def emit_elementwise(self, mnemonic: str, where: Where, n: int, **operands: int | str | Ref) -> None:
         """Emit an element-wise op over n elements, in as many pieces as its `n` field needs."""
-        op = BY_MNEMONIC[mnemonic]
-        limit = op.field("n").limit - 1
-        strides = {a.operand: stride(mnemonic, a.operand) for a in op.reads + op.writes}
+        limit, strides = _piecing(mnemonic)
+        if n <= limit:  # one piece, the common case: nothing moves
+            self.ops.append(MOp(mnemonic, {"n": n, **operands}, where))
+            return
         for start in range(0, n, limit):
             moved = {k: v + start * strides[k] if isinstance(v, Ref) else v for k, v in operands.items()}
             self.emit(mnemonic, where, n=min(limit, n - start), **moved)

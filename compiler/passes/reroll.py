@@ -12,6 +12,8 @@ is named after the index of the op at which its loop begins.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from compiler.kernel import Buffer, Kernel, MOp, Ref, Where, pack_ints
@@ -104,6 +106,8 @@ def _deltas(a: list[MOp], b: list[MOp]) -> dict | None:
     for index, (x, y) in enumerate(zip(a, b)):
         if x.mnemonic != y.mnemonic or x.mnemonic == "LOOP" or x.operands.keys() != y.operands.keys():
             return None
+        if x.operands == y.operands:
+            continue  # the common case, compared in one go
         for key, value in x.operands.items():
             other = y.operands[key]
             if isinstance(value, Ref) and isinstance(other, Ref) and value.buffer == other.buffer:
@@ -117,9 +121,10 @@ def _deltas(a: list[MOp], b: list[MOp]) -> dict | None:
     return out
 
 
-def _advancing(mnemonic: str) -> set[str]:
+@functools.cache
+def _advancing(mnemonic: str) -> frozenset[str]:
     """The fields a LOOP can advance: those with a stride slot (isa.loops)."""
-    return {f.name for f in BY_MNEMONIC[mnemonic].fields[:STRIDE_SLOTS]}
+    return frozenset(f.name for f in BY_MNEMONIC[mnemonic].fields[:STRIDE_SLOTS])
 
 
 def _stride_table(body: list[MOp], strides: dict) -> bytes:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import numpy as np
@@ -24,15 +25,26 @@ def float_ranges(node: Node, x: np.ndarray, h0: np.ndarray | None = None,
     (every step's h and c, the initial states included, and its Relus' outputs)."""
     seen = {"h": 0.0, "c": 0.0, "gate": 0.0, "candidate": 0.0}
     cell = CELLS[node.op]
+    attrs = _in_float64(node.attrs)
 
     def step(d: int, x_t: np.ndarray, h: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        h_new, c_new = cell(node.attrs, d, x_t, h, c, seen)
+        h_new, c_new = cell(attrs, d, x_t, h, c, seen)
         for key, value in (("h", h), ("h", h_new), ("c", c), ("c", c_new)):
             _note(seen, key, value)
         return h_new, c_new
 
     outputs = scan(node, x, h0, c0, step, np.float64)
     return outputs, StateRanges(**seen)
+
+
+def _in_float64(a: RecurrentAttrs) -> RecurrentAttrs:
+    """W and R cast to float64 once, where a float32 matrix times float64 states was cast again for
+    every product: several times the product's own time on a wide layer. Each W[d].T is laid out
+    C-contiguous, the operand numpy builds when it casts a float32 W[d].T, so every product keeps its
+    value to the last bit (another layout may sum in another order)."""
+    def cast(m: np.ndarray) -> np.ndarray:
+        return np.swapaxes(np.ascontiguousarray(np.swapaxes(m, 1, 2), np.float64), 1, 2)
+    return dataclasses.replace(a, W=cast(a.W), R=cast(a.R))
 
 
 def _note(seen: dict[str, float], key: str, value: np.ndarray) -> None:

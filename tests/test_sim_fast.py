@@ -1,0 +1,127 @@
+"""The fast paths of the simulator against the slow ones, bit for bit.
+
+A warm run executes fused steps (runtime_sim.fusion) and reads VACT from a table's expansion
+(machine.Tables); a batch runs all samples through each step together. Each must give what
+one instruction at a time in program order gives, and every run the same statistics and trace.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from compiler.pipeline import compile_model
+from isa import numerics
+from isa.numerics import activation_table
+from runtime_sim import Simulator
+from runtime_sim.machine import Machine, Tables
+
+from models import lstm_model, recurrent_model
+from sim_helpers import I, make_program, requant_bytes
+from toolchain import random_inputs
+
+AMEM, ACC = 48, 16  # a small window, so random instructions collide often
+
+
+def _random_program(seed: int, count: int = 300):
+    """Fusable instructions on overlapping addresses: every kind of hazard, many times over."""
+    rng = np.random.default_rng(seed)
+
+    def span(limit: int, most: int = 8) -> tuple[int, int]:
+        n = int(rng.integers(1, most + 1))
+        return int(rng.integers(0, limit - n + 1)), n
+
+    def vector() -> object:
+        (dst, n), (a, _), (b, _) = span(AMEM), span(AMEM), span(AMEM)
+        a, b = min(a, AMEM - n), min(b, AMEM - n)
+        kind = rng.integers(9)
+        return [lambda: I("VADD", dst=dst, a=a, b=b, n=n), lambda: I("VSUB", dst=dst, a=a, b=b, n=n),
+                lambda: I("VMUL", dst=dst, a=a, b=b, n=n, shift=int(rng.integers(0, 3)) * 7),
+                lambda: I("VMOV", dst=dst, src=a, n=n), lambda: I("VRELU", dst=dst, src=a, n=n),
+                lambda: I("VCLAMP", dst=dst, src=a, n=n, lo=-900, hi=int(rng.choice([700, 900]))),
+                lambda: I("VSCALE", dst=dst, src=a, n=n, mult=20000, shift=int(rng.choice([14, 15]))),
+                lambda: I("VACT", dst=dst, src=a, n=n, table=int(rng.integers(2)), up=int(rng.integers(2))),
+                product][kind]()
+
+    def product() -> object:
+        acc, rows = span(ACC)
+        x, cols = span(AMEM)
+        kind = ["MV", "MVB", "MVA", "VRQ", "VRQA"][rng.integers(5)]
+        if kind.startswith("VRQ"):
+            extra = {"add": min(x, AMEM - rows)} if kind == "VRQA" else {}
+            return I(kind, dst=min(x, AMEM - rows), src=acc, n=rows, q=512 + 4 * int(rng.integers(0, 8)), **extra)
+        bias = {"bias": 256 + 4 * int(rng.integers(0, 8))} if kind == "MVB" else {}
+        return I(kind, acc=acc, w=int(rng.integers(0, 128)), x=x, rows=rows, cols=cols, **bias)
+
+    weights = rng.integers(-128, 128, 256, dtype=np.int8).tobytes()
+    weights += rng.integers(-5000, 5000, 64, dtype=np.int32).tobytes()
+    weights += requant_bytes(rng.integers(1 << 14, 1 << 15, 16), rng.integers(10, 20, 16))
+    code = [I("LOAD", dst=0, src=0, n=AMEM)] + [vector() for _ in range(count)]
+    return make_program(code, weights=weights, inputs={"x": (0, (AMEM,))}, outputs={"y": (0, (AMEM,))})
+
+
+def _executed(sim: Simulator, host: np.ndarray, fused: bool) -> Machine:
+    m = sim.machine(len(host))
+    m.host[:, :host.shape[1]] = host
+    sim.execute(m, fused=fused)
+    return m
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_fused_execution_equals_program_order_on_colliding_instructions(seed):
+    sim = Simulator(_random_program(seed), trace=False)
+    host = np.random.default_rng(seed).integers(-3000, 3000, (3, AMEM)).astype(np.int16)
+    fast, slow = _executed(sim, host, True), _executed(sim, host, False)
+    assert len(sim._plan.fused) < len(sim._plan.steps), "nothing fused: the test would prove nothing"
+    np.testing.assert_array_equal(fast.amem, slow.amem)
+    np.testing.assert_array_equal(fast.acc, slow.acc)
+
+
+def _compiled(op: str):
+    model = lstm_model(6, 1, 5, 20, outputs=("Y_h",)) if op == "LSTM" else recurrent_model("GRU", 6, 1, 5, 20)
+    inputs = random_inputs(model, seed=3, samples=5)
+    return compile_model(model, calibration=inputs).program, inputs
+
+
+@pytest.mark.parametrize("op", ["LSTM", "GRU"])
+def test_a_warm_run_equals_a_cold_one_and_program_order(op):
+    program, inputs = _compiled(op)
+    one = {k: v[0] for k, v in inputs.items()}
+    sim = Simulator(program)
+    cold, warm = sim.run(one), sim.run(one)
+    for name in cold.outputs:
+        np.testing.assert_array_equal(warm.outputs[name], cold.outputs[name])
+        np.testing.assert_array_equal(warm.raw_outputs[name], cold.raw_outputs[name])
+    assert warm.stats == cold.stats and warm.trace == cold.trace and len(warm.trace) == warm.stats["instructions"]
+    m = sim.machine(1)
+    for d in program.inputs:
+        m.write_host(d, numerics.quantize(inputs[d.name][:1], d.scales()))
+    sim.execute(m, fused=False)
+    for d in program.outputs:
+        np.testing.assert_array_equal(m.read_host(d)[0], warm.raw_outputs[d.name])
+
+
+@pytest.mark.parametrize("op", ["LSTM", "GRU"])
+def test_a_batch_equals_its_single_runs(op):
+    program, inputs = _compiled(op)
+    sim = Simulator(program, trace=False)
+    batch = sim.run(inputs, batch=True)
+    singles = [sim.run({k: v[i] for k, v in inputs.items()}) for i in range(5)]
+    for name, raw in batch.raw_outputs.items():
+        np.testing.assert_array_equal(raw, np.stack([s.raw_outputs[name] for s in singles]))
+    assert all(s.stats == batch.stats for s in singles)
+
+
+@pytest.mark.parametrize("up", [0, 1, 5])
+def test_a_table_expansion_is_the_interpolation_of_every_input(up):
+    table = activation_table("tanh")
+    x = np.arange(numerics.ACT_MIN, numerics.ACT_MAX + 1).astype(np.int16)
+    expected = numerics.table_lookup(table, numerics.sat_act(np.left_shift(x.astype(np.int64), up)))
+    np.testing.assert_array_equal(Tables([table]).lookup(0, up)[x], expected)
+
+
+def test_the_arithmetic_shortcuts_match_the_general_forms():
+    v = np.random.default_rng(0).integers(-(1 << 40), 1 << 40, 4000)
+    for shift in range(0, 63, 5):
+        np.testing.assert_array_equal(numerics.round_shift(v, shift), numerics.round_shift(v, np.full(v.shape, shift)))
+    np.testing.assert_array_equal(numerics.saturate(v, -(1 << 20), 1 << 30), np.clip(v, -(1 << 20), 1 << 30))
