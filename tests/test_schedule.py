@@ -122,3 +122,16 @@ def test_a_layer_span_leaves_out_the_loop_the_schedule_starts_at_cycle_zero():
     assert min(r["start"] for r in records) < min(r["start"] for r in timed)
     (conv,) = [layer for layer in simulator.stats["layers"] if layer["name"] == "conv"]
     assert conv["cycles"] == max(r["ready"] for r in timed) - min(r["start"] for r in timed)
+
+
+@pytest.mark.parametrize("op, hidden, macs", [("GRU", 37, 64), ("LSTM", 37, 256), ("LSTM", 13, 32)])
+def test_a_recurrent_tail_tile_splits_its_idle_lanes_bit_exactly(op, hidden, macs):
+    """Hidden sizes that do not fill whole tiles: R in whole tiles and a tail, the tail's columns
+    split over its idle lanes (docs/scheduling.md), bit-exact against the golden reference."""
+    model = recurrent_model(op, 9, 1, 6, hidden, seed=4)
+    program = run_checked(model, random_inputs(model, seed=5), target=Target(macs=macs)).compiled.program
+    products = [i for i in program.code if i.mnemonic in ("MV", "MVB", "MVA")]
+    heights = {i["rows"] for i in products if i["cols"] != 6}  # R's tiles (W's have the 6 input columns)
+    whole = max(heights)
+    assert whole & (whole - 1) == 0 and min(heights) < whole, "whole power-of-two tiles and a shorter tail"
+    assert any(i["split"] > 1 and i["rows"] * i["split"] <= macs for i in products)
