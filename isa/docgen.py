@@ -153,7 +153,9 @@ identical bytes. Comments run from `;` to the end of the line. In order:
   defaults), `.memory host=N amem=N acc=N wmem=N cbm=N`, then any number of
   `.input name="..." shape=[1,49,10] scale=<float> host=0x...` and `.output ...` lines, and for a
   streaming program `.state name="..." address=0x... size=N` lines: the activation memory its
-  recurrent state keeps between runs. Strings are JSON-quoted; scales are printed exactly (Python `repr`).
+  recurrent state keeps between runs, and for each recurrent layer `.recurrence node="..." cycles=N`:
+  its recurrence bound ([scheduling.md](scheduling.md#the-recurrence-bound)). Strings are
+  JSON-quoted; scales are printed exactly (Python `repr`).
   A tensor that packs quantities of different ranges adds a scale per slice,
   `slices=[[1,5.98e-05],[1,0.000327]] slice_axis=3`: runs of `[count, scale]` covering that axis
   (`scale` is then the coarsest; [numerics.md](numerics.md#packed-tensors-at-the-boundary)).
