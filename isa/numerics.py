@@ -47,8 +47,11 @@ def sat_acc(v: np.ndarray) -> np.ndarray:
 
 
 def round_shift(v: np.ndarray, shift: np.ndarray | int) -> np.ndarray:
-    """Arithmetic right shift rounding half up: (v + 2**(shift-1)) >> shift; shift 0 is exact."""
-    v = np.asarray(v, dtype=np.int64)
+    """Arithmetic right shift rounding half up: (v + 2**(shift-1)) >> shift; shift 0 is exact.
+    An int32 `v` stays int32 (its caller made sure v + 2**(shift-1) fits), anything else is int64."""
+    v = np.asarray(v)
+    if v.dtype != np.int32:
+        v = v.astype(np.int64, copy=False)
     if isinstance(shift, (int, np.integer)):  # one shift for all: no per-element rounding term
         return np.right_shift(v + (1 << (int(shift) - 1) if shift > 0 else 0), int(shift))
     shift = np.asarray(shift, dtype=np.int64)
@@ -63,15 +66,24 @@ def requantize(acc: np.ndarray, mult: np.ndarray, shift: np.ndarray) -> np.ndarr
 
 def multiply(a: np.ndarray, b: np.ndarray, shift: int) -> np.ndarray:
     """Element-wise product of two activations, rescaled by 2**-shift."""
-    return sat_act(round_shift(np.multiply(a, b, dtype=np.int64), shift))
+    wide = _exact_type(a, b, (1 << 30) + (1 << (shift - 1) if shift > 0 else 0))
+    return sat_act(round_shift(np.multiply(a, b, dtype=wide), shift))
 
 
 def add(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return sat_act(np.add(a, b, dtype=np.int64))
+    return sat_act(np.add(a, b, dtype=_exact_type(a, b, 1 << 16)))
 
 
 def subtract(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return sat_act(np.subtract(a, b, dtype=np.int64))
+    return sat_act(np.subtract(a, b, dtype=_exact_type(a, b, 1 << 16)))
+
+
+def _exact_type(a: np.ndarray, b: np.ndarray, bound: int) -> type:
+    """int32 when both operands are int16 (the simulator's activation memory) and every result
+    of theirs lies within +-`bound` < 2**31, else int64. Half the bytes per pass: the simulator
+    multiplies and adds every activation of every sample, and the values are the same."""
+    narrow = getattr(a, "dtype", None) == np.int16 and getattr(b, "dtype", None) == np.int16
+    return np.int32 if narrow and bound < 1 << 31 else np.int64
 
 
 def clamp(a: np.ndarray, lo: int, hi: int) -> np.ndarray:

@@ -209,13 +209,25 @@ def _table(m: Machine, s: Step) -> np.ndarray:
     return m.tables[number]
 
 
+def _table_number(m: Machine, s: Step) -> int:
+    """The `table` field, checked to name one of the program's tables."""
+    _table(m, s)
+    return s.args["table"]
+
+
 @semantics("VACT")
 def _vact(m: Machine, s: Step) -> None:
-    """table(sat_act(src << up)), read from the table's expansion (machine.Tables)."""
-    a = s.args
-    _table(m, s)
+    """table(sat_act(src << up)), read from the table's expansion (machine.Tables). A fused step's
+    members may read different tables (an LSTM's sigmoid and tanh gates, interleaved in memory):
+    each element then indexes the expansions joined, at its own table's offset."""
     src = m.amem[:, s.at("src", "n")].view(np.uint16)  # the expansion's order: x, or 65536 + x below 0
-    m.amem[:, s.at("dst", "n")] = m.tables.lookup(a["table"], a["up"]).take(src, mode="clip")
+    numbers = s.decoded(m, "table", lambda one: np.full(one.args["n"], _table_number(m, one)))
+    first = int(numbers[0])
+    if not s.members or (numbers == first).all():
+        m.amem[:, s.at("dst", "n")] = m.tables.lookup(first, s.args["up"]).take(src, mode="clip")
+        return
+    joined, offsets = m.tables.joined(tuple(numbers.tolist()), s.args["up"])
+    m.amem[:, s.at("dst", "n")] = joined.take(np.add(src, offsets, dtype=np.int32), mode="clip")
 
 
 @semantics("VRELU")
