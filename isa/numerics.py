@@ -11,6 +11,7 @@ leading batch axis costs nothing.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -61,21 +62,79 @@ def round_shift(v: np.ndarray, shift: np.ndarray | int) -> np.ndarray:
 
 def requantize(acc: np.ndarray, mult: np.ndarray, shift: np.ndarray) -> np.ndarray:
     """Accumulator to activation: saturate to acc_bits, scale by mult * 2**-shift, round, saturate."""
-    return sat_act(round_shift(sat_acc(acc) * np.asarray(mult, dtype=np.int64), shift))
+    return Scaling.of(mult, shift).rounded(acc, saturate_act=True).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """A requantisation's (mult, shift) per element, and what the float form needs of them.
+
+    The simulator requantises every accumulator of every sample, and the integer form's six
+    passes, each into a new array, cost twice the float64 form's. That form is exact for |mult|
+    <= 2**22 and shifts 0..MAX_SHIFT: sat_acc(acc) * scale is (below 2**53 significant, the
+    power of two exact), adding 1/2 too (one bit more), and floor(v + 1/2) is (acc * mult +
+    2**(shift-1)) >> shift, the rounding half up; `scale` is None where it is not. Beyond
+    ACC_MIN..ACC_MAX, int64 to float64 rounds, but monotonically, so a saturating value still
+    saturates: `acc_saturated` says whether ACC_MIN and ACC_MAX themselves round to saturated
+    activations (or the scale is 0) for every element, and saturating the accumulator first can
+    be skipped. Computed once per instruction by the simulator, per call by the reference."""
+
+    mult: np.ndarray
+    shift: np.ndarray
+    scale: np.ndarray | None
+    acc_saturated: bool
+
+    @classmethod
+    def of(cls, mult: np.ndarray | int, shift: np.ndarray | int) -> Scaling:
+        mult, shift = np.asarray(mult, np.int64), np.asarray(shift, np.int64)
+        if mult.size and (np.abs(mult).max() > 1 << 22 or shift.min() < 0 or shift.max() > MAX_SHIFT):
+            return cls(mult, shift, None, False)
+        scale = np.ldexp(mult.astype(np.float64), -shift)
+        ends = np.multiply.outer(scale, (ACC_MIN, ACC_MAX))
+        low, high = ends.min(axis=-1), ends.max(axis=-1)
+        saturated = np.all((scale == 0) | ((high >= ACT_MAX - 0.5) & (low < ACT_MIN + 0.5)))
+        return cls(mult, shift, scale, bool(saturated))
+
+    def rounded(self, acc: np.ndarray, saturate_act: bool) -> np.ndarray:
+        """round_shift(sat_acc(acc) * mult, shift), as float64 when exact; with `saturate_act`,
+        saturated to the activation range too (then the accumulator's saturation may be skipped)."""
+        if self.scale is None:
+            v = round_shift(sat_acc(acc) * self.mult, self.shift)
+            return sat_act(v) if saturate_act else v
+        v = np.asarray(np.multiply(acc if saturate_act and self.acc_saturated else sat_acc(acc), self.scale))
+        if saturate_act:  # floor(v + 1/2) of v saturated to [ACT_MIN - 1/2, ACT_MAX] is in range
+            _clip(v, ACT_MIN - 0.5, ACT_MAX, out=v)
+        v += 0.5
+        return np.floor(v, out=v)
+
+
+def requantize_with(acc: np.ndarray, scaling: Scaling) -> np.ndarray:
+    """requantize with (mult, shift) prepared once, for the simulator's instructions: the values
+    as float64 in the float form, which the store into int16 memory converts (a pass saved)."""
+    return scaling.rounded(acc, saturate_act=True)
 
 
 def multiply(a: np.ndarray, b: np.ndarray, shift: int) -> np.ndarray:
     """Element-wise product of two activations, rescaled by 2**-shift."""
     wide = _exact_type(a, b, (1 << 30) + (1 << (shift - 1) if shift > 0 else 0))
-    return sat_act(round_shift(np.multiply(a, b, dtype=wide), shift))
+    product = np.multiply(a, b, dtype=wide)
+    if shift > 0:
+        product += 1 << (shift - 1)
+        product >>= shift
+    return _saturated(product)
 
 
 def add(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return sat_act(np.add(a, b, dtype=_exact_type(a, b, 1 << 16)))
+    return _saturated(np.add(a, b, dtype=_exact_type(a, b, 1 << 16)))
 
 
 def subtract(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return sat_act(np.subtract(a, b, dtype=_exact_type(a, b, 1 << 16)))
+    return _saturated(np.subtract(a, b, dtype=_exact_type(a, b, 1 << 16)))
+
+
+def _saturated(fresh: np.ndarray) -> np.ndarray:
+    """sat_act of an array no one else holds, in place: one allocation fewer per instruction."""
+    return _clip(fresh, ACT_MIN, ACT_MAX, out=fresh) if isinstance(fresh, np.ndarray) else sat_act(fresh)
 
 
 def _exact_type(a: np.ndarray, b: np.ndarray, bound: int) -> type:
@@ -242,8 +301,19 @@ def dequantize(q: np.ndarray, scale: float) -> np.ndarray:
 
 def requantize_add(acc: np.ndarray, mult: np.ndarray, shift: np.ndarray, addend: np.ndarray) -> np.ndarray:
     """Requantise an accumulator and add an activation, saturating once at the end."""
-    scaled = round_shift(sat_acc(acc) * np.asarray(mult, dtype=np.int64), shift)
-    return sat_act(np.add(scaled, addend, dtype=np.int64))
+    total = np.add(Scaling.of(mult, shift).rounded(acc, saturate_act=False).astype(np.int64), addend, dtype=np.int64)
+    return _saturated(total)
+
+
+def requantize_add_with(acc: np.ndarray, scaling: Scaling, addend: np.ndarray) -> np.ndarray:
+    """requantize_add with (mult, shift) prepared once and an int16 addend, for the simulator's
+    instructions: added in float64 when the requantised value is (exact, |sum| < 2**47), the
+    values returned as float64 for the store into int16 memory to convert."""
+    scaled = scaling.rounded(acc, saturate_act=False)
+    if scaled.dtype == np.int64 or np.asarray(addend).dtype != np.int16:
+        scaled = scaled.astype(np.int64, copy=False)
+    scaled += addend
+    return _saturated(scaled)
 
 
 def reduce_max(a: np.ndarray) -> np.ndarray:
