@@ -132,7 +132,9 @@ def _set(product: Callable, m: Machine, s: Step) -> None:
 
 
 def _preload(product: Callable, m: Machine, s: Step) -> None:
-    m.acc[:, s.at("acc", "rows")] = product(m, s) + _bias(m, s)
+    total = product(m, s)
+    total += _bias(m, s)  # in place: the product is a new array
+    m.acc[:, s.at("acc", "rows")] = total
 
 
 def _accumulate(product: Callable, m: Machine, s: Step) -> None:
