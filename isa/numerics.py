@@ -76,36 +76,45 @@ class Scaling:
     2**(shift-1)) >> shift, the rounding half up; `scale` is None where it is not. Beyond
     ACC_MIN..ACC_MAX, int64 to float64 rounds, but monotonically, so a saturating value still
     saturates: `acc_saturated` says whether ACC_MIN and ACC_MAX themselves round to saturated
-    activations (or the scale is 0) for every element, and saturating the accumulator first can
-    be skipped. Computed once per instruction by the simulator, per call by the reference."""
+    activations for every element (or the scale is 0), `acc_saturated_add` whether they still
+    do with any int16 addend, and then saturating the accumulator first changes nothing and is
+    skipped. Computed once per instruction by the simulator, per call by the reference."""
 
     mult: np.ndarray
     shift: np.ndarray
     scale: np.ndarray | None
-    acc_saturated: bool
+    acc_saturated: bool = False
+    acc_saturated_add: bool = False
 
     @classmethod
     def of(cls, mult: np.ndarray | int, shift: np.ndarray | int) -> Scaling:
         mult, shift = np.asarray(mult, np.int64), np.asarray(shift, np.int64)
         if mult.size and (np.abs(mult).max() > 1 << 22 or shift.min() < 0 or shift.max() > MAX_SHIFT):
-            return cls(mult, shift, None, False)
+            return cls(mult, shift, None)
         scale = np.ldexp(mult.astype(np.float64), -shift)
-        ends = np.multiply.outer(scale, (ACC_MIN, ACC_MAX))
-        low, high = ends.min(axis=-1), ends.max(axis=-1)
-        saturated = np.all((scale == 0) | ((high >= ACT_MAX - 0.5) & (low < ACT_MIN + 0.5)))
-        return cls(mult, shift, scale, bool(saturated))
+        return cls(mult, shift, scale, _saturates(scale, 0), _saturates(scale, ACT_MAX - ACT_MIN))
 
-    def rounded(self, acc: np.ndarray, saturate_act: bool) -> np.ndarray:
+    def rounded(self, acc: np.ndarray, saturate_act: bool, int16_addend: bool = False) -> np.ndarray:
         """round_shift(sat_acc(acc) * mult, shift), as float64 when exact; with `saturate_act`,
-        saturated to the activation range too (then the accumulator's saturation may be skipped)."""
+        saturated to the activation range too. The accumulator's saturation is skipped where the
+        result (plus an addend, if `int16_addend`, before it saturates) comes out the same."""
         if self.scale is None:
             v = round_shift(sat_acc(acc) * self.mult, self.shift)
             return sat_act(v) if saturate_act else v
-        v = np.asarray(np.multiply(acc if saturate_act and self.acc_saturated else sat_acc(acc), self.scale))
+        skip = self.acc_saturated_add if int16_addend else saturate_act and self.acc_saturated
+        v = np.asarray(np.multiply(acc if skip else sat_acc(acc), self.scale))
         if saturate_act:  # floor(v + 1/2) of v saturated to [ACT_MIN - 1/2, ACT_MAX] is in range
             _clip(v, ACT_MIN - 0.5, ACT_MAX, out=v)
         v += 0.5
         return np.floor(v, out=v)
+
+
+def _saturates(scale: np.ndarray, margin: int) -> bool:
+    """Whether floor(ACC_MAX * scale + 1/2) >= ACT_MAX + margin and floor(ACC_MIN * scale + 1/2)
+    <= ACT_MIN - margin (ends swapped for a negative scale) for every nonzero scale."""
+    ends = np.multiply.outer(scale, (ACC_MIN, ACC_MAX))  # exact: 31 bits by at most 23
+    low, high = ends.min(axis=-1), ends.max(axis=-1)
+    return bool(np.all((scale == 0) | ((high >= ACT_MAX + margin - 0.5) & (low < ACT_MIN - margin + 0.5))))
 
 
 def requantize_with(acc: np.ndarray, scaling: Scaling) -> np.ndarray:
@@ -309,8 +318,9 @@ def requantize_add_with(acc: np.ndarray, scaling: Scaling, addend: np.ndarray) -
     """requantize_add with (mult, shift) prepared once and an int16 addend, for the simulator's
     instructions: added in float64 when the requantised value is (exact, |sum| < 2**47), the
     values returned as float64 for the store into int16 memory to convert."""
-    scaled = scaling.rounded(acc, saturate_act=False)
-    if scaled.dtype == np.int64 or np.asarray(addend).dtype != np.int16:
+    int16 = np.asarray(addend).dtype == np.int16
+    scaled = scaling.rounded(acc, saturate_act=False, int16_addend=int16)
+    if scaled.dtype == np.int64 or not int16:
         scaled = scaled.astype(np.int64, copy=False)
     scaled += addend
     return _saturated(scaled)
