@@ -5,7 +5,10 @@ functions, so the rounding rule, the saturation and the activation tables cannot
 docs/numerics.md explains the formats and the error bounds.
 
 All functions take and return int64 numpy arrays (or anything numpy broadcasts), so that a
-leading batch axis costs nothing.
+leading batch axis costs nothing. The simulator's hot paths compute the same values in narrower
+or other exact forms: multiply, add and subtract of two int16 arrays return int32, and
+requantize_with / requantize_add_with (a Scaling prepared once per instruction) return float64
+holding the integers, which the store into int16 memory converts.
 """
 
 from __future__ import annotations
