@@ -5,12 +5,16 @@ functions, so the rounding rule, the saturation and the activation tables cannot
 docs/numerics.md explains the formats and the error bounds.
 
 All functions take and return int64 numpy arrays (or anything numpy broadcasts), so that a
-leading batch axis costs nothing.
+leading batch axis costs nothing. The simulator's hot paths compute the same values in narrower
+or other exact forms: multiply, add and subtract of two int16 arrays return int32, and
+requantize_with / requantize_add_with (a Scaling prepared once per instruction) return float64
+holding the integers, which the store into int16 memory converts.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -47,8 +51,11 @@ def sat_acc(v: np.ndarray) -> np.ndarray:
 
 
 def round_shift(v: np.ndarray, shift: np.ndarray | int) -> np.ndarray:
-    """Arithmetic right shift rounding half up: (v + 2**(shift-1)) >> shift; shift 0 is exact."""
-    v = np.asarray(v, dtype=np.int64)
+    """Arithmetic right shift rounding half up: (v + 2**(shift-1)) >> shift; shift 0 is exact.
+    An int32 `v` stays int32 (its caller made sure v + 2**(shift-1) fits), anything else is int64."""
+    v = np.asarray(v)
+    if v.dtype != np.int32:
+        v = v.astype(np.int64, copy=False)
     if isinstance(shift, (int, np.integer)):  # one shift for all: no per-element rounding term
         return np.right_shift(v + (1 << (int(shift) - 1) if shift > 0 else 0), int(shift))
     shift = np.asarray(shift, dtype=np.int64)
@@ -58,20 +65,96 @@ def round_shift(v: np.ndarray, shift: np.ndarray | int) -> np.ndarray:
 
 def requantize(acc: np.ndarray, mult: np.ndarray, shift: np.ndarray) -> np.ndarray:
     """Accumulator to activation: saturate to acc_bits, scale by mult * 2**-shift, round, saturate."""
-    return sat_act(round_shift(sat_acc(acc) * np.asarray(mult, dtype=np.int64), shift))
+    return Scaling.of(mult, shift).rounded(acc, saturate_act=True).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """A requantisation's (mult, shift) per element, and what the float form needs of them.
+
+    The simulator requantises every accumulator of every sample, and the integer form's six
+    passes, each into a new array, cost twice the float64 form's. That form is exact for |mult|
+    <= 2**22 and shifts 0..MAX_SHIFT: sat_acc(acc) * scale is (below 2**53 significant, the
+    power of two exact), adding 1/2 too (one bit more), and floor(v + 1/2) is (acc * mult +
+    2**(shift-1)) >> shift, the rounding half up; `scale` is None where it is not. Beyond
+    ACC_MIN..ACC_MAX, int64 to float64 rounds, but monotonically, so a saturating value still
+    saturates: `acc_saturated` says whether ACC_MIN and ACC_MAX themselves round to saturated
+    activations for every element (or the scale is 0), `acc_saturated_add` whether they still
+    do with any int16 addend, and then saturating the accumulator first changes nothing and is
+    skipped. Computed once per instruction by the simulator, per call by the reference."""
+
+    mult: np.ndarray
+    shift: np.ndarray
+    scale: np.ndarray | None
+    acc_saturated: bool = False
+    acc_saturated_add: bool = False
+
+    @classmethod
+    def of(cls, mult: np.ndarray | int, shift: np.ndarray | int) -> Scaling:
+        mult, shift = np.asarray(mult, np.int64), np.asarray(shift, np.int64)
+        if mult.size and (np.abs(mult).max() > 1 << 22 or shift.min() < 0 or shift.max() > MAX_SHIFT):
+            return cls(mult, shift, None)
+        scale = np.ldexp(mult.astype(np.float64), -shift)
+        return cls(mult, shift, scale, _saturates(scale, 0), _saturates(scale, ACT_MAX - ACT_MIN))
+
+    def rounded(self, acc: np.ndarray, saturate_act: bool, int16_addend: bool = False) -> np.ndarray:
+        """round_shift(sat_acc(acc) * mult, shift), as float64 when exact; with `saturate_act`,
+        saturated to the activation range too. The accumulator's saturation is skipped where the
+        result (plus an addend, if `int16_addend`, before it saturates) comes out the same."""
+        if self.scale is None:
+            v = round_shift(sat_acc(acc) * self.mult, self.shift)
+            return sat_act(v) if saturate_act else v
+        skip = self.acc_saturated_add if int16_addend else saturate_act and self.acc_saturated
+        v = np.asarray(np.multiply(acc if skip else sat_acc(acc), self.scale))
+        if saturate_act:  # floor(v + 1/2) of v saturated to [ACT_MIN - 1/2, ACT_MAX] is in range
+            _clip(v, ACT_MIN - 0.5, ACT_MAX, out=v)
+        v += 0.5
+        return np.floor(v, out=v)
+
+
+def _saturates(scale: np.ndarray, margin: int) -> bool:
+    """Whether floor(ACC_MAX * scale + 1/2) >= ACT_MAX + margin and floor(ACC_MIN * scale + 1/2)
+    <= ACT_MIN - margin (ends swapped for a negative scale) for every nonzero scale."""
+    ends = np.multiply.outer(scale, (ACC_MIN, ACC_MAX))  # exact: 31 bits by at most 23
+    low, high = ends.min(axis=-1), ends.max(axis=-1)
+    return bool(np.all((scale == 0) | ((high >= ACT_MAX + margin - 0.5) & (low < ACT_MIN - margin + 0.5))))
+
+
+def requantize_with(acc: np.ndarray, scaling: Scaling) -> np.ndarray:
+    """requantize with (mult, shift) prepared once, for the simulator's instructions: the values
+    as float64 in the float form, which the store into int16 memory converts (a pass saved)."""
+    return scaling.rounded(acc, saturate_act=True)
 
 
 def multiply(a: np.ndarray, b: np.ndarray, shift: int) -> np.ndarray:
     """Element-wise product of two activations, rescaled by 2**-shift."""
-    return sat_act(round_shift(np.multiply(a, b, dtype=np.int64), shift))
+    wide = _exact_type(a, b, (1 << 30) + (1 << (shift - 1) if shift > 0 else 0))
+    product = np.multiply(a, b, dtype=wide)
+    if shift > 0:
+        product += 1 << (shift - 1)
+        product >>= shift
+    return _saturated(product)
 
 
 def add(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return sat_act(np.add(a, b, dtype=np.int64))
+    return _saturated(np.add(a, b, dtype=_exact_type(a, b, 1 << 16)))
 
 
 def subtract(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return sat_act(np.subtract(a, b, dtype=np.int64))
+    return _saturated(np.subtract(a, b, dtype=_exact_type(a, b, 1 << 16)))
+
+
+def _saturated(fresh: np.ndarray) -> np.ndarray:
+    """sat_act of an array no one else holds, in place: one allocation fewer per instruction."""
+    return _clip(fresh, ACT_MIN, ACT_MAX, out=fresh) if isinstance(fresh, np.ndarray) else sat_act(fresh)
+
+
+def _exact_type(a: np.ndarray, b: np.ndarray, bound: int) -> type:
+    """int32 when both operands are int16 (the simulator's activation memory) and every result
+    of theirs lies within +-`bound` < 2**31, else int64. Half the bytes per pass: the simulator
+    multiplies and adds every activation of every sample, and the values are the same."""
+    narrow = getattr(a, "dtype", None) == np.int16 and getattr(b, "dtype", None) == np.int16
+    return np.int32 if narrow and bound < 1 << 31 else np.int64
 
 
 def clamp(a: np.ndarray, lo: int, hi: int) -> np.ndarray:
@@ -230,8 +313,20 @@ def dequantize(q: np.ndarray, scale: float) -> np.ndarray:
 
 def requantize_add(acc: np.ndarray, mult: np.ndarray, shift: np.ndarray, addend: np.ndarray) -> np.ndarray:
     """Requantise an accumulator and add an activation, saturating once at the end."""
-    scaled = round_shift(sat_acc(acc) * np.asarray(mult, dtype=np.int64), shift)
-    return sat_act(np.add(scaled, addend, dtype=np.int64))
+    total = np.add(Scaling.of(mult, shift).rounded(acc, saturate_act=False).astype(np.int64), addend, dtype=np.int64)
+    return _saturated(total)
+
+
+def requantize_add_with(acc: np.ndarray, scaling: Scaling, addend: np.ndarray) -> np.ndarray:
+    """requantize_add with (mult, shift) prepared once and an int16 addend, for the simulator's
+    instructions: added in float64 when the requantised value is (exact, |sum| < 2**47), the
+    values returned as float64 for the store into int16 memory to convert."""
+    int16 = np.asarray(addend).dtype == np.int16
+    scaled = scaling.rounded(acc, saturate_act=False, int16_addend=int16)
+    if scaled.dtype == np.int64 or not int16:
+        scaled = scaled.astype(np.int64, copy=False)
+    scaled += addend
+    return _saturated(scaled)
 
 
 def reduce_max(a: np.ndarray) -> np.ndarray:

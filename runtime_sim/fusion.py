@@ -46,7 +46,7 @@ FUSABLE = {
     "VADD": _BINARY,
     "VSUB": _BINARY,
     "VMUL": Fusable(("shift",), _BINARY.places),
-    "VACT": Fusable(("table", "up"), (("dst", "n"), ("src", "n"))),
+    "VACT": Fusable(("up",), (("dst", "n"), ("src", "n"))),
     "VRELU": Fusable((), (("dst", "n"), ("src", "n"))),
     "VMOV": Fusable((), (("dst", "n"), ("src", "n"))),
     "VCLAMP": Fusable(("lo", "hi"), (("dst", "n"), ("src", "n"))),
@@ -106,11 +106,14 @@ def fused_steps(steps: Sequence[Step], levels: Sequence[int]) -> tuple[Step, ...
 
 
 def _fuse(members: list[Step]) -> Step:
-    """One step for independent instructions of one kind (itself when alone)."""
-    first = members[0]
+    """One step for independent instructions of one kind (itself when alone). Independent, they
+    run in any order: in that of their first operand's address, so that operands laid out side by
+    side become one slice (a view) rather than a gather (a copy, several times as slow)."""
     if len(members) == 1:
-        return first
-    spec = FUSABLE[first.instr.mnemonic]
+        return members[0]
+    spec = FUSABLE[members[0].instr.mnemonic]
+    members = sorted(members, key=lambda one: one.args[spec.places[0][0]])
+    first = members[0]
     places = {name: _gathered([(one.args[name], one.args[length]) for one in members]) for name, length in spec.places}
     totals = {length: sum(one.args[length] for one in members) for _, length in spec.places}
     return Step(first.pc, first.instr, {**first.args, **totals}, first.execute, tuple(members), places)

@@ -152,6 +152,7 @@ class Tables:
     def __init__(self, tables: list[np.ndarray]) -> None:
         self.tables = tables
         self.lookup = lru_cache(maxsize=None)(self._lookup)
+        self.joined = lru_cache(maxsize=None)(self._joined)
 
     def __len__(self) -> int:
         return len(self.tables)
@@ -165,6 +166,14 @@ class Tables:
         x = np.arange(numerics.ACT_MIN, numerics.ACT_MAX + 1, dtype=np.int64)
         out = numerics.table_lookup(self.tables[number], numerics.sat_act(np.left_shift(x, up)))
         return np.roll(out.astype(np.int16), -numerics.ACT_MIN)
+
+    def _joined(self, numbers: tuple[int, ...], up: int) -> tuple[np.ndarray, np.ndarray]:
+        """The expansions of the tables `numbers` names (one per element) end to end, and each
+        element's offset into them: one gather serves elements of different tables."""
+        used = sorted(set(numbers))
+        size = numerics.ACT_MAX - numerics.ACT_MIN + 1
+        offsets = np.array([used.index(n) * size for n in numbers], np.int32)
+        return np.concatenate([self.lookup(n, up) for n in used]), offsets
 
 
 @dataclass

@@ -6,15 +6,16 @@ instruction) fails at once. All arithmetic goes through isa.numerics, the one de
 compiler's layer-level reference shares. Timing lives in runtime_sim.timing: these functions
 run in program order, which the scoreboard makes equivalent to the timed execution.
 
-Matrix-vector products use float64 matmul and convert to int64: every partial sum is an
-integer below 2**46 (int16 x int16 products, at most 65535 columns), so it is exact.
+Matrix-vector products use float64 matmul, stored into the int64 accumulators: every partial sum
+is an integer below 2**47 (int16 x int16 products, at most 65535 columns), so it is exact, and so
+is adding a 32-bit bias to it.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -37,6 +38,7 @@ class Step:
     execute: Callable[[Machine, Step], None]
     members: tuple[Step, ...] = ()
     places: dict | None = None  # a fused step's: operands' gathered elements, joined decodings
+    prepared: dict = field(default_factory=dict, compare=False)  # see `once`
 
     @classmethod
     def of(cls, pc: int, instr: Instruction) -> Step:
@@ -67,6 +69,15 @@ class Step:
         return self.places[key]
 
 
+    def once(self, m: Machine, what: str, make: Callable[[], object]):
+        """make() on the first call for this weight memory, the same object after: what a
+        step derives from weight memory (never written) is the same on every run."""
+        key = (what, m.wmem)
+        if key not in self.prepared:
+            self.prepared[key] = make()
+        return self.prepared[key]
+
+
 SEMANTICS: dict[str, Callable[[Machine, Step], None]] = {}
 
 
@@ -81,10 +92,10 @@ def semantics(mnemonic: str) -> Callable:
 
 
 def _dot(m: Machine, s: Step) -> np.ndarray:
-    """sum_k W[k, r] * x[k] for every sample and row, as int64 (B, rows)."""
+    """sum_k W[k, r] * x[k] for every sample and row (B, rows): float64 holding exact integers,
+    which the accumulators' int64 store converts, without a pass of its own."""
     w = s.decoded(m, "matrix", lambda one: m.wmem.matrix(one.args["w"], one.args["rows"], one.args["cols"]), axis=1)
-    x = m.amem[:, s.at("x", "cols")].astype(np.float64)
-    return (x @ w).astype(np.int64)
+    return m.amem[:, s.at("x", "cols")].astype(np.float64) @ w
 
 
 @semantics("LOAD")
@@ -121,11 +132,13 @@ def _set(product: Callable, m: Machine, s: Step) -> None:
 
 
 def _preload(product: Callable, m: Machine, s: Step) -> None:
-    m.acc[:, s.at("acc", "rows")] = product(m, s) + _bias(m, s)
+    total = product(m, s)
+    total += _bias(m, s)  # in place: the product is a new array
+    m.acc[:, s.at("acc", "rows")] = total
 
 
 def _accumulate(product: Callable, m: Machine, s: Step) -> None:
-    m.acc[:, s.at("acc", "rows")] += product(m, s)
+    m.acc[:, s.at("acc", "rows")] += product(m, s).astype(np.int64, copy=False)
 
 
 # the matrix-vector family: which product each computes, and how it meets the accumulators
@@ -166,22 +179,21 @@ def _cbload(m: Machine, s: Step) -> None:
     m.cbm[s.at("dst", "n")] = m.wmem.values(a["src"], a["n"])
 
 
-def _requant(m: Machine, s: Step) -> tuple[np.ndarray, np.ndarray]:
-    """(mult, shift) for each of the n elements (VRQ, VRQA)."""
-    return s.decoded(m, "requant", lambda one: m.wmem.requant(one.args["q"], one.args["n"], one.pc))
+def _requant(m: Machine, s: Step) -> numerics.Scaling:
+    """(mult, shift) for each of the n elements (VRQ, VRQA), prepared for numerics once."""
+    return s.once(m, "scaling", lambda: numerics.Scaling.of(
+        *s.decoded(m, "requant", lambda one: m.wmem.requant(one.args["q"], one.args["n"], one.pc))))
 
 
 @semantics("VRQ")
 def _vrq(m: Machine, s: Step) -> None:
-    mult, shift = _requant(m, s)
-    m.amem[:, s.at("dst", "n")] = numerics.requantize(m.acc[:, s.at("src", "n")], mult, shift)
+    m.amem[:, s.at("dst", "n")] = numerics.requantize_with(m.acc[:, s.at("src", "n")], _requant(m, s))
 
 
 @semantics("VRQA")
 def _vrqa(m: Machine, s: Step) -> None:
-    mult, shift = _requant(m, s)
     addend = m.amem[:, s.at("add", "n")]
-    m.amem[:, s.at("dst", "n")] = numerics.requantize_add(m.acc[:, s.at("src", "n")], mult, shift, addend)
+    m.amem[:, s.at("dst", "n")] = numerics.requantize_add_with(m.acc[:, s.at("src", "n")], _requant(m, s), addend)
 
 
 @semantics("VRQC")
@@ -209,13 +221,25 @@ def _table(m: Machine, s: Step) -> np.ndarray:
     return m.tables[number]
 
 
+def _table_number(m: Machine, s: Step) -> int:
+    """The `table` field, checked to name one of the program's tables."""
+    _table(m, s)
+    return s.args["table"]
+
+
 @semantics("VACT")
 def _vact(m: Machine, s: Step) -> None:
-    """table(sat_act(src << up)), read from the table's expansion (machine.Tables)."""
-    a = s.args
-    _table(m, s)
+    """table(sat_act(src << up)), read from the table's expansion (machine.Tables). A fused step's
+    members may read different tables (an LSTM's sigmoid and tanh gates, interleaved in memory):
+    each element then indexes the expansions joined, at its own table's offset."""
     src = m.amem[:, s.at("src", "n")].view(np.uint16)  # the expansion's order: x, or 65536 + x below 0
-    m.amem[:, s.at("dst", "n")] = m.tables.lookup(a["table"], a["up"]).take(src, mode="clip")
+    numbers = s.decoded(m, "table", lambda one: np.full(one.args["n"], _table_number(m, one)))
+    first = int(numbers[0])
+    if not s.members or (numbers == first).all():
+        m.amem[:, s.at("dst", "n")] = m.tables.lookup(first, s.args["up"]).take(src, mode="clip")
+        return
+    joined, offsets = m.tables.joined(tuple(numbers.tolist()), s.args["up"])
+    m.amem[:, s.at("dst", "n")] = joined.take(np.add(src, offsets, dtype=np.int32), mode="clip")
 
 
 @semantics("VRELU")

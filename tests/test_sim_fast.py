@@ -125,3 +125,47 @@ def test_the_arithmetic_shortcuts_match_the_general_forms():
     for shift in range(0, 63, 5):
         np.testing.assert_array_equal(numerics.round_shift(v, shift), numerics.round_shift(v, np.full(v.shape, shift)))
     np.testing.assert_array_equal(numerics.saturate(v, -(1 << 20), 1 << 30), np.clip(v, -(1 << 20), 1 << 30))
+
+
+def _integer_requantize(acc, mult, shift, addend=0):
+    """requantize(_add) as the ISA defines it, in int64 throughout."""
+    scaled = numerics.round_shift(numerics.sat_acc(acc) * mult, shift)
+    return numerics.sat_act(scaled + np.asarray(addend, np.int64))
+
+
+EDGES = [numerics.ACC_MIN - 1, numerics.ACC_MIN, -1, 0, 1, numerics.ACC_MAX, numerics.ACC_MAX + 1, 1 << 50, -(1 << 62)]
+
+
+@pytest.mark.parametrize("shifts", [(0, 64), (12, 20), (28, 34)])
+def test_requantisation_in_float_equals_the_integer_definition(shifts):
+    """The float form, with the accumulator's saturation skipped where it is subsumed, against the
+    int64 definition: every accumulator edge, the usual shifts (where the skip applies) and the
+    extremes (where it does not), any sign of multiplier, int16 and int64 addends."""
+    rng = np.random.default_rng(shifts[0])
+    for _ in range(200):
+        n = int(rng.integers(1, 24))
+        acc = rng.integers(-(1 << 62), 1 << 62, (6, n)) >> int(rng.integers(0, 62))
+        acc[0] = rng.choice(EDGES, n)
+        mult, shift = rng.integers(-(1 << 15), 1 << 15, n), rng.integers(*shifts, n)
+        addend = rng.integers(numerics.ACT_MIN, numerics.ACT_MAX + 1, (6, n)).astype(np.int16)
+        addend[1] = rng.choice([numerics.ACT_MIN, numerics.ACT_MAX], n)
+        scaling = numerics.Scaling.of(mult, shift)
+        expected, with_addend = _integer_requantize(acc, mult, shift), _integer_requantize(acc, mult, shift, addend)
+        np.testing.assert_array_equal(numerics.requantize(acc, mult, shift), expected)
+        np.testing.assert_array_equal(numerics.requantize_with(acc, scaling), expected)
+        np.testing.assert_array_equal(numerics.requantize_add_with(acc, scaling, addend), with_addend)
+        np.testing.assert_array_equal(numerics.requantize_add(acc, mult, shift, addend.astype(np.int64)), with_addend)
+
+
+def test_int16_operands_take_the_narrow_path_with_the_same_values():
+    rng = np.random.default_rng(1)
+    a, b = (rng.integers(numerics.ACT_MIN, numerics.ACT_MAX + 1, 5000).astype(np.int16) for _ in range(2))
+    low, high = numerics.ACT_MIN, numerics.ACT_MAX
+    a[:4], b[:4] = [low, low, high, -1], [low, high, 1, 1]
+    wide_a, wide_b = a.astype(np.int64), b.astype(np.int64)
+    for shift in (0, 1, 15, 18, 30, 31, 40, 63):
+        expected = numerics.sat_act(numerics.round_shift(wide_a * wide_b, shift))
+        np.testing.assert_array_equal(numerics.multiply(a, b, shift), expected)
+    np.testing.assert_array_equal(numerics.add(a, b), numerics.sat_act(wide_a + wide_b))
+    np.testing.assert_array_equal(numerics.subtract(a, b), numerics.sat_act(wide_a - wide_b))
+    assert numerics.multiply(a, b, 15).dtype == np.int32 and numerics.multiply(wide_a, wide_b, 15).dtype == np.int64
