@@ -220,7 +220,7 @@ def test_report_work_does_not_grow_with_the_steps(monkeypatch):
 
 @pytest.mark.parametrize("model", [
     lambda steps: lstm_model(steps, 1, 4, 16, outputs=("Y_h",)),  # h alternates between two buffers
-    lambda steps: recurrent_model("GRU", steps, 2, 4, 16, direction="bidirectional", outputs=("Y",)),
+    lambda steps: recurrent_model("GRU", steps, 1, 4, 16, direction="bidirectional", outputs=("Y",)),
 ])
 def test_lowering_work_does_not_grow_with_the_steps(monkeypatch, model):
     """Lowering emitted every step's instructions and reroll compared every wave, only to fold them

@@ -73,6 +73,11 @@ class Waves:
             return None
         return self.ops[self.segments[ends[0]][0]:self.segments[ends[1]][1]]
 
+    def touches(self, first: int, period: int) -> bool:
+        """Whether the pair of chunks at wave `first` has a wave left out."""
+        gap, count = self.missing
+        return count > 0 and gap - 2 * period < first < gap + count
+
     def stand_in(self, first: int, period: int) -> int:
         """The first wave of the lowered pair of chunks that a pair in the alike middle compares as."""
         gap = self.missing[0]
@@ -82,11 +87,21 @@ class Waves:
 
     def deltas(self, first: int, period: int) -> dict | None:
         """The strides from the chunk at wave `first` to the next one."""
-        if self.chunk(first, 2 * period) is None:
+        if self.touches(first, period):
             first = self.stand_in(first, period)
         if (first, period) not in self.known:
             self.known[first, period] = _deltas(self.chunk(first, period), self.chunk(first + period, period))
         return self.known[first, period]
+
+    def alike_after(self, first: int, period: int, strides: dict | None) -> int:
+        """How many pairs of chunks after the one at wave `first` compare as `strides` without a
+        look at each: those that touch the left-out waves, when this one does and the next one
+        (the other parity) compares so too; else 0."""
+        gap, count = self.missing
+        if not self.touches(first, period):
+            return 0
+        pairs = (gap + count - 1 - first) // period
+        return pairs if pairs > 0 and self.deltas(first + period, period) == strides else 0
 
     def length(self, first: int, period: int) -> int:
         chunk = self.chunk(first, period)
@@ -136,12 +151,14 @@ def _run(waves: Waves, period: int) -> tuple[int, int, int, dict]:
     best = (0, 0, period, {})
     for offset in range(period):
         chunks = range(offset, len(waves) - period + 1, period)  # each chunk's first wave
-        for begin in range(len(chunks)):
+        begin = 0
+        while begin < len(chunks):
             trips, strides = _trips(waves, chunks, begin, period)
             if trips > best[1] and 0 < waves.length(chunks[begin], period) <= MAX_BODY:
                 best = (chunks[begin], trips, period, strides)
             if trips > 1:
                 break  # a later start only shortens this run
+            begin += 1 + waves.alike_after(chunks[begin], period, None)  # starts alike fail alike
     return best
 
 
@@ -149,15 +166,10 @@ def _trips(waves: Waves, chunks: range, begin: int, period: int) -> tuple[int, d
     strides = waves.deltas(chunks[begin], period) if begin + 1 < len(chunks) else None
     if strides is None:
         return 1, {}
-    trips = 2
-    while begin + trips < len(chunks) and trips < MAX_TRIPS and \
-            _same(waves.deltas(chunks[begin + trips - 1], period), strides):
-        trips += 1
+    trips, most = 2, min(len(chunks) - begin, MAX_TRIPS)
+    while trips < most and waves.deltas(first := chunks[begin + trips - 1], period) == strides:
+        trips = min(trips + 1 + waves.alike_after(first, period, strides), most)
     return trips, strides
-
-
-def _same(deltas: dict | None, strides: dict) -> bool:
-    return deltas is strides or deltas == strides
 
 
 def _deltas(a: list[MOp], b: list[MOp]) -> dict | None:
