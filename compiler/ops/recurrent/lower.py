@@ -4,9 +4,12 @@ Steps are emitted in waves: wave k runs step k of every direction and batch elem
 direction counts down from its sequence's last step), so independent work sits side by side for
 the scoreboard to overlap. Each wave is one range of ops; the layer's waves are recorded as a
 loop candidate (Lowering.loop_candidate), which passes/reroll.py folds into a LOOP where they
-repeat, after the layer's lowering is done. h_t goes straight into its slot of Y when Y is used,
-so the next step reads it there; otherwise two buffers alternate. Steps past a sequence's length
-write zeros to Y. cells.py emits one step of each kind of cell.
+repeat, after the layer's lowering is done. A layer whose middle waves are alike by construction
+(every sequence runs every step, whole sequences) is lowered at its first HEAD and last TAIL waves
+only, and reroll folds as if the middle were there: the lowering's work does not grow with the
+steps, and the program is the one lowering every wave gives. h_t goes straight into its slot of
+Y when Y is used, so the next step reads it there; otherwise two buffers alternate. Steps past a
+sequence's length write zeros to Y. cells.py emits one step of each kind of cell.
 
 A streaming layer (passes/streaming.py) runs one step per invocation from state buffers that
 persist between invocations: it reads h and c there, updates c in place and copies the new h
