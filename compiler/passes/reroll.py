@@ -7,7 +7,9 @@ of one wave and of two (double-buffered state) are tried; the longest run wins.
 The lowering records each layer's waves (kernel.LoopCandidate); reroll runs after interleave, so
 it compares the waves as they will run. A candidate may leave out the alike waves of its middle
 (kernel.LoopCandidate.missing): each pair of chunks there compares as a lowered pair before them,
-and the run is counted across them in one go, so folding costs the same at any number of steps. Each LOOP reads a stride table from weight memory, which
+and the run is counted across them in one go, so folding costs the same at any number of steps.
+
+Each LOOP reads a stride table from weight memory, which
 is laid out in creation order: a table goes where the lowering stood when it made the waves, and
 is named after the index of the op at which its loop begins.
 """
