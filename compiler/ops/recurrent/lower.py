@@ -31,8 +31,9 @@ from compiler.passes.lowering import Lowering
 from compiler.passes.matrices import place_matrix
 from compiler.passes.reroll import MAX_BODY, PERIODS, Waves
 
-HEAD = 8  # waves lowered before the alike middle: enough to compare two periods of two waves after the first
-TAIL = 4  # and after it: the last waves, which may differ, and two periods of two before them
+ALIKE_FROM = 3  # the first waves may differ: no state yet, or Y keeps a step near the start
+HEAD = 10  # waves lowered before the alike middle: ALIKE_FROM, then two pairs of periods of two and one more
+TAIL = 4  # and after it: the last wave, which may differ, and enough for a pair of periods of two before it
 
 
 @dataclass
@@ -109,7 +110,7 @@ def lower_recurrent(ctx: Lowering, node: Node, where: Where) -> None:
     steps = [_direction_steps(ctx, plan, d, where, zeros) for d in range(len(a.directions))]
     layer = Where(node.source, where.layer)
     head = HEAD + (a.steps - HEAD - TAIL) % 2
-    if not _alike(a) or a.steps < head + TAIL + 2:
+    if not _alike(plan) or a.steps < head + TAIL + 2:
         ctx.loop_candidate([_wave(ctx, steps, wave) for wave in range(a.steps)], layer)
     else:
         waves = [_wave(ctx, steps, wave) for wave in range(head)]
@@ -124,19 +125,27 @@ def lower_recurrent(ctx: Lowering, node: Node, where: Where) -> None:
             _finish(ctx, plan, d, b, zeros, where)
 
 
-def _alike(a: QuantRecurrentAttrs) -> bool:
-    """Whether every wave but the first and the last is a shifted copy of its neighbours, by
-    construction: every sequence runs all steps, every step's h goes to Y or alternating buffers,
-    and the layer runs whole sequences (not one step per invocation)."""
-    return not a.stream and a.y_steps is None and all(length == a.steps for length in a.seq_lens)
+def _alike(plan: Plan) -> bool:
+    """Whether every wave from ALIKE_FROM to the one before the last is a shifted copy of its
+    neighbours, by construction: every sequence runs all steps, the layer runs whole sequences
+    (not one step per invocation), and Y keeps every step or only steps whose waves (the wave that
+    writes the step and the next, which reads it) are among the first ALIKE_FROM or the last."""
+    a = plan.a
+    if a.stream or any(length != a.steps for length in a.seq_lens):
+        return False
+    if a.y_steps is None or plan.y is None:
+        return True
+    waves = {plan.step_at(d, 0, t) for d in range(len(a.directions)) for t in a.y_steps}
+    return all(index + 1 < ALIKE_FROM or index == a.steps - 1 for index in waves)
 
 
 def _middle_folds(ctx: Lowering, waves: list[tuple[int, int]]) -> bool:
-    """Whether the first waves after the first repeat with a period reroll folds: then the waves
-    of the middle, alike by construction (_alike), need not be lowered for reroll to fold them."""
+    """Whether the first alike waves repeat with a period reroll folds: then the waves of the
+    middle, alike by construction (_alike), need not be lowered for reroll to fold them."""
     view = Waves(ctx.ops, waves, (0, 0))
-    return any(view.deltas(1, period) is not None and view.length(1, period) <= MAX_BODY
-               and all(view.deltas(first, period) == view.deltas(first + period, period) for first in (1, 2))
+    return any(view.deltas(ALIKE_FROM, period) is not None and view.length(ALIKE_FROM, period) <= MAX_BODY
+               and all(view.deltas(first, period) == view.deltas(first + period, period)
+                       for first in (ALIKE_FROM, ALIKE_FROM + 1))
                for period in PERIODS)
 
 
