@@ -87,8 +87,13 @@ class HostGraph:
         return Counter(n.op_type for s in self.steps if isinstance(s, Segment) for n in s.nodes)
 
     def inputs(self) -> tuple[Port, ...]:
-        """The program's inputs: the host graph's, but for the state the host carries."""
-        return tuple(p for p in self._inputs() if p.name in self.part.inputs)
+        """The program's inputs: the host graph's, but for the state the host carries; each must
+        have a fixed shape, which the simulator checks what it is given against."""
+        ports = tuple(p for p in self._inputs() if p.name in self.part.inputs)
+        unknown = [p.name for p in ports if p.shape is None]
+        if unknown:
+            raise corrupted(f"input(s) {', '.join(unknown)} have no fixed shape")
+        return ports
 
     def state(self) -> tuple[Port, ...]:
         """The state the host carries from run to run (HostPart.state), as inputs."""

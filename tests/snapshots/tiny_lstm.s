@@ -1,5 +1,5 @@
 ; rnnaccel program "test": listing by rnnaccel-objdump, input to rnnaccel-as
-; 26 instructions (416 bytes of code)
+; 27 instructions (432 bytes of code)
 ; memory: host 8 elements, amem 66/32768 elements, acc 16/4096 entries, wmem 320/524288 bytes
 
 .program model="test"
@@ -7,6 +7,7 @@
 .memory host=8 amem=66 acc=16 wmem=320 cbm=0
 .input name="X" shape=[2,1,3] scale=0.00014191294922821253 host=0x0
 .output name="y" shape=[1,2] scale=2.0226637363486546e-05 host=0x6
+.recurrence node="lstm" cycles=44
 
 .code
 .loc node="input" what="X"
@@ -29,30 +30,31 @@
 .loc tile=1
 000a: 11080018000003008060002030010000  MVB    acc=0x0008 w=0x000018 x=0x00003 rows=8 cols=3 split=1 bias=0x000098 ; lstm L0 t=1 tile 1 Wx
 .loc tile=-1
-000b: 20320000000001800b00000000000000  VRQ    dst=0x00032 src=0x0000 n=16 q=0x0000b8                    ; lstm L0 t=1 Wx
+000b: 20320000008000800b00000000000000  VRQ    dst=0x00032 src=0x0000 n=8 q=0x0000b8                     ; lstm L0 t=1 Wx
+000c: 203a0080008000800d00000000000000  VRQ    dst=0x0003a src=0x0008 n=8 q=0x0000d8                     ; lstm L0 t=1 Wx
 .loc tile=0 what="Rh"
-000c: 1000003000002e008080002000000000  MV     acc=0x0000 w=0x000030 x=0x0002e rows=8 cols=4 split=1     ; lstm L0 t=1 tile 0 Rh
+000d: 1000003000002e008080002000000000  MV     acc=0x0000 w=0x000030 x=0x0002e rows=8 cols=4 split=1     ; lstm L0 t=1 tile 0 Rh
 .loc tile=1
-000d: 1008005000002e008080002000000000  MV     acc=0x0008 w=0x000050 x=0x0002e rows=8 cols=4 split=1     ; lstm L0 t=1 tile 1 Rh
+000e: 1008005000002e008080002000000000  MV     acc=0x0008 w=0x000050 x=0x0002e rows=8 cols=4 split=1     ; lstm L0 t=1 tile 1 Rh
 .loc tile=-1 what="gates"
-000e: 21060000000001800f00200300000000  VRQA   dst=0x00006 src=0x0000 n=16 q=0x0000f8 add=0x00032        ; lstm L0 t=1 gates
+000f: 21060000000001800f00200300000000  VRQA   dst=0x00006 src=0x0000 n=16 q=0x0000f8 add=0x00032        ; lstm L0 t=1 gates
 .loc what="cell"
-000f: 2216006000000c000000000000000000  VACT   dst=0x00016 src=0x00006 n=12 table=0 up=0                 ; lstm L0 t=1 cell
-0010: 22220020010004000100000000000000  VACT   dst=0x00022 src=0x00012 n=4 table=1 up=0                  ; lstm L0 t=1 cell
-0011: 230000e0010026004000f00000000000  VMUL   dst=0x00000 a=0x0001e b=0x00026 n=4 shift=15              ; lstm L0 t=1 cell
-0012: 23040060010022004000200100000000  VMUL   dst=0x00004 a=0x00016 b=0x00022 n=4 shift=18              ; lstm L0 t=1 cell
-0013: 24260000000004004000000000000000  VADD   dst=0x00026 a=0x00000 b=0x00004 n=4                       ; lstm L0 t=1 cell
-0014: 222a0060020004000100000000000000  VACT   dst=0x0002a src=0x00026 n=4 table=1 up=0                  ; lstm L0 t=1 cell
+0010: 2216006000000c000000000000000000  VACT   dst=0x00016 src=0x00006 n=12 table=0 up=0                 ; lstm L0 t=1 cell
+0011: 22220020010004000100000000000000  VACT   dst=0x00022 src=0x00012 n=4 table=1 up=0                  ; lstm L0 t=1 cell
+0012: 230000e0010026004000f00000000000  VMUL   dst=0x00000 a=0x0001e b=0x00026 n=4 shift=15              ; lstm L0 t=1 cell
+0013: 23040060010022004000200100000000  VMUL   dst=0x00004 a=0x00016 b=0x00022 n=4 shift=18              ; lstm L0 t=1 cell
+0014: 24260000000004004000000000000000  VADD   dst=0x00026 a=0x00000 b=0x00004 n=4                       ; lstm L0 t=1 cell
+0015: 222a0060020004000100000000000000  VACT   dst=0x0002a src=0x00026 n=4 table=1 up=0                  ; lstm L0 t=1 cell
 .loc what="hidden"
-0015: 230000a001002a004000f00000000000  VMUL   dst=0x00000 a=0x0001a b=0x0002a n=4 shift=15              ; lstm L0 t=1 hidden
+0016: 230000a001002a004000f00000000000  VMUL   dst=0x00000 a=0x0001a b=0x0002a n=4 shift=15              ; lstm L0 t=1 hidden
 .loc node="head" layer=1 step=-1 tile=0 what="Wx"
-0016: 10000070000000002080004000000000  MV     acc=0x0000 w=0x000070 x=0x00000 rows=2 cols=4 split=2     ; head L1 tile 0 Wx
+0017: 10000070000000002080004000000000  MV     acc=0x0000 w=0x000070 x=0x00000 rows=2 cols=4 split=2     ; head L1 tile 0 Wx
 .loc tile=-1 what="requantise"
-0017: 20000000002000801300000000000000  VRQ    dst=0x00000 src=0x0000 n=2 q=0x000138                     ; head L1 requantise
+0018: 20000000002000801300000000000000  VRQ    dst=0x00000 src=0x0000 n=2 q=0x000138                     ; head L1 requantise
 .loc node="relu" layer=-1 what=""
-0018: 27020000000002000000000000000000  VRELU  dst=0x00002 src=0x00000 n=2                               ; relu
+0019: 27020000000002000000000000000000  VRELU  dst=0x00002 src=0x00000 n=2                               ; relu
 .loc node="output" what="y"
-0019: 02060000020020000000000000000000  STORE  dst=0x000006 src=0x00002 n=2                              ; output y
+001a: 02060000020020000000000000000000  STORE  dst=0x000006 src=0x00002 n=2                              ; output y
 
 .region weights base=0x000000 size=120
 000000: 19197f81 8181327f e6815cc1 f4a27fc2 7f56bb04 bcc9f021 7f81817f 967d7fec
