@@ -29,7 +29,7 @@ from compiler.ops.recurrent.cells import CELLS, StepRefs, cell_scratch, chunked,
 from compiler.ops.recurrent.records import QuantRecurrentAttrs
 from compiler.passes.lowering import Lowering
 from compiler.passes.matrices import place_matrix
-from compiler.passes.reroll import MAX_BODY, PERIODS, Waves
+from compiler.passes.reroll import MAX_BODY, MAX_TRIPS, PERIODS, Waves
 
 ALIKE_FROM = 3  # the first waves may differ: no state yet, or Y keeps a step near the start
 HEAD = 10  # waves lowered before the alike middle: ALIKE_FROM, then two pairs of periods of two and one more
@@ -128,10 +128,11 @@ def lower_recurrent(ctx: Lowering, node: Node, where: Where) -> None:
 def _alike(plan: Plan) -> bool:
     """Whether every wave from ALIKE_FROM to the one before the last is a shifted copy of its
     neighbours, by construction: every sequence runs all steps, the layer runs whole sequences
-    (not one step per invocation), and Y keeps every step or only steps whose waves (the wave that
-    writes the step and the next, which reads it) are among the first ALIKE_FROM or the last."""
+    (not one step per invocation) short enough for one LOOP, and Y keeps every step or only steps
+    whose waves (the wave that writes the step and the next, which reads it) are among the first
+    ALIKE_FROM or the last."""
     a = plan.a
-    if a.stream or any(length != a.steps for length in a.seq_lens):
+    if a.stream or a.steps > MAX_TRIPS or any(length != a.steps for length in a.seq_lens):
         return False
     if a.y_steps is None or plan.y is None:
         return True
