@@ -75,11 +75,16 @@ class LoopCandidate:
     """The waves of a recurrent layer, as op ranges [start, end), that reroll tries to fold into a
     LOOP (passes/reroll.py). Its stride table is a weight-memory buffer that goes right after
     `table_after` in creation order, where the lowering stood when it made the waves, because
-    weight memory is laid out in creation order."""
+    weight memory is laid out in creation order.
+
+    `missing` = (gap, count): a layer whose middle waves are all alike was lowered without `count`
+    of them, which would stand before waves[gap]; reroll folds as if they were there (each a shifted
+    copy of the waves around it), so the lowering's work does not grow with the steps."""
 
     waves: tuple[tuple[int, int], ...]
     where: Where  # the layer: names the table and the LOOP
     table_after: str
+    missing: tuple[int, int] = (0, 0)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import onnx
 import pytest
 from onnx import helper, numpy_helper
 
+import compiler.pipeline
 from compiler.backend.report import build_report
 from compiler.cli import main
 from compiler.pipeline import compile_model
@@ -215,6 +216,31 @@ def test_report_work_does_not_grow_with_the_steps(monkeypatch):
     reports = [compile_model(lstm_model(steps, 1, 4, 16, outputs=("Y_h",))).report for steps in (50, 500)]
     assert reports[1]["total"]["mac_ops"] > 9 * reports[0]["total"]["mac_ops"]  # the loop's work is counted
     assert work[1] <= 1.05 * work[0], work
+
+
+@pytest.mark.parametrize("model", [
+    lambda steps: lstm_model(steps, 1, 4, 16, outputs=("Y_h",)),  # h alternates between two buffers
+    lambda steps: recurrent_model("GRU", steps, 1, 4, 16, direction="bidirectional", outputs=("Y",)),
+])
+def test_lowering_work_does_not_grow_with_the_steps(monkeypatch, model):
+    """Lowering emitted every step's instructions and reroll compared every wave, only to fold them
+    into one loop: 10x the steps cost 10x their work. A layer whose middle waves are alike is
+    lowered at its first and last waves now, so 500 steps must cost lowering and reroll no more
+    than 50 do, while the program still runs every step."""
+    work = {}
+
+    def counted(name, stage):
+        def run(*args):
+            work.setdefault(name, []).append(lines_run(lambda: stage(*args)))
+            return stage(*args)
+        monkeypatch.setattr(f"compiler.pipeline.{name}", run)
+
+    for name in ("lower", "reroll"):
+        counted(name, getattr(compiler.pipeline, name))
+    reports = [compile_model(model(steps)).report for steps in (50, 500)]
+    assert reports[1]["total"]["mac_ops"] > 9 * reports[0]["total"]["mac_ops"]
+    for name, (short, long) in work.items():
+        assert long <= 1.05 * short, (name, short, long)
 
 
 def _target_file(tmp_path, **params) -> str:

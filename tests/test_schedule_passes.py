@@ -159,3 +159,27 @@ def test_a_layers_table_comes_before_the_zeros_its_finish_makes():
     names = list(out.buffers)
     (table,) = [n for n in names if n.startswith(LOOP_TABLES)]
     assert names[names.index(table) + 1] == "lstm/zeros/value"
+
+
+def _alternating_wave(t: int, steps: int) -> list[MOp]:
+    """Wave t of a layer whose h alternates two buffers, its first wave without state, its last
+    writing h elsewhere: the middle repeats two waves at a time."""
+    h_in = Ref("zeros") if t == 0 else Ref(f"h{(t - 1) % 2}")
+    h_out = Ref("y_h") if t == steps - 1 else Ref(f"h{t % 2}")
+    return [MOp("VADD", {"dst": h_out, "a": h_in, "b": Ref("x", 8 * t), "n": 8}, Where("n", 0, t))]
+
+
+def test_reroll_folds_a_middle_left_out_as_if_it_were_there():
+    """A layer lowered without its alike middle folds to the same ops and stride table as one
+    lowered whole: the run is counted across the waves left out, at either parity of its length."""
+    names = ["x", "zeros", "h0", "h1", "y_h"]
+    for steps in (40, 41):
+        ops, waves = _waves([_alternating_wave(t, steps) for t in range(steps)])
+        whole = reroll(_kernel(ops, names, loops=(LoopCandidate(waves, Where("rnn", 0), "x"),)))
+        kept = [t for t in range(steps) if t < 10 or t >= steps - 4]
+        ops, waves = _waves([_alternating_wave(t, steps) for t in kept])
+        left_out = LoopCandidate(waves, Where("rnn", 0), "x", missing=(10, steps - 14))
+        out = reroll(_kernel(ops, names, loops=(left_out,)))
+        assert out.ops == whole.ops and out.buffers == whole.buffers
+        (loop,) = [op for op in out.ops if op.mnemonic == "LOOP"]
+        assert loop.operands["count"] == (steps - 2) // 2  # the loop runs the waves left out too

@@ -98,10 +98,10 @@ class Lowering:
         if len(bounds) > 2:
             self.interleaves.append(Interleave(tuple(bounds), delays if any(delays) else ()))
 
-    def loop_candidate(self, waves: Iterable[tuple[int, int]], where: Where) -> None:
+    def loop_candidate(self, waves: Iterable[tuple[int, int]], where: Where, missing: tuple[int, int] = (0, 0)) -> None:
         """Record waves (op ranges) for reroll to fold; the stride table it may make belongs here in
-        creation order, after the last buffer made so far."""
-        self.loops.append(LoopCandidate(tuple(waves), where, next(reversed(self.buffers))))
+        creation order, after the last buffer made so far. `missing`: see kernel.LoopCandidate."""
+        self.loops.append(LoopCandidate(tuple(waves), where, next(reversed(self.buffers)), missing))
 
     def activation(self, spec: str, where: Where, n: int, dst: Ref, src: Ref, up: int = 0) -> None:
         """dst = f(src): Relu exactly, anything else through the vector unit's table for `spec`,

@@ -4,9 +4,12 @@ Steps are emitted in waves: wave k runs step k of every direction and batch elem
 direction counts down from its sequence's last step), so independent work sits side by side for
 the scoreboard to overlap. Each wave is one range of ops; the layer's waves are recorded as a
 loop candidate (Lowering.loop_candidate), which passes/reroll.py folds into a LOOP where they
-repeat, after the layer's lowering is done. h_t goes straight into its slot of Y when Y is used,
-so the next step reads it there; otherwise two buffers alternate. Steps past a sequence's length
-write zeros to Y. cells.py emits one step of each kind of cell.
+repeat, after the layer's lowering is done. A layer whose middle waves are alike by construction
+(every sequence runs every step, whole sequences) is lowered at its first HEAD and last TAIL waves
+only, and reroll folds as if the middle were there: the lowering's work does not grow with the
+steps, and the program is the one lowering every wave gives. h_t goes straight into its slot of
+Y when Y is used, so the next step reads it there; otherwise two buffers alternate. Steps past a
+sequence's length write zeros to Y. cells.py emits one step of each kind of cell.
 
 A streaming layer (passes/streaming.py) runs one step per invocation from state buffers that
 persist between invocations: it reads h and c there, updates c in place and copies the new h
@@ -26,6 +29,11 @@ from compiler.ops.recurrent.cells import CELLS, StepRefs, cell_scratch, chunked,
 from compiler.ops.recurrent.records import QuantRecurrentAttrs
 from compiler.passes.lowering import Lowering
 from compiler.passes.matrices import place_matrix
+from compiler.passes.reroll import MAX_BODY, MAX_TRIPS, PERIODS, Waves
+
+ALIKE_FROM = 3  # the first waves may differ: no state yet, or Y keeps a step near the start
+HEAD = 10  # waves lowered before the alike middle: ALIKE_FROM, then two pairs of periods of two and one more
+TAIL = 4  # and after it: the last wave, which may differ, and enough for a pair of periods of two before it
 
 
 @dataclass
@@ -72,12 +80,16 @@ class Plan:
         length = self.a.seq_lens[b]
         return list(range(length)) if self.a.directions[d] == "forward" else list(reversed(range(length)))
 
+    def step_at(self, d: int, b: int, index: int) -> int:
+        """The time step of the index-th processed step of (d, b)."""
+        return index if self.a.directions[d] == "forward" else self.a.seq_lens[b] - 1 - index
+
     def h_dst(self, d: int, b: int, index: int) -> Ref:
         """Where the index-th processed step of (d, b) writes h."""
-        steps = self.steps_of(d, b)
-        if self.y is not None and self.kept(steps[index]) is not None:
-            return self.y_at(steps[index], d, b)
-        if index == len(steps) - 1 and self.y_h is not None:
+        t = self.step_at(d, b, index)
+        if self.y is not None and self.kept(t) is not None:
+            return self.y_at(t, d, b)
+        if index == self.a.seq_lens[b] - 1 and self.y_h is not None:
             return self.y_h + self.state_offset(d, b)
         return self.spare[d][index % 2] + b * self.a.hidden
 
@@ -96,18 +108,53 @@ def lower_recurrent(ctx: Lowering, node: Node, where: Where) -> None:
         return ctx.constant(f"{node.source}/zeros", np.zeros(hidden, np.int64), Where(node.source, where.layer))
 
     steps = [_direction_steps(ctx, plan, d, where, zeros) for d in range(len(a.directions))]
-    ctx.loop_candidate([_wave(ctx, steps, wave) for wave in range(a.steps)], Where(node.source, where.layer))
+    layer = Where(node.source, where.layer)
+    head = HEAD + (a.steps - HEAD - TAIL) % 2
+    if not _alike(plan) or a.steps < head + TAIL + 2:
+        ctx.loop_candidate([_wave(ctx, steps, wave) for wave in range(a.steps)], layer)
+    else:
+        waves = [_wave(ctx, steps, wave) for wave in range(head)]
+        gap = (head, a.steps - head - TAIL)
+        if not _middle_folds(ctx, waves):
+            waves += [_wave(ctx, steps, wave) for wave in range(head, a.steps - TAIL)]
+            gap = (0, 0)
+        waves += [_wave(ctx, steps, wave) for wave in range(a.steps - TAIL, a.steps)]
+        ctx.loop_candidate(waves, layer, gap)
     for d in range(len(a.directions)):
         for b in range(a.batch):
             _finish(ctx, plan, d, b, zeros, where)
 
 
-def _wave(ctx: Lowering, steps: list[dict[int, list]], wave: int) -> tuple[int, int]:
+def _alike(plan: Plan) -> bool:
+    """Whether every wave from ALIKE_FROM to the one before the last is a shifted copy of its
+    neighbours, by construction: every sequence runs all steps, the layer runs whole sequences
+    (not one step per invocation) short enough for one LOOP, and Y keeps every step or only steps
+    whose waves (the wave that writes the step and the next, which reads it) are among the first
+    ALIKE_FROM or the last."""
+    a = plan.a
+    if a.stream or a.steps > MAX_TRIPS or any(length != a.steps for length in a.seq_lens):
+        return False
+    if a.y_steps is None or plan.y is None:
+        return True
+    waves = {plan.step_at(d, 0, t) for d in range(len(a.directions)) for t in a.y_steps}
+    return all(index + 1 < ALIKE_FROM or index == a.steps - 1 for index in waves)
+
+
+def _middle_folds(ctx: Lowering, waves: list[tuple[int, int]]) -> bool:
+    """Whether the first alike waves repeat with a period reroll folds: then the waves of the
+    middle, alike by construction (_alike), need not be lowered for reroll to fold them."""
+    view = Waves(ctx.ops, waves, (0, 0))
+    return any(view.deltas(ALIKE_FROM, period) is not None and view.length(ALIKE_FROM, period) <= MAX_BODY
+               and all(view.deltas(first, period) == view.deltas(first + period, period)
+                       for first in (ALIKE_FROM, ALIKE_FROM + 1))
+               for period in PERIODS)
+
+
+def _wave(ctx: Lowering, steps: list[Callable[[int], None]], wave: int) -> tuple[int, int]:
     """Emit wave `wave`: that step of every direction and batch element; the op range it fills."""
     start = len(ctx.ops)
-    for direction in steps:
-        for emit_step in direction.get(wave, []):
-            emit_step()
+    for emit_direction in steps:
+        emit_direction(wave)
     return start, len(ctx.ops)
 
 
@@ -136,8 +183,9 @@ def _state_buffer(ctx: Lowering, node: Node, d: int, which: str) -> Ref:
     return ctx.state_buffer(name, StateTensor(name, (a.batch, a.hidden), 2.0 ** -frac, Ref(name)))
 
 
-def _direction_steps(ctx: Lowering, plan: Plan, d: int, where: Where, zeros: Callable[[], Ref]) -> dict[int, list]:
-    """The step emitters of direction d, by wave."""
+def _direction_steps(ctx: Lowering, plan: Plan, d: int, where: Where,
+                     zeros: Callable[[], Ref]) -> Callable[[int], None]:
+    """The emitter of direction d's steps of one wave, every batch element's in turn."""
     node, a = plan.node, plan.a
     prefix = f"{node.source}/d{d}"
     mats = {key: place_matrix(ctx, q, node.source, f"{key}{d}") for key, q in a.cells[d].named().items()}
@@ -147,17 +195,19 @@ def _direction_steps(ctx: Lowering, plan: Plan, d: int, where: Where, zeros: Cal
     acc_h = [ctx.buffer(f"{prefix}/acc_h{i}", "acc", gates) for i in range(2 if alternate else 1)]
     scratch = cell_scratch(ctx, node.op, prefix, a.hidden)
     consts = _constants(ctx, plan, d, Where(node.source, where.layer))
-    waves: dict[int, list] = {}
-    for b in range(a.batch):
-        h_prev, c_prev = _initial(plan, d, b, zeros)
-        for index, t in enumerate(plan.steps_of(d, b)):
+    initial = [_initial(plan, d, b, zeros) for b in range(a.batch)]
+
+    def emit_wave(index: int) -> None:
+        for b in range(a.batch):
+            if index >= a.seq_lens[b]:
+                continue
+            t, c_new = plan.step_at(d, b, index), plan.cell(d, b) if node.op == "lstm" else None
+            h_prev, c_prev = initial[b] if index == 0 else (plan.h_dst(d, b, index - 1), c_new)
             accs = {"x": acc_x, "h": acc_h[index % len(acc_h)]}
-            refs = StepRefs(plan.x_at(t, b), h_prev, c_prev, plan.h_dst(d, b, index),
-                            plan.cell(d, b) if node.op == "lstm" else None, mats, accs, scratch, consts)
-            step_where = Where(node.source, where.layer, t, -1, _direction_label(a, d))
-            waves.setdefault(index, []).append(lambda refs=refs, w=step_where: CELLS[node.op](ctx, a, d, refs, w))
-            h_prev, c_prev = refs.h_new, refs.c_new
-    return waves
+            refs = StepRefs(plan.x_at(t, b), h_prev, c_prev, plan.h_dst(d, b, index), c_new, mats, accs, scratch,
+                            consts)
+            CELLS[node.op](ctx, a, d, refs, Where(node.source, where.layer, t, -1, _direction_label(a, d)))
+    return emit_wave
 
 
 def _initial(plan: Plan, d: int, b: int, zeros: Callable[[], Ref]) -> tuple[Ref | None, Ref | None]:
