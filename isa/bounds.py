@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
+
 from isa.encoding import Instruction
 from isa.table import evaluate
 from isa.target import Target
@@ -30,13 +32,20 @@ def vector_chain(instrs: Sequence[Instruction], target: Target) -> int:
     """Cycles of the longest dependent run through `instrs` (vector instructions in program order,
     the values they read from elsewhere ready at cycle 0): each starts when what it reads is
     ready, takes its ISA cycles, and its result is readable `vec_latency` later. The vector unit's
-    in-order queue is left out, so no schedule runs the chain faster."""
-    env, written, longest = target.env(), [], 0
-    for instr in instrs:
-        reads, writes = instr.footprint(env)
-        start = max((ready for ranges, ready in written if _overlap(reads, ranges)), default=0)
+    in-order queue is left out, so no schedule runs the chain faster. Each element keeps the
+    latest time any write to it is readable, so the walk is linear in the instructions."""
+    env, longest = target.env(), 0
+    prints = [(instr, *instr.footprint(env)) for instr in instrs]
+    extent: dict[str, int] = {}
+    for _, reads, writes in prints:
+        for memory, address, length in reads + writes:
+            extent[memory] = max(extent.get(memory, 0), address + length)
+    ready = {memory: np.zeros(size, np.int64) for memory, size in extent.items()}
+    for instr, reads, writes in prints:
+        start = max((int(ready[m][a:a + n].max()) for m, a, n in reads if n), default=0)
         end = start + evaluate(instr.op.cycles, instr.env(env))
-        written.append((writes, end + target.vec_latency))
+        for m, a, n in writes:
+            np.maximum(ready[m][a:a + n], end + target.vec_latency, out=ready[m][a:a + n])
         longest = max(longest, end)
     return longest
 
@@ -45,7 +54,3 @@ def recurrence_cycles(product_macs: int, waves: int, chain: int, target: Target)
     """The recurrence bound of a layer: its recurrent products' MAC cycles, and per wave of steps
     the accumulators' latency, the vector chain and the vector latency before the next product."""
     return math.ceil(product_macs / target.macs) + waves * (target.mac_latency + chain + target.vec_latency)
-
-
-def _overlap(reads: list, writes: list) -> bool:
-    return any(rm == wm and ra < wa + wn and wa < ra + rn for rm, ra, rn in reads for wm, wa, wn in writes)
