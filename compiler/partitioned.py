@@ -111,6 +111,8 @@ def partitioned_report(name: str, plan: Partition, islands: list[CompiledIsland]
     reports = [i.compiled.report for i in islands]
     total = {key: sum(r["total"][key] for r in reports) for key in REPORT_TOTALS}
     total |= {"op": "model", "compression_ratio": compression_ratio(total["fp32_bytes"], total["stored_bytes"])}
+    bounds = [r["total"]["recurrence_bound_cycles"] for r in reports if "recurrence_bound_cycles" in r["total"]]
+    total |= {"recurrence_bound_cycles": sum(bounds)} if bounds else {}  # the islands run one after the other
     state = [{**value, "island": k} for k, r in enumerate(reports) for value in r.get("state", ())]
     return {"model": name, "target": reports[0]["target"],
             "layers": [{**layer, "island": k} for k, r in enumerate(reports) for layer in r["layers"]],

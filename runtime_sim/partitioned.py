@@ -176,6 +176,7 @@ def partitioned_stats(islands: list[dict], host: HostGraph) -> dict:
     lane_cycles = sum(s["macs"] * s["cycles"] for s in islands)
     return {
         **totals,
+        **recurrence_total(islands),
         "macs": first["macs"],
         "mac_utilization": totals["mac_ops"] / lane_cycles if lane_cycles else 0.0,
         "unit_busy": _summed(s["unit_busy"] for s in islands),
@@ -188,6 +189,13 @@ def partitioned_stats(islands: list[dict], host: HostGraph) -> dict:
         "boundary_bytes": host.part.boundary_bytes,
         "chip_mac_fraction": host.part.chip_mac_fraction,
     }
+
+
+def recurrence_total(figures: list[dict]) -> dict:
+    """The recurrence bound of islands that run one after the other: the sum of theirs (an island
+    without recurrent layers adds nothing); none when no island has one."""
+    bounds = [f["recurrence_bound_cycles"] for f in figures if "recurrence_bound_cycles" in f]
+    return {"recurrence_bound_cycles": sum(bounds)} if bounds else {}
 
 
 def _summed(counts) -> dict[str, int]:

@@ -21,10 +21,11 @@ from isa.container import from_bytes, to_bytes
 from isa.errors import RnnaccelError
 from isa.listing import disassemble
 from isa.target import Target
-from runtime_sim import Simulator
+from runtime_sim import PartitionedSimulator, Simulator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 from bench_models import recurrent_classifier  # noqa: E402
+from partitioned_cases import compile_case  # noqa: E402
 
 STEPS, HIDDEN = 5, 64
 
@@ -63,6 +64,19 @@ def test_a_program_without_recurrent_layers_has_no_recurrence_bound():
     assert compiled.program.recurrence == ()
     assert "recurrence_bound_cycles" not in compiled.report["total"]
     assert "recurrence_bound_cycles" not in Simulator(compiled.program).stats
+
+
+def test_a_partitioned_programs_bound_is_its_islands_one_after_the_other():
+    """two-islands (GRU -> Sin on the host -> GRU): each island's recurrence bound is its GRU's;
+    the program's, in the report and the statistics, is their sum."""
+    compiled = compile_case("two-islands", "script")
+    islands = [island.compiled for island in compiled.islands]
+    each = [dict(island.program.recurrence) for island in islands]
+    assert all(len(bounds) == 1 for bounds in each)
+    total = sum(b for bounds in each for b in bounds.values())
+    assert compiled.report["total"]["recurrence_bound_cycles"] == total
+    stats = PartitionedSimulator(compiled.program).stats
+    assert stats["recurrence_bound_cycles"] == total < stats["cycles"]
 
 
 @pytest.mark.parametrize("bounds", [[1, 2], {"lstm0": -1}, {"lstm0": 1.5}, {"lstm0": True}])
