@@ -148,6 +148,15 @@ class Graph:
     def consumers(self, tensor: str) -> list[Node]:
         return list(self._consumers.get(tensor, ()))
 
+    def producer(self, tensor: str) -> Node | None:
+        """The node that makes `tensor`; None for a graph input (or an unknown name)."""
+        return self._producers.get(tensor)
+
+    @cached_property
+    def _producers(self) -> dict[str, Node]:
+        """Built once per graph, as _consumers is."""
+        return {name: node for node in self.nodes for name in node.outputs if name}
+
     @cached_property
     def _consumers(self) -> dict[str, list[Node]]:
         """Built once per graph (graphs are immutable), so passes asking per tensor stay linear."""

@@ -143,11 +143,11 @@ class Reader:
 
     @classmethod
     def of(cls, ctx: Lowering, tensor: str) -> Reader:
-        made = [n for n in ctx.graph.nodes if tensor in n.outputs and n.op == "gather"]
-        if not made or not all(name in ctx.places for name in made[0].inputs):
+        made = ctx.graph.producer(tensor)
+        if made is None or made.op != "gather" or not all(name in ctx.places for name in made.inputs):
             return cls(ctx.places[tensor])
-        sizes = [ctx.graph.size(name) for name in made[0].inputs]
-        return cls(ctx.places[tensor], made[0].attrs.index, tuple(ctx.places[name] for name in made[0].inputs),
+        sizes = [ctx.graph.size(name) for name in made.inputs]
+        return cls(ctx.places[tensor], made.attrs.index, tuple(ctx.places[name] for name in made.inputs),
                    np.cumsum([0, *sizes]))
 
     def run(self, start: int, n: int) -> Ref:

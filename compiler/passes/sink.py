@@ -22,10 +22,9 @@ def sink_pointwise(graph: Graph) -> Graph:
     """Each pointwise node whose input is a gather's output that only it reads, moved onto the
     gather's inputs, the gather then making the pointwise node's output. One walk: a node moves
     past one gather at most, so a chain of them costs time linear in its length."""
-    producers = {out: node for node in graph.nodes for out in node.outputs}
     moves = {}  # id of a gather -> the pointwise node that moves before it
     for node in graph.nodes:
-        gather = producers.get(node.inputs[0]) if OPS[node.op].pointwise else None
+        gather = graph.producer(node.inputs[0]) if OPS[node.op].pointwise else None
         if gather is not None and gather.op == "gather" and gather.outputs[0] not in graph.outputs \
                 and len(graph.consumers(gather.outputs[0])) == 1 and _reads_all(graph, gather):
             moves[id(gather)] = node

@@ -164,7 +164,7 @@ STREAMABLE = (_check_forward, _check_state_bound, _check_no_end)
 def _from_bound(graph: Graph, tensor: str) -> bool:
     """Whether `tensor` is a bound input, or layout of one only (a slice of a packed state)."""
     bound = {name for name, _ in graph.bound}
-    producer = next((n for n in graph.nodes if tensor in n.outputs), None)
+    producer = graph.producer(tensor)
     if producer is None:
         return tensor in bound
     return producer.op == "gather" and all(_from_bound(graph, t) for t in producer.inputs)
