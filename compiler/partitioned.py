@@ -22,6 +22,7 @@ from compiler.frontend.onnx_run import tensors_over_samples
 from compiler.frontend.partition import CHIP, HOST, Partition, node_reads
 from compiler.frontend.recurrent_ops import RECURRENT_OP_TYPES
 from compiler.frontend.split import host_model, island_model
+from isa.bounds import recurrence_total
 from isa.container import Program
 from isa.errors import RnnaccelError
 from isa.partitioned import ISLAND_DOMAIN, NO_ISLAND, HostNode, HostPart, PartitionedProgram
@@ -111,8 +112,7 @@ def partitioned_report(name: str, plan: Partition, islands: list[CompiledIsland]
     reports = [i.compiled.report for i in islands]
     total = {key: sum(r["total"][key] for r in reports) for key in REPORT_TOTALS}
     total |= {"op": "model", "compression_ratio": compression_ratio(total["fp32_bytes"], total["stored_bytes"])}
-    bounds = [r["total"]["recurrence_bound_cycles"] for r in reports if "recurrence_bound_cycles" in r["total"]]
-    total |= {"recurrence_bound_cycles": sum(bounds)} if bounds else {}  # the islands run one after the other
+    total |= recurrence_total([r["total"] for r in reports])
     state = [{**value, "island": k} for k, r in enumerate(reports) for value in r.get("state", ())]
     return {"model": name, "target": reports[0]["target"],
             "layers": [{**layer, "island": k} for k, r in enumerate(reports) for layer in r["layers"]],

@@ -50,6 +50,14 @@ def vector_chain(instrs: Sequence[Instruction], target: Target) -> int:
     return longest
 
 
+def recurrence_total(figures: list[dict]) -> dict:
+    """The recurrence bound of islands that run one after the other, from each one's figures (a
+    report's total, or statistics): the sum of theirs (an island without recurrent layers adds
+    nothing); none when no island has one."""
+    bounds = [f["recurrence_bound_cycles"] for f in figures if "recurrence_bound_cycles" in f]
+    return {"recurrence_bound_cycles": sum(bounds)} if bounds else {}
+
+
 def recurrence_cycles(product_macs: int, waves: int, chain: int, target: Target) -> int:
     """The recurrence bound of a layer: its recurrent products' MAC cycles, and per wave of steps
     the accumulators' latency, the vector chain and the vector latency before the next product."""

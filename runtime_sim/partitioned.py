@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from isa import programfile
+from isa.bounds import recurrence_total
 from isa.container import Program
 from isa.errors import RnnaccelError
 from isa.loops import MAX_EXECUTED
@@ -189,13 +190,6 @@ def partitioned_stats(islands: list[dict], host: HostGraph) -> dict:
         "boundary_bytes": host.part.boundary_bytes,
         "chip_mac_fraction": host.part.chip_mac_fraction,
     }
-
-
-def recurrence_total(figures: list[dict]) -> dict:
-    """The recurrence bound of islands that run one after the other: the sum of theirs (an island
-    without recurrent layers adds nothing); none when no island has one."""
-    bounds = [f["recurrence_bound_cycles"] for f in figures if "recurrence_bound_cycles" in f]
-    return {"recurrence_bound_cycles": sum(bounds)} if bounds else {}
 
 
 def _summed(counts) -> dict[str, int]:
