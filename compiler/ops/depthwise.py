@@ -130,13 +130,13 @@ def kept_runs(runs: tuple[tuple[int, int, int], ...], padded: np.ndarray | None)
     return tuple(kept) or runs[:1]
 
 
-def plans(node: Node, macs: int) -> list[tuple[tuple[int, int, int], ...]]:
-    """Each position's runs of taps: padding left out, unless that costs its row MAC cycles (a
-    trimmed border position cannot share an instruction with its untrimmed neighbours, and on a
-    narrow row the extra instructions cost more than the padding taps)."""
+def plans(node: Node, pack: int) -> list[tuple[tuple[int, int, int], ...]]:
+    """Each position's runs of taps, `pack` positions to an instruction: padding left out, unless
+    that costs its row MAC cycles (a trimmed border position cannot share an instruction with its
+    untrimmed neighbours, and on a narrow row the extra instructions cost more than the padding taps)."""
     runs, padded, starts = tap_runs(node.attrs.taps), node.attrs.padded, node.attrs.starts
     trimmed = [kept_runs(runs, None if padded is None else padded[p]) for p in range(len(starts))]
-    pack, full = packing(starts, len(node.attrs.weight), macs), [runs] * len(starts)
+    full = [runs] * len(starts)
     chosen = []
     for r in evenly_spaced(starts):
         row = range(r.start, r.stop)
@@ -204,10 +204,10 @@ def replicated(q: QMatrix, copies: int) -> QMatrix:
 def lower_depthwise(ctx: Lowering, node: Node, where: Where) -> None:
     key, q, starts = f"multiple{node.attrs.multiple}", node.attrs.q, node.attrs.starts
     x, y = Reader.of(ctx, node.inputs[0]), ctx.place(node.outputs[0])
-    channels, planned = q.rows, plans(node, ctx.target.macs)
+    channels, pack = q.rows, packing(starts, q.rows, ctx.target.macs)
+    planned = plans(node, pack)
     group = in_flight(tap_runs(node.attrs.taps), len(q.tiles), ctx.target.mac_latency)
-    candidates = waves(starts, planned, group, channels, packing(starts, channels, ctx.target.macs),
-                       ctx.target.acc_entries)
+    candidates = waves(starts, planned, group, channels, pack, ctx.target.acc_entries)
     sizes = {len(pack) for candidate in candidates for wave in candidate for pack in wave}
     matrices = {k: place_matrix(ctx, replicated(q, k), node.source, key if k == 1 else f"{key}x{k}") for k in sizes}
     size = max(sum(map(len, wave)) for candidate in candidates for wave in candidate) * channels
@@ -243,9 +243,7 @@ def _products(ctx: Lowering, node: Node, x: Reader, places: list[Place], where: 
     place, so one place's accumulations are apart."""
     starts, taps = node.attrs.starts, node.attrs.taps
     for index in range(max(len(place.runs) for place in places)):
-        for place in places[:]:
-            if index >= len(place.runs):
-                continue
+        for place in (place for place in places if index < len(place.runs)):
             t0, t1, step = place.runs[index]
             for tile, (r0, r1) in enumerate(place.m.tiles):
                 rows = r1 - r0
@@ -265,8 +263,9 @@ def padding_macs(node: Node, target: Target) -> int:
     padded = node.attrs.padded
     if padded is None:
         return 0
-    kept = [sum(int(padded[p, t0:t1].sum()) for t0, t1, _ in runs) for p, runs in enumerate(plans(node, target.macs))]
-    return sum(kept) * len(node.attrs.weight)
+    channels = len(node.attrs.weight)
+    planned = plans(node, packing(node.attrs.starts, channels, target.macs))
+    return sum(int(padded[p, t0:t1].sum()) for p, runs in enumerate(planned) for t0, t1, _ in runs) * channels
 
 
 register(OpDef(DEPTHWISE, "matrix", DepthwiseAttrs, by_positions(float_product), by_positions(integer_product),

@@ -74,10 +74,9 @@ def _without(kernel: Kernel, alive: np.ndarray) -> Kernel:
     touched = {v.buffer for op in ops for v in op.operands.values() if isinstance(v, Ref)}
     touched |= {t.place.buffer for t in (*kernel.inputs, *kernel.outputs, *kernel.state)}
     buffers = {n: b for n, b in kernel.buffers.items() if b.memory not in FREED or n in touched or b.persistent}
-    names = list(kernel.buffers)
     kept_before = {}  # a dropped buffer -> the last kept buffer made before it (loop tables follow it)
     last = None
-    for name in names:
+    for name in kernel.buffers:
         last = name if name in buffers else last
         kept_before[name] = last
     loops = tuple(dataclasses.replace(loop, waves=tuple((a - int(shift[a]), b - int(shift[b])) for a, b in loop.waves),
