@@ -45,6 +45,7 @@ from compiler.passes.schedule import lower
 from compiler.passes.sink import sink_pointwise
 from compiler.passes.streaming import StateBinding, check_frame_local, frame_shapes, mark_streaming, per_frame
 from compiler.passes.trim import trim_sequence_outputs
+from compiler.passes.tune import tune_schedules
 from compiler.verify import verify
 from isa.errors import RnnaccelError
 from isa.target import Target
@@ -152,6 +153,7 @@ def _compile_chip(proto: onnx.ModelProto, graph: Graph, name: str, calibration: 
     graph = verify(trim_sequence_outputs(sink_pointwise(graph)))
     calib = calib.derived(graph)
     graph = verify(quantize_graph(graph, calib, target, compression, bound.mine(graph)))
+    graph = tune_schedules(graph, target, log)
     for line in headroom_warnings(graph, calib):
         log(line)
     kernel = drop_dead_copies(lower(graph, target))

@@ -324,7 +324,7 @@ class _Builder:
         if not isinstance(arg.value, int):
             raise self.error(arg, f"{op.mnemonic}: {arg.name} must be an integer")
         try:
-            return _operand_value(op, arg.name, arg.value)
+            return _operand_value(op, op.field(arg.name), arg.value)
         except RnnaccelError as exc:
             raise self.error(arg, str(exc)) from None
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from isa.errors import RnnaccelError
-from isa.table import BY_MNEMONIC, BY_OPCODE, CONSTANTS, OPCODE_BITS, WORD_BYTES, Op, evaluate
+from isa.table import BY_MNEMONIC, BY_OPCODE, CONSTANTS, OPCODE_BITS, WORD_BYTES, Field, Op, evaluate
 
 
 @dataclass(frozen=True)
@@ -25,8 +25,7 @@ class Instruction:
         extra = set(operands) - {f.name for f in op.fields}
         if missing or extra:
             raise RnnaccelError(f"{mnemonic}: operands missing {missing} or unknown {sorted(extra)}")
-        values = tuple(_operand_value(op, f.name, operands[f.name]) for f in op.fields)
-        return cls(op, values)
+        return cls(op, tuple(_operand_value(op, f, operands[f.name]) for f in op.fields))
 
     @property
     def mnemonic(self) -> str:
@@ -50,10 +49,9 @@ class Instruction:
         return ranges[0], ranges[1]
 
 
-def _operand_value(op: Op, name: str, value: int) -> int:
-    field = op.field(name)
+def _operand_value(op: Op, field: Field, value: int) -> int:
     if not field.low <= value <= field.high:
-        raise RnnaccelError(f"{op.mnemonic}: {name}={value} does not fit its {field.width}-bit field")
+        raise RnnaccelError(f"{op.mnemonic}: {field.name}={value} does not fit its {field.width}-bit field")
     return int(value)
 
 

@@ -34,6 +34,7 @@ from isa.errors import RnnaccelError
 from isa.loops import MAX_EXECUTED, expand_program
 from isa.target import Target
 from isa.tensors import StateDesc, TensorDesc
+from isa.timing import extents
 from runtime_sim.breakdown import Breakdown
 from runtime_sim.fusion import Levels, fused_steps
 from runtime_sim.machine import (
@@ -45,7 +46,7 @@ from runtime_sim.machine import (
     memory_sizes,
 )
 from runtime_sim.semantics import Step
-from runtime_sim.timing import Timing, extents, schedule
+from runtime_sim.timing import Timing, schedule
 
 CHUNK = 256  # samples simulated together: large enough for BLAS, small enough for the caches
 

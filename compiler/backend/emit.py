@@ -16,7 +16,7 @@ from isa.tensors import StateDesc, TensorDesc
 
 def emit(kernel: Kernel, target: Target, model: str) -> Program:
     addr = kernel.addresses
-    code = tuple(_instruction(op, addr) for op in kernel.ops)
+    code = tuple(instruction(op, addr) for op in kernel.ops)
     return Program(
         target=target,
         model=model,
@@ -31,7 +31,8 @@ def emit(kernel: Kernel, target: Target, model: str) -> Program:
     )
 
 
-def _instruction(op: MOp, addr: dict[str, int]) -> Instruction:
+def instruction(op: MOp, addr: dict[str, int]) -> Instruction:
+    """The encoded instruction of `op`, its buffers at `addr`."""
     operands = {k: addr[v.buffer] + v.offset if isinstance(v, Ref) else v for k, v in op.operands.items()}
     return Instruction.make(op.mnemonic, **operands)
 

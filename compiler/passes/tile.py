@@ -61,20 +61,27 @@ def tile_cycles(rows: int, cols: int, height: int, macs: int) -> list[int]:
 
 
 def recurrent_height(hidden: int, gates: int, target: Target, vector_cycles: int, directions: int = 1) -> int:
-    """The tile height of a recurrent matrix R (gates x hidden rows, hidden columns): the one among
-    `macs`, `macs/2`, ... whose step is estimated shortest (`step_estimate`), the larger on a tie.
-    At least two tiles where there are two unit groups: one tile of all of R (a hidden-64 LSTM at
-    256 MACs) would hold the whole step's vector work behind the whole product. The two directions
-    of a bidirectional layer fill each other's waits instead: whole tiles of `macs` measured best
-    there (bench/schedule.py)."""
+    """The tile height of a recurrent matrix R (gates x hidden rows, hidden columns) by rule of
+    thumb: the one of `recurrent_heights` whose step is estimated shortest (`step_estimate`), the
+    larger on a tie. The two directions of a bidirectional layer fill each other's waits instead:
+    whole tiles of `macs` measured best there (bench/schedule.py). Schedule tuning
+    (passes/tune.py) then times the others."""
     if directions > 1:
         return target.macs
+    rows = gates * hidden
+    return min(recurrent_heights(hidden, gates, target),
+               key=lambda h: (step_estimate(rows, hidden, h, target, vector_cycles), -h), default=target.macs)
+
+
+def recurrent_heights(hidden: int, gates: int, target: Target) -> list[int]:
+    """The tile heights worth trying for R: `macs`, `macs/2`, ... down to a vector pass, at least
+    two tiles where there are two unit groups: one tile of all of R (a hidden-64 LSTM at 256
+    MACs) would hold the whole step's vector work behind the whole product; two let the vector
+    unit start on the first tile's groups while the array computes the second's rows."""
     rows, groups = gates * hidden, len(unit_groups(hidden, target.vec_lanes))
     fewest = 2 if groups > 1 else 1
-    heights = [h for h in (target.macs >> k for k in range(target.macs.bit_length()))
-               if h >= target.vec_lanes and -(-rows // h) >= fewest]
-    return min(heights, key=lambda h: (step_estimate(rows, hidden, h, target, vector_cycles), -h),
-               default=target.macs)
+    return [h for h in (target.macs >> k for k in range(target.macs.bit_length()))
+            if h >= target.vec_lanes and -(-rows // h) >= fewest]
 
 
 def step_estimate(rows: int, hidden: int, height: int, target: Target, vector_cycles: int) -> int:

@@ -19,14 +19,14 @@ from dataclasses import dataclass
 
 from compiler.kernel import Ref, Where
 from compiler.ops.recurrent.formats import rescaling
-from compiler.ops.recurrent.records import QuantRecurrentAttrs
+from compiler.ops.recurrent.records import QuantRecurrentAttrs, StepSchedule
 from compiler.passes.lowering import Lowering
 from compiler.passes.matrices import MatrixRefs, matvec, requantize
 from compiler.passes.tile import best_split, unit_groups
 from isa.numerics import GATE_FRAC, UNIT_FRAC
+from isa.target import Target
 
 LATE_ROUND = 6  # cycles of one interleaving round of a batch's streams, about (measured: bench/schedule.py)
-MIN_CHAINS = 3  # interleaved unit groups that keep the vector unit issuing (measured: bench/schedule.py)
 
 # scratch vectors per cell kind, in units of hidden
 SCRATCH = {
@@ -82,15 +82,27 @@ def _groups(ctx: Lowering, a: QuantRecurrentAttrs) -> tuple[tuple[int, int], ...
     return unit_groups(a.hidden, ctx.target.vec_lanes)
 
 
+def step_schedule(ctx: Lowering, a: QuantRecurrentAttrs, m: MatrixRefs) -> StepSchedule:
+    """The layer's step schedule: the one tuning chose (passes/tune.py), or the rule of thumb."""
+    return a.schedule if a.schedule is not None else default_schedule(a, ctx.target, len(m.tiles), bool(m.slots))
+
+
+def default_schedule(a: QuantRecurrentAttrs, target: Target, tiles: int, compressed: bool) -> StepSchedule:
+    """The rule of thumb, for R in `tiles` row tiles: R h in two column chunks, the halves of h's
+    unit groups, on an array so wide that R has at most half as many row tiles as h has unit
+    groups; there the next step's product starts on the first half of h while the vector unit
+    still works on the second, and its accumulators alternate between steps, so it never waits
+    for this step's reads either. On narrower arrays, and where the two directions of a
+    bidirectional layer fill each other's waits, whole tiles measured faster (bench/schedule.py).
+    Compressed matrices have no accumulating form."""
+    groups = unit_groups(a.hidden, target.vec_lanes)
+    halves = not compressed and len(a.directions) == 1 and 2 * tiles <= len(groups)
+    return StepSchedule(chunk=groups[(len(groups) + 1) // 2][0] if halves else 0)
+
+
 def chunked(ctx: Lowering, a: QuantRecurrentAttrs, m: MatrixRefs) -> bool:
-    """Whether R h runs in two column chunks (`_halves`). On an array so wide that R has at most
-    half as many row tiles as h has unit groups, the next step's product then starts on the first
-    half of h while the vector unit still works on the second, instead of waiting for all of it;
-    its accumulators alternate between steps, so it never waits for this step's reads either.
-    On narrower arrays, and where the two directions of a bidirectional layer already fill each
-    other's waits, whole tiles measured faster (bench/schedule.py). Compressed matrices have no
-    accumulating form."""
-    return not m.slots and len(a.directions) == 1 and 2 * len(m.tiles) <= len(_groups(ctx, a))
+    """Whether R h runs in two column chunks, which alternate their accumulators between steps."""
+    return step_schedule(ctx, a, m).chunk > 0
 
 
 def recurrent_matrix(mats: dict[str, MatrixRefs]) -> MatrixRefs:
@@ -100,16 +112,8 @@ def recurrent_matrix(mats: dict[str, MatrixRefs]) -> MatrixRefs:
 
 
 def _recurrent_product(ctx: Lowering, a: QuantRecurrentAttrs, m: MatrixRefs, r: StepRefs, where: Where) -> None:
-    matvec(ctx, m, r.h_prev, r.accs["h"], _at(where, "Rh"), _halves(ctx, a) if chunked(ctx, a, m) else None)
-
-
-def _halves(ctx: Lowering, a: QuantRecurrentAttrs) -> tuple[tuple[int, int], tuple[int, int]]:
-    """The columns of h in two runs of whole unit groups (at least two groups: see `chunked`).
-    One chunk per group measured slower: a chunk then waits on groups the vector unit finishes
-    together, interleaved, and the array runs the chunks back to back behind them."""
-    groups = _groups(ctx, a)
-    middle = groups[(len(groups) + 1) // 2][0]
-    return (0, middle), (middle, a.hidden)
+    chunk = step_schedule(ctx, a, m).chunk
+    matvec(ctx, m, r.h_prev, r.accs["h"], _at(where, "Rh"), ((0, chunk), (chunk, a.hidden)) if chunk else None)
 
 
 def _products(ctx: Lowering, a: QuantRecurrentAttrs, r: StepRefs, qh: str, where: Where) -> None:
@@ -140,20 +144,25 @@ def _group_gates(ctx: Lowering, r: StepRefs, qh: str, rows: tuple[int, int], whe
         requantize(ctx, r.mats[qh], where, r.s["pre"] + r0, r.accs["h"] + r0, add=r.s["gx"] + r0, rows=rows)
 
 
-def _per_group(ctx: Lowering, groups, tiles, rows_per_unit: int, emit: Callable[[int, int], None]) -> None:
+def _per_group(ctx: Lowering, a: QuantRecurrentAttrs, r: StepRefs, tiles, rows_per_unit: int,
+               emit: Callable[[int, int], None]) -> None:
     """Emit each unit group's vector work as its own stream; the groups whose rows complete in the
     same MAC tile are recorded side by side, for interleave to zip them one by one, so that the
     in-order vector unit always has an independent instruction to issue while another waits for
-    its operand. A batch of fewer than MIN_CHAINS groups joins the next (the last, the one
-    before), since fewer chains leave the vector unit waiting on its own latency; in a batch
-    that spans tiles, a group of a later tile joins the interleaving `_late_rounds` later, so
-    that the earlier groups' ops issue while its tile is still on the array."""
+    its operand. A batch of fewer than the schedule's `chains` groups joins the next (the last,
+    the one before), since fewer chains leave the vector unit waiting on its own latency; in a
+    batch that spans tiles, a group of a later tile joins the interleaving `_late_rounds` later
+    (where the schedule says `late`), so that the earlier groups' ops issue while its tile is
+    still on the array."""
+    groups, schedule = _groups(ctx, a), step_schedule(ctx, a, recurrent_matrix(r.mats))
     def last_tile(group: tuple[int, int]) -> int:
         last = rows_per_unit * group[1] - 1
         return next(i for i, (r0, r1) in enumerate(tiles) if r0 <= last < r1)
 
-    for batch in _joined([list(batch) for _, batch in itertools.groupby(groups, key=last_tile)]):
-        first, late = last_tile(batch[0]), _late_rounds(ctx, tiles, groups[-1][1])
+    batches = [list(batch) for _, batch in itertools.groupby(groups, key=last_tile)]
+    late = _late_rounds(ctx, tiles, groups[-1][1]) if schedule.late else 0
+    for batch in _joined(batches, schedule.chains):
+        first = last_tile(batch[0])
         ctx.side_by_side([lambda u0=u0, u1=u1: emit(u0, u1) for u0, u1 in batch],
                          tuple(late * (last_tile(group) - first) for group in batch))
 
@@ -168,15 +177,15 @@ def _late_rounds(ctx: Lowering, tiles, hidden: int) -> int:
     return cycles // LATE_ROUND if cycles >= 2 * LATE_ROUND else 0
 
 
-def _joined(batches: list[list]) -> list[list]:
-    """Batches of at least MIN_CHAINS groups where there are enough groups, in order."""
+def _joined(batches: list[list], chains: int) -> list[list]:
+    """Batches of at least `chains` groups where there are enough groups, in order."""
     out: list[list] = []
     for batch in batches:
-        if out and len(out[-1]) < MIN_CHAINS:
+        if out and len(out[-1]) < chains:
             out[-1] = out[-1] + batch
         else:
             out.append(batch)
-    if len(out) > 1 and len(out[-1]) < MIN_CHAINS:
+    if len(out) > 1 and len(out[-1]) < chains:
         out[-2:] = [out[-2] + out[-1]]
     return out
 
@@ -184,7 +193,7 @@ def _joined(batches: list[list]) -> list[list]:
 def lstm_step(ctx: Lowering, a: QuantRecurrentAttrs, d: int, r: StepRefs, where: Where) -> None:
     _products(ctx, a, r, "qh", where)
     tiles = (r.mats["qh"] if r.h_prev is not None else r.mats["qx"]).tiles
-    _per_group(ctx, _groups(ctx, a), tiles, 4, lambda u0, u1: _lstm_group(ctx, a, d, r, u0, u1, where))
+    _per_group(ctx, a, r, tiles, 4, lambda u0, u1: _lstm_group(ctx, a, d, r, u0, u1, where))
 
 
 def _lstm_group(ctx: Lowering, a: QuantRecurrentAttrs, d: int, r: StepRefs, u0: int, u1: int, where: Where) -> None:
@@ -247,13 +256,12 @@ def gru_step(ctx: Lowering, a: QuantRecurrentAttrs, d: int, r: StepRefs, where: 
     matvec(ctx, r.mats["qx"], r.x, r.accs["x"], _at(where, "Wx"))
     _input_gates(ctx, r, recurrent_matrix(r.mats), where)
     _recurrent_product(ctx, a, recurrent_matrix(r.mats), r, where)
-    groups = _groups(ctx, a)
     if lbr:
-        _per_group(ctx, groups, r.mats["qh"].tiles, 3, lambda u0, u1: _gru_group(ctx, a, d, r, u0, u1, where))
+        _per_group(ctx, a, r, r.mats["qh"].tiles, 3, lambda u0, u1: _gru_group(ctx, a, d, r, u0, u1, where))
         return
-    _per_group(ctx, groups, r.mats["qzr"].tiles, 2, lambda u0, u1: _gru_gates(ctx, a, d, r, u0, u1, where))
+    _per_group(ctx, a, r, r.mats["qzr"].tiles, 2, lambda u0, u1: _gru_gates(ctx, a, d, r, u0, u1, where))
     matvec(ctx, r.mats["qhh"], s["rh"], r.accs["h"] + 2 * hidden, _at(where, "Rh"))
-    _per_group(ctx, groups, r.mats["qhh"].tiles, 1, lambda u0, u1: _gru_candidate(ctx, a, d, r, u0, u1, where))
+    _per_group(ctx, a, r, r.mats["qhh"].tiles, 1, lambda u0, u1: _gru_candidate(ctx, a, d, r, u0, u1, where))
 
 
 def _gru_group(ctx: Lowering, a: QuantRecurrentAttrs, d: int, r: StepRefs, u0: int, u1: int, where: Where) -> None:
@@ -307,7 +315,7 @@ def rnn_step(ctx: Lowering, a: QuantRecurrentAttrs, d: int, r: StepRefs, where: 
         _activate(ctx, f_spec, _at(where, "hidden"), u1 - u0, r.h_new + u0, r.s["pre"] + u0, fmt.pre, fmt.hidden)
 
     tiles = (r.mats["qh"] if r.h_prev is not None else r.mats["qx"]).tiles
-    _per_group(ctx, _groups(ctx, a), tiles, 1, group)
+    _per_group(ctx, a, r, tiles, 1, group)
 
 
 CELLS = {"lstm": lstm_step, "gru": gru_step, "rnn": rnn_step}

@@ -69,11 +69,26 @@ class CellWeights:
                 if m is not None}
 
 
+@dataclass(frozen=True)
+class StepSchedule:
+    """How a step's work is ordered (ops/recurrent/cells.py), as the schedule tuning chose it
+    (passes/tune.py; R's tile height lives in its matrix's tiles). `chunk`: R h runs in two
+    column chunks, h's units [0, chunk) and [chunk, hidden), so the next step's product starts
+    on the first while the vector unit finishes the second (0: one product over all of h).
+    `chains`: the fewest unit groups interleaved together. `late`: a later tile's groups join
+    the interleaving a few rounds late."""
+
+    chunk: int = 0
+    chains: int = 3
+    late: bool = True
+
+
 @dataclass(frozen=True, kw_only=True)
 class QuantRecurrentAttrs:
     formats: tuple[CellFormats, ...]  # per direction (ops/recurrent/formats.py)
     clip_q: int | None  # the clip in the pre-activations' format, or None when it cannot bind
     cells: tuple[CellWeights, ...]  # per direction
+    schedule: StepSchedule | None = None  # None: the rule of thumb (cells.default_schedule)
 
 
 @dataclass(frozen=True, kw_only=True)

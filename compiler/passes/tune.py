@@ -1,0 +1,215 @@
+"""Schedule tuning: each recurrent layer's step schedule chosen by timing it.
+
+The rules of thumb (tile.recurrent_height, cells.default_schedule) judge a step by a few
+figures; on wide arrays and on hidden sizes that do not fill whole tiles they missed the
+reachable by up to 15 % (bench/schedule.py). This pass lowers a short copy of each recurrent
+layer (TRIAL_STEPS steps, the layer alone) under a few schedules, times each with the machine's
+own timing rules (isa.timing, the simulator's too), and keeps the fastest. It goes knob by knob
+(`KNOBS`): R's tile height, where R h splits into two column chunks, how many unit groups
+interleave at least, whether a later tile's groups join late; each knob's best value is kept
+for the next. The rule of thumb is the first candidate and wins ties, so as the trial measures
+it tuning never makes a layer slower.
+
+A schedule decides the order and shape of instructions, never their arithmetic: accumulators keep
+their guard bits, so results are the same to the bit whatever is chosen. What the trial times
+depends on the layer's shape, formats and the target, not on its weights; the choice is kept per
+shape (`_CHOSEN`), so a process compiling the same layer again does not time it again, and the
+same model always compiles to the same program. Layers with compressed recurrent matrices (their
+cycles depend on the weights), streaming layers (one step per run) and short sequences keep the
+rule of thumb.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+from compiler.backend.emit import instruction
+from compiler.ir import Graph, Node
+from compiler.kernel import Kernel
+from compiler.ops.recurrent.cells import default_schedule, recurrent_matrix
+from compiler.ops.recurrent.records import CellWeights, QuantRecurrentAttrs, StepSchedule
+from compiler.passes.allocate import allocate
+from compiler.passes.interleave import interleave
+from compiler.passes.schedule import lower
+from compiler.passes.tile import recurrent_heights, row_tiles, unit_groups
+from isa.table import evaluate
+from isa.target import Target
+from isa.timing import Clock, extents
+
+TRIAL_STEPS = 8  # a first and a last step apart, and two pairs of middle steps (chunked steps alternate)
+CHUNK_AT = (1 / 4, 3 / 8, 1 / 2, 5 / 8)  # where R h may split, as a share of h's unit groups
+CHAINS = (2, 3, 4)
+HEIGHTS = 3  # the largest tile heights tried: smaller ones measured slower on every bench model
+RECURRENT = ("h", "zr", "hh")  # the matrices that multiply the state, whose tiles the height sets
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    """One candidate: R's tile height and the step schedule."""
+
+    height: int
+    schedule: StepSchedule
+
+
+_CHOSEN: dict[tuple, Choice] = {}
+
+
+def tune_schedules(graph: Graph, target: Target, log: Callable[[str], None] = lambda message: None) -> Graph:
+    """The graph with each tunable recurrent layer's fastest schedule (its R re-tiled to it)."""
+    def tuned(node: Node) -> Node:
+        if not _tunable(node):
+            return node
+        choice = _choose(graph, node, target)
+        log(f"schedule of {node.source}: R in tiles of {choice.height} rows, {_said(choice.schedule)}")
+        return _with(node, choice)
+    return graph.replace(nodes=tuple(tuned(node) for node in graph.nodes))
+
+
+def _tunable(node: Node) -> bool:
+    a = node.attrs
+    return (isinstance(a, QuantRecurrentAttrs) and not a.stream and a.steps >= TRIAL_STEPS
+            and all(m.codebook is None for cell in a.cells for m in _recurrent(cell).values()))
+
+
+def _recurrent(cell: CellWeights) -> dict:
+    return {k: m for k, m in (("h", cell.h), ("zr", cell.zr), ("hh", cell.hh)) if m is not None}
+
+
+def _said(schedule: StepSchedule) -> str:
+    chunks = f"R h in chunks at unit {schedule.chunk}" if schedule.chunk else "R h whole"
+    return f"{chunks}, at least {schedule.chains} unit groups interleaved{'' if schedule.late else ', none late'}"
+
+
+def _choose(graph: Graph, node: Node, target: Target) -> Choice:
+    key = (_shape_key(node, target), _keeps_every_step(graph, node))
+    if key not in _CHOSEN:
+        _CHOSEN[key] = _search(graph, node, target)
+    return _CHOSEN[key]
+
+
+def _search(graph: Graph, node: Node, target: Target) -> Choice:
+    """Knob by knob from the rule of thumb, keeping whatever the trial times faster."""
+    best = _rule_of_thumb(node, target, _height(node))
+    best_cycles = _trial_cycles(graph, node, target, best)
+    tried = {best}
+    for knob in KNOBS:
+        for candidate in knob(node, target, best):
+            if candidate not in tried:
+                tried.add(candidate)
+                cycles = _trial_cycles(graph, node, target, candidate)
+                if cycles < best_cycles:
+                    best, best_cycles = candidate, cycles
+    return best
+
+
+def _height(node: Node) -> int:
+    first = recurrent_matrix({f"q{k}": m for k, m in _recurrent(node.attrs.cells[0]).items()})
+    return first.tiles[0][1] - first.tiles[0][0]
+
+
+def _rule_of_thumb(node: Node, target: Target, height: int) -> Choice:
+    a = node.attrs
+    rows = recurrent_matrix({f"q{k}": m for k, m in _recurrent(a.cells[0]).items()}).rows
+    return Choice(height, default_schedule(a, target, len(row_tiles(rows, height, tail=True)), False))
+
+
+def _tiles(node: Node, target: Target, best: Choice) -> Iterator[Choice]:
+    """Each tile height with each place R h may split at (or none), as the rule of thumb first."""
+    a = node.attrs
+    rows = recurrent_matrix({f"q{k}": m for k, m in _recurrent(a.cells[0]).items()}).rows
+    groups = unit_groups(a.hidden, target.vec_lanes)
+    cuts = sorted({min(len(groups) - 1, max(1, round(share * len(groups)))) for share in CHUNK_AT})
+    chunks = [0] + [groups[i][0] for i in cuts] if len(a.directions) == 1 and len(groups) > 1 else [0]
+    for height in recurrent_heights(a.hidden, rows // a.hidden, target)[:HEIGHTS]:
+        rule = _rule_of_thumb(node, target, height)
+        yield rule
+        for chunk in chunks:
+            yield dataclasses.replace(rule, schedule=dataclasses.replace(rule.schedule, chunk=chunk))
+
+
+def _chains(node: Node, target: Target, best: Choice) -> Iterator[Choice]:
+    for chains in CHAINS:
+        yield dataclasses.replace(best, schedule=dataclasses.replace(best.schedule, chains=chains))
+
+
+def _late(node: Node, target: Target, best: Choice) -> Iterator[Choice]:
+    yield dataclasses.replace(best, schedule=dataclasses.replace(best.schedule, late=not best.schedule.late))
+
+
+KNOBS = (_tiles, _chains, _late)
+
+
+def _with(node: Node, choice: Choice) -> Node:
+    """The node with R in tiles of the choice's height and the choice's step schedule."""
+    def retiled(cell: CellWeights) -> CellWeights:
+        tiles = {k: dataclasses.replace(m, tiles=row_tiles(m.rows, choice.height, tail=True))
+                 for k, m in _recurrent(cell).items()}
+        return dataclasses.replace(cell, **tiles)
+    return node.with_attrs(cells=tuple(retiled(c) for c in node.attrs.cells), schedule=choice.schedule)
+
+
+def _trial_cycles(graph: Graph, node: Node, target: Target, choice: Choice) -> float:
+    """The layer's cycles over its own steps, from a trial over TRIAL_STEPS: the trial's, plus
+    the steps it leaves out at the period of its middle steps (from when their waves are done),
+    so a schedule that starts or ends a little faster does not win over one that runs faster."""
+    kernel = allocate(interleave(lower(_trial_graph(graph, _with(node, choice)), target)), target)
+    ready = ready_times(kernel, target)
+    (loop,) = kernel.loops
+    done = [max(ready[start:end]) for start, end in loop.waves]
+    first, last = 2, TRIAL_STEPS - 2
+    period = (done[last] - done[first]) / (last - first)
+    return max(ready) + (node.attrs.steps - TRIAL_STEPS) * period
+
+
+def _trial_graph(graph: Graph, node: Node) -> Graph:
+    """The layer alone over TRIAL_STEPS whole sequences from zero state, its hidden states
+    written where the real layer writes them: every step into Y, or two buffers in turn."""
+    a, steps = node.attrs, TRIAL_STEPS
+    x, (y, y_h) = node.inputs[0], (node.outputs + ("", ""))[:2]
+    every = _keeps_every_step(graph, node)
+    out = y if every else (y_h or f"{node.source}/Y_h")
+    dirs = len(a.directions)
+    x_shape = (steps, a.batch, a.inputs) if a.layout == 0 else (a.batch, steps, a.inputs)
+    y_shape = (steps, dirs, a.batch, a.hidden) if a.layout == 0 else (a.batch, steps, dirs, a.hidden)
+    shape = y_shape if every else ((dirs, a.batch, a.hidden) if a.layout == 0 else (a.batch, dirs, a.hidden))
+    attrs = dataclasses.replace(a, steps=steps, seq_lens=(steps,) * a.batch, y_steps=None)
+    zero_state = (x,) + ("",) * (len(node.inputs) - 1)
+    trial = dataclasses.replace(node, inputs=zero_state, outputs=(out,) if every else ("", out), attrs=attrs)
+    scales = {x: graph.scales.get(x, 1.0), out: graph.scales.get(out, 1.0)}
+    return Graph(f"tune {node.source}", (x,), (out,), (trial,), {x: x_shape, out: shape}, scales)
+
+
+def _keeps_every_step(graph: Graph, node: Node) -> bool:
+    y = node.outputs[0] if node.outputs else ""
+    return bool(y) and graph.is_used(y) and node.attrs.y_steps is None
+
+
+def ready_times(kernel: Kernel, target: Target) -> list[int]:
+    """When each of an allocated kernel's ops has its result readable, the ops run once in
+    program order (no loops) by the machine's timing rules: the simulator's times for the same
+    ops emitted as a program."""
+    tenv = target.env()
+    code = [instruction(op, kernel.addresses) for op in kernel.ops]
+    prints = [instr.footprint(tenv) for instr in code]
+    clock = Clock(target, extents(prints))
+    return [clock.issue(instr.op.unit, evaluate(instr.op.cycles, instr.env(tenv)), reads, writes)[2]
+            for instr, (reads, writes) in zip(code, prints)]
+
+
+def _shape_key(node: Node, target: Target) -> tuple:
+    """What the trial's instructions depend on: everything but the weights' values (arrays count
+    by their shapes; sequence lengths by the trial's own) and what calibration saw."""
+    a = node.attrs
+    def part(name: str, value) -> object:
+        if isinstance(value, np.ndarray):
+            return value.shape
+        if name == "cells":
+            return tuple((tuple((k, m.weights.shape, m.tiles) for k, m in _recurrent(c).items()),
+                          c.x.weights.shape, c.x.tiles, c.peephole is not None) for c in value)
+        return value
+    skip = {"steps", "seq_lens", "ranges", "schedule"}
+    fields = tuple((f.name, part(f.name, getattr(a, f.name))) for f in dataclasses.fields(a) if f.name not in skip)
+    return node.op, type(a).__name__, fields, target
