@@ -75,7 +75,7 @@ def test_tuning_finds_a_faster_schedule_where_the_rule_of_thumb_misses(monkeypat
 def test_the_choice_depends_on_the_shape_not_the_weights_and_compiles_the_same_bytes_again():
     graph = quantized(recurrent_model("LSTM", 12, 1, 10, 60), WIDE)
     other = quantized(recurrent_model("LSTM", 12, 1, 10, 60, seed=5), WIDE)
-    (node,), (same_shape,) = ([n for n in g.nodes if tune._tunable(n)] for g in (graph, other))
+    (node,), (same_shape,) = ([n for n in g.nodes if tune._tunable(n, WIDE)] for g in (graph, other))
     assert tune._shape_key(node, WIDE) == tune._shape_key(same_shape, WIDE)
     tune._CHOSEN.clear()
     first = tune._choose(graph, node, WIDE)
@@ -102,15 +102,16 @@ def test_a_log_line_names_each_tuned_layer_and_its_schedule():
     assert any(line.startswith("schedule of lstm: R in tiles of") for line in lines)
 
 
-@pytest.mark.parametrize("why, model, kwargs", [
-    ("short sequence", recurrent_model("LSTM", tune.TRIAL_STEPS - 1, 1, 10, 60), {}),
-    ("compressed R", recurrent_model("LSTM", 12, 1, 10, 60), {"compression": Compression(bits=4)}),
+@pytest.mark.parametrize("why, model, target, compression", [
+    ("short sequence", recurrent_model("LSTM", tune.TRIAL_STEPS - 1, 1, 10, 60), WIDE, None),
+    ("compressed R", recurrent_model("LSTM", 12, 1, 10, 60), WIDE, Compression(bits=4)),
+    ("narrow array", recurrent_model("LSTM", 12, 1, 10, 60), Target(macs=tune.TUNED_FROM // 2), None),
 ])
-def test_layers_tuning_cannot_judge_keep_the_rule_of_thumb(why, model, kwargs):
+def test_layers_tuning_cannot_judge_keep_the_rule_of_thumb(why, model, target, compression):
     graph = import_model(model)
     calib = calibrate(graph, default_calibration(graph.input_shapes))
-    graph = verify(quantize_graph(graph, calib, WIDE, kwargs.get("compression")))
-    assert tune.tune_schedules(graph, WIDE) == graph, why
+    graph = verify(quantize_graph(graph, calib, target, compression))
+    assert tune.tune_schedules(graph, target) == graph, why
 
 
 def test_a_streaming_layer_keeps_the_rule_of_thumb():

@@ -15,8 +15,10 @@ their guard bits, so results are the same to the bit whatever is chosen. What th
 depends on the layer's shape, formats and the target, not on its weights; the choice is kept per
 shape (`_CHOSEN`), so a process compiling the same layer again does not time it again, and the
 same model always compiles to the same program. Layers with compressed recurrent matrices (their
-cycles depend on the weights), streaming layers (one step per run) and short sequences keep the
-rule of thumb.
+cycles depend on the weights), streaming layers (one step per run), short sequences and arrays
+narrower than TUNED_FROM keep the rule of thumb: there a tile holds one or two unit groups, the
+choices are few and the rule measured within 1 % of the tuned schedule on every bench model, and
+the trials (about a second per layer shape) would only slow compiling down.
 """
 
 from __future__ import annotations
@@ -40,8 +42,10 @@ from isa.target import Target
 from isa.timing import Clock, extents
 
 TRIAL_STEPS = 8  # a first and a last step apart, and two pairs of middle steps (chunked steps alternate)
-CHUNK_AT = (1 / 4, 3 / 8, 1 / 2, 5 / 8)  # where R h may split, as a share of h's unit groups
+# where R h may be cut, as shares of h's unit groups (three or four chunks measured no faster)
+CUTS = ((1 / 4,), (3 / 8,), (1 / 2,), (5 / 8,))
 CHAINS = (2, 3, 4)
+TUNED_FROM = 64  # MACs; on narrower arrays one tile holds a group or two: the rule measured within 1 %
 HEIGHTS = 3  # the largest tile heights tried: smaller ones measured slower on every bench model
 RECURRENT = ("h", "zr", "hh")  # the matrices that multiply the state, whose tiles the height sets
 
@@ -60,7 +64,7 @@ _CHOSEN: dict[tuple, Choice] = {}
 def tune_schedules(graph: Graph, target: Target, log: Callable[[str], None] = lambda message: None) -> Graph:
     """The graph with each tunable recurrent layer's fastest schedule (its R re-tiled to it)."""
     def tuned(node: Node) -> Node:
-        if not _tunable(node):
+        if not _tunable(node, target):
             return node
         choice = _choose(graph, node, target)
         log(f"schedule of {node.source}: R in tiles of {choice.height} rows, {_said(choice.schedule)}")
@@ -68,9 +72,9 @@ def tune_schedules(graph: Graph, target: Target, log: Callable[[str], None] = la
     return graph.replace(nodes=tuple(tuned(node) for node in graph.nodes))
 
 
-def _tunable(node: Node) -> bool:
+def _tunable(node: Node, target: Target) -> bool:
     a = node.attrs
-    return (isinstance(a, QuantRecurrentAttrs) and not a.stream and a.steps >= TRIAL_STEPS
+    return (isinstance(a, QuantRecurrentAttrs) and target.macs >= TUNED_FROM and not a.stream and a.steps >= TRIAL_STEPS
             and all(m.codebook is None for cell in a.cells for m in _recurrent(cell).values()))
 
 
@@ -79,7 +83,7 @@ def _recurrent(cell: CellWeights) -> dict:
 
 
 def _said(schedule: StepSchedule) -> str:
-    chunks = f"R h in chunks at unit {schedule.chunk}" if schedule.chunk else "R h whole"
+    chunks = f"R h in chunks cut at unit {', '.join(map(str, schedule.cuts))}" if schedule.cuts else "R h whole"
     return f"{chunks}, at least {schedule.chains} unit groups interleaved{'' if schedule.late else ', none late'}"
 
 
@@ -121,13 +125,15 @@ def _tiles(node: Node, target: Target, best: Choice) -> Iterator[Choice]:
     a = node.attrs
     rows = recurrent_matrix({f"q{k}": m for k, m in _recurrent(a.cells[0]).items()}).rows
     groups = unit_groups(a.hidden, target.vec_lanes)
-    cuts = sorted({min(len(groups) - 1, max(1, round(share * len(groups)))) for share in CHUNK_AT})
-    chunks = [0] + [groups[i][0] for i in cuts] if len(a.directions) == 1 and len(groups) > 1 else [0]
+    at = sorted({tuple(sorted({min(len(groups) - 1, max(1, round(s * len(groups)))) for s in shares}))
+                 for shares in CUTS})
+    chunks = [()] + [tuple(groups[i][0] for i in cut) for cut in at] if len(a.directions) == 1 and len(groups) > 1 \
+        else [()]
     for height in recurrent_heights(a.hidden, rows // a.hidden, target)[:HEIGHTS]:
         rule = _rule_of_thumb(node, target, height)
         yield rule
-        for chunk in chunks:
-            yield dataclasses.replace(rule, schedule=dataclasses.replace(rule.schedule, chunk=chunk))
+        for cuts in chunks:
+            yield dataclasses.replace(rule, schedule=dataclasses.replace(rule.schedule, cuts=cuts))
 
 
 def _chains(node: Node, target: Target, best: Choice) -> Iterator[Choice]:

@@ -97,12 +97,12 @@ def default_schedule(a: QuantRecurrentAttrs, target: Target, tiles: int, compres
     Compressed matrices have no accumulating form."""
     groups = unit_groups(a.hidden, target.vec_lanes)
     halves = not compressed and len(a.directions) == 1 and 2 * tiles <= len(groups)
-    return StepSchedule(chunk=groups[(len(groups) + 1) // 2][0] if halves else 0)
+    return StepSchedule(cuts=(groups[(len(groups) + 1) // 2][0],) if halves else ())
 
 
 def chunked(ctx: Lowering, a: QuantRecurrentAttrs, m: MatrixRefs) -> bool:
-    """Whether R h runs in two column chunks, which alternate their accumulators between steps."""
-    return step_schedule(ctx, a, m).chunk > 0
+    """Whether R h runs in column chunks, which alternate their accumulators between steps."""
+    return bool(step_schedule(ctx, a, m).cuts)
 
 
 def recurrent_matrix(mats: dict[str, MatrixRefs]) -> MatrixRefs:
@@ -112,8 +112,9 @@ def recurrent_matrix(mats: dict[str, MatrixRefs]) -> MatrixRefs:
 
 
 def _recurrent_product(ctx: Lowering, a: QuantRecurrentAttrs, m: MatrixRefs, r: StepRefs, where: Where) -> None:
-    chunk = step_schedule(ctx, a, m).chunk
-    matvec(ctx, m, r.h_prev, r.accs["h"], _at(where, "Rh"), ((0, chunk), (chunk, a.hidden)) if chunk else None)
+    bounds = (0, *step_schedule(ctx, a, m).cuts, a.hidden)
+    chunks = tuple(itertools.pairwise(bounds)) if len(bounds) > 2 else None
+    matvec(ctx, m, r.h_prev, r.accs["h"], _at(where, "Rh"), chunks)
 
 
 def _products(ctx: Lowering, a: QuantRecurrentAttrs, r: StepRefs, qh: str, where: Where) -> None:

@@ -72,13 +72,13 @@ class CellWeights:
 @dataclass(frozen=True)
 class StepSchedule:
     """How a step's work is ordered (ops/recurrent/cells.py), as the schedule tuning chose it
-    (passes/tune.py; R's tile height lives in its matrix's tiles). `chunk`: R h runs in two
-    column chunks, h's units [0, chunk) and [chunk, hidden), so the next step's product starts
-    on the first while the vector unit finishes the second (0: one product over all of h).
+    (passes/tune.py; R's tile height lives in its matrix's tiles). `cuts`: R h runs in column
+    chunks of h's units cut there (ascending; none: one product over all of h), so the next
+    step's product starts on the first while the vector unit finishes the others.
     `chains`: the fewest unit groups interleaved together. `late`: a later tile's groups join
     the interleaving a few rounds late."""
 
-    chunk: int = 0
+    cuts: tuple[int, ...] = ()
     chains: int = 3
     late: bool = True
 
