@@ -16,9 +16,9 @@ depends on the layer's shape, formats and the target, not on its weights; the ch
 shape (`_CHOSEN`), so a process compiling the same layer again does not time it again, and the
 same model always compiles to the same program. Layers with compressed recurrent matrices (their
 cycles depend on the weights), streaming layers (one step per run), short sequences and arrays
-narrower than TUNED_FROM keep the rule of thumb: there a tile holds one or two unit groups, the
-choices are few and the rule measured within 1 % of the tuned schedule on every bench model, and
-the trials (about a second per layer shape) would only slow compiling down.
+narrower than TUNED_FROM keep the rule of thumb: there a tile is smaller than a unit group's rows,
+the MAC work of a step dwarfs its waits, the rule measured within 0.3 % of the bound on every
+bench model, and the trials (a fraction of a second per layer shape) would only slow compiling.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ TRIAL_STEPS = 8  # a first and a last step apart, and two pairs of middle steps 
 # where R h may be cut, as shares of h's unit groups (three or four chunks measured no faster)
 CUTS = ((1 / 4,), (3 / 8,), (1 / 2,), (5 / 8,))
 CHAINS = (2, 3, 4)
-TUNED_FROM = 64  # MACs; on narrower arrays one tile holds a group or two: the rule measured within 1 %
+TUNED_FROM = 32  # MACs; on 8 and 16 lanes a tile is smaller than a unit group: the rule measured within 0.3 %
 HEIGHTS = 3  # the largest tile heights tried: smaller ones measured slower on every bench model
 RECURRENT = ("h", "zr", "hh")  # the matrices that multiply the state, whose tiles the height sets
 
