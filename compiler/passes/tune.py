@@ -15,7 +15,9 @@ their guard bits, so results are the same to the bit whatever is chosen. What th
 depends on the layer's shape, formats and the target, not on its weights; the choice is kept per
 shape (`_CHOSEN`), so a process compiling the same layer again does not time it again, and the
 same model always compiles to the same program. Layers with compressed recurrent matrices (their
-cycles depend on the weights), streaming layers (one step per run), short sequences and arrays
+cycles depend on the weights), streaming layers (one step per run), short sequences, steps of
+more than MOST_GROUPS unit groups (their trials grow with them while the waits tuning hides
+shrink to a small share of the step) and arrays
 narrower than TUNED_FROM keep the rule of thumb: there a tile is smaller than a unit group's rows,
 the MAC work of a step dwarfs its waits, the rule measured within 0.3 % of the bound on every
 bench model, and the trials (a fraction of a second per layer shape) would only slow compiling.
@@ -33,7 +35,6 @@ from compiler.ir import Graph, Node
 from compiler.kernel import Kernel
 from compiler.ops.recurrent.cells import default_schedule, recurrent_matrix
 from compiler.ops.recurrent.records import CellWeights, QuantRecurrentAttrs, StepSchedule
-from compiler.passes.allocate import allocate
 from compiler.passes.interleave import interleave
 from compiler.passes.schedule import lower
 from compiler.passes.tile import recurrent_heights, row_tiles, unit_groups
@@ -46,7 +47,8 @@ TRIAL_STEPS = 8  # a first and a last step apart, and two pairs of middle steps 
 CUTS = ((1 / 4,), (3 / 8,), (1 / 2,), (5 / 8,))
 CHAINS = (2, 3, 4)
 TUNED_FROM = 32  # MACs; on 8 and 16 lanes a tile is smaller than a unit group: the rule measured within 0.3 %
-HEIGHTS = 3  # the largest tile heights tried: smaller ones measured slower on every bench model
+MOST_GROUPS = 32  # unit groups a step; more make the waits a small share (256 units: >= 98.9 % untuned)
+HEIGHTS = 2  # the largest tile heights tried: smaller ones won no bench model by more than 0.3 %
 RECURRENT = ("h", "zr", "hh")  # the matrices that multiply the state, whose tiles the height sets
 
 
@@ -74,8 +76,10 @@ def tune_schedules(graph: Graph, target: Target, log: Callable[[str], None] = la
 
 def _tunable(node: Node, target: Target) -> bool:
     a = node.attrs
-    return (isinstance(a, QuantRecurrentAttrs) and target.macs >= TUNED_FROM and not a.stream and a.steps >= TRIAL_STEPS
-            and all(m.codebook is None for cell in a.cells for m in _recurrent(cell).values()))
+    if not isinstance(a, QuantRecurrentAttrs) or a.stream or a.steps < TRIAL_STEPS or target.macs < TUNED_FROM:
+        return False
+    groups = len(unit_groups(a.hidden, target.vec_lanes)) * len(a.directions) * a.batch
+    return groups <= MOST_GROUPS and all(m.codebook is None for cell in a.cells for m in _recurrent(cell).values())
 
 
 def _recurrent(cell: CellWeights) -> dict:
@@ -161,8 +165,8 @@ def _trial_cycles(graph: Graph, node: Node, target: Target, choice: Choice) -> f
     """The layer's cycles over its own steps, from a trial over TRIAL_STEPS: the trial's, plus
     the steps it leaves out at the period of its middle steps (from when their waves are done),
     so a schedule that starts or ends a little faster does not win over one that runs faster."""
-    kernel = allocate(interleave(lower(_trial_graph(graph, _with(node, choice)), target)), target)
-    ready = ready_times(kernel, target)
+    kernel = interleave(lower(_trial_graph(graph, _with(node, choice)), target))
+    ready = ready_times(kernel, target, _apart(kernel))
     (loop,) = kernel.loops
     done = [max(ready[start:end]) for start, end in loop.waves]
     first, last = 2, TRIAL_STEPS - 2
@@ -193,21 +197,33 @@ def _keeps_every_step(graph: Graph, node: Node) -> bool:
     return bool(y) and graph.is_used(y) and node.attrs.y_steps is None
 
 
-def ready_times(kernel: Kernel, target: Target) -> list[int]:
-    """When each of an allocated kernel's ops has its result readable, the ops run once in
-    program order (no loops) by the machine's timing rules: the simulator's times for the same
-    ops emitted as a program."""
+def ready_times(kernel: Kernel, target: Target, addresses: dict[str, int]) -> list[int]:
+    """When each of a kernel's ops has its result readable, its buffers at `addresses` and the
+    ops run once in program order (no loops) by the machine's timing rules: with allocation's
+    addresses, the simulator's times for the same ops emitted as a program."""
     tenv = target.env()
-    code = [instruction(op, kernel.addresses) for op in kernel.ops]
+    code = [instruction(op, addresses) for op in kernel.ops]
     prints = [instr.footprint(tenv) for instr in code]
     clock = Clock(target, extents(prints))
     return [clock.issue(instr.op.unit, evaluate(instr.op.cycles, instr.env(tenv)), reads, writes)[2]
             for instr, (reads, writes) in zip(code, prints)]
 
 
+def _apart(kernel: Kernel) -> dict[str, int]:
+    """Every buffer at its own addresses, one after another in each memory: a trial's layout.
+    Allocation would let buffers whose lives do not overlap share space, which can only add a
+    wait where a reuse follows a read closely; a trial's buffers nearly all live through it."""
+    top: dict[str, int] = {}
+    addresses = {}
+    for buffer in kernel.buffers.values():
+        addresses[buffer.name] = top.get(buffer.memory, 0)
+        top[buffer.memory] = addresses[buffer.name] + buffer.size
+    return addresses
+
+
 def _shape_key(node: Node, target: Target) -> tuple:
-    """What the trial's instructions depend on: everything but the weights' values (arrays count
-    by their shapes; sequence lengths by the trial's own) and what calibration saw."""
+    """What the trial's instructions and figure depend on: everything but the weights' values
+    (arrays count by their shapes) and what calibration saw."""
     a = node.attrs
     def part(name: str, value) -> object:
         if isinstance(value, np.ndarray):
@@ -216,6 +232,6 @@ def _shape_key(node: Node, target: Target) -> tuple:
             return tuple((tuple((k, m.weights.shape, m.tiles) for k, m in _recurrent(c).items()),
                           c.x.weights.shape, c.x.tiles, c.peephole is not None) for c in value)
         return value
-    skip = {"steps", "seq_lens", "ranges", "schedule"}
+    skip = {"seq_lens", "ranges", "schedule"}
     fields = tuple((f.name, part(f.name, getattr(a, f.name))) for f in dataclasses.fields(a) if f.name not in skip)
     return node.op, type(a).__name__, fields, target
