@@ -42,7 +42,7 @@ from isa.table import evaluate
 from isa.target import Target
 from isa.timing import Clock, extents
 
-TRIAL_STEPS = 8  # a first and a last step apart, and two pairs of middle steps (chunked steps alternate)
+TRIAL_STEPS = 10  # a first and a last step apart, and three pairs of middle steps (chunked steps alternate)
 # where R h may be cut, as shares of h's unit groups (three or four chunks measured no faster)
 CUTS = ((1 / 4,), (3 / 8,), (1 / 2,), (5 / 8,))
 CHAINS = (2, 3, 4)
