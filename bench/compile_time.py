@@ -1,13 +1,14 @@
 """Compile time and peak memory against the number of timesteps and the layer size.
 
-    python bench/compile_time.py [--base REV] [--timeout S]
+    python bench/compile_time.py [--base REV] [--timeout S] [--cases 64x49,64x500]
 
 Each case compiles one model (bench_models.recurrent_classifier: an LSTM over `steps` steps, its
 last h into a classifier) in a fresh interpreter with one BLAS thread, on a target whose memories
 are large enough for a 1024-unit layer, and prints the wall-clock seconds of compile_model and the
 process's peak resident memory. With --base, the same cases run on that commit's code too (checked
 out into a temporary git worktree), side by side: the machine is shared and noisy, so the two are
-measured in one run. A case that fails or runs past --timeout prints its reason instead of figures.
+measured in one run. --cases picks some of the cases (hidden x steps). A case that fails or runs
+past --timeout prints its reason instead of figures.
 """
 
 from __future__ import annotations
@@ -56,10 +57,20 @@ def measure(tree: Path, hidden: int, steps: int, timeout: float) -> str:
     return f"{figures['seconds']:6.2f} s {figures['peak_mb']:6.0f} MB"
 
 
+def _cases(text: str) -> tuple[tuple[int, int], ...]:
+    """'64x49,64x500' as ((64, 49), (64, 500))."""
+    try:
+        return tuple((int(h), int(s)) for h, s in (case.split("x") for case in text.split(",")))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a list of HIDDENxSTEPS cases") from None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", help="also measure this commit (e.g. main), side by side")
     parser.add_argument("--timeout", type=float, default=300, help="seconds a case may take (default 300)")
+    parser.add_argument("--cases", type=_cases, default=CASES,
+                        help="comma-separated HIDDENxSTEPS cases (default: all of CASES)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="compile-time-") as work:
         trees = {"this tree": ROOT}
@@ -69,7 +80,7 @@ def main() -> None:
                            cwd=ROOT, check=True)
         try:
             print(f"{'LSTM':>6} {'steps':>6}  " + "  ".join(f"{name:>26}" for name in trees))
-            for hidden, steps in CASES:
+            for hidden, steps in args.cases:
                 row = [measure(tree, hidden, steps, args.timeout) for tree in trees.values()]
                 print(f"{hidden:>6} {steps:>6}  " + "  ".join(f"{cell:>26}" for cell in row), flush=True)
         finally:

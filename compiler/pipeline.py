@@ -144,7 +144,9 @@ def _compile_chip(proto: onnx.ModelProto, graph: Graph, name: str, calibration: 
     """One chip program from an imported graph: the whole model's, or one island's."""
     graph = bound.bind(graph)
     check_fits_target(graph, target, streaming, compression)
-    calib = calibrate(graph, check_calibration(graph.input_shapes, calibration))  # whole sequences, before trimming
+    aware = compression is not None and compression.activation_aware
+    # whole sequences, before trimming
+    calib = calibrate(graph, check_calibration(graph.input_shapes, calibration), moments=aware)
     if streaming and not per_frame(graph):
         frames = one_frame_model(proto, graph.input_shapes, frame_shapes(graph))
         frame = verify(mark_streaming(bound.bind(import_model(frames))))

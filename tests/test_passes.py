@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from compiler.float_eval import run_float
 from compiler.frontend.onnx_import import import_model
 from compiler.ir import Graph, Node
 from compiler.kernel import Buffer, Kernel, MOp, Ref, Where
@@ -67,6 +68,33 @@ def test_quantize_widens_the_lstm_formats_to_the_calibrated_states():
     graph = calibrated_quantized(model, data)
     assert graph.scales["Y"] == graph.scales["Y_h"] == graph.scales["h0"] == 2.0 ** -12
     assert graph.scales["Y_c"] == graph.scales["c0"] == 2.0 ** -5
+
+
+@pytest.mark.parametrize("h0_scale", [0.01, 3.0])
+def test_calibration_sees_every_hidden_state_and_the_initial_ones(h0_scale):
+    """h's range is that of every step's output or of h0, whichever is wider; c's holds c0 and the last c."""
+    graph = import_model(lstm_model(6, 2, 5, 8, initial="inputs"))
+    data = default_calibration(graph.input_shapes)
+    calib = calibrate(graph, {**data, "h0": h0_scale * data["h0"], "c0": 4.0 * data["c0"]})
+    (ranges,) = calib.inner.values()
+    assert ranges.h == max(calib.max_abs["Y"], calib.max_abs["h0"])
+    assert ranges.c >= max(calib.max_abs["Y_c"], calib.max_abs["c0"]) > 0
+
+
+def test_calibration_keeps_second_moments_only_when_asked():
+    graph = import_model(lstm_model(6, 2, 5, 8))
+    data = default_calibration(graph.input_shapes)
+    full, lean = calibrate(graph, data), calibrate(graph, data, moments=False)
+    assert full.moments["X"].shape == (5, 5) and lean.moments == {}
+    values = run_float(graph, data)
+    assert lean.max_abs == full.max_abs == {name: float(np.max(np.abs(v))) for name, v in values.items()}
+
+
+@pytest.mark.parametrize("values,largest", [([-3.0, -1.0], 3.0), ([2.0, -5.0], 5.0), ([-0.0], 0.0), ([], 0.0)])
+def test_calibration_takes_the_largest_magnitude_of_either_sign(values, largest):
+    graph = Graph("values", ("v",), ("v",), (), {"v": (len(values),)})
+    max_abs = calibrate(graph, {"v": np.array([values])}).max_abs["v"]
+    assert max_abs == largest and np.copysign(1.0, max_abs) == 1.0
 
 
 def test_quantize_gives_a_sigmoid_input_its_format_directly():

@@ -13,6 +13,7 @@ the 256 segments span the data's calibrated range (docs/numerics.md, "Element-wi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,10 +50,17 @@ class QuantScaledTableAttrs(ScaledTableAttrs):
 
 def float_activation(spec: str, x: np.ndarray) -> np.ndarray:
     """What an activation spec computes, in float."""
+    return activation_function(spec)(x)
+
+
+def activation_function(spec: str) -> Callable[[np.ndarray], np.ndarray]:
+    """The float function of an activation spec, its name parsed once (a recurrent layer applies
+    it at every step)."""
     if spec == "relu":
-        return np.maximum(x, 0.0)
+        return lambda x: np.maximum(x, 0.0)
     func, params = parse_table_name(spec)
-    return TABLE_FUNCTIONS[func](x, *params)
+    function = TABLE_FUNCTIONS[func]
+    return lambda x: function(x, *params)
 
 
 def activation_node(spec: str, name: str, x: str, y: str) -> Node:

@@ -26,7 +26,8 @@ class GatherAttrs:
 
 def gather(node: Node, *xs: np.ndarray) -> np.ndarray:
     """The same in float and in integers: values are only moved."""
-    flat = np.concatenate([x.reshape(x.shape[0], -1) for x in xs], axis=1)
+    flats = [x.reshape(x.shape[0], -1) for x in xs]
+    flat = flats[0] if len(flats) == 1 else np.concatenate(flats, axis=1)  # one input: no copy of it
     return flat[:, node.attrs.index]
 
 

@@ -81,12 +81,23 @@ def _slice_max(values: np.ndarray) -> tuple[np.ndarray, ...]:
                  for axis in range(1, values.ndim))
 
 
+def _max_abs(values: np.ndarray) -> float:
+    """The largest |value| (0 for none), from the largest and the smallest value: no array of
+    magnitudes as large as a whole sequence's values is made for one number."""
+    if not values.size:
+        return 0.0
+    return abs(max(float(np.max(values)), -float(np.min(values))))  # abs: a max of -0.0 is 0.0
+
+
 def _moments(values: np.ndarray) -> np.ndarray:
     rows = values.reshape(-1, values.shape[-1])
     return rows.T @ rows / len(rows)
 
 
-def calibrate(graph: Graph, data: dict[str, np.ndarray]) -> Calibration:
+def calibrate(graph: Graph, data: dict[str, np.ndarray], moments: bool = True) -> Calibration:
+    """The stats of every tensor over the samples; the second moments only with `moments` (only
+    activation-aware compression reads them, and on a long sequence they cost as much as the
+    float run)."""
     inner: dict[str, Any] = {}
 
     def semantics(op: OpDef) -> Callable:
@@ -101,8 +112,8 @@ def calibrate(graph: Graph, data: dict[str, np.ndarray]) -> Calibration:
 
     values = run_float(graph, data, semantics)
     return Calibration(
-        max_abs={name: float(np.max(np.abs(v))) if v.size else 0.0 for name, v in values.items()},
-        moments={name: _moments(v) for name, v in values.items() if v.ndim > 1 and v.size
+        max_abs={name: _max_abs(v) for name, v in values.items()},
+        moments={name: _moments(v) for name, v in values.items() if moments and v.ndim > 1 and v.size
                  and v.shape[-1] <= MAX_FEATURES},
         slice_max={name: _slice_max(values[name]) for name in graph.inputs},
         inner=inner,
