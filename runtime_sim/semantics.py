@@ -207,15 +207,22 @@ def _requant(m: Machine, s: Step) -> numerics.Scaling:
         *s.decoded(m, "requant", lambda one: m.wmem.requant(one.args["q"], one.args["n"], one.pc))))
 
 
+def _accumulators(m: Machine, s: Step) -> np.ndarray:
+    """The accumulators a requantisation reads (`src`); gathered ones (a fused step's, from
+    interleaved gates) through `take`, a quarter faster than indexing on float64."""
+    place = s.at("src", "n")
+    return m.acc[:, place] if isinstance(place, slice) else m.acc.take(place, axis=1)
+
+
 @semantics("VRQ")
 def _vrq(m: Machine, s: Step) -> None:
-    m.amem[:, s.at("dst", "n")] = numerics.requantize_with(m.acc[:, s.at("src", "n")], _requant(m, s))
+    m.amem[:, s.at("dst", "n")] = numerics.requantize_with(_accumulators(m, s), _requant(m, s))
 
 
 @semantics("VRQA")
 def _vrqa(m: Machine, s: Step) -> None:
     addend = m.amem[:, s.at("add", "n")]
-    m.amem[:, s.at("dst", "n")] = numerics.requantize_add_with(m.acc[:, s.at("src", "n")], _requant(m, s), addend)
+    m.amem[:, s.at("dst", "n")] = numerics.requantize_add_with(_accumulators(m, s), _requant(m, s), addend)
 
 
 @semantics("VRQC")
