@@ -262,13 +262,19 @@ def _vact(m: Machine, s: Step) -> None:
     members may read different tables (an LSTM's sigmoid and tanh gates, interleaved in memory):
     each element then indexes the expansions joined, at its own table's offset."""
     src = m.amem[:, s.at("src", "n")].view(np.uint16)  # the expansion's order: x, or 65536 + x below 0
+    expansion, offsets = s.once(m, "expansion", lambda: _expansion(m, s))
+    index = src if offsets is None else np.add(src, offsets, dtype=np.int32)
+    m.amem[:, s.at("dst", "n")] = expansion.take(index, mode="clip")
+
+
+def _expansion(m: Machine, s: Step) -> tuple[np.ndarray, np.ndarray | None]:
+    """The expansion a VACT reads and each element's offset into it (None: all at 0), worked out
+    once per step: the tables are the program's, as fixed as its weight memory."""
     numbers = s.decoded(m, "table", lambda one: np.full(one.args["n"], _table_number(m, one)))
     first = int(numbers[0])
-    if not s.members or (numbers == first).all():
-        m.amem[:, s.at("dst", "n")] = m.tables.lookup(first, s.args["up"]).take(src, mode="clip")
-        return
-    joined, offsets = m.tables.joined(tuple(numbers.tolist()), s.args["up"])
-    m.amem[:, s.at("dst", "n")] = joined.take(np.add(src, offsets, dtype=np.int32), mode="clip")
+    if (numbers == first).all():
+        return m.tables.lookup(first, s.args["up"]), None
+    return m.tables.joined(tuple(numbers.tolist()), s.args["up"])
 
 
 @semantics("VRELU")
