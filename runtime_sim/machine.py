@@ -5,8 +5,12 @@ Memories (names as in isa.table.MEMORIES):
 - `host`: host memory of one inference, in activation elements (int16). The runtime writes the
   quantised inputs at each input descriptor's `host` address and reads the outputs back.
 - `amem`: on-chip activation memory, `target.act_elems` int16 elements.
-- `acc`: the accumulators, `target.acc_entries` entries held as int64. The accumulator keeps 16
-  guard bits inside; saturation to `acc_bits` happens when it is read out (numerics.requantize).
+- `acc`: the accumulators, `target.acc_entries` entries. The accumulator keeps 16 guard bits
+  inside; saturation to `acc_bits` happens when it is read out (numerics.requantize). They are
+  held as float64, which represents every integer below 2**53 exactly, so every value the
+  48-bit accumulator can hold: the matrix products (float64 matmul) store into them and the
+  requantisation (float64 too) reads them without a conversion either way, two passes fewer per
+  product in a batch; the instructions that need integers convert what they read.
 - `wmem`: weight memory, `target.weight_mem_bytes` bytes, initialised from Program.regions when
   the program is loaded and shared by every inference. No instruction writes it (checked below),
   which is why decoded weights, biases and requantisation parameters can be cached.
@@ -192,7 +196,7 @@ class Machine:
         """Zeroed memories, each only as long as the program ever touches (`extents`)."""
         return cls(host=np.zeros((batch, extents["host"]), np.int16),
                    amem=np.zeros((batch, extents["amem"]), np.int16),
-                   acc=np.zeros((batch, extents["acc"]), np.int64), cbm=np.zeros(extents["cbm"], np.int64),
+                   acc=np.zeros((batch, extents["acc"])), cbm=np.zeros(extents["cbm"], np.int64),
                    wmem=wmem, tables=tables)
 
     def write_host(self, desc: TensorDesc, values: np.ndarray) -> None:

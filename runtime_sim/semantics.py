@@ -6,9 +6,9 @@ instruction) fails at once. All arithmetic goes through isa.numerics, the one de
 compiler's layer-level reference shares. Timing lives in runtime_sim.timing: these functions
 run in program order, which the scoreboard makes equivalent to the timed execution.
 
-Matrix-vector products use float64 matmul, stored into the int64 accumulators: every partial sum
-is an integer below 2**47 (int16 x int16 products, at most 65535 columns), so it is exact, and so
-is adding a 32-bit bias to it.
+Matrix-vector products use float64 matmul, stored into the float64 accumulators (machine.py):
+every partial sum is an integer below 2**47 (int16 x int16 products, at most 65535 columns), so
+it is exact, and so is adding a 32-bit bias to it or accumulating it below 2**53.
 """
 
 from __future__ import annotations
@@ -91,11 +91,27 @@ def semantics(mnemonic: str) -> Callable:
     return register
 
 
-def _dot(m: Machine, s: Step) -> np.ndarray:
-    """sum_k W[k, r] * x[k] for every sample and row (B, rows): float64 holding exact integers,
-    which the accumulators' int64 store converts, without a pass of its own."""
-    w = s.decoded(m, "matrix", lambda one: m.wmem.matrix(one.args["w"], one.args["rows"], one.args["cols"]), axis=1)
-    return m.amem[:, s.at("x", "cols")].astype(np.float64) @ w
+def _matrix(m: Machine, s: Step) -> np.ndarray:
+    """W as float64 (cols, rows); a fused step's members' side by side."""
+    return s.decoded(m, "matrix", lambda one: m.wmem.matrix(one.args["w"], one.args["rows"], one.args["cols"]), axis=1)
+
+
+def _dot(m: Machine, s: Step, out: np.ndarray | None) -> np.ndarray:
+    """sum_k W[k, r] * x[k] for every sample and row (B, rows), into `out` if given: float64
+    holding exact integers, the accumulators' own type, so BLAS writes them in place."""
+    return np.matmul(m.amem[:, s.at("x", "cols")].astype(np.float64), _matrix(m, s), out=out)
+
+
+def _biased_dot(m: Machine, s: Step, out: np.ndarray | None) -> np.ndarray:
+    """_dot plus the bias, in the same BLAS call: the bias is one more row of W, read against a
+    column of ones appended to x. Adding it to the product and storing the sum were two passes
+    over (B, rows) each, the larger part of an MVB whose x is short (an input projection)."""
+    w = s.once(m, "biased matrix", lambda: np.vstack([_matrix(m, s), _bias(m, s)]))
+    x = m.amem[:, s.at("x", "cols")]
+    extended = np.empty((len(x), x.shape[1] + 1))
+    extended[:, :-1] = x
+    extended[:, -1] = 1.0
+    return np.matmul(extended, w, out=out)
 
 
 @semantics("LOAD")
@@ -114,13 +130,13 @@ def _ldc(m: Machine, s: Step) -> None:
     m.amem[:, s.at("dst", "n")] = m.wmem.constants(a["src"], a["n"])
 
 
-def _depthwise(m: Machine, s: Step) -> np.ndarray:
-    """sum_t W[t, r] * x[t*step + r] for every sample and lane r, as int64 (B, rows): lane r reads
-    its own channel of each tap."""
+def _depthwise(m: Machine, s: Step, out: np.ndarray | None) -> np.ndarray:
+    """sum_t W[t, r] * x[t*step + r] for every sample and lane r (B, rows), into `out` if given:
+    lane r reads its own channel of each tap."""
     a = s.args
     w = m.wmem.matrix(a["w"], a["rows"], a["taps"]).astype(np.int64)
     lanes = a["x"] + a["step"] * np.arange(a["taps"])[:, None] + np.arange(a["rows"])[None, :]
-    return np.einsum("btr,tr->br", m.amem[:, lanes].astype(np.int64), w)
+    return np.einsum("btr,tr->br", m.amem[:, lanes].astype(np.int64), w, out=out)
 
 
 def _bias(m: Machine, s: Step) -> np.ndarray:
@@ -128,21 +144,27 @@ def _bias(m: Machine, s: Step) -> np.ndarray:
 
 
 def _set(product: Callable, m: Machine, s: Step) -> None:
-    m.acc[:, s.at("acc", "rows")] = product(m, s)
+    """The product computed straight into the accumulators when they are a slice (a view), a
+    pass fewer than storing a new array; stored when they are gathered."""
+    place = s.at("acc", "rows")
+    if isinstance(place, slice):
+        product(m, s, m.acc[:, place])
+    else:
+        m.acc[:, place] = product(m, s, None)
 
 
 def _preload(product: Callable, m: Machine, s: Step) -> None:
-    total = product(m, s)
+    total = product(m, s, None)
     total += _bias(m, s)  # in place: the product is a new array
     m.acc[:, s.at("acc", "rows")] = total
 
 
 def _accumulate(product: Callable, m: Machine, s: Step) -> None:
-    m.acc[:, s.at("acc", "rows")] += product(m, s).astype(np.int64, copy=False)
+    m.acc[:, s.at("acc", "rows")] += product(m, s, None)
 
 
 # the matrix-vector family: which product each computes, and how it meets the accumulators
-for _mnemonic, _product, _form in (("MV", _dot, _set), ("MVB", _dot, _preload), ("MVA", _dot, _accumulate),
+for _mnemonic, _product, _form in (("MV", _dot, _set), ("MVB", _biased_dot, _set), ("MVA", _dot, _accumulate),
                                    ("MVDB", _depthwise, _preload), ("MVDA", _depthwise, _accumulate)):
     semantics(_mnemonic)(functools.partial(_form, _product))
 
@@ -170,7 +192,7 @@ def _expanded_dot(m: Machine, s: Step, weights: np.ndarray) -> None:
     """acc = W x with the weights the decompression engine expanded, k-major as MV reads them."""
     w = weights.reshape(s.args["cols"], s.args["rows"]).astype(np.float64)
     x = m.amem[:, s.at("x", "cols")].astype(np.float64)
-    m.acc[:, s.at("acc", "rows")] = (x @ w).astype(np.int64)
+    m.acc[:, s.at("acc", "rows")] = x @ w
 
 
 @semantics("CBLOAD")
@@ -185,15 +207,22 @@ def _requant(m: Machine, s: Step) -> numerics.Scaling:
         *s.decoded(m, "requant", lambda one: m.wmem.requant(one.args["q"], one.args["n"], one.pc))))
 
 
+def _accumulators(m: Machine, s: Step) -> np.ndarray:
+    """The accumulators a requantisation reads (`src`); gathered ones (a fused step's, from
+    interleaved gates) through `take`, a quarter faster than indexing on float64."""
+    place = s.at("src", "n")
+    return m.acc[:, place] if isinstance(place, slice) else m.acc.take(place, axis=1)
+
+
 @semantics("VRQ")
 def _vrq(m: Machine, s: Step) -> None:
-    m.amem[:, s.at("dst", "n")] = numerics.requantize_with(m.acc[:, s.at("src", "n")], _requant(m, s))
+    m.amem[:, s.at("dst", "n")] = numerics.requantize_with(_accumulators(m, s), _requant(m, s))
 
 
 @semantics("VRQA")
 def _vrqa(m: Machine, s: Step) -> None:
     addend = m.amem[:, s.at("add", "n")]
-    m.amem[:, s.at("dst", "n")] = numerics.requantize_add_with(m.acc[:, s.at("src", "n")], _requant(m, s), addend)
+    m.amem[:, s.at("dst", "n")] = numerics.requantize_add_with(_accumulators(m, s), _requant(m, s), addend)
 
 
 @semantics("VRQC")
@@ -233,13 +262,19 @@ def _vact(m: Machine, s: Step) -> None:
     members may read different tables (an LSTM's sigmoid and tanh gates, interleaved in memory):
     each element then indexes the expansions joined, at its own table's offset."""
     src = m.amem[:, s.at("src", "n")].view(np.uint16)  # the expansion's order: x, or 65536 + x below 0
+    expansion, offsets = s.once(m, "expansion", lambda: _expansion(m, s))
+    index = src if offsets is None else np.add(src, offsets, dtype=np.int32)
+    m.amem[:, s.at("dst", "n")] = expansion.take(index, mode="clip")
+
+
+def _expansion(m: Machine, s: Step) -> tuple[np.ndarray, np.ndarray | None]:
+    """The expansion a VACT reads and each element's offset into it (None: all at 0), worked out
+    once per step: the tables are the program's, as fixed as its weight memory."""
     numbers = s.decoded(m, "table", lambda one: np.full(one.args["n"], _table_number(m, one)))
     first = int(numbers[0])
-    if not s.members or (numbers == first).all():
-        m.amem[:, s.at("dst", "n")] = m.tables.lookup(first, s.args["up"]).take(src, mode="clip")
-        return
-    joined, offsets = m.tables.joined(tuple(numbers.tolist()), s.args["up"])
-    m.amem[:, s.at("dst", "n")] = joined.take(np.add(src, offsets, dtype=np.int32), mode="clip")
+    if (numbers == first).all():
+        return m.tables.lookup(first, s.args["up"]), None
+    return m.tables.joined(tuple(numbers.tolist()), s.args["up"])
 
 
 @semantics("VRELU")

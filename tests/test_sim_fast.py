@@ -17,7 +17,7 @@ from runtime_sim import Simulator
 from runtime_sim.machine import Machine, Tables
 
 from models import lstm_model, recurrent_model
-from sim_helpers import I, make_program, requant_bytes
+from sim_helpers import I, make_program, requant_bytes, weights_bytes
 from toolchain import random_inputs
 
 AMEM, ACC = 48, 16  # a small window, so random instructions collide often
@@ -75,6 +75,59 @@ def test_fused_execution_equals_program_order_on_colliding_instructions(seed):
     assert len(sim._plan.fused) < len(sim._plan.steps), "nothing fused: the test would prove nothing"
     np.testing.assert_array_equal(fast.amem, slow.amem)
     np.testing.assert_array_equal(fast.acc, slow.acc)
+
+
+@pytest.mark.parametrize("samples", [1, 4, 5, 11])
+def test_a_batch_across_chunks_equals_its_single_runs_on_every_fusable_kind(samples, monkeypatch):
+    """Every product and vector kind the batch fuses, on colliding addresses (in place and
+    gathered operands), batched over several chunks (the last one partial) against one sample
+    at a time."""
+    monkeypatch.setattr("runtime_sim.simulator.CHUNK", 4)
+    sim = Simulator(_random_program(7), trace=False)
+    x = np.random.default_rng(samples).integers(-3000, 3000, (samples, AMEM)).astype(np.float32)
+    batch = sim.run({"x": x}, batch=True)
+    singles = np.stack([sim.run({"x": one}).raw_outputs["y"] for one in x])
+    np.testing.assert_array_equal(batch.raw_outputs["y"], singles)
+
+
+def _products_program():
+    """Three MVBs on one x, their accumulators not side by side (a fused step's gathered place),
+    two MVs on another, side by side (a slice: written in place), an MVA; VRQs reading gathered
+    accumulators and a VRQA reading adjacent ones, with their integer results expected."""
+    rng = np.random.default_rng(5)
+    w = rng.integers(-128, 128, (6, 12, 8))
+    bias = rng.integers(-(1 << 31), 1 << 31, (3, 8))
+    mult, shift = rng.integers(1 << 14, 1 << 15, 32), rng.integers(8, 24, 32)
+    code = [I("LOAD", dst=0, src=0, n=24)]
+    code += [I("MVB", acc=acc, w=96 * k, x=0, rows=8, cols=12, bias=1024 + 32 * k) for k, acc in enumerate((0, 20, 8))]
+    code += [I("MV", acc=32 + 8 * k, w=96 * (3 + k), x=12, rows=8, cols=12) for k in range(2)]
+    code += [I("MVA", acc=32, w=96 * 5, x=0, rows=8, cols=12),
+             I("VRQ", dst=100, src=0, n=8, q=2048), I("VRQ", dst=108, src=20, n=8, q=2080),
+             I("VRQA", dst=116, src=32, n=16, q=2112, add=100),
+             I("STORE", dst=24, src=100, n=32)]
+    weights = weights_bytes(w.reshape(-1, 8))
+    weights += bytes(1024 - len(weights)) + bias.astype("<i4").tobytes()
+    weights += bytes(2048 - len(weights)) + requant_bytes(mult, shift)
+    program = make_program(code, weights=weights, inputs={"x": (0, (24,))}, outputs={"y": (24, (32,))})
+
+    def expected(x: np.ndarray) -> np.ndarray:
+        x1, x2 = x[:, :12].astype(np.int64), x[:, 12:].astype(np.int64)
+        gathered = np.concatenate([bias[0] + x1 @ w[0], bias[1] + x1 @ w[1]], axis=1)
+        rq = _integer_requantize(gathered, mult[:16], shift[:16])
+        adjacent = np.concatenate([x2 @ w[3] + x1 @ w[5], x2 @ w[4]], axis=1)
+        return np.concatenate([rq, _integer_requantize(adjacent, mult[16:], shift[16:], rq)], axis=1)
+
+    return program, expected
+
+
+def test_fused_products_and_requantisations_equal_the_integer_definitions():
+    program, expected = _products_program()
+    sim = Simulator(program, trace=False)
+    kinds = {(s.instr.mnemonic, name, isinstance(place, slice)) for s in sim._plan.fused if s.members
+             for name, place in s.places.items() if name in ("acc", "src")}
+    assert {("MVB", "acc", False), ("MV", "acc", True), ("VRQ", "src", False)} <= kinds
+    x = np.random.default_rng(2).integers(-32768, 32768, (5, 24)).astype(np.float32)
+    np.testing.assert_array_equal(sim.run({"x": x}, batch=True).raw_outputs["y"], expected(x))
 
 
 def _compiled(op: str):
