@@ -19,7 +19,7 @@ from isa.target import Target
 from runtime_sim import Simulator
 
 from models import fc_model, lstm_model, recurrent_model
-from toolchain import random_inputs, run_checked
+from toolchain import random_inputs, run_checked, without_tuning
 
 
 @pytest.mark.parametrize("bits", [2, 3, 4])
@@ -51,7 +51,7 @@ def test_cycles_do_not_change_and_traffic_shrinks(monkeypatch):
     leaves compressed layers alone, is off for the plain one)."""
     model = lstm_model(10, 1, 10, 64)
     calibration = random_inputs(model, seed=4, samples=8)
-    monkeypatch.setattr("compiler.pipeline.tune_schedules", lambda graph, target, log: graph)
+    without_tuning(monkeypatch)
     plain = compile_model(model, calibration=calibration)
     packed = compile_model(model, calibration=calibration, compression=Compression(4))
     plain_stats, packed_stats = Simulator(plain.program).stats, Simulator(packed.program).stats

@@ -17,7 +17,7 @@ from runtime_sim import Simulator
 from runtime_sim.cli import main as sim_main
 
 from models import conv_model, fc_model, recurrent_model
-from toolchain import random_inputs, run_checked
+from toolchain import random_inputs, run_checked, without_tuning
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 from bench_models import recurrent_classifier  # noqa: E402
@@ -43,10 +43,11 @@ CHUNK_CASES = {
 
 
 @pytest.mark.parametrize("case", CHUNK_CASES)
-def test_wide_arrays_run_r_h_per_unit_group_bit_exactly(case):
-    """At 128 MACs R h runs in two column chunks, the second accumulating (MVA), into accumulators
-    that alternate between steps; results stay bit-exact and the trace valid. (A GRU of 32 units
-    has 96 rows: three 32-row tiles take fewer cycles there, too many for chunks.)"""
+def test_wide_arrays_run_r_h_per_unit_group_bit_exactly(case, monkeypatch):
+    """At 128 MACs the rule of thumb runs R h in two column chunks, the second accumulating (MVA),
+    into accumulators that alternate between steps; results stay bit-exact and the trace valid. (A
+    GRU of 32 units has 96 rows: three 32-row tiles take fewer cycles there, too many for chunks.)"""
+    without_tuning(monkeypatch)
     op, extra = CHUNK_CASES[case]
     extra = dict(extra)
     batch, hidden = extra.pop("batch", 1), extra.pop("hidden", 32)
@@ -57,7 +58,9 @@ def test_wide_arrays_run_r_h_per_unit_group_bit_exactly(case):
 
 
 @pytest.mark.parametrize("macs, direction", [(32, "forward"), (128, "bidirectional")])
-def test_r_h_stays_whole_where_chunks_do_not_pay(macs, direction):
+def test_r_h_stays_whole_where_chunks_do_not_pay(macs, direction, monkeypatch):
+    """The rule of thumb's choice (schedule tuning may still find chunks faster)."""
+    without_tuning(monkeypatch)
     model = recurrent_model("LSTM", 9, 1, 6, 64, seed=4, direction=direction)
     program = compile_model(model, Target(macs=macs), random_inputs(model, 1, samples=2)).program
     assert "MVA" not in [i.mnemonic for i in program.code]
@@ -125,9 +128,11 @@ def test_a_layer_span_leaves_out_the_loop_the_schedule_starts_at_cycle_zero():
 
 
 @pytest.mark.parametrize("op, hidden, macs", [("GRU", 37, 64), ("LSTM", 37, 256), ("LSTM", 13, 32)])
-def test_a_recurrent_tail_tile_splits_its_idle_lanes_bit_exactly(op, hidden, macs):
+def test_a_recurrent_tail_tile_splits_its_idle_lanes_bit_exactly(op, hidden, macs, monkeypatch):
     """Hidden sizes that do not fill whole tiles: R in whole tiles and a tail, the tail's columns
-    split over its idle lanes (docs/scheduling.md), bit-exact against the golden reference."""
+    split over its idle lanes (docs/scheduling.md), bit-exact against the golden reference (the
+    rule of thumb's tiles: tuning may choose a height that leaves no tail)."""
+    without_tuning(monkeypatch)
     model = recurrent_model(op, 9, 1, 6, hidden, seed=4)
     program = run_checked(model, random_inputs(model, seed=5), target=Target(macs=macs)).compiled.program
     products = [i for i in program.code if i.mnemonic in ("MV", "MVB", "MVA")]

@@ -23,7 +23,7 @@ from isa.target import Target
 from runtime_sim import Simulator
 
 from models import recurrent_model
-from toolchain import random_inputs, run_checked
+from toolchain import random_inputs, run_checked, without_tuning
 
 WIDE = Target(macs=128)
 
@@ -31,10 +31,6 @@ WIDE = Target(macs=128)
 def quantized(model, target: Target):
     graph = import_model(model)
     return verify(quantize_graph(graph, calibrate(graph, default_calibration(graph.input_shapes)), target))
-
-
-def untuned(monkeypatch) -> None:
-    monkeypatch.setattr("compiler.pipeline.tune_schedules", lambda graph, target, log: graph)
 
 
 @pytest.mark.parametrize("op, hidden, macs", [("LSTM", 20, 32), ("GRU", 36, 64), ("RNN", 24, 128)])
@@ -55,7 +51,7 @@ def test_tuned_programs_are_bit_exact_and_no_slower_than_the_rule_of_thumb(monke
     model = recurrent_model(op, 12, 1, 10, hidden, **extra)
     inputs, target = random_inputs(model, 1), Target(macs=macs)
     tuned = run_checked(model, inputs, target)
-    untuned(monkeypatch)
+    without_tuning(monkeypatch)
     rule = run_checked(model, inputs, target)
     for name, value in rule.raw.items():
         np.testing.assert_array_equal(tuned.raw[name], value)
@@ -67,7 +63,7 @@ def test_tuning_finds_a_faster_schedule_where_the_rule_of_thumb_misses(monkeypat
     quarter lets the next step's product start earlier (bench/schedule.py: 87 % -> 97 %)."""
     model = recurrent_model("GRU", 16, 1, 10, 100, linear_before_reset=1)
     tuned = compile_model(model, WIDE)
-    untuned(monkeypatch)
+    without_tuning(monkeypatch)
     rule = compile_model(model, WIDE)
     assert Simulator(tuned.program).stats["cycles"] < 0.95 * Simulator(rule.program).stats["cycles"]
 

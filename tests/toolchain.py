@@ -35,6 +35,12 @@ class Checked:
     stats: dict
 
 
+def without_tuning(monkeypatch) -> None:
+    """Compile with each recurrent layer's rule-of-thumb schedule (passes/tune.py off): for tests
+    of the rules themselves, and for comparing a tuned program with the rule's."""
+    monkeypatch.setattr("compiler.pipeline.tune_schedules", lambda graph, target, log: graph)
+
+
 def random_inputs(model: onnx.ModelProto, seed: int, samples: int | None = None, scale: float = 1.0) -> dict:
     """Normal random arrays for every graph input (with a leading samples axis if asked)."""
     rng = np.random.default_rng(seed)
