@@ -4,11 +4,12 @@ The rules of thumb (tile.recurrent_height, cells.default_schedule) judge a step 
 figures; on wide arrays and on hidden sizes that do not fill whole tiles they missed the
 reachable by up to 15 % (bench/schedule.py). This pass lowers a short copy of each recurrent
 layer (TRIAL_STEPS steps, the layer alone) under a few schedules, times each with the machine's
-own timing rules (isa.timing, the simulator's too), and keeps the fastest. It goes knob by knob
-(`KNOBS`): R's tile height, where R h splits into two column chunks, how many unit groups
-interleave at least, whether a later tile's groups join late; each knob's best value is kept
-for the next. The rule of thumb is the first candidate and wins ties, so as the trial measures
-it tuning never makes a layer slower.
+own timing rules (isa.timing, the simulator's too), and keeps the fastest. It goes in stages
+(`KNOBS`): R's tile height with where R h splits into two column chunks, every combination; then
+the height again with how the unit groups batch (how many interleave at least, whether a later
+tile's groups join late), every combination, since they interact, R h cut as chosen. The rule
+of thumb is the first candidate and wins ties, so as the trial measures it tuning never makes a
+layer slower.
 
 A schedule decides the order and shape of instructions, never their arithmetic: accumulators keep
 their guard bits, so results are the same to the bit whatever is chosen. What the trial times
@@ -17,21 +18,21 @@ shape (`_CHOSEN`), so a process compiling the same layer again does not time it 
 same model always compiles to the same program. Layers with compressed recurrent matrices (their
 cycles depend on the weights), streaming layers (one step per run), short sequences, steps of
 more than MOST_GROUPS unit groups (their trials grow with them while the waits tuning hides
-shrink to a small share of the step) and arrays
-narrower than TUNED_FROM keep the rule of thumb: there a tile is smaller than a unit group's rows,
-the MAC work of a step dwarfs its waits, the rule measured within 0.3 % of the bound on every
-bench model, and the trials (a fraction of a second per layer shape) would only slow compiling.
+shrink to a small share of the step) and arrays narrower than TUNED_FROM (a tile smaller than a
+unit group's rows: the MAC work of a step dwarfs its waits, and the rule measured within 0.3 %
+of the bound on every bench model) keep the rule of thumb.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Callable, Iterator
 
 import numpy as np
 
 from compiler.backend.emit import instruction
-from compiler.ir import Graph, Node
+from compiler.ir import Graph, Node, QMatrix
 from compiler.kernel import Kernel
 from compiler.ops.recurrent.cells import default_schedule, recurrent_matrix
 from compiler.ops.recurrent.records import CellWeights, QuantRecurrentAttrs, StepSchedule
@@ -113,43 +114,49 @@ def _search(graph: Graph, node: Node, target: Target) -> Choice:
     return best
 
 
+def _r(node: Node) -> QMatrix:
+    """The first direction's matrix that multiplies h (its tiles are R's)."""
+    return recurrent_matrix({f"q{k}": m for k, m in _recurrent(node.attrs.cells[0]).items()})
+
+
 def _height(node: Node) -> int:
-    first = recurrent_matrix({f"q{k}": m for k, m in _recurrent(node.attrs.cells[0]).items()})
-    return first.tiles[0][1] - first.tiles[0][0]
+    return _r(node).tiles[0][1] - _r(node).tiles[0][0]
 
 
 def _rule_of_thumb(node: Node, target: Target, height: int) -> Choice:
-    a = node.attrs
-    rows = recurrent_matrix({f"q{k}": m for k, m in _recurrent(a.cells[0]).items()}).rows
-    return Choice(height, default_schedule(a, target, len(row_tiles(rows, height, tail=True)), False))
+    tiles = row_tiles(_r(node).rows, height, tail=True)
+    return Choice(height, default_schedule(node.attrs, target, len(tiles), False))
 
 
-def _tiles(node: Node, target: Target, best: Choice) -> Iterator[Choice]:
-    """Each tile height with each place R h may split at (or none), as the rule of thumb first."""
+def _heights(node: Node, target: Target) -> list[int]:
+    hidden = node.attrs.hidden
+    return recurrent_heights(hidden, _r(node).rows // hidden, target)[:HEIGHTS]
+
+
+def _tiles_and_cuts(node: Node, target: Target, best: Choice) -> Iterator[Choice]:
+    """Each tile height with R h whole or cut into two column chunks at each of CUTS (one
+    direction only: two directions already fill each other's waits)."""
     a = node.attrs
-    rows = recurrent_matrix({f"q{k}": m for k, m in _recurrent(a.cells[0]).items()}).rows
     groups = unit_groups(a.hidden, target.vec_lanes)
-    at = sorted({tuple(sorted({min(len(groups) - 1, max(1, round(s * len(groups)))) for s in shares}))
-                 for shares in CUTS})
-    chunks = [()] + [tuple(groups[i][0] for i in cut) for cut in at] if len(a.directions) == 1 and len(groups) > 1 \
-        else [()]
-    for height in recurrent_heights(a.hidden, rows // a.hidden, target)[:HEIGHTS]:
+    cuttable = len(a.directions) == 1 and len(groups) > 1
+    for height in _heights(node, target):
         rule = _rule_of_thumb(node, target, height)
         yield rule
-        for cuts in chunks:
+        for shares in ((), *CUTS) if cuttable else ():
+            cuts = tuple(sorted({groups[min(len(groups) - 1, max(1, round(s * len(groups))))][0] for s in shares}))
             yield dataclasses.replace(rule, schedule=dataclasses.replace(rule.schedule, cuts=cuts))
 
 
-def _chains(node: Node, target: Target, best: Choice) -> Iterator[Choice]:
-    for chains in CHAINS:
-        yield dataclasses.replace(best, schedule=dataclasses.replace(best.schedule, chains=chains))
+def _layouts(node: Node, target: Target, best: Choice) -> Iterator[Choice]:
+    """Each tile height with each batching of the groups (`chains`, `late`), R h cut as the best
+    so far: the height and the batching interact (a batch's groups wait for its tiles)."""
+    for height in _heights(node, target):
+        for chains, late in itertools.product(CHAINS, (True, False)):
+            schedule = dataclasses.replace(best.schedule, chains=chains, late=late)
+            yield Choice(height, schedule)
 
 
-def _late(node: Node, target: Target, best: Choice) -> Iterator[Choice]:
-    yield dataclasses.replace(best, schedule=dataclasses.replace(best.schedule, late=not best.schedule.late))
-
-
-KNOBS = (_tiles, _chains, _late)
+KNOBS = (_tiles_and_cuts, _layouts)
 
 
 def _with(node: Node, choice: Choice) -> Node:
