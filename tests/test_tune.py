@@ -38,7 +38,7 @@ def test_the_trial_clock_agrees_with_the_simulator_to_the_cycle(op, hidden, macs
     target = Target(macs=macs)
     kernel = allocate(interleave(lower(quantized(recurrent_model(op, 7, 1, 5, hidden), target), target)), target)
     program = emit(kernel, target, "trial")
-    assert max(tune.ready_times(kernel, target, kernel.addresses)) == Simulator(program).stats["cycles"]
+    assert max(tune.ready_times(list(program.code), target)) == Simulator(program).stats["cycles"]
 
 
 @pytest.mark.parametrize("op, hidden, macs, extra", [
@@ -124,3 +124,20 @@ def test_a_trial_writes_h_where_the_layer_does():
     every = quantized(recurrent_model("GRU", 12, 1, 10, 40), WIDE)
     (node,) = [n for n in every.nodes if n.op == "gru"]
     assert tune._trial_graph(every, node).shapes[node.outputs[0]][0] == tune.TRIAL_STEPS
+
+
+def test_a_layer_the_rule_runs_near_its_bound_is_timed_once_and_others_searched(monkeypatch):
+    trials: list[tune.Trial] = []
+
+    def counted(*args) -> tune.Trial:
+        trials.append(timed(*args))
+        return trials[-1]
+
+    timed = tune._trial
+    monkeypatch.setattr(tune, "_trial", counted)
+    near = quantized(recurrent_model("LSTM", 12, 1, 10, 256), Target())  # 99.9 % of its bound untuned
+    tune._search(near, next(n for n in near.nodes if n.op == "lstm"), Target())
+    assert len(trials) == 1 and trials[0].bound >= tune.GOOD * trials[0].period
+    far = quantized(recurrent_model("GRU", 12, 1, 10, 100, linear_before_reset=1), WIDE)
+    tune._search(far, next(n for n in far.nodes if n.op == "gru"), WIDE)
+    assert len(trials) > 10 and all(trial.bound <= trial.period for trial in trials)

@@ -39,6 +39,8 @@ from compiler.ops.recurrent.records import CellWeights, QuantRecurrentAttrs, Ste
 from compiler.passes.interleave import interleave
 from compiler.passes.schedule import lower
 from compiler.passes.tile import recurrent_heights, row_tiles, unit_groups
+from isa.bounds import bound_cycles, vector_elements
+from isa.encoding import Instruction
 from isa.table import evaluate
 from isa.target import Target
 from isa.timing import Clock, extents
@@ -49,6 +51,7 @@ CUTS = ((1 / 4,), (3 / 8,), (1 / 2,), (5 / 8,))
 CHAINS = (2, 3, 4)
 TUNED_FROM = 32  # MACs; on 8 and 16 lanes a tile is smaller than a unit group: the rule measured within 0.3 %
 MOST_GROUPS = 32  # unit groups a step; more make the waits a small share (256 units: >= 98.9 % untuned)
+GOOD = 0.985  # of the work bound: a rule of thumb this close leaves a search little to find
 HEIGHTS = 2  # the largest tile heights tried: smaller ones won no bench model by more than 0.3 %
 RECURRENT = ("h", "zr", "hh")  # the matrices that multiply the state, whose tiles the height sets
 
@@ -100,15 +103,18 @@ def _choose(graph: Graph, node: Node, target: Target) -> Choice:
 
 
 def _search(graph: Graph, node: Node, target: Target) -> Choice:
-    """Knob by knob from the rule of thumb, keeping whatever the trial times faster."""
+    """Stage by stage from the rule of thumb, keeping whatever the trial times faster; nothing
+    to search where the rule's steps already take within GOOD of their work's bound."""
     best = _rule_of_thumb(node, target, _height(node))
-    best_cycles = _trial_cycles(graph, node, target, best)
-    tried = {best}
+    rule = _trial(graph, node, target, best)
+    if rule.bound >= GOOD * rule.period:
+        return best
+    best_cycles, tried = rule.cycles, {best}
     for knob in KNOBS:
         for candidate in knob(node, target, best):
             if candidate not in tried:
                 tried.add(candidate)
-                cycles = _trial_cycles(graph, node, target, candidate)
+                cycles = _trial(graph, node, target, candidate).cycles
                 if cycles < best_cycles:
                     best, best_cycles = candidate, cycles
     return best
@@ -168,17 +174,32 @@ def _with(node: Node, choice: Choice) -> Node:
     return node.with_attrs(cells=tuple(retiled(c) for c in node.attrs.cells), schedule=choice.schedule)
 
 
-def _trial_cycles(graph: Graph, node: Node, target: Target, choice: Choice) -> float:
-    """The layer's cycles over its own steps, from a trial over TRIAL_STEPS: the trial's, plus
-    the steps it leaves out at the period of its middle steps (from when their waves are done),
-    so a schedule that starts or ends a little faster does not win over one that runs faster."""
+@dataclasses.dataclass(frozen=True)
+class Trial:
+    """What a trial tells of a schedule: the layer's cycles over its own steps (the trial's,
+    plus the steps it leaves out at the period of its middle steps, so a schedule that starts or
+    ends a little faster does not win over one that runs faster), that period, and a middle
+    step's work over the units' lanes (isa.bounds), which no schedule beats."""
+
+    cycles: float
+    period: float
+    bound: float
+
+
+def _trial(graph: Graph, node: Node, target: Target, choice: Choice) -> Trial:
     kernel = interleave(lower(_trial_graph(graph, _with(node, choice)), target))
-    ready = ready_times(kernel, target, _apart(kernel))
+    addresses = _apart(kernel)
+    code = [instruction(op, addresses) for op in kernel.ops]
+    ready = ready_times(code, target)
     (loop,) = kernel.loops
     done = [max(ready[start:end]) for start, end in loop.waves]
     first, last = 2, TRIAL_STEPS - 2
     period = (done[last] - done[first]) / (last - first)
-    return max(ready) + (node.attrs.steps - TRIAL_STEPS) * period
+    middle = [instr for start, end in loop.waves[first + 1:last + 1] for instr in code[start:end]]
+    tenv = target.env()
+    work = bound_cycles(sum(evaluate(i.op.macs, i.env(tenv)) for i in middle),
+                        sum(vector_elements(i) for i in middle if i.op.unit == "VEC"), target)
+    return Trial(max(ready) + (node.attrs.steps - TRIAL_STEPS) * period, period, work / (last - first))
 
 
 def _trial_graph(graph: Graph, node: Node) -> Graph:
@@ -204,12 +225,10 @@ def _keeps_every_step(graph: Graph, node: Node) -> bool:
     return bool(y) and graph.is_used(y) and node.attrs.y_steps is None
 
 
-def ready_times(kernel: Kernel, target: Target, addresses: dict[str, int]) -> list[int]:
-    """When each of a kernel's ops has its result readable, its buffers at `addresses` and the
-    ops run once in program order (no loops) by the machine's timing rules: with allocation's
-    addresses, the simulator's times for the same ops emitted as a program."""
+def ready_times(code: list[Instruction], target: Target) -> list[int]:
+    """When each instruction has its result readable, run once in program order (no loops) by
+    the machine's timing rules: the simulator's times for a program of this code."""
     tenv = target.env()
-    code = [instruction(op, addresses) for op in kernel.ops]
     prints = [instr.footprint(tenv) for instr in code]
     clock = Clock(target, extents(prints))
     return [clock.issue(instr.op.unit, evaluate(instr.op.cycles, instr.env(tenv)), reads, writes)[2]
