@@ -53,7 +53,6 @@ TUNED_FROM = 32  # MACs; on 8 and 16 lanes a tile is smaller than a unit group: 
 MOST_GROUPS = 32  # unit groups a step; more make the waits a small share (256 units: >= 98.9 % untuned)
 GOOD = 0.985  # of the work bound: a rule of thumb this close leaves a search little to find
 HEIGHTS = 2  # the largest tile heights tried: smaller ones won no bench model by more than 0.3 %
-RECURRENT = ("h", "zr", "hh")  # the matrices that multiply the state, whose tiles the height sets
 
 
 @dataclasses.dataclass(frozen=True)
