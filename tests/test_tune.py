@@ -10,7 +10,7 @@ import pytest
 
 from compiler.backend.emit import emit
 from compiler.frontend.onnx_import import import_model
-from compiler.passes import tune
+from compiler.passes import tile, tune
 from compiler.passes.allocate import allocate
 from compiler.passes.calibrate import calibrate, default_calibration
 from compiler.passes.compress import Compression
@@ -141,3 +141,9 @@ def test_a_layer_the_rule_runs_near_its_bound_is_timed_once_and_others_searched(
     far = quantized(recurrent_model("GRU", 12, 1, 10, 100, linear_before_reset=1), WIDE)
     tune._search(far, next(n for n in far.nodes if n.op == "gru"), WIDE)
     assert len(trials) > 10 and all(trial.bound <= trial.period for trial in trials)
+
+
+@pytest.mark.parametrize("hidden, gates, macs, heights", [(64, 3, 256, [96, 72, 48]), (64, 4, 128, [128, 96, 64]),
+                                                          (16, 4, 32, [32]), (64, 3, 32, [])])
+def test_group_heights_make_two_three_or_four_tiles_of_whole_unit_groups(hidden, gates, macs, heights):
+    assert tile.group_heights(hidden, gates, Target(macs=macs)) == heights

@@ -84,6 +84,16 @@ def recurrent_heights(hidden: int, gates: int, target: Target) -> list[int]:
             if h >= target.vec_lanes and -(-rows // h) >= fewest]
 
 
+def group_heights(hidden: int, gates: int, target: Target, tiles: tuple[int, ...] = (2, 3, 4)) -> list[int]:
+    """Tile heights of whole unit groups that cut R into so many tiles (where they fit the
+    lanes): every tile then completes whole groups, so each batch of the interleaving gets its
+    share of chains (a GRU of 64 units at 256 MACs: tiles of three groups, 72 rows)."""
+    groups = len(unit_groups(hidden, target.vec_lanes))
+    rows = gates * target.vec_lanes
+    return [height for count in tiles if count <= groups
+            and (height := rows * -(-groups // count)) <= target.macs]
+
+
 def step_estimate(rows: int, hidden: int, height: int, target: Target, vector_cycles: int) -> int:
     """A step's cycles with R in tiles of `height`: the MAC array's work, or the vector unit's
     (`vector_cycles`) plus what of its wait for the next product the input projection's

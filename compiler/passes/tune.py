@@ -4,11 +4,11 @@ The rules of thumb (tile.recurrent_height, cells.default_schedule) judge a step 
 figures; on wide arrays and on hidden sizes that do not fill whole tiles they missed the
 reachable by up to 15 % (bench/schedule.py). This pass lowers a short copy of each recurrent
 layer (TRIAL_STEPS steps, the layer alone) under a few schedules, times each with the machine's
-own timing rules (isa.timing, the simulator's too), and keeps the fastest. It goes in stages
-(`KNOBS`): R's tile height with where R h splits into two column chunks, every combination; then
-the height again with how the unit groups batch (how many interleave at least, whether a later
-tile's groups join late), every combination, since they interact, R h cut as chosen. The rule
-of thumb is the first candidate and wins ties, so as the trial measures it tuning never makes a
+own timing rules (isa.timing, the simulator's too), and keeps the fastest. For each of a few
+tile heights of R (`_heights`: the largest powers of two, and heights of whole unit groups) it
+finds where R h best splits into two column chunks, then, with that cut, how the unit groups
+best batch (how many interleave at least, whether a later tile's groups join late). The rule of
+thumb is the first candidate and wins ties, so as the trial measures it tuning never makes a
 layer slower.
 
 A schedule decides the order and shape of instructions, never their arithmetic: accumulators keep
@@ -38,7 +38,7 @@ from compiler.ops.recurrent.cells import default_schedule, recurrent_matrix
 from compiler.ops.recurrent.records import CellWeights, QuantRecurrentAttrs, StepSchedule
 from compiler.passes.interleave import interleave
 from compiler.passes.schedule import lower
-from compiler.passes.tile import recurrent_heights, row_tiles, unit_groups
+from compiler.passes.tile import group_heights, recurrent_heights, row_tiles, unit_groups
 from isa.bounds import bound_cycles, vector_elements
 from isa.encoding import Instruction
 from isa.table import evaluate
@@ -102,20 +102,24 @@ def _choose(graph: Graph, node: Node, target: Target) -> Choice:
 
 
 def _search(graph: Graph, node: Node, target: Target) -> Choice:
-    """Stage by stage from the rule of thumb, keeping whatever the trial times faster; nothing
-    to search where the rule's steps already take within GOOD of their work's bound."""
+    """For each tile height, the best column cut, then the best batching of the groups with it;
+    the fastest of those, the rule of thumb first and kept on a tie. Nothing to search where the
+    rule's steps already take within GOOD of their work's bound."""
     best = _rule_of_thumb(node, target, _height(node))
     rule = _trial(graph, node, target, best)
     if rule.bound >= GOOD * rule.period:
         return best
-    best_cycles, tried = rule.cycles, {best}
-    for knob in KNOBS:
-        for candidate in knob(node, target, best):
-            if candidate not in tried:
-                tried.add(candidate)
-                cycles = _trial(graph, node, target, candidate).cycles
-                if cycles < best_cycles:
-                    best, best_cycles = candidate, cycles
+    timed = {best: rule.cycles}
+
+    def cycles(choice: Choice) -> float:
+        if choice not in timed:
+            timed[choice] = _trial(graph, node, target, choice).cycles
+        return timed[choice]
+    for height in _heights(node, target):
+        local = min(_cuts(node, target, _rule_of_thumb(node, target, height)), key=cycles)
+        local = min(_batchings(local), key=cycles)
+        if cycles(local) < cycles(best):
+            best = local
     return best
 
 
@@ -134,34 +138,29 @@ def _rule_of_thumb(node: Node, target: Target, height: int) -> Choice:
 
 
 def _heights(node: Node, target: Target) -> list[int]:
+    """The largest HEIGHTS powers of two, then the heights of whole unit groups (tile.group_heights)."""
     hidden = node.attrs.hidden
-    return recurrent_heights(hidden, _r(node).rows // hidden, target)[:HEIGHTS]
+    gates = _r(node).rows // hidden
+    powers = recurrent_heights(hidden, gates, target)[:HEIGHTS]
+    return list(dict.fromkeys(powers + group_heights(hidden, gates, target)))
 
 
-def _tiles_and_cuts(node: Node, target: Target, best: Choice) -> Iterator[Choice]:
-    """Each tile height with R h whole or cut into two column chunks at each of CUTS (one
-    direction only: two directions already fill each other's waits)."""
+def _cuts(node: Node, target: Target, rule: Choice) -> Iterator[Choice]:
+    """The rule, then R h whole or cut into two column chunks at each of CUTS (one direction
+    only: two directions already fill each other's waits)."""
+    yield rule
     a = node.attrs
     groups = unit_groups(a.hidden, target.vec_lanes)
-    cuttable = len(a.directions) == 1 and len(groups) > 1
-    for height in _heights(node, target):
-        rule = _rule_of_thumb(node, target, height)
-        yield rule
-        for shares in ((), *CUTS) if cuttable else ():
-            cuts = tuple(sorted({groups[min(len(groups) - 1, max(1, round(s * len(groups))))][0] for s in shares}))
-            yield dataclasses.replace(rule, schedule=dataclasses.replace(rule.schedule, cuts=cuts))
+    for shares in ((), *CUTS) if len(a.directions) == 1 and len(groups) > 1 else ():
+        cuts = tuple(sorted({groups[min(len(groups) - 1, max(1, round(s * len(groups))))][0] for s in shares}))
+        yield dataclasses.replace(rule, schedule=dataclasses.replace(rule.schedule, cuts=cuts))
 
 
-def _layouts(node: Node, target: Target, best: Choice) -> Iterator[Choice]:
-    """Each tile height with each batching of the groups (`chains`, `late`), R h cut as the best
-    so far: the height and the batching interact (a batch's groups wait for its tiles)."""
-    for height in _heights(node, target):
-        for chains, late in itertools.product(CHAINS, (True, False)):
-            schedule = dataclasses.replace(best.schedule, chains=chains, late=late)
-            yield Choice(height, schedule)
-
-
-KNOBS = (_tiles_and_cuts, _layouts)
+def _batchings(choice: Choice) -> Iterator[Choice]:
+    """The choice, then each batching of the unit groups (`chains`, `late`) with its tiles and cut."""
+    yield choice
+    for chains, late in itertools.product(CHAINS, (True, False)):
+        yield dataclasses.replace(choice, schedule=dataclasses.replace(choice.schedule, chains=chains, late=late))
 
 
 def _with(node: Node, choice: Choice) -> Node:
