@@ -6,10 +6,10 @@ reachable by up to 15 % (bench/schedule.py). This pass lowers a short copy of ea
 layer (TRIAL_STEPS steps, the layer alone) under a few schedules, times each with the machine's
 own timing rules (isa.timing, the simulator's too), and keeps the fastest. For each of a few
 tile heights of R (`_heights`: the largest powers of two, and heights of whole unit groups) it
-finds where R h best splits into two column chunks, then, with that cut, how the unit groups
-best batch (how many interleave at least, whether a later tile's groups join late). The rule of
-thumb is the first candidate and wins ties, so as the trial measures it tuning never makes a
-layer slower.
+finds how the unit groups best batch (how many interleave at least, whether a later tile's
+groups join late), then with that where R h best splits into two column chunks, then the
+batching again with that cut (the two interact). The rule of thumb is the first candidate and
+wins ties, so as the trial measures it tuning never makes a layer slower.
 
 A schedule decides the order and shape of instructions, never their arithmetic: accumulators keep
 their guard bits, so results are the same to the bit whatever is chosen. What the trial times
@@ -102,9 +102,9 @@ def _choose(graph: Graph, node: Node, target: Target) -> Choice:
 
 
 def _search(graph: Graph, node: Node, target: Target) -> Choice:
-    """For each tile height, the best column cut, then the best batching of the groups with it;
-    the fastest of those, the rule of thumb first and kept on a tie. Nothing to search where the
-    rule's steps already take within GOOD of their work's bound."""
+    """For each tile height, the best batching of the groups, the best column cut with it, and
+    the best batching with that cut; the fastest of those, the rule of thumb first and kept on a
+    tie. Nothing to search where the rule's steps already take within GOOD of their work's bound."""
     best = _rule_of_thumb(node, target, _height(node))
     rule = _trial(graph, node, target, best)
     if rule.bound >= GOOD * rule.period:
@@ -116,7 +116,8 @@ def _search(graph: Graph, node: Node, target: Target) -> Choice:
             timed[choice] = _trial(graph, node, target, choice).cycles
         return timed[choice]
     for height in _heights(node, target):
-        local = min(_cuts(node, target, _rule_of_thumb(node, target, height)), key=cycles)
+        local = min(_batchings(_rule_of_thumb(node, target, height)), key=cycles)
+        local = min(_cuts(node, target, local), key=cycles)
         local = min(_batchings(local), key=cycles)
         if cycles(local) < cycles(best):
             best = local
