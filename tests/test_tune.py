@@ -92,10 +92,13 @@ def test_the_tuned_layer_carries_its_schedule_and_its_r_in_tiles_of_the_chosen_h
     assert r.tiles[0] == (0, choice.height) and r.tiles[-1][1] == r.rows
 
 
-def test_a_log_line_names_each_tuned_layer_and_its_schedule():
+def test_log_lines_say_a_search_is_under_way_and_what_each_layer_got():
     lines: list[str] = []
-    compile_model(recurrent_model("LSTM", 12, 1, 10, 60), WIDE, log=lines.append)
-    assert any(line.startswith("schedule of lstm: R in tiles of") for line in lines)
+    tune._CHOSEN.clear()
+    compile_model(recurrent_model("GRU", 16, 1, 10, 100, linear_before_reset=1), WIDE, log=lines.append)
+    searching = [i for i, line in enumerate(lines) if line.startswith("tuning the schedule of gru:")]
+    chosen = [i for i, line in enumerate(lines) if line.startswith("schedule of gru: R in tiles of")]
+    assert len(searching) == 1 and len(chosen) == 1 and searching[0] < chosen[0]
 
 
 @pytest.mark.parametrize("why, model, target, compression", [

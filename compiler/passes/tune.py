@@ -71,7 +71,7 @@ def tune_schedules(graph: Graph, target: Target, log: Callable[[str], None] = la
     def tuned(node: Node) -> Node:
         if not _tunable(node, target):
             return node
-        choice = _choose(graph, node, target)
+        choice = _choose(graph, node, target, log)
         log(f"schedule of {node.source}: R in tiles of {choice.height} rows, {_said(choice.schedule)}")
         return _with(node, choice)
     return graph.replace(nodes=tuple(tuned(node) for node in graph.nodes))
@@ -94,14 +94,14 @@ def _said(schedule: StepSchedule) -> str:
     return f"{chunks}, at least {schedule.chains} unit groups interleaved{'' if schedule.late else ', none late'}"
 
 
-def _choose(graph: Graph, node: Node, target: Target) -> Choice:
+def _choose(graph: Graph, node: Node, target: Target, log: Callable[[str], None] = lambda message: None) -> Choice:
     key = (_shape_key(node, target), _keeps_every_step(graph, node))
     if key not in _CHOSEN:
-        _CHOSEN[key] = _search(graph, node, target)
+        _CHOSEN[key] = _search(graph, node, target, log)
     return _CHOSEN[key]
 
 
-def _search(graph: Graph, node: Node, target: Target) -> Choice:
+def _search(graph: Graph, node: Node, target: Target, log: Callable[[str], None] = lambda message: None) -> Choice:
     """For each tile height, the best batching of the groups, the best column cut with it, and
     the best batching with that cut; the fastest of those, the rule of thumb first and kept on a
     tie. Nothing to search where the rule's steps already take within GOOD of their work's bound."""
@@ -109,6 +109,8 @@ def _search(graph: Graph, node: Node, target: Target) -> Choice:
     rule = _trial(graph, node, target, best)
     if rule.bound >= GOOD * rule.period:
         return best
+    log(f"tuning the schedule of {node.source}: its steps run at {rule.bound / rule.period:.1%} of their work's "
+        f"bound; timing trials (a few seconds)")
     timed = {best: rule.cycles}
 
     def cycles(choice: Choice) -> float:
