@@ -128,11 +128,12 @@ def _search(graph: Graph, node: Node, target: Target, log: Callable[[str], None]
 
 def _r(node: Node) -> QMatrix:
     """The first direction's matrix that multiplies h (its tiles are R's)."""
-    return recurrent_matrix({f"q{k}": m for k, m in _recurrent(node.attrs.cells[0]).items()})
+    return recurrent_matrix(node.attrs.cells[0].named())
 
 
 def _height(node: Node) -> int:
-    return _r(node).tiles[0][1] - _r(node).tiles[0][0]
+    start, end = _r(node).tiles[0]
+    return end - start
 
 
 def _rule_of_thumb(node: Node, target: Target, height: int) -> Choice:
