@@ -2,7 +2,7 @@
 
     rnnaccel-compile MODEL.onnx -o PROG.rnna [--listing PROG.s] [--report REPORT.json]
                      [--calibration CALIB.npz] [--target NAME|FILE] [--macs N]
-                     [--weight-bits 8|16] [--compress none|4|3|2] [--shape NAME=D0,D1,...]
+                     [--weight-bits 8|16] [--compress none|4|3|2|auto] [--shape NAME=D0,D1,...]
                      [--const NAME=VALUE[,VALUE...]] [--streaming] [--chip-only]
     rnnaccel-compile MODEL.onnx --check [--shape NAME=D0,D1,...] [--const NAME=VALUE,...]
                      [--target NAME|FILE] [--compress ...] [--prune F] [--streaming] [--chip-only]
@@ -26,6 +26,7 @@ from compiler.frontend.opdoc import supported_ops_text
 from compiler.frontend.partition import HOST
 from compiler.frontend.support import check_failure, check_model, partition_lines
 from compiler.partitioned import summary_line
+from compiler.passes.budget import DEFAULT_AGREEMENT, Budget, fewest_bytes
 from compiler.passes.compress import Compression
 from compiler.pipeline import Compiled, compile_model, prepare
 from isa.cliutil import EXIT_USER_ERROR, add_version, run_cli, write_stdout
@@ -60,8 +61,16 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"target description: one of {', '.join(TARGETS)} or a JSON file (default rnnaccel)")
     p.add_argument("--macs", type=int, metavar="N", help="override the number of MAC lanes (8..256)")
     p.add_argument("--weight-bits", type=int, choices=(8, 16), help="override the stored weight width")
-    p.add_argument("--compress", choices=("none", "4", "3", "2"), default="none",
-                   help="codebook weight compression: bits per weight index (default none: plain weights)")
+    p.add_argument("--compress", choices=("none", "4", "3", "2", "auto"), default="none",
+                   help="codebook weight compression: bits per weight index, or auto: each matrix's bits (4, 3, 2 "
+                        "or plain) for the fewest stored bytes within an accuracy budget measured on the "
+                        "calibration data (default none: plain weights)")
+    p.add_argument("--min-agreement", type=float, metavar="SHARE",
+                   help=f"with --compress auto: the share of calibration samples (frames of a sequence output) "
+                        f"whose top-1 class must agree with the float model's (default {DEFAULT_AGREEMENT:g})")
+    p.add_argument("--max-error", type=float, metavar="E",
+                   help="with --compress auto, instead of --min-agreement: the largest relative RMS error of any "
+                        "output against the float model's (for outputs that are not class scores)")
     p.add_argument("--codebook", choices=("tile", "matrix"), default="tile",
                    help="with --compress: one codebook per MAC row tile (default) or per matrix")
     p.add_argument("--prune", type=float, default=0.0, metavar="FRACTION",
@@ -85,9 +94,16 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _compression(args: argparse.Namespace) -> Compression | None:
+def _compression(args: argparse.Namespace) -> Compression | Budget | None:
     if not 0.0 <= args.prune < 1.0:
         raise RnnaccelError(f"--prune {args.prune}: expected a fraction in [0, 1)")
+    budgeted = args.min_agreement is not None or args.max_error is not None
+    if args.compress == "auto":
+        if args.prune:
+            raise RnnaccelError("--prune goes with --compress 4|3|2: --compress auto chooses widths, not pruning")
+        return Budget(args.min_agreement if budgeted else DEFAULT_AGREEMENT, args.max_error, args.codebook)
+    if budgeted:
+        raise RnnaccelError("--min-agreement and --max-error are budgets for --compress auto")
     if args.compress == "none":
         if args.prune:
             raise RnnaccelError("--prune needs --compress 4|3|2: pruned weights are stored as a bitmap "
@@ -154,6 +170,7 @@ def _chip_summary(result: Compiled, title: str) -> str:
              f"memory used: weight {prog.memory.wmem}/{t.weight_mem_bytes} B, activation "
              f"{prog.memory.amem}/{t.act_elems} elements, accumulators {prog.memory.acc}/{t.acc_entries}",
              *([_state_line(prog)] if prog.streaming else []),
+             *([_choice_line(result.report["compression"])] if "compression" in result.report else []),
              f"{'layer':<28} {'op':<9} {'fp32 B':>9} {'stored B':>9} {'ratio':>7} {'read B/inference':>17}"]
     for row in [*[layer for layer in result.report["layers"] if layer["fp32_bytes"] or "shares_weights_with" in layer],
                 total]:
@@ -163,6 +180,14 @@ def _chip_summary(result: Compiled, title: str) -> str:
         lines.append(f"{row.get('name', 'total')[-28:]:<28} {row['op']:<9} {row['fp32_bytes']:>9} "
                      f"{row['stored_bytes']:>9} {ratio:>7} {row['weight_bytes_read']:>17}{shared}")
     return "\n".join(lines) + "\n"
+
+
+def _choice_line(choice: dict) -> str:
+    """--compress auto: what each matrix got, and the budget it was held to."""
+    widths = ", ".join(f"{m['matrix']} {m['bits'] or 'plain'}" for m in choice["matrices"])
+    (kind, limit), reached = next(iter(choice["budget"].items())), choice["reached"]
+    measured = reached["agreement"] if kind == "min_agreement" else reached["error"]
+    return f"compression within {kind.replace('_', ' ')} {limit:g} (reached {measured:.4g}): bits {widths}"
 
 
 def _state_line(prog) -> str:
@@ -182,7 +207,8 @@ def _check(args: argparse.Namespace) -> int:
     split between host and chip; status 2 only if the model cannot be compiled as asked."""
     model = prepare(load_model(args.model), parse_consts(args.const), parse_shapes(args.shape), _log(args))
     target = load_target(args.target, macs=args.macs, weight_bits=args.weight_bits)
-    problems, plan = check_model(model, parse_shapes(args.shape), target, args.streaming, _compression(args))
+    problems, plan = check_model(model, parse_shapes(args.shape), target, args.streaming,
+                                 fewest_bytes(_compression(args)))
     for line in [*map(str, problems), *partition_lines(plan)]:
         print(line)
     total = len(model.graph.node)

@@ -114,9 +114,11 @@ def partitioned_report(name: str, plan: Partition, islands: list[CompiledIsland]
     total |= {"op": "model", "compression_ratio": compression_ratio(total["fp32_bytes"], total["stored_bytes"])}
     total |= recurrence_total([r["total"] for r in reports])
     state = [{**value, "island": k} for k, r in enumerate(reports) for value in r.get("state", ())]
+    chosen = [{**r["compression"], "island": k} for k, r in enumerate(reports) if "compression" in r]
     return {"model": name, "target": reports[0]["target"],
             "layers": [{**layer, "island": k} for k, r in enumerate(reports) for layer in r["layers"]],
-            "total": total, "partition": partition_summary(plan, reports), **({"state": state} if state else {})}
+            "total": total, "partition": partition_summary(plan, reports), **({"state": state} if state else {}),
+            **({"compression": {"mode": "auto", "islands": chosen}} if chosen else {})}
 
 
 def partition_summary(plan: Partition, reports: list[dict]) -> dict:

@@ -34,7 +34,8 @@ from compiler.partitioned import (
     split_state,
 )
 from compiler.passes.allocate import allocate
-from compiler.passes.calibrate import calibrate, check_calibration, default_calibration
+from compiler.passes.budget import Budget, Choice, choose_compression, fewest_bytes
+from compiler.passes.calibrate import Calibration, calibrate, check_calibration, default_calibration
 from compiler.passes.compress import Compression
 from compiler.passes.dead import drop_dead_copies
 from compiler.passes.headroom import headroom_warnings
@@ -55,12 +56,13 @@ def compile_model(model: str | Path | onnx.ModelProto, target: Target | None = N
                   calibration: dict[str, np.ndarray] | None = None,
                   shapes: dict[str, tuple[int, ...]] | None = None,
                   log: Callable[[str], None] = lambda message: None,
-                  compression: Compression | None = None, streaming: bool = False,
+                  compression: Compression | Budget | None = None, streaming: bool = False,
                   consts: dict[str, list[str | float | int]] | None = None, chip_only: bool = False,
                   states: dict[str, str] | None = None, state_outputs: bool = False) -> Compiled:
     """Compile a model: one chip program, or, when some nodes need the host, a partitioned
     program (docs/partitioning.md) unless `chip_only`. Codebook `compression` is
-    activation-aware only with real calibration data.
+    activation-aware only with real calibration data; a `Budget` chooses each matrix's
+    (passes/budget.py).
 
     `streaming` makes a program that takes one frame per run and keeps the recurrent state
     between runs (passes/streaming.py); `shapes` and `calibration` are still whole sequences.
@@ -77,7 +79,7 @@ def compile_model(model: str | Path | onnx.ModelProto, target: Target | None = N
     else:
         (proto, sources), name = read_model(model), Path(model).stem
     proto = prepare(proto, consts, shapes, log)
-    plan, builder = placed_and_converted(proto, shapes, target, streaming, compression)
+    plan, builder = placed_and_converted(proto, shapes, target, streaming, fewest_bytes(compression))
     checked(plan)
     given = calibration is not None
     if not given:
@@ -139,14 +141,16 @@ def prepare(proto: onnx.ModelProto, consts: dict[str, list[str | float | int]] |
 
 
 def _compile_chip(proto: onnx.ModelProto, graph: Graph, name: str, calibration: dict[str, np.ndarray],
-                  target: Target, compression: Compression | None, streaming: bool,
+                  target: Target, compression: Compression | Budget | None, streaming: bool,
                   log: Callable[[str], None], bound: StateBinding) -> Compiled:
     """One chip program from an imported graph: the whole model's, or one island's."""
     graph = bound.bind(graph)
-    check_fits_target(graph, target, streaming, compression)
+    check_fits_target(graph, target, streaming, fewest_bytes(compression))
     aware = compression is not None and compression.activation_aware
-    # whole sequences, before trimming
-    calib = calibrate(graph, check_calibration(graph.input_shapes, calibration), moments=aware)
+    samples = check_calibration(graph.input_shapes, calibration)
+    calib = calibrate(graph, samples, moments=aware)  # whole sequences, before trimming
+    choice = _choice(graph, calib, samples, target, compression, bound, log) \
+        if isinstance(compression, Budget) else None
     if streaming and not per_frame(graph):
         frames = one_frame_model(proto, graph.input_shapes, frame_shapes(graph))
         frame = verify(mark_streaming(bound.bind(import_model(frames))))
@@ -154,7 +158,8 @@ def _compile_chip(proto: onnx.ModelProto, graph: Graph, name: str, calibration: 
         graph = frame
     graph = verify(trim_sequence_outputs(sink_pointwise(graph)))
     calib = calib.derived(graph)
-    graph = verify(quantize_graph(graph, calib, target, compression, bound.mine(graph)))
+    graph = verify(quantize_graph(graph, calib, target, None if choice else compression, bound.mine(graph),
+                                  choice.chosen if choice else None))
     graph = tune_schedules(graph, target, log)
     for line in headroom_warnings(graph, calib):
         log(line)
@@ -164,4 +169,16 @@ def _compile_chip(proto: onnx.ModelProto, graph: Graph, name: str, calibration: 
     kernel = allocate(kernel, target)
     program = emit(kernel, target, name)
     program = dataclasses.replace(program, recurrence=recurrence_bounds(graph, program))
-    return Compiled(graph, program, build_report(graph, kernel, program))
+    report = build_report(graph, kernel, program)
+    return Compiled(graph, program, report | {"compression": choice.figures()} if choice else report)
+
+
+def _choice(graph: Graph, calib: Calibration, samples: dict[str, np.ndarray], target: Target, budget: Budget,
+            bound: StateBinding, log: Callable[[str], None]) -> Choice:
+    """--compress auto: the widths, chosen on the whole sequences (a streaming program's frame
+    graph names its matrices as the sequence graph does)."""
+    graph = verify(trim_sequence_outputs(sink_pointwise(graph)))
+    derived = calib.derived(graph)
+    return choose_compression(graph, samples, budget, target,
+                              lambda chosen: quantize_graph(graph, derived, target, None, bound.mine(graph), chosen),
+                              log)

@@ -42,7 +42,8 @@ def quantized_matrix(node: Node, scales: dict[str, float], policy: WeightPolicy,
     """The node's weight and bias quantised per output row for its input's and output's scales;
     compressed with the moments of its input's features (the matrix's columns) when `features`."""
     x, y = scales[node.inputs[0]], scales[node.outputs[0]]
-    return policy.matrix(node.attrs.weight, node.attrs.bias, x, y, node.inputs[:1] if features else ())
+    return policy.matrix(node.attrs.weight, node.attrs.bias, x, y, node.inputs[:1] if features else (),
+                         name=f"{node.source}/q")
 
 
 def quantize_fc(node: Node, scales: dict[str, float], policy: WeightPolicy) -> Node:

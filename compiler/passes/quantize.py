@@ -26,30 +26,31 @@ from isa.target import Target
 
 
 def quantize_graph(graph: Graph, calib: Calibration, target: Target, compression: Compression | None = None,
-                   tied: Mapping[str, str] | None = None) -> Graph:
-    """Scales for every tensor and integer weights for every matrix (codebooks with `compression`);
-    a scale per slice for the graph inputs and outputs that pack quantities of different ranges.
+                   tied: Mapping[str, str] | None = None,
+                   chosen: Mapping[str, Compression | None] | None = None) -> Graph:
+    """Scales for every tensor and integer weights for every matrix (codebooks with `compression`,
+    or each named matrix as `chosen` says: WeightPolicy.chosen); a scale per slice for the graph
+    inputs and outputs that pack quantities of different ranges.
 
     `tied` pairs graph inputs with the outputs that carry the same state out of a run
     (passes/streaming.py): an input takes its output's scales where its readers allow, so the
     state goes from run to run without a rescale, and a host feeding it back loses nothing."""
     graph = with_inner_ranges(graph, calib)
-    quantized = _quantized(graph, calib, target, compression, {})
+    policy = WeightPolicy(target, compression, calib.moments, dict(chosen or {}))
+    quantized = _quantized(graph, calib, policy, {})
     pins = {}
     for name, output in (tied or {}).items():
         want = (quantized.scales[output], quantized.packed.get(output))
         pinned = pinned_input(graph, name, want[1])
         if want != (quantized.scales[name], quantized.packed.get(name)) and pinned is not None:
             pins[name] = (want[0], pinned)
-    return _quantized(graph, calib, target, compression, pins) if pins else quantized
+    return _quantized(graph, calib, policy, pins) if pins else quantized
 
 
-def _quantized(graph: Graph, calib: Calibration, target: Target, compression: Compression | None,
+def _quantized(graph: Graph, calib: Calibration, policy: WeightPolicy,
                pins: dict[str, tuple[float, PackedInputs]]) -> Graph:
     """The graph quantised, with `pins` (input -> its scale, and how its readers read it) imposed."""
     ranges = calib.max_abs
-    aware = compression is not None and compression.activation_aware
-    policy = WeightPolicy(target, compression, calib.moments if aware else {})
     packed = packed_inputs(graph, calib.slice_max, range_scale)
     scales = {name: _free_scale(graph, name, ranges) for name in graph.inputs}
     scales |= {name: max(s for _, s in runs) for name, (_, runs) in packed.packing.items()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -96,16 +97,19 @@ def _on_grid(ratios: np.ndarray, units: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class WeightPolicy:
-    """How every matrix of a graph is quantised: the target, the compression, the input moments."""
+    """How every matrix of a graph is quantised: the target, the compression, the input moments.
+    `chosen` (passes/budget.py) gives matrices their own compression by name ("<node>/<matrix>",
+    as the report names them); the others take `compression`."""
 
     target: Target
     compression: Compression | None = None
     moments: dict[str, np.ndarray] = field(default_factory=dict)
+    chosen: Mapping[str, Compression | None] = field(default_factory=dict)
     first_moments: dict[tuple, np.ndarray | None] = field(default_factory=dict, compare=False)
 
     def matrix(self, weight: np.ndarray, bias: np.ndarray | None, in_scale: float, out_scale: float,
                inputs: tuple[str, ...] = (), order: np.ndarray | None = None,
-               height: int | None = None) -> QMatrix:
+               height: int | None = None, name: str = "") -> QMatrix:
         """Quantise one matrix, and tile it: `order` is the order its rows are stored and computed
         in (None: as they are); `inputs` name the tensors whose features it multiplies (first
         known wins). A matrix several nodes read (one initialiser used twice) is compressed with
@@ -113,12 +117,13 @@ class WeightPolicy:
         out the same and weight memory stores them once (lowering.Lowering.data). `height` caps
         the rows of a tile below the MAC lanes (tile.recurrent_height); given, the tiles are whole
         tiles of that height and a tail (tile.row_tiles)."""
+        compression = self.chosen[name] if name in self.chosen else self.compression
         moments = next((self.moments[n] for n in inputs if n in self.moments), None)
-        if self.compression is not None:
+        if compression is not None:
             key = (np.asarray(weight).tobytes(), np.shape(weight), None if order is None else order.tobytes())
             moments = self.first_moments.setdefault(key, moments)
         tail = height is not None
         height = height or self.target.macs
         tiles = tile_rows(order, height, tail) if order is not None else None
-        q = quantize_matrix(weight, bias, in_scale, out_scale, self.target, self.compression, moments, tiles)
+        q = quantize_matrix(weight, bias, in_scale, out_scale, self.target, compression, moments, tiles)
         return dataclasses.replace(q, order=order, tiles=row_tiles(q.rows, height, tail))

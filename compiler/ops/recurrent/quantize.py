@@ -75,17 +75,22 @@ class Matrices:
     h_scale: float
     pre_scale: float
 
-    def w(self, weight: np.ndarray, bias: np.ndarray | None) -> QMatrix:
+    def w(self, d: int, weight: np.ndarray, bias: np.ndarray | None) -> QMatrix:
         return self.policy.matrix(weight, bias, self.x_scale, self.pre_scale, self.node.inputs[:1],
-                                  self.order(CELL_GATES[self.node.op]), self.policy.target.macs)
+                                  self.order(CELL_GATES[self.node.op]), self.policy.target.macs, self.name("x", d))
 
-    def r(self, weight: np.ndarray, bias: np.ndarray | None = None, gates: int | None = None) -> QMatrix:
+    def r(self, kind: str, d: int, weight: np.ndarray, bias: np.ndarray | None = None,
+          gates: int | None = None) -> QMatrix:
         gates, hidden = gates or CELL_GATES[self.node.op], self.node.attrs.hidden
         target = self.policy.target
         vector = -(-VECTOR_ELEMENTS[self.node.op] * hidden // target.vec_lanes)
         height = recurrent_height(hidden, gates, target, vector, len(self.node.attrs.directions))
         return self.policy.matrix(weight, bias, self.h_scale, self.pre_scale, self.node.outputs[:2],
-                                  self.order(gates), height)
+                                  self.order(gates), height, self.name(kind, d))
+
+    def name(self, kind: str, d: int) -> str:
+        """A matrix's name as the report and WeightPolicy.chosen give it (CellWeights.named)."""
+        return f"{self.node.source}/q{kind}{d}"
 
     def order(self, gates: int) -> np.ndarray:
         """Rows by unit group: each group's rows of every gate together (original row indices)."""
@@ -97,7 +102,7 @@ class Matrices:
 def _plain(m: Matrices, d: int, wb, rb) -> dict:
     """LSTM and RNN: W with both biases, R on its own."""
     a = m.node.attrs
-    return {"x": m.w(a.W[d], wb + rb), "h": m.r(a.R[d])}
+    return {"x": m.w(d, a.W[d], wb + rb), "h": m.r("h", d, a.R[d])}
 
 
 def _gru(m: Matrices, d: int, wb, rb) -> dict:
@@ -108,8 +113,9 @@ def _gru(m: Matrices, d: int, wb, rb) -> dict:
     cut = 2 * hidden
     x_bias = wb + np.concatenate([rb[:cut], np.zeros(hidden) if lbr else rb[cut:]])
     if lbr:
-        return {"x": m.w(a.W[d], x_bias), "h": m.r(a.R[d], np.concatenate([np.zeros(cut), rb[cut:]]))}
-    return {"x": m.w(a.W[d], x_bias), "zr": m.r(a.R[d][:cut], gates=2), "hh": m.r(a.R[d][cut:], gates=1)}
+        return {"x": m.w(d, a.W[d], x_bias), "h": m.r("h", d, a.R[d], np.concatenate([np.zeros(cut), rb[cut:]]))}
+    return {"x": m.w(d, a.W[d], x_bias), "zr": m.r("zr", d, a.R[d][:cut], gates=2),
+            "hh": m.r("hh", d, a.R[d][cut:], gates=1)}
 
 
 MATRICES = {"lstm": _plain, "gru": _gru, "rnn": _plain}

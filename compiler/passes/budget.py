@@ -1,0 +1,236 @@
+"""`--compress auto`: bits per matrix (4, 3, 2 or none) for the fewest stored bytes within an
+accuracy budget, measured on the calibration samples through the golden reference against the
+float model, so no labels are needed.
+
+A user who picks one width for every matrix must guess, and then measure with labels they may
+not have. The matrices of a model differ: a recurrent R compounds its rounding error through
+time, a wide input projection or a classifier head may take 2 bits for nothing. So each
+matrix's *sensitivity* is measured alone (the outputs' error with only that matrix compressed,
+at each width), then matrices go down one width at a time, the step that saves the most bytes
+per unit of sensitivity first; each step is kept only if the whole model, measured again, still
+meets the budget, and a matrix whose step fails stays where it is. The budget is either the
+share of calibration samples (each frame of a sequence output) whose top-1 class agrees with the
+float model's, or the outputs' relative RMS error against it. docs/numerics.md says how to read
+the figures the report keeps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from compiler.float_eval import run_float
+from compiler.ir import Graph
+from compiler.ops import OPS
+from compiler.passes.compress import Compression, stored_bytes_at_least
+from compiler.reference import reference_outputs
+from isa.errors import RnnaccelError
+from isa.target import Target
+
+WIDTHS = (None, 4, 3, 2)  # the steps a matrix goes down, from plain weights
+DEFAULT_AGREEMENT = 0.99
+FLOOR = 1e-9  # sensitivity below this counts as this: a free step is taken first, largest first
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What `--compress auto` must keep: top-1 agreement with the float model on at least
+    `min_agreement` of the calibration samples, or else (given) outputs within `max_error`
+    relative RMS error of the float model's. `groups` and `activation_aware` are every chosen
+    codebook's (compress.Compression)."""
+
+    min_agreement: float | None = DEFAULT_AGREEMENT
+    max_error: float | None = None
+    groups: str = "tile"
+    activation_aware: bool = True
+
+    def __post_init__(self) -> None:
+        if (self.min_agreement is None) == (self.max_error is None):
+            raise RnnaccelError("--compress auto takes one budget: --min-agreement or --max-error")
+        if self.min_agreement is not None and not 0.0 < self.min_agreement <= 1.0:
+            raise RnnaccelError(f"--min-agreement {self.min_agreement}: expected a share in (0, 1]")
+        if self.max_error is not None and not self.max_error > 0.0:
+            raise RnnaccelError(f"--max-error {self.max_error}: expected a relative error above 0")
+
+    def compression(self, bits: int | None) -> Compression | None:
+        return None if bits is None else Compression(bits, self.groups, self.activation_aware)
+
+    @property
+    def smallest(self) -> Compression:
+        """The most any matrix may be compressed: what the early capacity check judges."""
+        return Compression(WIDTHS[-1], self.groups, self.activation_aware)
+
+    def describe(self) -> str:
+        if self.min_agreement is not None:
+            return f"top-1 agreement with the float model >= {self.min_agreement:.2%}"
+        return f"relative RMS error against the float model <= {self.max_error:g}"
+
+
+@dataclass(frozen=True)
+class Closeness:
+    """How close a quantised model's outputs are to the float model's on the calibration samples:
+    top-1 agreement (None when no output has classes) and the worst output's relative RMS error."""
+
+    agreement: float | None
+    error: float
+
+    def within(self, budget: Budget) -> bool:
+        if budget.min_agreement is not None:
+            return self.agreement is not None and self.agreement >= budget.min_agreement
+        return self.error <= budget.max_error
+
+    def figures(self) -> dict:
+        return {"agreement": self.agreement, "error": round(self.error, 6)}
+
+
+@dataclass(frozen=True)
+class MatrixChoice:
+    name: str
+    shape: tuple[int, int]
+    bits: int | None
+    stored_bytes: int  # at least (compress.stored_bytes_at_least): what the choice weighs
+    sensitivity: dict[int, float]  # bits -> the error it adds alone (relative RMS)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The widths chosen, with what they were chosen on; `chosen` is WeightPolicy.chosen."""
+
+    budget: Budget
+    samples: int
+    baseline: Closeness  # every matrix plain
+    reached: Closeness
+    matrices: tuple[MatrixChoice, ...]
+
+    @property
+    def chosen(self) -> dict[str, Compression | None]:
+        return {m.name: self.budget.compression(m.bits) for m in self.matrices}
+
+    def figures(self) -> dict:
+        """The report's `compression` object."""
+        budget = {"min_agreement": self.budget.min_agreement} if self.budget.min_agreement is not None \
+            else {"max_error": self.budget.max_error}
+        return {"mode": "auto", "budget": budget, "samples": self.samples, "plain": self.baseline.figures(),
+                "reached": self.reached.figures(),
+                "matrices": [{"matrix": m.name, "shape": list(m.shape), "bits": m.bits,
+                              "stored_bytes_at_least": m.stored_bytes,
+                              "sensitivity": {str(b): round(s, 6) for b, s in m.sensitivity.items()}}
+                             for m in self.matrices]}
+
+
+def fewest_bytes(compression: Compression | Budget | None) -> Compression | None:
+    """What a capacity check before quantising judges the weights by: a budget may compress any
+    matrix to its smallest width."""
+    return compression.smallest if isinstance(compression, Budget) else compression
+
+
+Quantizer = Callable[[Mapping[str, Compression | None]], Graph]
+
+
+def choose_compression(graph: Graph, samples: Mapping[str, np.ndarray], budget: Budget, target: Target,
+                       quantize: Quantizer, log: Callable[[str], None]) -> Choice:
+    """The widths for `graph`'s matrices within `budget`; `quantize(chosen)` is the graph
+    quantised with those widths (passes/quantize.py, with everything else as the compile has it)."""
+    floats = _float_outputs(graph, samples)
+    closeness = _measure(floats, samples, quantize, budget)
+    names = _compressible(quantize({}), quantize, budget)
+    count = len(next(iter(samples.values())))
+    log(f"choosing the compression of {len(names)} matrices for {budget.describe()} on {count} calibration "
+        f"samples: {len(names) * (len(WIDTHS) - 1)} measurements, then one per step")
+    baseline = closeness({})
+    if not baseline.within(budget):
+        log(f"plain weights already miss the budget ({_said(baseline)}): nothing is compressed")
+    sensitivity = {name: {bits: max(closeness({name: budget.compression(bits)}).error - baseline.error, 0.0)
+                          for bits in WIDTHS[1:]} for name in names}
+    bits, reached = _descend(names, sensitivity, closeness, budget, target, baseline) if baseline.within(budget) \
+        else (dict.fromkeys(names), baseline)
+    matrices = tuple(MatrixChoice(name, shape, bits[name], _stored(shape, bits[name], budget, target),
+                                  sensitivity[name]) for name, shape in names.items())
+    choice = Choice(budget, count, baseline, reached, matrices)
+    log(f"compression within the budget: {', '.join(f'{m.name} {_width(m.bits)}' for m in matrices)}; "
+        f"{_said(reached)} (plain weights: {_said(baseline)})")
+    return choice
+
+
+def _descend(names: Mapping[str, tuple[int, int]], sensitivity: dict[str, dict[int, float]],
+             closeness: Callable[[Mapping[str, Compression | None]], Closeness], budget: Budget, target: Target,
+             reached: Closeness) -> tuple[dict[str, int | None], Closeness]:
+    """Greedy: of the steps still open, the one that saves the most bytes per unit of the error it
+    adds alone; kept if the model still meets the budget, else that matrix stops there."""
+    bits: dict[str, int | None] = dict.fromkeys(names)
+    open_ = set(names)
+    while open_:
+        name = max(sorted(open_), key=lambda n: _worth(names[n], bits[n], sensitivity[n], budget, target))
+        lower = WIDTHS[WIDTHS.index(bits[name]) + 1]
+        trial = closeness({n: budget.compression(b) for n, b in {**bits, name: lower}.items()})
+        if trial.within(budget):
+            bits[name], reached = lower, trial
+        if not trial.within(budget) or lower == WIDTHS[-1]:
+            open_.discard(name)
+    return bits, reached
+
+
+def _worth(shape: tuple[int, int], bits: int | None, sensitivity: dict[int, float], budget: Budget,
+           target: Target) -> float:
+    """Bytes a matrix's next step down saves, per unit of the error it adds over its present width."""
+    lower = WIDTHS[WIDTHS.index(bits) + 1]
+    saved = _stored(shape, bits, budget, target) - _stored(shape, lower, budget, target)
+    added = sensitivity[lower] - (0.0 if bits is None else sensitivity[bits])
+    return saved / max(added, FLOOR)
+
+
+def _stored(shape: tuple[int, int], bits: int | None, budget: Budget, target: Target) -> int:
+    return stored_bytes_at_least(np.ones(shape), target, budget.compression(bits))
+
+
+def _compressible(plain: Graph, quantize: Quantizer, budget: Budget) -> dict[str, tuple[int, int]]:
+    """The matrices the chosen widths reach (a depthwise kernel's taps never are), by name, with
+    their shapes: those that take a codebook when every named matrix is asked for one."""
+    names = {f"{node.source}/{key}": q.weights.shape for node in plain.nodes
+             for key, q in OPS[node.op].parameters(node.attrs).matrices.items()}
+    tried = quantize(dict.fromkeys(names, budget.smallest))
+    return {f"{node.source}/{key}": names[f"{node.source}/{key}"] for node in tried.nodes
+            for key, q in OPS[node.op].parameters(node.attrs).matrices.items() if q.codebook is not None}
+
+
+def _float_outputs(graph: Graph, samples: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The float model's host outputs; the state the chip keeps starts at zero, as the reference's."""
+    count = len(next(iter(samples.values())))
+    inputs = {**samples, **{name: np.zeros((count, *graph.shapes[name])) for name, _ in graph.bound}}
+    values = run_float(graph, {name: inputs[name] for name in graph.inputs})
+    return {name: values[name] for name in graph.host_outputs}
+
+
+def _measure(floats: dict[str, np.ndarray], samples: Mapping[str, np.ndarray], quantize: Quantizer,
+             budget: Budget) -> Callable[[Mapping[str, Compression | None]], Closeness]:
+    classes = {name for name, value in floats.items() if value.ndim > 1 and value.shape[-1] > 1}
+    if budget.min_agreement is not None and not classes:
+        raise RnnaccelError("--compress auto --min-agreement: no output has classes to agree on (each gives one "
+                            "value per sample or frame); give --max-error instead")
+    top = {name: floats[name].argmax(-1) for name in classes}
+
+    def closeness(chosen: Mapping[str, Compression | None]) -> Closeness:
+        graph = quantize(chosen)
+        ints = reference_outputs(graph, {name: samples[name] for name in graph.host_inputs})
+        values = {name: ints[name] * graph.boundary_scale(name) for name in floats}
+        agree = np.concatenate([(values[n].argmax(-1) == top[n]).ravel() for n in sorted(classes)]) if classes \
+            else None
+        return Closeness(None if agree is None else float(agree.mean()),
+                         max(_relative_rms(values[n], floats[n]) for n in floats))
+    return closeness
+
+
+def _relative_rms(value: np.ndarray, reference: np.ndarray) -> float:
+    return float(np.sqrt(np.sum((value - reference) ** 2) / max(np.sum(reference ** 2), 1e-30)))
+
+
+def _width(bits: int | None) -> str:
+    return "plain" if bits is None else f"{bits}-bit"
+
+
+def _said(closeness: Closeness) -> str:
+    agreement = "" if closeness.agreement is None else f"top-1 agreement {closeness.agreement:.2%}, "
+    return f"{agreement}relative error {closeness.error:.4f}"
+

@@ -1,0 +1,188 @@
+"""--compress auto: each matrix's width chosen within an accuracy budget measured on the
+calibration data, checked here against the simulator and ONNX Runtime, not the chooser's own
+golden-reference runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper
+
+from compiler.passes.budget import Budget
+from compiler.passes.compress import Compression
+from compiler.pipeline import compile_model
+from isa.errors import RnnaccelError
+from runtime_sim import Simulator
+
+from models import lstm_model
+from toolchain import random_inputs, run_checked
+
+KWS = Path(__file__).resolve().parents[1] / "examples" / "kws"
+
+
+def _float_top1(path: Path, x: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return np.array([session.run(None, {"mfcc": sample})[0].argmax() for sample in x])
+
+
+def _chip_top1(program, x: np.ndarray) -> np.ndarray:
+    logits = Simulator(program).run({"mfcc": x}, batch=True).outputs["logits"]
+    return logits.reshape(len(x), -1).argmax(-1)
+
+
+@pytest.fixture(scope="module")
+def kws_auto():
+    calibration = dict(np.load(KWS / "calib.npz"))
+    lines: list[str] = []
+    compiled = compile_model(KWS / "kws_lstm64.onnx", calibration=calibration, compression=Budget(), log=lines.append)
+    return compiled, calibration["mfcc"], lines
+
+
+def test_the_budget_holds_on_the_calibration_data_in_the_simulator(kws_auto):
+    """The chosen program, simulated, agrees with ONNX Runtime's top-1 on at least 99 % of the
+    calibration samples, exactly as often as the report says, and stores less than plain weights."""
+    compiled, x, lines = kws_auto
+    agreement = float(np.mean(_chip_top1(compiled.program, x) == _float_top1(KWS / "kws_lstm64.onnx", x)))
+    choice = compiled.report["compression"]
+    assert agreement >= 0.99
+    assert choice["reached"]["agreement"] == agreement
+    assert choice["samples"] == len(x) and choice["budget"] == {"min_agreement": 0.99}
+    plain = compile_model(KWS / "kws_lstm64.onnx", calibration={"mfcc": x})
+    assert compiled.report["total"]["stored_bytes"] < plain.report["total"]["stored_bytes"] / 2
+    assert any("choosing the compression of 3 matrices" in line for line in lines)
+
+
+def test_the_report_lists_each_matrix_its_bits_and_sensitivity(kws_auto):
+    """Every compressible matrix is listed, its codebooks are the width it was given, and its
+    sensitivity grows as its width falls."""
+    compiled, _, _ = kws_auto
+    matrices = {m["matrix"]: m for m in compiled.report["compression"]["matrices"]}
+    assert set(matrices) == {"/rnn/LSTM/qx0", "/rnn/LSTM/qh0", "/head/Gemm/q"}
+    stored = _codebook_bits(compiled.graph)
+    assert {name: m["bits"] for name, m in matrices.items()} == stored
+    for m in matrices.values():
+        sensitivity = m["sensitivity"]
+        assert sensitivity["4"] <= sensitivity["3"] <= sensitivity["2"]
+
+
+def _codebook_bits(graph) -> dict[str, int | None]:
+    from compiler.ops import OPS
+
+    return {f"{node.source}/{key}": (q.codebook.bits if q.codebook is not None else None)
+            for node in graph.nodes for key, q in OPS[node.op].parameters(node.attrs).matrices.items()}
+
+
+def _two_branch_model(quiet: float) -> onnx.ModelProto:
+    """y = Wa xa + Wb xb: the calibration's xb is `quiet` times xa's size, so Wb hardly moves y."""
+    rng = np.random.default_rng(5)
+    inits = [helper.make_tensor(n, TensorProto.FLOAT, (24, 10), rng.standard_normal((24, 10)).ravel())
+             for n in ("Wa", "Wb")]
+    nodes = [helper.make_node("Gemm", ["xa", "Wa"], ["ya"], transB=1, name="a"),
+             helper.make_node("Gemm", ["xb", "Wb"], ["yb"], transB=1, name="b"),
+             helper.make_node("Add", ["ya", "yb"], ["y"], name="sum")]
+    info = [helper.make_tensor_value_info(n, TensorProto.FLOAT, (4, 10)) for n in ("xa", "xb")]
+    graph = helper.make_graph(nodes, "branches", info, [helper.make_tensor_value_info("y", TensorProto.FLOAT, (4, 24))],
+                              inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_the_matrix_that_matters_less_is_compressed_further():
+    rng = np.random.default_rng(6)
+    calibration = {"xa": rng.standard_normal((32, 4, 10)), "xb": 0.02 * rng.standard_normal((32, 4, 10))}
+    compiled = compile_model(_two_branch_model(0.02), calibration=calibration, compression=Budget(None, 0.02))
+    matrices = {m["matrix"]: m for m in compiled.report["compression"]["matrices"]}
+    quiet, loud = matrices["b/q"], matrices["a/q"]
+    assert quiet["sensitivity"]["2"] < loud["sensitivity"]["2"] / 10
+    assert quiet["bits"] == 2 and loud["bits"] != 2
+    assert compiled.report["compression"]["reached"]["error"] <= 0.02
+
+
+def test_no_budget_left_keeps_plain_weights_and_a_loose_one_takes_two_bits():
+    """The extremes: a budget plain weights already miss compresses nothing (the program is the
+    plain one, byte for byte in weight memory), one nothing can miss gives every matrix 2 bits."""
+    model = lstm_model(6, 1, 10, 32, outputs=("Y_h",))
+    calibration = random_inputs(model, seed=1, samples=8)
+    lines: list[str] = []
+    tight = compile_model(model, calibration=calibration, compression=Budget(None, 1e-9), log=lines.append)
+    plain = compile_model(model, calibration=calibration)
+    assert tight.report["total"]["stored_bytes"] == plain.report["total"]["stored_bytes"]
+    assert all(m["bits"] is None for m in tight.report["compression"]["matrices"])
+    assert any("plain weights already miss the budget" in line for line in lines)
+    loose = compile_model(model, calibration=calibration, compression=Budget(None, 100.0))
+    two = compile_model(model, calibration=calibration, compression=Compression(2))
+    assert all(m["bits"] == 2 for m in loose.report["compression"]["matrices"])
+    assert loose.report["total"]["stored_bytes"] == two.report["total"]["stored_bytes"]
+
+
+def test_a_chosen_program_is_bit_exact_and_streams():
+    model = lstm_model(6, 1, 10, 32, outputs=("Y_h",))
+    inputs = random_inputs(model, seed=2)
+    checked = run_checked(model, inputs, calibration=random_inputs(model, seed=3, samples=8),
+                          compression=Budget(None, 0.05))
+    bits = {m["matrix"]: m["bits"] for m in checked.compiled.report["compression"]["matrices"]}
+    assert _codebook_bits(checked.compiled.graph) == bits and any(bits.values())
+    streamed = run_checked(model, {"X": inputs["X"][:1]}, calibration=random_inputs(model, seed=3, samples=8),
+                           compression=Budget(None, 0.05), streaming=True)
+    assert _codebook_bits(streamed.compiled.graph) == bits
+
+
+def test_a_partitioned_model_reports_each_islands_choice():
+    from partitioned_model import samples, whole_model
+
+    compiled = compile_model(whole_model(), calibration={"x": samples(8)}, compression=Budget(None, 0.05))
+    islands = compiled.report["compression"]["islands"]
+    assert [i["island"] for i in islands] == list(range(len(compiled.islands)))
+    assert all(i["reached"]["error"] <= 0.05 for i in islands)
+
+
+@pytest.mark.parametrize("budget,message", [
+    ({"min_agreement": 0.9, "max_error": 0.1}, "one budget"),
+    ({"min_agreement": None, "max_error": None}, "one budget"),
+    ({"min_agreement": 1.5}, "share in"),
+    ({"min_agreement": None, "max_error": 0.0}, "above 0"),
+])
+def test_a_budget_that_makes_no_sense_is_refused(budget, message):
+    with pytest.raises(RnnaccelError, match=message):
+        Budget(**budget)
+
+
+def test_agreement_needs_an_output_with_classes():
+    model = lstm_model(4, 1, 6, 1, outputs=("Y_h",))
+    with pytest.raises(RnnaccelError, match="no output has classes"):
+        compile_model(model, calibration=random_inputs(model, seed=1, samples=4), compression=Budget())
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--min-agreement", "0.9"], "budgets for --compress auto"),
+    (["--compress", "3", "--max-error", "0.1"], "budgets for --compress auto"),
+    (["--compress", "auto", "--prune", "0.5"], "chooses widths, not pruning"),
+    (["--compress", "auto", "--min-agreement", "0.9", "--max-error", "0.1"], "one budget"),
+])
+def test_cli_refuses_budget_options_that_do_not_go_together(tmp_path, capsys, args, message):
+    from compiler.cli import main
+
+    path = tmp_path / "m.onnx"
+    onnx.save(lstm_model(4, 1, 6, 8), str(path))
+    with pytest.raises(SystemExit) as exc:
+        main([str(path), "-o", str(tmp_path / "p.rnna"), *args])
+    assert exc.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "p.rnna").exists()
+
+
+def test_cli_compresses_within_the_default_budget(tmp_path, capsys):
+    from compiler.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main([str(KWS / "kws_lstm64.onnx"), "-o", str(tmp_path / "p.rnna"), "--compress", "auto",
+              "--calibration", str(KWS / "calib.npz"), "--report", str(tmp_path / "r.json")])
+    assert exc.value.code == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    out = capsys.readouterr()
+    assert "compression within min agreement 0.99" in out.out
+    assert "/rnn/LSTM/qh0" in out.out and "choosing the compression" in out.err
+    assert report["compression"]["budget"] == {"min_agreement": 0.99}
