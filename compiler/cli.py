@@ -2,7 +2,8 @@
 
     rnnaccel-compile MODEL.onnx -o PROG.rnna [--listing PROG.s] [--report REPORT.json]
                      [--calibration CALIB.npz] [--target NAME|FILE] [--macs N]
-                     [--weight-bits 8|16] [--compress none|4|3|2|auto] [--shape NAME=D0,D1,...]
+                     [--weight-bits 8|16] [--compress none|4|3|2|auto] [--min-agreement S | --max-error E]
+                     [--shape NAME=D0,D1,...]
                      [--const NAME=VALUE[,VALUE...]] [--streaming] [--chip-only]
     rnnaccel-compile MODEL.onnx --check [--shape NAME=D0,D1,...] [--const NAME=VALUE,...]
                      [--target NAME|FILE] [--compress ...] [--prune F] [--streaming] [--chip-only]
