@@ -1,9 +1,11 @@
 """Compression benchmark: the trained keyword-spotting models at none/4/3/2 bits per weight,
-codebooks per tile and per matrix, with and without pruning; then the models fine-tuned with
-shared (and pruned) weights by examples/kws/finetune.py. Accuracy on the test split next to the
-float model's, the compression ratio, weight-memory traffic and cycles per inference.
+codebooks per tile and per matrix, with and without pruning, and `--compress auto` within its
+default budget (top-1 agreement with the float model on 99 % of the calibration samples); then
+the models fine-tuned with shared (and pruned) weights by examples/kws/finetune.py. Accuracy on
+the test split and its drop from the float model's (points), the compression ratio,
+weight-memory traffic and cycles per inference.
 
-    .venv/bin/python bench/compression.py [MODEL ...]     (default: kws_lstm64 kws_gru64)
+    .venv/bin/python bench/compression.py [MODEL ...]     (default: every kws_*.onnx float model)
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from compiler.passes.budget import Budget
 from compiler.passes.compress import Compression
 from compiler.pipeline import compile_model
 from runtime_sim import Simulator
@@ -23,13 +26,15 @@ SETTINGS = [("none", None), ("4-bit tile", Compression(4)), ("4-bit matrix", Com
             ("3-bit tile", Compression(3)), ("3-bit matrix", Compression(3, "matrix")),
             ("2-bit tile", Compression(2)), ("2-bit matrix", Compression(2, "matrix")),
             ("4-bit tile, not activation-aware", Compression(4, activation_aware=False)),
-            ("2-bit tile, pruned 60%", Compression(2, prune=0.6))]
+            ("2-bit tile, pruned 60%", Compression(2, prune=0.6)),
+            ("auto, default budget", Budget())]
 # fine-tuned variants of each float model: (file, label, compression); the codebook per matrix
 # and the pruned fraction are the ones the fine-tuning trained for
 FINE_TUNED = {"kws_lstm64": [("kws_lstm64_c2", "2-bit matrix", Compression(2, "matrix"))],
               "kws_gru64": [("kws_gru64_c2", "2-bit matrix", Compression(2, "matrix")),
                             ("kws_gru64_c2s70", "2-bit matrix, pruned 70%", Compression(2, "matrix", prune=0.7))]}
-HEADER = f"  {'weights':<34} {'ratio':>7} {'stored B':>9} {'top-1':>7} {'read B/inf':>11} {'cycles':>7}"
+HEADER = (f"  {'weights':<34} {'ratio':>7} {'stored B':>9} {'top-1':>7} {'drop pt':>7} {'read B/inf':>11} "
+          f"{'cycles':>7}")
 
 
 def float_accuracy(model: Path, x: np.ndarray, y: np.ndarray) -> float:
@@ -38,15 +43,23 @@ def float_accuracy(model: Path, x: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(logits.reshape(len(x), -1).argmax(-1) == y))
 
 
-def chip_row(label: str, model: Path, compression: Compression | None, calib: dict, x: np.ndarray,
-             y: np.ndarray) -> str:
+def chip_row(label: str, model: Path, compression: Compression | Budget | None, calib: dict, x: np.ndarray,
+             y: np.ndarray, reference: float) -> str:
     compiled = compile_model(model, calibration=calib, compression=compression)
     sim = Simulator(compiled.program)
     logits = sim.run({"mfcc": x}, batch=True).outputs["logits"]
     accuracy = float(np.mean(logits.reshape(len(x), -1).argmax(-1) == y))
     total = compiled.report["total"]
     return (f"  {label:<34} {total['compression_ratio']:>6.2f}x {total['stored_bytes']:>9} {accuracy:>7.2%} "
-            f"{sim.stats['weight_bytes_read']:>11} {sim.stats['cycles']:>7}")
+            f"{100 * (accuracy - reference):>+7.2f} {sim.stats['weight_bytes_read']:>11} {sim.stats['cycles']:>7}"
+            f"{_widths(compiled.report)}")
+
+
+def _widths(report: dict) -> str:
+    """--compress auto: the width each matrix got."""
+    chosen = report.get("compression", {}).get("matrices", [])
+    return "  " + ", ".join(f"{m['matrix'].rsplit('/', 2)[-2]}/{m['matrix'].rsplit('/', 1)[-1]} "
+                            f"{m['bits'] or 'plain'}" for m in chosen) if chosen else ""
 
 
 def main(names: list[str]) -> None:
@@ -54,16 +67,20 @@ def main(names: list[str]) -> None:
     x, y = test["x"], test["y"]
     for name in names:
         model = KWS / f"{name}.onnx"
-        print(f"{name}: float top-1 {float_accuracy(model, x, y):.2%} on {len(x)} test utterances")
+        reference = float_accuracy(model, x, y)
+        print(f"{name}: float top-1 {reference:.2%} on {len(x)} test utterances")
         print(HEADER)
         for label, compression in SETTINGS:
-            print(chip_row(label, model, compression, calib, x, y), flush=True)
+            print(chip_row(label, model, compression, calib, x, y, reference), flush=True)
         for tuned, label, compression in FINE_TUNED.get(name, []):
             path = KWS / f"{tuned}.onnx"
-            print(f"{tuned} (fine-tuned from {name}): its own float top-1 {float_accuracy(path, x, y):.2%}")
+            print(f"{tuned} (fine-tuned from {name}): its own float top-1 {float_accuracy(path, x, y):.2%}; "
+                  f"drop from {name}'s")
             print(HEADER)
-            print(chip_row(label, path, compression, calib, x, y), flush=True)
+            print(chip_row(label, path, compression, calib, x, y, reference), flush=True)
 
+
+FLOAT_MODELS = sorted(p.stem for p in KWS.glob("kws_*.onnx") if "_c" not in p.stem)
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or ["kws_lstm64", "kws_gru64"])
+    main(sys.argv[1:] or FLOAT_MODELS)

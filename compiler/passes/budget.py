@@ -144,7 +144,7 @@ def choose_compression(graph: Graph, samples: Mapping[str, np.ndarray], budget: 
         log(f"plain weights already miss the budget ({_said(baseline)}): nothing is compressed")
     sensitivity = {name: {bits: max(closeness({name: budget.compression(bits)}).error - baseline.error, 0.0)
                           for bits in WIDTHS[1:]} for name in names}
-    bits, reached = _descend(names, sensitivity, closeness, budget, target, baseline) if baseline.within(budget) \
+    bits, reached = _descend(names, sensitivity, closeness, budget, target, baseline, log) if baseline.within(budget) \
         else (dict.fromkeys(names), baseline)
     matrices = tuple(MatrixChoice(name, shape, bits[name], _stored(shape, bits[name], budget, target),
                                   sensitivity[name]) for name, shape in names.items())
@@ -156,7 +156,7 @@ def choose_compression(graph: Graph, samples: Mapping[str, np.ndarray], budget: 
 
 def _descend(names: Mapping[str, tuple[int, int]], sensitivity: dict[str, dict[int, float]],
              closeness: Callable[[Mapping[str, Compression | None]], Closeness], budget: Budget, target: Target,
-             reached: Closeness) -> tuple[dict[str, int | None], Closeness]:
+             reached: Closeness, log: Callable[[str], None]) -> tuple[dict[str, int | None], Closeness]:
     """Greedy: of the steps still open, the one that saves the most bytes per unit of the error it
     adds alone; kept if the model still meets the budget, else that matrix stops there."""
     bits: dict[str, int | None] = dict.fromkeys(names)
@@ -165,6 +165,8 @@ def _descend(names: Mapping[str, tuple[int, int]], sensitivity: dict[str, dict[i
         name = max(sorted(open_), key=lambda n: _worth(names[n], bits[n], sensitivity[n], budget, target))
         lower = WIDTHS[WIDTHS.index(bits[name]) + 1]
         trial = closeness({n: budget.compression(b) for n, b in {**bits, name: lower}.items()})
+        log(f"  {name} {_width(bits[name])} -> {_width(lower)}: {_said(trial)}, "
+            f"{'kept' if trial.within(budget) else 'over the budget: it stays'}")
         if trial.within(budget):
             bits[name], reached = lower, trial
         if not trial.within(budget) or lower == WIDTHS[-1]:
