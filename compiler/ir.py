@@ -81,6 +81,16 @@ class QMatrix:
     order: np.ndarray | None = None
     tiles: tuple[tuple[int, int], ...] = ()
 
+    @cached_property
+    def float_columns(self) -> np.ndarray:
+        """Wᵀ in float64 and the largest row's sum of |w|: the golden reference's exact BLAS
+        product (ops/integer.accumulate), converted once per matrix rather than once per step."""
+        return self.weights.T.astype(np.float64)
+
+    @cached_property
+    def largest_row_sum(self) -> float:
+        return float(np.max(np.sum(np.abs(self.weights), axis=-1), initial=0))
+
     def stored(self) -> QMatrix:
         """The matrix with its rows in storage order."""
         return self if self.order is None else self.reordered(self.order)

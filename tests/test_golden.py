@@ -65,3 +65,20 @@ def test_fc_is_bit_exact(rows, inputs, outputs, activation, gemm):
 def test_fc_bit_exact_with_16_bit_weights_and_8_macs():
     model = fc_model(2, 50, 20, activation="Relu")
     run_checked(model, random_inputs(model, seed=1), target=Target(weight_bits=16, macs=8))
+
+
+def test_the_references_float_product_is_exact_and_falls_back_to_integers_where_it_could_not_be():
+    """accumulate sums in float64 through BLAS only while no sum can reach 2^53; both paths equal
+    the integer product exactly, at int16 extremes and past the float limit."""
+    import numpy as np
+
+    from compiler.ir import QMatrix
+    from compiler.ops.integer import EXACT, accumulate
+
+    rng = np.random.default_rng(3)
+    weights = rng.integers(-32768, 32768, (40, 300))
+    q = QMatrix(weights, np.ones(40, np.int64), np.zeros(40, np.int64), rng.integers(-2**31, 2**31, 40))
+    for x in (rng.integers(-32768, 32768, (5, 300)), np.full((2, 300), -32768), rng.integers(-2**34, 2**34, (3, 300))):
+        expected = np.einsum("sk,rk->sr", x.astype(object), weights.astype(object)) + q.bias
+        assert (accumulate(q, x) == expected.astype(np.int64)).all()
+    assert 2**33 * q.largest_row_sum >= EXACT

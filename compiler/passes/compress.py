@@ -17,6 +17,7 @@ measures it.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,10 +60,30 @@ def stored_bytes_at_least(weights: np.ndarray, target: Target, comp: Compression
     return packed_bytes(kept, comp.bits) + bitmap + books + matrices * REQUANT_PAIR_BYTES
 
 
+_FITTED: dict[bytes, QMatrix] = {}  # compress_matrix's results by their arguments' digest
+FITTED_KEPT = 256
+
+
 def compress_matrix(weight: np.ndarray, bias: np.ndarray | None, in_scale: float, out_scale: float,
                     target: Target, comp: Compression, groups: list[np.ndarray],
                     moments: np.ndarray | None, product_budget: float) -> QMatrix:
-    """`groups` are the row-index sets that share a codebook; `moments` is E[x xᵀ] of the input."""
+    """`groups` are the row-index sets that share a codebook; `moments` is E[x xᵀ] of the input.
+    A matrix fitted before with the same arguments is not fitted again: `--compress auto`
+    (passes/budget.py) quantises a model a few dozen times, each time changing one matrix."""
+    digest = hashlib.blake2b(repr((in_scale, out_scale, target, comp, product_budget)).encode())
+    for array in (weight, bias, moments, *groups):
+        digest.update(b"-" if array is None else np.ascontiguousarray(array).tobytes() + repr(array.shape).encode())
+    key = digest.digest()
+    if key not in _FITTED:
+        if len(_FITTED) >= FITTED_KEPT:
+            del _FITTED[next(iter(_FITTED))]
+        _FITTED[key] = _fitted(weight, bias, in_scale, out_scale, target, comp, groups, moments, product_budget)
+    return _FITTED[key]
+
+
+def _fitted(weight: np.ndarray, bias: np.ndarray | None, in_scale: float, out_scale: float, target: Target,
+            comp: Compression, groups: list[np.ndarray], moments: np.ndarray | None,
+            product_budget: float) -> QMatrix:
     qmax = (1 << (target.weight_bits - 1)) - 1
     scale = max(float(np.max(np.abs(weight))) / qmax, float(np.max(np.sum(np.abs(weight), axis=1))) / product_budget,
                 1e-30)
