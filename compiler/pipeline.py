@@ -86,6 +86,9 @@ def compile_model(model: str | Path | onnx.ModelProto, target: Target | None = N
         log("no --calibration given: calibrating on random N(0,1) inputs; give real samples for real ranges")
     if compression is not None and not given:
         compression = dataclasses.replace(compression, activation_aware=False)
+    if isinstance(compression, Budget) and not given:
+        log("--compress auto measures its budget on those random inputs: the widths it chooses say little "
+            "about accuracy on real data")
     pairs = state_pairs(proto, states or {}, plan.shapes, find=streaming)
     if pairs:
         calibration = closed_loop_samples(proto, pairs, plan.shapes, calibration)

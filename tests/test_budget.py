@@ -14,6 +14,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from compiler.passes.budget import Budget
+from compiler.passes.calibrate import DEFAULT_SAMPLES
 from compiler.passes.compress import Compression
 from compiler.pipeline import compile_model
 from isa.errors import RnnaccelError
@@ -117,6 +118,14 @@ def test_no_budget_left_keeps_plain_weights_and_a_loose_one_takes_two_bits():
     two = compile_model(model, calibration=calibration, compression=Compression(2))
     assert all(m["bits"] == 2 for m in loose.report["compression"]["matrices"])
     assert loose.report["total"]["stored_bytes"] == two.report["total"]["stored_bytes"]
+
+
+def test_without_calibration_data_the_budget_says_what_it_measured_on():
+    model = lstm_model(4, 1, 6, 8, outputs=("Y_h",))
+    lines: list[str] = []
+    compiled = compile_model(model, compression=Budget(None, 0.05), log=lines.append)
+    assert any("measures its budget on those random inputs" in line for line in lines)
+    assert compiled.report["compression"]["samples"] == DEFAULT_SAMPLES
 
 
 def test_a_chosen_program_is_bit_exact_and_streams():
