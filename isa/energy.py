@@ -120,10 +120,10 @@ def tops_per_w(mac_ops: int, energy_uj: float) -> float:
 def energy_figures(events: Mapping[str, int], target: Target, mac_ops: int) -> dict:
     """What STATS.json and REPORT.json say of energy: per inference, by part, the counts, TOPS/W."""
     parts = breakdown_uj(events, target)
-    return _figures(math.fsum(parts.values()), parts, dict(events), mac_ops)
+    return _energy_keys(math.fsum(parts.values()), parts, dict(events), mac_ops)
 
 
-def _figures(total: float, parts: dict[str, float], events: dict[str, int], mac_ops: int) -> dict:
+def _energy_keys(total: float, parts: dict[str, float], events: dict[str, int], mac_ops: int) -> dict:
     return {"energy_uj": total, "energy_breakdown_uj": parts, "energy_events": events,
             "tops_per_w": tops_per_w(mac_ops, total)}
 
@@ -136,7 +136,7 @@ def combined(figures: Iterable[Mapping]) -> dict:
     for f in figures:
         add_events(events, f["energy_events"])
         add_events(parts, f["energy_breakdown_uj"])
-    return _figures(math.fsum(parts.values()), parts, events, sum(f["mac_ops"] for f in figures))
+    return _energy_keys(math.fsum(parts.values()), parts, events, sum(f["mac_ops"] for f in figures))
 
 
 def back_to_back_hz(latency_us: float) -> float:

@@ -16,9 +16,9 @@ from isa.errors import RnnaccelError
 def at_rate(stats: dict, rate_hz: float | None) -> dict:
     """`stats` with `inference_rate_hz` and `power_mw` at `rate_hz` (None: back to back); a
     rate the chip cannot sustain is refused."""
-    fastest = back_to_back_hz(stats["latency_us"])
+    fastest = back_to_back_hz(stats["latency_us"])  # 0 for a program that takes no time
     rate = fastest if rate_hz is None else rate_hz
-    if not (math.isfinite(rate) and 0 < rate <= fastest * (1 + 1e-12)):
+    if rate_hz is not None and not (math.isfinite(rate) and 0 < rate <= fastest * (1 + 1e-12)):
         raise RnnaccelError(f"--rate {rate_hz:g} Hz is not a rate this program runs at: one inference takes "
                             f"{stats['latency_us']:.2f} us, so at most {fastest:.6g} inferences per second")
     leakage = stats["energy_breakdown_uj"]["leakage"]
