@@ -24,6 +24,7 @@ from compiler.frontend.recurrent_ops import RECURRENT_OP_TYPES
 from compiler.frontend.split import host_model, island_model
 from isa.bounds import recurrence_total
 from isa.container import Program
+from isa.energy import combined
 from isa.errors import RnnaccelError
 from isa.partitioned import ISLAND_DOMAIN, NO_ISLAND, HostNode, HostPart, PartitionedProgram
 
@@ -113,6 +114,7 @@ def partitioned_report(name: str, plan: Partition, islands: list[CompiledIsland]
     total = {key: sum(r["total"][key] for r in reports) for key in REPORT_TOTALS}
     total |= {"op": "model", "compression_ratio": compression_ratio(total["fp32_bytes"], total["stored_bytes"])}
     total |= recurrence_total([r["total"] for r in reports])
+    total |= combined(r["total"] for r in reports)  # the chip's: the host's energy is not modelled
     state = [{**value, "island": k} for k, r in enumerate(reports) for value in r.get("state", ())]
     chosen = [{**r["compression"], "island": k} for k, r in enumerate(reports) if "compression" in r]
     return {"model": name, "target": reports[0]["target"],

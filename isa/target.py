@@ -34,6 +34,19 @@ class Target:
     acc_entries: int = 4096
     codebook_entries: int = 4096
     clock_mhz: int = 200
+    # energy per event in femtojoules (isa/energy.py; defaults and sources in docs/energy.md)
+    mac_w8_fj: int = 444
+    mac_w16_fj: int = 800
+    mem_ref_bytes: int = 32768
+    wmem_read_fj: int = 2222
+    amem_read_fj: int = 4444
+    amem_write_fj: int = 4444
+    acc_access_fj: int = 8889
+    decompress_fj: int = 49
+    vec_op_fj: int = 800
+    table_lookup_fj: int = 1111
+    dma_fj: int = 11111
+    leak_fj: int = 2500
 
     def __post_init__(self) -> None:
         for name, ok, rule in _RULES:
@@ -77,6 +90,11 @@ def _names(keys) -> str:
     return ", ".join(k if str(k).isidentifier() else repr(k) for k in sorted(keys, key=str))
 
 
+MAX_FJ = 10**9  # a microjoule per event: far above any real one, so a typo is caught
+ENERGY_FIELDS = ("mac_w8_fj", "mac_w16_fj", "wmem_read_fj", "amem_read_fj", "amem_write_fj", "acc_access_fj",
+                 "decompress_fj", "vec_op_fj", "table_lookup_fj", "dma_fj", "leak_fj")
+
+
 def _power_of_two(v: int) -> bool:
     return v > 0 and v & (v - 1) == 0
 
@@ -96,6 +114,8 @@ _RULES = (
     ("acc_entries", lambda v: 0 < v <= 1 << 16, "1 to 65536"),
     ("codebook_entries", lambda v: 0 < v <= 1 << 12, "1 to 4096"),
     ("clock_mhz", lambda v: 0 < v <= 10000, "1 to 10000"),
+    ("mem_ref_bytes", lambda v: 0 < v <= 1 << 24, "1 byte to 16 MiB"),
+    *((name, lambda v: 0 <= v <= MAX_FJ, f"0 to {MAX_FJ} fJ") for name in ENERGY_FIELDS),
 )
 
 TARGETS: dict[str, Target] = {

@@ -53,6 +53,7 @@ def batch_totals(stats: dict, samples: int, wall_seconds: float) -> dict:
         "cycles": cycles,
         "chip_seconds": cycles / (stats["clock_mhz"] * 1e6),
         "mac_ops": macs,
+        "energy_uj": stats["energy_uj"] * samples,
         "wall_seconds": wall_seconds,
         "simulated_macs_per_second": macs / wall_seconds if wall_seconds > 0 else 0.0,
     }
@@ -61,6 +62,6 @@ def batch_totals(stats: dict, samples: int, wall_seconds: float) -> dict:
 def batch_summary(totals: dict) -> str:
     """Lines appended to rnnaccel-sim's summary for a batch."""
     return (f"batch:           {totals['samples']} samples, {totals['cycles']} cycles "
-            f"({totals['chip_seconds'] * 1e3:.3f} ms of chip time)\n"
+            f"({totals['chip_seconds'] * 1e3:.3f} ms of chip time, {totals['energy_uj']:.1f} uJ)\n"
             f"simulation:      {totals['wall_seconds']:.2f} s wall, "
             f"{totals['simulated_macs_per_second'] / 1e6:.1f} M simulated MACs/s\n")

@@ -1,7 +1,7 @@
 """rnnaccel-sim: run a program on the simulator (SPEC section 4).
 
     rnnaccel-sim PROG.rnna --inputs IN.npz [--batch] [--outputs OUT.npz] [--stats STATS.json]
-                 [--trace TRACE.jsonl] [--timeline TIMELINE.json] [--dump-vectors DIR]
+                 [--trace TRACE.jsonl] [--timeline TIMELINE.json] [--dump-vectors DIR] [--rate HZ]
 
 Every output file is written whole or not at all, and only after the run succeeded. A user
 error ends with one line `rnnaccel-sim: error: ...` on stderr and exit status 2 (isa.cliutil).
@@ -18,6 +18,7 @@ from isa.errors import RnnaccelError
 from isa.fileio import npz_bytes, read_npz
 from isa.outputs import check_paths, write_all
 from runtime_sim.batch import batch_summary, progress_bar, run_batch
+from runtime_sim.energy import at_rate, energy_summary
 from runtime_sim.partitioned import PartitionedSimulator, load
 from runtime_sim.simulator import Result, Simulator
 from runtime_sim.timeline import islands_timeline, timeline
@@ -39,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="every input has a leading samples axis: run each sample as its own inference")
     p.add_argument("--dump-vectors", metavar="DIR",
                    help="write one inference's memory images as $readmemh files plus manifest.json into DIR")
+    p.add_argument("--rate", type=float, metavar="HZ",
+                   help="inferences per second for the average power (default: back to back); docs/energy.md")
     add_max_instructions(p)
     add_version(p)
     return p
@@ -62,6 +65,7 @@ def summary(stats: dict) -> str:
             + f"unit busy:       {busy}\n"
             f"stall cycles:    {stats['stall_cycles']} (summed over the units: {stalls})\n"
             f"weight read:     {stats['weight_bytes_read']} bytes per inference\n"
+            + energy_summary(stats)
             + (partition_summary(stats) if "islands" in stats else "")
             + (batch_summary(stats["batch"]) if "batch" in stats else ""))
 
@@ -83,7 +87,8 @@ def partition_summary(stats: dict) -> str:
     ops = ", ".join(f"{op} {count}" for op, count in host["ops"].items())
     return "".join(lines) + (f"host:            {host['nodes']} operators ({ops or 'none'}), {host['mac_ops']} MACs, "
                              f"on {host['runtime']}; {stats['boundary_bytes']} bytes cross the boundary, the chip "
-                             f"does {stats['chip_mac_fraction']:.1%} of the MACs\n")
+                             f"does {stats['chip_mac_fraction']:.1%} of the MACs; the energy above is the chip's "
+                             "(the host's is not modelled)\n")
 
 
 def _timeline(sim: Simulator | PartitionedSimulator, result: Result) -> str:
@@ -118,6 +123,8 @@ def _main(argv: list[str] | None) -> None:
         result = replace(result, stats={**result.stats, "batch": totals})
     else:
         result = sim.run(inputs)
+    if args.rate is not None:
+        result = replace(result, stats=at_rate(result.stats, args.rate))
     _write_results(args, result, sim, vector_folder(sim, inputs, result) if args.dump_vectors else None)
 
 

@@ -23,9 +23,11 @@ import numpy as np
 from isa import programfile
 from isa.bounds import recurrence_total
 from isa.container import Program
+from isa.energy import combined
 from isa.errors import RnnaccelError
 from isa.loops import MAX_EXECUTED
 from isa.partitioned import PartitionedProgram
+from runtime_sim.energy import at_rate
 from runtime_sim.simulator import (
     IslandRun,
     Result,
@@ -172,10 +174,11 @@ class _Calls:
 
 def partitioned_stats(islands: list[dict], host: HostGraph) -> dict:
     """STATS.json for a partitioned run: the chip figures summed over the islands (they run one
-    after the other), each island's own stats, and the host's share."""
+    after the other), each island's own stats, and the host's share. Energy is the islands' chip
+    energy: the host CPU's is not modelled (its `energy_uj` is null)."""
     first, totals = islands[0], {key: sum(s[key] for s in islands) for key in SUMMED}
     lane_cycles = sum(s["macs"] * s["cycles"] for s in islands)
-    return {
+    return at_rate({
         **totals,
         **recurrence_total(islands),
         "macs": first["macs"],
@@ -186,10 +189,11 @@ def partitioned_stats(islands: list[dict], host: HostGraph) -> dict:
         "layers": [{**layer, "island": k} for k, s in enumerate(islands) for layer in s["layers"]],
         "islands": [{"index": k, **s} for k, s in enumerate(islands)],
         "host": {"nodes": sum(host.ops.values()), "ops": dict(host.ops), "mac_ops": host.part.host_mac_ops,
-                 "runtime": host.runtime},
+                 "runtime": host.runtime, "energy_uj": None},
         "boundary_bytes": host.part.boundary_bytes,
         "chip_mac_fraction": host.part.chip_mac_fraction,
-    }
+        **combined(islands),
+    }, None)
 
 
 def _summed(counts) -> dict[str, int]:

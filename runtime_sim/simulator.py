@@ -30,12 +30,14 @@ import numpy as np
 from isa import numerics
 from isa.container import Program
 from isa.encoding import Instruction
+from isa.energy import energy_figures
 from isa.errors import RnnaccelError
 from isa.loops import MAX_EXECUTED, expand_program
 from isa.target import Target
 from isa.tensors import StateDesc, TensorDesc
 from isa.timing import extents
 from runtime_sim.breakdown import Breakdown
+from runtime_sim.energy import at_rate
 from runtime_sim.fusion import Levels, fused_steps
 from runtime_sim.machine import (
     Machine,
@@ -362,10 +364,11 @@ def _check_array(desc: TensorDesc, value: object, batch: bool) -> np.ndarray:
 
 def make_stats(timing: Timing, program: Program, breakdown: tuple[int, list[dict]]) -> dict:
     """STATS.json (SPEC section 4): per inference, the same for every sample; `breakdown` is
-    (bound cycles, per-layer records) from runtime_sim.breakdown.Breakdown."""
+    (bound cycles, per-layer records) from runtime_sim.breakdown.Breakdown. Energy and power
+    (docs/energy.md) at the back-to-back rate."""
     t = program.target
     bound_cycles, layers = breakdown
-    return {
+    return at_rate({
         "cycles": timing.cycles,
         "mac_ops": timing.mac_ops,
         "macs": t.macs,
@@ -379,5 +382,6 @@ def make_stats(timing: Timing, program: Program, breakdown: tuple[int, list[dict
         "latency_us": timing.cycles / t.clock_mhz,
         "bound_cycles": bound_cycles,
         **({"recurrence_bound_cycles": max(dict(program.recurrence).values())} if program.recurrence else {}),
+        **energy_figures(timing.events, t, timing.mac_ops),
         "layers": layers,
-    }
+    }, None)

@@ -6,7 +6,8 @@ executed instruction through it and keeps the figures and the trace. Total cycle
 first start (0) to the last `ready`. Because the schedule depends on operands only, never on
 data, it is computed once per program and shared by all inferences; and because the scoreboard
 enforces RAW/WAR/WAW, executing the semantics in program order gives exactly the values the
-timed machine would compute.
+timed machine would compute. The energy model's events (isa/energy.py) are counted here too,
+per executed instruction, with the cycles that leakage is charged for.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from isa.encoding import Instruction
+from isa.energy import add_events, instruction_events, no_events
 from isa.table import UNITS, evaluate
 from isa.target import Target
 from isa.timing import Clock, extents
@@ -32,6 +34,7 @@ class Timing:
     weight_bytes_read: int = 0
     unit_busy: dict[str, int] = field(default_factory=lambda: dict.fromkeys(UNITS, 0))
     unit_stall: dict[str, int] = field(default_factory=lambda: dict.fromkeys(UNITS, 0))
+    events: dict[str, int] = field(default_factory=no_events)  # the energy model's (isa/energy.py)
 
     def add(self, record: dict, unit_free: int) -> None:
         """Append one trace record; its stall is the wait after its unit became free."""
@@ -44,6 +47,7 @@ class Timing:
         self.mac_ops += record["macs"]
         self.weight_bytes_read += sum(n for m, _, n in record["reads"] if m == "wmem")
         self.cycles = max(self.cycles, record["ready"])
+        self.events["cycles"] = self.cycles
 
 
 def schedule(stream: list[tuple[int, Instruction]], target: Target, keep_trace: bool = True,
@@ -62,6 +66,7 @@ def schedule(stream: list[tuple[int, Instruction]], target: Target, keep_trace: 
         record = {"pc": pc, "op": instr.mnemonic, "unit": unit, "start": start, "end": end, "ready": ready,
                   "reads": reads, "writes": writes, "macs": evaluate(instr.op.macs, env)}
         timing.add(record, free)
+        add_events(timing.events, instruction_events(instr, tenv, reads, writes))
         if observe is not None:
             observe(record)
     return timing

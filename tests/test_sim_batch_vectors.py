@@ -110,8 +110,8 @@ def test_progress_reaches_the_total_and_draws_only_on_a_terminal():
 
 
 def test_batch_totals_of_zero_wall_time_do_not_divide_by_zero():
-    totals = batch_totals({"cycles": 10, "mac_ops": 4, "clock_mhz": 200}, 3, 0.0)
-    assert totals["simulated_macs_per_second"] == 0.0 and totals["cycles"] == 30
+    totals = batch_totals({"cycles": 10, "mac_ops": 4, "clock_mhz": 200, "energy_uj": 0.5}, 3, 0.0)
+    assert totals["simulated_macs_per_second"] == 0.0 and totals["cycles"] == 30 and totals["energy_uj"] == 1.5
 
 
 @pytest.fixture(scope="module")

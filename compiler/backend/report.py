@@ -4,12 +4,16 @@
 latency if nothing overlapped; `bound_cycles` is the least any schedule could take
 (isa.bounds); a recurrent layer's `recurrence_bound_cycles` is the least its recurrence allows
 (the program's: the largest of its layers'). The simulator's `cycles` is the real figure.
+Energy (docs/energy.md) counts the events of isa/energy.py over the same instructions, so a
+layer's `energy_uj` (its dynamic energy) is the simulator's; the total adds leakage over the
+cycles no schedule beats (the larger of the two bounds), so it is at most the simulator's.
 """
 
 from __future__ import annotations
 
 import bisect
 import functools
+import math
 import re
 from dataclasses import dataclass
 
@@ -23,6 +27,7 @@ from compiler.passes.reroll import LOOP_TABLES
 from isa.bounds import bound_cycles, vector_elements
 from isa.container import Program
 from isa.encoding import Instruction
+from isa.energy import add_events, breakdown_uj, energy_figures, instruction_events, no_events
 from isa.loops import counted
 from isa.table import WORD_BYTES, Op, evaluate
 from isa.tensors import StateDesc
@@ -52,7 +57,8 @@ def build_report(graph: Graph, kernel: Kernel, program: Program) -> dict:
               "weight_bytes_read": sum(f.wmem_read for f in every),
               "est_cycles": sum(f.busy for f in every),
               "bound_cycles": _bound(every, program),
-              **_recurrence(max(dict(program.recurrence).values(), default=None)),
+              **_recurrence(max(dict(program.recurrence).values(), default=None))}
+    total |= {**_energy(every, program, max(total["bound_cycles"], total.get("recurrence_bound_cycles", 0))),
               "code_bytes": len(program.code) * WORD_BYTES + _stride_bytes(kernel),
               "instructions": len(program.code)}
     state = [_state(d) for d in program.state]
@@ -68,26 +74,47 @@ class Figures:
     busy: int
     wmem_read: int
     vec_elements: int
+    events: dict[str, int]  # the energy model's, without leakage (isa/energy.py)
 
 
 def _figures(instr: Instruction, times: int, target_env: dict) -> Figures:
     env = instr.env(target_env)
     wmem = sum(evaluate(a.length, env) for a in instr.op.reads if a.memory == "wmem")
     elements = vector_elements(instr) if instr.op.unit == "VEC" else 0
+    events = no_events()
+    add_events(events, instruction_events(instr, target_env, *instr.footprint(target_env)), times)
     return Figures(times * evaluate(instr.op.macs, env), times * evaluate(instr.op.cycles, env), times * wmem,
-                   times * elements)
+                   times * elements, events)
+
+
+def _events(figures: list[Figures]) -> dict[str, int]:
+    total = no_events()
+    for f in figures:
+        add_events(total, f.events)
+    return total
+
+
+def _energy(figures: list[Figures], program: Program, cycles: int) -> dict:
+    """The total's energy: every instruction's events, and leakage over `cycles`."""
+    return energy_figures({**_events(figures), "cycles": cycles}, program.target, sum(f.macs for f in figures))
+
+
+def _dynamic_uj(figures: list[Figures], program: Program) -> float:
+    """A layer's energy: its instructions' events (leakage belongs to the whole run)."""
+    return math.fsum(breakdown_uj(_events(figures), program.target).values())
 
 
 def _steady(instr: Instruction, strides: np.ndarray) -> bool:
     """Whether every iteration of a loop-body instruction has the same figures: no field that
-    advances appears in its MAC, cycle or weight-read formula, nor is the vector count `n`."""
+    advances appears in its MAC or cycle formula or the length of anything it reads or writes,
+    nor is the vector count `n`."""
     advancing = {f.name for f, s in zip(instr.op.fields, strides) if s}
     return not advancing & _formula_names(instr.op)
 
 
 @functools.cache
 def _formula_names(op: Op) -> frozenset[str]:
-    exprs = [op.macs, op.cycles, *(a.length for a in op.reads if a.memory == "wmem")]
+    exprs = [op.macs, op.cycles, *(a.length for a in op.reads + op.writes)]
     return frozenset({"n", *(name for expr in exprs for name in re.findall(r"[A-Za-z_]\w*", expr))})
 
 
@@ -180,6 +207,7 @@ def _layer(nodes: list[Node], mine: list[Figures], stored: int, program: Program
         "bound_cycles": _bound(mine, program),
         **_recurrence(dict(program.recurrence).get(nodes[-1].source)),
         "weight_bytes_read": sum(f.wmem_read for f in mine),
+        "energy_uj": _dynamic_uj(mine, program),
         **({"padding_mac_ops": padding} if padding else {}),
         **({"states": states} if states else {}),
         **({"shares_weights_with": list(shares)} if shares else {}),

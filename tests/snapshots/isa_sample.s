@@ -3,7 +3,7 @@
 ; memory: host 502 elements, amem 514/32768 elements, acc 12/4096 entries, wmem 6240/524288 bytes
 
 .program model="kws"
-.target macs=32 weight_bits=8 act_bits=16 acc_bits=32 vec_lanes=8 mac_latency=4 vec_latency=4 dma_bytes_per_cycle=8 dma_latency=20 weight_mem_bytes=524288 act_mem_bytes=65536 acc_entries=4096 codebook_entries=4096 clock_mhz=200
+.target macs=32 weight_bits=8 act_bits=16 acc_bits=32 vec_lanes=8 mac_latency=4 vec_latency=4 dma_bytes_per_cycle=8 dma_latency=20 weight_mem_bytes=524288 act_mem_bytes=65536 acc_entries=4096 codebook_entries=4096 clock_mhz=200 mac_w8_fj=444 mac_w16_fj=800 mem_ref_bytes=32768 wmem_read_fj=2222 amem_read_fj=4444 amem_write_fj=4444 acc_access_fj=8889 decompress_fj=49 vec_op_fj=800 table_lookup_fj=1111 dma_fj=11111 leak_fj=2500
 .memory host=502 amem=514 acc=12 wmem=6240 cbm=0
 .input name="x" shape=[1,49,10] scale=0.0123 host=0x0
 .output name="y" shape=[1,12] scale=3.0517578125e-05 host=0x1ea

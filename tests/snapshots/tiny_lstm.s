@@ -3,7 +3,7 @@
 ; memory: host 8 elements, amem 66/32768 elements, acc 16/4096 entries, wmem 320/524288 bytes
 
 .program model="test"
-.target macs=8 weight_bits=8 act_bits=16 acc_bits=32 vec_lanes=8 mac_latency=4 vec_latency=4 dma_bytes_per_cycle=8 dma_latency=20 weight_mem_bytes=524288 act_mem_bytes=65536 acc_entries=4096 codebook_entries=4096 clock_mhz=200
+.target macs=8 weight_bits=8 act_bits=16 acc_bits=32 vec_lanes=8 mac_latency=4 vec_latency=4 dma_bytes_per_cycle=8 dma_latency=20 weight_mem_bytes=524288 act_mem_bytes=65536 acc_entries=4096 codebook_entries=4096 clock_mhz=200 mac_w8_fj=444 mac_w16_fj=800 mem_ref_bytes=32768 wmem_read_fj=2222 amem_read_fj=4444 amem_write_fj=4444 acc_access_fj=8889 decompress_fj=49 vec_op_fj=800 table_lookup_fj=1111 dma_fj=11111 leak_fj=2500
 .memory host=8 amem=66 acc=16 wmem=320 cbm=0
 .input name="X" shape=[2,1,3] scale=0.00014191294922821253 host=0x0
 .output name="y" shape=[1,2] scale=2.0226637363486546e-05 host=0x6
