@@ -19,7 +19,7 @@ from isa.target import Target
 from runtime_sim import Simulator
 
 from models import fc_model, lstm_model, recurrent_model
-from toolchain import random_inputs, run_checked, without_tuning
+from toolchain import float_outputs, random_inputs, run_checked, without_tuning
 
 
 @pytest.mark.parametrize("bits", [2, 3, 4])
@@ -212,3 +212,50 @@ def test_fine_tuned_models_keep_their_levels_and_match_onnx_runtime(name, compre
     session = ort.InferenceSession(str(KWS / f"{name}.onnx"), providers=["CPUExecutionProvider"])
     float_top1 = np.array([session.run(None, {"mfcc": sample})[0].argmax() for sample in x])
     assert np.mean(chip.argmax(-1) == float_top1) >= 0.96  # 30 utterances: at most one differs
+
+
+def _smooth_lstm_inputs(model: onnx.ModelProto, samples: int, seed: int) -> dict[str, np.ndarray]:
+    """Input sequences that drift from step to step (as speech frames do), so x_t and the state
+    that remembers earlier frames are correlated."""
+    shape = next(tuple(d.dim_value for d in i.type.tensor_type.shape.dim) for i in model.graph.input)
+    steps = np.random.default_rng(seed).standard_normal((samples, *shape)) * 0.4
+    return {"X": np.cumsum(steps, axis=1).astype(np.float32)}
+
+
+def _pre_activation_error(compiled, moments_of=None) -> float:
+    """E|(W - Ŵ) x_t + (R - R̂) h_prev|² / E|W x_t + R h_prev|² of the compiled LSTM, over the
+    calibration's steps (the step moments the compiler kept)."""
+    from compiler.ops.recurrent.formats import hidden_frac, pre_frac
+
+    node = next(n for n in compiled.graph.nodes if n.op == "lstm")
+    cell, pre = node.attrs.cells[0], 2.0 ** -pre_frac(node)
+    scales = (compiled.graph.scales[node.inputs[0]], 2.0 ** -hidden_frac(node))
+    exact = np.concatenate([node.attrs.W[0], node.attrs.R[0]], axis=1).astype(np.float64)
+    fitted = np.concatenate([q.weights * (q.mult[0] * 2.0 ** -q.shift[0] * pre / s)
+                             for q, s in zip((cell.x, cell.h), scales)], axis=1)
+    moments = node.attrs.ranges.steps[0]
+    error = exact - fitted
+    return float(np.trace(error @ moments @ error.T) / np.trace(exact @ moments @ exact.T))
+
+
+def test_fitting_w_and_r_together_lowers_the_pre_activation_and_output_error(monkeypatch):
+    model = lstm_model(12, 1, 3, 32, outputs=("Y_h",), seed=3)
+    calibration, test = _smooth_lstm_inputs(model, 32, seed=4), _smooth_lstm_inputs(model, 1, seed=5)
+    test = {"X": test["X"][0]}
+    joint = run_checked(model, test, calibration=calibration, compression=Compression(2))
+    monkeypatch.setattr("compiler.ops.recurrent.quantize.fit_jointly", lambda parts, _: tuple(p.q for p in parts))
+    apart = run_checked(model, test, calibration=calibration, compression=Compression(2))
+    assert _pre_activation_error(joint.compiled) < 0.5 * _pre_activation_error(apart.compiled)
+    expected = float_outputs(model, test)["Y_h"]
+    assert np.abs(joint.outputs["Y_h"] - expected).mean() < 0.5 * np.abs(apart.outputs["Y_h"] - expected).mean()
+    assert joint.compiled.report["total"]["stored_bytes"] == apart.compiled.report["total"]["stored_bytes"]
+
+
+def test_joint_rounding_moves_an_error_onto_a_correlated_column_of_another_matrix():
+    from compiler.passes.compress import compensated
+
+    values, together = np.array([[3.0, 1.4]]), np.ones((2, 2))  # x and h always equal
+    first, second = np.array([[0.0, 4.0]]), np.array([[0.0, 2.0, 4.0, 6.0]])  # each its own codebook
+    live = np.ones((1, 2), bool)
+    assert compensated(values, [first, second], together, live).tolist() == [[1, 0]]  # 3 -> 4, 1.4 - 1 -> 0
+    assert compensated(values, [first, second], np.eye(2), live).tolist() == [[1, 1]]  # apart: 1.4 -> 2

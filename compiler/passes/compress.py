@@ -144,14 +144,22 @@ def _assign_compensated(units: np.ndarray, books: np.ndarray, moments: np.ndarra
     """Round column by column (a pruned weight to zero); push each column's error onto the later
     ones through the inverse of the input moments, so that W x, not W, changes least (GPTQ's
     update, with codebooks)."""
-    columns = units.shape[1]
+    return compensated(units, [books] * units.shape[1], moments, live)
+
+
+def compensated(values: np.ndarray, books: list[np.ndarray], moments: np.ndarray, live: np.ndarray) -> np.ndarray:
+    """The indices of GPTQ's rounding with a codebook per column: column j takes the nearest entry
+    of books[j] (rows x entries, in the values' units) in each row, or zero where `live` is false,
+    and its error moves onto the later columns (passes/joint.py rounds several matrices' columns,
+    each with its own codebooks, as one)."""
+    columns = values.shape[1]
     damped = moments + DAMPING * np.mean(np.diag(moments)) * np.eye(columns) + 1e-12 * np.eye(columns)
     upper = np.linalg.cholesky(np.linalg.inv(damped)).T
-    work, indices = units.copy(), np.zeros(units.shape, np.int64)
-    rows = np.arange(units.shape[0])
-    for j in range(columns):
-        indices[:, j] = np.argmin(np.abs(work[:, j, None] - books), axis=1)
-        error = (work[:, j] - books[rows, indices[:, j]] * live[:, j]) / upper[j, j]
+    work, indices = values.astype(np.float64), np.zeros(values.shape, np.int64)
+    rows = np.arange(values.shape[0])
+    for j, book in enumerate(books):
+        indices[:, j] = np.argmin(np.abs(work[:, j, None] - book), axis=1)
+        error = (work[:, j] - book[rows, indices[:, j]] * live[:, j]) / upper[j, j]
         work[:, j + 1:] -= np.outer(error, upper[j, j + 1:])
     return indices
 

@@ -22,8 +22,10 @@ def float_recurrent(node: Node, x: np.ndarray, h0: np.ndarray | None = None, c0:
 def float_ranges(node: Node, x: np.ndarray, h0: np.ndarray | None = None,
                  c0: np.ndarray | None = None) -> tuple[list, StateRanges]:
     """The layer's outputs, and the ranges of the values inside it that its formats must hold
-    (every step's h and c, the initial states included, and its Relus' outputs)."""
+    (every step's h and c, the initial states included, and its Relus' outputs), with each
+    direction's step moments (StateRanges.steps)."""
     seen = _Extremes()
+    moments = [_StepMoments() for _ in node.attrs.directions]
     cell = CELLS[node.op]
     attrs = _in_float64(node.attrs, x.shape[0])
     acts = [_acts(attrs, d, seen) for d in range(len(attrs.directions))]
@@ -33,6 +35,7 @@ def float_ranges(node: Node, x: np.ndarray, h0: np.ndarray | None = None,
         for key, value in (("h", h), ("c", c)):
             if not any(value is state for state in returned):  # not the last step's: an initial state
                 seen.note(key, value)
+        moments[d].note(x_t, h)
         h_new, c_new = cell(attrs, d, acts[d], x_t, h, c)
         seen.note("h", h_new)
         seen.note("c", c_new)
@@ -40,7 +43,27 @@ def float_ranges(node: Node, x: np.ndarray, h0: np.ndarray | None = None,
         return h_new, c_new
 
     outputs = scan(node, x, h0, c0, step, np.float64)
-    return outputs, StateRanges(**seen.largest(("h", "c") + ROLES))
+    steps = tuple(m.mean() for m in moments)
+    return outputs, StateRanges(**seen.largest(("h", "c") + ROLES), steps=steps)
+
+
+class _StepMoments:
+    """E[z zᵀ] over a direction's steps, z = [x_t, h_prev]: the second moments of what a step's
+    pre-activations are made of (W x_t + R h_prev), cross terms included, so that W and R can be
+    compressed together (passes/joint.py)."""
+
+    def __init__(self) -> None:
+        self.total: np.ndarray | None = None
+        self.count = 0
+
+    def note(self, x: np.ndarray, h: np.ndarray) -> None:
+        z = np.concatenate([x, h], axis=1)
+        product = z.T @ z
+        self.total = product if self.total is None else self.total + product
+        self.count += len(z)
+
+    def mean(self) -> np.ndarray | None:
+        return None if self.total is None else self.total / self.count
 
 
 class _Extremes:

@@ -15,7 +15,9 @@ integer recipe of each cell.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import numpy as np
 
 from compiler.ir import Node
 from compiler.passes.weights import HEADROOM
@@ -28,12 +30,16 @@ MIN_FRAC = 0  # the coarsest format a state takes: integers, range +-32768
 class StateRanges:
     """What calibration saw inside a recurrent layer: the largest |h| (initial state included),
     |c| (an LSTM's, initial state included), and the largest output of a Relu gate activation and
-    of a Relu candidate activation (0 without one)."""
+    of a Relu candidate activation (0 without one); and per direction the step moments E[z zᵀ],
+    z = [x_t, h_prev], that compression fits W and R together with (passes/joint.py; None
+    for a direction that ran no step). The moments take no part in comparisons: the formats
+    follow from the ranges alone."""
 
     h: float = 0.0
     c: float = 0.0
     gate: float = 0.0
     candidate: float = 0.0
+    steps: tuple[np.ndarray | None, ...] = field(default=(), compare=False, repr=False)
 
 
 def state_frac(natural: int, max_abs: float) -> int:

@@ -18,6 +18,7 @@ from compiler.ir import Node, QMatrix
 from compiler.ops.recurrent.formats import cell_formats, cell_frac, hidden_frac, pre_frac
 from compiler.ops.recurrent.records import CellWeights, QuantGruAttrs, QuantLstmAttrs, QuantRnnAttrs
 from compiler.ops.registry import Scales
+from compiler.passes.joint import Part, fit_jointly
 from compiler.passes.tile import recurrent_height, unit_groups
 from compiler.passes.weights import GATE_SCALE, WeightPolicy
 from isa.numerics import ACT_MAX, quantize
@@ -59,7 +60,7 @@ def _direction(m: Matrices, d: int) -> CellWeights:
     a = m.node.attrs
     gates = a.W.shape[1]
     wb, rb = a.B[d][:gates], a.B[d][gates:]
-    weights = MATRICES[m.node.op](m, d, wb, rb)
+    weights = _jointly(m, d, MATRICES[m.node.op](m, d, wb, rb))
     if m.node.op == "lstm" and a.P is not None:
         return CellWeights(**weights, peephole=quantize(a.P[d], GATE_SCALE))
     return CellWeights(**weights)
@@ -97,6 +98,21 @@ class Matrices:
         hidden = self.node.attrs.hidden
         groups = unit_groups(hidden, self.policy.target.vec_lanes)
         return np.concatenate([np.arange(u0, u1) + gate * hidden for u0, u1 in groups for gate in range(gates)])
+
+
+def _jointly(m: Matrices, d: int, weights: dict[str, QMatrix]) -> dict[str, QMatrix]:
+    """W and R rounded again together against the step moments (passes/joint.py), where both are
+    compressed activation-aware and R multiplies h_prev itself (not a GRU's r*h)."""
+    steps = m.node.attrs.ranges.steps if m.node.attrs.ranges is not None else ()
+    compression = m.policy.compression
+    if compression is None or not compression.activation_aware or "h" not in weights or d >= len(steps) \
+            or steps[d] is None or weights["x"].codebook is None or weights["h"].codebook is None:
+        return weights
+    a = m.node.attrs
+    parts = (Part(np.asarray(a.W[d], np.float64), weights["x"], m.x_scale, m.pre_scale),
+             Part(np.asarray(a.R[d], np.float64), weights["h"], m.h_scale, m.pre_scale))
+    x, h = fit_jointly(parts, steps[d])
+    return {**weights, "x": x, "h": h}
 
 
 def _plain(m: Matrices, d: int, wb, rb) -> dict:
