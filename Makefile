@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/schedule.py
 	$(BIN)/python bench/streaming.py
 	$(BIN)/python bench/compression.py
+	$(BIN)/python bench/fitting.py
 	$(BIN)/python bench/hostile.py
 	$(BIN)/python bench/conv.py
 	$(BIN)/python bench/partitioned.py
