@@ -104,9 +104,10 @@ def _jointly(m: Matrices, d: int, weights: dict[str, QMatrix]) -> dict[str, QMat
     """W and R rounded again together against the step moments (passes/joint.py), where both are
     compressed activation-aware and R multiplies h_prev itself (not a GRU's r*h)."""
     steps = m.node.attrs.ranges.steps if m.node.attrs.ranges is not None else ()
-    compression = m.policy.compression
-    if compression is None or not compression.activation_aware or "h" not in weights or d >= len(steps) \
-            or steps[d] is None or weights["x"].codebook is None or weights["h"].codebook is None:
+    if "h" not in weights or d >= len(steps) or steps[d] is None:
+        return weights
+    chosen = [m.policy.chosen.get(m.name(kind, d), m.policy.compression) for kind in ("x", "h")]
+    if any(c is None or not c.activation_aware for c in chosen):
         return weights
     a = m.node.attrs
     parts = (Part(np.asarray(a.W[d], np.float64), weights["x"], m.x_scale, m.pre_scale),
