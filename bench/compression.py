@@ -5,7 +5,10 @@ the models fine-tuned with shared (and pruned) weights by examples/kws/finetune.
 the test split and its drop from the float model's (points), the compression ratio,
 weight-memory traffic and cycles per inference.
 
-    .venv/bin/python bench/compression.py [MODEL ...]     (default: every kws_*.onnx float model)
+    .venv/bin/python bench/compression.py [--summary] [MODEL ...]   (default: every kws_*.onnx float model)
+
+--summary: only the widths the issue's table compares (4, 3, 2 bits per tile and `auto`), no
+fine-tuned models.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ SETTINGS = [("none", None), ("4-bit tile", Compression(4)), ("4-bit matrix", Com
 FINE_TUNED = {"kws_lstm64": [("kws_lstm64_c2", "2-bit matrix", Compression(2, "matrix"))],
               "kws_gru64": [("kws_gru64_c2", "2-bit matrix", Compression(2, "matrix")),
                             ("kws_gru64_c2s70", "2-bit matrix, pruned 70%", Compression(2, "matrix", prune=0.7))]}
+SUMMARY = ("4-bit tile", "3-bit tile", "2-bit tile", "auto, default budget")
 HEADER = (f"  {'weights':<34} {'ratio':>7} {'stored B':>9} {'top-1':>7} {'drop pt':>7} {'read B/inf':>11} "
           f"{'cycles':>7}")
 
@@ -62,7 +66,7 @@ def _widths(report: dict) -> str:
                             f"{m['bits'] or 'plain'}" for m in chosen) if chosen else ""
 
 
-def main(names: list[str]) -> None:
+def main(names: list[str], summary: bool = False) -> None:
     test, calib = np.load(KWS / "test.npz"), dict(np.load(KWS / "calib.npz"))
     x, y = test["x"], test["y"]
     for name in names:
@@ -71,8 +75,9 @@ def main(names: list[str]) -> None:
         print(f"{name}: float top-1 {reference:.2%} on {len(x)} test utterances")
         print(HEADER)
         for label, compression in SETTINGS:
-            print(chip_row(label, model, compression, calib, x, y, reference), flush=True)
-        for tuned, label, compression in FINE_TUNED.get(name, []):
+            if not summary or label in SUMMARY:
+                print(chip_row(label, model, compression, calib, x, y, reference), flush=True)
+        for tuned, label, compression in [] if summary else FINE_TUNED.get(name, []):
             path = KWS / f"{tuned}.onnx"
             print(f"{tuned} (fine-tuned from {name}): its own float top-1 {float_accuracy(path, x, y):.2%}; "
                   f"drop from {name}'s")
@@ -83,4 +88,5 @@ def main(names: list[str]) -> None:
 FLOAT_MODELS = sorted(p.stem for p in KWS.glob("kws_*.onnx") if "_c" not in p.stem)
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or FLOAT_MODELS)
+    names = [a for a in sys.argv[1:] if a != "--summary"]
+    main(names or FLOAT_MODELS, "--summary" in sys.argv[1:])
