@@ -16,7 +16,7 @@ import pytest
 
 from compiler.sweep.cache import Cache
 from compiler.sweep.cli import main
-from compiler.sweep.data import read_data, truths
+from compiler.sweep.data import read_data, scorings
 from compiler.sweep.grid import Axes, bytes_digest, grid, inputs_digest, point_key
 from compiler.sweep.pareto import Front, fronts
 from compiler.sweep.point import measure
@@ -61,18 +61,18 @@ def client():
 def _sweep(setup, client, cache: Cache, progress=None):
     _, model, calibration, data = setup
     points = grid(["lstm"], AXES)
-    keys = [point_key(p, bytes_digest(model.SerializeToString()), inputs_digest(calibration, data, "y"))
+    keys = [point_key(p, bytes_digest(model.SerializeToString()), inputs_digest(calibration, data, "y", None))
             for p in points]
-    work = Work({"lstm": model}, calibration, data, truths(data, "y", {}))
+    work = Work({"lstm": model}, calibration, data, scorings(data, "y", None, {}))
     return points, run_sweep(lambda: contextlib.nullcontext(client), points, keys, work, cache, progress)
 
 
 def test_the_cluster_gives_the_table_of_the_points_run_one_by_one(setup, client, tmp_path):
     _, model, calibration, data = setup
     points, outcome = _sweep(setup, client, Cache(tmp_path / "cache"))
-    truth = truths(data, "y", {})("lstm")
+    scoring = scorings(data, "y", None, {})("lstm")
     assert len(points) == 8 and outcome.computed == 8
-    assert outcome.measures == [measure(p, model, calibration, data, truth) for p in points]
+    assert outcome.measures == [measure(p, model, calibration, data, scoring) for p in points]
 
 
 def test_a_point_that_does_not_fit_is_a_failed_row(setup, client, tmp_path):
@@ -145,7 +145,8 @@ def test_the_cli_writes_the_table_prints_the_fronts_and_plots_them(setup, client
         assert f"Pareto front {front.title}" in out
         for row in front.of([{**r, front.x: float(r[front.x] or 0), front.y: float(r[front.y] or 0)}
                              for r in table]):
-            assert f"{row['macs']} MACs w8 wmem {row['weight_mem_bytes']} compress {row['compress']}" in out
+            assert (f"lstm {row['macs']} MACs weight memory {row['weight_mem_bytes']} B compress {row['compress']}"
+                    in out)
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "8 points (8 computed, 0 from the cache), 4 failed" in err
     assert (tmp_path / "r.csv.cache").is_dir()

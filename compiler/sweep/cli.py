@@ -2,7 +2,7 @@
 
     rnnaccel-sweep MODEL.onnx [MODEL.onnx ...] [--target NAME|FILE,...] [--macs N,...]
                    [--weight-bits 8,16] [--weight-mem BYTES,...] [--compress none,4,3,2,auto] [--partition]
-                   --calibration CALIB.npz --data TEST.npz [--labels KEY] [--samples N]
+                   --calibration CALIB.npz --data TEST.npz [--labels KEY] [--input-key KEY] [--samples N]
                    -o RESULTS.csv [--cache DIR] [--plot PARETO.png]
                    [--workers N | --scheduler ADDRESS [--timeout SECONDS]] [-q]
 
@@ -26,7 +26,7 @@ import onnx
 
 from compiler.frontend.onnx_import import load_model
 from compiler.sweep.cache import Cache
-from compiler.sweep.data import metric, read_data, truths
+from compiler.sweep.data import metric, read_data, scorings
 from compiler.sweep.grid import Axes, bytes_digest, comma_list, compression, grid, inputs_digest, integer, point_key
 from compiler.sweep.pareto import front_text, fronts, fronts_png
 from compiler.sweep.run import Outcome, Progress, Work, dask_client, distributed, run_sweep
@@ -65,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", default="y", metavar="KEY",
                    help="the data's array of integer labels, one per sample (default y); without it points are "
                         "scored by top-1 agreement with the float model (ONNX Runtime)")
+    p.add_argument("--input-key", metavar="KEY",
+                   help="the data's array for the models' one input (default: the input's name, else the only array "
+                        "besides the labels)")
     p.add_argument("--samples", type=integer, metavar="N", help="score on N evenly spaced samples of the data")
     p.add_argument("-o", "--output", metavar="RESULTS.csv", required=True, help="the results table to write")
     p.add_argument("--cache", metavar="DIR", help="computed points, one JSON file each (default RESULTS.csv.cache)")
@@ -130,9 +133,9 @@ def _main(argv: list[str] | None) -> None:
     models = _models(args.models)
     points = grid(list(models), axes)
     calibration, data = read_npz(args.calibration, "calibration"), read_data(args.data, args.samples)
-    shared = inputs_digest(calibration, data, args.labels)
+    shared = inputs_digest(calibration, data, args.labels, args.input_key)
     keys = [point_key(p, bytes_digest(models[p.model].SerializeToString(deterministic=True)), shared) for p in points]
-    work = Work(models, calibration, data, truths(data, args.labels, dict(zip(models, args.models))))
+    work = Work(models, calibration, data, scorings(data, args.labels, args.input_key, dict(zip(models, args.models))))
     connect = partial(dask_client, args.scheduler, args.workers, args.timeout)
     outcome = run_sweep(connect, points, keys, work, Cache(args.cache or f"{args.output}.cache"), _progress(args))
     score = metric(data, args.labels)

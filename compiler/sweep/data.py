@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from compiler.sweep.point import Truth
+from compiler.sweep.point import Scoring
 from isa.errors import RnnaccelError
 from isa.fileio import read_npz
 from runtime_sim.evaluate import select_inputs, select_labels, top1
@@ -35,15 +35,17 @@ def read_data(path: str, samples: int | None) -> dict[str, np.ndarray]:
     return {name: a[chosen] for name, a in data.items()}
 
 
-def truths(data: dict[str, np.ndarray], label_key: str, models: Mapping[str, str]) -> Callable[[str], Truth]:
-    """Per model name, the classes its points are scored against (`models`: name -> ONNX file)."""
+def scorings(data: dict[str, np.ndarray], label_key: str, input_key: str | None,
+             models: Mapping[str, str]) -> Callable[[str], Scoring]:
+    """Per model name, how its points are scored (`models`: name -> ONNX file)."""
     if label_key in data:
         samples = len(next(iter(data.values())))
         top = int(data[label_key].max()) + 1 if data[label_key].dtype.kind in "iu" else 1
         labels = select_labels(data, label_key, samples, top)  # the program's classes are checked per point
-        return lambda name: Truth("accuracy", labels, label_key)
+        return lambda name: Scoring("accuracy", labels, label_key, input_key)
     _require_onnxruntime(label_key)
-    return lambda name: Truth("agreement", float_top1(models[name], data, label_key), label_key)
+    return lambda name: Scoring("agreement", float_top1(models[name], data, label_key, input_key), label_key,
+                                input_key)
 
 
 def metric(data: dict[str, np.ndarray], label_key: str) -> str:
@@ -51,10 +53,10 @@ def metric(data: dict[str, np.ndarray], label_key: str) -> str:
     return "accuracy" if label_key in data else "agreement"
 
 
-def float_top1(path: str, data: dict[str, np.ndarray], label_key: str) -> np.ndarray:
+def float_top1(path: str, data: dict[str, np.ndarray], label_key: str, input_key: str | None) -> np.ndarray:
     """The float model's top-1 class of every sample."""
     model = FloatModel(path)
-    inputs = select_inputs([Port(name, None) for name in model.input_shapes], data, label_key)
+    inputs = select_inputs([Port(name, None) for name in model.input_shapes], data, label_key, input_key)
     return top1(model.run(inputs))
 
 

@@ -117,9 +117,9 @@ def point_key(point: Point, model_digest: str, inputs_digest: str) -> str:
 
 
 def inputs_digest(calibration: Mapping[str, np.ndarray] | None, data: Mapping[str, np.ndarray],
-                  label_key: str) -> str:
+                  label_key: str, input_key: str | None) -> str:
     """A hash of what every point reads besides its model: the calibration and data arrays, and
-    which array holds the labels."""
+    which arrays hold the labels and the input."""
     named = {**{f"calibration/{k}": v for k, v in (calibration or {}).items()},
              **{f"data/{k}": v for k, v in data.items()}}
-    return bytes_digest(f"{arrays_digest(named)} {label_key}".encode())
+    return bytes_digest(json.dumps([arrays_digest(named), label_key, input_key]).encode())

@@ -44,9 +44,13 @@ def fronts(metric: str) -> tuple[Front, Front]:
             Front(f"stored size-{metric}", "stored_bytes", metric, higher=True))
 
 
-def _label(row: Row) -> str:
-    return (f"{row['model']} {row['target']} {row['macs']} MACs w{row['weight_bits']} "
-            f"wmem {row['weight_mem_bytes']} compress {row['compress']}")
+LABELS = (("model", "{}"), ("target", "{}"), ("macs", "{} MACs"), ("weight_bits", "{}-bit weights"),
+          ("weight_mem_bytes", "weight memory {} B"), ("compress", "compress {}"))
+
+
+def _label(row: Row, rows: Sequence[Row]) -> str:
+    """The point by the parameters that vary in the sweep (the model always)."""
+    return " ".join(form.format(row[k]) for k, form in LABELS if k == "model" or len({r[k] for r in rows}) > 1)
 
 
 def front_text(front: Front, rows: Sequence[Row]) -> str:
@@ -54,7 +58,7 @@ def front_text(front: Front, rows: Sequence[Row]) -> str:
     points = front.of(rows)
     lines = [f"Pareto front {front.title} ({len(points)} of {sum(r['status'] == 'ok' for r in rows)} points):",
              f"  {front.x:>14} {front.y:>14}  point"]
-    lines += [f"  {row[front.x]:>14.6g} {row[front.y]:>14.6g}  {_label(row)}" for row in points]
+    lines += [f"  {row[front.x]:>14.6g} {row[front.y]:>14.6g}  {_label(row, rows)}" for row in points]
     return "\n".join(lines) + "\n"
 
 
@@ -69,7 +73,8 @@ def fronts_png(rows: Sequence[Row], metric: str, title: str) -> bytes:
             mine = [r for r in rows if r["model"] == model and r["status"] == "ok"]
             ax.scatter([r[front.x] for r in mine], [r[front.y] for r in mine], label=model, alpha=0.7)
         on = front.of(rows)
-        ax.plot([r[front.x] for r in on], [r[front.y] for r in on], "k--", lw=1, label="Pareto front")
+        ax.plot([r[front.x] for r in on], [r[front.y] for r in on], "k--", lw=1, drawstyle="steps-post",
+                label="Pareto front")
         for r in on:
             ax.annotate(f"{r['macs']}/{r['compress']}", (r[front.x], r[front.y]), fontsize=7,
                         textcoords="offset points", xytext=(4, 4))

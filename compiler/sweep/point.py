@@ -31,38 +31,40 @@ COMPRESSION: dict[str, Compression | Budget | None] = {
 }
 STATS = ("cycles", "latency_us", "energy_uj", "tops_per_w", "mac_utilization", "weight_bytes_read")
 REPORT = ("code_bytes", "stored_bytes", "fp32_bytes", "compression_ratio")
-# `score` is the accuracy or the agreement (Truth.metric)
+# `score` is the accuracy or the agreement (Scoring.metric)
 MEASURES = ("score", *STATS, "weight_mem_used", "act_mem_used", *REPORT, "chip_mac_fraction")
 
 
 @dataclass(frozen=True)
-class Truth:
-    """The classes each sample is scored against: the data's labels (`accuracy`) or the float
-    model's top-1 (`agreement`)."""
+class Scoring:
+    """How a point is scored: the classes each sample is scored against (the data's labels for
+    `accuracy`, the float model's top-1 for `agreement`), and which arrays of the data are the
+    labels and the program's input (runtime_sim.evaluate.select_inputs)."""
 
     metric: str
     classes: np.ndarray
     label_key: str
+    input_key: str | None = None
 
 
 def measure(point: Point, model: onnx.ModelProto, calibration: dict[str, np.ndarray] | None,
-            data: dict[str, np.ndarray], truth: Truth) -> dict[str, object]:
+            data: dict[str, np.ndarray], scoring: Scoring) -> dict[str, object]:
     """The point's status and measures: `ok` with every field of MEASURES, or `failed` and why."""
     try:
-        return {"status": "ok", "error": "", **_measured(point, model, calibration, data, truth)}
+        return {"status": "ok", "error": "", **_measured(point, model, calibration, data, scoring)}
     except RnnaccelError as exc:
         return {"status": "failed", "error": " ".join(str(exc).split())}
 
 
 def _measured(point: Point, model: onnx.ModelProto, calibration: dict[str, np.ndarray] | None,
-              data: dict[str, np.ndarray], truth: Truth) -> dict[str, object]:
+              data: dict[str, np.ndarray], scoring: Scoring) -> dict[str, object]:
     compiled = compile_model(model, point.target, calibration, compression=COMPRESSION[point.compress],
                              chip_only=point.chip_only)
     sim = simulator_for(compiled.program, trace=False)
-    inputs = select_inputs(sim.inputs, data, truth.label_key)
+    inputs = select_inputs(sim.inputs, data, scoring.label_key, scoring.input_key)
     check_inputs(sim.inputs, inputs, batch=True)
-    check_label_range(truth.classes, truth.label_key, class_count(sim.outputs))
-    ev = evaluate(sim, inputs, truth.classes)
+    check_label_range(scoring.classes, scoring.label_key, class_count(sim.outputs))
+    ev = evaluate(sim, inputs, scoring.classes)
     total = compiled.report["total"]
     return {"score": ev.chip_accuracy, **{k: ev.stats[k] for k in STATS}, **_memory_used(compiled),
             **{k: total[k] for k in REPORT}, "chip_mac_fraction": compiled.partition.chip_mac_fraction}

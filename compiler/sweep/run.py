@@ -20,7 +20,7 @@ import onnx
 
 from compiler.sweep.cache import Cache
 from compiler.sweep.grid import Point
-from compiler.sweep.point import Truth, measure
+from compiler.sweep.point import Scoring, measure
 from isa.errors import RnnaccelError
 
 Progress = Callable[[int, int, int], None]  # (points done, points in all, points failed)
@@ -35,7 +35,7 @@ class Work:
     models: dict[str, onnx.ModelProto]
     calibration: dict[str, np.ndarray] | None
     data: dict[str, np.ndarray]
-    truth: Callable[[str], Truth]
+    scoring: Callable[[str], Scoring]
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,7 @@ def _submit(client, todo: dict[str, Point], work: Work) -> dict[object, str]:
     shared = client.scatter([work.calibration, work.data, *(work.models[n] for n in names)], broadcast=True,
                             hash=False)
     calibration, data, models = shared[0], shared[1], dict(zip(names, shared[2:]))
-    truths = {name: work.truth(name) for name in names}
-    return {client.submit(measure, point, models[point.model], calibration, data, truths[point.model],
+    scorings = {name: work.scoring(name) for name in names}
+    return {client.submit(measure, point, models[point.model], calibration, data, scorings[point.model],
                           key=f"rnnaccel-sweep-{key}", pure=False): key
             for key, point in todo.items()}
