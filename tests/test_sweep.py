@@ -3,6 +3,7 @@ from the cache, a point that does not fit as a failed row, the CLI's table and f
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import csv
 import io
@@ -15,7 +16,7 @@ import onnx
 import pytest
 
 from compiler.sweep.cache import Cache
-from compiler.sweep.cli import main
+from compiler.sweep.cli import _progress, main
 from compiler.sweep.data import read_data, scorings
 from compiler.sweep.grid import Axes, bytes_digest, grid, inputs_digest, point_key
 from compiler.sweep.pareto import Front, fronts
@@ -69,9 +70,11 @@ def _sweep(setup, client, cache: Cache, progress=None):
 
 def test_the_cluster_gives_the_table_of_the_points_run_one_by_one(setup, client, tmp_path):
     _, model, calibration, data = setup
-    points, outcome = _sweep(setup, client, Cache(tmp_path / "cache"))
+    seen = []
+    points, outcome = _sweep(setup, client, Cache(tmp_path / "cache"), lambda *counts: seen.append(counts))
     scoring = scorings(data, "y", None, {})("lstm")
     assert len(points) == 8 and outcome.computed == 8
+    assert seen[0] == (0, 8, 0) and seen[-1] == (8, 8, 4) and [d for d, _, _ in seen] == sorted(d for d, _, _ in seen)
     assert outcome.measures == [measure(p, model, calibration, data, scoring) for p in points]
 
 
@@ -162,6 +165,29 @@ def test_data_without_labels_is_scored_by_agreement_with_the_float_model(setup, 
     assert "Pareto front stored size-agreement" in capsys.readouterr().out
 
 
+def test_progress_is_one_line_on_a_terminal_and_nothing_with_q(monkeypatch):
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    draw = _progress(argparse.Namespace(quiet=False))
+    draw(3, 8, 1)
+    draw(8, 8, 2)
+    lines = ["rnnaccel-sweep: 3/8 points done, 1 failed", "rnnaccel-sweep: 8/8 points done, 2 failed"]
+    assert sys.stderr.getvalue() == "".join(f"\r{line}" for line in lines) + "\n"
+    assert _progress(argparse.Namespace(quiet=True)) is None
+
+
+def test_a_cache_that_cannot_be_made_is_one_line(setup, client, tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SystemExit) as exc:
+        _cli(setup, tmp_path, client, "--cache", str(tmp_path / "file" / "cache"))
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.startswith("rnnaccel-sweep: error: cannot create the cache directory"), err
+    assert not (tmp_path / "r.csv").exists()
+
+
 def _fails(argv: list[str], capsys) -> str:
     with pytest.raises(SystemExit) as exc:
         main(argv)
@@ -181,6 +207,7 @@ def _fails(argv: list[str], capsys) -> str:
     ("--data", "missing.npz", "cannot read data"),
     ("--data", "lstm.onnx", "not a valid .npz file"),
     ("--scheduler", "tcp://127.0.0.1:1", "cannot reach the Dask scheduler"),
+    ("--timeout", "0", "expected a positive number of seconds"),
 ])
 def test_bad_options_and_data_are_one_line_and_no_table(setup, tmp_path, capsys, option, value, message):
     tmp = setup[0]

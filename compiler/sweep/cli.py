@@ -125,6 +125,8 @@ def _checked_paths(args: argparse.Namespace) -> None:
 
 def _main(argv: list[str] | None) -> None:
     args = _parser().parse_args(argv)
+    if not args.timeout > 0:
+        raise RnnaccelError(f"--timeout {args.timeout:g}: expected a positive number of seconds")
     axes = _axes(args)
     distributed()
     if args.plot:
