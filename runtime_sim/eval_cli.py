@@ -47,14 +47,9 @@ def _parser() -> argparse.ArgumentParser:
                                "accuracy per frame and its event detection (latency, misses, false alarms), "
                                "whole-sequence or streaming.")
     p.add_argument("program", metavar="PROG.rnna", help="program container from rnnaccel-compile")
-    p.add_argument("--data", required=True, metavar="TEST.npz",
-                   help="the model inputs with a leading samples axis, and the labels")
-    p.add_argument("--labels", default="y", metavar="KEY",
-                   help="the data's array of integer labels: [N], one per sample, or [N, T], one per frame "
-                        "(default y)")
-    p.add_argument("--input-key", metavar="KEY",
-                   help="the data's array for the program's one input (default: the input's name, else the only "
-                        "array besides the labels)")
+    add_data_arguments(p, "the model inputs with a leading samples axis, and the labels",
+                       "the data's array of integer labels: [N], one per sample, or [N, T], one per frame (default y)",
+                       "program's")
     p.add_argument("--per-frame", action="store_true",
                    help="evaluate every frame: labels [N, T] (chosen anyway when the labels are 2-D); class 0 "
                         "is the background, a run of one other label an event")
@@ -69,6 +64,16 @@ def _parser() -> argparse.ArgumentParser:
     add_max_instructions(p)
     add_version(p)
     return p
+
+
+def add_data_arguments(p: argparse.ArgumentParser, data_help: str, labels_help: str, whose: str) -> None:
+    """--data, --labels and --input-key: a data set and which of its arrays are the labels and the
+    input, as rnnaccel-eval and rnnaccel-sweep read them (runtime_sim.evaluate.select_inputs)."""
+    p.add_argument("--data", required=True, metavar="TEST.npz", help=data_help)
+    p.add_argument("--labels", default="y", metavar="KEY", help=labels_help)
+    p.add_argument("--input-key", metavar="KEY",
+                   help=f"the data's array for the {whose} one input (default: the input's name, else the only "
+                        "array besides the labels)")
 
 
 def _percent(part: int, whole: int) -> str:

@@ -36,38 +36,36 @@ from isa.errors import RnnaccelError
 from isa.fileio import read_npz
 from isa.outputs import check_paths, write_all
 from isa.target import TARGETS
+from runtime_sim.eval_cli import add_data_arguments
 from runtime_sim.plot import require_matplotlib
 
 PROG = "rnnaccel-sweep"
-AXES: tuple[tuple[str, str, Callable[[str], object]], ...] = (  # option's dest, Axes field, parser of one value
-    ("target", "targets", str), ("macs", "macs", integer), ("weight_bits", "weight_bits", integer),
-    ("weight_mem", "weight_mem", integer), ("compress", "compress", compression))
+# the comma-list options: argparse dest, Axes field, parser of one value, metavar, default, help
+AXES: tuple[tuple[str, str, Callable[[str], object], str, str | None, str], ...] = (
+    ("target", "targets", str, "NAME|FILE,...", "rnnaccel",
+     f"target descriptions: names ({', '.join(TARGETS)}) or JSON files (default rnnaccel)"),
+    ("macs", "macs", integer, "N,...", None, "MAC lanes (default: each target's)"),
+    ("weight_bits", "weight_bits", integer, "B,...", None, "stored weight widths, 8 or 16 (default: each target's)"),
+    ("weight_mem", "weight_mem", integer, "BYTES,...", None, "weight memory sizes (default: each target's)"),
+    ("compress", "compress", compression, "C,...", "none",
+     "weight compression: none, 4, 3, 2 (bits per codebook index) or auto (within the default accuracy budget "
+     "of rnnaccel-compile --compress auto) (default none)"),
+)
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description="Compile, simulate and score every combination of targets, "
                                 "compile options and models; print and plot the Pareto fronts.")
     p.add_argument("models", metavar="MODEL.onnx", nargs="+", help="the ONNX models to sweep (distinct file names)")
-    p.add_argument("--target", metavar="NAME|FILE,...", default="rnnaccel",
-                   help=f"target descriptions: names ({', '.join(TARGETS)}) or JSON files (default rnnaccel)")
-    p.add_argument("--macs", metavar="N,...", help="MAC lanes (default: each target's)")
-    p.add_argument("--weight-bits", metavar="B,...", help="stored weight widths, 8 or 16 (default: each target's)")
-    p.add_argument("--weight-mem", metavar="BYTES,...", help="weight memory sizes (default: each target's)")
-    p.add_argument("--compress", metavar="C,...", default="none",
-                   help="weight compression: none, 4, 3, 2 (bits per codebook index) or auto (within the default "
-                        "accuracy budget of rnnaccel-compile --compress auto) (default none)")
+    for dest, _, _, metavar, default, text in AXES:
+        p.add_argument(f"--{dest.replace('_', '-')}", metavar=metavar, default=default, help=text)
     p.add_argument("--partition", action="store_true",
                    help="let the host run what the chip cannot run or hold, as rnnaccel-compile does by default "
                         "(default: chip only, such a point fails; energy counts only the chip's part)")
     p.add_argument("--calibration", metavar="CALIB.npz", required=True, help="sample inputs for quantisation")
-    p.add_argument("--data", metavar="TEST.npz", required=True,
-                   help="the inputs every point is scored on, with a leading samples axis, and the labels")
-    p.add_argument("--labels", default="y", metavar="KEY",
-                   help="the data's array of integer labels, one per sample (default y); without it points are "
-                        "scored by top-1 agreement with the float model (ONNX Runtime)")
-    p.add_argument("--input-key", metavar="KEY",
-                   help="the data's array for the models' one input (default: the input's name, else the only array "
-                        "besides the labels)")
+    add_data_arguments(p, "the inputs every point is scored on, with a leading samples axis, and the labels",
+                       "the data's array of integer labels, one per sample (default y); without it points are "
+                       "scored by top-1 agreement with the float model (ONNX Runtime)", "models'")
     p.add_argument("--samples", type=integer, metavar="N", help="score on N evenly spaced samples of the data")
     p.add_argument("-o", "--output", metavar="RESULTS.csv", required=True, help="the results table to write")
     p.add_argument("--cache", metavar="DIR", help="computed points, one JSON file each (default RESULTS.csv.cache)")
@@ -87,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
 def _axes(args: argparse.Namespace) -> Axes:
     """The comma lists given; an option left out keeps Axes' default."""
     given = {field: comma_list(getattr(args, dest), f"--{dest.replace('_', '-')}", parse)
-             for dest, field, parse in AXES if getattr(args, dest) is not None}
+             for dest, field, parse, *_ in AXES if getattr(args, dest) is not None}
     return Axes(**given, chip_only=not args.partition)
 
 
