@@ -155,6 +155,15 @@ def test_the_cli_writes_the_table_prints_the_fronts_and_plots_them(setup, client
     assert (tmp_path / "r.csv.cache").is_dir()
 
 
+def test_by_default_a_local_cluster_of_worker_processes_runs_the_points(setup, tmp_path, capsys):
+    tmp = setup[0]
+    with pytest.raises(SystemExit) as exc:
+        main([str(tmp / "lstm.onnx"), "--macs", "16,32", "--calibration", str(tmp / "calib.npz"), "--data",
+              str(tmp / "test.npz"), "-o", str(tmp_path / "r.csv"), "--workers", "2"])
+    assert exc.value.code == 0, capsys.readouterr().err
+    assert [(r["macs"], r["status"]) for r in _table(tmp_path / "r.csv")] == [("16", "ok"), ("32", "ok")]
+
+
 def test_data_without_labels_is_scored_by_agreement_with_the_float_model(setup, client, tmp_path, capsys):
     np.savez(setup[0] / "unlabelled.npz", x=np.load(setup[0] / "test.npz")["x"])
     with pytest.raises(SystemExit) as exc:
