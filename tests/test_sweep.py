@@ -18,7 +18,7 @@ import pytest
 from compiler.sweep.cache import Cache
 from compiler.sweep.cli import _progress, main
 from compiler.sweep.data import read_data, scorings
-from compiler.sweep.grid import Axes, bytes_digest, grid, inputs_digest, point_key
+from compiler.sweep.grid import Axes, bytes_digest, grid, inputs_digest, point_key, toolchain_digest
 from compiler.sweep.pareto import Front, fronts
 from compiler.sweep.point import measure
 from compiler.sweep.run import Work, run_sweep
@@ -54,16 +54,16 @@ def setup(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as c, \
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0") as c, \
             distributed.Client(c) as cl:
         yield cl
 
 
-def _sweep(setup, client, cache: Cache, progress=None):
+def _sweep(setup, client, cache: Cache, progress=None, toolchain: str | None = None):
     _, model, calibration, data = setup
     points = grid(["lstm"], AXES)
-    keys = [point_key(p, bytes_digest(model.SerializeToString()), inputs_digest(calibration, data, "y", None))
-            for p in points]
+    keys = [point_key(p, bytes_digest(model.SerializeToString()), inputs_digest(calibration, data, "y", None),
+                      toolchain or toolchain_digest()) for p in points]
     work = Work({"lstm": model}, calibration, data, scorings(data, "y", None, {}))
     return points, run_sweep(lambda: contextlib.nullcontext(client), points, keys, work, cache, progress)
 
@@ -103,6 +103,8 @@ def test_an_interrupted_sweep_resumes_with_only_the_missing_points(setup, client
     next(cache.folder.iterdir()).write_text("{not json")
     _, repaired = _sweep(setup, client, cache)
     assert (repaired.computed, repaired.measures) == (1, resumed.measures)
+    _, rebuilt = _sweep(setup, client, cache, toolchain="another version of the compiler")
+    assert rebuilt.computed == 8
 
 
 def test_a_front_holds_exactly_the_points_no_other_beats():

@@ -27,7 +27,17 @@ import onnx
 from compiler.frontend.onnx_import import load_model
 from compiler.sweep.cache import Cache
 from compiler.sweep.data import metric, read_data, scorings
-from compiler.sweep.grid import Axes, bytes_digest, comma_list, compression, grid, inputs_digest, integer, point_key
+from compiler.sweep.grid import (
+    Axes,
+    bytes_digest,
+    comma_list,
+    compression,
+    grid,
+    inputs_digest,
+    integer,
+    point_key,
+    toolchain_digest,
+)
 from compiler.sweep.pareto import front_text, fronts, fronts_png
 from compiler.sweep.run import Outcome, Progress, Work, dask_client, distributed, run_sweep
 from compiler.sweep.table import csv_text, rows
@@ -133,8 +143,9 @@ def _main(argv: list[str] | None) -> None:
     models = _models(args.models)
     points = grid(list(models), axes)
     calibration, data = read_npz(args.calibration, "calibration"), read_data(args.data, args.samples)
-    shared = inputs_digest(calibration, data, args.labels, args.input_key)
-    keys = [point_key(p, bytes_digest(models[p.model].SerializeToString(deterministic=True)), shared) for p in points]
+    shared, toolchain = inputs_digest(calibration, data, args.labels, args.input_key), toolchain_digest()
+    keys = [point_key(p, bytes_digest(models[p.model].SerializeToString(deterministic=True)), shared, toolchain)
+            for p in points]
     work = Work(models, calibration, data, scorings(data, args.labels, args.input_key, dict(zip(models, args.models))))
     connect = partial(dask_client, args.scheduler, args.workers, args.timeout)
     outcome = run_sweep(connect, points, keys, work, Cache(args.cache or f"{args.output}.cache"), _progress(args))

@@ -1,8 +1,9 @@
 """The grid: one comma list per option, every combination a point, each point's cache key.
 
 A point's key hashes everything its row depends on (the model's bytes, the calibration and data
-arrays, the whole target description after overrides, the compression), so a changed input
-recomputes exactly the points it touches and an unchanged command recomputes none.
+arrays, the whole target description after overrides, the compression, and the toolchain's own
+source), so a changed input recomputes exactly the points it touches, a changed compiler or
+simulator recomputes every point, and an unchanged command recomputes none.
 """
 
 from __future__ import annotations
@@ -12,15 +13,20 @@ import itertools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
 
+import compiler
+import isa
+import runtime_sim
 from isa.errors import RnnaccelError
 from isa.target import Target, load_target
 
 COMPRESSIONS = ("none", "4", "3", "2", "auto")
 SCHEMA = 1  # the rows' format: a new one makes every cached point stale
+SOURCE_SUFFIXES = (".py", ".lark")
 T = TypeVar("T")
 
 
@@ -107,10 +113,22 @@ def bytes_digest(blob: bytes) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
-def point_key(point: Point, model_digest: str, inputs_digest: str) -> str:
+def toolchain_digest() -> str:
+    """A hash of the source files of the compiler, the ISA and the simulator, as this process
+    imports them: results computed by another version of the code are not reused."""
+    h = hashlib.sha256()
+    for package in (compiler, isa, runtime_sim):
+        root = Path(package.__file__).parent
+        for path in sorted(p for p in root.rglob("*") if p.suffix in SOURCE_SUFFIXES):
+            h.update(f"{package.__name__}/{path.relative_to(root).as_posix()}\0".encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def point_key(point: Point, model_digest: str, inputs_digest: str, toolchain: str) -> str:
     """The cache key of a point: its model's bytes, the calibration and data (`inputs_digest`),
-    the whole target and the compression."""
-    described = {"schema": SCHEMA, "model": model_digest, "inputs": inputs_digest,
+    the whole target, the compression and the toolchain's source (`toolchain_digest`)."""
+    described = {"schema": SCHEMA, "model": model_digest, "inputs": inputs_digest, "toolchain": toolchain,
                  "target": point.target.to_dict(), "compress": point.compress,
                  "chip_only": point.chip_only}
     return bytes_digest(json.dumps(described, sort_keys=True).encode())

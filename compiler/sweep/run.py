@@ -63,7 +63,7 @@ def dask_client(scheduler: str | None, workers: int, timeout: float) -> Iterator
     (one thread each: a point is pure Python and NumPy, which threads would serialise)."""
     dist = distributed()
     if scheduler is None:
-        with dist.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+        with dist.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                                silence_logs=logging.ERROR) as cluster, dist.Client(cluster) as client:
             yield client
         return
