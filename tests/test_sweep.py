@@ -59,9 +59,9 @@ def client():
         yield cl
 
 
-def _sweep(setup, client, cache: Cache, progress=None, toolchain: str | None = None):
+def _sweep(setup, client, cache: Cache, progress=None, toolchain: str | None = None, axes: Axes = AXES):
     _, model, calibration, data = setup
-    points = grid(["lstm"], AXES)
+    points = grid(["lstm"], axes)
     keys = [point_key(p, bytes_digest(model.SerializeToString()), inputs_digest(calibration, data, "y", None),
                       toolchain or toolchain_digest()) for p in points]
     work = Work({"lstm": model}, calibration, data, scorings(data, "y", None, {}))
@@ -84,6 +84,13 @@ def test_a_point_that_does_not_fit_is_a_failed_row(setup, client, tmp_path):
         fits = point.target.weight_mem_bytes != SMALL_WMEM
         assert (m["status"] == "ok") == fits, m
         assert fits or ("weight memory" in m["error"] and "cycles" not in m)
+
+
+def test_with_partition_the_host_takes_what_does_not_fit(setup, client, tmp_path):
+    axes = Axes(weight_mem=(SMALL_WMEM,), chip_only=False)
+    points, outcome = _sweep(setup, client, Cache(tmp_path / "cache"), axes=axes)
+    assert [m["status"] for m in outcome.measures] == ["ok"]
+    assert outcome.measures[0]["chip_mac_fraction"] < 1
 
 
 def test_an_interrupted_sweep_resumes_with_only_the_missing_points(setup, client, tmp_path):
