@@ -29,6 +29,7 @@ from compiler.sweep.cache import Cache
 from compiler.sweep.data import metric, read_data, scorings
 from compiler.sweep.grid import (
     Axes,
+    Point,
     bytes_digest,
     comma_list,
     compression,
@@ -143,19 +144,24 @@ def _main(argv: list[str] | None) -> None:
     models = _models(args.models)
     points = grid(list(models), axes)
     calibration, data = read_npz(args.calibration, "calibration"), read_data(args.data, args.samples)
-    shared, toolchain = inputs_digest(calibration, data, args.labels, args.input_key), toolchain_digest()
-    keys = [point_key(p, bytes_digest(models[p.model].SerializeToString(deterministic=True)), shared, toolchain)
-            for p in points]
+    keys = _keys(points, models, inputs_digest(calibration, data, args.labels, args.input_key))
     work = Work(models, calibration, data, scorings(data, args.labels, args.input_key, dict(zip(models, args.models))))
     connect = partial(dask_client, args.scheduler, args.workers, args.timeout)
     outcome = run_sweep(connect, points, keys, work, Cache(args.cache or f"{args.output}.cache"), _progress(args))
     score = metric(data, args.labels)
     table = rows(points, outcome.measures, score)
     title = f"{', '.join(models)}: {len(points)} points on {len(next(iter(data.values())))} samples"
-    write_all({args.output: csv_text(table, score), **({args.plot: fronts_png(table, score, title)} if args.plot
-                                                         else {})})
+    plot = {args.plot: fronts_png(table, score, title)} if args.plot else {}
+    write_all({args.output: csv_text(table, score), **plot})
     _note(args)(_counts(outcome, table, args.output))
     write_stdout("\n".join(front_text(f, table) for f in fronts(score)))
+
+
+def _keys(points: list[Point], models: dict[str, onnx.ModelProto], inputs: str) -> list[str]:
+    """Each point's cache key (grid.point_key), the models' bytes and the toolchain hashed once."""
+    toolchain = toolchain_digest()
+    digests = {name: bytes_digest(m.SerializeToString(deterministic=True)) for name, m in models.items()}
+    return [point_key(p, digests[p.model], inputs, toolchain) for p in points]
 
 
 def _counts(outcome: Outcome, table: list[dict[str, object]], output: str) -> str:
