@@ -4,6 +4,8 @@ Models (input: raw MFCC [batch, 49, 10], batch first; output: 12 logits):
     kws_lstm64      LSTM, hidden 64                -> last time step -> Linear(64, 12)
     kws_gru64       GRU, hidden 64                 -> last time step -> Linear(64, 12)
     kws_lstm128x2   2-layer LSTM, hidden 128        -> last time step -> Linear(128, 12)
+    kws_gru154      GRU, hidden 154                -> last time step -> Linear(154, 12)
+    kws_lstm118     LSTM, hidden 118               -> last time step -> Linear(118, 12)
 
 Each model starts with a fixed per-coefficient affine normalisation x * scale + shift (constants
 computed once from the training set: the ONNX graph has a Mul and an Add of constants before the
@@ -13,7 +15,7 @@ opset 17), input "mfcc" [1, 49, 10], output "logits" [1, 12].
 Needs PyTorch (not a dependency of rnnaccel: ``pip install -e .[train]`` or any torch 2.x venv):
 
     python examples/kws/make_dataset.py --out /tmp/kws_data --train-size 24000
-    python examples/kws/train.py --data /tmp/kws_data            # all three models
+    python examples/kws/train.py --data /tmp/kws_data            # all five models
     python examples/kws/train.py --data /tmp/kws_data --models lstm64 --epochs 10
 
 Model selection uses the validation split (training voice variants); the test split (held-out
@@ -33,7 +35,8 @@ from torch import nn
 
 HERE = Path(__file__).resolve().parent
 FRAMES, MFCC, CLASSES = 49, 10, 12
-MODELS = {"lstm64": ("LSTM", 64, 1), "gru64": ("GRU", 64, 1), "lstm128x2": ("LSTM", 128, 2)}
+MODELS = {"lstm64": ("LSTM", 64, 1), "gru64": ("GRU", 64, 1), "lstm128x2": ("LSTM", 128, 2),
+          "gru154": ("GRU", 154, 1), "lstm118": ("LSTM", 118, 1)}
 
 
 class KwsRnn(nn.Module):
