@@ -16,7 +16,7 @@ FUZZ_SECONDS ?= 600
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,finetune]'
 	touch $(STAMP)
 
 demo: $(STAMP)
