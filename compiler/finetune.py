@@ -116,7 +116,7 @@ def _kmeans(values: torch.Tensor, k: int) -> torch.Tensor:
 
 class Tied(nn.Module):
     """A model whose tieable matrices run as their shared values. Train it like the model (its
-    parameters are the model's and the shared values); call `update` after each optimiser step."""
+    parameters are the model's and the shared values); call `update` between optimiser steps."""
 
     def __init__(self, model: nn.Module, books: list[SharedWeight], bits: int, sparsity: float,
                  groups: str) -> None:
