@@ -16,7 +16,7 @@ FUZZ_SECONDS ?= 600
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,sweep]'
+	$(BIN)/python -m pip install --quiet -e '.[test,finetune,sweep]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -1,7 +1,7 @@
 """Compression benchmark: the trained keyword-spotting models at none/4/3/2 bits per weight,
 codebooks per tile and per matrix, with and without pruning, and `--compress auto` within its
 default budget (top-1 agreement with the float model on 99 % of the calibration samples); then
-the models fine-tuned with shared (and pruned) weights by examples/kws/finetune.py. Accuracy on
+the models fine-tuned with shared (and pruned) weights by examples/kws/finetune.py (compiler.finetune). Accuracy on
 the test split and its drop from the float model's (points), the compression ratio,
 weight-memory traffic and cycles per inference.
 
@@ -35,7 +35,9 @@ SETTINGS = [("none", None), ("4-bit tile", Compression(4)), ("4-bit matrix", Com
 # and the pruned fraction are the ones the fine-tuning trained for
 FINE_TUNED = {"kws_lstm64": [("kws_lstm64_c2", "2-bit matrix", Compression(2, "matrix"))],
               "kws_gru64": [("kws_gru64_c2", "2-bit matrix", Compression(2, "matrix")),
-                            ("kws_gru64_c2s70", "2-bit matrix, pruned 70%", Compression(2, "matrix", prune=0.7))]}
+                            ("kws_gru64_c2s70", "2-bit matrix, pruned 70%", Compression(2, "matrix", prune=0.7))],
+              "kws_gru154": [("kws_gru154_c2s60", "2-bit matrix, pruned 60%", Compression(2, "matrix", prune=0.6))],
+              "kws_lstm118": [("kws_lstm118_c2s60", "2-bit matrix, pruned 60%", Compression(2, "matrix", prune=0.6))]}
 SUMMARY = ("4-bit tile", "3-bit tile", "2-bit tile", "auto, default budget")
 HEADER = (f"  {'weights':<34} {'ratio':>7} {'stored B':>9} {'top-1':>7} {'drop pt':>7} {'read B/inf':>11} "
           f"{'cycles':>7}")

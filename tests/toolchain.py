@@ -90,10 +90,11 @@ def float_outputs(model, inputs: dict) -> dict[str, np.ndarray]:
 
 
 def assert_close(model, inputs: dict, bits: int = 8, calibration: dict | None = None, shapes: dict | None = None,
-                 target: Target | None = None):
+                 target: Target | None = None, compression: Compression | None = None):
     """Simulated outputs within the documented tolerance of the float model's; returns the checks.
-    `target` (default: the default target with `bits`-bit weights) must have `bits`-bit weights."""
-    checked = run_checked(model, inputs, target or Target(weight_bits=bits), calibration, shapes)
+    `target` (default: the default target with `bits`-bit weights) must have `bits`-bit weights;
+    `compression` suits only a model whose weights the codebooks hold exactly (fine-tuned)."""
+    checked = run_checked(model, inputs, target or Target(weight_bits=bits), calibration, shapes, compression)
     for name, want in float_outputs(model, inputs).items():
         error = float(np.max(np.abs(checked.outputs[name] - want)))
         bound = TOLERANCE[bits] * max(1.0, float(np.max(np.abs(want))))

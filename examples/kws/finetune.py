@@ -2,20 +2,18 @@
 
 The compiler can store each weight matrix as 2-bit indices into a 4-entry codebook; clustering a float
 model after training costs several accuracy points, so this script fine-tunes the model with the
-clustering in the loop (Deep Compression, Han et al. 2016):
+clustering in the loop, through the library helper compiler/finetune.py (docs/finetune.md):
 
 1. loads the committed float model examples/kws/kws_<model>.onnx into train.py's KwsRnn and checks that
    PyTorch and ONNX Runtime agree on the test split;
-2. every weight matrix (weight_ih_l0, weight_hh_l0, head.weight; biases stay float) is one codebook group
-   with 2**bits centroids. Straight-through phase: the forward pass uses each float "shadow" weight
-   replaced by its nearest centroid (0 if pruned), the gradient goes to the shadow weight, and the
-   centroids are refitted by 1-D k-means every --refit steps. With --sparsity S, a per-matrix magnitude
-   mask ramps from 0 to S over the first 40 % of the steps (cubic schedule, Zhu & Gupta 2017) and then
-   stays fixed. Final --freeze-epochs: the assignment is frozen and the centroids themselves are trained
-   (a centroid's gradient is the sum of its members' gradients);
+2. ties it (compiler.finetune.tie): every weight matrix (weight_ih_l0, weight_hh_l0, head.weight; biases
+   stay float) is one codebook group with 2**bits shared values, trained straight-through, with --sparsity
+   S a magnitude mask ramping to S over the first --ramp of the steps; for the final --freeze-epochs the
+   assignment is frozen and the shared values themselves train;
 3. keeps the epoch with the best validation accuracy of the tied model (after the pruning ramp), exports
    it like train.py and checks the ONNX file: <= 2**bits distinct nonzero values per matrix, the
-   requested fraction of exact zeros, test top-1 with ONNX Runtime. Results go to train_results.json.
+   requested fraction of exact zeros, test top-1 with ONNX Runtime, the compression ratio the compiler
+   gives it. Results go to train_results.json.
 
     python examples/kws/finetune.py --data /tmp/kws_data --model lstm64 --bits 2 --threads 1
     python examples/kws/finetune.py --data /tmp/kws_data --model gru64 --bits 2 --sparsity 0.6 --threads 1
@@ -39,7 +37,9 @@ import onnxruntime as ort
 import torch
 from onnx import numpy_helper
 from torch import nn
-from torch.func import functional_call
+
+from compiler.finetune import Tied, tie
+from compiler.pipeline import compile_model
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -47,7 +47,7 @@ from train import MODELS, KwsRnn, accuracy, augment, load  # noqa: E402
 
 # PyTorch gate block k is ONNX gate block ORDER[k]: LSTM ONNX i,o,f,c -> torch i,f,g,o; GRU z,r,h -> r,z,n.
 GATE_ORDER = {"LSTM": [0, 2, 3, 1], "GRU": [1, 0, 2]}
-MATRICES = ("rnn.weight_ih_l0", "rnn.weight_hh_l0", "head.weight")
+SINGLE_LAYER = [name for name, (_, _, layers) in MODELS.items() if layers == 1]
 
 
 def onnx_weights(path: Path) -> dict[str, np.ndarray]:
@@ -113,79 +113,6 @@ def agree_with_ort(model: KwsRnn, path: Path, test: tuple[torch.Tensor, torch.Te
     return acc
 
 
-class Codebook:
-    """Weight sharing state of one matrix: shadow weight, centroids, pruning mask, frozen assignment."""
-
-    def __init__(self, weight: nn.Parameter, bits: int, joint: bool) -> None:
-        self.w, self.k, self.joint = weight, 2 ** bits, joint
-        self.mask = torch.ones_like(weight, dtype=torch.bool)
-        self.centroids = nn.Parameter(torch.zeros(self.k))
-        self.quantize = True
-        self.fixed = torch.zeros_like(weight, dtype=torch.bool)  # weights whose assignment is frozen
-        self.index = torch.zeros_like(weight, dtype=torch.long)  # their centroid
-        self.refit()
-
-    def nearest(self) -> torch.Tensor:
-        return (self.w.detach()[..., None] - self.centroids.detach()).abs().argmin(-1)
-
-    def refit(self, iters: int = 30) -> None:
-        """1-D k-means (Lloyd, quantile init) on the unpruned weights: the optimal codebook for them."""
-        v = self.w.detach()[self.mask]
-        c = torch.quantile(v, (torch.arange(self.k) + 0.5) / self.k)
-        for _ in range(iters):
-            a = (v[:, None] - c).abs().argmin(1)
-            c = torch.stack([v[a == j].mean() if (a == j).any() else c[j] for j in range(self.k)])
-        self.centroids.data.copy_(c)
-
-    def prune(self, sparsity: float) -> None:
-        """Magnitude mask with exactly round(sparsity * size) zeros (pruned shadows get no gradient)."""
-        order = torch.sort(self.w.detach().abs().flatten(), stable=True).indices
-        mask = torch.ones(self.w.numel(), dtype=torch.bool)
-        mask[order[:round(sparsity * self.w.numel())]] = False
-        self.mask = mask.view_as(self.w)
-
-    def fix(self, fraction: float) -> None:
-        """Freeze the assignment of `fraction` of the unpruned weights, those closest to their centroid first:
-        weights near a decision boundary are the ones that oscillate under the straight-through estimator."""
-        idx = torch.where(self.fixed, self.index, self.nearest())
-        dist = (self.w.detach() - self.centroids.detach()[idx]).abs()
-        dist = torch.where(self.fixed, -1.0, torch.where(self.mask, dist, math.inf)).flatten()
-        chosen = torch.zeros(dist.numel(), dtype=torch.bool)
-        chosen[torch.sort(dist, stable=True).indices[:round(fraction * int(self.mask.sum()))]] = True
-        self.fixed |= chosen.view_as(self.fixed) & self.mask
-        self.index = torch.where(self.fixed, idx, 0)
-
-    @property
-    def frozen(self) -> bool:
-        return bool(self.fixed[self.mask].all())
-
-    def tied(self) -> torch.Tensor:
-        """The weight as the chip sees it: straight-through gradient to the free shadow weights, and to the
-        centroids once every assignment is frozen (a centroid's gradient is the sum of its members')."""
-        if not self.quantize:
-            return torch.where(self.mask, self.w, 0.0)
-        c = self.centroids if self.frozen or self.joint else self.centroids.detach()
-        idx = torch.where(self.fixed, self.index, self.nearest())
-        ste = torch.where(self.fixed, 0.0, self.w - self.w.detach())  # exactly 0, gradient to w
-        return torch.where(self.mask, c[idx] + ste, 0.0)
-
-
-class Tied(nn.Module):
-    """Runs the float model with every weight matrix replaced by its tied version."""
-
-    def __init__(self, model: KwsRnn, books: dict[str, Codebook]) -> None:
-        super().__init__()
-        self.model, self.books = model, books
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return functional_call(self.model, {n: b.tied() for n, b in self.books.items()}, (x,))
-
-    def state(self) -> dict[str, torch.Tensor]:
-        """The float model's state with the tied matrices: what gets exported."""
-        state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        return state | {n: b.tied().detach().clone() for n, b in self.books.items()}
-
-
 def lr_factor(step: int, frozen_from: int, steps: int, centroid_lr: float) -> float:
     """Cosine to zero over the straight-through phase, so that the assignment settles before it is frozen,
     then a second, smaller cosine for the centroid phase."""
@@ -194,41 +121,28 @@ def lr_factor(step: int, frozen_from: int, steps: int, centroid_lr: float) -> fl
     return centroid_lr * 0.5 * (1 + math.cos(math.pi * (step - frozen_from) / max(steps - frozen_from, 1)))
 
 
-def finetune(tied: Tied, teacher: KwsRnn, data: dict, args: argparse.Namespace) -> tuple[dict, int, float]:
-    """STE + pruning ramp, then centroid training; returns the best tied state, its epoch and the seconds."""
+def finetune(tied: Tied, teacher: KwsRnn, data: dict, args: argparse.Namespace) -> tuple[nn.Module, int, float]:
+    """STE + pruning ramp, then centroid training; returns the best stripped model, its epoch and the seconds."""
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
-    books = list(tied.books.values())
     xtr, ytr = data["train"]
     steps = args.epochs * ((len(xtr) + args.batch - 1) // args.batch)
-    ramp, fix_from = int(args.ramp * steps), int(args.fix_from * steps)
+    ramp = int(args.ramp * steps)
     frozen_from = steps * (args.epochs - args.freeze_epochs) // args.epochs
     assert not args.sparsity or ramp + args.prune_every < frozen_from, "the pruning ramp must end before the freeze"
-    params = [*tied.model.parameters(), *(b.centroids for b in books)]
+    params = list(tied.parameters())
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: lr_factor(t, frozen_from, steps, args.centroid_lr))
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05)
-    best, best_state, best_epoch, step, level, t0 = -1.0, {}, 0, 0, 0.0, time.time()
+    best, best_model, best_epoch, step, t0 = -1.0, None, 0, 0, time.time()
     for epoch in range(args.epochs):
         if epoch == args.epochs - args.freeze_epochs:
-            for b in books:
-                b.fix(1.0)
+            tied.freeze()
         tied.train()
         perm = torch.randperm(len(xtr), generator=gen)
         total = 0.0
         for i in range(0, len(xtr), args.batch):
-            if level < args.sparsity and step % args.prune_every == 0:  # the first update after the ramp sets S
-                level = args.sparsity * (1 - (1 - min(step / ramp, 1.0)) ** 3)
-                for b in books:
-                    b.prune(level)
-                    b.quantize = not args.float_prune or level == args.sparsity
-                    b.refit()
-            elif args.refit and not books[0].frozen and step % args.refit == 0:
-                for b in books:
-                    b.refit()
-            elif level == args.sparsity and step % args.prune_every == 0 and step > fix_from:
-                for b in books:
-                    b.fix(1 - (1 - min((step - fix_from) / (frozen_from - fix_from), 1.0)) ** 3)
+            tied.update(step, ramp, args.prune_every, args.refit)
             idx = perm[i:i + args.batch]
             xb = augment(xtr[idx], gen)
             logits = tied(xb)
@@ -246,14 +160,12 @@ def finetune(tied: Tied, teacher: KwsRnn, data: dict, args: argparse.Namespace) 
             step += 1
             total += loss.item() * len(idx)
         val, _ = accuracy(tied, *data["val"])
-        sparsity = sum(int((~b.mask).sum()) for b in books) / sum(b.mask.numel() for b in books)
-        if val >= best and level == args.sparsity and books[0].quantize:  # only fully pruned epochs count
-            best, best_state, best_epoch = val, tied.state(), epoch + 1
-        fixed = sum(int(b.fixed.sum()) for b in books) / sum(int(b.mask.sum()) for b in books)
-        phase = "centroids" if books[0].frozen else f"ste, {fixed:.3f} fixed"
+        if val >= best and tied.sparsity == args.sparsity:  # only fully pruned epochs count
+            best, best_model, best_epoch = val, tied.strip(), epoch + 1
+        phase = "centroids" if tied.frozen else "ste"
         print(f"epoch {epoch + 1}/{args.epochs} [{phase}]: loss {total / len(xtr):.4f}  tied val {val:.4f}  "
-              f"sparsity {sparsity:.3f}  ({time.time() - t0:.0f} s)", flush=True)
-    return best_state, best_epoch, time.time() - t0
+              f"sparsity {tied.pruned_fraction():.3f}  ({time.time() - t0:.0f} s)", flush=True)
+    return best_model, best_epoch, time.time() - t0
 
 
 def check_onnx(path: Path, bits: int, sparsity: float) -> dict[str, tuple[int, float]]:
@@ -272,17 +184,14 @@ def check_onnx(path: Path, bits: int, sparsity: float) -> dict[str, tuple[int, f
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=Path("/tmp/kws_data"), help="make_dataset.py output directory")
-    ap.add_argument("--model", choices=["lstm64", "gru64"], default="lstm64")
+    ap.add_argument("--model", choices=SINGLE_LAYER, default="lstm64")
     ap.add_argument("--bits", type=int, default=2, help="codebook index bits: 2**bits shared values per matrix")
     ap.add_argument("--sparsity", type=float, default=0.0, help="fraction of exact zeros per matrix")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--freeze-epochs", type=int, default=6, help="final epochs that train only the centroids")
     ap.add_argument("--refit", type=int, default=0, help="k-means refit interval (steps)")
     ap.add_argument("--prune-every", type=int, default=200, help="mask update interval (steps)")
-    ap.add_argument("--joint", action="store_true")
-    ap.add_argument("--ramp", type=float, default=0.4)
-    ap.add_argument("--float-prune", action="store_true")
-    ap.add_argument("--fix-from", type=float, default=1.0)
+    ap.add_argument("--ramp", type=float, default=0.4, help="fraction of the steps the pruning ramp takes")
     ap.add_argument("--centroid-lr", type=float, default=0.1)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -303,22 +212,21 @@ def main(argv: list[str] | None = None) -> None:
     model = load_float_model(args.model, source)
     agree_with_ort(model, source, data["test"], args.threads)
     teacher = copy.deepcopy(model).eval()
-    tied = Tied(model, {n: Codebook(model.get_parameter(n), args.bits, args.joint) for n in MATRICES})
+    tied = tie(model, args.bits, args.sparsity)
     val0, test0 = accuracy(tied, *data["val"])[0], accuracy(tied, *data["test"])[0]
     print(f"post-training clustering ({2 ** args.bits} values, no pruning): val {val0:.4f}  test {test0:.4f}",
           flush=True)
-    state, epoch, seconds = finetune(tied, teacher, data, args)
-    model.load_state_dict(state)
-    model.eval()
+    model, epoch, seconds = finetune(tied, teacher, data, args)
     torch.onnx.export(model, (data["test"][0][:1],), str(out), input_names=["mfcc"], output_names=["logits"],
                       opset_version=17, dynamo=False)
     print(f"best epoch {epoch} -> {out.name}", flush=True)
     found = check_onnx(out, args.bits, args.sparsity)
     test_ort = agree_with_ort(model, out, data["test"], args.threads)
+    ratio = compile_model(out, compression=tied.compression()).report["total"]["compression_ratio"]
     _, per_class = accuracy(model, *data["test"])
     val, train_acc = accuracy(model, *data["val"])[0], accuracy(model, *data["train"])[0]
-    print(f"{key}: train {train_acc:.4f}  val {val:.4f}  test {test_ort:.4f} (ONNX Runtime)"
-          f"  ({seconds:.0f} s)", flush=True)
+    print(f"{key}: train {train_acc:.4f}  val {val:.4f}  test {test_ort:.4f} (ONNX Runtime)  {ratio:.2f}x at "
+          f"{tied.compression()}  ({seconds:.0f} s)", flush=True)
     results = json.loads(args.results.read_text()) if args.results.exists() else {}
     results[key] = {
         "start": source.name, "bits": args.bits, "sparsity": args.sparsity, "epochs": args.epochs,
@@ -326,7 +234,8 @@ def main(argv: list[str] | None = None) -> None:
         "post_training_clustering_test_acc": round(test0, 4), "train_acc": round(train_acc, 4),
         "val_acc": round(val, 4), "test_acc": round(test_ort, 4),
         "test_acc_per_class": [round(float(a), 4) for a in per_class], "onnx": out.name,
-        "distinct_nonzero": {k: v[0] for k, v in found.items()}, "zero_fraction": {k: v[1] for k, v in found.items()}}
+        "distinct_nonzero": {k: v[0] for k, v in found.items()}, "zero_fraction": {k: v[1] for k, v in found.items()},
+        "compression_ratio": ratio}
     args.results.write_text(json.dumps(results, indent=1) + "\n")
 
 
