@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tracemalloc
 
 import numpy as np
 import onnx
@@ -19,6 +20,7 @@ import compiler.pipeline
 from compiler.backend.report import build_report
 from compiler.cli import main
 from compiler.pipeline import compile_model
+from isa.errors import RnnaccelError
 from isa.target import Target
 
 from cli_checks import compile_fails, save
@@ -163,8 +165,18 @@ def two_constants(op: str, first: tuple[int, ...], second: tuple[int, ...]) -> o
     ("MatMul", (1 << 13, 2), (2, 1 << 13), 1 << 26),
 ])
 def test_a_fold_that_would_grow_huge_is_refused_before_it_is_computed(tmp_path, capsys, op, first, second, count):
+    """Refused, and nothing on the way computes it either (the cell recogniser once summed the two
+    constants as a bias: 16 GiB); numpy's allocations are traced."""
     err = compile_fails(tmp_path, capsys, save(tmp_path, two_constants(op, first, second)))
     assert f"node 'big' ({op}): the " in err and f"has {count} elements" in err and "more than the limit" in err
+    tracemalloc.start()
+    try:
+        with pytest.raises(RnnaccelError, match="more than the limit"):
+            compiler.pipeline.compile_model(two_constants(op, first, second))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 << 20
 
 
 def test_expand_is_checked_both_ways(tmp_path, capsys):

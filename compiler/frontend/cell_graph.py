@@ -10,6 +10,7 @@ the next step's, although each step's state flows into the next.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -154,11 +155,22 @@ def _concat_parts(g: GraphIndex, name: str) -> list[str] | None:
 
 
 def _add(g: GraphIndex, index: int, node: onnx.NodeProto) -> Affine | None:
+    """A sum of projections; not one whose bias would grow by broadcasting (a projection's bias
+    has one value per output feature, and two hostile constants could broadcast to gigabytes)."""
     forms = [g.affine(name) for name in node.input]
-    if any(f is None for f in forms):
+    if any(f is None for f in forms) or not _sums_in_place(*(f.bias.shape for f in forms)):
         return None
     total = forms[0] + forms[1]
     return Affine(total.terms, total.bias, total.nodes | {index})
+
+
+def _sums_in_place(first: tuple[int, ...], second: tuple[int, ...]) -> bool:
+    """Whether two biases add without the result outgrowing the larger of them."""
+    try:
+        shape = np.broadcast_shapes(first, second)
+    except ValueError:
+        return False
+    return math.prod(shape) <= max(math.prod(first), math.prod(second))
 
 
 def _identity(g: GraphIndex, index: int, node: onnx.NodeProto) -> Affine | None:
