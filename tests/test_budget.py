@@ -195,3 +195,41 @@ def test_cli_compresses_within_the_default_budget(tmp_path, capsys):
     assert "compression within min agreement 0.99" in out.out
     assert "/rnn/LSTM/qh0" in out.out and "choosing the compression" in out.err
     assert report["compression"]["budget"] == {"min_agreement": 0.99}
+
+
+def _search(costs, limit: float, sensitivity: dict) -> dict:
+    """The descent on a made-up model: the error of a set of widths is `costs(widths)`."""
+    from compiler.passes.budget import Closeness, _descend
+    from isa.target import Target
+
+    names = {"layer/qx0": (256, 10), "layer/qh0": (256, 64), "head/q": (12, 64)}
+    budget = Budget(None, limit)
+
+    def closeness(chosen):
+        return Closeness(None, costs({n: (c.bits if c else None) for n, c in chosen.items()}))
+    bits, _ = _descend(names, sensitivity, closeness, budget, Target(), Closeness(None, 0.0), lambda line: None)
+    return bits
+
+
+COST = {None: 0.0, 4: 0.1, 3: 0.3, 2: 0.9}
+
+
+def test_a_step_that_missed_is_tried_again_after_its_nodes_other_matrix_moves():
+    """R at 3 bits holds only once W is compressed too (W and R are fitted together)."""
+    def costs(w):
+        joint_miss = w["layer/qh0"] == 3 and w["layer/qx0"] is None
+        return 9.0 if joint_miss else sum(COST[b] for b in w.values())
+    flat = dict.fromkeys((4, 3, 2), 0.1)
+    bits = _search(costs, 0.45, dict.fromkeys(("layer/qx0", "layer/qh0", "head/q"), flat))
+    assert bits["layer/qh0"] == 3
+
+
+def test_a_large_step_is_taken_in_exchange_for_a_small_one():
+    """W goes to 3 bits first (cheap for its error), then R's step misses the budget; R at 3 bits
+    with W back at 4 holds and stores less, so the search takes that exchange."""
+    def costs(w):
+        return sum({"layer/qx0": {None: 0, 4: 0.1, 3: 0.3, 2: 9}, "layer/qh0": {None: 0, 4: 0.1, 3: 0.5, 2: 9},
+                    "head/q": {None: 0, 4: 9, 3: 9, 2: 9}}[n][b] for n, b in w.items())
+    sensitivity = {"layer/qx0": {4: 0.1, 3: 0.2, 2: 9.0}, "layer/qh0": {4: 0.1, 3: 5.0, 2: 9.0},
+                   "head/q": {4: 9.0, 3: 9.0, 2: 9.0}}
+    assert _search(costs, 0.7, sensitivity) == {"layer/qx0": 4, "layer/qh0": 3, "head/q": None}

@@ -158,26 +158,91 @@ def _descend(names: Mapping[str, tuple[int, int]], sensitivity: dict[str, dict[i
              closeness: Callable[[Mapping[str, Compression | None]], Closeness], budget: Budget, target: Target,
              reached: Closeness, log: Callable[[str], None]) -> tuple[dict[str, int | None], Closeness]:
     """Greedy: of the steps still open, the one that saves the most bytes per unit of the error it
-    adds alone; kept if the model still meets the budget, else that matrix stops there."""
-    bits: dict[str, int | None] = dict.fromkeys(names)
-    open_ = set(names)
+    adds alone; kept if the model still meets the budget. A step that misses it is tried once more
+    in exchange for one step already taken by a matrix that saved fewer bytes: matrices interact
+    (a recurrent layer's W and R are fitted together), so a large R may go down where a small W
+    gives back its last step. Otherwise that matrix waits until another matrix of its node
+    takes a step, and is tried again then."""
+    descent = _Descent(names, sensitivity, closeness, budget, target, log, dict.fromkeys(names), reached)
+    open_, parked = set(names), set()
     while open_:
-        name = max(sorted(open_), key=lambda n: _worth(names[n], bits[n], sensitivity[n], budget, target))
-        lower = WIDTHS[WIDTHS.index(bits[name]) + 1]
-        trial = closeness({n: budget.compression(b) for n, b in {**bits, name: lower}.items()})
-        log(f"  {name} {_width(bits[name])} -> {_width(lower)}: {_said(trial)}, "
-            f"{'kept' if trial.within(budget) else 'over the budget: it stays'}")
-        if trial.within(budget):
-            bits[name], reached = lower, trial
-        if not trial.within(budget) or lower == WIDTHS[-1]:
-            open_.discard(name)
-    return bits, reached
+        name = max(sorted(open_), key=lambda n: _worth(names[n], descent.bits[n], sensitivity[n], budget, target))
+        lower = _below(descent.bits[name])
+        open_.discard(name)
+        if not descent.attempt({name: lower}) and not descent.exchange(name, lower, open_):
+            parked.add(name)
+            continue
+        woken = {n for n in parked if _node(n) == _node(name)}
+        open_ |= woken | ({name} if lower != WIDTHS[-1] else set())
+        parked -= woken
+    return descent.bits, descent.reached
+
+
+def _node(matrix: str) -> str:
+    """The node a matrix belongs to: one node's matrices are fitted together (passes/joint.py),
+    so a step of one can let another's step that missed the budget pass."""
+    return matrix.rpartition("/")[0]
+
+
+@dataclass
+class _Descent:
+    """The widths so far, and the trials that move them."""
+
+    names: Mapping[str, tuple[int, int]]
+    sensitivity: dict[str, dict[int, float]]
+    closeness: Callable[[Mapping[str, Compression | None]], Closeness]
+    budget: Budget
+    target: Target
+    log: Callable[[str], None]
+    bits: dict[str, int | None]
+    reached: Closeness
+
+    def attempt(self, changes: dict[str, int | None]) -> bool:
+        """Measure the widths with `changes`; keep them if the budget holds."""
+        trial = self.closeness({n: self.budget.compression(b) for n, b in {**self.bits, **changes}.items()})
+        kept = trial.within(self.budget)
+        moves = " and ".join(f"{n} {_width(self.bits[n])} -> {_width(b)}" for n, b in changes.items())
+        self.log(f"  {moves}: {_said(trial)}, {'kept' if kept else 'over the budget'}")
+        if kept:
+            self.bits.update(changes)
+            self.reached = trial
+        return kept
+
+    def exchange(self, name: str, lower: int, open_: set[str]) -> bool:
+        """`name`'s step with another matrix's last step undone, the one whose step added the most
+        error first, among those that saved fewer bytes; the matrix given back stops there."""
+        gain = self._saved(name, self.bits[name], lower)
+        taken = [n for n, b in self.bits.items() if n != name and b is not None
+                 and self._saved(n, _above(b), b) < gain]
+        for other in sorted(taken, key=lambda n: -self._added(n)):
+            if self.attempt({name: lower, other: _above(self.bits[other])}):
+                open_.discard(other)
+                return True
+        return False
+
+    def _saved(self, name: str, high: int | None, low: int | None) -> int:
+        shape = self.names[name]
+        return _stored(shape, high, self.budget, self.target) - _stored(shape, low, self.budget, self.target)
+
+    def _added(self, name: str) -> float:
+        """The error a matrix's last step added alone."""
+        bits, sensitivity = self.bits[name], self.sensitivity[name]
+        above = _above(bits)
+        return sensitivity[bits] - (0.0 if above is None else sensitivity[above])
+
+
+def _below(bits: int | None) -> int:
+    return WIDTHS[WIDTHS.index(bits) + 1]
+
+
+def _above(bits: int) -> int | None:
+    return WIDTHS[WIDTHS.index(bits) - 1]
 
 
 def _worth(shape: tuple[int, int], bits: int | None, sensitivity: dict[int, float], budget: Budget,
            target: Target) -> float:
     """Bytes a matrix's next step down saves, per unit of the error it adds over its present width."""
-    lower = WIDTHS[WIDTHS.index(bits) + 1]
+    lower = _below(bits)
     saved = _stored(shape, bits, budget, target) - _stored(shape, lower, budget, target)
     added = sensitivity[lower] - (0.0 if bits is None else sensitivity[bits])
     return saved / max(added, FLOOR)
