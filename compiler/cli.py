@@ -185,6 +185,8 @@ def _chip_summary(result: Compiled, title: str) -> str:
 
 def _choice_line(choice: dict) -> str:
     """--compress auto: what each matrix got, and the budget it was held to."""
+    if not choice["matrices"]:
+        return "compression: no matrix of this program takes a codebook"
     widths = ", ".join(f"{m['matrix']} {m['bits'] or 'plain'}" for m in choice["matrices"])
     (kind, limit), reached = next(iter(choice["budget"].items())), choice["reached"]
     measured = reached["agreement"] if kind == "min_agreement" else reached["error"]

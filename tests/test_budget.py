@@ -120,6 +120,23 @@ def test_no_budget_left_keeps_plain_weights_and_a_loose_one_takes_two_bits():
     assert loose.report["total"]["stored_bytes"] == two.report["total"]["stored_bytes"]
 
 
+def _relu_model() -> onnx.ModelProto:
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "relu",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, (1, 8))],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, (1, 8))])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_a_model_without_matrices_is_left_plain_and_says_so():
+    model = _relu_model()
+    lines: list[str] = []
+    compiled = compile_model(model, calibration={"x": np.random.default_rng(0).standard_normal((4, 1, 8))},
+                             compression=Budget(), log=lines.append)
+    assert compiled.report["compression"]["matrices"] == []
+    assert any("no matrix of this model takes a codebook" in line for line in lines)
+    assert not any("choosing the compression" in line for line in lines)
+
+
 def test_without_calibration_data_the_budget_says_what_it_measured_on():
     model = lstm_model(4, 1, 6, 8, outputs=("Y_h",))
     lines: list[str] = []
@@ -181,6 +198,16 @@ def test_cli_refuses_budget_options_that_do_not_go_together(tmp_path, capsys, ar
         main([str(path), "-o", str(tmp_path / "p.rnna"), *args])
     assert exc.value.code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "p.rnna").exists()
+
+
+def test_cli_says_when_there_is_nothing_to_compress(tmp_path, capsys):
+    from compiler.cli import main
+
+    onnx.save(_relu_model(), str(tmp_path / "m.onnx"))
+    with pytest.raises(SystemExit) as exc:
+        main([str(tmp_path / "m.onnx"), "-o", str(tmp_path / "p.rnna"), "--compress", "auto", "--max-error", "0.1"])
+    assert exc.value.code == 0
+    assert "compression: no matrix of this program takes a codebook" in capsys.readouterr().out
 
 
 def test_cli_compresses_within_the_default_budget(tmp_path, capsys):

@@ -137,9 +137,12 @@ def choose_compression(graph: Graph, samples: Mapping[str, np.ndarray], budget: 
     closeness = _measure(floats, samples, quantize, budget)
     names = _compressible(quantize({}), quantize, budget)
     count = len(next(iter(samples.values())))
+    baseline = closeness({})
+    if not names:
+        log("--compress auto: no matrix of this model takes a codebook; its weights stay plain")
+        return Choice(budget, count, baseline, baseline, ())
     log(f"choosing the compression of {len(names)} matrices for {budget.describe()} on {count} calibration "
         f"samples: {len(names) * (len(WIDTHS) - 1)} measurements, then one per step")
-    baseline = closeness({})
     if not baseline.within(budget):
         log(f"plain weights already miss the budget ({_said(baseline)}): nothing is compressed")
     sensitivity = {name: {bits: max(closeness({name: budget.compression(bits)}).error - baseline.error, 0.0)
