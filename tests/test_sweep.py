@@ -220,6 +220,8 @@ def _fails(argv: list[str], capsys) -> str:
     ("--macs", "16,16", "a value is given twice"),
     ("--macs", "12", "macs=12 is invalid"),
     ("--compress", "none,5", "'5' is not one of none, 4, 3, 2, auto"),
+    ("--compress", "auto:1.5", "'auto:1.5' is not one of none, 4, 3, 2, auto, or auto:S"),
+    ("--compress", "4:0.9", "'4:0.9' is not one of"),
     ("--weight-bits", "8,12", "weight_bits=12 is invalid"),
     ("--target", "nosuch", "neither a known target"),
     ("--data", "missing.npz", "cannot read data"),
@@ -277,3 +279,16 @@ def test_without_labels_or_onnxruntime_the_sweep_says_what_it_needs(setup, tmp_p
     err = _fails([str(tmp / "lstm.onnx"), "--calibration", str(tmp / "calib.npz"), "--data",
                   str(tmp_path / "unlabelled.npz"), "-o", str(tmp_path / "r.csv")], capsys)
     assert "no labels 'y'" in err and "onnxruntime" in err
+
+
+@pytest.mark.parametrize("share", ["0.5", "1"])
+def test_an_auto_point_with_a_budget_compiles_as_min_agreement_does(setup, share):
+    """`auto:S` is --compress auto --min-agreement S: the point stores what that compile stores."""
+    from compiler.passes.budget import Budget
+    from compiler.pipeline import compile_model
+
+    _, model, calibration, data = setup
+    (point,) = grid(["lstm"], Axes(compress=(f"auto:{share}",)))
+    row = measure(point, model, calibration, data, scorings(data, "y", None, {})("lstm"))
+    compiled = compile_model(model, point.target, calibration, compression=Budget(float(share)))
+    assert row["status"] == "ok" and row["stored_bytes"] == compiled.report["total"]["stored_bytes"]

@@ -1,7 +1,7 @@
 """rnnaccel-sweep: a design-space sweep over targets, compile options and models.
 
     rnnaccel-sweep MODEL.onnx [MODEL.onnx ...] [--target NAME|FILE,...] [--macs N,...]
-                   [--weight-bits 8,16] [--weight-mem BYTES,...] [--compress none,4,3,2,auto] [--partition]
+                   [--weight-bits 8,16] [--weight-mem BYTES,...] [--compress none,4,3,2,auto,auto:S] [--partition]
                    --calibration CALIB.npz --data TEST.npz [--labels KEY] [--input-key KEY] [--samples N]
                    -o RESULTS.csv [--cache DIR] [--plot PARETO.png]
                    [--workers N | --scheduler ADDRESS [--timeout SECONDS]] [-q]
@@ -59,8 +59,9 @@ AXES: tuple[tuple[str, str, Callable[[str], object], str, str | None, str], ...]
     ("weight_bits", "weight_bits", integer, "B,...", None, "stored weight widths, 8 or 16 (default: each target's)"),
     ("weight_mem", "weight_mem", integer, "BYTES,...", None, "weight memory sizes (default: each target's)"),
     ("compress", "compress", compression, "C,...", "none",
-     "weight compression: none, 4, 3, 2 (bits per codebook index) or auto (within the default accuracy budget "
-     "of rnnaccel-compile --compress auto) (default none)"),
+     "weight compression: none, 4, 3, 2 (bits per codebook index), auto (within the default accuracy budget "
+     "of rnnaccel-compile --compress auto) or auto:S (within top-1 agreement S, its --min-agreement) "
+     "(default none)"),
 )
 
 

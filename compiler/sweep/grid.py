@@ -81,9 +81,20 @@ def integer(text: str) -> int:
 
 
 def compression(text: str) -> str:
-    if text not in COMPRESSIONS:
-        raise ValueError(f"'{text}' is not one of {', '.join(COMPRESSIONS)}")
+    """One of COMPRESSIONS, or `auto:S`: --compress auto within top-1 agreement S (0 < S <= 1)."""
+    kind, colon, share = text.partition(":")
+    if colon and kind == "auto" and _share(share):
+        return text
+    if colon or text not in COMPRESSIONS:
+        raise ValueError(f"'{text}' is not one of {', '.join(COMPRESSIONS)}, or auto:S with a share 0 < S <= 1")
     return text
+
+
+def _share(text: str) -> bool:
+    try:
+        return 0.0 < float(text) <= 1.0
+    except ValueError:
+        return False
 
 
 def targets(axes: Axes) -> list[tuple[str, Target]]:

@@ -29,6 +29,12 @@ COMPRESSION: dict[str, Compression | Budget | None] = {
     "none": None, "4": Compression(4), "3": Compression(3), "2": Compression(2),
     "auto": Budget(DEFAULT_AGREEMENT),
 }
+
+
+def compression_of(text: str) -> Compression | Budget | None:
+    """A point's compression: a COMPRESSION name, or `auto:S` (grid.compression checked it)."""
+    kind, _, share = text.partition(":")
+    return Budget(float(share)) if share else COMPRESSION[kind]
 STATS = ("cycles", "latency_us", "energy_uj", "tops_per_w", "mac_utilization", "weight_bytes_read")
 REPORT = ("code_bytes", "stored_bytes", "fp32_bytes", "compression_ratio")
 # `score` is the accuracy or the agreement (Scoring.metric)
@@ -58,7 +64,7 @@ def measure(point: Point, model: onnx.ModelProto, calibration: dict[str, np.ndar
 
 def _measured(point: Point, model: onnx.ModelProto, calibration: dict[str, np.ndarray] | None,
               data: dict[str, np.ndarray], scoring: Scoring) -> dict[str, object]:
-    compiled = compile_model(model, point.target, calibration, compression=COMPRESSION[point.compress],
+    compiled = compile_model(model, point.target, calibration, compression=compression_of(point.compress),
                              chip_only=point.chip_only)
     sim = simulator_for(compiled.program, trace=False)
     inputs = select_inputs(sim.inputs, data, scoring.label_key, scoring.input_key)
