@@ -152,14 +152,15 @@ def _compile_chip(proto: onnx.ModelProto, graph: Graph, name: str, calibration: 
     aware = compression is not None and compression.activation_aware
     samples = check_calibration(graph.input_shapes, calibration)
     calib = calibrate(graph, samples, moments=aware)  # whole sequences, before trimming
-    choice = _choice(graph, calib, samples, target, compression, bound, log) \
-        if isinstance(compression, Budget) else None
-    if streaming and not per_frame(graph):
-        frames = one_frame_model(proto, graph.input_shapes, frame_shapes(graph))
-        frame = verify(mark_streaming(bound.bind(import_model(frames))))
+    budget = compression if isinstance(compression, Budget) else None
+    frames = streaming and not per_frame(graph)
+    whole = None if frames and budget is None else _trimmed(graph)  # what runs, unless one frame does
+    choice = _choice(whole, calib.derived(whole), samples, target, budget, bound, log) if budget else None
+    if frames:
+        one_frame = one_frame_model(proto, graph.input_shapes, frame_shapes(graph))
+        frame = verify(mark_streaming(bound.bind(import_model(one_frame))))
         check_frame_local(graph, frame)
-        graph = frame
-    graph = verify(trim_sequence_outputs(sink_pointwise(graph)))
+    graph = _trimmed(frame) if frames else whole
     calib = calib.derived(graph)
     graph = verify(quantize_graph(graph, calib, target, None if choice else compression, bound.mine(graph),
                                   choice.chosen if choice else None))
@@ -176,12 +177,15 @@ def _compile_chip(proto: onnx.ModelProto, graph: Graph, name: str, calibration: 
     return Compiled(graph, program, report | {"compression": choice.figures()} if choice else report)
 
 
+def _trimmed(graph: Graph) -> Graph:
+    """Pointwise ops moved before gathers, and sequence outputs nobody reads dropped."""
+    return verify(trim_sequence_outputs(sink_pointwise(graph)))
+
+
 def _choice(graph: Graph, calib: Calibration, samples: dict[str, np.ndarray], target: Target, budget: Budget,
             bound: StateBinding, log: Callable[[str], None]) -> Choice:
-    """--compress auto: the widths, chosen on the whole sequences (a streaming program's frame
-    graph names its matrices as the sequence graph does)."""
-    graph = verify(trim_sequence_outputs(sink_pointwise(graph)))
-    derived = calib.derived(graph)
+    """--compress auto: the widths, chosen on the whole sequences, trimmed (a streaming program's
+    frame graph names its matrices as the sequence graph does)."""
     return choose_compression(graph, samples, budget, target,
-                              lambda chosen: quantize_graph(graph, derived, target, None, bound.mine(graph), chosen),
+                              lambda chosen: quantize_graph(graph, calib, target, None, bound.mine(graph), chosen),
                               log)

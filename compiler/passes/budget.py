@@ -16,13 +16,13 @@ the figures the report keeps.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from compiler.float_eval import run_float
-from compiler.ir import Graph
+from compiler.ir import Graph, QMatrix
 from compiler.ops import OPS
 from compiler.passes.compress import Compression, stored_bytes_at_least
 from compiler.reference import reference_outputs
@@ -134,10 +134,14 @@ def choose_compression(graph: Graph, samples: Mapping[str, np.ndarray], budget: 
     """The widths for `graph`'s matrices within `budget`; `quantize(chosen)` is the graph
     quantised with those widths (passes/quantize.py, with everything else as the compile has it)."""
     floats = _float_outputs(graph, samples)
-    closeness = _measure(floats, samples, quantize, budget)
-    names = _compressible(quantize({}), quantize, budget)
+    measured = _measure(floats, samples, budget)
+    plain = quantize({})
+    names = _compressible(plain, quantize, budget)
     count = len(next(iter(samples.values())))
-    baseline = closeness({})
+    baseline = measured(plain)
+
+    def closeness(chosen: Mapping[str, Compression | None]) -> Closeness:
+        return measured(quantize(chosen))
     if not names:
         log("--compress auto: no matrix of this model takes a codebook; its weights stay plain")
         return Choice(budget, count, baseline, baseline, ())
@@ -223,15 +227,13 @@ class _Descent:
                 return True
         return False
 
-    def _saved(self, name: str, high: int | None, low: int | None) -> int:
-        shape = self.names[name]
-        return _stored(shape, high, self.budget, self.target) - _stored(shape, low, self.budget, self.target)
+    def _saved(self, name: str, high: int | None, low: int) -> int:
+        return _saved(self.names[name], high, low, self.budget, self.target)
 
     def _added(self, name: str) -> float:
         """The error a matrix's last step added alone."""
-        bits, sensitivity = self.bits[name], self.sensitivity[name]
-        above = _above(bits)
-        return sensitivity[bits] - (0.0 if above is None else sensitivity[above])
+        bits = self.bits[name]
+        return _added(self.sensitivity[name], _above(bits), bits)
 
 
 def _below(bits: int | None) -> int:
@@ -246,9 +248,17 @@ def _worth(shape: tuple[int, int], bits: int | None, sensitivity: dict[int, floa
            target: Target) -> float:
     """Bytes a matrix's next step down saves, per unit of the error it adds over its present width."""
     lower = _below(bits)
-    saved = _stored(shape, bits, budget, target) - _stored(shape, lower, budget, target)
-    added = sensitivity[lower] - (0.0 if bits is None else sensitivity[bits])
-    return saved / max(added, FLOOR)
+    return _saved(shape, bits, lower, budget, target) / max(_added(sensitivity, bits, lower), FLOOR)
+
+
+def _saved(shape: tuple[int, int], high: int | None, low: int, budget: Budget, target: Target) -> int:
+    """Stored bytes a step from width `high` down to `low` saves."""
+    return _stored(shape, high, budget, target) - _stored(shape, low, budget, target)
+
+
+def _added(sensitivity: dict[int, float], high: int | None, low: int) -> float:
+    """The error a step from width `high` down to `low` adds alone (plain weights add none)."""
+    return sensitivity[low] - (0.0 if high is None else sensitivity[high])
 
 
 def _stored(shape: tuple[int, int], bits: int | None, budget: Budget, target: Target) -> int:
@@ -258,11 +268,16 @@ def _stored(shape: tuple[int, int], bits: int | None, budget: Budget, target: Ta
 def _compressible(plain: Graph, quantize: Quantizer, budget: Budget) -> dict[str, tuple[int, int]]:
     """The matrices the chosen widths reach (a depthwise kernel's taps never are), by name, with
     their shapes: those that take a codebook when every named matrix is asked for one."""
-    names = {f"{node.source}/{key}": q.weights.shape for node in plain.nodes
-             for key, q in OPS[node.op].parameters(node.attrs).matrices.items()}
-    tried = quantize(dict.fromkeys(names, budget.smallest))
-    return {f"{node.source}/{key}": names[f"{node.source}/{key}"] for node in tried.nodes
-            for key, q in OPS[node.op].parameters(node.attrs).matrices.items() if q.codebook is not None}
+    names = {name: q.weights.shape for name, q in _matrices(plain)}
+    return {name: names[name] for name, q in _matrices(quantize(dict.fromkeys(names, budget.smallest)))
+            if q.codebook is not None}
+
+
+def _matrices(graph: Graph) -> Iterator[tuple[str, QMatrix]]:
+    """A quantised graph's matrices by the names WeightPolicy.chosen gives them."""
+    for node in graph.nodes:
+        for key, q in OPS[node.op].parameters(node.attrs).matrices.items():
+            yield f"{node.source}/{key}", q
 
 
 def _float_outputs(graph: Graph, samples: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -273,16 +288,16 @@ def _float_outputs(graph: Graph, samples: Mapping[str, np.ndarray]) -> dict[str,
     return {name: values[name] for name in graph.host_outputs}
 
 
-def _measure(floats: dict[str, np.ndarray], samples: Mapping[str, np.ndarray], quantize: Quantizer,
-             budget: Budget) -> Callable[[Mapping[str, Compression | None]], Closeness]:
+def _measure(floats: dict[str, np.ndarray], samples: Mapping[str, np.ndarray],
+             budget: Budget) -> Callable[[Graph], Closeness]:
+    """How close a quantised graph's outputs, through the golden reference, are to `floats`."""
     classes = {name for name, value in floats.items() if value.ndim > 1 and value.shape[-1] > 1}
     if budget.min_agreement is not None and not classes:
         raise RnnaccelError("--compress auto --min-agreement: no output has classes to agree on (each gives one "
                             "value per sample or frame); give --max-error instead")
     top = {name: floats[name].argmax(-1) for name in classes}
 
-    def closeness(chosen: Mapping[str, Compression | None]) -> Closeness:
-        graph = quantize(chosen)
+    def closeness(graph: Graph) -> Closeness:
         ints = reference_outputs(graph, {name: samples[name] for name in graph.host_inputs})
         values = {name: ints[name] * graph.boundary_scale(name) for name in floats}
         agree = np.concatenate([(values[n].argmax(-1) == top[n]).ravel() for n in sorted(classes)]) if classes \

@@ -107,6 +107,10 @@ class WeightPolicy:
     chosen: Mapping[str, Compression | None] = field(default_factory=dict)
     first_moments: dict[tuple, np.ndarray | None] = field(default_factory=dict, compare=False)
 
+    def compression_of(self, name: str) -> Compression | None:
+        """The compression of the matrix called `name`: its own if `chosen` has one, else the graph's."""
+        return self.chosen[name] if name in self.chosen else self.compression
+
     def matrix(self, weight: np.ndarray, bias: np.ndarray | None, in_scale: float, out_scale: float,
                inputs: tuple[str, ...] = (), order: np.ndarray | None = None,
                height: int | None = None, name: str = "") -> QMatrix:
@@ -117,7 +121,7 @@ class WeightPolicy:
         out the same and weight memory stores them once (lowering.Lowering.data). `height` caps
         the rows of a tile below the MAC lanes (tile.recurrent_height); given, the tiles are whole
         tiles of that height and a tail (tile.row_tiles)."""
-        compression = self.chosen[name] if name in self.chosen else self.compression
+        compression = self.compression_of(name)
         moments = next((self.moments[n] for n in inputs if n in self.moments), None)
         if compression is not None:
             key = (np.asarray(weight).tobytes(), np.shape(weight), None if order is None else order.tobytes())

@@ -106,7 +106,7 @@ def _jointly(m: Matrices, d: int, weights: dict[str, QMatrix]) -> dict[str, QMat
     steps = m.node.attrs.ranges.steps if m.node.attrs.ranges is not None else ()
     if "h" not in weights or d >= len(steps) or steps[d] is None:
         return weights
-    chosen = [m.policy.chosen.get(m.name(kind, d), m.policy.compression) for kind in ("x", "h")]
+    chosen = [m.policy.compression_of(m.name(kind, d)) for kind in ("x", "h")]
     if any(c is None or not c.activation_aware for c in chosen):
         return weights
     a = m.node.attrs
