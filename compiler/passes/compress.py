@@ -72,7 +72,8 @@ def compress_matrix(weight: np.ndarray, bias: np.ndarray | None, in_scale: float
     (passes/budget.py) quantises a model a few dozen times, each time changing one matrix."""
     digest = hashlib.blake2b(repr((in_scale, out_scale, target, comp, product_budget)).encode())
     for array in (weight, bias, moments, *groups):
-        digest.update(b"-" if array is None else np.ascontiguousarray(array).tobytes() + repr(array.shape).encode())
+        digest.update(b"-" if array is None else
+                      np.ascontiguousarray(array).tobytes() + repr((array.dtype.str, array.shape)).encode())
     key = digest.digest()
     if key not in _FITTED:
         if len(_FITTED) >= FITTED_KEPT:
