@@ -36,9 +36,10 @@ from compiler.ir import Graph, Node, QMatrix
 from compiler.kernel import Kernel
 from compiler.ops.recurrent.cells import default_schedule, recurrent_matrix
 from compiler.ops.recurrent.records import CellWeights, QuantRecurrentAttrs, StepSchedule
+from compiler.passes.critical import critical_order
 from compiler.passes.interleave import interleave
 from compiler.passes.schedule import lower
-from compiler.passes.tile import group_heights, recurrent_heights, row_tiles, unit_groups
+from compiler.passes.tile import group_heights, recurrent_heights, recut_tail, row_tiles, unit_groups
 from isa.bounds import bound_cycles, vector_elements
 from isa.encoding import Instruction
 from isa.table import evaluate
@@ -57,10 +58,12 @@ HEIGHTS = 2  # the largest tile heights tried: smaller ones won no bench model b
 
 @dataclasses.dataclass(frozen=True)
 class Choice:
-    """One candidate: R's tile height and the step schedule."""
+    """One candidate: R's tile height, whether its last whole tile and tail are cut again
+    (tile.recut_tail), and the step schedule."""
 
     height: int
     schedule: StepSchedule
+    recut: bool = False
 
 
 _CHOSEN: dict[tuple, Choice] = {}
@@ -72,8 +75,9 @@ def tune_schedules(graph: Graph, target: Target, log: Callable[[str], None] = la
         if not _tunable(node, target):
             return node
         choice = _choose(graph, node, target, log)
-        log(f"schedule of {node.source}: R in tiles of {choice.height} rows, {_said(choice.schedule)}")
-        return _with(node, choice)
+        recut = " (the last whole tile and the tail cut again)" if choice.recut else ""
+        log(f"schedule of {node.source}: R in tiles of {choice.height} rows{recut}, {_said(choice.schedule)}")
+        return _with(node, choice, target)
     return graph.replace(nodes=tuple(tuned(node) for node in graph.nodes))
 
 
@@ -91,6 +95,8 @@ def _recurrent(cell: CellWeights) -> dict:
 
 def _said(schedule: StepSchedule) -> str:
     chunks = f"R h in chunks cut at unit {', '.join(map(str, schedule.cuts))}" if schedule.cuts else "R h whole"
+    if schedule.order:
+        return f"{chunks}, the unit groups interleaved in critical-path order"
     return f"{chunks}, at least {schedule.chains} unit groups interleaved{'' if schedule.late else ', none late'}"
 
 
@@ -123,7 +129,8 @@ def _search(graph: Graph, node: Node, target: Target, log: Callable[[str], None]
         local = min(_batchings(local), key=cycles)
         if cycles(local) < cycles(best):
             best = local
-    return best
+    best = min(_critical(graph, node, target, best), key=cycles)
+    return min(_recut(node, target, best), key=cycles)
 
 
 def _r(node: Node) -> QMatrix:
@@ -167,11 +174,43 @@ def _batchings(choice: Choice) -> Iterator[Choice]:
         yield dataclasses.replace(choice, schedule=dataclasses.replace(choice.schedule, chains=chains, late=late))
 
 
-def _with(node: Node, choice: Choice) -> Node:
+def _critical(graph: Graph, node: Node, target: Target, best: Choice) -> Iterator[Choice]:
+    """The best choice, then with its tile height, R h whole and cut at each of CUTS: the
+    step's unit groups in one batch, in the order a critical-path list scheduler issues them in a
+    middle step of the trial (passes/critical.py). Not for a GRU without linear_before_reset,
+    whose step has two batches of other streams."""
+    yield best
+    groups = unit_groups(node.attrs.hidden, target.vec_lanes)
+    if len(groups) < 2 or node.attrs.cells[0].zr is not None:
+        return
+    for cut in list(_cuts(node, target, _rule_of_thumb(node, target, best.height)))[1:]:
+        one = dataclasses.replace(cut.schedule, chains=len(groups), late=False)
+        kernel = lower(_trial_graph(graph, _with(node, dataclasses.replace(cut, schedule=one), target)), target)
+        def rank(k: int, cuts: tuple[int, ...] = one.cuts) -> int:
+            return sum(groups[k][0] >= c for c in cuts)
+        middle = kernel.loops[0].waves[TRIAL_STEPS // 2][0]
+        order = critical_order(kernel, _apart(kernel), target, rank, middle)
+        yield dataclasses.replace(cut, schedule=dataclasses.replace(one, order=order))
+
+
+def _recut(node: Node, target: Target, best: Choice) -> Iterator[Choice]:
+    """The best choice, then with its last whole tile and tail cut again where that changes them."""
+    yield best
+    recut = dataclasses.replace(best, recut=True)
+    if any(_tiles(m, recut, target) != _tiles(m, best, target) for m in _recurrent(node.attrs.cells[0]).values()):
+        yield recut
+
+
+def _tiles(m: QMatrix, choice: Choice, target: Target) -> tuple[tuple[int, int], ...]:
+    """A recurrent matrix's tiles under the choice."""
+    tiles = row_tiles(m.rows, choice.height, tail=True)
+    return recut_tail(tiles, m.cols, target.macs) if choice.recut else tiles
+
+
+def _with(node: Node, choice: Choice, target: Target) -> Node:
     """The node with R in tiles of the choice's height and the choice's step schedule."""
     def retiled(cell: CellWeights) -> CellWeights:
-        tiles = {k: dataclasses.replace(m, tiles=row_tiles(m.rows, choice.height, tail=True))
-                 for k, m in _recurrent(cell).items()}
+        tiles = {k: dataclasses.replace(m, tiles=_tiles(m, choice, target)) for k, m in _recurrent(cell).items()}
         return dataclasses.replace(cell, **tiles)
     return node.with_attrs(cells=tuple(retiled(c) for c in node.attrs.cells), schedule=choice.schedule)
 
@@ -189,7 +228,7 @@ class Trial:
 
 
 def _trial(graph: Graph, node: Node, target: Target, choice: Choice) -> Trial:
-    kernel = interleave(lower(_trial_graph(graph, _with(node, choice)), target))
+    kernel = interleave(lower(_trial_graph(graph, _with(node, choice, target)), target))
     addresses = _apart(kernel)
     code = [instruction(op, addresses) for op in kernel.ops]
     ready = ready_times(code, target)
