@@ -23,8 +23,9 @@ from isa.target import Target
 from isa.timing import Clock, extents
 
 
-class _Issuer:
-    """The program's instructions, issued one at a time through the machine's clock."""
+class Issuer:
+    """The program's instructions, issued one at a time through the machine's clock (the
+    tuning's trials too: tune.ready_times)."""
 
     def __init__(self, code: list[Instruction], target: Target) -> None:
         tenv = target.env()
@@ -33,8 +34,9 @@ class _Issuer:
         self.busy = [evaluate(instr.op.cycles, instr.env(tenv)) for instr in code]
         self.clock = Clock(target, extents(self.prints))
 
-    def issue(self, i: int) -> None:
-        self.clock.issue(self.code[i].op.unit, self.busy[i], *self.prints[i])
+    def issue(self, i: int) -> int:
+        """Issue instruction i; when its result is readable."""
+        return self.clock.issue(self.code[i].op.unit, self.busy[i], *self.prints[i])[2]
 
     def earliest(self, i: int) -> int:
         """When instruction i could start as far as its data go (its unit aside)."""
@@ -52,7 +54,7 @@ def critical_order(kernel: Kernel, addresses: dict[str, int], target: Target, ra
     needs stream k (lower first)."""
     groups = sorted(kernel.interleaves, key=lambda g: g.bounds[0])
     upto = next(g for g in groups if g.bounds[0] >= at)
-    issuer = _Issuer([instruction(op, addresses) for op in kernel.ops[:upto.bounds[-1]]], target)
+    issuer = Issuer([instruction(op, addresses) for op in kernel.ops[:upto.bounds[-1]]], target)
     done = 0
     for group in groups[:groups.index(upto) + 1]:
         for i in range(done, group.bounds[0]):
@@ -62,7 +64,7 @@ def critical_order(kernel: Kernel, addresses: dict[str, int], target: Target, ra
     return order
 
 
-def _listed(issuer: _Issuer, group: Interleave, rank: Callable[[int], int]) -> tuple[int, ...]:
+def _listed(issuer: Issuer, group: Interleave, rank: Callable[[int], int]) -> tuple[int, ...]:
     """Issue one group's streams by list scheduling; the stream of each op in turn. The streams
     are independent, so a stream's next op can start no earlier than when it became next, and
     that time is kept until it issues."""

@@ -8,8 +8,11 @@ own timing rules (isa.timing, the simulator's too), and keeps the fastest. For e
 tile heights of R (`_heights`: the largest powers of two, and heights of whole unit groups) it
 finds how the unit groups best batch (how many interleave at least, whether a later tile's
 groups join late), then with that where R h best splits into two column chunks, then the
-batching again with that cut (the two interact). The rule of thumb is the first candidate and
-wins ties, so as the trial measures it tuning never makes a layer slower.
+batching again with that cut (the two interact). At the best one's tile height it then tries the
+step's unit groups in one batch in critical-path order (passes/critical.py), for each cut, and
+last the best with R's last whole tile and tail cut again (tile.recut_tail). The rule of thumb
+is the first candidate and wins ties, so as the trial measures it tuning never makes a layer
+slower.
 
 A schedule decides the order and shape of instructions, never their arithmetic: accumulators keep
 their guard bits, so results are the same to the bit whatever is chosen. What the trial times
@@ -36,7 +39,7 @@ from compiler.ir import Graph, Node, QMatrix
 from compiler.kernel import Kernel
 from compiler.ops.recurrent.cells import default_schedule, recurrent_matrix
 from compiler.ops.recurrent.records import CellWeights, QuantRecurrentAttrs, StepSchedule
-from compiler.passes.critical import critical_order
+from compiler.passes.critical import Issuer, critical_order
 from compiler.passes.interleave import interleave
 from compiler.passes.schedule import lower
 from compiler.passes.tile import group_heights, recurrent_heights, recut_tail, row_tiles, unit_groups
@@ -44,7 +47,6 @@ from isa.bounds import bound_cycles, vector_elements
 from isa.encoding import Instruction
 from isa.table import evaluate
 from isa.target import Target
-from isa.timing import Clock, extents
 
 TRIAL_STEPS = 10  # a first and a last step apart, and three pairs of middle steps (chunked steps alternate)
 # where R h may be cut, as shares of h's unit groups (three or four chunks measured no faster)
@@ -110,7 +112,9 @@ def _choose(graph: Graph, node: Node, target: Target, log: Callable[[str], None]
 def _search(graph: Graph, node: Node, target: Target, log: Callable[[str], None] = lambda message: None) -> Choice:
     """For each tile height, the best batching of the groups, the best column cut with it, and
     the best batching with that cut; the fastest of those, the rule of thumb first and kept on a
-    tie. Nothing to search where the rule's steps already take within GOOD of their work's bound."""
+    tie; then that one against the critical-path orders at its height, and the winner against
+    itself with the tail re-cut. Nothing to search where the rule's steps already take within
+    GOOD of their work's bound."""
     best = _rule_of_thumb(node, target, _height(node))
     rule = _trial(graph, node, target, best)
     if rule.bound >= GOOD * rule.period:
@@ -269,11 +273,8 @@ def _keeps_every_step(graph: Graph, node: Node) -> bool:
 def ready_times(code: list[Instruction], target: Target) -> list[int]:
     """When each instruction has its result readable, run once in program order (no loops) by
     the machine's timing rules: the simulator's times for a program of this code."""
-    tenv = target.env()
-    prints = [instr.footprint(tenv) for instr in code]
-    clock = Clock(target, extents(prints))
-    return [clock.issue(instr.op.unit, evaluate(instr.op.cycles, instr.env(tenv)), reads, writes)[2]
-            for instr, (reads, writes) in zip(code, prints)]
+    issuer = Issuer(code, target)
+    return [issuer.issue(i) for i in range(len(code))]
 
 
 def _apart(kernel: Kernel) -> dict[str, int]:
