@@ -64,10 +64,12 @@ class Interleave:
     """Independent streams of ops, side by side: stream i is ops[bounds[i]:bounds[i + 1]].
     Interleaving them one by one gives the in-order vector unit an independent instruction to
     issue while another waits for its operand (passes/interleave.py). `delays`, if any: how many
-    rounds each stream joins late (its first ops wait for a later MAC tile)."""
+    rounds each stream joins late (its first ops wait for a later MAC tile). `order`, if any:
+    the stream whose next op comes next, op by op, instead of one op of each in turn."""
 
     bounds: tuple[int, ...]
     delays: tuple[int, ...] = ()
+    order: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

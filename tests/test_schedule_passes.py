@@ -77,6 +77,16 @@ def test_interleave_zips_streams_one_op_at_a_time():
     assert out.interleaves == ()
 
 
+def test_interleave_follows_a_recorded_order_that_fits_the_streams_and_zips_one_that_does_not():
+    a, b = [_op("a", i) for i in range(3)], [_op("b", i) for i in range(2)]
+    names = ["a", "b", "x", "before", "after"]
+    ops = [_op("before"), *a, *b, _op("after")]
+    out = interleave(_kernel(ops, names, interleaves=(Interleave((1, 4, 6), order=(1, 0, 0, 1, 0)),)))
+    assert out.ops[1:-1] == (b[0], a[0], a[1], b[1], a[2])
+    short = interleave(_kernel(ops, names, interleaves=(Interleave((1, 4, 6), order=(1, 0, 0, 1)),)))
+    assert short.ops[1:-1] == (a[0], b[0], a[1], b[1], a[2])  # a's third op has no turn: zipped
+
+
 def test_interleave_keeps_the_waves_where_they_are():
     kernel = rnn_kernel()
     out = interleave(kernel)

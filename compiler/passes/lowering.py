@@ -87,16 +87,18 @@ class Lowering:
             moved = {k: v + start * strides[k] if isinstance(v, Ref) else v for k, v in operands.items()}
             self.emit(mnemonic, where, n=min(limit, n - start), **moved)
 
-    def side_by_side(self, streams: Iterable[Callable[[], None]], delays: tuple[int, ...] = ()) -> None:
+    def side_by_side(self, streams: Iterable[Callable[[], None]], delays: tuple[int, ...] = (),
+                     order: tuple[int, ...] = ()) -> None:
         """Emit each stream whole, one after the other, and record them to be interleaved one by one
         (passes/interleave.py): emitted whole, each stream's ops are plain to read and test.
-        `delays`: the rounds each stream joins the interleaving late (kernel.Interleave)."""
+        `delays`: the rounds each stream joins the interleaving late; `order`: the streams' ops
+        in this order instead (kernel.Interleave)."""
         bounds = [len(self.ops)]
         for emit_stream in streams:
             emit_stream()
             bounds.append(len(self.ops))
         if len(bounds) > 2:
-            self.interleaves.append(Interleave(tuple(bounds), delays if any(delays) else ()))
+            self.interleaves.append(Interleave(tuple(bounds), delays if any(delays) else (), order))
 
     def loop_candidate(self, waves: Iterable[tuple[int, int]], where: Where, missing: tuple[int, int] = (0, 0)) -> None:
         """Record waves (op ranges) for reroll to fold; the stride table it may make belongs here in

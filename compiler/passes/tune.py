@@ -8,8 +8,11 @@ own timing rules (isa.timing, the simulator's too), and keeps the fastest. For e
 tile heights of R (`_heights`: the largest powers of two, and heights of whole unit groups) it
 finds how the unit groups best batch (how many interleave at least, whether a later tile's
 groups join late), then with that where R h best splits into two column chunks, then the
-batching again with that cut (the two interact). The rule of thumb is the first candidate and
-wins ties, so as the trial measures it tuning never makes a layer slower.
+batching again with that cut (the two interact). At the best one's tile height it then tries the
+step's unit groups in one batch in critical-path order (passes/critical.py), for each cut, and
+last the best with R's last whole tile and tail cut again (tile.recut_tail). The rule of thumb
+is the first candidate and wins ties, so as the trial measures it tuning never makes a layer
+slower.
 
 A schedule decides the order and shape of instructions, never their arithmetic: accumulators keep
 their guard bits, so results are the same to the bit whatever is chosen. What the trial times
@@ -36,14 +39,14 @@ from compiler.ir import Graph, Node, QMatrix
 from compiler.kernel import Kernel
 from compiler.ops.recurrent.cells import default_schedule, recurrent_matrix
 from compiler.ops.recurrent.records import CellWeights, QuantRecurrentAttrs, StepSchedule
+from compiler.passes.critical import Issuer, critical_order
 from compiler.passes.interleave import interleave
 from compiler.passes.schedule import lower
-from compiler.passes.tile import group_heights, recurrent_heights, row_tiles, unit_groups
+from compiler.passes.tile import group_heights, recurrent_heights, recut_tail, row_tiles, unit_groups
 from isa.bounds import bound_cycles, vector_elements
 from isa.encoding import Instruction
 from isa.table import evaluate
 from isa.target import Target
-from isa.timing import Clock, extents
 
 TRIAL_STEPS = 10  # a first and a last step apart, and three pairs of middle steps (chunked steps alternate)
 # where R h may be cut, as shares of h's unit groups (three or four chunks measured no faster)
@@ -57,10 +60,12 @@ HEIGHTS = 2  # the largest tile heights tried: smaller ones won no bench model b
 
 @dataclasses.dataclass(frozen=True)
 class Choice:
-    """One candidate: R's tile height and the step schedule."""
+    """One candidate: R's tile height, whether its last whole tile and tail are cut again
+    (tile.recut_tail), and the step schedule."""
 
     height: int
     schedule: StepSchedule
+    recut: bool = False
 
 
 _CHOSEN: dict[tuple, Choice] = {}
@@ -72,8 +77,9 @@ def tune_schedules(graph: Graph, target: Target, log: Callable[[str], None] = la
         if not _tunable(node, target):
             return node
         choice = _choose(graph, node, target, log)
-        log(f"schedule of {node.source}: R in tiles of {choice.height} rows, {_said(choice.schedule)}")
-        return _with(node, choice)
+        recut = " (the last whole tile and the tail cut again)" if choice.recut else ""
+        log(f"schedule of {node.source}: R in tiles of {choice.height} rows{recut}, {_said(choice.schedule)}")
+        return _with(node, choice, target)
     return graph.replace(nodes=tuple(tuned(node) for node in graph.nodes))
 
 
@@ -91,6 +97,8 @@ def _recurrent(cell: CellWeights) -> dict:
 
 def _said(schedule: StepSchedule) -> str:
     chunks = f"R h in chunks cut at unit {', '.join(map(str, schedule.cuts))}" if schedule.cuts else "R h whole"
+    if schedule.order:
+        return f"{chunks}, the unit groups interleaved in critical-path order"
     return f"{chunks}, at least {schedule.chains} unit groups interleaved{'' if schedule.late else ', none late'}"
 
 
@@ -104,7 +112,9 @@ def _choose(graph: Graph, node: Node, target: Target, log: Callable[[str], None]
 def _search(graph: Graph, node: Node, target: Target, log: Callable[[str], None] = lambda message: None) -> Choice:
     """For each tile height, the best batching of the groups, the best column cut with it, and
     the best batching with that cut; the fastest of those, the rule of thumb first and kept on a
-    tie. Nothing to search where the rule's steps already take within GOOD of their work's bound."""
+    tie; then that one against the critical-path orders at its height, and the winner against
+    itself with the tail re-cut. Nothing to search where the rule's steps already take within
+    GOOD of their work's bound."""
     best = _rule_of_thumb(node, target, _height(node))
     rule = _trial(graph, node, target, best)
     if rule.bound >= GOOD * rule.period:
@@ -123,7 +133,8 @@ def _search(graph: Graph, node: Node, target: Target, log: Callable[[str], None]
         local = min(_batchings(local), key=cycles)
         if cycles(local) < cycles(best):
             best = local
-    return best
+    best = min(_critical(graph, node, target, best), key=cycles)
+    return min(_recut(node, target, best), key=cycles)
 
 
 def _r(node: Node) -> QMatrix:
@@ -167,11 +178,43 @@ def _batchings(choice: Choice) -> Iterator[Choice]:
         yield dataclasses.replace(choice, schedule=dataclasses.replace(choice.schedule, chains=chains, late=late))
 
 
-def _with(node: Node, choice: Choice) -> Node:
+def _critical(graph: Graph, node: Node, target: Target, best: Choice) -> Iterator[Choice]:
+    """The best choice, then with its tile height, R h whole and cut at each of CUTS: the
+    step's unit groups in one batch, in the order a critical-path list scheduler issues them in a
+    middle step of the trial (passes/critical.py). Not for a GRU without linear_before_reset,
+    whose step has two batches of other streams."""
+    yield best
+    groups = unit_groups(node.attrs.hidden, target.vec_lanes)
+    if len(groups) < 2 or node.attrs.cells[0].zr is not None:
+        return
+    for cut in list(_cuts(node, target, _rule_of_thumb(node, target, best.height)))[1:]:
+        one = dataclasses.replace(cut.schedule, chains=len(groups), late=False)
+        kernel = lower(_trial_graph(graph, _with(node, dataclasses.replace(cut, schedule=one), target)), target)
+        def rank(k: int, cuts: tuple[int, ...] = one.cuts) -> int:
+            return sum(groups[k][0] >= c for c in cuts)
+        middle = kernel.loops[0].waves[TRIAL_STEPS // 2][0]
+        order = critical_order(kernel, _apart(kernel), target, rank, middle)
+        yield dataclasses.replace(cut, schedule=dataclasses.replace(one, order=order))
+
+
+def _recut(node: Node, target: Target, best: Choice) -> Iterator[Choice]:
+    """The best choice, then with its last whole tile and tail cut again where that changes them."""
+    yield best
+    recut = dataclasses.replace(best, recut=True)
+    if any(_tiles(m, recut, target) != _tiles(m, best, target) for m in _recurrent(node.attrs.cells[0]).values()):
+        yield recut
+
+
+def _tiles(m: QMatrix, choice: Choice, target: Target) -> tuple[tuple[int, int], ...]:
+    """A recurrent matrix's tiles under the choice."""
+    tiles = row_tiles(m.rows, choice.height, tail=True)
+    return recut_tail(tiles, m.cols, target.macs) if choice.recut else tiles
+
+
+def _with(node: Node, choice: Choice, target: Target) -> Node:
     """The node with R in tiles of the choice's height and the choice's step schedule."""
     def retiled(cell: CellWeights) -> CellWeights:
-        tiles = {k: dataclasses.replace(m, tiles=row_tiles(m.rows, choice.height, tail=True))
-                 for k, m in _recurrent(cell).items()}
+        tiles = {k: dataclasses.replace(m, tiles=_tiles(m, choice, target)) for k, m in _recurrent(cell).items()}
         return dataclasses.replace(cell, **tiles)
     return node.with_attrs(cells=tuple(retiled(c) for c in node.attrs.cells), schedule=choice.schedule)
 
@@ -189,7 +232,7 @@ class Trial:
 
 
 def _trial(graph: Graph, node: Node, target: Target, choice: Choice) -> Trial:
-    kernel = interleave(lower(_trial_graph(graph, _with(node, choice)), target))
+    kernel = interleave(lower(_trial_graph(graph, _with(node, choice, target)), target))
     addresses = _apart(kernel)
     code = [instruction(op, addresses) for op in kernel.ops]
     ready = ready_times(code, target)
@@ -230,11 +273,8 @@ def _keeps_every_step(graph: Graph, node: Node) -> bool:
 def ready_times(code: list[Instruction], target: Target) -> list[int]:
     """When each instruction has its result readable, run once in program order (no loops) by
     the machine's timing rules: the simulator's times for a program of this code."""
-    tenv = target.env()
-    prints = [instr.footprint(tenv) for instr in code]
-    clock = Clock(target, extents(prints))
-    return [clock.issue(instr.op.unit, evaluate(instr.op.cycles, instr.env(tenv)), reads, writes)[2]
-            for instr, (reads, writes) in zip(code, prints)]
+    issuer = Issuer(code, target)
+    return [issuer.issue(i) for i in range(len(code))]
 
 
 def _apart(kernel: Kernel) -> dict[str, int]:

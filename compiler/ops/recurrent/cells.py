@@ -154,12 +154,15 @@ def _per_group(ctx: Lowering, a: QuantRecurrentAttrs, r: StepRefs, tiles, rows_p
     the one before), since fewer chains leave the vector unit waiting on its own latency; in a
     batch that spans tiles, a group of a later tile joins the interleaving `_late_rounds` later
     (where the schedule says `late`), so that the earlier groups' ops issue while its tile is
-    still on the array."""
+    still on the array. A schedule with an `order` puts all the groups in one batch in that order."""
     groups, schedule = _groups(ctx, a), step_schedule(ctx, a, recurrent_matrix(r.mats))
     def last_tile(group: tuple[int, int]) -> int:
         last = rows_per_unit * group[1] - 1
         return next(i for i, (r0, r1) in enumerate(tiles) if r0 <= last < r1)
 
+    if schedule.order:
+        ctx.side_by_side([lambda u0=u0, u1=u1: emit(u0, u1) for u0, u1 in groups], order=schedule.order)
+        return
     batches = [list(batch) for _, batch in itertools.groupby(groups, key=last_tile)]
     late = _late_rounds(ctx, tiles, groups[-1][1]) if schedule.late else 0
     for batch in _joined(batches, schedule.chains):

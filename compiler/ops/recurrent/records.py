@@ -76,11 +76,15 @@ class StepSchedule:
     chunks of h's units cut there (ascending; none: one product over all of h), so the next
     step's product starts on the first while the vector unit finishes the others.
     `chains`: the fewest unit groups interleaved together. `late`: a later tile's groups join
-    the interleaving a few rounds late."""
+    the interleaving a few rounds late. `order`: the step's unit groups all in one batch,
+    interleaved in this order (the group whose next op comes next, op by op: what a
+    critical-path list scheduler did in a middle step of the tuning's trial, passes/critical.py);
+    none: batches by `chains`, one op of each group in turn."""
 
     cuts: tuple[int, ...] = ()
     chains: int = 3
     late: bool = True
+    order: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
