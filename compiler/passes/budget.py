@@ -31,6 +31,8 @@ from isa.target import Target
 
 WIDTHS = (None, 4, 3, 2)  # the steps a matrix goes down, from plain weights
 DEFAULT_AGREEMENT = 0.99
+ALPHA = 0.05  # one-sided 95 %: the bound on unseen data the report gives with an agreement
+BISECTIONS = 40
 FLOOR = 1e-9  # sensitivity below this counts as this: a free step is taken first, largest first
 
 
@@ -71,10 +73,12 @@ class Budget:
 @dataclass(frozen=True)
 class Closeness:
     """How close a quantised model's outputs are to the float model's on the calibration samples:
-    top-1 agreement (None when no output has classes) and the worst output's relative RMS error."""
+    top-1 agreement (None when no output has classes) over `compared` top-1 decisions, and the
+    worst output's relative RMS error."""
 
     agreement: float | None
     error: float
+    compared: int = 0
 
     def within(self, budget: Budget) -> bool:
         if budget.min_agreement is not None:
@@ -82,7 +86,37 @@ class Closeness:
         return self.error <= budget.max_error
 
     def figures(self) -> dict:
-        return {"agreement": self.agreement, "error": round(self.error, 6)}
+        bound = None if self.agreement is None else round(agreement_at_least(self.agreement, self.compared), 6)
+        return {"agreement": self.agreement, "agreement_at_least": bound, "error": round(self.error, 6)}
+
+
+def agreement_at_least(share: float, count: int) -> float:
+    """The exact (Clopper-Pearson) one-sided 95 % lower bound of an agreement `share` seen on
+    `count` samples: what it says of samples the calibration set does not hold. Sixty-four
+    calibration samples that all agree bound it only above 95.4 %, so a user can see when the
+    calibration set is too small for the budget asked."""
+    agreed = round(share * count)
+    if agreed == 0:
+        return 0.0
+    log_choose = _log_factorials(count)
+    log_choose = log_choose[count] - log_choose[agreed:] - log_choose[count - agreed::-1][:count - agreed + 1]
+    ks = np.arange(agreed, count + 1)
+    low, high = 0.0, 1.0
+    for _ in range(BISECTIONS):  # P(at least `agreed` agree | p) grows with p: find where it is ALPHA
+        p = (low + high) / 2
+        tail = np.exp(log_choose + ks * np.log(p) + (count - ks) * np.log1p(-p)).sum()
+        low, high = (p, high) if tail < ALPHA else (low, p)
+    return low
+
+
+def _log_factorials(n: int) -> np.ndarray:
+    return np.concatenate([[0.0], np.cumsum(np.log(np.arange(1, n + 1)))])
+
+
+def samples_to_resolve(share: float) -> int:
+    """The fewest samples on which full agreement bounds the agreement above `share`: ALPHA^(1/n)
+    >= share (the rule of three, for ALPHA = 5 %)."""
+    return int(np.ceil(np.log(ALPHA) / np.log(share))) if share < 1 else 0
 
 
 @dataclass(frozen=True)
@@ -147,6 +181,7 @@ def choose_compression(graph: Graph, samples: Mapping[str, np.ndarray], budget: 
         return Choice(budget, count, baseline, baseline, ())
     log(f"choosing the compression of {len(names)} matrices for {budget.describe()} on {count} calibration "
         f"samples: {len(names) * (len(WIDTHS) - 1)} measurements, then one per step")
+    _warn_unresolved(budget, baseline, log)
     if not baseline.within(budget):
         log(f"plain weights already miss the budget ({_said(baseline)}): nothing is compressed")
     sensitivity = {name: {bits: max(closeness({name: budget.compression(bits)}).error - baseline.error, 0.0)
@@ -161,6 +196,17 @@ def choose_compression(graph: Graph, samples: Mapping[str, np.ndarray], budget: 
     return choice
 
 
+def _warn_unresolved(budget: Budget, baseline: Closeness, log: Callable[[str], None]) -> None:
+    """Says so when the calibration samples are too few for the agreement asked: the budget is
+    then met on them, but no more is known of other inputs than the report's `agreement_at_least`."""
+    wanted = budget.min_agreement
+    if wanted is None or baseline.agreement is None or agreement_at_least(1.0, baseline.compared) >= wanted:
+        return
+    log(f"--min-agreement {wanted:g} on {baseline.compared} top-1 decisions: even all of them agreeing bounds the "
+        f"agreement on other inputs only above {agreement_at_least(1.0, baseline.compared):.1%} (95 % confidence); "
+        f"{samples_to_resolve(wanted)} would resolve it")
+
+
 def _descend(names: Mapping[str, tuple[int, int]], sensitivity: dict[str, dict[int, float]],
              closeness: Callable[[Mapping[str, Compression | None]], Closeness], budget: Budget, target: Target,
              reached: Closeness, log: Callable[[str], None]) -> tuple[dict[str, int | None], Closeness]:
@@ -168,27 +214,21 @@ def _descend(names: Mapping[str, tuple[int, int]], sensitivity: dict[str, dict[i
     adds alone; kept if the model still meets the budget. A step that misses it is tried once more
     in exchange for one step already taken by a matrix that saved fewer bytes: matrices interact
     (a recurrent layer's W and R are fitted together), so a large R may go down where a small W
-    gives back its last step. Otherwise that matrix waits until another matrix of its node
-    takes a step, and is tried again then."""
+    gives back its last step. Then the widths further down are tried: rounding is not monotone in
+    the width (a head at 2 bits may keep every top-1 class that it flipped at 4). Otherwise that
+    matrix waits until another matrix takes a step, and is tried again then."""
     descent = _Descent(names, sensitivity, closeness, budget, target, log, dict.fromkeys(names), reached)
     open_, parked = set(names), set()
     while open_:
         name = max(sorted(open_), key=lambda n: _worth(names[n], descent.bits[n], sensitivity[n], budget, target))
-        lower = _below(descent.bits[name])
         open_.discard(name)
-        if not descent.attempt({name: lower}) and not descent.exchange(name, lower, open_):
+        lower = descent.step_down(name, open_)
+        if lower is None:
             parked.add(name)
             continue
-        woken = {n for n in parked if _node(n) == _node(name)}
-        open_ |= woken | ({name} if lower != WIDTHS[-1] else set())
-        parked -= woken
+        open_ |= parked | ({name} if lower != WIDTHS[-1] else set())
+        parked = set()
     return descent.bits, descent.reached
-
-
-def _node(matrix: str) -> str:
-    """The node a matrix belongs to: one node's matrices are fitted together (passes/joint.py),
-    so a step of one can let another's step that missed the budget pass."""
-    return matrix.rpartition("/")[0]
 
 
 @dataclass
@@ -214,6 +254,14 @@ class _Descent:
             self.bits.update(changes)
             self.reached = trial
         return kept
+
+    def step_down(self, name: str, open_: set[str]) -> int | None:
+        """The width `name` went down to: the next one (alone, or in exchange), else a lower one
+        alone; None if every one misses the budget."""
+        lower = _below(self.bits[name])
+        if self.attempt({name: lower}) or self.exchange(name, lower, open_):
+            return lower
+        return next((deeper for deeper in WIDTHS[WIDTHS.index(lower) + 1:] if self.attempt({name: deeper})), None)
 
     def exchange(self, name: str, lower: int, open_: set[str]) -> bool:
         """`name`'s step with another matrix's last step undone, the one whose step added the most
@@ -303,7 +351,7 @@ def _measure(floats: dict[str, np.ndarray], samples: Mapping[str, np.ndarray],
         agree = np.concatenate([(values[n].argmax(-1) == top[n]).ravel() for n in sorted(classes)]) if classes \
             else None
         return Closeness(None if agree is None else float(agree.mean()),
-                         max(_relative_rms(values[n], floats[n]) for n in floats))
+                         max(_relative_rms(values[n], floats[n]) for n in floats), 0 if agree is None else agree.size)
     return closeness
 
 
