@@ -13,9 +13,10 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from compiler.passes.budget import Budget, Closeness, _warn_unresolved, agreement_at_least, samples_to_resolve
+from compiler.passes.budget import Budget, Closeness, Widths, _warn_unresolved
 from compiler.passes.calibrate import DEFAULT_SAMPLES
 from compiler.passes.compress import Compression
+from compiler.passes.confidence import agreement_at_least, samples_to_resolve
 from compiler.pipeline import compile_model
 from isa.errors import RnnaccelError
 from runtime_sim import Simulator
@@ -192,6 +193,12 @@ def test_agreement_needs_an_output_with_classes():
     (["--compress", "3", "--max-error", "0.1"], "budgets for --compress auto"),
     (["--compress", "auto", "--prune", "0.5"], "chooses widths, not pruning"),
     (["--compress", "auto", "--min-agreement", "0.9", "--max-error", "0.1"], "one budget"),
+    (["--widths", "/LSTM/qh0=4", "--compress", "4"], "goes without --compress"),
+    (["--widths", "/LSTM/qh0=4", "--prune", "0.5"], "goes without --compress"),
+    (["--widths", "/LSTM/qh0=4", "--max-error", "0.1"], "goes without --compress"),
+    (["--widths", "/LSTM/qh0=5"], "BITS 4, 3, 2 or plain"),
+    (["--widths", "=4"], "expected NAME=BITS"),
+    (["--widths", "/LSTM/qh0=4,/LSTM/qx9=2"], "/LSTM/qx9 is no matrix of this program"),
 ])
 def test_cli_refuses_budget_options_that_do_not_go_together(tmp_path, capsys, args, message):
     from compiler.cli import main
@@ -316,3 +323,43 @@ def test_a_calibration_set_large_enough_for_the_budget_is_not_warned_about():
     assert lines == []
     _warn_unresolved(Budget(), Closeness(1.0, 0.0, samples_to_resolve(0.99) - 1), lines.append)
     assert len(lines) == 1
+
+
+def test_widths_repeat_the_choice_of_auto_byte_for_byte(kws_auto):
+    """The log's `--widths` option, given back, compiles the same program without searching."""
+    from compiler.cli import parse_widths
+    from isa.programfile import to_bytes
+
+    compiled, x, lines = kws_auto
+    option = next(line for line in lines if "--widths" in line).rpartition("--widths ")[2]
+    lines_again: list[str] = []
+    again = compile_model(KWS / "kws_lstm64.onnx", calibration={"mfcc": x}, compression=Widths(parse_widths(option)),
+                          log=lines_again.append)
+    assert to_bytes(again.program) == to_bytes(compiled.program)
+    assert not any("choosing the compression" in line for line in lines_again)
+
+
+def test_widths_name_matrices_of_any_island_and_leave_the_others_plain():
+    from partitioned_model import samples, whole_model
+
+    plain = compile_model(whole_model(), calibration={"x": samples(8)})
+    names = [m for island in plain.islands for m, _ in _matrices_of(island.compiled.graph)]
+    compiled = compile_model(whole_model(), calibration={"x": samples(8)}, compression=Widths({names[-1]: 2}))
+    stored = [i.compiled.report["total"]["stored_bytes"] for i in compiled.islands]
+    assert sum(stored) < sum(i.compiled.report["total"]["stored_bytes"] for i in plain.islands)
+    assert {n: b for n, b in _codebook_bits_of(compiled).items() if b} == {names[-1]: 2}
+
+
+def test_a_width_that_is_not_one_is_refused():
+    with pytest.raises(RnnaccelError, match="expected 4, 3, 2 or plain"):
+        Widths({"a/q": 8})
+
+
+def _matrices_of(graph):
+    from compiler.passes.budget import _matrices
+    return list(_matrices(graph))
+
+
+def _codebook_bits_of(compiled) -> dict:
+    return {name: q.codebook.bits if q.codebook is not None else None
+            for island in compiled.islands for name, q in _matrices_of(island.compiled.graph)}

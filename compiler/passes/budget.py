@@ -25,14 +25,13 @@ from compiler.float_eval import run_float
 from compiler.ir import Graph, QMatrix
 from compiler.ops import OPS
 from compiler.passes.compress import Compression, stored_bytes_at_least
+from compiler.passes.confidence import agreement_at_least, samples_to_resolve
 from compiler.reference import reference_outputs
 from isa.errors import RnnaccelError
 from isa.target import Target
 
 WIDTHS = (None, 4, 3, 2)  # the steps a matrix goes down, from plain weights
 DEFAULT_AGREEMENT = 0.99
-ALPHA = 0.05  # one-sided 95 %: the bound on unseen data the report gives with an agreement
-BISECTIONS = 40
 FLOOR = 1e-9  # sensitivity below this counts as this: a free step is taken first, largest first
 
 
@@ -71,6 +70,42 @@ class Budget:
 
 
 @dataclass(frozen=True)
+class Widths:
+    """Bits per named matrix (4, 3, 2, or None for plain), every other matrix plain: a choice
+    `--compress auto` made, or a user's, compiled again without measuring anything. Names are the
+    report's (`NODE/qx0`...)."""
+
+    bits: tuple[tuple[str, int | None], ...] | Mapping[str, int | None]
+    groups: str = "tile"
+    activation_aware: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bits", tuple(dict(self.bits).items()))
+        wrong = [f"{name}={b}" for name, b in self.bits if b not in WIDTHS]
+        if wrong:
+            raise RnnaccelError(f"--widths {', '.join(wrong)}: expected 4, 3, 2 or plain bits per matrix")
+
+    @property
+    def chosen(self) -> dict[str, Compression | None]:
+        return {name: None if b is None else Compression(b, self.groups, self.activation_aware)
+                for name, b in self.bits}
+
+    @property
+    def smallest(self) -> Compression | None:
+        widths = [b for _, b in self.bits if b is not None]
+        return Compression(min(widths), self.groups, self.activation_aware) if widths else None
+
+    def check_names(self, graphs: list[Graph]) -> None:
+        """Every name must be a matrix of the program (of one of its islands): a misspelt one would
+        silently stay plain."""
+        known = {name for graph in graphs for name, _ in _matrices(graph)}
+        unknown = [name for name, _ in self.bits if name not in known]
+        if unknown:
+            raise RnnaccelError(f"--widths: {', '.join(unknown)} is no matrix of this program; its matrices are "
+                                f"{', '.join(sorted(known)) or 'none'}")
+
+
+@dataclass(frozen=True)
 class Closeness:
     """How close a quantised model's outputs are to the float model's on the calibration samples:
     top-1 agreement (None when no output has classes) over `compared` top-1 decisions, and the
@@ -88,35 +123,6 @@ class Closeness:
     def figures(self) -> dict:
         bound = None if self.agreement is None else round(agreement_at_least(self.agreement, self.compared), 6)
         return {"agreement": self.agreement, "agreement_at_least": bound, "error": round(self.error, 6)}
-
-
-def agreement_at_least(share: float, count: int) -> float:
-    """The exact (Clopper-Pearson) one-sided 95 % lower bound of an agreement `share` seen on
-    `count` samples: what it says of samples the calibration set does not hold. Sixty-four
-    calibration samples that all agree bound it only above 95.4 %, so a user can see when the
-    calibration set is too small for the budget asked."""
-    agreed = round(share * count)
-    if agreed == 0:
-        return 0.0
-    log_choose = _log_factorials(count)
-    log_choose = log_choose[count] - log_choose[agreed:] - log_choose[count - agreed::-1][:count - agreed + 1]
-    ks = np.arange(agreed, count + 1)
-    low, high = 0.0, 1.0
-    for _ in range(BISECTIONS):  # P(at least `agreed` agree | p) grows with p: find where it is ALPHA
-        p = (low + high) / 2
-        tail = np.exp(log_choose + ks * np.log(p) + (count - ks) * np.log1p(-p)).sum()
-        low, high = (p, high) if tail < ALPHA else (low, p)
-    return low
-
-
-def _log_factorials(n: int) -> np.ndarray:
-    return np.concatenate([[0.0], np.cumsum(np.log(np.arange(1, n + 1)))])
-
-
-def samples_to_resolve(share: float) -> int:
-    """The fewest samples on which full agreement bounds the agreement above `share`: ALPHA^(1/n)
-    >= share (the rule of three, for ALPHA = 5 %)."""
-    return int(np.ceil(np.log(ALPHA) / np.log(share))) if share < 1 else 0
 
 
 @dataclass(frozen=True)
@@ -154,10 +160,10 @@ class Choice:
                              for m in self.matrices]}
 
 
-def fewest_bytes(compression: Compression | Budget | None) -> Compression | None:
+def fewest_bytes(compression: Compression | Budget | Widths | None) -> Compression | None:
     """What a capacity check before quantising judges the weights by: a budget may compress any
-    matrix to its smallest width."""
-    return compression.smallest if isinstance(compression, Budget) else compression
+    matrix to its smallest width, and so may widths by name (the check cannot tell which)."""
+    return compression.smallest if isinstance(compression, Budget | Widths) else compression
 
 
 Quantizer = Callable[[Mapping[str, Compression | None]], Graph]
@@ -192,7 +198,8 @@ def choose_compression(graph: Graph, samples: Mapping[str, np.ndarray], budget: 
                                   sensitivity[name]) for name, shape in names.items())
     choice = Choice(budget, count, baseline, reached, matrices)
     log(f"compression within the budget: {', '.join(f'{m.name} {_width(m.bits)}' for m in matrices)}; "
-        f"{_said(reached)} (plain weights: {_said(baseline)})")
+        f"{_said(reached)} (plain weights: {_said(baseline)}); the same without searching: --widths "
+        f"{_as_option(matrices)}")
     return choice
 
 
@@ -321,6 +328,11 @@ def _compressible(plain: Graph, quantize: Quantizer, budget: Budget) -> dict[str
             if q.codebook is not None}
 
 
+def matrix_names(graph: Graph) -> list[str]:
+    """The names `Widths` and the report give a quantised graph's matrices."""
+    return [name for name, _ in _matrices(graph)]
+
+
 def _matrices(graph: Graph) -> Iterator[tuple[str, QMatrix]]:
     """A quantised graph's matrices by the names WeightPolicy.chosen gives them."""
     for node in graph.nodes:
@@ -357,6 +369,11 @@ def _measure(floats: dict[str, np.ndarray], samples: Mapping[str, np.ndarray],
 
 def _relative_rms(value: np.ndarray, reference: np.ndarray) -> float:
     return float(np.sqrt(np.sum((value - reference) ** 2) / max(np.sum(reference ** 2), 1e-30)))
+
+
+def _as_option(matrices: tuple[MatrixChoice, ...]) -> str:
+    """The widths as --widths takes them."""
+    return ",".join(f"{m.name}={'plain' if m.bits is None else m.bits}" for m in matrices)
 
 
 def _width(bits: int | None) -> str:
