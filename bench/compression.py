@@ -2,8 +2,9 @@
 codebooks per tile and per matrix, with and without pruning, and `--compress auto` within its
 default budget (top-1 agreement with the float model on 99 % of the calibration samples); then
 the models fine-tuned with shared (and pruned) weights by examples/kws/finetune.py (compiler.finetune). Accuracy on
-the test split and its drop from the float model's (points), the compression ratio,
-weight-memory traffic and cycles per inference.
+the test split and its drop from the float model's (points), the top-1 agreement with the float
+model on the test split (what the budget of `auto` bounds on the calibration samples), the
+compression ratio, weight-memory traffic and cycles per inference.
 
     .venv/bin/python bench/compression.py [--summary] [MODEL ...]   (default: every kws_*.onnx float model)
 
@@ -39,25 +40,32 @@ FINE_TUNED = {"kws_lstm64": [("kws_lstm64_c2", "2-bit matrix", Compression(2, "m
               "kws_gru154": [("kws_gru154_c2s60", "2-bit matrix, pruned 60%", Compression(2, "matrix", prune=0.6))],
               "kws_lstm118": [("kws_lstm118_c2s60", "2-bit matrix, pruned 60%", Compression(2, "matrix", prune=0.6))]}
 SUMMARY = ("4-bit tile", "3-bit tile", "2-bit tile", "auto, default budget")
-HEADER = (f"  {'weights':<34} {'ratio':>7} {'stored B':>9} {'top-1':>7} {'drop pt':>7} {'read B/inf':>11} "
+HEADER = (f"  {'weights':<34} {'ratio':>7} {'stored B':>9} {'top-1':>7} {'drop pt':>7} {'agree':>7} {'read B/inf':>11} "
           f"{'cycles':>7}")
 
 
-def float_accuracy(model: Path, x: np.ndarray, y: np.ndarray) -> float:
+def float_top1(model: Path, x: np.ndarray) -> np.ndarray:
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     logits = np.stack([session.run(None, {"mfcc": sample})[0] for sample in x])
-    return float(np.mean(logits.reshape(len(x), -1).argmax(-1) == y))
+    return logits.reshape(len(x), -1).argmax(-1)
+
+
+def float_accuracy(model: Path, x: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean(float_top1(model, x) == y))
 
 
 def chip_row(label: str, model: Path, compression: Compression | Budget | None, calib: dict, x: np.ndarray,
              y: np.ndarray, reference: float) -> str:
+    """One setting's figures; `agree` is the share of test utterances whose top-1 class is the
+    model's own float top-1 (what --compress auto's budget bounds on its calibration samples)."""
     compiled = compile_model(model, calibration=calib, compression=compression)
     sim = Simulator(compiled.program)
-    logits = sim.run({"mfcc": x}, batch=True).outputs["logits"]
-    accuracy = float(np.mean(logits.reshape(len(x), -1).argmax(-1) == y))
+    top1 = sim.run({"mfcc": x}, batch=True).outputs["logits"].reshape(len(x), -1).argmax(-1)
+    accuracy, agreement = float(np.mean(top1 == y)), float(np.mean(top1 == float_top1(model, x)))
     total = compiled.report["total"]
     return (f"  {label:<34} {total['compression_ratio']:>6.2f}x {total['stored_bytes']:>9} {accuracy:>7.2%} "
-            f"{100 * (accuracy - reference):>+7.2f} {sim.stats['weight_bytes_read']:>11} {sim.stats['cycles']:>7}"
+            f"{100 * (accuracy - reference):>+7.2f} {agreement:>7.2%} {sim.stats['weight_bytes_read']:>11} "
+            f"{sim.stats['cycles']:>7}"
             f"{_widths(compiled.report)}")
 
 

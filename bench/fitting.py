@@ -5,10 +5,17 @@ table of docs/benchmarks.md ("Weight compression on the trained keyword spotters
 
     .venv/bin/python bench/fitting.py [MODEL ...]     (default: every examples/kws/kws_*.onnx
                                                         that is not fine-tuned)
+    .venv/bin/python bench/fitting.py --grid MODEL [NAME=BITS ...]
+
+--grid: every choice of widths per matrix (4, 3, 2 or plain; `--widths` of rnnaccel-compile),
+those given as NAME=BITS held fixed: compression ratio, top-1 drop and agreement with the float
+model on the test split, and agreement on the calibration samples (what --compress auto's
+budget reads). It shows whether any choice meets a goal that --compress auto did not reach.
 """
 
 from __future__ import annotations
 
+import itertools
 import sys
 from pathlib import Path
 
@@ -16,8 +23,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from compression import KWS, float_accuracy  # noqa: E402
+from compression import KWS, float_accuracy, float_top1  # noqa: E402
 
+from compiler.cli import parse_widths  # noqa: E402
+from compiler.passes.budget import WIDTHS, Widths, matrix_names  # noqa: E402
 from compiler.passes.compress import Compression  # noqa: E402
 from compiler.pipeline import compile_model  # noqa: E402
 from runtime_sim import Simulator  # noqa: E402
@@ -48,9 +57,35 @@ def main(names: list[str]) -> None:
         print(f"| {name} | {reference:.2%} | {' | '.join(cells)} |", flush=True)
 
 
+def grid(name: str, fixed: dict[str, int | None]) -> None:
+    """Every choice of widths for the matrices not in `fixed`."""
+    model, calib = KWS / f"{name}.onnx", dict(np.load(KWS / "calib.npz"))
+    test = np.load(KWS / "test.npz")
+    plain = compile_model(model, calibration=calib)
+    free = [n for n in matrix_names(plain.graph) if n not in fixed]
+    floats = {"test": float_top1(model, test["x"]), "calib": float_top1(model, calib["mfcc"])}
+    reference = float(np.mean(floats["test"] == test["y"]))
+    print(f"{name}: float top-1 {reference:.2%}; widths of {', '.join(free)}; fixed {fixed}")
+    for widths in itertools.product(WIDTHS, repeat=len(free)):
+        chosen = {**dict(zip(free, widths)), **fixed}
+        compiled = compile_model(model, calibration=calib, compression=Widths(chosen))
+        sim = Simulator(compiled.program)
+        top1 = {split: sim.run({"mfcc": x}, batch=True).outputs["logits"].reshape(len(x), -1).argmax(-1)
+                for split, x in (("test", test["x"]), ("calib", calib["mfcc"]))}
+        agree = {split: float(np.mean(top1[split] == floats[split])) for split in top1}
+        drop = 100 * (float(np.mean(top1["test"] == test["y"])) - reference)
+        label = ", ".join(str(w or "plain") for w in widths)
+        print(f"  {label:<18} {compiled.report['total']['compression_ratio']:6.2f}x "
+              f"{drop:+6.2f} pt  test agreement {agree['test']:.2%}  calibration agreement {agree['calib']:.2%}",
+              flush=True)
+
+
 def trained_models() -> list[str]:
     return sorted(p.stem for p in KWS.glob("kws_*.onnx") if "_c2" not in p.stem)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or trained_models())
+    if sys.argv[1:2] == ["--grid"]:
+        grid(sys.argv[2], dict(parse_widths(",".join(sys.argv[3:]))) if sys.argv[3:] else {})
+    else:
+        main(sys.argv[1:] or trained_models())

@@ -3,6 +3,7 @@
     rnnaccel-compile MODEL.onnx -o PROG.rnna [--listing PROG.s] [--report REPORT.json]
                      [--calibration CALIB.npz] [--target NAME|FILE] [--macs N]
                      [--weight-bits 8|16] [--compress none|4|3|2|auto] [--min-agreement S | --max-error E]
+                     [--widths NAME=BITS,...]
                      [--shape NAME=D0,D1,...]
                      [--const NAME=VALUE[,VALUE...]] [--streaming] [--chip-only]
     rnnaccel-compile MODEL.onnx --check [--shape NAME=D0,D1,...] [--const NAME=VALUE,...]
@@ -27,7 +28,7 @@ from compiler.frontend.opdoc import supported_ops_text
 from compiler.frontend.partition import HOST
 from compiler.frontend.support import check_failure, check_model, partition_lines
 from compiler.partitioned import summary_line
-from compiler.passes.budget import DEFAULT_AGREEMENT, Budget, fewest_bytes
+from compiler.passes.budget import DEFAULT_AGREEMENT, Budget, Widths, fewest_bytes
 from compiler.passes.compress import Compression
 from compiler.pipeline import Compiled, compile_model, prepare
 from isa.cliutil import EXIT_USER_ERROR, add_version, run_cli, write_stdout
@@ -72,6 +73,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-error", type=float, metavar="E",
                    help="with --compress auto, instead of --min-agreement: the largest relative RMS error of any "
                         "output against the float model's (for outputs that are not class scores)")
+    p.add_argument("--widths", metavar="NAME=BITS,...",
+                   help="compress just these matrices, each at its bits (4, 3, 2 or plain), named as --compress "
+                        "auto's report and log name them (NODE/qx0...): repeats a choice without searching")
     p.add_argument("--codebook", choices=("tile", "matrix"), default="tile",
                    help="with --compress: one codebook per MAC row tile (default) or per matrix")
     p.add_argument("--prune", type=float, default=0.0, metavar="FRACTION",
@@ -95,10 +99,14 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _compression(args: argparse.Namespace) -> Compression | Budget | None:
+def _compression(args: argparse.Namespace) -> Compression | Budget | Widths | None:
     if not 0.0 <= args.prune < 1.0:
         raise RnnaccelError(f"--prune {args.prune}: expected a fraction in [0, 1)")
     budgeted = args.min_agreement is not None or args.max_error is not None
+    if args.widths is not None:
+        if args.compress != "none" or args.prune or budgeted:
+            raise RnnaccelError("--widths gives each matrix its bits: it goes without --compress, --prune and budgets")
+        return Widths(parse_widths(args.widths), args.codebook)
     if args.compress == "auto":
         if args.prune:
             raise RnnaccelError("--prune goes with --compress 4|3|2: --compress auto chooses widths, not pruning")
@@ -111,6 +119,17 @@ def _compression(args: argparse.Namespace) -> Compression | Budget | None:
                                 "beside the codebook indices")
         return None
     return Compression(int(args.compress), args.codebook, prune=args.prune)
+
+
+def parse_widths(text: str) -> tuple[tuple[str, int | None], ...]:
+    """NAME=BITS,... as (name, bits) pairs, plain as None."""
+    pairs = []
+    for item in text.split(","):
+        name, _, bits = item.strip().rpartition("=")
+        if not name or bits not in ("4", "3", "2", "plain"):
+            raise RnnaccelError(f"--widths {item}: expected NAME=BITS with BITS 4, 3, 2 or plain")
+        pairs.append((name, None if bits == "plain" else int(bits)))
+    return tuple(pairs)
 
 
 def parse_shapes(items: list[str]) -> dict[str, tuple[int, ...]]:

@@ -34,7 +34,7 @@ from compiler.partitioned import (
     split_state,
 )
 from compiler.passes.allocate import allocate
-from compiler.passes.budget import Budget, Choice, choose_compression, fewest_bytes
+from compiler.passes.budget import Budget, Choice, Widths, choose_compression, fewest_bytes
 from compiler.passes.calibrate import Calibration, calibrate, check_calibration, default_calibration
 from compiler.passes.compress import Compression
 from compiler.passes.dead import drop_dead_copies
@@ -56,13 +56,13 @@ def compile_model(model: str | Path | onnx.ModelProto, target: Target | None = N
                   calibration: dict[str, np.ndarray] | None = None,
                   shapes: dict[str, tuple[int, ...]] | None = None,
                   log: Callable[[str], None] = lambda message: None,
-                  compression: Compression | Budget | None = None, streaming: bool = False,
+                  compression: Compression | Budget | Widths | None = None, streaming: bool = False,
                   consts: dict[str, list[str | float | int]] | None = None, chip_only: bool = False,
                   states: dict[str, str] | None = None, state_outputs: bool = False) -> Compiled:
     """Compile a model: one chip program, or, when some nodes need the host, a partitioned
     program (docs/partitioning.md) unless `chip_only`. Codebook `compression` is
     activation-aware only with real calibration data; a `Budget` chooses each matrix's
-    (passes/budget.py).
+    (passes/budget.py), `Widths` gives them by name.
 
     `streaming` makes a program that takes one frame per run and keeps the recurrent state
     between runs (passes/streaming.py); `shapes` and `calibration` are still whole sequences.
@@ -103,6 +103,7 @@ def compile_model(model: str | Path | onnx.ModelProto, target: Target | None = N
         graph = verify(finish_import(builder, proto))
         compiled = chip(proto, graph, name, calibration or default_calibration(graph.input_shapes),
                         streaming=streaming)
+        _check_widths(compression, [compiled.graph])
         return dataclasses.replace(compiled, sources=sources, partition=plan)
     if chip_only:
         raise RnnaccelError(f"--chip-only: {host_list(plan)}")
@@ -113,6 +114,7 @@ def compile_model(model: str | Path | onnx.ModelProto, target: Target | None = N
     islands = compile_islands(proto, plan, builder, samples,
                               lambda sub, calib: chip(sub, verify(import_model(sub)), sub.graph.name, calib,
                                                       streaming=streaming and island_streams(sub, state)))
+    _check_widths(compression, [island.compiled.graph for island in islands])
     program = partitioned_program(name, proto, plan, builder, islands, state)
     return Compiled(None, program, partitioned_report(name, plan, islands), sources, tuple(islands), plan)
 
@@ -144,7 +146,7 @@ def prepare(proto: onnx.ModelProto, consts: dict[str, list[str | float | int]] |
 
 
 def _compile_chip(proto: onnx.ModelProto, graph: Graph, name: str, calibration: dict[str, np.ndarray],
-                  target: Target, compression: Compression | Budget | None, streaming: bool,
+                  target: Target, compression: Compression | Budget | Widths | None, streaming: bool,
                   log: Callable[[str], None], bound: StateBinding) -> Compiled:
     """One chip program from an imported graph: the whole model's, or one island's."""
     graph = bound.bind(graph)
@@ -162,8 +164,9 @@ def _compile_chip(proto: onnx.ModelProto, graph: Graph, name: str, calibration: 
         check_frame_local(graph, frame)
     graph = _trimmed(frame) if frames else whole
     calib = calib.derived(graph)
-    graph = verify(quantize_graph(graph, calib, target, None if choice else compression, bound.mine(graph),
-                                  choice.chosen if choice else None))
+    chosen = compression.chosen if isinstance(compression, Widths) else choice.chosen if choice else None
+    graph = verify(quantize_graph(graph, calib, target, None if chosen is not None else compression,
+                                  bound.mine(graph), chosen))
     graph = tune_schedules(graph, target, log)
     for line in headroom_warnings(graph, calib):
         log(line)
@@ -175,6 +178,11 @@ def _compile_chip(proto: onnx.ModelProto, graph: Graph, name: str, calibration: 
     program = dataclasses.replace(program, recurrence=recurrence_bounds(graph, program))
     report = build_report(graph, kernel, program)
     return Compiled(graph, program, report | {"compression": choice.figures()} if choice else report)
+
+
+def _check_widths(compression: Compression | Budget | Widths | None, graphs: list[Graph]) -> None:
+    if isinstance(compression, Widths):
+        compression.check_names(graphs)
 
 
 def _trimmed(graph: Graph) -> Graph:

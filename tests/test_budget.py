@@ -13,9 +13,10 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from compiler.passes.budget import Budget
+from compiler.passes.budget import Budget, Closeness, Widths, _warn_unresolved
 from compiler.passes.calibrate import DEFAULT_SAMPLES
 from compiler.passes.compress import Compression
+from compiler.passes.confidence import agreement_at_least, samples_to_resolve
 from compiler.pipeline import compile_model
 from isa.errors import RnnaccelError
 from runtime_sim import Simulator
@@ -56,6 +57,10 @@ def test_the_budget_holds_on_the_calibration_data_in_the_simulator(kws_auto):
     plain = compile_model(KWS / "kws_lstm64.onnx", calibration={"mfcc": x})
     assert compiled.report["total"]["stored_bytes"] < plain.report["total"]["stored_bytes"] / 2
     assert any("choosing the compression of 3 matrices" in line for line in lines)
+    assert choice["reached"]["agreement_at_least"] == pytest.approx(agreement_at_least(agreement, len(x)), abs=1e-6)
+    assert choice["reached"]["agreement_at_least"] < 0.99 <= agreement
+    assert any("64 top-1 decisions: even all of them agreeing" in line and "299 would resolve it" in line
+               for line in lines)
 
 
 def test_the_report_lists_each_matrix_its_bits_and_sensitivity(kws_auto):
@@ -188,6 +193,12 @@ def test_agreement_needs_an_output_with_classes():
     (["--compress", "3", "--max-error", "0.1"], "budgets for --compress auto"),
     (["--compress", "auto", "--prune", "0.5"], "chooses widths, not pruning"),
     (["--compress", "auto", "--min-agreement", "0.9", "--max-error", "0.1"], "one budget"),
+    (["--widths", "/LSTM/qh0=4", "--compress", "4"], "goes without --compress"),
+    (["--widths", "/LSTM/qh0=4", "--prune", "0.5"], "goes without --compress"),
+    (["--widths", "/LSTM/qh0=4", "--max-error", "0.1"], "goes without --compress"),
+    (["--widths", "/LSTM/qh0=5"], "BITS 4, 3, 2 or plain"),
+    (["--widths", "=4"], "expected NAME=BITS"),
+    (["--widths", "/LSTM/qh0=4,/LSTM/qx9=2"], "/LSTM/qx9 is no matrix of this program"),
 ])
 def test_cli_refuses_budget_options_that_do_not_go_together(tmp_path, capsys, args, message):
     from compiler.cli import main
@@ -260,3 +271,95 @@ def test_a_large_step_is_taken_in_exchange_for_a_small_one():
     sensitivity = {"layer/qx0": {4: 0.1, 3: 0.2, 2: 9.0}, "layer/qh0": {4: 0.1, 3: 5.0, 2: 9.0},
                    "head/q": {4: 9.0, 3: 9.0, 2: 9.0}}
     assert _search(costs, 0.7, sensitivity) == {"layer/qx0": 4, "layer/qh0": 3, "head/q": None}
+
+
+def test_a_width_further_down_is_tried_when_the_next_one_misses():
+    """The head's rounding at 4 bits happens to cost more than at 2 (rounding is not monotone in
+    the width): the search goes on to 3 and 2 bits rather than leaving the head plain."""
+    def costs(w):
+        return sum({"layer/qx0": {None: 0, 4: 9, 3: 9, 2: 9}, "layer/qh0": {None: 0, 4: 9, 3: 9, 2: 9},
+                    "head/q": {None: 0, 4: 0.5, 3: 0.4, 2: 0.1}}[n][b] for n, b in w.items())
+    sensitivity = {"layer/qx0": dict.fromkeys((4, 3, 2), 9.0), "layer/qh0": dict.fromkeys((4, 3, 2), 9.0),
+                   "head/q": {4: 0.1, 3: 0.1, 2: 0.1}}
+    assert _search(costs, 0.2, sensitivity) == {"layer/qx0": None, "layer/qh0": None, "head/q": 2}
+
+
+def test_a_step_that_missed_is_tried_again_after_another_nodes_matrix_moves():
+    """R at 3 bits holds only once the head is at 2 bits (their errors happen to cancel on the
+    calibration samples); the head goes down after R's step missed, and R is tried again."""
+    def costs(w):
+        if w["layer/qh0"] == 3:
+            return 0.3 if w["head/q"] == 2 else 9.0
+        return sum({"layer/qx0": {None: 0, 4: 9, 3: 9, 2: 9}, "layer/qh0": {None: 0, 4: 0.1, 2: 9},
+                    "head/q": {None: 0, 4: 0.1, 3: 0.1, 2: 0.1}}[n][b] for n, b in w.items())
+    sensitivity = {"layer/qx0": dict.fromkeys((4, 3, 2), 9.0), "layer/qh0": {4: 0.01, 3: 0.02, 2: 9.0},
+                   "head/q": {4: 0.1, 3: 0.1, 2: 0.1}}
+    bits = _search(costs, 0.45, sensitivity)
+    assert bits["layer/qh0"] == 3 and bits["head/q"] == 2
+
+
+def test_the_agreement_bound_covers_the_true_agreement_nineteen_times_in_twenty():
+    """For a model that agrees with probability p on unseen samples, the bound the report gives
+    from `count` calibration samples lies at or below p with probability at least 95 % (summed
+    exactly over the binomial outcomes), and is tight when the samples are many."""
+    from math import comb
+    for p, count in ((0.97, 64), (0.99, 300), (0.9, 500), (0.999, 64)):
+        covered = sum(comb(count, k) * p ** k * (1 - p) ** (count - k) for k in range(count + 1)
+                      if agreement_at_least(k / count, count) <= p)
+        assert covered >= 0.95, (p, count, covered)
+    assert 0.989 < agreement_at_least(0.99, 100_000) < 0.99
+
+
+def test_samples_to_resolve_is_the_fewest_that_bound_full_agreement_above_the_share():
+    for share in (0.9, 0.95, 0.99, 0.995):
+        count = samples_to_resolve(share)
+        assert agreement_at_least(1.0, count) >= share > agreement_at_least(1.0, count - 1)
+
+
+def test_a_calibration_set_large_enough_for_the_budget_is_not_warned_about():
+    lines: list[str] = []
+    _warn_unresolved(Budget(), Closeness(1.0, 0.0, samples_to_resolve(0.99)), lines.append)
+    _warn_unresolved(Budget(None, 0.1), Closeness(1.0, 0.0, 10), lines.append)
+    assert lines == []
+    _warn_unresolved(Budget(), Closeness(1.0, 0.0, samples_to_resolve(0.99) - 1), lines.append)
+    assert len(lines) == 1
+
+
+def test_widths_repeat_the_choice_of_auto_byte_for_byte(kws_auto):
+    """The log's `--widths` option, given back, compiles the same program without searching."""
+    from compiler.cli import parse_widths
+    from isa.programfile import to_bytes
+
+    compiled, x, lines = kws_auto
+    option = next(line for line in lines if "--widths" in line).rpartition("--widths ")[2]
+    lines_again: list[str] = []
+    again = compile_model(KWS / "kws_lstm64.onnx", calibration={"mfcc": x}, compression=Widths(parse_widths(option)),
+                          log=lines_again.append)
+    assert to_bytes(again.program) == to_bytes(compiled.program)
+    assert not any("choosing the compression" in line for line in lines_again)
+
+
+def test_widths_name_matrices_of_any_island_and_leave_the_others_plain():
+    from partitioned_model import samples, whole_model
+
+    plain = compile_model(whole_model(), calibration={"x": samples(8)})
+    names = [m for island in plain.islands for m, _ in _matrices_of(island.compiled.graph)]
+    compiled = compile_model(whole_model(), calibration={"x": samples(8)}, compression=Widths({names[-1]: 2}))
+    stored = [i.compiled.report["total"]["stored_bytes"] for i in compiled.islands]
+    assert sum(stored) < sum(i.compiled.report["total"]["stored_bytes"] for i in plain.islands)
+    assert {n: b for n, b in _codebook_bits_of(compiled).items() if b} == {names[-1]: 2}
+
+
+def test_a_width_that_is_not_one_is_refused():
+    with pytest.raises(RnnaccelError, match="expected 4, 3, 2 or plain"):
+        Widths({"a/q": 8})
+
+
+def _matrices_of(graph):
+    from compiler.passes.budget import _matrices
+    return list(_matrices(graph))
+
+
+def _codebook_bits_of(compiled) -> dict:
+    return {name: q.codebook.bits if q.codebook is not None else None
+            for island in compiled.islands for name, q in _matrices_of(island.compiled.graph)}

@@ -25,6 +25,7 @@ from compiler.float_eval import run_float
 from compiler.ir import Graph, QMatrix
 from compiler.ops import OPS
 from compiler.passes.compress import Compression, stored_bytes_at_least
+from compiler.passes.confidence import agreement_at_least, samples_to_resolve
 from compiler.reference import reference_outputs
 from isa.errors import RnnaccelError
 from isa.target import Target
@@ -69,12 +70,50 @@ class Budget:
 
 
 @dataclass(frozen=True)
+class Widths:
+    """Bits per named matrix (4, 3, 2, or None for plain), every other matrix plain: a choice
+    `--compress auto` made, or a user's, compiled again without measuring anything. Names are the
+    report's (`NODE/qx0`...)."""
+
+    bits: tuple[tuple[str, int | None], ...] | Mapping[str, int | None]
+    groups: str = "tile"
+    activation_aware: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bits", tuple(dict(self.bits).items()))
+        wrong = [f"{name}={b}" for name, b in self.bits if b not in WIDTHS]
+        if wrong:
+            raise RnnaccelError(f"--widths {', '.join(wrong)}: expected 4, 3, 2 or plain bits per matrix")
+
+    @property
+    def chosen(self) -> dict[str, Compression | None]:
+        return {name: None if b is None else Compression(b, self.groups, self.activation_aware)
+                for name, b in self.bits}
+
+    @property
+    def smallest(self) -> Compression | None:
+        widths = [b for _, b in self.bits if b is not None]
+        return Compression(min(widths), self.groups, self.activation_aware) if widths else None
+
+    def check_names(self, graphs: list[Graph]) -> None:
+        """Every name must be a matrix of the program (of one of its islands): a misspelt one would
+        silently stay plain."""
+        known = {name for graph in graphs for name, _ in _matrices(graph)}
+        unknown = [name for name, _ in self.bits if name not in known]
+        if unknown:
+            raise RnnaccelError(f"--widths: {', '.join(unknown)} is no matrix of this program; its matrices are "
+                                f"{', '.join(sorted(known)) or 'none'}")
+
+
+@dataclass(frozen=True)
 class Closeness:
     """How close a quantised model's outputs are to the float model's on the calibration samples:
-    top-1 agreement (None when no output has classes) and the worst output's relative RMS error."""
+    top-1 agreement (None when no output has classes) over `compared` top-1 decisions, and the
+    worst output's relative RMS error."""
 
     agreement: float | None
     error: float
+    compared: int = 0
 
     def within(self, budget: Budget) -> bool:
         if budget.min_agreement is not None:
@@ -82,7 +121,8 @@ class Closeness:
         return self.error <= budget.max_error
 
     def figures(self) -> dict:
-        return {"agreement": self.agreement, "error": round(self.error, 6)}
+        bound = None if self.agreement is None else round(agreement_at_least(self.agreement, self.compared), 6)
+        return {"agreement": self.agreement, "agreement_at_least": bound, "error": round(self.error, 6)}
 
 
 @dataclass(frozen=True)
@@ -120,10 +160,10 @@ class Choice:
                              for m in self.matrices]}
 
 
-def fewest_bytes(compression: Compression | Budget | None) -> Compression | None:
+def fewest_bytes(compression: Compression | Budget | Widths | None) -> Compression | None:
     """What a capacity check before quantising judges the weights by: a budget may compress any
-    matrix to its smallest width."""
-    return compression.smallest if isinstance(compression, Budget) else compression
+    matrix to its smallest width, and so may widths by name (the check cannot tell which)."""
+    return compression.smallest if isinstance(compression, Budget | Widths) else compression
 
 
 Quantizer = Callable[[Mapping[str, Compression | None]], Graph]
@@ -147,6 +187,7 @@ def choose_compression(graph: Graph, samples: Mapping[str, np.ndarray], budget: 
         return Choice(budget, count, baseline, baseline, ())
     log(f"choosing the compression of {len(names)} matrices for {budget.describe()} on {count} calibration "
         f"samples: {len(names) * (len(WIDTHS) - 1)} measurements, then one per step")
+    _warn_unresolved(budget, baseline, log)
     if not baseline.within(budget):
         log(f"plain weights already miss the budget ({_said(baseline)}): nothing is compressed")
     sensitivity = {name: {bits: max(closeness({name: budget.compression(bits)}).error - baseline.error, 0.0)
@@ -157,8 +198,20 @@ def choose_compression(graph: Graph, samples: Mapping[str, np.ndarray], budget: 
                                   sensitivity[name]) for name, shape in names.items())
     choice = Choice(budget, count, baseline, reached, matrices)
     log(f"compression within the budget: {', '.join(f'{m.name} {_width(m.bits)}' for m in matrices)}; "
-        f"{_said(reached)} (plain weights: {_said(baseline)})")
+        f"{_said(reached)} (plain weights: {_said(baseline)}); the same without searching: --widths "
+        f"{_as_option(matrices)}")
     return choice
+
+
+def _warn_unresolved(budget: Budget, baseline: Closeness, log: Callable[[str], None]) -> None:
+    """Says so when the calibration samples are too few for the agreement asked: the budget is
+    then met on them, but no more is known of other inputs than the report's `agreement_at_least`."""
+    wanted = budget.min_agreement
+    if wanted is None or baseline.agreement is None or agreement_at_least(1.0, baseline.compared) >= wanted:
+        return
+    log(f"--min-agreement {wanted:g} on {baseline.compared} top-1 decisions: even all of them agreeing bounds the "
+        f"agreement on other inputs only above {agreement_at_least(1.0, baseline.compared):.1%} (95 % confidence); "
+        f"{samples_to_resolve(wanted)} would resolve it")
 
 
 def _descend(names: Mapping[str, tuple[int, int]], sensitivity: dict[str, dict[int, float]],
@@ -168,27 +221,21 @@ def _descend(names: Mapping[str, tuple[int, int]], sensitivity: dict[str, dict[i
     adds alone; kept if the model still meets the budget. A step that misses it is tried once more
     in exchange for one step already taken by a matrix that saved fewer bytes: matrices interact
     (a recurrent layer's W and R are fitted together), so a large R may go down where a small W
-    gives back its last step. Otherwise that matrix waits until another matrix of its node
-    takes a step, and is tried again then."""
+    gives back its last step. Then the widths further down are tried: rounding is not monotone in
+    the width (a head at 2 bits may keep every top-1 class that it flipped at 4). Otherwise that
+    matrix waits until another matrix takes a step, and is tried again then."""
     descent = _Descent(names, sensitivity, closeness, budget, target, log, dict.fromkeys(names), reached)
     open_, parked = set(names), set()
     while open_:
         name = max(sorted(open_), key=lambda n: _worth(names[n], descent.bits[n], sensitivity[n], budget, target))
-        lower = _below(descent.bits[name])
         open_.discard(name)
-        if not descent.attempt({name: lower}) and not descent.exchange(name, lower, open_):
+        lower = descent.step_down(name, open_)
+        if lower is None:
             parked.add(name)
             continue
-        woken = {n for n in parked if _node(n) == _node(name)}
-        open_ |= woken | ({name} if lower != WIDTHS[-1] else set())
-        parked -= woken
+        open_ |= parked | ({name} if lower != WIDTHS[-1] else set())
+        parked = set()
     return descent.bits, descent.reached
-
-
-def _node(matrix: str) -> str:
-    """The node a matrix belongs to: one node's matrices are fitted together (passes/joint.py),
-    so a step of one can let another's step that missed the budget pass."""
-    return matrix.rpartition("/")[0]
 
 
 @dataclass
@@ -214,6 +261,14 @@ class _Descent:
             self.bits.update(changes)
             self.reached = trial
         return kept
+
+    def step_down(self, name: str, open_: set[str]) -> int | None:
+        """The width `name` went down to: the next one (alone, or in exchange), else a lower one
+        alone; None if every one misses the budget."""
+        lower = _below(self.bits[name])
+        if self.attempt({name: lower}) or self.exchange(name, lower, open_):
+            return lower
+        return next((deeper for deeper in WIDTHS[WIDTHS.index(lower) + 1:] if self.attempt({name: deeper})), None)
 
     def exchange(self, name: str, lower: int, open_: set[str]) -> bool:
         """`name`'s step with another matrix's last step undone, the one whose step added the most
@@ -273,6 +328,11 @@ def _compressible(plain: Graph, quantize: Quantizer, budget: Budget) -> dict[str
             if q.codebook is not None}
 
 
+def matrix_names(graph: Graph) -> list[str]:
+    """The names `Widths` and the report give a quantised graph's matrices."""
+    return [name for name, _ in _matrices(graph)]
+
+
 def _matrices(graph: Graph) -> Iterator[tuple[str, QMatrix]]:
     """A quantised graph's matrices by the names WeightPolicy.chosen gives them."""
     for node in graph.nodes:
@@ -303,12 +363,17 @@ def _measure(floats: dict[str, np.ndarray], samples: Mapping[str, np.ndarray],
         agree = np.concatenate([(values[n].argmax(-1) == top[n]).ravel() for n in sorted(classes)]) if classes \
             else None
         return Closeness(None if agree is None else float(agree.mean()),
-                         max(_relative_rms(values[n], floats[n]) for n in floats))
+                         max(_relative_rms(values[n], floats[n]) for n in floats), 0 if agree is None else agree.size)
     return closeness
 
 
 def _relative_rms(value: np.ndarray, reference: np.ndarray) -> float:
     return float(np.sqrt(np.sum((value - reference) ** 2) / max(np.sum(reference ** 2), 1e-30)))
+
+
+def _as_option(matrices: tuple[MatrixChoice, ...]) -> str:
+    """The widths as --widths takes them."""
+    return ",".join(f"{m.name}={'plain' if m.bits is None else m.bits}" for m in matrices)
 
 
 def _width(bits: int | None) -> str:
