@@ -98,8 +98,10 @@ def _matrix(m: Machine, s: Step) -> np.ndarray:
 
 def _dot(m: Machine, s: Step, out: np.ndarray | None) -> np.ndarray:
     """sum_k W[k, r] * x[k] for every sample and row (B, rows), into `out` if given: float64
-    holding exact integers, the accumulators' own type, so BLAS writes them in place."""
-    return np.matmul(m.amem[:, s.at("x", "cols")].astype(np.float64), _matrix(m, s), out=out)
+    holding exact integers, the accumulators' own type, so BLAS writes them in place. Computed
+    as W^T x^T, the memories' own sample-last order (machine.Machine), which BLAS writes into."""
+    x = m.amem[:, s.at("x", "cols")].T.astype(np.float64)
+    return _matmul_sample_last(_matrix(m, s), x, out)
 
 
 def _biased_dot(m: Machine, s: Step, out: np.ndarray | None) -> np.ndarray:
@@ -107,11 +109,16 @@ def _biased_dot(m: Machine, s: Step, out: np.ndarray | None) -> np.ndarray:
     column of ones appended to x. Adding it to the product and storing the sum were two passes
     over (B, rows) each, the larger part of an MVB whose x is short (an input projection)."""
     w = s.once(m, "biased matrix", lambda: np.vstack([_matrix(m, s), _bias(m, s)]))
-    x = m.amem[:, s.at("x", "cols")]
-    extended = np.empty((len(x), x.shape[1] + 1))
-    extended[:, :-1] = x
-    extended[:, -1] = 1.0
-    return np.matmul(extended, w, out=out)
+    x = m.amem[:, s.at("x", "cols")].T
+    extended = np.empty((len(x) + 1, x.shape[1]))
+    extended[:-1] = x
+    extended[-1] = 1.0
+    return _matmul_sample_last(w, extended, out)
+
+
+def _matmul_sample_last(w: np.ndarray, x: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    """(w^T x)^T for w (cols, rows) and x (cols, B): (B, rows), into `out` if given."""
+    return np.matmul(w.T, x, out=None if out is None else out.T).T
 
 
 @semantics("LOAD")
@@ -209,9 +216,9 @@ def _requant(m: Machine, s: Step) -> numerics.Scaling:
 
 def _accumulators(m: Machine, s: Step) -> np.ndarray:
     """The accumulators a requantisation reads (`src`); gathered ones (a fused step's, from
-    interleaved gates) through `take`, a quarter faster than indexing on float64."""
+    interleaved gates) through `take` of whole address rows of the sample-last memory."""
     place = s.at("src", "n")
-    return m.acc[:, place] if isinstance(place, slice) else m.acc.take(place, axis=1)
+    return m.acc[:, place] if isinstance(place, slice) else m.acc.T.take(place, axis=0).T
 
 
 @semantics("VRQ")
@@ -264,7 +271,7 @@ def _vact(m: Machine, s: Step) -> None:
     src = m.amem[:, s.at("src", "n")].view(np.uint16)  # the expansion's order: x, or 65536 + x below 0
     expansion, offsets = s.once(m, "expansion", lambda: _expansion(m, s))
     index = src if offsets is None else np.add(src, offsets, dtype=np.int32)
-    m.amem[:, s.at("dst", "n")] = expansion.take(index, mode="clip")
+    m.amem[:, s.at("dst", "n")] = expansion.take(index.T, mode="clip").T  # in memory order: stored as one block
 
 
 def _expansion(m: Machine, s: Step) -> tuple[np.ndarray, np.ndarray | None]:
