@@ -263,25 +263,58 @@ def _table_number(m: Machine, s: Step) -> int:
     return s.args["table"]
 
 
+RUNS_FROM = 64  # samples from which one take per table's run beats one take through the joined tables
+
+
 @semantics("VACT")
 def _vact(m: Machine, s: Step) -> None:
     """table(sat_act(src << up)), read from the table's expansion (machine.Tables). A fused step's
-    members may read different tables (an LSTM's sigmoid and tanh gates, interleaved in memory):
-    each element then indexes the expansions joined, at its own table's offset."""
-    src = m.amem[:, s.at("src", "n")].view(np.uint16)  # the expansion's order: x, or 65536 + x below 0
+    members may read different tables (an LSTM's sigmoid and tanh gates, interleaved in memory).
+    In a batch, each run of elements that read one table is one `take` from its expansion written
+    straight into activation memory (sample-last, a run of addresses is one block): no offsets
+    added, no result stored after. Otherwise (a few samples, where a call per run costs more than
+    it saves, or gathered operands) each element indexes the expansions joined, at its own
+    table's offset."""
+    runs = s.once(m, "table runs", lambda: _table_runs(m, s))
+    if runs is not None and (len(runs) == 1 or len(m.amem) >= RUNS_FROM):
+        memory = m.amem.T
+        index = memory.view(np.uint16)  # the expansion's order: x, or 65536 + x below 0
+        for expansion, src, dst in runs:
+            expansion.take(index[src], out=memory[dst], mode="clip")
+        return
+    src = m.amem[:, s.at("src", "n")].view(np.uint16)
     expansion, offsets = s.once(m, "expansion", lambda: _expansion(m, s))
     index = src if offsets is None else np.add(src, offsets, dtype=np.int32)
     m.amem[:, s.at("dst", "n")] = expansion.take(index.T, mode="clip").T  # in memory order: stored as one block
 
 
+def _table_runs(m: Machine, s: Step) -> tuple[tuple[np.ndarray, slice, slice], ...] | None:
+    """(expansion, source addresses, destination addresses) for each of machine.Tables.runs of a
+    VACT whose source and destination are address ranges, the same or apart (a take into a range
+    it is still reading would read what it wrote); else None."""
+    src, dst = s.at("src", "n"), s.at("dst", "n")
+    if not (isinstance(src, slice) and isinstance(dst, slice)):
+        return None
+    if src != dst and src.start < dst.stop and dst.start < src.stop:
+        return None
+    runs = m.tables.runs(tuple(_table_numbers(m, s).tolist()), s.args["up"])
+    return tuple((expansion, slice(src.start + a, src.start + b), slice(dst.start + a, dst.start + b))
+                 for expansion, a, b in runs)
+
+
 def _expansion(m: Machine, s: Step) -> tuple[np.ndarray, np.ndarray | None]:
     """The expansion a VACT reads and each element's offset into it (None: all at 0), worked out
     once per step: the tables are the program's, as fixed as its weight memory."""
-    numbers = s.decoded(m, "table", lambda one: np.full(one.args["n"], _table_number(m, one)))
+    numbers = _table_numbers(m, s)
     first = int(numbers[0])
     if (numbers == first).all():
         return m.tables.lookup(first, s.args["up"]), None
     return m.tables.joined(tuple(numbers.tolist()), s.args["up"])
+
+
+def _table_numbers(m: Machine, s: Step) -> np.ndarray:
+    """The table each element of a VACT (a fused one's members') reads."""
+    return s.decoded(m, "table", lambda one: np.full(one.args["n"], _table_number(m, one)))
 
 
 @semantics("VRELU")
