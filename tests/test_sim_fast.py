@@ -230,18 +230,20 @@ def _integer_requantize(acc, mult, shift, addend=0):
 EDGES = [numerics.ACC_MIN - 1, numerics.ACC_MIN, -1, 0, 1, numerics.ACC_MAX, numerics.ACC_MAX + 1, 1 << 50, -(1 << 62)]
 
 
+@pytest.mark.parametrize("rows", [6, numerics.EINSUM_FROM])
 @pytest.mark.parametrize("shifts", [(0, 64), (12, 20), (28, 34)])
-def test_requantisation_in_float_equals_the_integer_definition(shifts):
+def test_requantisation_in_float_equals_the_integer_definition(shifts, rows):
     """The float form, with the accumulator's saturation skipped where it is subsumed, against the
     int64 definition: every accumulator edge, the usual shifts (where the skip applies) and the
-    extremes (where it does not), any sign of multiplier, int16 and int64 addends."""
+    extremes (where it does not), any sign of multiplier, int16 and int64 addends; a few samples
+    and a batch's many (scaled through einsum), sample-last as the simulator holds them."""
     rng = np.random.default_rng(shifts[0])
-    for _ in range(200):
+    for _ in range(200 if rows < numerics.EINSUM_FROM else 10):
         n = int(rng.integers(1, 24))
-        acc = rng.integers(-(1 << 62), 1 << 62, (6, n)) >> int(rng.integers(0, 62))
+        acc = np.asfortranarray(rng.integers(-(1 << 62), 1 << 62, (rows, n)) >> int(rng.integers(0, 62)))
         acc[0] = rng.choice(EDGES, n)
         mult, shift = rng.integers(-(1 << 15), 1 << 15, n), rng.integers(*shifts, n)
-        addend = rng.integers(numerics.ACT_MIN, numerics.ACT_MAX + 1, (6, n)).astype(np.int16)
+        addend = rng.integers(numerics.ACT_MIN, numerics.ACT_MAX + 1, (rows, n)).astype(np.int16)
         addend[1] = rng.choice([numerics.ACT_MIN, numerics.ACT_MAX], n)
         scaling = numerics.Scaling.of(mult, shift)
         expected, with_addend = _integer_requantize(acc, mult, shift), _integer_requantize(acc, mult, shift, addend)
