@@ -218,5 +218,7 @@ class Machine:
 
 
 def _sample_last(size: int, batch: int, dtype: type) -> np.ndarray:
-    """A zeroed [sample, address] memory whose samples are adjacent in memory (see the module doc)."""
-    return np.zeros((size, batch), dtype).T
+    """A zeroed [sample, address] memory whose samples are adjacent in memory (see the module doc).
+    One sample's is the same bytes either way, and as a (1, size) array numpy's indexing and loops
+    take it a few percent faster than as a transposed (size, 1) one (a warm single run)."""
+    return np.zeros((1, size), dtype) if batch == 1 else np.zeros((size, batch), dtype).T

@@ -117,7 +117,10 @@ def _biased_dot(m: Machine, s: Step, out: np.ndarray | None) -> np.ndarray:
 
 
 def _matmul_sample_last(w: np.ndarray, x: np.ndarray, out: np.ndarray | None) -> np.ndarray:
-    """(w^T x)^T for w (cols, rows) and x (cols, B): (B, rows), into `out` if given."""
+    """(w^T x)^T for w (cols, rows) and x (cols, B): (B, rows), into `out` if given. One sample's
+    (1, rows) is contiguous as it is, and x^T w the cheaper call for it (a warm single run)."""
+    if x.shape[1] == 1:
+        return np.matmul(x.T, w, out=out)
     return np.matmul(w.T, x, out=None if out is None else out.T).T
 
 
