@@ -278,15 +278,15 @@ def _vact(m: Machine, s: Step) -> None:
     added, no result stored after. Otherwise (a few samples, where a call per run costs more than
     it saves, or gathered operands) each element indexes the expansions joined, at its own
     table's offset."""
-    runs = s.once(m, "table runs", lambda: _table_runs(m, s))
-    if runs is not None and (len(runs) == 1 or len(m.amem) >= RUNS_FROM):
+    expansion, offsets = s.once(m, "expansion", lambda: _expansion(m, s))
+    runs = s.once(m, "table runs", lambda: _table_runs(m, s)) if offsets is None or len(m.amem) >= RUNS_FROM else None
+    if runs is not None:
         memory = m.amem.T
         index = memory.view(np.uint16)  # the expansion's order: x, or 65536 + x below 0
-        for expansion, src, dst in runs:
-            expansion.take(index[src], out=memory[dst], mode="clip")
+        for table, src, dst in runs:
+            table.take(index[src], out=memory[dst], mode="clip")
         return
     src = m.amem[:, s.at("src", "n")].view(np.uint16)
-    expansion, offsets = s.once(m, "expansion", lambda: _expansion(m, s))
     index = src if offsets is None else np.add(src, offsets, dtype=np.int32)
     m.amem[:, s.at("dst", "n")] = expansion.take(index.T, mode="clip").T  # in memory order: stored as one block
 
