@@ -186,7 +186,7 @@ class Tables:
     def runs(self, numbers: tuple[int, ...], up: int) -> tuple[tuple[np.ndarray, int, int], ...]:
         """(expansion, start, stop) for each run of elements, `numbers` naming their tables, that
         read one table: a batch reads a run's block of memory with one take, offsets unneeded."""
-        edges = [0, *(i for i in range(1, len(numbers)) if numbers[i] != numbers[i - 1]), len(numbers)]
+        edges = [i for i in range(len(numbers)) if i == 0 or numbers[i] != numbers[i - 1]] + [len(numbers)]
         return tuple((self.lookup(numbers[a], up), a, b) for a, b in zip(edges, edges[1:]))
 
 

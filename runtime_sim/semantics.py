@@ -309,9 +309,8 @@ def _expansion(m: Machine, s: Step) -> tuple[np.ndarray, np.ndarray | None]:
     """The expansion a VACT reads and each element's offset into it (None: all at 0), worked out
     once per step: the tables are the program's, as fixed as its weight memory."""
     numbers = _table_numbers(m, s)
-    first = int(numbers[0])
-    if (numbers == first).all():
-        return m.tables.lookup(first, s.args["up"]), None
+    if (numbers == s.args["table"]).all():  # one table (or no element at all)
+        return m.tables.lookup(s.args["table"], s.args["up"]), None
     return m.tables.joined(tuple(numbers.tolist()), s.args["up"])
 
 

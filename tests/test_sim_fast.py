@@ -131,6 +131,14 @@ def test_a_batch_reads_each_tables_run_at_once_and_equals_single_runs_and_the_lo
     np.testing.assert_array_equal(singles, batch[-RUNS_FROM - 5:])
 
 
+@pytest.mark.parametrize("samples", [1, RUNS_FROM])
+def test_a_vact_of_no_elements_changes_nothing(samples):
+    code = [I("LOAD", dst=0, src=0, n=8), I("VACT", dst=8, src=0, n=0, table=1, up=0), I("STORE", dst=8, src=0, n=8)]
+    sim = Simulator(make_program(code, inputs={"x": (0, (8,))}, outputs={"y": (8, (8,))}), trace=False)
+    x = np.random.default_rng(1).integers(-3000, 3000, (samples, 8)).astype(np.float32)
+    np.testing.assert_array_equal(sim.run({"x": x}, batch=True).raw_outputs["y"], x)
+
+
 def _products_program():
     """Three MVBs on one x, their accumulators not side by side (a fused step's gathered place),
     two MVs on another, side by side (a slice: written in place), an MVA; VRQs reading gathered
