@@ -117,8 +117,8 @@ def _biased_dot(m: Machine, s: Step, out: np.ndarray | None) -> np.ndarray:
 
 
 def _matmul_sample_last(w: np.ndarray, x: np.ndarray, out: np.ndarray | None) -> np.ndarray:
-    """(w^T x)^T for w (cols, rows) and x (cols, B): (B, rows), into `out` if given. One sample's
-    (1, rows) is contiguous as it is, and x^T w the cheaper call for it (a warm single run)."""
+    """(w^T x)^T for w (cols, rows) and x (cols, B): (B, rows), into `out` if given; x^T w for
+    one sample (a warm run), whose (1, rows) is contiguous as it is, the cheaper call."""
     if x.shape[1] == 1:
         return np.matmul(x.T, w, out=out)
     return np.matmul(w.T, x, out=None if out is None else out.T).T
@@ -272,12 +272,9 @@ RUNS_FROM = 64  # samples from which one take per table's run beats one take thr
 @semantics("VACT")
 def _vact(m: Machine, s: Step) -> None:
     """table(sat_act(src << up)), read from the table's expansion (machine.Tables). A fused step's
-    members may read different tables (an LSTM's sigmoid and tanh gates, interleaved in memory).
-    In a batch, each run of elements that read one table is one `take` from its expansion written
-    straight into activation memory (sample-last, a run of addresses is one block): no offsets
-    added, no result stored after. Otherwise (a few samples, where a call per run costs more than
-    it saves, or gathered operands) each element indexes the expansions joined, at its own
-    table's offset."""
+    members may read different tables (an LSTM's sigmoid and tanh gates, interleaved). In a batch
+    each run of one table's elements is one `take` straight into memory (a block, sample-last);
+    else (few samples, gathered operands) each element indexes the tables joined, at its offset."""
     expansion, offsets = s.once(m, "expansion", lambda: _expansion(m, s))
     runs = s.once(m, "table runs", lambda: _table_runs(m, s)) if offsets is None or len(m.amem) >= RUNS_FROM else None
     if runs is not None:
@@ -292,13 +289,11 @@ def _vact(m: Machine, s: Step) -> None:
 
 
 def _table_runs(m: Machine, s: Step) -> tuple[tuple[np.ndarray, slice, slice], ...] | None:
-    """(expansion, source addresses, destination addresses) for each of machine.Tables.runs of a
-    VACT whose source and destination are address ranges, the same or apart (a take into a range
-    it is still reading would read what it wrote); else None."""
+    """(expansion, source, destination) of each of machine.Tables.runs, if the operands are ranges,
+    the same or apart (a take into a range it still reads would read what it wrote); else None."""
     src, dst = s.at("src", "n"), s.at("dst", "n")
-    if not (isinstance(src, slice) and isinstance(dst, slice)):
-        return None
-    if src != dst and src.start < dst.stop and dst.start < src.stop:
+    if not (isinstance(src, slice) and isinstance(dst, slice)) or (
+            src != dst and src.start < dst.stop and dst.start < src.stop):
         return None
     runs = m.tables.runs(tuple(_table_numbers(m, s).tolist()), s.args["up"])
     return tuple((expansion, slice(src.start + a, src.start + b), slice(dst.start + a, dst.start + b))
