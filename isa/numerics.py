@@ -105,11 +105,26 @@ class Scaling:
             v = round_shift(sat_acc(acc) * self.mult, self.shift)
             return sat_act(v) if saturate_act else v
         skip = self.acc_saturated_add if int16_addend else saturate_act and self.acc_saturated
-        v = np.asarray(np.multiply(acc if skip else sat_acc(acc), self.scale))
+        v = acc if skip else sat_acc(acc)
+        many = getattr(v, "size", 1) >= EINSUM_FROM
+        v = _scaled_per_element(v, self.scale) if many else np.asarray(np.multiply(v, self.scale))
         if saturate_act:  # floor(v + 1/2) of v saturated to [ACT_MIN - 1/2, ACT_MAX] is in range
             _clip(v, ACT_MIN - 0.5, ACT_MAX, out=v)
         v += 0.5
         return np.floor(v, out=v)
+
+
+EINSUM_FROM = 8192  # elements from which einsum's faster loop repays its dearer call (some 3 us)
+
+
+def _scaled_per_element(acc: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """acc * scale as float64 for a batch's many elements, scale one factor per element of acc's
+    last axis: through einsum, whose loop for that runs a third faster than multiply's broadcast.
+    The values are multiply's: each output is one product, added to zero (-0.0 comes out +0.0,
+    which the rounding's + 1/2 makes the same)."""
+    if scale.ndim == 1 and acc.shape[-1] == len(scale):
+        return np.einsum("...i,i->...i", acc, scale)
+    return np.multiply(acc, scale)
 
 
 def _saturates(scale: np.ndarray, margin: int) -> bool:

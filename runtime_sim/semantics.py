@@ -98,8 +98,10 @@ def _matrix(m: Machine, s: Step) -> np.ndarray:
 
 def _dot(m: Machine, s: Step, out: np.ndarray | None) -> np.ndarray:
     """sum_k W[k, r] * x[k] for every sample and row (B, rows), into `out` if given: float64
-    holding exact integers, the accumulators' own type, so BLAS writes them in place."""
-    return np.matmul(m.amem[:, s.at("x", "cols")].astype(np.float64), _matrix(m, s), out=out)
+    holding exact integers, the accumulators' own type, so BLAS writes them in place. Computed
+    as W^T x^T, the memories' own sample-last order (machine.Machine), which BLAS writes into."""
+    x = m.amem[:, s.at("x", "cols")].T.astype(np.float64)
+    return _matmul_sample_last(_matrix(m, s), x, out)
 
 
 def _biased_dot(m: Machine, s: Step, out: np.ndarray | None) -> np.ndarray:
@@ -107,11 +109,19 @@ def _biased_dot(m: Machine, s: Step, out: np.ndarray | None) -> np.ndarray:
     column of ones appended to x. Adding it to the product and storing the sum were two passes
     over (B, rows) each, the larger part of an MVB whose x is short (an input projection)."""
     w = s.once(m, "biased matrix", lambda: np.vstack([_matrix(m, s), _bias(m, s)]))
-    x = m.amem[:, s.at("x", "cols")]
-    extended = np.empty((len(x), x.shape[1] + 1))
-    extended[:, :-1] = x
-    extended[:, -1] = 1.0
-    return np.matmul(extended, w, out=out)
+    x = m.amem[:, s.at("x", "cols")].T
+    extended = np.empty((len(x) + 1, x.shape[1]))
+    extended[:-1] = x
+    extended[-1] = 1.0
+    return _matmul_sample_last(w, extended, out)
+
+
+def _matmul_sample_last(w: np.ndarray, x: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    """(w^T x)^T for w (cols, rows) and x (cols, B): (B, rows), into `out` if given; x^T w for
+    one sample (a warm run), whose (1, rows) is contiguous as it is, the cheaper call."""
+    if x.shape[1] == 1:
+        return np.matmul(x.T, w, out=out)
+    return np.matmul(w.T, x, out=None if out is None else out.T).T
 
 
 @semantics("LOAD")
@@ -209,9 +219,9 @@ def _requant(m: Machine, s: Step) -> numerics.Scaling:
 
 def _accumulators(m: Machine, s: Step) -> np.ndarray:
     """The accumulators a requantisation reads (`src`); gathered ones (a fused step's, from
-    interleaved gates) through `take`, a quarter faster than indexing on float64."""
+    interleaved gates) through `take` of whole address rows of the sample-last memory."""
     place = s.at("src", "n")
-    return m.acc[:, place] if isinstance(place, slice) else m.acc.take(place, axis=1)
+    return m.acc[:, place] if isinstance(place, slice) else m.acc.T.take(place, axis=0).T
 
 
 @semantics("VRQ")
@@ -256,25 +266,52 @@ def _table_number(m: Machine, s: Step) -> int:
     return s.args["table"]
 
 
+RUNS_FROM = 64  # samples from which one take per table's run beats one take through the joined tables
+
+
 @semantics("VACT")
 def _vact(m: Machine, s: Step) -> None:
     """table(sat_act(src << up)), read from the table's expansion (machine.Tables). A fused step's
-    members may read different tables (an LSTM's sigmoid and tanh gates, interleaved in memory):
-    each element then indexes the expansions joined, at its own table's offset."""
-    src = m.amem[:, s.at("src", "n")].view(np.uint16)  # the expansion's order: x, or 65536 + x below 0
+    members may read different tables (an LSTM's sigmoid and tanh gates, interleaved). In a batch
+    each run of one table's elements is one `take` straight into memory (a block, sample-last);
+    else (few samples, gathered operands) each element indexes the tables joined, at its offset."""
     expansion, offsets = s.once(m, "expansion", lambda: _expansion(m, s))
+    runs = s.once(m, "table runs", lambda: _table_runs(m, s)) if offsets is None or len(m.amem) >= RUNS_FROM else None
+    if runs is not None:
+        memory = m.amem.T
+        index = memory.view(np.uint16)  # the expansion's order: x, or 65536 + x below 0
+        for table, src, dst in runs:
+            table.take(index[src], out=memory[dst], mode="clip")
+        return
+    src = m.amem[:, s.at("src", "n")].view(np.uint16)
     index = src if offsets is None else np.add(src, offsets, dtype=np.int32)
-    m.amem[:, s.at("dst", "n")] = expansion.take(index, mode="clip")
+    m.amem[:, s.at("dst", "n")] = expansion.take(index.T, mode="clip").T  # in memory order: stored as one block
+
+
+def _table_runs(m: Machine, s: Step) -> tuple[tuple[np.ndarray, slice, slice], ...] | None:
+    """(expansion, source, destination) of each of machine.Tables.runs, if the operands are ranges,
+    the same or apart (a take into a range it still reads would read what it wrote); else None."""
+    src, dst = s.at("src", "n"), s.at("dst", "n")
+    if not (isinstance(src, slice) and isinstance(dst, slice)) or (
+            src != dst and src.start < dst.stop and dst.start < src.stop):
+        return None
+    runs = m.tables.runs(tuple(_table_numbers(m, s).tolist()), s.args["up"])
+    return tuple((expansion, slice(src.start + a, src.start + b), slice(dst.start + a, dst.start + b))
+                 for expansion, a, b in runs)
 
 
 def _expansion(m: Machine, s: Step) -> tuple[np.ndarray, np.ndarray | None]:
     """The expansion a VACT reads and each element's offset into it (None: all at 0), worked out
     once per step: the tables are the program's, as fixed as its weight memory."""
-    numbers = s.decoded(m, "table", lambda one: np.full(one.args["n"], _table_number(m, one)))
-    first = int(numbers[0])
-    if (numbers == first).all():
-        return m.tables.lookup(first, s.args["up"]), None
+    numbers = _table_numbers(m, s)
+    if (numbers == s.args["table"]).all():  # one table (or no element at all)
+        return m.tables.lookup(s.args["table"], s.args["up"]), None
     return m.tables.joined(tuple(numbers.tolist()), s.args["up"])
+
+
+def _table_numbers(m: Machine, s: Step) -> np.ndarray:
+    """The table each element of a VACT (a fused one's members') reads."""
+    return s.decoded(m, "table", lambda one: np.full(one.args["n"], _table_number(m, one)))
 
 
 @semantics("VRELU")

@@ -50,7 +50,7 @@ from runtime_sim.machine import (
 from runtime_sim.semantics import Step
 from runtime_sim.timing import Timing, schedule
 
-CHUNK = 256  # samples simulated together: large enough for BLAS, small enough for the caches
+CHUNK = 512  # samples simulated together: large enough for BLAS, small enough for the caches
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from isa import numerics
 from isa.numerics import activation_table
 from runtime_sim import Simulator
 from runtime_sim.machine import Machine, Tables
+from runtime_sim.semantics import RUNS_FROM
 
 from models import lstm_model, recurrent_model
 from sim_helpers import I, make_program, requant_bytes, weights_bytes
@@ -88,6 +89,54 @@ def test_a_batch_across_chunks_equals_its_single_runs_on_every_fusable_kind(samp
     batch = sim.run({"x": x}, batch=True)
     singles = np.stack([sim.run({"x": one}).raw_outputs["y"] for one in x])
     np.testing.assert_array_equal(batch.raw_outputs["y"], singles)
+
+
+_VACTS = [(100 + 8 * k, 8 * k, 8, k % 2, 1) for k in range(4)]  # (dst, src, n, table, up): apart, tables alternating
+_VACTS += [(40, 40, 8, 0, 0), (48, 48, 8, 1, 0), (64, 59, 8, 1, 2)]  # in place, in place, overlapping shifted
+
+
+def _tables_program():
+    """VACTs of independent address ranges, the tables alternating, so that their fused steps
+    read several tables' runs of addresses; in place, and one overlapping its source shifted."""
+    code = [I("LOAD", dst=0, src=0, n=72)]
+    code += [I("VACT", dst=dst, src=src, n=n, table=table, up=up) for dst, src, n, table, up in _VACTS]
+    code += [I("STORE", dst=100, src=0, n=132)]
+    return make_program(code, inputs={"x": (0, (72,))}, outputs={"y": (100, (132,))})
+
+
+def _tables_expected(program, x: np.ndarray) -> np.ndarray:
+    """The VACTs in program order, each element through numerics.table_lookup, in int64."""
+    memory = np.zeros((len(x), 132), np.int64)
+    memory[:, :72] = x
+    tables = list(program.tables.values())
+    for dst, src, n, table, up in _VACTS:
+        shifted = numerics.sat_act(np.left_shift(memory[:, src:src + n], up))
+        memory[:, dst:dst + n] = numerics.table_lookup(tables[table], shifted)
+    return memory
+
+
+def test_a_batch_reads_each_tables_run_at_once_and_equals_single_runs_and_the_lookup(monkeypatch):
+    """From RUNS_FROM samples on, a VACT fused across tables takes each table's run straight into
+    memory; chunks of that size and a partial one (fewer samples: one take through the joined
+    tables) against single runs and the interpolation of every element."""
+    monkeypatch.setattr("runtime_sim.simulator.CHUNK", RUNS_FROM)
+    program = _tables_program()
+    sim = Simulator(program, trace=False)
+    mixed = [s for s in sim._plan.fused if s.instr.mnemonic == "VACT" and len({m.args["table"] for m in s.members}) > 1]
+    assert mixed and all(isinstance(s.places["src"], slice) for s in mixed), "no step reads several tables' runs"
+    x = np.random.default_rng(4).integers(-40000, 40000, (2 * RUNS_FROM + 3, 72)).clip(-32768, 32767)
+    batch = sim.run({"x": x.astype(np.float32)}, batch=True).raw_outputs["y"]
+    np.testing.assert_array_equal(batch, _tables_expected(program, x))
+    singles = np.stack([sim.run({"x": one}).raw_outputs["y"] for one in x[-RUNS_FROM - 5:].astype(np.float32)])
+    np.testing.assert_array_equal(singles, batch[-RUNS_FROM - 5:])
+
+
+@pytest.mark.parametrize("samples", [1, RUNS_FROM])
+def test_a_vact_of_no_elements_changes_nothing(samples):
+    code = [I("LOAD", dst=0, src=0, n=8), I("VACT", dst=8, src=0, n=0, table=1, up=0), I("STORE", dst=8, src=0, n=8)]
+    sim = Simulator(make_program(code, inputs={"x": (0, (8,))}, outputs={"y": (8, (8,))}), trace=False)
+    x = np.random.default_rng(1).integers(-3000, 3000, (samples, 8)).astype(np.float32)
+    np.testing.assert_array_equal(sim.run({"x": x}, batch=True).raw_outputs["y"], x)
 
 
 def _products_program():
@@ -189,18 +238,20 @@ def _integer_requantize(acc, mult, shift, addend=0):
 EDGES = [numerics.ACC_MIN - 1, numerics.ACC_MIN, -1, 0, 1, numerics.ACC_MAX, numerics.ACC_MAX + 1, 1 << 50, -(1 << 62)]
 
 
+@pytest.mark.parametrize("rows", [6, numerics.EINSUM_FROM])
 @pytest.mark.parametrize("shifts", [(0, 64), (12, 20), (28, 34)])
-def test_requantisation_in_float_equals_the_integer_definition(shifts):
+def test_requantisation_in_float_equals_the_integer_definition(shifts, rows):
     """The float form, with the accumulator's saturation skipped where it is subsumed, against the
     int64 definition: every accumulator edge, the usual shifts (where the skip applies) and the
-    extremes (where it does not), any sign of multiplier, int16 and int64 addends."""
+    extremes (where it does not), any sign of multiplier, int16 and int64 addends; a few samples
+    and a batch's many (scaled through einsum), sample-last as the simulator holds them."""
     rng = np.random.default_rng(shifts[0])
-    for _ in range(200):
+    for _ in range(200 if rows < numerics.EINSUM_FROM else 10):
         n = int(rng.integers(1, 24))
-        acc = rng.integers(-(1 << 62), 1 << 62, (6, n)) >> int(rng.integers(0, 62))
+        acc = np.asfortranarray(rng.integers(-(1 << 62), 1 << 62, (rows, n)) >> int(rng.integers(0, 62)))
         acc[0] = rng.choice(EDGES, n)
         mult, shift = rng.integers(-(1 << 15), 1 << 15, n), rng.integers(*shifts, n)
-        addend = rng.integers(numerics.ACT_MIN, numerics.ACT_MAX + 1, (6, n)).astype(np.int16)
+        addend = rng.integers(numerics.ACT_MIN, numerics.ACT_MAX + 1, (rows, n)).astype(np.int16)
         addend[1] = rng.choice([numerics.ACT_MIN, numerics.ACT_MAX], n)
         scaling = numerics.Scaling.of(mult, shift)
         expected, with_addend = _integer_requantize(acc, mult, shift), _integer_requantize(acc, mult, shift, addend)
