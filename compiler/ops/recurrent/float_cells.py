@@ -44,9 +44,10 @@ def float_ranges(node: Node, x: np.ndarray, h0: np.ndarray | None = None, c0: np
     last: list[np.ndarray | None] = [None, None]
 
     def step(d: int, x_t: np.ndarray, h: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        for key, value, previous in (("h", h, last[0]), ("c", c, last[1])):
-            if value is not previous:  # not the last step's: an initial state
-                seen.note(key, value)
+        if h is not last[0]:  # not the last step's: an initial state
+            seen.note("h", h)
+        if c is not last[1]:
+            seen.note("c", c)
         if step_moments:
             step_moments[d].note(x_t, h)
         last[:] = cells[d](x_t, h, c, ring.next())
