@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 
 import numpy as np
 
@@ -62,8 +61,8 @@ def activation_function(spec: str) -> Callable[..., np.ndarray]:
         return lambda x, out=None: np.maximum(x, 0.0, out=out)
     func, params = parse_table_name(spec)
     function = TABLE_FUNCTIONS[func]
-    if func in WRITES_INTO:
-        return partial(function, *params)
+    if func in WRITES_INTO and not params:  # f(x, out=...) itself
+        return function
     return lambda x, out=None: _written(function(x, *params), out)
 
 
