@@ -204,9 +204,12 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
 IDENTITY = quantize_multiplier(1.0)  # the (mult, shift) that leaves a value unchanged
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
+def _sigmoid(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """1 / (1 + exp(-x)), computed in `out` when one is given: the same operations, so the same
+    values, without a new array for each (a recurrent layer's float run reuses its buffers)."""
     with np.errstate(over="ignore"):  # exp overflows to inf for x < -709, and 1 / inf = 0 is right
-        return 1.0 / (1.0 + np.exp(-x))
+        e = np.exp(np.negative(x, out=out), out=out)
+        return np.divide(1.0, np.add(1.0, e, out=out), out=out)
 
 
 def _hardsigmoid(x: np.ndarray, alpha: float = 0.2, beta: float = 0.5) -> np.ndarray:
@@ -276,6 +279,7 @@ def _log_mantissa(x: np.ndarray) -> np.ndarray:
 TABLE_FUNCTIONS = {"sigmoid": _sigmoid, "tanh": np.tanh, "hardsigmoid": _hardsigmoid, "exp": _exp,
                    "erf": _erf, "phi": _phi, "phitanh": _phi_tanh, "lnmant": _log_mantissa,
                    "scaled_exp": _scaled(np.exp), "powmant": _power_mantissa, "lnquad": _ln_mantissa}
+WRITES_INTO = frozenset({"sigmoid", "tanh"})  # the table functions that take out= and compute in it
 LOG_TABLE = "lnmant"
 LN2_Q15 = round(float(np.log(2.0)) * (1 << UNIT_FRAC))  # 22713
 

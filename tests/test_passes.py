@@ -71,9 +71,12 @@ def test_quantize_widens_the_lstm_formats_to_the_calibrated_states():
 
 
 @pytest.mark.parametrize("h0_scale", [0.01, 3.0])
-def test_calibration_sees_every_hidden_state_and_the_initial_ones(h0_scale):
-    """h's range is that of every step's output or of h0, whichever is wider; c's holds c0 and the last c."""
-    graph = import_model(lstm_model(6, 2, 5, 8, initial="inputs"))
+@pytest.mark.parametrize("steps", [6, 75])
+def test_calibration_sees_every_hidden_state_and_the_initial_ones(h0_scale, steps):
+    """h's range is that of every step's output or of h0, whichever is wider; c's holds c0 and the last c.
+    Over 75 steps of 2 sequences the states fill the float run's ring of 32 several times, the last
+    time in part."""
+    graph = import_model(lstm_model(steps, 2, 5, 8, initial="inputs"))
     data = default_calibration(graph.input_shapes)
     calib = calibrate(graph, {**data, "h0": h0_scale * data["h0"], "c0": 4.0 * data["c0"]})
     (ranges,) = calib.inner.values()
@@ -86,6 +89,9 @@ def test_calibration_keeps_second_moments_only_when_asked():
     data = default_calibration(graph.input_shapes)
     full, lean = calibrate(graph, data), calibrate(graph, data, moments=False)
     assert full.moments["X"].shape == (5, 5) and lean.moments == {}
+    (ranges,), (lean_ranges,) = full.inner.values(), lean.inner.values()
+    assert ranges.steps[0].shape == (5 + 8, 5 + 8) and lean_ranges.steps == ()  # [x_t, h_prev]'s, for joint.py
+    assert lean_ranges == ranges  # the same ranges
     values = run_float(graph, data)
     assert lean.max_abs == full.max_abs == {name: float(np.max(np.abs(v))) for name, v in values.items()}
 

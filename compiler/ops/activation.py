@@ -25,7 +25,7 @@ from compiler.ops.registry import OpDef, free_scale, register, same_as_inputs
 from compiler.passes.lowering import Lowering
 from compiler.passes.weights import GATE_SCALE, UNIT_SCALE
 from isa import numerics as nx
-from isa.numerics import TABLE_FUNCTIONS, parse_table_name
+from isa.numerics import TABLE_FUNCTIONS, WRITES_INTO, parse_table_name
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,14 +53,24 @@ def float_activation(spec: str, x: np.ndarray) -> np.ndarray:
     return activation_function(spec)(x)
 
 
-def activation_function(spec: str) -> Callable[[np.ndarray], np.ndarray]:
+def activation_function(spec: str) -> Callable[..., np.ndarray]:
     """The float function of an activation spec, its name parsed once (a recurrent layer applies
-    it at every step)."""
+    it at every step): f(x), or f(x, out=array) to have the values in that array (a layer's float
+    run keeps its buffers; the ufuncs and sigmoid compute in it, any other function is copied in)."""
     if spec == "relu":
-        return lambda x: np.maximum(x, 0.0)
+        return lambda x, out=None: np.maximum(x, 0.0, out=out)
     func, params = parse_table_name(spec)
     function = TABLE_FUNCTIONS[func]
-    return lambda x: function(x, *params)
+    if func in WRITES_INTO and not params:  # f(x, out=...) itself
+        return function
+    return lambda x, out=None: _written(function(x, *params), out)
+
+
+def _written(values: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    if out is None:
+        return values
+    out[...] = values
+    return out
 
 
 def activation_node(spec: str, name: str, x: str, y: str) -> Node:

@@ -25,17 +25,28 @@ class GatherAttrs:
 
 
 def gather(node: Node, *xs: np.ndarray) -> np.ndarray:
-    """The same in float and in integers: values are only moved."""
+    """The same in float and in integers: values are only moved. A contiguous selection of one
+    input is a view of it, as the program's is an alias (a long sequence's values not copied)."""
+    index = node.attrs.index
     flats = [x.reshape(x.shape[0], -1) for x in xs]
+    first = _run_start(index)
+    if len(flats) == 1 and first is not None:
+        return flats[0][:, first:first + len(index)]
     flat = flats[0] if len(flats) == 1 else np.concatenate(flats, axis=1)  # one input: no copy of it
-    return flat[:, node.attrs.index]
+    return flat[:, index]
+
+
+def _run_start(index: np.ndarray) -> int | None:
+    """The first element of an index that selects consecutive elements (0 for an empty one), else None."""
+    first = int(index[0]) if len(index) else 0
+    return first if np.array_equal(index, np.arange(first, first + len(index))) else None
 
 
 def lower_gather(ctx: Lowering, node: Node, where: Where) -> None:
     index = node.attrs.index
     sizes = [ctx.graph.size(n) for n in node.inputs]
-    first = int(index[0]) if len(index) else 0
-    if len(sizes) == 1 and np.array_equal(index, np.arange(first, first + len(index))):
+    first = _run_start(index)
+    if len(sizes) == 1 and first is not None:
         ctx.places[node.outputs[0]] = ctx.places[node.inputs[0]] + first
         return
     out = ctx.place(node.outputs[0])

@@ -108,10 +108,12 @@ class OpDef:
     quantize(node, scales, policy) the node with `quantized` attributes; lower(ctx, node, where)
     emits its machine ops; parameters(attrs) its stored numbers. float_ranges, where the op has
     inner values whose formats come from calibration, is float_eval that also returns their
-    ranges; quantisation hands them back through the attribute `ranges`. states(node) names those
-    inner values with their formats and calibrated ranges (the report's `states`). padding_macs(node,
-    target) counts the MACs per inference that multiply zero padding (SPEC rule 3: no useful work,
-    though the ISA table counts them; the report's `padding_mac_ops`), as lowered for `target`.
+    ranges (float_ranges(node, *inputs, moments=...): with `moments`, also the second moments
+    activation-aware compression reads); quantisation hands them back through the attribute
+    `ranges`. states(node) names those inner values with their formats and calibrated ranges (the
+    report's `states`). padding_macs(node, target) counts the MACs per inference that multiply zero
+    padding (SPEC rule 3: no useful work, though the ISA table counts them; the report's
+    `padding_mac_ops`), as lowered for `target`.
     rows(node), for an op that reduces runs of its input to one value each (a mean, pool,
     normalisation, softmax), is the lengths of those runs, None for any other op (a stream checks
     they do not shrink with time).

@@ -89,15 +89,31 @@ def _max_abs(values: np.ndarray) -> float:
     return abs(max(float(np.max(values)), -float(np.min(values))))  # abs: a max of -0.0 is 0.0
 
 
+def _max_abs_each(values: dict[str, np.ndarray]) -> dict[str, float]:
+    """Each tensor's _max_abs, once for tensors that are the same contiguous block of memory (a
+    reshape or an aliased gather of another: on a long sequence, each a whole sequence's values).
+    Every array stays alive in `values` meanwhile, so no address is reused."""
+    found: dict[tuple[int, int, str], float] = {}
+
+    def largest(v: np.ndarray) -> float:
+        if not v.flags.c_contiguous:
+            return _max_abs(v)
+        block = (v.__array_interface__["data"][0], v.size, v.dtype.str)
+        if block not in found:
+            found[block] = _max_abs(v)
+        return found[block]
+    return {name: largest(v) for name, v in values.items()}
+
+
 def _moments(values: np.ndarray) -> np.ndarray:
     rows = values.reshape(-1, values.shape[-1])
     return rows.T @ rows / len(rows)
 
 
 def calibrate(graph: Graph, data: dict[str, np.ndarray], moments: bool = True) -> Calibration:
-    """The stats of every tensor over the samples; the second moments only with `moments` (only
-    activation-aware compression reads them, and on a long sequence they cost as much as the
-    float run)."""
+    """The stats of every tensor over the samples; the second moments, a recurrent layer's step
+    moments among them, only with `moments` (only activation-aware compression reads them, and on
+    a long sequence they cost as much as the float run)."""
     inner: dict[str, Any] = {}
 
     def semantics(op: OpDef) -> Callable:
@@ -106,13 +122,13 @@ def calibrate(graph: Graph, data: dict[str, np.ndarray], moments: bool = True) -
             return op.float_eval
 
         def run(node: Node, *inputs: np.ndarray | None) -> Any:
-            outputs, inner[node.source] = op.float_ranges(node, *inputs)
+            outputs, inner[node.source] = op.float_ranges(node, *inputs, moments=moments)
             return outputs
         return run
 
     values = run_float(graph, data, semantics)
     return Calibration(
-        max_abs={name: _max_abs(v) for name, v in values.items()},
+        max_abs=_max_abs_each(values),
         moments={name: _moments(v) for name, v in values.items() if moments and v.ndim > 1 and v.size
                  and v.shape[-1] <= MAX_FEATURES},
         slice_max={name: _slice_max(values[name]) for name in graph.inputs},

@@ -1,5 +1,12 @@
 """The recurrent cells in float64, as ONNX defines them: the compiler's float view of a layer
-(calibration runs it on whole sequences)."""
+(calibration runs it on whole sequences).
+
+A long sequence's steps run one after the other, so what a step costs is what a layer's
+calibration costs, times the steps: each direction's cell computes in buffers made once per
+layer, with numpy's `out=`, and writes its new states into a ring of arrays whose extremes are
+reduced once it is full. The operations and their operands are those of the equations written
+with fresh arrays, so every value is the same to the last bit.
+"""
 
 from __future__ import annotations
 
@@ -14,36 +21,41 @@ from compiler.ops.recurrent.formats import StateRanges
 from compiler.ops.recurrent.records import GruAttrs, LstmAttrs, RecurrentAttrs, RnnAttrs
 from compiler.ops.recurrent.scan import scan
 
+RING = 32  # steps whose new states are kept before their extremes are reduced
+
 
 def float_recurrent(node: Node, x: np.ndarray, h0: np.ndarray | None = None, c0: np.ndarray | None = None) -> list:
-    return float_ranges(node, x, h0, c0)[0]
+    return float_ranges(node, x, h0, c0, moments=False)[0]
 
 
-def float_ranges(node: Node, x: np.ndarray, h0: np.ndarray | None = None,
-                 c0: np.ndarray | None = None) -> tuple[list, StateRanges]:
+def float_ranges(node: Node, x: np.ndarray, h0: np.ndarray | None = None, c0: np.ndarray | None = None,
+                 moments: bool = True) -> tuple[list, StateRanges]:
     """The layer's outputs, and the ranges of the values inside it that its formats must hold
-    (every step's h and c, the initial states included, and its Relus' outputs), with each
-    direction's step moments (StateRanges.steps)."""
+    (every step's h and c, the initial states included, and its Relus' outputs); with `moments`,
+    each direction's step moments (StateRanges.steps: only activation-aware compression reads
+    them, and on a long sequence they cost a fifth of the run)."""
+    samples = x.shape[0]
+    attrs = _in_float64(node.attrs, samples)
     seen = _Extremes()
-    moments = [_StepMoments() for _ in node.attrs.directions]
-    cell = CELLS[node.op]
-    attrs = _in_float64(node.attrs, x.shape[0])
-    acts = [_acts(attrs, d, seen) for d in range(len(attrs.directions))]
-    returned: list[np.ndarray] = []
+    cell_type, states = CELLS[node.op]
+    ring = _Ring(seen, states, (samples, attrs.hidden), attrs.steps)
+    cells = [cell_type(attrs, d, _acts(attrs, d, seen), samples) for d in range(len(attrs.directions))]
+    step_moments = [_StepMoments() for _ in attrs.directions] if moments else []
+    last: list[np.ndarray | None] = [None, None]
 
     def step(d: int, x_t: np.ndarray, h: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        for key, value in (("h", h), ("c", c)):
-            if not any(value is state for state in returned):  # not the last step's: an initial state
-                seen.note(key, value)
-        moments[d].note(x_t, h)
-        h_new, c_new = cell(attrs, d, acts[d], x_t, h, c)
-        seen.note("h", h_new)
-        seen.note("c", c_new)
-        returned[:] = h_new, c_new
-        return h_new, c_new
+        if h is not last[0]:  # not the last step's: an initial state
+            seen.note("h", h)
+        if c is not last[1]:
+            seen.note("c", c)
+        if step_moments:
+            step_moments[d].note(x_t, h)
+        last[:] = cells[d](x_t, h, c, ring.next())
+        return last[0], last[1]
 
     outputs = scan(node, x, h0, c0, step, np.float64)
-    steps = tuple(m.mean() for m in moments)
+    ring.flush()
+    steps = tuple(m.mean() for m in step_moments)
     return outputs, StateRanges(**seen.largest(("h", "c") + ROLES), steps=steps)
 
 
@@ -69,26 +81,55 @@ class _StepMoments:
 class _Extremes:
     """The largest magnitude of each kind of value a layer notes, kept as running elementwise
     extremes and reduced once at the end: the same maximum as a reduction at every step (a max is
-    exact in any order), for two element-wise calls a step where a reduction cost several times
-    that on a long sequence."""
+    exact in any order, and fmax passes over a NaN as a reduction by fmax does)."""
 
     def __init__(self) -> None:
         self.high: dict[str, np.ndarray] = {}
         self.low: dict[str, np.ndarray] = {}
 
     def note(self, key: str, value: np.ndarray) -> None:
-        if not value.size:
-            return
+        if value.size:
+            self._merge(key, value, value)
+
+    def note_steps(self, key: str, values: np.ndarray) -> None:
+        """Values of several steps, stacked on the first axis."""
+        if values.size:
+            self._merge(key, np.fmax.reduce(values, axis=0), np.fmin.reduce(values, axis=0))
+
+    def _merge(self, key: str, high: np.ndarray, low: np.ndarray) -> None:
         if key not in self.high:
-            self.high[key], self.low[key] = value.copy(), value.copy()
+            self.high[key], self.low[key] = high.copy(), low.copy()
             return
-        np.fmax(self.high[key], value, out=self.high[key])
-        np.fmin(self.low[key], value, out=self.low[key])
+        np.fmax(self.high[key], high, out=self.high[key])
+        np.fmin(self.low[key], low, out=self.low[key])
 
     def largest(self, keys: tuple[str, ...]) -> dict[str, float]:
         """Each key's largest magnitude, 0 for one never noted."""
         return {key: max(0.0, float(np.max(self.high[key])), -float(np.min(self.low[key])))
                 if key in self.high else 0.0 for key in keys}
+
+
+class _Ring:
+    """The arrays the steps write their new states into (h, and an LSTM's c): RING steps' worth,
+    whose extremes are noted in one reduction once all are written, for a few element-wise calls
+    per RING steps instead of four at every step. Two at least: a step reads the last one's."""
+
+    def __init__(self, seen: _Extremes, keys: tuple[str, ...], shape: tuple[int, ...], steps: int) -> None:
+        self.seen, self.used = seen, 0
+        self.arrays = {key: np.empty((max(2, min(RING, steps)), *shape)) for key in keys}
+        self.slots = list(zip(*self.arrays.values()))  # each step's arrays, one of each state
+
+    def next(self) -> tuple[np.ndarray, ...]:
+        """The arrays of the next step's states, noting the full ring's first."""
+        if self.used == len(self.slots):
+            self.flush()
+        self.used += 1
+        return self.slots[self.used - 1]
+
+    def flush(self) -> None:
+        for key, array in self.arrays.items():
+            self.seen.note_steps(key, array[: self.used])
+        self.used = 0
 
 
 def _in_float64(a: RecurrentAttrs, samples: int) -> RecurrentAttrs:
@@ -105,85 +146,145 @@ def _in_float64(a: RecurrentAttrs, samples: int) -> RecurrentAttrs:
 
 
 def _clip(a: RecurrentAttrs) -> Callable[[np.ndarray], np.ndarray]:
+    """The cell clip, in place."""
     clip = a.clip
-    return (lambda v: v) if clip is None else (lambda v: np.clip(v, -clip, clip))
+    return (lambda v: v) if clip is None else (lambda v: np.clip(v, -clip, clip, out=v))
 
 
 def _columns(v: np.ndarray, parts: int) -> list[np.ndarray]:
-    """np.split(v, parts, axis=-1) by plain slicing: the same views, without np.split's overhead
-    at every step."""
+    """np.split(v, parts, axis=-1) by plain slicing: the same views, without np.split's overhead."""
     width = v.shape[-1] // parts
     return [v[..., k * width:(k + 1) * width] for k in range(parts)]
 
 
-def _peephole(v: np.ndarray, p: np.ndarray | None, c: np.ndarray) -> np.ndarray:
-    """v + p c, or v itself without peepholes (adding 0 · c changed nothing but a zero's sign,
-    which no activation or range sees)."""
-    return v if p is None else v + p * c
+def _peephole(v: np.ndarray, p: np.ndarray | None, c: np.ndarray, scratch: np.ndarray) -> np.ndarray:
+    """v + p c in v (p c in `scratch`), or v itself without peepholes (adding 0 · c changed nothing
+    but a zero's sign, which no activation or range sees)."""
+    if p is not None:
+        v += np.multiply(p, c, out=scratch)
+    return v
 
 
 ROLES = ("gate", "candidate")  # what a Relu records, by its position among a cell's activations
 
 
-def _acts(a: RecurrentAttrs, d: int, seen: _Extremes) -> list[Callable[[np.ndarray], np.ndarray]]:
-    """The cell's activations in direction d; a Relu in the gate or candidate position notes its
-    outputs' range in `seen` (a table's is bounded; the LSTM's activation of c is c's)."""
-    def act(spec: str, position: int) -> Callable[[np.ndarray], np.ndarray]:
+def _acts(a: RecurrentAttrs, d: int, seen: _Extremes) -> list[Callable[..., np.ndarray]]:
+    """The cell's activations in direction d, each f(v, out=...); a Relu in the gate or candidate
+    position notes its outputs' range in `seen` (a table's is bounded; the LSTM's activation of c
+    is c's)."""
+    def act(spec: str, position: int) -> Callable[..., np.ndarray]:
         function = activation_function(spec)
         if spec != "relu" or position >= len(ROLES):
             return function
 
-        def run(v: np.ndarray) -> np.ndarray:
-            out = function(v)
-            seen.note(ROLES[position], out)
-            return out
+        def run(v: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+            result = function(v, out=out)
+            seen.note(ROLES[position], result)
+            return result
         return run
     return [act(spec, position) for position, spec in enumerate(a.activations[d])]
 
 
-def _lstm_cell(a: LstmAttrs, d: int, acts: list, x, h, c):
-    f_act, g_act, h_act = acts
-    clip, pre = _clip(a), _gate_inputs(a, d, x, h)
-    i, o, f, g = _columns(pre, 4)
-    if a.P is None and not a.input_forget:  # i, o, f side by side: one call of the element-wise f, not three
-        i, o, f = _columns(f_act(clip(pre[:, : 3 * a.hidden])), 3)
-        c = f * c + i * g_act(clip(g))
-        return o * h_act(c), c
-    p_i, p_o, p_f = _columns(a.P[d], 3) if a.P is not None else (None, None, None)
-    i = f_act(clip(_peephole(i, p_i, c)))
-    f = 1.0 - i if a.input_forget else f_act(clip(_peephole(f, p_f, c)))
-    c = f * c + i * g_act(clip(g))
-    o = f_act(clip(_peephole(o, p_o, c)))
-    return o * h_act(c), c
+class _GateInputs:
+    """x Wᵀ + h Rᵀ + Wb + Rb of one direction, summed in that order in one buffer."""
+
+    def __init__(self, a: LstmAttrs | RnnAttrs, d: int, samples: int) -> None:
+        gates = a.W.shape[1]
+        self.w, self.r = a.W[d].T, a.R[d].T
+        self.wb, self.rb = a.B[d][:, :gates], a.B[d][:, gates:]
+        self.sum, self.product = np.empty((samples, gates)), np.empty((samples, gates))
+
+    def __call__(self, x: np.ndarray, h: np.ndarray) -> np.ndarray:
+        total = np.matmul(x, self.w, out=self.sum)
+        total += np.matmul(h, self.r, out=self.product)
+        total += self.wb
+        total += self.rb
+        return total
 
 
-def _gru_cell(a: GruAttrs, d: int, acts: list, x, h, c):
-    f_act, g_act = acts
-    clip, hidden = _clip(a), a.hidden
-    w, r, wb, rb = a.W[d], a.R[d], a.B[d][:, : 3 * hidden], a.B[d][:, 3 * hidden:]
-    gx = x @ w.T + wb
-    z, reset = _columns(f_act(clip(gx[:, : 2 * hidden] + h @ r[: 2 * hidden].T + rb[:, : 2 * hidden])), 2)
-    if a.linear_before_reset:
-        pre = gx[:, 2 * hidden:] + reset * (h @ r[2 * hidden:].T + rb[:, 2 * hidden:])
-    else:
-        pre = gx[:, 2 * hidden:] + (reset * h) @ r[2 * hidden:].T + rb[:, 2 * hidden:]
-    candidate = g_act(clip(pre))
-    return (1.0 - z) * candidate + z * h, c
+class _Lstm:
+    """One direction's LSTM step. The gates' activations go to buffers of their own, contiguous
+    (an element-wise call over a column slice costs numpy a loop per row)."""
+
+    def __init__(self, a: LstmAttrs, d: int, acts: list, samples: int) -> None:
+        self.gate_inputs, self.clip, self.acts = _GateInputs(a, d, samples), _clip(a), acts
+        self.sums = _columns(self.gate_inputs.sum, 4)  # i, o, f, g before their activations
+        self.iof, self.g = np.empty((samples, 3 * a.hidden)), np.empty((samples, a.hidden))
+        self.gates = _columns(self.iof, 3)  # i, o, f
+        self.fused = a.P is None and not a.input_forget  # i, o, f side by side: one call of the gate function
+        self.peepholes = _columns(a.P[d], 3) if a.P is not None else (None, None, None)
+        self.input_forget, self.scratch = a.input_forget, np.empty((samples, a.hidden))
+
+    def __call__(self, x: np.ndarray, h: np.ndarray, c: np.ndarray, out: tuple[np.ndarray, ...]
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        (f_act, g_act, h_act), clip, scratch, (h_out, c_out) = self.acts, self.clip, self.scratch, out
+        total = self.gate_inputs(x, h)
+        sum_i, sum_o, sum_f, sum_g = self.sums
+        (i, o, f), (p_i, p_o, p_f) = self.gates, self.peepholes
+        if self.fused:
+            f_act(clip(total[:, : self.iof.shape[1]]), out=self.iof)
+        else:
+            f_act(clip(_peephole(sum_i, p_i, c, scratch)), out=i)
+            if self.input_forget:
+                np.subtract(1.0, i, out=f)
+            else:
+                f_act(clip(_peephole(sum_f, p_f, c, scratch)), out=f)
+        g = g_act(clip(sum_g), out=self.g)
+        np.multiply(f, c, out=c_out)
+        c_out += np.multiply(i, g, out=scratch)  # c = f c + i g
+        if not self.fused:
+            f_act(clip(_peephole(sum_o, p_o, c_out, scratch)), out=o)
+        np.multiply(o, h_act(c_out, out=scratch), out=h_out)
+        return h_out, c_out
 
 
-def _rnn_cell(a: RnnAttrs, d: int, acts: list, x, h, c):
-    (f_act,) = acts
-    return f_act(_clip(a)(_gate_inputs(a, d, x, h))), c
+class _Gru:
+    """One direction's GRU step: z and r from one sum, then the candidate, in buffers."""
+
+    def __init__(self, a: GruAttrs, d: int, acts: list, samples: int) -> None:
+        hidden = a.hidden
+        self.acts, self.clip, self.linear_before_reset = acts, _clip(a), a.linear_before_reset
+        self.w, r = a.W[d].T, a.R[d]
+        self.r_zr, self.r_h = r[: 2 * hidden].T, r[2 * hidden:].T
+        self.wb, rb = a.B[d][:, : 3 * hidden], a.B[d][:, 3 * hidden:]
+        self.rb_zr, self.rb_h = rb[:, : 2 * hidden], rb[:, 2 * hidden:]
+        self.gx, self.zr = np.empty((samples, 3 * hidden)), np.empty((samples, 2 * hidden))
+        self.candidate, self.scratch = np.empty((samples, hidden)), np.empty((samples, hidden))
+
+    def __call__(self, x: np.ndarray, h: np.ndarray, c: np.ndarray, out: tuple[np.ndarray, ...]
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        (f_act, g_act), clip, hidden = self.acts, self.clip, self.r_h.shape[1]
+        gx, zr, candidate, scratch, (h_out,) = self.gx, self.zr, self.candidate, self.scratch, out
+        np.matmul(x, self.w, out=gx)
+        gx += self.wb
+        np.add(gx[:, : 2 * hidden], np.matmul(h, self.r_zr, out=zr), out=zr)
+        zr += self.rb_zr
+        z, reset = _columns(f_act(clip(zr), out=zr), 2)
+        if self.linear_before_reset:  # gx + r (h Rhᵀ + Rbh)
+            np.matmul(h, self.r_h, out=candidate)
+            candidate += self.rb_h
+            candidate *= reset
+            np.add(gx[:, 2 * hidden:], candidate, out=candidate)
+        else:  # gx + (r h) Rhᵀ + Rbh
+            np.matmul(np.multiply(reset, h, out=scratch), self.r_h, out=candidate)
+            np.add(gx[:, 2 * hidden:], candidate, out=candidate)
+            candidate += self.rb_h
+        g_act(clip(candidate), out=candidate)
+        np.multiply(np.subtract(1.0, z, out=scratch), candidate, out=scratch)  # (1 - z) candidate + z h
+        np.add(scratch, np.multiply(z, h, out=h_out), out=h_out)
+        return h_out, c
 
 
-def _gate_inputs(a: LstmAttrs | RnnAttrs, d: int, x: np.ndarray, h: np.ndarray) -> np.ndarray:
-    """x Wᵀ + h Rᵀ + Wb + Rb, summed in that order in one array (no temporary per sum)."""
-    gates = a.W.shape[1]
-    pre = x @ a.W[d].T
-    pre += h @ a.R[d].T
-    pre += a.B[d][:, :gates]
-    pre += a.B[d][:, gates:]
-    return pre
+class _Rnn:
+    """One direction's RNN step."""
+
+    def __init__(self, a: RnnAttrs, d: int, acts: list, samples: int) -> None:
+        self.gate_inputs, self.clip, (self.f_act,) = _GateInputs(a, d, samples), _clip(a), acts
+
+    def __call__(self, x: np.ndarray, h: np.ndarray, c: np.ndarray, out: tuple[np.ndarray, ...]
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        return self.f_act(self.clip(self.gate_inputs(x, h)), out=out[0]), c
 
 
-CELLS = {"lstm": _lstm_cell, "gru": _gru_cell, "rnn": _rnn_cell}
+# each cell's step, and the states it computes (a GRU's or an RNN's c stays its zero initial state)
+CELLS = {"lstm": (_Lstm, ("h", "c")), "gru": (_Gru, ("h",)), "rnn": (_Rnn, ("h",))}
