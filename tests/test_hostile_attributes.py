@@ -336,3 +336,12 @@ def test_a_fold_that_overflows_is_refused_where_it_is_used(tmp_path, capsys):
     model.graph.node[1].CopyFrom(helper.make_node("Add", ["x", "folded"], ["y"], name="add"))
     err = compile_fails(tmp_path, capsys, save(tmp_path, model))
     assert "node 'add' (Add): Add constant 'folded' contains NaN or Inf" in err
+
+
+def test_a_layer_whose_float_values_overflow_is_refused_not_crashed():
+    """Relu gates with peepholes feed the cell state back unbounded: over 25 steps the float run
+    reaches inf, which used to crash choosing a format (OverflowError); now it is a user error."""
+    model = recurrent_model("LSTM", 30, 1, 4, 23, activations=["Relu", "Tanh", "Tanh"], peepholes=True,
+                            seq_lens=[25], seed=57)
+    with pytest.raises(RnnaccelError, match="overflows on the calibration samples"):
+        compile_model(model)

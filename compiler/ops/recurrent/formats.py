@@ -41,6 +41,9 @@ class StateRanges:
     candidate: float = 0.0
     steps: tuple[np.ndarray | None, ...] = field(default=(), compare=False, repr=False)
 
+    def finite(self) -> bool:
+        return all(math.isfinite(v) for v in (self.h, self.c, self.gate, self.candidate))
+
 
 def state_frac(natural: int, max_abs: float) -> int:
     """Fraction bits of a value that calibration saw reach `max_abs`: its natural format while that
