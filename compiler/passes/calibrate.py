@@ -6,7 +6,6 @@ distribution and says so: real ranges need real data (`--calibration CALIB.npz`)
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -106,15 +105,15 @@ def _max_abs_each(values: dict[str, np.ndarray]) -> dict[str, float]:
     return {name: largest(v) for name, v in values.items()}
 
 
-def _check_finite(max_abs: dict[str, float], inner: dict[str, Any]) -> None:
-    """A model whose float values overflow on the calibration samples (a recurrent layer with
-    unbounded gate activations that diverges, say) has no range a fixed-point format could hold."""
-    overflowing = [name for name, largest in max_abs.items() if not math.isfinite(largest)]
-    overflowing += [f"{source}'s states" for source, ranges in inner.items() if not ranges.finite()]
+def _check_finite(inner: dict[str, Any]) -> None:
+    """A recurrent layer whose float states overflow on the calibration samples (unbounded gate
+    activations that diverge, say) has no range a fixed-point format could hold. (An op whose
+    output is not finite where its input is finite, ln 0 say, says so itself: ops/mantissa.py.)"""
+    overflowing = [source for source, ranges in inner.items() if not ranges.finite()]
     if overflowing:
-        listed = ", ".join(overflowing[:3]) + (f" and {len(overflowing) - 3} more" if len(overflowing) > 3 else "")
-        raise RnnaccelError(f"the float model overflows on the calibration samples ({listed} reach inf or NaN): "
-                            f"no fixed-point format holds that; check the model or the calibration data")
+        raise RnnaccelError(f"'{overflowing[0]}': the float model's recurrent states reach inf or NaN on the "
+                            f"calibration samples, so no fixed-point format holds them; check the layer's "
+                            f"activations or the calibration data")
 
 
 def _moments(values: np.ndarray) -> np.ndarray:
@@ -138,12 +137,11 @@ def calibrate(graph: Graph, data: dict[str, np.ndarray], moments: bool = True) -
             return outputs
         return run
 
-    with np.errstate(over="ignore", invalid="ignore"):  # _check_finite says so, in one line
+    with np.errstate(over="ignore", invalid="ignore"):  # _check_finite or the op says so, in one line
         values = run_float(graph, data, semantics)
-    max_abs = _max_abs_each(values)
-    _check_finite(max_abs, inner)
+    _check_finite(inner)
     return Calibration(
-        max_abs=max_abs,
+        max_abs=_max_abs_each(values),
         moments={name: _moments(v) for name, v in values.items() if moments and v.ndim > 1 and v.size
                  and v.shape[-1] <= MAX_FEATURES},
         slice_max={name: _slice_max(values[name]) for name in graph.inputs},
