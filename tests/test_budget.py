@@ -176,6 +176,7 @@ def test_a_partitioned_model_reports_each_islands_choice():
     ({"min_agreement": None, "max_error": None}, "one budget"),
     ({"min_agreement": 1.5}, "share in"),
     ({"min_agreement": None, "max_error": 0.0}, "above 0"),
+    ({"min_agreement": None, "max_error": float("inf")}, "finite"),  # the report's JSON has no Infinity
 ])
 def test_a_budget_that_makes_no_sense_is_refused(budget, message):
     with pytest.raises(RnnaccelError, match=message):
@@ -199,6 +200,8 @@ def test_agreement_needs_an_output_with_classes():
     (["--widths", "/LSTM/qh0=5"], "BITS 4, 3, 2 or plain"),
     (["--widths", "=4"], "expected NAME=BITS"),
     (["--widths", "/LSTM/qh0=4,/LSTM/qx9=2"], "/LSTM/qx9 is no matrix of this program"),
+    (["--widths", "/LSTM/qh0=4,/LSTM/qh0=2"], "/LSTM/qh0 given twice"),
+    (["--compress", "auto", "--max-error", "inf"], "expected a finite relative error"),
 ])
 def test_cli_refuses_budget_options_that_do_not_go_together(tmp_path, capsys, args, message):
     from compiler.cli import main

@@ -16,6 +16,7 @@ the figures the report keeps.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
@@ -52,8 +53,8 @@ class Budget:
             raise RnnaccelError("--compress auto takes one budget: --min-agreement or --max-error")
         if self.min_agreement is not None and not 0.0 < self.min_agreement <= 1.0:
             raise RnnaccelError(f"--min-agreement {self.min_agreement}: expected a share in (0, 1]")
-        if self.max_error is not None and not self.max_error > 0.0:
-            raise RnnaccelError(f"--max-error {self.max_error}: expected a relative error above 0")
+        if self.max_error is not None and not 0.0 < self.max_error < math.inf:
+            raise RnnaccelError(f"--max-error {self.max_error}: expected a finite relative error above 0")
 
     def compression(self, bits: int | None) -> Compression | None:
         return None if bits is None else Compression(bits, self.groups, self.activation_aware)
@@ -80,6 +81,10 @@ class Widths:
     activation_aware: bool = True
 
     def __post_init__(self) -> None:
+        names = [name for name, _ in (self.bits.items() if isinstance(self.bits, Mapping) else self.bits)]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise RnnaccelError(f"--widths: {', '.join(twice)} given twice; give each matrix one width")
         object.__setattr__(self, "bits", tuple(dict(self.bits).items()))
         wrong = [f"{name}={b}" for name, b in self.bits if b not in WIDTHS]
         if wrong:
