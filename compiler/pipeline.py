@@ -196,4 +196,4 @@ def _choice(graph: Graph, calib: Calibration, samples: dict[str, np.ndarray], ta
     frame graph names its matrices as the sequence graph does)."""
     return choose_compression(graph, samples, budget, target,
                               lambda chosen: quantize_graph(graph, calib, target, None, bound.mine(graph), chosen),
-                              log)
+                              log, frozenset(bound.mine(graph).values()))

@@ -366,3 +366,17 @@ def _matrices_of(graph):
 def _codebook_bits_of(compiled) -> dict:
     return {name: q.codebook.bits if q.codebook is not None else None
             for island in compiled.islands for name, q in _matrices_of(island.compiled.graph)}
+
+
+def test_a_state_output_is_not_measured_and_reading_it_does_not_change_the_choice():
+    """A GRU frame model's h_out has no top-1 class: whether the host reads it (a program that
+    does not stream, or --state-outputs) changes neither the decisions counted nor the widths."""
+    model = onnx.load(Path(__file__).resolve().parent / "data" / "state" / "gru-h-script.onnx")
+    x = np.random.default_rng(3).standard_normal((40, 1, 1, 8)).astype(np.float32)
+    figures = [compile_model(model, calibration={"x": x}, compression=Budget(), states={"h": "h_out"},
+                             streaming=streaming, state_outputs=reads).report["compression"]
+               for streaming, reads in ((False, False), (True, False), (True, True))]
+    for choice in figures:
+        reached = choice["reached"]
+        assert reached["agreement_at_least"] == round(agreement_at_least(reached["agreement"], choice["samples"]), 6)
+    assert figures[1] == figures[2]  # a program that does not stream feeds h back from its calibration: other figures

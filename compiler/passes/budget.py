@@ -175,10 +175,13 @@ Quantizer = Callable[[Mapping[str, Compression | None]], Graph]
 
 
 def choose_compression(graph: Graph, samples: Mapping[str, np.ndarray], budget: Budget, target: Target,
-                       quantize: Quantizer, log: Callable[[str], None]) -> Choice:
+                       quantize: Quantizer, log: Callable[[str], None], states: frozenset[str] = frozenset()) -> Choice:
     """The widths for `graph`'s matrices within `budget`; `quantize(chosen)` is the graph
-    quantised with those widths (passes/quantize.py, with everything else as the compile has it)."""
-    floats = _float_outputs(graph, samples)
+    quantised with those widths (passes/quantize.py, with everything else as the compile has it).
+    The outputs of state pairs (`states`) are not measured: a hidden state has no top-1 class, and
+    whether the host also reads it (--state-outputs, or a program that does not stream) must not
+    change the choice; their error reaches the other outputs anyway."""
+    floats = _float_outputs(graph, samples, states)
     measured = _measure(floats, samples, budget)
     plain = quantize({})
     names = _compressible(plain, quantize, budget)
@@ -345,12 +348,14 @@ def _matrices(graph: Graph) -> Iterator[tuple[str, QMatrix]]:
             yield f"{node.source}/{key}", q
 
 
-def _float_outputs(graph: Graph, samples: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The float model's host outputs; the state the chip keeps starts at zero, as the reference's."""
+def _float_outputs(graph: Graph, samples: Mapping[str, np.ndarray], states: frozenset[str]) -> dict[str, np.ndarray]:
+    """The float model's host outputs but the states (all of them if nothing else is left); the
+    state the chip keeps starts at zero, as the reference's."""
     count = len(next(iter(samples.values())))
     inputs = {**samples, **{name: np.zeros((count, *graph.shapes[name])) for name, _ in graph.bound}}
     values = run_float(graph, {name: inputs[name] for name in graph.inputs})
-    return {name: values[name] for name in graph.host_outputs}
+    measured = [name for name in graph.host_outputs if name not in states] or graph.host_outputs
+    return {name: values[name] for name in measured}
 
 
 def _measure(floats: dict[str, np.ndarray], samples: Mapping[str, np.ndarray],
