@@ -155,14 +155,10 @@ def _compile_chip(proto: onnx.ModelProto, graph: Graph, name: str, calibration: 
     samples = check_calibration(graph.input_shapes, calibration)
     calib = calibrate(graph, samples, moments=aware)  # whole sequences, before trimming
     budget = compression if isinstance(compression, Budget) else None
-    frames = streaming and not per_frame(graph)
-    whole = None if frames and budget is None else _trimmed(graph)  # what runs, unless one frame does
+    frame = _frame_graph(proto, graph, bound) if streaming and not per_frame(graph) else None
+    whole = None if frame and budget is None else _trimmed(graph)  # what runs, unless one frame does
     choice = _choice(whole, calib.derived(whole), samples, target, budget, bound, log) if budget else None
-    if frames:
-        one_frame = one_frame_model(proto, graph.input_shapes, frame_shapes(graph))
-        frame = verify(mark_streaming(bound.bind(import_model(one_frame))))
-        check_frame_local(graph, frame)
-    graph = _trimmed(frame) if frames else whole
+    graph = _trimmed(frame) if frame else whole
     calib = calib.derived(graph)
     chosen = compression.chosen if isinstance(compression, Widths) else choice.chosen if choice else None
     graph = verify(quantize_graph(graph, calib, target, None if chosen is not None else compression,
@@ -178,6 +174,15 @@ def _compile_chip(proto: onnx.ModelProto, graph: Graph, name: str, calibration: 
     program = dataclasses.replace(program, recurrence=recurrence_bounds(graph, program))
     report = build_report(graph, kernel, program)
     return Compiled(graph, program, report | {"compression": choice.figures()} if choice else report)
+
+
+def _frame_graph(proto: onnx.ModelProto, graph: Graph, bound: StateBinding) -> Graph:
+    """The graph of one frame of a streaming program, made before --compress auto's search so that
+    a model that cannot stream is refused at once, not after it."""
+    one_frame = one_frame_model(proto, graph.input_shapes, frame_shapes(graph))
+    frame = verify(mark_streaming(bound.bind(import_model(one_frame))))
+    check_frame_local(graph, frame)
+    return frame
 
 
 def _check_widths(compression: Compression | Budget | Widths | None, graphs: list[Graph]) -> None:
