@@ -185,8 +185,25 @@ def test_a_budget_that_makes_no_sense_is_refused(budget, message):
 
 def test_agreement_needs_an_output_with_classes():
     model = lstm_model(4, 1, 6, 1, outputs=("Y_h",))
-    with pytest.raises(RnnaccelError, match="no output has classes"):
+    with pytest.raises(RnnaccelError, match="no output of .* has classes to agree on"):
         compile_model(model, calibration=random_inputs(model, seed=1, samples=4), compression=Budget())
+
+
+def test_an_island_without_classes_is_named_with_the_outputs_it_is_measured_on():
+    """x -> MatMul -> Relu -> MatMul to one value -> Sin (host) -> MatMul to 4 classes: the model
+    has classes, but its first island gives the host one value; the refusal says which island and
+    tensor, not that the model has no classes."""
+    rng = np.random.default_rng(0)
+    weights = {"W0": rng.standard_normal((8, 8)), "W1": rng.standard_normal((8, 1)), "W2": rng.standard_normal((1, 4))}
+    nodes = [helper.make_node("MatMul", ["x", "W0"], ["a"]), helper.make_node("Relu", ["a"], ["b"]),
+             helper.make_node("MatMul", ["b", "W1"], ["c"]), helper.make_node("Sin", ["c"], ["d"]),
+             helper.make_node("MatMul", ["d", "W2"], ["y"])]
+    graph = helper.make_graph(nodes, "islands", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+                              [onnx.numpy_helper.from_array(w.astype(np.float32), n) for n, w in weights.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(RnnaccelError, match=r"no output of islands\.island0 has classes to agree on \(c: "):
+        compile_model(model, calibration=random_inputs(model, seed=1, samples=8), compression=Budget())
 
 
 @pytest.mark.parametrize("args,message", [

@@ -183,7 +183,7 @@ def choose_compression(graph: Graph, samples: Mapping[str, np.ndarray], budget: 
     whether the host also reads it (--state-outputs, or a program that does not stream) must not
     change the choice; their error reaches the other outputs anyway."""
     floats = _float_outputs(graph, samples, states)
-    measured = _measure(floats, samples, budget)
+    measured = _measure(floats, samples, budget, graph.name)
     plain = quantize({})
     names = _compressible(plain, quantize, budget)
     count = len(next(iter(samples.values())))
@@ -359,13 +359,15 @@ def _float_outputs(graph: Graph, samples: Mapping[str, np.ndarray], states: froz
     return {name: values[name] for name in measured}
 
 
-def _measure(floats: dict[str, np.ndarray], samples: Mapping[str, np.ndarray],
-             budget: Budget) -> Callable[[Graph], Closeness]:
-    """How close a quantised graph's outputs, through the golden reference, are to `floats`."""
+def _measure(floats: dict[str, np.ndarray], samples: Mapping[str, np.ndarray], budget: Budget,
+             model: str) -> Callable[[Graph], Closeness]:
+    """How close a quantised graph's outputs, through the golden reference, are to `floats`. The
+    refusal names the outputs measured: an island of a partitioned program (`model.islandK`) is
+    measured on the tensors it gives the host, which need not be the model's class scores."""
     classes = {name for name, value in floats.items() if value.ndim > 1 and value.shape[-1] > 1}
     if budget.min_agreement is not None and not classes:
-        raise RnnaccelError("--compress auto --min-agreement: no output has classes to agree on (each gives one "
-                            "value per sample or frame); give --max-error instead")
+        raise RnnaccelError(f"--compress auto --min-agreement: no output of {model} has classes to agree on "
+                            f"({', '.join(floats)}: one value per sample or frame); give --max-error instead")
     top = {name: floats[name].argmax(-1) for name in classes}
 
     def closeness(graph: Graph) -> Closeness:
