@@ -12,7 +12,7 @@ import onnx
 
 from compiler.backend.emit import emit
 from compiler.backend.report import build_report
-from compiler.compiled import Compiled
+from compiler.compiled import Compiled, CompiledIsland
 from compiler.frontend.batchnorm_fold import fold_batch_norms
 from compiler.frontend.cells import recognise_cells
 from compiler.frontend.frames import one_frame_model
@@ -34,7 +34,7 @@ from compiler.partitioned import (
     split_state,
 )
 from compiler.passes.allocate import allocate
-from compiler.passes.budget import Budget, Choice, Widths, choose_compression, fewest_bytes
+from compiler.passes.budget import Budget, Choice, Widths, as_option, choose_compression, fewest_bytes
 from compiler.passes.calibrate import Calibration, calibrate, check_calibration, default_calibration
 from compiler.passes.compress import Compression
 from compiler.passes.dead import drop_dead_copies
@@ -115,6 +115,7 @@ def compile_model(model: str | Path | onnx.ModelProto, target: Target | None = N
                               lambda sub, calib: chip(sub, verify(import_model(sub)), sub.graph.name, calib,
                                                       streaming=streaming and island_streams(sub, state)))
     _check_widths(compression, [island.compiled.graph for island in islands])
+    _log_islands_widths(compression, islands, log)
     program = partitioned_program(name, proto, plan, builder, islands, state)
     return Compiled(None, program, partitioned_report(name, plan, islands), sources, tuple(islands), plan)
 
@@ -183,6 +184,16 @@ def _frame_graph(proto: onnx.ModelProto, graph: Graph, bound: StateBinding) -> G
     frame = verify(mark_streaming(bound.bind(import_model(one_frame))))
     check_frame_local(graph, frame)
     return frame
+
+
+def _log_islands_widths(compression: Compression | Budget | Widths | None, islands: list[CompiledIsland],
+                        log: Callable[[str], None]) -> None:
+    """--compress auto chooses each island's widths on its own, each logged with its own --widths;
+    the last line gives them all in one option, which repeats the whole program's choice."""
+    choices = [island.compiled.report.get("compression") for island in islands]
+    widths = [(m["matrix"], m["bits"]) for choice in choices if choice for m in choice["matrices"]]
+    if isinstance(compression, Budget) and len(islands) > 1 and widths:
+        log(f"every island's widths, the same without searching: --widths {as_option(widths)}")
 
 
 def _check_widths(compression: Compression | Budget | Widths | None, graphs: list[Graph]) -> None:

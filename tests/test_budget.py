@@ -189,10 +189,9 @@ def test_agreement_needs_an_output_with_classes():
         compile_model(model, calibration=random_inputs(model, seed=1, samples=4), compression=Budget())
 
 
-def test_an_island_without_classes_is_named_with_the_outputs_it_is_measured_on():
-    """x -> MatMul -> Relu -> MatMul to one value -> Sin (host) -> MatMul to 4 classes: the model
-    has classes, but its first island gives the host one value; the refusal says which island and
-    tensor, not that the model has no classes."""
+def _two_islands() -> onnx.ModelProto:
+    """x -> MatMul -> Relu -> MatMul to one value -> Sin (host) -> MatMul to 4 classes, nodes
+    unnamed (as hand-made graphs leave them): two islands, with matrices in both."""
     rng = np.random.default_rng(0)
     weights = {"W0": rng.standard_normal((8, 8)), "W1": rng.standard_normal((8, 1)), "W2": rng.standard_normal((1, 4))}
     nodes = [helper.make_node("MatMul", ["x", "W0"], ["a"]), helper.make_node("Relu", ["a"], ["b"]),
@@ -201,7 +200,13 @@ def test_an_island_without_classes_is_named_with_the_outputs_it_is_measured_on()
     graph = helper.make_graph(nodes, "islands", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
                               [onnx.numpy_helper.from_array(w.astype(np.float32), n) for n, w in weights.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_an_island_without_classes_is_named_with_the_outputs_it_is_measured_on():
+    """The model has classes, but its first island gives the host one value; the refusal says
+    which island and tensor, not that the model has no classes."""
+    model = _two_islands()
     with pytest.raises(RnnaccelError, match=r"no output of islands\.island0 has classes to agree on \(c: "):
         compile_model(model, calibration=random_inputs(model, seed=1, samples=8), compression=Budget())
 
@@ -411,3 +416,19 @@ def test_a_frame_models_recurrent_matrix_is_measured_from_the_calibrations_state
     sees what the one that does not stream sees, and chooses alike."""
     fed_back, kept, reads = _gru_frame_choices((False, False), (True, False), (True, True))
     assert kept == fed_back == reads
+
+
+def test_the_last_line_repeats_every_islands_choice_and_names_are_unique_across_islands():
+    """Each island names its unnamed nodes by their index in the whole model (both islands' first
+    MatMul was 'MatMul_0'), and the log's last line gives every island's widths in one option."""
+    from compiler.cli import parse_widths
+    from isa.programfile import to_bytes
+
+    model, lines = _two_islands(), []
+    calibration = random_inputs(model, seed=1, samples=16)
+    compiled = compile_model(model, calibration=calibration, compression=Budget(None, 0.05), log=lines.append)
+    names = [m for island in compiled.islands for m, _ in _matrices_of(island.compiled.graph)]
+    assert len(set(names)) == len(names) == 3
+    option = lines[-1].rpartition("--widths ")[2]
+    again = compile_model(model, calibration=calibration, compression=Widths(parse_widths(option)))
+    assert to_bytes(again.program) == to_bytes(compiled.program)

@@ -17,7 +17,7 @@ the figures the report keeps.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -208,7 +208,7 @@ def choose_compression(graph: Graph, samples: Mapping[str, np.ndarray], budget: 
     choice = Choice(budget, count, baseline, reached, matrices)
     log(f"compression within the budget: {', '.join(f'{m.name} {_width(m.bits)}' for m in matrices)}; "
         f"{_said(reached)} (plain weights: {_said(baseline)}); the same without searching: --widths "
-        f"{_as_option(matrices)}")
+        f"{as_option((m.name, m.bits) for m in matrices)}")
     return choice
 
 
@@ -395,9 +395,9 @@ def _relative_rms(value: np.ndarray, reference: np.ndarray) -> float:
     return float(np.sqrt(np.sum((value - reference) ** 2) / max(np.sum(reference ** 2), 1e-30)))
 
 
-def _as_option(matrices: tuple[MatrixChoice, ...]) -> str:
-    """The widths as --widths takes them."""
-    return ",".join(f"{m.name}={'plain' if m.bits is None else m.bits}" for m in matrices)
+def as_option(widths: Iterable[tuple[str, int | None]]) -> str:
+    """(matrix, bits) pairs as --widths takes them."""
+    return ",".join(f"{name}={'plain' if bits is None else bits}" for name, bits in widths)
 
 
 def _width(bits: int | None) -> str:
