@@ -12,7 +12,7 @@ import onnx
 
 from compiler.backend.emit import emit
 from compiler.backend.report import build_report
-from compiler.compiled import Compiled, CompiledIsland
+from compiler.compiled import Compiled
 from compiler.frontend.batchnorm_fold import fold_batch_norms
 from compiler.frontend.cells import recognise_cells
 from compiler.frontend.frames import one_frame_model
@@ -104,6 +104,7 @@ def compile_model(model: str | Path | onnx.ModelProto, target: Target | None = N
         compiled = chip(proto, graph, name, calibration or default_calibration(graph.input_shapes),
                         streaming=streaming)
         _check_widths(compression, [compiled.graph])
+        _log_widths(compression, [compiled.report], log)
         return dataclasses.replace(compiled, sources=sources, partition=plan)
     if chip_only:
         raise RnnaccelError(f"--chip-only: {host_list(plan)}")
@@ -115,7 +116,7 @@ def compile_model(model: str | Path | onnx.ModelProto, target: Target | None = N
                               lambda sub, calib: chip(sub, verify(import_model(sub)), sub.graph.name, calib,
                                                       streaming=streaming and island_streams(sub, state)))
     _check_widths(compression, [island.compiled.graph for island in islands])
-    _log_islands_widths(compression, islands, log)
+    _log_widths(compression, [island.compiled.report for island in islands], log)
     program = partitioned_program(name, proto, plan, builder, islands, state)
     return Compiled(None, program, partitioned_report(name, plan, islands), sources, tuple(islands), plan)
 
@@ -186,14 +187,15 @@ def _frame_graph(proto: onnx.ModelProto, graph: Graph, bound: StateBinding) -> G
     return frame
 
 
-def _log_islands_widths(compression: Compression | Budget | Widths | None, islands: list[CompiledIsland],
-                        log: Callable[[str], None]) -> None:
-    """--compress auto chooses each island's widths on its own, each logged with its own --widths;
-    the last line gives them all in one option, which repeats the whole program's choice."""
-    choices = [island.compiled.report.get("compression") for island in islands]
-    widths = [(m["matrix"], m["bits"]) for choice in choices if choice for m in choice["matrices"]]
-    if isinstance(compression, Budget) and len(islands) > 1 and widths:
-        log(f"every island's widths, the same without searching: --widths {as_option(widths)}")
+def _log_widths(compression: Compression | Budget | Widths | None, reports: list[dict],
+                log: Callable[[str], None]) -> None:
+    """--compress auto's last line: the widths it chose (a partitioned program's, every island's,
+    each chosen on its own), as the option that compiles the same program without searching; it
+    comes after the schedule tuning's lines."""
+    choices = [report["compression"] for report in reports if "compression" in report]
+    widths = [(m["matrix"], m["bits"]) for choice in choices for m in choice["matrices"]]
+    if isinstance(compression, Budget) and widths:
+        log(f"the same without searching: --widths {as_option(widths)}")
 
 
 def _check_widths(compression: Compression | Budget | Widths | None, graphs: list[Graph]) -> None:

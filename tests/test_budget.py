@@ -432,3 +432,13 @@ def test_the_last_line_repeats_every_islands_choice_and_names_are_unique_across_
     option = lines[-1].rpartition("--widths ")[2]
     again = compile_model(model, calibration=calibration, compression=Widths(parse_widths(option)))
     assert to_bytes(again.program) == to_bytes(compiled.program)
+
+
+def test_the_log_ends_with_the_widths_option_after_the_schedule_tuning():
+    """A budget plain weights already miss keeps R plain, so its schedule is tuned after the
+    choice; the option still comes last, where a script reading the last line finds it."""
+    model, lines = lstm_model(12, 1, 6, 40, outputs=("Y_h",)), []
+    compile_model(model, calibration=random_inputs(model, seed=2, samples=8), compression=Budget(None, 1e-9),
+                  log=lines.append)
+    assert any(line.startswith("schedule of ") for line in lines)
+    assert lines[-1] == "the same without searching: --widths lstm/qx0=plain,lstm/qh0=plain"

@@ -207,8 +207,7 @@ def choose_compression(graph: Graph, samples: Mapping[str, np.ndarray], budget: 
                                   sensitivity[name]) for name, shape in names.items())
     choice = Choice(budget, count, baseline, reached, matrices)
     log(f"compression within the budget: {', '.join(f'{m.name} {_width(m.bits)}' for m in matrices)}; "
-        f"{_said(reached)} (plain weights: {_said(baseline)}); the same without searching: --widths "
-        f"{as_option((m.name, m.bits) for m in matrices)}")
+        f"{_said(reached)} (plain weights: {_said(baseline)})")
     return choice
 
 
