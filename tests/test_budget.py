@@ -442,3 +442,23 @@ def test_the_log_ends_with_the_widths_option_after_the_schedule_tuning():
                   log=lines.append)
     assert any(line.startswith("schedule of ") for line in lines)
     assert lines[-1] == "the same without searching: --widths lstm/qx0=plain,lstm/qh0=plain"
+
+
+def test_widths_for_a_matrix_that_takes_no_codebook_are_refused():
+    """A depthwise Conv's taps are a matrix of the program but never take a codebook: `dw/q=2`
+    compiled them plain without a word."""
+    rng = np.random.default_rng(0)
+    weights = {"Wd": rng.standard_normal((8, 1, 3)), "W": rng.standard_normal((80, 4))}
+    nodes = [helper.make_node("Conv", ["x", "Wd"], ["a"], group=8, pads=[1, 1], name="dw"),
+             helper.make_node("Reshape", ["a", "flat"], ["b"]),
+             helper.make_node("MatMul", ["b", "W"], ["y"], name="fc")]
+    graph = helper.make_graph(nodes, "dw", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 10])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+                              [*(onnx.numpy_helper.from_array(w.astype(np.float32), n) for n, w in weights.items()),
+                               onnx.numpy_helper.from_array(np.array([1, 80], np.int64), "flat")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    calibration = random_inputs(model, seed=1, samples=4)
+    with pytest.raises(RnnaccelError, match=r"--widths dw/q=2: takes no codebook"):
+        compile_model(model, calibration=calibration, compression=Widths({"dw/q": 2, "fc/q": 3}))
+    compiled = compile_model(model, calibration=calibration, compression=Widths({"dw/q": None, "fc/q": 3}))
+    assert {name: q.codebook is not None for name, q in _matrices_of(compiled.graph)} == {"dw/q": False, "fc/q": True}

@@ -102,13 +102,17 @@ class Widths:
         return Compression(min(widths), self.groups, self.activation_aware) if widths else None
 
     def check_names(self, graphs: list[Graph]) -> None:
-        """Every name must be a matrix of the program (of one of its islands): a misspelt one would
-        silently stay plain."""
-        known = {name for graph in graphs for name, _ in _matrices(graph)}
+        """Every name must be a matrix of the program (of one of its islands) that takes the bits
+        given: a misspelt one, or a depthwise kernel's taps (never a codebook), would silently stay plain."""
+        known = {name: q for graph in graphs for name, q in _matrices(graph)}
         unknown = [name for name, _ in self.bits if name not in known]
         if unknown:
             raise RnnaccelError(f"--widths: {', '.join(unknown)} is no matrix of this program; its matrices are "
                                 f"{', '.join(sorted(known)) or 'none'}")
+        plain = [f"{name}={b}" for name, b in self.bits if b is not None and known[name].codebook is None]
+        if plain:
+            raise RnnaccelError(f"--widths {', '.join(plain)}: takes no codebook (a depthwise kernel's taps never "
+                                "do); give it plain or leave it out")
 
 
 @dataclass(frozen=True)
