@@ -183,9 +183,8 @@ def choose_compression(graph: Graph, samples: Mapping[str, np.ndarray], budget: 
                        quantize: Quantizer, log: Callable[[str], None], states: frozenset[str] = frozenset()) -> Choice:
     """The widths for `graph`'s matrices within `budget`; `quantize(chosen)` is the graph
     quantised with those widths (passes/quantize.py, with everything else as the compile has it).
-    The outputs of state pairs (`states`) are not measured: a hidden state has no top-1 class, and
-    whether the host also reads it (--state-outputs, or a program that does not stream) must not
-    change the choice; their error reaches the other outputs anyway."""
+    State pairs' outputs (`states`) have no top-1 class, and whether the host reads them must not
+    change the choice: they are not measured."""
     floats = _float_outputs(graph, samples, states)
     measured = _measure(floats, samples, budget, graph.name)
     plain = quantize({})
@@ -364,9 +363,8 @@ def _float_outputs(graph: Graph, samples: Mapping[str, np.ndarray], states: froz
 
 def _measure(floats: dict[str, np.ndarray], samples: Mapping[str, np.ndarray], budget: Budget,
              model: str) -> Callable[[Graph], Closeness]:
-    """How close a quantised graph's outputs, through the golden reference, are to `floats`. The
-    refusal names the outputs measured: an island of a partitioned program (`model.islandK`) is
-    measured on the tensors it gives the host, which need not be the model's class scores."""
+    """How close a quantised graph's outputs, through the golden reference, are to `floats`; an
+    island (`model.islandK`) is measured on the tensors it gives the host, which the refusal names."""
     classes = {name for name, value in floats.items() if value.ndim > 1 and value.shape[-1] > 1}
     if budget.min_agreement is not None and not classes:
         raise RnnaccelError(f"--compress auto --min-agreement: no output of {model} has classes to agree on "
@@ -384,10 +382,8 @@ def _measure(floats: dict[str, np.ndarray], samples: Mapping[str, np.ndarray], b
 
 
 def _reference_outputs(graph: Graph, samples: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The golden reference's host outputs, the state the chip keeps starting from the
-    calibration's (closed loop, frontend/state.py): a model that takes one frame per run, measured
-    from zero state on every sample, would never exercise its recurrent matrix, and take 2 bits for
-    it whatever they do to a stream."""
+    """The golden reference's host outputs, the state the chip keeps starting from the calibration's
+    (closed loop): from zero state on every sample, a frame model's R would never be exercised."""
     state = {name: nx.quantize(samples[name], graph.boundary_scale(name)) for name, _ in graph.bound
              if name in samples}
     values = run_reference(graph, {name: samples[name] for name in graph.host_inputs}, state)
