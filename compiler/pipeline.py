@@ -34,7 +34,7 @@ from compiler.partitioned import (
     split_state,
 )
 from compiler.passes.allocate import allocate
-from compiler.passes.budget import Budget, Choice, Widths, choose_compression, fewest_bytes
+from compiler.passes.budget import Budget, Choice, Widths, as_option, choose_compression, fewest_bytes
 from compiler.passes.calibrate import Calibration, calibrate, check_calibration, default_calibration
 from compiler.passes.compress import Compression
 from compiler.passes.dead import drop_dead_copies
@@ -104,6 +104,7 @@ def compile_model(model: str | Path | onnx.ModelProto, target: Target | None = N
         compiled = chip(proto, graph, name, calibration or default_calibration(graph.input_shapes),
                         streaming=streaming)
         _check_widths(compression, [compiled.graph])
+        _log_widths(compression, [compiled.report], log)
         return dataclasses.replace(compiled, sources=sources, partition=plan)
     if chip_only:
         raise RnnaccelError(f"--chip-only: {host_list(plan)}")
@@ -115,6 +116,7 @@ def compile_model(model: str | Path | onnx.ModelProto, target: Target | None = N
                               lambda sub, calib: chip(sub, verify(import_model(sub)), sub.graph.name, calib,
                                                       streaming=streaming and island_streams(sub, state)))
     _check_widths(compression, [island.compiled.graph for island in islands])
+    _log_widths(compression, [island.compiled.report for island in islands], log)
     program = partitioned_program(name, proto, plan, builder, islands, state)
     return Compiled(None, program, partitioned_report(name, plan, islands), sources, tuple(islands), plan)
 
@@ -155,14 +157,10 @@ def _compile_chip(proto: onnx.ModelProto, graph: Graph, name: str, calibration: 
     samples = check_calibration(graph.input_shapes, calibration)
     calib = calibrate(graph, samples, moments=aware)  # whole sequences, before trimming
     budget = compression if isinstance(compression, Budget) else None
-    frames = streaming and not per_frame(graph)
-    whole = None if frames and budget is None else _trimmed(graph)  # what runs, unless one frame does
+    frame = _frame_graph(proto, graph, bound) if streaming and not per_frame(graph) else None
+    whole = None if frame and budget is None else _trimmed(graph)  # what runs, unless one frame does
     choice = _choice(whole, calib.derived(whole), samples, target, budget, bound, log) if budget else None
-    if frames:
-        one_frame = one_frame_model(proto, graph.input_shapes, frame_shapes(graph))
-        frame = verify(mark_streaming(bound.bind(import_model(one_frame))))
-        check_frame_local(graph, frame)
-    graph = _trimmed(frame) if frames else whole
+    graph = _trimmed(frame) if frame else whole
     calib = calib.derived(graph)
     chosen = compression.chosen if isinstance(compression, Widths) else choice.chosen if choice else None
     graph = verify(quantize_graph(graph, calib, target, None if chosen is not None else compression,
@@ -178,6 +176,26 @@ def _compile_chip(proto: onnx.ModelProto, graph: Graph, name: str, calibration: 
     program = dataclasses.replace(program, recurrence=recurrence_bounds(graph, program))
     report = build_report(graph, kernel, program)
     return Compiled(graph, program, report | {"compression": choice.figures()} if choice else report)
+
+
+def _frame_graph(proto: onnx.ModelProto, graph: Graph, bound: StateBinding) -> Graph:
+    """The graph of one frame of a streaming program, made before --compress auto's search so that
+    a model that cannot stream is refused at once, not after it."""
+    one_frame = one_frame_model(proto, graph.input_shapes, frame_shapes(graph))
+    frame = verify(mark_streaming(bound.bind(import_model(one_frame))))
+    check_frame_local(graph, frame)
+    return frame
+
+
+def _log_widths(compression: Compression | Budget | Widths | None, reports: list[dict],
+                log: Callable[[str], None]) -> None:
+    """--compress auto's last line: the widths it chose (a partitioned program's, every island's,
+    each chosen on its own), as the option that compiles the same program without searching; it
+    comes after the schedule tuning's lines."""
+    choices = [report["compression"] for report in reports if "compression" in report]
+    widths = [(m["matrix"], m["bits"]) for choice in choices for m in choice["matrices"]]
+    if isinstance(compression, Budget) and widths:
+        log(f"the same without searching: --widths {as_option(widths)}")
 
 
 def _check_widths(compression: Compression | Budget | Widths | None, graphs: list[Graph]) -> None:
@@ -196,4 +214,4 @@ def _choice(graph: Graph, calib: Calibration, samples: dict[str, np.ndarray], ta
     frame graph names its matrices as the sequence graph does)."""
     return choose_compression(graph, samples, budget, target,
                               lambda chosen: quantize_graph(graph, calib, target, None, bound.mine(graph), chosen),
-                              log)
+                              log, frozenset(bound.mine(graph).values()))

@@ -176,6 +176,7 @@ def test_a_partitioned_model_reports_each_islands_choice():
     ({"min_agreement": None, "max_error": None}, "one budget"),
     ({"min_agreement": 1.5}, "share in"),
     ({"min_agreement": None, "max_error": 0.0}, "above 0"),
+    ({"min_agreement": None, "max_error": float("inf")}, "finite"),  # the report's JSON has no Infinity
 ])
 def test_a_budget_that_makes_no_sense_is_refused(budget, message):
     with pytest.raises(RnnaccelError, match=message):
@@ -184,8 +185,30 @@ def test_a_budget_that_makes_no_sense_is_refused(budget, message):
 
 def test_agreement_needs_an_output_with_classes():
     model = lstm_model(4, 1, 6, 1, outputs=("Y_h",))
-    with pytest.raises(RnnaccelError, match="no output has classes"):
+    with pytest.raises(RnnaccelError, match="no output of .* has classes to agree on"):
         compile_model(model, calibration=random_inputs(model, seed=1, samples=4), compression=Budget())
+
+
+def _two_islands() -> onnx.ModelProto:
+    """x -> MatMul -> Relu -> MatMul to one value -> Sin (host) -> MatMul to 4 classes, nodes
+    unnamed (as hand-made graphs leave them): two islands, with matrices in both."""
+    rng = np.random.default_rng(0)
+    weights = {"W0": rng.standard_normal((8, 8)), "W1": rng.standard_normal((8, 1)), "W2": rng.standard_normal((1, 4))}
+    nodes = [helper.make_node("MatMul", ["x", "W0"], ["a"]), helper.make_node("Relu", ["a"], ["b"]),
+             helper.make_node("MatMul", ["b", "W1"], ["c"]), helper.make_node("Sin", ["c"], ["d"]),
+             helper.make_node("MatMul", ["d", "W2"], ["y"])]
+    graph = helper.make_graph(nodes, "islands", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+                              [onnx.numpy_helper.from_array(w.astype(np.float32), n) for n, w in weights.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_an_island_without_classes_is_named_with_the_outputs_it_is_measured_on():
+    """The model has classes, but its first island gives the host one value; the refusal says
+    which island and tensor, not that the model has no classes."""
+    model = _two_islands()
+    with pytest.raises(RnnaccelError, match=r"no output of islands\.island0 has classes to agree on \(c: "):
+        compile_model(model, calibration=random_inputs(model, seed=1, samples=8), compression=Budget())
 
 
 @pytest.mark.parametrize("args,message", [
@@ -199,6 +222,8 @@ def test_agreement_needs_an_output_with_classes():
     (["--widths", "/LSTM/qh0=5"], "BITS 4, 3, 2 or plain"),
     (["--widths", "=4"], "expected NAME=BITS"),
     (["--widths", "/LSTM/qh0=4,/LSTM/qx9=2"], "/LSTM/qx9 is no matrix of this program"),
+    (["--widths", "/LSTM/qh0=4,/LSTM/qh0=2"], "/LSTM/qh0 given twice"),
+    (["--compress", "auto", "--max-error", "inf"], "expected a finite relative error"),
 ])
 def test_cli_refuses_budget_options_that_do_not_go_together(tmp_path, capsys, args, message):
     from compiler.cli import main
@@ -363,3 +388,77 @@ def _matrices_of(graph):
 def _codebook_bits_of(compiled) -> dict:
     return {name: q.codebook.bits if q.codebook is not None else None
             for island in compiled.islands for name, q in _matrices_of(island.compiled.graph)}
+
+
+def _gru_frame_choices(*runs: tuple[bool, bool]) -> list[dict]:
+    """The report's `compression` of a GRU frame model (x, h) -> (y, h_out), calibrated on one
+    stream of 40 frames, for each (streaming, state_outputs)."""
+    model = onnx.load(Path(__file__).resolve().parent / "data" / "state" / "gru-h-script.onnx")
+    x = np.random.default_rng(3).standard_normal((40, 1, 1, 8)).astype(np.float32)
+    return [compile_model(model, calibration={"x": x}, compression=Budget(), states={"h": "h_out"},
+                          streaming=streaming, state_outputs=reads).report["compression"]
+            for streaming, reads in runs]
+
+
+def test_a_state_output_is_not_measured_and_reading_it_does_not_change_the_choice():
+    """h_out has no top-1 class: whether the host reads it (a program that does not stream, or
+    --state-outputs) changes neither the decisions counted nor the widths."""
+    figures = _gru_frame_choices((False, False), (True, True))
+    for choice in figures:
+        reached = choice["reached"]
+        assert reached["agreement_at_least"] == round(agreement_at_least(reached["agreement"], choice["samples"]), 6)
+
+
+def test_a_frame_models_recurrent_matrix_is_measured_from_the_calibrations_state():
+    """A streaming frame model measured from zero state on every sample barely uses R (its
+    product is zero; only its bias moves): R took 2 bits at almost no measured cost, whatever
+    they do to a stream. Measured as the host would feed the state back, the streaming program
+    sees what the one that does not stream sees, and chooses alike."""
+    fed_back, kept, reads = _gru_frame_choices((False, False), (True, False), (True, True))
+    assert kept == fed_back == reads
+
+
+def test_the_last_line_repeats_every_islands_choice_and_names_are_unique_across_islands():
+    """Each island names its unnamed nodes by their index in the whole model (both islands' first
+    MatMul was 'MatMul_0'), and the log's last line gives every island's widths in one option."""
+    from compiler.cli import parse_widths
+    from isa.programfile import to_bytes
+
+    model, lines = _two_islands(), []
+    calibration = random_inputs(model, seed=1, samples=16)
+    compiled = compile_model(model, calibration=calibration, compression=Budget(None, 0.05), log=lines.append)
+    names = [m for island in compiled.islands for m, _ in _matrices_of(island.compiled.graph)]
+    assert len(set(names)) == len(names) == 3
+    option = lines[-1].rpartition("--widths ")[2]
+    again = compile_model(model, calibration=calibration, compression=Widths(parse_widths(option)))
+    assert to_bytes(again.program) == to_bytes(compiled.program)
+
+
+def test_the_log_ends_with_the_widths_option_after_the_schedule_tuning():
+    """A budget plain weights already miss keeps R plain, so its schedule is tuned after the
+    choice; the option still comes last, where a script reading the last line finds it."""
+    model, lines = lstm_model(12, 1, 6, 40, outputs=("Y_h",)), []
+    compile_model(model, calibration=random_inputs(model, seed=2, samples=8), compression=Budget(None, 1e-9),
+                  log=lines.append)
+    assert any(line.startswith("schedule of ") for line in lines)
+    assert lines[-1] == "the same without searching: --widths lstm/qx0=plain,lstm/qh0=plain"
+
+
+def test_widths_for_a_matrix_that_takes_no_codebook_are_refused():
+    """A depthwise Conv's taps are a matrix of the program but never take a codebook: `dw/q=2`
+    compiled them plain without a word."""
+    rng = np.random.default_rng(0)
+    weights = {"Wd": rng.standard_normal((8, 1, 3)), "W": rng.standard_normal((80, 4))}
+    nodes = [helper.make_node("Conv", ["x", "Wd"], ["a"], group=8, pads=[1, 1], name="dw"),
+             helper.make_node("Reshape", ["a", "flat"], ["b"]),
+             helper.make_node("MatMul", ["b", "W"], ["y"], name="fc")]
+    graph = helper.make_graph(nodes, "dw", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 10])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+                              [*(onnx.numpy_helper.from_array(w.astype(np.float32), n) for n, w in weights.items()),
+                               onnx.numpy_helper.from_array(np.array([1, 80], np.int64), "flat")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    calibration = random_inputs(model, seed=1, samples=4)
+    with pytest.raises(RnnaccelError, match=r"--widths dw/q=2: takes no codebook"):
+        compile_model(model, calibration=calibration, compression=Widths({"dw/q": 2, "fc/q": 3}))
+    compiled = compile_model(model, calibration=calibration, compression=Widths({"dw/q": None, "fc/q": 3}))
+    assert {name: q.codebook is not None for name, q in _matrices_of(compiled.graph)} == {"dw/q": False, "fc/q": True}

@@ -11,6 +11,7 @@ import pytest
 from onnx import helper
 
 from compiler.cli import main as compile_main
+from compiler.passes.budget import Budget
 from compiler.passes.compress import Compression
 from compiler.pipeline import compile_model
 from isa.assembler import assemble
@@ -192,6 +193,16 @@ def test_refused(case):
     model = make()
     with pytest.raises(RnnaccelError, match=message):
         compile_model(model, calibration=random_inputs(model, 1, samples=2), streaming=True)
+
+
+@pytest.mark.parametrize("case", ["time twice in a constant shape", "mean over time"])
+def test_refused_before_compress_auto_searches(case):
+    make, message = REFUSED[case]
+    model, lines = make(), []
+    with pytest.raises(RnnaccelError, match=message):
+        compile_model(model, calibration=random_inputs(model, 1, samples=2), streaming=True,
+                      compression=Budget(None, 0.5), log=lines.append)
+    assert not any("choosing the compression" in line for line in lines)
 
 
 def test_cli_streaming(tmp_path, capsys):

@@ -222,6 +222,8 @@ def _fails(argv: list[str], capsys) -> str:
     ("--compress", "none,5", "'5' is not one of none, 4, 3, 2, auto"),
     ("--compress", "auto:1.5", "'auto:1.5' is not one of none, 4, 3, 2, auto, or auto:S"),
     ("--compress", "4:0.9", "'4:0.9' is not one of"),
+    ("--compress", "auto,auto:0.99", "a value is given twice"),  # the default budget, written out
+    ("--compress", "auto:0.95,auto:0.950", "a value is given twice"),
     ("--weight-bits", "8,12", "weight_bits=12 is invalid"),
     ("--target", "nosuch", "neither a known target"),
     ("--data", "missing.npz", "cannot read data"),

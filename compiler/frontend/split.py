@@ -17,6 +17,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from compiler.frontend.onnx_import import node_name
 from compiler.frontend.partition import HOST, Island, Partition, node_reads
 from isa.partitioned import ISLAND_DOMAIN, ISLAND_OP
 
@@ -25,8 +26,10 @@ Shape = tuple[int, ...]
 
 def island_model(model: onnx.ModelProto, island: Island, consts: Mapping[str, np.ndarray],
                  shapes: Mapping[str, Shape], types: Mapping[str, int], number: int) -> onnx.ModelProto:
-    """The island as a model of its own, named '<model>.island<number>'."""
-    nodes = [model.graph.node[i] for i in island.indices]
+    """The island as a model of its own, named '<model>.island<number>'; a node the model left
+    unnamed is named as the plan names it (its index in the whole model), so that two islands'
+    layers and matrices never share a name (--widths names them across islands)."""
+    nodes = [_named(model.graph.node[i], node_name(model.graph.node[i], i)) for i in island.indices]
     read = dict.fromkeys(t for node in nodes for t in node_reads(node))
     inits = [numpy_helper.from_array(np.asarray(consts[t]), t) for t in read if t in consts]
     graph = helper.make_graph(nodes, f"{model.graph.name or 'model'}.island{number}",

@@ -16,7 +16,8 @@ the figures the report keeps.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +27,8 @@ from compiler.ir import Graph, QMatrix
 from compiler.ops import OPS
 from compiler.passes.compress import Compression, stored_bytes_at_least
 from compiler.passes.confidence import agreement_at_least, samples_to_resolve
-from compiler.reference import reference_outputs
+from compiler.reference import run_reference
+from isa import numerics as nx
 from isa.errors import RnnaccelError
 from isa.target import Target
 
@@ -52,8 +54,8 @@ class Budget:
             raise RnnaccelError("--compress auto takes one budget: --min-agreement or --max-error")
         if self.min_agreement is not None and not 0.0 < self.min_agreement <= 1.0:
             raise RnnaccelError(f"--min-agreement {self.min_agreement}: expected a share in (0, 1]")
-        if self.max_error is not None and not self.max_error > 0.0:
-            raise RnnaccelError(f"--max-error {self.max_error}: expected a relative error above 0")
+        if self.max_error is not None and not 0.0 < self.max_error < math.inf:
+            raise RnnaccelError(f"--max-error {self.max_error}: expected a finite relative error above 0")
 
     def compression(self, bits: int | None) -> Compression | None:
         return None if bits is None else Compression(bits, self.groups, self.activation_aware)
@@ -80,6 +82,10 @@ class Widths:
     activation_aware: bool = True
 
     def __post_init__(self) -> None:
+        names = [name for name, _ in (self.bits.items() if isinstance(self.bits, Mapping) else self.bits)]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise RnnaccelError(f"--widths: {', '.join(twice)} given twice; give each matrix one width")
         object.__setattr__(self, "bits", tuple(dict(self.bits).items()))
         wrong = [f"{name}={b}" for name, b in self.bits if b not in WIDTHS]
         if wrong:
@@ -96,13 +102,17 @@ class Widths:
         return Compression(min(widths), self.groups, self.activation_aware) if widths else None
 
     def check_names(self, graphs: list[Graph]) -> None:
-        """Every name must be a matrix of the program (of one of its islands): a misspelt one would
-        silently stay plain."""
-        known = {name for graph in graphs for name, _ in _matrices(graph)}
+        """Every name must be a matrix of the program (of one of its islands) that takes the bits
+        given: a misspelt one, or a depthwise kernel's taps (never a codebook), would silently stay plain."""
+        known = {name: q for graph in graphs for name, q in _matrices(graph)}
         unknown = [name for name, _ in self.bits if name not in known]
         if unknown:
             raise RnnaccelError(f"--widths: {', '.join(unknown)} is no matrix of this program; its matrices are "
                                 f"{', '.join(sorted(known)) or 'none'}")
+        plain = [f"{name}={b}" for name, b in self.bits if b is not None and known[name].codebook is None]
+        if plain:
+            raise RnnaccelError(f"--widths {', '.join(plain)}: takes no codebook (a depthwise kernel's taps never "
+                                "do); give it plain or leave it out")
 
 
 @dataclass(frozen=True)
@@ -170,11 +180,13 @@ Quantizer = Callable[[Mapping[str, Compression | None]], Graph]
 
 
 def choose_compression(graph: Graph, samples: Mapping[str, np.ndarray], budget: Budget, target: Target,
-                       quantize: Quantizer, log: Callable[[str], None]) -> Choice:
+                       quantize: Quantizer, log: Callable[[str], None], states: frozenset[str] = frozenset()) -> Choice:
     """The widths for `graph`'s matrices within `budget`; `quantize(chosen)` is the graph
-    quantised with those widths (passes/quantize.py, with everything else as the compile has it)."""
-    floats = _float_outputs(graph, samples)
-    measured = _measure(floats, samples, budget)
+    quantised with those widths (passes/quantize.py, with everything else as the compile has it).
+    State pairs' outputs (`states`) have no top-1 class, and whether the host reads them must not
+    change the choice: they are not measured."""
+    floats = _float_outputs(graph, samples, states)
+    measured = _measure(floats, samples, budget, graph.name)
     plain = quantize({})
     names = _compressible(plain, quantize, budget)
     count = len(next(iter(samples.values())))
@@ -198,8 +210,7 @@ def choose_compression(graph: Graph, samples: Mapping[str, np.ndarray], budget: 
                                   sensitivity[name]) for name, shape in names.items())
     choice = Choice(budget, count, baseline, reached, matrices)
     log(f"compression within the budget: {', '.join(f'{m.name} {_width(m.bits)}' for m in matrices)}; "
-        f"{_said(reached)} (plain weights: {_said(baseline)}); the same without searching: --widths "
-        f"{_as_option(matrices)}")
+        f"{_said(reached)} (plain weights: {_said(baseline)})")
     return choice
 
 
@@ -340,25 +351,28 @@ def _matrices(graph: Graph) -> Iterator[tuple[str, QMatrix]]:
             yield f"{node.source}/{key}", q
 
 
-def _float_outputs(graph: Graph, samples: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The float model's host outputs; the state the chip keeps starts at zero, as the reference's."""
+def _float_outputs(graph: Graph, samples: Mapping[str, np.ndarray], states: frozenset[str]) -> dict[str, np.ndarray]:
+    """The float model's host outputs but the states (all of them if nothing else is left); the
+    state the chip keeps is the calibration's (zero where it has none), as `_reference_outputs`'s."""
     count = len(next(iter(samples.values())))
-    inputs = {**samples, **{name: np.zeros((count, *graph.shapes[name])) for name, _ in graph.bound}}
+    inputs = {**{name: np.zeros((count, *graph.shapes[name])) for name, _ in graph.bound}, **samples}
     values = run_float(graph, {name: inputs[name] for name in graph.inputs})
-    return {name: values[name] for name in graph.host_outputs}
+    measured = [name for name in graph.host_outputs if name not in states] or graph.host_outputs
+    return {name: values[name] for name in measured}
 
 
-def _measure(floats: dict[str, np.ndarray], samples: Mapping[str, np.ndarray],
-             budget: Budget) -> Callable[[Graph], Closeness]:
-    """How close a quantised graph's outputs, through the golden reference, are to `floats`."""
+def _measure(floats: dict[str, np.ndarray], samples: Mapping[str, np.ndarray], budget: Budget,
+             model: str) -> Callable[[Graph], Closeness]:
+    """How close a quantised graph's outputs, through the golden reference, are to `floats`; an
+    island (`model.islandK`) is measured on the tensors it gives the host, which the refusal names."""
     classes = {name for name, value in floats.items() if value.ndim > 1 and value.shape[-1] > 1}
     if budget.min_agreement is not None and not classes:
-        raise RnnaccelError("--compress auto --min-agreement: no output has classes to agree on (each gives one "
-                            "value per sample or frame); give --max-error instead")
+        raise RnnaccelError(f"--compress auto --min-agreement: no output of {model} has classes to agree on "
+                            f"({', '.join(floats)}: one value per sample or frame); give --max-error instead")
     top = {name: floats[name].argmax(-1) for name in classes}
 
     def closeness(graph: Graph) -> Closeness:
-        ints = reference_outputs(graph, {name: samples[name] for name in graph.host_inputs})
+        ints = _reference_outputs(graph, samples)
         values = {name: ints[name] * graph.boundary_scale(name) for name in floats}
         agree = np.concatenate([(values[n].argmax(-1) == top[n]).ravel() for n in sorted(classes)]) if classes \
             else None
@@ -367,13 +381,22 @@ def _measure(floats: dict[str, np.ndarray], samples: Mapping[str, np.ndarray],
     return closeness
 
 
+def _reference_outputs(graph: Graph, samples: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The golden reference's host outputs, the state the chip keeps starting from the calibration's
+    (closed loop): from zero state on every sample, a frame model's R would never be exercised."""
+    state = {name: nx.quantize(samples[name], graph.boundary_scale(name)) for name, _ in graph.bound
+             if name in samples}
+    values = run_reference(graph, {name: samples[name] for name in graph.host_inputs}, state)
+    return {name: values[name] for name in graph.host_outputs}
+
+
 def _relative_rms(value: np.ndarray, reference: np.ndarray) -> float:
     return float(np.sqrt(np.sum((value - reference) ** 2) / max(np.sum(reference ** 2), 1e-30)))
 
 
-def _as_option(matrices: tuple[MatrixChoice, ...]) -> str:
-    """The widths as --widths takes them."""
-    return ",".join(f"{m.name}={'plain' if m.bits is None else m.bits}" for m in matrices)
+def as_option(widths: Iterable[tuple[str, int | None]]) -> str:
+    """(matrix, bits) pairs as --widths takes them."""
+    return ",".join(f"{name}={'plain' if bits is None else bits}" for name, bits in widths)
 
 
 def _width(bits: int | None) -> str:

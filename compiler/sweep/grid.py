@@ -21,6 +21,7 @@ import numpy as np
 import compiler
 import isa
 import runtime_sim
+from compiler.passes.budget import DEFAULT_AGREEMENT
 from isa.errors import RnnaccelError
 from isa.target import Target, load_target
 
@@ -81,10 +82,12 @@ def integer(text: str) -> int:
 
 
 def compression(text: str) -> str:
-    """One of COMPRESSIONS, or `auto:S`: --compress auto within top-1 agreement S (0 < S <= 1)."""
+    """One of COMPRESSIONS, or `auto:S`: --compress auto within top-1 agreement S (0 < S <= 1),
+    written as the budget it is (`auto:0.950` is `auto:0.95`, `auto:0.99` is `auto`), so that one
+    point given twice is seen to be."""
     kind, colon, share = text.partition(":")
     if colon and kind == "auto" and _share(share):
-        return text
+        return "auto" if float(share) == DEFAULT_AGREEMENT else f"auto:{float(share)!r}"
     if colon or text not in COMPRESSIONS:
         raise ValueError(f"'{text}' is not one of {', '.join(COMPRESSIONS)}, or auto:S with a share 0 < S <= 1")
     return text
