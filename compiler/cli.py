@@ -28,8 +28,9 @@ from compiler.frontend.opdoc import supported_ops_text
 from compiler.frontend.partition import HOST
 from compiler.frontend.support import check_failure, check_model, partition_lines
 from compiler.partitioned import summary_line
-from compiler.passes.budget import DEFAULT_AGREEMENT, Budget, Widths, fewest_bytes
+from compiler.passes.budget import DEFAULT_AGREEMENT, Budget, fewest_bytes
 from compiler.passes.compress import Compression
+from compiler.passes.widths import Widths
 from compiler.pipeline import Compiled, compile_model, prepare
 from isa.cliutil import EXIT_USER_ERROR, add_version, run_cli, write_stdout
 from isa.errors import RnnaccelError

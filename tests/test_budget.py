@@ -13,10 +13,11 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from compiler.passes.budget import Budget, Closeness, Widths, _warn_unresolved
+from compiler.passes.budget import Budget, Closeness, _warn_unresolved
 from compiler.passes.calibrate import DEFAULT_SAMPLES
 from compiler.passes.compress import Compression
 from compiler.passes.confidence import agreement_at_least, samples_to_resolve
+from compiler.passes.widths import Widths
 from compiler.pipeline import compile_model
 from isa.errors import RnnaccelError
 from runtime_sim import Simulator
@@ -381,8 +382,8 @@ def test_a_width_that_is_not_one_is_refused():
 
 
 def _matrices_of(graph):
-    from compiler.passes.budget import _matrices
-    return list(_matrices(graph))
+    from compiler.passes.widths import named_matrices
+    return list(named_matrices(graph))
 
 
 def _codebook_bits_of(compiled) -> dict:

@@ -17,22 +17,21 @@ the figures the report keeps.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from compiler.float_eval import run_float
-from compiler.ir import Graph, QMatrix
-from compiler.ops import OPS
+from compiler.ir import Graph
 from compiler.passes.compress import Compression, stored_bytes_at_least
 from compiler.passes.confidence import agreement_at_least, samples_to_resolve
+from compiler.passes.widths import WIDTHS, Widths, named_matrices
 from compiler.reference import run_reference
 from isa import numerics as nx
 from isa.errors import RnnaccelError
 from isa.target import Target
 
-WIDTHS = (None, 4, 3, 2)  # the steps a matrix goes down, from plain weights
 DEFAULT_AGREEMENT = 0.99
 FLOOR = 1e-9  # sensitivity below this counts as this: a free step is taken first, largest first
 
@@ -69,50 +68,6 @@ class Budget:
         if self.min_agreement is not None:
             return f"top-1 agreement with the float model >= {self.min_agreement:.2%}"
         return f"relative RMS error against the float model <= {self.max_error:g}"
-
-
-@dataclass(frozen=True)
-class Widths:
-    """Bits per named matrix (4, 3, 2, or None for plain), every other matrix plain: a choice
-    `--compress auto` made, or a user's, compiled again without measuring anything. Names are the
-    report's (`NODE/qx0`...)."""
-
-    bits: tuple[tuple[str, int | None], ...] | Mapping[str, int | None]
-    groups: str = "tile"
-    activation_aware: bool = True
-
-    def __post_init__(self) -> None:
-        names = [name for name, _ in (self.bits.items() if isinstance(self.bits, Mapping) else self.bits)]
-        twice = sorted({name for name in names if names.count(name) > 1})
-        if twice:
-            raise RnnaccelError(f"--widths: {', '.join(twice)} given twice; give each matrix one width")
-        object.__setattr__(self, "bits", tuple(dict(self.bits).items()))
-        wrong = [f"{name}={b}" for name, b in self.bits if b not in WIDTHS]
-        if wrong:
-            raise RnnaccelError(f"--widths {', '.join(wrong)}: expected 4, 3, 2 or plain bits per matrix")
-
-    @property
-    def chosen(self) -> dict[str, Compression | None]:
-        return {name: None if b is None else Compression(b, self.groups, self.activation_aware)
-                for name, b in self.bits}
-
-    @property
-    def smallest(self) -> Compression | None:
-        widths = [b for _, b in self.bits if b is not None]
-        return Compression(min(widths), self.groups, self.activation_aware) if widths else None
-
-    def check_names(self, graphs: list[Graph]) -> None:
-        """Every name must be a matrix of the program (of one of its islands) that takes the bits
-        given: a misspelt one, or a depthwise kernel's taps (never a codebook), would silently stay plain."""
-        known = {name: q for graph in graphs for name, q in _matrices(graph)}
-        unknown = [name for name, _ in self.bits if name not in known]
-        if unknown:
-            raise RnnaccelError(f"--widths: {', '.join(unknown)} is no matrix of this program; its matrices are "
-                                f"{', '.join(sorted(known)) or 'none'}")
-        plain = [f"{name}={b}" for name, b in self.bits if b is not None and known[name].codebook is None]
-        if plain:
-            raise RnnaccelError(f"--widths {', '.join(plain)}: takes no codebook (a depthwise kernel's taps never "
-                                "do); give it plain or leave it out")
 
 
 @dataclass(frozen=True)
@@ -334,21 +289,9 @@ def _stored(shape: tuple[int, int], bits: int | None, budget: Budget, target: Ta
 def _compressible(plain: Graph, quantize: Quantizer, budget: Budget) -> dict[str, tuple[int, int]]:
     """The matrices the chosen widths reach (a depthwise kernel's taps never are), by name, with
     their shapes: those that take a codebook when every named matrix is asked for one."""
-    names = {name: q.weights.shape for name, q in _matrices(plain)}
-    return {name: names[name] for name, q in _matrices(quantize(dict.fromkeys(names, budget.smallest)))
+    names = {name: q.weights.shape for name, q in named_matrices(plain)}
+    return {name: names[name] for name, q in named_matrices(quantize(dict.fromkeys(names, budget.smallest)))
             if q.codebook is not None}
-
-
-def matrix_names(graph: Graph) -> list[str]:
-    """The names `Widths` and the report give a quantised graph's matrices."""
-    return [name for name, _ in _matrices(graph)]
-
-
-def _matrices(graph: Graph) -> Iterator[tuple[str, QMatrix]]:
-    """A quantised graph's matrices by the names WeightPolicy.chosen gives them."""
-    for node in graph.nodes:
-        for key, q in OPS[node.op].parameters(node.attrs).matrices.items():
-            yield f"{node.source}/{key}", q
 
 
 def _float_outputs(graph: Graph, samples: Mapping[str, np.ndarray], states: frozenset[str]) -> dict[str, np.ndarray]:
