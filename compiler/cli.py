@@ -30,7 +30,7 @@ from compiler.frontend.support import check_failure, check_model, partition_line
 from compiler.partitioned import summary_line
 from compiler.passes.budget import DEFAULT_AGREEMENT, Budget, fewest_bytes
 from compiler.passes.compress import Compression
-from compiler.passes.widths import Widths
+from compiler.passes.widths import Widths, parse_widths
 from compiler.pipeline import Compiled, compile_model, prepare
 from isa.cliutil import EXIT_USER_ERROR, add_version, run_cli, write_stdout
 from isa.errors import RnnaccelError
@@ -120,17 +120,6 @@ def _compression(args: argparse.Namespace) -> Compression | Budget | Widths | No
                                 "beside the codebook indices")
         return None
     return Compression(int(args.compress), args.codebook, prune=args.prune)
-
-
-def parse_widths(text: str) -> tuple[tuple[str, int | None], ...]:
-    """NAME=BITS,... as (name, bits) pairs, plain as None."""
-    pairs = []
-    for item in text.split(","):
-        name, _, bits = item.strip().rpartition("=")
-        if not name or bits not in ("4", "3", "2", "plain"):
-            raise RnnaccelError(f"--widths {item}: expected NAME=BITS with BITS 4, 3, 2 or plain")
-        pairs.append((name, None if bits == "plain" else int(bits)))
-    return tuple(pairs)
 
 
 def parse_shapes(items: list[str]) -> dict[str, tuple[int, ...]]:

@@ -34,7 +34,7 @@ from compiler.partitioned import (
     split_state,
 )
 from compiler.passes.allocate import allocate
-from compiler.passes.budget import Budget, Choice, as_option, choose_compression, fewest_bytes
+from compiler.passes.budget import Budget, Choice, choose_compression, fewest_bytes
 from compiler.passes.calibrate import Calibration, calibrate, check_calibration, default_calibration
 from compiler.passes.compress import Compression
 from compiler.passes.dead import drop_dead_copies
@@ -47,7 +47,7 @@ from compiler.passes.sink import sink_pointwise
 from compiler.passes.streaming import StateBinding, check_frame_local, frame_shapes, mark_streaming, per_frame
 from compiler.passes.trim import trim_sequence_outputs
 from compiler.passes.tune import tune_schedules
-from compiler.passes.widths import Widths
+from compiler.passes.widths import Widths, as_option
 from compiler.verify import verify
 from isa.errors import RnnaccelError
 from isa.target import Target

@@ -47,7 +47,9 @@ def _stored(graph: Graph, name: str, output: str, value: np.ndarray) -> np.ndarr
     return flat.reshape(len(value), *graph.shapes[name])
 
 
-def reference_outputs(graph: Graph, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The graph outputs as integers, as the chip should write them to host memory."""
-    values = run_reference(graph, inputs)
+def reference_outputs(graph: Graph, inputs: dict[str, np.ndarray],
+                      state: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """The graph outputs as integers, as the chip should write them to host memory; `state` is
+    what the chip keeps between runs (run_reference's), zero where not given."""
+    values = run_reference(graph, inputs, state)
     return {name: values[name] for name in graph.host_outputs}

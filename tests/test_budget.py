@@ -353,7 +353,7 @@ def test_a_calibration_set_large_enough_for_the_budget_is_not_warned_about():
 
 def test_widths_repeat_the_choice_of_auto_byte_for_byte(kws_auto):
     """The log's `--widths` option, given back, compiles the same program without searching."""
-    from compiler.cli import parse_widths
+    from compiler.passes.widths import parse_widths
     from isa.programfile import to_bytes
 
     compiled, x, lines = kws_auto
@@ -422,7 +422,7 @@ def test_a_frame_models_recurrent_matrix_is_measured_from_the_calibrations_state
 def test_the_last_line_repeats_every_islands_choice_and_names_are_unique_across_islands():
     """Each island names its unnamed nodes by their index in the whole model (both islands' first
     MatMul was 'MatMul_0'), and the log's last line gives every island's widths in one option."""
-    from compiler.cli import parse_widths
+    from compiler.passes.widths import parse_widths
     from isa.programfile import to_bytes
 
     model, lines = _two_islands(), []

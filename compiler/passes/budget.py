@@ -17,7 +17,7 @@ the figures the report keeps.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +27,7 @@ from compiler.ir import Graph
 from compiler.passes.compress import Compression, stored_bytes_at_least
 from compiler.passes.confidence import agreement_at_least, samples_to_resolve
 from compiler.passes.widths import WIDTHS, Widths, named_matrices
-from compiler.reference import run_reference
+from compiler.reference import reference_outputs
 from isa import numerics as nx
 from isa.errors import RnnaccelError
 from isa.target import Target
@@ -329,17 +329,11 @@ def _reference_outputs(graph: Graph, samples: Mapping[str, np.ndarray]) -> dict[
     (closed loop): from zero state on every sample, a frame model's R would never be exercised."""
     state = {name: nx.quantize(samples[name], graph.boundary_scale(name)) for name, _ in graph.bound
              if name in samples}
-    values = run_reference(graph, {name: samples[name] for name in graph.host_inputs}, state)
-    return {name: values[name] for name in graph.host_outputs}
+    return reference_outputs(graph, {name: samples[name] for name in graph.host_inputs}, state)
 
 
 def _relative_rms(value: np.ndarray, reference: np.ndarray) -> float:
     return float(np.sqrt(np.sum((value - reference) ** 2) / max(np.sum(reference ** 2), 1e-30)))
-
-
-def as_option(widths: Iterable[tuple[str, int | None]]) -> str:
-    """(matrix, bits) pairs as --widths takes them."""
-    return ",".join(f"{name}={'plain' if bits is None else bits}" for name, bits in widths)
 
 
 def _width(bits: int | None) -> str:

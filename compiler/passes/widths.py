@@ -5,7 +5,7 @@ are the report's: a node's source name and its matrix's key (`NODE/qx0`, `NODE/q
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from compiler.ir import Graph, QMatrix
@@ -14,6 +14,7 @@ from compiler.passes.compress import Compression
 from isa.errors import RnnaccelError
 
 WIDTHS = (None, 4, 3, 2)  # the widths a matrix takes, from plain weights down
+WRITTEN = {"plain" if bits is None else str(bits): bits for bits in WIDTHS}  # as --widths writes them
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,22 @@ class Widths:
         if plain:
             raise RnnaccelError(f"--widths {', '.join(plain)}: takes no codebook (a depthwise kernel's taps never "
                                 "do); give it plain or leave it out")
+
+
+def parse_widths(text: str) -> tuple[tuple[str, int | None], ...]:
+    """NAME=BITS,... as (name, bits) pairs, plain as None."""
+    pairs = []
+    for item in text.split(","):
+        name, _, bits = item.strip().rpartition("=")
+        if not name or bits not in WRITTEN:
+            raise RnnaccelError(f"--widths {item}: expected NAME=BITS with BITS 4, 3, 2 or plain")
+        pairs.append((name, WRITTEN[bits]))
+    return tuple(pairs)
+
+
+def as_option(widths: Iterable[tuple[str, int | None]]) -> str:
+    """(matrix, bits) pairs as --widths takes them."""
+    return ",".join(f"{name}={'plain' if bits is None else bits}" for name, bits in widths)
 
 
 def matrix_names(graph: Graph) -> list[str]:
