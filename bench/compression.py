@@ -55,13 +55,14 @@ def float_accuracy(model: Path, x: np.ndarray, y: np.ndarray) -> float:
 
 
 def chip_row(label: str, model: Path, compression: Compression | Budget | None, calib: dict, x: np.ndarray,
-             y: np.ndarray, reference: float) -> str:
+             y: np.ndarray, reference: float, floats: np.ndarray) -> str:
     """One setting's figures; `agree` is the share of test utterances whose top-1 class is the
-    model's own float top-1 (what --compress auto's budget bounds on its calibration samples)."""
+    model's own float top-1, `floats` (what --compress auto's budget bounds on its calibration
+    samples)."""
     compiled = compile_model(model, calibration=calib, compression=compression)
     sim = Simulator(compiled.program)
     top1 = sim.run({"mfcc": x}, batch=True).outputs["logits"].reshape(len(x), -1).argmax(-1)
-    accuracy, agreement = float(np.mean(top1 == y)), float(np.mean(top1 == float_top1(model, x)))
+    accuracy, agreement = float(np.mean(top1 == y)), float(np.mean(top1 == floats))
     total = compiled.report["total"]
     return (f"  {label:<34} {total['compression_ratio']:>6.2f}x {total['stored_bytes']:>9} {accuracy:>7.2%} "
             f"{100 * (accuracy - reference):>+7.2f} {agreement:>7.2%} {sim.stats['weight_bytes_read']:>11} "
@@ -81,18 +82,20 @@ def main(names: list[str], summary: bool = False) -> None:
     x, y = test["x"], test["y"]
     for name in names:
         model = KWS / f"{name}.onnx"
-        reference = float_accuracy(model, x, y)
+        floats = float_top1(model, x)
+        reference = float(np.mean(floats == y))
         print(f"{name}: float top-1 {reference:.2%} on {len(x)} test utterances")
         print(HEADER)
         for label, compression in SETTINGS:
             if not summary or label in SUMMARY:
-                print(chip_row(label, model, compression, calib, x, y, reference), flush=True)
+                print(chip_row(label, model, compression, calib, x, y, reference, floats), flush=True)
         for tuned, label, compression in [] if summary else FINE_TUNED.get(name, []):
             path = KWS / f"{tuned}.onnx"
-            print(f"{tuned} (fine-tuned from {name}): its own float top-1 {float_accuracy(path, x, y):.2%}; "
+            tuned_floats = float_top1(path, x)
+            print(f"{tuned} (fine-tuned from {name}): its own float top-1 {np.mean(tuned_floats == y):.2%}; "
                   f"drop from {name}'s")
             print(HEADER)
-            print(chip_row(label, path, compression, calib, x, y, reference), flush=True)
+            print(chip_row(label, path, compression, calib, x, y, reference, tuned_floats), flush=True)
 
 
 FLOAT_MODELS = sorted(p.stem for p in KWS.glob("kws_*.onnx") if "_c" not in p.stem)

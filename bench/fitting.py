@@ -25,9 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from compression import KWS, float_accuracy, float_top1  # noqa: E402
 
-from compiler.cli import parse_widths  # noqa: E402
 from compiler.passes.compress import Compression  # noqa: E402
-from compiler.passes.widths import WIDTHS, Widths, matrix_names  # noqa: E402
+from compiler.passes.widths import WIDTHS, Widths, matrix_names, parse_widths  # noqa: E402
 from compiler.pipeline import compile_model  # noqa: E402
 from runtime_sim import Simulator  # noqa: E402
 
