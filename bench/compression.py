@@ -44,10 +44,13 @@ HEADER = (f"  {'weights':<34} {'ratio':>7} {'stored B':>9} {'top-1':>7} {'drop p
           f"{'cycles':>7}")
 
 
-def float_top1(model: Path, x: np.ndarray) -> np.ndarray:
+def float_logits(model: Path, x: np.ndarray) -> np.ndarray:
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-    logits = np.stack([session.run(None, {"mfcc": sample})[0] for sample in x])
-    return logits.reshape(len(x), -1).argmax(-1)
+    return np.stack([session.run(None, {"mfcc": sample})[0] for sample in x]).reshape(len(x), -1)
+
+
+def float_top1(model: Path, x: np.ndarray) -> np.ndarray:
+    return float_logits(model, x).argmax(-1)
 
 
 def float_accuracy(model: Path, x: np.ndarray, y: np.ndarray) -> float:

@@ -57,12 +57,12 @@ class Budget:
             raise RnnaccelError(f"--max-error {self.max_error}: expected a finite relative error above 0")
 
     def compression(self, bits: int | None) -> Compression | None:
-        return None if bits is None else Compression(bits, self.groups, self.activation_aware)
+        return None if bits is None else Compression(bits, self.groups, self.activation_aware, refit=False)
 
     @property
     def smallest(self) -> Compression:
         """The most any matrix may be compressed: what the early capacity check judges."""
-        return Compression(WIDTHS[-1], self.groups, self.activation_aware)
+        return Compression(WIDTHS[-1], self.groups, self.activation_aware, refit=False)
 
     def describe(self) -> str:
         if self.min_agreement is not None:

@@ -38,6 +38,9 @@ class Compression:
     groups: str = "tile"  # "tile": a codebook per MAC row tile; "matrix": one per matrix
     activation_aware: bool = True
     prune: float = 0.0  # at least this fraction of each matrix's weights becomes zero (bitmap-encoded)
+    # a recurrent layer at 2 bits refitted through time (ops/recurrent/refit.py); --compress auto and
+    # --widths do not, since the budget measures on the calibration samples a refit learns
+    refit: bool = True
 
 
 def stored_bytes_at_least(weights: np.ndarray, target: Target, comp: Compression | None) -> int:

@@ -39,13 +39,13 @@ class Widths:
 
     @property
     def chosen(self) -> dict[str, Compression | None]:
-        return {name: None if b is None else Compression(b, self.groups, self.activation_aware)
+        return {name: None if b is None else Compression(b, self.groups, self.activation_aware, refit=False)
                 for name, b in self.bits}
 
     @property
     def smallest(self) -> Compression | None:
         widths = [b for _, b in self.bits if b is not None]
-        return Compression(min(widths), self.groups, self.activation_aware) if widths else None
+        return Compression(min(widths), self.groups, self.activation_aware, refit=False) if widths else None
 
     def check_names(self, graphs: list[Graph]) -> None:
         """Every name must be a matrix of the program (of one of its islands) that takes the bits

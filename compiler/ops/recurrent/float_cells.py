@@ -17,7 +17,7 @@ import numpy as np
 
 from compiler.ir import Node
 from compiler.ops.activation import activation_function
-from compiler.ops.recurrent.formats import StateRanges
+from compiler.ops.recurrent.formats import Run, StateRanges
 from compiler.ops.recurrent.records import GruAttrs, LstmAttrs, RecurrentAttrs, RnnAttrs
 from compiler.ops.recurrent.scan import scan
 
@@ -41,22 +41,65 @@ def float_ranges(node: Node, x: np.ndarray, h0: np.ndarray | None = None, c0: np
     ring = _Ring(seen, states, (samples, attrs.hidden), attrs.steps)
     cells = [cell_type(attrs, d, _acts(attrs, d, seen), samples) for d in range(len(attrs.directions))]
     step_moments = [_StepMoments() for _ in attrs.directions] if moments else []
+    runs = [_Runs(run_samples(attrs, samples)) for _ in attrs.directions] if moments else []
     last: list[np.ndarray | None] = [None, None]
 
     def step(d: int, x_t: np.ndarray, h: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if h is not last[0]:  # not the last step's: an initial state
             seen.note("h", h)
+            if runs:
+                runs[d].start(h, c)
         if c is not last[1]:
             seen.note("c", c)
         if step_moments:
             step_moments[d].note(x_t, h)
         last[:] = cells[d](x_t, h, c, ring.next())
+        if runs:
+            runs[d].note(x_t, last[0])
         return last[0], last[1]
 
     outputs = scan(node, x, h0, c0, step, np.float64)
     ring.flush()
     steps = tuple(m.mean() for m in step_moments)
-    return outputs, StateRanges(**seen.largest(("h", "c") + ROLES), steps=steps)
+    return outputs, StateRanges(**seen.largest(("h", "c") + ROLES), steps=steps,
+                                runs=tuple(r.finished() for r in runs))
+
+
+RUN_MACS = 1 << 27  # the most multiply-adds one pass of a direction's runs may take (refit.py makes ~500)
+RUN_SAMPLES = 64  # and the most samples they keep
+
+
+def run_samples(a: RecurrentAttrs, samples: int) -> int:
+    """How many calibration samples a direction's runs keep: as many as RUN_SAMPLES and RUN_MACS
+    allow (a wide layer over many steps keeps fewer, or none)."""
+    per_sample = max(1, a.steps * a.W.shape[1] * (a.W.shape[2] + a.hidden))
+    return min(samples, RUN_SAMPLES, RUN_MACS // per_sample)
+
+
+class _Runs:
+    """The first samples of each run of a direction's steps (one per batch element), as Runs."""
+
+    def __init__(self, samples: int) -> None:
+        self.samples, self.done, self.x, self.h = samples, [], [], []
+        self.initial: tuple[np.ndarray, np.ndarray] | None = None
+
+    def start(self, h: np.ndarray, c: np.ndarray) -> None:
+        self._close()
+        self.initial = (h[: self.samples].copy(), c[: self.samples].copy())
+
+    def note(self, x: np.ndarray, h: np.ndarray) -> None:
+        if self.samples:
+            self.x.append(x[: self.samples].copy())
+            self.h.append(h[: self.samples].copy())
+
+    def finished(self) -> tuple[Run, ...]:
+        self._close()
+        return tuple(self.done)
+
+    def _close(self) -> None:
+        if self.initial is not None and self.x and self.samples:
+            self.done.append(Run(np.stack(self.x), *self.initial, np.stack(self.h)))
+        self.x, self.h, self.initial = [], [], None
 
 
 class _StepMoments:

@@ -10,13 +10,15 @@ those units' new state as soon as their tile is done, while the MAC array goes o
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
 from compiler.ir import Node, QMatrix
 from compiler.ops.recurrent.formats import cell_formats, cell_frac, hidden_frac, pre_frac
-from compiler.ops.recurrent.records import CellWeights, QuantGruAttrs, QuantLstmAttrs, QuantRnnAttrs
+from compiler.ops.recurrent.records import CellWeights, QuantGruAttrs, QuantLstmAttrs, QuantRnnAttrs, RecurrentAttrs
+from compiler.ops.recurrent.refit import DEFAULT_ACTIVATIONS, REFIT_BITS, Layer, Tied, refit
 from compiler.ops.registry import Scales
 from compiler.passes.joint import Part, fit_jointly
 from compiler.passes.tile import recurrent_height, unit_groups
@@ -60,7 +62,7 @@ def _direction(m: Matrices, d: int) -> CellWeights:
     a = m.node.attrs
     gates = a.W.shape[1]
     wb, rb = a.B[d][:gates], a.B[d][gates:]
-    weights = _jointly(m, d, MATRICES[m.node.op](m, d, wb, rb))
+    weights = _refitted(m, d, _jointly(m, d, MATRICES[m.node.op](m, d, wb, rb)))
     if m.node.op == "lstm" and a.P is not None:
         return CellWeights(**weights, peephole=quantize(a.P[d], GATE_SCALE))
     return CellWeights(**weights)
@@ -114,6 +116,52 @@ def _jointly(m: Matrices, d: int, weights: dict[str, QMatrix]) -> dict[str, QMat
              Part(np.asarray(a.R[d], np.float64), weights["h"], m.h_scale, m.pre_scale))
     x, h = fit_jointly(parts, steps[d])
     return {**weights, "x": x, "h": h}
+
+
+def _refitted(m: Matrices, d: int, weights: dict[str, QMatrix]) -> dict[str, QMatrix]:
+    """The layer quantised again from its refitted float weights and biases (refit.py), where one
+    of its matrices is at REFIT_BITS, calibration kept runs of this direction and the cell is
+    ONNX's default. Compressing a matrix whose row groups hold at most 2**bits values each keeps
+    exactly those values (compress.codebook), so the refitted entries are what the chip stores."""
+    a = m.node.attrs
+    runs = a.ranges.runs[d] if a.ranges is not None and d < len(a.ranges.runs) else ()
+    chosen = {kind: m.policy.compression_of(m.name(kind, d)) for kind in weights}
+    compressed = [c for c in chosen.values() if c is not None]
+    if not (runs and _default_cell(m.node.op, a, d) and any(c.bits == REFIT_BITS and c.refit for c in compressed)
+            and all(c.activation_aware and not c.prune for c in compressed)):
+        return weights
+    layer = refit(_layer(m, d, weights, chosen), runs)
+    bias = np.concatenate([layer.b, np.zeros_like(layer.b)])
+    if layer.rbh is not None:
+        bias[-len(layer.rbh):] = layer.rbh
+    W, R, B = (np.array(v, np.float64) for v in (a.W, a.R, a.B))
+    W[d], R[d], B[d] = layer.W, layer.R, bias
+    node = m.node.with_attrs(W=W, R=R, B=B)
+    gates = a.W.shape[1]
+    return MATRICES[node.op](dataclasses.replace(m, node=node), d, B[d][:gates], B[d][gates:])
+
+
+def _default_cell(op: str, a: RecurrentAttrs, d: int) -> bool:
+    """ONNX's default activations, no clip, no peepholes, no coupled input and forget gates."""
+    plain_lstm = getattr(a, "P", None) is None and not getattr(a, "input_forget", False)
+    return a.activations[d] == DEFAULT_ACTIVATIONS[op] and a.clip is None and plain_lstm
+
+
+def _layer(m: Matrices, d: int, weights: dict[str, QMatrix], chosen: dict) -> Layer:
+    """Direction d as refit.py takes it: float matrices, the pre-activation bias (and a
+    linear_before_reset GRU's candidate recurrent bias apart), the compressed matrices' entries."""
+    a, op = m.node.attrs, m.node.op
+    gates, hidden = a.W.shape[1], a.hidden
+    wb, rb = (np.asarray(v, np.float64) for v in (a.B[d][:gates], a.B[d][gates:]))
+    lbr = op == "gru" and a.linear_before_reset
+    b = wb + (np.concatenate([rb[:2 * hidden], np.zeros(hidden)]) if lbr else rb)
+    rows = {"x": np.arange(gates), "h": np.arange(gates), "zr": np.arange(2 * hidden),
+            "hh": np.arange(2 * hidden, gates)}
+    tied = {kind: Tied.of(q, rows[kind], m.x_scale if kind == "x" else m.h_scale, m.pre_scale)
+            for kind, q in weights.items() if chosen[kind] is not None}
+    return Layer(op, np.asarray(a.W[d], np.float64), np.asarray(a.R[d], np.float64), b,
+                 rb[2 * hidden:] if lbr else None, tuple(t for k, t in tied.items() if k == "x"),
+                 tuple(t for k, t in tied.items() if k != "x"), lbr)
 
 
 def _plain(m: Matrices, d: int, wb, rb) -> dict:

@@ -1,0 +1,172 @@
+"""Refitting a layer with 2-bit matrices through time (ops/recurrent/refit.py): gradients, the
+cell it differentiates, what it gains on sequences it never saw, and where it stays out."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import onnx
+import pytest
+
+from compiler.ops.recurrent.float_cells import RUN_SAMPLES, run_samples
+from compiler.ops.recurrent.formats import Run
+from compiler.ops.recurrent.refit import Layer, Tied, _Params
+from compiler.passes.compress import Compression
+from compiler.passes.widths import Widths
+from compiler.pipeline import compile_model
+from isa.container import to_bytes
+from runtime_sim import Simulator
+
+from models import recurrent_model
+from toolchain import float_outputs, run_checked
+
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+CELLS = [("lstm", False), ("gru", True), ("gru", False), ("rnn", False)]
+
+
+def _tied(rng, rows: np.ndarray, cols: int) -> Tied:
+    """Two codebooks of four entries over `rows`."""
+    slot = rng.integers(0, 4, (len(rows), cols)) + 4 * (np.arange(len(rows)) % 2)[:, None]
+    return Tied(rows, slot, rng.standard_normal(8) * 0.6)
+
+
+def _small_layer(op: str, lbr: bool, seed: int = 0, hidden: int = 3, inputs: int = 2) -> Layer:
+    rng = np.random.default_rng(seed)
+    rows = GATES[op] * hidden
+    W, R = rng.standard_normal((rows, inputs)) * 0.6, rng.standard_normal((rows, hidden)) * 0.6
+    parts = ([np.arange(2 * hidden), np.arange(2 * hidden, rows)] if op == "gru" and not lbr else [np.arange(rows)])
+    return Layer(op, W, R, rng.standard_normal(rows) * 0.2, rng.standard_normal(hidden) * 0.2 if lbr else None,
+                 (_tied(rng, np.arange(rows), inputs),), tuple(_tied(rng, p, hidden) for p in parts), lbr)
+
+
+def _random_runs(layer: Layer, seed: int = 1) -> tuple[Run, ...]:
+    rng = np.random.default_rng(seed)
+    hidden, inputs = layer.R.shape[1], layer.W.shape[1]
+    return tuple(Run(rng.standard_normal((steps, 2, inputs)), rng.standard_normal((2, hidden)) * 0.3,
+                     rng.standard_normal((2, hidden)) * 0.3, rng.standard_normal((steps, 2, hidden)) * 0.5)
+                 for steps in (5, 3))
+
+
+@pytest.mark.parametrize("op, lbr", CELLS)
+def test_the_gradient_is_the_loss_s_slope(op, lbr):
+    params = _Params(_small_layer(op, lbr), ())
+    params = _Params(params.base, _random_runs(params.base))
+    values = params.initial()
+    _, gradient = params.loss_and_gradient(values)
+    step, slopes = 1e-6, []
+    for k in range(len(values)):
+        nudge = np.zeros_like(values)
+        nudge[k] = step
+        slopes.append((params.loss_and_gradient(values + nudge)[0] - params.loss_and_gradient(values - nudge)[0])
+                      / (2 * step))
+    np.testing.assert_allclose(gradient, slopes, rtol=1e-5, atol=1e-9)
+
+
+def _calibrated_node(model: onnx.ModelProto, calibration: dict):
+    compiled = compile_model(model, calibration=calibration, compression=Compression(2))
+    return next(n for n in compiled.graph.nodes if n.op in GATES)
+
+
+@pytest.mark.parametrize("op, lbr", CELLS)
+def test_calibration_keeps_runs_that_the_refit_s_cell_reproduces(op, lbr):
+    """The runs hold ONNX Runtime's states, and the refit's forward pass of the float layer gives
+    them back: zero loss, zero gradient."""
+    attrs = {"linear_before_reset": int(lbr)} if op == "gru" else {}
+    model = recurrent_model(op.upper(), 6, 1, 3, 5, initial=True, seed=2, **attrs)
+    rng = np.random.default_rng(3)
+    data = {"X": rng.standard_normal((4, 6, 1, 3)).astype(np.float32),
+            "h0": rng.standard_normal((4, 1, 1, 5)).astype(np.float32) * 0.5}
+    if op == "lstm":
+        data["c0"] = rng.standard_normal((4, 1, 1, 5)).astype(np.float32) * 0.5
+    node = _calibrated_node(model, data)
+    (run,) = node.attrs.ranges.runs[0]
+    expected = np.stack([float_outputs(model, {k: v[s] for k, v in data.items()})["Y"][:, 0, 0] for s in range(4)], 1)
+    np.testing.assert_allclose(run.h, expected, rtol=1e-5, atol=1e-6)
+    a, gates = node.attrs, node.attrs.W.shape[1]
+    wb, rb = a.B[0][:gates].astype(np.float64), a.B[0][gates:].astype(np.float64)
+    b = wb + (np.concatenate([rb[:10], np.zeros(5)]) if lbr else rb)
+    layer = Layer(op, a.W[0].astype(np.float64), a.R[0].astype(np.float64), b, rb[10:] if lbr else None, (), (), lbr)
+    loss, gradient = _Params(layer, (run,)).loss_and_gradient(_Params(layer, (run,)).initial())
+    assert loss < 1e-20 and np.abs(gradient).max() < 1e-9
+
+
+def _smooth(shape: tuple[int, ...], samples: int, seed: int) -> np.ndarray:
+    """Sequences that drift from step to step, as speech frames do."""
+    steps = np.random.default_rng(seed).standard_normal((samples, *shape)) * 0.5
+    return np.cumsum(steps, axis=1).astype(np.float32)
+
+
+def _output_error(model: onnx.ModelProto, calibration: dict, test: np.ndarray) -> tuple[float, int]:
+    compiled = compile_model(model, calibration=calibration, compression=Compression(2))
+    chip = Simulator(compiled.program).run({"X": test}, batch=True).outputs["Y_h"]
+    exact = np.stack([float_outputs(model, {"X": x})["Y_h"] for x in test])
+    return float(np.sqrt(np.mean((chip - exact) ** 2) / np.mean(exact ** 2))), compiled.report["total"]["stored_bytes"]
+
+
+@pytest.mark.parametrize("op, attrs", [("lstm", {}), ("gru", {"linear_before_reset": 1}), ("gru", {}), ("rnn", {})])
+def test_the_refit_brings_a_2_bit_layer_closer_on_sequences_it_never_saw(op, attrs, monkeypatch):
+    model = recurrent_model(op.upper(), 20, 1, 4, 16, outputs=("Y_h",), seed=5, **attrs)
+    calibration, test = {"X": _smooth((20, 1, 4), 48, seed=6)}, _smooth((20, 1, 4), 24, seed=7)
+    refitted, size = _output_error(model, calibration, test)
+    monkeypatch.setattr("compiler.ops.recurrent.quantize.REFIT_BITS", 0)
+    stepwise, size_before = _output_error(model, calibration, test)
+    assert refitted < 0.95 * stepwise
+    assert size == size_before  # the same indices, codebooks and bias bytes
+
+
+def test_a_refitted_program_is_bit_exact_and_keeps_its_widths():
+    model = recurrent_model("LSTM", 12, 1, 3, 16, outputs=("Y_h",), seed=8)
+    calibration = {"X": _smooth((12, 1, 3), 32, seed=9)}
+    checked = run_checked(model, {"X": calibration["X"][0]}, calibration=calibration, compression=Compression(2))
+    cell = next(n for n in checked.compiled.graph.nodes if n.op == "lstm").attrs.cells[0]
+    for q in (cell.x, cell.h):
+        assert q.codebook.bits == 2 and np.unique(q.codebook.indices).size <= 4
+
+
+SKIPPED = [("lstm", {"clip": 2.0}, Compression(2)),
+           ("lstm", {"activations": ["Sigmoid", "Tanh", "Relu"]}, Compression(2)),
+           ("gru", {"activations": ["HardSigmoid", "Tanh"]}, Compression(2)), ("lstm", {}, Compression(3)),
+           ("lstm", {}, Compression(2, prune=0.5)), ("rnn", {}, Compression(2, activation_aware=False)),
+           ("gru", {}, Compression(2, refit=False))]
+
+
+@pytest.mark.parametrize("op, attrs, compression", SKIPPED)
+def test_cells_and_widths_the_refit_does_not_take_compile_as_before(op, attrs, compression, monkeypatch):
+    model = recurrent_model(op.upper(), 8, 1, 3, 8, outputs=("Y_h",), seed=10, **attrs)
+    calibration = {"X": _smooth((8, 1, 3), 16, seed=11)}
+
+    def program() -> bytes:
+        return to_bytes(compile_model(model, calibration=calibration, compression=compression).program)
+    with_refit = program()
+    monkeypatch.setattr("compiler.ops.recurrent.quantize.REFIT_BITS", 0)
+    assert program() == with_refit
+
+
+def test_chosen_widths_keep_the_step_wise_fit_that_the_budget_measured():
+    """--widths repeats --compress auto, whose budget is measured on the calibration samples: a
+    refit would learn them, so neither refits."""
+    model = recurrent_model("LSTM", 8, 1, 3, 8, outputs=("Y_h",), seed=16)
+    calibration = {"X": _smooth((8, 1, 3), 16, seed=17)}
+    names = {"lstm/qx0": 2, "lstm/qh0": 2}
+
+    def program(compression) -> bytes:
+        return to_bytes(compile_model(model, calibration=calibration, compression=compression).program)
+    assert program(Widths(names)) == program(Compression(2, refit=False)) != program(Compression(2))
+
+
+def test_peepholes_keep_the_step_wise_fit(monkeypatch):
+    model = recurrent_model("LSTM", 8, 1, 3, 8, outputs=("Y_h",), peepholes=True, seed=12)
+    calibration = {"X": _smooth((8, 1, 3), 16, seed=13)}
+    with_refit = to_bytes(compile_model(model, calibration=calibration, compression=Compression(2)).program)
+    monkeypatch.setattr("compiler.ops.recurrent.quantize.REFIT_BITS", 0)
+    assert to_bytes(compile_model(model, calibration=calibration, compression=Compression(2)).program) == with_refit
+
+
+def test_runs_keep_few_samples_and_none_of_a_layer_too_large_to_refit():
+    node = _calibrated_node(recurrent_model("GRU", 6, 1, 3, 5, seed=14), {"X": _smooth((6, 1, 3), 80, seed=15)})
+    (run,) = node.attrs.ranges.runs[0]
+    assert run.x.shape == (6, RUN_SAMPLES, 3) and run.h.shape == (6, RUN_SAMPLES, 5)
+    wide = dataclasses.replace(node.attrs, steps=500, W=np.zeros((1, 4096, 1024)), R=np.zeros((1, 4096, 1024)),
+                               hidden=1024)
+    assert run_samples(wide, 64) == 0
