@@ -155,6 +155,22 @@ def test_chosen_widths_keep_the_step_wise_fit_that_the_budget_measured():
     assert program(Widths(names)) == program(Compression(2, refit=False)) != program(Compression(2))
 
 
+def test_a_layer_trained_with_shared_weights_keeps_them(monkeypatch):
+    """Weights that already take four values a matrix have no error to refit."""
+    model = recurrent_model("GRU", 8, 1, 3, 8, outputs=("Y_h",), seed=18, linear_before_reset=1)
+    for init in model.graph.initializer:
+        if init.name in ("W", "R"):
+            values = onnx.numpy_helper.to_array(init)
+            levels = np.quantile(values, [0.1, 0.4, 0.6, 0.9]).astype(np.float32)
+            nearest = levels[np.argmin(np.abs(values[..., None] - levels), axis=-1)]
+            init.CopyFrom(onnx.numpy_helper.from_array(nearest, init.name))
+    calibration = {"X": _smooth((8, 1, 3), 16, seed=19)}
+    compression = Compression(2, "matrix")
+    with_refit = to_bytes(compile_model(model, calibration=calibration, compression=compression).program)
+    monkeypatch.setattr("compiler.ops.recurrent.quantize.REFIT_BITS", 0)
+    assert to_bytes(compile_model(model, calibration=calibration, compression=compression).program) == with_refit
+
+
 def test_peepholes_keep_the_step_wise_fit(monkeypatch):
     model = recurrent_model("LSTM", 8, 1, 3, 8, outputs=("Y_h",), peepholes=True, seed=12)
     calibration = {"X": _smooth((8, 1, 3), 16, seed=13)}

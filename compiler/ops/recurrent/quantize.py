@@ -120,8 +120,9 @@ def _jointly(m: Matrices, d: int, weights: dict[str, QMatrix]) -> dict[str, QMat
 
 def _refitted(m: Matrices, d: int, weights: dict[str, QMatrix]) -> dict[str, QMatrix]:
     """The layer quantised again from its refitted float weights and biases (refit.py), where one
-    of its matrices is at REFIT_BITS, calibration kept runs of this direction and the cell is
-    ONNX's default. Compressing a matrix whose row groups hold at most 2**bits values each keeps
+    of its matrices is at REFIT_BITS, calibration kept runs of this direction, the cell is ONNX's
+    default and its codebooks do not already hold its weights (a model trained with shared
+    weights). Compressing a matrix whose row groups hold at most 2**bits values each keeps
     exactly those values (compress.codebook), so the refitted entries are what the chip stores."""
     a = m.node.attrs
     runs = a.ranges.runs[d] if a.ranges is not None and d < len(a.ranges.runs) else ()
@@ -130,7 +131,10 @@ def _refitted(m: Matrices, d: int, weights: dict[str, QMatrix]) -> dict[str, QMa
     if not (runs and _default_cell(m.node.op, a, d) and any(c.bits == REFIT_BITS and c.refit for c in compressed)
             and all(c.activation_aware and not c.prune for c in compressed)):
         return weights
-    layer = refit(_layer(m, d, weights, chosen), runs)
+    start = _layer(m, d, weights, chosen)
+    if start.exact():
+        return weights
+    layer = refit(start, runs)
     bias = np.concatenate([layer.b, np.zeros_like(layer.b)])
     if layer.rbh is not None:
         bias[-len(layer.rbh):] = layer.rbh

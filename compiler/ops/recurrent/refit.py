@@ -42,13 +42,19 @@ class Tied:
     rows: np.ndarray
     slot: np.ndarray
     entries: np.ndarray
+    unit: float = 0.0  # the float value of one integer step of the entries
 
     @staticmethod
     def of(q: QMatrix, rows: np.ndarray, in_scale: float, out_scale: float) -> Tied:
         book = q.codebook
-        step = float(q.mult[0]) * 2.0 ** -float(q.shift[0]) * out_scale / in_scale
+        unit = float(q.mult[0]) * 2.0 ** -float(q.shift[0]) * out_scale / in_scale
         slot = book.group_of_row[:, None] * book.entries.shape[1] + book.indices
-        return Tied(rows, slot, book.entries.astype(np.float64).ravel() * step)
+        return Tied(rows, slot, book.entries.astype(np.float64).ravel() * unit, unit)
+
+    def holds(self, matrix: np.ndarray) -> bool:
+        """Whether its entries are `matrix`'s weights to within the rounding of the entries (a
+        model trained with shared weights): then there is nothing to refit."""
+        return bool(np.all(np.abs(matrix[self.rows] - self.entries[self.slot]) <= 0.5 * self.unit * (1 + 1e-9)))
 
     def placed(self, matrix: np.ndarray, entries: np.ndarray) -> None:
         matrix[self.rows] = entries[self.slot]
@@ -72,6 +78,9 @@ class Layer:
     tied_r: tuple[Tied, ...]
     linear_before_reset: bool = False
 
+    def exact(self) -> bool:
+        return all(t.holds(self.W) for t in self.tied_w) and all(t.holds(self.R) for t in self.tied_r)
+
 
 def refit(layer: Layer, runs: tuple[Run, ...]) -> Layer:
     """The layer with its tied entries and its biases fitted to the runs' float states (cached:
@@ -93,7 +102,7 @@ def _digest(layer: Layer, runs: tuple[Run, ...]) -> bytes:
     arrays = [layer.W, layer.R, layer.b, layer.rbh, *(a for t in layer.tied_w + layer.tied_r for a in vars(t).values()),
               *(a for r in runs for a in vars(r).values())]
     for array in arrays:
-        digest.update(b"-" if array is None else np.ascontiguousarray(array).tobytes() + repr(array.shape).encode())
+        digest.update(b"-" if array is None else np.ascontiguousarray(array).tobytes() + repr(np.shape(array)).encode())
     return digest.digest()
 
 
