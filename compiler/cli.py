@@ -65,9 +65,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--macs", type=int, metavar="N", help="override the number of MAC lanes (8..256)")
     p.add_argument("--weight-bits", type=int, choices=(8, 16), help="override the stored weight width")
     p.add_argument("--compress", choices=("none", "4", "3", "2", "auto"), default="none",
-                   help="codebook weight compression: bits per weight index, or auto: each matrix's bits (4, 3, 2 "
-                        "or plain) for the fewest stored bytes within an accuracy budget measured on the "
-                        "calibration data (default none: plain weights)")
+                   help="codebook weight compression: bits per weight index (at 2, recurrent layers are refitted "
+                        "through time on the calibration data), or auto: each matrix's bits (4, 3, 2 or plain) for "
+                        "the fewest stored bytes within an accuracy budget measured on the calibration data "
+                        "(default none: plain weights)")
     p.add_argument("--min-agreement", type=float, metavar="SHARE",
                    help=f"with --compress auto: the share of calibration samples (frames of a sequence output) "
                         f"whose top-1 class must agree with the float model's (default {DEFAULT_AGREEMENT:g})")

@@ -165,7 +165,7 @@ def _compile_chip(proto: onnx.ModelProto, graph: Graph, name: str, calibration: 
     calib = calib.derived(graph)
     chosen = compression.chosen if isinstance(compression, Widths) else choice.chosen if choice else None
     graph = verify(quantize_graph(graph, calib, target, None if chosen is not None else compression,
-                                  bound.mine(graph), chosen))
+                                  bound.mine(graph), chosen, log))
     graph = tune_schedules(graph, target, log)
     for line in headroom_warnings(graph, calib):
         log(line)

@@ -124,6 +124,20 @@ def test_a_refitted_program_is_bit_exact_and_keeps_its_widths():
         assert q.codebook.bits == 2 and np.unique(q.codebook.indices).size <= 4
 
 
+def test_the_compile_log_says_which_layer_was_refitted_and_how_far():
+    model = recurrent_model("GRU", 10, 1, 3, 8, outputs=("Y_h",), seed=20, direction="bidirectional")
+    calibration = {"X": _smooth((10, 1, 3), 12, seed=21)}
+    lines: list[str] = []
+    compile_model(model, calibration=calibration, compression=Compression(2), log=lines.append)
+    refitted = [line for line in lines if "refitted through time" in line]
+    assert [line.split(":")[0] for line in refitted] == ["'gru' (forward)", "'gru' (reverse)"]
+    before, after = (float(v) for v in refitted[0].split("states ")[1].split(" (")[0].split(" -> "))
+    assert 0 < after < before and "on 12 calibration samples" in refitted[0]
+    lines.clear()
+    compile_model(model, calibration=calibration, compression=Compression(3), log=lines.append)
+    assert not any("refitted" in line for line in lines)
+
+
 SKIPPED = [("lstm", {"clip": 2.0}, Compression(2)),
            ("lstm", {"activations": ["Sigmoid", "Tanh", "Relu"]}, Compression(2)),
            ("gru", {"activations": ["HardSigmoid", "Tanh"]}, Compression(2)), ("lstm", {}, Compression(3)),

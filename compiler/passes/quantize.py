@@ -12,7 +12,7 @@ rules and their error bounds.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from compiler.ir import Graph, Node
 from compiler.ops import OPS, Scales
@@ -27,7 +27,8 @@ from isa.target import Target
 
 def quantize_graph(graph: Graph, calib: Calibration, target: Target, compression: Compression | None = None,
                    tied: Mapping[str, str] | None = None,
-                   chosen: Mapping[str, Compression | None] | None = None) -> Graph:
+                   chosen: Mapping[str, Compression | None] | None = None,
+                   log: Callable[[str], None] = lambda line: None) -> Graph:
     """Scales for every tensor and integer weights for every matrix (codebooks with `compression`,
     or each named matrix as `chosen` says: WeightPolicy.chosen); a scale per slice for the graph
     inputs and outputs that pack quantities of different ranges.
@@ -36,7 +37,7 @@ def quantize_graph(graph: Graph, calib: Calibration, target: Target, compression
     (passes/streaming.py): an input takes its output's scales where its readers allow, so the
     state goes from run to run without a rescale, and a host feeding it back loses nothing."""
     graph = with_inner_ranges(graph, calib)
-    policy = WeightPolicy(target, compression, calib.moments, dict(chosen or {}))
+    policy = WeightPolicy(target, compression, calib.moments, dict(chosen or {}), log=log)
     quantized = _quantized(graph, calib, policy, {})
     pins = {}
     for name, output in (tied or {}).items():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -106,6 +106,7 @@ class WeightPolicy:
     moments: dict[str, np.ndarray] = field(default_factory=dict)
     chosen: Mapping[str, Compression | None] = field(default_factory=dict)
     first_moments: dict[tuple, np.ndarray | None] = field(default_factory=dict, compare=False)
+    log: Callable[[str], None] = field(default=lambda line: None, compare=False, repr=False)
 
     def compression_of(self, name: str) -> Compression | None:
         """The compression of the matrix called `name`: its own if `chosen` has one, else the graph's."""

@@ -134,7 +134,8 @@ def _refitted(m: Matrices, d: int, weights: dict[str, QMatrix]) -> dict[str, QMa
     start = _layer(m, d, weights, chosen)
     if start.exact():
         return weights
-    layer = refit(start, runs)
+    direction = f" ({a.directions[d]})" if len(a.directions) > 1 else ""
+    layer = refit(start, runs, m.policy.log, f"'{m.node.source}'{direction}")
     bias = np.concatenate([layer.b, np.zeros_like(layer.b)])
     if layer.rbh is not None:
         bias[-len(layer.rbh):] = layer.rbh

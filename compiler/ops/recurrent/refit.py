@@ -20,6 +20,7 @@ coupled input-forget); any other keeps its step-wise fit.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -82,14 +83,16 @@ class Layer:
         return all(t.holds(self.W) for t in self.tied_w) and all(t.holds(self.R) for t in self.tied_r)
 
 
-def refit(layer: Layer, runs: tuple[Run, ...]) -> Layer:
-    """The layer with its tied entries and its biases fitted to the runs' float states (cached:
-    --compress auto quantises a layer again for every other matrix it tries)."""
+def refit(layer: Layer, runs: tuple[Run, ...], log: Callable[[str], None], name: str) -> Layer:
+    """The layer with its tied entries and its biases fitted to the runs' float states, saying so
+    in `log` (cached: quantisation may run twice, to pin a state's scales)."""
     key = _digest(layer, runs)
     if key not in _REFITTED:
         if len(_REFITTED) >= KEPT:
             del _REFITTED[next(iter(_REFITTED))]
-        _REFITTED[key] = _descend(layer, runs)
+        _REFITTED[key], before, after = _descend(layer, runs)
+        log(f"{name}: refitted through time on {runs[0].x.shape[1]} calibration samples; error of its states "
+            f"{before:.3g} -> {after:.3g} (relative power)")
     return _REFITTED[key]
 
 
@@ -106,21 +109,22 @@ def _digest(layer: Layer, runs: tuple[Run, ...]) -> bytes:
     return digest.digest()
 
 
-def _descend(layer: Layer, runs: tuple[Run, ...]) -> Layer:
+def _descend(layer: Layer, runs: tuple[Run, ...]) -> tuple[Layer, float, float]:
     """Adam on the entries and biases, ITERATIONS full passes over the runs; the values of least
-    loss are kept (the first pass's, if no step lowered it)."""
+    loss are kept (the first pass's, if no step lowered it), with the first and the least loss."""
     params = _Params(layer, runs)
     values = params.initial()
     scale = RATE * float(np.sqrt(np.mean(np.concatenate([layer.W.ravel(), layer.R.ravel()]) ** 2)))
     first, second = np.zeros_like(values), np.zeros_like(values)
-    best = (np.inf, values)
+    best, first_loss = (np.inf, values), None
     for t in range(1, ITERATIONS + 2):
         loss, gradient = params.loss_and_gradient(values)
+        first_loss = loss if first_loss is None else first_loss
         best = min(best, (loss, values), key=lambda pair: pair[0])
         first = 0.9 * first + 0.1 * gradient
         second = 0.999 * second + 0.001 * gradient ** 2
         values = values - scale * (first / (1 - 0.9 ** t)) / (np.sqrt(second / (1 - 0.999 ** t)) + 1e-12)
-    return params.layer(best[1])
+    return params.layer(best[1]), first_loss, best[0]
 
 
 class _Params:
