@@ -6,10 +6,11 @@ the test split and its drop from the float model's (points), the top-1 agreement
 model on the test split (what the budget of `auto` bounds on the calibration samples), the
 compression ratio, weight-memory traffic and cycles per inference.
 
-    .venv/bin/python bench/compression.py [--summary] [MODEL ...]   (default: every kws_*.onnx float model)
+    .venv/bin/python bench/compression.py [--summary] [--calibration FILE] [MODEL ...]
+                                                    (default: every kws_*.onnx float model)
 
 --summary: only the widths the issue's table compares (4, 3, 2 bits per tile and `auto`), no
-fine-tuned models.
+fine-tuned models. --calibration: another calibration set, e.g. examples/kws/calib200.npz.
 """
 
 from __future__ import annotations
@@ -80,8 +81,17 @@ def _widths(report: dict) -> str:
                             f"{m['bits'] or 'plain'}" for m in chosen) if chosen else ""
 
 
-def main(names: list[str], summary: bool = False) -> None:
-    test, calib = np.load(KWS / "test.npz"), dict(np.load(KWS / "calib.npz"))
+def calibration_option(args: list[str]) -> tuple[dict, list[str]]:
+    """`--calibration FILE` (an .npz with `mfcc`; default examples/kws/calib.npz, 64 samples), and
+    the other arguments."""
+    if "--calibration" not in args:
+        return dict(np.load(KWS / "calib.npz")), args
+    at = args.index("--calibration")
+    return dict(np.load(args[at + 1])), args[:at] + args[at + 2:]
+
+
+def main(names: list[str], calib: dict, summary: bool = False) -> None:
+    test = np.load(KWS / "test.npz")
     x, y = test["x"], test["y"]
     for name in names:
         model = KWS / f"{name}.onnx"
@@ -104,5 +114,6 @@ def main(names: list[str], summary: bool = False) -> None:
 FLOAT_MODELS = sorted(p.stem for p in KWS.glob("kws_*.onnx") if "_c" not in p.stem)
 
 if __name__ == "__main__":
-    names = [a for a in sys.argv[1:] if a != "--summary"]
-    main(names or FLOAT_MODELS, "--summary" in sys.argv[1:])
+    calibration, args = calibration_option(sys.argv[1:])
+    names = [a for a in args if a != "--summary"]
+    main(names or FLOAT_MODELS, calibration, "--summary" in args)

@@ -1,11 +1,12 @@
 """Post-training compression at fixed widths: for each trained keyword spotter, the top-1 drop
 against the float model (ONNX Runtime) and the compression ratio at 4, 3 and 2 bits per weight,
-codebook per tile, calibrated on examples/kws/calib.npz, on the 1200-utterance test split. The
-table of docs/benchmarks.md ("Weight compression on the trained keyword spotters").
+codebook per tile, and at 2 bits without the refit through time, calibrated on
+examples/kws/calib.npz (or --calibration FILE), on the 1200-utterance test split. The tables of
+docs/benchmarks.md ("Post-training fitting at 2 bits").
 
-    .venv/bin/python bench/fitting.py [MODEL ...]     (default: every examples/kws/kws_*.onnx
-                                                        that is not fine-tuned)
-    .venv/bin/python bench/fitting.py --grid MODEL [NAME=BITS ...]
+    .venv/bin/python bench/fitting.py [--calibration FILE] [MODEL ...]
+                                      (default: every examples/kws/kws_*.onnx that is not fine-tuned)
+    .venv/bin/python bench/fitting.py [--calibration FILE] --grid MODEL [NAME=BITS ...]
 
 --grid: every choice of widths per matrix (4, 3, 2 or plain; `--widths` of rnnaccel-compile),
 those given as NAME=BITS held fixed: compression ratio, top-1 drop and agreement with the float
@@ -23,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from compression import KWS, float_logits, float_top1  # noqa: E402
+from compression import KWS, calibration_option, float_logits, float_top1  # noqa: E402
 
 from compiler.passes.compress import Compression  # noqa: E402
 from compiler.passes.widths import WIDTHS, Widths, matrix_names, parse_widths  # noqa: E402
@@ -43,10 +44,10 @@ def chip_logits(model: Path, compression: Compression | None, calib: dict, x: np
     return float(np.mean(logits.argmax(-1) == y)), compiled.report["total"]["compression_ratio"], logits
 
 
-def main(names: list[str]) -> None:
+def main(names: list[str], calib: dict) -> None:
     """Per setting: ratio, top-1 drop, the relative RMS error of the logits against the float
     model's ("logit error", smoother than top-1) and the top-1 agreement with it."""
-    test, calib = np.load(KWS / "test.npz"), dict(np.load(KWS / "calib.npz"))
+    test = np.load(KWS / "test.npz")
     x, y = test["x"], test["y"]
     print(f"| model | float top-1 | {' | '.join(label for label, _ in SETTINGS)} |")
     print(f"|---|---|{'---|' * len(SETTINGS)}")
@@ -63,9 +64,9 @@ def main(names: list[str]) -> None:
         print(f"| {name} | {reference:.2%} | {' | '.join(cells)} |", flush=True)
 
 
-def grid(name: str, fixed: dict[str, int | None]) -> None:
+def grid(name: str, fixed: dict[str, int | None], calib: dict) -> None:
     """Every choice of widths for the matrices not in `fixed`."""
-    model, calib = KWS / f"{name}.onnx", dict(np.load(KWS / "calib.npz"))
+    model = KWS / f"{name}.onnx"
     test = np.load(KWS / "test.npz")
     plain = compile_model(model, calibration=calib)
     free = [n for n in matrix_names(plain.graph) if n not in fixed]
@@ -91,7 +92,8 @@ def trained_models() -> list[str]:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--grid"]:
-        grid(sys.argv[2], dict(parse_widths(",".join(sys.argv[3:]))) if sys.argv[3:] else {})
+    calibration, args = calibration_option(sys.argv[1:])
+    if args[:1] == ["--grid"]:
+        grid(args[1], dict(parse_widths(",".join(args[2:]))) if args[2:] else {}, calibration)
     else:
-        main(sys.argv[1:] or trained_models())
+        main(args or trained_models(), calibration)

@@ -65,8 +65,8 @@ def float_ranges(node: Node, x: np.ndarray, h0: np.ndarray | None = None, c0: np
                                 runs=tuple(r.finished() for r in runs))
 
 
-RUN_MACS = 1 << 27  # the most multiply-adds one pass of a direction's runs may take (refit.py makes ~500)
-RUN_SAMPLES = 64  # and the most samples they keep
+RUN_MACS = 1 << 29  # the most multiply-adds one pass of a direction's runs may take (refit.py makes ~450)
+RUN_SAMPLES = 256  # and the most samples they keep
 
 
 def run_samples(a: RecurrentAttrs, samples: int) -> int:

@@ -90,9 +90,9 @@ def refit(layer: Layer, runs: tuple[Run, ...], log: Callable[[str], None], name:
     if key not in _REFITTED:
         if len(_REFITTED) >= KEPT:
             del _REFITTED[next(iter(_REFITTED))]
+        log(f"{name}: refitting through time on {runs[0].x.shape[1]} calibration samples ({ITERATIONS} passes)")
         _REFITTED[key], before, after = _descend(layer, runs)
-        log(f"{name}: refitted through time on {runs[0].x.shape[1]} calibration samples; error of its states "
-            f"{before:.3g} -> {after:.3g} (relative power)")
+        log(f"{name}: refitted; error of its states {before:.3g} -> {after:.3g} (relative power)")
     return _REFITTED[key]
 
 
