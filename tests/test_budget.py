@@ -22,7 +22,7 @@ from compiler.pipeline import compile_model
 from isa.errors import RnnaccelError
 from runtime_sim import Simulator
 
-from models import lstm_model
+from models import fc_model, lstm_model
 from toolchain import random_inputs, run_checked
 
 KWS = Path(__file__).resolve().parents[1] / "examples" / "kws"
@@ -463,3 +463,14 @@ def test_widths_for_a_matrix_that_takes_no_codebook_are_refused():
         compile_model(model, calibration=calibration, compression=Widths({"dw/q": 2, "fc/q": 3}))
     compiled = compile_model(model, calibration=calibration, compression=Widths({"dw/q": None, "fc/q": 3}))
     assert {name: q.codebook is not None for name, q in _matrices_of(compiled.graph)} == {"dw/q": False, "fc/q": True}
+
+
+@pytest.mark.parametrize("samples, said", [(1, "1 matrix for relative RMS error against the float model <= 0.5 on "
+                                                "1 calibration sample:"),
+                                           (3, "on 3 calibration samples:")])
+def test_the_search_counts_its_matrices_and_samples_in_words(samples, said):
+    model = fc_model(1, 8, 4, seed=3)
+    lines: list[str] = []
+    compile_model(model, calibration=random_inputs(model, seed=4, samples=samples), compression=Budget(None, 0.5),
+                  log=lines.append)
+    assert any(said in line for line in lines), lines

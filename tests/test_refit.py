@@ -195,7 +195,8 @@ def test_peepholes_keep_the_step_wise_fit(monkeypatch):
 
 
 def test_runs_keep_few_samples_and_none_of_a_layer_too_large_to_refit():
-    node = _calibrated_node(recurrent_model("GRU", 6, 1, 3, 5, seed=14), {"X": _smooth((6, 1, 3), RUN_SAMPLES + 16, seed=15)})
+    samples = {"X": _smooth((6, 1, 3), RUN_SAMPLES + 16, seed=15)}
+    node = _calibrated_node(recurrent_model("GRU", 6, 1, 3, 5, seed=14), samples)
     (run,) = node.attrs.ranges.runs[0]
     assert run.x.shape == (6, RUN_SAMPLES, 3) and run.h.shape == (6, RUN_SAMPLES, 5)
     wide = dataclasses.replace(node.attrs, steps=500, W=np.zeros((1, 4096, 1024)), R=np.zeros((1, 4096, 1024)),

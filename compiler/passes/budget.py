@@ -152,8 +152,9 @@ def choose_compression(graph: Graph, samples: Mapping[str, np.ndarray], budget: 
     if not names:
         log("--compress auto: no matrix of this model takes a codebook; its weights stay plain")
         return Choice(budget, count, baseline, baseline, ())
-    log(f"choosing the compression of {len(names)} matrices for {budget.describe()} on {count} calibration "
-        f"samples: {len(names) * (len(WIDTHS) - 1)} measurements, then one per step")
+    log(f"choosing the compression of {_count(len(names), 'matrix', 'matrices')} for {budget.describe()} on "
+        f"{_count(count, 'calibration sample', 'calibration samples')}: {len(names) * (len(WIDTHS) - 1)} "
+        f"measurements, then one per step")
     _warn_unresolved(budget, baseline, log)
     if not baseline.within(budget):
         log(f"plain weights already miss the budget ({_said(baseline)}): nothing is compressed")
@@ -167,6 +168,10 @@ def choose_compression(graph: Graph, samples: Mapping[str, np.ndarray], budget: 
     log(f"compression within the budget: {', '.join(f'{m.name} {_width(m.bits)}' for m in matrices)}; "
         f"{_said(reached)} (plain weights: {_said(baseline)})")
     return choice
+
+
+def _count(n: int, one: str, more: str) -> str:
+    return f"{n} {one if n == 1 else more}"
 
 
 def _warn_unresolved(budget: Budget, baseline: Closeness, log: Callable[[str], None]) -> None:
