@@ -9,9 +9,11 @@ import numpy as np
 import onnx
 import pytest
 
+from compiler.frontend.onnx_import import import_model
 from compiler.ops.recurrent.float_cells import RUN_SAMPLES, run_samples
 from compiler.ops.recurrent.formats import Run
 from compiler.ops.recurrent.refit import Layer, Tied, _Params
+from compiler.passes.calibrate import calibrate
 from compiler.passes.compress import Compression
 from compiler.passes.widths import Widths
 from compiler.pipeline import compile_model
@@ -64,8 +66,10 @@ def test_the_gradient_is_the_loss_s_slope(op, lbr):
 
 
 def _calibrated_node(model: onnx.ModelProto, calibration: dict):
-    compiled = compile_model(model, calibration=calibration, compression=Compression(2))
-    return next(n for n in compiled.graph.nodes if n.op in GATES)
+    """The model's recurrent node with what calibration saw inside it."""
+    graph = import_model(model)
+    node = next(n for n in graph.nodes if n.op in GATES)
+    return node.with_attrs(ranges=calibrate(graph, calibration).inner[node.source])
 
 
 @pytest.mark.parametrize("op, lbr", CELLS)
@@ -115,13 +119,14 @@ def test_the_refit_brings_a_2_bit_layer_closer_on_sequences_it_never_saw(op, att
     assert size == size_before  # the same indices, codebooks and bias bytes
 
 
-def test_a_refitted_program_is_bit_exact_and_keeps_its_widths():
+def test_a_refitted_program_is_bit_exact_keeps_its_widths_and_drops_the_runs():
     model = recurrent_model("LSTM", 12, 1, 3, 16, outputs=("Y_h",), seed=8)
     calibration = {"X": _smooth((12, 1, 3), 32, seed=9)}
     checked = run_checked(model, {"X": calibration["X"][0]}, calibration=calibration, compression=Compression(2))
-    cell = next(n for n in checked.compiled.graph.nodes if n.op == "lstm").attrs.cells[0]
-    for q in (cell.x, cell.h):
+    node = next(n for n in checked.compiled.graph.nodes if n.op == "lstm")
+    for q in (node.attrs.cells[0].x, node.attrs.cells[0].h):
         assert q.codebook.bits == 2 and np.unique(q.codebook.indices).size <= 4
+    assert node.attrs.ranges.runs == () and node.attrs.ranges.steps[0] is not None
 
 
 def test_the_compile_log_says_which_layer_was_refitted_and_how_far():
@@ -202,3 +207,5 @@ def test_runs_keep_few_samples_and_none_of_a_layer_too_large_to_refit():
     wide = dataclasses.replace(node.attrs, steps=500, W=np.zeros((1, 4096, 1024)), R=np.zeros((1, 4096, 1024)),
                                hidden=1024)
     assert run_samples(wide, 64) == 0
+    long = dataclasses.replace(node.attrs, steps=100_000, W=np.zeros((1, 3, 40)), R=np.zeros((1, 3, 1)), hidden=1)
+    assert run_samples(long, 64) == 2  # 41 values a step: 64 MiB hold two such sequences

@@ -66,14 +66,15 @@ def float_ranges(node: Node, x: np.ndarray, h0: np.ndarray | None = None, c0: np
 
 
 RUN_MACS = 1 << 29  # the most multiply-adds one pass of a direction's runs may take (refit.py makes ~450)
+RUN_VALUES = 1 << 23  # the most values they hold (64 MiB)
 RUN_SAMPLES = 256  # and the most samples they keep
 
 
 def run_samples(a: RecurrentAttrs, samples: int) -> int:
-    """How many calibration samples a direction's runs keep: as many as RUN_SAMPLES and RUN_MACS
-    allow (a wide layer over many steps keeps fewer, or none)."""
-    per_sample = max(1, a.steps * a.W.shape[1] * (a.W.shape[2] + a.hidden))
-    return min(samples, RUN_SAMPLES, RUN_MACS // per_sample)
+    """How many calibration samples a direction's runs keep: as many as RUN_SAMPLES, RUN_MACS and
+    RUN_VALUES allow (a wide layer or a long sequence keeps fewer, or none)."""
+    values = max(1, a.steps * (a.W.shape[2] + a.hidden))
+    return min(samples, RUN_SAMPLES, RUN_MACS // (values * a.W.shape[1]), RUN_VALUES // values)
 
 
 class _Runs:

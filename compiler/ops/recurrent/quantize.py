@@ -53,9 +53,13 @@ def clip_value(node: Node) -> int | None:
 
 
 def quantize_recurrent(node: Node, scales: dict[str, float], policy: WeightPolicy) -> Node:
+    """The layer's integer matrices and formats; the calibration runs a refit reads are dropped
+    from the quantised node (they are the largest thing calibration keeps)."""
     matrices = Matrices(node, policy, scales[node.inputs[0]], 2.0 ** -hidden_frac(node), 2.0 ** -pre_frac(node))
     cells = tuple(_direction(matrices, d) for d in range(len(node.attrs.directions)))
-    return node.quantized(QUANTIZED[node.op], formats=cell_formats(node), clip_q=clip_value(node), cells=cells)
+    ranges = node.attrs.ranges and dataclasses.replace(node.attrs.ranges, runs=())
+    return node.with_attrs(ranges=ranges).quantized(QUANTIZED[node.op], formats=cell_formats(node),
+                                                    clip_q=clip_value(node), cells=cells)
 
 
 def _direction(m: Matrices, d: int) -> CellWeights:
