@@ -59,14 +59,23 @@ def test_tuned_programs_are_bit_exact_and_no_slower_than_the_rule_of_thumb(monke
     assert tuned.stats["cycles"] <= rule.stats["cycles"]
 
 
-def test_tuning_finds_a_faster_schedule_where_the_rule_of_thumb_misses(monkeypatch):
-    """A GRU of 100 units at 128 MACs: the rule splits R h at the halves of h; splitting at a
+@pytest.fixture(scope="module")
+def wide_gru():
+    """A GRU of 100 units at 128 MACs compiled once, its schedule searched afresh: the compiled
+    model, its log, and the layer's choice (one search serves the tests that read it)."""
+    tune._CHOSEN.clear()
+    lines: list[str] = []
+    compiled = compile_model(recurrent_model("GRU", 16, 1, 10, 100, linear_before_reset=1), WIDE, log=lines.append)
+    (node,) = [n for n in compiled.graph.nodes if n.op == "gru"]
+    return compiled, lines, tune._choose(compiled.graph, node, WIDE)
+
+
+def test_tuning_finds_a_faster_schedule_where_the_rule_of_thumb_misses(monkeypatch, wide_gru):
+    """The GRU of 100 units at 128 MACs: the rule splits R h at the halves of h; splitting at a
     quarter lets the next step's product start earlier (bench/schedule.py: 87 % -> 97 %)."""
-    model = recurrent_model("GRU", 16, 1, 10, 100, linear_before_reset=1)
-    tuned = compile_model(model, WIDE)
     without_tuning(monkeypatch)
-    rule = compile_model(model, WIDE)
-    assert Simulator(tuned.program).stats["cycles"] < 0.95 * Simulator(rule.program).stats["cycles"]
+    rule = compile_model(recurrent_model("GRU", 16, 1, 10, 100, linear_before_reset=1), WIDE)
+    assert Simulator(wide_gru[0].program).stats["cycles"] < 0.95 * Simulator(rule.program).stats["cycles"]
 
 
 def test_the_choice_depends_on_the_shape_not_the_weights_and_compiles_the_same_bytes_again():
@@ -84,19 +93,16 @@ def test_the_choice_depends_on_the_shape_not_the_weights_and_compiles_the_same_b
     assert compile_model(model, WIDE).program.code == blob
 
 
-def test_the_tuned_layer_carries_its_schedule_and_its_r_in_tiles_of_the_chosen_height():
-    graph = tune.tune_schedules(quantized(recurrent_model("GRU", 16, 1, 10, 100, linear_before_reset=1), WIDE), WIDE)
-    (node,) = [n for n in graph.nodes if n.op == "gru"]
-    choice = tune._choose(graph, node, WIDE)
+def test_the_tuned_layer_carries_its_schedule_and_its_r_in_tiles_of_the_chosen_height(wide_gru):
+    compiled, _, choice = wide_gru
+    (node,) = [n for n in compiled.graph.nodes if n.op == "gru"]
     assert node.attrs.schedule == choice.schedule
     r = node.attrs.cells[0].h
     assert r.tiles[0] == (0, choice.height) and r.tiles[-1][1] == r.rows
 
 
-def test_log_lines_say_a_search_is_under_way_and_what_each_layer_got():
-    lines: list[str] = []
-    tune._CHOSEN.clear()
-    compile_model(recurrent_model("GRU", 16, 1, 10, 100, linear_before_reset=1), WIDE, log=lines.append)
+def test_log_lines_say_a_search_is_under_way_and_what_each_layer_got(wide_gru):
+    lines = wide_gru[1]
     searching = [i for i, line in enumerate(lines) if line.startswith("tuning the schedule of gru:")]
     chosen = [i for i, line in enumerate(lines) if line.startswith("schedule of gru: R in tiles of")]
     assert len(searching) == 1 and len(chosen) == 1 and searching[0] < chosen[0]
