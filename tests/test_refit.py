@@ -12,7 +12,7 @@ import pytest
 from compiler.frontend.onnx_import import import_model
 from compiler.ops.recurrent.float_cells import RUN_SAMPLES, run_samples
 from compiler.ops.recurrent.formats import Run
-from compiler.ops.recurrent.refit import Layer, Tied, _Params
+from compiler.ops.recurrent.refit import MIN_SAMPLES, Layer, Tied, _Params
 from compiler.passes.calibrate import calibrate
 from compiler.passes.compress import Compression
 from compiler.passes.widths import Widths
@@ -131,17 +131,29 @@ def test_a_refitted_program_is_bit_exact_keeps_its_widths_and_drops_the_runs():
 
 def test_the_compile_log_says_which_layer_was_refitted_and_how_far():
     model = recurrent_model("GRU", 10, 1, 3, 8, outputs=("Y_h",), seed=20, direction="bidirectional")
-    calibration = {"X": _smooth((10, 1, 3), 12, seed=21)}
+    calibration = {"X": _smooth((10, 1, 3), 20, seed=21)}
     lines: list[str] = []
     compile_model(model, calibration=calibration, compression=Compression(2), log=lines.append)
     said = [line for line in lines if "refit" in line]
     assert [line.split(":")[0] for line in said] == ["'gru' (forward)"] * 2 + ["'gru' (reverse)"] * 2
-    assert "refitting through time on 12 calibration samples (150 passes)" in said[0]
+    assert "refitting through time on 20 calibration samples (150 passes)" in said[0]
     before, after = (float(v) for v in said[1].split("states ")[1].split(" (")[0].split(" -> "))
     assert 0 < after < before
     lines.clear()
     compile_model(model, calibration=calibration, compression=Compression(3), log=lines.append)
     assert not any("refitted" in line for line in lines)
+
+
+def test_too_few_calibration_samples_keep_the_step_wise_fit_and_say_so(monkeypatch):
+    model = recurrent_model("LSTM", 8, 1, 3, 8, outputs=("Y_h",), seed=22)
+    calibration = {"X": _smooth((8, 1, 3), MIN_SAMPLES - 1, seed=23)}
+    lines: list[str] = []
+    program = to_bytes(compile_model(model, calibration=calibration, compression=Compression(2),
+                                     log=lines.append).program)
+    assert f"'lstm': not refitted through time: {MIN_SAMPLES - 1} calibration samples, at least {MIN_SAMPLES} " \
+           "needed (fewer would only be learnt by heart)" in lines
+    assert program == to_bytes(compile_model(model, calibration=calibration,
+                                             compression=Compression(2, refit=False)).program)
 
 
 SKIPPED = [("lstm", {"clip": 2.0}, Compression(2)),

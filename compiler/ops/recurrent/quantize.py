@@ -18,7 +18,7 @@ import numpy as np
 from compiler.ir import Node, QMatrix
 from compiler.ops.recurrent.formats import cell_formats, cell_frac, hidden_frac, pre_frac
 from compiler.ops.recurrent.records import CellWeights, QuantGruAttrs, QuantLstmAttrs, QuantRnnAttrs, RecurrentAttrs
-from compiler.ops.recurrent.refit import DEFAULT_ACTIVATIONS, REFIT_BITS, Layer, Tied, refit
+from compiler.ops.recurrent.refit import DEFAULT_ACTIVATIONS, MIN_SAMPLES, REFIT_BITS, Layer, Tied, refit
 from compiler.ops.registry import Scales
 from compiler.passes.joint import Part, fit_jointly
 from compiler.passes.tile import recurrent_height, unit_groups
@@ -138,8 +138,12 @@ def _refitted(m: Matrices, d: int, weights: dict[str, QMatrix]) -> dict[str, QMa
     start = _layer(m, d, weights, chosen)
     if start.exact():
         return weights
-    direction = f" ({a.directions[d]})" if len(a.directions) > 1 else ""
-    layer = refit(start, runs, m.policy.log, f"'{m.node.source}'{direction}")
+    name = f"'{m.node.source}'" + (f" ({a.directions[d]})" if len(a.directions) > 1 else "")
+    if runs[0].x.shape[1] < MIN_SAMPLES:
+        m.policy.log(f"{name}: not refitted through time: {runs[0].x.shape[1]} calibration samples, at least "
+                     f"{MIN_SAMPLES} needed (fewer would only be learnt by heart)")
+        return weights
+    layer = refit(start, runs, m.policy.log, name)
     bias = np.concatenate([layer.b, np.zeros_like(layer.b)])
     if layer.rbh is not None:
         bias[-len(layer.rbh):] = layer.rbh

@@ -29,6 +29,7 @@ from compiler.ir import QMatrix
 from compiler.ops.recurrent.formats import Run
 
 REFIT_BITS = 2  # a layer is refitted when one of its matrices is compressed to this width
+MIN_SAMPLES = 16  # and calibration kept at least this many samples of it
 ITERATIONS = 150
 RATE = 0.01  # Adam's step, as a share of the RMS of the layer's float weights
 DEFAULT_ACTIVATIONS = {"lstm": ("sigmoid", "tanh", "tanh"), "gru": ("sigmoid", "tanh"), "rnn": ("tanh",)}
