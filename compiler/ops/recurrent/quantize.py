@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from compiler.ir import Node, QMatrix
+from compiler.ops.recurrent.float_cells import RUN_SAMPLES
 from compiler.ops.recurrent.formats import cell_formats, cell_frac, hidden_frac, pre_frac
 from compiler.ops.recurrent.records import CellWeights, QuantGruAttrs, QuantLstmAttrs, QuantRnnAttrs, RecurrentAttrs
 from compiler.ops.recurrent.refit import DEFAULT_ACTIVATIONS, MIN_SAMPLES, REFIT_BITS, Layer, Tied, refit
@@ -140,8 +141,9 @@ def _refitted(m: Matrices, d: int, weights: dict[str, QMatrix]) -> dict[str, QMa
         return weights
     name = f"'{m.node.source}'" + (f" ({a.directions[d]})" if len(a.directions) > 1 else "")
     if runs[0].x.shape[1] < MIN_SAMPLES:
-        m.policy.log(f"{name}: not refitted through time: {runs[0].x.shape[1]} calibration samples, at least "
-                     f"{MIN_SAMPLES} needed (fewer would only be learnt by heart)")
+        m.policy.log(f"{name}: not refitted through time: calibration kept {runs[0].x.shape[1]} samples of it, "
+                     f"at least {MIN_SAMPLES} needed (fewer would be learnt by heart; it keeps up to "
+                     f"{RUN_SAMPLES}, fewer of a layer too wide or a sequence too long to refit on them)")
         return weights
     layer = refit(start, runs, m.policy.log, name)
     bias = np.concatenate([layer.b, np.zeros_like(layer.b)])
