@@ -26,7 +26,7 @@ from compiler.float_eval import run_float
 from compiler.ir import Graph
 from compiler.passes.compress import Compression, stored_bytes_at_least
 from compiler.passes.confidence import agreement_at_least, samples_to_resolve
-from compiler.passes.widths import WIDTHS, Widths, named_matrices
+from compiler.passes.widths import WIDTHS, Widths, chosen_width, named_matrices
 from compiler.reference import reference_outputs
 from isa import numerics as nx
 from isa.errors import RnnaccelError
@@ -57,12 +57,12 @@ class Budget:
             raise RnnaccelError(f"--max-error {self.max_error}: expected a finite relative error above 0")
 
     def compression(self, bits: int | None) -> Compression | None:
-        return None if bits is None else Compression(bits, self.groups, self.activation_aware, refit=False)
+        return chosen_width(bits, self.groups, self.activation_aware)
 
     @property
     def smallest(self) -> Compression:
         """The most any matrix may be compressed: what the early capacity check judges."""
-        return Compression(WIDTHS[-1], self.groups, self.activation_aware, refit=False)
+        return chosen_width(WIDTHS[-1], self.groups, self.activation_aware)
 
     def describe(self) -> str:
         if self.min_agreement is not None:

@@ -17,12 +17,12 @@ measures it.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import numpy as np
 
 from compiler.ir import Codebook, QMatrix
+from compiler.memo import Memo
 from isa.bitstream import packed_bytes
 from isa.numerics import quantize_multiplier
 from isa.target import Target
@@ -38,9 +38,7 @@ class Compression:
     groups: str = "tile"  # "tile": a codebook per MAC row tile; "matrix": one per matrix
     activation_aware: bool = True
     prune: float = 0.0  # at least this fraction of each matrix's weights becomes zero (bitmap-encoded)
-    # a recurrent layer at 2 bits refitted through time (ops/recurrent/refit.py); --compress auto and
-    # --widths do not, since the budget measures on the calibration samples a refit learns
-    refit: bool = True
+    refit: bool = True  # a recurrent layer at 2 bits refitted through time (widths.chosen_width says when not)
 
 
 def stored_bytes_at_least(weights: np.ndarray, target: Target, comp: Compression | None) -> int:
@@ -63,8 +61,7 @@ def stored_bytes_at_least(weights: np.ndarray, target: Target, comp: Compression
     return packed_bytes(kept, comp.bits) + bitmap + books + matrices * REQUANT_PAIR_BYTES
 
 
-_FITTED: dict[bytes, QMatrix] = {}  # compress_matrix's results by their arguments' digest
-FITTED_KEPT = 256
+_FITTED: Memo[QMatrix] = Memo(256)  # compress_matrix's results by their arguments
 
 
 def compress_matrix(weight: np.ndarray, bias: np.ndarray | None, in_scale: float, out_scale: float,
@@ -73,16 +70,9 @@ def compress_matrix(weight: np.ndarray, bias: np.ndarray | None, in_scale: float
     """`groups` are the row-index sets that share a codebook; `moments` is E[x xᵀ] of the input.
     A matrix fitted before with the same arguments is not fitted again: `--compress auto`
     (passes/budget.py) quantises a model a few dozen times, each time changing one matrix."""
-    digest = hashlib.blake2b(repr((in_scale, out_scale, target, comp, product_budget)).encode())
-    for array in (weight, bias, moments, *groups):
-        digest.update(b"-" if array is None else
-                      np.ascontiguousarray(array).tobytes() + repr((array.dtype.str, array.shape)).encode())
-    key = digest.digest()
-    if key not in _FITTED:
-        if len(_FITTED) >= FITTED_KEPT:
-            del _FITTED[next(iter(_FITTED))]
-        _FITTED[key] = _fitted(weight, bias, in_scale, out_scale, target, comp, groups, moments, product_budget)
-    return _FITTED[key]
+    return _FITTED.get((in_scale, out_scale, target, comp, product_budget), (weight, bias, moments, *groups),
+                       lambda: _fitted(weight, bias, in_scale, out_scale, target, comp, groups, moments,
+                                       product_budget))
 
 
 def _fitted(weight: np.ndarray, bias: np.ndarray | None, in_scale: float, out_scale: float, target: Target,

@@ -15,6 +15,14 @@ from isa.errors import RnnaccelError
 
 WIDTHS = (None, 4, 3, 2)  # the widths a matrix takes, from plain weights down
 WRITTEN = {"plain" if bits is None else str(bits): bits for bits in WIDTHS}  # as --widths writes them
+TEXT = {bits: text for text, bits in WRITTEN.items()}
+
+
+def chosen_width(bits: int | None, groups: str, activation_aware: bool) -> Compression | None:
+    """A matrix's compression as `--compress auto` chooses it and `--widths` repeats it: never
+    refitted through time (ops/recurrent/refit.py), since the budget is measured on the
+    calibration samples a refit would learn; None for plain weights."""
+    return None if bits is None else Compression(bits, groups, activation_aware, refit=False)
 
 
 @dataclass(frozen=True)
@@ -39,13 +47,12 @@ class Widths:
 
     @property
     def chosen(self) -> dict[str, Compression | None]:
-        return {name: None if b is None else Compression(b, self.groups, self.activation_aware, refit=False)
-                for name, b in self.bits}
+        return {name: chosen_width(b, self.groups, self.activation_aware) for name, b in self.bits}
 
     @property
     def smallest(self) -> Compression | None:
         widths = [b for _, b in self.bits if b is not None]
-        return Compression(min(widths), self.groups, self.activation_aware, refit=False) if widths else None
+        return chosen_width(min(widths) if widths else None, self.groups, self.activation_aware)
 
     def check_names(self, graphs: list[Graph]) -> None:
         """Every name must be a matrix of the program (of one of its islands) that takes the bits
@@ -74,7 +81,7 @@ def parse_widths(text: str) -> tuple[tuple[str, int | None], ...]:
 
 def as_option(widths: Iterable[tuple[str, int | None]]) -> str:
     """(matrix, bits) pairs as --widths takes them."""
-    return ",".join(f"{name}={'plain' if bits is None else bits}" for name, bits in widths)
+    return ",".join(f"{name}={TEXT[bits]}" for name, bits in widths)
 
 
 def matrix_names(graph: Graph) -> list[str]:

@@ -28,9 +28,10 @@ MIN_FRAC = 0  # the coarsest format a state takes: integers, range +-32768
 
 @dataclass(frozen=True)
 class Run:
-    """One direction's steps over a few calibration samples, in the order the direction takes
-    them: the inputs x [steps, samples, I], the initial states, and the float layer's new h of
-    every step [steps, samples, H] (ops/recurrent/refit.py fits against them)."""
+    """One direction's steps over the first calibration samples (float_cells.run_samples says how
+    many), in the order the direction takes them: the inputs x [steps, samples, I], the initial
+    states, and the float layer's new h of every step [steps, samples, H] (ops/recurrent/refit.py
+    fits against them)."""
 
     x: np.ndarray
     h0: np.ndarray
@@ -44,7 +45,7 @@ class StateRanges:
     |c| (an LSTM's, initial state included), and the largest output of a Relu gate activation and
     of a Relu candidate activation (0 without one); and per direction the step moments E[z zᵀ],
     z = [x_t, h_prev], that compression fits W and R together with (passes/joint.py; None
-    for a direction that ran no step), and the runs of a few samples that refit.py fits a 2-bit
+    for a direction that ran no step), and the runs of up to 256 samples that refit.py fits a 2-bit
     layer's codebooks and biases against. The moments and runs take no part in comparisons: the
     formats follow from the ranges alone."""
 

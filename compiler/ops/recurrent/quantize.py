@@ -169,7 +169,7 @@ def _layer(m: Matrices, d: int, weights: dict[str, QMatrix], chosen: dict) -> La
     gates, hidden = a.W.shape[1], a.hidden
     wb, rb = (np.asarray(v, np.float64) for v in (a.B[d][:gates], a.B[d][gates:]))
     lbr = op == "gru" and a.linear_before_reset
-    b = wb + (np.concatenate([rb[:2 * hidden], np.zeros(hidden)]) if lbr else rb)
+    b = _input_bias(wb, rb, hidden, lbr)
     rows = {"x": np.arange(gates), "h": np.arange(gates), "zr": np.arange(2 * hidden),
             "hh": np.arange(2 * hidden, gates)}
     tied = {kind: Tied.of(q, rows[kind], m.x_scale if kind == "x" else m.h_scale, m.pre_scale)
@@ -191,11 +191,17 @@ def _gru(m: Matrices, d: int, wb, rb) -> dict:
     a = m.node.attrs
     lbr, hidden = a.linear_before_reset, a.hidden
     cut = 2 * hidden
-    x_bias = wb + np.concatenate([rb[:cut], np.zeros(hidden) if lbr else rb[cut:]])
+    x_bias = _input_bias(wb, rb, hidden, lbr)
     if lbr:
         return {"x": m.w(d, a.W[d], x_bias), "h": m.r("h", d, a.R[d], np.concatenate([np.zeros(cut), rb[cut:]]))}
     return {"x": m.w(d, a.W[d], x_bias), "zr": m.r("zr", d, a.R[d][:cut], gates=2),
             "hh": m.r("hh", d, a.R[d][cut:], gates=1)}
+
+
+def _input_bias(wb: np.ndarray, rb: np.ndarray, hidden: int, linear_before_reset: bool) -> np.ndarray:
+    """The bias W's rows add: both of ONNX's, but for the candidate of a GRU with
+    linear_before_reset, whose recurrent bias r multiplies (R's rows carry it)."""
+    return wb + (np.concatenate([rb[:2 * hidden], np.zeros(hidden)]) if linear_before_reset else rb)
 
 
 MATRICES = {"lstm": _plain, "gru": _gru, "rnn": _plain}

@@ -19,13 +19,13 @@ coupled input-forget); any other keeps its step-wise fit.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from compiler.ir import QMatrix
+from compiler.memo import Memo
 from compiler.ops.recurrent.formats import Run
 
 REFIT_BITS = 2  # a layer is refitted when one of its matrices is compressed to this width
@@ -86,28 +86,20 @@ class Layer:
 
 def refit(layer: Layer, runs: tuple[Run, ...], log: Callable[[str], None], name: str) -> Layer:
     """The layer with its tied entries and its biases fitted to the runs' float states, saying so
-    in `log` (cached: quantisation may run twice, to pin a state's scales)."""
-    key = _digest(layer, runs)
-    if key not in _REFITTED:
-        if len(_REFITTED) >= KEPT:
-            del _REFITTED[next(iter(_REFITTED))]
+    in `log` (once: quantisation may run twice, to pin a state's scales)."""
+    def fitted() -> Layer:
         log(f"{name}: refitting through time on {runs[0].x.shape[1]} calibration samples ({ITERATIONS} passes)")
-        _REFITTED[key], before, after = _descend(layer, runs)
+        result, before, after = _descend(layer, runs)
         log(f"{name}: refitted; error of its states {before:.3g} -> {after:.3g} (relative power)")
-    return _REFITTED[key]
+        return result
+    tied = layer.tied_w + layer.tied_r
+    key = (layer.op, layer.linear_before_reset, len(layer.tied_w), tuple(t.unit for t in tied))
+    arrays = [layer.W, layer.R, layer.b, layer.rbh, *(a for t in tied for a in (t.rows, t.slot, t.entries)),
+              *(a for r in runs for a in (r.x, r.h0, r.c0, r.h))]
+    return _REFITTED.get(key, arrays, fitted)
 
 
-_REFITTED: dict[bytes, Layer] = {}
-KEPT = 64
-
-
-def _digest(layer: Layer, runs: tuple[Run, ...]) -> bytes:
-    digest = hashlib.blake2b(repr((layer.op, layer.linear_before_reset)).encode())
-    arrays = [layer.W, layer.R, layer.b, layer.rbh, *(a for t in layer.tied_w + layer.tied_r for a in vars(t).values()),
-              *(a for r in runs for a in vars(r).values())]
-    for array in arrays:
-        digest.update(b"-" if array is None else np.ascontiguousarray(array).tobytes() + repr(np.shape(array)).encode())
-    return digest.digest()
+_REFITTED: Memo[Layer] = Memo(64)
 
 
 def _descend(layer: Layer, runs: tuple[Run, ...]) -> tuple[Layer, float, float]:
