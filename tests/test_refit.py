@@ -14,6 +14,7 @@ from compiler.ops.recurrent.float_cells import RUN_SAMPLES, run_samples
 from compiler.ops.recurrent.formats import Run
 from compiler.ops.recurrent.refit import MIN_SAMPLES, Layer, Tied, _Params
 from compiler.passes.calibrate import calibrate
+from compiler.passes.budget import Budget
 from compiler.passes.compress import Compression
 from compiler.passes.widths import Widths
 from compiler.pipeline import compile_model
@@ -175,16 +176,22 @@ def test_cells_and_widths_the_refit_does_not_take_compile_as_before(op, attrs, c
     assert program() == with_refit
 
 
-def test_chosen_widths_keep_the_step_wise_fit_that_the_budget_measured():
-    """--widths repeats --compress auto, whose budget is measured on the calibration samples: a
-    refit would learn them, so neither refits."""
+def test_auto_measures_the_step_wise_fit_and_refits_the_program_it_chose():
+    """The budget is measured on the calibration samples, which a refit would learn: the search
+    measures every trial without it, and only the chosen program (and --widths, which repeats it)
+    is refitted, once per layer."""
     model = recurrent_model("LSTM", 8, 1, 3, 8, outputs=("Y_h",), seed=16)
     calibration = {"X": _smooth((8, 1, 3), 16, seed=17)}
-    names = {"lstm/qx0": 2, "lstm/qh0": 2}
+    lines: list[str] = []
 
-    def program(compression) -> bytes:
-        return to_bytes(compile_model(model, calibration=calibration, compression=compression).program)
-    assert program(Widths(names)) == program(Compression(2, refit=False)) != program(Compression(2))
+    def program(compression, log=None) -> bytes:
+        return to_bytes(compile_model(model, calibration=calibration, compression=compression, log=log).program)
+    chosen = program(Budget(min_agreement=None, max_error=10.0), lines.append)  # a budget every width keeps
+    assert chosen == program(Widths({"lstm/qx0": 2, "lstm/qh0": 2})) == program(Compression(2))
+    assert chosen != program(Compression(2, refit=False))
+    refits = [line for line in lines if "refit" in line]
+    assert len(refits) == 2 and refits[0].startswith("'lstm': refitting through time")
+    assert lines.index(refits[0]) > max(i for i, line in enumerate(lines) if "compression within the budget" in line)
 
 
 def test_a_layer_trained_with_shared_weights_keeps_them(monkeypatch):

@@ -57,12 +57,17 @@ class Budget:
             raise RnnaccelError(f"--max-error {self.max_error}: expected a finite relative error above 0")
 
     def compression(self, bits: int | None) -> Compression | None:
+        """A width as the chosen program takes it (widths.chosen_width)."""
         return chosen_width(bits, self.groups, self.activation_aware)
+
+    def measured(self, bits: int | None) -> Compression | None:
+        """A width as the search measures it: the step-wise fit, not refitted (widths.chosen_width)."""
+        return chosen_width(bits, self.groups, self.activation_aware, refit=False)
 
     @property
     def smallest(self) -> Compression:
         """The most any matrix may be compressed: what the early capacity check judges."""
-        return chosen_width(WIDTHS[-1], self.groups, self.activation_aware)
+        return self.measured(WIDTHS[-1])
 
     def describe(self) -> str:
         if self.min_agreement is not None:
@@ -158,7 +163,7 @@ def choose_compression(graph: Graph, samples: Mapping[str, np.ndarray], budget: 
     _warn_unresolved(budget, baseline, log)
     if not baseline.within(budget):
         log(f"plain weights already miss the budget ({_said(baseline)}): nothing is compressed")
-    sensitivity = {name: {bits: max(closeness({name: budget.compression(bits)}).error - baseline.error, 0.0)
+    sensitivity = {name: {bits: max(closeness({name: budget.measured(bits)}).error - baseline.error, 0.0)
                           for bits in WIDTHS[1:]} for name in names}
     bits, reached = _descend(names, sensitivity, closeness, budget, target, baseline, log) if baseline.within(budget) \
         else (dict.fromkeys(names), baseline)
@@ -224,7 +229,7 @@ class _Descent:
 
     def attempt(self, changes: dict[str, int | None]) -> bool:
         """Measure the widths with `changes`; keep them if the budget holds."""
-        trial = self.closeness({n: self.budget.compression(b) for n, b in {**self.bits, **changes}.items()})
+        trial = self.closeness({n: self.budget.measured(b) for n, b in {**self.bits, **changes}.items()})
         kept = trial.within(self.budget)
         moves = " and ".join(f"{n} {_width(self.bits[n])} -> {_width(b)}" for n, b in changes.items())
         self.log(f"  {moves}: {_said(trial)}, {'kept' if kept else 'over the budget'}")
@@ -288,7 +293,7 @@ def _added(sensitivity: dict[int, float], high: int | None, low: int) -> float:
 
 
 def _stored(shape: tuple[int, int], bits: int | None, budget: Budget, target: Target) -> int:
-    return stored_bytes_at_least(np.ones(shape), target, budget.compression(bits))
+    return stored_bytes_at_least(np.ones(shape), target, budget.measured(bits))
 
 
 def _compressible(plain: Graph, quantize: Quantizer, budget: Budget) -> dict[str, tuple[int, int]]:

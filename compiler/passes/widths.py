@@ -18,11 +18,13 @@ WRITTEN = {"plain" if bits is None else str(bits): bits for bits in WIDTHS}  # a
 TEXT = {bits: text for text, bits in WRITTEN.items()}
 
 
-def chosen_width(bits: int | None, groups: str, activation_aware: bool) -> Compression | None:
-    """A matrix's compression as `--compress auto` chooses it and `--widths` repeats it: never
-    refitted through time (ops/recurrent/refit.py), since the budget is measured on the
-    calibration samples a refit would learn; None for plain weights."""
-    return None if bits is None else Compression(bits, groups, activation_aware, refit=False)
+def chosen_width(bits: int | None, groups: str, activation_aware: bool, refit: bool = True) -> Compression | None:
+    """A matrix's compression as `--compress auto` chooses it and `--widths` repeats it; None for
+    plain weights. The search measures its trials with `refit=False`, the step-wise fit: a refit
+    through time (ops/recurrent/refit.py) learns the calibration samples the budget is measured
+    on, so measured with it the budget would bound nothing. The chosen program is refitted, since
+    on other inputs the refit lowers the error that the budget was measured with."""
+    return None if bits is None else Compression(bits, groups, activation_aware, refit=refit)
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,7 @@ class Widths:
     @property
     def smallest(self) -> Compression | None:
         widths = [b for _, b in self.bits if b is not None]
-        return chosen_width(min(widths) if widths else None, self.groups, self.activation_aware)
+        return chosen_width(min(widths) if widths else None, self.groups, self.activation_aware, refit=False)
 
     def check_names(self, graphs: list[Graph]) -> None:
         """Every name must be a matrix of the program (of one of its islands) that takes the bits
