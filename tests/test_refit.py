@@ -4,17 +4,18 @@ cell it differentiates, what it gains on sequences it never saw, and where it st
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 import onnx
 import pytest
 
 from compiler.frontend.onnx_import import import_model
-from compiler.ops.recurrent.float_cells import RUN_SAMPLES, run_samples
+from compiler.ops.recurrent.float_cells import MIN_SAMPLES, RUN_SAMPLES, run_shape
 from compiler.ops.recurrent.formats import Run
-from compiler.ops.recurrent.refit import MIN_SAMPLES, Layer, Tied, _Params
-from compiler.passes.calibrate import calibrate
+from compiler.ops.recurrent.refit import Layer, Tied, _Params
 from compiler.passes.budget import Budget
+from compiler.passes.calibrate import calibrate
 from compiler.passes.compress import Compression
 from compiler.passes.widths import Widths
 from compiler.pipeline import compile_model
@@ -73,10 +74,16 @@ def _calibrated_node(model: onnx.ModelProto, calibration: dict):
     return node.with_attrs(ranges=calibrate(graph, calibration).inner[node.source])
 
 
+@pytest.mark.parametrize("windows", [False, True])
 @pytest.mark.parametrize("op, lbr", CELLS)
-def test_calibration_keeps_runs_that_the_refit_s_cell_reproduces(op, lbr):
+def test_calibration_keeps_runs_that_the_refit_s_cell_reproduces(op, lbr, windows, monkeypatch):
     """The runs hold ONNX Runtime's states, and the refit's forward pass of the float layer gives
-    them back: zero loss, zero gradient."""
+    them back: zero loss, zero gradient. Where whole sequences do not fit, each sample keeps a
+    window of its steps, the windows spread from the first step to the last, each starting from
+    the float state before it."""
+    if windows:  # room for 12 sample-steps: windows of 3 of the 6 steps of all 4 samples
+        monkeypatch.setattr("compiler.ops.recurrent.float_cells.RUN_VALUES", 12 * (3 + 5))
+        monkeypatch.setattr("compiler.ops.recurrent.float_cells.MIN_WINDOW", 2)
     attrs = {"linear_before_reset": int(lbr)} if op == "gru" else {}
     model = recurrent_model(op.upper(), 6, 1, 3, 5, initial=True, seed=2, **attrs)
     rng = np.random.default_rng(3)
@@ -87,7 +94,13 @@ def test_calibration_keeps_runs_that_the_refit_s_cell_reproduces(op, lbr):
     node = _calibrated_node(model, data)
     (run,) = node.attrs.ranges.runs[0]
     expected = np.stack([float_outputs(model, {k: v[s] for k, v in data.items()})["Y"][:, 0, 0] for s in range(4)], 1)
-    np.testing.assert_allclose(run.h, expected, rtol=1e-5, atol=1e-6)
+    starts = [0, 1, 2, 3] if windows else [0] * 4
+    assert run.h.shape == ((3 if windows else 6), 4, 5)
+    for sample, start in enumerate(starts):
+        np.testing.assert_allclose(run.h[:, sample], expected[start:start + len(run.h), sample], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(run.h0[sample], expected[start - 1, sample] if start else data["h0"][sample, 0, 0],
+                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(run.x[:, sample], data["X"][sample, start:start + len(run.x), 0])
     a, gates = node.attrs, node.attrs.W.shape[1]
     wb, rb = a.B[0][:gates].astype(np.float64), a.B[0][gates:].astype(np.float64)
     b = wb + (np.concatenate([rb[:10], np.zeros(5)]) if lbr else rb)
@@ -102,8 +115,9 @@ def _smooth(shape: tuple[int, ...], samples: int, seed: int) -> np.ndarray:
     return np.cumsum(steps, axis=1).astype(np.float32)
 
 
-def _output_error(model: onnx.ModelProto, calibration: dict, test: np.ndarray) -> tuple[float, int]:
-    compiled = compile_model(model, calibration=calibration, compression=Compression(2))
+def _output_error(model: onnx.ModelProto, calibration: dict, test: np.ndarray,
+                  log: Callable[[str], None] = lambda line: None) -> tuple[float, int]:
+    compiled = compile_model(model, calibration=calibration, compression=Compression(2), log=log)
     chip = Simulator(compiled.program).run({"X": test}, batch=True).outputs["Y_h"]
     exact = np.stack([float_outputs(model, {"X": x})["Y_h"] for x in test])
     return float(np.sqrt(np.mean((chip - exact) ** 2) / np.mean(exact ** 2))), compiled.report["total"]["stored_bytes"]
@@ -118,6 +132,22 @@ def test_the_refit_brings_a_2_bit_layer_closer_on_sequences_it_never_saw(op, att
     stepwise, size_before = _output_error(model, calibration, test)
     assert refitted < 0.95 * stepwise
     assert size == size_before  # the same indices, codebooks and bias bytes
+
+
+def test_windows_of_sequences_too_long_to_keep_whole_refit_a_layer_for_whole_sequences(monkeypatch):
+    """Room for 720 of the 48 × 60 sample-steps: 12 whole sequences, too few to refit on, so 45
+    samples keep windows of 16 steps; refitted on them, the layer follows whole unseen sequences
+    more closely."""
+    monkeypatch.setattr("compiler.ops.recurrent.float_cells.RUN_VALUES", 720 * (4 + 16))
+    model = recurrent_model("LSTM", 60, 1, 4, 16, outputs=("Y_h",), seed=5)
+    calibration, test = {"X": _smooth((60, 1, 4), 48, seed=6)}, _smooth((60, 1, 4), 24, seed=7)
+    lines: list[str] = []
+    refitted, size = _output_error(model, calibration, test, lines.append)
+    assert any(line.startswith("'lstm': refitting through time on 45 calibration samples (windows of 16 of their "
+                               "60 steps)") for line in lines)
+    monkeypatch.setattr("compiler.ops.recurrent.quantize.REFIT_BITS", 0)
+    stepwise, size_before = _output_error(model, calibration, test)
+    assert refitted < 0.95 * stepwise and size == size_before
 
 
 def test_a_refitted_program_is_bit_exact_keeps_its_widths_and_drops_the_runs():
@@ -218,13 +248,14 @@ def test_peepholes_keep_the_step_wise_fit(monkeypatch):
     assert to_bytes(compile_model(model, calibration=calibration, compression=Compression(2)).program) == with_refit
 
 
-def test_runs_keep_few_samples_and_none_of_a_layer_too_large_to_refit():
+def test_runs_keep_whole_sequences_or_windows_within_their_bounds():
     samples = {"X": _smooth((6, 1, 3), RUN_SAMPLES + 16, seed=15)}
     node = _calibrated_node(recurrent_model("GRU", 6, 1, 3, 5, seed=14), samples)
     (run,) = node.attrs.ranges.runs[0]
     assert run.x.shape == (6, RUN_SAMPLES, 3) and run.h.shape == (6, RUN_SAMPLES, 5)
     wide = dataclasses.replace(node.attrs, steps=500, W=np.zeros((1, 4096, 1024)), R=np.zeros((1, 4096, 1024)),
                                hidden=1024)
-    assert run_samples(wide, 64) == 0
+    assert run_shape(wide, 64) == (4, 16)  # 64 sample-steps a pass: too few samples to refit on
     long = dataclasses.replace(node.attrs, steps=100_000, W=np.zeros((1, 3, 40)), R=np.zeros((1, 3, 1)), hidden=1)
-    assert run_samples(long, 64) == 2  # 41 values a step: 64 MiB hold two such sequences
+    assert run_shape(long, 64) == (64, 3196)  # 41 values a step: 64 MiB hold 204600 of them
+    assert run_shape(dataclasses.replace(long, steps=10_000), 64) == (20, 10_000)  # 20 whole sequences

@@ -41,21 +41,23 @@ def float_ranges(node: Node, x: np.ndarray, h0: np.ndarray | None = None, c0: np
     ring = _Ring(seen, states, (samples, attrs.hidden), attrs.steps)
     cells = [cell_type(attrs, d, _acts(attrs, d, seen), samples) for d in range(len(attrs.directions))]
     step_moments = [_StepMoments() for _ in attrs.directions] if moments else []
-    runs = [_Runs(run_samples(attrs, samples)) for _ in attrs.directions] if moments else []
+    runs = [_Runs(*run_shape(attrs, samples), attrs.seq_lens, attrs.W.shape[2], attrs.hidden)
+            for _ in attrs.directions] if moments else []
     last: list[np.ndarray | None] = [None, None]
 
     def step(d: int, x_t: np.ndarray, h: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if h is not last[0]:  # not the last step's: an initial state
             seen.note("h", h)
             if runs:
-                runs[d].start(h, c)
+                runs[d].start()
         if c is not last[1]:
             seen.note("c", c)
         if step_moments:
             step_moments[d].note(x_t, h)
+        before = h, c
         last[:] = cells[d](x_t, h, c, ring.next())
         if runs:
-            runs[d].note(x_t, last[0])
+            runs[d].note(x_t, *before, last[0])
         return last[0], last[1]
 
     outputs = scan(node, x, h0, c0, step, np.float64)
@@ -68,39 +70,67 @@ def float_ranges(node: Node, x: np.ndarray, h0: np.ndarray | None = None, c0: np
 RUN_MACS = 1 << 29  # the most multiply-adds one pass of a direction's runs may take (refit.py makes ~450)
 RUN_VALUES = 1 << 23  # the most values they hold (64 MiB)
 RUN_SAMPLES = 256  # and the most samples they keep
+MIN_SAMPLES = 16  # the fewest worth a refit (fewer would be learnt by heart)
+MIN_WINDOW = 16  # the fewest steps of a window of a sequence
 
 
-def run_samples(a: RecurrentAttrs, samples: int) -> int:
-    """How many calibration samples a direction's runs keep: as many as RUN_SAMPLES, RUN_MACS and
-    RUN_VALUES allow (a wide layer or a long sequence keeps fewer, or none)."""
-    values = max(1, a.steps * (a.W.shape[2] + a.hidden))
-    return min(samples, RUN_SAMPLES, RUN_MACS // (values * a.W.shape[1]), RUN_VALUES // values)
+def run_shape(a: RecurrentAttrs, samples: int) -> tuple[int, int]:
+    """How many calibration samples a direction's runs keep, and how many steps of each: whole
+    sequences of as many samples as RUN_SAMPLES, RUN_MACS and RUN_VALUES allow. Where that is fewer
+    than MIN_SAMPLES (a wide layer, a long sequence), a window of each sample's steps instead, each
+    from the float state at its start: a refit on windows of many samples learns the layer's drift
+    over the window, where on a few whole sequences it would learn those sequences."""
+    per_step = max(1, a.W.shape[2] + a.hidden)
+    fit = min(RUN_MACS // (per_step * a.W.shape[1]), RUN_VALUES // per_step)  # sample-steps a pass holds
+    steps = a.steps
+    whole = min(samples, RUN_SAMPLES, fit // max(1, steps))
+    if whole >= min(samples, MIN_SAMPLES):
+        return whole, steps
+    kept = min(samples, RUN_SAMPLES, fit // min(steps, MIN_WINDOW))
+    return kept, min(steps, fit // max(1, kept))
 
 
 class _Runs:
-    """The first samples of each run of a direction's steps (one per batch element), as Runs."""
+    """A window of `window` steps of each of the first `samples` samples of each run of a
+    direction's steps (one per batch element of nonzero length), as Runs: the windows of a run
+    start evenly spread over its steps, in the order the direction takes them (all at its first
+    step when the window is the whole sequence)."""
 
-    def __init__(self, samples: int) -> None:
-        self.samples, self.done, self.x, self.h = samples, [], [], []
-        self.initial: tuple[np.ndarray, np.ndarray] | None = None
+    def __init__(self, samples: int, window: int, lengths: tuple[int, ...], inputs: int, hidden: int) -> None:
+        self.samples, self.window, self.widths, self.done = samples, window, (inputs, hidden), []
+        self.lengths = iter(length for length in lengths if length)
+        self.step, self.run, self.starts = 0, None, np.zeros(0, int)
 
-    def start(self, h: np.ndarray, c: np.ndarray) -> None:
+    def start(self) -> None:
         self._close()
-        self.initial = (h[: self.samples].copy(), c[: self.samples].copy())
+        length = next(self.lengths)
+        window = min(self.window, length)
+        self.step = 0
+        self.starts = np.arange(self.samples) * (length - window) // max(1, self.samples - 1)
+        inputs, hidden = self.widths
+        self.run = Run(np.zeros((window, self.samples, inputs)), np.zeros((self.samples, hidden)),
+                       np.zeros((self.samples, hidden)), np.zeros((window, self.samples, hidden)))
 
-    def note(self, x: np.ndarray, h: np.ndarray) -> None:
-        if self.samples:
-            self.x.append(x[: self.samples].copy())
-            self.h.append(h[: self.samples].copy())
+    def note(self, x: np.ndarray, h: np.ndarray, c: np.ndarray, h_new: np.ndarray) -> None:
+        """One step of every sample: `h`, `c` before it, `h_new` after."""
+        if not self.samples:
+            return
+        run, at = self.run, self.step - self.starts
+        first = np.flatnonzero(at == 0)
+        run.h0[first], run.c0[first] = h[first], c[first]
+        inside = np.flatnonzero((at >= 0) & (at < len(run.x)))
+        run.x[at[inside], inside] = x[inside]
+        run.h[at[inside], inside] = h_new[inside]
+        self.step += 1
 
     def finished(self) -> tuple[Run, ...]:
         self._close()
         return tuple(self.done)
 
     def _close(self) -> None:
-        if self.initial is not None and self.x and self.samples:
-            self.done.append(Run(np.stack(self.x), *self.initial, np.stack(self.h)))
-        self.x, self.h, self.initial = [], [], None
+        if self.run is not None and self.samples:
+            self.done.append(self.run)
+        self.run = None
 
 
 class _StepMoments:

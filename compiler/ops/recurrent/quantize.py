@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from compiler.ir import Node, QMatrix
-from compiler.ops.recurrent.float_cells import RUN_SAMPLES
+from compiler.ops.recurrent.float_cells import MIN_SAMPLES, RUN_SAMPLES
 from compiler.ops.recurrent.formats import cell_formats, cell_frac, hidden_frac, pre_frac
 from compiler.ops.recurrent.records import CellWeights, QuantGruAttrs, QuantLstmAttrs, QuantRnnAttrs, RecurrentAttrs
-from compiler.ops.recurrent.refit import DEFAULT_ACTIVATIONS, MIN_SAMPLES, REFIT_BITS, Layer, Tied, refit
+from compiler.ops.recurrent.refit import DEFAULT_ACTIVATIONS, REFIT_BITS, Layer, Tied, refit
 from compiler.ops.registry import Scales
 from compiler.passes.joint import Part, fit_jointly
 from compiler.passes.tile import recurrent_height, unit_groups
@@ -143,9 +143,9 @@ def _refitted(m: Matrices, d: int, weights: dict[str, QMatrix]) -> dict[str, QMa
     if runs[0].x.shape[1] < MIN_SAMPLES:
         m.policy.log(f"{name}: not refitted through time: calibration kept {runs[0].x.shape[1]} samples of it, "
                      f"at least {MIN_SAMPLES} needed (fewer would be learnt by heart; it keeps up to "
-                     f"{RUN_SAMPLES}, fewer of a layer too wide or a sequence too long to refit on them)")
+                     f"{RUN_SAMPLES}, and windows of their steps where whole sequences are too long to refit on)")
         return weights
-    layer = refit(start, runs, m.policy.log, name)
+    layer = refit(start, runs, m.policy.log, name, a.steps)
     bias = np.concatenate([layer.b, np.zeros_like(layer.b)])
     if layer.rbh is not None:
         bias[-len(layer.rbh):] = layer.rbh

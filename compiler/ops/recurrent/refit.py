@@ -29,7 +29,6 @@ from compiler.memo import Memo
 from compiler.ops.recurrent.formats import Run
 
 REFIT_BITS = 2  # a layer is refitted when one of its matrices is compressed to this width
-MIN_SAMPLES = 16  # and calibration kept at least this many samples of it
 ITERATIONS = 150
 RATE = 0.01  # Adam's step, as a share of the RMS of the layer's float weights
 DEFAULT_ACTIVATIONS = {"lstm": ("sigmoid", "tanh", "tanh"), "gru": ("sigmoid", "tanh"), "rnn": ("tanh",)}
@@ -84,11 +83,14 @@ class Layer:
         return all(t.holds(self.W) for t in self.tied_w) and all(t.holds(self.R) for t in self.tied_r)
 
 
-def refit(layer: Layer, runs: tuple[Run, ...], log: Callable[[str], None], name: str) -> Layer:
+def refit(layer: Layer, runs: tuple[Run, ...], log: Callable[[str], None], name: str, steps: int) -> Layer:
     """The layer with its tied entries and its biases fitted to the runs' float states, saying so
-    in `log` (once: quantisation may run twice, to pin a state's scales)."""
+    in `log` (once: quantisation may run twice, to pin a state's scales); `steps` is the layer's
+    sequence length, which windows of a long sequence do not span."""
     def fitted() -> Layer:
-        log(f"{name}: refitting through time on {runs[0].x.shape[1]} calibration samples ({ITERATIONS} passes)")
+        window, samples = runs[0].x.shape[:2]
+        windows = "" if window >= steps else f" (windows of {window} of their {steps} steps)"
+        log(f"{name}: refitting through time on {samples} calibration samples{windows} ({ITERATIONS} passes)")
         result, before, after = _descend(layer, runs)
         log(f"{name}: refitted; error of its states {before:.3g} -> {after:.3g} (relative power)")
         return result
