@@ -23,6 +23,7 @@ from isa.container import to_bytes
 from runtime_sim import Simulator
 
 from models import recurrent_model
+from state_models import FEATURES, HIDDEN, KERNEL, vad_model
 from toolchain import float_outputs, run_checked
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
@@ -175,6 +176,22 @@ def test_the_compile_log_says_which_layer_was_refitted_and_how_far():
     assert not any("refitted" in line for line in lines)
 
 
+def test_a_state_model_says_its_refit_once_each_time_it_is_compiled():
+    """Its state's scales are pinned by quantising twice, and the refit is fitted once per process
+    (a memo): each compile still says both lines, once."""
+    rng = np.random.default_rng(24)
+    calibration = {"x": rng.standard_normal((24, 1, FEATURES, 1)),
+                   "cache": rng.standard_normal((24, 1, FEATURES, KERNEL - 1)),
+                   "state": rng.standard_normal((24, 2, 1, HIDDEN)) * 0.3}
+    said = []
+    for _ in range(2):
+        lines: list[str] = []
+        compile_model(vad_model(host_window=False), calibration=calibration, compression=Compression(2),
+                      states={"state": "state_out", "cache": "cache_out"}, log=lines.append)
+        said.append([line for line in lines if "refit" in line])
+    assert said[0] == said[1] and [line.split(": ")[1].split(" ")[0] for line in said[0]] == ["refitting", "refitted;"]
+
+
 def test_too_few_calibration_samples_keep_the_step_wise_fit_and_say_so(monkeypatch):
     model = recurrent_model("LSTM", 8, 1, 3, 8, outputs=("Y_h",), seed=22)
     calibration = {"X": _smooth((8, 1, 3), MIN_SAMPLES - 1, seed=23)}
@@ -214,7 +231,7 @@ def test_auto_measures_the_step_wise_fit_and_refits_the_program_it_chose():
     calibration = {"X": _smooth((8, 1, 3), 16, seed=17)}
     lines: list[str] = []
 
-    def program(compression, log=None) -> bytes:
+    def program(compression, log: Callable[[str], None] = lambda line: None) -> bytes:
         return to_bytes(compile_model(model, calibration=calibration, compression=compression, log=log).program)
     chosen = program(Budget(min_agreement=None, max_error=10.0), lines.append)  # a budget every width keeps
     assert chosen == program(Widths({"lstm/qx0": 2, "lstm/qh0": 2})) == program(Compression(2))

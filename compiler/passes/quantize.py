@@ -37,7 +37,7 @@ def quantize_graph(graph: Graph, calib: Calibration, target: Target, compression
     (passes/streaming.py): an input takes its output's scales where its readers allow, so the
     state goes from run to run without a rescale, and a host feeding it back loses nothing."""
     graph = with_inner_ranges(graph, calib)
-    policy = WeightPolicy(target, compression, calib.moments, dict(chosen or {}), log=log)
+    policy = WeightPolicy(target, compression, calib.moments, dict(chosen or {}), log=_once(log))
     quantized = _quantized(graph, calib, policy, {})
     pins = {}
     for name, output in (tied or {}).items():
@@ -46,6 +46,18 @@ def quantize_graph(graph: Graph, calib: Calibration, target: Target, compression
         if want != (quantized.scales[name], quantized.packed.get(name)) and pinned is not None:
             pins[name] = (want[0], pinned)
     return _quantized(graph, calib, policy, pins) if pins else quantized
+
+
+def _once(log: Callable[[str], None]) -> Callable[[str], None]:
+    """`log`, each line said once: quantisation runs twice where a state's scales are pinned, and
+    what a layer's refit says (ops/recurrent/refit.py) would come twice."""
+    said: set[str] = set()
+
+    def say(line: str) -> None:
+        if line not in said:
+            said.add(line)
+            log(line)
+    return say
 
 
 def _quantized(graph: Graph, calib: Calibration, policy: WeightPolicy,

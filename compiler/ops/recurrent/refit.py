@@ -85,23 +85,22 @@ class Layer:
 
 def refit(layer: Layer, runs: tuple[Run, ...], log: Callable[[str], None], name: str, steps: int) -> Layer:
     """The layer with its tied entries and its biases fitted to the runs' float states, saying so
-    in `log` (once: quantisation may run twice, to pin a state's scales); `steps` is the layer's
-    sequence length, which windows of a long sequence do not span."""
-    def fitted() -> Layer:
-        window, samples = runs[0].x.shape[:2]
-        windows = "" if window >= steps else f" (windows of {window} of their {steps} steps)"
-        log(f"{name}: refitting through time on {samples} calibration samples{windows} ({ITERATIONS} passes)")
-        result, before, after = _descend(layer, runs)
-        log(f"{name}: refitted; error of its states {before:.3g} -> {after:.3g} (relative power)")
-        return result
+    in `log`; `steps` is the layer's sequence length, which windows of a long sequence do not span.
+    The same layer on the same runs is fitted once (quantisation runs twice where a state's scales
+    are pinned, and the search of `--compress auto` may ask for it again)."""
+    window, samples = runs[0].x.shape[:2]
+    windows = "" if window >= steps else f" (windows of {window} of their {steps} steps)"
+    log(f"{name}: refitting through time on {samples} calibration samples{windows} ({ITERATIONS} passes)")
     tied = layer.tied_w + layer.tied_r
     key = (layer.op, layer.linear_before_reset, len(layer.tied_w), tuple(t.unit for t in tied))
     arrays = [layer.W, layer.R, layer.b, layer.rbh, *(a for t in tied for a in (t.rows, t.slot, t.entries)),
               *(a for r in runs for a in (r.x, r.h0, r.c0, r.h))]
-    return _REFITTED.get(key, arrays, fitted)
+    result, before, after = _REFITTED.get(key, arrays, lambda: _descend(layer, runs))
+    log(f"{name}: refitted; error of its states {before:.3g} -> {after:.3g} (relative power)")
+    return result
 
 
-_REFITTED: Memo[Layer] = Memo(64)
+_REFITTED: Memo[tuple[Layer, float, float]] = Memo(64)
 
 
 def _descend(layer: Layer, runs: tuple[Run, ...]) -> tuple[Layer, float, float]:
