@@ -67,8 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--compress", choices=("none", "4", "3", "2", "auto"), default="none",
                    help="codebook weight compression: bits per weight index (at 2, recurrent layers are refitted "
                         "through time on the calibration data), or auto: each matrix's bits (4, 3, 2 or plain) for "
-                        "the fewest stored bytes within an accuracy budget measured on the calibration data "
-                        "(default none: plain weights)")
+                        "the fewest stored bytes within an accuracy budget measured on the calibration data, its "
+                        "2-bit layers then refitted likewise (default none: plain weights)")
     p.add_argument("--min-agreement", type=float, metavar="SHARE",
                    help=f"with --compress auto: the share of calibration samples (frames of a sequence output) "
                         f"whose top-1 class must agree with the float model's (default {DEFAULT_AGREEMENT:g})")
