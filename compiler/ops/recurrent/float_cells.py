@@ -86,7 +86,7 @@ def run_shape(a: RecurrentAttrs, samples: int) -> tuple[int, int]:
     whole = min(samples, RUN_SAMPLES, fit // max(1, steps))
     if whole >= min(samples, MIN_SAMPLES):
         return whole, steps
-    kept = min(samples, RUN_SAMPLES, fit // min(steps, MIN_WINDOW))
+    kept = min(samples, RUN_SAMPLES, fit // max(1, min(steps, MIN_WINDOW)))
     return kept, min(steps, fit // max(1, kept))
 
 
