@@ -225,17 +225,28 @@ def test_cells_and_widths_the_refit_does_not_take_compile_as_before(op, attrs, c
 
 def test_auto_measures_the_step_wise_fit_and_refits_the_program_it_chose():
     """The budget is measured on the calibration samples, which a refit would learn: the search
-    measures every trial without it, and only the chosen program (and --widths, which repeats it)
-    is refitted, once per layer."""
+    measures every trial without it (the error it reached is the step-wise program's on the
+    calibration samples), and only the chosen program (and --widths, which repeats it) is
+    refitted, once per layer."""
     model = recurrent_model("LSTM", 8, 1, 3, 8, outputs=("Y_h",), seed=16)
     calibration = {"X": _smooth((8, 1, 3), 16, seed=17)}
+    exact = np.stack([float_outputs(model, {"X": x})["Y_h"] for x in calibration["X"]])
     lines: list[str] = []
 
-    def program(compression, log: Callable[[str], None] = lambda line: None) -> bytes:
-        return to_bytes(compile_model(model, calibration=calibration, compression=compression, log=log).program)
-    chosen = program(Budget(min_agreement=None, max_error=10.0), lines.append)  # a budget every width keeps
-    assert chosen == program(Widths({"lstm/qx0": 2, "lstm/qh0": 2})) == program(Compression(2))
-    assert chosen != program(Compression(2, refit=False))
+    def compiled(compression, log: Callable[[str], None] = lambda line: None):
+        return compile_model(model, calibration=calibration, compression=compression, log=log)
+
+    def error_on_calibration(compression) -> float:
+        chip = Simulator(compiled(compression).program).run({"X": calibration["X"]}, batch=True).outputs["Y_h"]
+        return float(np.sqrt(np.sum((chip - exact) ** 2) / np.sum(exact ** 2)))
+    auto = compiled(Budget(min_agreement=None, max_error=10.0), lines.append)  # a budget every width keeps
+    program = to_bytes(auto.program)
+    assert program == to_bytes(compiled(Widths({"lstm/qx0": 2, "lstm/qh0": 2})).program)
+    assert program == to_bytes(compiled(Compression(2)).program)
+    assert program != to_bytes(compiled(Compression(2, refit=False)).program)
+    reached = auto.report["compression"]["reached"]["error"]
+    assert reached == pytest.approx(error_on_calibration(Compression(2, refit=False)), abs=1e-5)
+    assert abs(reached - error_on_calibration(Compression(2))) > 1e-3
     refits = [line for line in lines if "refit" in line]
     assert len(refits) == 2 and refits[0].startswith("'lstm': refitting through time")
     assert lines.index(refits[0]) > max(i for i, line in enumerate(lines) if "compression within the budget" in line)
