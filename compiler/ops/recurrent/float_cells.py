@@ -67,7 +67,8 @@ def float_ranges(node: Node, x: np.ndarray, h0: np.ndarray | None = None, c0: np
                                 runs=tuple(r.finished() for r in runs))
 
 
-RUN_MACS = 1 << 29  # the most multiply-adds one pass of a direction's runs may take (refit.py makes ~450)
+RUN_MACS = 1 << 29  # the most multiply-adds of the products of one forward pass over a direction's runs
+# (the refit makes 150 passes, each forward and backward)
 RUN_VALUES = 1 << 23  # the most values they hold (64 MiB)
 RUN_SAMPLES = 256  # and the most samples they keep
 MIN_SAMPLES = 16  # the fewest worth a refit (fewer would be learnt by heart)

@@ -28,10 +28,11 @@ MIN_FRAC = 0  # the coarsest format a state takes: integers, range +-32768
 
 @dataclass(frozen=True)
 class Run:
-    """One direction's steps over the first calibration samples (float_cells.run_samples says how
-    many), in the order the direction takes them: the inputs x [steps, samples, I], the initial
-    states, and the float layer's new h of every step [steps, samples, H] (ops/recurrent/refit.py
-    fits against them)."""
+    """One direction's steps over the first calibration samples, in the order the direction takes
+    them: whole sequences, or a window of each sample's steps (float_cells.run_shape says how many
+    samples and steps): the inputs x [steps, samples, I], the float states before the first step,
+    and the float layer's new h of every step [steps, samples, H] (ops/recurrent/refit.py fits
+    against them)."""
 
     x: np.ndarray
     h0: np.ndarray

@@ -8,7 +8,8 @@ and it compounds: the compressed layer's states drift from the float ones, its g
 differently, and the next steps multiply states the step-wise fit never saw. Fitting the few
 continuous values of a 2-bit layer -- four entries a codebook, one bias a row -- against the
 float layer's own outputs over whole sequences (back-propagation through time, on the runs of up
-to 256 calibration samples that calibration keeps: ops/recurrent/float_cells.py) takes that drift
+to 256 calibration samples that calibration keeps, or windows of their steps where whole sequences
+do not fit: ops/recurrent/float_cells.py) takes that drift
 into account; the more samples, the better it carries over to others. The indices stay; so do
 the stored bytes. At 3 and 4 bits the step-wise error is small and the refit only learns the
 calibration samples, so it is left out there; docs/benchmarks.md gives both measurements.
